@@ -1,0 +1,124 @@
+//! Stability predicates (SPEC §3.4): is the new revision running as desired, and which of its
+//! tasks failed?
+//!
+//! A task counts as failed when it belongs to the revision, stopped, and was not stopped by the
+//! scheduler scaling in (those are not failures).
+
+use crate::breaker::classify_stop;
+use crate::observed::{ObservedService, ObservedTask};
+use crate::record::FailureCause;
+use serde::{Deserialize, Serialize};
+
+/// The verdict of one stability look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stability {
+    pub desired: u32,
+    pub running: u32,
+    /// `task-id: reason` of each failed task of the revision, oldest first.
+    pub failures: Vec<String>,
+    /// The most specific cause the failures show, if any.
+    pub failure_cause: Option<FailureCause>,
+    pub stable: bool,
+}
+
+fn short_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// Stability of `task_definition` on a rolling service: its tasks RUNNING (not UNHEALTHY) reach
+/// the desired count, and every other deployment has drained.
+pub fn rolling_stability(service: &ObservedService, tasks: &[ObservedTask], task_definition: &str) -> Stability {
+    let desired = service.desired_count;
+    let mine: Vec<&ObservedTask> = tasks.iter().filter(|t| t.task_definition == task_definition).collect();
+    let running = mine
+        .iter()
+        .filter(|t| t.last_status == "RUNNING" && t.desired_status == "RUNNING" && t.health_status.as_deref() != Some("UNHEALTHY"))
+        .count() as u32;
+    let mut failures = Vec::new();
+    let mut failure_cause = None;
+    for t in mine.iter().filter(|t| t.last_status == "STOPPED") {
+        let reason = t.stopped_reason.clone().unwrap_or_default();
+        if reason.starts_with("Scaling activity initiated") {
+            continue;
+        }
+        let exit_codes: Vec<i32> = t.containers.iter().filter_map(|c| c.exit_code).collect();
+        let container_reasons: Vec<String> =
+            t.containers.iter().filter_map(|c| c.reason.as_ref().map(|r| format!("{}: {r}", c.name))).collect();
+        let detail = if container_reasons.is_empty() { String::new() } else { format!(" ({})", container_reasons.join("; ")) };
+        failures.push(format!("task {}: {}{detail}", short_id(&t.arn), if reason.is_empty() { "stopped" } else { &reason }));
+        if failure_cause.is_none() {
+            failure_cause = classify_stop(&reason, t.stop_code.as_deref(), &exit_codes);
+        }
+    }
+    let others_drained = service
+        .deployments
+        .iter()
+        .filter(|d| d.task_definition != task_definition)
+        .all(|d| d.running_count == 0 && d.pending_count == 0);
+    let on_service = service.task_definition.as_deref() == Some(task_definition);
+    Stability { desired, running, stable: on_service && running >= desired && others_drained, failures, failure_cause }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::{ObservedContainer, ObservedDeployment};
+
+    fn task(td: &str, status: &str, reason: Option<&str>) -> ObservedTask {
+        ObservedTask {
+            arn: format!("arn:aws:ecs:r:1:task/c/{td}-{status}"),
+            task_definition: td.into(),
+            last_status: status.into(),
+            desired_status: if status == "STOPPED" { "STOPPED".into() } else { "RUNNING".into() },
+            stopped_reason: reason.map(Into::into),
+            containers: vec![ObservedContainer { name: "web".into(), exit_code: None, reason: None }],
+            ..ObservedTask::default()
+        }
+    }
+
+    fn service(desired: u32, deployments: Vec<(&str, u32)>) -> ObservedService {
+        ObservedService {
+            status: "ACTIVE".into(),
+            task_definition: Some("td:2".into()),
+            desired_count: desired,
+            deployments: deployments
+                .into_iter()
+                .map(|(td, running)| ObservedDeployment { task_definition: td.into(), running_count: running, ..Default::default() })
+                .collect(),
+            ..ObservedService::default()
+        }
+    }
+
+    #[test]
+    fn stable_when_new_tasks_run_and_old_ones_drained() {
+        let tasks = vec![task("td:2", "RUNNING", None), task("td:2", "RUNNING", None), task("td:1", "RUNNING", None)];
+        let s = rolling_stability(&service(2, vec![("td:2", 2), ("td:1", 1)]), &tasks, "td:2");
+        assert!(!s.stable, "old deployment still running");
+        let s = rolling_stability(&service(2, vec![("td:2", 2), ("td:1", 0)]), &tasks, "td:2");
+        assert!(s.stable);
+        assert_eq!((s.running, s.desired), (2, 2));
+    }
+
+    #[test]
+    fn stopped_new_tasks_are_failures_with_reasons_but_scale_in_is_not() {
+        let tasks = vec![
+            task("td:2", "STOPPED", Some("CannotPullContainerError: no such image")),
+            task("td:2", "STOPPED", Some("Scaling activity initiated by (deployment ecs-svc/1)")),
+            task("td:1", "STOPPED", Some("Essential container in task exited")),
+        ];
+        let s = rolling_stability(&service(2, vec![("td:2", 0)]), &tasks, "td:2");
+        assert_eq!(s.failures.len(), 1);
+        assert!(s.failures[0].contains("CannotPullContainerError"));
+        assert_eq!(s.failure_cause, Some(FailureCause::ImagePullFailure));
+        assert!(!s.stable);
+    }
+
+    #[test]
+    fn unhealthy_tasks_do_not_count_as_running() {
+        let mut t = task("td:2", "RUNNING", None);
+        t.health_status = Some("UNHEALTHY".into());
+        let s = rolling_stability(&service(1, vec![("td:2", 1)]), &[t], "td:2");
+        assert_eq!(s.running, 0);
+        assert!(!s.stable);
+    }
+}

@@ -1,0 +1,22 @@
+//! gitmoxi-deploy — the pure heart of gitmoxi: *what* to do, never *doing* it.
+//!
+//! Owns: turning the files of one app into typed desired state ([`spec`]), our own view of AWS
+//! ([`observed`]), the persisted deployment cursor ([`record`]), plans of absolute, replay-safe
+//! actions ([`plan`]) and the strategies that compute them ([`strategy`]).
+//!
+//! Must never: perform I/O, read the clock, use randomness, or depend on tokio, the AWS SDK, sled,
+//! git or HTTP crates (CI checks this with `cargo tree`). Time, ids and tokens arrive as inputs, so
+//! every function here is deterministic and testable by table.
+
+pub mod breaker;
+pub mod checks;
+pub mod observed;
+pub mod plan;
+pub mod record;
+pub mod repo_plan;
+pub mod schedule;
+pub mod spec;
+pub mod strategy;
+pub mod token;
+
+pub use spec::{AppKind, FileKind};

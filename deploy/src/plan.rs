@@ -1,0 +1,86 @@
+//! Plans: what the executor must persist and do after one planning step.
+//!
+//! Invariants: actions are absolute targets ("task definition X", "desired count 0"), never
+//! relative changes; creates carry deterministic client tokens; `next_record` is persisted and
+//! flushed before any action runs.
+
+use crate::record::{DeploymentRecord, Outcome};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One AWS mutation. The executor maps each to exactly one API call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// RegisterTaskDefinition with this body (tags included).
+    EcsRegisterTaskDefinition { body: Value },
+    /// CreateService with this body (taskDefinition, tags and clientToken included).
+    EcsCreateService { body: Value },
+    /// UpdateService: `body` holds cluster, service and the fields to set.
+    EcsUpdateService { body: Value },
+    /// DeleteService with force.
+    EcsDeleteService { cluster: String, service: String },
+    /// TagResource on the service.
+    EcsTagResource { arn: String, tags: Vec<(String, String)> },
+}
+
+impl Action {
+    /// The API operation, for logs and metrics.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Action::EcsRegisterTaskDefinition { .. } => "RegisterTaskDefinition",
+            Action::EcsCreateService { .. } => "CreateService",
+            Action::EcsUpdateService { .. } => "UpdateService",
+            Action::EcsDeleteService { .. } => "DeleteService",
+            Action::EcsTagResource { .. } => "TagResource",
+        }
+    }
+}
+
+/// What the store must remember once a deployment ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Completion {
+    /// The fingerprint is applied; the task definition is the new rollback target.
+    Applied { fingerprint: String, commit: String, task_definition: Option<String> },
+    /// The fingerprint failed (quarantined until a new commit or a force).
+    Failed { fingerprint: String },
+    /// The app's resource is gone: forget the app.
+    Removed,
+    /// Nothing to remember (superseded).
+    Nothing,
+}
+
+/// The result of one planning step.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// A record that ended in this step (e.g. superseded), to move to history.
+    pub finished: Option<(DeploymentRecord, Completion)>,
+    /// The record to persist (in flight, or ended with its outcome) before acting.
+    pub next_record: Option<DeploymentRecord>,
+    /// Ownership gained in this step (the service is created or adopted by this app).
+    pub take_ownership: bool,
+    pub actions: Vec<Action>,
+    /// When to look again, in milliseconds.
+    pub requeue_after_ms: u64,
+}
+
+impl Plan {
+    /// A plan that only waits.
+    pub fn wait(ms: u64) -> Plan {
+        Plan { requeue_after_ms: ms, ..Plan::default() }
+    }
+
+    /// The completion implied by a record that has ended.
+    pub fn completion_of(record: &DeploymentRecord, task_definition: Option<String>) -> Completion {
+        match record.outcome {
+            Some(Outcome::Succeeded) => Completion::Applied {
+                fingerprint: record.fingerprint.clone(),
+                commit: record.commit.clone(),
+                task_definition,
+            },
+            Some(Outcome::RolledBack) | Some(Outcome::Failed) => Completion::Failed { fingerprint: record.fingerprint.clone() },
+            Some(Outcome::Deleted) => Completion::Removed,
+            Some(Outcome::Superseded) | None => Completion::Nothing,
+        }
+    }
+}

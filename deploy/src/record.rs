@@ -1,0 +1,291 @@
+//! The deployment record: the persisted cursor of one deployment (SPEC §6.1, §7.2).
+//!
+//! Invariants: `Phase` has one variant per resumable step holding only that step's data; a record
+//! is written and flushed before the AWS call its phase leads to; the timeline is bounded.
+
+use crate::schedule::Weights;
+use crate::spec::{AppKind, EcsApp, Identity};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The most timeline events one record keeps (oldest dropped first).
+pub const MAX_TIMELINE: usize = 200;
+
+/// Gitmoxi-compatible deployment status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeploymentStatus {
+    Processing,
+    ProcessedSuccess,
+    ProcessedError,
+}
+
+/// How a deployment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    RolledBack,
+    Failed,
+    Superseded,
+    Deleted,
+}
+
+impl Outcome {
+    pub fn status(self) -> DeploymentStatus {
+        match self {
+            Outcome::Succeeded | Outcome::Deleted | Outcome::Superseded => DeploymentStatus::ProcessedSuccess,
+            Outcome::RolledBack | Outcome::Failed => DeploymentStatus::ProcessedError,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Failed => "failed",
+            Outcome::Superseded => "superseded",
+            Outcome::Deleted => "deleted",
+        }
+    }
+}
+
+/// Why a deployment failed: the fixed taxonomy of SPEC §6.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FailureCause {
+    TemplateError,
+    ValidationError,
+    PermissionDenied { operation: String },
+    ImagePullFailure,
+    ContainerExited { code: i32 },
+    HealthCheckFailed,
+    CapacityUnavailable,
+    StabilityTimeout { waited_secs: u64 },
+    CircuitBreakerTripped { failed_tasks: u32, threshold: u32 },
+    AlarmFired { alarms: Vec<String> },
+    AwsUnavailable { operation: String },
+    /// AWS refused a request for a reason that retrying will not fix (e.g. ClusterNotFoundException).
+    AwsRejected { operation: String, code: String, message: String },
+    /// The service exists but gitmoxi neither created nor adopted it.
+    NotOwned,
+}
+
+impl FailureCause {
+    /// Stable label for metrics and APIs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FailureCause::TemplateError => "template_error",
+            FailureCause::ValidationError => "validation_error",
+            FailureCause::PermissionDenied { .. } => "permission_denied",
+            FailureCause::ImagePullFailure => "image_pull_failure",
+            FailureCause::ContainerExited { .. } => "container_exited",
+            FailureCause::HealthCheckFailed => "health_check_failed",
+            FailureCause::CapacityUnavailable => "capacity_unavailable",
+            FailureCause::StabilityTimeout { .. } => "stability_timeout",
+            FailureCause::CircuitBreakerTripped { .. } => "circuit_breaker_tripped",
+            FailureCause::AlarmFired { .. } => "alarm_fired",
+            FailureCause::AwsUnavailable { .. } => "aws_unavailable",
+            FailureCause::AwsRejected { .. } => "aws_rejected",
+            FailureCause::NotOwned => "not_owned",
+        }
+    }
+}
+
+impl fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureCause::TemplateError => write!(f, "template error"),
+            FailureCause::ValidationError => write!(f, "validation error"),
+            FailureCause::PermissionDenied { operation } => write!(f, "AWS permission denied for {operation}"),
+            FailureCause::ImagePullFailure => write!(f, "image pull failure"),
+            FailureCause::ContainerExited { code } => write!(f, "container exited with code {code}"),
+            FailureCause::HealthCheckFailed => write!(f, "health check failed"),
+            FailureCause::CapacityUnavailable => write!(f, "capacity unavailable"),
+            FailureCause::StabilityTimeout { waited_secs } => write!(f, "stability timeout after {waited_secs} s"),
+            FailureCause::CircuitBreakerTripped { failed_tasks, threshold } => {
+                write!(f, "circuit breaker tripped: {failed_tasks} new tasks failed (threshold {threshold})")
+            }
+            FailureCause::AlarmFired { alarms } => write!(f, "alarm fired: {}", alarms.join(", ")),
+            FailureCause::AwsUnavailable { operation } => write!(f, "throttled or AWS unavailable during {operation}"),
+            FailureCause::AwsRejected { operation, code, message } => write!(f, "AWS rejected {operation}: {code}: {message}"),
+            FailureCause::NotOwned => write!(f, "the AWS resource is not owned by this app"),
+        }
+    }
+}
+
+/// What the deployment does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Deploy,
+    Delete,
+}
+
+/// The resumable steps. Each holds only its own data; every step re-derives the rest from
+/// what it observes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Register the task definition, tagged with the deployment id so a replay finds it again.
+    EcsRegister,
+    /// Create the service, or update it, with this task definition.
+    EcsApply { task_definition: String },
+    /// Wait until the new revision's tasks are stable; watch the circuit breaker.
+    EcsStabilize { task_definition: String, deadline_ms: u64 },
+    /// Put the last good task definition back on the service.
+    EcsRollback { to_task_definition: String },
+    /// Wait until the rolled-back revision is stable again.
+    EcsRollbackStabilize { to_task_definition: String, deadline_ms: u64 },
+    /// Scale the service to zero and delete it.
+    EcsDelete,
+    /// Finished; `outcome` says how.
+    Done,
+}
+
+impl Phase {
+    /// Stable name for APIs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::EcsRegister => "register_task_definition",
+            Phase::EcsApply { .. } => "apply_service",
+            Phase::EcsStabilize { .. } => "stabilize",
+            Phase::EcsRollback { .. } => "rollback",
+            Phase::EcsRollbackStabilize { .. } => "rollback_stabilize",
+            Phase::EcsDelete => "delete",
+            Phase::Done => "done",
+        }
+    }
+}
+
+/// One line of a deployment's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub at_ms: u64,
+    pub level: Level,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// Where the app comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AppKey {
+    pub repo: String,
+    pub branch: String,
+    pub prefix: String,
+}
+
+impl AppKey {
+    /// The value of the `gitmoxi:app` tag: `branch:prefix` (the repo has its own tag).
+    pub fn tag_value(&self) -> String {
+        sanitize_tag(&format!("{}:{}", self.branch, self.prefix))
+    }
+}
+
+impl fmt::Display for AppKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}:{}", self.repo, self.branch, self.prefix)
+    }
+}
+
+/// AWS tag values allow letters, digits, spaces and `+ - = . _ : / @`, at most 256 characters.
+pub fn sanitize_tag(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if c.is_alphanumeric() || " +-=._:/@".contains(c) { c } else { '_' })
+        .take(256)
+        .collect()
+}
+
+/// One deployment (or delete) of one app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub id: String,
+    pub app: AppKey,
+    pub kind: AppKind,
+    pub commit: String,
+    pub fingerprint: String,
+    pub identity: Identity,
+    pub operation: Operation,
+    /// "rolling", "blue_green" or "delete".
+    pub strategy: String,
+    /// What is being deployed (kept so a newer, broken head cannot strand the deployment).
+    pub desired: Option<EcsApp>,
+    /// The task definition to roll back to, captured when the deployment started.
+    pub previous_task_definition: Option<String>,
+    pub phase: Phase,
+    pub status: DeploymentStatus,
+    pub outcome: Option<Outcome>,
+    pub cause: Option<FailureCause>,
+    pub evidence: Vec<String>,
+    pub traffic: Option<Weights>,
+    pub started_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+impl DeploymentRecord {
+    pub fn in_flight(&self) -> bool {
+        self.outcome.is_none()
+    }
+
+    /// Appends to the timeline (bounded).
+    pub fn log(&mut self, at_ms: u64, level: Level, message: impl Into<String>) {
+        self.timeline.push(TimelineEvent { at_ms, level, message: message.into() });
+        if self.timeline.len() > MAX_TIMELINE {
+            let excess = self.timeline.len() - MAX_TIMELINE;
+            self.timeline.drain(..excess);
+        }
+        self.updated_at_ms = at_ms;
+    }
+
+    /// Moves to `phase` at `now_ms`.
+    pub fn enter(&mut self, phase: Phase, now_ms: u64) {
+        self.phase = phase;
+        self.updated_at_ms = now_ms;
+    }
+
+    /// Ends the deployment.
+    pub fn finish(&mut self, outcome: Outcome, now_ms: u64) {
+        self.phase = Phase::Done;
+        self.outcome = Some(outcome);
+        self.status = outcome.status();
+        self.finished_at_ms = Some(now_ms);
+        self.updated_at_ms = now_ms;
+    }
+}
+
+/// What the store keeps about an app between deployments; the planner reads it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppliedState {
+    /// The last successfully applied fingerprint and commit.
+    pub fingerprint: Option<String>,
+    pub commit: Option<String>,
+    /// The last task definition that was stable (the rollback target).
+    pub task_definition: Option<String>,
+    /// Fingerprints that failed and rolled back (not retried unless forced).
+    pub failed: BTreeSet<String>,
+    /// gitmoxi created or adopted the resource (it may delete it).
+    pub owned: bool,
+    /// Where the app's resource lives (kept so a delete knows what to delete).
+    pub identity: Option<Identity>,
+}

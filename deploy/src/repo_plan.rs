@@ -1,0 +1,351 @@
+//! The plan of one head: for every app, deploy / delete / move / none / error / conflict / held,
+//! and why (SPEC §1.3–1.5). Used by `gitmoxi plan` and by the controller to decide deletes.
+//!
+//! Safety rules live here: conflicts block both apps, moves hand a service over instead of
+//! deleting it, prune protection holds mass deletes, an empty checkout deletes nothing, and a
+//! failed fingerprint is not redeployed unless forced.
+
+use crate::spec::{AppKind, Identity, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the store knows about an app that was applied (or is being applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedApp {
+    pub prefix: String,
+    pub kind: AppKind,
+    pub identity: Identity,
+    /// The last successfully applied fingerprint.
+    pub fingerprint: Option<String>,
+    /// Fingerprints that failed and rolled back.
+    pub failed: BTreeSet<String>,
+}
+
+/// Prune protection settings (SPEC §1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrunePolicy {
+    pub max_prune: usize,
+    pub max_prune_percent: u32,
+    pub allow_prune: bool,
+}
+
+impl Default for PrunePolicy {
+    fn default() -> Self {
+        PrunePolicy { max_prune: 3, max_prune_percent: 25, allow_prune: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanAction {
+    Deploy,
+    Delete,
+    Move,
+    None,
+    Error,
+    Conflict,
+    Held,
+}
+
+impl PlanAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanAction::Deploy => "deploy",
+            PlanAction::Delete => "delete",
+            PlanAction::Move => "move",
+            PlanAction::None => "none",
+            PlanAction::Error => "error",
+            PlanAction::Conflict => "conflict",
+            PlanAction::Held => "held",
+        }
+    }
+}
+
+/// One line of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanEntry {
+    pub app: String,
+    pub kind: AppKind,
+    pub action: PlanAction,
+    pub identity: Option<String>,
+    pub reason: String,
+    /// For a move: the prefix the app moves from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
+}
+
+/// Plans one head against what was applied. `force` names prefixes to redeploy regardless.
+pub fn plan_head(
+    snapshot: &Snapshot,
+    applied: &BTreeMap<String, AppliedApp>,
+    policy: PrunePolicy,
+    force: &BTreeSet<String>,
+) -> Vec<PlanEntry> {
+    let mut by_identity: BTreeMap<&Identity, Vec<&str>> = BTreeMap::new();
+    for app in snapshot.valid() {
+        by_identity.entry(&app.identity).or_default().push(&app.prefix);
+    }
+    let applied_by_identity: BTreeMap<&Identity, &AppliedApp> = applied.values().map(|a| (&a.identity, a)).collect();
+    let mut moved_away: BTreeSet<&str> = BTreeSet::new();
+    let mut entries = Vec::new();
+
+    for (prefix, loaded) in &snapshot.apps {
+        let app = match loaded {
+            Err(invalid) => {
+                let reason = invalid.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                entries.push(PlanEntry {
+                    app: prefix.clone(),
+                    kind: invalid.kind,
+                    action: PlanAction::Error,
+                    identity: applied.get(prefix).map(|a| a.identity.to_string()),
+                    reason: format!("{reason} (nothing is deployed or deleted for this app until it is fixed)"),
+                    moved_from: None,
+                });
+                continue;
+            }
+            Ok(app) => app,
+        };
+        let entry = |action, reason: String, moved_from| PlanEntry {
+            app: prefix.clone(),
+            kind: app.kind,
+            action,
+            identity: Some(app.identity.to_string()),
+            reason,
+            moved_from,
+        };
+        let claimants = &by_identity[&app.identity];
+        if claimants.len() > 1 {
+            let others: Vec<String> = claimants.iter().filter(|p| **p != prefix).map(|p| format!("'{p}'")).collect();
+            entries.push(entry(
+                PlanAction::Conflict,
+                format!(
+                    "{} is also claimed by {}; neither deploys until one of them names another service or function",
+                    app.identity,
+                    others.join(", ")
+                ),
+                None,
+            ));
+            continue;
+        }
+        let forced = force.contains(prefix);
+        let short = crate::spec::fingerprint::short(&app.fingerprint);
+        match applied.get(prefix) {
+            Some(prev) if prev.identity != app.identity && prev.fingerprint.is_some() => entries.push(entry(
+                PlanAction::Deploy,
+                format!("identity changed from {} to {}; the old one is left in place, delete it by hand if it is no longer needed", prev.identity, app.identity),
+                None,
+            )),
+            Some(prev) if prev.fingerprint.as_deref() == Some(app.fingerprint.as_str()) && !forced => {
+                entries.push(entry(PlanAction::None, format!("up to date (fingerprint {short})"), None))
+            }
+            Some(prev) if prev.failed.contains(&app.fingerprint) && !forced => entries.push(entry(
+                PlanAction::Held,
+                format!(
+                    "fingerprint {short} failed and was rolled back; it is not retried — push a fix, or run `gitmoxi sync --force {prefix}`"
+                ),
+                None,
+            )),
+            Some(prev) => {
+                let reason = if forced {
+                    "forced redeploy".to_string()
+                } else {
+                    match &prev.fingerprint {
+                        Some(old) => format!("fingerprint changed {} → {short}", crate::spec::fingerprint::short(old)),
+                        None => format!("not yet applied (fingerprint {short})"),
+                    }
+                };
+                entries.push(entry(PlanAction::Deploy, reason, None));
+            }
+            None => match applied_by_identity.get(&app.identity) {
+                Some(old) if !snapshot.apps.contains_key(&old.prefix) => {
+                    moved_away.insert(old.prefix.as_str());
+                    let same = old.fingerprint.as_deref() == Some(app.fingerprint.as_str());
+                    let reason = format!(
+                        "moved from '{}': {} is handed over, not deleted{}",
+                        old.prefix,
+                        app.identity,
+                        if same { "" } else { "; its fingerprint changed, so it deploys after the hand-over" }
+                    );
+                    entries.push(entry(PlanAction::Move, reason, Some(old.prefix.clone())));
+                }
+                _ => entries.push(entry(PlanAction::Deploy, format!("new app (fingerprint {short})"), None)),
+            },
+        }
+    }
+
+    let deletes: Vec<&AppliedApp> = applied
+        .values()
+        .filter(|a| !snapshot.apps.contains_key(&a.prefix) && !moved_away.contains(a.prefix.as_str()))
+        .collect();
+    let total = applied.len().max(1);
+    let empty = snapshot.apps.is_empty();
+    let too_many = deletes.len() > policy.max_prune || deletes.len() * 100 > total * policy.max_prune_percent as usize;
+    let hold = !deletes.is_empty() && !policy.allow_prune && (empty || too_many);
+    for gone in deletes {
+        let what = match gone.kind {
+            AppKind::Ecs => "_svcdef.json",
+            AppKind::Lambda => "_lambdadef.json",
+        };
+        let (action, reason) = if hold {
+            let why = if empty {
+                "the checkout has no apps at all (empty or partial checkout)".to_string()
+            } else {
+                format!(
+                    "this head deletes {} of {} apps, more than max_prune {} or {} %",
+                    applied.values().filter(|a| !snapshot.apps.contains_key(&a.prefix)).count() - moved_away.len(),
+                    applied.len(),
+                    policy.max_prune,
+                    policy.max_prune_percent
+                )
+            };
+            (PlanAction::Held, format!("delete held by prune protection: {why}; run `gitmoxi sync --allow-prune` to delete"))
+        } else {
+            (PlanAction::Delete, format!("{}{what} is gone from the branch head", gone.prefix))
+        };
+        entries.push(PlanEntry {
+            app: gone.prefix.clone(),
+            kind: gone.kind,
+            action,
+            identity: Some(gone.identity.to_string()),
+            reason,
+            moved_from: None,
+        });
+    }
+    entries.sort_by(|a, b| a.app.cmp(&b.app));
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{load_snapshot, MemTree, RenderContext};
+
+    fn ecs(tree: &mut MemTree, prefix: &str, service: &str, image: &str) {
+        tree.insert(&format!("{prefix}_svcdef.json"), &format!(r#"{{"serviceName": "{service}", "cluster": "c"}}"#));
+        tree.insert(
+            &format!("{prefix}_taskdef.json"),
+            &format!(r#"{{"family": "{service}", "containerDefinitions": [{{"name": "a", "image": "{image}"}}]}}"#),
+        );
+    }
+
+    fn snap(tree: &MemTree) -> Snapshot {
+        load_snapshot(tree, &RenderContext { default_region: "us-east-1".into() })
+    }
+
+    fn applied_from(s: &Snapshot) -> BTreeMap<String, AppliedApp> {
+        s.valid()
+            .map(|a| {
+                (
+                    a.prefix.clone(),
+                    AppliedApp {
+                        prefix: a.prefix.clone(),
+                        kind: a.kind,
+                        identity: a.identity.clone(),
+                        fingerprint: Some(a.fingerprint.clone()),
+                        failed: BTreeSet::new(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn actions(entries: &[PlanEntry]) -> Vec<(String, PlanAction)> {
+        entries.iter().map(|e| (e.app.clone(), e.action)).collect()
+    }
+
+    fn six_apps() -> MemTree {
+        let mut t = MemTree::new();
+        for i in 0..6 {
+            ecs(&mut t, &format!("a{i}/s"), &format!("s{i}"), "img:1");
+        }
+        t
+    }
+
+    #[test]
+    fn new_changed_and_unchanged_apps() {
+        let mut t = six_apps();
+        let applied = applied_from(&snap(&t));
+        ecs(&mut t, "a0/s", "s0", "img:2");
+        ecs(&mut t, "new/s", "snew", "img:1");
+        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let a = actions(&plan);
+        assert!(a.contains(&("a0/s".into(), PlanAction::Deploy)));
+        assert!(a.contains(&("a1/s".into(), PlanAction::None)));
+        assert!(a.contains(&("new/s".into(), PlanAction::Deploy)));
+    }
+
+    #[test]
+    fn a_move_hands_the_service_over() {
+        let mut t = six_apps();
+        let applied = applied_from(&snap(&t));
+        t.remove("a0/s_svcdef.json");
+        t.remove("a0/s_taskdef.json");
+        ecs(&mut t, "renamed/s", "s0", "img:1");
+        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let moved = plan.iter().find(|e| e.app == "renamed/s").unwrap();
+        assert_eq!(moved.action, PlanAction::Move);
+        assert_eq!(moved.moved_from.as_deref(), Some("a0/s"));
+        assert!(!plan.iter().any(|e| e.action == PlanAction::Delete), "{plan:?}");
+    }
+
+    #[test]
+    fn prune_protection_holds_mass_deletes() {
+        let mut t = six_apps();
+        for i in 0..6 {
+            ecs(&mut t, &format!("b{i}/s"), &format!("t{i}"), "img:1");
+        }
+        let applied = applied_from(&snap(&t));
+        for i in 0..5 {
+            t.remove(&format!("b{i}/s_svcdef.json"));
+        }
+        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let held: Vec<_> = plan.iter().filter(|e| e.action == PlanAction::Held).collect();
+        assert_eq!(held.len(), 5, "{plan:?}");
+        assert!(held[0].reason.contains("--allow-prune"));
+        let allowed = PrunePolicy { allow_prune: true, ..PrunePolicy::default() };
+        let plan = plan_head(&snap(&t), &applied, allowed, &BTreeSet::new());
+        assert_eq!(plan.iter().filter(|e| e.action == PlanAction::Delete).count(), 5);
+    }
+
+    #[test]
+    fn one_delete_among_many_goes_ahead_and_an_empty_checkout_deletes_nothing() {
+        let mut t = six_apps();
+        let applied = applied_from(&snap(&t));
+        t.remove("a5/s_svcdef.json");
+        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        assert!(actions(&plan).contains(&("a5/s".into(), PlanAction::Delete)));
+        let lenient = PrunePolicy { max_prune: 100, max_prune_percent: 100, allow_prune: false };
+        let plan = plan_head(&snap(&MemTree::new()), &applied, lenient, &BTreeSet::new());
+        assert!(plan.iter().all(|e| e.action == PlanAction::Held), "{plan:?}");
+    }
+
+    #[test]
+    fn conflicts_block_both_apps_and_errors_delete_nothing() {
+        let mut t = six_apps();
+        let applied = applied_from(&snap(&t));
+        ecs(&mut t, "dup/s", "s1", "img:1");
+        t.insert("a2/s_svcdef.json", "{ broken");
+        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let a = actions(&plan);
+        assert!(a.contains(&("dup/s".into(), PlanAction::Conflict)));
+        assert!(a.contains(&("a1/s".into(), PlanAction::Conflict)));
+        assert!(a.contains(&("a2/s".into(), PlanAction::Error)));
+        assert!(!a.iter().any(|(_, x)| *x == PlanAction::Delete));
+        let c = plan.iter().find(|e| e.app == "dup/s").unwrap();
+        assert!(c.reason.contains("'a1/s'"), "{}", c.reason);
+    }
+
+    #[test]
+    fn failed_fingerprints_are_held_until_forced() {
+        let mut t = six_apps();
+        let mut applied = applied_from(&snap(&t));
+        ecs(&mut t, "a0/s", "s0", "img:bad");
+        let fp = snap(&t).apps["a0/s"].as_ref().unwrap().fingerprint.clone();
+        applied.get_mut("a0/s").unwrap().failed.insert(fp);
+        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        assert!(actions(&plan).contains(&("a0/s".into(), PlanAction::Held)));
+        let force = BTreeSet::from(["a0/s".to_string()]);
+        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &force);
+        assert!(actions(&plan).contains(&("a0/s".into(), PlanAction::Deploy)));
+    }
+}

@@ -1,0 +1,121 @@
+//! Traffic-shifting schedules (SPEC §3.3 step 4, §4.2 step 4): the green/new weight of each step.
+//!
+//! Invariants: every schedule is non-empty, strictly increasing, ends at 100; blue + green = 100.
+
+use serde::{Deserialize, Serialize};
+
+/// How traffic moves to the new side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ShiftType {
+    Canary,
+    Linear,
+    AllAtOnce,
+}
+
+impl ShiftType {
+    /// Accepts CANARY, LINEAR, ALL_AT_ONCE in any case (and AllAtOnce).
+    pub fn parse(s: &str) -> Option<ShiftType> {
+        match s.trim().to_ascii_uppercase().replace('-', "_").as_str() {
+            "CANARY" => Some(ShiftType::Canary),
+            "LINEAR" => Some(ShiftType::Linear),
+            "ALL_AT_ONCE" | "ALLATONCE" => Some(ShiftType::AllAtOnce),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShiftType::Canary => "CANARY",
+            ShiftType::Linear => "LINEAR",
+            ShiftType::AllAtOnce => "ALL_AT_ONCE",
+        }
+    }
+}
+
+/// `trafficShiftingConfig` with defaults (20 %, 60 s, CANARY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficShifting {
+    pub percent: u32,
+    pub wait_interval_secs: u64,
+    pub kind: ShiftType,
+}
+
+impl Default for TrafficShifting {
+    fn default() -> Self {
+        TrafficShifting { percent: 20, wait_interval_secs: 60, kind: ShiftType::Canary }
+    }
+}
+
+impl TrafficShifting {
+    /// The green weight after each step.
+    pub fn steps(&self) -> Vec<u32> {
+        let p = self.percent.clamp(1, 100);
+        match self.kind {
+            ShiftType::AllAtOnce => vec![100],
+            ShiftType::Canary if p >= 100 => vec![100],
+            ShiftType::Canary => vec![p, 100],
+            ShiftType::Linear => {
+                let mut steps: Vec<u32> = (1..).map(|i| i * p).take_while(|w| *w < 100).collect();
+                steps.push(100);
+                steps
+            }
+        }
+    }
+}
+
+/// Absolute weights of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weights {
+    pub blue: u32,
+    pub green: u32,
+}
+
+impl Weights {
+    pub fn green(green: u32) -> Weights {
+        let green = green.min(100);
+        Weights { blue: 100 - green, green }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(kind: ShiftType, percent: u32) -> Vec<u32> {
+        TrafficShifting { percent, wait_interval_secs: 1, kind }.steps()
+    }
+
+    #[test]
+    fn schedules_match_the_spec() {
+        assert_eq!(steps(ShiftType::Canary, 20), vec![20, 100]);
+        assert_eq!(steps(ShiftType::Linear, 30), vec![30, 60, 90, 100]);
+        assert_eq!(steps(ShiftType::Linear, 20), vec![20, 40, 60, 80, 100]);
+        assert_eq!(steps(ShiftType::Linear, 50), vec![50, 100]);
+        assert_eq!(steps(ShiftType::AllAtOnce, 20), vec![100]);
+        assert_eq!(steps(ShiftType::Canary, 100), vec![100]);
+        assert_eq!(steps(ShiftType::Linear, 100), vec![100]);
+    }
+
+    #[test]
+    fn every_schedule_is_increasing_ends_at_100_and_weights_sum_to_100() {
+        for kind in [ShiftType::Canary, ShiftType::Linear, ShiftType::AllAtOnce] {
+            for p in 1..=100 {
+                let s = steps(kind, p);
+                assert_eq!(s.last(), Some(&100));
+                assert!(s.windows(2).all(|w| w[0] < w[1]), "{kind:?} {p}: {s:?}");
+                for g in s {
+                    let w = Weights::green(g);
+                    assert_eq!(w.blue + w.green, 100);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parses_types_leniently() {
+        assert_eq!(ShiftType::parse("all_at_once"), Some(ShiftType::AllAtOnce));
+        assert_eq!(ShiftType::parse("Canary"), Some(ShiftType::Canary));
+        assert_eq!(ShiftType::parse("blue"), None);
+    }
+}

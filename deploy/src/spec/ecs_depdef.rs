@@ -1,0 +1,396 @@
+//! The ECS deployment settings file `_depdef.json` (SPEC §3.5): every field, default and legacy
+//! alias, and its validation.
+//!
+//! Invariants: a missing depdef means all defaults; unknown fields are warnings; invalid values are
+//! errors naming the field. Legacy spellings are accepted as aliases of the current ones.
+
+use super::diag::Diagnostic;
+use super::fields::{show, FieldReader};
+use crate::schedule::{ShiftType, TrafficShifting};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Stability check settings (seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StabilityCheck {
+    pub poll_interval_secs: u64,
+    pub timeout_secs: u64,
+    pub timeout_per_task_secs: Option<u64>,
+}
+
+impl Default for StabilityCheck {
+    fn default() -> Self {
+        StabilityCheck { poll_interval_secs: 30, timeout_secs: 300, timeout_per_task_secs: None }
+    }
+}
+
+impl StabilityCheck {
+    /// Budget = max(timeout, timeoutPerTask × desiredCount), in seconds.
+    pub fn budget_secs(&self, desired_count: u32) -> u64 {
+        let per_task = self.timeout_per_task_secs.map_or(0, |t| t.saturating_mul(u64::from(desired_count)));
+        self.timeout_secs.max(per_task)
+    }
+}
+
+/// gitmoxi's own circuit breaker (`gmDeploymentCircuitBreaker`); off unless present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitBreaker {
+    pub failure_threshold: Option<u32>,
+    pub failure_threshold_percent: Option<u32>,
+}
+
+impl CircuitBreaker {
+    /// The number of failed new tasks that trips the breaker for `desired_count` tasks.
+    pub fn threshold(&self, desired_count: u32) -> u32 {
+        let from_percent = self
+            .failure_threshold_percent
+            .map(|p| (u64::from(p) * u64::from(desired_count)).div_ceil(100).max(1) as u32);
+        match (self.failure_threshold, from_percent) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => 5,
+        }
+    }
+}
+
+/// A per-app notification webhook (SPEC §6.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppWebhook {
+    pub name: String,
+    pub urls: Vec<String>,
+    pub payload_template: Value,
+}
+
+/// Parsed ECS depdef with defaults applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcsDepdef {
+    pub region: Option<String>,
+    pub account: Option<String>,
+    /// `Some` = traffic shifting on.
+    pub traffic_shifting: Option<TrafficShifting>,
+    pub target_group_pairs: Vec<(String, String)>,
+    pub alarm_names: Vec<String>,
+    pub stability: StabilityCheck,
+    pub circuit_breaker: Option<CircuitBreaker>,
+    pub delete_new_upon_failure: bool,
+    pub delete_new_upon_traffic_shift_failure: bool,
+    pub delete_old_upon_success: bool,
+    pub fallback_capacity_provider_strategy: Vec<Value>,
+    pub webhooks: Vec<AppWebhook>,
+}
+
+impl Default for EcsDepdef {
+    fn default() -> Self {
+        EcsDepdef {
+            region: None,
+            account: None,
+            traffic_shifting: None,
+            target_group_pairs: Vec::new(),
+            alarm_names: Vec::new(),
+            stability: StabilityCheck::default(),
+            circuit_breaker: None,
+            delete_new_upon_failure: true,
+            delete_new_upon_traffic_shift_failure: true,
+            delete_old_upon_success: true,
+            fallback_capacity_provider_strategy: Vec::new(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+impl EcsDepdef {
+    /// Whether a failed rolling deployment goes back to the last good task definition.
+    pub fn rollback_enabled(&self) -> bool {
+        self.delete_new_upon_failure
+    }
+}
+
+const KNOWN: &[&str] = &[
+    "environment",
+    "trafficShiftingConfig",
+    "trafficShiftingEnabled",
+    "targetGroupArnPairs",
+    "targetGroupArns",
+    "alarms",
+    "stabilityCheck",
+    "gmDeploymentCircuitBreaker",
+    "deleteNewUponFailure",
+    "deleteNewUponTrafficShiftFailure",
+    "deleteOldUponSuccess",
+    "fallbackCapacityProviderStrategy",
+    "webhooks",
+];
+
+/// Parses a rendered depdef; `Err` holds every error, `Ok` carries the warnings.
+pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepdef, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut r = FieldReader::new(file, text);
+    let mut d = EcsDepdef::default();
+    let Value::Object(root) = json else {
+        return Err(vec![Diagnostic::new(file, "the depdef must be a JSON object").at(Some(1), Some(1))]);
+    };
+    r.warn_unknown(root, "", KNOWN);
+
+    if let Some(env) = r.object(root.get("environment"), "environment") {
+        r.warn_unknown(env, "environment", &["region", "account"]);
+        d.region = r.string(env.get("region"), "environment.region").filter(|s| !s.is_empty());
+        d.account = r.string(env.get("account"), "environment.account").filter(|s| !s.is_empty());
+        if let Some(account) = &d.account {
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                r.error("environment.account", format!("must be a 12-digit AWS account id, got \"{account}\""));
+            }
+        }
+    }
+
+    let enabled = r.bool(root.get("trafficShiftingEnabled"), "trafficShiftingEnabled");
+    let config = r.object(root.get("trafficShiftingConfig"), "trafficShiftingConfig");
+    if config.is_some() || enabled == Some(true) {
+        let mut ts = TrafficShifting::default();
+        if let Some(c) = config {
+            r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type"]);
+            if let Some(p) = r.int(c.get("percent"), "trafficShiftingConfig.percent", 1, 100) {
+                ts.percent = p as u32;
+            }
+            if let Some(w) = r.int(c.get("waitInterval"), "trafficShiftingConfig.waitInterval", 0, i64::MAX) {
+                ts.wait_interval_secs = w as u64;
+            }
+            if let Some(t) = r.string(c.get("type"), "trafficShiftingConfig.type") {
+                match ShiftType::parse(&t) {
+                    Some(kind) => ts.kind = kind,
+                    None => r.error("trafficShiftingConfig.type", format!("is \"{t}\"; use CANARY, LINEAR or ALL_AT_ONCE")),
+                }
+            }
+        }
+        if enabled != Some(false) {
+            d.traffic_shifting = Some(ts);
+        }
+    }
+
+    let pairs_value = root.get("targetGroupArnPairs").map(|v| ("targetGroupArnPairs", v, true));
+    let legacy_value = root.get("targetGroupArns").map(|v| ("targetGroupArns", v, false));
+    if let Some((name, value, nested)) = pairs_value.or(legacy_value) {
+        d.target_group_pairs = parse_pairs(&mut r, name, value, nested);
+    }
+
+    if let Some(alarms) = r.object(root.get("alarms"), "alarms") {
+        r.warn_unknown(alarms, "alarms", &["alarmNames"]);
+        d.alarm_names = r.strings(alarms.get("alarmNames"), "alarms.alarmNames");
+    }
+
+    let breaker = r.object(root.get("gmDeploymentCircuitBreaker"), "gmDeploymentCircuitBreaker");
+    let stability = r.object(root.get("stabilityCheck"), "stabilityCheck");
+    // Legacy: the breaker's pollInterval/timeout are the stability check's when it gives none.
+    for (source, prefix) in [(breaker, "gmDeploymentCircuitBreaker"), (stability, "stabilityCheck")] {
+        let Some(obj) = source else { continue };
+        if let Some(p) = r.int(obj.get("pollInterval"), &format!("{prefix}.pollInterval"), 1, i64::MAX) {
+            d.stability.poll_interval_secs = p as u64;
+        }
+        if let Some(t) = r.int(obj.get("timeout"), &format!("{prefix}.timeout"), 1, i64::MAX) {
+            d.stability.timeout_secs = t as u64;
+        }
+    }
+    if let Some(s) = stability {
+        r.warn_unknown(s, "stabilityCheck", &["pollInterval", "timeout", "timeoutPerTask"]);
+        d.stability.timeout_per_task_secs =
+            r.int(s.get("timeoutPerTask"), "stabilityCheck.timeoutPerTask", 1, i64::MAX).map(|t| t as u64);
+    }
+    if let Some(b) = breaker {
+        r.warn_unknown(
+            b,
+            "gmDeploymentCircuitBreaker",
+            &["failureThreshold", "failureThresholdPercent", "rollback", "pollInterval", "timeout"],
+        );
+        let failure_threshold =
+            r.int(b.get("failureThreshold"), "gmDeploymentCircuitBreaker.failureThreshold", 1, i64::MAX).map(|v| v as u32);
+        let failure_threshold_percent = r
+            .int(b.get("failureThresholdPercent"), "gmDeploymentCircuitBreaker.failureThresholdPercent", 1, 100)
+            .map(|v| v as u32);
+        d.circuit_breaker = Some(CircuitBreaker { failure_threshold, failure_threshold_percent });
+        if r.bool(b.get("rollback"), "gmDeploymentCircuitBreaker.rollback") == Some(false) {
+            d.delete_new_upon_failure = false;
+        }
+    }
+
+    if let Some(v) = r.bool(root.get("deleteNewUponFailure"), "deleteNewUponFailure") {
+        d.delete_new_upon_failure = v && d.delete_new_upon_failure;
+    }
+    if let Some(v) = r.bool(root.get("deleteNewUponTrafficShiftFailure"), "deleteNewUponTrafficShiftFailure") {
+        d.delete_new_upon_traffic_shift_failure = v;
+    }
+    if let Some(v) = r.bool(root.get("deleteOldUponSuccess"), "deleteOldUponSuccess") {
+        d.delete_old_upon_success = v;
+    }
+
+    match root.get("fallbackCapacityProviderStrategy") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item.get("capacityProvider") {
+                    Some(Value::String(_)) => d.fallback_capacity_provider_strategy.push(item.clone()),
+                    _ => r.error(
+                        &format!("fallbackCapacityProviderStrategy[{i}]"),
+                        "each entry needs \"capacityProvider\" (e.g. {\"capacityProvider\": \"FARGATE\", \"weight\": 1})",
+                    ),
+                }
+            }
+        }
+        Some(other) => r.error("fallbackCapacityProviderStrategy", format!("must be a list, got {}", show(other))),
+    }
+
+    match root.get("webhooks") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("webhooks[{i}]");
+                let Some(obj) = r.object(Some(item), &path) else { continue };
+                let name = r.string(obj.get("name"), &format!("{path}.name")).unwrap_or_default();
+                let urls = r.strings(obj.get("urls"), &format!("{path}.urls"));
+                if urls.is_empty() {
+                    r.error(&format!("{path}.urls"), "needs at least one URL");
+                }
+                for url in &urls {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        r.error(&format!("{path}.urls"), format!("\"{url}\" is not an http(s) URL"));
+                    }
+                }
+                let payload_template = obj.get("payload_template").cloned().unwrap_or(Value::Null);
+                d.webhooks.push(AppWebhook { name, urls, payload_template });
+            }
+        }
+        Some(other) => r.error("webhooks", format!("must be a list, got {}", show(other))),
+    }
+
+    if r.errors.is_empty() {
+        Ok((d, r.warnings))
+    } else {
+        Err(r.errors)
+    }
+}
+
+fn parse_pairs(r: &mut FieldReader<'_>, name: &str, value: &Value, nested: bool) -> Vec<(String, String)> {
+    let as_pair = |r: &mut FieldReader<'_>, path: &str, v: &Value| -> Option<(String, String)> {
+        match v {
+            Value::Array(items) if items.len() == 2 => match (&items[0], &items[1]) {
+                (Value::String(a), Value::String(b)) if is_tg_arn(a) && is_tg_arn(b) && a != b => Some((a.clone(), b.clone())),
+                _ => {
+                    r.error(path, format!("must be two different target group ARNs (arn:aws:elasticloadbalancing:…:targetgroup/…), got {}", show(v)));
+                    None
+                }
+            },
+            other => {
+                r.error(path, format!("must be a pair [blueArn, greenArn] of two target group ARNs, got {}", show(other)));
+                None
+            }
+        }
+    };
+    if !nested {
+        return as_pair(r, name, value).into_iter().collect();
+    }
+    match value {
+        Value::Array(items) => items.iter().enumerate().filter_map(|(i, v)| as_pair(r, &format!("{name}[{i}]"), v)).collect(),
+        other => {
+            r.error(name, format!("must be a list of [blueArn, greenArn] pairs, got {}", show(other)));
+            Vec::new()
+        }
+    }
+}
+
+fn is_tg_arn(s: &str) -> bool {
+    s.starts_with("arn:") && s.contains(":targetgroup/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<(EcsDepdef, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let text = serde_json::to_string_pretty(&v).unwrap();
+        parse_ecs_depdef("a_depdef.json", &text, &v)
+    }
+
+    const TG_A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/1";
+    const TG_B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/b/2";
+
+    #[test]
+    fn empty_depdef_gives_the_documented_defaults() {
+        let (d, w) = parse(json!({})).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(d, EcsDepdef::default());
+        assert_eq!(d.stability, StabilityCheck { poll_interval_secs: 30, timeout_secs: 300, timeout_per_task_secs: None });
+        assert!(d.traffic_shifting.is_none());
+        assert!(d.delete_new_upon_failure && d.delete_new_upon_traffic_shift_failure && d.delete_old_upon_success);
+    }
+
+    #[test]
+    fn traffic_shifting_defaults_and_legacy_flag() {
+        let (d, _) = parse(json!({"trafficShiftingConfig": {}})).unwrap();
+        assert_eq!(d.traffic_shifting, Some(TrafficShifting { percent: 20, wait_interval_secs: 60, kind: ShiftType::Canary }));
+        let (d, _) = parse(json!({"trafficShiftingEnabled": true})).unwrap();
+        assert!(d.traffic_shifting.is_some());
+        let (d, _) = parse(json!({"trafficShiftingEnabled": false, "trafficShiftingConfig": {"percent": 10}})).unwrap();
+        assert!(d.traffic_shifting.is_none());
+        let (d, _) = parse(json!({"trafficShiftingConfig": {"percent": "30", "waitInterval": 5, "type": "linear"}})).unwrap();
+        assert_eq!(d.traffic_shifting, Some(TrafficShifting { percent: 30, wait_interval_secs: 5, kind: ShiftType::Linear }));
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        for (doc, field) in [
+            (json!({"trafficShiftingConfig": {"percent": 0}}), "trafficShiftingConfig.percent"),
+            (json!({"trafficShiftingConfig": {"percent": -5}}), "trafficShiftingConfig.percent"),
+            (json!({"trafficShiftingConfig": {"percent": 101}}), "trafficShiftingConfig.percent"),
+            (json!({"trafficShiftingConfig": {"waitInterval": -1}}), "trafficShiftingConfig.waitInterval"),
+            (json!({"trafficShiftingConfig": {"type": "SOMETIMES"}}), "trafficShiftingConfig.type"),
+            (json!({"stabilityCheck": {"pollInterval": -3}}), "stabilityCheck.pollInterval"),
+            (json!({"targetGroupArnPairs": [[TG_A]]}), "targetGroupArnPairs[0]"),
+            (json!({"targetGroupArnPairs": [["x", "y"]]}), "targetGroupArnPairs[0]"),
+            (json!({"gmDeploymentCircuitBreaker": {"failureThresholdPercent": 150}}), "gmDeploymentCircuitBreaker.failureThresholdPercent"),
+            (json!({"environment": {"account": "12"}}), "environment.account"),
+        ] {
+            let errors = parse(doc.clone()).unwrap_err();
+            assert!(errors.iter().any(|e| e.message.starts_with(field)), "{doc}: {errors:?}");
+            assert!(errors.iter().all(|e| e.line.is_some()), "errors are located: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn legacy_aliases_are_accepted() {
+        let (d, _) = parse(json!({
+            "targetGroupArns": [TG_A, TG_B],
+            "gmDeploymentCircuitBreaker": {"rollback": false, "pollInterval": 7, "timeout": 70}
+        }))
+        .unwrap();
+        assert_eq!(d.target_group_pairs, vec![(TG_A.to_string(), TG_B.to_string())]);
+        assert!(!d.rollback_enabled());
+        assert_eq!(d.stability.poll_interval_secs, 7);
+        assert_eq!(d.stability.timeout_secs, 70);
+        let (d, _) = parse(json!({"gmDeploymentCircuitBreaker": {"timeout": 70}, "stabilityCheck": {"timeout": 90}})).unwrap();
+        assert_eq!(d.stability.timeout_secs, 90, "stabilityCheck wins over the legacy breaker field");
+    }
+
+    #[test]
+    fn unknown_fields_are_warnings() {
+        let (_, w) = parse(json!({"trafficShiftingConfg": {}, "alarms": {"alarmNames": ["a"], "x": 1}})).unwrap();
+        assert_eq!(w.len(), 2);
+        assert!(w[0].message.contains("unknown field"));
+    }
+
+    #[test]
+    fn breaker_threshold_rules() {
+        let b = |t, p| CircuitBreaker { failure_threshold: t, failure_threshold_percent: p };
+        assert_eq!(b(None, None).threshold(10), 5);
+        assert_eq!(b(Some(3), None).threshold(10), 3);
+        assert_eq!(b(None, Some(25)).threshold(10), 3, "rounded up");
+        assert_eq!(b(None, Some(1)).threshold(2), 1, "at least one");
+        assert_eq!(b(Some(2), Some(50)).threshold(10), 2, "both given: the smaller");
+        assert_eq!(b(Some(9), Some(50)).threshold(10), 5);
+    }
+
+    #[test]
+    fn stability_budget_uses_per_task_timeout() {
+        let s = StabilityCheck { poll_interval_secs: 5, timeout_secs: 100, timeout_per_task_secs: Some(30) };
+        assert_eq!(s.budget_secs(2), 100);
+        assert_eq!(s.budget_secs(10), 300);
+    }
+}

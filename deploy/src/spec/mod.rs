@@ -1,0 +1,230 @@
+//! The repository model (SPEC §1–2): files of one commit → typed desired state per app.
+//!
+//! Pipeline per app: group by prefix → load the input and its refs → render every file (strict
+//! Jinja2) → parse and validate → fingerprint. An invalid app carries its diagnostics and is never
+//! deployed; it never affects other apps.
+
+pub mod diag;
+pub mod ecs;
+pub mod ecs_depdef;
+pub mod fields;
+pub mod fingerprint;
+pub mod group;
+pub mod input;
+pub mod lambda;
+pub mod render;
+pub mod tree;
+
+pub use diag::Diagnostic;
+pub use ecs::{EcsApp, EcsStrategy};
+pub use ecs_depdef::EcsDepdef;
+pub use group::{group, AppFiles, AppKind, FileKind, Grouping};
+pub use lambda::LambdaApp;
+pub use tree::{FileTree, MemTree};
+
+use render::{render_file, Rendered};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Settings rendering needs from the controller's configuration.
+#[derive(Debug, Clone)]
+pub struct RenderContext {
+    /// Region for apps whose depdef names none.
+    pub default_region: String,
+}
+
+/// The AWS identity an app deploys to; two apps with one identity conflict.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Identity {
+    Ecs { account: Option<String>, region: String, cluster: String, service: String },
+    Lambda { account: Option<String>, region: String, function: String },
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Ecs { account, region, cluster, service } => {
+                write!(f, "ecs:{}/{region}/{}/{service}", account.as_deref().unwrap_or("default"), ecs::cluster_name(cluster))
+            }
+            Identity::Lambda { account, region, function } => {
+                write!(f, "lambda:{}/{region}/{function}", account.as_deref().unwrap_or("default"))
+            }
+        }
+    }
+}
+
+/// What an app deploys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AppSpec {
+    Ecs(EcsApp),
+    Lambda(LambdaApp),
+}
+
+/// A valid app at one commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredApp {
+    pub prefix: String,
+    pub kind: AppKind,
+    pub files: AppFiles,
+    pub fingerprint: String,
+    pub identity: Identity,
+    pub spec: AppSpec,
+    /// Every rendered document by file kind (what `gitmoxi render` prints).
+    pub rendered: BTreeMap<FileKind, Value>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// An app whose files do not render or validate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvalidApp {
+    pub prefix: String,
+    pub kind: AppKind,
+    pub files: AppFiles,
+    pub errors: Vec<Diagnostic>,
+}
+
+/// Every app of one commit.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub apps: BTreeMap<String, Result<DesiredApp, InvalidApp>>,
+    /// Lonely files and other repository-level warnings.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Snapshot {
+    pub fn valid(&self) -> impl Iterator<Item = &DesiredApp> {
+        self.apps.values().filter_map(|a| a.as_ref().ok())
+    }
+}
+
+/// Loads every app of a commit.
+pub fn load_snapshot(tree: &dyn FileTree, ctx: &RenderContext) -> Snapshot {
+    let grouping = group(tree.paths());
+    let mut snapshot = Snapshot { apps: BTreeMap::new(), warnings: grouping.warnings };
+    for (prefix, (kind, files)) in grouping.apps {
+        snapshot.apps.insert(prefix, load_app(tree, kind, files, ctx));
+    }
+    snapshot
+}
+
+/// Loads one app from its files.
+pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &RenderContext) -> Result<DesiredApp, InvalidApp> {
+    let invalid = |files: &AppFiles, errors: Vec<Diagnostic>| InvalidApp { prefix: files.prefix.clone(), kind, files: files.clone(), errors };
+    let (input_kind, fingerprinted, others): (FileKind, &[(FileKind, &str)], &[FileKind]) = match kind {
+        AppKind::Ecs => (
+            FileKind::Input,
+            &[(FileKind::SvcDef, "svcdef"), (FileKind::TaskDef, "taskdef"), (FileKind::Input, "input")],
+            &[FileKind::DepDef],
+        ),
+        AppKind::Lambda => (
+            FileKind::LambdaInput,
+            &[(FileKind::LambdaDef, "lambdadef"), (FileKind::LambdaEventSourceDef, "eventsourcedef"), (FileKind::LambdaInput, "lambdainput")],
+            &[FileKind::LambdaDepDef],
+        ),
+    };
+    let inputs = match input::load_input(tree, files.path(input_kind)) {
+        Ok(v) => v,
+        Err(errors) => return Err(invalid(&files, errors)),
+    };
+    let mut raw: BTreeMap<FileKind, Vec<u8>> = BTreeMap::new();
+    let mut rendered: BTreeMap<FileKind, Rendered> = BTreeMap::new();
+    let mut errors = Vec::new();
+    let template_kinds = fingerprinted.iter().map(|(k, _)| *k).chain(others.iter().copied()).filter(|k| *k != input_kind);
+    for file_kind in template_kinds {
+        let Some(path) = files.path(file_kind) else { continue };
+        let Some(bytes) = tree.read(path) else {
+            errors.push(Diagnostic::new(path, "file vanished while reading the commit"));
+            continue;
+        };
+        match render_file(path, &bytes, &inputs.context) {
+            Ok(r) => {
+                rendered.insert(file_kind, r);
+            }
+            Err(d) => errors.push(d),
+        }
+        raw.insert(file_kind, bytes);
+    }
+    if let Some(path) = files.path(input_kind) {
+        if let Some(bytes) = tree.read(path) {
+            raw.insert(input_kind, bytes);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(invalid(&files, errors));
+    }
+
+    let mut fp = fingerprint::Fingerprinter::new();
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    for (file_kind, role) in fingerprinted {
+        fp.file(role, raw.get(file_kind).map(Vec::as_slice));
+        if let Some(r) = rendered.get(file_kind) {
+            used.extend(r.variables.iter().cloned());
+        }
+    }
+    fp.ref_values(&inputs.from_refs, &used);
+    let fingerprint = fp.finish();
+
+    let mut warnings = Vec::new();
+    let built = match kind {
+        AppKind::Ecs => {
+            let depdef = match rendered.get(&FileKind::DepDef) {
+                Some(d) => match ecs_depdef::parse_ecs_depdef(&d.path, &d.text, &d.json) {
+                    Ok((depdef, w)) => {
+                        warnings.extend(w);
+                        Ok(depdef)
+                    }
+                    Err(e) => Err(e),
+                },
+                None => Ok(EcsDepdef::default()),
+            };
+            let svcdef = rendered.get(&FileKind::SvcDef);
+            match (depdef, svcdef) {
+                (Ok(depdef), Some(svc)) => ecs::build_ecs_app(svc, rendered.get(&FileKind::TaskDef), depdef, &ctx.default_region).map(|app| {
+                    let identity = Identity::Ecs {
+                        account: app.account.clone(),
+                        region: app.region.clone(),
+                        cluster: ecs::cluster_name(&app.cluster).to_string(),
+                        service: app.service_name.clone(),
+                    };
+                    (identity, AppSpec::Ecs(app))
+                }),
+                (Err(e), _) => Err(e),
+                (Ok(_), None) => Err(vec![Diagnostic::new(&files.prefix, "the svcdef could not be read")]),
+            }
+        }
+        AppKind::Lambda => match rendered.get(&FileKind::LambdaDef) {
+            Some(def) => lambda::build_lambda_app(
+                def,
+                rendered.get(&FileKind::LambdaEventSourceDef),
+                rendered.get(&FileKind::LambdaDepDef),
+                &ctx.default_region,
+            )
+            .map(|app| {
+                let identity =
+                    Identity::Lambda { account: app.account.clone(), region: app.region.clone(), function: app.function_name.clone() };
+                (identity, AppSpec::Lambda(app))
+            }),
+            None => Err(vec![Diagnostic::new(&files.prefix, "the lambdadef could not be read")]),
+        },
+    };
+    match built {
+        Ok((identity, spec)) => Ok(DesiredApp {
+            prefix: files.prefix.clone(),
+            kind,
+            fingerprint,
+            identity,
+            spec,
+            rendered: rendered.into_iter().map(|(k, r)| (k, r.json)).collect(),
+            warnings,
+            files,
+        }),
+        Err(errors) => Err(invalid(&files, errors)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! Rendering of deployment files as Jinja2 templates (minijinja, strict undefined), then JSON.
+//!
+//! Invariants: undefined variables are errors that name the variable; no auto-escaping (the
+//! output is JSON written by the user, values are inserted verbatim, `tojson` quotes); every error
+//! names the file, line and column.
+
+use super::diag::{line_col, Diagnostic};
+use super::input::parse_json;
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+
+/// A rendered file: the text and its parsed JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub path: String,
+    pub text: String,
+    pub json: Value,
+    /// Variables the template reads (dotted paths for attribute access), for fingerprints.
+    pub variables: BTreeSet<String>,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+/// Renders `source` (the bytes of `path`) with `context`, then parses the result as JSON.
+pub fn render_file(path: &str, source: &[u8], context: &Map<String, Value>) -> Result<Rendered, Diagnostic> {
+    let text = std::str::from_utf8(source)
+        .map_err(|e| Diagnostic::new(path, format!("file is not UTF-8 text ({e}); save it as UTF-8")))?;
+    let env = environment();
+    let template = env.template_from_named_str(path, text).map_err(|e| template_error(path, text, &e, &[]))?;
+    let variables: BTreeSet<String> = template.undeclared_variables(true).into_iter().collect();
+    let missing: Vec<String> = template
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|name| !context.contains_key(name))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let ctx = minijinja::Value::from_serialize(context);
+    let rendered = template.render(ctx).map_err(|e| template_error(path, text, &e, &missing))?;
+    let json = parse_json(path, rendered.as_bytes(), "file (after template rendering)").map_err(|mut d| {
+        if rendered != text {
+            d.message.push_str(" — line and column refer to the rendered text; see it with `gitmoxi render`");
+        }
+        d
+    })?;
+    Ok(Rendered { path: path.to_string(), text: rendered, json, variables })
+}
+
+fn template_error(path: &str, source: &str, err: &minijinja::Error, missing: &[String]) -> Diagnostic {
+    let (line, column) = match (err.range(), err.line()) {
+        (Some(range), _) => {
+            let (l, c) = line_col(source, range.start);
+            (Some(l), Some(c))
+        }
+        (None, Some(l)) => (Some(l as u32), None),
+        (None, None) => (None, None),
+    };
+    let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    let message = match err.kind() {
+        ErrorKind::UndefinedError if !missing.is_empty() => format!(
+            "template uses undefined variable(s) {}; define them in the app's _input.json or in a file it references",
+            missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ")
+        ),
+        ErrorKind::UndefinedError => {
+            format!("template reads an undefined value{detail}; check the key or attribute name against the input values")
+        }
+        ErrorKind::SyntaxError => format!("template syntax error{detail}"),
+        kind => format!("template error ({kind}){detail}"),
+    };
+    Diagnostic::new(path, message).at(line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("test contexts are objects"),
+        }
+    }
+
+    #[test]
+    fn renders_every_idiom_of_the_spec() {
+        let context = ctx(json!({
+            "image": "public.ecr.aws/nginx/nginx:1.27",
+            "container_port": 80,
+            "private_subnets": ["s-1", "s-2"],
+            "target_group_arns": {"blue-tg": "arn:tg/blue"},
+            "MyStack": {"ClusterName": "prod"},
+            "envs": [{"k": "A", "v": "1"}, {"k": "B", "v": "2"}]
+        }));
+        let src = r#"{
+  "image": "{{ image }}",
+  "port": {{ container_port }},
+  "subnets": {{ private_subnets | tojson }},
+  "tg": "{{ target_group_arns['blue-tg'] }}",
+  "cluster": "{{ MyStack.ClusterName }}",
+  "environment": [{% for e in envs %}{"name": "{{ e.k }}", "value": "{{ e.v }}"}{% if not loop.last %},{% endif %}{% endfor %}]
+}"#;
+        let r = render_file("x_taskdef.json", src.as_bytes(), &context).unwrap();
+        assert_eq!(
+            r.json,
+            json!({
+                "image": "public.ecr.aws/nginx/nginx:1.27",
+                "port": 80,
+                "subnets": ["s-1", "s-2"],
+                "tg": "arn:tg/blue",
+                "cluster": "prod",
+                "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+            })
+        );
+        assert!(r.variables.contains("MyStack.ClusterName"));
+        assert!(r.variables.contains("image"));
+        assert!(!r.variables.iter().any(|v| v.starts_with("e.")), "loop variables are not inputs");
+    }
+
+    #[test]
+    fn undefined_variables_are_errors_that_name_them() {
+        let src = "{\n  \"a\": \"{{ imagee }}\"\n}";
+        let e = render_file("x_taskdef.json", src.as_bytes(), &Map::new()).unwrap_err();
+        assert_eq!(e.file, "x_taskdef.json");
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("'imagee'"), "{}", e.message);
+    }
+
+    #[test]
+    fn missing_map_key_is_an_error() {
+        let context = ctx(json!({"m": {"a": 1}}));
+        let e = render_file("x.json", b"{\"v\": {{ m['b'] }}}", &context).unwrap_err();
+        assert!(e.message.contains("undefined"), "{}", e.message);
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let src = "{\n  \"a\": \"{{ image | }}\"\n}";
+        let e = render_file("x_svcdef.json", src.as_bytes(), &ctx(json!({"image": "i"}))).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.column.is_some());
+        assert!(e.message.contains("syntax"), "{}", e.message);
+    }
+
+    #[test]
+    fn invalid_json_after_rendering_is_located() {
+        let e = render_file("x_svcdef.json", b"{\n \"a\": {{ v }}\n}", &ctx(json!({"v": "unquoted"}))).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("rendered"), "{}", e.message);
+    }
+
+    #[test]
+    fn no_html_or_json_escaping_of_values() {
+        let r = render_file("x_svcdef.json", b"{\"a\": \"{{ v }}\"}", &ctx(json!({"v": "a&b<c>"}))).unwrap();
+        assert_eq!(r.json, json!({"a": "a&b<c>"}));
+    }
+}

@@ -1,0 +1,116 @@
+//! Tests of the whole per-app pipeline: grouping, rendering with refs, fingerprints.
+
+use super::*;
+
+const SVC: &str = r#"{
+  "serviceName": "web",
+  "cluster": "{{ cluster }}",
+  "desiredCount": 2
+}"#;
+const TASK: &str = r#"{
+  "family": "web",
+  "containerDefinitions": [{"name": "web", "image": "{{ image }}", "memory": 256}]
+}"#;
+const INPUT: &str = r#"{"ref": {"file": ["infra/tf.json"], "type": "TERRAFORM"}, "image": "nginx:1"}"#;
+const TF: &str = r#"{"cluster": {"value": "prod"}, "unused": {"value": "x"}}"#;
+
+fn ctx() -> RenderContext {
+    RenderContext { default_region: "us-east-1".into() }
+}
+
+fn base() -> MemTree {
+    MemTree::new()
+        .with("apps/web/web_svcdef.json", SVC)
+        .with("apps/web/web_taskdef.json", TASK)
+        .with("apps/web/web_input.json", INPUT)
+        .with("apps/web/web_depdef.json", r#"{"stabilityCheck": {"timeout": 60}}"#)
+        .with("infra/tf.json", TF)
+}
+
+fn fingerprint_of(tree: &MemTree) -> String {
+    let snap = load_snapshot(tree, &ctx());
+    snap.apps["apps/web/web"].as_ref().expect("valid app").fingerprint.clone()
+}
+
+#[test]
+fn loads_an_ecs_app_with_terraform_refs() {
+    let snap = load_snapshot(&base(), &ctx());
+    let app = snap.apps["apps/web/web"].as_ref().unwrap();
+    assert_eq!(app.identity.to_string(), "ecs:default/us-east-1/prod/web");
+    let AppSpec::Ecs(ecs) = &app.spec else { panic!("ecs app expected") };
+    assert_eq!(ecs.taskdef.as_ref().unwrap()["containerDefinitions"][0]["image"], "nginx:1");
+    assert_eq!(ecs.depdef.stability.timeout_secs, 60);
+    assert!(app.rendered.contains_key(&FileKind::DepDef));
+}
+
+#[test]
+fn whitespace_edit_changes_the_fingerprint() {
+    let before = fingerprint_of(&base());
+    let mut tree = base();
+    tree.insert("apps/web/web_taskdef.json", &format!("{TASK}\n"));
+    assert_ne!(before, fingerprint_of(&tree));
+}
+
+#[test]
+fn depdef_only_edit_keeps_the_fingerprint() {
+    let before = fingerprint_of(&base());
+    let mut tree = base();
+    tree.insert("apps/web/web_depdef.json", r#"{"stabilityCheck": {"timeout": 600}}"#);
+    assert_eq!(before, fingerprint_of(&tree));
+}
+
+#[test]
+fn a_used_ref_value_change_changes_the_fingerprint_and_an_unused_one_does_not() {
+    let before = fingerprint_of(&base());
+    let mut tree = base();
+    tree.insert("infra/tf.json", r#"{"cluster": {"value": "prod"}, "unused": {"value": "changed"}}"#);
+    assert_eq!(before, fingerprint_of(&tree), "unused output");
+    tree.insert("infra/tf.json", r#"{"cluster": {"value": "prod2"}, "unused": {"value": "changed"}}"#);
+    assert_ne!(before, fingerprint_of(&tree), "used output");
+}
+
+#[test]
+fn moved_files_keep_their_fingerprint() {
+    let before = fingerprint_of(&base());
+    let mut moved = MemTree::new().with("infra/tf.json", TF);
+    for (path, content) in &base().files {
+        if let Some(rest) = path.strip_prefix("apps/web/") {
+            moved.insert(&format!("apps/web/{rest}"), std::str::from_utf8(content).unwrap());
+        }
+    }
+    assert_eq!(before, fingerprint_of(&moved));
+}
+
+#[test]
+fn a_bad_app_does_not_affect_its_neighbour() {
+    let tree = base()
+        .with("apps/bad/bad_svcdef.json", "{\n  \"serviceName\": \"{{ nope }}\"\n}")
+        .with("apps/bad/bad_taskdef.json", TASK);
+    let snap = load_snapshot(&tree, &ctx());
+    assert!(snap.apps["apps/web/web"].is_ok());
+    let bad = snap.apps["apps/bad/bad"].as_ref().unwrap_err();
+    assert_eq!(bad.errors[0].file, "apps/bad/bad_svcdef.json");
+    assert_eq!(bad.errors[0].line, Some(2));
+    assert!(bad.errors[0].message.contains("'nope'"));
+}
+
+#[test]
+fn invalid_depdef_makes_the_app_invalid_with_the_field_named() {
+    let mut tree = base();
+    tree.insert("apps/web/web_depdef.json", "{\n  \"trafficShiftingConfig\": {\"percent\": 0}\n}");
+    let snap = load_snapshot(&tree, &ctx());
+    let bad = snap.apps["apps/web/web"].as_ref().unwrap_err();
+    assert_eq!(bad.errors[0].file, "apps/web/web_depdef.json");
+    assert_eq!(bad.errors[0].line, Some(2));
+    assert!(bad.errors[0].message.contains("trafficShiftingConfig.percent"));
+}
+
+#[test]
+fn lambda_apps_are_recognised_with_their_identity() {
+    let tree = MemTree::new()
+        .with("fn/hello_lambdadef.json", r#"{"FunctionName": "hello", "Runtime": "python3.12"}"#)
+        .with("fn/hello_lambdadepdef.json", r#"{"alias": "live", "environment": {"region": "eu-west-1"}}"#);
+    let snap = load_snapshot(&tree, &ctx());
+    let app = snap.apps["fn/hello"].as_ref().unwrap();
+    assert_eq!(app.identity.to_string(), "lambda:default/eu-west-1/hello");
+}

@@ -1,0 +1,350 @@
+//! ECS rolling deployments (SPEC §3.2, §3.4): register → apply → stabilize, with the circuit
+//! breaker and rollback to the last good task definition; and the delete of a service.
+//!
+//! Every phase re-derives its next move from what it observes: "the service should run X; it runs
+//! Y → update it". Replays are harmless: registration is found again by its deployment tag,
+//! CreateService carries a client token, updates and deletes are absolute.
+
+use super::{new_record, short_commit, StepInput, STEADY_REQUEUE_MS};
+use crate::checks::rolling_stability;
+use crate::plan::{Action, Completion, Plan};
+use crate::record::{DeploymentRecord, FailureCause, Level, Operation, Outcome, Phase};
+use crate::spec::{ecs::cluster_name, DesiredApp, EcsApp};
+use crate::token::client_token;
+use serde_json::{json, Map, Value};
+
+/// Tag keys gitmoxi puts on what it creates.
+pub const TAG_APP: &str = "gitmoxi:app";
+pub const TAG_REPO: &str = "gitmoxi:repo";
+pub const TAG_DEPLOYMENT: &str = "gitmoxi:deployment";
+
+/// Fields of a CreateService body that UpdateService accepts too.
+const UPDATABLE: &[&str] = &[
+    "desiredCount",
+    "capacityProviderStrategy",
+    "deploymentConfiguration",
+    "networkConfiguration",
+    "placementConstraints",
+    "placementStrategy",
+    "platformVersion",
+    "healthCheckGracePeriodSeconds",
+    "enableExecuteCommand",
+    "enableECSManagedTags",
+    "loadBalancers",
+    "propagateTags",
+    "serviceRegistries",
+    "serviceConnectConfiguration",
+    "volumeConfigurations",
+    "availabilityZoneRebalancing",
+    "vpcLatticeConfigurations",
+];
+
+/// Starts a deployment of `app`.
+pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
+    let crate::spec::AppSpec::Ecs(ecs) = &app.spec else {
+        unreachable!("the controller only steps ECS apps with the ECS strategy")
+    };
+    let phase = match &ecs.taskdef {
+        Some(_) => Phase::EcsRegister,
+        None => Phase::EcsApply {
+            task_definition: ecs.svcdef.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string(),
+        },
+    };
+    let mut record = new_record(input, Operation::Deploy, ecs.strategy.as_str(), app.fingerprint.clone(), Some(app), phase);
+    record.identity = app.identity.clone();
+    let current = input.observed.service.as_ref().filter(|s| s.is_active()).and_then(|s| s.task_definition.clone());
+    record.previous_task_definition = input.applied.task_definition.clone().or(current);
+    record.log(
+        input.now_ms,
+        Level::Info,
+        format!(
+            "deployment started: commit {}, fingerprint {}, {} update of {}",
+            short_commit(input.commit),
+            crate::spec::fingerprint::short(&app.fingerprint),
+            ecs.strategy.as_str(),
+            app.identity
+        ),
+    );
+    record
+}
+
+/// No deployment needed: keep ownership tags right (a moved app re-tags its service).
+pub fn steady(input: &StepInput<'_>) -> Plan {
+    let Some(service) = input.observed.service.as_ref().filter(|s| s.is_active()) else {
+        return Plan::wait(STEADY_REQUEUE_MS);
+    };
+    let want = input.key.tag_value();
+    if input.applied.owned && service.tags.get(TAG_APP) != Some(&want) {
+        return Plan {
+            actions: vec![Action::EcsTagResource { arn: service.arn.clone(), tags: ownership_tags(input) }],
+            requeue_after_ms: STEADY_REQUEUE_MS,
+            ..Plan::default()
+        };
+    }
+    Plan::wait(STEADY_REQUEUE_MS)
+}
+
+fn ownership_tags(input: &StepInput<'_>) -> Vec<(String, String)> {
+    vec![
+        (TAG_APP.to_string(), input.key.tag_value()),
+        (TAG_REPO.to_string(), crate::record::sanitize_tag(&input.key.repo)),
+    ]
+}
+
+/// Continues an in-flight record.
+pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+    let now = input.now_ms;
+    let mut next = record.clone();
+    let observed = input.observed;
+    let service = observed.service.as_ref().filter(|s| s.status != "INACTIVE");
+    match &record.phase {
+        Phase::EcsRegister => {
+            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+            if let Some(arn) = &observed.registered_task_definition {
+                next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
+                next.enter(Phase::EcsApply { task_definition: arn.clone() }, now);
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            }
+            let mut body = app.taskdef.clone().unwrap_or(Value::Null);
+            let mut tags = ownership_tags(input);
+            tags.push((TAG_DEPLOYMENT.to_string(), record.id.clone()));
+            merge_tags(&mut body, &tags);
+            Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::EcsApply { task_definition } => {
+            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+            match service {
+                Some(s) if s.is_active() && s.task_definition.as_deref() == Some(task_definition.as_str()) => {
+                    let budget = app.depdef.stability.budget_secs(s.desired_count);
+                    next.log(now, Level::Info, format!("service {} runs {}; waiting up to {budget} s for stability", app.service_name, short_td(task_definition)));
+                    next.enter(Phase::EcsStabilize { task_definition: task_definition.clone(), deadline_ms: now + budget * 1000 }, now);
+                    Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+                }
+                Some(s) if s.is_active() => Plan {
+                    take_ownership: true,
+                    actions: vec![Action::EcsUpdateService { body: update_body(app, task_definition) }],
+                    requeue_after_ms: 0,
+                    ..Plan::default()
+                },
+                Some(_) => Plan::wait(app.depdef.stability.poll_interval_secs * 1000),
+                None => Plan {
+                    take_ownership: true,
+                    actions: vec![Action::EcsCreateService { body: create_body(input, record, app, task_definition) }],
+                    requeue_after_ms: 0,
+                    ..Plan::default()
+                },
+            }
+        }
+        Phase::EcsStabilize { task_definition, deadline_ms } => {
+            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+            let poll = app.depdef.stability.poll_interval_secs * 1000;
+            let Some(s) = service else {
+                return rollback_or_fail(input, record, FailureCause::AwsRejected {
+                    operation: "DescribeServices".into(),
+                    code: "ServiceNotFound".into(),
+                    message: format!("service {} disappeared during the deployment", app.service_name),
+                }, vec![]);
+            };
+            let st = rolling_stability(s, &observed.tasks, task_definition);
+            if st.stable {
+                next.log(now, Level::Info, format!("stable: {}/{} tasks of {} running", st.running, st.desired, short_td(task_definition)));
+                next.finish(Outcome::Succeeded, now);
+                let completion = Plan::completion_of(&next, Some(task_definition.clone()));
+                return Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() };
+            }
+            let failed = st.failures.len() as u32;
+            if let Some(threshold) = crate::breaker::tripped(app.depdef.circuit_breaker.as_ref(), st.desired, failed) {
+                let mut evidence = st.failures.clone();
+                if let Some(cause) = &st.failure_cause {
+                    evidence.insert(0, format!("most likely cause: {cause}"));
+                }
+                return rollback_or_fail(input, record, FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold }, evidence);
+            }
+            if let Some(reason) = s.primary().filter(|d| d.rollout_state.as_deref() == Some("FAILED")).map(|d| d.rollout_state_reason.clone().unwrap_or_default()) {
+                let mut evidence = st.failures.clone();
+                evidence.insert(0, format!("ECS rollout failed: {reason}"));
+                let cause = st.failure_cause.clone().unwrap_or(FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold: 0 });
+                return rollback_or_fail(input, record, cause, evidence);
+            }
+            if now >= *deadline_ms {
+                let waited = (now.saturating_sub(record_phase_start(record, *deadline_ms, app, s.desired_count))) / 1000;
+                let mut evidence = vec![format!("{}/{} tasks of {} running when the budget ran out", st.running, st.desired, short_td(task_definition))];
+                evidence.extend(st.failures.clone());
+                evidence.extend(s.events.iter().take(3).map(|e| format!("service event: {e}")));
+                return rollback_or_fail(input, record, FailureCause::StabilityTimeout { waited_secs: waited }, evidence);
+            }
+            let progress = format!("{}/{} tasks running, {} failed", st.running, st.desired, failed);
+            if record.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
+                next.log(now, Level::Info, progress);
+                return Plan { next_record: Some(next), requeue_after_ms: poll, ..Plan::default() };
+            }
+            Plan::wait(poll)
+        }
+        Phase::EcsRollback { to_task_definition } => {
+            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+            match service {
+                Some(s) if s.task_definition.as_deref() == Some(to_task_definition.as_str()) => {
+                    let budget = app.depdef.stability.budget_secs(s.desired_count);
+                    next.log(now, Level::Info, format!("service is back on {}; waiting for it to be stable", short_td(to_task_definition)));
+                    next.enter(Phase::EcsRollbackStabilize { to_task_definition: to_task_definition.clone(), deadline_ms: now + budget * 1000 }, now);
+                    Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+                }
+                Some(_) => Plan {
+                    actions: vec![Action::EcsUpdateService {
+                        body: json!({"cluster": app.cluster, "service": app.service_name, "taskDefinition": to_task_definition}),
+                    }],
+                    requeue_after_ms: 0,
+                    ..Plan::default()
+                },
+                None => finish_failed(input, record, "the service is gone; nothing to roll back"),
+            }
+        }
+        Phase::EcsRollbackStabilize { to_task_definition, deadline_ms } => {
+            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+            let Some(s) = service else { return finish_failed(input, record, "the service is gone during rollback") };
+            let st = rolling_stability(s, &observed.tasks, to_task_definition);
+            if st.stable {
+                next.log(now, Level::Warn, format!("rolled back to {}: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired));
+                next.finish(Outcome::RolledBack, now);
+                let completion = Plan::completion_of(&next, None);
+                return Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() };
+            }
+            if now >= *deadline_ms {
+                return finish_failed(
+                    input,
+                    record,
+                    &format!("rollback to {} did not stabilize in time: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired),
+                );
+            }
+            Plan::wait(app.depdef.stability.poll_interval_secs * 1000)
+        }
+        Phase::EcsDelete => {
+            let Some(identity_service) = service else {
+                next.log(now, Level::Info, "service deleted");
+                next.finish(Outcome::Deleted, now);
+                return Plan { finished: Some((next, Completion::Removed)), requeue_after_ms: 0, ..Plan::default() };
+            };
+            let owned_by_tag = identity_service.tags.get(TAG_APP) == Some(&input.key.tag_value());
+            if !(input.applied.owned || owned_by_tag) {
+                next.cause = Some(FailureCause::NotOwned);
+                next.log(now, Level::Error, format!("refusing to delete {}: it was not created or adopted by this app (tag {TAG_APP} is {:?})", record.identity, identity_service.tags.get(TAG_APP)));
+                next.finish(Outcome::Failed, now);
+                return Plan { finished: Some((next, Completion::Removed)), requeue_after_ms: 0, ..Plan::default() };
+            }
+            if identity_service.status == "DRAINING" {
+                return Plan::wait(10_000);
+            }
+            let (cluster, name) = match &record.identity {
+                crate::spec::Identity::Ecs { cluster, service, .. } => (cluster.clone(), service.clone()),
+                crate::spec::Identity::Lambda { .. } => return finish_failed(input, record, "not an ECS service"),
+            };
+            let mut actions = Vec::new();
+            if identity_service.desired_count > 0 {
+                actions.push(Action::EcsUpdateService { body: json!({"cluster": cluster, "service": name, "desiredCount": 0}) });
+            }
+            actions.push(Action::EcsDeleteService { cluster, service: name });
+            Plan { actions, requeue_after_ms: 5_000, ..Plan::default() }
+        }
+        Phase::Done => Plan::wait(STEADY_REQUEUE_MS),
+    }
+}
+
+fn record_phase_start(record: &DeploymentRecord, deadline_ms: u64, app: &EcsApp, desired: u32) -> u64 {
+    deadline_ms.saturating_sub(app.depdef.stability.budget_secs(desired) * 1000).max(record.started_at_ms)
+}
+
+fn rollback_or_fail(input: &StepInput<'_>, record: &DeploymentRecord, cause: FailureCause, evidence: Vec<String>) -> Plan {
+    let now = input.now_ms;
+    let mut next = record.clone();
+    next.cause = Some(cause.clone());
+    next.evidence = evidence;
+    let enabled = record.desired.as_ref().is_some_and(|d| d.depdef.rollback_enabled());
+    let current = match &record.phase {
+        Phase::EcsStabilize { task_definition, .. } => Some(task_definition.as_str()),
+        _ => None,
+    };
+    match record.previous_task_definition.as_deref().filter(|p| Some(*p) != current) {
+        Some(previous) if enabled => {
+            next.log(now, Level::Error, format!("{cause}: rolling back to {}", short_td(previous)));
+            next.enter(Phase::EcsRollback { to_task_definition: previous.to_string() }, now);
+            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+        }
+        Some(_) => {
+            next.log(now, Level::Error, format!("{cause}: rollback is disabled (deleteNewUponFailure/rollback false); leaving the service as it is"));
+            next.finish(Outcome::Failed, now);
+            let completion = Plan::completion_of(&next, None);
+            Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+        }
+        None => {
+            next.log(now, Level::Error, format!("{cause}: no earlier good task definition to roll back to (first deployment)"));
+            next.finish(Outcome::Failed, now);
+            let completion = Plan::completion_of(&next, None);
+            Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+        }
+    }
+}
+
+fn finish_failed(input: &StepInput<'_>, record: &DeploymentRecord, why: &str) -> Plan {
+    let mut next = record.clone();
+    next.log(input.now_ms, Level::Error, why.to_string());
+    next.evidence.push(why.to_string());
+    next.finish(Outcome::Failed, input.now_ms);
+    let completion = Plan::completion_of(&next, None);
+    Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+}
+
+fn fail_without_desired(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+    finish_failed(input, record, "the deployment record has no desired state (written by an incompatible version); push a commit to redeploy")
+}
+
+/// `family:revision` of a task definition ARN.
+pub fn short_td(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+fn merge_tags(body: &mut Value, tags: &[(String, String)]) {
+    let Value::Object(obj) = body else { return };
+    let mut list: Vec<Value> = match obj.remove("tags") {
+        Some(Value::Array(existing)) => existing
+            .into_iter()
+            .filter(|t| !tags.iter().any(|(k, _)| t.get("key").and_then(Value::as_str) == Some(k.as_str())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    list.extend(tags.iter().map(|(k, v)| json!({"key": k, "value": v})));
+    obj.insert("tags".into(), Value::Array(list));
+}
+
+fn create_body(input: &StepInput<'_>, record: &DeploymentRecord, app: &EcsApp, task_definition: &str) -> Value {
+    let mut body = app.svcdef.clone();
+    if let Value::Object(obj) = &mut body {
+        obj.insert("taskDefinition".into(), Value::String(task_definition.to_string()));
+        obj.insert("cluster".into(), Value::String(app.cluster.clone()));
+        obj.insert("clientToken".into(), Value::String(client_token(&record.id, "create-service")));
+    }
+    merge_tags(&mut body, &ownership_tags(input));
+    body
+}
+
+fn update_body(app: &EcsApp, task_definition: &str) -> Value {
+    let mut body = Map::new();
+    body.insert("cluster".into(), Value::String(app.cluster.clone()));
+    body.insert("service".into(), Value::String(app.service_name.clone()));
+    body.insert("taskDefinition".into(), Value::String(task_definition.to_string()));
+    if let Value::Object(svc) = &app.svcdef {
+        for field in UPDATABLE {
+            if let Some(v) = svc.get(*field) {
+                body.insert((*field).to_string(), v.clone());
+            }
+        }
+    }
+    Value::Object(body)
+}
+
+/// The cluster of an app, short form (for messages).
+pub fn cluster_of(app: &EcsApp) -> &str {
+    cluster_name(&app.cluster)
+}
+
+#[cfg(test)]
+mod tests;

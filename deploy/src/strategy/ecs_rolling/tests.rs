@@ -1,0 +1,311 @@
+//! Table-driven multi-step scenarios: `step` called repeatedly on an evolving observed state.
+
+use super::*;
+use crate::observed::{ObservedDeployment, ObservedEcs, ObservedService, ObservedTask};
+use crate::record::{AppKey, AppliedState};
+use crate::spec::{load_snapshot, DesiredApp, MemTree, RenderContext};
+use crate::strategy::{self, Desired};
+
+fn app(image: &str, depdef: &str) -> DesiredApp {
+    let tree = MemTree::new()
+        .with("svc/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "desiredCount": 2}"#)
+        .with(
+            "svc/web_taskdef.json",
+            &format!(r#"{{"family": "web", "containerDefinitions": [{{"name": "web", "image": "{image}", "memory": 128}}]}}"#),
+        )
+        .with("svc/web_depdef.json", depdef);
+    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    snap.apps["svc/web"].clone().expect("valid")
+}
+
+fn key() -> AppKey {
+    AppKey { repo: "repo".into(), branch: "main".into(), prefix: "svc/web".into() }
+}
+
+struct Step<'a> {
+    desired: Desired<'a>,
+    applied: &'a AppliedState,
+    record: Option<&'a DeploymentRecord>,
+    observed: &'a ObservedEcs,
+    now: u64,
+}
+
+fn run(s: Step<'_>) -> Plan {
+    let key = key();
+    strategy::step(&StepInput {
+        key: &key,
+        commit: "c0ffee",
+        desired: s.desired,
+        applied: s.applied,
+        record: s.record,
+        observed: s.observed,
+        now_ms: s.now,
+        new_deployment_id: "dep-1",
+        force: false,
+    })
+}
+
+fn service(td: &str, desired: u32, deployments: Vec<(&str, u32)>) -> ObservedService {
+    ObservedService {
+        arn: "arn:aws:ecs:us-east-1:123456789012:service/prod/web".into(),
+        status: "ACTIVE".into(),
+        task_definition: Some(td.into()),
+        desired_count: desired,
+        deployments: deployments
+            .into_iter()
+            .enumerate()
+            .map(|(i, (t, running))| ObservedDeployment {
+                id: format!("ecs-svc/{i}"),
+                status: if i == 0 { "PRIMARY".into() } else { "ACTIVE".into() },
+                task_definition: t.into(),
+                running_count: running,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn tasks(td: &str, status: &str, n: usize, reason: Option<&str>) -> Vec<ObservedTask> {
+    (0..n)
+        .map(|i| ObservedTask {
+            arn: format!("arn:aws:ecs:us-east-1:1:task/prod/{td}-{status}-{i}"),
+            task_definition: td.into(),
+            last_status: status.into(),
+            desired_status: if status == "STOPPED" { "STOPPED".into() } else { "RUNNING".into() },
+            stopped_reason: reason.map(Into::into),
+            ..Default::default()
+        })
+        .collect()
+}
+
+const TD1: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1";
+const TD2: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2";
+
+fn applied_v1(a: &DesiredApp) -> AppliedState {
+    AppliedState {
+        fingerprint: Some("old".into()),
+        task_definition: Some(TD1.into()),
+        owned: true,
+        identity: Some(a.identity.clone()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn rolling_update_goes_register_apply_stabilize_succeed() {
+    let a = app("nginx:2", "{}");
+    let applied = applied_v1(&a);
+    let mut obs = ObservedEcs { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
+
+    // 1. start: a record in EcsRegister, nothing done yet
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 });
+    let rec = p.next_record.expect("record");
+    assert_eq!(rec.phase, Phase::EcsRegister);
+    assert_eq!(rec.previous_task_definition.as_deref(), Some(TD1));
+    assert!(p.actions.is_empty(), "persist before acting");
+
+    // 2. register with the deployment tag
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 1 });
+    let Action::EcsRegisterTaskDefinition { body } = &p.actions[0] else { panic!("{p:?}") };
+    assert!(body["tags"].as_array().unwrap().iter().any(|t| t["key"] == TAG_DEPLOYMENT && t["value"] == "dep-1"));
+    assert!(p.next_record.is_none());
+
+    // 3. replay after a crash: the registration is found by its tag, not repeated
+    obs.registered_task_definition = Some(TD2.into());
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 2 });
+    assert!(p.actions.is_empty());
+    let rec = p.next_record.unwrap();
+    assert_eq!(rec.phase, Phase::EcsApply { task_definition: TD2.into() });
+
+    // 4. apply: update the service to TD2 (absolute target)
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 3 });
+    let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("{p:?}") };
+    assert_eq!(body["taskDefinition"], TD2);
+    assert_eq!(body["service"], "web");
+    assert_eq!(body["desiredCount"], 2);
+
+    // 5. the service runs TD2 → stabilize with the default 300 s budget
+    obs.service = Some(service(TD2, 2, vec![(TD2, 0), (TD1, 2)]));
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 4 });
+    let rec = p.next_record.unwrap();
+    assert_eq!(rec.phase, Phase::EcsStabilize { task_definition: TD2.into(), deadline_ms: 4 + 300_000 });
+
+    // 6. half-way: keeps waiting at the poll interval
+    obs.tasks = [tasks(TD2, "RUNNING", 1, None), tasks(TD1, "RUNNING", 1, None)].concat();
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 30_000 });
+    assert_eq!(p.requeue_after_ms, 30_000);
+    assert!(p.finished.is_none());
+
+    // 7. all new tasks running, old drained → succeeded, fingerprint applied, TD2 the new rollback target
+    obs.service = Some(service(TD2, 2, vec![(TD2, 2), (TD1, 0)]));
+    obs.tasks = tasks(TD2, "RUNNING", 2, None);
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 60_000 });
+    let (done, completion) = p.finished.unwrap();
+    assert_eq!(done.outcome, Some(Outcome::Succeeded));
+    assert_eq!(
+        completion,
+        Completion::Applied { fingerprint: a.fingerprint.clone(), commit: "c0ffee".into(), task_definition: Some(TD2.into()) }
+    );
+}
+
+#[test]
+fn first_deployment_creates_the_service_with_a_client_token_and_tags() {
+    let a = app("nginx:1", "{}");
+    let applied = AppliedState::default();
+    let obs = ObservedEcs { registered_task_definition: None, ..Default::default() };
+    let rec = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    let mut rec = rec;
+    rec.enter(Phase::EcsApply { task_definition: TD1.into() }, 1);
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 2 });
+    let Action::EcsCreateService { body } = &p.actions[0] else { panic!("{p:?}") };
+    assert_eq!(body["clientToken"], crate::token::client_token("dep-1", "create-service"));
+    assert_eq!(body["taskDefinition"], TD1);
+    assert!(body["tags"].as_array().unwrap().iter().any(|t| t["key"] == TAG_APP && t["value"] == "main:svc/web"));
+    assert!(p.take_ownership);
+}
+
+fn stabilizing(a: &DesiredApp) -> DeploymentRecord {
+    let applied = applied_v1(a);
+    let obs = ObservedEcs { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
+    let mut rec = run(Step { desired: Desired::Present(a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    rec.enter(Phase::EcsStabilize { task_definition: TD2.into(), deadline_ms: 300_000 }, 0);
+    rec
+}
+
+#[test]
+fn breaker_trips_and_rolls_back_to_the_previous_task_definition() {
+    let a = app("nginx:fail", r#"{"gmDeploymentCircuitBreaker": {"failureThreshold": 2}}"#);
+    let applied = applied_v1(&a);
+    let rec = stabilizing(&a);
+    let mut obs = ObservedEcs {
+        service: Some(service(TD2, 2, vec![(TD2, 0), (TD1, 2)])),
+        tasks: tasks(TD2, "STOPPED", 1, Some("CannotPullContainerError: pull access denied")),
+        ..Default::default()
+    };
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 10_000 });
+    assert!(p.finished.is_none() && p.actions.is_empty(), "one failure is below the threshold");
+    assert!(matches!(p.next_record.unwrap().phase, Phase::EcsStabilize { .. }));
+    obs.tasks = tasks(TD2, "STOPPED", 2, Some("CannotPullContainerError: pull access denied"));
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 20_000 });
+    let rec = p.next_record.unwrap();
+    assert_eq!(rec.phase, Phase::EcsRollback { to_task_definition: TD1.into() });
+    assert_eq!(rec.cause, Some(FailureCause::CircuitBreakerTripped { failed_tasks: 2, threshold: 2 }));
+    assert!(rec.evidence.iter().any(|e| e.contains("image pull failure")), "{:?}", rec.evidence);
+    assert!(rec.evidence.iter().any(|e| e.contains("CannotPullContainerError")));
+
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 20_001 });
+    let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("{p:?}") };
+    assert_eq!(body["taskDefinition"], TD1);
+
+    obs.service = Some(service(TD1, 2, vec![(TD1, 0), (TD2, 0)]));
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 20_002 });
+    let rec = p.next_record.unwrap();
+    assert!(matches!(rec.phase, Phase::EcsRollbackStabilize { .. }));
+
+    obs.service = Some(service(TD1, 2, vec![(TD1, 2), (TD2, 0)]));
+    obs.tasks = tasks(TD1, "RUNNING", 2, None);
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 40_000 });
+    let (done, completion) = p.finished.unwrap();
+    assert_eq!(done.outcome, Some(Outcome::RolledBack));
+    assert_eq!(completion, Completion::Failed { fingerprint: a.fingerprint.clone() });
+}
+
+#[test]
+fn stability_timeout_rolls_back() {
+    let a = app("nginx:slow", "{}");
+    let applied = applied_v1(&a);
+    let rec = stabilizing(&a);
+    let obs = ObservedEcs {
+        service: Some(service(TD2, 2, vec![(TD2, 1), (TD1, 1)])),
+        tasks: tasks(TD2, "RUNNING", 1, None),
+        ..Default::default()
+    };
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 300_000 });
+    let rec = p.next_record.unwrap();
+    assert!(matches!(rec.cause, Some(FailureCause::StabilityTimeout { waited_secs: 300 })), "{:?}", rec.cause);
+    assert_eq!(rec.phase, Phase::EcsRollback { to_task_definition: TD1.into() });
+    assert!(rec.evidence[0].contains("1/2 tasks"));
+}
+
+#[test]
+fn without_rollback_or_previous_revision_the_deployment_fails_in_place() {
+    let a = app("nginx:fail", r#"{"gmDeploymentCircuitBreaker": {"failureThreshold": 1, "rollback": false}}"#);
+    let applied = applied_v1(&a);
+    let rec = stabilizing(&a);
+    let obs = ObservedEcs {
+        service: Some(service(TD2, 2, vec![(TD2, 0)])),
+        tasks: tasks(TD2, "STOPPED", 1, Some("Essential container in task exited")),
+        ..Default::default()
+    };
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 1 });
+    let (done, completion) = p.finished.unwrap();
+    assert_eq!(done.outcome, Some(Outcome::Failed));
+    assert!(p.actions.is_empty());
+    assert_eq!(completion, Completion::Failed { fingerprint: a.fingerprint.clone() });
+
+    let b = app("nginx:fail", r#"{"gmDeploymentCircuitBreaker": {"failureThreshold": 1}}"#);
+    let mut rec = stabilizing(&b);
+    rec.previous_task_definition = None;
+    let p = run(Step { desired: Desired::Present(&b), applied: &AppliedState::default(), record: Some(&rec), observed: &obs, now: 1 });
+    assert_eq!(p.finished.unwrap().0.outcome, Some(Outcome::Failed));
+}
+
+#[test]
+fn a_newer_head_supersedes_and_a_failed_fingerprint_is_not_retried() {
+    let a = app("nginx:2", "{}");
+    let rec = stabilizing(&a);
+    let b = app("nginx:3", "{}");
+    let mut applied = applied_v1(&a);
+    let mut svc = service(TD2, 2, vec![(TD2, 1)]);
+    svc.tags.insert(TAG_APP.into(), "main:svc/web".into());
+    let obs = ObservedEcs { service: Some(svc), ..Default::default() };
+    let p = run(Step { desired: Desired::Present(&b), applied: &applied, record: Some(&rec), observed: &obs, now: 5 });
+    let (old, completion) = p.finished.unwrap();
+    assert_eq!(old.outcome, Some(Outcome::Superseded));
+    assert_eq!(completion, Completion::Nothing);
+    let new = p.next_record.unwrap();
+    assert_eq!((new.fingerprint.as_str(), &new.phase), (b.fingerprint.as_str(), &Phase::EcsRegister));
+    assert_eq!(new.previous_task_definition.as_deref(), Some(TD1), "rollback target stays the last good one");
+
+    applied.failed.insert(b.fingerprint.clone());
+    let p = run(Step { desired: Desired::Present(&b), applied: &applied, record: None, observed: &obs, now: 6 });
+    assert!(p.next_record.is_none() && p.actions.is_empty(), "quarantined");
+}
+
+#[test]
+fn delete_scales_to_zero_then_deletes_and_refuses_what_it_does_not_own() {
+    let a = app("nginx:1", "{}");
+    let applied = applied_v1(&a);
+    let mut obs = ObservedEcs { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
+    let rec = run(Step { desired: Desired::Deleted, applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    assert_eq!(rec.phase, Phase::EcsDelete);
+    let p = run(Step { desired: Desired::Deleted, applied: &applied, record: Some(&rec), observed: &obs, now: 1 });
+    assert_eq!(p.actions.len(), 2);
+    assert!(matches!(&p.actions[0], Action::EcsUpdateService { body } if body["desiredCount"] == 0));
+    assert!(matches!(&p.actions[1], Action::EcsDeleteService { service, .. } if service == "web"));
+    obs.service.as_mut().unwrap().status = "INACTIVE".into();
+    let p = run(Step { desired: Desired::Deleted, applied: &applied, record: Some(&rec), observed: &obs, now: 2 });
+    assert_eq!(p.finished.unwrap().1, Completion::Removed);
+
+    let foreign = AppliedState { owned: false, ..applied.clone() };
+    obs.service.as_mut().unwrap().status = "ACTIVE".into();
+    let p = run(Step { desired: Desired::Deleted, applied: &foreign, record: Some(&rec), observed: &obs, now: 3 });
+    assert!(p.actions.is_empty());
+    assert_eq!(p.finished.unwrap().0.cause, Some(FailureCause::NotOwned));
+
+    let held = run(Step { desired: Desired::DeleteHeld, applied: &applied, record: None, observed: &obs, now: 4 });
+    assert!(held.next_record.is_none() && held.actions.is_empty());
+}
+
+#[test]
+fn a_moved_app_retags_its_service() {
+    let a = app("nginx:1", "{}");
+    let applied = AppliedState { fingerprint: Some(a.fingerprint.clone()), ..applied_v1(&a) };
+    let mut svc = service(TD1, 2, vec![(TD1, 2)]);
+    svc.tags.insert(TAG_APP.into(), "main:old/place".into());
+    let obs = ObservedEcs { service: Some(svc), ..Default::default() };
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 });
+    let Action::EcsTagResource { tags, .. } = &p.actions[0] else { panic!("{p:?}") };
+    assert!(tags.contains(&(TAG_APP.to_string(), "main:svc/web".to_string())));
+}

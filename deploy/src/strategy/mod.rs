@@ -1,0 +1,209 @@
+//! Strategies: one pure `step` per pass that turns (desired, applied, record, observed, now) into
+//! a [`Plan`]. This module decides *which* deployment runs (start, continue, supersede, delete,
+//! quarantine); the strategy modules decide *how* it proceeds.
+//!
+//! Invariants: all branching about deployments lives here, never in the executor; a failed
+//! fingerprint is not restarted unless forced; a newer valid head supersedes an in-flight
+//! deployment; nothing is deleted unless the app is gone, its delete allowed and it is owned.
+
+pub mod ecs_rolling;
+
+use crate::observed::ObservedEcs;
+use crate::plan::{Completion, Plan};
+use crate::record::{AppKey, AppliedState, DeploymentRecord, DeploymentStatus, FailureCause, Level, Operation, Outcome, Phase};
+use crate::spec::{AppSpec, DesiredApp, Identity};
+
+/// How long a steady app waits before its next look.
+pub const STEADY_REQUEUE_MS: u64 = 5 * 60 * 1000;
+
+/// What the branch head says about the app.
+#[derive(Debug, Clone, Copy)]
+pub enum Desired<'a> {
+    /// A valid app.
+    Present(&'a DesiredApp),
+    /// The app is in the head but invalid, in conflict or otherwise blocked: keep what runs.
+    Blocked,
+    /// The app is gone from the head and its delete is allowed.
+    Deleted,
+    /// The app is gone but its delete is held (prune protection).
+    DeleteHeld,
+}
+
+/// Everything one planning step reads.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInput<'a> {
+    pub key: &'a AppKey,
+    /// The head commit the desired state comes from.
+    pub commit: &'a str,
+    pub desired: Desired<'a>,
+    pub applied: &'a AppliedState,
+    pub record: Option<&'a DeploymentRecord>,
+    pub observed: &'a ObservedEcs,
+    pub now_ms: u64,
+    /// The id a deployment started in this step gets (from the controller's seeded source).
+    pub new_deployment_id: &'a str,
+    /// Redeploy even when the fingerprint is applied or failed.
+    pub force: bool,
+}
+
+/// What the observer must fetch for this step.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObserveNeeds {
+    /// The identity to observe (None: nothing to observe).
+    pub identity: Option<Identity>,
+    /// Look up the task definition tagged with this deployment id in this family.
+    pub registered_for: Option<(String, String)>,
+    /// List and describe the service's tasks.
+    pub tasks: bool,
+}
+
+/// The identity an app's step concerns: the in-flight record's, else the head's, else the store's.
+pub fn identity_of<'a>(desired: &Desired<'a>, applied: &'a AppliedState, record: Option<&'a DeploymentRecord>) -> Option<&'a Identity> {
+    if let Some(r) = record.filter(|r| r.in_flight()) {
+        return Some(&r.identity);
+    }
+    match desired {
+        Desired::Present(app) => Some(&app.identity),
+        Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => applied.identity.as_ref(),
+    }
+}
+
+/// What to observe before stepping.
+pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Option<&DeploymentRecord>) -> ObserveNeeds {
+    let identity = identity_of(desired, applied, record).cloned();
+    let mut needs = ObserveNeeds { identity, ..ObserveNeeds::default() };
+    if let Some(r) = record.filter(|r| r.in_flight()) {
+        match &r.phase {
+            Phase::EcsRegister => {
+                needs.registered_for =
+                    r.desired.as_ref().and_then(|d| d.family()).map(|family| (family.to_string(), r.id.clone()));
+            }
+            Phase::EcsStabilize { .. } | Phase::EcsRollbackStabilize { .. } => needs.tasks = true,
+            Phase::EcsApply { .. } | Phase::EcsRollback { .. } | Phase::EcsDelete | Phase::Done => {}
+        }
+    }
+    needs
+}
+
+/// One planning step for an ECS app.
+pub fn step(input: &StepInput<'_>) -> Plan {
+    if let Some(record) = input.record.filter(|r| r.in_flight()) {
+        if let Desired::Present(app) = input.desired {
+            let newer = record.operation == Operation::Deploy
+                && app.fingerprint != record.fingerprint
+                && (input.force || !input.applied.failed.contains(&app.fingerprint));
+            if newer {
+                return supersede(input, record, app);
+            }
+        }
+        return ecs_rolling::step(input, record);
+    }
+    match input.desired {
+        Desired::Present(app) => {
+            let applied = input.applied.fingerprint.as_deref() == Some(app.fingerprint.as_str());
+            let failed = input.applied.failed.contains(&app.fingerprint);
+            if input.force || (!applied && !failed) {
+                let record = ecs_rolling::start(input, app);
+                return Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() };
+            }
+            ecs_rolling::steady(input)
+        }
+        Desired::Deleted if input.applied.fingerprint.is_some() || input.applied.owned => {
+            match input.observed.service.as_ref().filter(|s| s.status != "INACTIVE") {
+                None => {
+                    let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::EcsDelete);
+                    record.log(input.now_ms, Level::Info, "service already gone; forgetting the app");
+                    record.finish(Outcome::Deleted, input.now_ms);
+                    Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() }
+                }
+                Some(_) => {
+                    let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::EcsDelete);
+                    record.log(input.now_ms, Level::Info, "the svcdef is gone from the branch head: deleting the service");
+                    Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() }
+                }
+            }
+        }
+        Desired::Deleted | Desired::DeleteHeld | Desired::Blocked => Plan::wait(STEADY_REQUEUE_MS),
+    }
+}
+
+fn supersede(input: &StepInput<'_>, record: &DeploymentRecord, app: &DesiredApp) -> Plan {
+    let mut old = record.clone();
+    old.log(
+        input.now_ms,
+        Level::Warn,
+        format!("superseded by commit {} (fingerprint {})", short_commit(input.commit), crate::spec::fingerprint::short(&app.fingerprint)),
+    );
+    old.finish(Outcome::Superseded, input.now_ms);
+    let mut next = ecs_rolling::start(input, app);
+    next.log(input.now_ms, Level::Info, format!("supersedes deployment {} ({})", record.id, record.phase.name()));
+    Plan { finished: Some((old, Completion::Nothing)), next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+}
+
+/// Builds a fresh record for this app.
+pub fn new_record(
+    input: &StepInput<'_>,
+    operation: Operation,
+    strategy: &str,
+    fingerprint: String,
+    desired: Option<&DesiredApp>,
+    phase: Phase,
+) -> DeploymentRecord {
+    let identity = identity_of(&input.desired, input.applied, None)
+        .cloned()
+        .or_else(|| desired.map(|d| d.identity.clone()))
+        .unwrap_or(Identity::Ecs { account: None, region: String::new(), cluster: String::new(), service: String::new() });
+    let ecs = desired.and_then(|d| match &d.spec {
+        AppSpec::Ecs(e) => Some(e.clone()),
+        AppSpec::Lambda(_) => None,
+    });
+    DeploymentRecord {
+        id: input.new_deployment_id.to_string(),
+        app: input.key.clone(),
+        kind: desired.map_or(crate::spec::AppKind::Ecs, |d| d.kind),
+        commit: input.commit.to_string(),
+        fingerprint,
+        identity,
+        operation,
+        strategy: strategy.to_string(),
+        desired: ecs,
+        previous_task_definition: None,
+        phase,
+        status: DeploymentStatus::Processing,
+        outcome: None,
+        cause: None,
+        evidence: Vec::new(),
+        traffic: None,
+        started_at_ms: input.now_ms,
+        updated_at_ms: input.now_ms,
+        finished_at_ms: None,
+        timeline: Vec::new(),
+    }
+}
+
+/// AWS refused an action or an observation for a reason retrying will not fix: the deployment
+/// fails with that cause (and a start that could not even observe is recorded as failed).
+pub fn on_permanent_error(input: &StepInput<'_>, cause: FailureCause) -> Plan {
+    let record = match input.record.filter(|r| r.in_flight()) {
+        Some(r) => r.clone(),
+        None => match input.desired {
+            Desired::Present(app)
+                if input.force
+                    || (input.applied.fingerprint.as_deref() != Some(app.fingerprint.as_str())
+                        && !input.applied.failed.contains(&app.fingerprint)) =>
+            {
+                ecs_rolling::start(input, app)
+            }
+            _ => return Plan::wait(STEADY_REQUEUE_MS),
+        },
+    };
+    let mut record = record;
+    record.log(input.now_ms, Level::Error, format!("{cause}; fix the cause, then push a commit or run `gitmoxi sync --force {}`", input.key.prefix));
+    record.cause = Some(cause);
+    record.finish(Outcome::Failed, input.now_ms);
+    Plan { next_record: Some(record), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+}
+
+pub fn short_commit(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
+}
