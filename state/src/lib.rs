@@ -1,0 +1,362 @@
+//! gitmoxi-state — the sled store (SPEC §7.2): per app the applied fingerprint, rendered documents
+//! and rollback target; the in-flight deployment record; finished deployments; failed
+//! fingerprints; ownership; a bounded history of events; operator commands; a schema version.
+//!
+//! Invariants: a record is durable (flushed) before the executor performs the AWS call its phase
+//! leads to; finishing a deployment (record → history, app entry updated) is one transaction;
+//! nothing here talks to AWS or git. Values are JSON so they stay readable with `sled` tools.
+
+use gitmoxi_deploy::plan::Completion;
+use gitmoxi_deploy::record::{AppKey, AppliedState, DeploymentRecord, Level, Outcome};
+use gitmoxi_deploy::spec::{AppKind, Diagnostic, FileKind};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The on-disk format version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// History events kept per app (oldest pruned).
+pub const MAX_HISTORY_PER_APP: usize = 500;
+/// Finished deployments kept per app (oldest pruned).
+pub const MAX_DEPLOYMENTS_PER_APP: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store I/O failed: {0}; check the state directory's disk space and permissions")]
+    Io(#[from] sled::Error),
+    #[error("state store entry {key} is corrupt ({source}); move the state directory aside to start fresh")]
+    Corrupt { key: String, source: serde_json::Error },
+    #[error("state directory was written by schema version {found}, this gitmoxi reads version {SCHEMA_VERSION}; upgrade gitmoxi or use another --state-dir")]
+    Schema { found: u32 },
+    #[error("state store transaction failed: {0}")]
+    Transaction(String),
+}
+
+/// What the store keeps per app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppEntry {
+    pub key: AppKey,
+    pub kind: AppKind,
+    pub applied: AppliedState,
+    /// The documents of the applied fingerprint, as rendered.
+    pub rendered: BTreeMap<FileKind, Value>,
+    /// The latest head's problems with this app (render/validation errors, conflicts, held deletes).
+    pub problems: Vec<Diagnostic>,
+    /// What the last head wants for this app (plan action and reason).
+    pub plan_action: Option<String>,
+    pub plan_reason: Option<String>,
+    pub last_deployment: Option<String>,
+    pub last_outcome: Option<Outcome>,
+    pub last_cause: Option<String>,
+    pub head_commit: Option<String>,
+    pub updated_at_ms: u64,
+}
+
+impl AppEntry {
+    pub fn new(key: AppKey, kind: AppKind) -> Self {
+        AppEntry {
+            key,
+            kind,
+            applied: AppliedState::default(),
+            rendered: BTreeMap::new(),
+            problems: Vec::new(),
+            plan_action: None,
+            plan_reason: None,
+            last_deployment: None,
+            last_outcome: None,
+            last_cause: None,
+            head_commit: None,
+            updated_at_ms: 0,
+        }
+    }
+}
+
+/// One line of an app's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub at_ms: u64,
+    pub level: Level,
+    pub deployment: Option<String>,
+    pub commit: Option<String>,
+    pub message: String,
+}
+
+/// Operator commands waiting for an app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commands {
+    /// Redeploy even when applied or failed (consumed when a deployment starts).
+    pub force: bool,
+}
+
+/// The store. Cheap to clone (sled handles are shared).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    apps: sled::Tree,
+    records: sled::Tree,
+    deployments: sled::Tree,
+    history: sled::Tree,
+    commands: sled::Tree,
+    meta: sled::Tree,
+}
+
+fn app_key_bytes(key: &AppKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.repo.len() + key.branch.len() + key.prefix.len() + 2);
+    out.extend_from_slice(key.repo.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.branch.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.prefix.as_bytes());
+    out
+}
+
+fn history_prefix(key: &AppKey) -> Vec<u8> {
+    let mut k = app_key_bytes(key);
+    k.push(0xff);
+    k
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(key).replace('\0', "/"), source })
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(dir).flush_every_ms(Some(500)).open()?;
+        Self::from_db(db)
+    }
+
+    /// A throw-away store (tests).
+    pub fn temporary() -> Result<Store, StoreError> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Store, StoreError> {
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema_version")? {
+            Some(v) => {
+                let found: u32 = decode(b"schema_version", &v)?;
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found });
+                }
+            }
+            None => {
+                meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
+            }
+        }
+        Ok(Store {
+            apps: db.open_tree("apps")?,
+            records: db.open_tree("records")?,
+            deployments: db.open_tree("deployments")?,
+            history: db.open_tree("history")?,
+            commands: db.open_tree("commands")?,
+            meta,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn app(&self, key: &AppKey) -> Result<Option<AppEntry>, StoreError> {
+        let k = app_key_bytes(key);
+        self.apps.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    pub fn put_app(&self, entry: &AppEntry) -> Result<(), StoreError> {
+        self.apps.insert(app_key_bytes(&entry.key), encode(entry))?;
+        Ok(())
+    }
+
+    pub fn apps(&self) -> Result<Vec<AppEntry>, StoreError> {
+        self.apps.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    /// The in-flight (or last unfinished) record of an app.
+    pub fn record(&self, key: &AppKey) -> Result<Option<DeploymentRecord>, StoreError> {
+        let k = app_key_bytes(key);
+        self.records.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// Every in-flight record.
+    pub fn records(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
+        self.records.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    /// Writes the in-flight record (call [`Store::flush`] before acting on it).
+    pub fn put_record(&self, record: &DeploymentRecord) -> Result<(), StoreError> {
+        self.records.insert(app_key_bytes(&record.app), encode(record))?;
+        self.deployments.insert(record.id.as_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    /// A deployment by id (in flight or finished).
+    pub fn deployment(&self, id: &str) -> Result<Option<DeploymentRecord>, StoreError> {
+        self.deployments.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    /// Every deployment kept, newest first.
+    pub fn deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let mut all: Vec<DeploymentRecord> =
+            self.deployments.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect::<Result<_, _>>()?;
+        all.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
+        Ok(all)
+    }
+
+    /// Ends a deployment in one transaction: the record leaves the in-flight tree, the app entry
+    /// learns the outcome (applied fingerprint, failed fingerprint or removal).
+    pub fn finish(&self, record: &DeploymentRecord, completion: &Completion) -> Result<(), StoreError> {
+        let key = app_key_bytes(&record.app);
+        let record_bytes = encode(record);
+        let result = (&self.apps, &self.records, &self.deployments).transaction(|(apps, records, deployments)| {
+            deployments.insert(record.id.as_bytes(), record_bytes.clone())?;
+            if let Some(current) = records.get(&key)? {
+                let current: DeploymentRecord = serde_json::from_slice(&current).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                if current.id == record.id {
+                    records.remove(key.clone())?;
+                }
+            }
+            let mut entry: AppEntry = match apps.get(&key)? {
+                Some(v) => serde_json::from_slice(&v).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?,
+                None => AppEntry::new(record.app.clone(), record.kind),
+            };
+            entry.last_deployment = Some(record.id.clone());
+            entry.last_outcome = record.outcome;
+            entry.last_cause = record.cause.as_ref().map(ToString::to_string);
+            entry.updated_at_ms = record.updated_at_ms;
+            match completion {
+                Completion::Applied { fingerprint, commit, task_definition } => {
+                    entry.applied.fingerprint = Some(fingerprint.clone());
+                    entry.applied.commit = Some(commit.clone());
+                    entry.applied.identity = Some(record.identity.clone());
+                    if task_definition.is_some() {
+                        entry.applied.task_definition = task_definition.clone();
+                    }
+                    entry.applied.failed.remove(fingerprint);
+                    if let Some(desired) = &record.desired {
+                        let mut rendered = BTreeMap::new();
+                        rendered.insert(FileKind::SvcDef, desired.svcdef.clone());
+                        if let Some(td) = &desired.taskdef {
+                            rendered.insert(FileKind::TaskDef, td.clone());
+                        }
+                        entry.rendered = rendered;
+                    }
+                }
+                Completion::Failed { fingerprint } => {
+                    entry.applied.failed.insert(fingerprint.clone());
+                }
+                Completion::Removed => {
+                    apps.remove(key.clone())?;
+                    return Ok(());
+                }
+                Completion::Nothing => {}
+            }
+            apps.insert(key.clone(), encode(&entry))?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(msg)) => Err(StoreError::Transaction(msg)),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Io(e)),
+        }?;
+        self.prune_deployments(&record.app)
+    }
+
+    fn prune_deployments(&self, key: &AppKey) -> Result<(), StoreError> {
+        let mut mine: Vec<(u64, Vec<u8>)> = Vec::new();
+        for kv in self.deployments.iter() {
+            let (k, v) = kv?;
+            let r: DeploymentRecord = decode(&k, &v)?;
+            if &r.app == key && !r.in_flight() {
+                mine.push((r.started_at_ms, k.to_vec()));
+            }
+        }
+        if mine.len() > MAX_DEPLOYMENTS_PER_APP {
+            mine.sort();
+            for (_, k) in mine.iter().take(mine.len() - MAX_DEPLOYMENTS_PER_APP) {
+                self.deployments.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands an app's stored state to a new prefix (a folder move; SPEC §1.4).
+    pub fn move_app(&self, from: &AppKey, to: &AppKey) -> Result<(), StoreError> {
+        let from_k = app_key_bytes(from);
+        let to_k = app_key_bytes(to);
+        let result = self.apps.transaction(|apps| {
+            if let Some(v) = apps.get(&from_k)? {
+                let mut entry: AppEntry = serde_json::from_slice(&v).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                entry.key = to.clone();
+                apps.remove(from_k.clone())?;
+                apps.insert(to_k.clone(), encode(&entry))?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(msg)) => Err(StoreError::Transaction(msg)),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Io(e)),
+        }
+    }
+
+    /// Appends to an app's history (bounded).
+    pub fn append_history(&self, key: &AppKey, event: &HistoryEvent) -> Result<(), StoreError> {
+        let mut k = history_prefix(key);
+        k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        self.history.insert(k, encode(event))?;
+        let prefix = history_prefix(key);
+        let count = self.history.scan_prefix(&prefix).count();
+        if count > MAX_HISTORY_PER_APP {
+            let excess: Vec<_> = self.history.scan_prefix(&prefix).keys().take(count - MAX_HISTORY_PER_APP).collect::<Result<_, _>>()?;
+            for k in excess {
+                self.history.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An app's history, oldest first.
+    pub fn history(&self, key: &AppKey) -> Result<Vec<HistoryEvent>, StoreError> {
+        self.history.scan_prefix(history_prefix(key)).values().map(|v| v.map_err(StoreError::from).and_then(|v| decode(b"history", &v))).collect()
+    }
+
+    pub fn commands(&self, key: &AppKey) -> Result<Commands, StoreError> {
+        let k = app_key_bytes(key);
+        Ok(self.commands.get(&k)?.map(|v| decode(&k, &v)).transpose()?.unwrap_or_default())
+    }
+
+    pub fn put_commands(&self, key: &AppKey, commands: &Commands) -> Result<(), StoreError> {
+        let k = app_key_bytes(key);
+        if commands == &Commands::default() {
+            self.commands.remove(k)?;
+        } else {
+            self.commands.insert(k, encode(commands))?;
+        }
+        Ok(())
+    }
+
+    /// A small named value (e.g. the last head seen per repo/branch).
+    pub fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.meta.get(name)?.map(|v| decode(name.as_bytes(), &v)).transpose()
+    }
+
+    pub fn put_meta(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.meta.insert(name, encode(&value))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

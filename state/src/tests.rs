@@ -1,0 +1,142 @@
+use super::*;
+use gitmoxi_deploy::record::{DeploymentStatus, Operation, Phase};
+use gitmoxi_deploy::spec::Identity;
+
+fn key(prefix: &str) -> AppKey {
+    AppKey { repo: "r".into(), branch: "main".into(), prefix: prefix.into() }
+}
+
+fn record(id: &str, prefix: &str) -> DeploymentRecord {
+    DeploymentRecord {
+        id: id.into(),
+        app: key(prefix),
+        kind: AppKind::Ecs,
+        commit: "c1".into(),
+        fingerprint: "fp1".into(),
+        identity: Identity::Ecs { account: None, region: "us-east-1".into(), cluster: "c".into(), service: "s".into() },
+        operation: Operation::Deploy,
+        strategy: "rolling".into(),
+        desired: None,
+        previous_task_definition: None,
+        phase: Phase::EcsRegister,
+        status: DeploymentStatus::Processing,
+        outcome: None,
+        cause: None,
+        evidence: vec![],
+        traffic: None,
+        started_at_ms: 1,
+        updated_at_ms: 1,
+        finished_at_ms: None,
+        timeline: vec![],
+    }
+}
+
+#[test]
+fn records_survive_reopening_and_finish_moves_them_to_history() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.put_record(&record("d1", "a")).unwrap();
+        block_on(store.flush()).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let mut r = store.record(&key("a")).unwrap().expect("persisted");
+    assert_eq!(r.phase, Phase::EcsRegister);
+    r.finish(Outcome::Succeeded, 5);
+    store
+        .finish(&r, &Completion::Applied { fingerprint: "fp1".into(), commit: "c1".into(), task_definition: Some("td:1".into()) })
+        .unwrap();
+    assert!(store.record(&key("a")).unwrap().is_none());
+    let app = store.app(&key("a")).unwrap().unwrap();
+    assert_eq!(app.applied.fingerprint.as_deref(), Some("fp1"));
+    assert_eq!(app.applied.task_definition.as_deref(), Some("td:1"));
+    assert_eq!(store.deployment("d1").unwrap().unwrap().outcome, Some(Outcome::Succeeded));
+}
+
+#[test]
+fn failed_fingerprints_are_remembered_and_removal_forgets_the_app() {
+    let store = Store::temporary().unwrap();
+    let mut r = record("d1", "a");
+    store.put_record(&r).unwrap();
+    r.finish(Outcome::RolledBack, 2);
+    store.finish(&r, &Completion::Failed { fingerprint: "fp1".into() }).unwrap();
+    assert!(store.app(&key("a")).unwrap().unwrap().applied.failed.contains("fp1"));
+    let mut d = record("d2", "a");
+    d.finish(Outcome::Deleted, 3);
+    store.finish(&d, &Completion::Removed).unwrap();
+    assert!(store.app(&key("a")).unwrap().is_none());
+}
+
+#[test]
+fn finishing_an_old_record_keeps_a_newer_in_flight_one() {
+    let store = Store::temporary().unwrap();
+    let mut old = record("d1", "a");
+    store.put_record(&record("d2", "a")).unwrap();
+    old.finish(Outcome::Superseded, 2);
+    store.finish(&old, &Completion::Nothing).unwrap();
+    assert_eq!(store.record(&key("a")).unwrap().unwrap().id, "d2");
+}
+
+#[test]
+fn history_is_bounded_and_ordered() {
+    let store = Store::temporary().unwrap();
+    for i in 0..(MAX_HISTORY_PER_APP + 10) {
+        let e = HistoryEvent { at_ms: i as u64, level: Level::Info, deployment: None, commit: None, message: format!("e{i}") };
+        store.append_history(&key("a"), &e).unwrap();
+    }
+    store.append_history(&key("b"), &HistoryEvent { at_ms: 0, level: Level::Info, deployment: None, commit: None, message: "b".into() }).unwrap();
+    let h = store.history(&key("a")).unwrap();
+    assert_eq!(h.len(), MAX_HISTORY_PER_APP);
+    assert_eq!(h[0].message, "e10");
+    assert_eq!(h.last().unwrap().message, format!("e{}", MAX_HISTORY_PER_APP + 9));
+    assert_eq!(store.history(&key("b")).unwrap().len(), 1);
+}
+
+#[test]
+fn moves_hand_the_state_to_the_new_prefix() {
+    let store = Store::temporary().unwrap();
+    let mut e = AppEntry::new(key("old"), AppKind::Ecs);
+    e.applied.fingerprint = Some("fp".into());
+    e.applied.owned = true;
+    store.put_app(&e).unwrap();
+    store.move_app(&key("old"), &key("new")).unwrap();
+    assert!(store.app(&key("old")).unwrap().is_none());
+    let moved = store.app(&key("new")).unwrap().unwrap();
+    assert_eq!(moved.key, key("new"));
+    assert!(moved.applied.owned);
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta").unwrap().insert("schema_version", b"99".to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path()).err().expect("refused");
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+}
+
+#[test]
+fn commands_round_trip() {
+    let store = Store::temporary().unwrap();
+    assert_eq!(store.commands(&key("a")).unwrap(), Commands::default());
+    store.put_commands(&key("a"), &Commands { force: true }).unwrap();
+    assert!(store.commands(&key("a")).unwrap().force);
+    store.put_commands(&key("a"), &Commands::default()).unwrap();
+    assert!(!store.commands(&key("a")).unwrap().force);
+}
+
+/// Minimal executor for the store's own futures (the store crate has no async runtime).
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
