@@ -197,13 +197,40 @@ pub fn on_permanent_error(input: &StepInput<'_>, cause: FailureCause) -> Plan {
             _ => return Plan::wait(STEADY_REQUEUE_MS),
         },
     };
-    let mut record = record;
-    record.log(input.now_ms, Level::Error, format!("{cause}; fix the cause, then push a commit or run `gitmoxi sync --force {}`", input.key.prefix));
-    record.cause = Some(cause);
-    record.finish(Outcome::Failed, input.now_ms);
-    Plan { next_record: Some(record), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+    let (record, completion) = fail_record(&record, cause, input.now_ms);
+    Plan { finished: Some((record, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
 }
 
 pub fn short_commit(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
+}
+
+/// Whether this step must look at AWS at all. A steady app whose fingerprint is applied is left
+/// alone (no AWS call when nothing changed) unless it was just moved (its tags change) or forced.
+pub fn must_observe(desired: &Desired<'_>, applied: &AppliedState, record: Option<&DeploymentRecord>, force: bool, moved: bool) -> bool {
+    if record.is_some_and(|r| r.in_flight()) {
+        return true;
+    }
+    match desired {
+        Desired::Present(app) => {
+            force
+                || moved
+                || (applied.fingerprint.as_deref() != Some(app.fingerprint.as_str()) && !applied.failed.contains(&app.fingerprint))
+        }
+        Desired::Deleted => applied.fingerprint.is_some() || applied.owned,
+        Desired::DeleteHeld | Desired::Blocked => false,
+    }
+}
+
+/// Ends an in-flight record because AWS refused an action for good.
+pub fn fail_record(record: &DeploymentRecord, cause: FailureCause, now_ms: u64) -> (DeploymentRecord, Completion) {
+    let mut next = record.clone();
+    next.log(now_ms, Level::Error, format!("{cause}; fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix));
+    next.cause = Some(cause);
+    next.finish(Outcome::Failed, now_ms);
+    let completion = match record.operation {
+        Operation::Deploy => Completion::Failed { fingerprint: record.fingerprint.clone() },
+        Operation::Delete => Completion::Nothing,
+    };
+    (next, completion)
 }

@@ -1,0 +1,101 @@
+//! Wiring in one place (rule 9): open the store, build clients, spawn the Git sources, the
+//! controller and the HTTP server under one shutdown signal, and join them all.
+
+use crate::aws::pool::SdkProvider;
+use crate::aws::AwsProvider;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::controller::{Controller, ControllerSettings};
+use crate::metrics::Metrics;
+use gitmoxi_state::Store;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Runs until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let aws: Arc<dyn AwsProvider> = Arc::new(SdkProvider::load(config.aws_max_attempts, metrics.aws.clone()).await);
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing the passes in flight");
+        signal.cancel();
+    });
+    run_with(config, aws, metrics, Clock::system(), rand::random(), shutdown).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs with injected AWS, clock and seed (simulation tests use this) until `shutdown`.
+pub async fn run_with(
+    config: Config,
+    aws: Arc<dyn AwsProvider>,
+    metrics: Metrics,
+    clock: Clock,
+    seed: u64,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the state directory {}: {e}", config.state_dir.display()))?;
+    let store = Store::open(&config.state_dir.join("db"))?;
+    let controller = Controller::new(
+        store,
+        aws,
+        clock,
+        metrics,
+        ControllerSettings { default_region: config.default_region.clone(), concurrency: config.concurrency, seed },
+    );
+    controller.enqueue_stored()?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut tracked = 0;
+    for repo in &config.repos {
+        for branch in &repo.branches {
+            tracked += 1;
+            tasks.spawn(crate::source::run(
+                controller.clone(),
+                repo.clone(),
+                branch.clone(),
+                config.state_dir.clone(),
+                Arc::new(Notify::new()),
+                shutdown.clone(),
+            ));
+        }
+    }
+    tasks.spawn(controller.clone().run(shutdown.clone()));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; choose another --listen address", config.listen))?;
+    tracing::info!(listen = %config.listen, repos = config.repos.len(), "gitmoxi serving");
+    let router = crate::http::router(crate::http::HttpState { controller: controller.clone(), tracked, api_token: config.api_token.clone() });
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    while tasks.join_next().await.is_some() {}
+    controller.store.flush().await?;
+    Ok(())
+}

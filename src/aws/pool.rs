@@ -1,0 +1,43 @@
+//! One SDK client per (account, region), built lazily from the shared AWS configuration.
+//!
+//! Cross-account roles (SPEC §7.4) plug in here; without one, `account` only separates caches.
+
+use super::sdk_ecs::SdkEcs;
+use super::{AwsProvider, Ecs};
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Builds and caches SDK-backed clients.
+pub struct SdkProvider {
+    base: SdkConfig,
+    ecs: Mutex<HashMap<(Option<String>, String), Arc<dyn Ecs>>>,
+    metrics: crate::metrics::AwsCallMetrics,
+}
+
+impl SdkProvider {
+    /// Loads the standard AWS chain (env, profile, container/instance role, `AWS_ENDPOINT_URL`).
+    /// `max_attempts` 1 turns SDK retries off (moto tests); production keeps the standard 3.
+    pub async fn load(max_attempts: u32, metrics: crate::metrics::AwsCallMetrics) -> SdkProvider {
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
+            .load()
+            .await;
+        SdkProvider { base, ecs: Mutex::new(HashMap::new()), metrics }
+    }
+}
+
+impl AwsProvider for SdkProvider {
+    fn ecs(&self, account: Option<&str>, region: &str) -> Arc<dyn Ecs> {
+        let key = (account.map(str::to_string), region.to_string());
+        let mut cache = self.ecs.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let conf = aws_sdk_ecs::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                Arc::new(SdkEcs::new(aws_sdk_ecs::Client::from_conf(conf), self.metrics.clone()))
+            })
+            .clone()
+    }
+}

@@ -1,0 +1,267 @@
+//! The ECS adapter over the official SDK.
+//!
+//! Create/register/update bodies are the user's JSON, sent verbatim: the typed builder fills only
+//! the required fields, then `mutate_request` swaps in the exact JSON body before signing. Every
+//! field of the ECS API therefore passes through, including ones newer than this code.
+
+use super::{AwsError, AwsErrorKind, Ecs};
+use async_trait::async_trait;
+use aws_sdk_ecs::types::{DesiredStatus, ServiceField, SortOrder, TaskDefinitionField};
+use aws_sdk_ecs::Client;
+use aws_smithy_types::body::SdkBody;
+use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask};
+use serde_json::Value;
+
+const SERVICE: &str = "ecs";
+
+pub struct SdkEcs {
+    client: Client,
+    metrics: crate::metrics::AwsCallMetrics,
+}
+
+impl SdkEcs {
+    pub fn new(client: Client, metrics: crate::metrics::AwsCallMetrics) -> Self {
+        SdkEcs { client, metrics }
+    }
+
+    fn track<T>(&self, operation: &'static str, result: Result<T, AwsError>) -> Result<T, AwsError> {
+        self.metrics.observe(SERVICE, operation, result.as_ref().err());
+        result
+    }
+}
+
+/// A closure that replaces the serialized body with `body`.
+fn raw_body(body: &Value) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync + 'static {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    move |req| {
+        let len = bytes.len();
+        *req.body_mut() = SdkBody::from(bytes.clone());
+        req.headers_mut().insert("content-length", len.to_string());
+    }
+}
+
+fn i32_to_u32(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+fn str_field<'a>(body: &'a Value, name: &str) -> &'a str {
+    body.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+#[async_trait]
+impl Ecs for SdkEcs {
+    async fn describe_service(&self, cluster: &str, service: &str) -> Result<Option<ObservedService>, AwsError> {
+        let out = self
+            .client
+            .describe_services()
+            .cluster(cluster)
+            .services(service)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeServices", e));
+        let out = self.track("DescribeServices", out)?;
+        let Some(s) = out.services().first() else { return Ok(None) };
+        Ok(Some(ObservedService {
+            arn: s.service_arn().unwrap_or_default().to_string(),
+            status: s.status().unwrap_or_default().to_string(),
+            task_definition: s.task_definition().map(str::to_string),
+            desired_count: i32_to_u32(s.desired_count()),
+            running_count: i32_to_u32(s.running_count()),
+            pending_count: i32_to_u32(s.pending_count()),
+            deployments: s
+                .deployments()
+                .iter()
+                .map(|d| ObservedDeployment {
+                    id: d.id().unwrap_or_default().to_string(),
+                    status: d.status().unwrap_or_default().to_string(),
+                    task_definition: d.task_definition().unwrap_or_default().to_string(),
+                    desired_count: i32_to_u32(d.desired_count()),
+                    running_count: i32_to_u32(d.running_count()),
+                    pending_count: i32_to_u32(d.pending_count()),
+                    failed_tasks: i32_to_u32(d.failed_tasks()),
+                    rollout_state: d.rollout_state().map(|r| r.as_str().to_string()),
+                    rollout_state_reason: d.rollout_state_reason().map(str::to_string),
+                })
+                .collect(),
+            has_load_balancers: !s.load_balancers().is_empty(),
+            tags: s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
+            events: s.events().iter().take(10).filter_map(|e| e.message().map(str::to_string)).collect(),
+        }))
+    }
+
+    async fn find_task_definition(&self, family: &str, deployment_id: &str) -> Result<Option<String>, AwsError> {
+        let list = self
+            .client
+            .list_task_definitions()
+            .family_prefix(family)
+            .sort(SortOrder::Desc)
+            .max_results(10)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "ListTaskDefinitions", e));
+        let list = self.track("ListTaskDefinitions", list)?;
+        for arn in list.task_definition_arns() {
+            // familyPrefix matches other families that start alike; keep this family only.
+            let revisionless = arn.rsplit_once(':').map_or(arn.as_str(), |(a, _)| a);
+            if !revisionless.ends_with(&format!("/{family}")) {
+                continue;
+            }
+            let described = self
+                .client
+                .describe_task_definition()
+                .task_definition(arn)
+                .include(TaskDefinitionField::Tags)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTaskDefinition", e));
+            let described = self.track("DescribeTaskDefinition", described)?;
+            if described
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some(gitmoxi_deploy::strategy::ecs_rolling::TAG_DEPLOYMENT) && t.value() == Some(deployment_id))
+            {
+                return Ok(Some(arn.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn service_tasks(&self, cluster: &str, service: &str) -> Result<Vec<ObservedTask>, AwsError> {
+        let mut arns: Vec<String> = Vec::new();
+        for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let mut token: Option<String> = None;
+            for _page in 0..20 {
+                let out = self
+                    .client
+                    .list_tasks()
+                    .cluster(cluster)
+                    .service_name(service)
+                    .desired_status(status.clone())
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk(SERVICE, "ListTasks", e));
+                let out = self.track("ListTasks", out)?;
+                arns.extend(out.task_arns().iter().cloned());
+                token = out.next_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        arns.sort();
+        arns.dedup();
+        let mut tasks = Vec::with_capacity(arns.len());
+        for chunk in arns.chunks(100) {
+            let out = self
+                .client
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTasks", e));
+            let out = self.track("DescribeTasks", out)?;
+            tasks.extend(out.tasks().iter().map(|t| ObservedTask {
+                arn: t.task_arn().unwrap_or_default().to_string(),
+                task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
+                last_status: t.last_status().unwrap_or_default().to_string(),
+                desired_status: t.desired_status().unwrap_or_default().to_string(),
+                started_by: t.started_by().map(str::to_string),
+                stopped_reason: t.stopped_reason().map(str::to_string),
+                stop_code: t.stop_code().map(|c| c.as_str().to_string()),
+                health_status: t.health_status().map(|h| h.as_str().to_string()),
+                containers: t
+                    .containers()
+                    .iter()
+                    .map(|c| ObservedContainer {
+                        name: c.name().unwrap_or_default().to_string(),
+                        exit_code: c.exit_code(),
+                        reason: c.reason().map(str::to_string),
+                    })
+                    .collect(),
+            }));
+        }
+        Ok(tasks)
+    }
+
+    async fn register_task_definition(&self, body: &Value) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .register_task_definition()
+            .family(str_field(body, "family"))
+            .set_container_definitions(Some(Vec::new()))
+            .customize()
+            .mutate_request(raw_body(body))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "RegisterTaskDefinition", e));
+        let out = self.track("RegisterTaskDefinition", out)?;
+        out.task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .map(str::to_string)
+            .ok_or_else(|| AwsError::new(SERVICE, "RegisterTaskDefinition", AwsErrorKind::Unavailable, "EmptyResponse", "no task definition ARN in the answer"))
+    }
+
+    async fn create_service(&self, body: &Value) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .create_service()
+            .service_name(str_field(body, "serviceName"))
+            .customize()
+            .mutate_request(raw_body(body))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "CreateService", e));
+        let out = self.track("CreateService", out)?;
+        Ok(out.service().and_then(|s| s.service_arn()).unwrap_or_default().to_string())
+    }
+
+    async fn update_service(&self, body: &Value) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .update_service()
+            .service(str_field(body, "service"))
+            .customize()
+            .mutate_request(raw_body(body))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "UpdateService", e));
+        self.track("UpdateService", out).map(|_| ())
+    }
+
+    async fn delete_service(&self, cluster: &str, service: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .delete_service()
+            .cluster(cluster)
+            .service(service)
+            .force(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DeleteService", e));
+        match self.track("DeleteService", out) {
+            Ok(_) => Ok(()),
+            // Already gone: the goal is reached.
+            Err(e) if e.code == "ServiceNotFoundException" || e.code == "ServiceNotActiveException" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn tag_resource(&self, arn: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
+        let tags = tags
+            .iter()
+            .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
+            .collect();
+        let out = self
+            .client
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "TagResource", e));
+        self.track("TagResource", out).map(|_| ())
+    }
+}

@@ -1,0 +1,250 @@
+//! Configuration: one TOML file, every key overridable by a flag and a `GITMOXI_*` env var
+//! (SPEC §7.1). Parsed once into typed, validated values (rule 10).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A tracked repository.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoConfig {
+    /// Short name; the `repo` part of app keys.
+    pub name: String,
+    pub url: String,
+    pub branches: Vec<String>,
+    pub poll_interval: Duration,
+    pub max_prune: usize,
+    pub max_prune_percent: u32,
+    /// Environment variable holding an HTTPS token.
+    pub token_env: Option<String>,
+}
+
+/// The controller's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub repos: Vec<RepoConfig>,
+    pub default_region: String,
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub concurrency: usize,
+    pub api_token: Option<String>,
+    /// SDK attempts per call (1 = no SDK retries; moto tests).
+    pub aws_max_attempts: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    state_dir: Option<PathBuf>,
+    listen: Option<String>,
+    region: Option<String>,
+    concurrency: Option<usize>,
+    api_token: Option<String>,
+    aws_max_attempts: Option<u32>,
+    poll_interval: Option<String>,
+    #[serde(default)]
+    repos: Vec<FileRepo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRepo {
+    url: String,
+    name: Option<String>,
+    branches: Option<Vec<String>>,
+    poll_interval: Option<String>,
+    max_prune: Option<usize>,
+    max_prune_percent: Option<u32>,
+    token_env: Option<String>,
+}
+
+/// Values given on the command line or in `GITMOXI_*` variables (they win over the file).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub poll_interval: Option<String>,
+    pub region: Option<String>,
+    pub api_token: Option<String>,
+    pub concurrency: Option<usize>,
+    pub max_prune: Option<usize>,
+    pub max_prune_percent: Option<u32>,
+    pub aws_max_attempts: Option<u32>,
+}
+
+pub fn parse_duration(what: &str, s: &str) -> Result<Duration, ConfigError> {
+    let trimmed = s.trim();
+    if let Ok(secs) = trimmed.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(trimmed).map_err(|e| ConfigError::Invalid(format!("{what} '{s}' is not a duration ({e}); write e.g. 30s, 5m or 1h")))
+}
+
+/// The repository's short name from its URL (`…/team/deploys.git` → `deploys`).
+pub fn repo_name(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/').trim_end_matches(".git");
+    let name = trimmed.rsplit(['/', ':']).next().unwrap_or(trimmed);
+    if name.is_empty() {
+        "repo".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+impl Config {
+    pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let file = match &o.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let path_label = o.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let default_poll = o.poll_interval.clone().or(file.poll_interval.clone()).unwrap_or_else(|| "60s".into());
+        let default_poll = parse_duration("poll interval", &default_poll)?;
+        let mut repos = Vec::new();
+        for (i, r) in file.repos.iter().enumerate() {
+            let poll = match &r.poll_interval {
+                Some(p) => parse_duration(&format!("repos[{i}].poll_interval"), p)?,
+                None => default_poll,
+            };
+            let branches = r.branches.clone().unwrap_or_else(|| vec!["main".into()]);
+            if branches.is_empty() {
+                return Err(ConfigError::Parse { path: path_label.clone(), message: format!("repos[{i}].branches is empty; list at least one branch") });
+            }
+            repos.push(RepoConfig {
+                name: r.name.clone().unwrap_or_else(|| repo_name(&r.url)),
+                url: r.url.clone(),
+                branches,
+                poll_interval: poll,
+                max_prune: o.max_prune.or(r.max_prune).unwrap_or(3),
+                max_prune_percent: o.max_prune_percent.or(r.max_prune_percent).unwrap_or(25),
+                token_env: r.token_env.clone(),
+            });
+        }
+        if let Some(url) = &o.repo {
+            let branch = o.branch.clone().unwrap_or_else(|| "main".into());
+            match repos.iter_mut().find(|r| &r.url == url) {
+                Some(existing) => {
+                    if o.branch.is_some() {
+                        existing.branches = vec![branch];
+                    }
+                    if o.poll_interval.is_some() {
+                        existing.poll_interval = default_poll;
+                    }
+                }
+                None => repos.push(RepoConfig {
+                    name: repo_name(url),
+                    url: url.clone(),
+                    branches: vec![branch],
+                    poll_interval: default_poll,
+                    max_prune: o.max_prune.unwrap_or(3),
+                    max_prune_percent: o.max_prune_percent.unwrap_or(25),
+                    token_env: None,
+                }),
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for r in &repos {
+            if !names.insert(r.name.clone()) {
+                return Err(ConfigError::Invalid(format!("two repositories are named '{}'; give one of them another `name` in the config file", r.name)));
+            }
+            if r.max_prune_percent > 100 {
+                return Err(ConfigError::Invalid(format!("max_prune_percent of '{}' is {}; use 0..=100", r.name, r.max_prune_percent)));
+            }
+        }
+        let listen_text = o.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("listen address '{listen_text}' is invalid ({e}); write e.g. 127.0.0.1:8080")))?;
+        let api_token = o.api_token.clone().or(file.api_token).filter(|t| !t.is_empty());
+        if !listen.ip().is_loopback() && api_token.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "listening on {listen} (not loopback) needs an API token: set --api-token or GITMOXI_API_TOKEN"
+            )));
+        }
+        let concurrency = o.concurrency.or(file.concurrency).unwrap_or(16);
+        if concurrency == 0 || concurrency > 1024 {
+            return Err(ConfigError::Invalid(format!("concurrency {concurrency} is out of range; use 1..=1024")));
+        }
+        Ok(Config {
+            repos,
+            default_region: o
+                .region
+                .clone()
+                .or(file.region)
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                .unwrap_or_else(|| "us-east-1".into()),
+            listen,
+            state_dir: o.state_dir.clone().or(file.state_dir).unwrap_or_else(|| PathBuf::from("./state")),
+            concurrency,
+            api_token,
+            aws_max_attempts: o.aws_max_attempts.or(file.aws_max_attempts).unwrap_or(3),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitmoxi.toml");
+        std::fs::write(
+            &path,
+            r#"
+region = "eu-west-1"
+poll_interval = "2m"
+[[repos]]
+url = "https://github.com/acme/deploys.git"
+branches = ["main", "staging"]
+max_prune = 5
+"#,
+        )
+        .unwrap();
+        let c = Config::load(&Overrides { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!(c.default_region, "eu-west-1");
+        assert_eq!(c.repos[0].name, "deploys");
+        assert_eq!(c.repos[0].poll_interval, Duration::from_secs(120));
+        assert_eq!(c.repos[0].max_prune, 5);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        let c = Config::load(&Overrides { config: Some(path), region: Some("us-west-2".into()), repo: Some("/tmp/other".into()), ..Default::default() })
+            .unwrap();
+        assert_eq!(c.default_region, "us-west-2");
+        assert_eq!(c.repos.len(), 2);
+        assert_eq!(c.repos[1].branches, vec!["main".to_string()]);
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = Config::load(&Overrides { poll_interval: Some("soon".into()), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("not a duration"), "{e}");
+        let e = Config::load(&Overrides { listen: Some("0.0.0.0:8080".into()), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("API token"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        std::fs::write(&path, "regoin = 'x'").unwrap();
+        let e = Config::load(&Overrides { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("regoin"), "{e}");
+    }
+}

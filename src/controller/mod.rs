@@ -1,0 +1,251 @@
+//! The controller: heads of tracked branches → per-app plans → a work queue of apps → reconcile.
+//!
+//! Owns the in-memory desired state (the latest loaded head per repo/branch) and the queue.
+//! Level-triggered (rule 1): a reconcile never learns why it runs. Must never block the runtime:
+//! rendering and git run on `spawn_blocking`.
+
+pub mod queue;
+pub mod reconcile;
+
+use crate::aws::AwsProvider;
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use gitmoxi_deploy::record::{AppKey, Level};
+use gitmoxi_deploy::repo_plan::{plan_head, AppliedApp, PlanAction, PlanEntry, PrunePolicy};
+use gitmoxi_deploy::spec::{Diagnostic, Snapshot};
+use gitmoxi_state::{AppEntry, HistoryEvent, Store, StoreError};
+use queue::WorkQueue;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The loaded head of one tracked branch.
+pub struct HeadState {
+    pub repo: String,
+    pub branch: String,
+    pub commit: String,
+    pub snapshot: Snapshot,
+    pub plan: BTreeMap<String, PlanEntry>,
+    pub loaded_at_ms: u64,
+}
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    pub default_region: String,
+    /// Reconciles running at once.
+    pub concurrency: usize,
+    /// Seed of ids and jitter (random in production, fixed in tests).
+    pub seed: u64,
+}
+
+/// Per-repo prune settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RepoPolicy {
+    pub max_prune: usize,
+    pub max_prune_percent: u32,
+}
+
+pub struct Controller {
+    pub store: Store,
+    pub aws: Arc<dyn AwsProvider>,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub settings: ControllerSettings,
+    pub queue: WorkQueue<AppKey>,
+    heads: RwLock<BTreeMap<(String, String), Arc<HeadState>>>,
+    rng: Mutex<rand::rngs::StdRng>,
+    failures: Mutex<HashMap<AppKey, u32>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Aws(#[from] crate::aws::AwsError),
+}
+
+impl ControllerError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ControllerError::Store(_) => "store",
+            ControllerError::Aws(e) => e.metric_label(),
+        }
+    }
+}
+
+impl Controller {
+    pub fn new(store: Store, aws: Arc<dyn AwsProvider>, clock: Clock, metrics: Metrics, settings: ControllerSettings) -> Arc<Controller> {
+        let rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
+        Arc::new(Controller {
+            store,
+            aws,
+            clock,
+            metrics,
+            settings,
+            queue: WorkQueue::new(),
+            heads: RwLock::new(BTreeMap::new()),
+            rng: Mutex::new(rng),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A fresh deployment id.
+    pub fn new_id(&self) -> String {
+        let n: u64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
+        format!("dep-{n:016x}")
+    }
+
+    pub fn head(&self, repo: &str, branch: &str) -> Option<Arc<HeadState>> {
+        self.heads.read().unwrap_or_else(|p| p.into_inner()).get(&(repo.to_string(), branch.to_string())).cloned()
+    }
+
+    pub fn heads(&self) -> Vec<Arc<HeadState>> {
+        self.heads.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Enqueues every app with a stored record or entry (start-up: resume whatever was in flight).
+    pub fn enqueue_stored(&self) -> Result<(), StoreError> {
+        for record in self.store.records()? {
+            self.queue.add(record.app.clone());
+        }
+        Ok(())
+    }
+
+    /// Installs a newly loaded head: plans it against the store, hands moved apps over, records
+    /// each app's plan, and enqueues every app that has something to do.
+    pub fn apply_head(&self, repo: &str, branch: &str, commit: &str, snapshot: Snapshot, policy: RepoPolicy) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let entries = self.store.apps()?;
+        let mine: Vec<AppEntry> = entries.into_iter().filter(|e| e.key.repo == repo && e.key.branch == branch).collect();
+        let mut applied = BTreeMap::new();
+        let mut force = BTreeSet::new();
+        for e in &mine {
+            if let Some(identity) = &e.applied.identity {
+                applied.insert(
+                    e.key.prefix.clone(),
+                    AppliedApp {
+                        prefix: e.key.prefix.clone(),
+                        kind: e.kind,
+                        identity: identity.clone(),
+                        fingerprint: e.applied.fingerprint.clone(),
+                        failed: e.applied.failed.clone(),
+                    },
+                );
+            }
+            if self.store.commands(&e.key)?.force {
+                force.insert(e.key.prefix.clone());
+            }
+        }
+        let allow_key = format!("allow_prune/{repo}/{branch}");
+        let allow_prune = self.store.meta(&allow_key)?.as_deref() == Some("1");
+        let prune = PrunePolicy { max_prune: policy.max_prune, max_prune_percent: policy.max_prune_percent, allow_prune };
+        let plan = plan_head(&snapshot, &applied, prune, &force);
+        let key_of = |prefix: &str| AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: prefix.to_string() };
+
+        for entry in &plan {
+            let key = key_of(&entry.app);
+            if entry.action == PlanAction::Move {
+                if let Some(from) = &entry.moved_from {
+                    self.store.move_app(&key_of(from), &key)?;
+                    let event = HistoryEvent {
+                        at_ms: now,
+                        level: Level::Info,
+                        deployment: None,
+                        commit: Some(commit.to_string()),
+                        message: format!("moved from '{from}': {}", entry.reason),
+                    };
+                    self.store.append_history(&key, &event)?;
+                }
+            }
+            let mut app = self.store.app(&key)?.unwrap_or_else(|| AppEntry::new(key.clone(), entry.kind));
+            let problems: Vec<Diagnostic> = match snapshot.apps.get(&entry.app) {
+                Some(Err(invalid)) => invalid.errors.clone(),
+                Some(Ok(valid)) => valid.warnings.clone(),
+                None => Vec::new(),
+            };
+            let changed = app.plan_action.as_deref() != Some(entry.action.as_str()) || app.head_commit.as_deref() != Some(commit);
+            if changed && matches!(entry.action, PlanAction::Error | PlanAction::Conflict | PlanAction::Held) {
+                let event = HistoryEvent {
+                    at_ms: now,
+                    level: if entry.action == PlanAction::Held { Level::Warn } else { Level::Error },
+                    deployment: None,
+                    commit: Some(commit.to_string()),
+                    message: format!("{}: {}", entry.action.as_str(), entry.reason),
+                };
+                self.store.append_history(&key, &event)?;
+            }
+            app.plan_action = Some(entry.action.as_str().to_string());
+            app.plan_reason = Some(entry.reason.clone());
+            app.problems = problems;
+            app.head_commit = Some(commit.to_string());
+            app.updated_at_ms = now;
+            self.store.put_app(&app)?;
+        }
+        if allow_prune && plan.iter().any(|e| e.action == PlanAction::Delete) {
+            self.store.put_meta(&allow_key, "0")?;
+        }
+        let state = HeadState {
+            repo: repo.to_string(),
+            branch: branch.to_string(),
+            commit: commit.to_string(),
+            snapshot,
+            plan: plan.iter().map(|e| (e.app.clone(), e.clone())).collect(),
+            loaded_at_ms: now,
+        };
+        self.heads.write().unwrap_or_else(|p| p.into_inner()).insert((repo.to_string(), branch.to_string()), Arc::new(state));
+        for entry in plan {
+            self.queue.add(key_of(&entry.app));
+        }
+        self.metrics.queue_depth.set(self.queue.len() as i64);
+        Ok(())
+    }
+
+    /// Runs `concurrency` workers until `shutdown`; each in-flight reconcile finishes its pass.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.settings.concurrency.max(1) {
+            let this = self.clone();
+            let stop = shutdown.clone();
+            workers.spawn(async move {
+                loop {
+                    let key = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        key = this.queue.next() => key,
+                    };
+                    this.metrics.queue_depth.set(this.queue.len() as i64);
+                    let started = Instant::now();
+                    let result = this.reconcile(&key).await;
+                    this.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+                    let delay = this.after_reconcile(&key, result);
+                    this.queue.done(&key);
+                    this.queue.add_at(key, Instant::now() + delay);
+                }
+            });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+
+    fn after_reconcile(&self, key: &AppKey, result: Result<u64, ControllerError>) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(ms) => {
+                failures.remove(key);
+                Duration::from_millis(ms)
+            }
+            Err(e) => {
+                self.metrics.reconcile_errors_total.with_label_values(&[e.metric_label()]).inc();
+                let n = failures.entry(key.clone()).or_insert(0);
+                *n = (*n + 1).min(16);
+                let base = Duration::from_secs(1u64 << (*n).min(8)).min(Duration::from_secs(300));
+                let jitter: u64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..=base.as_millis() as u64 / 4);
+                tracing::warn!(app = %key, error = %e, retry_in_ms = base.as_millis() as u64 + jitter, "reconcile could not finish; backing off");
+                base + Duration::from_millis(jitter)
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! One reconcile pass of one app: read desired (head), applied (store), record (store) and
+//! observed (AWS), ask the pure planner, then execute: persist + flush, then act.
+//!
+//! The executor has no deployment logic: it persists what the plan says, performs the actions
+//! in order, and maps a permanent AWS refusal to the planner's failure helper.
+
+use super::{Controller, ControllerError};
+use crate::aws::{AwsError, AwsErrorKind, Ecs};
+use gitmoxi_deploy::observed::ObservedEcs;
+use gitmoxi_deploy::plan::{Action, Completion, Plan};
+use gitmoxi_deploy::record::{AppKey, DeploymentRecord, FailureCause, Level};
+use gitmoxi_deploy::repo_plan::PlanAction;
+use gitmoxi_deploy::spec::{AppKind, Identity};
+use gitmoxi_deploy::strategy::{self, Desired, StepInput, STEADY_REQUEUE_MS};
+use gitmoxi_state::{AppEntry, HistoryEvent};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Maps an AWS refusal to the failure taxonomy.
+pub fn cause_of(e: &AwsError) -> FailureCause {
+    match e.kind {
+        AwsErrorKind::AccessDenied => FailureCause::PermissionDenied { operation: format!("{}:{}", e.service, e.operation) },
+        AwsErrorKind::Throttled | AwsErrorKind::Unavailable => FailureCause::AwsUnavailable { operation: e.operation.to_string() },
+        AwsErrorKind::NotFound | AwsErrorKind::Rejected => {
+            FailureCause::AwsRejected { operation: e.operation.to_string(), code: e.code.clone(), message: e.message.clone() }
+        }
+    }
+}
+
+impl Controller {
+    /// One pass; `Ok(ms)` = look again in `ms`.
+    pub async fn reconcile(self: &Arc<Self>, key: &AppKey) -> Result<u64, ControllerError> {
+        let Some(head) = self.head(&key.repo, &key.branch) else { return Ok(STEADY_REQUEUE_MS) };
+        let entry = head.plan.get(&key.prefix);
+        let app = head.snapshot.apps.get(&key.prefix).and_then(|r| r.as_ref().ok());
+        let desired = match (entry.map(|e| e.action), app) {
+            (Some(PlanAction::Deploy | PlanAction::None | PlanAction::Move | PlanAction::Held), Some(app)) => Desired::Present(app),
+            (Some(PlanAction::Held), None) => Desired::DeleteHeld,
+            (Some(PlanAction::Delete), _) => Desired::Deleted,
+            _ => Desired::Blocked,
+        };
+        if let Desired::Present(app) = desired {
+            if app.kind == AppKind::Lambda {
+                return self.report_unsupported(key, &head.commit);
+            }
+        }
+        let moved = entry.is_some_and(|e| e.action == PlanAction::Move);
+        let app_entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
+        let record = self.store.record(key)?;
+        let commands = self.store.commands(key)?;
+        let force = commands.force;
+        if !strategy::must_observe(&desired, &app_entry.applied, record.as_ref(), force, moved) {
+            return Ok(STEADY_REQUEUE_MS);
+        }
+        let needs = strategy::observe_needs(&desired, &app_entry.applied, record.as_ref());
+        let Some(identity) = needs.identity.clone() else { return Ok(STEADY_REQUEUE_MS) };
+        let (account, region) = match &identity {
+            Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.clone(), region.clone()),
+        };
+        let ecs = self.aws.ecs(account.as_deref(), &region);
+        let observed = observe(ecs.as_ref(), &identity, &needs).await;
+        let new_id = self.new_id();
+        let now = self.clock.now_ms();
+        let input = StepInput {
+            key,
+            commit: &head.commit,
+            desired,
+            applied: &app_entry.applied,
+            record: record.as_ref(),
+            observed: &ObservedEcs::default(),
+            now_ms: now,
+            new_deployment_id: &new_id,
+            force,
+        };
+        let plan = match &observed {
+            Ok(obs) => strategy::step(&StepInput { observed: obs, ..input }),
+            Err(e) if e.is_transient() => return Err(ControllerError::Aws(e.clone())),
+            Err(e) => strategy::on_permanent_error(&input, cause_of(e)),
+        };
+        let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit);
+        self.execute(key, plan, record.as_ref(), ecs.as_ref()).instrument(span).await
+    }
+
+    fn report_unsupported(&self, key: &AppKey, commit: &str) -> Result<u64, ControllerError> {
+        let mut entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Lambda));
+        let reason = "Lambda deployments are not implemented in this gitmoxi version; the function is left untouched".to_string();
+        if entry.plan_reason.as_deref() != Some(reason.as_str()) {
+            entry.plan_reason = Some(reason.clone());
+            entry.head_commit = Some(commit.to_string());
+            self.store.put_app(&entry)?;
+        }
+        Ok(STEADY_REQUEUE_MS)
+    }
+
+    /// Persists, flushes, then acts.
+    async fn execute(&self, key: &AppKey, plan: Plan, before: Option<&DeploymentRecord>, ecs: &dyn Ecs) -> Result<u64, ControllerError> {
+        if let Some((finished, completion)) = &plan.finished {
+            self.record_history(before, finished)?;
+            self.finish(finished, completion)?;
+        }
+        let mut current = None;
+        if let Some(next) = &plan.next_record {
+            self.record_history(before, next)?;
+            if next.in_flight() {
+                self.store.put_record(next)?;
+                if before.map(|b| &b.id) != Some(&next.id) && self.store.commands(key)?.force {
+                    self.store.put_commands(key, &gitmoxi_state::Commands { force: false })?;
+                }
+                current = Some(next.clone());
+            } else {
+                self.finish(next, &Plan::completion_of(next, None))?;
+            }
+        } else if let Some(b) = before.filter(|b| b.in_flight()) {
+            if plan.finished.as_ref().map(|(f, _)| &f.id) != Some(&b.id) {
+                current = Some(b.clone());
+            }
+        }
+        if plan.take_ownership {
+            let mut entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
+            if !entry.applied.owned {
+                entry.applied.owned = true;
+                entry.applied.identity = current.as_ref().map(|r| r.identity.clone()).or(entry.applied.identity);
+                self.store.put_app(&entry)?;
+            }
+        }
+        self.store.flush().await?;
+        for action in &plan.actions {
+            if let Err(e) = perform(ecs, action).await {
+                if e.is_transient() {
+                    return Err(ControllerError::Aws(e));
+                }
+                tracing::error!(app = %key, error = %e, "AWS refused {}", action.operation());
+                return match current.as_ref() {
+                    Some(record) => {
+                        let (failed, completion) = strategy::fail_record(record, cause_of(&e), self.clock.now_ms());
+                        self.record_history(Some(record), &failed)?;
+                        self.finish(&failed, &completion)?;
+                        self.store.flush().await?;
+                        Ok(STEADY_REQUEUE_MS)
+                    }
+                    None => Err(ControllerError::Aws(e)),
+                };
+            }
+        }
+        Ok(plan.requeue_after_ms)
+    }
+
+    fn finish(&self, record: &DeploymentRecord, completion: &Completion) -> Result<(), ControllerError> {
+        self.store.finish(record, completion)?;
+        if let Some(outcome) = record.outcome {
+            self.metrics.deployments_total.with_label_values(&[record.kind.as_str(), &record.strategy, outcome.as_str()]).inc();
+            tracing::info!(app = %record.app, deployment = %record.id, outcome = outcome.as_str(), "deployment finished");
+        }
+        Ok(())
+    }
+
+    /// Appends the record's new timeline lines to the app's history.
+    fn record_history(&self, before: Option<&DeploymentRecord>, after: &DeploymentRecord) -> Result<(), ControllerError> {
+        let seen = match before {
+            Some(b) if b.id == after.id => b.timeline.len().min(after.timeline.len()),
+            _ => 0,
+        };
+        for event in &after.timeline[seen..] {
+            match event.level {
+                Level::Error => tracing::error!(app = %after.app, deployment = %after.id, "{}", event.message),
+                Level::Warn => tracing::warn!(app = %after.app, deployment = %after.id, "{}", event.message),
+                Level::Info => tracing::info!(app = %after.app, deployment = %after.id, "{}", event.message),
+            }
+            self.store.append_history(
+                &after.app,
+                &HistoryEvent {
+                    at_ms: event.at_ms,
+                    level: event.level,
+                    deployment: Some(after.id.clone()),
+                    commit: Some(after.commit.clone()),
+                    message: event.message.clone(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Fetches what the step needs.
+async fn observe(ecs: &dyn Ecs, identity: &Identity, needs: &strategy::ObserveNeeds) -> Result<ObservedEcs, AwsError> {
+    let Identity::Ecs { cluster, service, .. } = identity else { return Ok(ObservedEcs::default()) };
+    let described = ecs.describe_service(cluster, service).await?;
+    let registered = match &needs.registered_for {
+        Some((family, id)) => ecs.find_task_definition(family, id).await?,
+        None => None,
+    };
+    let tasks = if needs.tasks && described.is_some() { ecs.service_tasks(cluster, service).await? } else { Vec::new() };
+    Ok(ObservedEcs { service: described, registered_task_definition: registered, tasks })
+}
+
+/// Performs one action.
+async fn perform(ecs: &dyn Ecs, action: &Action) -> Result<(), AwsError> {
+    match action {
+        Action::EcsRegisterTaskDefinition { body } => ecs.register_task_definition(body).await.map(|arn| {
+            tracing::info!(task_definition = %arn, "registered task definition");
+        }),
+        Action::EcsCreateService { body } => ecs.create_service(body).await.map(|arn| {
+            tracing::info!(service = %arn, "created service");
+        }),
+        Action::EcsUpdateService { body } => ecs.update_service(body).await,
+        Action::EcsDeleteService { cluster, service } => ecs.delete_service(cluster, service).await,
+        Action::EcsTagResource { arn, tags } => ecs.tag_resource(arn, tags).await,
+    }
+}

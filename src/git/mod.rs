@@ -1,0 +1,10 @@
+//! Git: fetching the tracked branches and reading a commit's files without a work tree.
+//!
+//! Blocking (git2): callers run it on `spawn_blocking`. Must never write into a user's checkout;
+//! the controller keeps its own bare mirror under the state directory.
+
+pub mod dir_tree;
+pub mod source;
+
+pub use dir_tree::DirTree;
+pub use source::{GitError, GitSource, GitTree};

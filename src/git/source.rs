@@ -1,0 +1,159 @@
+//! A tracked repository: a bare mirror fetched from `https://` (token auth), `ssh://`, `file://`
+//! or a plain path, and trees read straight from commits.
+
+use gitmoxi_deploy::spec::FileTree;
+use git2::{FetchOptions, Oid, RemoteCallbacks, Repository};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git fetch of {url} (branch {branch}) failed: {message}; check the URL, the branch name and the credentials")]
+    Fetch { url: String, branch: String, message: String },
+    #[error("git repository at {path} could not be opened: {message}")]
+    Open { path: String, message: String },
+    #[error("git revision '{rev}' not found in {repo}: {message}")]
+    Revision { repo: String, rev: String, message: String },
+    #[error("git read failed: {0}")]
+    Read(String),
+}
+
+/// One (url, branch) the controller tracks.
+pub struct GitSource {
+    url: String,
+    branch: String,
+    mirror: PathBuf,
+    token: Option<String>,
+}
+
+impl GitSource {
+    /// `mirror` is a directory under the state dir owned by this source.
+    pub fn new(url: &str, branch: &str, mirror: PathBuf, token: Option<String>) -> GitSource {
+        GitSource { url: normalize_url(url), branch: branch.to_string(), mirror, token }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn repo(&self) -> Result<Repository, GitError> {
+        let open = |e: git2::Error| GitError::Open { path: self.mirror.display().to_string(), message: e.message().to_string() };
+        match Repository::open_bare(&self.mirror) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                std::fs::create_dir_all(&self.mirror)
+                    .map_err(|e| GitError::Open { path: self.mirror.display().to_string(), message: e.to_string() })?;
+                Repository::init_bare(&self.mirror).map_err(open)
+            }
+        }
+    }
+
+    /// Fetches the branch and returns its head commit id.
+    pub fn fetch(&self) -> Result<String, GitError> {
+        let repo = self.repo()?;
+        let fetch_err = |e: git2::Error| GitError::Fetch { url: redact(&self.url), branch: self.branch.clone(), message: e.message().to_string() };
+        let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
+        let mut callbacks = RemoteCallbacks::new();
+        let token = self.token.clone();
+        callbacks.credentials(move |_url, username, allowed| {
+            if let Some(t) = &token {
+                if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+                    return git2::Cred::userpass_plaintext("x-access-token", t);
+                }
+            }
+            if allowed.contains(git2::CredentialType::SSH_KEY) {
+                return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
+            }
+            git2::Cred::default()
+        });
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(callbacks);
+        let local_ref = format!("refs/gitmoxi/{}", self.branch);
+        let refspec = format!("+refs/heads/{}:{local_ref}", self.branch);
+        remote.fetch(&[refspec.as_str()], Some(&mut opts), None).map_err(fetch_err)?;
+        let reference = repo.find_reference(&local_ref).map_err(|e| GitError::Fetch {
+            url: redact(&self.url),
+            branch: self.branch.clone(),
+            message: format!("branch not found after fetch ({})", e.message()),
+        })?;
+        let commit = reference.peel_to_commit().map_err(fetch_err)?;
+        Ok(commit.id().to_string())
+    }
+
+    /// The files of a fetched commit.
+    pub fn tree(&self, commit: &str) -> Result<GitTree, GitError> {
+        GitTree::open(&self.mirror, commit)
+    }
+}
+
+/// Turns a plain path into an absolute path git2 can fetch from.
+fn normalize_url(url: &str) -> String {
+    if url.contains("://") || url.contains('@') && url.contains(':') {
+        return url.to_string();
+    }
+    std::fs::canonicalize(url).map(|p| p.display().to_string()).unwrap_or_else(|_| url.to_string())
+}
+
+/// Removes credentials embedded in a URL before it reaches a message.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// A commit's tree, read without a work tree.
+pub struct GitTree {
+    repo: Repository,
+    tree: Oid,
+    pub commit: String,
+}
+
+impl GitTree {
+    /// Opens `rev` (a commit id, branch, tag or HEAD) of the repository at or above `path`.
+    pub fn open(path: &Path, rev: &str) -> Result<GitTree, GitError> {
+        let repo = Repository::discover(path).map_err(|e| GitError::Open { path: path.display().to_string(), message: e.message().to_string() })?;
+        let rev_err = |e: git2::Error| GitError::Revision { repo: path.display().to_string(), rev: rev.to_string(), message: e.message().to_string() };
+        let (tree, commit) = {
+            let object = repo.revparse_single(rev).map_err(rev_err)?;
+            let commit = object.peel_to_commit().map_err(rev_err)?;
+            let tree = commit.tree().map_err(rev_err)?.id();
+            (tree, commit.id().to_string())
+        };
+        Ok(GitTree { repo, tree, commit })
+    }
+}
+
+impl FileTree for GitTree {
+    fn paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(tree) = self.repo.find_tree(self.tree) {
+            let _ = tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
+                if entry.kind() == Some(git2::ObjectType::Blob) {
+                    if let Some(name) = entry.name() {
+                        out.push(format!("{root}{name}"));
+                    }
+                }
+                git2::TreeWalkResult::Ok
+            });
+        }
+        out
+    }
+
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let tree = self.repo.find_tree(self.tree).ok()?;
+        let entry = tree.get_path(Path::new(path)).ok()?;
+        let blob = self.repo.find_blob(entry.id()).ok()?;
+        Some(blob.content().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_tokens_in_urls() {
+        assert_eq!(redact("https://user:tok@github.com/a/b.git"), "https://***@github.com/a/b.git");
+        assert_eq!(redact("/tmp/repo"), "/tmp/repo");
+    }
+}

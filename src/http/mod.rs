@@ -1,0 +1,111 @@
+//! The HTTP surface: health, readiness, metrics and the v2 JSON API (SPEC §6.2).
+//!
+//! Handlers only read state or enqueue work (rule 9). Every `/api` call needs the bearer token
+//! when one is configured; bodies are limited to 1 MiB.
+
+pub mod views;
+
+use crate::controller::Controller;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub controller: Arc<Controller>,
+    /// How many (repo, branch) heads must be loaded before /readyz says ready.
+    pub tracked: usize,
+    pub api_token: Option<String>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    let api = Router::new()
+        .route("/api/v2/apps", get(list_apps))
+        .route("/api/v2/apps/{*app}", get(get_app))
+        .route("/api/v2/deployments/{id}", get(get_deployment))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.api_token {
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
+        if !ok {
+            return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token: send 'Authorization: Bearer <api token>'");
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let loaded = state.controller.heads().len();
+    if loaded >= state.tracked {
+        Json(json!({"status": "ready", "heads_loaded": loaded})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "heads_loaded": loaded, "heads_tracked": state.tracked}))).into_response()
+    }
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.controller.metrics.render()).into_response()
+}
+
+async fn list_apps(State(state): State<HttpState>) -> Response {
+    match views::all_apps(&state.controller) {
+        Ok(apps) => Json(apps).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct AppQuery {
+    repo: Option<String>,
+    branch: Option<String>,
+}
+
+async fn get_app(State(state): State<HttpState>, Path(app): Path<String>, Query(q): Query<AppQuery>) -> Response {
+    let prefix = app.trim_start_matches('/');
+    match views::app_detail(&state.controller, prefix, q.repo.as_deref(), q.branch.as_deref()) {
+        Ok(views::Found::One(detail)) => Json(detail).into_response(),
+        Ok(views::Found::None) => error(StatusCode::NOT_FOUND, format!("no app with prefix '{prefix}'; list apps with GET /api/v2/apps")),
+        Ok(views::Found::Many(candidates)) => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": format!("prefix '{prefix}' exists in several repositories or branches; add ?repo=NAME&branch=NAME"), "candidates": candidates})),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn get_deployment(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
+    match state.controller.store.deployment(&id) {
+        Ok(Some(record)) => Json(views::deployment_view(&record)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no deployment '{id}'")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

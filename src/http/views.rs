@@ -1,0 +1,144 @@
+//! JSON views of apps and deployments for the API and the CLI.
+//!
+//! Status is derived from the head plan, the store and the in-flight record; views never carry
+//! secrets.
+
+use crate::clock::format_ms;
+use crate::controller::Controller;
+use gitmoxi_deploy::record::{DeploymentRecord, Operation, Outcome};
+use gitmoxi_state::{AppEntry, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// One app in lists.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppView {
+    pub app: String,
+    pub repo: String,
+    pub branch: String,
+    pub kind: String,
+    pub status: String,
+    pub phase: Option<String>,
+    pub commit: Option<String>,
+    pub applied_commit: Option<String>,
+    pub identity: Option<String>,
+    pub fingerprint: Option<String>,
+    pub failed_fingerprints: Vec<String>,
+    pub last_deployment: Option<String>,
+    pub last_outcome: Option<String>,
+    pub last_cause: Option<String>,
+    pub reason: Option<String>,
+    pub problems: Vec<String>,
+}
+
+pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&DeploymentRecord>) -> AppView {
+    let head = controller.head(&entry.key.repo, &entry.key.branch);
+    let head_fp = head
+        .as_ref()
+        .and_then(|h| h.snapshot.apps.get(&entry.key.prefix))
+        .and_then(|a| a.as_ref().ok())
+        .map(|a| a.fingerprint.clone());
+    let in_flight = record.filter(|r| r.in_flight());
+    let status = match (in_flight, entry.plan_action.as_deref()) {
+        (Some(r), _) if r.operation == Operation::Delete => "Deleting",
+        (Some(_), _) => "Deploying",
+        (None, Some("error")) => "Invalid",
+        (None, Some("conflict")) => "Conflict",
+        (None, Some("held")) if head_fp.is_none() => "DeleteHeld",
+        (None, _) if entry.kind == gitmoxi_deploy::spec::AppKind::Lambda => "Unsupported",
+        (None, _) if head_fp.as_ref().is_some_and(|fp| entry.applied.failed.contains(fp)) => match entry.last_outcome {
+            Some(Outcome::RolledBack) => "RolledBack",
+            _ => "Failed",
+        },
+        (None, _) if head_fp.is_some() && head_fp == entry.applied.fingerprint => "Synced",
+        (None, _) => "Pending",
+    };
+    AppView {
+        app: entry.key.prefix.clone(),
+        repo: entry.key.repo.clone(),
+        branch: entry.key.branch.clone(),
+        kind: entry.kind.as_str().to_string(),
+        status: status.to_string(),
+        phase: in_flight.map(|r| r.phase.name().to_string()),
+        commit: entry.head_commit.clone(),
+        applied_commit: entry.applied.commit.clone(),
+        identity: entry.applied.identity.as_ref().map(ToString::to_string).or_else(|| in_flight.map(|r| r.identity.to_string())),
+        fingerprint: entry.applied.fingerprint.clone(),
+        failed_fingerprints: entry.applied.failed.iter().cloned().collect(),
+        last_deployment: entry.last_deployment.clone(),
+        last_outcome: entry.last_outcome.map(|o| o.as_str().to_string()),
+        last_cause: entry.last_cause.clone(),
+        reason: entry.plan_reason.clone(),
+        problems: entry.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+pub fn all_apps(controller: &Controller) -> Result<Vec<AppView>, StoreError> {
+    let mut out = Vec::new();
+    for entry in controller.store.apps()? {
+        let record = controller.store.record(&entry.key)?;
+        out.push(app_view(controller, &entry, record.as_ref()));
+    }
+    Ok(out)
+}
+
+pub enum Found {
+    None,
+    One(Value),
+    Many(Vec<String>),
+}
+
+pub fn app_detail(controller: &Controller, prefix: &str, repo: Option<&str>, branch: Option<&str>) -> Result<Found, StoreError> {
+    let matches: Vec<AppEntry> = controller
+        .store
+        .apps()?
+        .into_iter()
+        .filter(|e| e.key.prefix == prefix && repo.is_none_or(|r| e.key.repo == r) && branch.is_none_or(|b| e.key.branch == b))
+        .collect();
+    match matches.as_slice() {
+        [] => Ok(Found::None),
+        [entry] => {
+            let record = controller.store.record(&entry.key)?;
+            let history = controller.store.history(&entry.key)?;
+            let history: Vec<Value> = history
+                .iter()
+                .rev()
+                .take(100)
+                .rev()
+                .map(|h| json!({"at": format_ms(h.at_ms), "level": h.level.as_str(), "deployment": h.deployment, "commit": h.commit, "message": h.message}))
+                .collect();
+            let mut view = serde_json::to_value(app_view(controller, entry, record.as_ref())).unwrap_or(Value::Null);
+            if let Value::Object(obj) = &mut view {
+                obj.insert("deployment".into(), record.as_ref().filter(|r| r.in_flight()).map_or(Value::Null, deployment_view));
+                obj.insert("history".into(), Value::Array(history));
+            }
+            Ok(Found::One(view))
+        }
+        many => Ok(Found::Many(many.iter().map(|e| format!("{}@{}", e.key.repo, e.key.branch)).collect())),
+    }
+}
+
+pub fn deployment_view(r: &DeploymentRecord) -> Value {
+    json!({
+        "id": r.id,
+        "app": r.app.prefix,
+        "repo": r.app.repo,
+        "branch": r.app.branch,
+        "commit": r.commit,
+        "fingerprint": r.fingerprint,
+        "identity": r.identity.to_string(),
+        "operation": r.operation,
+        "strategy": r.strategy,
+        "status": r.status,
+        "phase": r.phase.name(),
+        "outcome": r.outcome.map(|o| o.as_str()),
+        "cause": r.cause.as_ref().map(ToString::to_string),
+        "cause_type": r.cause.as_ref().map(|c| c.label()),
+        "evidence": r.evidence,
+        "traffic": r.traffic,
+        "started_at": format_ms(r.started_at_ms),
+        "updated_at": format_ms(r.updated_at_ms),
+        "finished_at": r.finished_at_ms.map(format_ms),
+        "timeline": r.timeline.iter().map(|e| json!({"at": format_ms(e.at_ms), "level": e.level.as_str(), "message": e.message})).collect::<Vec<_>>(),
+    })
+}

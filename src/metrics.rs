@@ -1,0 +1,92 @@
+//! Prometheus metrics, registered per component with help text (ARCHITECTURE rule 12).
+//!
+//! Invariant: label values are fixed vocabularies (operations, outcomes, error labels), never ARNs
+//! or secrets.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+/// Counts AWS calls by service, operation and result.
+#[derive(Clone)]
+pub struct AwsCallMetrics {
+    requests: IntCounterVec,
+}
+
+impl AwsCallMetrics {
+    pub fn observe(&self, service: &str, operation: &str, error: Option<&crate::aws::AwsError>) {
+        let result = error.map_or("ok", |e| e.metric_label());
+        self.requests.with_label_values(&[service, operation, result]).inc();
+    }
+}
+
+/// Every metric gitmoxi exports.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub aws: AwsCallMetrics,
+    pub deployments_total: IntCounterVec,
+    pub reconcile_errors_total: IntCounterVec,
+    pub reconcile_duration: Histogram,
+    pub git_fetch_total: IntCounterVec,
+    pub queue_depth: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("gitmoxi_aws_requests_total", "AWS API calls by service, operation and result"),
+            &["service", "operation", "result"],
+        )
+        .expect("static metric definition");
+        let deployments_total = IntCounterVec::new(
+            Opts::new("gitmoxi_deployments_total", "Finished deployments by kind, strategy and outcome"),
+            &["kind", "strategy", "outcome"],
+        )
+        .expect("static metric definition");
+        let reconcile_errors_total = IntCounterVec::new(
+            Opts::new("gitmoxi_reconcile_errors_total", "Reconcile passes that could not observe or act, by error"),
+            &["error"],
+        )
+        .expect("static metric definition");
+        let reconcile_duration = Histogram::with_opts(HistogramOpts::new(
+            "gitmoxi_reconcile_duration_seconds",
+            "Wall time of one reconcile pass of one app",
+        ))
+        .expect("static metric definition");
+        let git_fetch_total =
+            IntCounterVec::new(Opts::new("gitmoxi_git_fetch_total", "Git fetches by result"), &["result"]).expect("static metric definition");
+        let queue_depth = IntGauge::new("gitmoxi_queue_depth", "Apps waiting in the work queue").expect("static metric definition");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(deployments_total.clone()),
+            Box::new(reconcile_errors_total.clone()),
+            Box::new(reconcile_duration.clone()),
+            Box::new(git_fetch_total.clone()),
+            Box::new(queue_depth.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            aws: AwsCallMetrics { requests },
+            deployments_total,
+            reconcile_errors_total,
+            reconcile_duration,
+            git_fetch_total,
+            queue_depth,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

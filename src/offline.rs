@@ -1,0 +1,113 @@
+//! Offline tools on a checkout: `validate`, `render`, `plan` (no server, no AWS).
+//!
+//! Must never write to the checkout. `validate` and `render` without `--rev` read the work tree
+//! (uncommitted edits included); `plan` and `render --rev` read commits.
+
+use crate::git::{DirTree, GitTree};
+use gitmoxi_deploy::repo_plan::{plan_head, AppliedApp, PlanAction, PlanEntry, PrunePolicy};
+use gitmoxi_deploy::spec::{load_snapshot, Diagnostic, FileTree, RenderContext, Snapshot};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// One app's validation result (the `--json` shape of `gitmoxi validate`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Validation {
+    pub app: String,
+    pub kind: String,
+    pub ok: bool,
+    pub errors: Vec<Diagnostic>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    #[error("no app with prefix '{prefix}' in {place}; apps there: {known}")]
+    UnknownApp { prefix: String, place: String, known: String },
+}
+
+fn tree_for(path: &Path, rev: Option<&str>) -> Result<Box<dyn FileTree>, OfflineError> {
+    match rev {
+        Some(rev) => Ok(Box::new(GitTree::open(path, rev)?)),
+        None => Ok(Box::new(DirTree::open(path).map_err(|source| OfflineError::Io { path: path.display().to_string(), source })?)),
+    }
+}
+
+/// Validates every app of the work tree at `path`; also returns repository warnings.
+pub fn validate(path: &Path, ctx: &RenderContext) -> Result<(Vec<Validation>, Vec<Diagnostic>), OfflineError> {
+    let tree = tree_for(path, None)?;
+    let snapshot = load_snapshot(tree.as_ref(), ctx);
+    let plan = plan_head(&snapshot, &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new());
+    let conflicts: BTreeMap<&str, &PlanEntry> = plan.iter().filter(|e| e.action == PlanAction::Conflict).map(|e| (e.app.as_str(), e)).collect();
+    let mut out = Vec::new();
+    for (prefix, app) in &snapshot.apps {
+        let (kind, mut errors, files) = match app {
+            Ok(a) => (a.kind, Vec::new(), &a.files),
+            Err(i) => (i.kind, i.errors.clone(), &i.files),
+        };
+        if let Some(c) = conflicts.get(prefix.as_str()) {
+            let file = files.files.values().next().cloned().unwrap_or_else(|| prefix.clone());
+            errors.push(Diagnostic::new(file, c.reason.clone()));
+        }
+        out.push(Validation { app: prefix.clone(), kind: kind.as_str().to_string(), ok: errors.is_empty(), errors });
+    }
+    let mut warnings = snapshot.warnings.clone();
+    for app in snapshot.valid() {
+        warnings.extend(app.warnings.iter().cloned());
+    }
+    Ok((out, warnings))
+}
+
+/// The rendered documents of one app, keyed by file kind.
+pub fn render(path: &Path, prefix: &str, rev: Option<&str>, ctx: &RenderContext) -> Result<Result<serde_json::Value, Vec<Diagnostic>>, OfflineError> {
+    let tree = tree_for(path, rev)?;
+    let snapshot = load_snapshot(tree.as_ref(), ctx);
+    let prefix = prefix.trim_end_matches('_');
+    match snapshot.apps.get(prefix) {
+        Some(Ok(app)) => {
+            let docs: serde_json::Map<String, serde_json::Value> = app
+                .rendered
+                .iter()
+                .map(|(k, v)| (k.suffix().trim_start_matches('_').trim_end_matches(".json").to_string(), v.clone()))
+                .collect();
+            Ok(Ok(serde_json::json!({
+                "app": app.prefix,
+                "kind": app.kind.as_str(),
+                "identity": app.identity.to_string(),
+                "fingerprint": app.fingerprint,
+                "documents": docs,
+            })))
+        }
+        Some(Err(invalid)) => Ok(Err(invalid.errors.clone())),
+        None => Err(OfflineError::UnknownApp {
+            prefix: prefix.to_string(),
+            place: rev.map_or_else(|| path.display().to_string(), |r| format!("{} at {r}", path.display())),
+            known: snapshot.apps.keys().take(20).cloned().collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+/// What a reconcile at `to` would do if everything at `from` had been applied.
+pub fn plan(path: &Path, from: Option<&str>, to: &str, ctx: &RenderContext, policy: PrunePolicy) -> Result<Vec<PlanEntry>, OfflineError> {
+    let to_snapshot = load_snapshot(&GitTree::open(path, to)?, ctx);
+    let applied = match from {
+        Some(rev) => applied_from(&load_snapshot(&GitTree::open(path, rev)?, ctx)),
+        None => BTreeMap::new(),
+    };
+    Ok(plan_head(&to_snapshot, &applied, policy, &BTreeSet::new()))
+}
+
+fn applied_from(snapshot: &Snapshot) -> BTreeMap<String, AppliedApp> {
+    snapshot
+        .valid()
+        .map(|a| {
+            (
+                a.prefix.clone(),
+                AppliedApp { prefix: a.prefix.clone(), kind: a.kind, identity: a.identity.clone(), fingerprint: Some(a.fingerprint.clone()), failed: BTreeSet::new() },
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,91 @@
+//! The Git source loop of one tracked branch: fetch, and when the head moved (or on first
+//! load) render the whole checkout and hand it to the controller.
+//!
+//! Blocking git and rendering run on `spawn_blocking`. A failed fetch or an unreadable
+//! checkout changes nothing (the previous head stays in force); it is logged and counted.
+
+use crate::config::RepoConfig;
+use crate::controller::{Controller, RepoPolicy};
+use crate::git::GitSource;
+use gitmoxi_deploy::spec::{load_snapshot, RenderContext, Snapshot};
+use rand::Rng;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Where a repo's bare mirror lives under the state directory.
+pub fn mirror_dir(state_dir: &std::path::Path, repo: &RepoConfig) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(&Sha256::digest(repo.url.as_bytes())[..8]);
+    state_dir.join("repos").join(format!("{}-{digest}", repo.name))
+}
+
+/// Fetches and loads once; returns the head commit, and the snapshot when it is new.
+pub async fn fetch_and_load(
+    source: Arc<GitSource>,
+    last: Option<String>,
+    ctx: RenderContext,
+) -> Result<(String, Option<Snapshot>), crate::git::GitError> {
+    tokio::task::spawn_blocking(move || {
+        let commit = source.fetch()?;
+        if last.as_deref() == Some(commit.as_str()) {
+            return Ok((commit, None));
+        }
+        let tree = source.tree(&commit)?;
+        let snapshot = load_snapshot(&tree, &ctx);
+        Ok((commit, Some(snapshot)))
+    })
+    .await
+    .unwrap_or_else(|e| Err(crate::git::GitError::Read(format!("git task panicked: {e}"))))
+}
+
+/// Polls one branch until shutdown; `wake` triggers an immediate fetch.
+pub async fn run(
+    controller: Arc<Controller>,
+    repo: RepoConfig,
+    branch: String,
+    state_dir: PathBuf,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let token = repo.token_env.as_ref().and_then(|name| std::env::var(name).ok());
+    let source = Arc::new(GitSource::new(&repo.url, &branch, mirror_dir(&state_dir, &repo), token));
+    let ctx = RenderContext { default_region: controller.settings.default_region.clone() };
+    let policy = RepoPolicy { max_prune: repo.max_prune, max_prune_percent: repo.max_prune_percent };
+    let meta_key = format!("head/{}/{branch}", repo.name);
+    let mut last: Option<String> = None;
+    loop {
+        match fetch_and_load(source.clone(), last.clone(), ctx.clone()).await {
+            Ok((commit, Some(snapshot))) => {
+                controller.metrics.git_fetch_total.with_label_values(&["changed"]).inc();
+                tracing::info!(repo = %repo.name, branch = %branch, commit = %commit, apps = snapshot.apps.len(), "loaded head");
+                for w in &snapshot.warnings {
+                    tracing::warn!(repo = %repo.name, "{w}");
+                }
+                match controller.apply_head(&repo.name, &branch, &commit, snapshot, policy) {
+                    Ok(()) => {
+                        let _ = controller.store.put_meta(&meta_key, &commit);
+                        last = Some(commit);
+                    }
+                    Err(e) => tracing::error!(repo = %repo.name, error = %e, "could not record the new head; will retry"),
+                }
+            }
+            Ok((_, None)) => {
+                controller.metrics.git_fetch_total.with_label_values(&["unchanged"]).inc();
+            }
+            Err(e) => {
+                controller.metrics.git_fetch_total.with_label_values(&["error"]).inc();
+                tracing::error!(repo = %repo.name, branch = %branch, error = %e, "git fetch failed; the previous head stays in force");
+            }
+        }
+        let jitter = rand::rng().random_range(0..=repo.poll_interval.as_millis() as u64 / 10);
+        let pause = repo.poll_interval + Duration::from_millis(jitter);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
