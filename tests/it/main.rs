@@ -1,1 +1,10 @@
-fn main(){}
+//! Integration tests: one binary so the AWS SDK links once.
+//!
+//! - `sim`: the controller against the fake AWS world on a paused tokio clock.
+//! - `moto`: the real SDK adapters against moto (with the project's ECS scheduler extension).
+//! - `cli`: the binary's offline commands on real Git repositories.
+
+mod cli;
+mod moto;
+mod sim;
+mod support;

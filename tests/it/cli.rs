@@ -1,0 +1,100 @@
+//! The binary's offline commands on real Git repositories.
+
+use crate::support::{ecs_app, TestRepo};
+use std::process::Command;
+
+fn gitmoxi(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gitmoxi")).args(args).output().expect("binary runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+const INPUT: &str = r#"{"ref": {"file": "infra/tf.json", "type": "TERRAFORM"}, "image": "nginx:1"}"#;
+const TF: &str = r#"{"subnets": {"value": ["subnet-1"]}, "security_groups": {"value": ["sg-1"]}}"#;
+
+fn repo_with_two_apps() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write_all(&ecs_app("prod/web/web", "web", "prod", "{{ image }}", 2, "{}"));
+    repo.write("prod/web/web_input.json", INPUT);
+    repo.write_all(&ecs_app("prod/api/api", "api", "prod", "{{ image }}", 1, "{}"));
+    repo.write("prod/api/api_input.json", INPUT);
+    repo.write("infra/tf.json", TF);
+    repo.commit("two apps");
+    repo
+}
+
+#[test]
+fn validate_reports_the_bad_app_with_file_and_line_and_exits_non_zero() {
+    let repo = repo_with_two_apps();
+    repo.write("prod/api/api_taskdef.json", "{\n  \"family\": \"api\",\n  \"containerDefinitions\": [{\"name\": \"a\", \"image\": \"{{ imagee }}\"}]\n}");
+    repo.write("orphans/x_taskdef.json", "{}");
+    let (code, stdout, _) = gitmoxi(&["validate", repo.path().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{stdout}");
+    let results: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let api = results.as_array().unwrap().iter().find(|r| r["app"] == "prod/api/api").unwrap();
+    assert_eq!(api["ok"], false);
+    assert_eq!(api["kind"], "ecs");
+    assert_eq!(api["errors"][0]["file"], "prod/api/api_taskdef.json");
+    assert_eq!(api["errors"][0]["line"], 3);
+    assert!(api["errors"][0]["message"].as_str().unwrap().contains("'imagee'"));
+    let web = results.as_array().unwrap().iter().find(|r| r["app"] == "prod/web/web").unwrap();
+    assert_eq!(web["ok"], true);
+    let (code, _, stderr) = gitmoxi(&["validate", repo.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("orphans/x_taskdef.json") && stderr.contains("never deployed"), "{stderr}");
+}
+
+#[test]
+fn render_prints_documents_from_the_work_tree_or_a_revision() {
+    let repo = repo_with_two_apps();
+    let first = repo.git(&["rev-parse", "HEAD"]);
+    repo.write("prod/web/web_input.json", &INPUT.replace("nginx:1", "nginx:2"));
+    let (code, stdout, stderr) = gitmoxi(&["render", "prod/web/web", "--repo", repo.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["documents"]["taskdef"]["containerDefinitions"][0]["image"], "nginx:2");
+    assert_eq!(doc["documents"]["svcdef"]["networkConfiguration"]["awsvpcConfiguration"]["subnets"][0], "subnet-1");
+    let (_, stdout, _) = gitmoxi(&["render", "prod/web/web", "--repo", repo.path().to_str().unwrap(), "--rev", &first]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["documents"]["taskdef"]["containerDefinitions"][0]["image"], "nginx:1");
+    let (code, _, stderr) = gitmoxi(&["render", "nope/x", "--repo", repo.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no app with prefix 'nope/x'") && stderr.contains("prod/web/web"), "{stderr}");
+}
+
+#[test]
+fn plan_between_revisions_shows_deploy_delete_move_and_none() {
+    let repo = repo_with_two_apps();
+    let from = repo.git(&["rev-parse", "HEAD"]);
+    for i in 0..4 {
+        repo.write_all(&ecs_app(&format!("more/m{i}"), &format!("m{i}"), "prod", "nginx:1", 1, "{}"));
+        repo.write(&format!("more/m{i}_input.json"), INPUT);
+    }
+    let from_more = repo.commit("more apps");
+    let _ = from;
+    // change web's image (deploy), move api (move), delete m0 (delete), keep the rest (none)
+    repo.write("prod/web/web_input.json", &INPUT.replace("nginx:1", "nginx:2"));
+    for suffix in ["_svcdef.json", "_taskdef.json", "_depdef.json", "_input.json"] {
+        let content = std::fs::read_to_string(repo.path().join(format!("prod/api/api{suffix}"))).unwrap();
+        repo.remove(&format!("prod/api/api{suffix}"));
+        repo.write(&format!("teams/api/api{suffix}"), &content);
+        repo.remove(&format!("more/m0{suffix}"));
+    }
+    repo.commit("change, move, delete");
+    let (code, stdout, stderr) = gitmoxi(&["plan", "--repo", repo.path().to_str().unwrap(), "--from", &from_more, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let plan: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let action = |app: &str| plan.iter().find(|e| e["app"] == app).map(|e| e["action"].as_str().unwrap().to_string());
+    assert_eq!(action("prod/web/web").as_deref(), Some("deploy"));
+    assert_eq!(action("teams/api/api").as_deref(), Some("move"));
+    assert_eq!(action("more/m0").as_deref(), Some("delete"));
+    assert_eq!(action("more/m1").as_deref(), Some("none"));
+    assert_eq!(action("prod/api/api"), None, "a moved app is not deleted");
+    for e in &plan {
+        for field in ["app", "kind", "action", "identity", "reason"] {
+            assert!(e.get(field).is_some(), "{field} missing in {e}");
+        }
+    }
+    let (_, human, _) = gitmoxi(&["plan", "--repo", repo.path().to_str().unwrap()]);
+    assert!(human.starts_with("APP"), "{human}");
+    assert!(human.contains("new app"));
+}

@@ -1,0 +1,1 @@
+//! moto tests (see below).

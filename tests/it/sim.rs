@@ -1,0 +1,372 @@
+//! Simulation: the real controller against the fake AWS world on a paused clock.
+//!
+//! Each test drives commits (heads) into the controller, lets virtual time run, and checks the
+//! world and the store. Restarts abort the controller task mid-flight and rebuild it from the
+//! same store.
+
+use crate::support::ecs_app;
+use gitmoxi::aws::fake::{FakeWorld, Knobs};
+use gitmoxi::clock::Clock;
+use gitmoxi::controller::{Controller, ControllerSettings, RepoPolicy};
+use gitmoxi::metrics::Metrics;
+use gitmoxi_deploy::record::{AppKey, Outcome};
+use gitmoxi_deploy::spec::{load_snapshot, MemTree, RenderContext};
+use gitmoxi_state::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const REGION: &str = "us-east-1";
+const DEPDEF: &str = r#"{"stabilityCheck": {"pollInterval": 5, "timeout": 180}, "gmDeploymentCircuitBreaker": {"failureThreshold": 2}}"#;
+
+struct Sim {
+    world: FakeWorld,
+    store: Store,
+    controller: Arc<Controller>,
+    task: Option<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    tree: MemTree,
+    commits: u32,
+    seed: u64,
+    policy: RepoPolicy,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let world = FakeWorld::new();
+        world.set_knobs(Knobs::default());
+        world.create_cluster(REGION, "prod");
+        let store = Store::temporary().expect("store");
+        let seed = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+        let controller = Self::build(&world, &store, seed);
+        let mut sim = Sim {
+            world,
+            store,
+            controller,
+            task: None,
+            shutdown: CancellationToken::new(),
+            tree: MemTree::new(),
+            commits: 0,
+            seed,
+            policy: RepoPolicy { max_prune: 3, max_prune_percent: 25 },
+        };
+        sim.start();
+        sim
+    }
+
+    fn build(world: &FakeWorld, store: &Store, seed: u64) -> Arc<Controller> {
+        Controller::new(
+            store.clone(),
+            world.provider(),
+            Clock::starting_at(1_795_000_000_000),
+            Metrics::new(),
+            ControllerSettings { default_region: REGION.into(), concurrency: 4, seed },
+        )
+    }
+
+    fn start(&mut self) {
+        self.shutdown = CancellationToken::new();
+        self.task = Some(tokio::spawn(self.controller.clone().run(self.shutdown.clone())));
+    }
+
+    /// Aborts the controller wherever it is and rebuilds it from the store.
+    async fn restart(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.seed += 1;
+        self.controller = Self::build(&self.world, &self.store, self.seed);
+        self.controller.enqueue_stored().expect("enqueue");
+        self.apply();
+        self.start();
+    }
+
+    fn key(prefix: &str) -> AppKey {
+        AppKey { repo: "deploys".into(), branch: "main".into(), prefix: prefix.into() }
+    }
+
+    fn add_app(&mut self, prefix: &str, service: &str, image: &str) {
+        for (path, content) in ecs_app(prefix, service, "prod", "{{ image }}", 2, DEPDEF) {
+            self.tree.insert(&path, &content);
+        }
+        self.set_image(prefix, image);
+    }
+
+    fn set_image(&mut self, prefix: &str, image: &str) {
+        self.tree.insert(
+            &format!("{prefix}_input.json"),
+            &format!(r#"{{"image": "{image}", "subnets": ["subnet-1"], "security_groups": ["sg-1"]}}"#),
+        );
+    }
+
+    fn remove_app(&mut self, prefix: &str) {
+        for suffix in ["_svcdef.json", "_taskdef.json", "_depdef.json", "_input.json"] {
+            self.tree.remove(&format!("{prefix}{suffix}"));
+        }
+    }
+
+    /// Commits the tree: the controller loads it as the new head.
+    fn commit(&mut self) {
+        self.commits += 1;
+        self.apply();
+    }
+
+    fn apply(&self) {
+        let snapshot = load_snapshot(&self.tree, &RenderContext { default_region: REGION.into() });
+        self.controller
+            .apply_head("deploys", "main", &format!("c{:04}", self.commits), snapshot, self.policy)
+            .expect("apply head");
+    }
+
+    /// Lets virtual time run until `done` holds (checked every second), at most `limit`.
+    async fn run_until(&self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        let start = tokio::time::Instant::now();
+        while start.elapsed() < limit {
+            if done(self) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        done(self)
+    }
+
+    fn stable_on(&self, service: &str, revision: &str) -> bool {
+        self.world.service(REGION, "prod", service).is_some_and(|s| {
+            s.task_definition.as_deref().is_some_and(|t| t.ends_with(revision)) && s.running_count == s.desired_count && s.deployments.len() == 1
+        })
+    }
+
+    fn idle(&self, prefix: &str) -> bool {
+        self.store.record(&Self::key(prefix)).expect("store").is_none()
+    }
+
+    fn outcome(&self, prefix: &str) -> Option<Outcome> {
+        self.store.app(&Self::key(prefix)).expect("store").and_then(|a| a.last_outcome)
+    }
+
+    fn history(&self, prefix: &str) -> Vec<String> {
+        self.store.history(&Self::key(prefix)).expect("store").into_iter().map(|h| h.message).collect()
+    }
+
+    fn seed_note(&self) -> String {
+        format!("(replay with SIM_SEED={})", self.seed)
+    }
+}
+
+const MINUTES: Duration = Duration::from_secs(60);
+
+#[tokio::test(start_paused = true)]
+async fn rolling_deployment_creates_then_updates_the_service() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::Succeeded));
+    let svc = sim.world.service(REGION, "prod", "web").unwrap();
+    assert_eq!(svc.tags.get("gitmoxi:app").map(String::as_str), Some("main:prod/web/web"));
+
+    sim.set_image("prod/web/web", "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:2")).await);
+    assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::Succeeded));
+    assert_eq!(sim.world.revisions(REGION, "web"), 2);
+    let history = sim.history("prod/web/web");
+    assert!(history.iter().any(|h| h.contains("registered task definition web:2")), "{history:?}");
+    assert!(history.iter().any(|h| h.starts_with("stable: 2/2 tasks of web:2")), "{history:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_trips_and_rolls_back_to_the_previous_task_definition() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    sim.set_image("prod/web/web", "nginx:fail");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| s.idle("prod/web/web") && s.outcome("prod/web/web") == Some(Outcome::RolledBack)).await);
+    assert!(sim.run_until(2 * MINUTES, |s| s.stable_on("web", "web:1")).await, "back on the last good revision");
+    let app = sim.store.app(&Sim::key("prod/web/web")).unwrap().unwrap();
+    assert!(app.last_cause.as_deref().unwrap().contains("circuit breaker tripped"), "{:?}", app.last_cause);
+    let record = sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap();
+    assert!(record.evidence.iter().any(|e| e.contains("CannotPullContainerError")), "{:?}", record.evidence);
+    assert!(record.evidence.iter().any(|e| e.contains("image pull failure")), "{:?}", record.evidence);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stability_timeout_rolls_back() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    sim.set_image("prod/web/web", "nginx:stuck");
+    sim.commit();
+    assert!(sim.run_until(30 * MINUTES, |s| s.idle("prod/web/web") && s.outcome("prod/web/web") == Some(Outcome::RolledBack)).await);
+    let app = sim.store.app(&Sim::key("prod/web/web")).unwrap().unwrap();
+    assert!(app.last_cause.as_deref().unwrap().contains("stability timeout"), "{:?}", app.last_cause);
+    assert!(sim.stable_on("web", "web:1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_fingerprint_is_not_retried_until_a_new_commit() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    sim.set_image("prod/web/web", "nginx:fail");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| s.outcome("prod/web/web") == Some(Outcome::RolledBack)).await);
+    let registrations = sim.world.revisions(REGION, "web");
+    // the same head again, a restart, and an hour of polling: no new attempt
+    sim.commit();
+    sim.restart().await;
+    sim.run_until(60 * MINUTES, |_| false).await;
+    assert_eq!(sim.world.revisions(REGION, "web"), registrations, "failed fingerprint retried");
+    assert!(sim.idle("prod/web/web"));
+    // a new commit with a fix deploys
+    sim.set_image("prod/web/web", "nginx:3");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.outcome("prod/web/web") == Some(Outcome::Succeeded)).await);
+    assert!(sim.stable_on("web", &format!("web:{}", registrations + 1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_mid_stability_resumes_without_a_second_registration() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    sim.set_image("prod/web/web", "nginx:2");
+    sim.commit();
+    let key = Sim::key("prod/web/web");
+    assert!(sim.run_until(5 * MINUTES, |s| s.store.record(&key).unwrap().is_some_and(|r| r.phase.name() == "stabilize")).await);
+    sim.restart().await;
+    sim.restart().await;
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:2")).await, "{}", sim.seed_note());
+    assert_eq!(sim.world.revisions(REGION, "web"), 2, "exactly one registration for the deployment");
+    assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_responses_and_throttling_create_nothing_twice() {
+    let mut sim = Sim::new();
+    sim.world.lose_response("RegisterTaskDefinition", 1);
+    sim.world.lose_response("CreateService", 1);
+    sim.world.throttle("DescribeServices", 3);
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    assert_eq!(sim.world.revisions(REGION, "web"), 1);
+    assert_eq!(sim.world.mutations("CreateService").len(), 1);
+    assert_eq!(sim.world.calls("CreateService"), 1, "the lost create is found again, not repeated");
+    assert_eq!(sim.world.calls("RegisterTaskDefinition"), 1, "the lost registration is found by its tag");
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_at_every_step_converge_with_one_registration_per_deployment() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    // abort the controller every few virtual seconds while it deploys
+    for _ in 0..30 {
+        sim.run_until(Duration::from_secs(3), |_| false).await;
+        sim.restart().await;
+        if sim.idle("prod/web/web") && sim.stable_on("web", "web:1") {
+            break;
+        }
+    }
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await, "{}", sim.seed_note());
+    assert_eq!(sim.world.revisions(REGION, "web"), 1);
+    assert_eq!(sim.world.mutations("CreateService").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_commit_supersedes_the_running_deployment() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    sim.set_image("prod/web/web", "nginx:stuck");
+    sim.commit();
+    let key = Sim::key("prod/web/web");
+    assert!(sim.run_until(5 * MINUTES, |s| s.store.record(&key).unwrap().is_some_and(|r| r.phase.name() == "stabilize")).await);
+    sim.set_image("prod/web/web", "nginx:3");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:3")).await);
+    assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::Succeeded));
+    let superseded = sim.store.deployments().unwrap().into_iter().filter(|d| d.outcome == Some(Outcome::Superseded)).count();
+    assert_eq!(superseded, 1);
+    assert!(sim.history("prod/web/web").iter().any(|h| h.starts_with("superseded by commit")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_folder_move_keeps_the_service() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    sim.remove_app("prod/web/web");
+    sim.add_app("teams/storefront/web", "web", "nginx:1");
+    sim.commit();
+    assert!(
+        sim.run_until(5 * MINUTES, |s| s
+            .world
+            .service(REGION, "prod", "web")
+            .is_some_and(|svc| svc.tags.get("gitmoxi:app").map(String::as_str) == Some("main:teams/storefront/web")))
+            .await
+    );
+    assert_eq!(sim.world.mutations("DeleteService").len(), 0);
+    assert_eq!(sim.world.mutations("CreateService").len(), 1);
+    assert_eq!(sim.world.revisions(REGION, "web"), 1, "same content: no redeploy");
+    assert!(sim.store.app(&Sim::key("prod/web/web")).unwrap().is_none());
+    let moved = sim.store.app(&Sim::key("teams/storefront/web")).unwrap().unwrap();
+    assert!(moved.applied.owned);
+    assert!(sim.history("teams/storefront/web").iter().any(|h| h.contains("moved from 'prod/web/web'")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_deletes_in_one_head_are_held_by_prune_protection() {
+    let mut sim = Sim::new();
+    for i in 0..8 {
+        sim.add_app(&format!("apps/s{i}/s{i}"), &format!("s{i}"), "nginx:1");
+    }
+    sim.commit();
+    assert!(sim.run_until(15 * MINUTES, |s| (0..8).all(|i| s.idle(&format!("apps/s{i}/s{i}")) && s.stable_on(&format!("s{i}"), ":1"))).await);
+    for i in 0..5 {
+        sim.remove_app(&format!("apps/s{i}/s{i}"));
+    }
+    sim.commit();
+    sim.run_until(10 * MINUTES, |_| false).await;
+    assert_eq!(sim.world.mutations("DeleteService").len(), 0, "held");
+    let held = sim.store.app(&Sim::key("apps/s0/s0")).unwrap().unwrap();
+    assert_eq!(held.plan_action.as_deref(), Some("held"));
+    assert!(held.plan_reason.as_deref().unwrap().contains("--allow-prune"));
+
+    // one delete among many goes ahead: restore four, keep one deleted
+    for i in 1..5 {
+        sim.add_app(&format!("apps/s{i}/s{i}"), &format!("s{i}"), "nginx:1");
+    }
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.world.service(REGION, "prod", "s0").is_some_and(|svc| svc.status == "INACTIVE")).await);
+    assert_eq!(sim.world.mutations("DeleteService"), vec!["s0".to_string()]);
+    assert!(sim.run_until(MINUTES, |s| s.store.app(&Sim::key("apps/s0/s0")).unwrap().is_none()).await);
+    assert_eq!(sim.outcome("apps/s1/s1"), Some(Outcome::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_cluster_is_a_clear_failure_not_a_retry_loop() {
+    let mut sim = Sim::new();
+    for (path, content) in ecs_app("prod/api/api", "api", "nowhere", "{{ image }}", 1, "{}") {
+        sim.tree.insert(&path, &content);
+    }
+    sim.set_image("prod/api/api", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(5 * MINUTES, |s| s.outcome("prod/api/api") == Some(Outcome::Failed)).await);
+    let app = sim.store.app(&Sim::key("prod/api/api")).unwrap().unwrap();
+    assert!(app.last_cause.as_deref().unwrap().contains("ClusterNotFoundException"), "{:?}", app.last_cause);
+    assert!(sim.history("prod/api/api").iter().any(|h| h.contains("Cluster not found")));
+    let calls = sim.world.calls("DescribeServices");
+    sim.run_until(60 * MINUTES, |_| false).await;
+    assert!(sim.world.calls("DescribeServices") <= calls + 1, "no retry loop on a permanent error");
+}
