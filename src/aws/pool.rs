@@ -26,6 +26,11 @@ impl SdkProvider {
             .await;
         SdkProvider { base, ecs: Mutex::new(HashMap::new()), metrics }
     }
+
+    /// Uses an explicit SDK configuration (tests point it at moto).
+    pub fn from_config(base: SdkConfig, metrics: crate::metrics::AwsCallMetrics) -> SdkProvider {
+        SdkProvider { base, ecs: Mutex::new(HashMap::new()), metrics }
+    }
 }
 
 impl AwsProvider for SdkProvider {

@@ -101,7 +101,10 @@ impl Ecs for SdkEcs {
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "ListTaskDefinitions", e));
         let list = self.track("ListTaskDefinitions", list)?;
-        for arn in list.task_definition_arns() {
+        let mut arns: Vec<&String> = list.task_definition_arns().iter().collect();
+        // Newest first by revision (some endpoints ignore `sort`); the tagged one is recent.
+        arns.sort_by_key(|arn| std::cmp::Reverse(arn.rsplit(':').next().and_then(|r| r.parse::<u64>().ok()).unwrap_or(0)));
+        for arn in arns.into_iter().take(10) {
             // familyPrefix matches other families that start alike; keep this family only.
             let revisionless = arn.rsplit_once(':').map_or(arn.as_str(), |(a, _)| a);
             if !revisionless.ends_with(&format!("/{family}")) {

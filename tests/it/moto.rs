@@ -1,1 +1,307 @@
-//! moto tests (see below).
+//! Against moto (with the project's ECS scheduler, tests/moto/server.py): the real SDK adapters,
+//! the real controller and HTTP API, a real Git repository.
+//!
+//! Each test starts its own moto on a free port and stops it by pid. Without `.venv` (created by
+//! `make test`) these tests fail with a message saying so; they are never skipped.
+
+use crate::support::{ecs_app, TestRepo};
+use gitmoxi::aws::pool::SdkProvider;
+use gitmoxi::clock::Clock;
+use gitmoxi::config::{Config, RepoConfig};
+use gitmoxi::metrics::Metrics;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn python() -> PathBuf {
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "moto is not installed: run `make test` (it creates .venv with moto[server]==5.2.5)");
+    python
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(python())
+            .arg(root().join("tests/moto/server.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .env("GITMOXI_MOTO_TASK_START_SECONDS", "0.5")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client.get(format!("{url}/moto-api/")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Moto { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("moto did not start on {url}");
+    }
+
+    /// Creates VPC, subnets, security group, cluster and log group; returns the Terraform outputs.
+    pub fn infra(&self, cluster: &str) -> String {
+        let out = tempfile::NamedTempFile::new().expect("tmp");
+        let status = Command::new(python())
+            .arg(root().join("tests/moto/infra.py"))
+            .args(["--endpoint", &self.url, "--cluster", cluster, "--out"])
+            .arg(out.path())
+            .status()
+            .expect("infra.py runs");
+        assert!(status.success(), "infra.py failed");
+        std::fs::read_to_string(out.path()).expect("outputs")
+    }
+
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.url)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "moto"))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .load()
+            .await
+    }
+
+    pub async fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.sdk_config().await)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running controller (in-process, real time) against moto.
+pub struct Server {
+    pub api: String,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _state: tempfile::TempDir,
+}
+
+impl Server {
+    pub async fn start(moto: &Moto, repo: &TestRepo, max_prune_percent: u32) -> Server {
+        let state = tempfile::tempdir().expect("state dir");
+        let port = free_port();
+        let config = Config {
+            repos: vec![RepoConfig {
+                name: "deploys".into(),
+                url: repo.path().display().to_string(),
+                branches: vec!["main".into()],
+                poll_interval: Duration::from_millis(500),
+                max_prune: 3,
+                max_prune_percent,
+                token_env: None,
+            }],
+            default_region: "us-east-1".into(),
+            listen: format!("127.0.0.1:{port}").parse().expect("addr"),
+            state_dir: state.path().to_path_buf(),
+            concurrency: 4,
+            api_token: None,
+            aws_max_attempts: 1,
+        };
+        let metrics = Metrics::new();
+        let provider = Arc::new(SdkProvider::from_config(moto.sdk_config().await, metrics.aws.clone()));
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = gitmoxi::app::run_with(config, provider, metrics, Clock::system(), 42, stop).await {
+                panic!("server failed: {e:#}");
+            }
+        });
+        Server { api: format!("http://127.0.0.1:{port}"), shutdown, task: Some(task), _state: state }
+    }
+
+    pub async fn app(&self, prefix: &str) -> Option<Value> {
+        let r = reqwest::get(format!("{}/api/v2/apps/{prefix}", self.api)).await.ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    /// Polls the app until `done` holds (real time, bounded).
+    pub async fn wait_app(&self, prefix: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let start = std::time::Instant::now();
+        let mut last = Value::Null;
+        while start.elapsed() < limit {
+            if let Some(app) = self.app(prefix).await {
+                if done(&app) {
+                    return app;
+                }
+                last = app;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("app {prefix} did not reach the expected state in {limit:?}; last seen: {last:#}");
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+const DEPDEF: &str = r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}, "gmDeploymentCircuitBreaker": {"failureThreshold": 2}}"#;
+
+fn write_app(repo: &TestRepo, prefix: &str, service: &str, image: &str) {
+    repo.write_all(&ecs_app(prefix, service, "{{ cluster_name }}", "{{ image }}", 2, DEPDEF));
+    repo.write(
+        &format!("{prefix}_input.json"),
+        &format!(
+            r#"{{"ref": {{"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}, "image": "{image}", "subnets": "unused", "security_groups": ["{{{{ security_group_id }}}}"]}}"#
+        ),
+    );
+    // subnets and the security group come from Terraform: the template reads them directly
+    let svc = std::fs::read_to_string(repo.path().join(format!("{prefix}_svcdef.json"))).expect("svcdef");
+    let svc = svc.replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}").replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
+    repo.write(&format!("{prefix}_svcdef.json"), &svc);
+}
+
+fn synced(app: &Value) -> bool {
+    app["status"] == "Synced"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_service_is_created_updated_and_deleted_from_git() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "prod/web/web", "web", "nginx:1");
+    write_app(&repo, "prod/api/api", "api", "nginx:1");
+    repo.commit("web and api");
+    let server = Server::start(&moto, &repo, 50).await;
+    let ecs = moto.ecs().await;
+
+    let app = server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
+    assert_eq!(app["last_outcome"], "succeeded");
+    let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
+    let svc = &svc.services()[0];
+    assert_eq!(svc.status(), Some("ACTIVE"));
+    let td_arn = svc.task_definition().unwrap().to_string();
+    assert!(td_arn.ends_with("task-definition/web:1"), "{td_arn}");
+    let td = ecs.describe_task_definition().task_definition(&td_arn).send().await.unwrap();
+    let container = &td.task_definition().unwrap().container_definitions()[0];
+    assert_eq!(container.image(), Some("nginx:1"), "rendered from the input file");
+    let subnets = svc.network_configuration().unwrap().awsvpc_configuration().unwrap().subnets();
+    assert_eq!(subnets.len(), 2, "subnets rendered from the Terraform outputs");
+
+    // image change → new revision on the service
+    write_app(&repo, "prod/web/web", "web", "nginx:2");
+    repo.commit("web v2");
+    server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["fingerprint"] != app["fingerprint"]).await;
+    let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
+    assert!(svc.services()[0].task_definition().unwrap().ends_with("web:2"));
+    assert_eq!(svc.services()[0].running_count(), 2);
+
+    // svcdef deleted → service deleted
+    for suffix in ["_svcdef.json", "_taskdef.json", "_depdef.json", "_input.json"] {
+        repo.remove(&format!("prod/web/web{suffix}"));
+    }
+    repo.commit("delete web (api stays: an empty checkout would delete nothing)");
+    let start = std::time::Instant::now();
+    loop {
+        let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
+        if svc.services().first().is_some_and(|s| s.status() == Some("INACTIVE")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "service not deleted: {svc:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let start = std::time::Instant::now();
+    while server.app("prod/web/web").await.is_some() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the deleted app is still listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let api = ecs.describe_services().cluster("prod").services("api").send().await.unwrap();
+    assert_eq!(api.services()[0].status(), Some("ACTIVE"), "the other app is untouched");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_a_bad_template_does_not_block_its_neighbour() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "prod/good/good", "good", "nginx:1");
+    write_app(&repo, "prod/bad/bad", "bad", "nginx:1");
+    repo.write(
+        "prod/bad/bad_taskdef.json",
+        "{\n  \"family\": \"bad\",\n  \"containerDefinitions\": [\n    {\"name\": \"bad\", \"image\": \"{{ imagee }}\", \"memory\": 512}\n  ]\n}\n",
+    );
+    repo.commit("good and bad");
+    let server = Server::start(&moto, &repo, 25).await;
+    server.wait_app("prod/good/good", Duration::from_secs(60), synced).await;
+    let bad = server.wait_app("prod/bad/bad", Duration::from_secs(30), |a| a["status"] == "Invalid").await;
+    let problem = bad["problems"][0].as_str().unwrap();
+    assert!(problem.starts_with("prod/bad/bad_taskdef.json:4:"), "{problem}");
+    assert!(problem.contains("'imagee'"), "{problem}");
+    let ecs = moto.ecs().await;
+    let svc = ecs.describe_services().cluster("prod").services("bad").send().await.unwrap();
+    assert!(svc.services().is_empty(), "the bad app deployed nothing");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_cluster_not_found_is_a_clear_error_in_status_and_history() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    let outputs = moto.infra("prod").replace("\"prod\"", "\"missing-cluster\"");
+    repo.write("infra/terraform_output.json", &outputs);
+    write_app(&repo, "prod/web/web", "web", "nginx:1");
+    repo.commit("web on a missing cluster");
+    let server = Server::start(&moto, &repo, 25).await;
+    let app = server.wait_app("prod/web/web", Duration::from_secs(60), |a| a["last_outcome"] == "failed").await;
+    let cause = app["last_cause"].as_str().unwrap();
+    assert!(cause.contains("ClusterNotFoundException"), "{cause}");
+    let history: Vec<String> = app["history"].as_array().unwrap().iter().map(|h| h["message"].as_str().unwrap().to_string()).collect();
+    assert!(history.iter().any(|h| h.contains("ClusterNotFoundException")), "{history:?}");
+    assert_eq!(app["status"], "Failed");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_breaker_rolls_back_a_failing_image() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "prod/web/web", "web", "nginx:1");
+    repo.commit("web");
+    let server = Server::start(&moto, &repo, 25).await;
+    let first = server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
+    write_app(&repo, "prod/web/web", "web", "nginx:fail");
+    repo.commit("broken image");
+    let app = server.wait_app("prod/web/web", Duration::from_secs(90), |a| a["status"] == "RolledBack").await;
+    assert!(app["last_cause"].as_str().unwrap().contains("circuit breaker tripped"), "{app:#}");
+    assert_eq!(app["fingerprint"], first["fingerprint"], "the applied state stays the last good one");
+    let ecs = moto.ecs().await;
+    let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
+    assert!(svc.services()[0].task_definition().unwrap().ends_with("web:1"), "rolled back to web:1");
+    let deployment = app["last_deployment"].as_str().unwrap();
+    let record: Value = reqwest::get(format!("{}/api/v2/deployments/{deployment}", server.api)).await.unwrap().json().await.unwrap();
+    assert!(record["evidence"].to_string().contains("CannotPullContainerError"), "{record:#}");
+    server.stop().await;
+}

@@ -1,0 +1,120 @@
+"""Tests of the ECS scheduler extension in server.py, against a running server.
+
+Run: python tests/moto/test_server.py  (starts its own server on a free port)
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import unittest
+import urllib.request
+
+import boto3
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SchedulerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.port = free_port()
+        env = dict(os.environ, GITMOXI_MOTO_TASK_START_SECONDS="0.3")
+        cls.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "server.py"), "--host", "127.0.0.1", "--port", str(cls.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{cls.port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        kw = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        cls.ecs = boto3.client("ecs", **kw)
+        ec2 = boto3.client("ec2", **kw)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        cls.subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        cls.sg = ec2.create_security_group(GroupName="g", Description="g", VpcId=vpc)["GroupId"]
+        cls.ecs.create_cluster(clusterName="c")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(timeout=10)
+
+    def register(self, image):
+        return self.ecs.register_task_definition(
+            family="web",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            containerDefinitions=[{"name": "web", "image": image, "memory": 512}],
+        )["taskDefinition"]["taskDefinitionArn"]
+
+    def describe(self, name):
+        return self.ecs.describe_services(cluster="c", services=[name])["services"][0]
+
+    def wait(self, name, predicate, seconds=10):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            svc = self.describe(name)
+            if predicate(svc):
+                return svc
+            time.sleep(0.1)
+        self.fail(f"condition not reached: {self.describe(name)}")
+
+    def net(self):
+        return {"awsvpcConfiguration": {"subnets": [self.subnet], "securityGroups": [self.sg]}}
+
+    def test_create_then_rolling_update_replaces_tasks(self):
+        td1 = self.register("nginx:1")
+        self.ecs.create_service(cluster="c", serviceName="s1", taskDefinition=td1, desiredCount=2, launchType="FARGATE", networkConfiguration=self.net())
+        svc = self.wait("s1", lambda s: s["runningCount"] == 2 and s["deployments"][0]["rolloutState"] == "COMPLETED")
+        self.assertEqual(len(svc["deployments"]), 1)
+        tasks = self.ecs.list_tasks(cluster="c", serviceName="s1")["taskArns"]
+        self.assertEqual(len(tasks), 2)
+        described = self.ecs.describe_tasks(cluster="c", tasks=tasks)["tasks"]
+        self.assertTrue(all(t["startedBy"] == svc["deployments"][0]["id"] for t in described))
+        td2 = self.register("nginx:2")
+        self.ecs.update_service(cluster="c", service="s1", taskDefinition=td2)
+        svc = self.describe("s1")
+        self.assertEqual([d["status"] for d in svc["deployments"]], ["PRIMARY", "ACTIVE"])
+        svc = self.wait("s1", lambda s: len(s["deployments"]) == 1 and s["runningCount"] == 2)
+        self.assertEqual(svc["deployments"][0]["taskDefinition"], td2)
+        stopped = self.ecs.list_tasks(cluster="c", serviceName="s1", desiredStatus="STOPPED")["taskArns"]
+        reasons = {t["stoppedReason"] for t in self.ecs.describe_tasks(cluster="c", tasks=stopped)["tasks"]}
+        self.assertTrue(all(r.startswith("Scaling activity initiated") for r in reasons), reasons)
+
+    def test_failing_image_stops_with_a_pull_error(self):
+        td = self.register("nginx:fail")
+        self.ecs.create_service(cluster="c", serviceName="s2", taskDefinition=td, desiredCount=1, launchType="FARGATE", networkConfiguration=self.net())
+        self.wait("s2", lambda s: s["deployments"][0].get("failedTasks", 0) >= 1)
+        stopped = self.ecs.list_tasks(cluster="c", serviceName="s2", desiredStatus="STOPPED")["taskArns"]
+        tasks = self.ecs.describe_tasks(cluster="c", tasks=stopped)["tasks"]
+        self.assertTrue(tasks)
+        self.assertIn("CannotPullContainerError", tasks[0]["stoppedReason"])
+        self.assertEqual(self.describe("s2")["runningCount"], 0)
+
+    def test_delete_stops_tasks(self):
+        td = self.register("nginx:1")
+        self.ecs.create_service(cluster="c", serviceName="s3", taskDefinition=td, desiredCount=1, launchType="FARGATE", networkConfiguration=self.net())
+        self.wait("s3", lambda s: s["runningCount"] == 1)
+        self.ecs.delete_service(cluster="c", service="s3", force=True)
+        self.assertEqual(self.ecs.list_tasks(cluster="c", serviceName="s3", desiredStatus="RUNNING")["taskArns"], [])
+
+
+if __name__ == "__main__":
+    unittest.main()
