@@ -88,7 +88,8 @@ pub async fn run_with(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; choose another --listen address", config.listen))?;
     tracing::info!(listen = %config.listen, repos = config.repos.len(), "gitmoxi serving");
-    let router = crate::http::router(crate::http::HttpState { controller: controller.clone(), tracked, api_token: config.api_token.clone() });
+    let router =
+        crate::http::router(crate::http::HttpState { controller: controller.clone(), tracked, api_token: config.api_token.clone() });
     let stop = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await {

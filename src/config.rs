@@ -91,7 +91,8 @@ pub fn parse_duration(what: &str, s: &str) -> Result<Duration, ConfigError> {
     if let Ok(secs) = trimmed.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(trimmed).map_err(|e| ConfigError::Invalid(format!("{what} '{s}' is not a duration ({e}); write e.g. 30s, 5m or 1h")))
+    humantime::parse_duration(trimmed)
+        .map_err(|e| ConfigError::Invalid(format!("{what} '{s}' is not a duration ({e}); write e.g. 30s, 5m or 1h")))
 }
 
 /// The repository's short name from its URL (`…/team/deploys.git` → `deploys`).
@@ -122,7 +123,10 @@ impl Config {
             };
             let branches = r.branches.clone().unwrap_or_else(|| vec!["main".into()]);
             if branches.is_empty() {
-                return Err(ConfigError::Parse { path: path_label.clone(), message: format!("repos[{i}].branches is empty; list at least one branch") });
+                return Err(ConfigError::Parse {
+                    path: path_label.clone(),
+                    message: format!("repos[{i}].branches is empty; list at least one branch"),
+                });
             }
             repos.push(RepoConfig {
                 name: r.name.clone().unwrap_or_else(|| repo_name(&r.url)),
@@ -159,7 +163,10 @@ impl Config {
         let mut names = std::collections::BTreeSet::new();
         for r in &repos {
             if !names.insert(r.name.clone()) {
-                return Err(ConfigError::Invalid(format!("two repositories are named '{}'; give one of them another `name` in the config file", r.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "two repositories are named '{}'; give one of them another `name` in the config file",
+                    r.name
+                )));
             }
             if r.max_prune_percent > 100 {
                 return Err(ConfigError::Invalid(format!("max_prune_percent of '{}' is {}; use 0..=100", r.name, r.max_prune_percent)));
@@ -228,8 +235,13 @@ max_prune = 5
         assert_eq!(c.repos[0].poll_interval, Duration::from_secs(120));
         assert_eq!(c.repos[0].max_prune, 5);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        let c = Config::load(&Overrides { config: Some(path), region: Some("us-west-2".into()), repo: Some("/tmp/other".into()), ..Default::default() })
-            .unwrap();
+        let c = Config::load(&Overrides {
+            config: Some(path),
+            region: Some("us-west-2".into()),
+            repo: Some("/tmp/other".into()),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(c.default_region, "us-west-2");
         assert_eq!(c.repos.len(), 2);
         assert_eq!(c.repos[1].branches, vec!["main".to_string()]);

@@ -48,13 +48,11 @@ impl Metrics {
             &["error"],
         )
         .expect("static metric definition");
-        let reconcile_duration = Histogram::with_opts(HistogramOpts::new(
-            "gitmoxi_reconcile_duration_seconds",
-            "Wall time of one reconcile pass of one app",
-        ))
-        .expect("static metric definition");
-        let git_fetch_total =
-            IntCounterVec::new(Opts::new("gitmoxi_git_fetch_total", "Git fetches by result"), &["result"]).expect("static metric definition");
+        let reconcile_duration =
+            Histogram::with_opts(HistogramOpts::new("gitmoxi_reconcile_duration_seconds", "Wall time of one reconcile pass of one app"))
+                .expect("static metric definition");
+        let git_fetch_total = IntCounterVec::new(Opts::new("gitmoxi_git_fetch_total", "Git fetches by result"), &["result"])
+            .expect("static metric definition");
         let queue_depth = IntGauge::new("gitmoxi_queue_depth", "Apps waiting in the work queue").expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,

@@ -41,7 +41,8 @@ pub fn validate(path: &Path, ctx: &RenderContext) -> Result<(Vec<Validation>, Ve
     let tree = tree_for(path, None)?;
     let snapshot = load_snapshot(tree.as_ref(), ctx);
     let plan = plan_head(&snapshot, &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new());
-    let conflicts: BTreeMap<&str, &PlanEntry> = plan.iter().filter(|e| e.action == PlanAction::Conflict).map(|e| (e.app.as_str(), e)).collect();
+    let conflicts: BTreeMap<&str, &PlanEntry> =
+        plan.iter().filter(|e| e.action == PlanAction::Conflict).map(|e| (e.app.as_str(), e)).collect();
     let mut out = Vec::new();
     for (prefix, app) in &snapshot.apps {
         let (kind, mut errors, files) = match app {
@@ -62,7 +63,12 @@ pub fn validate(path: &Path, ctx: &RenderContext) -> Result<(Vec<Validation>, Ve
 }
 
 /// The rendered documents of one app, keyed by file kind.
-pub fn render(path: &Path, prefix: &str, rev: Option<&str>, ctx: &RenderContext) -> Result<Result<serde_json::Value, Vec<Diagnostic>>, OfflineError> {
+pub fn render(
+    path: &Path,
+    prefix: &str,
+    rev: Option<&str>,
+    ctx: &RenderContext,
+) -> Result<Result<serde_json::Value, Vec<Diagnostic>>, OfflineError> {
     let tree = tree_for(path, rev)?;
     let snapshot = load_snapshot(tree.as_ref(), ctx);
     let prefix = prefix.trim_end_matches('_');
@@ -106,7 +112,13 @@ fn applied_from(snapshot: &Snapshot) -> BTreeMap<String, AppliedApp> {
         .map(|a| {
             (
                 a.prefix.clone(),
-                AppliedApp { prefix: a.prefix.clone(), kind: a.kind, identity: a.identity.clone(), fingerprint: Some(a.fingerprint.clone()), failed: BTreeSet::new() },
+                AppliedApp {
+                    prefix: a.prefix.clone(),
+                    kind: a.kind,
+                    identity: a.identity.clone(),
+                    fingerprint: Some(a.fingerprint.clone()),
+                    failed: BTreeSet::new(),
+                },
             )
         })
         .collect()

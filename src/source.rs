@@ -8,7 +8,6 @@ use crate::config::RepoConfig;
 use crate::controller::{Controller, RepoPolicy};
 use crate::git::GitSource;
 use gitmoxi_deploy::spec::{load_snapshot, RenderContext, Snapshot};
-use rand::Rng;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,7 +79,7 @@ pub async fn run(
                 tracing::error!(repo = %repo.name, branch = %branch, error = %e, "git fetch failed; the previous head stays in force");
             }
         }
-        let jitter = rand::rng().random_range(0..=repo.poll_interval.as_millis() as u64 / 10);
+        let jitter = controller.jitter_ms(repo.poll_interval.as_millis() as u64 / 10);
         let pause = repo.poll_interval + Duration::from_millis(jitter);
         tokio::select! {
             _ = shutdown.cancelled() => break,

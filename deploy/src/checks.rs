@@ -50,11 +50,8 @@ pub fn rolling_stability(service: &ObservedService, tasks: &[ObservedTask], task
             failure_cause = classify_stop(&reason, t.stop_code.as_deref(), &exit_codes);
         }
     }
-    let others_drained = service
-        .deployments
-        .iter()
-        .filter(|d| d.task_definition != task_definition)
-        .all(|d| d.running_count == 0 && d.pending_count == 0);
+    let others_drained =
+        service.deployments.iter().filter(|d| d.task_definition != task_definition).all(|d| d.running_count == 0 && d.pending_count == 0);
     let on_service = service.task_definition.as_deref() == Some(task_definition);
     Stability { desired, running, stable: on_service && running >= desired && others_drained, failures, failure_cause }
 }

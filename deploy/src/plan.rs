@@ -73,11 +73,9 @@ impl Plan {
     /// The completion implied by a record that has ended.
     pub fn completion_of(record: &DeploymentRecord, task_definition: Option<String>) -> Completion {
         match record.outcome {
-            Some(Outcome::Succeeded) => Completion::Applied {
-                fingerprint: record.fingerprint.clone(),
-                commit: record.commit.clone(),
-                task_definition,
-            },
+            Some(Outcome::Succeeded) => {
+                Completion::Applied { fingerprint: record.fingerprint.clone(), commit: record.commit.clone(), task_definition }
+            }
             Some(Outcome::RolledBack) | Some(Outcome::Failed) => Completion::Failed { fingerprint: record.fingerprint.clone() },
             Some(Outcome::Deleted) => Completion::Removed,
             Some(Outcome::Superseded) | None => Completion::Nothing,

@@ -57,17 +57,34 @@ impl Outcome {
 pub enum FailureCause {
     TemplateError,
     ValidationError,
-    PermissionDenied { operation: String },
+    PermissionDenied {
+        operation: String,
+    },
     ImagePullFailure,
-    ContainerExited { code: i32 },
+    ContainerExited {
+        code: i32,
+    },
     HealthCheckFailed,
     CapacityUnavailable,
-    StabilityTimeout { waited_secs: u64 },
-    CircuitBreakerTripped { failed_tasks: u32, threshold: u32 },
-    AlarmFired { alarms: Vec<String> },
-    AwsUnavailable { operation: String },
+    StabilityTimeout {
+        waited_secs: u64,
+    },
+    CircuitBreakerTripped {
+        failed_tasks: u32,
+        threshold: u32,
+    },
+    AlarmFired {
+        alarms: Vec<String>,
+    },
+    AwsUnavailable {
+        operation: String,
+    },
     /// AWS refused a request for a reason that retrying will not fix (e.g. ClusterNotFoundException).
-    AwsRejected { operation: String, code: String, message: String },
+    AwsRejected {
+        operation: String,
+        code: String,
+        message: String,
+    },
     /// The service exists but gitmoxi neither created nor adopted it.
     NotOwned,
 }
@@ -208,11 +225,7 @@ impl fmt::Display for AppKey {
 
 /// AWS tag values allow letters, digits, spaces and `+ - = . _ : / @`, at most 256 characters.
 pub fn sanitize_tag(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| if c.is_alphanumeric() || " +-=._:/@".contains(c) { c } else { '_' })
-        .take(256)
-        .collect()
+    value.chars().map(|c| if c.is_alphanumeric() || " +-=._:/@".contains(c) { c } else { '_' }).take(256).collect()
 }
 
 /// One deployment (or delete) of one app.

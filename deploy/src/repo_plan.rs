@@ -132,7 +132,10 @@ pub fn plan_head(
         match applied.get(prefix) {
             Some(prev) if prev.identity != app.identity && prev.fingerprint.is_some() => entries.push(entry(
                 PlanAction::Deploy,
-                format!("identity changed from {} to {}; the old one is left in place, delete it by hand if it is no longer needed", prev.identity, app.identity),
+                format!(
+                    "identity changed from {} to {}; the old one is left in place, delete it by hand if it is no longer needed",
+                    prev.identity, app.identity
+                ),
                 None,
             )),
             Some(prev) if prev.fingerprint.as_deref() == Some(app.fingerprint.as_str()) && !forced => {
@@ -173,10 +176,8 @@ pub fn plan_head(
         }
     }
 
-    let deletes: Vec<&AppliedApp> = applied
-        .values()
-        .filter(|a| !snapshot.apps.contains_key(&a.prefix) && !moved_away.contains(a.prefix.as_str()))
-        .collect();
+    let deletes: Vec<&AppliedApp> =
+        applied.values().filter(|a| !snapshot.apps.contains_key(&a.prefix) && !moved_away.contains(a.prefix.as_str())).collect();
     let total = applied.len().max(1);
     let empty = snapshot.apps.is_empty();
     let too_many = deletes.len() > policy.max_prune || deletes.len() * 100 > total * policy.max_prune_percent as usize;

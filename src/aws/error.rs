@@ -43,7 +43,13 @@ impl fmt::Display for AwsError {
 impl std::error::Error for AwsError {}
 
 impl AwsError {
-    pub fn new(service: &'static str, operation: &'static str, kind: AwsErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        service: &'static str,
+        operation: &'static str,
+        kind: AwsErrorKind,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         AwsError { service, operation, kind, code: code.into(), message: message.into() }
     }
 
@@ -64,11 +70,26 @@ impl AwsError {
     /// Classifies an AWS error code (and HTTP status when known).
     pub fn classify(code: &str, status: Option<u16>) -> AwsErrorKind {
         match code {
-            "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "ThrottledException"
-            | "RequestThrottled" | "SlowDown" | "ProvisionedThroughputExceededException" => AwsErrorKind::Throttled,
-            "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" | "UnrecognizedClientException"
-            | "InvalidClientTokenId" | "ExpiredTokenException" | "SignatureDoesNotMatch" => AwsErrorKind::AccessDenied,
-            "ServerException" | "ServiceUnavailable" | "ServiceUnavailableException" | "InternalFailure" | "InternalError"
+            "ThrottlingException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "ThrottledException"
+            | "RequestThrottled"
+            | "SlowDown"
+            | "ProvisionedThroughputExceededException" => AwsErrorKind::Throttled,
+            "AccessDeniedException"
+            | "AccessDenied"
+            | "UnauthorizedOperation"
+            | "UnrecognizedClientException"
+            | "InvalidClientTokenId"
+            | "ExpiredTokenException"
+            | "SignatureDoesNotMatch" => AwsErrorKind::AccessDenied,
+            "ServerException"
+            | "ServiceUnavailable"
+            | "ServiceUnavailableException"
+            | "InternalFailure"
+            | "InternalError"
             | "InternalServerError" => AwsErrorKind::Unavailable,
             c if c.ends_with("NotFoundException") || c == "ResourceNotFound" => AwsErrorKind::NotFound,
             _ => match status {
@@ -113,10 +134,20 @@ impl AwsError {
                 };
                 AwsError::new(service, operation, kind, format!("HTTP{status}"), "unreadable response")
             }
-            SdkError::ConstructionFailure(_) => {
-                AwsError::new(service, operation, AwsErrorKind::Rejected, "ConstructionFailure", format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)))
-            }
-            _ => AwsError::new(service, operation, AwsErrorKind::Unavailable, "Unknown", format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err))),
+            SdkError::ConstructionFailure(_) => AwsError::new(
+                service,
+                operation,
+                AwsErrorKind::Rejected,
+                "ConstructionFailure",
+                format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+            ),
+            _ => AwsError::new(
+                service,
+                operation,
+                AwsErrorKind::Unavailable,
+                "Unknown",
+                format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+            ),
         }
     }
 }

@@ -257,11 +257,9 @@ impl World {
                 continue;
             }
             let Some(primary) = service.deployments.first().cloned() else { continue };
-            let live = self
-                .tasks
-                .iter()
-                .filter(|t| t.service_key == key && t.deployment == primary.id && t.status(now) != "STOPPED")
-                .count() as u32;
+            let live =
+                self.tasks.iter().filter(|t| t.service_key == key && t.deployment == primary.id && t.status(now) != "STOPPED").count()
+                    as u32;
             let images = self.images_of(&key.0, &primary.task_definition);
             let fails = images.iter().any(|i| self.knobs.failing_images.iter().any(|f| i.contains(f.as_str())));
             let stuck = images.iter().any(|i| self.knobs.stuck_images.iter().any(|f| i.contains(f.as_str())));
@@ -274,7 +272,10 @@ impl World {
                         Some((
                             now + self.knobs.fail_delay,
                             "TaskFailedToStart".to_string(),
-                            format!("CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found", images.join(",")),
+                            format!(
+                                "CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found",
+                                images.join(",")
+                            ),
                         )),
                     )
                 } else if stuck {
@@ -302,19 +303,23 @@ impl World {
                 .collect();
             while live_primary.len() as u32 > service.desired {
                 if let Some(i) = live_primary.pop() {
-                    self.tasks[i].stopped_at =
-                        Some((now, "ServiceSchedulerInitiated".into(), format!("Scaling activity initiated by (deployment {})", primary.id)));
+                    self.tasks[i].stopped_at = Some((
+                        now,
+                        "ServiceSchedulerInitiated".into(),
+                        format!("Scaling activity initiated by (deployment {})", primary.id),
+                    ));
                 }
             }
-            let running_primary = self
-                .tasks
-                .iter()
-                .filter(|t| t.service_key == key && t.deployment == primary.id && t.status(now) == "RUNNING")
-                .count() as u32;
+            let running_primary =
+                self.tasks.iter().filter(|t| t.service_key == key && t.deployment == primary.id && t.status(now) == "RUNNING").count()
+                    as u32;
             if running_primary >= service.desired {
                 for t in self.tasks.iter_mut().filter(|t| t.service_key == key && t.deployment != primary.id && t.stopped_at.is_none()) {
-                    t.stopped_at =
-                        Some((now, "ServiceSchedulerInitiated".into(), format!("Scaling activity initiated by (deployment {})", primary.id)));
+                    t.stopped_at = Some((
+                        now,
+                        "ServiceSchedulerInitiated".into(),
+                        format!("Scaling activity initiated by (deployment {})", primary.id),
+                    ));
                 }
                 if let Some(s) = self.services.get_mut(&key) {
                     s.deployments.truncate(1);
@@ -342,9 +347,16 @@ impl World {
                 failed_tasks: self
                     .tasks
                     .iter()
-                    .filter(|t| t.service_key == key && t.deployment == d.id && t.stopped_at.as_ref().is_some_and(|(_, c, _)| c == "TaskFailedToStart"))
+                    .filter(|t| {
+                        t.service_key == key
+                            && t.deployment == d.id
+                            && t.stopped_at.as_ref().is_some_and(|(_, c, _)| c == "TaskFailedToStart")
+                    })
                     .count() as u32,
-                rollout_state: Some(if i == 0 && s.deployments.len() == 1 && count(&d.id, "RUNNING") >= s.desired { "COMPLETED" } else { "IN_PROGRESS" }.into()),
+                rollout_state: Some(
+                    if i == 0 && s.deployments.len() == 1 && count(&d.id, "RUNNING") >= s.desired { "COMPLETED" } else { "IN_PROGRESS" }
+                        .into(),
+                ),
                 rollout_state_reason: None,
             })
             .collect();
@@ -386,9 +398,7 @@ fn tags_of(body: &Value) -> BTreeMap<String, String> {
     body.get("tags")
         .and_then(Value::as_array)
         .map(|tags| {
-            tags.iter()
-                .filter_map(|t| Some((t.get("key")?.as_str()?.to_string(), t.get("value")?.as_str()?.to_string())))
-                .collect()
+            tags.iter().filter_map(|t| Some((t.get("key")?.as_str()?.to_string(), t.get("value")?.as_str()?.to_string()))).collect()
         })
         .unwrap_or_default()
 }
@@ -555,7 +565,9 @@ impl Ecs for FakeEcs {
                         w.advance(now);
                         Ok(())
                     }
-                    _ => Err(AwsError::new("ecs", "UpdateService", AwsErrorKind::NotFound, "ServiceNotFoundException", "Service not found.")),
+                    _ => {
+                        Err(AwsError::new("ecs", "UpdateService", AwsErrorKind::NotFound, "ServiceNotFoundException", "Service not found."))
+                    }
                 },
             }
         };

@@ -9,10 +9,13 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Clients keyed by (account, region).
+type ClientCache<T> = Mutex<HashMap<(Option<String>, String), Arc<T>>>;
+
 /// Builds and caches SDK-backed clients.
 pub struct SdkProvider {
     base: SdkConfig,
-    ecs: Mutex<HashMap<(Option<String>, String), Arc<dyn Ecs>>>,
+    ecs: ClientCache<dyn Ecs>,
     metrics: crate::metrics::AwsCallMetrics,
 }
 

@@ -166,24 +166,26 @@ impl Ecs for SdkEcs {
                 .await
                 .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTasks", e));
             let out = self.track("DescribeTasks", out)?;
-            tasks.extend(out.tasks().iter().map(|t| ObservedTask {
-                arn: t.task_arn().unwrap_or_default().to_string(),
-                task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
-                last_status: t.last_status().unwrap_or_default().to_string(),
-                desired_status: t.desired_status().unwrap_or_default().to_string(),
-                started_by: t.started_by().map(str::to_string),
-                stopped_reason: t.stopped_reason().map(str::to_string),
-                stop_code: t.stop_code().map(|c| c.as_str().to_string()),
-                health_status: t.health_status().map(|h| h.as_str().to_string()),
-                containers: t
-                    .containers()
-                    .iter()
-                    .map(|c| ObservedContainer {
-                        name: c.name().unwrap_or_default().to_string(),
-                        exit_code: c.exit_code(),
-                        reason: c.reason().map(str::to_string),
-                    })
-                    .collect(),
+            tasks.extend(out.tasks().iter().map(|t| {
+                ObservedTask {
+                    arn: t.task_arn().unwrap_or_default().to_string(),
+                    task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
+                    last_status: t.last_status().unwrap_or_default().to_string(),
+                    desired_status: t.desired_status().unwrap_or_default().to_string(),
+                    started_by: t.started_by().map(str::to_string),
+                    stopped_reason: t.stopped_reason().map(str::to_string),
+                    stop_code: t.stop_code().map(|c| c.as_str().to_string()),
+                    health_status: t.health_status().map(|h| h.as_str().to_string()),
+                    containers: t
+                        .containers()
+                        .iter()
+                        .map(|c| ObservedContainer {
+                            name: c.name().unwrap_or_default().to_string(),
+                            exit_code: c.exit_code(),
+                            reason: c.reason().map(str::to_string),
+                        })
+                        .collect(),
+                }
             }));
         }
         Ok(tasks)
@@ -201,10 +203,15 @@ impl Ecs for SdkEcs {
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "RegisterTaskDefinition", e));
         let out = self.track("RegisterTaskDefinition", out)?;
-        out.task_definition()
-            .and_then(|t| t.task_definition_arn())
-            .map(str::to_string)
-            .ok_or_else(|| AwsError::new(SERVICE, "RegisterTaskDefinition", AwsErrorKind::Unavailable, "EmptyResponse", "no task definition ARN in the answer"))
+        out.task_definition().and_then(|t| t.task_definition_arn()).map(str::to_string).ok_or_else(|| {
+            AwsError::new(
+                SERVICE,
+                "RegisterTaskDefinition",
+                AwsErrorKind::Unavailable,
+                "EmptyResponse",
+                "no task definition ARN in the answer",
+            )
+        })
     }
 
     async fn create_service(&self, body: &Value) -> Result<String, AwsError> {
@@ -253,10 +260,7 @@ impl Ecs for SdkEcs {
     }
 
     async fn tag_resource(&self, arn: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
-        let tags = tags
-            .iter()
-            .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
-            .collect();
+        let tags = tags.iter().map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build()).collect();
         let out = self
             .client
             .tag_resource()

@@ -185,7 +185,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 let rows: Vec<Vec<String>> = entries
                     .iter()
-                    .map(|e| vec![e.app.clone(), e.kind.as_str().into(), e.action.as_str().into(), e.identity.clone().unwrap_or_default(), e.reason.clone()])
+                    .map(|e| {
+                        vec![
+                            e.app.clone(),
+                            e.kind.as_str().into(),
+                            e.action.as_str().into(),
+                            e.identity.clone().unwrap_or_default(),
+                            e.reason.clone(),
+                        ]
+                    })
                     .collect();
                 print!("{}", table::render(&["APP", "KIND", "ACTION", "IDENTITY", "REASON"], &rows));
             }
@@ -197,13 +205,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             if let Some(t) = &token {
                 request = request.bearer_auth(t);
             }
-            let response = request.send().await.with_context(|| format!("cannot reach the gitmoxi server at {server}; is `gitmoxi serve` running?"))?;
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the gitmoxi server at {server}; is `gitmoxi serve` running?"))?;
             let status = response.status();
             let body = response.text().await?;
             if !status.is_success() {
                 bail!("the server at {server} answered {status}: {body}");
             }
-            let apps: Vec<crate::http::views::AppView> = serde_json::from_str(&body).context("the server's answer is not a list of apps")?;
+            let apps: Vec<crate::http::views::AppView> =
+                serde_json::from_str(&body).context("the server's answer is not a list of apps")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&apps)?);
             } else {

@@ -94,6 +94,11 @@ impl Controller {
         })
     }
 
+    /// A jitter of up to `max_ms` from the seeded source (rule 7).
+    pub fn jitter_ms(&self, max_ms: u64) -> u64 {
+        self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..=max_ms)
+    }
+
     /// A fresh deployment id.
     pub fn new_id(&self) -> String {
         let n: u64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
@@ -186,6 +191,13 @@ impl Controller {
             app.updated_at_ms = now;
             self.store.put_app(&app)?;
         }
+        let planned: BTreeSet<&str> = plan.iter().map(|e| e.app.as_str()).collect();
+        for e in &mine {
+            let gone = !planned.contains(e.key.prefix.as_str()) && e.applied.identity.is_none() && !e.applied.owned;
+            if gone && self.store.record(&e.key)?.is_none() {
+                self.store.remove_app(&e.key)?;
+            }
+        }
         if allow_prune && plan.iter().any(|e| e.action == PlanAction::Delete) {
             self.store.put_meta(&allow_key, "0")?;
         }
@@ -242,7 +254,7 @@ impl Controller {
                 let n = failures.entry(key.clone()).or_insert(0);
                 *n = (*n + 1).min(16);
                 let base = Duration::from_secs(1u64 << (*n).min(8)).min(Duration::from_secs(300));
-                let jitter: u64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..=base.as_millis() as u64 / 4);
+                let jitter = self.jitter_ms(base.as_millis() as u64 / 4);
                 tracing::warn!(app = %key, error = %e, retry_in_ms = base.as_millis() as u64 + jitter, "reconcile could not finish; backing off");
                 base + Duration::from_millis(jitter)
             }

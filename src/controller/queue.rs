@@ -32,7 +32,13 @@ impl<K: Clone + Eq + Hash + Ord> Default for WorkQueue<K> {
 impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     pub fn new() -> Self {
         WorkQueue {
-            inner: Mutex::new(Inner { due: HashMap::new(), order: BTreeSet::new(), in_flight: HashSet::new(), again: HashMap::new(), seq: 0 }),
+            inner: Mutex::new(Inner {
+                due: HashMap::new(),
+                order: BTreeSet::new(),
+                in_flight: HashSet::new(),
+                again: HashMap::new(),
+                seq: 0,
+            }),
             notify: Notify::new(),
         }
     }

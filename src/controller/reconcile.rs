@@ -10,7 +10,7 @@ use gitmoxi_deploy::observed::ObservedEcs;
 use gitmoxi_deploy::plan::{Action, Completion, Plan};
 use gitmoxi_deploy::record::{AppKey, DeploymentRecord, FailureCause, Level};
 use gitmoxi_deploy::repo_plan::PlanAction;
-use gitmoxi_deploy::spec::{AppKind, Identity};
+use gitmoxi_deploy::spec::{AppKind, AppSpec, EcsStrategy, Identity};
 use gitmoxi_deploy::strategy::{self, Desired, StepInput, STEADY_REQUEUE_MS};
 use gitmoxi_state::{AppEntry, HistoryEvent};
 use std::sync::Arc;
@@ -39,10 +39,20 @@ impl Controller {
             (Some(PlanAction::Delete), _) => Desired::Deleted,
             _ => Desired::Blocked,
         };
-        if let Desired::Present(app) = desired {
-            if app.kind == AppKind::Lambda {
-                return self.report_unsupported(key, &head.commit);
-            }
+        let unsupported = match desired {
+            Desired::Present(app) => match &app.spec {
+                AppSpec::Lambda(_) => {
+                    Some("Lambda deployments are not implemented in this gitmoxi version; the function is left untouched")
+                }
+                AppSpec::Ecs(ecs) if ecs.strategy == EcsStrategy::BlueGreen => Some(
+                    "blue/green (deploymentController EXTERNAL) is not implemented in this gitmoxi version; the service is left untouched",
+                ),
+                AppSpec::Ecs(_) => None,
+            },
+            Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => None,
+        };
+        if self.mark_unsupported(key, app.map_or(AppKind::Ecs, |a| a.kind), unsupported)? {
+            return Ok(STEADY_REQUEUE_MS);
         }
         let moved = entry.is_some_and(|e| e.action == PlanAction::Move);
         let app_entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
@@ -81,15 +91,14 @@ impl Controller {
         self.execute(key, plan, record.as_ref(), ecs.as_ref()).instrument(span).await
     }
 
-    fn report_unsupported(&self, key: &AppKey, commit: &str) -> Result<u64, ControllerError> {
-        let mut entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Lambda));
-        let reason = "Lambda deployments are not implemented in this gitmoxi version; the function is left untouched".to_string();
-        if entry.plan_reason.as_deref() != Some(reason.as_str()) {
-            entry.plan_reason = Some(reason.clone());
-            entry.head_commit = Some(commit.to_string());
+    /// Records whether this version leaves the app untouched; `true` = skip it.
+    fn mark_unsupported(&self, key: &AppKey, kind: AppKind, reason: Option<&str>) -> Result<bool, ControllerError> {
+        let mut entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), kind));
+        if entry.unsupported.as_deref() != reason {
+            entry.unsupported = reason.map(str::to_string);
             self.store.put_app(&entry)?;
         }
-        Ok(STEADY_REQUEUE_MS)
+        Ok(reason.is_some())
     }
 
     /// Persists, flushes, then acts.

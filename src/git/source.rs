@@ -1,8 +1,8 @@
 //! A tracked repository: a bare mirror fetched from `https://` (token auth), `ssh://`, `file://`
 //! or a plain path, and trees read straight from commits.
 
-use gitmoxi_deploy::spec::FileTree;
 use git2::{FetchOptions, Oid, RemoteCallbacks, Repository};
+use gitmoxi_deploy::spec::FileTree;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,8 @@ impl GitSource {
     /// Fetches the branch and returns its head commit id.
     pub fn fetch(&self) -> Result<String, GitError> {
         let repo = self.repo()?;
-        let fetch_err = |e: git2::Error| GitError::Fetch { url: redact(&self.url), branch: self.branch.clone(), message: e.message().to_string() };
+        let fetch_err =
+            |e: git2::Error| GitError::Fetch { url: redact(&self.url), branch: self.branch.clone(), message: e.message().to_string() };
         let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let mut callbacks = RemoteCallbacks::new();
         let token = self.token.clone();
@@ -111,8 +112,13 @@ pub struct GitTree {
 impl GitTree {
     /// Opens `rev` (a commit id, branch, tag or HEAD) of the repository at or above `path`.
     pub fn open(path: &Path, rev: &str) -> Result<GitTree, GitError> {
-        let repo = Repository::discover(path).map_err(|e| GitError::Open { path: path.display().to_string(), message: e.message().to_string() })?;
-        let rev_err = |e: git2::Error| GitError::Revision { repo: path.display().to_string(), rev: rev.to_string(), message: e.message().to_string() };
+        let repo = Repository::discover(path)
+            .map_err(|e| GitError::Open { path: path.display().to_string(), message: e.message().to_string() })?;
+        let rev_err = |e: git2::Error| GitError::Revision {
+            repo: path.display().to_string(),
+            rev: rev.to_string(),
+            message: e.message().to_string(),
+        };
         let (tree, commit) = {
             let object = repo.revparse_single(rev).map_err(rev_err)?;
             let commit = object.peel_to_commit().map_err(rev_err)?;

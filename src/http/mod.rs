@@ -67,7 +67,8 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     if loaded >= state.tracked {
         Json(json!({"status": "ready", "heads_loaded": loaded})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "heads_loaded": loaded, "heads_tracked": state.tracked}))).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "heads_loaded": loaded, "heads_tracked": state.tracked})))
+            .into_response()
     }
 }
 

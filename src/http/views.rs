@@ -33,11 +33,8 @@ pub struct AppView {
 
 pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&DeploymentRecord>) -> AppView {
     let head = controller.head(&entry.key.repo, &entry.key.branch);
-    let head_fp = head
-        .as_ref()
-        .and_then(|h| h.snapshot.apps.get(&entry.key.prefix))
-        .and_then(|a| a.as_ref().ok())
-        .map(|a| a.fingerprint.clone());
+    let head_fp =
+        head.as_ref().and_then(|h| h.snapshot.apps.get(&entry.key.prefix)).and_then(|a| a.as_ref().ok()).map(|a| a.fingerprint.clone());
     let in_flight = record.filter(|r| r.in_flight());
     let status = match (in_flight, entry.plan_action.as_deref()) {
         (Some(r), _) if r.operation == Operation::Delete => "Deleting",
@@ -45,7 +42,7 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
         (None, Some("error")) => "Invalid",
         (None, Some("conflict")) => "Conflict",
         (None, Some("held")) if head_fp.is_none() => "DeleteHeld",
-        (None, _) if entry.kind == gitmoxi_deploy::spec::AppKind::Lambda => "Unsupported",
+        (None, _) if entry.unsupported.is_some() => "Unsupported",
         (None, _) if head_fp.as_ref().is_some_and(|fp| entry.applied.failed.contains(fp)) => match entry.last_outcome {
             Some(Outcome::RolledBack) => "RolledBack",
             _ => "Failed",
@@ -68,7 +65,7 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
         last_deployment: entry.last_deployment.clone(),
         last_outcome: entry.last_outcome.map(|o| o.as_str().to_string()),
         last_cause: entry.last_cause.clone(),
-        reason: entry.plan_reason.clone(),
+        reason: entry.unsupported.clone().or_else(|| entry.plan_reason.clone()),
         problems: entry.problems.iter().map(ToString::to_string).collect(),
     }
 }

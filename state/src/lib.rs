@@ -52,6 +52,9 @@ pub struct AppEntry {
     pub last_outcome: Option<Outcome>,
     pub last_cause: Option<String>,
     pub head_commit: Option<String>,
+    /// Why this version of gitmoxi leaves the app untouched (a strategy it does not implement yet).
+    #[serde(default)]
+    pub unsupported: Option<String>,
     pub updated_at_ms: u64,
 }
 
@@ -69,6 +72,7 @@ impl AppEntry {
             last_outcome: None,
             last_cause: None,
             head_commit: None,
+            unsupported: None,
             updated_at_ms: 0,
         }
     }
@@ -179,6 +183,12 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets an app that never owned anything (e.g. an invalid app whose files are gone).
+    pub fn remove_app(&self, key: &AppKey) -> Result<(), StoreError> {
+        self.apps.remove(app_key_bytes(key))?;
+        Ok(())
+    }
+
     pub fn apps(&self) -> Result<Vec<AppEntry>, StoreError> {
         self.apps.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
@@ -222,7 +232,8 @@ impl Store {
         let result = (&self.apps, &self.records, &self.deployments).transaction(|(apps, records, deployments)| {
             deployments.insert(record.id.as_bytes(), record_bytes.clone())?;
             if let Some(current) = records.get(&key)? {
-                let current: DeploymentRecord = serde_json::from_slice(&current).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                let current: DeploymentRecord =
+                    serde_json::from_slice(&current).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
                 if current.id == record.id {
                     records.remove(key.clone())?;
                 }
@@ -329,7 +340,11 @@ impl Store {
 
     /// An app's history, oldest first.
     pub fn history(&self, key: &AppKey) -> Result<Vec<HistoryEvent>, StoreError> {
-        self.history.scan_prefix(history_prefix(key)).values().map(|v| v.map_err(StoreError::from).and_then(|v| decode(b"history", &v))).collect()
+        self.history
+            .scan_prefix(history_prefix(key))
+            .values()
+            .map(|v| v.map_err(StoreError::from).and_then(|v| decode(b"history", &v)))
+            .collect()
     }
 
     pub fn commands(&self, key: &AppKey) -> Result<Commands, StoreError> {

@@ -84,7 +84,9 @@ fn history_is_bounded_and_ordered() {
         let e = HistoryEvent { at_ms: i as u64, level: Level::Info, deployment: None, commit: None, message: format!("e{i}") };
         store.append_history(&key("a"), &e).unwrap();
     }
-    store.append_history(&key("b"), &HistoryEvent { at_ms: 0, level: Level::Info, deployment: None, commit: None, message: "b".into() }).unwrap();
+    store
+        .append_history(&key("b"), &HistoryEvent { at_ms: 0, level: Level::Info, deployment: None, commit: None, message: "b".into() })
+        .unwrap();
     let h = store.history(&key("a")).unwrap();
     assert_eq!(h.len(), MAX_HISTORY_PER_APP);
     assert_eq!(h[0].message, "e10");

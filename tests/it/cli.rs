@@ -25,7 +25,10 @@ fn repo_with_two_apps() -> TestRepo {
 #[test]
 fn validate_reports_the_bad_app_with_file_and_line_and_exits_non_zero() {
     let repo = repo_with_two_apps();
-    repo.write("prod/api/api_taskdef.json", "{\n  \"family\": \"api\",\n  \"containerDefinitions\": [{\"name\": \"a\", \"image\": \"{{ imagee }}\"}]\n}");
+    repo.write(
+        "prod/api/api_taskdef.json",
+        "{\n  \"family\": \"api\",\n  \"containerDefinitions\": [{\"name\": \"a\", \"image\": \"{{ imagee }}\"}]\n}",
+    );
     repo.write("orphans/x_taskdef.json", "{}");
     let (code, stdout, _) = gitmoxi(&["validate", repo.path().to_str().unwrap(), "--json"]);
     assert_eq!(code, 1, "{stdout}");

@@ -4,6 +4,8 @@
 //! - `moto`: the real SDK adapters against moto (with the project's ECS scheduler extension).
 //! - `cli`: the binary's offline commands on real Git repositories.
 
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod moto;
 mod sim;

@@ -38,7 +38,7 @@ pub fn free_port() -> u16 {
 impl Moto {
     pub async fn start() -> Moto {
         let port = free_port();
-        let child = Command::new(python())
+        let mut child = Command::new(python())
             .arg(root().join("tests/moto/server.py"))
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .env("GITMOXI_MOTO_TASK_START_SECONDS", "0.5")
@@ -54,6 +54,8 @@ impl Moto {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("moto did not start on {url}");
     }
 
@@ -177,7 +179,9 @@ fn write_app(repo: &TestRepo, prefix: &str, service: &str, image: &str) {
     );
     // subnets and the security group come from Terraform: the template reads them directly
     let svc = std::fs::read_to_string(repo.path().join(format!("{prefix}_svcdef.json"))).expect("svcdef");
-    let svc = svc.replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}").replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
+    let svc = svc
+        .replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}")
+        .replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
     repo.write(&format!("{prefix}_svcdef.json"), &svc);
 }
 
@@ -198,6 +202,10 @@ async fn moto_service_is_created_updated_and_deleted_from_git() {
 
     let app = server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
     assert_eq!(app["last_outcome"], "succeeded");
+    let status = Command::new(env!("CARGO_BIN_EXE_gitmoxi")).args(["status", "--server", &server.api]).output().expect("status runs");
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.starts_with("APP"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("prod/web/web") && l.contains("Synced") && l.contains("succeeded")), "{table}");
     let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
     let svc = &svc.services()[0];
     assert_eq!(svc.status(), Some("ACTIVE"));

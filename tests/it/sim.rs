@@ -115,9 +115,7 @@ impl Sim {
 
     fn apply(&self) {
         let snapshot = load_snapshot(&self.tree, &RenderContext { default_region: REGION.into() });
-        self.controller
-            .apply_head("deploys", "main", &format!("c{:04}", self.commits), snapshot, self.policy)
-            .expect("apply head");
+        self.controller.apply_head("deploys", "main", &format!("c{:04}", self.commits), snapshot, self.policy).expect("apply head");
     }
 
     /// Lets virtual time run until `done` holds (checked every second), at most `limit`.
@@ -134,7 +132,9 @@ impl Sim {
 
     fn stable_on(&self, service: &str, revision: &str) -> bool {
         self.world.service(REGION, "prod", service).is_some_and(|s| {
-            s.task_definition.as_deref().is_some_and(|t| t.ends_with(revision)) && s.running_count == s.desired_count && s.deployments.len() == 1
+            s.task_definition.as_deref().is_some_and(|t| t.ends_with(revision))
+                && s.running_count == s.desired_count
+                && s.deployments.len() == 1
         })
     }
 
@@ -310,10 +310,11 @@ async fn a_folder_move_keeps_the_service() {
     sim.add_app("teams/storefront/web", "web", "nginx:1");
     sim.commit();
     assert!(
-        sim.run_until(5 * MINUTES, |s| s
-            .world
-            .service(REGION, "prod", "web")
-            .is_some_and(|svc| svc.tags.get("gitmoxi:app").map(String::as_str) == Some("main:teams/storefront/web")))
+        sim.run_until(5 * MINUTES, |s| s.world.service(REGION, "prod", "web").is_some_and(|svc| svc
+            .tags
+            .get("gitmoxi:app")
+            .map(String::as_str)
+            == Some("main:teams/storefront/web")))
             .await
     );
     assert_eq!(sim.world.mutations("DeleteService").len(), 0);
@@ -332,7 +333,9 @@ async fn five_deletes_in_one_head_are_held_by_prune_protection() {
         sim.add_app(&format!("apps/s{i}/s{i}"), &format!("s{i}"), "nginx:1");
     }
     sim.commit();
-    assert!(sim.run_until(15 * MINUTES, |s| (0..8).all(|i| s.idle(&format!("apps/s{i}/s{i}")) && s.stable_on(&format!("s{i}"), ":1"))).await);
+    assert!(
+        sim.run_until(15 * MINUTES, |s| (0..8).all(|i| s.idle(&format!("apps/s{i}/s{i}")) && s.stable_on(&format!("s{i}"), ":1"))).await
+    );
     for i in 0..5 {
         sim.remove_app(&format!("apps/s{i}/s{i}"));
     }
@@ -369,4 +372,43 @@ async fn a_missing_cluster_is_a_clear_failure_not_a_retry_loop() {
     let calls = sim.world.calls("DescribeServices");
     sim.run_until(60 * MINUTES, |_| false).await;
     assert!(sim.world.calls("DescribeServices") <= calls + 1, "no retry loop on a permanent error");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_app_reports_its_error_and_is_forgotten_when_its_files_go() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    for (path, content) in ecs_app("prod/bad/bad", "bad", "prod", "{{ imagee }}", 1, "{}") {
+        sim.tree.insert(&path, &content);
+    }
+    sim.set_image("prod/bad/bad", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    let bad = sim.store.app(&Sim::key("prod/bad/bad")).unwrap().unwrap();
+    assert_eq!(bad.plan_action.as_deref(), Some("error"));
+    assert!(bad.problems[0].to_string().starts_with("prod/bad/bad_taskdef.json:"), "{:?}", bad.problems);
+    assert!(sim.history("prod/bad/bad").iter().any(|h| h.contains("'imagee'")));
+    assert!(sim.world.service(REGION, "prod", "bad").is_none());
+    sim.remove_app("prod/bad/bad");
+    sim.commit();
+    assert!(sim.store.app(&Sim::key("prod/bad/bad")).unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_and_lambda_apps_are_left_untouched_and_say_why() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    let svc = r#"{"serviceName": "bg", "cluster": "prod", "desiredCount": 1, "deploymentController": {"type": "EXTERNAL"}}"#;
+    sim.tree.insert("prod/bg/bg_svcdef.json", svc);
+    sim.tree.insert("prod/bg/bg_taskdef.json", r#"{"family": "bg", "containerDefinitions": [{"name": "a", "image": "nginx:1"}]}"#);
+    sim.tree.insert("fn/hello_lambdadef.json", r#"{"FunctionName": "hello"}"#);
+    sim.tree.insert("fn/hello_lambdadepdef.json", r#"{"alias": "live"}"#);
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    assert!(sim.world.service(REGION, "prod", "bg").is_none());
+    assert_eq!(sim.world.revisions(REGION, "bg"), 0);
+    let bg = sim.store.app(&Sim::key("prod/bg/bg")).unwrap().unwrap();
+    assert!(bg.unsupported.as_deref().unwrap().contains("blue/green"));
+    let hello = sim.store.app(&Sim::key("fn/hello")).unwrap().unwrap();
+    assert!(hello.unsupported.as_deref().unwrap().contains("Lambda"));
 }

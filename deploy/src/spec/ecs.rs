@@ -76,7 +76,8 @@ pub fn build_ecs_app(
     let mut errors = Vec::new();
     let mut r = FieldReader::new(&svcdef.path, &svcdef.text);
     let Value::Object(svc) = &svcdef.json else {
-        return Err(vec![Diagnostic::new(&svcdef.path, "the svcdef must be a JSON object: the body of an ECS CreateService request").at(Some(1), Some(1))]);
+        return Err(vec![Diagnostic::new(&svcdef.path, "the svcdef must be a JSON object: the body of an ECS CreateService request")
+            .at(Some(1), Some(1))]);
     };
     let service_name = r.string(svc.get("serviceName"), "serviceName").unwrap_or_default();
     if service_name.is_empty() {
@@ -95,7 +96,10 @@ pub fn build_ecs_app(
         Some(Value::String(t)) if t == "ECS" => EcsStrategy::Rolling,
         Some(Value::String(t)) if t == "EXTERNAL" => EcsStrategy::BlueGreen,
         Some(Value::String(t)) if t == "CODE_DEPLOY" => {
-            r.error("deploymentController.type", "CODE_DEPLOY is not supported by gitmoxi; use EXTERNAL for gitmoxi blue/green or ECS for rolling");
+            r.error(
+                "deploymentController.type",
+                "CODE_DEPLOY is not supported by gitmoxi; use EXTERNAL for gitmoxi blue/green or ECS for rolling",
+            );
             EcsStrategy::Rolling
         }
         Some(other) => {
@@ -135,7 +139,10 @@ pub fn build_ecs_app(
                         ),
                     }
                 }
-                _ => tr.errors.push(Diagnostic::new(&t.path, "the taskdef must be a JSON object: the body of a RegisterTaskDefinition request").at(Some(1), Some(1))),
+                _ => tr.errors.push(
+                    Diagnostic::new(&t.path, "the taskdef must be a JSON object: the body of a RegisterTaskDefinition request")
+                        .at(Some(1), Some(1)),
+                ),
             }
             errors.append(&mut tr.errors);
             Some(t.json.clone())
@@ -214,7 +221,10 @@ mod tests {
 
     #[test]
     fn region_comes_from_depdef_then_cluster_arn_then_default() {
-        let svc = rendered("a_svcdef.json", json!({"serviceName": "w", "taskDefinition": "web:1", "cluster": "arn:aws:ecs:eu-west-1:123456789012:cluster/prod"}));
+        let svc = rendered(
+            "a_svcdef.json",
+            json!({"serviceName": "w", "taskDefinition": "web:1", "cluster": "arn:aws:ecs:eu-west-1:123456789012:cluster/prod"}),
+        );
         let app = build_ecs_app(&svc, None, EcsDepdef::default(), "us-east-1").unwrap();
         assert_eq!(app.region, "eu-west-1");
         assert_eq!(cluster_name(&app.cluster), "prod");

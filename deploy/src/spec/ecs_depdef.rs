@@ -42,9 +42,7 @@ pub struct CircuitBreaker {
 impl CircuitBreaker {
     /// The number of failed new tasks that trips the breaker for `desired_count` tasks.
     pub fn threshold(&self, desired_count: u32) -> u32 {
-        let from_percent = self
-            .failure_threshold_percent
-            .map(|p| (u64::from(p) * u64::from(desired_count)).div_ceil(100).max(1) as u32);
+        let from_percent = self.failure_threshold_percent.map(|p| (u64::from(p) * u64::from(desired_count)).div_ceil(100).max(1) as u32);
         match (self.failure_threshold, from_percent) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) => a,
@@ -191,8 +189,7 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
     }
     if let Some(s) = stability {
         r.warn_unknown(s, "stabilityCheck", &["pollInterval", "timeout", "timeoutPerTask"]);
-        d.stability.timeout_per_task_secs =
-            r.int(s.get("timeoutPerTask"), "stabilityCheck.timeoutPerTask", 1, i64::MAX).map(|t| t as u64);
+        d.stability.timeout_per_task_secs = r.int(s.get("timeoutPerTask"), "stabilityCheck.timeoutPerTask", 1, i64::MAX).map(|t| t as u64);
     }
     if let Some(b) = breaker {
         r.warn_unknown(
@@ -202,9 +199,8 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
         );
         let failure_threshold =
             r.int(b.get("failureThreshold"), "gmDeploymentCircuitBreaker.failureThreshold", 1, i64::MAX).map(|v| v as u32);
-        let failure_threshold_percent = r
-            .int(b.get("failureThresholdPercent"), "gmDeploymentCircuitBreaker.failureThresholdPercent", 1, 100)
-            .map(|v| v as u32);
+        let failure_threshold_percent =
+            r.int(b.get("failureThresholdPercent"), "gmDeploymentCircuitBreaker.failureThresholdPercent", 1, 100).map(|v| v as u32);
         d.circuit_breaker = Some(CircuitBreaker { failure_threshold, failure_threshold_percent });
         if r.bool(b.get("rollback"), "gmDeploymentCircuitBreaker.rollback") == Some(false) {
             d.delete_new_upon_failure = false;
@@ -273,7 +269,10 @@ fn parse_pairs(r: &mut FieldReader<'_>, name: &str, value: &Value, nested: bool)
             Value::Array(items) if items.len() == 2 => match (&items[0], &items[1]) {
                 (Value::String(a), Value::String(b)) if is_tg_arn(a) && is_tg_arn(b) && a != b => Some((a.clone(), b.clone())),
                 _ => {
-                    r.error(path, format!("must be two different target group ARNs (arn:aws:elasticloadbalancing:…:targetgroup/…), got {}", show(v)));
+                    r.error(
+                        path,
+                        format!("must be two different target group ARNs (arn:aws:elasticloadbalancing:…:targetgroup/…), got {}", show(v)),
+                    );
                     None
                 }
             },

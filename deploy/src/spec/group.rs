@@ -49,19 +49,14 @@ impl FileKind {
     /// Splits a path into (prefix, kind) when it is a deployment file.
     pub fn classify(path: &str) -> Option<(&str, FileKind)> {
         FileKind::ALL.iter().find_map(|kind| {
-            path.strip_suffix(kind.suffix())
-                .filter(|prefix| !prefix.is_empty() && !prefix.ends_with('/'))
-                .map(|prefix| (prefix, *kind))
+            path.strip_suffix(kind.suffix()).filter(|prefix| !prefix.is_empty() && !prefix.ends_with('/')).map(|prefix| (prefix, *kind))
         })
     }
 
     pub fn platform(self) -> AppKind {
         match self {
             FileKind::SvcDef | FileKind::TaskDef | FileKind::DepDef | FileKind::Input => AppKind::Ecs,
-            FileKind::LambdaDef
-            | FileKind::LambdaEventSourceDef
-            | FileKind::LambdaDepDef
-            | FileKind::LambdaInput => AppKind::Lambda,
+            FileKind::LambdaDef | FileKind::LambdaEventSourceDef | FileKind::LambdaDepDef | FileKind::LambdaInput => AppKind::Lambda,
         }
     }
 }
@@ -179,10 +174,7 @@ mod tests {
         assert_eq!(FileKind::classify("a/x_depdef.json"), Some(("a/x", FileKind::DepDef)));
         assert_eq!(FileKind::classify("a/x_lambdadepdef.json"), Some(("a/x", FileKind::LambdaDepDef)));
         assert_eq!(FileKind::classify("a/x_lambdainput.json"), Some(("a/x", FileKind::LambdaInput)));
-        assert_eq!(
-            FileKind::classify("x_lambdaeventsourcedef.json"),
-            Some(("x", FileKind::LambdaEventSourceDef))
-        );
+        assert_eq!(FileKind::classify("x_lambdaeventsourcedef.json"), Some(("x", FileKind::LambdaEventSourceDef)));
         assert_eq!(FileKind::classify("a/xdepdef.json"), None);
         assert_eq!(FileKind::classify("a/_svcdef.json"), None);
         assert_eq!(FileKind::classify("README.md"), None);

@@ -29,8 +29,8 @@ pub struct InputValues {
 
 /// Parses JSON bytes, reporting syntax errors with line and column.
 pub fn parse_json(file: &str, bytes: &[u8], what: &str) -> Result<Value, Diagnostic> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| Diagnostic::new(file, format!("{what} is not UTF-8 text ({e}); save it as UTF-8")))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| Diagnostic::new(file, format!("{what} is not UTF-8 text ({e}); save it as UTF-8")))?;
     serde_json::from_str(text).map_err(|e| {
         Diagnostic::new(file, format!("{what} is not valid JSON: {}", strip_position(&e.to_string())))
             .at(Some(e.line() as u32), Some(e.column() as u32))
@@ -49,9 +49,7 @@ pub fn load_input(tree: &dyn FileTree, input_path: Option<&str>) -> Result<Input
     let Some(path) = input_path else {
         return Ok(InputValues::default());
     };
-    let bytes = tree
-        .read(path)
-        .ok_or_else(|| vec![Diagnostic::new(path, "input file vanished while reading the commit")])?;
+    let bytes = tree.read(path).ok_or_else(|| vec![Diagnostic::new(path, "input file vanished while reading the commit")])?;
     let value = parse_json(path, &bytes, "input file").map_err(|d| vec![d])?;
     let Value::Object(mut own) = value else {
         return Err(vec![Diagnostic::new(path, "input file must be a JSON object of template values").at(Some(1), Some(1))]);
@@ -115,12 +113,7 @@ fn parse_ref(path: &str, text: &str, reference: &Value) -> Result<(Vec<String>, 
     Ok((files, ref_type))
 }
 
-fn load_ref_file(
-    tree: &dyn FileTree,
-    input_path: &str,
-    file: &str,
-    ref_type: RefType,
-) -> Result<Map<String, Value>, Diagnostic> {
+fn load_ref_file(tree: &dyn FileTree, input_path: &str, file: &str, ref_type: RefType) -> Result<Map<String, Value>, Diagnostic> {
     let normalized = file.trim_start_matches("./").trim_start_matches('/');
     let bytes = tree.read(normalized).ok_or_else(|| {
         Diagnostic::new(
@@ -227,9 +220,7 @@ mod tests {
 
     #[test]
     fn terraform_file_without_values_is_rejected() {
-        let tree = MemTree::new()
-            .with("tf.json", "{\"a\": 1}")
-            .with("x_input.json", r#"{"ref":{"file":"tf.json","type":"TERRAFORM"}}"#);
+        let tree = MemTree::new().with("tf.json", "{\"a\": 1}").with("x_input.json", r#"{"ref":{"file":"tf.json","type":"TERRAFORM"}}"#);
         let e = load_input(&tree, Some("x_input.json")).unwrap_err();
         assert_eq!(e[0].file, "tf.json");
         assert!(e[0].message.contains("terraform output -json"));

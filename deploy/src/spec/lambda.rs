@@ -35,7 +35,10 @@ pub fn build_lambda_app(
         _ => String::new(),
     };
     if function_name.is_empty() {
-        r.errors.push(Diagnostic::new(&lambdadef.path, "FunctionName is missing; the lambdadef is the body of a Lambda CreateFunction request").at(Some(1), Some(1)));
+        r.errors.push(
+            Diagnostic::new(&lambdadef.path, "FunctionName is missing; the lambdadef is the body of a Lambda CreateFunction request")
+                .at(Some(1), Some(1)),
+        );
     }
     errors.append(&mut r.errors);
     let mut alias = String::new();
@@ -53,14 +56,15 @@ pub fn build_lambda_app(
                 }
             }
             if alias.is_empty() {
-                dr.errors.push(Diagnostic::new(&d.path, "alias is required: add \"alias\": \"live\" (gitmoxi shifts traffic through it)").at(Some(1), Some(1)));
+                dr.errors.push(
+                    Diagnostic::new(&d.path, "alias is required: add \"alias\": \"live\" (gitmoxi shifts traffic through it)")
+                        .at(Some(1), Some(1)),
+                );
             }
             errors.append(&mut dr.errors);
         }
-        None => errors.push(Diagnostic::new(
-            &lambdadef.path,
-            "a Lambda app needs a _lambdadepdef.json with \"alias\" beside its _lambdadef.json",
-        )),
+        None => errors
+            .push(Diagnostic::new(&lambdadef.path, "a Lambda app needs a _lambdadepdef.json with \"alias\" beside its _lambdadef.json")),
     }
     if !errors.is_empty() {
         return Err(errors);

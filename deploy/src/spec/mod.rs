@@ -113,7 +113,8 @@ pub fn load_snapshot(tree: &dyn FileTree, ctx: &RenderContext) -> Snapshot {
 
 /// Loads one app from its files.
 pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &RenderContext) -> Result<DesiredApp, InvalidApp> {
-    let invalid = |files: &AppFiles, errors: Vec<Diagnostic>| InvalidApp { prefix: files.prefix.clone(), kind, files: files.clone(), errors };
+    let invalid =
+        |files: &AppFiles, errors: Vec<Diagnostic>| InvalidApp { prefix: files.prefix.clone(), kind, files: files.clone(), errors };
     let (input_kind, fingerprinted, others): (FileKind, &[(FileKind, &str)], &[FileKind]) = match kind {
         AppKind::Ecs => (
             FileKind::Input,
@@ -122,7 +123,11 @@ pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &Rende
         ),
         AppKind::Lambda => (
             FileKind::LambdaInput,
-            &[(FileKind::LambdaDef, "lambdadef"), (FileKind::LambdaEventSourceDef, "eventsourcedef"), (FileKind::LambdaInput, "lambdainput")],
+            &[
+                (FileKind::LambdaDef, "lambdadef"),
+                (FileKind::LambdaEventSourceDef, "eventsourcedef"),
+                (FileKind::LambdaInput, "lambdainput"),
+            ],
             &[FileKind::LambdaDepDef],
         ),
     };
@@ -183,15 +188,17 @@ pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &Rende
             };
             let svcdef = rendered.get(&FileKind::SvcDef);
             match (depdef, svcdef) {
-                (Ok(depdef), Some(svc)) => ecs::build_ecs_app(svc, rendered.get(&FileKind::TaskDef), depdef, &ctx.default_region).map(|app| {
-                    let identity = Identity::Ecs {
-                        account: app.account.clone(),
-                        region: app.region.clone(),
-                        cluster: ecs::cluster_name(&app.cluster).to_string(),
-                        service: app.service_name.clone(),
-                    };
-                    (identity, AppSpec::Ecs(app))
-                }),
+                (Ok(depdef), Some(svc)) => {
+                    ecs::build_ecs_app(svc, rendered.get(&FileKind::TaskDef), depdef, &ctx.default_region).map(|app| {
+                        let identity = Identity::Ecs {
+                            account: app.account.clone(),
+                            region: app.region.clone(),
+                            cluster: ecs::cluster_name(&app.cluster).to_string(),
+                            service: app.service_name.clone(),
+                        };
+                        (identity, AppSpec::Ecs(app))
+                    })
+                }
                 (Err(e), _) => Err(e),
                 (Ok(_), None) => Err(vec![Diagnostic::new(&files.prefix, "the svcdef could not be read")]),
             }

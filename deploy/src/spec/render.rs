@@ -30,8 +30,7 @@ fn environment() -> Environment<'static> {
 
 /// Renders `source` (the bytes of `path`) with `context`, then parses the result as JSON.
 pub fn render_file(path: &str, source: &[u8], context: &Map<String, Value>) -> Result<Rendered, Diagnostic> {
-    let text = std::str::from_utf8(source)
-        .map_err(|e| Diagnostic::new(path, format!("file is not UTF-8 text ({e}); save it as UTF-8")))?;
+    let text = std::str::from_utf8(source).map_err(|e| Diagnostic::new(path, format!("file is not UTF-8 text ({e}); save it as UTF-8")))?;
     let env = environment();
     let template = env.template_from_named_str(path, text).map_err(|e| template_error(path, text, &e, &[]))?;
     let variables: BTreeSet<String> = template.undeclared_variables(true).into_iter().collect();

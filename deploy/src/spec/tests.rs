@@ -83,9 +83,7 @@ fn moved_files_keep_their_fingerprint() {
 
 #[test]
 fn a_bad_app_does_not_affect_its_neighbour() {
-    let tree = base()
-        .with("apps/bad/bad_svcdef.json", "{\n  \"serviceName\": \"{{ nope }}\"\n}")
-        .with("apps/bad/bad_taskdef.json", TASK);
+    let tree = base().with("apps/bad/bad_svcdef.json", "{\n  \"serviceName\": \"{{ nope }}\"\n}").with("apps/bad/bad_taskdef.json", TASK);
     let snap = load_snapshot(&tree, &ctx());
     assert!(snap.apps["apps/web/web"].is_ok());
     let bad = snap.apps["apps/bad/bad"].as_ref().unwrap_err();

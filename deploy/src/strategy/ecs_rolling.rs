@@ -41,14 +41,12 @@ const UPDATABLE: &[&str] = &[
 
 /// Starts a deployment of `app`.
 pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
-    let crate::spec::AppSpec::Ecs(ecs) = &app.spec else {
-        unreachable!("the controller only steps ECS apps with the ECS strategy")
-    };
+    let crate::spec::AppSpec::Ecs(ecs) = &app.spec else { unreachable!("the controller only steps ECS apps with the ECS strategy") };
     let phase = match &ecs.taskdef {
         Some(_) => Phase::EcsRegister,
-        None => Phase::EcsApply {
-            task_definition: ecs.svcdef.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string(),
-        },
+        None => {
+            Phase::EcsApply { task_definition: ecs.svcdef.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string() }
+        }
     };
     let mut record = new_record(input, Operation::Deploy, ecs.strategy.as_str(), app.fingerprint.clone(), Some(app), phase);
     record.identity = app.identity.clone();
@@ -85,10 +83,7 @@ pub fn steady(input: &StepInput<'_>) -> Plan {
 }
 
 fn ownership_tags(input: &StepInput<'_>) -> Vec<(String, String)> {
-    vec![
-        (TAG_APP.to_string(), input.key.tag_value()),
-        (TAG_REPO.to_string(), crate::record::sanitize_tag(&input.key.repo)),
-    ]
+    vec![(TAG_APP.to_string(), input.key.tag_value()), (TAG_REPO.to_string(), crate::record::sanitize_tag(&input.key.repo))]
 }
 
 /// Continues an in-flight record.
@@ -116,7 +111,11 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             match service {
                 Some(s) if s.is_active() && s.task_definition.as_deref() == Some(task_definition.as_str()) => {
                     let budget = app.depdef.stability.budget_secs(s.desired_count);
-                    next.log(now, Level::Info, format!("service {} runs {}; waiting up to {budget} s for stability", app.service_name, short_td(task_definition)));
+                    next.log(
+                        now,
+                        Level::Info,
+                        format!("service {} runs {}; waiting up to {budget} s for stability", app.service_name, short_td(task_definition)),
+                    );
                     next.enter(Phase::EcsStabilize { task_definition: task_definition.clone(), deadline_ms: now + budget * 1000 }, now);
                     Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
                 }
@@ -139,11 +138,16 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
             let poll = app.depdef.stability.poll_interval_secs * 1000;
             let Some(s) = service else {
-                return rollback_or_fail(input, record, FailureCause::AwsRejected {
-                    operation: "DescribeServices".into(),
-                    code: "ServiceNotFound".into(),
-                    message: format!("service {} disappeared during the deployment", app.service_name),
-                }, vec![]);
+                return rollback_or_fail(
+                    input,
+                    record,
+                    FailureCause::AwsRejected {
+                        operation: "DescribeServices".into(),
+                        code: "ServiceNotFound".into(),
+                        message: format!("service {} disappeared during the deployment", app.service_name),
+                    },
+                    vec![],
+                );
             };
             let st = rolling_stability(s, &observed.tasks, task_definition);
             if st.stable {
@@ -160,7 +164,11 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 }
                 return rollback_or_fail(input, record, FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold }, evidence);
             }
-            if let Some(reason) = s.primary().filter(|d| d.rollout_state.as_deref() == Some("FAILED")).map(|d| d.rollout_state_reason.clone().unwrap_or_default()) {
+            if let Some(reason) = s
+                .primary()
+                .filter(|d| d.rollout_state.as_deref() == Some("FAILED"))
+                .map(|d| d.rollout_state_reason.clone().unwrap_or_default())
+            {
                 let mut evidence = st.failures.clone();
                 evidence.insert(0, format!("ECS rollout failed: {reason}"));
                 let cause = st.failure_cause.clone().unwrap_or(FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold: 0 });
@@ -168,7 +176,8 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             }
             if now >= *deadline_ms {
                 let waited = (now.saturating_sub(record_phase_start(record, *deadline_ms, app, s.desired_count))) / 1000;
-                let mut evidence = vec![format!("{}/{} tasks of {} running when the budget ran out", st.running, st.desired, short_td(task_definition))];
+                let mut evidence =
+                    vec![format!("{}/{} tasks of {} running when the budget ran out", st.running, st.desired, short_td(task_definition))];
                 evidence.extend(st.failures.clone());
                 evidence.extend(s.events.iter().take(3).map(|e| format!("service event: {e}")));
                 return rollback_or_fail(input, record, FailureCause::StabilityTimeout { waited_secs: waited }, evidence);
@@ -186,7 +195,10 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 Some(s) if s.task_definition.as_deref() == Some(to_task_definition.as_str()) => {
                     let budget = app.depdef.stability.budget_secs(s.desired_count);
                     next.log(now, Level::Info, format!("service is back on {}; waiting for it to be stable", short_td(to_task_definition)));
-                    next.enter(Phase::EcsRollbackStabilize { to_task_definition: to_task_definition.clone(), deadline_ms: now + budget * 1000 }, now);
+                    next.enter(
+                        Phase::EcsRollbackStabilize { to_task_definition: to_task_definition.clone(), deadline_ms: now + budget * 1000 },
+                        now,
+                    );
                     Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
                 }
                 Some(_) => Plan {
@@ -204,7 +216,11 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             let Some(s) = service else { return finish_failed(input, record, "the service is gone during rollback") };
             let st = rolling_stability(s, &observed.tasks, to_task_definition);
             if st.stable {
-                next.log(now, Level::Warn, format!("rolled back to {}: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired));
+                next.log(
+                    now,
+                    Level::Warn,
+                    format!("rolled back to {}: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired),
+                );
                 next.finish(Outcome::RolledBack, now);
                 let completion = Plan::completion_of(&next, None);
                 return Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() };
@@ -213,7 +229,12 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 return finish_failed(
                     input,
                     record,
-                    &format!("rollback to {} did not stabilize in time: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired),
+                    &format!(
+                        "rollback to {} did not stabilize in time: {}/{} tasks running",
+                        short_td(to_task_definition),
+                        st.running,
+                        st.desired
+                    ),
                 );
             }
             Plan::wait(app.depdef.stability.poll_interval_secs * 1000)
@@ -227,7 +248,15 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             let owned_by_tag = identity_service.tags.get(TAG_APP) == Some(&input.key.tag_value());
             if !(input.applied.owned || owned_by_tag) {
                 next.cause = Some(FailureCause::NotOwned);
-                next.log(now, Level::Error, format!("refusing to delete {}: it was not created or adopted by this app (tag {TAG_APP} is {:?})", record.identity, identity_service.tags.get(TAG_APP)));
+                next.log(
+                    now,
+                    Level::Error,
+                    format!(
+                        "refusing to delete {}: it was not created or adopted by this app (tag {TAG_APP} is {:?})",
+                        record.identity,
+                        identity_service.tags.get(TAG_APP)
+                    ),
+                );
                 next.finish(Outcome::Failed, now);
                 return Plan { finished: Some((next, Completion::Removed)), requeue_after_ms: 0, ..Plan::default() };
             }
@@ -270,7 +299,11 @@ fn rollback_or_fail(input: &StepInput<'_>, record: &DeploymentRecord, cause: Fai
             Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
         }
         Some(_) => {
-            next.log(now, Level::Error, format!("{cause}: rollback is disabled (deleteNewUponFailure/rollback false); leaving the service as it is"));
+            next.log(
+                now,
+                Level::Error,
+                format!("{cause}: rollback is disabled (deleteNewUponFailure/rollback false); leaving the service as it is"),
+            );
             next.finish(Outcome::Failed, now);
             let completion = Plan::completion_of(&next, None);
             Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
@@ -294,7 +327,11 @@ fn finish_failed(input: &StepInput<'_>, record: &DeploymentRecord, why: &str) ->
 }
 
 fn fail_without_desired(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
-    finish_failed(input, record, "the deployment record has no desired state (written by an incompatible version); push a commit to redeploy")
+    finish_failed(
+        input,
+        record,
+        "the deployment record has no desired state (written by an incompatible version); push a commit to redeploy",
+    )
 }
 
 /// `family:revision` of a task definition ARN.
@@ -305,10 +342,9 @@ pub fn short_td(arn: &str) -> &str {
 fn merge_tags(body: &mut Value, tags: &[(String, String)]) {
     let Value::Object(obj) = body else { return };
     let mut list: Vec<Value> = match obj.remove("tags") {
-        Some(Value::Array(existing)) => existing
-            .into_iter()
-            .filter(|t| !tags.iter().any(|(k, _)| t.get("key").and_then(Value::as_str) == Some(k.as_str())))
-            .collect(),
+        Some(Value::Array(existing)) => {
+            existing.into_iter().filter(|t| !tags.iter().any(|(k, _)| t.get("key").and_then(Value::as_str) == Some(k.as_str()))).collect()
+        }
         _ => Vec::new(),
     };
     list.extend(tags.iter().map(|(k, v)| json!({"key": k, "value": v})));

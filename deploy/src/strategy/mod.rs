@@ -75,8 +75,7 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
     if let Some(r) = record.filter(|r| r.in_flight()) {
         match &r.phase {
             Phase::EcsRegister => {
-                needs.registered_for =
-                    r.desired.as_ref().and_then(|d| d.family()).map(|family| (family.to_string(), r.id.clone()));
+                needs.registered_for = r.desired.as_ref().and_then(|d| d.family()).map(|family| (family.to_string(), r.id.clone()));
             }
             Phase::EcsStabilize { .. } | Phase::EcsRollbackStabilize { .. } => needs.tasks = true,
             Phase::EcsApply { .. } | Phase::EcsRollback { .. } | Phase::EcsDelete | Phase::Done => {}
@@ -225,7 +224,11 @@ pub fn must_observe(desired: &Desired<'_>, applied: &AppliedState, record: Optio
 /// Ends an in-flight record because AWS refused an action for good.
 pub fn fail_record(record: &DeploymentRecord, cause: FailureCause, now_ms: u64) -> (DeploymentRecord, Completion) {
     let mut next = record.clone();
-    next.log(now_ms, Level::Error, format!("{cause}; fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix));
+    next.log(
+        now_ms,
+        Level::Error,
+        format!("{cause}; fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix),
+    );
     next.cause = Some(cause);
     next.finish(Outcome::Failed, now_ms);
     let completion = match record.operation {
