@@ -5,7 +5,8 @@
 //! scheduler scaling in (those are not failures).
 
 use crate::breaker::classify_stop;
-use crate::observed::{ObservedService, ObservedTask};
+use crate::observed::{ObservedService, ObservedTask, ObservedTaskSet};
+use std::collections::BTreeMap;
 use crate::record::FailureCause;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,69 @@ pub fn rolling_stability(service: &ObservedService, tasks: &[ObservedTask], task
         service.deployments.iter().filter(|d| d.task_definition != task_definition).all(|d| d.running_count == 0 && d.pending_count == 0);
     let on_service = service.task_definition.as_deref() == Some(task_definition);
     Stability { desired, running, stable: on_service && running >= desired && others_drained, failures, failure_cause }
+}
+
+/// The verdict of one stability look at one side (task set + fallback) of a blue/green service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideStability {
+    pub desired: u32,
+    /// Tasks of the side RUNNING and not UNHEALTHY.
+    pub running: u32,
+    /// Tasks of the primary-strategy task set alive (PENDING or RUNNING): what capacity placed.
+    pub placed_primary: u32,
+    /// The fewest healthy targets among the side's target groups (None: no target groups).
+    pub healthy: Option<u32>,
+    /// `task-id: reason` of each failed task, capacity failures excluded.
+    pub failures: Vec<String>,
+    pub failure_cause: Option<FailureCause>,
+    /// Tasks that could not be placed for lack of capacity (e.g. FARGATE_SPOT).
+    pub capacity_failures: u32,
+    pub stable: bool,
+}
+
+/// Stability of a blue/green side: `desired` tasks started by the side's task sets RUNNING, and
+/// as many healthy targets in each of `target_groups`. `primary_set` is the id of the task set
+/// with the primary capacity strategy (the one a fallback complements).
+pub fn side_stability(
+    desired: u32,
+    sets: &[&ObservedTaskSet],
+    primary_set: Option<&str>,
+    tasks: &[ObservedTask],
+    target_groups: &[String],
+    healthy_targets: &BTreeMap<String, u32>,
+) -> SideStability {
+    let ids: Vec<&str> = sets.iter().map(|s| s.id.as_str()).collect();
+    let mine: Vec<&ObservedTask> = tasks.iter().filter(|t| t.started_by.as_deref().is_some_and(|b| ids.contains(&b))).collect();
+    let is_running = |t: &&&ObservedTask| {
+        t.last_status == "RUNNING" && t.desired_status == "RUNNING" && t.health_status.as_deref() != Some("UNHEALTHY")
+    };
+    let running = mine.iter().filter(is_running).count() as u32;
+    let placed_primary = mine
+        .iter()
+        .filter(|t| t.last_status != "STOPPED" && t.desired_status != "STOPPED" && t.started_by.as_deref() == primary_set)
+        .count() as u32;
+    let mut failures = Vec::new();
+    let mut failure_cause = None;
+    let mut capacity_failures = 0;
+    for t in mine.iter().filter(|t| t.last_status == "STOPPED") {
+        let reason = t.stopped_reason.clone().unwrap_or_default();
+        if reason.starts_with("Scaling activity initiated") {
+            continue;
+        }
+        let exit_codes: Vec<i32> = t.containers.iter().filter_map(|c| c.exit_code).collect();
+        let cause = classify_stop(&reason, t.stop_code.as_deref(), &exit_codes);
+        if cause == Some(FailureCause::CapacityUnavailable) {
+            capacity_failures += 1;
+            continue;
+        }
+        failures.push(format!("task {}: {}", short_id(&t.arn), if reason.is_empty() { "stopped" } else { &reason }));
+        if failure_cause.is_none() {
+            failure_cause = cause;
+        }
+    }
+    let healthy = target_groups.iter().map(|tg| healthy_targets.get(tg).copied().unwrap_or(0)).min();
+    let stable = running >= desired && healthy.is_none_or(|h| h >= desired);
+    SideStability { desired, running, placed_primary, healthy, failures, failure_cause, capacity_failures, stable }
 }
 
 #[cfg(test)]

@@ -15,6 +15,12 @@ pub struct ObservedEcs {
     pub registered_task_definition: Option<String>,
     /// Tasks of the service (RUNNING and recently STOPPED), when the phase needs them.
     pub tasks: Vec<ObservedTask>,
+    /// Task sets of an EXTERNAL service (blue/green).
+    pub task_sets: Vec<ObservedTaskSet>,
+    /// Listeners, rules and target health of the app's target group pairs (blue/green).
+    pub elb: Option<ObservedElb>,
+    /// States of the depdef's alarms, when the phase watches them.
+    pub alarms: Vec<ObservedAlarm>,
 }
 
 /// An ECS service.
@@ -29,6 +35,8 @@ pub struct ObservedService {
     pub pending_count: u32,
     pub deployments: Vec<ObservedDeployment>,
     pub has_load_balancers: bool,
+    /// `deploymentController.type`: ECS, CODE_DEPLOY or EXTERNAL (None: ECS).
+    pub deployment_controller: Option<String>,
     pub tags: BTreeMap<String, String>,
     /// The most recent service event messages, newest first.
     pub events: Vec<String>,
@@ -81,4 +89,68 @@ pub struct ObservedContainer {
     pub name: String,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
+}
+
+/// One ECS task set of a service with the EXTERNAL deployment controller.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedTaskSet {
+    /// `ecs-svc/…`: the `startedBy` of the tasks it launches.
+    pub id: String,
+    /// The full ARN (UpdateServicePrimaryTaskSet needs it).
+    pub arn: String,
+    /// PRIMARY, ACTIVE or DRAINING.
+    pub status: String,
+    pub external_id: String,
+    pub task_definition: String,
+    /// Scale in percent of the service's desired count.
+    pub scale_percent: f64,
+    pub computed_desired_count: u32,
+    pub running_count: u32,
+    pub pending_count: u32,
+    /// Target groups it registers its tasks in.
+    pub target_groups: Vec<String>,
+    /// Capacity providers of its strategy (empty: a launch type).
+    pub capacity_providers: Vec<String>,
+}
+
+/// Where a listener forwards: its default action, or one of its rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardKind {
+    ListenerDefault,
+    Rule,
+}
+
+/// A forward action (listener default or rule) that sends traffic to target groups by weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedForward {
+    pub kind: ForwardKind,
+    /// The listener ARN (default action) or the rule ARN.
+    pub arn: String,
+    /// (target group ARN, weight), as ELB reports them.
+    pub targets: Vec<(String, u32)>,
+}
+
+impl ObservedForward {
+    pub fn weight_of(&self, target_group: &str) -> Option<u32> {
+        self.targets.iter().find(|(tg, _)| tg == target_group).map(|(_, w)| *w)
+    }
+}
+
+/// What the load balancer side looks like for the target groups of an app's pairs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedElb {
+    /// Target groups named in the pairs that ELB does not know.
+    pub missing_target_groups: Vec<String>,
+    /// Every listener default action and rule that forwards to a target group of the pairs.
+    pub forwards: Vec<ObservedForward>,
+    /// Healthy targets per target group (only the groups that were asked for).
+    pub healthy_targets: BTreeMap<String, u32>,
+}
+
+/// A CloudWatch alarm's state (`OK`, `ALARM`, `INSUFFICIENT_DATA`); `None` = no such alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedAlarm {
+    pub name: String,
+    pub state: Option<String>,
 }

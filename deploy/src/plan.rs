@@ -4,6 +4,7 @@
 //! relative changes; creates carry deterministic client tokens; `next_record` is persisted and
 //! flushed before any action runs.
 
+use crate::observed::ForwardKind;
 use crate::record::{DeploymentRecord, Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +23,17 @@ pub enum Action {
     EcsDeleteService { cluster: String, service: String },
     /// TagResource on the service.
     EcsTagResource { arn: String, tags: Vec<(String, String)> },
+    /// CreateTaskSet with this body (externalId and clientToken derived from the deployment).
+    EcsCreateTaskSet { body: Value },
+    /// UpdateTaskSet: set the scale to `percent` of the service's desired count.
+    EcsUpdateTaskSetScale { cluster: String, service: String, task_set: String, percent: f64 },
+    /// UpdateServicePrimaryTaskSet with the task set's full ARN.
+    EcsUpdatePrimaryTaskSet { cluster: String, service: String, task_set: String },
+    /// DeleteTaskSet with force.
+    EcsDeleteTaskSet { cluster: String, service: String, task_set: String },
+    /// ModifyListener (default action) or ModifyRule: forward to these target groups with these
+    /// absolute weights.
+    ElbSetForwardWeights { kind: ForwardKind, arn: String, targets: Vec<(String, u32)> },
 }
 
 impl Action {
@@ -33,6 +45,12 @@ impl Action {
             Action::EcsUpdateService { .. } => "UpdateService",
             Action::EcsDeleteService { .. } => "DeleteService",
             Action::EcsTagResource { .. } => "TagResource",
+            Action::EcsCreateTaskSet { .. } => "CreateTaskSet",
+            Action::EcsUpdateTaskSetScale { .. } => "UpdateTaskSet",
+            Action::EcsUpdatePrimaryTaskSet { .. } => "UpdateServicePrimaryTaskSet",
+            Action::EcsDeleteTaskSet { .. } => "DeleteTaskSet",
+            Action::ElbSetForwardWeights { kind: ForwardKind::ListenerDefault, .. } => "ModifyListener",
+            Action::ElbSetForwardWeights { kind: ForwardKind::Rule, .. } => "ModifyRule",
         }
     }
 }

@@ -155,8 +155,28 @@ pub enum Phase {
     EcsRollback { to_task_definition: String },
     /// Wait until the rolled-back revision is stable again.
     EcsRollbackStabilize { to_task_definition: String, deadline_ms: u64 },
-    /// Scale the service to zero and delete it.
+    /// Scale the service to zero, delete its task sets, delete it.
     EcsDelete,
+    /// Blue/green Prepare: register the task definition (found again by its deployment tag).
+    BgRegister,
+    /// Blue/green Prepare on a first deployment: create the EXTERNAL service (client token).
+    BgCreateService { task_definition: String },
+    /// Check the load balancer set-up, then create the green task set (deterministic external id).
+    BgCreateGreen { task_definition: String },
+    /// Wait until the green side is RUNNING and healthy; breaker; fallback capacity.
+    BgStabilize { task_definition: String, deadline_ms: u64 },
+    /// Traffic step `step` of the schedule: `green` % to green since `since_ms`; alarms watched.
+    BgShift { step: u32, green: u32, since_ms: u64 },
+    /// 100 % on green: one more wait watching alarms.
+    BgBake { until_ms: u64 },
+    /// Make the green task set primary.
+    BgPromote,
+    /// Delete the blue side (deleteOldUponSuccess).
+    BgCleanUp,
+    /// Weights back to 100 % blue, then delete (or keep) green. `superseded`: a newer commit
+    /// deploys once this is done; `delete_green`: per deleteNewUponFailure /
+    /// deleteNewUponTrafficShiftFailure.
+    BgRollback { superseded: bool, delete_green: bool },
     /// Finished; `outcome` says how.
     Done,
 }
@@ -171,9 +191,25 @@ impl Phase {
             Phase::EcsRollback { .. } => "rollback",
             Phase::EcsRollbackStabilize { .. } => "rollback_stabilize",
             Phase::EcsDelete => "delete",
+            Phase::BgRegister => "prepare",
+            Phase::BgCreateService { .. } => "prepare_create_service",
+            Phase::BgCreateGreen { .. } => "create_green",
+            Phase::BgStabilize { .. } => "stabilize",
+            Phase::BgShift { .. } => "shift",
+            Phase::BgBake { .. } => "bake",
+            Phase::BgPromote => "promote",
+            Phase::BgCleanUp => "clean_up",
+            Phase::BgRollback { .. } => "rolling_back",
             Phase::Done => "done",
         }
     }
+}
+
+/// The split of one side between its primary-strategy task set and its fallback task set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TaskSetScales {
+    pub primary_percent: f64,
+    pub fallback_percent: f64,
 }
 
 /// One line of a deployment's timeline.
@@ -250,6 +286,10 @@ pub struct DeploymentRecord {
     pub cause: Option<FailureCause>,
     pub evidence: Vec<String>,
     pub traffic: Option<Weights>,
+    /// Blue/green with fallback capacity: the scales of the green task set pair, kept for the
+    /// rebalance API.
+    #[serde(default)]
+    pub task_set_scales: Option<TaskSetScales>,
     pub started_at_ms: u64,
     pub updated_at_ms: u64,
     pub finished_at_ms: Option<u64>,

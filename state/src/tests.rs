@@ -24,6 +24,7 @@ fn record(id: &str, prefix: &str) -> DeploymentRecord {
         cause: None,
         evidence: vec![],
         traffic: None,
+        task_set_scales: None,
         started_at_ms: 1,
         updated_at_ms: 1,
         finished_at_ms: None,

@@ -82,7 +82,7 @@ pub fn steady(input: &StepInput<'_>) -> Plan {
     Plan::wait(STEADY_REQUEUE_MS)
 }
 
-fn ownership_tags(input: &StepInput<'_>) -> Vec<(String, String)> {
+pub(super) fn ownership_tags(input: &StepInput<'_>) -> Vec<(String, String)> {
     vec![(TAG_APP.to_string(), input.key.tag_value()), (TAG_REPO.to_string(), crate::record::sanitize_tag(&input.key.repo))]
 }
 
@@ -271,10 +271,22 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if identity_service.desired_count > 0 {
                 actions.push(Action::EcsUpdateService { body: json!({"cluster": cluster, "service": name, "desiredCount": 0}) });
             }
+            for task_set in &observed.task_sets {
+                actions.push(Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: name.clone(), task_set: task_set.arn.clone() });
+            }
             actions.push(Action::EcsDeleteService { cluster, service: name });
             Plan { actions, requeue_after_ms: 5_000, ..Plan::default() }
         }
         Phase::Done => Plan::wait(STEADY_REQUEUE_MS),
+        Phase::BgRegister
+        | Phase::BgCreateService { .. }
+        | Phase::BgCreateGreen { .. }
+        | Phase::BgStabilize { .. }
+        | Phase::BgShift { .. }
+        | Phase::BgBake { .. }
+        | Phase::BgPromote
+        | Phase::BgCleanUp
+        | Phase::BgRollback { .. } => super::ecs_blue_green::step(input, record),
     }
 }
 
@@ -339,7 +351,7 @@ pub fn short_td(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
-fn merge_tags(body: &mut Value, tags: &[(String, String)]) {
+pub(super) fn merge_tags(body: &mut Value, tags: &[(String, String)]) {
     let Value::Object(obj) = body else { return };
     let mut list: Vec<Value> = match obj.remove("tags") {
         Some(Value::Array(existing)) => {

@@ -6,12 +6,14 @@
 //! fingerprint is not restarted unless forced; a newer valid head supersedes an in-flight
 //! deployment; nothing is deleted unless the app is gone, its delete allowed and it is owned.
 
+pub mod ecs_blue_green;
 pub mod ecs_rolling;
 
 use crate::observed::ObservedEcs;
 use crate::plan::{Completion, Plan};
 use crate::record::{AppKey, AppliedState, DeploymentRecord, DeploymentStatus, FailureCause, Level, Operation, Outcome, Phase};
-use crate::spec::{AppSpec, DesiredApp, Identity};
+use crate::spec::{AppSpec, DesiredApp, EcsStrategy, Identity};
+use serde_json::Value;
 
 /// How long a steady app waits before its next look.
 pub const STEADY_REQUEUE_MS: u64 = 5 * 60 * 1000;
@@ -55,6 +57,14 @@ pub struct ObserveNeeds {
     pub registered_for: Option<(String, String)>,
     /// List and describe the service's tasks.
     pub tasks: bool,
+    /// Describe the service's task sets (EXTERNAL controller).
+    pub task_sets: bool,
+    /// List the tasks of the task sets whose externalId starts with this prefix.
+    pub side_tasks: Option<String>,
+    /// Describe these target groups, the forwards to them and their healthy targets.
+    pub target_groups: Vec<String>,
+    /// Describe these alarms.
+    pub alarms: Vec<String>,
 }
 
 /// The identity an app's step concerns: the in-flight record's, else the head's, else the store's.
@@ -78,10 +88,75 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
                 needs.registered_for = r.desired.as_ref().and_then(|d| d.family()).map(|family| (family.to_string(), r.id.clone()));
             }
             Phase::EcsStabilize { .. } | Phase::EcsRollbackStabilize { .. } => needs.tasks = true,
-            Phase::EcsApply { .. } | Phase::EcsRollback { .. } | Phase::EcsDelete | Phase::Done => {}
+            Phase::EcsDelete => needs.task_sets = true,
+            Phase::EcsApply { .. } | Phase::EcsRollback { .. } | Phase::Done => {}
+            Phase::BgRegister => {
+                needs.registered_for = r.desired.as_ref().and_then(|d| d.family()).map(|family| (family.to_string(), r.id.clone()));
+            }
+            Phase::BgCreateService { .. } => {}
+            Phase::BgCreateGreen { .. } => {
+                needs.task_sets = true;
+                needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
+                needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
+            }
+            Phase::BgStabilize { .. } => {
+                needs.task_sets = true;
+                needs.side_tasks = Some(ecs_blue_green::side_prefix(&r.id));
+                needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
+            }
+            Phase::BgShift { .. } | Phase::BgBake { .. } => {
+                needs.task_sets = true;
+                needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
+                needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
+            }
+            Phase::BgRollback { .. } => {
+                needs.task_sets = true;
+                needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
+            }
+            Phase::BgPromote | Phase::BgCleanUp => needs.task_sets = true,
         }
     }
     needs
+}
+
+/// Starts a deployment of `app` with the strategy its svcdef selects.
+pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
+    let mut record = ecs_rolling::start(input, app);
+    if let AppSpec::Ecs(ecs) = &app.spec {
+        if ecs.strategy == EcsStrategy::BlueGreen {
+            record.previous_task_definition = None;
+            record.phase = match &ecs.taskdef {
+                Some(_) => Phase::BgRegister,
+                None => ecs_blue_green::after_register(
+                    input.observed.service.as_ref(),
+                    ecs.svcdef.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string(),
+                ),
+            };
+        }
+    }
+    record
+}
+
+/// Whether the record's phase belongs to the blue/green strategy.
+fn is_blue_green(phase: &Phase) -> bool {
+    match phase {
+        Phase::BgRegister
+        | Phase::BgCreateService { .. }
+        | Phase::BgCreateGreen { .. }
+        | Phase::BgStabilize { .. }
+        | Phase::BgShift { .. }
+        | Phase::BgBake { .. }
+        | Phase::BgPromote
+        | Phase::BgCleanUp
+        | Phase::BgRollback { .. } => true,
+        Phase::EcsRegister
+        | Phase::EcsApply { .. }
+        | Phase::EcsStabilize { .. }
+        | Phase::EcsRollback { .. }
+        | Phase::EcsRollbackStabilize { .. }
+        | Phase::EcsDelete
+        | Phase::Done => false,
+    }
 }
 
 /// One planning step for an ECS app.
@@ -92,8 +167,16 @@ pub fn step(input: &StepInput<'_>) -> Plan {
                 && app.fingerprint != record.fingerprint
                 && (input.force || !input.applied.failed.contains(&app.fingerprint));
             if newer {
-                return supersede(input, record, app);
+                if !is_blue_green(&record.phase) || ecs_blue_green::supersedes_at_once(&record.phase) {
+                    return supersede(input, record, app);
+                }
+                if let Some(plan) = ecs_blue_green::supersede(record, input.now_ms, input.commit) {
+                    return plan;
+                }
             }
+        }
+        if is_blue_green(&record.phase) {
+            return ecs_blue_green::step(input, record);
         }
         return ecs_rolling::step(input, record);
     }
@@ -102,7 +185,7 @@ pub fn step(input: &StepInput<'_>) -> Plan {
             let applied = input.applied.fingerprint.as_deref() == Some(app.fingerprint.as_str());
             let failed = input.applied.failed.contains(&app.fingerprint);
             if input.force || (!applied && !failed) {
-                let record = ecs_rolling::start(input, app);
+                let record = start(input, app);
                 return Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() };
             }
             ecs_rolling::steady(input)
@@ -134,7 +217,7 @@ fn supersede(input: &StepInput<'_>, record: &DeploymentRecord, app: &DesiredApp)
         format!("superseded by commit {} (fingerprint {})", short_commit(input.commit), crate::spec::fingerprint::short(&app.fingerprint)),
     );
     old.finish(Outcome::Superseded, input.now_ms);
-    let mut next = ecs_rolling::start(input, app);
+    let mut next = start(input, app);
     next.log(input.now_ms, Level::Info, format!("supersedes deployment {} ({})", record.id, record.phase.name()));
     Plan { finished: Some((old, Completion::Nothing)), next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
 }
@@ -173,6 +256,7 @@ pub fn new_record(
         cause: None,
         evidence: Vec::new(),
         traffic: None,
+        task_set_scales: None,
         started_at_ms: input.now_ms,
         updated_at_ms: input.now_ms,
         finished_at_ms: None,
@@ -191,7 +275,7 @@ pub fn on_permanent_error(input: &StepInput<'_>, cause: FailureCause) -> Plan {
                     || (input.applied.fingerprint.as_deref() != Some(app.fingerprint.as_str())
                         && !input.applied.failed.contains(&app.fingerprint)) =>
             {
-                ecs_rolling::start(input, app)
+                start(input, app)
             }
             _ => return Plan::wait(STEADY_REQUEUE_MS),
         },

@@ -1,0 +1,735 @@
+//! ECS blue/green with task sets (SPEC §3.3–3.4): Prepare → CreateGreen → Stabilize →
+//! Shift(step)… → Bake → Promote → CleanUp, and RollingBack from any failure before Promote.
+//!
+//! Every phase re-derives its next move from what it observes (rule 3). The green side of a
+//! deployment is found by its deterministic `externalId` (`gitmoxi:<deployment>:green`, and
+//! `…:fallback` for the fallback-capacity task set), so a crash between CreateTaskSet and its answer
+//! finds the same task set again instead of creating a second one. Weights are absolute
+//! (`blue 60 / green 40`), and the load-balancer set-up is checked before anything is touched.
+//!
+//! Must never: shift traffic to a side that is not stable, leave weights that do not sum to 100
+//! on a forward it manages, or delete the task set that serves traffic.
+
+use super::ecs_rolling::{ownership_tags, short_td, TAG_DEPLOYMENT};
+use super::{StepInput, STEADY_REQUEUE_MS};
+use crate::breaker::tripped;
+use crate::checks::{side_stability, SideStability};
+use crate::observed::{ObservedEcs, ObservedElb, ObservedService, ObservedTaskSet};
+use crate::plan::{Action, Plan};
+use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, TaskSetScales};
+use crate::schedule::Weights;
+use crate::spec::{EcsApp, Identity};
+use crate::token::client_token;
+use serde_json::{json, Map, Value};
+
+/// How often alarms are looked at while a traffic step or the bake waits.
+pub const ALARM_POLL_MS: u64 = 5_000;
+/// How long to wait before looking again after deleting task sets.
+const DELETE_POLL_MS: u64 = 2_000;
+
+/// Fields of a CreateService body that belong to task sets under the EXTERNAL controller.
+const TASK_SET_FIELDS: &[&str] =
+    &["taskDefinition", "loadBalancers", "networkConfiguration", "launchType", "capacityProviderStrategy", "platformVersion", "serviceRegistries"];
+
+/// The externalId prefix of every task set a deployment creates.
+pub fn side_prefix(deployment_id: &str) -> String {
+    format!("gitmoxi:{deployment_id}:")
+}
+
+fn green_external_id(deployment_id: &str) -> String {
+    format!("{}green", side_prefix(deployment_id))
+}
+
+fn fallback_external_id(deployment_id: &str) -> String {
+    format!("{}fallback", side_prefix(deployment_id))
+}
+
+/// The phase after the task definition is known.
+pub fn after_register(service: Option<&ObservedService>, task_definition: String) -> Phase {
+    match service {
+        Some(s) if s.is_active() => Phase::BgCreateGreen { task_definition },
+        _ => Phase::BgCreateService { task_definition },
+    }
+}
+
+/// The two sides as observed: green = this deployment's task sets, blue = the primary set of
+/// another deployment and its companions (its fallback), in the order ECS lists them.
+struct Sides<'a> {
+    green: Option<&'a ObservedTaskSet>,
+    green_fallback: Option<&'a ObservedTaskSet>,
+    green_all: Vec<&'a ObservedTaskSet>,
+    blue_primary: Option<&'a ObservedTaskSet>,
+    /// Every task set that is not this deployment's.
+    others: Vec<&'a ObservedTaskSet>,
+}
+
+fn sides<'a>(observed: &'a ObservedEcs, deployment_id: &str) -> Sides<'a> {
+    let prefix = side_prefix(deployment_id);
+    let green_id = green_external_id(deployment_id);
+    let fallback_id = fallback_external_id(deployment_id);
+    let live = observed.task_sets.iter().filter(|t| t.status != "DRAINING" || t.external_id.starts_with(&prefix));
+    let (green_all, others): (Vec<&ObservedTaskSet>, Vec<&ObservedTaskSet>) = live.partition(|t| t.external_id.starts_with(&prefix));
+    Sides {
+        green: green_all.iter().copied().find(|t| t.external_id == green_id),
+        green_fallback: green_all.iter().copied().find(|t| t.external_id == fallback_id),
+        blue_primary: others.iter().copied().find(|t| t.status == "PRIMARY"),
+        green_all,
+        others,
+    }
+}
+
+fn cluster_service(record: &DeploymentRecord) -> (String, String) {
+    match &record.identity {
+        Identity::Ecs { cluster, service, .. } => (cluster.clone(), service.clone()),
+        Identity::Lambda { function, .. } => (String::new(), function.clone()),
+    }
+}
+
+/// The load balancer entries of the svcdef.
+fn lb_entries(app: &EcsApp) -> Vec<Value> {
+    app.svcdef.get("loadBalancers").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+/// The partner of `tg` in the pairs.
+fn partner<'a>(pairs: &'a [(String, String)], tg: &str) -> Option<&'a str> {
+    pairs.iter().find_map(|(a, b)| {
+        if a == tg {
+            Some(b.as_str())
+        } else if b == tg {
+            Some(a.as_str())
+        } else {
+            None
+        }
+    })
+}
+
+/// (blue target group, green target group) for every target group blue serves that has a pair.
+fn traffic_mapping(app: &EcsApp, blue: Option<&ObservedTaskSet>) -> Vec<(String, String)> {
+    let Some(blue) = blue else { return Vec::new() };
+    blue.target_groups
+        .iter()
+        .filter_map(|b| partner(&app.depdef.target_group_pairs, b).map(|g| (b.clone(), g.to_string())))
+        .collect()
+}
+
+/// The green side's load balancer entries, or why the set-up cannot work (nothing is touched).
+fn green_load_balancers(app: &EcsApp, blue: Option<&ObservedTaskSet>) -> Result<Vec<Value>, String> {
+    let pairs = &app.depdef.target_group_pairs;
+    let entries = lb_entries(app);
+    if entries.is_empty() && !pairs.is_empty() {
+        return Err("targetGroupArnPairs is set but the svcdef has no loadBalancers: add loadBalancers with targetGroupArn, \
+                    containerName and containerPort to the svcdef"
+            .to_string());
+    }
+    if let Some(blue) = blue.filter(|_| !pairs.is_empty()) {
+        for tg in &blue.target_groups {
+            if partner(pairs, tg).is_none() {
+                return Err(format!(
+                    "the blue task set {} serves target group {tg}, which is in no pair of targetGroupArnPairs: add [\"{tg}\", \"<its green partner>\"] to the depdef",
+                    blue.arn
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let Some(tg) = entry.get("targetGroupArn").and_then(Value::as_str).map(str::to_string) else {
+            return Err(format!("svcdef loadBalancers[{i}] has no targetGroupArn: blue/green task sets need target groups"));
+        };
+        let green = match (blue, pairs.is_empty()) {
+            (_, true) | (None, false) => {
+                if !pairs.is_empty() && partner(pairs, &tg).is_none() {
+                    return Err(format!(
+                        "svcdef loadBalancers[{i}].targetGroupArn {tg} is in no pair of targetGroupArnPairs: add its pair to the depdef"
+                    ));
+                }
+                tg
+            }
+            (Some(blue), false) => {
+                let Some(other) = partner(pairs, &tg) else {
+                    return Err(format!(
+                        "svcdef loadBalancers[{i}].targetGroupArn {tg} is in no pair of targetGroupArnPairs: add its pair to the depdef"
+                    ));
+                };
+                if blue.target_groups.contains(&tg) {
+                    other.to_string()
+                } else if blue.target_groups.iter().any(|b| b == other) {
+                    tg
+                } else {
+                    return Err(format!(
+                        "the blue task set {} serves neither {tg} nor {other} (it serves {:?}): fix loadBalancers or targetGroupArnPairs",
+                        blue.arn, blue.target_groups
+                    ));
+                }
+            }
+        };
+        let mut e = entry.clone();
+        if let Value::Object(obj) = &mut e {
+            obj.insert("targetGroupArn".into(), Value::String(green));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Everything that must hold before the green task set is created.
+fn preflight(app: &EcsApp, observed: &ObservedEcs, service: &ObservedService, blue: Option<&ObservedTaskSet>) -> Result<Vec<Value>, String> {
+    let controller = service.deployment_controller.as_deref().unwrap_or("ECS");
+    if controller != "EXTERNAL" {
+        return Err(format!(
+            "service {} uses the {controller} deployment controller, but the svcdef asks for EXTERNAL (gitmoxi blue/green); \
+             ECS cannot change it in place: delete the service or keep deploymentController {controller}",
+            service.arn
+        ));
+    }
+    let lbs = green_load_balancers(app, blue)?;
+    let elb = observed.elb.clone().unwrap_or_default();
+    if let Some(missing) = elb.missing_target_groups.first() {
+        return Err(format!("target group {missing} of the depdef does not exist: create it or fix targetGroupArnPairs"));
+    }
+    if app.depdef.traffic_shifting.is_some() && blue.is_some() {
+        for (b, _) in traffic_mapping(app, blue) {
+            if !elb.forwards.iter().any(|f| f.weight_of(&b).is_some()) {
+                return Err(format!(
+                    "no listener default action or listener rule forwards to the blue target group {b}, so traffic cannot be shifted: \
+                     point a listener or rule at it, or remove trafficShiftingConfig"
+                ));
+            }
+        }
+    }
+    if let Some(a) = observed.alarms.iter().find(|a| a.state.is_none()) {
+        return Err(format!("alarm {} of alarms.alarmNames does not exist in CloudWatch: create it or remove it from the depdef", a.name));
+    }
+    Ok(lbs)
+}
+
+/// The task-set body: the svcdef's task-set fields, this side's target groups and strategy.
+fn task_set_body(app: &EcsApp, record: &DeploymentRecord, task_definition: &str, lbs: &[Value], fallback: Option<f64>) -> Value {
+    let (cluster, service) = cluster_service(record);
+    let mut body = Map::new();
+    body.insert("cluster".into(), json!(cluster));
+    body.insert("service".into(), json!(service));
+    body.insert("taskDefinition".into(), json!(task_definition));
+    for field in ["networkConfiguration", "serviceRegistries", "platformVersion"] {
+        if let Some(v) = app.svcdef.get(field) {
+            body.insert(field.into(), v.clone());
+        }
+    }
+    if !lbs.is_empty() {
+        body.insert("loadBalancers".into(), Value::Array(lbs.to_vec()));
+    }
+    let (external_id, token, percent) = match fallback {
+        None => {
+            for field in ["launchType", "capacityProviderStrategy"] {
+                if let Some(v) = app.svcdef.get(field) {
+                    body.insert(field.into(), v.clone());
+                }
+            }
+            (green_external_id(&record.id), client_token(&record.id, "create-green"), 100.0)
+        }
+        Some(percent) => {
+            body.insert("capacityProviderStrategy".into(), Value::Array(app.depdef.fallback_capacity_provider_strategy.clone()));
+            (fallback_external_id(&record.id), client_token(&record.id, "create-fallback"), percent)
+        }
+    };
+    body.insert("externalId".into(), json!(external_id));
+    body.insert("clientToken".into(), json!(token));
+    body.insert("scale".into(), json!({"value": percent, "unit": "PERCENT"}));
+    let tags: Vec<Value> = record_tags(record).into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+    body.insert("tags".into(), Value::Array(tags));
+    Value::Object(body)
+}
+
+fn record_tags(record: &DeploymentRecord) -> Vec<(String, String)> {
+    let mut tags = vec![
+        (super::ecs_rolling::TAG_APP.to_string(), record.app.tag_value()),
+        (super::ecs_rolling::TAG_REPO.to_string(), crate::record::sanitize_tag(&record.app.repo)),
+    ];
+    tags.push((TAG_DEPLOYMENT.to_string(), record.id.clone()));
+    tags
+}
+
+/// The CreateService body of an EXTERNAL service: the svcdef without the task-set fields.
+fn create_service_body(input: &StepInput<'_>, app: &EcsApp, record: &DeploymentRecord) -> Value {
+    let mut body = app.svcdef.clone();
+    if let Value::Object(obj) = &mut body {
+        for field in TASK_SET_FIELDS {
+            obj.remove(*field);
+        }
+        obj.insert("clientToken".into(), json!(client_token(&record.id, "create-service")));
+        let mut tags: Vec<Value> = match obj.remove("tags") {
+            Some(Value::Array(existing)) => existing
+                .into_iter()
+                .filter(|t| {
+                    let k = t.get("key").and_then(Value::as_str);
+                    k != Some(super::ecs_rolling::TAG_APP) && k != Some(super::ecs_rolling::TAG_REPO)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        tags.extend(ownership_tags(input).into_iter().map(|(k, v)| json!({"key": k, "value": v})));
+        obj.insert("tags".into(), Value::Array(tags));
+    }
+    body
+}
+
+/// Absolute weight changes that put `green` % on green for every forward that serves a blue
+/// target group of the mapping; empty when the forwards already say so.
+pub fn weight_actions(elb: &ObservedElb, mapping: &[(String, String)], green: u32) -> Vec<Action> {
+    let w = Weights::green(green);
+    let mut actions = Vec::new();
+    for f in &elb.forwards {
+        let mut targets = f.targets.clone();
+        let mut touched = false;
+        for (b, g) in mapping {
+            if f.weight_of(b).is_none() {
+                continue;
+            }
+            touched = true;
+            for (tg, weight) in targets.iter_mut() {
+                if tg == b {
+                    *weight = w.blue;
+                } else if tg == g {
+                    *weight = w.green;
+                }
+            }
+            if w.green > 0 && !targets.iter().any(|(tg, _)| tg == g) {
+                targets.push((g.clone(), w.green));
+            }
+        }
+        if touched && targets != f.targets {
+            actions.push(Action::ElbSetForwardWeights { kind: f.kind, arn: f.arn.clone(), targets });
+        }
+    }
+    actions
+}
+
+fn firing_alarms(observed: &ObservedEcs) -> Vec<String> {
+    observed.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.clone()).collect()
+}
+
+/// Continues an in-flight blue/green record.
+pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+    let now = input.now_ms;
+    let observed = input.observed;
+    let mut next = record.clone();
+    let Some(app) = record.desired.as_ref() else {
+        return finish(
+            record,
+            now,
+            Outcome::Failed,
+            Some(FailureCause::ValidationError),
+            "the deployment record has no desired state (written by an incompatible version); push a commit to redeploy",
+        );
+    };
+    let service = observed.service.as_ref().filter(|s| s.status != "INACTIVE");
+    let (cluster, service_name) = cluster_service(record);
+    let sides = sides(observed, &record.id);
+    match &record.phase {
+        Phase::BgRegister => {
+            if let Some(arn) = &observed.registered_task_definition {
+                next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
+                next.enter(after_register(service, arn.clone()), now);
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            }
+            let mut body = app.taskdef.clone().unwrap_or(Value::Null);
+            super::ecs_rolling::merge_tags(&mut body, &record_tags(record));
+            Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::BgCreateService { task_definition } => {
+            if service.is_some_and(ObservedService::is_active) {
+                next.log(now, Level::Info, format!("service {service_name} exists (deployment controller EXTERNAL)"));
+                next.enter(Phase::BgCreateGreen { task_definition: task_definition.clone() }, now);
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            }
+            if service.is_some_and(|s| s.status == "DRAINING") {
+                return Plan::wait(10_000);
+            }
+            Plan {
+                actions: vec![Action::EcsCreateService { body: create_service_body(input, app, record) }],
+                take_ownership: true,
+                requeue_after_ms: 0,
+                ..Plan::default()
+            }
+        }
+        Phase::BgCreateGreen { task_definition } => {
+            let Some(s) = service.filter(|s| s.is_active()) else {
+                return finish(
+                    record,
+                    now,
+                    Outcome::Failed,
+                    Some(FailureCause::AwsRejected {
+                        operation: "DescribeServices".into(),
+                        code: "ServiceNotFound".into(),
+                        message: format!("service {service_name} disappeared before the green task set was created"),
+                    }),
+                    "the service is gone; push a commit or run `gitmoxi sync --force` to create it again",
+                );
+            };
+            if let Some(green) = sides.green {
+                let budget = app.depdef.stability.budget_secs(s.desired_count);
+                next.log(
+                    now,
+                    Level::Info,
+                    format!("green task set {} runs {}; waiting up to {budget} s for stability", green.id, short_td(task_definition)),
+                );
+                next.enter(Phase::BgStabilize { task_definition: task_definition.clone(), deadline_ms: now + budget * 1000 }, now);
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            }
+            let lbs = match preflight(app, observed, s, sides.blue_primary) {
+                Ok(lbs) => lbs,
+                Err(why) => return finish(record, now, Outcome::Failed, Some(FailureCause::ValidationError), &why),
+            };
+            let mut actions = Vec::new();
+            if let Some(want) = app.desired_count().filter(|d| *d != s.desired_count) {
+                actions.push(Action::EcsUpdateService { body: json!({"cluster": cluster, "service": service_name, "desiredCount": want}) });
+            }
+            actions.push(Action::EcsCreateTaskSet { body: task_set_body(app, record, task_definition, &lbs, None) });
+            if next.timeline.last().map(|e| e.message.as_str()) != Some("creating the green task set") {
+                next.log(now, Level::Info, "creating the green task set");
+            }
+            Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::BgStabilize { task_definition, deadline_ms } => {
+            let poll = app.depdef.stability.poll_interval_secs * 1000;
+            let (Some(s), Some(green)) = (service, sides.green) else {
+                next.log(now, Level::Warn, "the green task set is gone; creating it again");
+                next.enter(Phase::BgCreateGreen { task_definition: task_definition.clone() }, now);
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            };
+            let green_tgs: Vec<String> = green.target_groups.clone();
+            let elb = observed.elb.clone().unwrap_or_default();
+            let st = side_stability(s.desired_count, &sides.green_all, Some(&green.id), &observed.tasks, &green_tgs, &elb.healthy_targets);
+            if st.stable {
+                let mapping = traffic_mapping(app, sides.blue_primary);
+                let shifting = app.depdef.traffic_shifting.filter(|_| !mapping.is_empty());
+                next.log(now, Level::Info, format!("green is stable: {} tasks running{}", st.running, healthy_note(&st)));
+                match shifting {
+                    Some(ts) => {
+                        let first = ts.steps()[0];
+                        next.enter(Phase::BgShift { step: 0, green: first, since_ms: now }, now);
+                    }
+                    None => {
+                        if sides.blue_primary.is_some() {
+                            next.log(now, Level::Info, "no traffic shifting configured: promoting green");
+                        }
+                        next.enter(Phase::BgPromote, now);
+                    }
+                }
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            }
+            let failed = st.failures.len() as u32;
+            if let Some(threshold) = tripped(app.depdef.circuit_breaker.as_ref(), s.desired_count, failed) {
+                let cause = FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold };
+                return rollback(record, now, cause, st.failures.clone(), app.depdef.delete_new_upon_failure);
+            }
+            if let Some(plan) = fallback(app, record, &next, s, &sides, &st, task_definition, now) {
+                return plan;
+            }
+            if now >= *deadline_ms {
+                let mut evidence = vec![format!(
+                    "{}/{} green tasks running{} when the budget ran out",
+                    st.running,
+                    st.desired,
+                    healthy_note(&st)
+                )];
+                evidence.extend(st.failures.clone());
+                evidence.extend(s.events.iter().take(3).map(|e| format!("service event: {e}")));
+                let waited = app.depdef.stability.budget_secs(s.desired_count);
+                let cause = if st.capacity_failures > 0 && st.running < st.desired {
+                    FailureCause::CapacityUnavailable
+                } else {
+                    FailureCause::StabilityTimeout { waited_secs: waited }
+                };
+                return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_failure);
+            }
+            let progress = format!("{}/{} green tasks running, {failed} failed{}", st.running, st.desired, healthy_note(&st));
+            if next.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
+                next.log(now, Level::Info, progress);
+                return Plan { next_record: Some(next), requeue_after_ms: poll, ..Plan::default() };
+            }
+            Plan::wait(poll)
+        }
+        Phase::BgShift { step, green, since_ms } => {
+            let alarms = firing_alarms(observed);
+            if !alarms.is_empty() {
+                let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {green} % on green")).collect();
+                let cause = FailureCause::AlarmFired { alarms };
+                return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
+            }
+            let Some(ts) = app.depdef.traffic_shifting else {
+                next.enter(Phase::BgPromote, now);
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            };
+            let mapping = traffic_mapping(app, sides.blue_primary);
+            let elb = observed.elb.clone().unwrap_or_default();
+            let actions = weight_actions(&elb, &mapping, *green);
+            if !actions.is_empty() {
+                let w = Weights::green(*green);
+                if next.traffic != Some(w) {
+                    next.traffic = Some(w);
+                    next.log(now, Level::Info, format!("shifting {green} % to green (blue {} / green {})", w.blue, w.green));
+                }
+                return Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() };
+            }
+            if next.traffic != Some(Weights::green(*green)) {
+                next.traffic = Some(Weights::green(*green));
+                next.log(now, Level::Info, format!("{green} % on green"));
+            }
+            let wait = ts.wait_interval_secs * 1000;
+            let elapsed = now.saturating_sub(*since_ms);
+            if elapsed < wait {
+                let remaining = wait - elapsed;
+                let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
+                let requeue_after_ms = again.max(1);
+                if next != *record {
+                    return Plan { next_record: Some(next), requeue_after_ms, ..Plan::default() };
+                }
+                return Plan::wait(requeue_after_ms);
+            }
+            let steps = ts.steps();
+            match steps.get(*step as usize + 1) {
+                Some(following) => next.enter(Phase::BgShift { step: step + 1, green: *following, since_ms: now }, now),
+                None => {
+                    next.log(now, Level::Info, format!("100 % on green; baking for {} s while watching alarms", ts.wait_interval_secs));
+                    next.enter(Phase::BgBake { until_ms: now + wait }, now);
+                }
+            }
+            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::BgBake { until_ms } => {
+            let alarms = firing_alarms(observed);
+            if !alarms.is_empty() {
+                let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake")).collect();
+                let cause = FailureCause::AlarmFired { alarms };
+                return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
+            }
+            if now < *until_ms {
+                let remaining = until_ms - now;
+                let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
+                return Plan::wait(again.max(1));
+            }
+            next.enter(Phase::BgPromote, now);
+            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::BgPromote => {
+            let Some(green) = sides.green else {
+                return finish(
+                    record,
+                    now,
+                    Outcome::Failed,
+                    Some(FailureCause::AwsRejected {
+                        operation: "DescribeTaskSets".into(),
+                        code: "TaskSetNotFound".into(),
+                        message: "the green task set disappeared before it was promoted".into(),
+                    }),
+                    "the green task set is gone; push a commit or run `gitmoxi sync --force` to deploy again",
+                );
+            };
+            if green.status == "PRIMARY" {
+                next.log(now, Level::Info, format!("green task set {} is primary", green.id));
+                next.enter(Phase::BgCleanUp, now);
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            }
+            let action = Action::EcsUpdatePrimaryTaskSet { cluster, service: service_name, task_set: green.arn.clone() };
+            Plan { actions: vec![action], requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::BgCleanUp => {
+            let task_definition = sides.green.map(|g| g.task_definition.clone());
+            if app.depdef.delete_old_upon_success && !sides.others.is_empty() {
+                let actions = sides
+                    .others
+                    .iter()
+                    .map(|t| Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: service_name.clone(), task_set: t.arn.clone() })
+                    .collect();
+                let ids: Vec<&str> = sides.others.iter().map(|t| t.id.as_str()).collect();
+                next.log(now, Level::Info, format!("deleting the blue side: {}", ids.join(", ")));
+                return Plan { next_record: Some(next), actions, requeue_after_ms: DELETE_POLL_MS, ..Plan::default() };
+            }
+            if !sides.others.is_empty() {
+                next.log(now, Level::Info, "deleteOldUponSuccess is false: the blue task set stays, without traffic");
+            }
+            next.log(now, Level::Info, format!("deployment succeeded: {} is live", task_definition.as_deref().map_or("green", short_td)));
+            next.finish(Outcome::Succeeded, now);
+            let completion = Plan::completion_of(&next, task_definition);
+            Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+        }
+        Phase::BgRollback { superseded, delete_green } => {
+            let mapping = traffic_mapping(app, sides.blue_primary);
+            let elb = observed.elb.clone().unwrap_or_default();
+            let actions = weight_actions(&elb, &mapping, 0);
+            if !actions.is_empty() {
+                next.traffic = Some(Weights::green(0));
+                next.log(now, Level::Warn, "traffic back to 100 % blue");
+                return Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() };
+            }
+            if sides.blue_primary.is_some() && record.traffic.is_some_and(|w| w.green > 0) {
+                next.traffic = Some(Weights::green(0));
+            }
+            if *delete_green && !sides.green_all.is_empty() {
+                let actions = sides
+                    .green_all
+                    .iter()
+                    .map(|t| Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: service_name.clone(), task_set: t.arn.clone() })
+                    .collect();
+                let ids: Vec<&str> = sides.green_all.iter().map(|t| t.id.as_str()).collect();
+                next.log(now, Level::Warn, format!("deleting the green side: {}", ids.join(", ")));
+                return Plan { next_record: Some(next), actions, requeue_after_ms: DELETE_POLL_MS, ..Plan::default() };
+            }
+            if !*delete_green && !sides.green_all.is_empty() {
+                next.log(now, Level::Warn, "the green task set is kept for debugging (it gets no traffic)");
+            }
+            let outcome = match (*superseded, sides.blue_primary.is_some()) {
+                (true, _) => Outcome::Superseded,
+                (false, true) => Outcome::RolledBack,
+                (false, false) => Outcome::Failed,
+            };
+            let message = match outcome {
+                Outcome::Superseded => "rolled back for the newer commit; it deploys next".to_string(),
+                Outcome::RolledBack => format!(
+                    "rolled back: blue serves all traffic; fix the cause, then push a commit or run `gitmoxi sync --force {}`",
+                    record.app.prefix
+                ),
+                _ => format!("failed with nothing to roll back to; fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix),
+            };
+            next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
+            next.finish(outcome, now);
+            let completion = Plan::completion_of(&next, None);
+            Plan { finished: Some((next, completion)), requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::EcsRegister
+        | Phase::EcsApply { .. }
+        | Phase::EcsStabilize { .. }
+        | Phase::EcsRollback { .. }
+        | Phase::EcsRollbackStabilize { .. }
+        | Phase::EcsDelete
+        | Phase::Done => super::ecs_rolling::step(input, record),
+    }
+}
+
+fn healthy_note(st: &SideStability) -> String {
+    match st.healthy {
+        Some(h) => format!(", {h}/{} healthy in the target groups", st.desired),
+        None => String::new(),
+    }
+}
+
+/// Fallback capacity (SPEC §3.3 step 3): when the primary strategy cannot place every task, a
+/// fallback task set with the fallback strategy takes the shortfall in the same target groups,
+/// and the green task set is scaled to what was placed.
+#[allow(clippy::too_many_arguments)]
+fn fallback(
+    app: &EcsApp,
+    record: &DeploymentRecord,
+    next: &DeploymentRecord,
+    service: &ObservedService,
+    sides: &Sides<'_>,
+    st: &SideStability,
+    task_definition: &str,
+    now: u64,
+) -> Option<Plan> {
+    if app.depdef.fallback_capacity_provider_strategy.is_empty() || sides.green_fallback.is_some() || st.capacity_failures == 0 {
+        return None;
+    }
+    let green = sides.green?;
+    let desired = service.desired_count.max(1);
+    let placed = st.placed_primary.min(desired);
+    let shortfall = desired - placed;
+    if shortfall == 0 {
+        return None;
+    }
+    let fallback_percent = f64::from(shortfall) * 100.0 / f64::from(desired);
+    let primary_percent = 100.0 - fallback_percent;
+    let mut next = next.clone();
+    next.task_set_scales = Some(TaskSetScales { primary_percent, fallback_percent });
+    next.log(
+        now,
+        Level::Warn,
+        format!(
+            "capacity unavailable: the primary strategy placed {placed} of {desired} tasks; a fallback task set takes the other {shortfall} ({fallback_percent:.1} %)"
+        ),
+    );
+    let lbs: Vec<Value> = lb_entries(app)
+        .into_iter()
+        .zip(green.target_groups.iter())
+        .map(|(mut e, tg)| {
+            if let Value::Object(obj) = &mut e {
+                obj.insert("targetGroupArn".into(), Value::String(tg.clone()));
+            }
+            e
+        })
+        .collect();
+    let (cluster, service_name) = cluster_service(record);
+    let actions = vec![
+        Action::EcsCreateTaskSet { body: task_set_body(app, record, task_definition, &lbs, Some(fallback_percent)) },
+        Action::EcsUpdateTaskSetScale { cluster, service: service_name, task_set: green.arn.clone(), percent: primary_percent },
+    ];
+    Some(Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() })
+}
+
+/// Enters RollingBack with the cause and its evidence.
+fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: Vec<String>, delete_green: bool) -> Plan {
+    let mut next = record.clone();
+    next.log(now, Level::Error, format!("{cause}: rolling back (traffic to blue first)"));
+    for e in evidence.iter().take(5) {
+        next.log(now, Level::Error, e.clone());
+    }
+    next.cause = Some(cause);
+    next.evidence = evidence;
+    next.enter(Phase::BgRollback { superseded: false, delete_green }, now);
+    Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+}
+
+/// A newer commit arrived: roll back first (traffic to blue, green deleted), then the newest
+/// deploys. Promote and CleanUp are past the point of no return and finish first.
+pub fn supersede(record: &DeploymentRecord, now: u64, commit: &str) -> Option<Plan> {
+    match record.phase {
+        Phase::BgCreateGreen { .. } | Phase::BgStabilize { .. } | Phase::BgShift { .. } | Phase::BgBake { .. } => {
+            let mut next = record.clone();
+            next.log(now, Level::Warn, format!("superseded by commit {}: rolling back first", super::short_commit(commit)));
+            next.enter(Phase::BgRollback { superseded: true, delete_green: true }, now);
+            Some(Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() })
+        }
+        Phase::BgPromote | Phase::BgCleanUp | Phase::BgRollback { .. } => None,
+        Phase::BgRegister
+        | Phase::BgCreateService { .. }
+        | Phase::EcsRegister
+        | Phase::EcsApply { .. }
+        | Phase::EcsStabilize { .. }
+        | Phase::EcsRollback { .. }
+        | Phase::EcsRollbackStabilize { .. }
+        | Phase::EcsDelete
+        | Phase::Done => None,
+    }
+}
+
+/// Whether a newer commit may end this record right away (nothing of it serves or holds traffic).
+pub fn supersedes_at_once(phase: &Phase) -> bool {
+    matches!(phase, Phase::BgRegister | Phase::BgCreateService { .. })
+}
+
+/// Ends the record with a message.
+fn finish(record: &DeploymentRecord, now: u64, outcome: Outcome, cause: Option<FailureCause>, why: &str) -> Plan {
+    let mut next = record.clone();
+    next.log(now, Level::Error, why.to_string());
+    if let Some(c) = cause {
+        next.evidence.push(why.to_string());
+        next.cause = Some(c);
+    }
+    next.finish(outcome, now);
+    let completion = Plan::completion_of(&next, None);
+    Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+}
+
+/// The target groups a blue/green app's observer looks at: the pairs and the svcdef's.
+pub fn target_groups(app: &EcsApp) -> Vec<String> {
+    let mut tgs: Vec<String> = app.depdef.target_group_pairs.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
+    tgs.extend(lb_entries(app).iter().filter_map(|e| e.get("targetGroupArn").and_then(Value::as_str).map(str::to_string)));
+    tgs.sort();
+    tgs.dedup();
+    tgs
+}
+
+#[cfg(test)]
+#[path = "ecs_blue_green/tests.rs"]
+mod tests;

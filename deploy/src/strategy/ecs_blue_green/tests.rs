@@ -1,0 +1,493 @@
+//! Blue/green planner scenarios: `step` called repeatedly on an evolving observed state, asserting
+//! the exact actions of each phase.
+
+use super::*;
+use crate::observed::{ForwardKind, ObservedAlarm, ObservedElb, ObservedForward, ObservedTask, ObservedTaskSet};
+use crate::plan::Completion;
+use crate::record::{AppKey, AppliedState};
+use crate::spec::{load_snapshot, DesiredApp, MemTree, RenderContext};
+use crate::strategy::{self, Desired};
+
+const TG_A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-a/1";
+const TG_B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-b/2";
+const LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/1/80";
+const RULE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/lb/1/443/9";
+const TD1: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1";
+const TD2: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2";
+const SERVICE_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:service/prod/web";
+
+fn depdef(extra: &str) -> String {
+    format!(
+        r#"{{"targetGroupArnPairs": [["{TG_A}", "{TG_B}"]], "alarms": {{"alarmNames": ["web-5xx"]}},
+            "stabilityCheck": {{"pollInterval": 5, "timeout": 100}}, "gmDeploymentCircuitBreaker": {{"failureThreshold": 2}}{extra}}}"#
+    )
+}
+
+fn app_with(image: &str, depdef: &str) -> DesiredApp {
+    let svc = format!(
+        r#"{{"serviceName": "web", "cluster": "prod", "desiredCount": 4, "deploymentController": {{"type": "EXTERNAL"}},
+            "launchType": "FARGATE",
+            "networkConfiguration": {{"awsvpcConfiguration": {{"subnets": ["subnet-1"]}}}},
+            "loadBalancers": [{{"targetGroupArn": "{TG_A}", "containerName": "web", "containerPort": 80}}]}}"#
+    );
+    let tree = MemTree::new()
+        .with("svc/web_svcdef.json", &svc)
+        .with(
+            "svc/web_taskdef.json",
+            &format!(r#"{{"family": "web", "containerDefinitions": [{{"name": "web", "image": "{image}", "memory": 128}}]}}"#),
+        )
+        .with("svc/web_depdef.json", depdef);
+    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    snap.apps["svc/web"].clone().expect("valid")
+}
+
+fn app(image: &str) -> DesiredApp {
+    app_with(image, &depdef(r#", "trafficShiftingConfig": {"type": "LINEAR", "percent": 30, "waitInterval": 10}"#))
+}
+
+fn key() -> AppKey {
+    AppKey { repo: "repo".into(), branch: "main".into(), prefix: "svc/web".into() }
+}
+
+fn run(desired: &DesiredApp, applied: &AppliedState, record: Option<&DeploymentRecord>, observed: &ObservedEcs, now: u64) -> Plan {
+    run_with(Desired::Present(desired), applied, record, observed, now, "c0ffee")
+}
+
+fn run_with(
+    desired: Desired<'_>,
+    applied: &AppliedState,
+    record: Option<&DeploymentRecord>,
+    observed: &ObservedEcs,
+    now: u64,
+    commit: &str,
+) -> Plan {
+    let key = key();
+    strategy::step(&StepInput {
+        key: &key,
+        commit,
+        desired,
+        applied,
+        record,
+        observed,
+        now_ms: now,
+        new_deployment_id: "dep-2",
+        force: false,
+    })
+}
+
+fn service(desired: u32) -> ObservedService {
+    ObservedService {
+        arn: SERVICE_ARN.into(),
+        status: "ACTIVE".into(),
+        desired_count: desired,
+        deployment_controller: Some("EXTERNAL".into()),
+        ..Default::default()
+    }
+}
+
+fn task_set(id: &str, external: &str, status: &str, td: &str, tg: &str) -> ObservedTaskSet {
+    ObservedTaskSet {
+        id: format!("ecs-svc/{id}"),
+        arn: format!("arn:aws:ecs:us-east-1:123456789012:task-set/prod/web/ecs-svc/{id}"),
+        status: status.into(),
+        external_id: external.into(),
+        task_definition: td.into(),
+        scale_percent: 100.0,
+        target_groups: vec![tg.into()],
+        ..Default::default()
+    }
+}
+
+fn blue() -> ObservedTaskSet {
+    task_set("111", "gitmoxi:dep-1:green", "PRIMARY", TD1, TG_A)
+}
+
+fn green() -> ObservedTaskSet {
+    task_set("222", "gitmoxi:dep-2:green", "ACTIVE", TD2, TG_B)
+}
+
+fn tasks_of(set: &str, status: &str, n: usize, reason: Option<&str>) -> Vec<ObservedTask> {
+    (0..n)
+        .map(|i| ObservedTask {
+            arn: format!("arn:aws:ecs:us-east-1:1:task/prod/{set}-{status}-{i}"),
+            task_definition: TD2.into(),
+            last_status: status.into(),
+            desired_status: if status == "STOPPED" { "STOPPED".into() } else { "RUNNING".into() },
+            started_by: Some(format!("ecs-svc/{set}")),
+            stopped_reason: reason.map(Into::into),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn forwards(a: u32, b: u32) -> ObservedElb {
+    ObservedElb {
+        missing_target_groups: vec![],
+        forwards: vec![
+            ObservedForward { kind: ForwardKind::ListenerDefault, arn: LISTENER.into(), targets: vec![(TG_A.into(), a), (TG_B.into(), b)] },
+            ObservedForward { kind: ForwardKind::Rule, arn: RULE.into(), targets: vec![(TG_A.into(), a), (TG_B.into(), b)] },
+        ],
+        healthy_targets: [(TG_A.to_string(), 4), (TG_B.to_string(), 4)].into_iter().collect(),
+    }
+}
+
+fn alarm(state: &str) -> Vec<ObservedAlarm> {
+    vec![ObservedAlarm { name: "web-5xx".into(), state: Some(state.into()) }]
+}
+
+fn applied() -> AppliedState {
+    AppliedState { fingerprint: Some("old".into()), owned: true, task_definition: Some(TD1.into()), ..Default::default() }
+}
+
+/// Applies a weight action to the observed forwards, as ELB would.
+fn apply_weights(elb: &mut ObservedElb, actions: &[Action]) {
+    for a in actions {
+        if let Action::ElbSetForwardWeights { arn, targets, .. } = a {
+            let total: u32 = targets.iter().map(|(_, w)| *w).sum();
+            assert_eq!(total, 100, "weights of {arn} must sum to 100: {targets:?}");
+            let f = elb.forwards.iter_mut().find(|f| &f.arn == arn).expect("known forward");
+            f.targets = targets.clone();
+        }
+    }
+}
+
+/// Steps until the record leaves `phase_name`, applying nothing; returns the last plan.
+fn advance(desired: &DesiredApp, record: &mut DeploymentRecord, obs: &ObservedEcs, now: u64) -> Plan {
+    let plan = run(desired, &applied(), Some(record), obs, now);
+    if let Some(next) = &plan.next_record {
+        *record = next.clone();
+    }
+    if let Some((done, _)) = &plan.finished {
+        *record = done.clone();
+    }
+    plan
+}
+
+fn in_stabilize(desired: &DesiredApp) -> (DeploymentRecord, ObservedEcs) {
+    let mut obs = ObservedEcs { service: Some(service(4)), task_sets: vec![blue()], elb: Some(forwards(100, 0)), ..Default::default() };
+    let plan = run(desired, &applied(), None, &obs, 0);
+    let mut record = plan.next_record.expect("started");
+    assert_eq!(record.phase, Phase::BgRegister);
+    obs.registered_task_definition = Some(TD2.into());
+    advance(desired, &mut record, &obs, 0);
+    assert_eq!(record.phase, Phase::BgCreateGreen { task_definition: TD2.into() });
+    obs.alarms = alarm("OK");
+    let plan = advance(desired, &mut record, &obs, 0);
+    let create = plan.actions.iter().find_map(|a| match a {
+        Action::EcsCreateTaskSet { body } => Some(body.clone()),
+        _ => None,
+    });
+    let body = create.expect("creates the green task set");
+    assert_eq!(body["externalId"], "gitmoxi:dep-2:green");
+    assert_eq!(body["clientToken"], client_token("dep-2", "create-green"));
+    assert_eq!(body["loadBalancers"][0]["targetGroupArn"], TG_B, "green is the partner of the blue target group");
+    assert_eq!(body["scale"]["value"], 100.0);
+    assert_eq!(body["launchType"], "FARGATE");
+    obs.task_sets.push(green());
+    advance(desired, &mut record, &obs, 0);
+    assert!(matches!(record.phase, Phase::BgStabilize { .. }), "{:?}", record.phase);
+    (record, obs)
+}
+
+#[test]
+fn an_update_goes_through_every_phase_with_linear_weights_summing_to_100() {
+    let desired = app("nginx:2");
+    let (mut record, mut obs) = in_stabilize(&desired);
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    advance(&desired, &mut record, &obs, 5_000);
+    assert_eq!(record.phase, Phase::BgShift { step: 0, green: 30, since_ms: 5_000 });
+
+    let mut now = 5_000;
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        let plan = advance(&desired, &mut record, &obs, now);
+        if !plan.actions.is_empty() {
+            let elb = obs.elb.as_mut().expect("elb");
+            apply_weights(elb, &plan.actions);
+            assert_eq!(plan.actions.len(), 2, "the listener default action and the rule");
+            seen.push(elb.forwards[0].targets.clone());
+            continue;
+        }
+        if matches!(record.phase, Phase::BgPromote) {
+            break;
+        }
+        now += plan.requeue_after_ms.max(1);
+    }
+    let greens: Vec<u32> = seen.iter().map(|t| t[1].1).collect();
+    assert_eq!(greens, vec![30, 60, 90, 100]);
+    assert!(seen.iter().all(|t| t[0].1 + t[1].1 == 100));
+    assert_eq!(record.phase, Phase::BgPromote);
+    assert!(now >= 5_000 + 4 * 10_000 + 10_000, "four waits and the bake: {now}");
+
+    let plan = advance(&desired, &mut record, &obs, now);
+    assert_eq!(
+        plan.actions,
+        vec![Action::EcsUpdatePrimaryTaskSet { cluster: "prod".into(), service: "web".into(), task_set: green().arn }]
+    );
+    obs.task_sets = vec![task_set("111", "gitmoxi:dep-1:green", "ACTIVE", TD1, TG_A), task_set("222", "gitmoxi:dep-2:green", "PRIMARY", TD2, TG_B)];
+    advance(&desired, &mut record, &obs, now);
+    assert_eq!(record.phase, Phase::BgCleanUp);
+    let plan = advance(&desired, &mut record, &obs, now);
+    assert_eq!(plan.actions, vec![Action::EcsDeleteTaskSet { cluster: "prod".into(), service: "web".into(), task_set: blue().arn }]);
+    obs.task_sets.remove(0);
+    let plan = advance(&desired, &mut record, &obs, now);
+    let (done, completion) = plan.finished.expect("finished");
+    assert_eq!(done.outcome, Some(Outcome::Succeeded));
+    assert_eq!(completion, Completion::Applied { fingerprint: done.fingerprint.clone(), commit: "c0ffee".into(), task_definition: Some(TD2.into()) });
+}
+
+#[test]
+fn a_first_deployment_creates_the_service_and_the_first_task_set_without_shifting() {
+    let desired = app("nginx:1");
+    let fresh = AppliedState::default();
+    let mut obs = ObservedEcs { elb: Some(forwards(100, 0)), ..Default::default() };
+    let mut record = run(&desired, &fresh, None, &obs, 0).next_record.expect("started");
+    obs.registered_task_definition = Some(TD1.into());
+    let plan = run(&desired, &fresh, Some(&record), &obs, 0);
+    record = plan.next_record.expect("next");
+    assert_eq!(record.phase, Phase::BgCreateService { task_definition: TD1.into() });
+    let plan = run(&desired, &fresh, Some(&record), &obs, 0);
+    assert!(plan.take_ownership);
+    let Action::EcsCreateService { body } = &plan.actions[0] else { panic!("{:?}", plan.actions) };
+    assert_eq!(body["deploymentController"]["type"], "EXTERNAL");
+    assert!(body.get("taskDefinition").is_none() && body.get("loadBalancers").is_none() && body.get("launchType").is_none());
+    assert_eq!(body["clientToken"], client_token("dep-2", "create-service"));
+    obs.service = Some(service(4));
+    record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
+    let plan = run(&desired, &fresh, Some(&record), &obs, 0);
+    let Action::EcsCreateTaskSet { body } = &plan.actions[0] else { panic!("{:?}", plan.actions) };
+    assert_eq!(body["loadBalancers"][0]["targetGroupArn"], TG_A, "the first task set uses the svcdef's target group");
+    obs.task_sets = vec![task_set("222", "gitmoxi:dep-2:green", "ACTIVE", TD1, TG_A)];
+    record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    record = run(&desired, &fresh, Some(&record), &obs, 1_000).next_record.expect("next");
+    assert_eq!(record.phase, Phase::BgPromote, "no blue: no shifting");
+}
+
+#[test]
+fn a_replayed_create_finds_the_green_task_set_instead_of_creating_a_second() {
+    let desired = app("nginx:2");
+    let (record, obs) = in_stabilize(&desired);
+    // the record is back in CreateGreen (crash before the phase change was saved): green exists
+    let mut before = record.clone();
+    before.phase = Phase::BgCreateGreen { task_definition: TD2.into() };
+    let plan = run(&desired, &applied(), Some(&before), &obs, 0);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert!(matches!(plan.next_record.expect("next").phase, Phase::BgStabilize { .. }));
+}
+
+#[test]
+fn preflight_failures_touch_nothing_and_name_the_arn() {
+    let desired = app("nginx:2");
+    let cases: Vec<(ObservedEcs, &str)> = vec![
+        (
+            ObservedEcs {
+                service: Some(service(4)),
+                task_sets: vec![task_set("111", "x", "PRIMARY", TD1, "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/other/3")],
+                elb: Some(forwards(100, 0)),
+                ..Default::default()
+            },
+            "targetgroup/other/3",
+        ),
+        (
+            ObservedEcs {
+                service: Some(service(4)),
+                task_sets: vec![blue()],
+                elb: Some(ObservedElb { missing_target_groups: vec![TG_B.into()], ..forwards(100, 0) }),
+                ..Default::default()
+            },
+            TG_B,
+        ),
+        (
+            ObservedEcs { service: Some(service(4)), task_sets: vec![blue()], elb: Some(ObservedElb::default()), ..Default::default() },
+            "no listener default action or listener rule forwards to the blue target group",
+        ),
+        (
+            ObservedEcs {
+                service: Some(ObservedService { deployment_controller: Some("ECS".into()), ..service(4) }),
+                task_sets: vec![],
+                elb: Some(forwards(100, 0)),
+                ..Default::default()
+            },
+            "uses the ECS deployment controller",
+        ),
+        (
+            ObservedEcs {
+                service: Some(service(4)),
+                task_sets: vec![blue()],
+                elb: Some(forwards(100, 0)),
+                alarms: vec![ObservedAlarm { name: "web-5xx".into(), state: None }],
+                ..Default::default()
+            },
+            "alarm web-5xx",
+        ),
+    ];
+    for (obs, needle) in cases {
+        let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
+        record.phase = Phase::BgCreateGreen { task_definition: TD2.into() };
+        let plan = run(&desired, &applied(), Some(&record), &obs, 0);
+        assert!(plan.actions.is_empty(), "{needle}: {:?}", plan.actions);
+        let (done, completion) = plan.finished.expect("finished");
+        assert_eq!(done.outcome, Some(Outcome::Failed));
+        assert_eq!(done.cause, Some(FailureCause::ValidationError));
+        assert!(done.timeline.last().expect("logged").message.contains(needle), "{needle}: {:?}", done.timeline.last());
+        assert!(matches!(completion, Completion::Failed { .. }));
+    }
+}
+
+fn shifting_at(desired: &DesiredApp, green_weight: u32) -> (DeploymentRecord, ObservedEcs) {
+    let (mut record, mut obs) = in_stabilize(desired);
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    obs.elb = Some(forwards(100 - green_weight, green_weight));
+    record.phase = Phase::BgShift { step: 1, green: green_weight, since_ms: 1_000 };
+    record.traffic = Some(Weights::green(green_weight));
+    (record, obs)
+}
+
+#[test]
+fn an_alarm_during_shifting_puts_blue_back_to_100_then_deletes_green() {
+    let desired = app("nginx:2");
+    let (mut record, mut obs) = shifting_at(&desired, 60);
+    obs.alarms = alarm("ALARM");
+    advance(&desired, &mut record, &obs, 2_000);
+    assert_eq!(record.phase, Phase::BgRollback { superseded: false, delete_green: true });
+    assert_eq!(record.cause, Some(FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] }));
+    let plan = advance(&desired, &mut record, &obs, 2_000);
+    apply_weights(obs.elb.as_mut().expect("elb"), &plan.actions);
+    assert_eq!(obs.elb.as_ref().expect("elb").forwards[0].targets, vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
+    assert!(plan.actions.iter().all(|a| matches!(a, Action::ElbSetForwardWeights { .. })), "weights first, nothing else");
+    let plan = advance(&desired, &mut record, &obs, 2_000);
+    assert_eq!(plan.actions, vec![Action::EcsDeleteTaskSet { cluster: "prod".into(), service: "web".into(), task_set: green().arn }]);
+    obs.task_sets.retain(|t| t.id != "ecs-svc/222");
+    let plan = advance(&desired, &mut record, &obs, 2_000);
+    let (done, completion) = plan.finished.expect("finished");
+    assert_eq!(done.outcome, Some(Outcome::RolledBack));
+    assert_eq!(done.traffic, Some(Weights { blue: 100, green: 0 }));
+    assert!(matches!(completion, Completion::Failed { .. }));
+}
+
+#[test]
+fn an_alarm_keeps_green_without_traffic_when_configured() {
+    let desired = app_with(
+        "nginx:2",
+        &depdef(r#", "trafficShiftingConfig": {"type": "CANARY", "percent": 20, "waitInterval": 10}, "deleteNewUponTrafficShiftFailure": false"#),
+    );
+    let (mut record, mut obs) = shifting_at(&desired, 20);
+    obs.alarms = alarm("ALARM");
+    advance(&desired, &mut record, &obs, 2_000);
+    let plan = advance(&desired, &mut record, &obs, 2_000);
+    apply_weights(obs.elb.as_mut().expect("elb"), &plan.actions);
+    let plan = advance(&desired, &mut record, &obs, 2_000);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.finished.expect("finished").0.outcome, Some(Outcome::RolledBack));
+}
+
+#[test]
+fn the_breaker_trips_in_stabilize_and_deletes_green_without_touching_traffic() {
+    let desired = app("nginx:2");
+    let (mut record, mut obs) = in_stabilize(&desired);
+    obs.tasks = tasks_of("222", "STOPPED", 2, Some("CannotPullContainerError: image not found"));
+    advance(&desired, &mut record, &obs, 5_000);
+    assert!(matches!(record.cause, Some(FailureCause::CircuitBreakerTripped { failed_tasks: 2, threshold: 2 })));
+    assert!(record.evidence[0].contains("CannotPullContainerError"));
+    let plan = advance(&desired, &mut record, &obs, 5_000);
+    assert_eq!(plan.actions, vec![Action::EcsDeleteTaskSet { cluster: "prod".into(), service: "web".into(), task_set: green().arn }]);
+}
+
+#[test]
+fn a_stability_timeout_rolls_back() {
+    let desired = app("nginx:2");
+    let (mut record, mut obs) = in_stabilize(&desired);
+    obs.tasks = tasks_of("222", "PENDING", 4, None);
+    let plan = advance(&desired, &mut record, &obs, 50_000);
+    assert_eq!(plan.requeue_after_ms, 5_000);
+    advance(&desired, &mut record, &obs, 100_001);
+    assert!(matches!(record.cause, Some(FailureCause::StabilityTimeout { .. })), "{:?}", record.cause);
+}
+
+#[test]
+fn unhealthy_targets_keep_green_unstable() {
+    let desired = app("nginx:2");
+    let (mut record, mut obs) = in_stabilize(&desired);
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    obs.elb.as_mut().expect("elb").healthy_targets.insert(TG_B.into(), 3);
+    let plan = advance(&desired, &mut record, &obs, 5_000);
+    assert!(matches!(record.phase, Phase::BgStabilize { .. }));
+    assert!(plan.next_record.expect("progress logged").timeline.last().expect("line").message.contains("3/4 healthy"));
+}
+
+#[test]
+fn spot_shortage_creates_a_fallback_task_set_for_the_shortfall() {
+    let desired = app_with(
+        "nginx:2",
+        &depdef(r#", "fallbackCapacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]"#),
+    );
+    let (mut record, mut obs) = in_stabilize(&desired);
+    obs.tasks = tasks_of("222", "RUNNING", 1, None);
+    obs.tasks.extend(tasks_of("222", "STOPPED", 3, Some("Capacity is unavailable at this time. Please try again later")));
+    let plan = advance(&desired, &mut record, &obs, 5_000);
+    assert_eq!(record.task_set_scales, Some(TaskSetScales { primary_percent: 25.0, fallback_percent: 75.0 }));
+    let Action::EcsCreateTaskSet { body } = &plan.actions[0] else { panic!("{:?}", plan.actions) };
+    assert_eq!(body["externalId"], "gitmoxi:dep-2:fallback");
+    assert_eq!(body["scale"]["value"], 75.0);
+    assert_eq!(body["capacityProviderStrategy"][0]["capacityProvider"], "FARGATE");
+    assert!(body.get("launchType").is_none());
+    assert_eq!(body["loadBalancers"][0]["targetGroupArn"], TG_B, "same target group as green");
+    assert_eq!(
+        plan.actions[1],
+        Action::EcsUpdateTaskSetScale { cluster: "prod".into(), service: "web".into(), task_set: green().arn, percent: 25.0 }
+    );
+    obs.task_sets.push(task_set("333", "gitmoxi:dep-2:fallback", "ACTIVE", TD2, TG_B));
+    obs.tasks.extend(tasks_of("333", "RUNNING", 3, None));
+    advance(&desired, &mut record, &obs, 10_000);
+    assert_eq!(record.phase, Phase::BgPromote, "the pair is one side, stable together (no shifting configured)");
+}
+
+#[test]
+fn a_newer_commit_during_shifting_rolls_back_first_then_the_newest_deploys() {
+    let desired = app("nginx:2");
+    let (record, obs) = shifting_at(&desired, 30);
+    let newer = app("nginx:3");
+    let plan = run_with(Desired::Present(&newer), &applied(), Some(&record), &obs, 3_000, "beef");
+    let next = plan.next_record.expect("rolling back");
+    assert_eq!(next.phase, Phase::BgRollback { superseded: true, delete_green: true });
+    assert_eq!(next.id, record.id, "the same deployment rolls back");
+    let plan = run_with(Desired::Present(&newer), &applied(), Some(&next), &obs, 3_000, "beef");
+    assert!(plan.actions.iter().all(|a| matches!(a, Action::ElbSetForwardWeights { .. })) && !plan.actions.is_empty());
+    let mut obs2 = obs.clone();
+    obs2.elb = Some(forwards(100, 0));
+    obs2.task_sets = vec![blue()];
+    let after = plan.next_record.expect("next");
+    let plan = run_with(Desired::Present(&newer), &applied(), Some(&after), &obs2, 3_000, "beef");
+    let (done, completion) = plan.finished.expect("finished");
+    assert_eq!(done.outcome, Some(Outcome::Superseded));
+    assert_eq!(completion, Completion::Nothing, "the superseded fingerprint is not quarantined");
+}
+
+#[test]
+fn promote_and_clean_up_are_not_interrupted_by_a_newer_commit() {
+    let desired = app("nginx:2");
+    let (mut record, obs) = shifting_at(&desired, 100);
+    record.phase = Phase::BgPromote;
+    let newer = app("nginx:3");
+    let plan = run_with(Desired::Present(&newer), &applied(), Some(&record), &obs, 3_000, "beef");
+    assert!(matches!(plan.actions.as_slice(), [Action::EcsUpdatePrimaryTaskSet { .. }]), "{:?}", plan.actions);
+}
+
+#[test]
+fn weight_actions_only_touch_forwards_that_serve_blue_and_keep_other_target_groups() {
+    let other = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/other/3";
+    let elb = ObservedElb {
+        forwards: vec![
+            ObservedForward { kind: ForwardKind::Rule, arn: "r1".into(), targets: vec![(TG_A.into(), 100)] },
+            ObservedForward { kind: ForwardKind::Rule, arn: "r2".into(), targets: vec![(other.into(), 100)] },
+        ],
+        ..Default::default()
+    };
+    let actions = weight_actions(&elb, &[(TG_A.into(), TG_B.into())], 20);
+    assert_eq!(
+        actions,
+        vec![Action::ElbSetForwardWeights { kind: ForwardKind::Rule, arn: "r1".into(), targets: vec![(TG_A.into(), 80), (TG_B.into(), 20)] }]
+    );
+    assert!(weight_actions(&elb, &[(TG_A.into(), TG_B.into())], 0).is_empty(), "100 % blue already: nothing to change");
+}
