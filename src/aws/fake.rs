@@ -2,13 +2,18 @@
 //! definitions, services with a scheduler, tasks that take time to start or fail with a stop
 //! reason, and fault knobs (throttling, 5xx, "applied but the response was lost").
 //!
+//! Blue/green pieces live here too: task sets with their own scheduler (Spot capacity that runs
+//! out), target groups whose targets turn healthy after a delay, listeners and rules with
+//! weights, and alarms whose state can be scheduled at a virtual time (`fake_elb.rs` has the
+//! ELB and CloudWatch adapters over this world).
+//!
 //! Time is `tokio::time::Instant` (pause it in tests); the world advances lazily on every call.
 //! Invariant: the fake mirrors the API contracts gitmoxi relies on (client-token idempotency of
 //! CreateService, tags on task definitions, DescribeServices of a missing service = no entry).
 
-use super::{AwsError, AwsErrorKind, AwsProvider, Ecs};
+use super::{Alarms, AwsError, AwsErrorKind, AwsProvider, Ecs, Elb};
 use async_trait::async_trait;
-use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask};
+use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask, ObservedTaskSet};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,6 +48,34 @@ struct FakeService {
     tags: BTreeMap<String, String>,
     client_token: Option<String>,
     events: Vec<String>,
+    /// `deploymentController.type` (ECS or EXTERNAL).
+    controller: String,
+}
+
+/// A task set of an EXTERNAL service.
+#[derive(Debug, Clone)]
+pub(super) struct FakeTaskSet {
+    id: String,
+    arn: String,
+    service_key: (String, String, String),
+    external_id: String,
+    task_definition: String,
+    scale: f64,
+    status: String,
+    target_groups: Vec<String>,
+    capacity_providers: Vec<String>,
+    client_token: Option<String>,
+    /// The last time a task could not be placed (failures are reported at most once a minute).
+    last_capacity_failure: Option<Instant>,
+}
+
+/// A listener default action or rule that forwards with weights.
+#[derive(Debug, Clone)]
+pub(super) struct FakeForward {
+    pub(super) arn: String,
+    pub(super) load_balancer: String,
+    pub(super) is_rule: bool,
+    pub(super) targets: Vec<(String, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +112,12 @@ pub struct Knobs {
     pub failing_images: Vec<String>,
     /// An image containing any of these never reaches RUNNING (stuck PENDING).
     pub stuck_images: Vec<String>,
+    /// An image containing any of these runs but never turns healthy in its target groups.
+    pub unhealthy_images: Vec<String>,
+    /// How long after RUNNING a task turns healthy in its target groups.
+    pub health_delay: Duration,
+    /// How many FARGATE_SPOT tasks can run at once (None: unlimited).
+    pub spot_capacity: Option<u32>,
 }
 
 impl Default for Knobs {
@@ -88,13 +127,22 @@ impl Default for Knobs {
             fail_delay: Duration::from_secs(15),
             failing_images: vec!["fail".into()],
             stuck_images: vec!["stuck".into()],
+            unhealthy_images: vec!["unhealthy".into()],
+            health_delay: Duration::from_secs(10),
+            spot_capacity: None,
         }
     }
 }
 
 #[derive(Default)]
-struct World {
+pub(super) struct World {
     clusters: BTreeSet<(String, String)>,
+    task_sets: Vec<FakeTaskSet>,
+    /// Target group ARN → load balancer ARN (None: not attached).
+    pub(super) target_groups: BTreeMap<String, Option<String>>,
+    pub(super) forwards: Vec<FakeForward>,
+    /// Alarm name → scheduled states (from when).
+    pub(super) alarms: BTreeMap<String, Vec<(Instant, String)>>,
     task_defs: BTreeMap<(String, String), Vec<FakeTaskDef>>,
     services: BTreeMap<(String, String, String), FakeService>,
     tasks: Vec<FakeTask>,
@@ -105,7 +153,7 @@ struct World {
     /// Every call per operation.
     calls: BTreeMap<String, u32>,
     /// Successful mutations in order: (operation, detail).
-    mutations: Vec<(String, String)>,
+    pub(super) mutations: Vec<(String, String)>,
     knobs: Knobs,
 }
 
@@ -120,7 +168,7 @@ impl FakeWorld {
         Self::default()
     }
 
-    fn world(&self) -> MutexGuard<'_, World> {
+    pub(super) fn world(&self) -> MutexGuard<'_, World> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -176,6 +224,56 @@ impl FakeWorld {
         }
     }
 
+    /// A target group (optionally attached to a load balancer).
+    pub fn add_target_group(&self, arn: &str, load_balancer: Option<&str>) {
+        self.world().target_groups.insert(arn.to_string(), load_balancer.map(str::to_string));
+    }
+
+    /// A listener whose default action forwards to `targets` (ARN, weight).
+    pub fn add_listener(&self, arn: &str, load_balancer: &str, targets: &[(&str, u32)]) {
+        let targets = targets.iter().map(|(t, w)| (t.to_string(), *w)).collect();
+        self.world().forwards.push(FakeForward { arn: arn.into(), load_balancer: load_balancer.into(), is_rule: false, targets });
+    }
+
+    /// A listener rule that forwards to `targets`.
+    pub fn add_rule(&self, arn: &str, load_balancer: &str, targets: &[(&str, u32)]) {
+        let targets = targets.iter().map(|(t, w)| (t.to_string(), *w)).collect();
+        self.world().forwards.push(FakeForward { arn: arn.into(), load_balancer: load_balancer.into(), is_rule: true, targets });
+    }
+
+    /// The weights a listener default action or rule forwards with now.
+    pub fn forward_weights(&self, arn: &str) -> Vec<(String, u32)> {
+        self.world().forwards.iter().find(|f| f.arn == arn).map(|f| f.targets.clone()).unwrap_or_default()
+    }
+
+    /// Creates (or sets) an alarm's state from now on.
+    pub fn set_alarm(&self, name: &str, state: &str) {
+        self.set_alarm_after(name, state, Duration::ZERO);
+    }
+
+    /// Schedules an alarm's state from `after` (virtual time) on.
+    pub fn set_alarm_after(&self, name: &str, state: &str, after: Duration) {
+        let at = Instant::now() + after;
+        self.world().alarms.entry(name.to_string()).or_default().push((at, state.to_string()));
+    }
+
+    /// The service's task sets as ECS would describe them now.
+    pub fn task_sets(&self, region: &str, cluster: &str, service: &str) -> Vec<ObservedTaskSet> {
+        let mut w = self.world();
+        let now = Instant::now();
+        w.advance(now);
+        let key = (region.to_string(), cluster.to_string(), service.to_string());
+        w.task_sets.iter().filter(|t| t.service_key == key).map(|t| w.observe_task_set(t, now)).collect()
+    }
+
+    /// Healthy targets of a target group now.
+    pub fn healthy_targets(&self, target_group: &str) -> u32 {
+        let mut w = self.world();
+        let now = Instant::now();
+        w.advance(now);
+        w.healthy_in(target_group, now)
+    }
+
     /// A provider handing out this world's ECS per region.
     pub fn provider(&self) -> Arc<dyn AwsProvider> {
         Arc::new(FakeProvider { world: self.clone() })
@@ -185,7 +283,7 @@ impl FakeWorld {
         FakeEcs { world: self.clone(), region: region.to_string() }
     }
 
-    fn begin(&self, operation: &'static str) -> Result<(), AwsError> {
+    pub(super) fn begin(&self, operation: &'static str) -> Result<(), AwsError> {
         let mut w = self.world();
         *w.calls.entry(operation.to_string()).or_default() += 1;
         if let Some(n) = w.throttle.get_mut(operation).filter(|n| **n > 0) {
@@ -195,7 +293,7 @@ impl FakeWorld {
         Ok(())
     }
 
-    fn end<T>(&self, operation: &'static str, result: Result<T, AwsError>) -> Result<T, AwsError> {
+    pub(super) fn end<T>(&self, operation: &'static str, result: Result<T, AwsError>) -> Result<T, AwsError> {
         let mut w = self.world();
         if result.is_ok() {
             if let Some(n) = w.lose.get_mut(operation).filter(|n| **n > 0) {
@@ -214,6 +312,14 @@ struct FakeProvider {
 impl AwsProvider for FakeProvider {
     fn ecs(&self, _account: Option<&str>, region: &str) -> Arc<dyn Ecs> {
         Arc::new(self.world.client(region))
+    }
+
+    fn elb(&self, _account: Option<&str>, _region: &str) -> Arc<dyn Elb> {
+        Arc::new(super::fake_elb::FakeElb { world: self.world.clone() })
+    }
+
+    fn alarms(&self, _account: Option<&str>, _region: &str) -> Arc<dyn Alarms> {
+        Arc::new(super::fake_elb::FakeAlarms { world: self.world.clone() })
     }
 }
 
@@ -245,8 +351,10 @@ impl World {
     }
 
     /// The scheduler: bring every active service's primary deployment to its desired count,
-    /// replace failed tasks, drain older deployments once the primary is complete.
-    fn advance(&mut self, now: Instant) {
+    /// replace failed tasks, drain older deployments once the primary is complete; then the
+    /// task sets of EXTERNAL services.
+    pub(super) fn advance(&mut self, now: Instant) {
+        self.advance_task_sets(now);
         let keys: Vec<_> = self.services.keys().cloned().collect();
         for key in keys {
             let Some(service) = self.services.get(&key).cloned() else { continue };
@@ -360,15 +468,19 @@ impl World {
                 rollout_state_reason: None,
             })
             .collect();
+        let external = s.controller == "EXTERNAL";
+        let primary_set = self.task_sets.iter().find(|t| t.service_key == key && t.status == "PRIMARY");
+        let service_tasks = |status: &str| self.tasks.iter().filter(|t| t.service_key == key && t.status(now) == status).count() as u32;
         ObservedService {
             arn: s.arn.clone(),
             status: s.status.clone(),
-            task_definition: Some(s.task_definition.clone()),
+            task_definition: if external { primary_set.map(|t| t.task_definition.clone()) } else { Some(s.task_definition.clone()) },
             desired_count: s.desired,
-            running_count: deployments.iter().map(|d| d.running_count).sum(),
-            pending_count: deployments.iter().map(|d| d.pending_count).sum(),
+            running_count: if external { service_tasks("RUNNING") } else { deployments.iter().map(|d| d.running_count).sum() },
+            pending_count: if external { service_tasks("PENDING") } else { deployments.iter().map(|d| d.pending_count).sum() },
             deployments,
             has_load_balancers: false,
+            deployment_controller: Some(s.controller.clone()),
             tags: s.tags.clone(),
             events: s.events.iter().rev().take(10).cloned().collect(),
         }
@@ -391,6 +503,135 @@ impl World {
             health_status: Some("UNKNOWN".into()),
             containers: vec![ObservedContainer { name: "main".into(), exit_code: None, reason: None }],
         }
+    }
+}
+
+const CAPACITY_REASON: &str = "Capacity is unavailable at this time. Please try again later or in a different availability zone";
+
+impl World {
+    /// The task-set scheduler: each task set of an ACTIVE service runs ceil(desired × scale)
+    /// tasks; FARGATE_SPOT placements stop at `spot_capacity`; extra tasks are scaled in.
+    fn advance_task_sets(&mut self, now: Instant) {
+        let sets: Vec<FakeTaskSet> = self.task_sets.clone();
+        for set in sets {
+            let Some(service) = self.services.get(&set.service_key).cloned() else { continue };
+            if service.status != "ACTIVE" {
+                continue;
+            }
+            let want = (f64::from(service.desired) * set.scale / 100.0).ceil() as u32;
+            let live: Vec<usize> = self
+                .tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.deployment == set.id && t.status(now) != "STOPPED")
+                .map(|(i, _)| i)
+                .collect();
+            let live_count = live.len() as u32;
+            if live_count > want {
+                for i in live.iter().rev().take((live_count - want) as usize) {
+                    self.tasks[*i].stopped_at =
+                        Some((now, "ServiceSchedulerInitiated".into(), format!("Scaling activity initiated by (deployment {})", set.id)));
+                }
+                continue;
+            }
+            let images = self.images_of(&set.service_key.0, &set.task_definition);
+            let fails = images.iter().any(|i| self.knobs.failing_images.iter().any(|f| i.contains(f.as_str())));
+            let stuck = images.iter().any(|i| self.knobs.stuck_images.iter().any(|f| i.contains(f.as_str())));
+            let spot = set.capacity_providers.iter().any(|c| c == "FARGATE_SPOT");
+            for _ in live_count..want {
+                if spot {
+                    if let Some(capacity) = self.knobs.spot_capacity {
+                        let spot_sets: Vec<String> =
+                            self.task_sets.iter().filter(|t| t.capacity_providers.iter().any(|c| c == "FARGATE_SPOT")).map(|t| t.id.clone()).collect();
+                        let on_spot = self.tasks.iter().filter(|t| spot_sets.contains(&t.deployment) && t.status(now) != "STOPPED").count() as u32;
+                        if on_spot >= capacity {
+                            let recent = set.last_capacity_failure.is_some_and(|at| now.duration_since(at) < Duration::from_secs(60));
+                            if !recent {
+                                let id = self.next_id();
+                                self.tasks.push(FakeTask {
+                                    arn: format!("arn:aws:ecs:{}:{ACCOUNT}:task/{}/{id:032x}", set.service_key.0, set.service_key.1),
+                                    service_key: set.service_key.clone(),
+                                    deployment: set.id.clone(),
+                                    task_definition: set.task_definition.clone(),
+                                    created: now,
+                                    running_at: None,
+                                    stopped_at: Some((now, "TaskFailedToStart".into(), CAPACITY_REASON.into())),
+                                });
+                                if let Some(t) = self.task_sets.iter_mut().find(|t| t.id == set.id) {
+                                    t.last_capacity_failure = Some(now);
+                                }
+                            }
+                            break;
+                        }
+                    }
+                }
+                let id = self.next_id();
+                let (running_at, stopped_at) = if fails {
+                    (
+                        None,
+                        Some((
+                            now + self.knobs.fail_delay,
+                            "TaskFailedToStart".to_string(),
+                            format!("CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found", images.join(",")),
+                        )),
+                    )
+                } else if stuck {
+                    (None, None)
+                } else {
+                    (Some(now + self.knobs.start_delay), None)
+                };
+                self.tasks.push(FakeTask {
+                    arn: format!("arn:aws:ecs:{}:{ACCOUNT}:task/{}/{id:032x}", set.service_key.0, set.service_key.1),
+                    service_key: set.service_key.clone(),
+                    deployment: set.id.clone(),
+                    task_definition: set.task_definition.clone(),
+                    created: now,
+                    running_at,
+                    stopped_at,
+                });
+            }
+        }
+    }
+
+    pub(super) fn observe_task_set(&self, t: &FakeTaskSet, now: Instant) -> ObservedTaskSet {
+        let desired = self.services.get(&t.service_key).map_or(0, |s| s.desired);
+        let count = |status: &str| self.tasks.iter().filter(|k| k.deployment == t.id && k.status(now) == status).count() as u32;
+        ObservedTaskSet {
+            id: t.id.clone(),
+            arn: t.arn.clone(),
+            status: t.status.clone(),
+            external_id: t.external_id.clone(),
+            task_definition: t.task_definition.clone(),
+            scale_percent: t.scale,
+            computed_desired_count: (f64::from(desired) * t.scale / 100.0).ceil() as u32,
+            running_count: count("RUNNING"),
+            pending_count: count("PENDING"),
+            target_groups: t.target_groups.clone(),
+            capacity_providers: t.capacity_providers.clone(),
+        }
+    }
+
+    /// Healthy targets of a target group: RUNNING tasks of the task sets registered in it, once
+    /// `health_delay` has passed, unless their image never turns healthy.
+    pub(super) fn healthy_in(&self, target_group: &str, now: Instant) -> u32 {
+        let sets: Vec<&FakeTaskSet> = self.task_sets.iter().filter(|t| t.target_groups.iter().any(|g| g == target_group)).collect();
+        self.tasks
+            .iter()
+            .filter(|task| {
+                let Some(set) = sets.iter().find(|s| s.id == task.deployment) else { return false };
+                let healthy_image = !self
+                    .images_of(&set.service_key.0, &set.task_definition)
+                    .iter()
+                    .any(|i| self.knobs.unhealthy_images.iter().any(|u| i.contains(u.as_str())));
+                task.status(now) == "RUNNING" && healthy_image && task.running_at.is_some_and(|at| at + self.knobs.health_delay <= now)
+            })
+            .count() as u32
+    }
+
+    /// The alarm's state now (None: no such alarm).
+    pub(super) fn alarm_state(&self, name: &str, now: Instant) -> Option<String> {
+        let schedule = self.alarms.get(name)?;
+        Some(schedule.iter().filter(|(at, _)| *at <= now).next_back().map_or_else(|| "OK".to_string(), |(_, s)| s.clone()))
     }
 }
 
@@ -512,6 +753,7 @@ impl Ecs for FakeEcs {
                     }
                     _ => {
                         let td = body.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string();
+                        let external = body.pointer("/deploymentController/type").and_then(Value::as_str) == Some("EXTERNAL");
                         let id = w.next_id();
                         let arn = format!("arn:aws:ecs:{}:{ACCOUNT}:service/{}/{name}", self.region, key.1);
                         let service = FakeService {
@@ -522,10 +764,19 @@ impl Ecs for FakeEcs {
                             status: "ACTIVE".into(),
                             task_definition: td.clone(),
                             desired: body.get("desiredCount").and_then(Value::as_u64).unwrap_or(0) as u32,
-                            deployments: vec![FakeDeployment { id: format!("ecs-svc/{id}"), task_definition: td }],
+                            deployments: if external {
+                                Vec::new()
+                            } else {
+                                vec![FakeDeployment { id: format!("ecs-svc/{id}"), task_definition: td }]
+                            },
                             tags: tags_of(body),
                             client_token: token,
                             events: vec![format!("(service {name}) has started.")],
+                            controller: body
+                                .pointer("/deploymentController/type")
+                                .and_then(Value::as_str)
+                                .unwrap_or("ECS")
+                                .to_string(),
                         };
                         w.services.insert(key, service);
                         w.mutations.push(("CreateService".into(), arn.clone()));
@@ -608,5 +859,145 @@ impl Ecs for FakeEcs {
             }
         };
         self.world.end("TagResource", result)
+    }
+
+    async fn describe_task_sets(&self, cluster: &str, service: &str) -> Result<Vec<ObservedTaskSet>, AwsError> {
+        self.world.begin("DescribeTaskSets")?;
+        let now = Instant::now();
+        let result = {
+            let mut w = self.world.world();
+            w.advance(now);
+            let key = self.key(cluster, service);
+            self.check_cluster(&w, "DescribeTaskSets", cluster)
+                .map(|_| w.task_sets.iter().filter(|t| t.service_key == key).map(|t| w.observe_task_set(t, now)).collect())
+        };
+        self.world.end("DescribeTaskSets", result)
+    }
+
+    async fn tasks_started_by(&self, cluster: &str, started_by: &str) -> Result<Vec<ObservedTask>, AwsError> {
+        self.world.begin("ListTasks")?;
+        let now = Instant::now();
+        let result = {
+            let mut w = self.world.world();
+            w.advance(now);
+            self.check_cluster(&w, "ListTasks", cluster).map(|_| {
+                w.tasks
+                    .iter()
+                    .filter(|t| t.deployment == started_by && now.duration_since(t.created) < Duration::from_secs(3600))
+                    .map(|t| w.observe_task(t, now))
+                    .collect()
+            })
+        };
+        self.world.end("ListTasks", result)
+    }
+
+    async fn create_task_set(&self, body: &Value) -> Result<String, AwsError> {
+        self.world.begin("CreateTaskSet")?;
+        let now = Instant::now();
+        let result = {
+            let mut w = self.world.world();
+            let cluster = body.get("cluster").and_then(Value::as_str).unwrap_or("default").to_string();
+            let service = body.get("service").and_then(Value::as_str).unwrap_or_default().to_string();
+            let key = self.key(&cluster, &service);
+            let token = body.get("clientToken").and_then(Value::as_str).map(str::to_string);
+            let controller = w.services.get(&key).filter(|s| s.status == "ACTIVE").map(|s| s.controller.clone());
+            match (self.check_cluster(&w, "CreateTaskSet", &cluster), controller) {
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => Err(not_found("CreateTaskSet", "ServiceNotFoundException", "Service not found.".into())),
+                (Ok(()), Some(c)) if c != "EXTERNAL" => {
+                    Err(invalid("CreateTaskSet", "Amazon ECS only supports task sets on services configured to use the EXTERNAL deployment controller."))
+                }
+                (Ok(()), Some(_)) => {
+                    if let Some(existing) = w.task_sets.iter().find(|t| t.client_token.is_some() && t.client_token == token) {
+                        Ok(existing.arn.clone())
+                    } else {
+                        let id = w.next_id();
+                        let id = format!("ecs-svc/{:019}", 1_000_000_000_000_000_000u64 + id);
+                        let arn = format!("arn:aws:ecs:{}:{ACCOUNT}:task-set/{}/{service}/{id}", self.region, key.1);
+                        let target_groups = body
+                            .get("loadBalancers")
+                            .and_then(Value::as_array)
+                            .map(|l| l.iter().filter_map(|e| e.get("targetGroupArn").and_then(Value::as_str).map(str::to_string)).collect())
+                            .unwrap_or_default();
+                        let capacity_providers = body
+                            .get("capacityProviderStrategy")
+                            .and_then(Value::as_array)
+                            .map(|l| l.iter().filter_map(|e| e.get("capacityProvider").and_then(Value::as_str).map(str::to_string)).collect())
+                            .unwrap_or_default();
+                        let first = !w.task_sets.iter().any(|t| t.service_key == key);
+                        w.task_sets.push(FakeTaskSet {
+                            id,
+                            arn: arn.clone(),
+                            service_key: key,
+                            external_id: body.get("externalId").and_then(Value::as_str).unwrap_or_default().to_string(),
+                            task_definition: body.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string(),
+                            scale: body.pointer("/scale/value").and_then(Value::as_f64).unwrap_or(100.0),
+                            status: if first { "PRIMARY".into() } else { "ACTIVE".into() },
+                            target_groups,
+                            capacity_providers,
+                            client_token: token,
+                            last_capacity_failure: None,
+                        });
+                        w.mutations.push(("CreateTaskSet".into(), arn.clone()));
+                        w.advance(now);
+                        Ok(arn)
+                    }
+                }
+            }
+        };
+        self.world.end("CreateTaskSet", result)
+    }
+
+    async fn update_task_set_scale(&self, _cluster: &str, _service: &str, task_set: &str, percent: f64) -> Result<(), AwsError> {
+        self.world.begin("UpdateTaskSet")?;
+        let now = Instant::now();
+        let result = {
+            let mut w = self.world.world();
+            match w.task_sets.iter_mut().find(|t| t.arn == task_set) {
+                Some(t) => {
+                    t.scale = percent;
+                    w.mutations.push(("UpdateTaskSet".into(), format!("{task_set} {percent}")));
+                    w.advance(now);
+                    Ok(())
+                }
+                None => Err(not_found("UpdateTaskSet", "TaskSetNotFoundException", format!("no task set {task_set}"))),
+            }
+        };
+        self.world.end("UpdateTaskSet", result)
+    }
+
+    async fn update_primary_task_set(&self, _cluster: &str, _service: &str, task_set: &str) -> Result<(), AwsError> {
+        self.world.begin("UpdateServicePrimaryTaskSet")?;
+        let result = {
+            let mut w = self.world.world();
+            match w.task_sets.iter().find(|t| t.arn == task_set).map(|t| t.service_key.clone()) {
+                Some(key) => {
+                    for t in w.task_sets.iter_mut().filter(|t| t.service_key == key) {
+                        t.status = if t.arn == task_set { "PRIMARY".into() } else { "ACTIVE".into() };
+                    }
+                    w.mutations.push(("UpdateServicePrimaryTaskSet".into(), task_set.to_string()));
+                    Ok(())
+                }
+                None => Err(invalid("UpdateServicePrimaryTaskSet", format!("task set {task_set} not found; a full ARN is required"))),
+            }
+        };
+        self.world.end("UpdateServicePrimaryTaskSet", result)
+    }
+
+    async fn delete_task_set(&self, _cluster: &str, _service: &str, task_set: &str) -> Result<(), AwsError> {
+        self.world.begin("DeleteTaskSet")?;
+        let now = Instant::now();
+        let result = {
+            let mut w = self.world.world();
+            if let Some(i) = w.task_sets.iter().position(|t| t.arn == task_set) {
+                let removed = w.task_sets.remove(i);
+                for t in w.tasks.iter_mut().filter(|t| t.deployment == removed.id && t.stopped_at.is_none()) {
+                    t.stopped_at = Some((now, "ServiceSchedulerInitiated".into(), format!("Scaling activity initiated by (deployment {})", removed.id)));
+                }
+                w.mutations.push(("DeleteTaskSet".into(), task_set.to_string()));
+            }
+            Ok(())
+        };
+        self.world.end("DeleteTaskSet", result)
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Cross-account roles (SPEC §7.4) plug in here; without one, `account` only separates caches.
 
+use super::sdk_alarms::SdkAlarms;
 use super::sdk_ecs::SdkEcs;
-use super::{AwsProvider, Ecs};
+use super::sdk_elb::SdkElb;
+use super::{Alarms, AwsProvider, Ecs, Elb};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use std::collections::HashMap;
@@ -16,6 +18,8 @@ type ClientCache<T> = Mutex<HashMap<(Option<String>, String), Arc<T>>>;
 pub struct SdkProvider {
     base: SdkConfig,
     ecs: ClientCache<dyn Ecs>,
+    elb: ClientCache<dyn Elb>,
+    alarms: ClientCache<dyn Alarms>,
     metrics: crate::metrics::AwsCallMetrics,
 }
 
@@ -27,12 +31,12 @@ impl SdkProvider {
             .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
             .load()
             .await;
-        SdkProvider { base, ecs: Mutex::new(HashMap::new()), metrics }
+        SdkProvider { base, ecs: Mutex::new(HashMap::new()), elb: Mutex::new(HashMap::new()), alarms: Mutex::new(HashMap::new()), metrics }
     }
 
     /// Uses an explicit SDK configuration (tests point it at moto).
     pub fn from_config(base: SdkConfig, metrics: crate::metrics::AwsCallMetrics) -> SdkProvider {
-        SdkProvider { base, ecs: Mutex::new(HashMap::new()), metrics }
+        SdkProvider { base, ecs: Mutex::new(HashMap::new()), elb: Mutex::new(HashMap::new()), alarms: Mutex::new(HashMap::new()), metrics }
     }
 }
 
@@ -45,6 +49,30 @@ impl AwsProvider for SdkProvider {
             .or_insert_with(|| {
                 let conf = aws_sdk_ecs::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
                 Arc::new(SdkEcs::new(aws_sdk_ecs::Client::from_conf(conf), self.metrics.clone()))
+            })
+            .clone()
+    }
+
+    fn elb(&self, account: Option<&str>, region: &str) -> Arc<dyn Elb> {
+        let key = (account.map(str::to_string), region.to_string());
+        let mut cache = self.elb.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                Arc::new(SdkElb::new(aws_sdk_elasticloadbalancingv2::Client::from_conf(conf), self.metrics.clone()))
+            })
+            .clone()
+    }
+
+    fn alarms(&self, account: Option<&str>, region: &str) -> Arc<dyn Alarms> {
+        let key = (account.map(str::to_string), region.to_string());
+        let mut cache = self.alarms.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let conf = aws_sdk_cloudwatch::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                Arc::new(SdkAlarms::new(aws_sdk_cloudwatch::Client::from_conf(conf), self.metrics.clone()))
             })
             .clone()
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_ecs::types::{DesiredStatus, ServiceField, SortOrder, TaskDefinitionField};
 use aws_sdk_ecs::Client;
 use aws_smithy_types::body::SdkBody;
-use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask};
+use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask, ObservedTaskSet};
 use serde_json::Value;
 
 const SERVICE: &str = "ecs";
@@ -46,6 +46,94 @@ fn i32_to_u32(v: i32) -> u32 {
 
 fn str_field<'a>(body: &'a Value, name: &str) -> &'a str {
     body.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+
+/// Which tasks ListTasks should return.
+enum TaskFilter<'a> {
+    Service(&'a str),
+    StartedBy(&'a str),
+}
+
+fn observed_task(t: &aws_sdk_ecs::types::Task) -> ObservedTask {
+    ObservedTask {
+        arn: t.task_arn().unwrap_or_default().to_string(),
+        task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
+        last_status: t.last_status().unwrap_or_default().to_string(),
+        desired_status: t.desired_status().unwrap_or_default().to_string(),
+        started_by: t.started_by().map(str::to_string),
+        stopped_reason: t.stopped_reason().map(str::to_string),
+        stop_code: t.stop_code().map(|c| c.as_str().to_string()),
+        health_status: t.health_status().map(|h| h.as_str().to_string()),
+        containers: t
+            .containers()
+            .iter()
+            .map(|c| ObservedContainer {
+                name: c.name().unwrap_or_default().to_string(),
+                exit_code: c.exit_code(),
+                reason: c.reason().map(str::to_string),
+            })
+            .collect(),
+    }
+}
+
+fn observed_task_set(t: &aws_sdk_ecs::types::TaskSet) -> ObservedTaskSet {
+    ObservedTaskSet {
+        id: t.id().unwrap_or_default().to_string(),
+        arn: t.task_set_arn().unwrap_or_default().to_string(),
+        status: t.status().unwrap_or_default().to_string(),
+        external_id: t.external_id().unwrap_or_default().to_string(),
+        task_definition: t.task_definition().unwrap_or_default().to_string(),
+        scale_percent: t.scale().map_or(100.0, |s| s.value()),
+        computed_desired_count: i32_to_u32(t.computed_desired_count()),
+        running_count: i32_to_u32(t.running_count()),
+        pending_count: i32_to_u32(t.pending_count()),
+        target_groups: t.load_balancers().iter().filter_map(|l| l.target_group_arn().map(str::to_string)).collect(),
+        capacity_providers: t.capacity_provider_strategy().iter().map(|c| c.capacity_provider().to_string()).collect(),
+    }
+}
+
+impl SdkEcs {
+    async fn list_task_arns(&self, cluster: &str, filter: TaskFilter<'_>) -> Result<Vec<String>, AwsError> {
+        let mut arns: Vec<String> = Vec::new();
+        for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let mut token: Option<String> = None;
+            for _page in 0..20 {
+                let request = self.client.list_tasks().cluster(cluster).desired_status(status.clone()).set_next_token(token.clone());
+                let request = match filter {
+                    TaskFilter::Service(service) => request.service_name(service),
+                    TaskFilter::StartedBy(by) => request.started_by(by),
+                };
+                let out = request.send().await.map_err(|e| AwsError::from_sdk(SERVICE, "ListTasks", e));
+                let out = self.track("ListTasks", out)?;
+                arns.extend(out.task_arns().iter().cloned());
+                token = out.next_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        arns.sort();
+        arns.dedup();
+        Ok(arns)
+    }
+
+    async fn describe_task_arns(&self, cluster: &str, arns: Vec<String>) -> Result<Vec<ObservedTask>, AwsError> {
+        let mut tasks = Vec::with_capacity(arns.len());
+        for chunk in arns.chunks(100) {
+            let out = self
+                .client
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTasks", e));
+            let out = self.track("DescribeTasks", out)?;
+            tasks.extend(out.tasks().iter().map(observed_task));
+        }
+        Ok(tasks)
+    }
 }
 
 #[async_trait]
@@ -85,6 +173,7 @@ impl Ecs for SdkEcs {
                 })
                 .collect(),
             has_load_balancers: !s.load_balancers().is_empty(),
+            deployment_controller: s.deployment_controller().map(|d| d.r#type().as_str().to_string()),
             tags: s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
             events: s.events().iter().take(10).filter_map(|e| e.message().map(str::to_string)).collect(),
         }))
@@ -131,64 +220,8 @@ impl Ecs for SdkEcs {
     }
 
     async fn service_tasks(&self, cluster: &str, service: &str) -> Result<Vec<ObservedTask>, AwsError> {
-        let mut arns: Vec<String> = Vec::new();
-        for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
-            let mut token: Option<String> = None;
-            for _page in 0..20 {
-                let out = self
-                    .client
-                    .list_tasks()
-                    .cluster(cluster)
-                    .service_name(service)
-                    .desired_status(status.clone())
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk(SERVICE, "ListTasks", e));
-                let out = self.track("ListTasks", out)?;
-                arns.extend(out.task_arns().iter().cloned());
-                token = out.next_token().map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
-            }
-        }
-        arns.sort();
-        arns.dedup();
-        let mut tasks = Vec::with_capacity(arns.len());
-        for chunk in arns.chunks(100) {
-            let out = self
-                .client
-                .describe_tasks()
-                .cluster(cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTasks", e));
-            let out = self.track("DescribeTasks", out)?;
-            tasks.extend(out.tasks().iter().map(|t| {
-                ObservedTask {
-                    arn: t.task_arn().unwrap_or_default().to_string(),
-                    task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
-                    last_status: t.last_status().unwrap_or_default().to_string(),
-                    desired_status: t.desired_status().unwrap_or_default().to_string(),
-                    started_by: t.started_by().map(str::to_string),
-                    stopped_reason: t.stopped_reason().map(str::to_string),
-                    stop_code: t.stop_code().map(|c| c.as_str().to_string()),
-                    health_status: t.health_status().map(|h| h.as_str().to_string()),
-                    containers: t
-                        .containers()
-                        .iter()
-                        .map(|c| ObservedContainer {
-                            name: c.name().unwrap_or_default().to_string(),
-                            exit_code: c.exit_code(),
-                            reason: c.reason().map(str::to_string),
-                        })
-                        .collect(),
-                }
-            }));
-        }
-        Ok(tasks)
+        let arns = self.list_task_arns(cluster, TaskFilter::Service(service)).await?;
+        self.describe_task_arns(cluster, arns).await
     }
 
     async fn register_task_definition(&self, body: &Value) -> Result<String, AwsError> {
@@ -270,5 +303,90 @@ impl Ecs for SdkEcs {
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "TagResource", e));
         self.track("TagResource", out).map(|_| ())
+    }
+
+    async fn describe_task_sets(&self, cluster: &str, service: &str) -> Result<Vec<ObservedTaskSet>, AwsError> {
+        let out = self
+            .client
+            .describe_task_sets()
+            .cluster(cluster)
+            .service(service)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTaskSets", e));
+        match self.track("DescribeTaskSets", out) {
+            Ok(out) => Ok(out.task_sets().iter().map(observed_task_set).collect()),
+            // A service that is gone has no task sets.
+            Err(e) if e.code == "ServiceNotFoundException" || e.code == "ServiceNotActiveException" => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn tasks_started_by(&self, cluster: &str, started_by: &str) -> Result<Vec<ObservedTask>, AwsError> {
+        let arns = self.list_task_arns(cluster, TaskFilter::StartedBy(started_by)).await?;
+        self.describe_task_arns(cluster, arns).await
+    }
+
+    async fn create_task_set(&self, body: &Value) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .create_task_set()
+            .cluster(str_field(body, "cluster"))
+            .service(str_field(body, "service"))
+            .task_definition(str_field(body, "taskDefinition"))
+            .customize()
+            .mutate_request(raw_body(body))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "CreateTaskSet", e));
+        let out = self.track("CreateTaskSet", out)?;
+        Ok(out.task_set().and_then(|t| t.task_set_arn()).unwrap_or_default().to_string())
+    }
+
+    async fn update_task_set_scale(&self, cluster: &str, service: &str, task_set: &str, percent: f64) -> Result<(), AwsError> {
+        let scale = aws_sdk_ecs::types::Scale::builder().value(percent).unit(aws_sdk_ecs::types::ScaleUnit::Percent).build();
+        let out = self
+            .client
+            .update_task_set()
+            .cluster(cluster)
+            .service(service)
+            .task_set(task_set)
+            .scale(scale)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "UpdateTaskSet", e));
+        self.track("UpdateTaskSet", out).map(|_| ())
+    }
+
+    async fn update_primary_task_set(&self, cluster: &str, service: &str, task_set: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .update_service_primary_task_set()
+            .cluster(cluster)
+            .service(service)
+            .primary_task_set(task_set)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "UpdateServicePrimaryTaskSet", e));
+        self.track("UpdateServicePrimaryTaskSet", out).map(|_| ())
+    }
+
+    async fn delete_task_set(&self, cluster: &str, service: &str, task_set: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .delete_task_set()
+            .cluster(cluster)
+            .service(service)
+            .task_set(task_set)
+            .force(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DeleteTaskSet", e));
+        match self.track("DeleteTaskSet", out) {
+            Ok(_) => Ok(()),
+            // Already gone: the goal is reached.
+            Err(e) if e.code == "TaskSetNotFoundException" => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

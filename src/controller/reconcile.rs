@@ -5,12 +5,12 @@
 //! in order, and maps a permanent AWS refusal to the planner's failure helper.
 
 use super::{Controller, ControllerError};
-use crate::aws::{AwsError, AwsErrorKind, Ecs};
+use crate::aws::{Alarms, AwsError, AwsErrorKind, Ecs, Elb};
 use gitmoxi_deploy::observed::ObservedEcs;
 use gitmoxi_deploy::plan::{Action, Completion, Plan};
 use gitmoxi_deploy::record::{AppKey, DeploymentRecord, FailureCause, Level};
 use gitmoxi_deploy::repo_plan::PlanAction;
-use gitmoxi_deploy::spec::{AppKind, AppSpec, EcsStrategy, Identity};
+use gitmoxi_deploy::spec::{AppKind, AppSpec, Identity};
 use gitmoxi_deploy::strategy::{self, Desired, StepInput, STEADY_REQUEUE_MS};
 use gitmoxi_state::{AppEntry, HistoryEvent};
 use std::sync::Arc;
@@ -44,9 +44,6 @@ impl Controller {
                 AppSpec::Lambda(_) => {
                     Some("Lambda deployments are not implemented in this gitmoxi version; the function is left untouched")
                 }
-                AppSpec::Ecs(ecs) if ecs.strategy == EcsStrategy::BlueGreen => Some(
-                    "blue/green (deploymentController EXTERNAL) is not implemented in this gitmoxi version; the service is left untouched",
-                ),
                 AppSpec::Ecs(_) => None,
             },
             Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => None,
@@ -67,8 +64,12 @@ impl Controller {
         let (account, region) = match &identity {
             Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.clone(), region.clone()),
         };
-        let ecs = self.aws.ecs(account.as_deref(), &region);
-        let observed = observe(ecs.as_ref(), &identity, &needs).await;
+        let clients = Clients {
+            ecs: self.aws.ecs(account.as_deref(), &region),
+            elb: self.aws.elb(account.as_deref(), &region),
+            alarms: self.aws.alarms(account.as_deref(), &region),
+        };
+        let observed = observe(&clients, &identity, &needs).await;
         let new_id = self.new_id();
         let now = self.clock.now_ms();
         let input = StepInput {
@@ -88,7 +89,7 @@ impl Controller {
             Err(e) => strategy::on_permanent_error(&input, cause_of(e)),
         };
         let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit);
-        self.execute(key, plan, record.as_ref(), ecs.as_ref()).instrument(span).await
+        self.execute(key, plan, record.as_ref(), &clients).instrument(span).await
     }
 
     /// Records whether this version leaves the app untouched; `true` = skip it.
@@ -102,7 +103,7 @@ impl Controller {
     }
 
     /// Persists, flushes, then acts.
-    async fn execute(&self, key: &AppKey, plan: Plan, before: Option<&DeploymentRecord>, ecs: &dyn Ecs) -> Result<u64, ControllerError> {
+    async fn execute(&self, key: &AppKey, plan: Plan, before: Option<&DeploymentRecord>, clients: &Clients) -> Result<u64, ControllerError> {
         if let Some((finished, completion)) = &plan.finished {
             self.record_history(before, finished)?;
             self.finish(finished, completion)?;
@@ -134,7 +135,7 @@ impl Controller {
         }
         self.store.flush().await?;
         for action in &plan.actions {
-            if let Err(e) = perform(ecs, action).await {
+            if let Err(e) = perform(clients, action).await {
                 if e.is_transient() {
                     return Err(ControllerError::Aws(e));
                 }
@@ -190,20 +191,38 @@ impl Controller {
     }
 }
 
+/// The clients of one (account, region).
+pub struct Clients {
+    pub ecs: Arc<dyn Ecs>,
+    pub elb: Arc<dyn Elb>,
+    pub alarms: Arc<dyn Alarms>,
+}
+
 /// Fetches what the step needs.
-async fn observe(ecs: &dyn Ecs, identity: &Identity, needs: &strategy::ObserveNeeds) -> Result<ObservedEcs, AwsError> {
+async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::ObserveNeeds) -> Result<ObservedEcs, AwsError> {
     let Identity::Ecs { cluster, service, .. } = identity else { return Ok(ObservedEcs::default()) };
+    let ecs = clients.ecs.as_ref();
     let described = ecs.describe_service(cluster, service).await?;
     let registered = match &needs.registered_for {
         Some((family, id)) => ecs.find_task_definition(family, id).await?,
         None => None,
     };
-    let tasks = if needs.tasks && described.is_some() { ecs.service_tasks(cluster, service).await? } else { Vec::new() };
-    Ok(ObservedEcs { service: described, registered_task_definition: registered, tasks })
+    let exists = described.as_ref().is_some_and(|s| s.status != "INACTIVE");
+    let mut tasks = if needs.tasks && exists { ecs.service_tasks(cluster, service).await? } else { Vec::new() };
+    let task_sets = if needs.task_sets && exists { ecs.describe_task_sets(cluster, service).await? } else { Vec::new() };
+    if let Some(prefix) = &needs.side_tasks {
+        for set in task_sets.iter().filter(|t| t.external_id.starts_with(prefix.as_str())) {
+            tasks.extend(ecs.tasks_started_by(cluster, &set.id).await?);
+        }
+    }
+    let elb = if needs.target_groups.is_empty() { None } else { Some(clients.elb.observe(&needs.target_groups).await?) };
+    let alarms = if needs.alarms.is_empty() { Vec::new() } else { clients.alarms.describe(&needs.alarms).await? };
+    Ok(ObservedEcs { service: described, registered_task_definition: registered, tasks, task_sets, elb, alarms })
 }
 
 /// Performs one action.
-async fn perform(ecs: &dyn Ecs, action: &Action) -> Result<(), AwsError> {
+async fn perform(clients: &Clients, action: &Action) -> Result<(), AwsError> {
+    let ecs = clients.ecs.as_ref();
     match action {
         Action::EcsRegisterTaskDefinition { body } => ecs.register_task_definition(body).await.map(|arn| {
             tracing::info!(task_definition = %arn, "registered task definition");
@@ -214,5 +233,14 @@ async fn perform(ecs: &dyn Ecs, action: &Action) -> Result<(), AwsError> {
         Action::EcsUpdateService { body } => ecs.update_service(body).await,
         Action::EcsDeleteService { cluster, service } => ecs.delete_service(cluster, service).await,
         Action::EcsTagResource { arn, tags } => ecs.tag_resource(arn, tags).await,
+        Action::EcsCreateTaskSet { body } => ecs.create_task_set(body).await.map(|arn| {
+            tracing::info!(task_set = %arn, "created task set");
+        }),
+        Action::EcsUpdateTaskSetScale { cluster, service, task_set, percent } => {
+            ecs.update_task_set_scale(cluster, service, task_set, *percent).await
+        }
+        Action::EcsUpdatePrimaryTaskSet { cluster, service, task_set } => ecs.update_primary_task_set(cluster, service, task_set).await,
+        Action::EcsDeleteTaskSet { cluster, service, task_set } => ecs.delete_task_set(cluster, service, task_set).await,
+        Action::ElbSetForwardWeights { kind, arn, targets } => clients.elb.set_forward_weights(*kind, arn, targets).await,
     }
 }

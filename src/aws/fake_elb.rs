@@ -1,0 +1,92 @@
+//! ELB and CloudWatch over the fake world (`fake.rs`): target groups, forwards with weights,
+//! healthy targets derived from the task sets registered in each group, scheduled alarm states.
+//!
+//! Invariant: weights written here are exactly what the next observation reads back, and every
+//! write is recorded as a mutation so tests can replay the sequence of traffic splits.
+
+use super::fake::FakeWorld;
+use super::{Alarms, AwsError, AwsErrorKind, Elb};
+use async_trait::async_trait;
+use gitmoxi_deploy::observed::{ForwardKind, ObservedAlarm, ObservedElb, ObservedForward};
+use std::collections::BTreeMap;
+use tokio::time::Instant;
+
+/// The fake ELB (all regions: ARNs carry theirs).
+pub struct FakeElb {
+    pub(super) world: FakeWorld,
+}
+
+/// The fake CloudWatch alarms.
+pub struct FakeAlarms {
+    pub(super) world: FakeWorld,
+}
+
+#[async_trait]
+impl Elb for FakeElb {
+    async fn observe(&self, target_groups: &[String]) -> Result<ObservedElb, AwsError> {
+        self.world.begin("DescribeTargetGroups")?;
+        let now = Instant::now();
+        let result = {
+            let mut w = self.world.world();
+            w.advance(now);
+            let missing: Vec<String> = target_groups.iter().filter(|tg| !w.target_groups.contains_key(*tg)).cloned().collect();
+            // Like ELB: the listeners found are those of the groups' load balancers.
+            let load_balancers: Vec<&String> = target_groups.iter().filter_map(|tg| w.target_groups.get(tg).and_then(Option::as_ref)).collect();
+            let forwards = w
+                .forwards
+                .iter()
+                .filter(|f| load_balancers.contains(&&f.load_balancer) && f.targets.iter().any(|(tg, _)| target_groups.contains(tg)))
+                .map(|f| ObservedForward {
+                    kind: if f.is_rule { ForwardKind::Rule } else { ForwardKind::ListenerDefault },
+                    arn: f.arn.clone(),
+                    targets: f.targets.clone(),
+                })
+                .collect();
+            let healthy_targets: BTreeMap<String, u32> =
+                target_groups.iter().filter(|tg| !missing.contains(tg)).map(|tg| (tg.clone(), w.healthy_in(tg, now))).collect();
+            Ok(ObservedElb { missing_target_groups: missing, forwards, healthy_targets })
+        };
+        self.world.end("DescribeTargetGroups", result)
+    }
+
+    async fn set_forward_weights(&self, kind: ForwardKind, arn: &str, targets: &[(String, u32)]) -> Result<(), AwsError> {
+        let operation = match kind {
+            ForwardKind::ListenerDefault => "ModifyListener",
+            ForwardKind::Rule => "ModifyRule",
+        };
+        self.world.begin(operation)?;
+        let result = {
+            let mut w = self.world.world();
+            let known = w.target_groups.clone();
+            if let Some(tg) = targets.iter().map(|(tg, _)| tg).find(|tg| !known.contains_key(*tg)) {
+                Err(AwsError::new("elasticloadbalancing", operation, AwsErrorKind::NotFound, "TargetGroupNotFound", format!("{tg} not found")))
+            } else {
+                match w.forwards.iter_mut().find(|f| f.arn == arn) {
+                    Some(f) => {
+                        f.targets = targets.to_vec();
+                        let detail = format!("{arn} {}", targets.iter().map(|(_, w)| w.to_string()).collect::<Vec<_>>().join("/"));
+                        w.mutations.push((operation.to_string(), detail));
+                        Ok(())
+                    }
+                    None => {
+                        Err(AwsError::new("elasticloadbalancing", operation, AwsErrorKind::NotFound, "ListenerNotFound", format!("{arn} not found")))
+                    }
+                }
+            }
+        };
+        self.world.end(operation, result)
+    }
+}
+
+#[async_trait]
+impl Alarms for FakeAlarms {
+    async fn describe(&self, names: &[String]) -> Result<Vec<ObservedAlarm>, AwsError> {
+        self.world.begin("DescribeAlarms")?;
+        let now = Instant::now();
+        let result = {
+            let w = self.world.world();
+            Ok(names.iter().map(|n| ObservedAlarm { name: n.clone(), state: w.alarm_state(n, now) }).collect())
+        };
+        self.world.end("DescribeAlarms", result)
+    }
+}
