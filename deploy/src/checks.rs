@@ -6,9 +6,9 @@
 
 use crate::breaker::classify_stop;
 use crate::observed::{ObservedService, ObservedTask, ObservedTaskSet};
-use std::collections::BTreeMap;
 use crate::record::FailureCause;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The verdict of one stability look.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,9 +88,8 @@ pub fn side_stability(
 ) -> SideStability {
     let ids: Vec<&str> = sets.iter().map(|s| s.id.as_str()).collect();
     let mine: Vec<&ObservedTask> = tasks.iter().filter(|t| t.started_by.as_deref().is_some_and(|b| ids.contains(&b))).collect();
-    let is_running = |t: &&&ObservedTask| {
-        t.last_status == "RUNNING" && t.desired_status == "RUNNING" && t.health_status.as_deref() != Some("UNHEALTHY")
-    };
+    let is_running =
+        |t: &&&ObservedTask| t.last_status == "RUNNING" && t.desired_status == "RUNNING" && t.health_status.as_deref() != Some("UNHEALTHY");
     let running = mine.iter().filter(is_running).count() as u32;
     let placed_primary = mine
         .iter()

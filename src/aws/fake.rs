@@ -541,9 +541,14 @@ impl World {
             for _ in live_count..want {
                 if spot {
                     if let Some(capacity) = self.knobs.spot_capacity {
-                        let spot_sets: Vec<String> =
-                            self.task_sets.iter().filter(|t| t.capacity_providers.iter().any(|c| c == "FARGATE_SPOT")).map(|t| t.id.clone()).collect();
-                        let on_spot = self.tasks.iter().filter(|t| spot_sets.contains(&t.deployment) && t.status(now) != "STOPPED").count() as u32;
+                        let spot_sets: Vec<String> = self
+                            .task_sets
+                            .iter()
+                            .filter(|t| t.capacity_providers.iter().any(|c| c == "FARGATE_SPOT"))
+                            .map(|t| t.id.clone())
+                            .collect();
+                        let on_spot =
+                            self.tasks.iter().filter(|t| spot_sets.contains(&t.deployment) && t.status(now) != "STOPPED").count() as u32;
                         if on_spot >= capacity {
                             let recent = set.last_capacity_failure.is_some_and(|at| now.duration_since(at) < Duration::from_secs(60));
                             if !recent {
@@ -572,7 +577,10 @@ impl World {
                         Some((
                             now + self.knobs.fail_delay,
                             "TaskFailedToStart".to_string(),
-                            format!("CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found", images.join(",")),
+                            format!(
+                                "CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found",
+                                images.join(",")
+                            ),
                         )),
                     )
                 } else if stuck {
@@ -631,7 +639,7 @@ impl World {
     /// The alarm's state now (None: no such alarm).
     pub(super) fn alarm_state(&self, name: &str, now: Instant) -> Option<String> {
         let schedule = self.alarms.get(name)?;
-        Some(schedule.iter().filter(|(at, _)| *at <= now).next_back().map_or_else(|| "OK".to_string(), |(_, s)| s.clone()))
+        Some(schedule.iter().rfind(|(at, _)| *at <= now).map_or_else(|| "OK".to_string(), |(_, s)| s.clone()))
     }
 }
 
@@ -772,11 +780,7 @@ impl Ecs for FakeEcs {
                             tags: tags_of(body),
                             client_token: token,
                             events: vec![format!("(service {name}) has started.")],
-                            controller: body
-                                .pointer("/deploymentController/type")
-                                .and_then(Value::as_str)
-                                .unwrap_or("ECS")
-                                .to_string(),
+                            controller: body.pointer("/deploymentController/type").and_then(Value::as_str).unwrap_or("ECS").to_string(),
                         };
                         w.services.insert(key, service);
                         w.mutations.push(("CreateService".into(), arn.clone()));
@@ -904,9 +908,10 @@ impl Ecs for FakeEcs {
             match (self.check_cluster(&w, "CreateTaskSet", &cluster), controller) {
                 (Err(e), _) => Err(e),
                 (Ok(()), None) => Err(not_found("CreateTaskSet", "ServiceNotFoundException", "Service not found.".into())),
-                (Ok(()), Some(c)) if c != "EXTERNAL" => {
-                    Err(invalid("CreateTaskSet", "Amazon ECS only supports task sets on services configured to use the EXTERNAL deployment controller."))
-                }
+                (Ok(()), Some(c)) if c != "EXTERNAL" => Err(invalid(
+                    "CreateTaskSet",
+                    "Amazon ECS only supports task sets on services configured to use the EXTERNAL deployment controller.",
+                )),
                 (Ok(()), Some(_)) => {
                     if let Some(existing) = w.task_sets.iter().find(|t| t.client_token.is_some() && t.client_token == token) {
                         Ok(existing.arn.clone())
@@ -922,7 +927,9 @@ impl Ecs for FakeEcs {
                         let capacity_providers = body
                             .get("capacityProviderStrategy")
                             .and_then(Value::as_array)
-                            .map(|l| l.iter().filter_map(|e| e.get("capacityProvider").and_then(Value::as_str).map(str::to_string)).collect())
+                            .map(|l| {
+                                l.iter().filter_map(|e| e.get("capacityProvider").and_then(Value::as_str).map(str::to_string)).collect()
+                            })
                             .unwrap_or_default();
                         let first = !w.task_sets.iter().any(|t| t.service_key == key);
                         w.task_sets.push(FakeTaskSet {
@@ -992,7 +999,11 @@ impl Ecs for FakeEcs {
             if let Some(i) = w.task_sets.iter().position(|t| t.arn == task_set) {
                 let removed = w.task_sets.remove(i);
                 for t in w.tasks.iter_mut().filter(|t| t.deployment == removed.id && t.stopped_at.is_none()) {
-                    t.stopped_at = Some((now, "ServiceSchedulerInitiated".into(), format!("Scaling activity initiated by (deployment {})", removed.id)));
+                    t.stopped_at = Some((
+                        now,
+                        "ServiceSchedulerInitiated".into(),
+                        format!("Scaling activity initiated by (deployment {})", removed.id),
+                    ));
                 }
                 w.mutations.push(("DeleteTaskSet".into(), task_set.to_string()));
             }

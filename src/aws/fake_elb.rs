@@ -31,7 +31,8 @@ impl Elb for FakeElb {
             w.advance(now);
             let missing: Vec<String> = target_groups.iter().filter(|tg| !w.target_groups.contains_key(*tg)).cloned().collect();
             // Like ELB: the listeners found are those of the groups' load balancers.
-            let load_balancers: Vec<&String> = target_groups.iter().filter_map(|tg| w.target_groups.get(tg).and_then(Option::as_ref)).collect();
+            let load_balancers: Vec<&String> =
+                target_groups.iter().filter_map(|tg| w.target_groups.get(tg).and_then(Option::as_ref)).collect();
             let forwards = w
                 .forwards
                 .iter()
@@ -59,7 +60,13 @@ impl Elb for FakeElb {
             let mut w = self.world.world();
             let known = w.target_groups.clone();
             if let Some(tg) = targets.iter().map(|(tg, _)| tg).find(|tg| !known.contains_key(*tg)) {
-                Err(AwsError::new("elasticloadbalancing", operation, AwsErrorKind::NotFound, "TargetGroupNotFound", format!("{tg} not found")))
+                Err(AwsError::new(
+                    "elasticloadbalancing",
+                    operation,
+                    AwsErrorKind::NotFound,
+                    "TargetGroupNotFound",
+                    format!("{tg} not found"),
+                ))
             } else {
                 match w.forwards.iter_mut().find(|f| f.arn == arn) {
                     Some(f) => {
@@ -68,9 +75,13 @@ impl Elb for FakeElb {
                         w.mutations.push((operation.to_string(), detail));
                         Ok(())
                     }
-                    None => {
-                        Err(AwsError::new("elasticloadbalancing", operation, AwsErrorKind::NotFound, "ListenerNotFound", format!("{arn} not found")))
-                    }
+                    None => Err(AwsError::new(
+                        "elasticloadbalancing",
+                        operation,
+                        AwsErrorKind::NotFound,
+                        "ListenerNotFound",
+                        format!("{arn} not found"),
+                    )),
                 }
             }
         };

@@ -59,7 +59,8 @@ impl AwsProvider for SdkProvider {
         cache
             .entry(key)
             .or_insert_with(|| {
-                let conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                let conf =
+                    aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
                 Arc::new(SdkElb::new(aws_sdk_elasticloadbalancingv2::Client::from_conf(conf), self.metrics.clone()))
             })
             .clone()

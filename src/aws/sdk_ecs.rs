@@ -48,7 +48,6 @@ fn str_field<'a>(body: &'a Value, name: &str) -> &'a str {
     body.get(name).and_then(Value::as_str).unwrap_or_default()
 }
 
-
 /// Which tasks ListTasks should return.
 enum TaskFilter<'a> {
     Service(&'a str),

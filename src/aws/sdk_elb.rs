@@ -189,13 +189,8 @@ impl Elb for SdkElb {
                 self.track("ModifyListener", out).map(|_| ())
             }
             ForwardKind::Rule => {
-                let out = self
-                    .client
-                    .describe_rules()
-                    .rule_arns(arn)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeRules", e));
+                let out =
+                    self.client.describe_rules().rule_arns(arn).send().await.map_err(|e| AwsError::from_sdk(SERVICE, "DescribeRules", e));
                 let out = self.track("DescribeRules", out)?;
                 let actions = out.rules().first().map(|r| with_weights(r.actions(), targets)).unwrap_or_default();
                 let out = self

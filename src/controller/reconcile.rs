@@ -103,7 +103,13 @@ impl Controller {
     }
 
     /// Persists, flushes, then acts.
-    async fn execute(&self, key: &AppKey, plan: Plan, before: Option<&DeploymentRecord>, clients: &Clients) -> Result<u64, ControllerError> {
+    async fn execute(
+        &self,
+        key: &AppKey,
+        plan: Plan,
+        before: Option<&DeploymentRecord>,
+        clients: &Clients,
+    ) -> Result<u64, ControllerError> {
         if let Some((finished, completion)) = &plan.finished {
             self.record_history(before, finished)?;
             self.finish(finished, completion)?;

@@ -105,6 +105,9 @@ pub struct Store {
     history: sled::Tree,
     commands: sled::Tree,
     meta: sled::Tree,
+    /// A throw-away store flushes synchronously: tests run on a paused tokio clock, which would
+    /// leap forward while an asynchronous flush waits on sled's own threads.
+    temporary: bool,
 }
 
 fn app_key_bytes(key: &AppKey) -> Vec<u8> {
@@ -135,15 +138,15 @@ impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new().path(dir).flush_every_ms(Some(500)).open()?;
-        Self::from_db(db)
+        Self::from_db(db, false)
     }
 
     /// A throw-away store (tests).
     pub fn temporary() -> Result<Store, StoreError> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
+        Self::from_db(sled::Config::new().temporary(true).open()?, true)
     }
 
-    fn from_db(db: sled::Db) -> Result<Store, StoreError> {
+    fn from_db(db: sled::Db, temporary: bool) -> Result<Store, StoreError> {
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(v) => {
@@ -163,13 +166,18 @@ impl Store {
             history: db.open_tree("history")?,
             commands: db.open_tree("commands")?,
             meta,
+            temporary,
             db,
         })
     }
 
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        if self.temporary {
+            self.db.flush()?;
+        } else {
+            self.db.flush_async().await?;
+        }
         Ok(())
     }
 

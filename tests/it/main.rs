@@ -9,4 +9,5 @@
 mod cli;
 mod moto;
 mod sim;
+mod sim_blue_green;
 mod support;

@@ -28,8 +28,15 @@ pub const ALARM_POLL_MS: u64 = 5_000;
 const DELETE_POLL_MS: u64 = 2_000;
 
 /// Fields of a CreateService body that belong to task sets under the EXTERNAL controller.
-const TASK_SET_FIELDS: &[&str] =
-    &["taskDefinition", "loadBalancers", "networkConfiguration", "launchType", "capacityProviderStrategy", "platformVersion", "serviceRegistries"];
+const TASK_SET_FIELDS: &[&str] = &[
+    "taskDefinition",
+    "loadBalancers",
+    "networkConfiguration",
+    "launchType",
+    "capacityProviderStrategy",
+    "platformVersion",
+    "serviceRegistries",
+];
 
 /// The externalId prefix of every task set a deployment creates.
 pub fn side_prefix(deployment_id: &str) -> String {
@@ -106,10 +113,7 @@ fn partner<'a>(pairs: &'a [(String, String)], tg: &str) -> Option<&'a str> {
 /// (blue target group, green target group) for every target group blue serves that has a pair.
 fn traffic_mapping(app: &EcsApp, blue: Option<&ObservedTaskSet>) -> Vec<(String, String)> {
     let Some(blue) = blue else { return Vec::new() };
-    blue.target_groups
-        .iter()
-        .filter_map(|b| partner(&app.depdef.target_group_pairs, b).map(|g| (b.clone(), g.to_string())))
-        .collect()
+    blue.target_groups.iter().filter_map(|b| partner(&app.depdef.target_group_pairs, b).map(|g| (b.clone(), g.to_string()))).collect()
 }
 
 /// The green side's load balancer entries, or why the set-up cannot work (nothing is touched).
@@ -173,7 +177,12 @@ fn green_load_balancers(app: &EcsApp, blue: Option<&ObservedTaskSet>) -> Result<
 }
 
 /// Everything that must hold before the green task set is created.
-fn preflight(app: &EcsApp, observed: &ObservedEcs, service: &ObservedService, blue: Option<&ObservedTaskSet>) -> Result<Vec<Value>, String> {
+fn preflight(
+    app: &EcsApp,
+    observed: &ObservedEcs,
+    service: &ObservedService,
+    blue: Option<&ObservedTaskSet>,
+) -> Result<Vec<Value>, String> {
     let controller = service.deployment_controller.as_deref().unwrap_or("ECS");
     if controller != "EXTERNAL" {
         return Err(format!(
@@ -427,12 +436,8 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 return plan;
             }
             if now >= *deadline_ms {
-                let mut evidence = vec![format!(
-                    "{}/{} green tasks running{} when the budget ran out",
-                    st.running,
-                    st.desired,
-                    healthy_note(&st)
-                )];
+                let mut evidence =
+                    vec![format!("{}/{} green tasks running{} when the budget ran out", st.running, st.desired, healthy_note(&st))];
                 evidence.extend(st.failures.clone());
                 evidence.extend(s.events.iter().take(3).map(|e| format!("service event: {e}")));
                 let waited = app.depdef.stability.budget_secs(s.desired_count);
@@ -590,7 +595,10 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     "rolled back: blue serves all traffic; fix the cause, then push a commit or run `gitmoxi sync --force {}`",
                     record.app.prefix
                 ),
-                _ => format!("failed with nothing to roll back to; fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix),
+                _ => format!(
+                    "failed with nothing to roll back to; fix the cause, then push a commit or run `gitmoxi sync --force {}`",
+                    record.app.prefix
+                ),
             };
             next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
             next.finish(outcome, now);

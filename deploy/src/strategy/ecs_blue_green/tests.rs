@@ -224,7 +224,8 @@ fn an_update_goes_through_every_phase_with_linear_weights_summing_to_100() {
         plan.actions,
         vec![Action::EcsUpdatePrimaryTaskSet { cluster: "prod".into(), service: "web".into(), task_set: green().arn }]
     );
-    obs.task_sets = vec![task_set("111", "gitmoxi:dep-1:green", "ACTIVE", TD1, TG_A), task_set("222", "gitmoxi:dep-2:green", "PRIMARY", TD2, TG_B)];
+    obs.task_sets =
+        vec![task_set("111", "gitmoxi:dep-1:green", "ACTIVE", TD1, TG_A), task_set("222", "gitmoxi:dep-2:green", "PRIMARY", TD2, TG_B)];
     advance(&desired, &mut record, &obs, now);
     assert_eq!(record.phase, Phase::BgCleanUp);
     let plan = advance(&desired, &mut record, &obs, now);
@@ -233,7 +234,10 @@ fn an_update_goes_through_every_phase_with_linear_weights_summing_to_100() {
     let plan = advance(&desired, &mut record, &obs, now);
     let (done, completion) = plan.finished.expect("finished");
     assert_eq!(done.outcome, Some(Outcome::Succeeded));
-    assert_eq!(completion, Completion::Applied { fingerprint: done.fingerprint.clone(), commit: "c0ffee".into(), task_definition: Some(TD2.into()) });
+    assert_eq!(
+        completion,
+        Completion::Applied { fingerprint: done.fingerprint.clone(), commit: "c0ffee".into(), task_definition: Some(TD2.into()) }
+    );
 }
 
 #[test]
@@ -370,7 +374,9 @@ fn an_alarm_during_shifting_puts_blue_back_to_100_then_deletes_green() {
 fn an_alarm_keeps_green_without_traffic_when_configured() {
     let desired = app_with(
         "nginx:2",
-        &depdef(r#", "trafficShiftingConfig": {"type": "CANARY", "percent": 20, "waitInterval": 10}, "deleteNewUponTrafficShiftFailure": false"#),
+        &depdef(
+            r#", "trafficShiftingConfig": {"type": "CANARY", "percent": 20, "waitInterval": 10}, "deleteNewUponTrafficShiftFailure": false"#,
+        ),
     );
     let (mut record, mut obs) = shifting_at(&desired, 20);
     obs.alarms = alarm("ALARM");
@@ -418,10 +424,7 @@ fn unhealthy_targets_keep_green_unstable() {
 
 #[test]
 fn spot_shortage_creates_a_fallback_task_set_for_the_shortfall() {
-    let desired = app_with(
-        "nginx:2",
-        &depdef(r#", "fallbackCapacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]"#),
-    );
+    let desired = app_with("nginx:2", &depdef(r#", "fallbackCapacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]"#));
     let (mut record, mut obs) = in_stabilize(&desired);
     obs.tasks = tasks_of("222", "RUNNING", 1, None);
     obs.tasks.extend(tasks_of("222", "STOPPED", 3, Some("Capacity is unavailable at this time. Please try again later")));
@@ -487,7 +490,11 @@ fn weight_actions_only_touch_forwards_that_serve_blue_and_keep_other_target_grou
     let actions = weight_actions(&elb, &[(TG_A.into(), TG_B.into())], 20);
     assert_eq!(
         actions,
-        vec![Action::ElbSetForwardWeights { kind: ForwardKind::Rule, arn: "r1".into(), targets: vec![(TG_A.into(), 80), (TG_B.into(), 20)] }]
+        vec![Action::ElbSetForwardWeights {
+            kind: ForwardKind::Rule,
+            arn: "r1".into(),
+            targets: vec![(TG_A.into(), 80), (TG_B.into(), 20)]
+        }]
     );
     assert!(weight_actions(&elb, &[(TG_A.into(), TG_B.into())], 0).is_empty(), "100 % blue already: nothing to change");
 }

@@ -1,0 +1,298 @@
+//! Simulation of ECS blue/green with task sets: the real controller against the fake world on a
+//! paused clock — success with two target-group pairs, alarms, the breaker, Spot shortage with a
+//! fallback task set, supersede during shifting, and restarts at every phase boundary combined with
+//! responses lost after the change was applied.
+
+use crate::sim::{Sim, MINUTES, REGION};
+use gitmoxi::aws::fake::Knobs;
+use gitmoxi_deploy::observed::ObservedTaskSet;
+use gitmoxi_deploy::record::{FailureCause, Outcome, Phase};
+use std::time::Duration;
+
+const LB1: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/1";
+const LB2: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/admin/2";
+const TG_A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-a/1";
+const TG_B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-b/2";
+const TG_C: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/admin-c/3";
+const TG_D: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/admin-d/4";
+const LISTENER1: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/80";
+const RULE1: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/web/1/80/7";
+const LISTENER2: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/admin/2/8080";
+const PREFIX: &str = "prod/web/web";
+
+fn with_load_balancers(sim: &Sim) {
+    sim.world.add_target_group(TG_A, Some(LB1));
+    sim.world.add_target_group(TG_B, Some(LB1));
+    sim.world.add_target_group(TG_C, Some(LB2));
+    sim.world.add_target_group(TG_D, Some(LB2));
+    sim.world.add_listener(LISTENER1, LB1, &[(TG_A, 100)]);
+    sim.world.add_rule(RULE1, LB1, &[(TG_A, 100)]);
+    sim.world.add_listener(LISTENER2, LB2, &[(TG_C, 100)]);
+    sim.world.set_alarm("web-5xx", "OK");
+}
+
+/// A blue/green app: two load balancer entries (two pairs), `extra` depdef fields.
+fn add_bg_app(sim: &mut Sim, image: &str, placement: &str, extra: &str) {
+    let svc = format!(
+        r#"{{"serviceName": "web", "cluster": "prod", "desiredCount": 4, "deploymentController": {{"type": "EXTERNAL"}},
+  {placement},
+  "networkConfiguration": {{"awsvpcConfiguration": {{"subnets": ["subnet-1"], "securityGroups": ["sg-1"]}}}},
+  "loadBalancers": [{{"targetGroupArn": "{TG_A}", "containerName": "web", "containerPort": 80}},
+                    {{"targetGroupArn": "{TG_C}", "containerName": "web", "containerPort": 8080}}]}}"#
+    );
+    let depdef = format!(
+        r#"{{"targetGroupArnPairs": [["{TG_A}", "{TG_B}"], ["{TG_C}", "{TG_D}"]], "alarms": {{"alarmNames": ["web-5xx"]}},
+  "stabilityCheck": {{"pollInterval": 5, "timeout": 180}}, "gmDeploymentCircuitBreaker": {{"failureThreshold": 2}}{extra}}}"#
+    );
+    sim.tree.insert(&format!("{PREFIX}_svcdef.json"), &svc);
+    sim.tree.insert(
+        &format!("{PREFIX}_taskdef.json"),
+        r#"{"family": "web", "networkMode": "awsvpc", "containerDefinitions": [{"name": "web", "image": "{{ image }}", "memory": 512}]}"#,
+    );
+    sim.tree.insert(&format!("{PREFIX}_depdef.json"), &depdef);
+    sim.set_image(PREFIX, image);
+}
+
+const FARGATE: &str = r#""launchType": "FARGATE""#;
+const LINEAR_50: &str = r#", "trafficShiftingConfig": {"type": "LINEAR", "percent": 50, "waitInterval": 30}"#;
+const LINEAR_20: &str = r#", "trafficShiftingConfig": {"type": "LINEAR", "percent": 20, "waitInterval": 60}"#;
+
+fn task_sets(sim: &Sim) -> Vec<ObservedTaskSet> {
+    sim.world.task_sets(REGION, "prod", "web")
+}
+
+/// Exactly one task set, primary, running `revision`.
+fn settled_on(sim: &Sim, revision: &str) -> bool {
+    let sets = task_sets(sim);
+    sim.idle(PREFIX) && sets.len() == 1 && sets[0].status == "PRIMARY" && sets[0].task_definition.ends_with(revision)
+}
+
+fn phase(sim: &Sim) -> Option<Phase> {
+    sim.store.record(&Sim::key(PREFIX)).expect("store").map(|r| r.phase)
+}
+
+fn green_weights(sim: &Sim, arn: &str) -> Vec<u32> {
+    sim.world
+        .mutations(if arn == RULE1 { "ModifyRule" } else { "ModifyListener" })
+        .iter()
+        .filter(|m| m.starts_with(arn))
+        .filter_map(|m| m.rsplit(' ').next().and_then(|w| w.split('/').nth(1)).and_then(|g| g.parse().ok()))
+        .collect()
+}
+
+async fn first_deployment(sim: &mut Sim, extra: &str) {
+    with_load_balancers(sim);
+    add_bg_app(sim, "nginx:1", FARGATE, extra);
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| settled_on(s, "web:1")).await, "first deployment {}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    assert_eq!(task_sets(sim)[0].target_groups, vec![TG_A.to_string(), TG_C.to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_shifts_every_pair_then_promotes_green_and_deletes_blue() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim, LINEAR_50).await;
+    assert!(sim.world.mutations("ModifyListener").is_empty(), "a first deployment shifts nothing");
+
+    sim.set_image(PREFIX, "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| settled_on(s, "web:2")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    let green = &task_sets(&sim)[0];
+    assert_eq!(green.target_groups, vec![TG_B.to_string(), TG_D.to_string()], "green is the partner of each blue group");
+    assert_eq!(green_weights(&sim, LISTENER1), vec![50, 100]);
+    assert_eq!(green_weights(&sim, RULE1), vec![50, 100]);
+    assert_eq!(green_weights(&sim, LISTENER2), vec![50, 100]);
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 0), (TG_B.to_string(), 100)]);
+    assert_eq!(sim.world.forward_weights(LISTENER2), vec![(TG_C.to_string(), 0), (TG_D.to_string(), 100)]);
+    let history = sim.history(PREFIX);
+    for line in ["creating the green task set", "shifting 50 % to green", "100 % on green; baking", "is primary", "deleting the blue side"]
+    {
+        assert!(history.iter().any(|h| h.contains(line)), "{line}: {history:?}");
+    }
+
+    // the next deployment goes back to the first groups
+    sim.set_image(PREFIX, "nginx:3");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| settled_on(s, "web:3")).await, "{}", sim.seed_note());
+    assert_eq!(task_sets(&sim)[0].target_groups, vec![TG_A.to_string(), TG_C.to_string()]);
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
+    assert_eq!(sim.world.mutations("CreateTaskSet").len(), 3, "one task set per deployment");
+}
+
+async fn alarm_in_step_two(keep_green: bool) -> Sim {
+    let mut sim = Sim::new();
+    let extra = if keep_green { format!("{LINEAR_20}, \"deleteNewUponTrafficShiftFailure\": false") } else { LINEAR_20.to_string() };
+    first_deployment(&mut sim, &extra).await;
+    sim.set_image(PREFIX, "nginx:2");
+    sim.commit();
+    // step 2 is in effect once the forwards send 40 % to green
+    assert!(sim.run_until(20 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 40))).await);
+    sim.world.set_alarm("web-5xx", "ALARM");
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle(PREFIX)).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
+    assert_eq!(sim.world.forward_weights(RULE1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
+    assert_eq!(sim.world.forward_weights(LISTENER2), vec![(TG_C.to_string(), 100), (TG_D.to_string(), 0)]);
+    assert_eq!(green_weights(&sim, LISTENER1), vec![20, 40, 0], "back to 100/0 after the alarm at step 2");
+    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
+    let record = sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap();
+    assert_eq!(record.cause, Some(FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] }));
+    sim
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_during_step_two_puts_all_traffic_back_on_blue_and_deletes_green() {
+    let sim = alarm_in_step_two(false).await;
+    let sets = task_sets(&sim);
+    assert_eq!(sets.len(), 1, "green deleted: {sets:?}");
+    assert!(sets[0].task_definition.ends_with("web:1") && sets[0].status == "PRIMARY");
+    // the failed fingerprint is not retried on its own
+    sim.run_until(30 * MINUTES, |_| false).await;
+    assert_eq!(sim.world.mutations("CreateTaskSet").len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_keeps_green_without_traffic_when_configured() {
+    let sim = alarm_in_step_two(true).await;
+    let sets = task_sets(&sim);
+    assert_eq!(sets.len(), 2, "green kept for debugging: {sets:?}");
+    let green = sets.iter().find(|s| s.task_definition.ends_with("web:2")).unwrap();
+    assert_eq!(green.status, "ACTIVE");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_trips_in_stabilize_and_traffic_never_moves() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim, LINEAR_50).await;
+    sim.set_image(PREFIX, "nginx:fail");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| s.idle(PREFIX) && s.outcome(PREFIX) == Some(Outcome::RolledBack)).await);
+    assert!(sim.world.mutations("ModifyListener").is_empty() && sim.world.mutations("ModifyRule").is_empty());
+    assert!(settled_on(&sim, "web:1"));
+    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
+    assert!(app.last_cause.as_deref().unwrap().contains("circuit breaker tripped"), "{:?}", app.last_cause);
+    let record = sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap();
+    assert!(record.evidence.iter().any(|e| e.contains("CannotPullContainerError")), "{:?}", record.evidence);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unhealthy_targets_time_out_and_roll_back() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim, LINEAR_50).await;
+    sim.set_image(PREFIX, "nginx:unhealthy");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| s.idle(PREFIX) && s.outcome(PREFIX) != Some(Outcome::Succeeded)).await);
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
+    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
+    assert!(app.last_cause.as_deref().unwrap().contains("stability timeout"), "{:?}", app.last_cause);
+    assert!(settled_on(&sim, "web:1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spot_shortage_is_covered_by_a_fallback_task_set_and_the_pair_is_cleaned_up_as_one_side() {
+    let mut sim = Sim::new();
+    sim.world.set_knobs(Knobs { spot_capacity: Some(1), ..Knobs::default() });
+    with_load_balancers(&sim);
+    let spot = r#""capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]"#;
+    let fallback = r#", "fallbackCapacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]"#;
+    add_bg_app(&mut sim, "nginx:1", spot, fallback);
+    sim.commit();
+    assert!(sim.run_until(15 * MINUTES, |s| s.idle(PREFIX) && s.outcome(PREFIX).is_some()).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded), "{:?}", sim.history(PREFIX));
+    let sets = task_sets(&sim);
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    let primary = sets.iter().find(|s| s.status == "PRIMARY").unwrap();
+    let fallback_set = sets.iter().find(|s| s.status != "PRIMARY").unwrap();
+    assert_eq!(primary.capacity_providers, vec!["FARGATE_SPOT".to_string()]);
+    assert_eq!(fallback_set.capacity_providers, vec!["FARGATE".to_string()]);
+    assert_eq!((primary.scale_percent, fallback_set.scale_percent), (25.0, 75.0));
+    assert_eq!(primary.running_count + fallback_set.running_count, 4);
+    assert_eq!(fallback_set.target_groups, primary.target_groups, "same target groups");
+    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
+    let record = sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap();
+    let scales = record.task_set_scales.expect("scales kept for rebalancing");
+    assert_eq!((scales.primary_percent, scales.fallback_percent), (25.0, 75.0));
+
+    // Spot is back: the next deployment needs no fallback, and both blue task sets go
+    sim.world.set_knobs(Knobs::default());
+    sim.set_image(PREFIX, "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(15 * MINUTES, |s| settled_on(s, "web:2")).await, "{:?}", task_sets(&sim));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_commit_during_shifting_rolls_back_first_then_deploys_the_newest() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim, LINEAR_20).await;
+    sim.set_image(PREFIX, "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 40))).await);
+    assert!(matches!(phase(&sim), Some(Phase::BgShift { step: 1, .. })));
+    sim.set_image(PREFIX, "nginx:3");
+    sim.commit();
+    assert!(sim.run_until(30 * MINUTES, |s| settled_on(s, "web:3")).await, "{:?}", task_sets(&sim));
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    let weights = green_weights(&sim, LISTENER1);
+    let back = weights.iter().position(|w| *w == 0).expect("traffic went back to blue");
+    assert_eq!(&weights[..back], &[20, 40], "{weights:?}");
+    assert_eq!(&weights[back + 1..], &[20, 40, 60, 80, 100], "then the newest shifts from the start: {weights:?}");
+    let history = sim.history(PREFIX);
+    assert!(history.iter().any(|h| h.contains("superseded by commit")), "{history:?}");
+    assert_eq!(sim.world.revisions(REGION, "web"), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_at_every_phase_boundary_and_lost_responses_end_with_one_green_and_no_orphans() {
+    let mut sim = Sim::new();
+    with_load_balancers(&sim);
+    add_bg_app(&mut sim, "nginx:1", FARGATE, LINEAR_50);
+    for op in ["RegisterTaskDefinition", "CreateService", "CreateTaskSet", "UpdateServicePrimaryTaskSet"] {
+        sim.world.lose_response(op, 1);
+    }
+    sim.commit();
+    let mut last = None;
+    let mut restarts = 0;
+    for _ in 0..(20 * 60) {
+        let now = phase(&sim).map(|p| p.name());
+        if now != last {
+            last = now;
+            sim.restart().await;
+            restarts += 1;
+        }
+        if settled_on(&sim, "web:1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(settled_on(&sim, "web:1"), "first deployment {:?} {}", task_sets(&sim), sim.seed_note());
+
+    for op in ["RegisterTaskDefinition", "CreateTaskSet", "ModifyListener", "ModifyRule", "UpdateServicePrimaryTaskSet", "DeleteTaskSet"] {
+        sim.world.lose_response(op, 1);
+    }
+    sim.set_image(PREFIX, "nginx:2");
+    sim.commit();
+    for _ in 0..(30 * 60) {
+        let now = phase(&sim).map(|p| p.name());
+        if now != last {
+            last = now;
+            sim.restart().await;
+            restarts += 1;
+        }
+        if settled_on(&sim, "web:2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(settled_on(&sim, "web:2"), "{:?} {}", task_sets(&sim), sim.seed_note());
+    assert!(restarts >= 12, "a restart at every phase boundary: {restarts}");
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    assert_eq!(sim.world.mutations("CreateTaskSet").len(), 2, "exactly one green task set per deployment");
+    assert_eq!(sim.world.mutations("CreateService").len(), 1);
+    assert_eq!(sim.world.revisions(REGION, "web"), 2, "one registration per deployment");
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 0), (TG_B.to_string(), 100)]);
+    assert_eq!(sim.world.forward_weights(LISTENER2), vec![(TG_C.to_string(), 0), (TG_D.to_string(), 100)]);
+    let weights = green_weights(&sim, LISTENER1);
+    assert!(weights.windows(2).all(|w| w[0] <= w[1]), "traffic only moved forward: {weights:?}");
+}
