@@ -8,6 +8,7 @@
 
 mod cli;
 mod moto;
+mod moto_blue_green;
 mod sim;
 mod sim_blue_green;
 mod support;

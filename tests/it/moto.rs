@@ -61,10 +61,21 @@ impl Moto {
 
     /// Creates VPC, subnets, security group, cluster and log group; returns the Terraform outputs.
     pub fn infra(&self, cluster: &str) -> String {
+        self.infra_with(cluster, &[])
+    }
+
+    /// `infra` plus an ALB with two target-group pairs, two listeners, a rule and an alarm.
+    pub fn infra_with_alb(&self, cluster: &str) -> String {
+        self.infra_with(cluster, &["--alb"])
+    }
+
+    fn infra_with(&self, cluster: &str, extra: &[&str]) -> String {
         let out = tempfile::NamedTempFile::new().expect("tmp");
         let status = Command::new(python())
             .arg(root().join("tests/moto/infra.py"))
-            .args(["--endpoint", &self.url, "--cluster", cluster, "--out"])
+            .args(["--endpoint", &self.url, "--cluster", cluster])
+            .args(extra)
+            .arg("--out")
             .arg(out.path())
             .status()
             .expect("infra.py runs");
@@ -185,7 +196,7 @@ fn write_app(repo: &TestRepo, prefix: &str, service: &str, image: &str) {
     repo.write(&format!("{prefix}_svcdef.json"), &svc);
 }
 
-fn synced(app: &Value) -> bool {
+pub fn synced(app: &Value) -> bool {
     app["status"] == "Synced"
 }
 

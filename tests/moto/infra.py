@@ -2,8 +2,11 @@
 """Creates demo/test infrastructure in moto and writes it as `terraform output -json`.
 
 VPC (with DNS hostnames, which moto's ECS requires), two subnets, a security group, an ECS
-cluster and a CloudWatch log group. Usage:
-  python tests/moto/infra.py --endpoint http://127.0.0.1:PORT --out infra/terraform_output.json [--cluster NAME]
+cluster and a CloudWatch log group. With --alb also what blue/green needs: an application load
+balancer with two target-group pairs (web-a/web-b on port 80, admin-c/admin-d on port 8080), a
+listener per port forwarding to the first group of its pair, a path rule on port 80, and a
+CloudWatch alarm `web-5xx` in state OK. Usage:
+  python tests/moto/infra.py --endpoint http://127.0.0.1:PORT --out infra/terraform_output.json [--cluster NAME] [--alb]
 """
 
 import argparse
@@ -18,6 +21,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--cluster", default="demo")
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--alb", action="store_true")
     args = parser.parse_args()
     kw = dict(endpoint_url=args.endpoint, region_name=args.region, aws_access_key_id="test", aws_secret_access_key="test")
     ec2 = boto3.client("ec2", **kw)
@@ -40,9 +44,50 @@ def main():
         "log_group": {"sensitive": False, "type": "string", "value": log_group},
         "region": {"sensitive": False, "type": "string", "value": args.region},
     }
+    if args.alb:
+        outputs.update(alb(kw, vpc, subnets, sg))
     with open(args.out, "w") as f:
         json.dump(outputs, f, indent=2)
         f.write("\n")
+
+
+def alb(kw, vpc, subnets, sg):
+    elb = boto3.client("elbv2", **kw)
+    lb = elb.create_load_balancer(Name="web", Subnets=subnets, SecurityGroups=[sg], Type="application")["LoadBalancers"][0]
+    tgs = {}
+    for name, port in (("web-a", 80), ("web-b", 80), ("admin-c", 8080), ("admin-d", 8080)):
+        tg = elb.create_target_group(Name=name, Protocol="HTTP", Port=port, VpcId=vpc, TargetType="ip")
+        tgs[name] = tg["TargetGroups"][0]["TargetGroupArn"]
+    listeners = {}
+    for port, tg in ((80, "web-a"), (8080, "admin-c")):
+        listener = elb.create_listener(
+            LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=port, DefaultActions=[{"Type": "forward", "TargetGroupArn": tgs[tg]}]
+        )
+        listeners[str(port)] = listener["Listeners"][0]["ListenerArn"]
+    rule = elb.create_rule(
+        ListenerArn=listeners["80"],
+        Priority=10,
+        Conditions=[{"Field": "path-pattern", "Values": ["/api/*"]}],
+        Actions=[{"Type": "forward", "TargetGroupArn": tgs["web-a"]}],
+    )["Rules"][0]["RuleArn"]
+    boto3.client("cloudwatch", **kw).put_metric_alarm(
+        AlarmName="web-5xx",
+        MetricName="HTTPCode_Target_5XX_Count",
+        Namespace="AWS/ApplicationELB",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=5,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    out = lambda v, t="string": {"sensitive": False, "type": t, "value": v}  # noqa: E731
+    return {
+        "load_balancer_arn": out(lb["LoadBalancerArn"]),
+        "target_group_arns": out(tgs, ["map", "string"]),
+        "listener_arns": out(listeners, ["map", "string"]),
+        "api_rule_arn": out(rule),
+        "alarm_name": out("web-5xx"),
+    }
 
 
 if __name__ == "__main__":

@@ -16,6 +16,15 @@ no new deployment. This extension gives services with the ECS deployment control
 - runningCount, pendingCount, rolloutState and deployments[] are kept true at every describe;
 - ListTasks honours serviceName; DeleteService stops the service's tasks.
 
+Services with the EXTERNAL deployment controller get a task-set scheduler (gitmoxi blue/green):
+
+- CreateTaskSet is idempotent by clientToken (a replay returns the same task set) and launches
+  ceil(desiredCount × scale %) tasks with `startedBy` = the task set id; UpdateTaskSet rescales;
+  DeleteTaskSet stops its tasks;
+- each RUNNING task is registered (by a private IP of its own) in the task set's target groups,
+  so DescribeTargetHealth reports it healthy, and deregistered when it stops;
+- computedDesiredCount, runningCount and pendingCount of every task set are kept true.
+
 The scheduler advances lazily on DescribeServices, ListTasks and DescribeTasks. Pinned to moto
 5.2.5: the patched methods are checked at start-up and the server refuses to start on another
 version. Run: python tests/moto/server.py --host 127.0.0.1 --port N
@@ -42,6 +51,11 @@ _orig_describe_services = EC2ContainerServiceBackend.describe_services
 _orig_list_tasks = EC2ContainerServiceBackend.list_tasks
 _orig_describe_tasks = EC2ContainerServiceBackend.describe_tasks
 _orig_delete_service = EC2ContainerServiceBackend.delete_service
+_orig_create_task_set = EC2ContainerServiceBackend.create_task_set
+_orig_describe_task_sets = EC2ContainerServiceBackend.describe_task_sets
+_orig_update_task_set = EC2ContainerServiceBackend.update_task_set
+_orig_delete_task_set = EC2ContainerServiceBackend.delete_task_set
+_IP_COUNTER = [0]
 
 
 def _scheduled(service):
@@ -66,7 +80,7 @@ def _event(service, message):
     del service.events[100:]
 
 
-def _launch(backend, service, deployment):
+def _launch(backend, service, deployment, launch_type=None, network_configuration=None):
     cluster = backend._get_cluster(service.cluster_name)
     task_definition = backend.describe_task_definition(deployment["taskDefinition"])
     task = Task(
@@ -76,9 +90,9 @@ def _launch(backend, service, deployment):
         None,
         backend,
         group=f"service:{service.name}",
-        launch_type=service.launch_type or "FARGATE",
+        launch_type=launch_type or service.launch_type or "FARGATE",
         started_by=deployment["id"],
-        networking_configuration=service.network_configuration or None,
+        networking_configuration=network_configuration or service.network_configuration or None,
         platform_version=service.platform_version,
     )
     # Our scheduler owns this task's lifecycle: no state-manager transitions.
@@ -120,8 +134,95 @@ def _new_deployment(backend, service):
     _event(service, f"(service {service.name}) has started a deployment {deployment_id}.")
 
 
+def _elbv2(backend):
+    from moto.elbv2.models import elbv2_backends
+
+    return elbv2_backends[backend.account_id][backend.region_name]
+
+
+def _register(backend, task_set, task):
+    """Registers a RUNNING task in the task set's target groups, under an IP of its own."""
+    if getattr(task, "_gm_ip", None) is None:
+        _IP_COUNTER[0] += 1
+        n = _IP_COUNTER[0]
+        task._gm_ip = f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+    for lb in task_set.load_balancers or []:
+        arn = lb.get("targetGroupArn")
+        if arn:
+            _elbv2(backend).register_targets(arn, [{"Id": task._gm_ip, "Port": int(lb.get("containerPort") or 80)}])
+
+
+def _deregister(backend, task_set, task):
+    if getattr(task, "_gm_ip", None) is None:
+        return
+    for lb in task_set.load_balancers or []:
+        arn = lb.get("targetGroupArn")
+        if arn:
+            try:
+                _elbv2(backend).deregister_targets(arn, [{"Id": task._gm_ip}])
+            except Exception:  # the target group may be gone: nothing left to deregister
+                pass
+
+
+def _set_tasks(backend, task_set):
+    tasks = backend.tasks.get(task_set.cluster.split("/")[-1], {})
+    return [t for t in tasks.values() if t.started_by == task_set.id]
+
+
+def _advance_task(backend, service, t, now):
+    if t.last_status == "PENDING" and now - t._gm_created >= START_SECONDS:
+        if t._gm_fails:
+            _stop(
+                t,
+                "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref: not found",
+                "TaskFailedToStart",
+            )
+            _event(service, f"(service {service.name}) task {t.id} failed to start: CannotPullContainerError")
+        else:
+            t.last_status = "RUNNING"
+            t.started_at = utcnow()
+
+
+def _tick_task_sets(backend, service):
+    """The task-set scheduler of an EXTERNAL service."""
+    now = time.monotonic()
+    for task_set in service.task_sets:
+        mine = _set_tasks(backend, task_set)
+        if service.status != "ACTIVE":
+            for t in mine:
+                if t.desired_status != "STOPPED":
+                    _stop(t, "Service deleted", "ServiceSchedulerInitiated")
+                    _deregister(backend, task_set, t)
+            continue
+        for t in mine:
+            was = t.last_status
+            _advance_task(backend, service, t, now)
+            if was != "RUNNING" and t.last_status == "RUNNING":
+                _register(backend, task_set, t)
+        scale = task_set.scale or {"value": 100.0, "unit": "PERCENT"}
+        want = int(-(-service.desired_count * float(scale.get("value", 100.0)) // 100))
+        live = [t for t in mine if t.desired_status == "RUNNING"]
+        for _ in range(max(want - len(live), 0)):
+            deployment = {"id": task_set.id, "taskDefinition": task_set.task_definition}
+            live.append(_launch(backend, service, deployment, task_set.launch_type, task_set.network_configuration))
+        for t in live[want:]:
+            _stop(t, f"Scaling activity initiated by (deployment {task_set.id})", "ServiceSchedulerInitiated")
+            _deregister(backend, task_set, t)
+        mine = _set_tasks(backend, task_set)
+        task_set.computed_desired_count = want
+        task_set.running_count = sum(1 for t in mine if t.last_status == "RUNNING")
+        task_set.pending_count = sum(1 for t in mine if t.last_status == "PENDING")
+        task_set.stabilityStatus = "STEADY_STATE" if task_set.running_count == want else "STABILIZING"
+    if service.status == "ACTIVE":
+        service.running_count = sum(getattr(ts, "running_count", 0) for ts in service.task_sets)
+        service.pending_count = sum(getattr(ts, "pending_count", 0) for ts in service.task_sets)
+
+
 def _tick(backend, service):
     """Advances the service's deployments and tasks to now."""
+    if (service.deployment_controller or {}).get("type") == "EXTERNAL":
+        _tick_task_sets(backend, service)
+        return
     if not _scheduled(service) or not service.deployments:
         return
     mine = _service_tasks(backend, service)
@@ -241,6 +342,53 @@ def delete_service(self, cluster_name, service_name, force):
         return service
 
 
+def create_task_set(self, service, cluster_str, task_definition, **kwargs):
+    with LOCK:
+        token = kwargs.get("client_token")
+        name = service.split("/")[-1]
+        existing = self.services.get(f"{cluster_str.split('/')[-1]}:{name}")
+        if existing and token:
+            for task_set in existing.task_sets:
+                if task_set.client_token == token:
+                    return task_set
+        scale = kwargs.pop("scale", None)
+        task_set = _orig_create_task_set(self, service, cluster_str, task_definition, **kwargs)
+        task_set.scale = scale or {"value": 100.0, "unit": "PERCENT"}
+        task_set.cluster = cluster_str
+        owner = self._get_service(cluster_str, name)
+        if not any(ts.status == "PRIMARY" for ts in owner.task_sets):
+            task_set.status = "PRIMARY"
+            owner.task_definition = task_set.task_definition
+        _tick(self, owner)
+        return task_set
+
+
+def describe_task_sets(self, cluster_str, service, task_sets):
+    with LOCK:
+        for s in list(self.services.values()):
+            _tick(self, s)
+        return _orig_describe_task_sets(self, cluster_str, service, task_sets)
+
+
+def update_task_set(self, cluster, service, task_set, scale):
+    with LOCK:
+        result = _orig_update_task_set(self, cluster, service, task_set, scale)
+        _tick(self, self._get_service(cluster, service.split("/")[-1]))
+        return result
+
+
+def delete_task_set(self, cluster, service, task_set):
+    with LOCK:
+        owner = self._get_service(cluster, service.split("/")[-1])
+        removed = _orig_delete_task_set(self, cluster, service, task_set)
+        for t in _set_tasks(self, removed):
+            if t.desired_status != "STOPPED":
+                _stop(t, f"Scaling activity initiated by (deployment {removed.id})", "ServiceSchedulerInitiated")
+                _deregister(self, removed, t)
+        _tick(self, owner)
+        return removed
+
+
 def install():
     if moto.__version__ != PINNED_MOTO:
         sys.exit(f"tests/moto/server.py is written for moto {PINNED_MOTO}, found {moto.__version__}; run `make test` to install the pinned version")
@@ -250,6 +398,10 @@ def install():
     EC2ContainerServiceBackend.list_tasks = list_tasks
     EC2ContainerServiceBackend.describe_tasks = describe_tasks
     EC2ContainerServiceBackend.delete_service = delete_service
+    EC2ContainerServiceBackend.create_task_set = create_task_set
+    EC2ContainerServiceBackend.describe_task_sets = describe_task_sets
+    EC2ContainerServiceBackend.update_task_set = update_task_set
+    EC2ContainerServiceBackend.delete_task_set = delete_task_set
 
 
 def main():

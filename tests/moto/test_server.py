@@ -48,6 +48,10 @@ class SchedulerTest(unittest.TestCase):
         cls.subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
         cls.sg = ec2.create_security_group(GroupName="g", Description="g", VpcId=vpc)["GroupId"]
         cls.ecs.create_cluster(clusterName="c")
+        cls.elb = boto3.client("elbv2", **kw)
+        lb = cls.elb.create_load_balancer(Name="lb", Subnets=[cls.subnet], SecurityGroups=[cls.sg])["LoadBalancers"][0]["LoadBalancerArn"]
+        cls.tg = cls.elb.create_target_group(Name="tg", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+        cls.elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": cls.tg}])
 
     @classmethod
     def tearDownClass(cls):
@@ -114,6 +118,44 @@ class SchedulerTest(unittest.TestCase):
         self.wait("s3", lambda s: s["runningCount"] == 1)
         self.ecs.delete_service(cluster="c", service="s3", force=True)
         self.assertEqual(self.ecs.list_tasks(cluster="c", serviceName="s3", desiredStatus="RUNNING")["taskArns"], [])
+
+    def task_set(self, arn):
+        return self.ecs.describe_task_sets(cluster="c", service="bg", taskSets=[arn])["taskSets"][0]
+
+    def wait_task_set(self, arn, predicate, seconds=10):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            ts = self.task_set(arn)
+            if predicate(ts):
+                return ts
+            time.sleep(0.1)
+        self.fail(f"condition not reached: {self.task_set(arn)}")
+
+    def healthy(self):
+        health = self.elb.describe_target_health(TargetGroupArn=self.tg)["TargetHealthDescriptions"]
+        return sum(1 for h in health if h["TargetHealth"]["State"] == "healthy")
+
+    def test_task_sets_run_scale_register_targets_and_are_idempotent(self):
+        td = self.register("nginx:1")
+        self.ecs.create_service(cluster="c", serviceName="bg", desiredCount=2, deploymentController={"type": "EXTERNAL"})
+        lbs = [{"targetGroupArn": self.tg, "containerName": "web", "containerPort": 80}]
+        args = dict(
+            cluster="c", service="bg", taskDefinition=td, externalId="x", launchType="FARGATE", networkConfiguration=self.net(),
+            loadBalancers=lbs, scale={"value": 100.0, "unit": "PERCENT"}, clientToken="token-1",
+        )
+        arn = self.ecs.create_task_set(**args)["taskSet"]["taskSetArn"]
+        self.assertEqual(self.ecs.create_task_set(**args)["taskSet"]["taskSetArn"], arn, "a replay returns the same task set")
+        ts = self.wait_task_set(arn, lambda t: t.get("runningCount") == 2)
+        self.assertEqual((ts["computedDesiredCount"], ts["status"]), (2, "PRIMARY"))
+        tasks = self.ecs.list_tasks(cluster="c", startedBy=ts["id"])["taskArns"]
+        self.assertEqual(len(tasks), 2)
+        self.assertEqual(self.healthy(), 2)
+        self.ecs.update_task_set(cluster="c", service="bg", taskSet=arn, scale={"value": 50.0, "unit": "PERCENT"})
+        self.wait_task_set(arn, lambda t: t.get("runningCount") == 1)
+        self.assertEqual(self.healthy(), 1)
+        self.ecs.delete_task_set(cluster="c", service="bg", taskSet=arn, force=True)
+        self.assertEqual(self.ecs.list_tasks(cluster="c", startedBy=ts["id"], desiredStatus="RUNNING")["taskArns"], [])
+        self.assertEqual(self.healthy(), 0)
 
 
 if __name__ == "__main__":
