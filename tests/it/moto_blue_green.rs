@@ -53,7 +53,7 @@ fn outputs(json: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>, S
 }
 
 /// (target group, weight %) of a forward action.
-fn weights(actions: &[Action]) -> Vec<(String, i32)> {
+fn weights(actions: &[Action]) -> Split {
     let Some(forward) = actions.iter().find(|a| a.r#type.as_ref().is_some_and(|t| t.as_str() == "forward")) else { return Vec::new() };
     match forward.forward_config.as_ref().map(|c| c.target_groups()).filter(|t| !t.is_empty()) {
         Some(tuples) => tuples.iter().map(|t| (t.target_group_arn().unwrap_or_default().to_string(), t.weight().unwrap_or(1))).collect(),
@@ -69,7 +69,7 @@ struct Watch {
 
 impl Watch {
     /// (listener default action weights, rule weights) now.
-    async fn now(&self) -> (Vec<(String, i32)>, Vec<(String, i32)>) {
+    async fn now(&self) -> (Split, Split) {
         let l = self.elb.describe_listeners().listener_arns(&self.listener).send().await.expect("describe listeners");
         let r = self.elb.describe_rules().rule_arns(&self.rule).send().await.expect("describe rules");
         (weights(l.listeners()[0].default_actions()), weights(r.rules()[0].actions()))
@@ -81,8 +81,11 @@ impl Watch {
     }
 }
 
-/// Polls the listener and the rule until `stop` is set; records every distinct split.
-fn record_splits(watch: Arc<Watch>, seen: Arc<Mutex<Vec<(Vec<(String, i32)>, Vec<(String, i32)>)>>>) -> tokio::task::JoinHandle<()> {
+/// (target group, weight) of one forward action.
+type Split = Vec<(String, i32)>;
+
+/// Polls the listener and the rule (bounded) and records every distinct pair of splits.
+fn record_splits(watch: Arc<Watch>, seen: Arc<Mutex<Vec<(Split, Split)>>>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         for _ in 0..3000 {
             let now = watch.now().await;
@@ -136,7 +139,7 @@ async fn moto_blue_green_shifts_linear_20_on_two_listeners_then_promotes_and_rol
     server.wait_app(PREFIX, Duration::from_secs(90), |a| synced(a) && a["applied_commit"] == second.as_str()).await;
     poller.abort();
     let seen = seen.lock().unwrap().clone();
-    let green_of = |split: &Vec<(String, i32)>| split.iter().find(|(tg, _)| tg == &tgs["web-b"]).map_or(0, |(_, w)| *w);
+    let green_of = |split: &Split| split.iter().find(|(tg, _)| tg == &tgs["web-b"]).map_or(0, |(_, w)| *w);
     let mut listener_greens: Vec<i32> = seen.iter().map(|(l, _)| green_of(l)).collect();
     let mut rule_greens: Vec<i32> = seen.iter().map(|(_, r)| green_of(r)).collect();
     listener_greens.dedup();
