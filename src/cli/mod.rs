@@ -226,7 +226,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                             a.app.clone(),
                             a.kind.clone(),
                             a.status.clone(),
-                            a.phase.clone().unwrap_or_else(|| "-".into()),
+                            match (&a.phase, a.traffic) {
+                                (Some(p), Some(w)) => format!("{p} {}/{}", w.blue, w.green),
+                                (Some(p), None) => p.clone(),
+                                (None, _) => "-".into(),
+                            },
                             a.commit.as_deref().map_or("-".into(), |c| c[..c.len().min(10)].to_string()),
                             a.last_outcome.clone().unwrap_or_else(|| "-".into()),
                             a.last_cause.clone().or_else(|| a.problems.first().cloned()).unwrap_or_default(),

@@ -19,6 +19,9 @@ pub struct AppView {
     pub kind: String,
     pub status: String,
     pub phase: Option<String>,
+    /// The traffic split of an in-flight blue/green deployment.
+    #[serde(default)]
+    pub traffic: Option<gitmoxi_deploy::schedule::Weights>,
     pub commit: Option<String>,
     pub applied_commit: Option<String>,
     pub identity: Option<String>,
@@ -57,6 +60,7 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
         kind: entry.kind.as_str().to_string(),
         status: status.to_string(),
         phase: in_flight.map(|r| r.phase.name().to_string()),
+        traffic: in_flight.and_then(|r| r.traffic),
         commit: entry.head_commit.clone(),
         applied_commit: entry.applied.commit.clone(),
         identity: entry.applied.identity.as_ref().map(ToString::to_string).or_else(|| in_flight.map(|r| r.identity.to_string())),
