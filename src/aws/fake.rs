@@ -200,6 +200,11 @@ impl FakeWorld {
         self.world().mutations.iter().filter(|(op, _)| op == operation).map(|(_, d)| d.clone()).collect()
     }
 
+    /// How many successful mutations the world has seen (all operations).
+    pub fn mutation_count(&self) -> usize {
+        self.world().mutations.len()
+    }
+
     /// Registered revisions of a family.
     pub fn revisions(&self, region: &str, family: &str) -> usize {
         self.world().task_defs.get(&(region.to_string(), family.to_string())).map_or(0, Vec::len)

@@ -252,19 +252,21 @@ async fn restarts_at_every_phase_boundary_and_lost_responses_end_with_one_green_
         sim.world.lose_response(op, 1);
     }
     sim.commit();
-    let mut last = None;
+    // restart at every phase boundary and right after every AWS mutation (whose answer may be lost)
+    let mut last = (None, 0);
     let mut restarts = 0;
-    for _ in 0..(20 * 60) {
-        let now = phase(&sim).map(|p| p.name());
+    for _ in 0..(20 * 60 * 5) {
+        let now = (phase(&sim).map(|p| p.name()), sim.world.mutation_count());
         if now != last {
             last = now;
             sim.restart().await;
+            last.1 = sim.world.mutation_count();
             restarts += 1;
         }
         if settled_on(&sim, "web:1") {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(settled_on(&sim, "web:1"), "first deployment {:?} {}", task_sets(&sim), sim.seed_note());
 
@@ -273,20 +275,21 @@ async fn restarts_at_every_phase_boundary_and_lost_responses_end_with_one_green_
     }
     sim.set_image(PREFIX, "nginx:2");
     sim.commit();
-    for _ in 0..(30 * 60) {
-        let now = phase(&sim).map(|p| p.name());
+    for _ in 0..(30 * 60 * 5) {
+        let now = (phase(&sim).map(|p| p.name()), sim.world.mutation_count());
         if now != last {
             last = now;
             sim.restart().await;
+            last.1 = sim.world.mutation_count();
             restarts += 1;
         }
         if settled_on(&sim, "web:2") {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(settled_on(&sim, "web:2"), "{:?} {}", task_sets(&sim), sim.seed_note());
-    assert!(restarts >= 12, "a restart at every phase boundary: {restarts}");
+    assert!(restarts >= 12, "restarts at phase boundaries and after mutations: {restarts}");
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
     assert_eq!(sim.world.mutations("CreateTaskSet").len(), 2, "exactly one green task set per deployment");
     assert_eq!(sim.world.mutations("CreateService").len(), 1);
@@ -295,4 +298,64 @@ async fn restarts_at_every_phase_boundary_and_lost_responses_end_with_one_green_
     assert_eq!(sim.world.forward_weights(LISTENER2), vec![(TG_C.to_string(), 0), (TG_D.to_string(), 100)]);
     let weights = green_weights(&sim, LISTENER1);
     assert!(weights.windows(2).all(|w| w[0] <= w[1]), "traffic only moved forward: {weights:?}");
+}
+
+/// Rebuilds the controller from the store before every single reconcile pass, so it is aborted
+/// at every phase boundary and after every AWS call; returns the passes it took.
+async fn drive_pass_by_pass(sim: &mut Sim, done: impl Fn(&Sim) -> bool) -> usize {
+    if let Some(task) = sim.task.take() {
+        task.abort();
+        let _ = task.await;
+    }
+    let key = Sim::key(PREFIX);
+    for pass in 0..2_000 {
+        if done(sim) {
+            return pass;
+        }
+        sim.seed += 1;
+        sim.controller = Sim::build(&sim.world, &sim.store, sim.seed);
+        sim.apply();
+        let wait = match sim.controller.reconcile(&key).await {
+            Ok(ms) => ms.clamp(1, 60_000),
+            Err(_) => 1_000,
+        };
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+    panic!("did not converge in 2,000 passes: {:?} {:?}", phase(sim), task_sets(sim));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_controller_rebuilt_before_every_pass_with_every_answer_lost_once_converges_with_one_green() {
+    let mut sim = Sim::new();
+    with_load_balancers(&sim);
+    add_bg_app(&mut sim, "nginx:1", FARGATE, LINEAR_50);
+    let mutations = [
+        "RegisterTaskDefinition",
+        "CreateService",
+        "CreateTaskSet",
+        "UpdateServicePrimaryTaskSet",
+        "ModifyListener",
+        "ModifyRule",
+        "DeleteTaskSet",
+    ];
+    for op in mutations {
+        sim.world.lose_response(op, 1);
+    }
+    sim.commits += 1;
+    let first = drive_pass_by_pass(&mut sim, |s| settled_on(s, "web:1")).await;
+    for op in mutations {
+        sim.world.lose_response(op, 1);
+    }
+    sim.set_image(PREFIX, "nginx:2");
+    sim.commits += 1;
+    let second = drive_pass_by_pass(&mut sim, |s| settled_on(s, "web:2")).await;
+    assert!(first + second > 20, "{first} + {second} passes");
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    assert_eq!(sim.world.mutations("CreateTaskSet").len(), 2, "exactly one green task set per deployment");
+    assert_eq!(sim.world.mutations("CreateService").len(), 1);
+    assert_eq!(sim.world.revisions(REGION, "web"), 2);
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 0), (TG_B.to_string(), 100)]);
+    assert_eq!(sim.world.forward_weights(RULE1), vec![(TG_A.to_string(), 0), (TG_B.to_string(), 100)]);
+    let history = sim.history(PREFIX);
+    assert!(history.iter().filter(|h| h.starts_with("deployment started")).count() == 2, "{history:?}");
 }
