@@ -373,38 +373,8 @@ impl World {
             let live =
                 self.tasks.iter().filter(|t| t.service_key == key && t.deployment == primary.id && t.status(now) != "STOPPED").count()
                     as u32;
-            let images = self.images_of(&key.0, &primary.task_definition);
-            let fails = images.iter().any(|i| self.knobs.failing_images.iter().any(|f| i.contains(f.as_str())));
-            let stuck = images.iter().any(|i| self.knobs.stuck_images.iter().any(|f| i.contains(f.as_str())));
             for _ in live..service.desired {
-                let id = self.next_id();
-                let arn = format!("arn:aws:ecs:{}:{ACCOUNT}:task/{}/{id:032x}", key.0, key.1);
-                let (running_at, stopped_at) = if fails {
-                    (
-                        None,
-                        Some((
-                            now + self.knobs.fail_delay,
-                            "TaskFailedToStart".to_string(),
-                            format!(
-                                "CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found",
-                                images.join(",")
-                            ),
-                        )),
-                    )
-                } else if stuck {
-                    (None, None)
-                } else {
-                    (Some(now + self.knobs.start_delay), None)
-                };
-                self.tasks.push(FakeTask {
-                    arn,
-                    service_key: key.clone(),
-                    deployment: primary.id.clone(),
-                    task_definition: primary.task_definition.clone(),
-                    created: now,
-                    running_at,
-                    stopped_at,
-                });
+                self.launch(&key, &primary.id, &primary.task_definition, now);
             }
             // scale in the primary when desired dropped
             let mut live_primary: Vec<usize> = self
@@ -514,6 +484,33 @@ impl World {
 const CAPACITY_REASON: &str = "Capacity is unavailable at this time. Please try again later or in a different availability zone";
 
 impl World {
+    /// Launches one task of `task_definition` started by `started_by`: it reaches RUNNING after
+    /// `start_delay`, or stops with a pull error when its image fails, or never starts.
+    fn launch(&mut self, key: &(String, String, String), started_by: &str, task_definition: &str, now: Instant) {
+        let images = self.images_of(&key.0, task_definition);
+        let fails = images.iter().any(|i| self.knobs.failing_images.iter().any(|f| i.contains(f.as_str())));
+        let stuck = images.iter().any(|i| self.knobs.stuck_images.iter().any(|f| i.contains(f.as_str())));
+        let (running_at, stopped_at) = if fails {
+            let reason =
+                format!("CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found", images.join(","));
+            (None, Some((now + self.knobs.fail_delay, "TaskFailedToStart".to_string(), reason)))
+        } else if stuck {
+            (None, None)
+        } else {
+            (Some(now + self.knobs.start_delay), None)
+        };
+        let id = self.next_id();
+        self.tasks.push(FakeTask {
+            arn: format!("arn:aws:ecs:{}:{ACCOUNT}:task/{}/{id:032x}", key.0, key.1),
+            service_key: key.clone(),
+            deployment: started_by.to_string(),
+            task_definition: task_definition.to_string(),
+            created: now,
+            running_at,
+            stopped_at,
+        });
+    }
+
     /// The task-set scheduler: each task set of an ACTIVE service runs ceil(desired × scale)
     /// tasks; FARGATE_SPOT placements stop at `spot_capacity`; extra tasks are scaled in.
     fn advance_task_sets(&mut self, now: Instant) {
@@ -539,9 +536,6 @@ impl World {
                 }
                 continue;
             }
-            let images = self.images_of(&set.service_key.0, &set.task_definition);
-            let fails = images.iter().any(|i| self.knobs.failing_images.iter().any(|f| i.contains(f.as_str())));
-            let stuck = images.iter().any(|i| self.knobs.stuck_images.iter().any(|f| i.contains(f.as_str())));
             let spot = set.capacity_providers.iter().any(|c| c == "FARGATE_SPOT");
             for _ in live_count..want {
                 if spot {
@@ -575,33 +569,7 @@ impl World {
                         }
                     }
                 }
-                let id = self.next_id();
-                let (running_at, stopped_at) = if fails {
-                    (
-                        None,
-                        Some((
-                            now + self.knobs.fail_delay,
-                            "TaskFailedToStart".to_string(),
-                            format!(
-                                "CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found",
-                                images.join(",")
-                            ),
-                        )),
-                    )
-                } else if stuck {
-                    (None, None)
-                } else {
-                    (Some(now + self.knobs.start_delay), None)
-                };
-                self.tasks.push(FakeTask {
-                    arn: format!("arn:aws:ecs:{}:{ACCOUNT}:task/{}/{id:032x}", set.service_key.0, set.service_key.1),
-                    service_key: set.service_key.clone(),
-                    deployment: set.id.clone(),
-                    task_definition: set.task_definition.clone(),
-                    created: now,
-                    running_at,
-                    stopped_at,
-                });
+                self.launch(&set.service_key, &set.id, &set.task_definition, now);
             }
         }
     }

@@ -30,6 +30,7 @@ pub(crate) struct Sim {
     pub(crate) commits: u32,
     pub(crate) seed: u64,
     pub(crate) policy: RepoPolicy,
+    pub(crate) clock: Clock,
 }
 
 impl Sim {
@@ -39,7 +40,9 @@ impl Sim {
         world.create_cluster(REGION, "prod");
         let store = Store::temporary().expect("store");
         let seed = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
-        let controller = Self::build(&world, &store, seed);
+        // One clock for the whole simulation: a restarted controller reads the same virtual time.
+        let clock = Clock::starting_at(1_795_000_000_000);
+        let controller = Self::build(&world, &store, &clock, seed);
         let mut sim = Sim {
             world,
             store,
@@ -50,16 +53,17 @@ impl Sim {
             commits: 0,
             seed,
             policy: RepoPolicy { max_prune: 3, max_prune_percent: 25 },
+            clock,
         };
         sim.start();
         sim
     }
 
-    pub(crate) fn build(world: &FakeWorld, store: &Store, seed: u64) -> Arc<Controller> {
+    pub(crate) fn build(world: &FakeWorld, store: &Store, clock: &Clock, seed: u64) -> Arc<Controller> {
         Controller::new(
             store.clone(),
             world.provider(),
-            Clock::starting_at(1_795_000_000_000),
+            clock.clone(),
             Metrics::new(),
             ControllerSettings { default_region: REGION.into(), concurrency: 4, seed },
         )
@@ -77,7 +81,7 @@ impl Sim {
             let _ = task.await;
         }
         self.seed += 1;
-        self.controller = Self::build(&self.world, &self.store, self.seed);
+        self.controller = Self::build(&self.world, &self.store, &self.clock, self.seed);
         self.controller.enqueue_stored().expect("enqueue");
         self.apply();
         self.start();
