@@ -6,9 +6,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What one reconcile pass saw of an ECS app.
+/// What one reconcile pass saw of an app (ECS fields for ECS apps, `lambda` for Lambda apps).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ObservedEcs {
+pub struct Observed {
     /// The service, when DescribeServices knows it (any status).
     pub service: Option<ObservedService>,
     /// The task definition registered for the in-flight deployment, found by its tag.
@@ -21,6 +21,8 @@ pub struct ObservedEcs {
     pub elb: Option<ObservedElb>,
     /// States of the depdef's alarms, when the phase watches them.
     pub alarms: Vec<ObservedAlarm>,
+    /// A Lambda app's function, versions, alias and wiring.
+    pub lambda: ObservedLambda,
 }
 
 /// An ECS service.
@@ -153,4 +155,64 @@ pub struct ObservedElb {
 pub struct ObservedAlarm {
     pub name: String,
     pub state: Option<String>,
+}
+
+/// What one pass saw of a Lambda function.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedLambda {
+    /// `$LATEST`, when the function exists.
+    pub function: Option<ObservedFunction>,
+    /// Published versions (numbered), oldest first.
+    pub versions: Vec<ObservedFunction>,
+    pub alias: Option<ObservedAlias>,
+    /// Event source mappings whose function is the alias.
+    pub mappings: Vec<ObservedMapping>,
+    /// Statement ids of the alias's resource policy.
+    pub permissions: Vec<String>,
+    /// Target ids registered in each push-source target group.
+    pub elb_targets: BTreeMap<String, Vec<String>>,
+    /// API Gateway v2 integrations of the push-source APIs: (api id, integration id, uri).
+    pub integrations: Vec<(String, String, String)>,
+    /// API Gateway v2 route targets: (api id, route id) → target.
+    pub route_targets: BTreeMap<(String, String), Option<String>>,
+}
+
+/// One function configuration (`$LATEST` or a published version).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedFunction {
+    /// The unqualified function ARN.
+    pub arn: String,
+    pub version: String,
+    pub code_sha256: String,
+    pub revision_id: String,
+    /// Pending, Active, Inactive or Failed.
+    pub state: String,
+    pub state_reason: Option<String>,
+    /// InProgress, Successful or Failed.
+    pub last_update_status: String,
+    pub last_update_status_reason: Option<String>,
+    pub description: String,
+    /// Normalized configuration fields, compared to find the version that matches `$LATEST`.
+    pub config: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An alias and its routing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedAlias {
+    pub arn: String,
+    pub function_version: String,
+    /// `RoutingConfig.AdditionalVersionWeights`: version → weight (0..1).
+    pub additional: BTreeMap<String, f64>,
+}
+
+/// An event source mapping.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedMapping {
+    pub uuid: String,
+    pub event_source_arn: String,
+    pub function_arn: String,
+    pub batch_size: Option<u32>,
+    pub maximum_batching_window_secs: Option<u32>,
+    pub enabled: bool,
 }

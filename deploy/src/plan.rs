@@ -34,6 +34,38 @@ pub enum Action {
     /// ModifyListener (default action) or ModifyRule: forward to these target groups with these
     /// absolute weights.
     ElbSetForwardWeights { kind: ForwardKind, arn: String, targets: Vec<(String, u32)> },
+    /// CreateFunction with this body (Publish true, tags included).
+    LambdaCreateFunction { body: Value },
+    /// UpdateFunctionCode with these `Code` fields.
+    LambdaUpdateCode { function: String, code: Value },
+    /// UpdateFunctionConfiguration with these fields.
+    LambdaUpdateConfig { function: String, config: Value },
+    /// PublishVersion guarded by the code SHA-256 and revision it was decided on.
+    LambdaPublishVersion { function: String, code_sha256: String, revision_id: String, description: String },
+    /// CreateAlias on `version`.
+    LambdaCreateAlias { function: String, alias: String, version: String },
+    /// UpdateAlias: `version`, plus `weight` (0..1) routed to `additional` when given.
+    LambdaSetAlias { function: String, alias: String, version: String, additional: Option<(String, f64)> },
+    /// DeleteFunction with a version qualifier.
+    LambdaDeleteVersion { function: String, version: String },
+    /// DeleteFunction (all versions).
+    LambdaDeleteFunction { function: String },
+    /// CreateEventSourceMapping with this body (FunctionName = the alias ARN).
+    LambdaCreateMapping { body: Value },
+    /// UpdateEventSourceMapping: these fields.
+    LambdaUpdateMapping { uuid: String, body: Value },
+    /// DeleteEventSourceMapping.
+    LambdaDeleteMapping { uuid: String },
+    /// AddPermission on the alias for a push source.
+    LambdaAddPermission { function: String, qualifier: String, sid: String, principal: String, source_arn: String },
+    /// RemovePermission from the alias.
+    LambdaRemovePermission { function: String, qualifier: String, sid: String },
+    /// RegisterTargets: the alias ARN as the target of a lambda-type target group.
+    ElbRegisterLambda { target_group: String, target: String },
+    /// CreateIntegration (AWS_PROXY) to `uri` on an HTTP API.
+    ApiCreateIntegration { api_id: String, uri: String },
+    /// UpdateRoute: its target (`integrations/<id>`).
+    ApiSetRouteTarget { api_id: String, route_id: String, target: String },
 }
 
 impl Action {
@@ -51,6 +83,21 @@ impl Action {
             Action::EcsDeleteTaskSet { .. } => "DeleteTaskSet",
             Action::ElbSetForwardWeights { kind: ForwardKind::ListenerDefault, .. } => "ModifyListener",
             Action::ElbSetForwardWeights { kind: ForwardKind::Rule, .. } => "ModifyRule",
+            Action::LambdaCreateFunction { .. } => "CreateFunction",
+            Action::LambdaUpdateCode { .. } => "UpdateFunctionCode",
+            Action::LambdaUpdateConfig { .. } => "UpdateFunctionConfiguration",
+            Action::LambdaPublishVersion { .. } => "PublishVersion",
+            Action::LambdaCreateAlias { .. } => "CreateAlias",
+            Action::LambdaSetAlias { .. } => "UpdateAlias",
+            Action::LambdaDeleteVersion { .. } | Action::LambdaDeleteFunction { .. } => "DeleteFunction",
+            Action::LambdaCreateMapping { .. } => "CreateEventSourceMapping",
+            Action::LambdaUpdateMapping { .. } => "UpdateEventSourceMapping",
+            Action::LambdaDeleteMapping { .. } => "DeleteEventSourceMapping",
+            Action::LambdaAddPermission { .. } => "AddPermission",
+            Action::LambdaRemovePermission { .. } => "RemovePermission",
+            Action::ElbRegisterLambda { .. } => "RegisterTargets",
+            Action::ApiCreateIntegration { .. } => "CreateIntegration",
+            Action::ApiSetRouteTarget { .. } => "UpdateRoute",
         }
     }
 }

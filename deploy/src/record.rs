@@ -4,7 +4,7 @@
 //! is written and flushed before the AWS call its phase leads to; the timeline is bounded.
 
 use crate::schedule::Weights;
-use crate::spec::{AppKind, EcsApp, Identity};
+use crate::spec::{AppKind, EcsApp, Identity, LambdaApp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -177,11 +177,76 @@ pub enum Phase {
     /// deploys once this is done; `delete_green`: per deleteNewUponFailure /
     /// deleteNewUponTrafficShiftFailure.
     BgRollback { superseded: bool, delete_green: bool },
+    /// Lambda: create the function (published version 1) when it does not exist.
+    LambdaCreate,
+    /// Lambda: UpdateFunctionCode unless the revision moved on from `revision_before` (then wait
+    /// for `LastUpdateStatus` Successful).
+    LambdaUpdateCode { revision_before: String },
+    /// Lambda: UpdateFunctionConfiguration, the same way.
+    LambdaUpdateConfig { revision_before: String },
+    /// Lambda: publish a version, unless one already matches `$LATEST` (code SHA-256 + config).
+    LambdaPublish,
+    /// Lambda: wait until `version` is Active (readinessCheck); create the alias if it is missing.
+    LambdaReady { version: String, deadline_ms: u64 },
+    /// Lambda: alias weight `weight` % on `version` since `since_ms`; alarms watched.
+    LambdaShift { version: String, step: u32, weight: u32, since_ms: u64 },
+    /// Lambda: 100 % on `version`, one more wait watching alarms.
+    LambdaBake { version: String, until_ms: u64 },
+    /// Lambda: event sources on the alias (mappings, permissions, ELB target, API integration).
+    LambdaWire { version: String },
+    /// Lambda: delete the old version (deleteOldVersion).
+    LambdaCleanUp { version: String },
+    /// Lambda: alias back on the previous version without routing, then delete `version`.
+    LambdaRollback { version: String, superseded: bool },
+    /// Lambda: remove mappings, permissions and the function.
+    LambdaDelete,
     /// Finished; `outcome` says how.
     Done,
 }
 
+/// Which strategy a phase belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseFamily {
+    /// ECS rolling and the delete of a service (and `Done`).
+    Ecs,
+    BlueGreen,
+    Lambda,
+}
+
 impl Phase {
+    /// The strategy that continues a record in this phase.
+    pub fn family(&self) -> PhaseFamily {
+        match self {
+            Phase::EcsRegister
+            | Phase::EcsApply { .. }
+            | Phase::EcsStabilize { .. }
+            | Phase::EcsRollback { .. }
+            | Phase::EcsRollbackStabilize { .. }
+            | Phase::EcsDelete
+            | Phase::Done => PhaseFamily::Ecs,
+            Phase::BgRegister
+            | Phase::BgCreateService { .. }
+            | Phase::BgCreateGreen { .. }
+            | Phase::BgStabilize { .. }
+            | Phase::BgShift { .. }
+            | Phase::BgBake { .. }
+            | Phase::BgPromote
+            | Phase::BgCleanUp
+            | Phase::BgRollback { .. } => PhaseFamily::BlueGreen,
+            Phase::LambdaCreate
+            | Phase::LambdaUpdateCode { .. }
+            | Phase::LambdaUpdateConfig { .. }
+            | Phase::LambdaPublish
+            | Phase::LambdaReady { .. }
+            | Phase::LambdaShift { .. }
+            | Phase::LambdaBake { .. }
+            | Phase::LambdaWire { .. }
+            | Phase::LambdaCleanUp { .. }
+            | Phase::LambdaRollback { .. }
+            | Phase::LambdaDelete => PhaseFamily::Lambda,
+        }
+    }
+
     /// Stable name for APIs and metrics.
     pub fn name(&self) -> &'static str {
         match self {
@@ -200,6 +265,17 @@ impl Phase {
             Phase::BgPromote => "promote",
             Phase::BgCleanUp => "clean_up",
             Phase::BgRollback { .. } => "rolling_back",
+            Phase::LambdaCreate => "create_function",
+            Phase::LambdaUpdateCode { .. } => "update_code",
+            Phase::LambdaUpdateConfig { .. } => "update_configuration",
+            Phase::LambdaPublish => "publish",
+            Phase::LambdaReady { .. } => "ready",
+            Phase::LambdaShift { .. } => "shift",
+            Phase::LambdaBake { .. } => "bake",
+            Phase::LambdaWire { .. } => "wire_event_sources",
+            Phase::LambdaCleanUp { .. } => "clean_up",
+            Phase::LambdaRollback { .. } => "rolling_back",
+            Phase::LambdaDelete => "delete",
             Phase::Done => "done",
         }
     }
@@ -278,6 +354,12 @@ pub struct DeploymentRecord {
     pub strategy: String,
     /// What is being deployed (kept so a newer, broken head cannot strand the deployment).
     pub desired: Option<EcsApp>,
+    /// The Lambda app being deployed.
+    #[serde(default)]
+    pub desired_lambda: Option<LambdaApp>,
+    /// The Lambda version the alias pointed at when the deployment started (the rollback target).
+    #[serde(default)]
+    pub previous_version: Option<String>,
     /// The task definition to roll back to, captured when the deployment started.
     pub previous_task_definition: Option<String>,
     pub phase: Phase,
@@ -333,7 +415,7 @@ pub struct AppliedState {
     /// The last successfully applied fingerprint and commit.
     pub fingerprint: Option<String>,
     pub commit: Option<String>,
-    /// The last task definition that was stable (the rollback target).
+    /// The last task definition that was stable (the rollback target); for Lambda the version.
     pub task_definition: Option<String>,
     /// Fingerprints that failed and rolled back (not retried unless forced).
     pub failed: BTreeSet<String>,
@@ -341,4 +423,7 @@ pub struct AppliedState {
     pub owned: bool,
     /// Where the app's resource lives (kept so a delete knows what to delete).
     pub identity: Option<Identity>,
+    /// The last applied Lambda app (its alias and event sources, for the delete).
+    #[serde(default)]
+    pub lambda: Option<LambdaApp>,
 }

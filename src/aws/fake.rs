@@ -11,7 +11,7 @@
 //! Invariant: the fake mirrors the API contracts gitmoxi relies on (client-token idempotency of
 //! CreateService, tags on task definitions, DescribeServices of a missing service = no entry).
 
-use super::{Alarms, AwsError, AwsErrorKind, AwsProvider, Ecs, Elb};
+use super::{Alarms, ApiGateway, AwsError, AwsErrorKind, AwsProvider, Ecs, Elb, Lambda};
 use async_trait::async_trait;
 use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask, ObservedTaskSet};
 use serde_json::Value;
@@ -143,6 +143,8 @@ pub(super) struct World {
     pub(super) forwards: Vec<FakeForward>,
     /// Alarm name → scheduled states (from when).
     pub(super) alarms: BTreeMap<String, Vec<(Instant, String)>>,
+    /// Lambda functions, mappings, APIs and lambda targets (`fake_lambda.rs`).
+    pub(super) lambda: super::fake_lambda::LambdaWorld,
     task_defs: BTreeMap<(String, String), Vec<FakeTaskDef>>,
     services: BTreeMap<(String, String, String), FakeService>,
     tasks: Vec<FakeTask>,
@@ -325,6 +327,14 @@ impl AwsProvider for FakeProvider {
 
     fn alarms(&self, _account: Option<&str>, _region: &str) -> Arc<dyn Alarms> {
         Arc::new(super::fake_elb::FakeAlarms { world: self.world.clone() })
+    }
+
+    fn lambda(&self, _account: Option<&str>, region: &str) -> Arc<dyn Lambda> {
+        Arc::new(super::fake_lambda::FakeLambda { world: self.world.clone(), region: region.to_string() })
+    }
+
+    fn apigw(&self, _account: Option<&str>, _region: &str) -> Arc<dyn ApiGateway> {
+        Arc::new(super::fake_lambda::FakeApiGateway { world: self.world.clone() })
     }
 }
 

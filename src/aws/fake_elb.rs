@@ -87,6 +87,36 @@ impl Elb for FakeElb {
         };
         self.world.end(operation, result)
     }
+
+    async fn registered_targets(&self, target_group: &str) -> Result<Vec<String>, AwsError> {
+        self.world.begin("DescribeTargetHealth")?;
+        let result = Ok(self.world.world().lambda.lambda_targets.get(target_group).cloned().unwrap_or_default());
+        self.world.end("DescribeTargetHealth", result)
+    }
+
+    async fn register_target(&self, target_group: &str, target: &str) -> Result<(), AwsError> {
+        self.world.begin("RegisterTargets")?;
+        let result = {
+            let mut w = self.world.world();
+            if w.target_groups.contains_key(target_group) {
+                let targets = w.lambda.lambda_targets.entry(target_group.to_string()).or_default();
+                if !targets.iter().any(|t| t == target) {
+                    targets.push(target.to_string());
+                }
+                w.mutations.push(("RegisterTargets".into(), target.to_string()));
+                Ok(())
+            } else {
+                Err(AwsError::new(
+                    "elasticloadbalancing",
+                    "RegisterTargets",
+                    AwsErrorKind::NotFound,
+                    "TargetGroupNotFound",
+                    format!("{target_group} not found"),
+                ))
+            }
+        };
+        self.world.end("RegisterTargets", result)
+    }
 }
 
 #[async_trait]

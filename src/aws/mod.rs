@@ -6,15 +6,21 @@
 pub mod error;
 pub mod fake;
 pub mod fake_elb;
+pub mod fake_lambda;
 pub mod pool;
 pub mod sdk_alarms;
+pub mod sdk_apigw;
 pub mod sdk_ecs;
 pub mod sdk_elb;
+pub mod sdk_lambda;
 
 pub use error::{AwsError, AwsErrorKind};
 
 use async_trait::async_trait;
-use gitmoxi_deploy::observed::{ForwardKind, ObservedAlarm, ObservedElb, ObservedService, ObservedTask, ObservedTaskSet};
+use gitmoxi_deploy::observed::{
+    ForwardKind, ObservedAlarm, ObservedAlias, ObservedElb, ObservedFunction, ObservedMapping, ObservedService, ObservedTask,
+    ObservedTaskSet,
+};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -60,6 +66,58 @@ pub trait Elb: Send + Sync {
     /// ModifyListener (default action) or ModifyRule: forward to `targets` with these weights,
     /// keeping the rest of the action (stickiness, other actions) as it is.
     async fn set_forward_weights(&self, kind: ForwardKind, arn: &str, targets: &[(String, u32)]) -> Result<(), AwsError>;
+    /// The ids of the targets registered in a target group.
+    async fn registered_targets(&self, target_group: &str) -> Result<Vec<String>, AwsError>;
+    /// RegisterTargets with one target id (a Lambda alias ARN).
+    async fn register_target(&self, target_group: &str, target: &str) -> Result<(), AwsError>;
+}
+
+/// The Lambda operations gitmoxi uses.
+#[async_trait]
+pub trait Lambda: Send + Sync {
+    /// GetFunction of `$LATEST` (configuration and tags); `None` when it does not exist.
+    async fn function(&self, name: &str) -> Result<Option<ObservedFunction>, AwsError>;
+    /// ListVersionsByFunction without `$LATEST`.
+    async fn versions(&self, name: &str) -> Result<Vec<ObservedFunction>, AwsError>;
+    /// GetAlias; `None` when it does not exist.
+    async fn alias(&self, name: &str, alias: &str) -> Result<Option<ObservedAlias>, AwsError>;
+    /// ListEventSourceMappings of a function ARN (here: the alias ARN).
+    async fn mappings(&self, function_arn: &str) -> Result<Vec<ObservedMapping>, AwsError>;
+    /// The statement ids of the resource policy of `name:qualifier` (none when there is no policy).
+    async fn permission_sids(&self, name: &str, qualifier: &str) -> Result<Vec<String>, AwsError>;
+    /// CreateFunction with a body exactly as the user wrote it (plus Publish and Tags).
+    async fn create_function(&self, body: &Value) -> Result<(), AwsError>;
+    /// UpdateFunctionCode with these `Code` fields.
+    async fn update_code(&self, name: &str, code: &Value) -> Result<(), AwsError>;
+    /// UpdateFunctionConfiguration with these fields.
+    async fn update_config(&self, name: &str, config: &Value) -> Result<(), AwsError>;
+    /// PublishVersion guarded by CodeSha256 and RevisionId.
+    async fn publish_version(&self, name: &str, code_sha256: &str, revision_id: &str, description: &str) -> Result<(), AwsError>;
+    async fn create_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), AwsError>;
+    /// UpdateAlias: `version`, plus `additional` = (version, weight 0..1), or no routing.
+    async fn update_alias(&self, name: &str, alias: &str, version: &str, additional: Option<&(String, f64)>) -> Result<(), AwsError>;
+    /// DeleteFunction, of one version when `qualifier` is given; already gone is success.
+    async fn delete_function(&self, name: &str, qualifier: Option<&str>) -> Result<(), AwsError>;
+    async fn create_mapping(&self, body: &Value) -> Result<(), AwsError>;
+    async fn update_mapping(&self, uuid: &str, body: &Value) -> Result<(), AwsError>;
+    /// DeleteEventSourceMapping; already gone is success.
+    async fn delete_mapping(&self, uuid: &str) -> Result<(), AwsError>;
+    async fn add_permission(&self, name: &str, qualifier: &str, sid: &str, principal: &str, source_arn: &str) -> Result<(), AwsError>;
+    /// RemovePermission; already gone is success.
+    async fn remove_permission(&self, name: &str, qualifier: &str, sid: &str) -> Result<(), AwsError>;
+}
+
+/// The API Gateway v2 operations gitmoxi uses.
+#[async_trait]
+pub trait ApiGateway: Send + Sync {
+    /// (integration id, integration uri) of every integration of an API.
+    async fn integrations(&self, api_id: &str) -> Result<Vec<(String, String)>, AwsError>;
+    /// The target of a route (`integrations/<id>`).
+    async fn route_target(&self, api_id: &str, route_id: &str) -> Result<Option<String>, AwsError>;
+    /// CreateIntegration: AWS_PROXY to `uri`, payload format 2.0.
+    async fn create_integration(&self, api_id: &str, uri: &str) -> Result<(), AwsError>;
+    /// UpdateRoute: set its target.
+    async fn set_route_target(&self, api_id: &str, route_id: &str, target: &str) -> Result<(), AwsError>;
 }
 
 /// The CloudWatch operations gitmoxi uses.
@@ -74,4 +132,6 @@ pub trait AwsProvider: Send + Sync {
     fn ecs(&self, account: Option<&str>, region: &str) -> Arc<dyn Ecs>;
     fn elb(&self, account: Option<&str>, region: &str) -> Arc<dyn Elb>;
     fn alarms(&self, account: Option<&str>, region: &str) -> Arc<dyn Alarms>;
+    fn lambda(&self, account: Option<&str>, region: &str) -> Arc<dyn Lambda>;
+    fn apigw(&self, account: Option<&str>, region: &str) -> Arc<dyn ApiGateway>;
 }

@@ -3,9 +3,11 @@
 //! Cross-account roles (SPEC §7.4) plug in here; without one, `account` only separates caches.
 
 use super::sdk_alarms::SdkAlarms;
+use super::sdk_apigw::SdkApiGateway;
 use super::sdk_ecs::SdkEcs;
 use super::sdk_elb::SdkElb;
-use super::{Alarms, AwsProvider, Ecs, Elb};
+use super::sdk_lambda::SdkLambda;
+use super::{Alarms, ApiGateway, AwsProvider, Ecs, Elb, Lambda};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use std::collections::HashMap;
@@ -20,6 +22,8 @@ pub struct SdkProvider {
     ecs: ClientCache<dyn Ecs>,
     elb: ClientCache<dyn Elb>,
     alarms: ClientCache<dyn Alarms>,
+    lambda: ClientCache<dyn Lambda>,
+    apigw: ClientCache<dyn ApiGateway>,
     metrics: crate::metrics::AwsCallMetrics,
 }
 
@@ -31,12 +35,28 @@ impl SdkProvider {
             .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
             .load()
             .await;
-        SdkProvider { base, ecs: Mutex::new(HashMap::new()), elb: Mutex::new(HashMap::new()), alarms: Mutex::new(HashMap::new()), metrics }
+        SdkProvider {
+            base,
+            ecs: Mutex::new(HashMap::new()),
+            elb: Mutex::new(HashMap::new()),
+            alarms: Mutex::new(HashMap::new()),
+            lambda: Mutex::new(HashMap::new()),
+            apigw: Mutex::new(HashMap::new()),
+            metrics,
+        }
     }
 
     /// Uses an explicit SDK configuration (tests point it at moto).
     pub fn from_config(base: SdkConfig, metrics: crate::metrics::AwsCallMetrics) -> SdkProvider {
-        SdkProvider { base, ecs: Mutex::new(HashMap::new()), elb: Mutex::new(HashMap::new()), alarms: Mutex::new(HashMap::new()), metrics }
+        SdkProvider {
+            base,
+            ecs: Mutex::new(HashMap::new()),
+            elb: Mutex::new(HashMap::new()),
+            alarms: Mutex::new(HashMap::new()),
+            lambda: Mutex::new(HashMap::new()),
+            apigw: Mutex::new(HashMap::new()),
+            metrics,
+        }
     }
 }
 
@@ -74,6 +94,30 @@ impl AwsProvider for SdkProvider {
             .or_insert_with(|| {
                 let conf = aws_sdk_cloudwatch::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
                 Arc::new(SdkAlarms::new(aws_sdk_cloudwatch::Client::from_conf(conf), self.metrics.clone()))
+            })
+            .clone()
+    }
+
+    fn lambda(&self, account: Option<&str>, region: &str) -> Arc<dyn Lambda> {
+        let key = (account.map(str::to_string), region.to_string());
+        let mut cache = self.lambda.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let conf = aws_sdk_lambda::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                Arc::new(SdkLambda::new(aws_sdk_lambda::Client::from_conf(conf), self.metrics.clone()))
+            })
+            .clone()
+    }
+
+    fn apigw(&self, account: Option<&str>, region: &str) -> Arc<dyn ApiGateway> {
+        let key = (account.map(str::to_string), region.to_string());
+        let mut cache = self.apigw.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let conf = aws_sdk_apigatewayv2::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                Arc::new(SdkApiGateway::new(aws_sdk_apigatewayv2::Client::from_conf(conf), self.metrics.clone()))
             })
             .clone()
     }

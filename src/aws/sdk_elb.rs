@@ -205,6 +205,31 @@ impl Elb for SdkElb {
             }
         }
     }
+
+    async fn registered_targets(&self, target_group: &str) -> Result<Vec<String>, AwsError> {
+        let out = self
+            .client
+            .describe_target_health()
+            .target_group_arn(target_group)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTargetHealth", e));
+        let out = self.track("DescribeTargetHealth", out)?;
+        Ok(out.target_health_descriptions().iter().filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string)).collect())
+    }
+
+    async fn register_target(&self, target_group: &str, target: &str) -> Result<(), AwsError> {
+        let description = aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(target).build();
+        let out = self
+            .client
+            .register_targets()
+            .target_group_arn(target_group)
+            .targets(description)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "RegisterTargets", e));
+        self.track("RegisterTargets", out).map(|_| ())
+    }
 }
 
 #[cfg(test)]

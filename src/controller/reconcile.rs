@@ -5,12 +5,12 @@
 //! in order, and maps a permanent AWS refusal to the planner's failure helper.
 
 use super::{Controller, ControllerError};
-use crate::aws::{Alarms, AwsError, AwsErrorKind, Ecs, Elb};
-use gitmoxi_deploy::observed::ObservedEcs;
+use crate::aws::{Alarms, ApiGateway, AwsError, AwsErrorKind, Ecs, Elb, Lambda};
+use gitmoxi_deploy::observed::Observed;
 use gitmoxi_deploy::plan::{Action, Completion, Plan};
 use gitmoxi_deploy::record::{AppKey, DeploymentRecord, FailureCause, Level};
 use gitmoxi_deploy::repo_plan::PlanAction;
-use gitmoxi_deploy::spec::{AppKind, AppSpec, Identity};
+use gitmoxi_deploy::spec::{AppKind, Identity};
 use gitmoxi_deploy::strategy::{self, Desired, StepInput, STEADY_REQUEUE_MS};
 use gitmoxi_state::{AppEntry, HistoryEvent};
 use std::sync::Arc;
@@ -39,18 +39,7 @@ impl Controller {
             (Some(PlanAction::Delete), _) => Desired::Deleted,
             _ => Desired::Blocked,
         };
-        let unsupported = match desired {
-            Desired::Present(app) => match &app.spec {
-                AppSpec::Lambda(_) => {
-                    Some("Lambda deployments are not implemented in this gitmoxi version; the function is left untouched")
-                }
-                AppSpec::Ecs(_) => None,
-            },
-            Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => None,
-        };
-        if self.mark_unsupported(key, app.map_or(AppKind::Ecs, |a| a.kind), unsupported)? {
-            return Ok(STEADY_REQUEUE_MS);
-        }
+        self.mark_unsupported(key, app.map_or(AppKind::Ecs, |a| a.kind), None)?;
         let moved = entry.is_some_and(|e| e.action == PlanAction::Move);
         let app_entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
         let record = self.store.record(key)?;
@@ -68,6 +57,8 @@ impl Controller {
             ecs: self.aws.ecs(account.as_deref(), &region),
             elb: self.aws.elb(account.as_deref(), &region),
             alarms: self.aws.alarms(account.as_deref(), &region),
+            lambda: self.aws.lambda(account.as_deref(), &region),
+            apigw: self.aws.apigw(account.as_deref(), &region),
         };
         let observed = observe(&clients, &identity, &needs).await;
         let new_id = self.new_id();
@@ -78,7 +69,7 @@ impl Controller {
             desired,
             applied: &app_entry.applied,
             record: record.as_ref(),
-            observed: &ObservedEcs::default(),
+            observed: &Observed::default(),
             now_ms: now,
             new_deployment_id: &new_id,
             force,
@@ -202,11 +193,16 @@ pub struct Clients {
     pub ecs: Arc<dyn Ecs>,
     pub elb: Arc<dyn Elb>,
     pub alarms: Arc<dyn Alarms>,
+    pub lambda: Arc<dyn Lambda>,
+    pub apigw: Arc<dyn ApiGateway>,
 }
 
 /// Fetches what the step needs.
-async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::ObserveNeeds) -> Result<ObservedEcs, AwsError> {
-    let Identity::Ecs { cluster, service, .. } = identity else { return Ok(ObservedEcs::default()) };
+async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::ObserveNeeds) -> Result<Observed, AwsError> {
+    let (cluster, service) = match identity {
+        Identity::Ecs { cluster, service, .. } => (cluster, service),
+        Identity::Lambda { function, .. } => return observe_lambda(clients, function, needs).await,
+    };
     let ecs = clients.ecs.as_ref();
     let described = ecs.describe_service(cluster, service).await?;
     let registered = match &needs.registered_for {
@@ -223,7 +219,44 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
     }
     let elb = if needs.target_groups.is_empty() { None } else { Some(clients.elb.observe(&needs.target_groups).await?) };
     let alarms = if needs.alarms.is_empty() { Vec::new() } else { clients.alarms.describe(&needs.alarms).await? };
-    Ok(ObservedEcs { service: described, registered_task_definition: registered, tasks, task_sets, elb, alarms })
+    Ok(Observed { service: described, registered_task_definition: registered, tasks, task_sets, elb, alarms, ..Observed::default() })
+}
+
+/// Fetches what a Lambda step needs: the function, its versions and alias, and the wiring of
+/// the alias when the phase reconciles it.
+async fn observe_lambda(clients: &Clients, function: &str, needs: &strategy::ObserveNeeds) -> Result<Observed, AwsError> {
+    let lambda = clients.lambda.as_ref();
+    let mut observed = gitmoxi_deploy::observed::ObservedLambda { function: lambda.function(function).await?, ..Default::default() };
+    if observed.function.is_some() {
+        observed.versions = lambda.versions(function).await?;
+        if let Some((alias, wiring)) = &needs.lambda {
+            observed.alias = lambda.alias(function, alias).await?;
+            if let Some(sources) = wiring {
+                let alias_arn = observed.alias.as_ref().map(|a| a.arn.clone());
+                if let Some(arn) = &alias_arn {
+                    observed.mappings = lambda.mappings(arn).await?;
+                    observed.permissions = lambda.permission_sids(function, alias).await?;
+                }
+                for source in &sources.push {
+                    match source {
+                        gitmoxi_deploy::spec::lambda::PushSource::Elb { target_group_arn } => {
+                            let targets = clients.elb.registered_targets(target_group_arn).await?;
+                            observed.elb_targets.insert(target_group_arn.clone(), targets);
+                        }
+                        gitmoxi_deploy::spec::lambda::PushSource::ApiGateway { api_id, route_id, .. } => {
+                            for (id, uri) in clients.apigw.integrations(api_id).await? {
+                                observed.integrations.push((api_id.clone(), id, uri));
+                            }
+                            let target = clients.apigw.route_target(api_id, route_id).await?;
+                            observed.route_targets.insert((api_id.clone(), route_id.clone()), target);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let alarms = if needs.alarms.is_empty() { Vec::new() } else { clients.alarms.describe(&needs.alarms).await? };
+    Ok(Observed { lambda: observed, alarms, ..Observed::default() })
 }
 
 /// Performs one action.
@@ -248,5 +281,27 @@ async fn perform(clients: &Clients, action: &Action) -> Result<(), AwsError> {
         Action::EcsUpdatePrimaryTaskSet { cluster, service, task_set } => ecs.update_primary_task_set(cluster, service, task_set).await,
         Action::EcsDeleteTaskSet { cluster, service, task_set } => ecs.delete_task_set(cluster, service, task_set).await,
         Action::ElbSetForwardWeights { kind, arn, targets } => clients.elb.set_forward_weights(*kind, arn, targets).await,
+        Action::LambdaCreateFunction { body } => clients.lambda.create_function(body).await,
+        Action::LambdaUpdateCode { function, code } => clients.lambda.update_code(function, code).await,
+        Action::LambdaUpdateConfig { function, config } => clients.lambda.update_config(function, config).await,
+        Action::LambdaPublishVersion { function, code_sha256, revision_id, description } => {
+            clients.lambda.publish_version(function, code_sha256, revision_id, description).await
+        }
+        Action::LambdaCreateAlias { function, alias, version } => clients.lambda.create_alias(function, alias, version).await,
+        Action::LambdaSetAlias { function, alias, version, additional } => {
+            clients.lambda.update_alias(function, alias, version, additional.as_ref()).await
+        }
+        Action::LambdaDeleteVersion { function, version } => clients.lambda.delete_function(function, Some(version)).await,
+        Action::LambdaDeleteFunction { function } => clients.lambda.delete_function(function, None).await,
+        Action::LambdaCreateMapping { body } => clients.lambda.create_mapping(body).await,
+        Action::LambdaUpdateMapping { uuid, body } => clients.lambda.update_mapping(uuid, body).await,
+        Action::LambdaDeleteMapping { uuid } => clients.lambda.delete_mapping(uuid).await,
+        Action::LambdaAddPermission { function, qualifier, sid, principal, source_arn } => {
+            clients.lambda.add_permission(function, qualifier, sid, principal, source_arn).await
+        }
+        Action::LambdaRemovePermission { function, qualifier, sid } => clients.lambda.remove_permission(function, qualifier, sid).await,
+        Action::ElbRegisterLambda { target_group, target } => clients.elb.register_target(target_group, target).await,
+        Action::ApiCreateIntegration { api_id, uri } => clients.apigw.create_integration(api_id, uri).await,
+        Action::ApiSetRouteTarget { api_id, route_id, target } => clients.apigw.set_route_target(api_id, route_id, target).await,
     }
 }

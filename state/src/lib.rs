@@ -263,6 +263,10 @@ impl Store {
                         entry.applied.task_definition = task_definition.clone();
                     }
                     entry.applied.failed.remove(fingerprint);
+                    if let Some(lambda) = &record.desired_lambda {
+                        entry.applied.lambda = Some(lambda.clone());
+                        entry.rendered = BTreeMap::from([(FileKind::LambdaDef, lambda.lambdadef.clone())]);
+                    }
                     if let Some(desired) = &record.desired {
                         let mut rendered = BTreeMap::new();
                         rendered.insert(FileKind::SvcDef, desired.svcdef.clone());

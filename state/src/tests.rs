@@ -25,6 +25,8 @@ fn record(id: &str, prefix: &str) -> DeploymentRecord {
         evidence: vec![],
         traffic: None,
         task_set_scales: None,
+        desired_lambda: None,
+        previous_version: None,
         started_at_ms: 1,
         updated_at_ms: 1,
         finished_at_ms: None,

@@ -68,3 +68,11 @@ impl Fingerprinter {
 pub fn short(fingerprint: &str) -> &str {
     &fingerprint[..fingerprint.len().min(12)]
 }
+
+/// Lambda's `CodeSha256` of a base64 `ZipFile`: the base64 of the SHA-256 of the zip bytes.
+pub fn lambda_code_sha256(zip_base64: &str) -> Option<String> {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let bytes = base64::engine::general_purpose::STANDARD.decode(zip_base64.trim()).ok()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&bytes)))
+}

@@ -1,27 +1,284 @@
-//! A Lambda app's rendered files and identity (SPEC §4), as far as the repository model needs:
-//! rendering, the function name, the region and the required alias.
+//! A Lambda app (SPEC §4): the rendered lambdadef (a CreateFunction body), the depdef with every
+//! field, default and legacy alias of §4.1, and the event sources of §4.3, validated.
 //!
-//! Deploying Lambda apps is not part of this crate version's strategies; the controller reports
-//! these apps as not yet deployable instead of touching them.
+//! Invariants: a `LambdaApp` is deployable as far as files can tell: it has a function name, code,
+//! an alias, weights and intervals in range, and only known push-source services. Errors name the
+//! file, the field and the fix; unknown fields are warnings.
 
 use super::diag::Diagnostic;
-use super::fields::FieldReader;
+use super::fields::{show, FieldReader};
 use super::render::Rendered;
+use crate::schedule::{ShiftType, TrafficShifting};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+/// `readinessCheck` (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessCheck {
+    pub wait_interval_secs: u64,
+    pub max_retries: u32,
+}
+
+impl Default for ReadinessCheck {
+    fn default() -> Self {
+        ReadinessCheck { wait_interval_secs: 10, max_retries: 5 }
+    }
+}
+
+/// Parsed `_lambdadepdef.json` with defaults applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LambdaDepdef {
+    pub alias: String,
+    pub region: Option<String>,
+    pub account: Option<String>,
+    /// How traffic moves to a new version; `trafficShiftingEnabled: false` = all at once.
+    pub traffic_shifting: TrafficShifting,
+    pub alarm_names: Vec<String>,
+    pub readiness: ReadinessCheck,
+    pub delete_old_version: bool,
+}
+
+/// A push event source (SPEC §4.3), wired to the alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "service", rename_all = "snake_case")]
+pub enum PushSource {
+    /// `elasticloadbalancing.amazonaws.com`: invoke permission + the alias as the target.
+    Elb { target_group_arn: String },
+    /// `apigateway.amazonaws.com`: invoke permission + an integration attached to the route.
+    ApiGateway { api_id: String, route_id: String, stage_variable: Option<String> },
+}
+
+impl PushSource {
+    pub fn principal(&self) -> &'static str {
+        match self {
+            PushSource::Elb { .. } => "elasticloadbalancing.amazonaws.com",
+            PushSource::ApiGateway { .. } => "apigateway.amazonaws.com",
+        }
+    }
+}
+
+/// `_lambdaeventsourcedef.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventSources {
+    pub push: Vec<PushSource>,
+    /// CreateEventSourceMapping bodies (without FunctionName), each with its EventSourceArn.
+    pub pull: Vec<Value>,
+}
 
 /// The desired state of one Lambda function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaApp {
+    /// The CreateFunction body as rendered.
     pub lambdadef: Value,
-    pub event_sources: Option<Value>,
-    pub depdef: Value,
+    pub event_sources: EventSources,
+    pub depdef: LambdaDepdef,
     pub function_name: String,
     pub alias: String,
     pub region: String,
     pub account: Option<String>,
 }
 
+/// Fields of a CreateFunction body that UpdateFunctionConfiguration accepts.
+pub const CONFIG_FIELDS: &[&str] = &[
+    "Role",
+    "Handler",
+    "Description",
+    "Timeout",
+    "MemorySize",
+    "VpcConfig",
+    "Environment",
+    "Runtime",
+    "DeadLetterConfig",
+    "KMSKeyArn",
+    "TracingConfig",
+    "Layers",
+    "FileSystemConfigs",
+    "ImageConfig",
+    "EphemeralStorage",
+    "SnapStart",
+    "LoggingConfig",
+];
+
+/// Fields of the `Code` object that UpdateFunctionCode takes.
+pub const CODE_FIELDS: &[&str] = &["ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri"];
+
+impl LambdaApp {
+    /// The UpdateFunctionConfiguration fields of the lambdadef.
+    pub fn configuration(&self) -> Map<String, Value> {
+        CONFIG_FIELDS.iter().filter_map(|f| self.lambdadef.get(*f).map(|v| (f.to_string(), v.clone()))).collect()
+    }
+
+    /// The `Code` object of the lambdadef.
+    pub fn code(&self) -> Map<String, Value> {
+        self.lambdadef.get("Code").and_then(Value::as_object).cloned().unwrap_or_default()
+    }
+}
+
+const DEPDEF_FIELDS: &[&str] = &[
+    "alias",
+    "environment",
+    "environmentVariables",
+    "trafficShiftingConfig",
+    "trafficShiftingEnabled",
+    "alarms",
+    "readinessCheck",
+    "deleteOldVersion",
+    "webhooks",
+];
+
+/// Parses a rendered lambdadepdef; `Err` holds every error.
+pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(LambdaDepdef, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut r = FieldReader::new(file, text);
+    let Value::Object(root) = json else {
+        return Err(vec![Diagnostic::new(file, "the lambdadepdef must be a JSON object").at(Some(1), Some(1))]);
+    };
+    r.warn_unknown(root, "", DEPDEF_FIELDS);
+    let alias = r.string(root.get("alias"), "alias").unwrap_or_default();
+    if alias.is_empty() {
+        r.errors.push(
+            Diagnostic::new(file, "alias is required: add \"alias\": \"live\" (gitmoxi shifts traffic through it)").at(Some(1), Some(1)),
+        );
+    } else if alias.chars().all(|c| c.is_ascii_digit()) || !alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        r.error("alias", format!("\"{alias}\" is not a valid alias name: use letters, digits, - and _, not only digits"));
+    }
+    let (env_key, env_value) = match (root.get("environment"), root.get("environmentVariables")) {
+        (Some(v), _) => ("environment", Some(v)),
+        (None, Some(v)) => ("environmentVariables", Some(v)),
+        (None, None) => ("environment", None),
+    };
+    let mut region = None;
+    let mut account = None;
+    if let Some(env) = r.object(env_value, env_key) {
+        r.warn_unknown(env, env_key, &["region", "account"]);
+        region = r.string(env.get("region"), &format!("{env_key}.region")).filter(|s| !s.is_empty());
+        account = r.string(env.get("account"), &format!("{env_key}.account")).filter(|s| !s.is_empty());
+        if let Some(a) = account.as_ref().filter(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit())) {
+            r.error(&format!("{env_key}.account"), format!("must be a 12-digit AWS account id, got \"{a}\""));
+        }
+    }
+    let mut shifting = TrafficShifting::default();
+    if let Some(c) = r.object(root.get("trafficShiftingConfig"), "trafficShiftingConfig") {
+        r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type"]);
+        if let Some(p) = r.int(c.get("percent"), "trafficShiftingConfig.percent", 1, 100) {
+            shifting.percent = p as u32;
+        }
+        if let Some(w) = r.int(c.get("waitInterval"), "trafficShiftingConfig.waitInterval", 0, 86_400) {
+            shifting.wait_interval_secs = w as u64;
+        }
+        if let Some(t) = r.string(c.get("type"), "trafficShiftingConfig.type") {
+            match ShiftType::parse(&t) {
+                Some(kind) => shifting.kind = kind,
+                None => r.error("trafficShiftingConfig.type", format!("is \"{t}\"; use CANARY, LINEAR or ALL_AT_ONCE")),
+            }
+        }
+    } else if r.bool(root.get("trafficShiftingEnabled"), "trafficShiftingEnabled") != Some(true) {
+        // Without a config (or with the legacy flag off) a new version takes all traffic at once.
+        shifting.kind = ShiftType::AllAtOnce;
+    }
+    if r.bool(root.get("trafficShiftingEnabled"), "trafficShiftingEnabled") == Some(false) {
+        shifting.kind = ShiftType::AllAtOnce;
+    }
+    let mut alarm_names = Vec::new();
+    if let Some(alarms) = r.object(root.get("alarms"), "alarms") {
+        r.warn_unknown(alarms, "alarms", &["alarmNames"]);
+        alarm_names = r.strings(alarms.get("alarmNames"), "alarms.alarmNames");
+    }
+    let mut readiness = ReadinessCheck::default();
+    if let Some(c) = r.object(root.get("readinessCheck"), "readinessCheck") {
+        r.warn_unknown(c, "readinessCheck", &["waitInterval", "maxRetries"]);
+        if let Some(w) = r.int(c.get("waitInterval"), "readinessCheck.waitInterval", 1, 3_600) {
+            readiness.wait_interval_secs = w as u64;
+        }
+        if let Some(m) = r.int(c.get("maxRetries"), "readinessCheck.maxRetries", 1, 1_000) {
+            readiness.max_retries = m as u32;
+        }
+    }
+    let delete_old_version = r.bool(root.get("deleteOldVersion"), "deleteOldVersion").unwrap_or(false);
+    if !r.errors.is_empty() {
+        return Err(r.errors);
+    }
+    let depdef = LambdaDepdef { alias, region, account, traffic_shifting: shifting, alarm_names, readiness, delete_old_version };
+    Ok((depdef, r.warnings))
+}
+
+/// Parses a rendered lambdaeventsourcedef.
+pub fn parse_event_sources(file: &str, text: &str, json: &Value) -> Result<(EventSources, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut r = FieldReader::new(file, text);
+    let Value::Object(root) = json else {
+        return Err(vec![Diagnostic::new(file, "the lambdaeventsourcedef must be a JSON object").at(Some(1), Some(1))]);
+    };
+    r.warn_unknown(root, "", &["PushEventSources", "PullEventSources"]);
+    let mut sources = EventSources::default();
+    match root.get("PushEventSources") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("PushEventSources[{i}]");
+                let Some(obj) = r.object(Some(item), &path) else { continue };
+                let service = r.string(obj.get("Service"), &format!("{path}.Service")).unwrap_or_default();
+                match service.as_str() {
+                    "elasticloadbalancing.amazonaws.com" => match r.string(obj.get("TargetGroupArn"), &format!("{path}.TargetGroupArn")) {
+                        Some(tg) if tg.starts_with("arn:") => sources.push.push(PushSource::Elb { target_group_arn: tg }),
+                        _ => r.error(&format!("{path}.TargetGroupArn"), "is required for an ELB source: the ARN of a lambda-type target group"),
+                    },
+                    "apigateway.amazonaws.com" => {
+                        let api_id = r.string(obj.get("ApiId"), &format!("{path}.ApiId")).unwrap_or_default();
+                        let route_id = r.string(obj.get("RouteId"), &format!("{path}.RouteId")).unwrap_or_default();
+                        let stage = obj.get("AliasStageVariableName").or_else(|| obj.get("AlaisStageVariableName"));
+                        let stage_variable = r.string(stage, &format!("{path}.AliasStageVariableName")).filter(|s| !s.is_empty());
+                        if api_id.is_empty() || route_id.is_empty() {
+                            r.error(&path, "an API Gateway source needs ApiId and RouteId");
+                        } else {
+                            sources.push.push(PushSource::ApiGateway { api_id, route_id, stage_variable });
+                        }
+                    }
+                    other => r.error(
+                        &format!("{path}.Service"),
+                        format!("\"{other}\" is not a supported push source; use elasticloadbalancing.amazonaws.com or apigateway.amazonaws.com"),
+                    ),
+                }
+            }
+        }
+        Some(other) => r.error("PushEventSources", format!("must be a list, got {}", show(other))),
+    }
+    if let Some(pull) = r.object(root.get("PullEventSources"), "PullEventSources") {
+        r.warn_unknown(pull, "PullEventSources", &["EventSourceMapping"]);
+        let items: Vec<Value> = match pull.get("EventSourceMapping") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items.clone(),
+            Some(obj @ Value::Object(_)) => vec![obj.clone()],
+            Some(other) => {
+                r.error("PullEventSources.EventSourceMapping", format!("must be an object or a list of objects, got {}", show(other)));
+                Vec::new()
+            }
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let path = format!("PullEventSources.EventSourceMapping[{i}]");
+            match item.get("EventSourceArn").and_then(Value::as_str) {
+                Some(arn) if arn.starts_with("arn:") => {
+                    if sources.pull.iter().any(|p| p.get("EventSourceArn") == item.get("EventSourceArn")) {
+                        r.error(&path, format!("{arn} appears twice; one mapping per event source"));
+                    }
+                    if let Some(n) = item.get("BatchSize") {
+                        r.int(Some(n), &format!("{path}.BatchSize"), 1, 10_000);
+                    }
+                    let mut body = item;
+                    if let Value::Object(o) = &mut body {
+                        o.remove("FunctionName");
+                    }
+                    sources.pull.push(body);
+                }
+                _ => r.error(&path, "needs EventSourceArn (the queue, stream or cluster ARN)"),
+            }
+        }
+    }
+    if !r.errors.is_empty() {
+        return Err(r.errors);
+    }
+    Ok((sources, r.warnings))
+}
+
+/// Validates rendered Lambda files and builds the app.
 pub fn build_lambda_app(
     lambdadef: &Rendered,
     event_sources: Option<&Rendered>,
@@ -31,7 +288,14 @@ pub fn build_lambda_app(
     let mut errors = Vec::new();
     let mut r = FieldReader::new(&lambdadef.path, &lambdadef.text);
     let function_name = match &lambdadef.json {
-        Value::Object(o) => r.string(o.get("FunctionName"), "FunctionName").unwrap_or_default(),
+        Value::Object(o) => {
+            let code = r.object(o.get("Code"), "Code");
+            match code {
+                Some(c) if CODE_FIELDS.iter().any(|f| c.contains_key(*f)) => {}
+                _ => r.error("Code", "is required: {\"ZipFile\": base64} or {\"S3Bucket\", \"S3Key\"} or {\"ImageUri\"}"),
+            }
+            r.string(o.get("FunctionName"), "FunctionName").unwrap_or_default()
+        }
         _ => String::new(),
     };
     if function_name.is_empty() {
@@ -41,41 +305,132 @@ pub fn build_lambda_app(
         );
     }
     errors.append(&mut r.errors);
-    let mut alias = String::new();
-    let mut region = None;
-    let mut account = None;
-    match depdef {
-        Some(d) => {
-            let mut dr = FieldReader::new(&d.path, &d.text);
-            if let Value::Object(o) = &d.json {
-                alias = dr.string(o.get("alias"), "alias").unwrap_or_default();
-                let env = o.get("environment").or_else(|| o.get("environmentVariables"));
-                if let Some(env) = dr.object(env, "environment") {
-                    region = dr.string(env.get("region"), "environment.region");
-                    account = dr.string(env.get("account"), "environment.account");
-                }
+    let parsed_depdef = match depdef {
+        Some(d) => match parse_lambda_depdef(&d.path, &d.text, &d.json) {
+            Ok((dep, _warnings)) => Some(dep),
+            Err(mut e) => {
+                errors.append(&mut e);
+                None
             }
-            if alias.is_empty() {
-                dr.errors.push(
-                    Diagnostic::new(&d.path, "alias is required: add \"alias\": \"live\" (gitmoxi shifts traffic through it)")
-                        .at(Some(1), Some(1)),
-                );
-            }
-            errors.append(&mut dr.errors);
+        },
+        None => {
+            errors.push(Diagnostic::new(
+                &lambdadef.path,
+                "a Lambda app needs a _lambdadepdef.json with \"alias\" beside its _lambdadef.json",
+            ));
+            None
         }
-        None => errors
-            .push(Diagnostic::new(&lambdadef.path, "a Lambda app needs a _lambdadepdef.json with \"alias\" beside its _lambdadef.json")),
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    };
+    let sources = match event_sources {
+        Some(e) => match parse_event_sources(&e.path, &e.text, &e.json) {
+            Ok((s, _warnings)) => s,
+            Err(mut e) => {
+                errors.append(&mut e);
+                EventSources::default()
+            }
+        },
+        None => EventSources::default(),
+    };
+    let Some(dep) = parsed_depdef.filter(|_| errors.is_empty()) else { return Err(errors) };
     Ok(LambdaApp {
         lambdadef: lambdadef.json.clone(),
-        event_sources: event_sources.map(|e| e.json.clone()),
-        depdef: depdef.map_or(Value::Null, |d| d.json.clone()),
+        event_sources: sources,
         function_name,
-        alias,
-        region: region.unwrap_or_else(|| default_region.to_string()),
-        account,
+        alias: dep.alias.clone(),
+        region: dep.region.clone().unwrap_or_else(|| default_region.to_string()),
+        account: dep.account.clone(),
+        depdef: dep,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dep(v: Value) -> Result<LambdaDepdef, Vec<Diagnostic>> {
+        let text = serde_json::to_string_pretty(&v).unwrap();
+        parse_lambda_depdef("f_lambdadepdef.json", &text, &v).map(|(d, _)| d)
+    }
+
+    #[test]
+    fn depdef_defaults_and_legacy_fields() {
+        let d = dep(json!({"alias": "live"})).unwrap();
+        assert_eq!(d.traffic_shifting.kind, ShiftType::AllAtOnce, "no config: all at once");
+        assert_eq!(d.readiness, ReadinessCheck { wait_interval_secs: 10, max_retries: 5 });
+        assert!(!d.delete_old_version);
+        let d = dep(json!({"alias": "live", "trafficShiftingConfig": {}})).unwrap();
+        assert_eq!(d.traffic_shifting, TrafficShifting::default(), "present: CANARY 20 % every 60 s");
+        let d = dep(json!({"alias": "live", "trafficShiftingEnabled": true})).unwrap();
+        assert_eq!(d.traffic_shifting, TrafficShifting::default());
+        let d = dep(json!({"alias": "live", "trafficShiftingEnabled": false, "trafficShiftingConfig": {"percent": 10}})).unwrap();
+        assert_eq!(d.traffic_shifting.kind, ShiftType::AllAtOnce);
+        let d = dep(json!({"alias": "live", "environmentVariables": {"region": "eu-west-1", "account": "123456789012"}})).unwrap();
+        assert_eq!((d.region.as_deref(), d.account.as_deref()), (Some("eu-west-1"), Some("123456789012")));
+    }
+
+    #[test]
+    fn depdef_errors_name_the_field() {
+        let e = dep(json!({})).unwrap_err();
+        assert!(e[0].message.contains("alias is required"), "{e:?}");
+        for (v, needle) in [
+            (json!({"alias": "live", "trafficShiftingConfig": {"percent": 0}}), "trafficShiftingConfig.percent"),
+            (json!({"alias": "live", "trafficShiftingConfig": {"percent": 101}}), "trafficShiftingConfig.percent"),
+            (json!({"alias": "live", "trafficShiftingConfig": {"waitInterval": -1}}), "trafficShiftingConfig.waitInterval"),
+            (json!({"alias": "live", "trafficShiftingConfig": {"type": "SLOW"}}), "trafficShiftingConfig.type"),
+            (json!({"alias": "live", "readinessCheck": {"maxRetries": 0}}), "readinessCheck.maxRetries"),
+            (json!({"alias": "42"}), "alias"),
+        ] {
+            let e = dep(v).unwrap_err();
+            assert!(e.iter().any(|d| d.message.starts_with(needle)), "{needle}: {e:?}");
+        }
+    }
+
+    fn sources(v: Value) -> Result<EventSources, Vec<Diagnostic>> {
+        let text = serde_json::to_string_pretty(&v).unwrap();
+        parse_event_sources("f_lambdaeventsourcedef.json", &text, &v).map(|(s, _)| s)
+    }
+
+    #[test]
+    fn event_sources_accept_objects_lists_and_the_legacy_spelling() {
+        let s = sources(json!({
+            "PushEventSources": [
+                {"Service": "elasticloadbalancing.amazonaws.com", "TargetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/f/1"},
+                {"Service": "apigateway.amazonaws.com", "ApiId": "a1", "RouteId": "r1", "AlaisStageVariableName": "lambdaAlias"}
+            ],
+            "PullEventSources": {"EventSourceMapping": {"EventSourceArn": "arn:aws:sqs:us-east-1:1:q", "BatchSize": 5, "FunctionName": "ignored"}}
+        }))
+        .unwrap();
+        assert_eq!(s.push.len(), 2);
+        assert_eq!(
+            s.push[1],
+            PushSource::ApiGateway { api_id: "a1".into(), route_id: "r1".into(), stage_variable: Some("lambdaAlias".into()) }
+        );
+        assert_eq!(s.pull, vec![json!({"EventSourceArn": "arn:aws:sqs:us-east-1:1:q", "BatchSize": 5})]);
+        let s = sources(json!({"PullEventSources": {"EventSourceMapping": [
+            {"EventSourceArn": "arn:aws:sqs:us-east-1:1:a"}, {"EventSourceArn": "arn:aws:kinesis:us-east-1:1:stream/b"}]}}))
+        .unwrap();
+        assert_eq!(s.pull.len(), 2);
+    }
+
+    #[test]
+    fn event_source_errors_name_the_field() {
+        for (v, needle) in [
+            (json!({"PushEventSources": [{"Service": "sns.amazonaws.com"}]}), "PushEventSources[0].Service"),
+            (json!({"PushEventSources": [{"Service": "elasticloadbalancing.amazonaws.com"}]}), "PushEventSources[0].TargetGroupArn"),
+            (json!({"PushEventSources": [{"Service": "apigateway.amazonaws.com", "ApiId": "a"}]}), "PushEventSources[0]"),
+            (json!({"PullEventSources": {"EventSourceMapping": [{"BatchSize": 1}]}}), "PullEventSources.EventSourceMapping[0]"),
+            (
+                json!({"PullEventSources": {"EventSourceMapping": [{"EventSourceArn": "arn:aws:sqs:r:1:q"}, {"EventSourceArn": "arn:aws:sqs:r:1:q"}]}}),
+                "PullEventSources.EventSourceMapping[1]",
+            ),
+            (
+                json!({"PullEventSources": {"EventSourceMapping": {"EventSourceArn": "arn:aws:sqs:r:1:q", "BatchSize": 0}}}),
+                "PullEventSources.EventSourceMapping[0].BatchSize",
+            ),
+        ] {
+            let e = sources(v).unwrap_err();
+            assert!(e.iter().any(|d| d.message.starts_with(needle)), "{needle}: {e:?}");
+        }
+    }
 }

@@ -106,7 +106,10 @@ fn invalid_depdef_makes_the_app_invalid_with_the_field_named() {
 #[test]
 fn lambda_apps_are_recognised_with_their_identity() {
     let tree = MemTree::new()
-        .with("fn/hello_lambdadef.json", r#"{"FunctionName": "hello", "Runtime": "python3.12"}"#)
+        .with(
+            "fn/hello_lambdadef.json",
+            r#"{"FunctionName": "hello", "Runtime": "python3.12", "Code": {"S3Bucket": "b", "S3Key": "k.zip"}}"#,
+        )
         .with("fn/hello_lambdadepdef.json", r#"{"alias": "live", "environment": {"region": "eu-west-1"}}"#);
     let snap = load_snapshot(&tree, &ctx());
     let app = snap.apps["fn/hello"].as_ref().unwrap();

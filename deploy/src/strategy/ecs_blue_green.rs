@@ -14,7 +14,7 @@ use super::ecs_rolling::{ownership_tags, short_td, TAG_DEPLOYMENT};
 use super::{StepInput, STEADY_REQUEUE_MS};
 use crate::breaker::tripped;
 use crate::checks::{side_stability, SideStability};
-use crate::observed::{ObservedEcs, ObservedElb, ObservedService, ObservedTaskSet};
+use crate::observed::{Observed, ObservedElb, ObservedService, ObservedTaskSet};
 use crate::plan::{Action, Plan};
 use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, TaskSetScales};
 use crate::schedule::Weights;
@@ -70,7 +70,7 @@ struct Sides<'a> {
     others: Vec<&'a ObservedTaskSet>,
 }
 
-fn sides<'a>(observed: &'a ObservedEcs, deployment_id: &str) -> Sides<'a> {
+fn sides<'a>(observed: &'a Observed, deployment_id: &str) -> Sides<'a> {
     let prefix = side_prefix(deployment_id);
     let green_id = green_external_id(deployment_id);
     let fallback_id = fallback_external_id(deployment_id);
@@ -177,12 +177,7 @@ fn green_load_balancers(app: &EcsApp, blue: Option<&ObservedTaskSet>) -> Result<
 }
 
 /// Everything that must hold before the green task set is created.
-fn preflight(
-    app: &EcsApp,
-    observed: &ObservedEcs,
-    service: &ObservedService,
-    blue: Option<&ObservedTaskSet>,
-) -> Result<Vec<Value>, String> {
+fn preflight(app: &EcsApp, observed: &Observed, service: &ObservedService, blue: Option<&ObservedTaskSet>) -> Result<Vec<Value>, String> {
     let controller = service.deployment_controller.as_deref().unwrap_or("ECS");
     if controller != "EXTERNAL" {
         return Err(format!(
@@ -313,7 +308,7 @@ pub fn weight_actions(elb: &ObservedElb, mapping: &[(String, String)], green: u3
     actions
 }
 
-fn firing_alarms(observed: &ObservedEcs) -> Vec<String> {
+fn firing_alarms(observed: &Observed) -> Vec<String> {
     observed.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.clone()).collect()
 }
 
@@ -611,7 +606,18 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
         | Phase::EcsRollback { .. }
         | Phase::EcsRollbackStabilize { .. }
         | Phase::EcsDelete
-        | Phase::Done => super::ecs_rolling::step(input, record),
+        | Phase::Done
+        | Phase::LambdaCreate
+        | Phase::LambdaUpdateCode { .. }
+        | Phase::LambdaUpdateConfig { .. }
+        | Phase::LambdaPublish
+        | Phase::LambdaReady { .. }
+        | Phase::LambdaShift { .. }
+        | Phase::LambdaBake { .. }
+        | Phase::LambdaWire { .. }
+        | Phase::LambdaCleanUp { .. }
+        | Phase::LambdaRollback { .. }
+        | Phase::LambdaDelete => super::continue_record(input, record),
     }
 }
 
@@ -707,7 +713,18 @@ pub fn supersede(record: &DeploymentRecord, now: u64, commit: &str) -> Option<Pl
         | Phase::EcsRollback { .. }
         | Phase::EcsRollbackStabilize { .. }
         | Phase::EcsDelete
-        | Phase::Done => None,
+        | Phase::Done
+        | Phase::LambdaCreate
+        | Phase::LambdaUpdateCode { .. }
+        | Phase::LambdaUpdateConfig { .. }
+        | Phase::LambdaPublish
+        | Phase::LambdaReady { .. }
+        | Phase::LambdaShift { .. }
+        | Phase::LambdaBake { .. }
+        | Phase::LambdaWire { .. }
+        | Phase::LambdaCleanUp { .. }
+        | Phase::LambdaRollback { .. }
+        | Phase::LambdaDelete => None,
     }
 }
 

@@ -286,7 +286,18 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
         | Phase::BgBake { .. }
         | Phase::BgPromote
         | Phase::BgCleanUp
-        | Phase::BgRollback { .. } => super::ecs_blue_green::step(input, record),
+        | Phase::BgRollback { .. }
+        | Phase::LambdaCreate
+        | Phase::LambdaUpdateCode { .. }
+        | Phase::LambdaUpdateConfig { .. }
+        | Phase::LambdaPublish
+        | Phase::LambdaReady { .. }
+        | Phase::LambdaShift { .. }
+        | Phase::LambdaBake { .. }
+        | Phase::LambdaWire { .. }
+        | Phase::LambdaCleanUp { .. }
+        | Phase::LambdaRollback { .. }
+        | Phase::LambdaDelete => super::continue_record(input, record),
     }
 }
 

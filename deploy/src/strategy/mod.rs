@@ -8,10 +8,13 @@
 
 pub mod ecs_blue_green;
 pub mod ecs_rolling;
+pub mod lambda_shift;
 
-use crate::observed::ObservedEcs;
+use crate::observed::Observed;
 use crate::plan::{Completion, Plan};
-use crate::record::{AppKey, AppliedState, DeploymentRecord, DeploymentStatus, FailureCause, Level, Operation, Outcome, Phase};
+use crate::record::{
+    AppKey, AppliedState, DeploymentRecord, DeploymentStatus, FailureCause, Level, Operation, Outcome, Phase, PhaseFamily,
+};
 use crate::spec::{AppSpec, DesiredApp, EcsStrategy, Identity};
 use serde_json::Value;
 
@@ -40,7 +43,7 @@ pub struct StepInput<'a> {
     pub desired: Desired<'a>,
     pub applied: &'a AppliedState,
     pub record: Option<&'a DeploymentRecord>,
-    pub observed: &'a ObservedEcs,
+    pub observed: &'a Observed,
     pub now_ms: u64,
     /// The id a deployment started in this step gets (from the controller's seeded source).
     pub new_deployment_id: &'a str,
@@ -49,7 +52,7 @@ pub struct StepInput<'a> {
 }
 
 /// What the observer must fetch for this step.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObserveNeeds {
     /// The identity to observe (None: nothing to observe).
     pub identity: Option<Identity>,
@@ -65,6 +68,8 @@ pub struct ObserveNeeds {
     pub target_groups: Vec<String>,
     /// Describe these alarms.
     pub alarms: Vec<String>,
+    /// Lambda: the alias to describe, and the event sources whose wiring to observe.
+    pub lambda: Option<(String, Option<crate::spec::lambda::EventSources>)>,
 }
 
 /// The identity an app's step concerns: the in-flight record's, else the head's, else the store's.
@@ -114,13 +119,31 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
             }
             Phase::BgPromote | Phase::BgCleanUp => needs.task_sets = true,
+            Phase::LambdaShift { .. } | Phase::LambdaBake { .. } => {
+                needs.alarms = r.desired_lambda.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
+            }
+            Phase::LambdaCreate
+            | Phase::LambdaUpdateCode { .. }
+            | Phase::LambdaUpdateConfig { .. }
+            | Phase::LambdaPublish
+            | Phase::LambdaReady { .. }
+            | Phase::LambdaWire { .. }
+            | Phase::LambdaCleanUp { .. }
+            | Phase::LambdaRollback { .. }
+            | Phase::LambdaDelete => {}
         }
+    }
+    if matches!(needs.identity, Some(Identity::Lambda { .. })) {
+        needs.lambda = lambda_shift::lambda_needs(desired, applied, record);
     }
     needs
 }
 
 /// Starts a deployment of `app` with the strategy its svcdef selects.
 pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
+    if let AppSpec::Lambda(lambda) = &app.spec {
+        return lambda_shift::start(input, app, lambda);
+    }
     let mut record = ecs_rolling::start(input, app);
     if let AppSpec::Ecs(ecs) = &app.spec {
         if ecs.strategy == EcsStrategy::BlueGreen {
@@ -137,25 +160,12 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
     record
 }
 
-/// Whether the record's phase belongs to the blue/green strategy.
-fn is_blue_green(phase: &Phase) -> bool {
-    match phase {
-        Phase::BgRegister
-        | Phase::BgCreateService { .. }
-        | Phase::BgCreateGreen { .. }
-        | Phase::BgStabilize { .. }
-        | Phase::BgShift { .. }
-        | Phase::BgBake { .. }
-        | Phase::BgPromote
-        | Phase::BgCleanUp
-        | Phase::BgRollback { .. } => true,
-        Phase::EcsRegister
-        | Phase::EcsApply { .. }
-        | Phase::EcsStabilize { .. }
-        | Phase::EcsRollback { .. }
-        | Phase::EcsRollbackStabilize { .. }
-        | Phase::EcsDelete
-        | Phase::Done => false,
+/// Continues an in-flight record with the strategy its phase belongs to.
+pub fn continue_record(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+    match record.phase.family() {
+        PhaseFamily::Ecs => ecs_rolling::step(input, record),
+        PhaseFamily::BlueGreen => ecs_blue_green::step(input, record),
+        PhaseFamily::Lambda => lambda_shift::step(input, record),
     }
 }
 
@@ -167,18 +177,24 @@ pub fn step(input: &StepInput<'_>) -> Plan {
                 && app.fingerprint != record.fingerprint
                 && (input.force || !input.applied.failed.contains(&app.fingerprint));
             if newer {
-                if !is_blue_green(&record.phase) || ecs_blue_green::supersedes_at_once(&record.phase) {
+                let (at_once, rollback_first) = match record.phase.family() {
+                    PhaseFamily::Ecs => (true, None),
+                    PhaseFamily::BlueGreen => {
+                        (ecs_blue_green::supersedes_at_once(&record.phase), ecs_blue_green::supersede(record, input.now_ms, input.commit))
+                    }
+                    PhaseFamily::Lambda => {
+                        (lambda_shift::supersedes_at_once(&record.phase), lambda_shift::supersede(record, input.now_ms, input.commit))
+                    }
+                };
+                if at_once {
                     return supersede(input, record, app);
                 }
-                if let Some(plan) = ecs_blue_green::supersede(record, input.now_ms, input.commit) {
+                if let Some(plan) = rollback_first {
                     return plan;
                 }
             }
         }
-        if is_blue_green(&record.phase) {
-            return ecs_blue_green::step(input, record);
-        }
-        return ecs_rolling::step(input, record);
+        return continue_record(input, record);
     }
     match input.desired {
         Desired::Present(app) => {
@@ -188,8 +204,12 @@ pub fn step(input: &StepInput<'_>) -> Plan {
                 let record = start(input, app);
                 return Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() };
             }
-            ecs_rolling::steady(input)
+            match app.kind {
+                crate::spec::AppKind::Ecs => ecs_rolling::steady(input),
+                crate::spec::AppKind::Lambda => Plan::wait(STEADY_REQUEUE_MS),
+            }
         }
+        Desired::Deleted if matches!(input.applied.identity, Some(Identity::Lambda { .. })) => lambda_shift::start_delete(input),
         Desired::Deleted if input.applied.fingerprint.is_some() || input.applied.owned => {
             match input.observed.service.as_ref().filter(|s| s.status != "INACTIVE") {
                 None => {
@@ -249,6 +269,11 @@ pub fn new_record(
         operation,
         strategy: strategy.to_string(),
         desired: ecs,
+        desired_lambda: desired.and_then(|d| match &d.spec {
+            AppSpec::Lambda(l) => Some(l.clone()),
+            AppSpec::Ecs(_) => None,
+        }),
+        previous_version: None,
         previous_task_definition: None,
         phase,
         status: DeploymentStatus::Processing,

@@ -49,7 +49,7 @@ fn key() -> AppKey {
     AppKey { repo: "repo".into(), branch: "main".into(), prefix: "svc/web".into() }
 }
 
-fn run(desired: &DesiredApp, applied: &AppliedState, record: Option<&DeploymentRecord>, observed: &ObservedEcs, now: u64) -> Plan {
+fn run(desired: &DesiredApp, applied: &AppliedState, record: Option<&DeploymentRecord>, observed: &Observed, now: u64) -> Plan {
     run_with(Desired::Present(desired), applied, record, observed, now, "c0ffee")
 }
 
@@ -57,7 +57,7 @@ fn run_with(
     desired: Desired<'_>,
     applied: &AppliedState,
     record: Option<&DeploymentRecord>,
-    observed: &ObservedEcs,
+    observed: &Observed,
     now: u64,
     commit: &str,
 ) -> Plan {
@@ -152,7 +152,7 @@ fn apply_weights(elb: &mut ObservedElb, actions: &[Action]) {
 }
 
 /// Steps until the record leaves `phase_name`, applying nothing; returns the last plan.
-fn advance(desired: &DesiredApp, record: &mut DeploymentRecord, obs: &ObservedEcs, now: u64) -> Plan {
+fn advance(desired: &DesiredApp, record: &mut DeploymentRecord, obs: &Observed, now: u64) -> Plan {
     let plan = run(desired, &applied(), Some(record), obs, now);
     if let Some(next) = &plan.next_record {
         *record = next.clone();
@@ -163,8 +163,8 @@ fn advance(desired: &DesiredApp, record: &mut DeploymentRecord, obs: &ObservedEc
     plan
 }
 
-fn in_stabilize(desired: &DesiredApp) -> (DeploymentRecord, ObservedEcs) {
-    let mut obs = ObservedEcs { service: Some(service(4)), task_sets: vec![blue()], elb: Some(forwards(100, 0)), ..Default::default() };
+fn in_stabilize(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
+    let mut obs = Observed { service: Some(service(4)), task_sets: vec![blue()], elb: Some(forwards(100, 0)), ..Default::default() };
     let plan = run(desired, &applied(), None, &obs, 0);
     let mut record = plan.next_record.expect("started");
     assert_eq!(record.phase, Phase::BgRegister);
@@ -244,7 +244,7 @@ fn an_update_goes_through_every_phase_with_linear_weights_summing_to_100() {
 fn a_first_deployment_creates_the_service_and_the_first_task_set_without_shifting() {
     let desired = app("nginx:1");
     let fresh = AppliedState::default();
-    let mut obs = ObservedEcs { elb: Some(forwards(100, 0)), ..Default::default() };
+    let mut obs = Observed { elb: Some(forwards(100, 0)), ..Default::default() };
     let mut record = run(&desired, &fresh, None, &obs, 0).next_record.expect("started");
     obs.registered_task_definition = Some(TD1.into());
     let plan = run(&desired, &fresh, Some(&record), &obs, 0);
@@ -283,9 +283,9 @@ fn a_replayed_create_finds_the_green_task_set_instead_of_creating_a_second() {
 #[test]
 fn preflight_failures_touch_nothing_and_name_the_arn() {
     let desired = app("nginx:2");
-    let cases: Vec<(ObservedEcs, &str)> = vec![
+    let cases: Vec<(Observed, &str)> = vec![
         (
-            ObservedEcs {
+            Observed {
                 service: Some(service(4)),
                 task_sets: vec![task_set("111", "x", "PRIMARY", TD1, "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/other/3")],
                 elb: Some(forwards(100, 0)),
@@ -294,7 +294,7 @@ fn preflight_failures_touch_nothing_and_name_the_arn() {
             "targetgroup/other/3",
         ),
         (
-            ObservedEcs {
+            Observed {
                 service: Some(service(4)),
                 task_sets: vec![blue()],
                 elb: Some(ObservedElb { missing_target_groups: vec![TG_B.into()], ..forwards(100, 0) }),
@@ -303,11 +303,11 @@ fn preflight_failures_touch_nothing_and_name_the_arn() {
             TG_B,
         ),
         (
-            ObservedEcs { service: Some(service(4)), task_sets: vec![blue()], elb: Some(ObservedElb::default()), ..Default::default() },
+            Observed { service: Some(service(4)), task_sets: vec![blue()], elb: Some(ObservedElb::default()), ..Default::default() },
             "no listener default action or listener rule forwards to the blue target group",
         ),
         (
-            ObservedEcs {
+            Observed {
                 service: Some(ObservedService { deployment_controller: Some("ECS".into()), ..service(4) }),
                 task_sets: vec![],
                 elb: Some(forwards(100, 0)),
@@ -316,7 +316,7 @@ fn preflight_failures_touch_nothing_and_name_the_arn() {
             "uses the ECS deployment controller",
         ),
         (
-            ObservedEcs {
+            Observed {
                 service: Some(service(4)),
                 task_sets: vec![blue()],
                 elb: Some(forwards(100, 0)),
@@ -339,7 +339,7 @@ fn preflight_failures_touch_nothing_and_name_the_arn() {
     }
 }
 
-fn shifting_at(desired: &DesiredApp, green_weight: u32) -> (DeploymentRecord, ObservedEcs) {
+fn shifting_at(desired: &DesiredApp, green_weight: u32) -> (DeploymentRecord, Observed) {
     let (mut record, mut obs) = in_stabilize(desired);
     obs.tasks = tasks_of("222", "RUNNING", 4, None);
     obs.elb = Some(forwards(100 - green_weight, green_weight));

@@ -1,7 +1,7 @@
 //! Table-driven multi-step scenarios: `step` called repeatedly on an evolving observed state.
 
 use super::*;
-use crate::observed::{ObservedDeployment, ObservedEcs, ObservedService, ObservedTask};
+use crate::observed::{Observed, ObservedDeployment, ObservedService, ObservedTask};
 use crate::record::{AppKey, AppliedState};
 use crate::spec::{load_snapshot, DesiredApp, MemTree, RenderContext};
 use crate::strategy::{self, Desired};
@@ -26,7 +26,7 @@ struct Step<'a> {
     desired: Desired<'a>,
     applied: &'a AppliedState,
     record: Option<&'a DeploymentRecord>,
-    observed: &'a ObservedEcs,
+    observed: &'a Observed,
     now: u64,
 }
 
@@ -96,7 +96,7 @@ fn applied_v1(a: &DesiredApp) -> AppliedState {
 fn rolling_update_goes_register_apply_stabilize_succeed() {
     let a = app("nginx:2", "{}");
     let applied = applied_v1(&a);
-    let mut obs = ObservedEcs { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
+    let mut obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
 
     // 1. start: a record in EcsRegister, nothing done yet
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 });
@@ -153,7 +153,7 @@ fn rolling_update_goes_register_apply_stabilize_succeed() {
 fn first_deployment_creates_the_service_with_a_client_token_and_tags() {
     let a = app("nginx:1", "{}");
     let applied = AppliedState::default();
-    let obs = ObservedEcs { registered_task_definition: None, ..Default::default() };
+    let obs = Observed { registered_task_definition: None, ..Default::default() };
     let rec = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
     let mut rec = rec;
     rec.enter(Phase::EcsApply { task_definition: TD1.into() }, 1);
@@ -167,7 +167,7 @@ fn first_deployment_creates_the_service_with_a_client_token_and_tags() {
 
 fn stabilizing(a: &DesiredApp) -> DeploymentRecord {
     let applied = applied_v1(a);
-    let obs = ObservedEcs { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
+    let obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
     let mut rec = run(Step { desired: Desired::Present(a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
     rec.enter(Phase::EcsStabilize { task_definition: TD2.into(), deadline_ms: 300_000 }, 0);
     rec
@@ -178,7 +178,7 @@ fn breaker_trips_and_rolls_back_to_the_previous_task_definition() {
     let a = app("nginx:fail", r#"{"gmDeploymentCircuitBreaker": {"failureThreshold": 2}}"#);
     let applied = applied_v1(&a);
     let rec = stabilizing(&a);
-    let mut obs = ObservedEcs {
+    let mut obs = Observed {
         service: Some(service(TD2, 2, vec![(TD2, 0), (TD1, 2)])),
         tasks: tasks(TD2, "STOPPED", 1, Some("CannotPullContainerError: pull access denied")),
         ..Default::default()
@@ -216,11 +216,8 @@ fn stability_timeout_rolls_back() {
     let a = app("nginx:slow", "{}");
     let applied = applied_v1(&a);
     let rec = stabilizing(&a);
-    let obs = ObservedEcs {
-        service: Some(service(TD2, 2, vec![(TD2, 1), (TD1, 1)])),
-        tasks: tasks(TD2, "RUNNING", 1, None),
-        ..Default::default()
-    };
+    let obs =
+        Observed { service: Some(service(TD2, 2, vec![(TD2, 1), (TD1, 1)])), tasks: tasks(TD2, "RUNNING", 1, None), ..Default::default() };
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 300_000 });
     let rec = p.next_record.unwrap();
     assert!(matches!(rec.cause, Some(FailureCause::StabilityTimeout { waited_secs: 300 })), "{:?}", rec.cause);
@@ -233,7 +230,7 @@ fn without_rollback_or_previous_revision_the_deployment_fails_in_place() {
     let a = app("nginx:fail", r#"{"gmDeploymentCircuitBreaker": {"failureThreshold": 1, "rollback": false}}"#);
     let applied = applied_v1(&a);
     let rec = stabilizing(&a);
-    let obs = ObservedEcs {
+    let obs = Observed {
         service: Some(service(TD2, 2, vec![(TD2, 0)])),
         tasks: tasks(TD2, "STOPPED", 1, Some("Essential container in task exited")),
         ..Default::default()
@@ -259,7 +256,7 @@ fn a_newer_head_supersedes_and_a_failed_fingerprint_is_not_retried() {
     let mut applied = applied_v1(&a);
     let mut svc = service(TD2, 2, vec![(TD2, 1)]);
     svc.tags.insert(TAG_APP.into(), "main:svc/web".into());
-    let obs = ObservedEcs { service: Some(svc), ..Default::default() };
+    let obs = Observed { service: Some(svc), ..Default::default() };
     let p = run(Step { desired: Desired::Present(&b), applied: &applied, record: Some(&rec), observed: &obs, now: 5 });
     let (old, completion) = p.finished.unwrap();
     assert_eq!(old.outcome, Some(Outcome::Superseded));
@@ -277,7 +274,7 @@ fn a_newer_head_supersedes_and_a_failed_fingerprint_is_not_retried() {
 fn delete_scales_to_zero_then_deletes_and_refuses_what_it_does_not_own() {
     let a = app("nginx:1", "{}");
     let applied = applied_v1(&a);
-    let mut obs = ObservedEcs { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
+    let mut obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
     let rec = run(Step { desired: Desired::Deleted, applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
     assert_eq!(rec.phase, Phase::EcsDelete);
     let p = run(Step { desired: Desired::Deleted, applied: &applied, record: Some(&rec), observed: &obs, now: 1 });
@@ -304,7 +301,7 @@ fn a_moved_app_retags_its_service() {
     let applied = AppliedState { fingerprint: Some(a.fingerprint.clone()), ..applied_v1(&a) };
     let mut svc = service(TD1, 2, vec![(TD1, 2)]);
     svc.tags.insert(TAG_APP.into(), "main:old/place".into());
-    let obs = ObservedEcs { service: Some(svc), ..Default::default() };
+    let obs = Observed { service: Some(svc), ..Default::default() };
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 });
     let Action::EcsTagResource { tags, .. } = &p.actions[0] else { panic!("{p:?}") };
     assert!(tags.contains(&(TAG_APP.to_string(), "main:svc/web".to_string())));

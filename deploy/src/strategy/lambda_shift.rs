@@ -1,0 +1,584 @@
+//! Lambda deployments (SPEC §4): Create (function + version 1 + alias) or UpdateCode →
+//! UpdateConfig (each waiting for `LastUpdateStatus` Successful) → Publish → Ready → Shift(step)…
+//! through the alias's `RoutingConfig.AdditionalVersionWeights` → Bake → Wire (event sources on
+//! the alias) → CleanUp; RollingBack from any failure while traffic is moving; the delete.
+//!
+//! Replays: code and configuration updates are detected by the function's revision moving on
+//! from the one seen when the phase started, so a lost answer is not sent twice; a version is
+//! published only when none already matches `$LATEST` (code SHA-256 and configuration), so a
+//! restart never publishes a second version for the same deployment. Alias weights are absolute.
+
+use super::{new_record, short_commit, Desired, StepInput, STEADY_REQUEUE_MS};
+use crate::observed::{ObservedFunction, ObservedLambda};
+use crate::plan::{Action, Completion, Plan};
+use crate::record::{DeploymentRecord, FailureCause, Level, Operation, Outcome, Phase};
+use crate::spec::lambda::{EventSources, PushSource};
+use crate::spec::{AppSpec, DesiredApp, Identity, LambdaApp};
+use serde_json::{json, Map, Value};
+
+/// Statement ids of the permissions gitmoxi adds start with this.
+pub const SID_PREFIX: &str = "gitmoxi-";
+/// How often an update or a readiness check is looked at.
+const POLL_MS: u64 = 2_000;
+/// How often alarms are looked at while a traffic step waits.
+const ALARM_POLL_MS: u64 = 5_000;
+
+/// Starts a deployment of a Lambda app.
+pub fn start(input: &StepInput<'_>, app: &DesiredApp, lambda: &LambdaApp) -> DeploymentRecord {
+    let observed = &input.observed.lambda;
+    let phase = match &observed.function {
+        None => Phase::LambdaCreate,
+        Some(f) => Phase::LambdaUpdateCode { revision_before: f.revision_id.clone() },
+    };
+    let mut record = new_record(input, Operation::Deploy, "lambda", app.fingerprint.clone(), Some(app), phase);
+    record.identity = app.identity.clone();
+    record.previous_version = observed.alias.as_ref().map(|a| a.function_version.clone());
+    record.log(
+        input.now_ms,
+        Level::Info,
+        format!(
+            "deployment started: commit {}, fingerprint {}, {} of {} through alias {}",
+            short_commit(input.commit),
+            crate::spec::fingerprint::short(&app.fingerprint),
+            if observed.function.is_some() { "update" } else { "creation" },
+            app.identity,
+            lambda.alias
+        ),
+    );
+    record
+}
+
+/// Starts the delete of a function whose lambdadef is gone.
+pub fn start_delete(input: &StepInput<'_>) -> Plan {
+    let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::LambdaDelete);
+    record.desired_lambda = input.applied.lambda.clone();
+    match &input.observed.lambda.function {
+        None => {
+            record.log(input.now_ms, Level::Info, "function already gone; forgetting the app");
+            record.finish(Outcome::Deleted, input.now_ms);
+        }
+        Some(_) => record.log(input.now_ms, Level::Info, "the lambdadef is gone from the branch head: deleting the function"),
+    }
+    Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() }
+}
+
+fn function_name(record: &DeploymentRecord) -> String {
+    match &record.identity {
+        Identity::Lambda { function, .. } => function.clone(),
+        Identity::Ecs { service, .. } => service.clone(),
+    }
+}
+
+/// The published version whose code and configuration match `$LATEST`.
+pub fn matching_version(observed: &ObservedLambda) -> Option<&ObservedFunction> {
+    let latest = observed.function.as_ref()?;
+    observed.versions.iter().rev().find(|v| v.code_sha256 == latest.code_sha256 && v.config == latest.config)
+}
+
+/// Whether `$LATEST` already holds this code (ZipFile by SHA-256; S3 code cannot be compared).
+fn code_matches(app: &LambdaApp, latest: &ObservedFunction) -> bool {
+    match app.code().get("ZipFile").and_then(Value::as_str) {
+        Some(zip) => crate::spec::fingerprint::lambda_code_sha256(zip).is_some_and(|sha| sha == latest.code_sha256),
+        None => false,
+    }
+}
+
+fn alias_arn(observed: &ObservedLambda, alias: &str) -> Option<String> {
+    observed.alias.as_ref().map(|a| a.arn.clone()).or_else(|| observed.function.as_ref().map(|f| format!("{}:{alias}", f.arn)))
+}
+
+/// The alias action that puts `weight` % on `version` (the rest on `previous`).
+fn alias_target(record: &DeploymentRecord, version: &str, weight: u32) -> (String, Option<(String, f64)>) {
+    match record.previous_version.as_deref().filter(|p| *p != version && weight < 100) {
+        Some(previous) => (previous.to_string(), Some((version.to_string(), f64::from(weight) / 100.0))),
+        None => (version.to_string(), None),
+    }
+}
+
+fn alias_is(observed: &ObservedLambda, version: &str, additional: &Option<(String, f64)>) -> bool {
+    let Some(a) = &observed.alias else { return false };
+    let routing_ok = match additional {
+        None => a.additional.values().all(|w| *w == 0.0),
+        Some((v, w)) => a.additional.len() == 1 && a.additional.get(v).is_some_and(|got| (got - w).abs() < 1e-6),
+    };
+    a.function_version == version && routing_ok
+}
+
+fn firing(observed: &crate::observed::Observed) -> Vec<String> {
+    observed.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.clone()).collect()
+}
+
+/// Continues an in-flight Lambda record.
+pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+    let now = input.now_ms;
+    let observed = &input.observed.lambda;
+    let mut next = record.clone();
+    let name = function_name(record);
+    if record.phase == Phase::LambdaDelete {
+        return delete(input, record);
+    }
+    let Some(app) = record.desired_lambda.as_ref() else {
+        return fail(record, now, FailureCause::ValidationError, "the deployment record has no desired state; push a commit to redeploy");
+    };
+    let alias = app.alias.clone();
+    match &record.phase {
+        Phase::LambdaCreate => {
+            if let Some(f) = &observed.function {
+                next.log(now, Level::Info, format!("function {name} exists ({})", f.arn));
+                next.enter(Phase::LambdaPublish, now);
+                return Plan { next_record: Some(next), requeue_after_ms: 0, take_ownership: true, ..Plan::default() };
+            }
+            let mut body = app.lambdadef.clone();
+            if let Value::Object(o) = &mut body {
+                o.insert("Publish".into(), json!(true));
+                let mut tags = o.remove("Tags").and_then(|t| t.as_object().cloned()).unwrap_or_default();
+                tags.insert(super::ecs_rolling::TAG_APP.into(), json!(record.app.tag_value()));
+                tags.insert(super::ecs_rolling::TAG_REPO.into(), json!(crate::record::sanitize_tag(&record.app.repo)));
+                o.insert("Tags".into(), Value::Object(tags));
+            }
+            next.log(now, Level::Info, format!("creating function {name} (version 1 published)"));
+            Plan { next_record: Some(next), actions: vec![Action::LambdaCreateFunction { body }], take_ownership: true, ..Plan::default() }
+        }
+        Phase::LambdaUpdateCode { revision_before } | Phase::LambdaUpdateConfig { revision_before } => {
+            let code_phase = matches!(record.phase, Phase::LambdaUpdateCode { .. });
+            let what = if code_phase { "code" } else { "configuration" };
+            let Some(latest) = &observed.function else {
+                return fail(
+                    record,
+                    now,
+                    aws_rejected("GetFunction", "ResourceNotFoundException", "the function disappeared"),
+                    "the function is gone; push a commit to create it again",
+                );
+            };
+            match latest.last_update_status.as_str() {
+                "InProgress" => return Plan::wait(POLL_MS),
+                "Failed" if latest.revision_id != *revision_before => {
+                    let reason = latest.last_update_status_reason.clone().unwrap_or_else(|| "no reason given".into());
+                    let message = format!("the {what} update of {name} failed: {reason}");
+                    return fail(
+                        record,
+                        now,
+                        aws_rejected(
+                            if code_phase { "UpdateFunctionCode" } else { "UpdateFunctionConfiguration" },
+                            "UpdateFailed",
+                            &reason,
+                        ),
+                        &message,
+                    );
+                }
+                _ => {}
+            }
+            let landed = latest.revision_id != *revision_before;
+            let skip = code_phase && code_matches(app, latest);
+            if landed || skip {
+                if code_phase {
+                    next.log(
+                        now,
+                        Level::Info,
+                        if skip && !landed { "code unchanged (same SHA-256)".to_string() } else { format!("code of {name} updated") },
+                    );
+                    next.enter(Phase::LambdaUpdateConfig { revision_before: latest.revision_id.clone() }, now);
+                } else {
+                    next.log(now, Level::Info, format!("configuration of {name} updated"));
+                    next.enter(Phase::LambdaPublish, now);
+                }
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            }
+            let action = if code_phase {
+                Action::LambdaUpdateCode { function: name, code: Value::Object(app.code()) }
+            } else {
+                Action::LambdaUpdateConfig { function: name, config: Value::Object(app.configuration()) }
+            };
+            Plan { actions: vec![action], requeue_after_ms: POLL_MS, ..Plan::default() }
+        }
+        Phase::LambdaPublish => {
+            let Some(latest) = &observed.function else { return Plan::wait(POLL_MS) };
+            if latest.last_update_status == "InProgress" || latest.state == "Pending" {
+                return Plan::wait(POLL_MS);
+            }
+            if let Some(v) = matching_version(observed) {
+                let budget = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries) * 1000;
+                next.log(now, Level::Info, format!("version {} holds this code and configuration", v.version));
+                next.enter(Phase::LambdaReady { version: v.version.clone(), deadline_ms: now + budget }, now);
+                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+            }
+            let action = Action::LambdaPublishVersion {
+                function: name,
+                code_sha256: latest.code_sha256.clone(),
+                revision_id: latest.revision_id.clone(),
+                description: format!("gitmoxi deployment {} (commit {})", record.id, short_commit(&record.commit)),
+            };
+            Plan { actions: vec![action], requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::LambdaReady { version, deadline_ms } => {
+            let v = observed.versions.iter().find(|v| &v.version == version);
+            match v.map(|v| v.state.as_str()) {
+                Some("Active") => {}
+                Some("Failed") => {
+                    let reason = v.and_then(|v| v.state_reason.clone()).unwrap_or_default();
+                    return rollback(
+                        record,
+                        now,
+                        aws_rejected("GetFunctionConfiguration", "VersionFailed", &reason),
+                        vec![format!("version {version} is Failed: {reason}")],
+                    );
+                }
+                _ if now >= *deadline_ms => {
+                    let waited = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries);
+                    let state = v.map_or("missing", |v| v.state.as_str()).to_string();
+                    return rollback(
+                        record,
+                        now,
+                        FailureCause::StabilityTimeout { waited_secs: waited },
+                        vec![format!("version {version} is {state}, not Active, after {waited} s")],
+                    );
+                }
+                _ => return Plan::wait(app.depdef.readiness.wait_interval_secs * 1000),
+            }
+            if observed.alias.is_none() {
+                next.log(now, Level::Info, format!("creating alias {alias} on version {version}"));
+                let action = Action::LambdaCreateAlias { function: name, alias, version: version.clone() };
+                return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+            }
+            let previous = record.previous_version.clone().filter(|p| p != version);
+            next.log(now, Level::Info, format!("version {version} is Active"));
+            match previous {
+                None => next.enter(Phase::LambdaWire { version: version.clone() }, now),
+                Some(_) => {
+                    let first = app.depdef.traffic_shifting.steps()[0];
+                    next.enter(Phase::LambdaShift { version: version.clone(), step: 0, weight: first, since_ms: now }, now);
+                }
+            }
+            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::LambdaShift { version, step, weight, since_ms } => {
+            let alarms = firing(input.observed);
+            if !alarms.is_empty() {
+                let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {weight} % on version {version}")).collect();
+                return rollback(record, now, FailureCause::AlarmFired { alarms }, evidence);
+            }
+            let (target, additional) = alias_target(record, version, *weight);
+            if !alias_is(observed, &target, &additional) {
+                let w = crate::schedule::Weights::green(*weight);
+                if next.traffic != Some(w) {
+                    next.traffic = Some(w);
+                    next.log(now, Level::Info, format!("alias {alias}: {weight} % on version {version}"));
+                }
+                let action = Action::LambdaSetAlias { function: name, alias, version: target, additional };
+                return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+            }
+            let ts = app.depdef.traffic_shifting;
+            let wait = ts.wait_interval_secs * 1000;
+            let elapsed = now.saturating_sub(*since_ms);
+            if elapsed < wait {
+                let remaining = wait - elapsed;
+                let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
+                return Plan::wait(again.max(1));
+            }
+            match ts.steps().get(*step as usize + 1) {
+                Some(following) => {
+                    next.enter(Phase::LambdaShift { version: version.clone(), step: step + 1, weight: *following, since_ms: now }, now)
+                }
+                None => next.enter(Phase::LambdaBake { version: version.clone(), until_ms: now + wait }, now),
+            }
+            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::LambdaBake { version, until_ms } => {
+            let alarms = firing(input.observed);
+            if !alarms.is_empty() {
+                let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake of version {version}")).collect();
+                return rollback(record, now, FailureCause::AlarmFired { alarms }, evidence);
+            }
+            if now < *until_ms {
+                let remaining = until_ms - now;
+                return Plan::wait(if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) }.max(1));
+            }
+            next.enter(Phase::LambdaWire { version: version.clone() }, now);
+            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::LambdaWire { version } => {
+            let Some(alias_arn) = alias_arn(observed, &alias) else { return Plan::wait(POLL_MS) };
+            let actions = wiring_actions(&name, &alias, &alias_arn, &app.event_sources, observed);
+            if !actions.is_empty() {
+                let ops: Vec<&str> = actions.iter().map(Action::operation).collect();
+                next.log(now, Level::Info, format!("wiring event sources to alias {alias}: {}", ops.join(", ")));
+                return Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() };
+            }
+            next.enter(Phase::LambdaCleanUp { version: version.clone() }, now);
+            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::LambdaCleanUp { version } => {
+            let old = record.previous_version.clone().filter(|p| p != version && p != "$LATEST");
+            if let Some(old) = old.filter(|o| app.depdef.delete_old_version && observed.versions.iter().any(|v| &v.version == o)) {
+                next.log(now, Level::Info, format!("deleting the old version {old} (deleteOldVersion)"));
+                let action = Action::LambdaDeleteVersion { function: name, version: old };
+                return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+            }
+            next.traffic = record.previous_version.as_ref().map(|_| crate::schedule::Weights::green(100));
+            next.log(now, Level::Info, format!("deployment succeeded: alias {alias} on version {version}"));
+            next.finish(Outcome::Succeeded, now);
+            let completion = Plan::completion_of(&next, Some(version.clone()));
+            Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+        }
+        Phase::LambdaRollback { version, superseded } => {
+            if let Some(previous) = record.previous_version.clone().filter(|p| p != version) {
+                if !alias_is(observed, &previous, &None) && observed.alias.is_some() {
+                    next.traffic = Some(crate::schedule::Weights::green(0));
+                    next.log(now, Level::Warn, format!("alias {alias} back on version {previous}, no routing"));
+                    let action = Action::LambdaSetAlias { function: name, alias, version: previous, additional: None };
+                    return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+                }
+                if observed.versions.iter().any(|v| &v.version == version) {
+                    next.log(now, Level::Warn, format!("deleting version {version}"));
+                    let action = Action::LambdaDeleteVersion { function: name, version: version.clone() };
+                    return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+                }
+            }
+            let outcome = match (*superseded, record.previous_version.is_some()) {
+                (true, _) => Outcome::Superseded,
+                (false, true) => Outcome::RolledBack,
+                (false, false) => Outcome::Failed,
+            };
+            let message = match outcome {
+                Outcome::Superseded => "rolled back for the newer commit; it deploys next".to_string(),
+                _ => format!("rolled back: fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix),
+            };
+            next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
+            next.finish(outcome, now);
+            let completion = Plan::completion_of(&next, None);
+            Plan { finished: Some((next, completion)), requeue_after_ms: 0, ..Plan::default() }
+        }
+        Phase::LambdaDelete
+        | Phase::EcsRegister
+        | Phase::EcsApply { .. }
+        | Phase::EcsStabilize { .. }
+        | Phase::EcsRollback { .. }
+        | Phase::EcsRollbackStabilize { .. }
+        | Phase::EcsDelete
+        | Phase::Done
+        | Phase::BgRegister
+        | Phase::BgCreateService { .. }
+        | Phase::BgCreateGreen { .. }
+        | Phase::BgStabilize { .. }
+        | Phase::BgShift { .. }
+        | Phase::BgBake { .. }
+        | Phase::BgPromote
+        | Phase::BgCleanUp
+        | Phase::BgRollback { .. } => super::continue_record(input, record),
+    }
+}
+
+/// The permission statement id of a push source.
+pub fn permission_sid(source: &PushSource) -> String {
+    let key = match source {
+        PushSource::Elb { target_group_arn } => target_group_arn.clone(),
+        PushSource::ApiGateway { api_id, route_id, .. } => format!("{api_id}/{route_id}"),
+    };
+    let short = crate::token::client_token(&key, "permission");
+    format!("{SID_PREFIX}{}-{}", if matches!(source, PushSource::Elb { .. }) { "elb" } else { "apigw" }, &short[..16])
+}
+
+/// The integration URI of an API Gateway source.
+fn integration_uri(alias_arn: &str, source: &PushSource) -> String {
+    match source {
+        PushSource::ApiGateway { stage_variable: Some(var), .. } => {
+            let unqualified = alias_arn.rsplit_once(':').map_or(alias_arn, |(f, _)| f);
+            format!("{unqualified}:${{stageVariables.{var}}}")
+        }
+        PushSource::ApiGateway { stage_variable: None, .. } | PushSource::Elb { .. } => alias_arn.to_string(),
+    }
+}
+
+/// What makes the alias's event sources match the file (level-triggered, so drift heals).
+pub fn wiring_actions(function: &str, alias: &str, alias_arn: &str, sources: &EventSources, observed: &ObservedLambda) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let region_account = alias_arn.split(':').skip(3).take(2).collect::<Vec<_>>();
+    for source in &sources.push {
+        let sid = permission_sid(source);
+        if !observed.permissions.contains(&sid) {
+            let source_arn = match source {
+                PushSource::Elb { target_group_arn } => target_group_arn.clone(),
+                PushSource::ApiGateway { api_id, .. } => {
+                    format!(
+                        "arn:aws:execute-api:{}:{}:{api_id}/*",
+                        region_account.first().unwrap_or(&""),
+                        region_account.get(1).unwrap_or(&"")
+                    )
+                }
+            };
+            actions.push(Action::LambdaAddPermission {
+                function: function.to_string(),
+                qualifier: alias.to_string(),
+                sid,
+                principal: source.principal().to_string(),
+                source_arn,
+            });
+        }
+        match source {
+            PushSource::Elb { target_group_arn } => {
+                let registered = observed.elb_targets.get(target_group_arn).is_some_and(|t| t.iter().any(|id| id == alias_arn));
+                if !registered {
+                    actions.push(Action::ElbRegisterLambda { target_group: target_group_arn.clone(), target: alias_arn.to_string() });
+                }
+            }
+            PushSource::ApiGateway { api_id, route_id, .. } => {
+                let uri = integration_uri(alias_arn, source);
+                match observed.integrations.iter().find(|(api, _, u)| api == api_id && *u == uri) {
+                    None => actions.push(Action::ApiCreateIntegration { api_id: api_id.clone(), uri }),
+                    Some((_, id, _)) => {
+                        let target = format!("integrations/{id}");
+                        let current = observed.route_targets.get(&(api_id.clone(), route_id.clone())).cloned().flatten();
+                        if current.as_deref() != Some(target.as_str()) {
+                            actions.push(Action::ApiSetRouteTarget { api_id: api_id.clone(), route_id: route_id.clone(), target });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for body in &sources.pull {
+        let arn = body.get("EventSourceArn").and_then(Value::as_str).unwrap_or_default();
+        match observed.mappings.iter().find(|m| m.event_source_arn == arn) {
+            None => {
+                let mut b = body.clone();
+                if let Value::Object(o) = &mut b {
+                    o.insert("FunctionName".into(), json!(alias_arn));
+                }
+                actions.push(Action::LambdaCreateMapping { body: b });
+            }
+            Some(m) => {
+                let mut changes = Map::new();
+                if let Some(n) = body.get("BatchSize").and_then(Value::as_u64).filter(|n| m.batch_size != Some(*n as u32)) {
+                    changes.insert("BatchSize".into(), json!(n));
+                }
+                if let Some(n) = body
+                    .get("MaximumBatchingWindowInSeconds")
+                    .and_then(Value::as_u64)
+                    .filter(|n| m.maximum_batching_window_secs != Some(*n as u32))
+                {
+                    changes.insert("MaximumBatchingWindowInSeconds".into(), json!(n));
+                }
+                let enabled = body.get("Enabled").and_then(Value::as_bool).unwrap_or(true);
+                if enabled != m.enabled {
+                    changes.insert("Enabled".into(), json!(enabled));
+                }
+                if !changes.is_empty() {
+                    actions.push(Action::LambdaUpdateMapping { uuid: m.uuid.clone(), body: Value::Object(changes) });
+                }
+            }
+        }
+    }
+    for m in &observed.mappings {
+        if !sources.pull.iter().any(|b| b.get("EventSourceArn").and_then(Value::as_str) == Some(m.event_source_arn.as_str())) {
+            actions.push(Action::LambdaDeleteMapping { uuid: m.uuid.clone() });
+        }
+    }
+    for sid in observed.permissions.iter().filter(|s| s.starts_with(SID_PREFIX)) {
+        if !sources.push.iter().any(|p| &permission_sid(p) == sid) {
+            actions.push(Action::LambdaRemovePermission { function: function.to_string(), qualifier: alias.to_string(), sid: sid.clone() });
+        }
+    }
+    actions
+}
+
+/// The delete: mappings and permissions gitmoxi added, then the function.
+fn delete(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+    let now = input.now_ms;
+    let observed = &input.observed.lambda;
+    let name = function_name(record);
+    let mut next = record.clone();
+    let Some(function) = &observed.function else {
+        next.log(now, Level::Info, "function deleted");
+        next.finish(Outcome::Deleted, now);
+        return Plan { finished: Some((next, Completion::Removed)), requeue_after_ms: 0, ..Plan::default() };
+    };
+    let owned = input.applied.owned || function.tags.get(super::ecs_rolling::TAG_APP) == Some(&input.key.tag_value());
+    if !owned {
+        next.cause = Some(FailureCause::NotOwned);
+        next.log(now, Level::Error, format!("refusing to delete {}: it was not created or adopted by this app", record.identity));
+        next.finish(Outcome::Failed, now);
+        return Plan { finished: Some((next, Completion::Removed)), requeue_after_ms: 0, ..Plan::default() };
+    }
+    let mut actions: Vec<Action> = observed.mappings.iter().map(|m| Action::LambdaDeleteMapping { uuid: m.uuid.clone() }).collect();
+    if let Some(app) = &record.desired_lambda {
+        for sid in observed.permissions.iter().filter(|s| s.starts_with(SID_PREFIX)) {
+            actions.push(Action::LambdaRemovePermission { function: name.clone(), qualifier: app.alias.clone(), sid: sid.clone() });
+        }
+    }
+    actions.push(Action::LambdaDeleteFunction { function: name });
+    Plan { actions, requeue_after_ms: POLL_MS, ..Plan::default() }
+}
+
+fn aws_rejected(operation: &str, code: &str, message: &str) -> FailureCause {
+    FailureCause::AwsRejected { operation: operation.into(), code: code.into(), message: message.into() }
+}
+
+/// Ends the deployment as failed before any traffic moved.
+fn fail(record: &DeploymentRecord, now: u64, cause: FailureCause, why: &str) -> Plan {
+    let mut next = record.clone();
+    next.log(
+        now,
+        Level::Error,
+        format!("{why}; nothing was shifted. Fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix),
+    );
+    next.evidence.push(why.to_string());
+    next.cause = Some(cause);
+    next.finish(Outcome::Failed, now);
+    let completion = Plan::completion_of(&next, None);
+    Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+}
+
+/// Enters RollingBack with the cause and its evidence.
+fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: Vec<String>) -> Plan {
+    let version = match &record.phase {
+        Phase::LambdaReady { version, .. } | Phase::LambdaShift { version, .. } | Phase::LambdaBake { version, .. } => version.clone(),
+        _ => String::new(),
+    };
+    let mut next = record.clone();
+    next.log(now, Level::Error, format!("{cause}: rolling back (alias to the previous version first)"));
+    for e in evidence.iter().take(5) {
+        next.log(now, Level::Error, e.clone());
+    }
+    next.cause = Some(cause);
+    next.evidence = evidence;
+    next.enter(Phase::LambdaRollback { version, superseded: false }, now);
+    Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+}
+
+/// A newer commit while traffic may be moving: roll back first, then the newest deploys.
+pub fn supersede(record: &DeploymentRecord, now: u64, commit: &str) -> Option<Plan> {
+    let version = match &record.phase {
+        Phase::LambdaReady { version, .. } | Phase::LambdaShift { version, .. } | Phase::LambdaBake { version, .. } => version.clone(),
+        _ => return None,
+    };
+    let mut next = record.clone();
+    next.log(now, Level::Warn, format!("superseded by commit {}: rolling back first", short_commit(commit)));
+    next.enter(Phase::LambdaRollback { version, superseded: true }, now);
+    Some(Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() })
+}
+
+/// Whether a newer commit may end this record at once (no traffic has moved).
+pub fn supersedes_at_once(phase: &Phase) -> bool {
+    matches!(phase, Phase::LambdaCreate | Phase::LambdaUpdateCode { .. } | Phase::LambdaUpdateConfig { .. } | Phase::LambdaPublish)
+}
+
+/// What the observer fetches for a Lambda step: the alias, and the wiring when it is reconciled.
+pub fn lambda_needs(
+    desired: &Desired<'_>,
+    applied: &crate::record::AppliedState,
+    record: Option<&DeploymentRecord>,
+) -> Option<(String, Option<EventSources>)> {
+    let app = record.filter(|r| r.in_flight()).and_then(|r| r.desired_lambda.clone()).or_else(|| match desired {
+        Desired::Present(DesiredApp { spec: AppSpec::Lambda(l), .. }) => Some(l.clone()),
+        _ => applied.lambda.clone(),
+    })?;
+    let wiring = match record.filter(|r| r.in_flight()).map(|r| &r.phase) {
+        Some(Phase::LambdaWire { .. } | Phase::LambdaDelete) => Some(app.event_sources.clone()),
+        _ => None,
+    };
+    Some((app.alias, wiring))
+}
+
+#[cfg(test)]
+#[path = "lambda_shift/tests.rs"]
+mod tests;

@@ -1,0 +1,354 @@
+//! Lambda planner scenarios: each phase's plan from each observed situation.
+
+use super::*;
+use crate::observed::{Observed, ObservedAlarm, ObservedAlias, ObservedMapping};
+use crate::record::{AppKey, AppliedState};
+use crate::spec::{load_snapshot, MemTree, RenderContext};
+use crate::strategy::{self, Desired, StepInput};
+use std::collections::BTreeMap;
+
+const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:hello";
+const ALIAS_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:hello:live";
+const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/fn/1";
+const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:jobs";
+
+fn app(zip: &str, depdef: &str, sources: Option<&str>) -> DesiredApp {
+    let mut tree = MemTree::new()
+        .with(
+            "fn/hello_lambdadef.json",
+            &format!(
+                r#"{{"FunctionName": "hello", "Runtime": "python3.12", "Handler": "app.handler", "Role": "arn:aws:iam::123456789012:role/r",
+                     "Code": {{"ZipFile": "{zip}"}}}}"#
+            ),
+        )
+        .with("fn/hello_lambdadepdef.json", depdef);
+    if let Some(s) = sources {
+        tree = tree.with("fn/hello_lambdaeventsourcedef.json", s);
+    }
+    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    snap.apps["fn/hello"].clone().expect("valid")
+}
+
+const CANARY: &str = r#"{"alias": "live", "trafficShiftingConfig": {"type": "CANARY", "percent": 20, "waitInterval": 10}, "alarms": {"alarmNames": ["errors"]}}"#;
+
+fn run(desired: &DesiredApp, applied: &AppliedState, record: Option<&DeploymentRecord>, observed: &Observed, now: u64) -> Plan {
+    run_commit(desired, applied, record, observed, now, "c0ffee")
+}
+
+fn run_commit(
+    desired: &DesiredApp,
+    applied: &AppliedState,
+    record: Option<&DeploymentRecord>,
+    observed: &Observed,
+    now: u64,
+    commit: &str,
+) -> Plan {
+    let key = AppKey { repo: "repo".into(), branch: "main".into(), prefix: "fn/hello".into() };
+    strategy::step(&StepInput {
+        key: &key,
+        commit,
+        desired: Desired::Present(desired),
+        applied,
+        record,
+        observed,
+        now_ms: now,
+        new_deployment_id: "dep-9",
+        force: false,
+    })
+}
+
+fn config() -> BTreeMap<String, String> {
+    BTreeMap::from([("Handler".to_string(), "app.handler".to_string())])
+}
+
+fn function(version: &str, sha: &str, revision: &str) -> ObservedFunction {
+    ObservedFunction {
+        arn: ARN.into(),
+        version: version.into(),
+        code_sha256: sha.into(),
+        revision_id: revision.into(),
+        state: "Active".into(),
+        last_update_status: "Successful".into(),
+        config: config(),
+        ..Default::default()
+    }
+}
+
+fn deployed(version: &str, sha: &str) -> Observed {
+    Observed {
+        lambda: ObservedLambda {
+            function: Some(function("$LATEST", sha, "r1")),
+            versions: vec![function(version, sha, "r1")],
+            alias: Some(ObservedAlias { arn: ALIAS_ARN.into(), function_version: version.into(), additional: BTreeMap::new() }),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn applied() -> AppliedState {
+    AppliedState { fingerprint: Some("old".into()), owned: true, task_definition: Some("1".into()), ..Default::default() }
+}
+
+fn advance(desired: &DesiredApp, record: &mut DeploymentRecord, obs: &Observed, now: u64) -> Plan {
+    let plan = run(desired, &applied(), Some(record), obs, now);
+    if let Some(next) = &plan.next_record {
+        *record = next.clone();
+    }
+    if let Some((done, _)) = &plan.finished {
+        *record = done.clone();
+    }
+    plan
+}
+
+/// An update of version 1 to a new zip, up to the Ready phase of version 2.
+fn to_ready(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
+    let mut obs = deployed("1", "old-sha");
+    let mut record = run(desired, &applied(), None, &obs, 0).next_record.expect("started");
+    assert_eq!(record.phase, Phase::LambdaUpdateCode { revision_before: "r1".into() });
+    assert_eq!(record.previous_version.as_deref(), Some("1"));
+    let plan = advance(desired, &mut record, &obs, 0);
+    assert!(matches!(plan.actions.as_slice(), [Action::LambdaUpdateCode { .. }]), "{:?}", plan.actions);
+    // the update lands: a new revision, in progress
+    let new_sha = crate::spec::fingerprint::lambda_code_sha256("bmV3").expect("sha");
+    obs.lambda.function = Some(ObservedFunction { last_update_status: "InProgress".into(), ..function("$LATEST", &new_sha, "r2") });
+    assert!(advance(desired, &mut record, &obs, 1_000).actions.is_empty(), "waits while InProgress");
+    obs.lambda.function = Some(function("$LATEST", &new_sha, "r2"));
+    advance(desired, &mut record, &obs, 2_000);
+    assert_eq!(record.phase, Phase::LambdaUpdateConfig { revision_before: "r2".into() });
+    let plan = advance(desired, &mut record, &obs, 2_000);
+    assert!(matches!(plan.actions.as_slice(), [Action::LambdaUpdateConfig { .. }]), "{:?}", plan.actions);
+    obs.lambda.function = Some(function("$LATEST", &new_sha, "r3"));
+    advance(desired, &mut record, &obs, 3_000);
+    assert_eq!(record.phase, Phase::LambdaPublish);
+    let plan = advance(desired, &mut record, &obs, 3_000);
+    assert_eq!(
+        plan.actions,
+        vec![Action::LambdaPublishVersion {
+            function: "hello".into(),
+            code_sha256: new_sha.clone(),
+            revision_id: "r3".into(),
+            description: "gitmoxi deployment dep-9 (commit c0ffee)".into()
+        }]
+    );
+    obs.lambda.versions.push(ObservedFunction { state: "Pending".into(), ..function("2", &new_sha, "r3") });
+    advance(desired, &mut record, &obs, 3_000);
+    assert!(matches!(&record.phase, Phase::LambdaReady { version, .. } if version == "2"), "{:?}", record.phase);
+    (record, obs)
+}
+
+#[test]
+fn a_canary_moves_the_alias_weight_then_points_it_at_the_new_version() {
+    let desired = app("bmV3", CANARY, None);
+    let (mut record, mut obs) = to_ready(&desired);
+    obs.alarms = vec![ObservedAlarm { name: "errors".into(), state: Some("OK".into()) }];
+    assert!(advance(&desired, &mut record, &obs, 4_000).actions.is_empty(), "waits for Active");
+    obs.lambda.versions[1].state = "Active".into();
+    advance(&desired, &mut record, &obs, 5_000);
+    assert!(matches!(record.phase, Phase::LambdaShift { step: 0, weight: 20, .. }));
+    let plan = advance(&desired, &mut record, &obs, 5_000);
+    assert_eq!(
+        plan.actions,
+        vec![Action::LambdaSetAlias {
+            function: "hello".into(),
+            alias: "live".into(),
+            version: "1".into(),
+            additional: Some(("2".into(), 0.2))
+        }],
+        "0.2 → {{\"2\": 0.2}} on the old version"
+    );
+    obs.lambda.alias.as_mut().expect("alias").additional = BTreeMap::from([("2".to_string(), 0.2)]);
+    let plan = advance(&desired, &mut record, &obs, 6_000);
+    assert!(plan.actions.is_empty() && plan.requeue_after_ms <= 5_000, "waits, watching alarms");
+    advance(&desired, &mut record, &obs, 15_001);
+    assert!(matches!(record.phase, Phase::LambdaShift { step: 1, weight: 100, .. }));
+    let plan = advance(&desired, &mut record, &obs, 15_001);
+    assert_eq!(
+        plan.actions,
+        vec![Action::LambdaSetAlias { function: "hello".into(), alias: "live".into(), version: "2".into(), additional: None }],
+        "100 %: the alias on the new version with no routing"
+    );
+    obs.lambda.alias = Some(ObservedAlias { arn: ALIAS_ARN.into(), function_version: "2".into(), additional: BTreeMap::new() });
+    advance(&desired, &mut record, &obs, 26_000);
+    assert!(matches!(record.phase, Phase::LambdaBake { .. }));
+    advance(&desired, &mut record, &obs, 37_000);
+    assert_eq!(record.phase, Phase::LambdaWire { version: "2".into() });
+    advance(&desired, &mut record, &obs, 37_000);
+    let plan = advance(&desired, &mut record, &obs, 37_000);
+    let (done, completion) = plan.finished.expect("done");
+    assert_eq!(done.outcome, Some(Outcome::Succeeded));
+    assert_eq!(
+        completion,
+        Completion::Applied { fingerprint: done.fingerprint.clone(), commit: "c0ffee".into(), task_definition: Some("2".into()) }
+    );
+}
+
+#[test]
+fn an_alarm_during_the_canary_puts_the_alias_back_and_deletes_the_new_version() {
+    let desired = app("bmV3", CANARY, None);
+    let (mut record, mut obs) = to_ready(&desired);
+    obs.lambda.versions[1].state = "Active".into();
+    advance(&desired, &mut record, &obs, 5_000);
+    obs.lambda.alias.as_mut().expect("alias").additional = BTreeMap::from([("2".to_string(), 0.2)]);
+    obs.alarms = vec![ObservedAlarm { name: "errors".into(), state: Some("ALARM".into()) }];
+    advance(&desired, &mut record, &obs, 6_000);
+    assert_eq!(record.phase, Phase::LambdaRollback { version: "2".into(), superseded: false });
+    assert_eq!(record.cause, Some(FailureCause::AlarmFired { alarms: vec!["errors".into()] }));
+    let plan = advance(&desired, &mut record, &obs, 6_000);
+    assert_eq!(
+        plan.actions,
+        vec![Action::LambdaSetAlias { function: "hello".into(), alias: "live".into(), version: "1".into(), additional: None }]
+    );
+    obs.lambda.alias.as_mut().expect("alias").additional.clear();
+    let plan = advance(&desired, &mut record, &obs, 6_000);
+    assert_eq!(plan.actions, vec![Action::LambdaDeleteVersion { function: "hello".into(), version: "2".into() }]);
+    obs.lambda.versions.truncate(1);
+    let plan = advance(&desired, &mut record, &obs, 6_000);
+    assert_eq!(plan.finished.expect("done").0.outcome, Some(Outcome::RolledBack));
+}
+
+#[test]
+fn a_failed_update_ends_with_its_reason_and_nothing_shifted() {
+    let desired = app("bmV3", CANARY, None);
+    let obs0 = deployed("1", "old-sha");
+    let mut record = run(&desired, &applied(), None, &obs0, 0).next_record.expect("started");
+    record.phase = Phase::LambdaUpdateConfig { revision_before: "r1".into() };
+    let mut obs = obs0.clone();
+    obs.lambda.function = Some(ObservedFunction {
+        last_update_status: "Failed".into(),
+        last_update_status_reason: Some("KMS key is invalid".into()),
+        ..function("$LATEST", "old-sha", "r2")
+    });
+    let plan = advance(&desired, &mut record, &obs, 1_000);
+    assert!(plan.actions.is_empty());
+    let (done, completion) = plan.finished.expect("finished");
+    assert_eq!(done.outcome, Some(Outcome::Failed));
+    assert!(done.timeline.last().expect("line").message.contains("KMS key is invalid"), "{:?}", done.timeline.last());
+    assert!(done.timeline.last().expect("line").message.contains("nothing was shifted"));
+    assert!(matches!(completion, Completion::Failed { .. }));
+}
+
+#[test]
+fn a_version_that_never_becomes_active_rolls_back_after_the_readiness_budget() {
+    let desired = app("bmV3", r#"{"alias": "live", "readinessCheck": {"waitInterval": 2, "maxRetries": 3}}"#, None);
+    let (mut record, obs) = to_ready(&desired);
+    let plan = advance(&desired, &mut record, &obs, 4_000);
+    assert_eq!(plan.requeue_after_ms, 2_000);
+    advance(&desired, &mut record, &obs, 3_000 + 6_000);
+    assert!(matches!(record.cause, Some(FailureCause::StabilityTimeout { waited_secs: 6 })), "{:?}", record.cause);
+    assert!(matches!(record.phase, Phase::LambdaRollback { .. }));
+}
+
+#[test]
+fn a_replayed_publish_finds_the_version_instead_of_publishing_a_second() {
+    let desired = app("bmV3", CANARY, None);
+    let mut obs = deployed("1", "old-sha");
+    let sha = crate::spec::fingerprint::lambda_code_sha256("bmV3").expect("sha");
+    obs.lambda.function = Some(function("$LATEST", &sha, "r3"));
+    obs.lambda.versions.push(function("2", &sha, "r3"));
+    let mut record = run(&desired, &applied(), None, &deployed("1", "old-sha"), 0).next_record.expect("started");
+    record.phase = Phase::LambdaPublish;
+    let plan = advance(&desired, &mut record, &obs, 1_000);
+    assert!(plan.actions.is_empty());
+    assert!(matches!(&record.phase, Phase::LambdaReady { version, .. } if version == "2"));
+}
+
+#[test]
+fn unchanged_zip_code_skips_the_code_update() {
+    let desired = app("bmV3", CANARY, None);
+    let sha = crate::spec::fingerprint::lambda_code_sha256("bmV3").expect("sha");
+    let obs = deployed("1", &sha);
+    let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
+    let plan = advance(&desired, &mut record, &obs, 0);
+    assert!(plan.actions.is_empty());
+    assert!(matches!(record.phase, Phase::LambdaUpdateConfig { .. }));
+}
+
+#[test]
+fn a_first_deployment_creates_the_function_then_the_alias_without_shifting() {
+    let desired = app("bmV3", CANARY, None);
+    let fresh = AppliedState::default();
+    let mut obs = Observed::default();
+    let record = run(&desired, &fresh, None, &obs, 0).next_record.expect("started");
+    assert_eq!(record.phase, Phase::LambdaCreate);
+    let plan = run(&desired, &fresh, Some(&record), &obs, 0);
+    let Action::LambdaCreateFunction { body } = &plan.actions[0] else { panic!("{:?}", plan.actions) };
+    assert_eq!(body["Publish"], true);
+    assert_eq!(body["Tags"]["gitmoxi:app"], "main:fn/hello");
+    let sha = crate::spec::fingerprint::lambda_code_sha256("bmV3").expect("sha");
+    obs.lambda.function = Some(function("$LATEST", &sha, "r1"));
+    obs.lambda.versions = vec![function("1", &sha, "r1")];
+    let record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
+    assert_eq!(record.phase, Phase::LambdaPublish);
+    let record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
+    let plan = run(&desired, &fresh, Some(&record), &obs, 0);
+    assert_eq!(plan.actions, vec![Action::LambdaCreateAlias { function: "hello".into(), alias: "live".into(), version: "1".into() }]);
+    obs.lambda.alias = Some(ObservedAlias { arn: ALIAS_ARN.into(), function_version: "1".into(), additional: BTreeMap::new() });
+    let record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
+    assert_eq!(record.phase, Phase::LambdaWire { version: "1".into() });
+}
+
+#[test]
+fn a_newer_commit_during_shifting_rolls_back_first() {
+    let desired = app("bmV3", CANARY, None);
+    let (mut record, mut obs) = to_ready(&desired);
+    obs.lambda.versions[1].state = "Active".into();
+    advance(&desired, &mut record, &obs, 5_000);
+    let newer = app("bmV3Mw==", CANARY, None);
+    let plan = run_commit(&newer, &applied(), Some(&record), &obs, 6_000, "beef");
+    assert_eq!(plan.next_record.expect("rolling back").phase, Phase::LambdaRollback { version: "2".into(), superseded: true });
+}
+
+#[test]
+fn wiring_creates_updates_and_deletes_mappings_and_adds_push_sources() {
+    let sources = EventSources {
+        push: vec![
+            PushSource::Elb { target_group_arn: TG.into() },
+            PushSource::ApiGateway { api_id: "api1".into(), route_id: "r1".into(), stage_variable: None },
+        ],
+        pull: vec![serde_json::json!({"EventSourceArn": QUEUE, "BatchSize": 5})],
+    };
+    let mut observed = ObservedLambda::default();
+    let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &observed);
+    let ops: Vec<&str> = actions.iter().map(Action::operation).collect();
+    assert_eq!(ops, vec!["AddPermission", "RegisterTargets", "AddPermission", "CreateIntegration", "CreateEventSourceMapping"]);
+    assert!(actions.iter().any(|a| matches!(a, Action::LambdaCreateMapping { body } if body["FunctionName"] == ALIAS_ARN)));
+    // everything in place but the route target and a changed batch size, plus a stale mapping
+    observed.permissions = sources.push.iter().map(permission_sid).collect();
+    observed.elb_targets.insert(TG.into(), vec![ALIAS_ARN.into()]);
+    observed.integrations.push(("api1".into(), "int7".into(), ALIAS_ARN.into()));
+    observed.mappings = vec![
+        ObservedMapping { uuid: "u1".into(), event_source_arn: QUEUE.into(), batch_size: Some(10), enabled: true, ..Default::default() },
+        ObservedMapping { uuid: "u2".into(), event_source_arn: "arn:aws:sqs:us-east-1:1:old".into(), enabled: true, ..Default::default() },
+    ];
+    let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &observed);
+    assert_eq!(
+        actions,
+        vec![
+            Action::ApiSetRouteTarget { api_id: "api1".into(), route_id: "r1".into(), target: "integrations/int7".into() },
+            Action::LambdaUpdateMapping { uuid: "u1".into(), body: serde_json::json!({"BatchSize": 5}) },
+            Action::LambdaDeleteMapping { uuid: "u2".into() },
+        ]
+    );
+    observed.route_targets.insert(("api1".into(), "r1".into()), Some("integrations/int7".into()));
+    observed.mappings.truncate(1);
+    observed.mappings[0].batch_size = Some(5);
+    assert!(wiring_actions("hello", "live", ALIAS_ARN, &sources, &observed).is_empty(), "converged: nothing to do");
+    // a source removed from the file: its permission goes
+    let fewer = EventSources { push: vec![sources.push[0].clone()], pull: sources.pull.clone() };
+    let actions = wiring_actions("hello", "live", ALIAS_ARN, &fewer, &observed);
+    assert_eq!(
+        actions,
+        vec![Action::LambdaRemovePermission { function: "hello".into(), qualifier: "live".into(), sid: permission_sid(&sources.push[1]) }]
+    );
+}
+
+#[test]
+fn a_stage_variable_integration_points_at_the_variable() {
+    let sources = EventSources {
+        push: vec![PushSource::ApiGateway { api_id: "a".into(), route_id: "r".into(), stage_variable: Some("lambdaAlias".into()) }],
+        pull: vec![],
+    };
+    let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &ObservedLambda::default());
+    assert!(actions.contains(&Action::ApiCreateIntegration { api_id: "a".into(), uri: format!("{ARN}:${{stageVariables.lambdaAlias}}") }));
+}
