@@ -11,4 +11,5 @@ mod moto;
 mod moto_blue_green;
 mod sim;
 mod sim_blue_green;
+mod sim_lambda;
 mod support;

@@ -397,15 +397,3 @@ async fn an_invalid_app_reports_its_error_and_is_forgotten_when_its_files_go() {
     sim.commit();
     assert!(sim.store.app(&Sim::key("prod/bad/bad")).unwrap().is_none());
 }
-
-#[tokio::test(start_paused = true)]
-async fn lambda_apps_are_left_untouched_and_say_why() {
-    let mut sim = Sim::new();
-    sim.add_app("prod/web/web", "web", "nginx:1");
-    sim.tree.insert("fn/hello_lambdadef.json", r#"{"FunctionName": "hello"}"#);
-    sim.tree.insert("fn/hello_lambdadepdef.json", r#"{"alias": "live"}"#);
-    sim.commit();
-    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
-    let hello = sim.store.app(&Sim::key("fn/hello")).unwrap().unwrap();
-    assert!(hello.unsupported.as_deref().unwrap().contains("Lambda"));
-}

@@ -1,0 +1,215 @@
+//! Simulation of Lambda deployments: the real controller against the fake world on a paused
+//! clock — canary success, an alarm during the canary, a failed update, a version that never
+//! becomes Active, restarts in every phase, a newer commit while shifting, event-source wiring
+//! and the delete.
+
+use crate::sim::{Sim, MINUTES, REGION};
+use gitmoxi_deploy::record::{FailureCause, Outcome, Phase};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const PREFIX: &str = "fn/hello";
+const CANARY: &str = r#"{"alias": "live", "trafficShiftingConfig": {"type": "CANARY", "percent": 20, "waitInterval": 30},
+  "alarms": {"alarmNames": ["hello-errors"]}, "readinessCheck": {"waitInterval": 2, "maxRetries": 10}}"#;
+const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/hello/9";
+const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:jobs";
+
+/// A function whose code is `code` (base64 zip) and whose MODE variable is `mode`.
+fn add_function(sim: &mut Sim, code: &str, mode: &str, depdef: &str) {
+    sim.tree.insert(
+        &format!("{PREFIX}_lambdadef.json"),
+        &format!(
+            r#"{{"FunctionName": "hello", "Runtime": "python3.12", "Handler": "app.handler",
+  "Role": "arn:aws:iam::123456789012:role/hello", "Code": {{"ZipFile": "{code}"}},
+  "Environment": {{"Variables": {{"MODE": "{mode}"}}}}}}"#
+        ),
+    );
+    sim.tree.insert(&format!("{PREFIX}_lambdadepdef.json"), depdef);
+}
+
+fn alias(sim: &Sim) -> Option<(String, BTreeMap<String, f64>)> {
+    sim.world.lambda_alias(REGION, "hello", "live")
+}
+
+fn on_version(sim: &Sim, version: &str) -> bool {
+    sim.idle(PREFIX) && alias(sim).is_some_and(|(v, extra)| v == version && extra.is_empty())
+}
+
+fn phase(sim: &Sim) -> Option<Phase> {
+    sim.store.record(&Sim::key(PREFIX)).expect("store").map(|r| r.phase)
+}
+
+async fn first_deployment(sim: &mut Sim) {
+    sim.world.set_alarm("hello-errors", "OK");
+    add_function(sim, "djE=", "ok", CANARY);
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| on_version(s, "1")).await, "{:?}", sim.history(PREFIX));
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_moves_20_percent_then_all_traffic_to_the_new_version() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim).await;
+    add_function(&mut sim, "djI=", "ok", CANARY);
+    sim.commit();
+    assert!(
+        sim.run_until(10 * MINUTES, |s| alias(s).is_some_and(|(v, extra)| v == "1" && extra.get("2") == Some(&0.2))).await,
+        "canary: {:?}",
+        sim.history(PREFIX)
+    );
+    assert!(sim.run_until(10 * MINUTES, |s| on_version(s, "2")).await, "{:?}", sim.history(PREFIX));
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    assert_eq!(sim.world.lambda_versions(REGION, "hello"), vec!["1", "2"], "deleteOldVersion is off by default");
+    let history = sim.history(PREFIX);
+    for line in ["code of hello updated", "configuration of hello updated", "alias live: 20 % on version 2", "deployment succeeded"] {
+        assert!(history.iter().any(|h| h.contains(line)), "{line}: {history:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_during_the_canary_puts_the_alias_back_and_deletes_the_new_version() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim).await;
+    add_function(&mut sim, "djI=", "ok", CANARY);
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| alias(s).is_some_and(|(_, extra)| extra.get("2") == Some(&0.2))).await);
+    sim.world.set_alarm("hello-errors", "ALARM");
+    assert!(sim.run_until(5 * MINUTES, |s| s.idle(PREFIX)).await);
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
+    assert_eq!(alias(&sim), Some(("1".to_string(), BTreeMap::new())), "old version, no routing");
+    assert_eq!(sim.world.lambda_versions(REGION, "hello"), vec!["1"], "the new version is deleted");
+    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
+    assert!(app.last_cause.as_deref().unwrap().contains("alarm fired: hello-errors"), "{:?}", app.last_cause);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_update_reports_its_cause_and_shifts_nothing() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim).await;
+    add_function(&mut sim, "djE=", "update-fails", CANARY);
+    sim.commit();
+    assert!(
+        sim.run_until(10 * MINUTES, |s| s.idle(PREFIX) && s.outcome(PREFIX) == Some(Outcome::Failed)).await,
+        "{:?}",
+        sim.history(PREFIX)
+    );
+    assert_eq!(alias(&sim), Some(("1".to_string(), BTreeMap::new())));
+    assert_eq!(sim.world.lambda_versions(REGION, "hello"), vec!["1"]);
+    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
+    let record = sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap();
+    assert!(record.evidence.iter().any(|e| e.contains("KMS key is invalid")), "{:?}", record.evidence);
+    assert!(matches!(record.cause, Some(FailureCause::AwsRejected { .. })));
+    assert!(sim.history(PREFIX).iter().any(|h| h.contains("nothing was shifted")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_version_that_never_becomes_active_rolls_back_after_the_readiness_budget() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim).await;
+    add_function(&mut sim, "djI=", "never-ready", CANARY);
+    sim.commit();
+    assert!(
+        sim.run_until(10 * MINUTES, |s| s.idle(PREFIX) && s.outcome(PREFIX) == Some(Outcome::RolledBack)).await,
+        "{:?}",
+        sim.history(PREFIX)
+    );
+    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
+    assert!(app.last_cause.as_deref().unwrap().contains("stability timeout after 20 s"), "{:?}", app.last_cause);
+    assert_eq!(alias(&sim), Some(("1".to_string(), BTreeMap::new())));
+    assert_eq!(sim.world.lambda_versions(REGION, "hello"), vec!["1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_commit_during_shifting_rolls_back_then_deploys_the_newest() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim).await;
+    add_function(&mut sim, "djI=", "ok", CANARY);
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| alias(s).is_some_and(|(_, extra)| extra.get("2") == Some(&0.2))).await);
+    add_function(&mut sim, "djM=", "ok", CANARY);
+    sim.commit();
+    assert!(sim.run_until(15 * MINUTES, |s| on_version(s, "3")).await, "{:?}", sim.history(PREFIX));
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    assert_eq!(sim.world.lambda_versions(REGION, "hello"), vec!["1", "3"], "the superseded version 2 was deleted");
+    assert!(sim.history(PREFIX).iter().any(|h| h.contains("superseded by commit")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_in_every_phase_publish_one_version_per_deployment() {
+    let mut sim = Sim::new();
+    sim.world.set_alarm("hello-errors", "OK");
+    for op in ["CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration", "PublishVersion", "CreateAlias", "UpdateAlias"] {
+        sim.world.lose_response(op, 1);
+    }
+    add_function(&mut sim, "djE=", "ok", CANARY);
+    sim.commit();
+    let mut restarts = 0;
+    for (code, version) in [("djE=", "1"), ("djI=", "2")] {
+        if version == "2" {
+            add_function(&mut sim, code, "ok", CANARY);
+            sim.commit();
+        }
+        let mut last = (None, 0);
+        for _ in 0..(20 * 60 * 5) {
+            let now = (phase(&sim).map(|p| p.name()), sim.world.mutation_count());
+            if now != last {
+                sim.restart().await;
+                last = (now.0, sim.world.mutation_count());
+                restarts += 1;
+            }
+            if on_version(&sim, version) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(on_version(&sim, version), "{version}: {:?} {}", sim.history(PREFIX), sim.seed_note());
+    }
+    assert!(restarts >= 8, "{restarts}");
+    assert_eq!(sim.world.lambda_versions(REGION, "hello"), vec!["1", "2"], "one version per deployment");
+    assert_eq!(sim.world.mutations("PublishVersion").len(), 1, "published once (creation publishes version 1)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn event_sources_are_wired_to_the_alias_updated_and_removed_with_the_function() {
+    let mut sim = Sim::new();
+    sim.world.add_target_group(TG, None);
+    sim.world.add_http_api("api1", "route1");
+    add_function(&mut sim, "djE=", "ok", r#"{"alias": "live"}"#);
+    let sources = |batch: u32| {
+        format!(
+            r#"{{"PushEventSources": [
+  {{"Service": "elasticloadbalancing.amazonaws.com", "TargetGroupArn": "{TG}"}},
+  {{"Service": "apigateway.amazonaws.com", "ApiId": "api1", "RouteId": "route1"}}],
+ "PullEventSources": {{"EventSourceMapping": {{"EventSourceArn": "{QUEUE}", "BatchSize": {batch}}}}}}}"#
+        )
+    };
+    sim.tree.insert(&format!("{PREFIX}_lambdaeventsourcedef.json"), &sources(5));
+    sim.commit();
+    let alias_arn = format!("arn:aws:lambda:{REGION}:123456789012:function:hello:live");
+    assert!(sim.run_until(10 * MINUTES, |s| on_version(s, "1")).await, "{:?}", sim.history(PREFIX));
+    assert_eq!(sim.world.lambda_mappings(), vec![(QUEUE.to_string(), alias_arn.clone(), Some(5))]);
+    assert_eq!(sim.world.lambda_targets(TG), vec![alias_arn.clone()]);
+    assert_eq!(sim.world.lambda_permissions(REGION, "hello", "live").len(), 2);
+    let (integrations, routes) = sim.world.http_api("api1").unwrap();
+    assert_eq!(integrations.len(), 1);
+    assert_eq!(integrations[0].1, alias_arn);
+    assert_eq!(routes["route1"], Some(format!("integrations/{}", integrations[0].0)));
+
+    // a batch size change is an update of the mapping, not a new one
+    sim.tree.insert(&format!("{PREFIX}_lambdaeventsourcedef.json"), &sources(7));
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.world.lambda_mappings() == vec![(QUEUE.to_string(), alias_arn.clone(), Some(7))]).await);
+
+    // the lambdadef is gone: mappings, permissions, then the function (another app stays, so the
+    // checkout is not empty; this test allows deleting half of the apps)
+    sim.policy.max_prune_percent = 100;
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    for suffix in ["_lambdadef.json", "_lambdadepdef.json", "_lambdaeventsourcedef.json"] {
+        sim.tree.remove(&format!("{PREFIX}{suffix}"));
+    }
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| !s.world.lambda_exists(REGION, "hello")).await, "{:?}", sim.history(PREFIX));
+    assert!(sim.world.lambda_mappings().is_empty());
+    assert!(sim.run_until(MINUTES, |s| s.store.app(&Sim::key(PREFIX)).unwrap().is_none()).await, "the app is forgotten");
+}
