@@ -185,6 +185,9 @@ pub struct ObservedFunction {
     pub version: String,
     pub code_sha256: String,
     pub revision_id: String,
+    /// `LastModified`: with the revision, what shows that an update landed.
+    #[serde(default)]
+    pub last_modified: String,
     /// Pending, Active, Inactive or Failed.
     pub state: String,
     pub state_reason: Option<String>,
@@ -195,6 +198,13 @@ pub struct ObservedFunction {
     /// Normalized configuration fields, compared to find the version that matches `$LATEST`.
     pub config: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
+}
+
+impl ObservedFunction {
+    /// Moves whenever Lambda applies an update (revision id and last-modified time).
+    pub fn change_marker(&self) -> String {
+        format!("{}@{}", self.revision_id, self.last_modified)
+    }
 }
 
 /// An alias and its routing.

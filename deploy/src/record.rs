@@ -179,11 +179,20 @@ pub enum Phase {
     BgRollback { superseded: bool, delete_green: bool },
     /// Lambda: create the function (published version 1) when it does not exist.
     LambdaCreate,
-    /// Lambda: UpdateFunctionCode unless the revision moved on from `revision_before` (then wait
-    /// for `LastUpdateStatus` Successful).
-    LambdaUpdateCode { revision_before: String },
+    /// Lambda: UpdateFunctionCode unless the function's change marker moved on from
+    /// `revision_before` or it already holds the code (then wait for `LastUpdateStatus`
+    /// Successful). `sent`: the update was sent once.
+    LambdaUpdateCode {
+        revision_before: String,
+        #[serde(default)]
+        sent: bool,
+    },
     /// Lambda: UpdateFunctionConfiguration, the same way.
-    LambdaUpdateConfig { revision_before: String },
+    LambdaUpdateConfig {
+        revision_before: String,
+        #[serde(default)]
+        sent: bool,
+    },
     /// Lambda: publish a version, unless one already matches `$LATEST` (code SHA-256 + config).
     LambdaPublish,
     /// Lambda: wait until `version` is Active (readinessCheck); create the alias if it is missing.

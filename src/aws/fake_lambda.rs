@@ -107,24 +107,7 @@ fn base64_of(bytes: &[u8]) -> String {
 }
 
 fn normalized(body: &Value) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for field in ["Handler", "Runtime", "Role"] {
-        if let Some(v) = body.get(field).and_then(Value::as_str) {
-            out.insert(field.to_string(), v.to_string());
-        }
-    }
-    for field in ["MemorySize", "Timeout"] {
-        if let Some(v) = body.get(field).and_then(Value::as_u64) {
-            out.insert(field.to_string(), v.to_string());
-        }
-    }
-    if let Some(vars) = body.pointer("/Environment/Variables").and_then(Value::as_object) {
-        let sorted: BTreeMap<&String, &Value> = vars.iter().collect();
-        let as_strings: BTreeMap<&String, String> =
-            sorted.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
-        out.insert("Environment".into(), serde_json::to_string(&as_strings).unwrap_or_default());
-    }
-    out
+    gitmoxi_deploy::spec::lambda::normalize_config(body)
 }
 
 fn mode(config: &BTreeMap<String, String>) -> Option<String> {
@@ -148,6 +131,7 @@ impl LambdaWorld {
             version: c.version.clone(),
             code_sha256: c.code_sha.clone(),
             revision_id: c.revision.to_string(),
+            last_modified: format!("t{}", c.revision),
             state: if c.active_at.is_some_and(|at| at <= now) { "Active".into() } else { "Pending".into() },
             state_reason: None,
             last_update_status: match (updating, &c.update_failure) {

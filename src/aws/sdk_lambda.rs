@@ -51,33 +51,33 @@ fn unqualified(arn: &str) -> String {
     arn.split(':').take(7).collect::<Vec<_>>().join(":")
 }
 
-/// The fields compared to find the published version that matches `$LATEST`.
+/// The compared configuration fields, normalized exactly as the planner normalizes a lambdadef.
 fn normalized_config(c: &FunctionConfiguration) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Some(v) = c.handler() {
-        out.insert("Handler".into(), v.to_string());
+    let mut v = serde_json::Map::new();
+    if let Some(h) = c.handler() {
+        v.insert("Handler".into(), Value::from(h));
     }
-    if let Some(v) = c.runtime() {
-        out.insert("Runtime".into(), v.as_str().to_string());
+    if let Some(r) = c.runtime() {
+        v.insert("Runtime".into(), Value::from(r.as_str()));
     }
-    if let Some(v) = c.memory_size() {
-        out.insert("MemorySize".into(), v.to_string());
+    if let Some(r) = c.role() {
+        v.insert("Role".into(), Value::from(r));
     }
-    if let Some(v) = c.timeout() {
-        out.insert("Timeout".into(), v.to_string());
+    if let Some(m) = c.memory_size() {
+        v.insert("MemorySize".into(), Value::from(m));
     }
-    if let Some(v) = c.role() {
-        out.insert("Role".into(), v.to_string());
+    if let Some(t) = c.timeout() {
+        v.insert("Timeout".into(), Value::from(t));
     }
     if let Some(vars) = c.environment().and_then(|e| e.variables()) {
-        let sorted: BTreeMap<&String, &String> = vars.iter().collect();
-        out.insert("Environment".into(), serde_json::to_string(&sorted).unwrap_or_default());
+        let vars: serde_json::Map<String, Value> = vars.iter().map(|(k, val)| (k.clone(), Value::from(val.as_str()))).collect();
+        v.insert("Environment".into(), serde_json::json!({ "Variables": vars }));
     }
-    let layers: Vec<&str> = c.layers().iter().filter_map(|l| l.arn()).collect();
+    let layers: Vec<Value> = c.layers().iter().filter_map(|l| l.arn()).map(Value::from).collect();
     if !layers.is_empty() {
-        out.insert("Layers".into(), layers.join(","));
+        v.insert("Layers".into(), Value::Array(layers));
     }
-    out
+    gitmoxi_deploy::spec::lambda::normalize_config(&Value::Object(v))
 }
 
 fn observed_function(c: &FunctionConfiguration, tags: Option<&HashMap<String, String>>) -> ObservedFunction {
@@ -86,6 +86,7 @@ fn observed_function(c: &FunctionConfiguration, tags: Option<&HashMap<String, St
         version: c.version().unwrap_or("$LATEST").to_string(),
         code_sha256: c.code_sha256().unwrap_or_default().to_string(),
         revision_id: c.revision_id().unwrap_or_default().to_string(),
+        last_modified: c.last_modified().unwrap_or_default().to_string(),
         state: c.state().map_or("Active", |s| s.as_str()).to_string(),
         state_reason: c.state_reason().map(str::to_string),
         last_update_status: c.last_update_status().map_or("Successful", |s| s.as_str()).to_string(),
@@ -182,8 +183,6 @@ impl Lambda for SdkLambda {
                 break;
             }
         }
-        // Only the mappings of this exact function ARN (ListEventSourceMappings may match others).
-        mappings.retain(|m| m.function_arn == function_arn);
         Ok(mappings)
     }
 
@@ -259,7 +258,7 @@ impl Lambda for SdkLambda {
             .publish_version()
             .function_name(name)
             .code_sha256(code_sha256)
-            .revision_id(revision_id)
+            .set_revision_id(Some(revision_id.to_string()).filter(|r| !r.is_empty()))
             .description(description)
             .send()
             .await

@@ -9,6 +9,7 @@
 mod cli;
 mod moto;
 mod moto_blue_green;
+mod moto_lambda;
 mod sim;
 mod sim_blue_green;
 mod sim_lambda;

@@ -69,6 +69,11 @@ impl Moto {
         self.infra_with(cluster, &["--alb"])
     }
 
+    /// `infra` plus a Lambda role, an SQS queue, a lambda target group, an HTTP API and an alarm.
+    pub fn infra_with_lambda(&self, cluster: &str) -> String {
+        self.infra_with(cluster, &["--lambda"])
+    }
+
     fn infra_with(&self, cluster: &str, extra: &[&str]) -> String {
         let out = tempfile::NamedTempFile::new().expect("tmp");
         let status = Command::new(python())

@@ -22,6 +22,7 @@ def main():
     parser.add_argument("--cluster", default="demo")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--alb", action="store_true")
+    parser.add_argument("--lambda", dest="with_lambda", action="store_true")
     args = parser.parse_args()
     kw = dict(endpoint_url=args.endpoint, region_name=args.region, aws_access_key_id="test", aws_secret_access_key="test")
     ec2 = boto3.client("ec2", **kw)
@@ -46,6 +47,8 @@ def main():
     }
     if args.alb:
         outputs.update(alb(kw, vpc, subnets, sg))
+    if args.with_lambda:
+        outputs.update(lambda_sources(kw))
     with open(args.out, "w") as f:
         json.dump(outputs, f, indent=2)
         f.write("\n")
@@ -87,6 +90,40 @@ def alb(kw, vpc, subnets, sg):
         "listener_arns": out(listeners, ["map", "string"]),
         "api_rule_arn": out(rule),
         "alarm_name": out("web-5xx"),
+    }
+
+
+def lambda_sources(kw):
+    """What a Lambda app needs around it: a role, an SQS queue, a lambda-type target group, an
+    HTTP API with a route, and an alarm `hello-errors` in state OK."""
+    trust = json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    )
+    role = boto3.client("iam", **kw).create_role(RoleName="hello-lambda", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    sqs = boto3.client("sqs", **kw)
+    url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    tg = boto3.client("elbv2", **kw).create_target_group(Name="hello-fn", TargetType="lambda")["TargetGroups"][0]["TargetGroupArn"]
+    api = boto3.client("apigatewayv2", **kw)
+    api_id = api.create_api(Name="hello", ProtocolType="HTTP")["ApiId"]
+    route_id = api.create_route(ApiId=api_id, RouteKey="GET /hello")["RouteId"]
+    boto3.client("cloudwatch", **kw).put_metric_alarm(
+        AlarmName="hello-errors",
+        MetricName="Errors",
+        Namespace="AWS/Lambda",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    out = lambda v: {"sensitive": False, "type": "string", "value": v}  # noqa: E731
+    return {
+        "lambda_role_arn": out(role),
+        "queue_arn": out(queue),
+        "lambda_target_group_arn": out(tg),
+        "api_id": out(api_id),
+        "route_id": out(route_id),
     }
 
 

@@ -114,6 +114,33 @@ impl LambdaApp {
     }
 }
 
+/// The configuration fields compared between a lambdadef, `$LATEST` and published versions, as
+/// strings (environment variables sorted). The SDK adapter normalizes what Lambda reports with
+/// this same function, so both sides always agree on the form.
+pub fn normalize_config(config: &Value) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for field in ["Handler", "Runtime", "Role"] {
+        if let Some(v) = config.get(field).and_then(Value::as_str) {
+            out.insert(field.to_string(), v.to_string());
+        }
+    }
+    for field in ["MemorySize", "Timeout"] {
+        if let Some(v) = config.get(field).and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))) {
+            out.insert(field.to_string(), v.to_string());
+        }
+    }
+    if let Some(vars) = config.pointer("/Environment/Variables").and_then(Value::as_object) {
+        let sorted: std::collections::BTreeMap<&String, String> =
+            vars.iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+        out.insert("Environment".into(), serde_json::to_string(&sorted).unwrap_or_default());
+    }
+    if let Some(layers) = config.get("Layers").and_then(Value::as_array).filter(|l| !l.is_empty()) {
+        let arns: Vec<&str> = layers.iter().filter_map(Value::as_str).collect();
+        out.insert("Layers".into(), arns.join(","));
+    }
+    out
+}
+
 const DEPDEF_FIELDS: &[&str] = &[
     "alias",
     "environment",

@@ -28,7 +28,7 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp, lambda: &LambdaApp) -> Dep
     let observed = &input.observed.lambda;
     let phase = match &observed.function {
         None => Phase::LambdaCreate,
-        Some(f) => Phase::LambdaUpdateCode { revision_before: f.revision_id.clone() },
+        Some(f) => Phase::LambdaUpdateCode { revision_before: f.change_marker(), sent: false },
     };
     let mut record = new_record(input, Operation::Deploy, "lambda", app.fingerprint.clone(), Some(app), phase);
     record.identity = app.identity.clone();
@@ -75,6 +75,11 @@ pub fn matching_version(observed: &ObservedLambda) -> Option<&ObservedFunction> 
     observed.versions.iter().rev().find(|v| v.code_sha256 == latest.code_sha256 && v.config == latest.config)
 }
 
+/// Whether `$LATEST` already has every compared configuration field of the lambdadef.
+fn config_matches(app: &LambdaApp, latest: &ObservedFunction) -> bool {
+    crate::spec::lambda::normalize_config(&app.lambdadef).iter().all(|(k, v)| latest.config.get(k) == Some(v))
+}
+
 /// Whether `$LATEST` already holds this code (ZipFile by SHA-256; S3 code cannot be compared).
 fn code_matches(app: &LambdaApp, latest: &ObservedFunction) -> bool {
     match app.code().get("ZipFile").and_then(Value::as_str) {
@@ -85,6 +90,13 @@ fn code_matches(app: &LambdaApp, latest: &ObservedFunction) -> bool {
 
 fn alias_arn(observed: &ObservedLambda, alias: &str) -> Option<String> {
     observed.alias.as_ref().map(|a| a.arn.clone()).or_else(|| observed.function.as_ref().map(|f| format!("{}:{alias}", f.arn)))
+}
+
+/// Whether the lambdadef sets configuration fields that are not compared (VPC, layers' config…):
+/// then only the function's change marker can show that the update landed.
+fn has_uncompared_config(app: &LambdaApp) -> bool {
+    let compared = crate::spec::lambda::normalize_config(&app.lambdadef);
+    app.configuration().keys().any(|k| k != "Description" && !compared.contains_key(k))
 }
 
 /// The alias action that puts `weight` % on `version` (the rest on `previous`).
@@ -139,7 +151,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             next.log(now, Level::Info, format!("creating function {name} (version 1 published)"));
             Plan { next_record: Some(next), actions: vec![Action::LambdaCreateFunction { body }], take_ownership: true, ..Plan::default() }
         }
-        Phase::LambdaUpdateCode { revision_before } | Phase::LambdaUpdateConfig { revision_before } => {
+        Phase::LambdaUpdateCode { revision_before, sent } | Phase::LambdaUpdateConfig { revision_before, sent } => {
             let code_phase = matches!(record.phase, Phase::LambdaUpdateCode { .. });
             let what = if code_phase { "code" } else { "configuration" };
             let Some(latest) = &observed.function else {
@@ -152,7 +164,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             };
             match latest.last_update_status.as_str() {
                 "InProgress" => return Plan::wait(POLL_MS),
-                "Failed" if latest.revision_id != *revision_before => {
+                "Failed" if latest.change_marker() != *revision_before => {
                     let reason = latest.last_update_status_reason.clone().unwrap_or_else(|| "no reason given".into());
                     let message = format!("the {what} update of {name} failed: {reason}");
                     return fail(
@@ -168,8 +180,15 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 }
                 _ => {}
             }
-            let landed = latest.revision_id != *revision_before;
-            let skip = code_phase && code_matches(app, latest);
+            let landed = latest.change_marker() != *revision_before;
+            // Endpoints without revision ids (emulators) cannot show that an update landed: there,
+            // an update that was sent counts once the compared fields agree.
+            let unmarked = latest.revision_id.is_empty() && *sent;
+            let skip = if code_phase {
+                code_matches(app, latest) || unmarked
+            } else {
+                config_matches(app, latest) && (unmarked || !has_uncompared_config(app))
+            };
             if landed || skip {
                 if code_phase {
                     next.log(
@@ -177,7 +196,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                         Level::Info,
                         if skip && !landed { "code unchanged (same SHA-256)".to_string() } else { format!("code of {name} updated") },
                     );
-                    next.enter(Phase::LambdaUpdateConfig { revision_before: latest.revision_id.clone() }, now);
+                    next.enter(Phase::LambdaUpdateConfig { revision_before: latest.change_marker(), sent: false }, now);
                 } else {
                     next.log(now, Level::Info, format!("configuration of {name} updated"));
                     next.enter(Phase::LambdaPublish, now);
@@ -185,11 +204,14 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
             }
             let action = if code_phase {
+                next.phase = Phase::LambdaUpdateCode { revision_before: revision_before.clone(), sent: true };
                 Action::LambdaUpdateCode { function: name, code: Value::Object(app.code()) }
             } else {
+                next.phase = Phase::LambdaUpdateConfig { revision_before: revision_before.clone(), sent: true };
                 Action::LambdaUpdateConfig { function: name, config: Value::Object(app.configuration()) }
             };
-            Plan { actions: vec![action], requeue_after_ms: POLL_MS, ..Plan::default() }
+            let persist = (next != *record).then_some(next);
+            Plan { next_record: persist, actions: vec![action], requeue_after_ms: POLL_MS, ..Plan::default() }
         }
         Phase::LambdaPublish => {
             let Some(latest) = &observed.function else { return Plan::wait(POLL_MS) };

@@ -105,7 +105,7 @@ fn advance(desired: &DesiredApp, record: &mut DeploymentRecord, obs: &Observed, 
 fn to_ready(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     let mut obs = deployed("1", "old-sha");
     let mut record = run(desired, &applied(), None, &obs, 0).next_record.expect("started");
-    assert_eq!(record.phase, Phase::LambdaUpdateCode { revision_before: "r1".into() });
+    assert_eq!(record.phase, Phase::LambdaUpdateCode { revision_before: "r1@".into(), sent: false });
     assert_eq!(record.previous_version.as_deref(), Some("1"));
     let plan = advance(desired, &mut record, &obs, 0);
     assert!(matches!(plan.actions.as_slice(), [Action::LambdaUpdateCode { .. }]), "{:?}", plan.actions);
@@ -115,7 +115,7 @@ fn to_ready(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     assert!(advance(desired, &mut record, &obs, 1_000).actions.is_empty(), "waits while InProgress");
     obs.lambda.function = Some(function("$LATEST", &new_sha, "r2"));
     advance(desired, &mut record, &obs, 2_000);
-    assert_eq!(record.phase, Phase::LambdaUpdateConfig { revision_before: "r2".into() });
+    assert_eq!(record.phase, Phase::LambdaUpdateConfig { revision_before: "r2@".into(), sent: false });
     let plan = advance(desired, &mut record, &obs, 2_000);
     assert!(matches!(plan.actions.as_slice(), [Action::LambdaUpdateConfig { .. }]), "{:?}", plan.actions);
     obs.lambda.function = Some(function("$LATEST", &new_sha, "r3"));
@@ -212,7 +212,7 @@ fn a_failed_update_ends_with_its_reason_and_nothing_shifted() {
     let desired = app("bmV3", CANARY, None);
     let obs0 = deployed("1", "old-sha");
     let mut record = run(&desired, &applied(), None, &obs0, 0).next_record.expect("started");
-    record.phase = Phase::LambdaUpdateConfig { revision_before: "r1".into() };
+    record.phase = Phase::LambdaUpdateConfig { revision_before: "r1@".into(), sent: true };
     let mut obs = obs0.clone();
     obs.lambda.function = Some(ObservedFunction {
         last_update_status: "Failed".into(),
