@@ -6,6 +6,7 @@ use crate::aws::AwsProvider;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::controller::{Controller, ControllerSettings};
+use crate::http::webhooks::{WakeTarget, Webhooks};
 use crate::metrics::Metrics;
 use gitmoxi_state::Store;
 use std::sync::Arc;
@@ -70,26 +71,38 @@ pub async fn run_with(
     controller.enqueue_stored()?;
     let mut tasks = tokio::task::JoinSet::new();
     let mut tracked = 0;
+    let mut targets = Vec::new();
     for repo in &config.repos {
         for branch in &repo.branches {
             tracked += 1;
+            let wake = Arc::new(Notify::new());
+            targets.push(WakeTarget { repo: repo.name.clone(), url: repo.url.clone(), branch: branch.clone(), wake: wake.clone() });
             tasks.spawn(crate::source::run(
                 controller.clone(),
                 repo.clone(),
                 branch.clone(),
                 config.state_dir.clone(),
-                Arc::new(Notify::new()),
+                wake,
                 shutdown.clone(),
             ));
         }
     }
+    let webhooks = Arc::new(Webhooks {
+        github_secret: config.github_webhook_secret.clone(),
+        gitlab_token: config.gitlab_webhook_token.clone(),
+        targets,
+    });
     tasks.spawn(controller.clone().run(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; choose another --listen address", config.listen))?;
     tracing::info!(listen = %config.listen, repos = config.repos.len(), "gitmoxi serving");
-    let router =
-        crate::http::router(crate::http::HttpState { controller: controller.clone(), tracked, api_token: config.api_token.clone() });
+    let router = crate::http::router(crate::http::HttpState {
+        controller: controller.clone(),
+        tracked,
+        api_token: config.api_token.clone(),
+        webhooks,
+    });
     let stop = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await {

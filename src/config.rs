@@ -41,6 +41,10 @@ pub struct Config {
     pub api_token: Option<String>,
     /// SDK attempts per call (1 = no SDK retries; moto tests).
     pub aws_max_attempts: u32,
+    /// Secret of `X-Hub-Signature-256` (GitHub webhooks are off without it).
+    pub github_webhook_secret: Option<String>,
+    /// Expected `X-Gitlab-Token` (GitLab webhooks are off without it).
+    pub gitlab_webhook_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +57,8 @@ struct FileConfig {
     api_token: Option<String>,
     aws_max_attempts: Option<u32>,
     poll_interval: Option<String>,
+    github_webhook_secret: Option<String>,
+    gitlab_webhook_token: Option<String>,
     #[serde(default)]
     repos: Vec<FileRepo>,
 }
@@ -84,6 +90,8 @@ pub struct Overrides {
     pub max_prune: Option<usize>,
     pub max_prune_percent: Option<u32>,
     pub aws_max_attempts: Option<u32>,
+    pub github_webhook_secret: Option<String>,
+    pub gitlab_webhook_token: Option<String>,
 }
 
 pub fn parse_duration(what: &str, s: &str) -> Result<Duration, ConfigError> {
@@ -200,6 +208,8 @@ impl Config {
             concurrency,
             api_token,
             aws_max_attempts: o.aws_max_attempts.or(file.aws_max_attempts).unwrap_or(3),
+            github_webhook_secret: o.github_webhook_secret.clone().or(file.github_webhook_secret).filter(|s| !s.is_empty()),
+            gitlab_webhook_token: o.gitlab_webhook_token.clone().or(file.gitlab_webhook_token).filter(|s| !s.is_empty()),
         })
     }
 }

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub reconcile_errors_total: IntCounterVec,
     pub reconcile_duration: Histogram,
     pub git_fetch_total: IntCounterVec,
+    pub webhooks_total: IntCounterVec,
     pub queue_depth: IntGauge,
 }
 
@@ -53,6 +54,11 @@ impl Metrics {
                 .expect("static metric definition");
         let git_fetch_total = IntCounterVec::new(Opts::new("gitmoxi_git_fetch_total", "Git fetches by result"), &["result"])
             .expect("static metric definition");
+        let webhooks_total = IntCounterVec::new(
+            Opts::new("gitmoxi_webhooks_total", "Push webhooks received, by provider and result (accepted, ignored, unauthorized, …)"),
+            &["provider", "result"],
+        )
+        .expect("static metric definition");
         let queue_depth = IntGauge::new("gitmoxi_queue_depth", "Apps waiting in the work queue").expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -60,6 +66,7 @@ impl Metrics {
             Box::new(reconcile_errors_total.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(git_fetch_total.clone()),
+            Box::new(webhooks_total.clone()),
             Box::new(queue_depth.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -71,6 +78,7 @@ impl Metrics {
             reconcile_errors_total,
             reconcile_duration,
             git_fetch_total,
+            webhooks_total,
             queue_depth,
         }
     }

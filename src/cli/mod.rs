@@ -106,6 +106,12 @@ pub struct ServeArgs {
     /// SDK attempts per AWS call (1 disables SDK retries).
     #[arg(long, env = "GITMOXI_AWS_MAX_ATTEMPTS")]
     pub aws_max_attempts: Option<u32>,
+    /// Secret that signs GitHub push webhooks (POST /webhooks/github).
+    #[arg(long, env = "GITMOXI_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub github_webhook_secret: Option<String>,
+    /// Token GitLab sends in X-Gitlab-Token (POST /webhooks/gitlab).
+    #[arg(long, env = "GITMOXI_GITLAB_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub gitlab_webhook_token: Option<String>,
 }
 
 impl ServeArgs {
@@ -123,6 +129,8 @@ impl ServeArgs {
             max_prune: self.max_prune,
             max_prune_percent: self.max_prune_percent,
             aws_max_attempts: self.aws_max_attempts,
+            github_webhook_secret: self.github_webhook_secret.clone(),
+            gitlab_webhook_token: self.gitlab_webhook_token.clone(),
         }
     }
 }

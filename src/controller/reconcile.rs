@@ -211,7 +211,9 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
     };
     let exists = described.as_ref().is_some_and(|s| s.status != "INACTIVE");
     let mut tasks = if needs.tasks && exists { ecs.service_tasks(cluster, service).await? } else { Vec::new() };
-    let task_sets = if needs.task_sets && exists { ecs.describe_task_sets(cluster, service).await? } else { Vec::new() };
+    // Task sets exist only under the EXTERNAL controller (DescribeTaskSets refuses other services).
+    let external = described.as_ref().is_some_and(|s| s.deployment_controller.as_deref() == Some("EXTERNAL"));
+    let task_sets = if needs.task_sets && exists && external { ecs.describe_task_sets(cluster, service).await? } else { Vec::new() };
     if let Some(prefix) = &needs.side_tasks {
         for set in task_sets.iter().filter(|t| t.external_id.starts_with(prefix.as_str())) {
             tasks.extend(ecs.tasks_started_by(cluster, &set.id).await?);

@@ -1,16 +1,17 @@
 //! The HTTP surface: health, readiness, metrics and the v2 JSON API (SPEC §6.2).
 //!
 //! Handlers only read state or enqueue work (rule 9). Every `/api` call needs the bearer token
-//! when one is configured; bodies are limited to 1 MiB.
+//! when one is configured; webhooks need their own secret; bodies are limited to 1 MiB.
 
 pub mod views;
+pub mod webhooks;
 
 use crate::controller::Controller;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -22,6 +23,8 @@ pub struct HttpState {
     /// How many (repo, branch) heads must be loaded before /readyz says ready.
     pub tracked: usize,
     pub api_token: Option<String>,
+    /// Webhook secrets and the branches a push can wake.
+    pub webhooks: Arc<webhooks::Webhooks>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -34,6 +37,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/webhooks/github", post(webhooks::github))
+        .route("/webhooks/gitlab", post(webhooks::gitlab))
         .merge(api)
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)

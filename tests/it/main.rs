@@ -14,3 +14,4 @@ mod sim;
 mod sim_blue_green;
 mod sim_lambda;
 mod support;
+mod webhooks;

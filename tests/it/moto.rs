@@ -120,6 +120,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(moto: &Moto, repo: &TestRepo, max_prune_percent: u32) -> Server {
+        Self::start_with(moto, repo, max_prune_percent, Duration::from_millis(500), None).await
+    }
+
+    /// A server with a chosen poll interval and GitHub webhook secret.
+    pub async fn start_with(moto: &Moto, repo: &TestRepo, max_prune_percent: u32, poll: Duration, github_secret: Option<&str>) -> Server {
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
         let config = Config {
@@ -127,7 +132,7 @@ impl Server {
                 name: "deploys".into(),
                 url: repo.path().display().to_string(),
                 branches: vec!["main".into()],
-                poll_interval: Duration::from_millis(500),
+                poll_interval: poll,
                 max_prune: 3,
                 max_prune_percent,
                 token_env: None,
@@ -138,6 +143,8 @@ impl Server {
             concurrency: 4,
             api_token: None,
             aws_max_attempts: 1,
+            github_webhook_secret: github_secret.map(str::to_string),
+            gitlab_webhook_token: None,
         };
         let metrics = Metrics::new();
         let provider = Arc::new(SdkProvider::from_config(moto.sdk_config().await, metrics.aws.clone()));

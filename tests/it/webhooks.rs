@@ -1,0 +1,109 @@
+//! Push webhooks end to end: a signed GitHub push starts the deployment of a local repository
+//! at once while the poller is set to one hour; bad, missing and replayed-to-another-branch
+//! requests change nothing; GitLab's token; metrics count every outcome.
+
+use crate::moto::{synced, Moto, Server};
+use crate::support::{ecs_app, TestRepo};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::time::Duration;
+
+const SECRET: &str = "webhook-s3cret-value";
+const DEPDEF: &str = r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#;
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn write_app(repo: &TestRepo, image: &str) {
+    repo.write_all(&ecs_app("prod/web/web", "web", "{{ cluster_name }}", "{{ image }}", 1, DEPDEF));
+    repo.write(
+        "prod/web/web_input.json",
+        &format!(r#"{{"ref": {{"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}, "image": "{image}", "subnets": [], "security_groups": []}}"#),
+    );
+    let svc = std::fs::read_to_string(repo.path().join("prod/web/web_svcdef.json")).unwrap();
+    let svc = svc
+        .replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}")
+        .replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
+    repo.write("prod/web/web_svcdef.json", &svc);
+}
+
+async fn post(server: &Server, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(format!("{}{path}", server.api)).body(body.to_vec());
+    for (k, v) in headers {
+        request = request.header(*k, v);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_github_push_deploys_at_once_with_the_poller_at_one_hour() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "nginx:1");
+    repo.commit("web");
+    let server = Server::start_with(&moto, &repo, 25, Duration::from_secs(3600), Some(SECRET)).await;
+    server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+
+    write_app(&repo, "nginx:2");
+    let commit = repo.commit("web: nginx 2");
+    let url = format!("file://{}", repo.path().display());
+    let payload =
+        |branch: &str| serde_json::to_vec(&json!({"ref": format!("refs/heads/{branch}"), "repository": {"clone_url": url}})).unwrap();
+
+    // refused and ignored requests change nothing
+    let body = payload("main");
+    let (status, answer) = post(&server, "/webhooks/github", &[("x-github-event", "push".into())], &body).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("missing X-Hub-Signature-256"));
+    let (status, _) =
+        post(&server, "/webhooks/github", &[("x-github-event", "push".into()), ("x-hub-signature-256", sign(b"other"))], &body).await;
+    assert_eq!(status, 401);
+    let other = payload("feature");
+    let (status, answer) =
+        post(&server, "/webhooks/github", &[("x-github-event", "push".into()), ("x-hub-signature-256", sign(&other))], &other).await;
+    assert_eq!(status, 202, "an untracked branch is ignored: {answer}");
+    let (status, _) =
+        post(&server, "/webhooks/github", &[("x-github-event", "ping".into()), ("x-hub-signature-256", sign(b"{}"))], b"{}").await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        post(&server, "/webhooks/github", &[("x-github-event", "push".into()), ("x-hub-signature-256", sign(b"{oops"))], b"{oops").await;
+    assert_eq!(status, 400);
+    let (status, _) = post(&server, "/webhooks/gitlab", &[("x-gitlab-token", "x".into())], b"{}").await;
+    assert_eq!(status, 404, "GitLab webhooks are off without a token");
+    let huge = vec![b' '; 2 * 1024 * 1024];
+    let (status, _) =
+        post(&server, "/webhooks/github", &[("x-github-event", "push".into()), ("x-hub-signature-256", sign(&huge))], &huge).await;
+    assert_eq!(status, 413);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let app = server.app("prod/web/web").await.unwrap();
+    assert_ne!(app["applied_commit"], commit.as_str(), "nothing was fetched without a valid push");
+
+    // a signed push: fetched and deployed now, not in an hour (a burst coalesces into one fetch)
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let (status, answer) =
+            post(&server, "/webhooks/github", &[("x-github-event", "push".into()), ("x-hub-signature-256", sign(&body))], &body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["status"], "fetching");
+    }
+    server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["applied_commit"] == commit.as_str()).await;
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    let metrics = reqwest::get(format!("{}/metrics", server.api)).await.unwrap().text().await.unwrap();
+    for series in [
+        r#"gitmoxi_webhooks_total{provider="github",result="accepted"} 5"#,
+        r#"gitmoxi_webhooks_total{provider="github",result="unauthorized"} 2"#,
+        r#"gitmoxi_webhooks_total{provider="github",result="ignored"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+    assert!(!metrics.contains(SECRET));
+    server.stop().await;
+}
