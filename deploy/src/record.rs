@@ -87,6 +87,8 @@ pub enum FailureCause {
     },
     /// The service exists but gitmoxi neither created nor adopted it.
     NotOwned,
+    /// An operator asked for the rollback (`gitmoxi rollback APP`).
+    OperatorRollback,
 }
 
 impl FailureCause {
@@ -106,6 +108,7 @@ impl FailureCause {
             FailureCause::AwsUnavailable { .. } => "aws_unavailable",
             FailureCause::AwsRejected { .. } => "aws_rejected",
             FailureCause::NotOwned => "not_owned",
+            FailureCause::OperatorRollback => "operator_rollback",
         }
     }
 }
@@ -128,6 +131,7 @@ impl fmt::Display for FailureCause {
             FailureCause::AwsUnavailable { operation } => write!(f, "throttled or AWS unavailable during {operation}"),
             FailureCause::AwsRejected { operation, code, message } => write!(f, "AWS rejected {operation}: {code}: {message}"),
             FailureCause::NotOwned => write!(f, "the AWS resource is not owned by this app"),
+            FailureCause::OperatorRollback => write!(f, "rollback requested by an operator"),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The command line: `serve` runs the controller; `validate`, `render` and `plan` work offline
-//! on a checkout; `status` asks a running server.
+//! on a checkout; `status`, `sync`, `rollback`, `pause` and `resume` talk to a running server.
 //!
 //! Errors are one clear sentence on stderr and a non-zero exit; `--json` prints machine output.
 
@@ -65,6 +65,44 @@ pub enum Command {
         #[arg(long, env = "GITMOXI_REGION", default_value = "us-east-1")]
         region: String,
     },
+    /// Ask the server to fetch now; optionally force an app or allow held deletes.
+    Sync {
+        #[command(flatten)]
+        remote: Remote,
+        /// Only this repository (its name).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Only this branch.
+        #[arg(long)]
+        branch: Option<String>,
+        /// Redeploy this app even if its fingerprint is applied or failed.
+        #[arg(long, value_name = "APP")]
+        force: Option<String>,
+        /// Let the held deletes of --repo/--branch go ahead once.
+        #[arg(long)]
+        allow_prune: bool,
+        /// With --force: wait until the deployment ends; non-zero exit when it did not succeed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Roll the app's in-flight deployment back.
+    Rollback {
+        app: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Hold the app at its current step (no further traffic shift) until resumed.
+    Pause {
+        app: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Let a paused app go on.
+    Resume {
+        app: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Apps with their status, phase, commit and last outcome, from a running server.
     Status {
         #[arg(long, env = "GITMOXI_SERVER", default_value = "http://127.0.0.1:8080")]
@@ -74,6 +112,86 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Where the server is.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    #[arg(long, env = "GITMOXI_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    #[arg(long, env = "GITMOXI_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Remote {
+    /// Sends one command; returns the server's JSON answer or its error as one sentence.
+    async fn command(&self, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/api/v2/commands", self.server.trim_end_matches('/'));
+        let mut request = reqwest::Client::new().post(&url).json(&body);
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gitmoxi server at {}; is `gitmoxi serve` running?", self.server))?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            let why = answer.get("error").and_then(serde_json::Value::as_str).unwrap_or("no details");
+            bail!("the server refused the command ({status}): {why}");
+        }
+        Ok(answer)
+    }
+
+    async fn app(&self, app: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/api/v2/apps/{app}", self.server.trim_end_matches('/'));
+        let mut request = reqwest::Client::new().get(&url);
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach the gitmoxi server at {}", self.server))?;
+        if !response.status().is_success() {
+            bail!("the server does not know app {app} ({})", response.status());
+        }
+        Ok(response.json().await?)
+    }
+
+    fn print(&self, answer: &serde_json::Value, human: &str) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(answer)?);
+        } else {
+            println!("{human}");
+        }
+        Ok(())
+    }
+}
+
+/// Follows an app until its deployment ends, printing each new phase and traffic split.
+async fn wait_for(remote: &Remote, app: &str, since: Option<String>) -> anyhow::Result<i32> {
+    let mut last = String::new();
+    let mut started = false;
+    for _ in 0..(60 * 60 * 2) {
+        let view = remote.app(app).await?;
+        let deployment = view.get("last_deployment").and_then(serde_json::Value::as_str).map(str::to_string);
+        let phase = view.get("phase").and_then(serde_json::Value::as_str).unwrap_or("-").to_string();
+        let traffic = view.get("traffic").filter(|t| !t.is_null()).map(|t| format!(" {}/{}", t["blue"], t["green"])).unwrap_or_default();
+        let line = format!("{} {phase}{traffic}", view["status"].as_str().unwrap_or("?"));
+        if line != last && !remote.json {
+            eprintln!("{app}: {line}");
+            last = line;
+        }
+        started |= phase != "-";
+        if started && phase == "-" && deployment != since {
+            let outcome = view.get("last_outcome").and_then(serde_json::Value::as_str).unwrap_or("unknown");
+            remote.print(&view, &format!("{app}: {outcome}"))?;
+            return Ok(if outcome == "succeeded" { 0 } else { 1 });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    bail!("gave up waiting for {app} after two hours")
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +323,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     .collect();
                 print!("{}", table::render(&["APP", "KIND", "ACTION", "IDENTITY", "REASON"], &rows));
             }
+            Ok(0)
+        }
+        Command::Sync { remote, repo, branch, force, allow_prune, wait } => {
+            if wait && force.is_none() {
+                bail!("--wait follows one app: give it with --force APP");
+            }
+            let since = match &force {
+                Some(app) if wait => remote.app(app).await?.get("last_deployment").and_then(serde_json::Value::as_str).map(str::to_string),
+                _ => None,
+            };
+            let answer = remote.command(serde_json::json!({"command": "sync", "repo": repo, "branch": branch})).await?;
+            remote.print(&answer, &format!("fetching {}", answer["repos"]))?;
+            if allow_prune {
+                let answer = remote.command(serde_json::json!({"command": "allow_prune", "repo": repo, "branch": branch})).await?;
+                remote.print(&answer, "held deletes may go ahead once")?;
+            }
+            if let Some(app) = &force {
+                let answer = remote.command(serde_json::json!({"command": "force", "app": app, "repo": repo, "branch": branch})).await?;
+                remote.print(&answer, &format!("{app}: redeploy forced"))?;
+                if wait {
+                    return wait_for(&remote, app, since).await;
+                }
+            }
+            Ok(0)
+        }
+        Command::Rollback { app, remote } => {
+            let answer = remote.command(serde_json::json!({"command": "rollback", "app": app})).await?;
+            remote.print(&answer, &format!("{app}: rollback requested; follow it with `gitmoxi status`"))?;
+            Ok(0)
+        }
+        Command::Pause { app, remote } => {
+            let answer = remote.command(serde_json::json!({"command": "pause", "app": app})).await?;
+            remote.print(&answer, &format!("{app}: paused at its current step; `gitmoxi resume {app}` lets it go on"))?;
+            Ok(0)
+        }
+        Command::Resume { app, remote } => {
+            let answer = remote.command(serde_json::json!({"command": "resume", "app": app})).await?;
+            remote.print(&answer, &format!("{app}: resumed"))?;
             Ok(0)
         }
         Command::Status { server, token, json } => {

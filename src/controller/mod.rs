@@ -30,6 +30,8 @@ pub struct HeadState {
     pub snapshot: Snapshot,
     pub plan: BTreeMap<String, PlanEntry>,
     pub loaded_at_ms: u64,
+    /// The prune settings it was planned with (a re-plan after a command uses them again).
+    pub policy: RepoPolicy,
 }
 
 /// Settings of the controller.
@@ -121,6 +123,13 @@ impl Controller {
         Ok(())
     }
 
+    /// Plans the current head of `repo`/`branch` again (after a force or allow-prune command).
+    pub fn replan(&self, repo: &str, branch: &str) -> Result<bool, StoreError> {
+        let Some(head) = self.head(repo, branch) else { return Ok(false) };
+        self.apply_head(repo, branch, &head.commit, head.snapshot.clone(), head.policy)?;
+        Ok(true)
+    }
+
     /// Installs a newly loaded head: plans it against the store, hands moved apps over, records
     /// each app's plan, and enqueues every app that has something to do.
     pub fn apply_head(&self, repo: &str, branch: &str, commit: &str, snapshot: Snapshot, policy: RepoPolicy) -> Result<(), StoreError> {
@@ -208,6 +217,7 @@ impl Controller {
             snapshot,
             plan: plan.iter().map(|e| (e.app.clone(), e.clone())).collect(),
             loaded_at_ms: now,
+            policy,
         };
         self.heads.write().unwrap_or_else(|p| p.into_inner()).insert((repo.to_string(), branch.to_string()), Arc::new(state));
         for entry in plan {

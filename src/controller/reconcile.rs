@@ -16,6 +16,9 @@ use gitmoxi_state::{AppEntry, HistoryEvent};
 use std::sync::Arc;
 use tracing::Instrument;
 
+/// How often a paused app is looked at (a resume enqueues it at once).
+const PAUSED_REQUEUE_MS: u64 = 60_000;
+
 /// Maps an AWS refusal to the failure taxonomy.
 pub fn cause_of(e: &AwsError) -> FailureCause {
     match e.kind {
@@ -45,6 +48,13 @@ impl Controller {
         let record = self.store.record(key)?;
         let commands = self.store.commands(key)?;
         let force = commands.force;
+        if commands.paused {
+            // Held at its current step: no observation, no action, until resumed.
+            return Ok(PAUSED_REQUEUE_MS);
+        }
+        if commands.rollback && !record.as_ref().is_some_and(|r| r.in_flight()) {
+            self.clear_rollback(key, Some("rollback requested, but no deployment is in flight; push a revert commit to go back".into()))?;
+        }
         if !strategy::must_observe(&desired, &app_entry.applied, record.as_ref(), force, moved) {
             return Ok(STEADY_REQUEUE_MS);
         }
@@ -73,7 +83,14 @@ impl Controller {
             now_ms: now,
             new_deployment_id: &new_id,
             force,
+            rollback: commands.rollback,
         };
+        if let (true, Some(in_flight), Ok(obs)) = (commands.rollback, record.as_ref().filter(|r| r.in_flight()), observed.as_ref()) {
+            let possible = strategy::operator_rollback(&StepInput { observed: obs, ..input }, in_flight).is_some();
+            let why = (!possible)
+                .then(|| format!("rollback requested, but phase {} cannot roll back; it finishes on its own", in_flight.phase.name()));
+            self.clear_rollback(key, why)?;
+        }
         let plan = match &observed {
             Ok(obs) => strategy::step(&StepInput { observed: obs, ..input }),
             Err(e) if e.is_transient() => return Err(ControllerError::Aws(e.clone())),
@@ -81,6 +98,19 @@ impl Controller {
         };
         let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit);
         self.execute(key, plan, record.as_ref(), &clients).instrument(span).await
+    }
+
+    /// Clears an operator's rollback request; `why_not` goes to the history when nothing could be
+    /// rolled back.
+    fn clear_rollback(&self, key: &AppKey, why_not: Option<String>) -> Result<(), ControllerError> {
+        let mut commands = self.store.commands(key)?;
+        commands.rollback = false;
+        self.store.put_commands(key, &commands)?;
+        if let Some(message) = why_not {
+            let event = HistoryEvent { at_ms: self.clock.now_ms(), level: Level::Warn, deployment: None, commit: None, message };
+            self.store.append_history(key, &event)?;
+        }
+        Ok(())
     }
 
     /// Records whether this version leaves the app untouched; `true` = skip it.
@@ -111,7 +141,9 @@ impl Controller {
             if next.in_flight() {
                 self.store.put_record(next)?;
                 if before.map(|b| &b.id) != Some(&next.id) && self.store.commands(key)?.force {
-                    self.store.put_commands(key, &gitmoxi_state::Commands { force: false })?;
+                    let mut commands = self.store.commands(key)?;
+                    commands.force = false;
+                    self.store.put_commands(key, &commands)?;
                 }
                 current = Some(next.clone());
             } else {

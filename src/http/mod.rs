@@ -3,6 +3,7 @@
 //! Handlers only read state or enqueue work (rule 9). Every `/api` call needs the bearer token
 //! when one is configured; webhooks need their own secret; bodies are limited to 1 MiB.
 
+pub mod commands;
 pub mod views;
 pub mod webhooks;
 
@@ -32,6 +33,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v2/apps", get(list_apps))
         .route("/api/v2/apps/{*app}", get(get_app))
         .route("/api/v2/deployments/{id}", get(get_deployment))
+        .route("/api/v2/commands", post(commands::command))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -44,7 +46,7 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 

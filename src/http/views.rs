@@ -39,7 +39,9 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
     let head_fp =
         head.as_ref().and_then(|h| h.snapshot.apps.get(&entry.key.prefix)).and_then(|a| a.as_ref().ok()).map(|a| a.fingerprint.clone());
     let in_flight = record.filter(|r| r.in_flight());
+    let paused = controller.store.commands(&entry.key).is_ok_and(|c| c.paused);
     let status = match (in_flight, entry.plan_action.as_deref()) {
+        _ if paused => "Paused",
         (Some(r), _) if r.operation == Operation::Delete => "Deleting",
         (Some(_), _) => "Deploying",
         (None, Some("error")) => "Invalid",

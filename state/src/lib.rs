@@ -93,6 +93,12 @@ pub struct HistoryEvent {
 pub struct Commands {
     /// Redeploy even when applied or failed (consumed when a deployment starts).
     pub force: bool,
+    /// Hold the app at its current step until resumed (no further shift, no new deployment).
+    #[serde(default)]
+    pub paused: bool,
+    /// Roll the in-flight deployment back (consumed by the next pass).
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 /// The store. Cheap to clone (sled handles are shared).

@@ -127,7 +127,7 @@ fn a_newer_schema_is_refused_with_a_clear_message() {
 fn commands_round_trip() {
     let store = Store::temporary().unwrap();
     assert_eq!(store.commands(&key("a")).unwrap(), Commands::default());
-    store.put_commands(&key("a"), &Commands { force: true }).unwrap();
+    store.put_commands(&key("a"), &Commands { force: true, ..Commands::default() }).unwrap();
     assert!(store.commands(&key("a")).unwrap().force);
     store.put_commands(&key("a"), &Commands::default()).unwrap();
     assert!(!store.commands(&key("a")).unwrap().force);

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod commands;
 mod moto;
 mod moto_blue_green;
 mod moto_lambda;

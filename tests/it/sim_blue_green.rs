@@ -353,3 +353,37 @@ async fn a_controller_rebuilt_before_every_pass_with_every_answer_lost_once_conv
     let history = sim.history(PREFIX);
     assert!(history.iter().filter(|h| h.starts_with("deployment started")).count() == 2, "{history:?}");
 }
+
+fn command(sim: &Sim, change: impl FnOnce(&mut gitmoxi_state::Commands)) {
+    let key = Sim::key(PREFIX);
+    let mut commands = sim.store.commands(&key).unwrap();
+    change(&mut commands);
+    sim.store.put_commands(&key, &commands).unwrap();
+    sim.controller.queue.add(key);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pause_holds_the_traffic_split_resume_goes_on_and_an_operator_rollback_puts_blue_back() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim, LINEAR_20).await;
+    sim.set_image(PREFIX, "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 20))).await);
+    command(&sim, |c| c.paused = true);
+    sim.run_until(10 * MINUTES, |_| false).await;
+    assert!(sim.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 20)), "paused: no further shift in 10 minutes");
+    command(&sim, |c| c.paused = false);
+    assert!(sim.run_until(5 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 60))).await, "resumed");
+    command(&sim, |c| c.rollback = true);
+    assert!(sim.run_until(5 * MINUTES, |s| s.idle(PREFIX)).await);
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
+    assert!(settled_on(&sim, "web:1"), "{:?}", task_sets(&sim));
+    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
+    assert!(app.last_cause.as_deref().unwrap().contains("rollback requested by an operator"), "{:?}", app.last_cause);
+    assert!(!sim.store.commands(&Sim::key(PREFIX)).unwrap().rollback, "the command is consumed");
+    // a rollback with nothing in flight says so instead of doing anything
+    command(&sim, |c| c.rollback = true);
+    sim.run_until(MINUTES, |_| false).await;
+    assert!(sim.history(PREFIX).iter().any(|h| h.contains("no deployment is in flight")), "{:?}", sim.history(PREFIX));
+}

@@ -694,6 +694,13 @@ fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: 
     Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
 }
 
+/// An operator's rollback: from CreateGreen up to the bake (green deleted).
+pub fn operator_rollback(record: &DeploymentRecord, now: u64, evidence: Vec<String>) -> Option<Plan> {
+    let live =
+        matches!(record.phase, Phase::BgCreateGreen { .. } | Phase::BgStabilize { .. } | Phase::BgShift { .. } | Phase::BgBake { .. });
+    live.then(|| rollback(record, now, FailureCause::OperatorRollback, evidence, true))
+}
+
 /// A newer commit arrived: roll back first (traffic to blue, green deleted), then the newest
 /// deploys. Promote and CleanUp are past the point of no return and finish first.
 pub fn supersede(record: &DeploymentRecord, now: u64, commit: &str) -> Option<Plan> {

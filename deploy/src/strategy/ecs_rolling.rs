@@ -305,6 +305,12 @@ fn record_phase_start(record: &DeploymentRecord, deadline_ms: u64, app: &EcsApp,
     deadline_ms.saturating_sub(app.depdef.stability.budget_secs(desired) * 1000).max(record.started_at_ms)
 }
 
+/// An operator's rollback: possible once the service was touched and before it is rolling back.
+pub fn operator_rollback(input: &StepInput<'_>, record: &DeploymentRecord, evidence: Vec<String>) -> Option<Plan> {
+    let touched = matches!(record.phase, Phase::EcsApply { .. } | Phase::EcsStabilize { .. });
+    touched.then(|| rollback_or_fail(input, record, FailureCause::OperatorRollback, evidence))
+}
+
 fn rollback_or_fail(input: &StepInput<'_>, record: &DeploymentRecord, cause: FailureCause, evidence: Vec<String>) -> Plan {
     let now = input.now_ms;
     let mut next = record.clone();

@@ -567,6 +567,12 @@ fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: 
     Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
 }
 
+/// An operator's rollback: while the new version is being readied or takes traffic.
+pub fn operator_rollback(record: &DeploymentRecord, now: u64, evidence: Vec<String>) -> Option<Plan> {
+    let live = matches!(record.phase, Phase::LambdaReady { .. } | Phase::LambdaShift { .. } | Phase::LambdaBake { .. });
+    live.then(|| rollback(record, now, FailureCause::OperatorRollback, evidence))
+}
+
 /// A newer commit while traffic may be moving: roll back first, then the newest deploys.
 pub fn supersede(record: &DeploymentRecord, now: u64, commit: &str) -> Option<Plan> {
     let version = match &record.phase {

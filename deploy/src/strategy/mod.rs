@@ -49,6 +49,8 @@ pub struct StepInput<'a> {
     pub new_deployment_id: &'a str,
     /// Redeploy even when the fingerprint is applied or failed.
     pub force: bool,
+    /// An operator asked to roll the in-flight deployment back.
+    pub rollback: bool,
 }
 
 /// What the observer must fetch for this step.
@@ -160,6 +162,17 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
     record
 }
 
+/// An operator's rollback of an in-flight deployment; `None` when its phase cannot roll back
+/// (it has not changed anything yet, is past the point of no return, or is rolling back).
+pub fn operator_rollback(input: &StepInput<'_>, record: &DeploymentRecord) -> Option<Plan> {
+    let evidence = vec![format!("rollback requested by an operator during {}", record.phase.name())];
+    match record.phase.family() {
+        PhaseFamily::Ecs => ecs_rolling::operator_rollback(input, record, evidence),
+        PhaseFamily::BlueGreen => ecs_blue_green::operator_rollback(record, input.now_ms, evidence),
+        PhaseFamily::Lambda => lambda_shift::operator_rollback(record, input.now_ms, evidence),
+    }
+}
+
 /// Continues an in-flight record with the strategy its phase belongs to.
 pub fn continue_record(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
     match record.phase.family() {
@@ -171,6 +184,11 @@ pub fn continue_record(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan
 
 /// One planning step for an ECS app.
 pub fn step(input: &StepInput<'_>) -> Plan {
+    if let Some(record) = input.record.filter(|r| r.in_flight() && input.rollback) {
+        if let Some(plan) = operator_rollback(input, record) {
+            return plan;
+        }
+    }
     if let Some(record) = input.record.filter(|r| r.in_flight()) {
         if let Desired::Present(app) = input.desired {
             let newer = record.operation == Operation::Deploy

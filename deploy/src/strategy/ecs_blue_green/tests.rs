@@ -72,6 +72,7 @@ fn run_with(
         now_ms: now,
         new_deployment_id: "dep-2",
         force: false,
+        rollback: false,
     })
 }
 

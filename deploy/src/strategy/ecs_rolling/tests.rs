@@ -42,6 +42,7 @@ fn run(s: Step<'_>) -> Plan {
         now_ms: s.now,
         new_deployment_id: "dep-1",
         force: false,
+        rollback: false,
     })
 }
 

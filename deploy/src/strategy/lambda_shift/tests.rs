@@ -54,6 +54,7 @@ fn run_commit(
         now_ms: now,
         new_deployment_id: "dep-9",
         force: false,
+        rollback: false,
     })
 }
 

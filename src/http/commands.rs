@@ -1,0 +1,144 @@
+//! Operator commands (SPEC §5, §6.2): `POST /api/v2/commands` with
+//! `{"command": "sync" | "force" | "allow_prune" | "rollback" | "pause" | "resume", "app"?, "repo"?,
+//! "branch"?}`. A command is written to the store, then the app (or the branch) is enqueued or
+//! woken (rule 9): the reconcile loop does the rest.
+
+use super::views::{self, Found};
+use super::{error, HttpState};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gitmoxi_deploy::record::{AppKey, Level};
+use gitmoxi_state::HistoryEvent;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    pub command: String,
+    pub app: Option<String>,
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+}
+
+fn resolve(state: &HttpState, req: &CommandRequest) -> Result<AppKey, Box<Response>> {
+    let Some(prefix) = req.app.as_deref() else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("\"{}\" needs \"app\": the app's file prefix, e.g. prod/web/web", req.command),
+        ));
+    };
+    let entries = state.controller.store.apps().map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let found: Vec<AppKey> = entries
+        .into_iter()
+        .map(|e| e.key)
+        .filter(|k| {
+            k.prefix == prefix && req.repo.as_deref().is_none_or(|r| k.repo == r) && req.branch.as_deref().is_none_or(|b| k.branch == b)
+        })
+        .collect();
+    match found.as_slice() {
+        [] => Err(refuse(StatusCode::NOT_FOUND, format!("no app with prefix '{prefix}'; list apps with `gitmoxi status`"))),
+        [key] => Ok(key.clone()),
+        many => Err(Box::new(
+            (
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": format!("prefix '{prefix}' exists in several repositories or branches; add \"repo\" and \"branch\""),
+                    "candidates": many.iter().map(|k| format!("{}@{}", k.repo, k.branch)).collect::<Vec<_>>(),
+                })),
+            )
+                .into_response(),
+        )),
+    }
+}
+
+/// A refusal (boxed: a response is large).
+fn refuse(status: StatusCode, message: impl Into<String>) -> Box<Response> {
+    Box::new(error(status, message))
+}
+
+fn note(state: &HttpState, key: &AppKey, message: String) -> Result<(), Box<Response>> {
+    let event = HistoryEvent { at_ms: state.controller.clock.now_ms(), level: Level::Info, deployment: None, commit: None, message };
+    state.controller.store.append_history(key, &event).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+pub async fn command(State(state): State<HttpState>, body: Result<Json<CommandRequest>, JsonRejection>) -> Response {
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, format!("the command is not valid JSON: {}", rejection.body_text())),
+    };
+    run(&state, &req).unwrap_or_else(|refusal| *refusal)
+}
+
+fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response>> {
+    let store = &state.controller.store;
+    let internal = |e: gitmoxi_state::StoreError| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    match req.command.as_str() {
+        "sync" => {
+            let woken: Vec<String> = state
+                .webhooks
+                .targets
+                .iter()
+                .filter(|t| req.repo.as_deref().is_none_or(|r| t.repo == r) && req.branch.as_deref().is_none_or(|b| t.branch == b))
+                .map(|t| {
+                    t.wake.notify_one();
+                    format!("{}@{}", t.repo, t.branch)
+                })
+                .collect();
+            if woken.is_empty() {
+                return Err(refuse(StatusCode::NOT_FOUND, "no tracked repository and branch match; see the repos of `gitmoxi serve`"));
+            }
+            Ok(Json(json!({"status": "fetching", "repos": woken})).into_response())
+        }
+        "allow_prune" => {
+            let (Some(repo), Some(branch)) = (req.repo.as_deref(), req.branch.as_deref()) else {
+                return Err(refuse(StatusCode::BAD_REQUEST, "\"allow_prune\" needs \"repo\" and \"branch\""));
+            };
+            store.put_meta(&format!("allow_prune/{repo}/{branch}"), "1").map_err(internal)?;
+            let replanned = state.controller.replan(repo, branch).map_err(internal)?;
+            Ok(Json(json!({"status": "accepted", "replanned": replanned, "message": "held deletes of this branch may go ahead once"}))
+                .into_response())
+        }
+        "force" | "rollback" | "pause" | "resume" => {
+            let key = resolve(state, req)?;
+            let mut commands = store.commands(&key).map_err(internal)?;
+            let message = match req.command.as_str() {
+                "force" => {
+                    commands.force = true;
+                    "redeploy forced by an operator"
+                }
+                "rollback" => {
+                    commands.rollback = true;
+                    commands.paused = false;
+                    "rollback requested by an operator"
+                }
+                "pause" => {
+                    commands.paused = true;
+                    "paused by an operator: held at its current step"
+                }
+                _ => {
+                    commands.paused = false;
+                    "resumed by an operator"
+                }
+            };
+            store.put_commands(&key, &commands).map_err(internal)?;
+            note(state, &key, message.to_string())?;
+            if req.command == "force" {
+                state.controller.replan(&key.repo, &key.branch).map_err(internal)?;
+            }
+            state.controller.queue.add(key.clone());
+            let view = match views::app_detail(&state.controller, &key.prefix, Some(&key.repo), Some(&key.branch)) {
+                Ok(Found::One(v)) => v,
+                _ => json!(null),
+            };
+            Ok(Json(json!({"status": "accepted", "command": req.command, "app": view})).into_response())
+        }
+        other => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("unknown command \"{other}\"; use sync, force, allow_prune, rollback, pause or resume"),
+        )),
+    }
+}
