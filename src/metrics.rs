@@ -1,9 +1,9 @@
 //! Prometheus metrics, registered per component with help text (ARCHITECTURE rule 12).
 //!
-//! Invariant: label values are fixed vocabularies (operations, outcomes, error labels), never ARNs
-//! or secrets.
+//! Invariant: label values are fixed vocabularies (operations, outcomes, error labels) or app
+//! prefixes from the repository, never ARNs or secrets.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Counts AWS calls by service, operation and result.
 #[derive(Clone)]
@@ -29,6 +29,12 @@ pub struct Metrics {
     pub git_fetch_total: IntCounterVec,
     pub webhooks_total: IntCounterVec,
     pub queue_depth: IntGauge,
+    pub deployment_duration: HistogramVec,
+    pub rollbacks_total: IntCounterVec,
+    /// Apps by kind and status (refreshed at every scrape).
+    pub apps: IntGaugeVec,
+    /// The traffic split of in-flight deployments, by app prefix and side (refreshed at every scrape).
+    pub traffic_weight: IntGaugeVec,
 }
 
 impl Metrics {
@@ -59,6 +65,27 @@ impl Metrics {
             &["provider", "result"],
         )
         .expect("static metric definition");
+        let deployment_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gitmoxi_deployment_duration_seconds",
+                "Time from the start to the end of a deployment, by kind and outcome",
+            )
+            .buckets(vec![10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0]),
+            &["kind", "outcome"],
+        )
+        .expect("static metric definition");
+        let rollbacks_total = IntCounterVec::new(
+            Opts::new("gitmoxi_rollbacks_total", "Deployments rolled back (or failed), by cause from the taxonomy"),
+            &["cause"],
+        )
+        .expect("static metric definition");
+        let apps =
+            IntGaugeVec::new(Opts::new("gitmoxi_apps", "Apps by kind and status"), &["kind", "status"]).expect("static metric definition");
+        let traffic_weight = IntGaugeVec::new(
+            Opts::new("gitmoxi_traffic_weight", "Traffic percent on each side of an in-flight deployment (blue/old, green/new)"),
+            &["app", "side"],
+        )
+        .expect("static metric definition");
         let queue_depth = IntGauge::new("gitmoxi_queue_depth", "Apps waiting in the work queue").expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -68,6 +95,10 @@ impl Metrics {
             Box::new(git_fetch_total.clone()),
             Box::new(webhooks_total.clone()),
             Box::new(queue_depth.clone()),
+            Box::new(deployment_duration.clone()),
+            Box::new(rollbacks_total.clone()),
+            Box::new(apps.clone()),
+            Box::new(traffic_weight.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -80,6 +111,10 @@ impl Metrics {
             git_fetch_total,
             webhooks_total,
             queue_depth,
+            deployment_duration,
+            rollbacks_total,
+            apps,
+            traffic_weight,
         }
     }
 

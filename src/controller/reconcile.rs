@@ -8,7 +8,7 @@ use super::{Controller, ControllerError};
 use crate::aws::{Alarms, ApiGateway, AwsError, AwsErrorKind, Ecs, Elb, Lambda};
 use gitmoxi_deploy::observed::Observed;
 use gitmoxi_deploy::plan::{Action, Completion, Plan};
-use gitmoxi_deploy::record::{AppKey, DeploymentRecord, FailureCause, Level};
+use gitmoxi_deploy::record::{AppKey, DeploymentRecord, FailureCause, Level, Outcome};
 use gitmoxi_deploy::repo_plan::PlanAction;
 use gitmoxi_deploy::spec::{AppKind, Identity};
 use gitmoxi_deploy::strategy::{self, Desired, StepInput, STEADY_REQUEUE_MS};
@@ -188,6 +188,12 @@ impl Controller {
         self.store.finish(record, completion)?;
         if let Some(outcome) = record.outcome {
             self.metrics.deployments_total.with_label_values(&[record.kind.as_str(), &record.strategy, outcome.as_str()]).inc();
+            let seconds = record.finished_at_ms.unwrap_or(record.updated_at_ms).saturating_sub(record.started_at_ms) as f64 / 1000.0;
+            self.metrics.deployment_duration.with_label_values(&[record.kind.as_str(), outcome.as_str()]).observe(seconds);
+            if matches!(outcome, Outcome::RolledBack | Outcome::Failed) {
+                let cause = record.cause.as_ref().map_or("unknown", FailureCause::label);
+                self.metrics.rollbacks_total.with_label_values(&[cause]).inc();
+            }
             tracing::info!(app = %record.app, deployment = %record.id, outcome = outcome.as_str(), "deployment finished");
         }
         Ok(())

@@ -80,6 +80,9 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
+    if let Err(e) = views::refresh_gauges(&state.controller) {
+        tracing::warn!(error = %e, "could not refresh the app gauges for /metrics");
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.controller.metrics.render()).into_response()
 }
 

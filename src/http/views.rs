@@ -76,6 +76,21 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
     }
 }
 
+/// Sets the scrape-time gauges (apps by kind and status, traffic of in-flight deployments).
+pub fn refresh_gauges(controller: &Controller) -> Result<(), StoreError> {
+    let apps = all_apps(controller)?;
+    controller.metrics.apps.reset();
+    controller.metrics.traffic_weight.reset();
+    for a in &apps {
+        controller.metrics.apps.with_label_values(&[a.kind.as_str(), a.status.as_str()]).inc();
+        if let Some(w) = a.traffic {
+            controller.metrics.traffic_weight.with_label_values(&[a.app.as_str(), "blue"]).set(i64::from(w.blue));
+            controller.metrics.traffic_weight.with_label_values(&[a.app.as_str(), "green"]).set(i64::from(w.green));
+        }
+    }
+    Ok(())
+}
+
 pub fn all_apps(controller: &Controller) -> Result<Vec<AppView>, StoreError> {
     let mut out = Vec::new();
     for entry in controller.store.apps()? {

@@ -129,6 +129,10 @@ async fn alarm_in_step_two(keep_green: bool) -> Sim {
     sim.commit();
     // step 2 is in effect once the forwards send 40 % to green
     assert!(sim.run_until(20 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 40))).await);
+    gitmoxi::http::views::refresh_gauges(&sim.controller).unwrap();
+    let metrics = sim.controller.metrics.render();
+    assert!(metrics.contains(r#"gitmoxi_traffic_weight{app="prod/web/web",side="green"} 40"#), "{metrics}");
+    assert!(metrics.contains(r#"gitmoxi_apps{kind="ecs",status="Deploying"} 1"#), "{metrics}");
     sim.world.set_alarm("web-5xx", "ALARM");
     assert!(sim.run_until(10 * MINUTES, |s| s.idle(PREFIX)).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
@@ -139,6 +143,20 @@ async fn alarm_in_step_two(keep_green: bool) -> Sim {
     let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
     let record = sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap();
     assert_eq!(record.cause, Some(FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] }));
+    gitmoxi::http::views::refresh_gauges(&sim.controller).unwrap();
+    let metrics = sim.controller.metrics.render();
+    for series in [
+        r#"gitmoxi_deployments_total{kind="ecs",outcome="rolled_back",strategy="blue_green"} 1"#,
+        r#"gitmoxi_deployments_total{kind="ecs",outcome="succeeded",strategy="blue_green"} 1"#,
+        r#"gitmoxi_rollbacks_total{cause="alarm_fired"} 1"#,
+        r#"gitmoxi_deployment_duration_seconds_count{kind="ecs",outcome="rolled_back"} 1"#,
+        r#"gitmoxi_apps{kind="ecs",status="RolledBack"} 1"#,
+        "gitmoxi_reconcile_duration_seconds_count",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+    assert!(!metrics.contains("arn:aws"), "no ARN in any label");
+    assert!(!metrics.contains("gitmoxi_traffic_weight{"), "no traffic series once nothing is in flight");
     sim
 }
 
