@@ -70,6 +70,11 @@ pub async fn run_with(
     );
     controller.enqueue_stored()?;
     let mut tasks = tokio::task::JoinSet::new();
+    let sinks =
+        crate::notify::Sinks { slack_webhook_url: config.slack_webhook_url.clone(), webhook_url: config.notify_webhook_url.clone() };
+    let (notifier, worker) = crate::notify::channel(sinks, &controller.metrics);
+    controller.set_notifier(notifier);
+    tasks.spawn(worker.run(shutdown.clone()));
     let mut tracked = 0;
     let mut targets = Vec::new();
     for repo in &config.repos {

@@ -45,6 +45,10 @@ pub struct Config {
     pub github_webhook_secret: Option<String>,
     /// Expected `X-Gitlab-Token` (GitLab webhooks are off without it).
     pub gitlab_webhook_token: Option<String>,
+    /// Slack incoming webhook for deployment events.
+    pub slack_webhook_url: Option<String>,
+    /// Generic HTTP webhook for deployment events (the event as JSON).
+    pub notify_webhook_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +63,8 @@ struct FileConfig {
     poll_interval: Option<String>,
     github_webhook_secret: Option<String>,
     gitlab_webhook_token: Option<String>,
+    slack_webhook_url: Option<String>,
+    notify_webhook_url: Option<String>,
     #[serde(default)]
     repos: Vec<FileRepo>,
 }
@@ -92,6 +98,8 @@ pub struct Overrides {
     pub aws_max_attempts: Option<u32>,
     pub github_webhook_secret: Option<String>,
     pub gitlab_webhook_token: Option<String>,
+    pub slack_webhook_url: Option<String>,
+    pub notify_webhook_url: Option<String>,
 }
 
 pub fn parse_duration(what: &str, s: &str) -> Result<Duration, ConfigError> {
@@ -210,6 +218,8 @@ impl Config {
             aws_max_attempts: o.aws_max_attempts.or(file.aws_max_attempts).unwrap_or(3),
             github_webhook_secret: o.github_webhook_secret.clone().or(file.github_webhook_secret).filter(|s| !s.is_empty()),
             gitlab_webhook_token: o.gitlab_webhook_token.clone().or(file.gitlab_webhook_token).filter(|s| !s.is_empty()),
+            slack_webhook_url: o.slack_webhook_url.clone().or(file.slack_webhook_url).filter(|s| !s.is_empty()),
+            notify_webhook_url: o.notify_webhook_url.clone().or(file.notify_webhook_url).filter(|s| !s.is_empty()),
         })
     }
 }

@@ -24,5 +24,6 @@ pub mod controller;
 pub mod git;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod offline;
 pub mod source;

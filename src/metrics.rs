@@ -35,6 +35,8 @@ pub struct Metrics {
     pub apps: IntGaugeVec,
     /// The traffic split of in-flight deployments, by app prefix and side (refreshed at every scrape).
     pub traffic_weight: IntGaugeVec,
+    /// Notifications by sink and result (delivered, failed, dropped).
+    pub notifications_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -86,6 +88,11 @@ impl Metrics {
             &["app", "side"],
         )
         .expect("static metric definition");
+        let notifications_total = IntCounterVec::new(
+            Opts::new("gitmoxi_notifications_total", "Notifications by sink (slack, webhook, app_webhook, queue) and result"),
+            &["sink", "result"],
+        )
+        .expect("static metric definition");
         let queue_depth = IntGauge::new("gitmoxi_queue_depth", "Apps waiting in the work queue").expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -99,6 +106,7 @@ impl Metrics {
             Box::new(rollbacks_total.clone()),
             Box::new(apps.clone()),
             Box::new(traffic_weight.clone()),
+            Box::new(notifications_total.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -115,6 +123,7 @@ impl Metrics {
             rollbacks_total,
             apps,
             traffic_weight,
+            notifications_total,
         }
     }
 

@@ -230,6 +230,12 @@ pub struct ServeArgs {
     /// Token GitLab sends in X-Gitlab-Token (POST /webhooks/gitlab).
     #[arg(long, env = "GITMOXI_GITLAB_WEBHOOK_TOKEN", hide_env_values = true)]
     pub gitlab_webhook_token: Option<String>,
+    /// Slack incoming webhook URL for deployment events.
+    #[arg(long, env = "GITMOXI_SLACK_WEBHOOK_URL", hide_env_values = true)]
+    pub slack_webhook_url: Option<String>,
+    /// HTTP endpoint that receives every deployment event as JSON.
+    #[arg(long, env = "GITMOXI_NOTIFY_WEBHOOK_URL", hide_env_values = true)]
+    pub notify_webhook_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -249,6 +255,8 @@ impl ServeArgs {
             aws_max_attempts: self.aws_max_attempts,
             github_webhook_secret: self.github_webhook_secret.clone(),
             gitlab_webhook_token: self.gitlab_webhook_token.clone(),
+            slack_webhook_url: self.slack_webhook_url.clone(),
+            notify_webhook_url: self.notify_webhook_url.clone(),
         }
     }
 }

@@ -61,6 +61,7 @@ pub struct Controller {
     heads: RwLock<BTreeMap<(String, String), Arc<HeadState>>>,
     rng: Mutex<rand::rngs::StdRng>,
     failures: Mutex<HashMap<AppKey, u32>>,
+    notifier: std::sync::OnceLock<crate::notify::Notifier>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +94,20 @@ impl Controller {
             heads: RwLock::new(BTreeMap::new()),
             rng: Mutex::new(rng),
             failures: Mutex::new(HashMap::new()),
+            notifier: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets where deployment events go (once; `app.rs` does it at start-up).
+    pub fn set_notifier(&self, notifier: crate::notify::Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// Queues a notification (never blocks; nothing happens without a notifier).
+    pub fn notify(&self, event: crate::notify::Event) {
+        if let Some(n) = self.notifier.get() {
+            n.send(event);
+        }
     }
 
     /// A jitter of up to `max_ms` from the seeded source (rule 7).
@@ -183,6 +197,23 @@ impl Controller {
                 None => Vec::new(),
             };
             let changed = app.plan_action.as_deref() != Some(entry.action.as_str()) || app.head_commit.as_deref() != Some(commit);
+            if changed && entry.action == PlanAction::Held {
+                self.notify(crate::notify::Event {
+                    stage: "held".into(),
+                    app: entry.app.clone(),
+                    repo: repo.to_string(),
+                    branch: branch.to_string(),
+                    commit: commit.to_string(),
+                    deployment: None,
+                    strategy: None,
+                    phase: None,
+                    traffic: None,
+                    outcome: None,
+                    cause: None,
+                    message: format!("delete held: {}", entry.reason),
+                    app_webhooks: Vec::new(),
+                });
+            }
             if changed && matches!(entry.action, PlanAction::Error | PlanAction::Conflict | PlanAction::Held) {
                 let event = HistoryEvent {
                     at_ms: now,

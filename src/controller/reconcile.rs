@@ -138,6 +138,7 @@ impl Controller {
         let mut current = None;
         if let Some(next) = &plan.next_record {
             self.record_history(before, next)?;
+            self.notify_progress(before, next);
             if next.in_flight() {
                 self.store.put_record(next)?;
                 if before.map(|b| &b.id) != Some(&next.id) && self.store.commands(key)?.force {
@@ -187,6 +188,8 @@ impl Controller {
     fn finish(&self, record: &DeploymentRecord, completion: &Completion) -> Result<(), ControllerError> {
         self.store.finish(record, completion)?;
         if let Some(outcome) = record.outcome {
+            let message = record.timeline.last().map(|e| e.message.clone()).unwrap_or_default();
+            self.notify(crate::notify::Event::of_record(record, crate::notify::Event::stage_of(outcome), message));
             self.metrics.deployments_total.with_label_values(&[record.kind.as_str(), &record.strategy, outcome.as_str()]).inc();
             let seconds = record.finished_at_ms.unwrap_or(record.updated_at_ms).saturating_sub(record.started_at_ms) as f64 / 1000.0;
             self.metrics.deployment_duration.with_label_values(&[record.kind.as_str(), outcome.as_str()]).observe(seconds);
@@ -197,6 +200,26 @@ impl Controller {
             tracing::info!(app = %record.app, deployment = %record.id, outcome = outcome.as_str(), "deployment finished");
         }
         Ok(())
+    }
+
+    /// Events for a deployment that started or whose traffic moved.
+    fn notify_progress(&self, before: Option<&DeploymentRecord>, next: &DeploymentRecord) {
+        if !next.in_flight() {
+            return;
+        }
+        let same = before.filter(|b| b.id == next.id);
+        match same {
+            None => {
+                let message = next.timeline.first().map(|e| e.message.clone()).unwrap_or_default();
+                self.notify(crate::notify::Event::of_record(next, "started", message));
+            }
+            Some(b) if b.traffic != next.traffic => {
+                if let Some(w) = next.traffic {
+                    self.notify(crate::notify::Event::of_record(next, "traffic", format!("traffic: {} % old / {} % new", w.blue, w.green)));
+                }
+            }
+            Some(_) => {}
+        }
     }
 
     /// Appends the record's new timeline lines to the app's history.

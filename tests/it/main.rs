@@ -11,6 +11,7 @@ mod commands;
 mod moto;
 mod moto_blue_green;
 mod moto_lambda;
+mod notify;
 mod sim;
 mod sim_blue_green;
 mod sim_lambda;

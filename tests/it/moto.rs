@@ -125,6 +125,18 @@ impl Server {
 
     /// A server with a chosen poll interval and GitHub webhook secret.
     pub async fn start_with(moto: &Moto, repo: &TestRepo, max_prune_percent: u32, poll: Duration, github_secret: Option<&str>) -> Server {
+        Self::start_full(moto, repo, max_prune_percent, poll, github_secret, (None, None)).await
+    }
+
+    /// Everything configurable: `notify` = (Slack webhook URL, generic webhook URL).
+    pub async fn start_full(
+        moto: &Moto,
+        repo: &TestRepo,
+        max_prune_percent: u32,
+        poll: Duration,
+        github_secret: Option<&str>,
+        notify: (Option<String>, Option<String>),
+    ) -> Server {
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
         let config = Config {
@@ -145,6 +157,8 @@ impl Server {
             aws_max_attempts: 1,
             github_webhook_secret: github_secret.map(str::to_string),
             gitlab_webhook_token: None,
+            slack_webhook_url: notify.0,
+            notify_webhook_url: notify.1,
         };
         let metrics = Metrics::new();
         let provider = Arc::new(SdkProvider::from_config(moto.sdk_config().await, metrics.aws.clone()));

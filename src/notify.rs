@@ -1,0 +1,251 @@
+//! Notifications (SPEC §6.3): deployment events to a Slack incoming webhook (Block Kit), to a
+//! generic HTTP webhook (the event as JSON) and to the depdef's `webhooks` (its
+//! `payload_template` with `{message}` and `{stage}` filled in).
+//!
+//! Must never block or fail a deployment: events go through a bounded queue (`try_send`; a full
+//! queue drops and counts), one worker posts them with a timeout and a bounded number of retries,
+//! and every failure is logged and counted. URLs are never logged (they often carry secrets).
+
+use backon::{ExponentialBuilder, Retryable};
+use gitmoxi_deploy::record::{DeploymentRecord, Outcome};
+use gitmoxi_deploy::schedule::Weights;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How many events may wait for the worker.
+const QUEUE: usize = 1024;
+/// Attempts per delivery.
+const ATTEMPTS: usize = 3;
+
+/// One deployment event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    /// started, traffic, succeeded, rolled_back, failed, superseded, deleted, held.
+    pub stage: String,
+    pub app: String,
+    pub repo: String,
+    pub branch: String,
+    pub commit: String,
+    pub deployment: Option<String>,
+    pub strategy: Option<String>,
+    pub phase: Option<String>,
+    pub traffic: Option<Weights>,
+    pub outcome: Option<String>,
+    pub cause: Option<String>,
+    pub message: String,
+    /// The depdef's webhooks of the app: (urls, payload template).
+    #[serde(skip)]
+    pub app_webhooks: Vec<(Vec<String>, Value)>,
+}
+
+impl Event {
+    /// The event of a record that started, moved traffic or ended.
+    pub fn of_record(record: &DeploymentRecord, stage: &str, message: String) -> Event {
+        let app_webhooks = record
+            .desired
+            .as_ref()
+            .map(|d| d.depdef.webhooks.iter().map(|w| (w.urls.clone(), w.payload_template.clone())).collect())
+            .unwrap_or_default();
+        Event {
+            stage: stage.to_string(),
+            app: record.app.prefix.clone(),
+            repo: record.app.repo.clone(),
+            branch: record.app.branch.clone(),
+            commit: record.commit.clone(),
+            deployment: Some(record.id.clone()),
+            strategy: Some(record.strategy.clone()),
+            phase: Some(record.phase.name().to_string()),
+            traffic: record.traffic,
+            outcome: record.outcome.map(|o| o.as_str().to_string()),
+            cause: record.cause.as_ref().map(ToString::to_string),
+            message,
+            app_webhooks,
+        }
+    }
+
+    /// The stage name of an outcome.
+    pub fn stage_of(outcome: Outcome) -> &'static str {
+        outcome.as_str()
+    }
+}
+
+/// Where events go.
+#[derive(Debug, Clone, Default)]
+pub struct Sinks {
+    pub slack_webhook_url: Option<String>,
+    pub webhook_url: Option<String>,
+}
+
+/// The sending side; cheap to clone. A disabled notifier drops everything silently.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: Option<mpsc::Sender<Event>>,
+    dropped: Option<prometheus::IntCounter>,
+}
+
+impl Notifier {
+    pub fn disabled() -> Notifier {
+        Notifier { tx: None, dropped: None }
+    }
+
+    /// Queues an event without waiting; a full queue drops it (and counts it).
+    pub fn send(&self, event: Event) {
+        let Some(tx) = &self.tx else { return };
+        if tx.try_send(event).is_err() {
+            if let Some(c) = &self.dropped {
+                c.inc();
+            }
+            tracing::warn!("notification queue full or closed: an event was dropped");
+        }
+    }
+}
+
+/// The worker that delivers events.
+pub struct Worker {
+    rx: mpsc::Receiver<Event>,
+    sinks: Sinks,
+    client: reqwest::Client,
+    results: prometheus::IntCounterVec,
+}
+
+/// A notifier and its worker; the worker must be spawned and joined by the caller.
+pub fn channel(sinks: Sinks, metrics: &crate::metrics::Metrics) -> (Notifier, Worker) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+    let dropped = metrics.notifications_total.with_label_values(&["queue", "dropped"]);
+    (Notifier { tx: Some(tx), dropped: Some(dropped) }, Worker { rx, sinks, client, results: metrics.notifications_total.clone() })
+}
+
+/// The Slack Block Kit message of an event.
+pub fn slack_message(e: &Event) -> Value {
+    let emoji = match e.stage.as_str() {
+        "succeeded" => ":white_check_mark:",
+        "rolled_back" | "failed" => ":rotating_light:",
+        "held" => ":warning:",
+        _ => ":arrows_counterclockwise:",
+    };
+    let title = format!("{emoji} {} — {}", e.app, e.stage.replace('_', " "));
+    let mut fields = vec![
+        json!({"type": "mrkdwn", "text": format!("*App*\n{}@{}", e.app, e.branch)}),
+        json!({"type": "mrkdwn", "text": format!("*Commit*\n{}", &e.commit[..e.commit.len().min(10)])}),
+    ];
+    if let Some(s) = &e.strategy {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Strategy*\n{s}")}));
+    }
+    if let Some(w) = e.traffic {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Traffic*\n{} % old / {} % new", w.blue, w.green)}));
+    }
+    if let Some(o) = &e.outcome {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Outcome*\n{o}")}));
+    }
+    if let Some(c) = &e.cause {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Cause*\n{c}")}));
+    }
+    json!({
+        "text": format!("{}: {}", e.app, e.message),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": title}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": e.message}},
+            {"type": "section", "fields": fields},
+        ]
+    })
+}
+
+/// The depdef template with `{message}` and `{stage}` replaced in every string.
+pub fn fill_template(template: &Value, message: &str, stage: &str) -> Value {
+    match template {
+        Value::String(s) => Value::String(s.replace("{message}", message).replace("{stage}", stage)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| fill_template(v, message, stage)).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), fill_template(v, message, stage))).collect()),
+        other => other.clone(),
+    }
+}
+
+impl Worker {
+    /// Delivers events until shutdown (what is queued then is dropped).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                e = self.rx.recv() => match e { Some(e) => e, None => break },
+            };
+            let mut deliveries: Vec<(&'static str, String, Value)> = Vec::new();
+            if let Some(url) = &self.sinks.slack_webhook_url {
+                deliveries.push(("slack", url.clone(), slack_message(&event)));
+            }
+            if let Some(url) = &self.sinks.webhook_url {
+                deliveries.push(("webhook", url.clone(), serde_json::to_value(&event).unwrap_or(Value::Null)));
+            }
+            for (urls, template) in &event.app_webhooks {
+                for url in urls {
+                    deliveries.push(("app_webhook", url.clone(), fill_template(template, &event.message, &event.stage)));
+                }
+            }
+            for (sink, url, body) in deliveries {
+                let result = self.post(&url, &body).await;
+                let label = if result.is_ok() { "delivered" } else { "failed" };
+                self.results.with_label_values(&[sink, label]).inc();
+                if let Err(e) = result {
+                    tracing::warn!(sink, app = %event.app, stage = %event.stage, error = %e, "notification not delivered");
+                }
+            }
+        }
+    }
+
+    async fn post(&self, url: &str, body: &Value) -> Result<(), String> {
+        let attempt = || async {
+            let response = self.client.post(url).json(body).send().await.map_err(|e| format!("unreachable: {}", e.without_url()))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("answered {}", response.status()))
+            }
+        };
+        attempt.retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(ATTEMPTS - 1)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(stage: &str) -> Event {
+        Event {
+            stage: stage.into(),
+            app: "prod/web/web".into(),
+            repo: "deploys".into(),
+            branch: "main".into(),
+            commit: "0123456789abcdef".into(),
+            deployment: Some("dep-1".into()),
+            strategy: Some("blue_green".into()),
+            phase: Some("shift".into()),
+            traffic: Some(Weights { blue: 60, green: 40 }),
+            outcome: None,
+            cause: None,
+            message: "shifting 40 % to green".into(),
+            app_webhooks: vec![],
+        }
+    }
+
+    #[test]
+    fn slack_messages_are_block_kit_with_the_facts() {
+        let m = slack_message(&event("traffic"));
+        assert_eq!(m["blocks"][0]["type"], "header");
+        let text = m.to_string();
+        for needle in ["prod/web/web@main", "0123456789", "blue_green", "60 % old / 40 % new", "shifting 40 % to green"] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+    }
+
+    #[test]
+    fn templates_get_the_message_and_the_stage_everywhere() {
+        let t = json!({"text": "[{stage}] {message}", "nested": [{"s": "{stage}"}], "n": 1});
+        assert_eq!(
+            fill_template(&t, "rolled back", "rolled_back"),
+            json!({"text": "[rolled_back] rolled back", "nested": [{"s": "rolled_back"}], "n": 1})
+        );
+    }
+}
