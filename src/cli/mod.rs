@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller: poll the repositories, reconcile apps, serve the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Render and check every app of a checkout (work tree); non-zero exit when any is invalid.
     Validate {
         /// The checkout (default: the current directory).
