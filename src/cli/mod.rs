@@ -85,6 +85,28 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// The app's history: what happened, newest last.
+    History {
+        app: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Deployments, newest first.
+    Deployments {
+        #[command(flatten)]
+        remote: Remote,
+        /// Only deployments of this commit (a prefix is enough).
+        #[arg(long)]
+        commit: Option<String>,
+        /// PROCESSING, PROCESSED_SUCCESS, PROCESSED_ERROR or an outcome (succeeded, rolled_back, failed…).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this app.
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Roll the app's in-flight deployment back.
     Rollback {
         app: String,
@@ -146,6 +168,21 @@ impl Remote {
         Ok(answer)
     }
 
+    async fn get(&self, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path_and_query}", self.server.trim_end_matches('/'));
+        let mut request = reqwest::Client::new().get(&url);
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach the gitmoxi server at {}", self.server))?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            bail!("the server answered {status}: {}", answer.get("error").and_then(serde_json::Value::as_str).unwrap_or("no details"));
+        }
+        Ok(answer)
+    }
+
     async fn app(&self, app: &str) -> anyhow::Result<serde_json::Value> {
         let url = format!("{}/api/v2/apps/{app}", self.server.trim_end_matches('/'));
         let mut request = reqwest::Client::new().get(&url);
@@ -167,6 +204,13 @@ impl Remote {
         }
         Ok(())
     }
+}
+
+/// Percent-encodes a query value.
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 /// Follows an app until its deployment ends, printing each new phase and traffic split.
@@ -353,6 +397,65 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 if wait {
                     return wait_for(&remote, app, since).await;
                 }
+            }
+            Ok(0)
+        }
+        Command::History { app, remote } => {
+            let view = remote.app(&app).await?;
+            if remote.json {
+                println!("{}", serde_json::to_string_pretty(&view["history"])?);
+            } else {
+                let rows: Vec<Vec<String>> = view["history"]
+                    .as_array()
+                    .map(|h| {
+                        h.iter()
+                            .map(|e| {
+                                vec![
+                                    e["at"].as_str().unwrap_or("").to_string(),
+                                    e["level"].as_str().unwrap_or("").to_string(),
+                                    e["deployment"].as_str().unwrap_or("-").to_string(),
+                                    e["message"].as_str().unwrap_or("").to_string(),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                print!("{}", table::render(&["AT", "LEVEL", "DEPLOYMENT", "MESSAGE"], &rows));
+            }
+            Ok(0)
+        }
+        Command::Deployments { remote, commit, status, app, limit } => {
+            let mut query = vec![format!("limit={limit}")];
+            for (k, v) in [("commit", &commit), ("status", &status), ("app", &app)] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", urlencode(v)));
+                }
+            }
+            let answer = remote.get(&format!("/api/v2/deployments?{}", query.join("&"))).await?;
+            if remote.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                let rows: Vec<Vec<String>> = answer["deployments"]
+                    .as_array()
+                    .map(|d| {
+                        d.iter()
+                            .map(|e| {
+                                let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+                                vec![
+                                    s("id"),
+                                    s("app"),
+                                    s("commit").chars().take(10).collect(),
+                                    s("strategy"),
+                                    s("status"),
+                                    s("outcome"),
+                                    s("started_at"),
+                                    s("cause"),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                print!("{}", table::render(&["ID", "APP", "COMMIT", "STRATEGY", "STATUS", "OUTCOME", "STARTED", "CAUSE"], &rows));
             }
             Ok(0)
         }

@@ -32,6 +32,7 @@ pub fn router(state: HttpState) -> Router {
     let api = Router::new()
         .route("/api/v2/apps", get(list_apps))
         .route("/api/v2/apps/{*app}", get(get_app))
+        .route("/api/v2/deployments", get(list_deployments))
         .route("/api/v2/deployments/{id}", get(get_deployment))
         .route("/api/v2/commands", post(commands::command))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -119,4 +120,49 @@ async fn get_deployment(State(state): State<HttpState>, Path(id): Path<String>) 
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no deployment '{id}'")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+#[derive(Deserialize)]
+struct DeploymentQuery {
+    app: Option<String>,
+    commit: Option<String>,
+    /// PROCESSING, PROCESSED_SUCCESS, PROCESSED_ERROR, or an outcome (succeeded, rolled_back, …).
+    status: Option<String>,
+    limit: Option<usize>,
+    /// The id of the last deployment of the previous page.
+    after: Option<String>,
+}
+
+/// Deployments, newest first, filtered and paginated (`next` is the `after` of the next page).
+async fn list_deployments(State(state): State<HttpState>, Query(q): Query<DeploymentQuery>) -> Response {
+    let all = match state.controller.store.deployments() {
+        Ok(all) => all,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let matching = all.into_iter().filter(|d| {
+        q.app.as_deref().is_none_or(|a| d.app.prefix == a)
+            && q.commit.as_deref().is_none_or(|c| d.commit.starts_with(c))
+            && q.status.as_deref().is_none_or(|s| {
+                let status = serde_json::to_value(d.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                status.eq_ignore_ascii_case(s) || d.outcome.is_some_and(|o| o.as_str().eq_ignore_ascii_case(s))
+            })
+    });
+    let mut page: Vec<_> = match &q.after {
+        Some(after) => matching.skip_while(|d| &d.id != after).skip(1).take(limit + 1).collect(),
+        None => matching.take(limit + 1).collect(),
+    };
+    let next = (page.len() > limit).then(|| page[limit - 1].id.clone());
+    page.truncate(limit);
+    let items: Vec<serde_json::Value> = page
+        .iter()
+        .map(|d| {
+            let mut v = views::deployment_view(d);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("timeline");
+            }
+            v
+        })
+        .collect();
+    Json(json!({"deployments": items, "next": next})).into_response()
 }

@@ -86,6 +86,31 @@ async fn commands_are_validated_and_pause_resume_force_and_rollback_work_from_th
         server.wait_app("prod/web/web", Duration::from_secs(30), |a| a["history"].to_string().contains("no deployment is in flight")).await;
     assert_eq!(app["status"], "Synced", "nothing was changed");
 
+    // deployments: filtered, paginated, and in the CLI
+    let page: Value =
+        reqwest::get(format!("{}/api/v2/deployments?app=prod/web/web&limit=1", server.api)).await.unwrap().json().await.unwrap();
+    assert_eq!(page["deployments"].as_array().unwrap().len(), 1);
+    let next = page["next"].as_str().expect("a second page").to_string();
+    let second: Value = reqwest::get(format!("{}/api/v2/deployments?app=prod/web/web&limit=1&after={next}", server.api))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["deployments"][0]["id"], first["last_deployment"], "oldest last");
+    assert!(second["next"].is_null());
+    let none: Value = reqwest::get(format!("{}/api/v2/deployments?status=rolled_back", server.api)).await.unwrap().json().await.unwrap();
+    assert_eq!(none["deployments"].as_array().unwrap().len(), 0);
+    let api = server.api.clone();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || cli(&["deployments", "--app", "prod/web/web", "--server", &api])).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ID") && out.lines().count() == 3 && out.contains("succeeded"), "{out}");
+    let api = server.api.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || cli(&["history", "prod/web/web", "--server", &api])).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("paused by an operator") && out.contains("redeploy forced by an operator"), "{out}");
+
     let (code, _, err) = tokio::task::spawn_blocking(|| cli(&["pause", "prod/web/web", "--server", "http://127.0.0.1:9"])).await.unwrap();
     assert_eq!(code, 2, "errors exit with 2");
     assert!(err.contains("cannot reach the gitmoxi server"), "{err}");
