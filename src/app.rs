@@ -66,7 +66,12 @@ pub async fn run_with(
         aws,
         clock,
         metrics,
-        ControllerSettings { default_region: config.default_region.clone(), concurrency: config.concurrency, seed },
+        ControllerSettings {
+            default_region: config.default_region.clone(),
+            concurrency: config.concurrency,
+            seed,
+            drift_interval: config.drift_interval,
+        },
     );
     controller.enqueue_stored()?;
     let mut tasks = tokio::task::JoinSet::new();

@@ -28,6 +28,8 @@ pub struct RepoConfig {
     pub max_prune_percent: u32,
     /// Environment variable holding an HTTPS token.
     pub token_env: Option<String>,
+    /// What drift leads to, and which fields are not compared (SPEC §1.6).
+    pub drift: gitmoxi_deploy::drift::DriftPolicy,
 }
 
 /// The controller's configuration.
@@ -49,6 +51,8 @@ pub struct Config {
     pub slack_webhook_url: Option<String>,
     /// Generic HTTP webhook for deployment events (the event as JSON).
     pub notify_webhook_url: Option<String>,
+    /// How often a steady app is compared with AWS (drift).
+    pub drift_interval: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +69,10 @@ struct FileConfig {
     gitlab_webhook_token: Option<String>,
     slack_webhook_url: Option<String>,
     notify_webhook_url: Option<String>,
+    drift_policy: Option<String>,
+    drift_interval: Option<String>,
+    #[serde(default)]
+    ignore_fields: Vec<String>,
     #[serde(default)]
     repos: Vec<FileRepo>,
 }
@@ -79,6 +87,8 @@ struct FileRepo {
     max_prune: Option<usize>,
     max_prune_percent: Option<u32>,
     token_env: Option<String>,
+    drift_policy: Option<String>,
+    ignore_fields: Option<Vec<String>>,
 }
 
 /// Values given on the command line or in `GITMOXI_*` variables (they win over the file).
@@ -100,6 +110,8 @@ pub struct Overrides {
     pub gitlab_webhook_token: Option<String>,
     pub slack_webhook_url: Option<String>,
     pub notify_webhook_url: Option<String>,
+    pub drift_policy: Option<String>,
+    pub drift_interval: Option<String>,
 }
 
 pub fn parse_duration(what: &str, s: &str) -> Result<Duration, ConfigError> {
@@ -131,6 +143,17 @@ impl Config {
         let path_label = o.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         let default_poll = o.poll_interval.clone().or(file.poll_interval.clone()).unwrap_or_else(|| "60s".into());
         let default_poll = parse_duration("poll interval", &default_poll)?;
+        let drift_of = |what: &str, mode: Option<&str>, ignore: &[String]| -> Result<gitmoxi_deploy::drift::DriftPolicy, ConfigError> {
+            let mode = match mode {
+                None => gitmoxi_deploy::drift::DriftMode::Heal,
+                Some(m) => gitmoxi_deploy::drift::DriftMode::parse(m)
+                    .ok_or_else(|| ConfigError::Invalid(format!("{what} drift policy '{m}' is unknown; use heal, report or ignore")))?,
+            };
+            gitmoxi_deploy::drift::DriftPolicy { mode, ..Default::default() }
+                .ignoring(ignore)
+                .map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))
+        };
+        let global_drift = o.drift_policy.clone().or(file.drift_policy.clone());
         let mut repos = Vec::new();
         for (i, r) in file.repos.iter().enumerate() {
             let poll = match &r.poll_interval {
@@ -152,6 +175,11 @@ impl Config {
                 max_prune: o.max_prune.or(r.max_prune).unwrap_or(3),
                 max_prune_percent: o.max_prune_percent.or(r.max_prune_percent).unwrap_or(25),
                 token_env: r.token_env.clone(),
+                drift: drift_of(
+                    &format!("repos[{i}]"),
+                    o.drift_policy.as_deref().or(r.drift_policy.as_deref()).or(global_drift.as_deref()),
+                    r.ignore_fields.as_deref().unwrap_or(&file.ignore_fields),
+                )?,
             });
         }
         if let Some(url) = &o.repo {
@@ -173,6 +201,7 @@ impl Config {
                     max_prune: o.max_prune.unwrap_or(3),
                     max_prune_percent: o.max_prune_percent.unwrap_or(25),
                     token_env: None,
+                    drift: drift_of("--repo", global_drift.as_deref(), &file.ignore_fields)?,
                 }),
             }
         }
@@ -220,6 +249,10 @@ impl Config {
             gitlab_webhook_token: o.gitlab_webhook_token.clone().or(file.gitlab_webhook_token).filter(|s| !s.is_empty()),
             slack_webhook_url: o.slack_webhook_url.clone().or(file.slack_webhook_url).filter(|s| !s.is_empty()),
             notify_webhook_url: o.notify_webhook_url.clone().or(file.notify_webhook_url).filter(|s| !s.is_empty()),
+            drift_interval: parse_duration(
+                "drift interval",
+                o.drift_interval.as_deref().or(file.drift_interval.as_deref()).unwrap_or("5m"),
+            )?,
         })
     }
 }

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub traffic_weight: IntGaugeVec,
     /// Notifications by sink and result (delivered, failed, dropped).
     pub notifications_total: IntCounterVec,
+    /// 1 while an app's last drift check found drift.
+    pub drift_detected: IntGaugeVec,
 }
 
 impl Metrics {
@@ -93,6 +95,11 @@ impl Metrics {
             &["sink", "result"],
         )
         .expect("static metric definition");
+        let drift_detected = IntGaugeVec::new(
+            Opts::new("gitmoxi_drift_detected", "1 when the app's last drift check found AWS differing from what was applied"),
+            &["app"],
+        )
+        .expect("static metric definition");
         let queue_depth = IntGauge::new("gitmoxi_queue_depth", "Apps waiting in the work queue").expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -107,6 +114,7 @@ impl Metrics {
             Box::new(apps.clone()),
             Box::new(traffic_weight.clone()),
             Box::new(notifications_total.clone()),
+            Box::new(drift_detected.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -124,6 +132,7 @@ impl Metrics {
             apps,
             traffic_weight,
             notifications_total,
+            drift_detected,
         }
     }
 

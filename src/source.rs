@@ -52,7 +52,7 @@ pub async fn run(
     let token = repo.token_env.as_ref().and_then(|name| std::env::var(name).ok());
     let source = Arc::new(GitSource::new(&repo.url, &branch, mirror_dir(&state_dir, &repo), token));
     let ctx = RenderContext { default_region: controller.settings.default_region.clone() };
-    let policy = RepoPolicy { max_prune: repo.max_prune, max_prune_percent: repo.max_prune_percent };
+    let policy = RepoPolicy { max_prune: repo.max_prune, max_prune_percent: repo.max_prune_percent, drift: repo.drift };
     let meta_key = format!("head/{}/{branch}", repo.name);
     let mut last: Option<String> = None;
     loop {

@@ -10,6 +10,7 @@
 
 pub mod breaker;
 pub mod checks;
+pub mod drift;
 pub mod observed;
 pub mod plan;
 pub mod record;

@@ -127,6 +127,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// When to look again, in milliseconds.
     pub requeue_after_ms: u64,
+    /// A drift check ran: `Some(None)` in sync, `Some(Some(why))` drifted.
+    pub drift: Option<Option<String>>,
 }
 
 impl Plan {

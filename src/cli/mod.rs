@@ -280,6 +280,12 @@ pub struct ServeArgs {
     /// HTTP endpoint that receives every deployment event as JSON.
     #[arg(long, env = "GITMOXI_NOTIFY_WEBHOOK_URL", hide_env_values = true)]
     pub notify_webhook_url: Option<String>,
+    /// What drift leads to: heal (redeploy the applied state), report or ignore.
+    #[arg(long, env = "GITMOXI_DRIFT_POLICY", value_parser = ["heal", "report", "ignore"])]
+    pub drift_policy: Option<String>,
+    /// How often steady apps are compared with AWS, e.g. 5m.
+    #[arg(long, env = "GITMOXI_DRIFT_INTERVAL")]
+    pub drift_interval: Option<String>,
 }
 
 impl ServeArgs {
@@ -301,6 +307,8 @@ impl ServeArgs {
             gitlab_webhook_token: self.gitlab_webhook_token.clone(),
             slack_webhook_url: self.slack_webhook_url.clone(),
             notify_webhook_url: self.notify_webhook_url.clone(),
+            drift_policy: self.drift_policy.clone(),
+            drift_interval: self.drift_interval.clone(),
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct ControllerSettings {
     pub concurrency: usize,
     /// Seed of ids and jitter (random in production, fixed in tests).
     pub seed: u64,
+    /// How often a steady app is compared with AWS.
+    pub drift_interval: Duration,
 }
 
 /// Per-repo prune settings.
@@ -49,6 +51,7 @@ pub struct ControllerSettings {
 pub struct RepoPolicy {
     pub max_prune: usize,
     pub max_prune_percent: u32,
+    pub drift: gitmoxi_deploy::drift::DriftPolicy,
 }
 
 pub struct Controller {
@@ -62,6 +65,9 @@ pub struct Controller {
     rng: Mutex<rand::rngs::StdRng>,
     failures: Mutex<HashMap<AppKey, u32>>,
     notifier: std::sync::OnceLock<crate::notify::Notifier>,
+    /// When each app was last compared with AWS, and what was found (in memory: a restart
+    /// checks every app once more).
+    pub(crate) drift_seen: Mutex<HashMap<AppKey, (u64, Option<String>)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +101,7 @@ impl Controller {
             rng: Mutex::new(rng),
             failures: Mutex::new(HashMap::new()),
             notifier: std::sync::OnceLock::new(),
+            drift_seen: Mutex::new(HashMap::new()),
         })
     }
 

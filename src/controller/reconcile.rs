@@ -31,8 +31,13 @@ pub fn cause_of(e: &AwsError) -> FailureCause {
 }
 
 impl Controller {
-    /// One pass; `Ok(ms)` = look again in `ms`.
+    /// One pass; `Ok(ms)` = look again in `ms` (at the latest when the next drift check is due).
     pub async fn reconcile(self: &Arc<Self>, key: &AppKey) -> Result<u64, ControllerError> {
+        let drift_ms = self.settings.drift_interval.as_millis() as u64;
+        self.reconcile_once(key).await.map(|ms| ms.min(drift_ms.max(1_000)))
+    }
+
+    async fn reconcile_once(self: &Arc<Self>, key: &AppKey) -> Result<u64, ControllerError> {
         let Some(head) = self.head(&key.repo, &key.branch) else { return Ok(STEADY_REQUEUE_MS) };
         let entry = head.plan.get(&key.prefix);
         let app = head.snapshot.apps.get(&key.prefix).and_then(|r| r.as_ref().ok());
@@ -55,7 +60,8 @@ impl Controller {
         if commands.rollback && !record.as_ref().is_some_and(|r| r.in_flight()) {
             self.clear_rollback(key, Some("rollback requested, but no deployment is in flight; push a revert commit to go back".into()))?;
         }
-        if !strategy::must_observe(&desired, &app_entry.applied, record.as_ref(), force, moved) {
+        let drift = self.drift_due(key, &desired, &app_entry.applied, record.as_ref(), head.policy.drift);
+        if drift.is_none() && !strategy::must_observe(&desired, &app_entry.applied, record.as_ref(), force, moved) {
             return Ok(STEADY_REQUEUE_MS);
         }
         let needs = strategy::observe_needs(&desired, &app_entry.applied, record.as_ref());
@@ -84,6 +90,7 @@ impl Controller {
             new_deployment_id: &new_id,
             force,
             rollback: commands.rollback,
+            drift,
         };
         if let (true, Some(in_flight), Ok(obs)) = (commands.rollback, record.as_ref().filter(|r| r.in_flight()), observed.as_ref()) {
             let possible = strategy::operator_rollback(&StepInput { observed: obs, ..input }, in_flight).is_some();
@@ -96,8 +103,53 @@ impl Controller {
             Err(e) if e.is_transient() => return Err(ControllerError::Aws(e.clone())),
             Err(e) => strategy::on_permanent_error(&input, cause_of(e)),
         };
+        if let Some(found) = plan.drift.clone() {
+            self.record_drift(key, &head.commit, found)?;
+        }
         let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit);
         self.execute(key, plan, record.as_ref(), &clients).instrument(span).await
+    }
+
+    /// The drift policy when a steady, applied app is due for a comparison with AWS.
+    fn drift_due(
+        &self,
+        key: &AppKey,
+        desired: &Desired<'_>,
+        applied: &gitmoxi_deploy::record::AppliedState,
+        record: Option<&DeploymentRecord>,
+        policy: gitmoxi_deploy::drift::DriftPolicy,
+    ) -> Option<gitmoxi_deploy::drift::DriftPolicy> {
+        if policy.mode == gitmoxi_deploy::drift::DriftMode::Ignore || record.is_some_and(|r| r.in_flight()) {
+            return None;
+        }
+        let Desired::Present(app) = desired else { return None };
+        if applied.fingerprint.as_deref() != Some(app.fingerprint.as_str()) {
+            return None;
+        }
+        let now = self.clock.now_ms();
+        let seen = self.drift_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let due = seen.get(key).is_none_or(|(at, _)| now.saturating_sub(*at) >= self.settings.drift_interval.as_millis() as u64);
+        due.then_some(policy)
+    }
+
+    /// Remembers a drift check; a new finding goes to the history, the log and the metric.
+    fn record_drift(&self, key: &AppKey, commit: &str, found: Option<String>) -> Result<(), ControllerError> {
+        let now = self.clock.now_ms();
+        let before =
+            self.drift_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), (now, found.clone())).and_then(|(_, f)| f);
+        self.metrics.drift_detected.with_label_values(&[key.prefix.as_str()]).set(i64::from(found.is_some()));
+        if let Some(why) = found.filter(|w| before.as_deref() != Some(w.as_str())) {
+            tracing::warn!(app = %key, "drift: {why}");
+            let event = HistoryEvent {
+                at_ms: now,
+                level: Level::Warn,
+                deployment: None,
+                commit: Some(commit.to_string()),
+                message: format!("drift: {why}"),
+            };
+            self.store.append_history(key, &event)?;
+        }
+        Ok(())
     }
 
     /// Clears an operator's rollback request; `why_not` goes to the history when nothing could be
@@ -187,6 +239,8 @@ impl Controller {
 
     fn finish(&self, record: &DeploymentRecord, completion: &Completion) -> Result<(), ControllerError> {
         self.store.finish(record, completion)?;
+        // compare with AWS again right after every deployment
+        self.drift_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.app);
         if let Some(outcome) = record.outcome {
             let message = record.timeline.last().map(|e| e.message.clone()).unwrap_or_default();
             self.notify(crate::notify::Event::of_record(record, crate::notify::Event::stage_of(outcome), message));

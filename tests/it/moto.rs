@@ -125,7 +125,7 @@ impl Server {
 
     /// A server with a chosen poll interval and GitHub webhook secret.
     pub async fn start_with(moto: &Moto, repo: &TestRepo, max_prune_percent: u32, poll: Duration, github_secret: Option<&str>) -> Server {
-        Self::start_full(moto, repo, max_prune_percent, poll, github_secret, (None, None)).await
+        Self::start_full(moto, repo, max_prune_percent, poll, github_secret, (None, None), Duration::from_secs(300)).await
     }
 
     /// Everything configurable: `notify` = (Slack webhook URL, generic webhook URL).
@@ -136,6 +136,7 @@ impl Server {
         poll: Duration,
         github_secret: Option<&str>,
         notify: (Option<String>, Option<String>),
+        drift_interval: Duration,
     ) -> Server {
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
@@ -148,6 +149,7 @@ impl Server {
                 max_prune: 3,
                 max_prune_percent,
                 token_env: None,
+                drift: Default::default(),
             }],
             default_region: "us-east-1".into(),
             listen: format!("127.0.0.1:{port}").parse().expect("addr"),
@@ -159,6 +161,7 @@ impl Server {
             gitlab_webhook_token: None,
             slack_webhook_url: notify.0,
             notify_webhook_url: notify.1,
+            drift_interval,
         };
         let metrics = Metrics::new();
         let provider = Arc::new(SdkProvider::from_config(moto.sdk_config().await, metrics.aws.clone()));
@@ -348,5 +351,44 @@ async fn moto_breaker_rolls_back_a_failing_image() {
     let deployment = app["last_deployment"].as_str().unwrap();
     let record: Value = reqwest::get(format!("{}/api/v2/deployments/{deployment}", server.api)).await.unwrap().json().await.unwrap();
     assert!(record["evidence"].to_string().contains("CannotPullContainerError"), "{record:#}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_drift_behind_gitmoxis_back_is_healed() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "prod/web/web", "web", "nginx:1");
+    repo.commit("web");
+    let server = Server::start_full(&moto, &repo, 25, Duration::from_millis(500), None, (None, None), Duration::from_secs(1)).await;
+    server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    let ecs = moto.ecs().await;
+    // a hand-made revision with another image, put on the service behind gitmoxi's back
+    let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("web").image("nginx:hotfix").memory(512).build();
+    let hotfix = ecs
+        .register_task_definition()
+        .family("web")
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(container)
+        .send()
+        .await
+        .unwrap();
+    let hotfix_arn = hotfix.task_definition().unwrap().task_definition_arn().unwrap().to_string();
+    ecs.update_service().cluster("prod").service("web").task_definition(&hotfix_arn).send().await.unwrap();
+    let app = server
+        .wait_app("prod/web/web", Duration::from_secs(60), |a| {
+            a["history"].to_string().contains("redeploying the applied state") && synced(a) && a["phase"].is_null()
+        })
+        .await;
+    assert!(app["history"].to_string().contains("drift: service web runs web:2 instead of web:1"), "{app:#}");
+    let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
+    let td = svc.services()[0].task_definition().unwrap().to_string();
+    assert_ne!(td, hotfix_arn, "healed");
+    let described = ecs.describe_task_definition().task_definition(&td).send().await.unwrap();
+    assert_eq!(described.task_definition().unwrap().container_definitions()[0].image(), Some("nginx:1"));
     server.stop().await;
 }

@@ -52,8 +52,16 @@ async fn events_reach_the_webhook_and_the_app_template_and_a_dead_slack_does_not
     repo.commit("web");
     let dead_slack = format!("http://127.0.0.1:{}/services/T000/B000/XXXX", free_port());
     let started = std::time::Instant::now();
-    let server =
-        Server::start_full(&moto, &repo, 25, Duration::from_millis(500), None, (Some(dead_slack), Some(format!("{url}/events")))).await;
+    let server = Server::start_full(
+        &moto,
+        &repo,
+        25,
+        Duration::from_millis(500),
+        None,
+        (Some(dead_slack), Some(format!("{url}/events"))),
+        Duration::from_secs(300),
+    )
+    .await;
     server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
     assert!(started.elapsed() < Duration::from_secs(30), "a dead Slack must not slow the deployment: {:?}", started.elapsed());
 

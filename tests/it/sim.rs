@@ -52,7 +52,7 @@ impl Sim {
             tree: MemTree::new(),
             commits: 0,
             seed,
-            policy: RepoPolicy { max_prune: 3, max_prune_percent: 25 },
+            policy: RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default() },
             clock,
         };
         sim.start();
@@ -65,7 +65,7 @@ impl Sim {
             world.provider(),
             clock.clone(),
             Metrics::new(),
-            ControllerSettings { default_region: REGION.into(), concurrency: 4, seed },
+            ControllerSettings { default_region: REGION.into(), concurrency: 4, seed, drift_interval: Duration::from_secs(300) },
         )
     }
 
@@ -396,4 +396,39 @@ async fn an_invalid_app_reports_its_error_and_is_forgotten_when_its_files_go() {
     sim.remove_app("prod/bad/bad");
     sim.commit();
     assert!(sim.store.app(&Sim::key("prod/bad/bad")).unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_is_healed_by_redeploying_the_applied_state() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    // someone points the service at another revision behind gitmoxi's back
+    sim.world.set_service_task_definition(REGION, "prod", "web", "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1-hotfix");
+    assert!(
+        sim.run_until(15 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:2")).await,
+        "{:?}",
+        sim.history("prod/web/web")
+    );
+    let history = sim.history("prod/web/web");
+    assert!(history.iter().any(|h| h.starts_with("drift: service web runs web:1-hotfix instead of web:1")), "{history:?}");
+    assert!(history.iter().any(|h| h.contains("redeploying the applied state")), "{history:?}");
+    assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_is_only_reported_under_the_report_policy() {
+    let mut sim = Sim::new();
+    sim.policy.drift.mode = gitmoxi_deploy::drift::DriftMode::Report;
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    sim.world.set_service_task_definition(REGION, "prod", "web", "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1-hotfix");
+    assert!(sim.run_until(15 * MINUTES, |s| s.history("prod/web/web").iter().any(|h| h.starts_with("drift:"))).await);
+    sim.run_until(15 * MINUTES, |_| false).await;
+    assert_eq!(sim.world.revisions(REGION, "web"), 1, "nothing redeployed");
+    assert_eq!(sim.history("prod/web/web").iter().filter(|h| h.starts_with("drift:")).count(), 1, "reported once, not every check");
+    let metrics = sim.controller.metrics.render();
+    assert!(metrics.contains(r#"gitmoxi_drift_detected{app="prod/web/web"} 1"#), "{metrics}");
 }

@@ -51,6 +51,8 @@ pub struct StepInput<'a> {
     pub force: bool,
     /// An operator asked to roll the in-flight deployment back.
     pub rollback: bool,
+    /// Compare the applied state with AWS this pass (the drift cadence is due), and how to act.
+    pub drift: Option<crate::drift::DriftPolicy>,
 }
 
 /// What the observer must fetch for this step.
@@ -221,6 +223,20 @@ pub fn step(input: &StepInput<'_>) -> Plan {
             if input.force || (!applied && !failed) {
                 let record = start(input, app);
                 return Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() };
+            }
+            if let Some(policy) = input.drift.filter(|_| applied) {
+                let found = crate::drift::detect(app, input.applied, input.observed, &policy);
+                if let (Some(why), crate::drift::DriftMode::Heal) = (&found, policy.mode) {
+                    let mut record = start(input, app);
+                    record.log(input.now_ms, Level::Warn, format!("drift: {why}; redeploying the applied state"));
+                    return Plan { next_record: Some(record), drift: Some(found), requeue_after_ms: 0, ..Plan::default() };
+                }
+                let mut plan = match app.kind {
+                    crate::spec::AppKind::Ecs => ecs_rolling::steady(input),
+                    crate::spec::AppKind::Lambda => Plan::wait(STEADY_REQUEUE_MS),
+                };
+                plan.drift = Some(found);
+                return plan;
             }
             match app.kind {
                 crate::spec::AppKind::Ecs => ecs_rolling::steady(input),

@@ -73,6 +73,7 @@ fn run_with(
         new_deployment_id: "dep-2",
         force: false,
         rollback: false,
+        drift: None,
     })
 }
 

@@ -43,6 +43,7 @@ fn run(s: Step<'_>) -> Plan {
         new_deployment_id: "dep-1",
         force: false,
         rollback: false,
+        drift: None,
     })
 }
 

@@ -55,6 +55,7 @@ fn run_commit(
         new_deployment_id: "dep-9",
         force: false,
         rollback: false,
+        drift: None,
     })
 }
 

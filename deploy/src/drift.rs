@@ -1,0 +1,160 @@
+//! Drift (SPEC §1.6): what AWS runs compared with what gitmoxi applied, and what to do about it.
+//!
+//! Compared: that the service / function still exists, the task definition a service runs (the
+//! primary task set's for blue/green) and the version a Lambda alias points at. `desiredCount`
+//! is never drift (autoscaling owns it). `ignoreFields` (JSON pointers) switch comparisons off.
+
+use crate::observed::Observed;
+use crate::record::AppliedState;
+use crate::spec::{AppSpec, DesiredApp};
+use serde::{Deserialize, Serialize};
+
+/// What a detected drift leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftMode {
+    /// Redeploy the applied state.
+    #[default]
+    Heal,
+    /// Record it (history, metric) and leave AWS alone.
+    Report,
+    /// Do not look.
+    Ignore,
+}
+
+impl DriftMode {
+    pub fn parse(s: &str) -> Option<DriftMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "heal" => Some(DriftMode::Heal),
+            "report" => Some(DriftMode::Report),
+            "ignore" => Some(DriftMode::Ignore),
+            _ => None,
+        }
+    }
+}
+
+/// The drift policy of a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DriftPolicy {
+    pub mode: DriftMode,
+    /// `/taskDefinition` in ignoreFields.
+    pub ignore_task_definition: bool,
+    /// `/FunctionVersion` in ignoreFields.
+    pub ignore_function_version: bool,
+    /// `/status` in ignoreFields: a missing service or function is not drift.
+    pub ignore_existence: bool,
+}
+
+/// The JSON pointers `ignoreFields` accepts.
+pub const IGNORABLE: &[&str] = &["/taskDefinition", "/FunctionVersion", "/status", "/desiredCount"];
+
+impl DriftPolicy {
+    /// Applies `ignoreFields`; an unknown pointer is an error naming the ones that exist.
+    pub fn ignoring(mut self, pointers: &[String]) -> Result<DriftPolicy, String> {
+        for p in pointers {
+            match p.as_str() {
+                "/taskDefinition" => self.ignore_task_definition = true,
+                "/FunctionVersion" => self.ignore_function_version = true,
+                "/status" => self.ignore_existence = true,
+                "/desiredCount" => {} // never drift anyway
+                other => return Err(format!("ignoreFields entry \"{other}\" is not compared; use one of {}", IGNORABLE.join(", "))),
+            }
+        }
+        Ok(self)
+    }
+}
+
+fn short(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The drift between the applied state and what was observed, in words; `None` = in sync.
+pub fn detect(app: &DesiredApp, applied: &AppliedState, observed: &Observed, policy: &DriftPolicy) -> Option<String> {
+    match &app.spec {
+        AppSpec::Ecs(ecs) => {
+            let service = observed.service.as_ref().filter(|s| s.is_active());
+            let Some(service) = service else {
+                return (!policy.ignore_existence).then(|| format!("service {} is gone (or not ACTIVE)", ecs.service_name));
+            };
+            let want = applied.task_definition.as_deref()?;
+            let runs = service.task_definition.as_deref().unwrap_or("nothing");
+            (!policy.ignore_task_definition && runs != want)
+                .then(|| format!("service {} runs {} instead of {}", ecs.service_name, short(runs), short(want)))
+        }
+        AppSpec::Lambda(l) => {
+            if observed.lambda.function.is_none() {
+                return (!policy.ignore_existence).then(|| format!("function {} is gone", l.function_name));
+            }
+            let want = applied.task_definition.as_deref()?;
+            let alias = observed.lambda.alias.as_ref();
+            let points = alias.map_or("nothing", |a| a.function_version.as_str());
+            let routed = alias.is_some_and(|a| a.additional.values().any(|w| *w > 0.0));
+            (!policy.ignore_function_version && (points != want || routed)).then(|| {
+                format!("alias {} points at {points}{} instead of version {want}", l.alias, if routed { " with routing" } else { "" })
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::{ObservedAlias, ObservedFunction, ObservedLambda, ObservedService};
+    use crate::spec::{load_snapshot, MemTree, RenderContext};
+
+    fn ecs_app() -> DesiredApp {
+        let tree = MemTree::new().with("s/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "taskDefinition": "web:1"}"#);
+        load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() }).apps["s/web"].clone().expect("valid")
+    }
+
+    fn applied(td: &str) -> AppliedState {
+        AppliedState { fingerprint: Some("f".into()), task_definition: Some(td.into()), ..Default::default() }
+    }
+
+    fn running(td: Option<&str>, status: &str) -> Observed {
+        Observed {
+            service: Some(ObservedService { status: status.into(), task_definition: td.map(Into::into), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ecs_drift_is_a_missing_service_or_another_task_definition() {
+        let app = ecs_app();
+        let p = DriftPolicy::default();
+        let td = "arn:aws:ecs:us-east-1:1:task-definition/web:1";
+        assert_eq!(detect(&app, &applied(td), &running(Some(td), "ACTIVE"), &p), None);
+        let other = running(Some("arn:aws:ecs:us-east-1:1:task-definition/web:7"), "ACTIVE");
+        assert_eq!(detect(&app, &applied(td), &other, &p).as_deref(), Some("service web runs web:7 instead of web:1"));
+        assert!(detect(&app, &applied(td), &running(None, "INACTIVE"), &p).unwrap().contains("is gone"));
+        let lenient = p.ignoring(&["/taskDefinition".into(), "/status".into(), "/desiredCount".into()]).unwrap();
+        assert_eq!(detect(&app, &applied(td), &other, &lenient), None);
+        assert_eq!(detect(&app, &applied(td), &running(None, "INACTIVE"), &lenient), None);
+        assert!(p.ignoring(&["/image".into()]).unwrap_err().contains("use one of"));
+    }
+
+    #[test]
+    fn lambda_drift_is_a_moved_or_routed_alias() {
+        let tree = MemTree::new()
+            .with("f/fn_lambdadef.json", r#"{"FunctionName": "fn", "Code": {"S3Bucket": "b", "S3Key": "k"}}"#)
+            .with("f/fn_lambdadepdef.json", r#"{"alias": "live"}"#);
+        let app = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() }).apps["f/fn"].clone().expect("valid");
+        let observed = |version: &str, routed: bool| Observed {
+            lambda: ObservedLambda {
+                function: Some(ObservedFunction::default()),
+                alias: Some(ObservedAlias {
+                    function_version: version.into(),
+                    additional: if routed { [("9".to_string(), 0.1)].into_iter().collect() } else { Default::default() },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = DriftPolicy::default();
+        assert_eq!(detect(&app, &applied("3"), &observed("3", false), &p), None);
+        assert_eq!(detect(&app, &applied("3"), &observed("2", false), &p).as_deref(), Some("alias live points at 2 instead of version 3"));
+        assert!(detect(&app, &applied("3"), &observed("3", true), &p).unwrap().contains("with routing"));
+        assert!(detect(&app, &applied("3"), &Observed::default(), &p).unwrap().contains("function fn is gone"));
+    }
+}
