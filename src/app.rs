@@ -112,6 +112,8 @@ pub async fn run_with(
         tracked,
         api_token: config.api_token.clone(),
         webhooks,
+        repos: Arc::new(config.repos.clone()),
+        state_dir: config.state_dir.clone(),
     });
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -8,6 +8,7 @@
 //! git or HTTP crates (CI checks this with `cargo tree`). Time, ids and tokens arrive as inputs, so
 //! every function here is deterministic and testable by table.
 
+pub mod advice;
 pub mod breaker;
 pub mod checks;
 pub mod drift;

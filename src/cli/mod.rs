@@ -107,6 +107,12 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Explain a deployment: cause, evidence, what changed in the app, and the next step.
+    Diagnose {
+        deployment: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Roll the app's in-flight deployment back.
     Rollback {
         app: String,
@@ -465,6 +471,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     .unwrap_or_default();
                 print!("{}", table::render(&["ID", "APP", "COMMIT", "STRATEGY", "STATUS", "OUTCOME", "STARTED", "CAUSE"], &rows));
             }
+            Ok(0)
+        }
+        Command::Diagnose { deployment, remote } => {
+            let d = remote.get(&format!("/api/v2/deployments/{}/diagnosis", urlencode(&deployment))).await?;
+            if remote.json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+                return Ok(0);
+            }
+            let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+            println!("{}", s("summary"));
+            if let Some(evidence) = d["evidence"].as_array().filter(|e| !e.is_empty()) {
+                println!("\nEvidence:");
+                for e in evidence {
+                    println!("  - {}", e.as_str().unwrap_or(""));
+                }
+            }
+            match d["diff"].as_array() {
+                Some(lines) if !lines.is_empty() => {
+                    let from = d["last_good_commit"].as_str().map_or("nothing".to_string(), |c| c.chars().take(10).collect());
+                    println!("\nWhat changed in the app since {from}:");
+                    for l in lines {
+                        println!("  {}", l.as_str().unwrap_or(""));
+                    }
+                }
+                Some(_) => println!("\nThe app's files did not change (a ref value or a forced redeploy)."),
+                None => println!("\nNo diff: {}", s("diff_error")),
+            }
+            println!("\nNext step: {}", s("next_step"));
             Ok(0)
         }
         Command::Rollback { app, remote } => {

@@ -26,6 +26,9 @@ pub struct HttpState {
     pub api_token: Option<String>,
     /// Webhook secrets and the branches a push can wake.
     pub webhooks: Arc<webhooks::Webhooks>,
+    /// The tracked repositories and the state directory (diagnosis reads their mirrors).
+    pub repos: Arc<Vec<crate::config::RepoConfig>>,
+    pub state_dir: std::path::PathBuf,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -34,6 +37,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v2/apps/{*app}", get(get_app))
         .route("/api/v2/deployments", get(list_deployments))
         .route("/api/v2/deployments/{id}", get(get_deployment))
+        .route("/api/v2/deployments/{id}/diagnosis", get(get_diagnosis))
         .route("/api/v2/commands", post(commands::command))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -165,4 +169,21 @@ async fn list_deployments(State(state): State<HttpState>, Query(q): Query<Deploy
         })
         .collect();
     Json(json!({"deployments": items, "next": next})).into_response()
+}
+
+async fn get_diagnosis(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
+    match state.controller.store.deployment(&id) {
+        Ok(Some(record)) => {
+            let controller = state.controller.clone();
+            let repos = state.repos.clone();
+            let dir = state.state_dir.clone();
+            // git reads are blocking work
+            match tokio::task::spawn_blocking(move || crate::diagnose::diagnose(&controller, &record, &repos, &dir)).await {
+                Ok(d) => Json(d).into_response(),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("diagnosis failed: {e}")),
+            }
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no deployment '{id}'; list them with `gitmoxi deployments`")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }

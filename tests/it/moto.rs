@@ -351,6 +351,28 @@ async fn moto_breaker_rolls_back_a_failing_image() {
     let deployment = app["last_deployment"].as_str().unwrap();
     let record: Value = reqwest::get(format!("{}/api/v2/deployments/{deployment}", server.api)).await.unwrap().json().await.unwrap();
     assert!(record["evidence"].to_string().contains("CannotPullContainerError"), "{record:#}");
+    // the diagnosis: cause, evidence, what changed in the app, the next step
+    let api = server.api.clone();
+    let id = deployment.to_string();
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_gitmoxi")).args(["diagnose", &id, "--server", &api]).output())
+            .await
+            .unwrap()
+            .expect("diagnose runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "rolled_back: circuit breaker tripped",
+        "CannotPullContainerError",
+        "+",
+        "nginx:fail",
+        "-",
+        "nginx:1",
+        "Next step: the new tasks keep stopping",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+    assert!(text.contains("What changed in the app since"), "{text}");
     server.stop().await;
 }
 

@@ -1,0 +1,108 @@
+//! The next step for each failure cause of the taxonomy (SPEC §6.1, §6.5): what an operator
+//! should look at and do, in one or two sentences, without any AI service.
+
+use crate::record::{DeploymentRecord, FailureCause};
+
+/// A concrete next step for a failed or rolled-back deployment.
+pub fn next_step(record: &DeploymentRecord) -> String {
+    let app = &record.app.prefix;
+    let Some(cause) = &record.cause else {
+        return match record.outcome {
+            Some(o) => format!("the deployment ended as {}; nothing failed", o.as_str()),
+            None => "the deployment is still running; follow it with `gitmoxi status`".to_string(),
+        };
+    };
+    match cause {
+        FailureCause::TemplateError => {
+            "fix the template (the error names file, line and column), check it with `gitmoxi validate`, then push".to_string()
+        }
+        FailureCause::ValidationError => format!(
+            "fix the field or resource named in the evidence (run `gitmoxi validate` for files; check the ARNs it names in AWS), then push or run `gitmoxi sync --force {app}`"
+        ),
+        FailureCause::PermissionDenied { operation } => {
+            format!("grant gitmoxi's IAM role the permission {operation} (see the shipped IAM policy), then run `gitmoxi sync --force {app}`")
+        }
+        FailureCause::ImagePullFailure => "check that the image and tag in the taskdef exist and that the task execution role can pull them (ECR permissions, registry credentials, network route to the registry); push a fixed image reference".to_string(),
+        FailureCause::ContainerExited { code } => format!(
+            "the container exits with code {code}: read its logs (CloudWatch log group of the task definition) for the crash; test the image locally, then push a fix"
+        ),
+        FailureCause::HealthCheckFailed => "the tasks run but fail their health checks: compare the target group's health check path/port with what the container serves, and check security groups between the load balancer and the tasks".to_string(),
+        FailureCause::CapacityUnavailable => "capacity ran out (e.g. FARGATE_SPOT): add a fallbackCapacityProviderStrategy to the depdef, or retry later with `gitmoxi sync --force`".to_string(),
+        FailureCause::StabilityTimeout { waited_secs } => format!(
+            "the new revision was not stable within {waited_secs} s: look at the service events and stopped tasks in the evidence; if it only starts slowly, raise stabilityCheck.timeout (or timeoutPerTask) in the depdef"
+        ),
+        FailureCause::CircuitBreakerTripped { .. } => "the new tasks keep stopping: the stop reasons in the evidence say why (image, crash, health); fix that, then push".to_string(),
+        FailureCause::AlarmFired { alarms } => format!(
+            "alarm {} fired while traffic moved to the new version: look at the metric behind it for the new version's errors or latency, fix, then push",
+            alarms.join(", ")
+        ),
+        FailureCause::AwsUnavailable { operation } => {
+            format!("AWS throttled or failed {operation}: gitmoxi retries on its own; if it persists, check AWS health and service quotas")
+        }
+        FailureCause::AwsRejected { operation, code, .. } => format!(
+            "AWS refused {operation} with {code}: the message in the evidence names the resource; create or fix it (cluster, role, target group…), then run `gitmoxi sync --force {app}`"
+        ),
+        FailureCause::NotOwned => "the resource exists but was not created by this app (no gitmoxi:app tag): delete it by hand, or tag it `gitmoxi:app` to adopt it".to_string(),
+        FailureCause::OperatorRollback => "an operator rolled this deployment back; push a fix or run `gitmoxi sync --force` to try again".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{AppKey, DeploymentStatus, Operation, Outcome, Phase};
+    use crate::spec::Identity;
+
+    fn record(cause: Option<FailureCause>) -> DeploymentRecord {
+        DeploymentRecord {
+            id: "dep-1".into(),
+            app: AppKey { repo: "r".into(), branch: "main".into(), prefix: "prod/web/web".into() },
+            kind: crate::spec::AppKind::Ecs,
+            commit: "c".into(),
+            fingerprint: "f".into(),
+            identity: Identity::Ecs { account: None, region: "us-east-1".into(), cluster: "prod".into(), service: "web".into() },
+            operation: Operation::Deploy,
+            strategy: "rolling".into(),
+            desired: None,
+            desired_lambda: None,
+            previous_version: None,
+            previous_task_definition: None,
+            phase: Phase::Done,
+            status: DeploymentStatus::ProcessedError,
+            outcome: Some(Outcome::RolledBack),
+            cause,
+            evidence: vec![],
+            traffic: None,
+            task_set_scales: None,
+            started_at_ms: 0,
+            updated_at_ms: 0,
+            finished_at_ms: Some(0),
+            timeline: vec![],
+        }
+    }
+
+    #[test]
+    fn every_cause_has_its_own_next_step() {
+        let causes = vec![
+            FailureCause::TemplateError,
+            FailureCause::ValidationError,
+            FailureCause::PermissionDenied { operation: "ecs:UpdateService".into() },
+            FailureCause::ImagePullFailure,
+            FailureCause::ContainerExited { code: 137 },
+            FailureCause::HealthCheckFailed,
+            FailureCause::CapacityUnavailable,
+            FailureCause::StabilityTimeout { waited_secs: 300 },
+            FailureCause::CircuitBreakerTripped { failed_tasks: 3, threshold: 3 },
+            FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] },
+            FailureCause::AwsUnavailable { operation: "DescribeServices".into() },
+            FailureCause::AwsRejected { operation: "CreateService".into(), code: "ClusterNotFoundException".into(), message: "x".into() },
+            FailureCause::NotOwned,
+            FailureCause::OperatorRollback,
+        ];
+        let steps: Vec<String> = causes.into_iter().map(|c| next_step(&record(Some(c)))).collect();
+        let distinct: std::collections::BTreeSet<&String> = steps.iter().collect();
+        assert_eq!(distinct.len(), steps.len(), "{steps:#?}");
+        assert!(steps[2].contains("ecs:UpdateService") && steps[4].contains("137") && steps[9].contains("web-5xx"));
+        assert!(next_step(&record(None)).contains("nothing failed"));
+    }
+}
