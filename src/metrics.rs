@@ -39,11 +39,14 @@ pub struct Metrics {
     pub notifications_total: IntCounterVec,
     /// 1 while an app's last drift check found drift.
     pub drift_detected: IntGaugeVec,
+    /// The names of every registered family (dashboards are checked against them).
+    pub names: Vec<String>,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let mut names = Vec::new();
         let requests = IntCounterVec::new(
             Opts::new("gitmoxi_aws_requests_total", "AWS API calls by service, operation and result"),
             &["service", "operation", "result"],
@@ -116,6 +119,7 @@ impl Metrics {
             Box::new(notifications_total.clone()),
             Box::new(drift_detected.clone()),
         ] {
+            names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(c).expect("metric names are unique");
         }
         Metrics {
@@ -133,6 +137,7 @@ impl Metrics {
             traffic_weight,
             notifications_total,
             drift_detected,
+            names,
         }
     }
 

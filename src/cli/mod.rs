@@ -85,6 +85,11 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Every app the server knows: identity, status, applied commit and fingerprint.
+    Apps {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// The app's history: what happened, newest last.
     History {
         app: String,
@@ -412,6 +417,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     return wait_for(&remote, app, since).await;
                 }
             }
+            Ok(0)
+        }
+        Command::Apps { remote } => {
+            let apps = remote.get("/api/v2/apps").await?;
+            if remote.json {
+                println!("{}", serde_json::to_string_pretty(&apps)?);
+                return Ok(0);
+            }
+            let rows: Vec<Vec<String>> = apps
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| {
+                            let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+                            let short = |k: &str| e[k].as_str().map_or("-".to_string(), |v| v.chars().take(12).collect());
+                            vec![
+                                s("app"),
+                                format!("{}@{}", s("repo"), s("branch")),
+                                s("kind"),
+                                s("identity"),
+                                s("status"),
+                                short("applied_commit"),
+                                short("fingerprint"),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            print!("{}", table::render(&["APP", "REPO", "KIND", "IDENTITY", "STATUS", "APPLIED", "FINGERPRINT"], &rows));
             Ok(0)
         }
         Command::History { app, remote } => {

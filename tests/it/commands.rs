@@ -107,6 +107,16 @@ async fn commands_are_validated_and_pause_resume_force_and_rollback_work_from_th
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ID") && out.lines().count() == 3 && out.contains("succeeded"), "{out}");
     let api = server.api.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || cli(&["apps", "--server", &api])).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("APP")
+            && out.contains("prod/web/web")
+            && out.contains("deploys@main")
+            && out.contains("ecs:default/us-east-1/prod/web"),
+        "{out}"
+    );
+    let api = server.api.clone();
     let (code, out, err) = tokio::task::spawn_blocking(move || cli(&["history", "prod/web/web", "--server", &api])).await.unwrap();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("paused by an operator") && out.contains("redeploy forced by an operator"), "{out}");

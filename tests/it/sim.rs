@@ -432,3 +432,29 @@ async fn drift_is_only_reported_under_the_report_policy() {
     let metrics = sim.controller.metrics.render();
     assert!(metrics.contains(r#"gitmoxi_drift_detected{app="prod/web/web"} 1"#), "{metrics}");
 }
+
+/// The shipped Grafana dashboard only queries series gitmoxi exports (it cannot drift from them).
+#[test]
+fn the_grafana_dashboard_queries_only_exported_metrics() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/grafana/gitmoxi-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let metrics = Metrics::new();
+    let names = metrics.names.clone();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let used: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("gitmoxi_"))
+                .map(|w| w.trim_end_matches("_bucket"))
+                .collect();
+            assert!(!used.is_empty(), "{expr}");
+            for name in used {
+                assert!(names.iter().any(|n| n == name), "{name} (in {expr}) is not exported; exported: {names:?}");
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 12);
+}

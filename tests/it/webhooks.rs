@@ -107,3 +107,79 @@ async fn a_signed_github_push_deploys_at_once_with_the_poller_at_one_hour() {
     assert!(!metrics.contains(SECRET));
     server.stop().await;
 }
+
+/// A full run of the binary with a token, a webhook secret and a Slack URL: none of them appears
+/// in any log line or answer, even at debug level and on refused requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_log_line_or_an_answer() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "nginx:1");
+    repo.commit("web");
+    let token = "tok-3f9c2a77e1d54b0b";
+    let slack = "http://127.0.0.1:9/services/T0SECRET/B0SECRET/slackSecretPart";
+    let port = crate::moto::free_port();
+    let state = tempfile::tempdir().unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gitmoxi"))
+        .args(["serve", "--repo", repo.path().to_str().unwrap(), "--branch", "main", "--poll-interval", "1s", "--aws-max-attempts", "1"])
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("GITMOXI_API_TOKEN", token)
+        .env("GITMOXI_GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("GITMOXI_SLACK_WEBHOOK_URL", slack)
+        .env("GITMOXI_LOG", "debug")
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("gitmoxi serve starts");
+    let api = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut answers = String::new();
+    let start = std::time::Instant::now();
+    loop {
+        let r = client.get(format!("{api}/api/v2/apps/prod/web/web")).bearer_auth(token).send().await;
+        if let Ok(r) = r {
+            let body = r.text().await.unwrap_or_default();
+            if body.contains("\"status\":\"Synced\"") {
+                answers.push_str(&body);
+                break;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the app never synced");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for (path, auth) in [("/api/v2/apps", "Bearer wrong"), ("/api/v2/apps", ""), ("/metrics", "")] {
+        let r = client.get(format!("{api}{path}")).header("authorization", auth).send().await.unwrap();
+        answers.push_str(&r.text().await.unwrap());
+    }
+    let body = b"{\"ref\": \"refs/heads/main\", \"repository\": {\"clone_url\": \"x\"}}";
+    for sig in [String::from("sha256=00"), sign(body)] {
+        let r = client
+            .post(format!("{api}/webhooks/github"))
+            .header("x-github-event", "push")
+            .header("x-hub-signature-256", sig)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        answers.push_str(&r.text().await.unwrap());
+    }
+    let r = client.get(format!("{api}/api/v2/apps")).bearer_auth(token).send().await.unwrap();
+    answers.push_str(&r.text().await.unwrap());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = std::fs::read_to_string(log.path()).unwrap();
+    assert!(logs.contains("gitmoxi serving"), "the log was captured: {logs}");
+    for secret in [token, SECRET, "slackSecretPart", "T0SECRET"] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+        assert!(!answers.contains(secret), "{secret} leaked into an answer");
+    }
+}
