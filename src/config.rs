@@ -26,8 +26,8 @@ pub struct RepoConfig {
     pub poll_interval: Duration,
     pub max_prune: usize,
     pub max_prune_percent: u32,
-    /// Environment variable holding an HTTPS token.
-    pub token_env: Option<String>,
+    /// Where the HTTPS token comes from (environment, Secrets Manager, SSM); read on use.
+    pub token: Option<crate::credentials::TokenSource>,
     /// What drift leads to, and which fields are not compared (SPEC §1.6).
     pub drift: gitmoxi_deploy::drift::DriftPolicy,
 }
@@ -87,6 +87,8 @@ struct FileRepo {
     max_prune: Option<usize>,
     max_prune_percent: Option<u32>,
     token_env: Option<String>,
+    /// A Secrets Manager or SSM parameter ARN, or GITHUB_TOKEN (Gitmoxi's `access_token_arn`).
+    access_token_arn: Option<String>,
     drift_policy: Option<String>,
     ignore_fields: Option<Vec<String>>,
 }
@@ -174,7 +176,17 @@ impl Config {
                 poll_interval: poll,
                 max_prune: o.max_prune.or(r.max_prune).unwrap_or(3),
                 max_prune_percent: o.max_prune_percent.or(r.max_prune_percent).unwrap_or(25),
-                token_env: r.token_env.clone(),
+                token: match (&r.token_env, &r.access_token_arn) {
+                    (Some(_), Some(_)) => {
+                        return Err(ConfigError::Invalid(format!("repos[{i}] sets both token_env and access_token_arn; keep one")));
+                    }
+                    (Some(name), None) => Some(crate::credentials::TokenSource::Env(name.clone())),
+                    (None, Some(arn)) => Some(
+                        crate::credentials::TokenSource::parse(arn)
+                            .map_err(|e| ConfigError::Invalid(format!("repos[{i}].access_token_arn: {e}")))?,
+                    ),
+                    (None, None) => None,
+                },
                 drift: drift_of(
                     &format!("repos[{i}]"),
                     o.drift_policy.as_deref().or(r.drift_policy.as_deref()).or(global_drift.as_deref()),
@@ -200,7 +212,7 @@ impl Config {
                     poll_interval: default_poll,
                     max_prune: o.max_prune.unwrap_or(3),
                     max_prune_percent: o.max_prune_percent.unwrap_or(25),
-                    token_env: None,
+                    token: None,
                     drift: drift_of("--repo", global_drift.as_deref(), &file.ignore_fields)?,
                 }),
             }

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod credentials;
 pub mod diagnose;
 pub mod git;
 pub mod http;

@@ -49,13 +49,19 @@ pub async fn run(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let token = repo.token_env.as_ref().and_then(|name| std::env::var(name).ok());
-    let source = Arc::new(GitSource::new(&repo.url, &branch, mirror_dir(&state_dir, &repo), token));
+    let source = Arc::new(GitSource::new(&repo.url, &branch, mirror_dir(&state_dir, &repo), None));
     let ctx = RenderContext { default_region: controller.settings.default_region.clone() };
     let policy = RepoPolicy { max_prune: repo.max_prune, max_prune_percent: repo.max_prune_percent, drift: repo.drift };
     let meta_key = format!("head/{}/{branch}", repo.name);
     let mut last: Option<String> = None;
     loop {
+        if let Some(from) = &repo.token {
+            // read on use: a rotated secret is picked up within the cache TTL
+            match controller.credentials.token(from).await {
+                Ok(token) => source.set_token(Some(token)),
+                Err(e) => tracing::error!(repo = %repo.name, "no token for the fetch: {e}"),
+            }
+        }
         match fetch_and_load(source.clone(), last.clone(), ctx.clone()).await {
             Ok((commit, Some(snapshot))) => {
                 controller.metrics.git_fetch_total.with_label_values(&["changed"]).inc();

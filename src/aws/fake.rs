@@ -143,6 +143,8 @@ pub(super) struct World {
     pub(super) forwards: Vec<FakeForward>,
     /// Alarm name → scheduled states (from when).
     pub(super) alarms: BTreeMap<String, Vec<(Instant, String)>>,
+    /// Secrets Manager secrets and SSM parameters by id / name.
+    secrets: BTreeMap<String, String>,
     /// Lambda functions, mappings, APIs and lambda targets (`fake_lambda.rs`).
     pub(super) lambda: super::fake_lambda::LambdaWorld,
     task_defs: BTreeMap<(String, String), Vec<FakeTaskDef>>,
@@ -229,6 +231,11 @@ impl FakeWorld {
             s.task_definition = task_definition.to_string();
             s.deployments.insert(0, FakeDeployment { id, task_definition: task_definition.to_string() });
         }
+    }
+
+    /// A Secrets Manager secret or an SSM parameter (by id / name).
+    pub fn put_secret(&self, id: &str, value: &str) {
+        self.world().secrets.insert(id.to_string(), value.to_string());
     }
 
     /// A target group (optionally attached to a load balancer).
@@ -335,6 +342,10 @@ impl AwsProvider for FakeProvider {
 
     fn apigw(&self, _account: Option<&str>, _region: &str) -> Arc<dyn ApiGateway> {
         Arc::new(super::fake_lambda::FakeApiGateway { world: self.world.clone() })
+    }
+
+    fn secrets(&self, _account: Option<&str>, _region: &str) -> Arc<dyn crate::credentials::SecretStore> {
+        Arc::new(FakeSecrets { world: self.world.clone() })
     }
 }
 
@@ -993,5 +1004,35 @@ impl Ecs for FakeEcs {
             Ok(())
         };
         self.world.end("DeleteTaskSet", result)
+    }
+}
+
+/// Secrets Manager and SSM of the fake world.
+struct FakeSecrets {
+    world: FakeWorld,
+}
+
+#[async_trait]
+impl crate::credentials::SecretStore for FakeSecrets {
+    async fn secret(&self, id: &str) -> Result<String, AwsError> {
+        self.world.begin("GetSecretValue")?;
+        let result = self.world.world().secrets.get(id).cloned().ok_or_else(|| {
+            AwsError::new(
+                "secretsmanager",
+                "GetSecretValue",
+                AwsErrorKind::NotFound,
+                "ResourceNotFoundException",
+                "Secrets Manager can't find the specified secret.",
+            )
+        });
+        self.world.end("GetSecretValue", result)
+    }
+
+    async fn parameter(&self, name: &str) -> Result<String, AwsError> {
+        self.world.begin("GetParameter")?;
+        let result = self.world.world().secrets.get(name).cloned().ok_or_else(|| {
+            AwsError::new("ssm", "GetParameter", AwsErrorKind::NotFound, "ParameterNotFound", format!("parameter {name} not found"))
+        });
+        self.world.end("GetParameter", result)
     }
 }

@@ -13,6 +13,7 @@ pub mod sdk_apigw;
 pub mod sdk_ecs;
 pub mod sdk_elb;
 pub mod sdk_lambda;
+pub mod sdk_secrets;
 
 pub use error::{AwsError, AwsErrorKind};
 
@@ -134,4 +135,5 @@ pub trait AwsProvider: Send + Sync {
     fn alarms(&self, account: Option<&str>, region: &str) -> Arc<dyn Alarms>;
     fn lambda(&self, account: Option<&str>, region: &str) -> Arc<dyn Lambda>;
     fn apigw(&self, account: Option<&str>, region: &str) -> Arc<dyn ApiGateway>;
+    fn secrets(&self, account: Option<&str>, region: &str) -> Arc<dyn crate::credentials::SecretStore>;
 }

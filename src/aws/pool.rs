@@ -121,4 +121,16 @@ impl AwsProvider for SdkProvider {
             })
             .clone()
     }
+
+    fn secrets(&self, _account: Option<&str>, region: &str) -> Arc<dyn crate::credentials::SecretStore> {
+        // Tokens are read rarely (and cached by the caller): a client per call is fine.
+        let region = Region::new(region.to_string());
+        let secrets = aws_sdk_secretsmanager::config::Builder::from(&self.base).region(region.clone()).build();
+        let ssm = aws_sdk_ssm::config::Builder::from(&self.base).region(region).build();
+        Arc::new(super::sdk_secrets::SdkSecrets {
+            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
+            ssm: aws_sdk_ssm::Client::from_conf(ssm),
+            metrics: self.metrics.clone(),
+        })
+    }
 }

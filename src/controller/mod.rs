@@ -68,6 +68,8 @@ pub struct Controller {
     /// When each app was last compared with AWS, and what was found (in memory: a restart
     /// checks every app once more).
     pub(crate) drift_seen: Mutex<HashMap<AppKey, (u64, Option<String>)>>,
+    /// Repository tokens, read on use with a short cache.
+    pub credentials: crate::credentials::Credentials,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,7 @@ impl ControllerError {
 impl Controller {
     pub fn new(store: Store, aws: Arc<dyn AwsProvider>, clock: Clock, metrics: Metrics, settings: ControllerSettings) -> Arc<Controller> {
         let rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
+        let credentials = crate::credentials::Credentials::new(aws.clone(), settings.default_region.clone());
         Arc::new(Controller {
             store,
             aws,
@@ -102,6 +105,7 @@ impl Controller {
             failures: Mutex::new(HashMap::new()),
             notifier: std::sync::OnceLock::new(),
             drift_seen: Mutex::new(HashMap::new()),
+            credentials,
         })
     }
 

@@ -22,13 +22,19 @@ pub struct GitSource {
     url: String,
     branch: String,
     mirror: PathBuf,
-    token: Option<String>,
+    /// Read on use (the caller refreshes it from its source before a fetch).
+    token: std::sync::Mutex<Option<String>>,
 }
 
 impl GitSource {
     /// `mirror` is a directory under the state dir owned by this source.
     pub fn new(url: &str, branch: &str, mirror: PathBuf, token: Option<String>) -> GitSource {
-        GitSource { url: normalize_url(url), branch: branch.to_string(), mirror, token }
+        GitSource { url: normalize_url(url), branch: branch.to_string(), mirror, token: std::sync::Mutex::new(token) }
+    }
+
+    /// Replaces the token used by the next fetch.
+    pub fn set_token(&self, token: Option<String>) {
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
     }
 
     pub fn url(&self) -> &str {
@@ -54,7 +60,7 @@ impl GitSource {
             |e: git2::Error| GitError::Fetch { url: redact(&self.url), branch: self.branch.clone(), message: e.message().to_string() };
         let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let mut callbacks = RemoteCallbacks::new();
-        let token = self.token.clone();
+        let token = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
         callbacks.credentials(move |_url, username, allowed| {
             if let Some(t) = &token {
                 if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {

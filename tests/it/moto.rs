@@ -148,7 +148,7 @@ impl Server {
                 poll_interval: poll,
                 max_prune: 3,
                 max_prune_percent,
-                token_env: None,
+                token: None,
                 drift: Default::default(),
             }],
             default_region: "us-east-1".into(),
@@ -413,4 +413,42 @@ async fn moto_drift_behind_gitmoxis_back_is_healed() {
     let described = ecs.describe_task_definition().task_definition(&td).send().await.unwrap();
     assert_eq!(described.task_definition().unwrap().container_definitions()[0].image(), Some("nginx:1"));
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_tokens_come_from_secrets_manager_and_ssm_and_are_cached_briefly() {
+    use gitmoxi::credentials::{Credentials, TokenSource};
+    let moto = Moto::start().await;
+    let config = moto.sdk_config().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    let plain = sm.create_secret().name("github/plain").secret_string("ghp_plain_token").send().await.unwrap();
+    let json = sm.create_secret().name("github/json").secret_string(r#"{"token": "ghp_json_token", "user": "ci"}"#).send().await.unwrap();
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    ssm.put_parameter()
+        .name("/ci/github-token")
+        .value("ghp_ssm_token")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let metrics = Metrics::new();
+    let provider = Arc::new(SdkProvider::from_config(config.clone(), metrics.aws.clone()));
+    let creds = Credentials::new(provider, "us-east-1".into());
+    let plain_arn = plain.arn().unwrap().to_string();
+    let source = TokenSource::parse(&plain_arn).unwrap();
+    assert_eq!(creds.token(&source).await.unwrap(), "ghp_plain_token");
+    assert_eq!(creds.token(&TokenSource::parse(json.arn().unwrap()).unwrap()).await.unwrap(), "ghp_json_token");
+    let ssm_arn = "arn:aws:ssm:us-east-1:123456789012:parameter/ci/github-token";
+    assert_eq!(creds.token(&TokenSource::parse(ssm_arn).unwrap()).await.unwrap(), "ghp_ssm_token");
+    // rotated behind our back: the cached value is served until the TTL runs out
+    sm.put_secret_value().secret_id(&plain_arn).secret_string("ghp_rotated").send().await.unwrap();
+    assert_eq!(creds.token(&source).await.unwrap(), "ghp_plain_token");
+    let text = metrics.render();
+    assert!(text.contains(r#"gitmoxi_aws_requests_total{operation="GetSecretValue",result="ok",service="secretsmanager"} 2"#), "{text}");
+    // errors name the source, never a value
+    let missing = TokenSource::parse("arn:aws:secretsmanager:us-east-1:123456789012:secret:nope").unwrap();
+    let err = creds.token(&missing).await.unwrap_err();
+    assert!(err.contains("Secrets Manager secret arn:aws:secretsmanager:us-east-1:123456789012:secret:nope"), "{err}");
+    let err = creds.token(&TokenSource::Env("GITMOXI_TEST_SURELY_UNSET_VAR".into())).await.unwrap_err();
+    assert!(err.contains("environment variable GITMOXI_TEST_SURELY_UNSET_VAR is not set"), "{err}");
 }
