@@ -6,11 +6,10 @@ use crate::aws::AwsProvider;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::controller::{Controller, ControllerSettings};
-use crate::http::webhooks::{WakeTarget, Webhooks};
+use crate::http::webhooks::Webhooks;
 use crate::metrics::Metrics;
 use gitmoxi_state::Store;
 use std::sync::Arc;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Runs until SIGINT/SIGTERM.
@@ -80,39 +79,23 @@ pub async fn run_with(
     let (notifier, worker) = crate::notify::channel(sinks, &controller.metrics);
     controller.set_notifier(notifier);
     tasks.spawn(worker.run(shutdown.clone()));
-    let mut tracked = 0;
-    let mut targets = Vec::new();
-    for repo in &config.repos {
-        for branch in &repo.branches {
-            tracked += 1;
-            let wake = Arc::new(Notify::new());
-            targets.push(WakeTarget { repo: repo.name.clone(), url: repo.url.clone(), branch: branch.clone(), wake: wake.clone() });
-            tasks.spawn(crate::source::run(
-                controller.clone(),
-                repo.clone(),
-                branch.clone(),
-                config.state_dir.clone(),
-                wake,
-                shutdown.clone(),
-            ));
-        }
-    }
+    let repos = crate::repos::Repos::new(controller.clone(), config.state_dir.clone(), default_poll(&config), shutdown.clone());
+    repos.start(&config.repos).map_err(|e| anyhow::anyhow!("cannot start the repositories: {e}"))?;
     let webhooks = Arc::new(Webhooks {
         github_secret: config.github_webhook_secret.clone(),
         gitlab_token: config.gitlab_webhook_token.clone(),
-        targets,
+        repos: repos.clone(),
     });
     tasks.spawn(controller.clone().run(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; choose another --listen address", config.listen))?;
-    tracing::info!(listen = %config.listen, repos = config.repos.len(), "gitmoxi serving");
+    tracing::info!(listen = %config.listen, repos = repos.list().len(), "gitmoxi serving");
     let router = crate::http::router(crate::http::HttpState {
         controller: controller.clone(),
-        tracked,
         api_token: config.api_token.clone(),
         webhooks,
-        repos: Arc::new(config.repos.clone()),
+        repos: repos.clone(),
         state_dir: config.state_dir.clone(),
     });
     let stop = shutdown.clone();
@@ -122,6 +105,12 @@ pub async fn run_with(
         }
     });
     while tasks.join_next().await.is_some() {}
+    repos.join().await;
     controller.store.flush().await?;
     Ok(())
+}
+
+/// The poll interval of repositories added through the API (the first configured one's, or 60 s).
+fn default_poll(config: &Config) -> std::time::Duration {
+    config.repos.first().map_or(std::time::Duration::from_secs(60), |r| r.poll_interval)
 }

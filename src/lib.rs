@@ -28,4 +28,5 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod offline;
+pub mod repos;
 pub mod source;

@@ -330,7 +330,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(args) => {
             let config = Config::load(&args.overrides())?;
             if config.repos.is_empty() {
-                bail!("no repository to watch: pass --repo URL (or GITMOXI_REPO), or list [[repos]] in the config file");
+                tracing::warn!(
+                    "no repository in the configuration: pass --repo URL, list [[repos]] in the config file, or add one with POST /api/v2/repos"
+                );
             }
             crate::app::run(config).await?;
             Ok(0)

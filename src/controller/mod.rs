@@ -136,6 +136,11 @@ impl Controller {
         self.heads.read().unwrap_or_else(|p| p.into_inner()).get(&(repo.to_string(), branch.to_string())).cloned()
     }
 
+    /// Forgets the head of a branch that is no longer tracked (its apps stop being reconciled).
+    pub fn forget_head(&self, repo: &str, branch: &str) {
+        self.heads.write().unwrap_or_else(|p| p.into_inner()).remove(&(repo.to_string(), branch.to_string()));
+    }
+
     pub fn heads(&self) -> Vec<Arc<HeadState>> {
         self.heads.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }

@@ -79,9 +79,9 @@ fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response
     match req.command.as_str() {
         "sync" => {
             let woken: Vec<String> = state
-                .webhooks
-                .targets
-                .iter()
+                .repos
+                .targets()
+                .into_iter()
                 .filter(|t| req.repo.as_deref().is_none_or(|r| t.repo == r) && req.branch.as_deref().is_none_or(|b| t.branch == b))
                 .map(|t| {
                     t.wake.notify_one();

@@ -4,6 +4,7 @@
 //! when one is configured; webhooks need their own secret; bodies are limited to 1 MiB.
 
 pub mod commands;
+pub mod repos;
 pub mod views;
 pub mod webhooks;
 
@@ -21,13 +22,11 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct HttpState {
     pub controller: Arc<Controller>,
-    /// How many (repo, branch) heads must be loaded before /readyz says ready.
-    pub tracked: usize,
     pub api_token: Option<String>,
     /// Webhook secrets and the branches a push can wake.
     pub webhooks: Arc<webhooks::Webhooks>,
-    /// The tracked repositories and the state directory (diagnosis reads their mirrors).
-    pub repos: Arc<Vec<crate::config::RepoConfig>>,
+    /// The tracked repositories (sources, wake-ups, mirrors for the diagnosis).
+    pub repos: Arc<crate::repos::Repos>,
     pub state_dir: std::path::PathBuf,
 }
 
@@ -39,6 +38,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v2/deployments/{id}", get(get_deployment))
         .route("/api/v2/deployments/{id}/diagnosis", get(get_diagnosis))
         .route("/api/v2/commands", post(commands::command))
+        .route("/api/v2/repos", get(repos::list_v2).post(repos::add_v2))
+        .route("/api/v2/repos/{name}", axum::routing::delete(repos::delete_v2))
+        .route("/api/v1/repositories", get(repos::list_v1))
+        .route("/api/v1/repositories/add", post(repos::add_v1))
+        .route("/api/v1/repositories/delete", axum::routing::delete(repos::delete_v1))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -76,10 +80,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn readyz(State(state): State<HttpState>) -> Response {
     let loaded = state.controller.heads().len();
-    if loaded >= state.tracked {
+    let tracked = state.repos.tracked();
+    if loaded >= tracked {
         Json(json!({"status": "ready", "heads_loaded": loaded})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "heads_loaded": loaded, "heads_tracked": state.tracked})))
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "heads_loaded": loaded, "heads_tracked": tracked})))
             .into_response()
     }
 }
@@ -175,7 +180,7 @@ async fn get_diagnosis(State(state): State<HttpState>, Path(id): Path<String>) -
     match state.controller.store.deployment(&id) {
         Ok(Some(record)) => {
             let controller = state.controller.clone();
-            let repos = state.repos.clone();
+            let repos = state.repos.configs();
             let dir = state.state_dir.clone();
             // git reads are blocking work
             match tokio::task::spawn_blocking(move || crate::diagnose::diagnose(&controller, &record, &repos, &dir)).await {

@@ -6,6 +6,7 @@
 //! Must never: act on an unsigned or mis-signed request, echo a secret, or block on the fetch.
 
 use super::{constant_time_eq, error, HttpState};
+use crate::repos::{Repos, WakeTarget};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,23 +16,13 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::sync::Arc;
-use tokio::sync::Notify;
-
-/// One tracked (repository, branch) a webhook can wake.
-#[derive(Clone)]
-pub struct WakeTarget {
-    pub repo: String,
-    pub url: String,
-    pub branch: String,
-    pub wake: Arc<Notify>,
-}
 
 /// Webhook secrets and what they can wake.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Webhooks {
     pub github_secret: Option<String>,
     pub gitlab_token: Option<String>,
-    pub targets: Vec<WakeTarget>,
+    pub repos: Arc<Repos>,
 }
 
 /// A push, as the providers describe it.
@@ -104,9 +95,9 @@ pub fn normalize_url(url: &str) -> String {
 }
 
 /// The targets a push wakes.
-fn targets_of<'a>(webhooks: &'a Webhooks, push: &Push) -> Vec<&'a WakeTarget> {
+fn targets_of(webhooks: &Webhooks, push: &Push) -> Vec<WakeTarget> {
     let pushed: Vec<String> = push.urls.iter().map(|u| normalize_url(u)).collect();
-    webhooks.targets.iter().filter(|t| t.branch == push.branch && pushed.contains(&normalize_url(&t.url))).collect()
+    webhooks.repos.targets().into_iter().filter(|t| t.branch == push.branch && pushed.contains(&normalize_url(&t.url))).collect()
 }
 
 fn outcome(state: &HttpState, provider: &str, result: &str) {

@@ -12,6 +12,7 @@ mod moto;
 mod moto_blue_green;
 mod moto_lambda;
 mod notify;
+mod repos;
 mod sim;
 mod sim_blue_green;
 mod sim_lambda;

@@ -1,0 +1,135 @@
+//! Repositories through the API: added with Gitmoxi's `repositories/add` they deploy like the
+//! configured one; duplicates, bad bodies and unknown token sources are refused with the reason;
+//! the configured repository cannot be deleted through the API; API-added repositories survive a
+//! restart.
+
+use crate::moto::{synced, Moto, Server};
+use crate::support::{ecs_app, TestRepo};
+use gitmoxi::aws::fake::FakeWorld;
+use gitmoxi::clock::Clock;
+use gitmoxi::controller::{Controller, ControllerSettings};
+use gitmoxi::metrics::Metrics;
+use gitmoxi::repos::{RepoRecord, Repos};
+use gitmoxi_state::Store;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const DEPDEF: &str = r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#;
+
+fn app_repo(infra: &str, service: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", infra);
+    let prefix = format!("apps/{service}/{service}");
+    repo.write_all(&ecs_app(&prefix, service, "prod", "nginx:1", 1, DEPDEF));
+    repo.write(&format!("{prefix}_input.json"), r#"{"ref": {"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}"#);
+    let svc = std::fs::read_to_string(repo.path().join(format!("{prefix}_svcdef.json"))).unwrap();
+    let svc = svc
+        .replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}")
+        .replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
+    repo.write(&format!("{prefix}_svcdef.json"), &svc);
+    repo.commit(service);
+    repo
+}
+
+async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let mut r = reqwest::Client::new().request(method, url);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_added_with_gmctls_call_deploys_and_can_be_deleted() {
+    let moto = Moto::start().await;
+    let infra = moto.infra("prod");
+    let configured = app_repo(&infra, "web");
+    let added = app_repo(&infra, "api");
+    let server = Server::start(&moto, &configured, 25).await;
+    server.wait_app("apps/web/web", Duration::from_secs(60), synced).await;
+    let api = server.api.clone();
+    let added_url = added.path().display().to_string();
+
+    let (status, answer) = call(
+        reqwest::Method::POST,
+        format!("{api}/api/v1/repositories/add"),
+        Some(json!({"repo_url": added_url, "branches": ["main"], "access_token_arn": "", "provider": "github"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["message_list"][0].as_str().unwrap().contains("added"), "{answer}");
+    server.wait_app("apps/api/api", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+
+    let (status, list) = call(reqwest::Method::GET, format!("{api}/api/v1/repositories"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let (_, one) = call(reqwest::Method::GET, format!("{api}/api/v1/repositories?repo_url={added_url}"), None).await;
+    assert_eq!(one, json!([{"repo_url": added_url, "branches": ["main"], "access_token_arn": "", "provider": "github"}]));
+
+    let (status, answer) =
+        call(reqwest::Method::POST, format!("{api}/api/v1/repositories/add"), Some(json!({"repo_url": added_url, "branches": ["main"]})))
+            .await;
+    assert_eq!(status, 409, "{answer}");
+    let (status, answer) = call(reqwest::Method::POST, format!("{api}/api/v1/repositories/add"), Some(json!({"branches": ["main"]}))).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = call(
+        reqwest::Method::POST,
+        format!("{api}/api/v2/repos"),
+        Some(json!({"repo_url": "https://example.invalid/x.git", "branches": ["main"], "access_token_arn": "hunter2"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(answer["error"].as_str().unwrap().contains("not understood"), "{answer}");
+    let configured_url = configured.path().display().to_string();
+    let (status, answer) = call(reqwest::Method::DELETE, format!("{api}/api/v1/repositories/delete?repo_url={configured_url}"), None).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("configuration file"));
+
+    let (status, answer) = call(reqwest::Method::DELETE, format!("{api}/api/v1/repositories/delete?repo_url={added_url}"), None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["repo_url"], added_url.as_str());
+    let (_, list) = call(reqwest::Method::GET, format!("{api}/api/v2/repos"), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    // the deleted repository's service is left running
+    let svc = moto.ecs().await.describe_services().cluster("prod").services("api").send().await.unwrap();
+    assert_eq!(svc.services()[0].status(), Some("ACTIVE"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn api_added_repositories_come_back_after_a_restart() {
+    let world = FakeWorld::new();
+    let store = Store::temporary().unwrap();
+    let settings =
+        || ControllerSettings { default_region: "us-east-1".into(), concurrency: 2, seed: 1, drift_interval: Duration::from_secs(300) };
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let controller = Controller::new(store.clone(), world.provider(), Clock::system(), Metrics::new(), settings());
+    let repos = Repos::new(controller, dir.path().to_path_buf(), Duration::from_secs(3600), shutdown.clone());
+    repos.start(&[]).unwrap();
+    let record = RepoRecord {
+        repo_url: "https://github.com/acme/deploys.git".into(),
+        branches: vec!["main".into(), "prod".into()],
+        access_token_arn: "GITHUB_TOKEN".into(),
+        provider: "github".into(),
+        origin: String::new(),
+    };
+    assert_eq!(repos.add(record).unwrap(), "deploys");
+    assert_eq!(repos.tracked(), 2);
+    shutdown.cancel();
+    repos.join().await;
+
+    let shutdown = CancellationToken::new();
+    let controller = Controller::new(store, world.provider(), Clock::system(), Metrics::new(), settings());
+    let again = Repos::new(controller, dir.path().to_path_buf(), Duration::from_secs(3600), shutdown.clone());
+    again.start(&[]).unwrap();
+    let list = again.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].repo_url, "https://github.com/acme/deploys.git");
+    assert_eq!(list[0].access_token_arn, "GITHUB_TOKEN");
+    assert_eq!(again.tracked(), 2);
+    shutdown.cancel();
+    again.join().await;
+}
