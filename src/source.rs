@@ -14,6 +14,26 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// How many loaded commits are remembered per branch (for `GET /api/v1/commits`).
+const COMMITS_KEPT: usize = 100;
+
+/// The commits loaded for a branch, newest first, with when they were received (epoch ms).
+pub fn commits_seen(store: &gitmoxi_state::Store, repo: &str, branch: &str) -> Vec<(String, u64)> {
+    store.meta(&format!("commits/{repo}/{branch}")).ok().flatten().and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default()
+}
+
+fn remember_commit(store: &gitmoxi_state::Store, repo: &str, branch: &str, commit: &str, at_ms: u64) {
+    let mut seen = commits_seen(store, repo, branch);
+    if seen.first().map(|(c, _)| c.as_str()) == Some(commit) {
+        return;
+    }
+    seen.insert(0, (commit.to_string(), at_ms));
+    seen.truncate(COMMITS_KEPT);
+    if let Err(e) = store.put_meta(&format!("commits/{repo}/{branch}"), &serde_json::to_string(&seen).unwrap_or_default()) {
+        tracing::warn!(repo, branch, error = %e, "could not remember the loaded commit");
+    }
+}
+
 /// Where a repo's bare mirror lives under the state directory.
 pub fn mirror_dir(state_dir: &std::path::Path, repo: &RepoConfig) -> PathBuf {
     use sha2::{Digest, Sha256};
@@ -72,6 +92,7 @@ pub async fn run(
                 match controller.apply_head(&repo.name, &branch, &commit, snapshot, policy) {
                     Ok(()) => {
                         let _ = controller.store.put_meta(&meta_key, &commit);
+                        remember_commit(&controller.store, &repo.name, &branch, &commit, controller.clock.now_ms());
                         last = Some(commit);
                     }
                     Err(e) => tracing::error!(repo = %repo.name, error = %e, "could not record the new head; will retry"),

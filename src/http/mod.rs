@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod repos;
+pub mod v1;
 pub mod views;
 pub mod webhooks;
 
@@ -41,6 +42,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v2/repos", get(repos::list_v2).post(repos::add_v2))
         .route("/api/v2/repos/{name}", axum::routing::delete(repos::delete_v2))
         .route("/api/v1/repositories", get(repos::list_v1))
+        .route("/api/v1/deployments/{kind}/query", post(v1::query))
+        .route("/api/v1/commits", get(v1::commits))
         .route("/api/v1/repositories/add", post(repos::add_v1))
         .route("/api/v1/repositories/delete", axum::routing::delete(repos::delete_v1))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));

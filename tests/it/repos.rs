@@ -62,6 +62,36 @@ async fn a_repository_added_with_gmctls_call_deploys_and_can_be_deleted() {
     assert!(answer["message_list"][0].as_str().unwrap().contains("added"), "{answer}");
     server.wait_app("apps/api/api", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
 
+    // gmctl's deployment and commit queries
+    let (status, answer) =
+        call(reqwest::Method::POST, format!("{api}/api/v1/deployments/ecs/query"), Some(json!({"service": "api"}))).await;
+    assert_eq!(status, 200, "{answer}");
+    let found = answer["deployments"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{answer}");
+    let d = &found[0];
+    assert_eq!(
+        (d["repo_url"].as_str(), d["cluster"].as_str(), d["service"].as_str()),
+        (Some(added_url.as_str()), Some("prod"), Some("api"))
+    );
+    assert_eq!(d["status"], "PROCESSED_SUCCESS");
+    assert_eq!(d["file_prefix"], "apps/api/api");
+    assert!(d["status_details"][0].as_str().unwrap().starts_with('['), "{d}");
+    assert!(d["status_details"].to_string().contains("[INFO] deployment started"), "{d}");
+    let (_, page) = call(reqwest::Method::POST, format!("{api}/api/v1/deployments/ecs/query"), Some(json!({"limit": 1}))).await;
+    let key = page["last_evaluated_key"].as_str().expect("a second page").to_string();
+    let (_, next) =
+        call(reqwest::Method::POST, format!("{api}/api/v1/deployments/ecs/query"), Some(json!({"limit": 1, "start_key": key}))).await;
+    assert_ne!(next["deployments"][0]["id"], page["deployments"][0]["id"]);
+    let (_, none) = call(reqwest::Method::POST, format!("{api}/api/v1/deployments/lambda/query"), Some(json!({}))).await;
+    assert_eq!(none["deployments"].as_array().unwrap().len(), 0);
+    let (status, _) = call(reqwest::Method::POST, format!("{api}/api/v1/deployments/batch/query"), Some(json!({}))).await;
+    assert_eq!(status, 404);
+    let (_, commits) = call(reqwest::Method::GET, format!("{api}/api/v1/commits?repo_url={added_url}&branch=main&n=5"), None).await;
+    let commits = commits["commits"].as_array().unwrap().clone();
+    assert_eq!(commits.len(), 1, "{commits:?}");
+    assert_eq!(commits[0]["commit_hash"].as_str(), Some(added.git(&["rev-parse", "HEAD"]).as_str()));
+    assert_eq!(commits[0]["status"], "PROCESSED_SUCCESS");
+
     let (status, list) = call(reqwest::Method::GET, format!("{api}/api/v1/repositories"), None).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
