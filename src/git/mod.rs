@@ -3,6 +3,7 @@
 //! Blocking (git2): callers run it on `spawn_blocking`. Must never write into a user's checkout;
 //! the controller keeps its own bare mirror under the state directory.
 
+pub mod changes;
 pub mod dir_tree;
 pub mod source;
 

@@ -44,6 +44,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/repositories", get(repos::list_v1))
         .route("/api/v1/deployments/{kind}/query", post(v1::query))
         .route("/api/v1/commits", get(v1::commits))
+        .route("/api/v1/commits/deploy", post(v1::deploy))
+        .route("/api/v1/commits/dryrun", post(v1::dryrun))
+        .route("/api/v1/commits/{hash}", get(v1::commit_files))
         .route("/api/v1/repositories/add", post(repos::add_v1))
         .route("/api/v1/repositories/delete", axum::routing::delete(repos::delete_v1))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));

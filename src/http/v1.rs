@@ -151,3 +151,166 @@ pub async fn commits(State(state): State<HttpState>, Query(q): Query<CommitQuery
     }
     Json(json!({"commits": out})).into_response()
 }
+
+#[derive(Debug, Deserialize)]
+pub struct CommitRequest {
+    pub repo_url: String,
+    #[serde(default = "main_branch")]
+    pub branch: String,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub process_template: bool,
+}
+
+fn main_branch() -> String {
+    "main".into()
+}
+
+/// The tracked repository of a URL (its config), or a 404 naming what exists.
+fn tracked(state: &HttpState, url: &str, branch: &str) -> Result<crate::config::RepoConfig, Box<Response>> {
+    let repos = state.repos.configs();
+    let repo = repos
+        .into_iter()
+        .find(|r| r.url == url || crate::http::webhooks::normalize_url(&r.url) == crate::http::webhooks::normalize_url(url));
+    match repo {
+        Some(r) if r.branches.iter().any(|b| b == branch) => Ok(r),
+        Some(r) => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("branch '{branch}' of {url} is not tracked (tracked: {})", r.branches.join(", ")),
+        ))),
+        None => Err(Box::new(error(StatusCode::NOT_FOUND, format!("{url} is not a tracked repository; add it with `gmctl repo add`")))),
+    }
+}
+
+fn parse_commit_request(body: Result<Json<CommitRequest>, JsonRejection>) -> Result<CommitRequest, Box<Response>> {
+    body.map(|Json(r)| r).map_err(|r| Box::new(error(StatusCode::BAD_REQUEST, format!("the request is not valid: {}", r.body_text()))))
+}
+
+/// `gmctl commit deploy`: fetch now, wait (bounded) for the new head to load, answer with the files
+/// that changed since the last known commit. `force` redeploys every app of the branch.
+pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequest>, JsonRejection>) -> Response {
+    let req = match parse_commit_request(body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let repo = match tracked(&state, &req.repo_url, &req.branch) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let before = state.controller.head(&repo.name, &req.branch).map(|h| h.commit.clone());
+    for t in state.repos.targets().into_iter().filter(|t| t.repo == repo.name && t.branch == req.branch) {
+        t.wake.notify_one();
+    }
+    // the fetch is the source loop's; wait for it to load a head (bounded)
+    let mut latest = before.clone();
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let seen = crate::source::commits_seen(&state.controller.store, &repo.name, &req.branch);
+        latest = state.controller.head(&repo.name, &req.branch).map(|h| h.commit.clone());
+        if latest != before || seen.first().is_some_and(|(_, at)| *at + 2_000 >= state.controller.clock.now_ms()) {
+            break;
+        }
+    }
+    if req.force {
+        if let Some(head) = state.controller.head(&repo.name, &req.branch) {
+            for prefix in head.plan.keys() {
+                let key = gitmoxi_deploy::record::AppKey { repo: repo.name.clone(), branch: req.branch.clone(), prefix: prefix.clone() };
+                if let Ok(mut c) = state.controller.store.commands(&key) {
+                    c.force = true;
+                    let _ = state.controller.store.put_commands(&key, &c);
+                }
+            }
+            if let Err(e) = state.controller.replan(&repo.name, &req.branch) {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+        }
+    }
+    let Some(latest) = latest else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the branch has not been fetched yet; check `gitmoxi status` and the server log");
+    };
+    let mirror = crate::source::mirror_dir(&state.state_dir, &repo);
+    let from = before.clone().filter(|b| b != &latest);
+    let files = {
+        let latest = latest.clone();
+        tokio::task::spawn_blocking(move || crate::git::changes::relevant_files(&mirror, from.as_deref(), &latest)).await
+    };
+    let mut answer = match files {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if let Some(o) = answer.as_object_mut() {
+        o.insert("latest_commit_hash".into(), json!(latest));
+        o.insert("last_known_commit_hash".into(), json!(before));
+    }
+    Json(answer).into_response()
+}
+
+/// `gmctl commit dryrun`: what the loaded head changed since the commit before it, with the
+/// rendered documents of each changed app when `process_template` is set. Deploys nothing.
+pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequest>, JsonRejection>) -> Response {
+    let req = match parse_commit_request(body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let repo = match tracked(&state, &req.repo_url, &req.branch) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let Some(head) = state.controller.head(&repo.name, &req.branch) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the branch has not been fetched yet");
+    };
+    let seen = crate::source::commits_seen(&state.controller.store, &repo.name, &req.branch);
+    let previous = seen.iter().map(|(c, _)| c.clone()).find(|c| c != &head.commit);
+    let mirror = crate::source::mirror_dir(&state.state_dir, &repo);
+    let latest = head.commit.clone();
+    let files = tokio::task::spawn_blocking(move || crate::git::changes::relevant_files(&mirror, previous.as_deref(), &latest)).await;
+    let mut artifacts = match files {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if req.process_template {
+        let mut rendered = serde_json::Map::new();
+        for (prefix, app) in &head.snapshot.apps {
+            let value = match app {
+                Ok(a) => match &a.spec {
+                    gitmoxi_deploy::spec::AppSpec::Ecs(e) => json!({"svcdef": e.svcdef, "taskdef": e.taskdef}),
+                    gitmoxi_deploy::spec::AppSpec::Lambda(l) => json!({"lambdadef": l.lambdadef}),
+                },
+                Err(invalid) => json!({"errors": invalid.errors.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+            };
+            rendered.insert(prefix.clone(), value);
+        }
+        if let Some(o) = artifacts.as_object_mut() {
+            o.insert("rendered".into(), Value::Object(rendered));
+        }
+    }
+    Json(json!({"latest_commit_hash": head.commit, "deployment_artifacts_from_changed_files": artifacts})).into_response()
+}
+
+/// `gmctl commit files HASH`: the deployment files that commit changed, in every tracked repo that has it.
+pub async fn commit_files(State(state): State<HttpState>, Path(hash): Path<String>) -> Response {
+    let mut out = Vec::new();
+    for repo in state.repos.configs() {
+        let mirror = crate::source::mirror_dir(&state.state_dir, &repo);
+        let h = hash.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let parent = crate::git::changes::parent_of(&mirror, &h)?;
+            crate::git::changes::relevant_files(&mirror, parent.as_deref(), &h)
+        })
+        .await;
+        if let Ok(Ok(files)) = found {
+            let mut v = json!({"commit_hash": hash, "repo_url": repo.url});
+            if let (Some(o), Value::Object(f)) = (v.as_object_mut(), files) {
+                o.extend(f);
+            }
+            out.push(v);
+        }
+    }
+    if out.is_empty() {
+        return error(StatusCode::NOT_FOUND, format!("no tracked repository has commit {hash}"));
+    }
+    Json(json!({"commits": out})).into_response()
+}

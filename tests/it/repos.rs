@@ -92,6 +92,42 @@ async fn a_repository_added_with_gmctls_call_deploys_and_can_be_deleted() {
     assert_eq!(commits[0]["commit_hash"].as_str(), Some(added.git(&["rev-parse", "HEAD"]).as_str()));
     assert_eq!(commits[0]["status"], "PROCESSED_SUCCESS");
 
+    // gmctl commit deploy / files / dryrun
+    let taskdef = std::fs::read_to_string(added.path().join("apps/api/api_taskdef.json")).unwrap().replace("nginx:1", "nginx:2");
+    added.write("apps/api/api_taskdef.json", &taskdef);
+    let second = added.commit("api: nginx 2");
+    let (status, answer) = call(
+        reqwest::Method::POST,
+        format!("{api}/api/v1/commits/deploy"),
+        Some(json!({"repo_url": added_url, "branch": "main", "force": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["latest_commit_hash"].as_str(), Some(second.as_str()), "{answer}");
+    assert_ne!(answer["last_known_commit_hash"], answer["latest_commit_hash"]);
+    assert_eq!(answer["ecs"]["ecs_relevant_files"]["added_or_modified"]["apps/api/api"], json!(["apps/api/api_taskdef.json"]), "{answer}");
+    assert_eq!(answer["lambda"]["lambda_relevant_files"]["added_or_modified"], json!({}));
+    server.wait_app("apps/api/api", Duration::from_secs(60), |a| synced(a) && a["applied_commit"] == second.as_str()).await;
+    let (status, files) = call(reqwest::Method::GET, format!("{api}/api/v1/commits/{second}"), None).await;
+    assert_eq!(status, 200, "{files}");
+    assert_eq!(files["commits"][0]["ecs"]["ecs_relevant_files"]["added_or_modified"]["apps/api/api"], json!(["apps/api/api_taskdef.json"]));
+    let (status, _) = call(reqwest::Method::GET, format!("{api}/api/v1/commits/0000000000000000000000000000000000000000"), None).await;
+    assert_eq!(status, 404);
+    let (status, dry) = call(
+        reqwest::Method::POST,
+        format!("{api}/api/v1/commits/dryrun"),
+        Some(json!({"repo_url": added_url, "branch": "main", "process_template": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{dry}");
+    let artifacts = &dry["deployment_artifacts_from_changed_files"];
+    assert_eq!(artifacts["ecs"]["ecs_relevant_files"]["added_or_modified"]["apps/api/api"], json!(["apps/api/api_taskdef.json"]));
+    assert_eq!(artifacts["rendered"]["apps/api/api"]["taskdef"]["containerDefinitions"][0]["image"], "nginx:2", "{dry}");
+    let (status, _) =
+        call(reqwest::Method::POST, format!("{api}/api/v1/commits/deploy"), Some(json!({"repo_url": "https://nowhere.invalid/x.git"})))
+            .await;
+    assert_eq!(status, 404);
+
     let (status, list) = call(reqwest::Method::GET, format!("{api}/api/v1/repositories"), None).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");

@@ -1,0 +1,51 @@
+//! The deployment files a commit changed (Gitmoxi's `relevant_files` shape): for ECS and for
+//! Lambda, `added_or_modified` and `deleted`, each `{prefix: [files]}`. Read-only on the mirror.
+
+use git2::{Delta, Oid, Repository};
+use gitmoxi_deploy::spec::{AppKind, FileKind};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+type ByPrefix = BTreeMap<String, Vec<String>>;
+
+/// `{"ecs": {"ecs_relevant_files": …}, "lambda": {"lambda_relevant_files": …}}` between two
+/// commits (`from` None: everything in `to` is added).
+pub fn relevant_files(mirror: &Path, from: Option<&str>, to: &str) -> Result<Value, String> {
+    let repo = Repository::open_bare(mirror).map_err(|e| format!("the repository mirror is not readable: {}", e.message()))?;
+    let tree_of = |rev: &str| -> Result<git2::Tree<'_>, String> {
+        let oid = Oid::from_str(rev).map_err(|e| format!("'{rev}' is not a commit id: {}", e.message()))?;
+        repo.find_commit(oid).and_then(|c| c.tree()).map_err(|e| format!("commit {rev} is not in the mirror: {}", e.message()))
+    };
+    let new = tree_of(to)?;
+    let old = from.map(tree_of).transpose()?;
+    let diff = repo.diff_tree_to_tree(old.as_ref(), Some(&new), None).map_err(|e| e.message().to_string())?;
+    let mut buckets: BTreeMap<(AppKind, bool), ByPrefix> = BTreeMap::new();
+    for delta in diff.deltas() {
+        let deleted = delta.status() == Delta::Deleted;
+        let file = if deleted { delta.old_file() } else { delta.new_file() };
+        let Some(path) = file.path().and_then(|p| p.to_str()) else { continue };
+        let Some((prefix, kind)) = FileKind::classify(path) else { continue };
+        buckets.entry((kind.platform(), deleted)).or_default().entry(prefix.to_string()).or_default().push(path.to_string());
+    }
+    let section = |kind: AppKind| -> Value {
+        let pick = |deleted: bool| -> Value {
+            let m: Map<String, Value> =
+                buckets.get(&(kind, deleted)).map(|b| b.iter().map(|(p, f)| (p.clone(), json!(f))).collect()).unwrap_or_default();
+            Value::Object(m)
+        };
+        json!({"added_or_modified": pick(false), "deleted": pick(true)})
+    };
+    Ok(json!({
+        "ecs": {"ecs_relevant_files": section(AppKind::Ecs)},
+        "lambda": {"lambda_relevant_files": section(AppKind::Lambda)},
+    }))
+}
+
+/// The first parent of a commit in the mirror.
+pub fn parent_of(mirror: &Path, commit: &str) -> Result<Option<String>, String> {
+    let repo = Repository::open_bare(mirror).map_err(|e| e.message().to_string())?;
+    let oid = Oid::from_str(commit).map_err(|e| e.message().to_string())?;
+    let c = repo.find_commit(oid).map_err(|e| format!("commit {commit} is not in the mirror: {}", e.message()))?;
+    Ok(c.parent_ids().next().map(|p| p.to_string()))
+}
