@@ -68,7 +68,7 @@ fn note(state: &HttpState, key: &AppKey, message: String) -> Result<(), Box<Resp
 pub async fn command(State(state): State<HttpState>, body: Result<Json<CommandRequest>, JsonRejection>) -> Response {
     let req = match body {
         Ok(Json(req)) => req,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, format!("the command is not valid JSON: {}", rejection.body_text())),
+        Err(rejection) => return error(rejection.status(), format!("the command is not valid JSON: {}", rejection.body_text())),
     };
     run(&state, &req).unwrap_or_else(|refusal| *refusal)
 }

@@ -96,7 +96,7 @@ pub async fn query(
     };
     let filter = match body {
         Ok(Json(f)) => f,
-        Err(r) => return error(StatusCode::BAD_REQUEST, format!("the filter is not valid JSON: {}", r.body_text())),
+        Err(r) => return error(r.status(), format!("the filter is not valid JSON: {}", r.body_text())),
     };
     let all = match state.controller.store.deployments() {
         Ok(all) => all,
@@ -184,7 +184,7 @@ fn tracked(state: &HttpState, url: &str, branch: &str) -> Result<crate::config::
 }
 
 fn parse_commit_request(body: Result<Json<CommitRequest>, JsonRejection>) -> Result<CommitRequest, Box<Response>> {
-    body.map(|Json(r)| r).map_err(|r| Box::new(error(StatusCode::BAD_REQUEST, format!("the request is not valid: {}", r.body_text()))))
+    body.map(|Json(r)| r).map_err(|r| Box::new(error(r.status(), format!("the request is not valid: {}", r.body_text()))))
 }
 
 /// `gmctl commit deploy`: fetch now, wait (bounded) for the new head to load, answer with the files

@@ -13,6 +13,7 @@ mod moto_blue_green;
 mod moto_lambda;
 mod notify;
 mod repos;
+mod router;
 mod sim;
 mod sim_blue_green;
 mod sim_lambda;
