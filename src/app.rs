@@ -97,6 +97,7 @@ pub async fn run_with(
         webhooks,
         repos: repos.clone(),
         state_dir: config.state_dir.clone(),
+        llm: config.llm.clone(),
     });
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -53,6 +53,8 @@ pub struct Config {
     pub notify_webhook_url: Option<String>,
     /// How often a steady app is compared with AWS (drift).
     pub drift_interval: Duration,
+    /// An OpenAI-compatible endpoint for diagnosis summaries (optional).
+    pub llm: Option<crate::llm::LlmConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,8 +75,18 @@ struct FileConfig {
     drift_interval: Option<String>,
     #[serde(default)]
     ignore_fields: Vec<String>,
+    llm: Option<FileLlm>,
     #[serde(default)]
     repos: Vec<FileRepo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLlm {
+    base_url: String,
+    model: String,
+    /// env:NAME, a Secrets Manager or SSM parameter ARN (absent: no key, e.g. a local server).
+    api_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +277,18 @@ impl Config {
                 "drift interval",
                 o.drift_interval.as_deref().or(file.drift_interval.as_deref()).unwrap_or("5m"),
             )?,
+            llm: match file.llm {
+                None => None,
+                Some(l) => Some(crate::llm::LlmConfig {
+                    base_url: l.base_url,
+                    model: l.model,
+                    api_key: l
+                        .api_key
+                        .map(|k| crate::credentials::TokenSource::parse(&k))
+                        .transpose()
+                        .map_err(|e| ConfigError::Invalid(format!("llm.api_key: {e}")))?,
+                }),
+            },
         })
     }
 }

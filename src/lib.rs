@@ -25,6 +25,7 @@ pub mod credentials;
 pub mod diagnose;
 pub mod git;
 pub mod http;
+pub mod llm;
 pub mod metrics;
 pub mod notify;
 pub mod offline;

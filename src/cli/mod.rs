@@ -535,6 +535,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 None => println!("\nNo diff: {}", s("diff_error")),
             }
             println!("\nNext step: {}", s("next_step"));
+            if let Some(summary) = d["ai_summary"].as_str() {
+                println!("\nSummary (model-written): {summary}");
+            }
+            if let Some(e) = d["ai_summary_error"].as_str() {
+                eprintln!("note: no model summary: {e}");
+            }
             Ok(0)
         }
         Command::Rollback { app, remote } => {

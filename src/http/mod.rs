@@ -29,6 +29,8 @@ pub struct HttpState {
     /// The tracked repositories (sources, wake-ups, mirrors for the diagnosis).
     pub repos: Arc<crate::repos::Repos>,
     pub state_dir: std::path::PathBuf,
+    /// Optional model summaries for diagnoses.
+    pub llm: Option<crate::llm::LlmConfig>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -190,7 +192,18 @@ async fn get_diagnosis(State(state): State<HttpState>, Path(id): Path<String>) -
             let dir = state.state_dir.clone();
             // git reads are blocking work
             match tokio::task::spawn_blocking(move || crate::diagnose::diagnose(&controller, &record, &repos, &dir)).await {
-                Ok(d) => Json(d).into_response(),
+                Ok(mut d) => {
+                    if let Some(llm) = &state.llm {
+                        let summary = crate::llm::summarize(llm, &state.controller.credentials, &d).await;
+                        if let Some(o) = d.as_object_mut() {
+                            match summary {
+                                Ok(text) => o.insert("ai_summary".into(), json!(text)),
+                                Err(e) => o.insert("ai_summary_error".into(), json!(e)),
+                            };
+                        }
+                    }
+                    Json(d).into_response()
+                }
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("diagnosis failed: {e}")),
             }
         }

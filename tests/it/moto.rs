@@ -138,6 +138,21 @@ impl Server {
         notify: (Option<String>, Option<String>),
         drift_interval: Duration,
     ) -> Server {
+        Self::start_llm(moto, repo, max_prune_percent, poll, github_secret, notify, drift_interval, None).await
+    }
+
+    /// `start_full` with an LLM endpoint for diagnoses.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_llm(
+        moto: &Moto,
+        repo: &TestRepo,
+        max_prune_percent: u32,
+        poll: Duration,
+        github_secret: Option<&str>,
+        notify: (Option<String>, Option<String>),
+        drift_interval: Duration,
+        llm: Option<gitmoxi::llm::LlmConfig>,
+    ) -> Server {
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
         let config = Config {
@@ -162,6 +177,7 @@ impl Server {
             slack_webhook_url: notify.0,
             notify_webhook_url: notify.1,
             drift_interval,
+            llm: llm.clone(),
         };
         let metrics = Metrics::new();
         let provider = Arc::new(SdkProvider::from_config(moto.sdk_config().await, metrics.aws.clone()));
@@ -338,7 +354,10 @@ async fn moto_breaker_rolls_back_a_failing_image() {
     repo.write("infra/terraform_output.json", &moto.infra("prod"));
     write_app(&repo, "prod/web/web", "web", "nginx:1");
     repo.commit("web");
-    let server = Server::start(&moto, &repo, 25).await;
+    let (llm_url, asked) = llm_stub().await;
+    let llm = gitmoxi::llm::LlmConfig { base_url: llm_url, model: "local-model".into(), api_key: None };
+    let server =
+        Server::start_llm(&moto, &repo, 25, Duration::from_millis(500), None, (None, None), Duration::from_secs(300), Some(llm)).await;
     let first = server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
     write_app(&repo, "prod/web/web", "web", "nginx:fail");
     repo.commit("broken image");
@@ -373,7 +392,34 @@ async fn moto_breaker_rolls_back_a_failing_image() {
         assert!(text.contains(needle), "{needle} in:\n{text}");
     }
     assert!(text.contains("What changed in the app since"), "{text}");
+    assert!(text.contains("Summary (model-written): The image tag nginx:fail does not exist."), "{text}");
+    let request = asked.lock().unwrap().clone().expect("the model was asked");
+    assert_eq!(request["model"], "local-model");
+    assert!(request["messages"][1]["content"].as_str().unwrap().contains("CannotPullContainerError"), "the facts were sent: {request}");
     server.stop().await;
+}
+
+/// A local server speaking the OpenAI chat-completions API; records the last request.
+async fn llm_stub() -> (String, Arc<std::sync::Mutex<Option<Value>>>) {
+    use axum::routing::post;
+    let asked: Arc<std::sync::Mutex<Option<Value>>> = Arc::new(std::sync::Mutex::new(None));
+    let seen = asked.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                *seen.lock().unwrap() = Some(body);
+                axum::Json(serde_json::json!({"choices": [{"message": {"role": "assistant", "content": "The image tag nginx:fail does not exist."}}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, asked)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
