@@ -74,6 +74,7 @@ mod tests {
             evidence: vec![],
             traffic: None,
             task_set_scales: None,
+            task_set_arns: None,
             started_at_ms: 0,
             updated_at_ms: 0,
             finished_at_ms: Some(0),

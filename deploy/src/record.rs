@@ -385,6 +385,9 @@ pub struct DeploymentRecord {
     /// rebalance API.
     #[serde(default)]
     pub task_set_scales: Option<TaskSetScales>,
+    /// Blue/green: the ARNs of the task set that went live and of its fallback (for the API).
+    #[serde(default)]
+    pub task_set_arns: Option<(String, Option<String>)>,
     pub started_at_ms: u64,
     pub updated_at_ms: u64,
     pub finished_at_ms: Option<u64>,

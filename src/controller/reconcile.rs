@@ -61,10 +61,13 @@ impl Controller {
             self.clear_rollback(key, Some("rollback requested, but no deployment is in flight; push a revert commit to go back".into()))?;
         }
         let drift = self.drift_due(key, &desired, &app_entry.applied, record.as_ref(), head.policy.drift);
-        if drift.is_none() && !strategy::must_observe(&desired, &app_entry.applied, record.as_ref(), force, moved) {
+        let in_flight = record.as_ref().is_some_and(|r| r.in_flight());
+        let rebalance = commands.rebalance.filter(|_| !in_flight);
+        if drift.is_none() && rebalance.is_none() && !strategy::must_observe(&desired, &app_entry.applied, record.as_ref(), force, moved) {
             return Ok(STEADY_REQUEUE_MS);
         }
-        let needs = strategy::observe_needs(&desired, &app_entry.applied, record.as_ref());
+        let mut needs = strategy::observe_needs(&desired, &app_entry.applied, record.as_ref());
+        needs.task_sets |= rebalance.is_some();
         let Some(identity) = needs.identity.clone() else { return Ok(STEADY_REQUEUE_MS) };
         let (account, region) = match &identity {
             Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.clone(), region.clone()),
@@ -92,6 +95,9 @@ impl Controller {
             rollback: commands.rollback,
             drift,
         };
+        if let (Some((primary, fallback)), Ok(obs)) = (rebalance, observed.as_ref()) {
+            return self.rebalance(key, &StepInput { observed: obs, ..input }, primary, fallback, &clients).await;
+        }
         if let (true, Some(in_flight), Ok(obs)) = (commands.rollback, record.as_ref().filter(|r| r.in_flight()), observed.as_ref()) {
             let possible = strategy::operator_rollback(&StepInput { observed: obs, ..input }, in_flight).is_some();
             let why = (!possible)
@@ -108,6 +114,41 @@ impl Controller {
         }
         let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit);
         self.execute(key, plan, record.as_ref(), &clients).instrument(span).await
+    }
+
+    /// Applies an operator's rebalance (absolute scales), consumes the command, and says what
+    /// happened in the history.
+    async fn rebalance(
+        &self,
+        key: &AppKey,
+        input: &StepInput<'_>,
+        primary: f64,
+        fallback: f64,
+        clients: &Clients,
+    ) -> Result<u64, ControllerError> {
+        let mut commands = self.store.commands(key)?;
+        commands.rebalance = None;
+        self.store.put_commands(key, &commands)?;
+        let (level, message) = match strategy::ecs_blue_green::rebalance(input, primary, fallback) {
+            Ok(actions) => {
+                self.store.flush().await?;
+                let mut failure = None;
+                for action in &actions {
+                    if let Err(e) = perform(clients, action).await {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                match failure {
+                    None => (Level::Info, format!("rebalanced by an operator: {primary} % primary, {fallback} % fallback")),
+                    Some(e) => (Level::Error, format!("rebalance failed: {e}; run it again once the cause is fixed")),
+                }
+            }
+            Err(why) => (Level::Warn, format!("rebalance requested, but {why}")),
+        };
+        let event = HistoryEvent { at_ms: self.clock.now_ms(), level, deployment: None, commit: None, message };
+        self.store.append_history(key, &event)?;
+        Ok(STEADY_REQUEUE_MS)
     }
 
     /// The drift policy when a steady, applied app is due for a comparison with AWS.

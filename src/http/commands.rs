@@ -68,7 +68,9 @@ fn note(state: &HttpState, key: &AppKey, message: String) -> Result<(), Box<Resp
 pub async fn command(State(state): State<HttpState>, body: Result<Json<CommandRequest>, JsonRejection>) -> Response {
     let req = match body {
         Ok(Json(req)) => req,
-        Err(rejection) => return error(rejection.status(), format!("the command is not valid JSON: {}", rejection.body_text())),
+        Err(rejection) => {
+            return error(super::rejection_status(&rejection), format!("the command is not valid JSON: {}", rejection.body_text()))
+        }
     };
     run(&state, &req).unwrap_or_else(|refusal| *refusal)
 }

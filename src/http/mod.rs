@@ -49,6 +49,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/commits/deploy", post(v1::deploy))
         .route("/api/v1/commits/dryrun", post(v1::dryrun))
         .route("/api/v1/commits/{hash}", get(v1::commit_files))
+        .route("/api/v1/taskset", get(v1::taskset_get))
+        .route("/api/v1/taskset/rebalance", post(v1::taskset_rebalance))
         .route("/api/v1/repositories/add", post(repos::add_v1))
         .route("/api/v1/repositories/delete", axum::routing::delete(repos::delete_v1))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -61,6 +63,15 @@ pub fn router(state: HttpState) -> Router {
         .merge(api)
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
+}
+
+/// The status of a refused body: 413 when it is too large, else 400 (the message says what is wrong).
+pub(crate) fn rejection_status(rejection: &axum::extract::rejection::JsonRejection) -> StatusCode {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    }
 }
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {

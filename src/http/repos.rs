@@ -22,7 +22,8 @@ fn refused(e: RepoError) -> Response {
 }
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Box<Response>> {
-    b.map(|Json(v)| v).map_err(|r| Box::new(error(r.status(), format!("the body is not a valid repository: {}", r.body_text()))))
+    b.map(|Json(v)| v)
+        .map_err(|r| Box::new(error(super::rejection_status(&r), format!("the body is not a valid repository: {}", r.body_text()))))
 }
 
 pub async fn list_v2(State(state): State<HttpState>) -> Response {

@@ -96,7 +96,7 @@ pub async fn query(
     };
     let filter = match body {
         Ok(Json(f)) => f,
-        Err(r) => return error(r.status(), format!("the filter is not valid JSON: {}", r.body_text())),
+        Err(r) => return error(super::rejection_status(&r), format!("the filter is not valid JSON: {}", r.body_text())),
     };
     let all = match state.controller.store.deployments() {
         Ok(all) => all,
@@ -184,7 +184,7 @@ fn tracked(state: &HttpState, url: &str, branch: &str) -> Result<crate::config::
 }
 
 fn parse_commit_request(body: Result<Json<CommitRequest>, JsonRejection>) -> Result<CommitRequest, Box<Response>> {
-    body.map(|Json(r)| r).map_err(|r| Box::new(error(r.status(), format!("the request is not valid: {}", r.body_text()))))
+    body.map(|Json(r)| r).map_err(|r| Box::new(error(super::rejection_status(&r), format!("the request is not valid: {}", r.body_text()))))
 }
 
 /// `gmctl commit deploy`: fetch now, wait (bounded) for the new head to load, answer with the files
@@ -313,4 +313,119 @@ pub async fn commit_files(State(state): State<HttpState>, Path(hash): Path<Strin
         return error(StatusCode::NOT_FOUND, format!("no tracked repository has commit {hash}"));
     }
     Json(json!({"commits": out})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TaskSetQuery {
+    taskset_arn: Option<String>,
+}
+
+/// The pair (primary, fallback) of the last succeeded blue/green deployments, with their scales.
+fn task_set_pairs(state: &HttpState) -> Result<Vec<(DeploymentRecord, String, Option<String>)>, gitmoxi_state::StoreError> {
+    Ok(state
+        .controller
+        .store
+        .deployments()?
+        .into_iter()
+        .filter_map(|d| {
+            let (primary, fallback) = d.task_set_arns.clone()?;
+            Some((d, primary, fallback))
+        })
+        .collect())
+}
+
+fn task_set_view(d: &DeploymentRecord, primary: &str, fallback: &Option<String>) -> Value {
+    let scales = d.task_set_scales.map_or((100.0, 0.0), |s| (s.primary_percent, s.fallback_percent));
+    json!({"taskset_arn": primary, "fallback_taskset_arn": fallback, "primary_scale": scales.0, "fallback_scale": scales.1, "deployment": d.id})
+}
+
+/// `gmctl taskset get`: the task set (and its fallback) gitmoxi put live, with the scales it set.
+pub async fn taskset_get(State(state): State<HttpState>, Query(q): Query<TaskSetQuery>) -> Response {
+    let pairs = match task_set_pairs(&state) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let found: Vec<Value> = pairs
+        .iter()
+        .filter(|(_, p, f)| q.taskset_arn.as_deref().is_none_or(|a| a == p || f.as_deref() == Some(a)))
+        .map(|(d, p, f)| task_set_view(d, p, f))
+        .collect();
+    if found.is_empty() && q.taskset_arn.is_some() {
+        return error(StatusCode::NOT_FOUND, "no task set with that ARN was put live by gitmoxi");
+    }
+    Json(json!({"tasksets": found})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RebalanceRequest {
+    service_arn: String,
+    #[serde(default)]
+    shift_all: bool,
+    #[serde(default)]
+    revert: bool,
+    /// The primary task set's percent (the fallback gets the rest), or `{primary_scale, fallback_scale}`.
+    #[serde(default)]
+    r#override: Option<Value>,
+}
+
+/// `gmctl taskset rebalance`: moves scale between the primary and the fallback task set of a
+/// service: `shift_all` → 100/0, `revert` → the split of its deployment, `override` → given.
+/// Written as a command; the reconcile loop applies it.
+pub async fn taskset_rebalance(State(state): State<HttpState>, body: Result<Json<RebalanceRequest>, JsonRejection>) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(r) => return error(super::rejection_status(&r), format!("the request is not valid: {}", r.body_text())),
+    };
+    // arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/SERVICE
+    let parts: Vec<&str> = req.service_arn.split(':').collect();
+    let (Some(region), Some(resource)) = (parts.get(3), parts.get(5)) else {
+        return error(StatusCode::BAD_REQUEST, "service_arn must be arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/SERVICE");
+    };
+    let names: Vec<&str> = resource.split('/').collect();
+    let (Some(cluster), Some(service)) = (names.get(1), names.get(2)) else {
+        return error(StatusCode::BAD_REQUEST, "service_arn must name the cluster and the service: …:service/CLUSTER/SERVICE");
+    };
+    let apps = match state.controller.store.apps() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let Some(app) = apps.into_iter().find(|a| {
+        matches!(&a.applied.identity, Some(Identity::Ecs { region: r, cluster: c, service: s, .. })
+            if r == region && gitmoxi_deploy::spec::ecs::cluster_name(c) == *cluster && s == service)
+    }) else {
+        return error(StatusCode::NOT_FOUND, format!("no app deploys {}", req.service_arn));
+    };
+    let last = app.last_deployment.as_deref().and_then(|id| state.controller.store.deployment(id).ok().flatten());
+    let target = match (req.shift_all, req.revert, &req.r#override) {
+        (true, false, None) => (100.0, 0.0),
+        (false, true, None) => match last.and_then(|d| d.task_set_scales) {
+            Some(s) => (s.primary_percent, s.fallback_percent),
+            None => {
+                return error(StatusCode::CONFLICT, "the last deployment of this service used no fallback task set; nothing to revert to")
+            }
+        },
+        (false, false, Some(Value::Number(n))) => {
+            let p = n.as_f64().unwrap_or(-1.0);
+            (p, 100.0 - p)
+        }
+        (false, false, Some(Value::Object(o))) => (
+            o.get("primary_scale").and_then(Value::as_f64).unwrap_or(-1.0),
+            o.get("fallback_scale").and_then(Value::as_f64).unwrap_or(-1.0),
+        ),
+        _ => return error(StatusCode::BAD_REQUEST, "give exactly one of shift_all, revert or override"),
+    };
+    if !(0.0..=100.0).contains(&target.0) || !(0.0..=100.0).contains(&target.1) || (target.0 + target.1 - 100.0).abs() > 1e-6 {
+        return error(StatusCode::BAD_REQUEST, format!("scales must be 0..100 and sum to 100, got {} and {}", target.0, target.1));
+    }
+    let mut commands = match state.controller.store.commands(&app.key) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    commands.rebalance = Some(target);
+    if let Err(e) = state.controller.store.put_commands(&app.key, &commands) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    state.controller.queue.add(app.key.clone());
+    Json(json!({"status": "accepted", "app": app.key.prefix, "tasksets": [{"primary_scale": target.0, "fallback_scale": target.1}]}))
+        .into_response()
 }

@@ -89,7 +89,7 @@ pub struct HistoryEvent {
 }
 
 /// Operator commands waiting for an app.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Commands {
     /// Redeploy even when applied or failed (consumed when a deployment starts).
     pub force: bool,
@@ -99,6 +99,10 @@ pub struct Commands {
     /// Roll the in-flight deployment back (consumed by the next pass).
     #[serde(default)]
     pub rollback: bool,
+    /// Move a steady blue/green service's scale between its primary and fallback task sets:
+    /// (primary %, fallback %), consumed by the next pass.
+    #[serde(default)]
+    pub rebalance: Option<(f64, f64)>,
 }
 
 /// The store. Cheap to clone (sled handles are shared).

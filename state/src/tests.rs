@@ -25,6 +25,7 @@ fn record(id: &str, prefix: &str) -> DeploymentRecord {
         evidence: vec![],
         traffic: None,
         task_set_scales: None,
+        task_set_arns: None,
         desired_lambda: None,
         previous_version: None,
         started_at_ms: 1,

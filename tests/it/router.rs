@@ -58,6 +58,8 @@ async fn every_api_endpoint_needs_the_token_and_explains_bad_bodies() {
         (Method::POST, "/api/v1/commits/deploy", Some(r#"{"repo_url": "https://example.invalid/x.git"}"#)),
         (Method::POST, "/api/v1/commits/dryrun", Some(r#"{"repo_url": "https://example.invalid/x.git"}"#)),
         (Method::GET, "/api/v1/commits/abc", None),
+        (Method::GET, "/api/v1/taskset?taskset_arn=arn:aws:ecs:us-east-1:1:task-set/c/s/ecs-svc/1", None),
+        (Method::POST, "/api/v1/taskset/rebalance", Some(r#"{"service_arn": "arn:aws:ecs:us-east-1:1:service/c/s", "shift_all": true}"#)),
     ];
     for (method, path, body) in &endpoints {
         let send = |auth: Option<&str>| {

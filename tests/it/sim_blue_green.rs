@@ -233,8 +233,45 @@ async fn a_spot_shortage_is_covered_by_a_fallback_task_set_and_the_pair_is_clean
     let scales = record.task_set_scales.expect("scales kept for rebalancing");
     assert_eq!((scales.primary_percent, scales.fallback_percent), (25.0, 75.0));
 
-    // Spot is back: the next deployment needs no fallback, and both blue task sets go
+    // gmctl's taskset API: the live pair and its scales; a rebalance moves everything to Spot
+    let (api, stop) = serve_api(&sim).await;
+    let answer: serde_json::Value =
+        reqwest::get(format!("{api}/api/v1/taskset?taskset_arn={}", primary.arn)).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["tasksets"][0]["fallback_taskset_arn"].as_str(), Some(fallback_set.arn.as_str()), "{answer}");
+    assert_eq!(
+        (answer["tasksets"][0]["primary_scale"].as_f64(), answer["tasksets"][0]["fallback_scale"].as_f64()),
+        (Some(25.0), Some(75.0))
+    );
     sim.world.set_knobs(Knobs::default());
+    let service_arn = "arn:aws:ecs:us-east-1:123456789012:service/prod/web";
+    let r = reqwest::Client::new()
+        .post(format!("{api}/api/v1/taskset/rebalance"))
+        .json(&serde_json::json!({"service_arn": service_arn, "shift_all": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        sim.run_until(5 * MINUTES, |s| {
+            let sets = task_sets(s);
+            sets.iter().any(|t| t.status == "PRIMARY" && t.scale_percent == 100.0 && t.running_count == 4)
+                && sets.iter().any(|t| t.status != "PRIMARY" && t.scale_percent == 0.0)
+        })
+        .await,
+        "{:?}",
+        task_sets(&sim)
+    );
+    assert!(sim.history(PREFIX).iter().any(|h| h.contains("rebalanced by an operator: 100 % primary, 0 % fallback")));
+    let r = reqwest::Client::new()
+        .post(format!("{api}/api/v1/taskset/rebalance"))
+        .json(&serde_json::json!({"service_arn": service_arn, "override": {"primary_scale": 70, "fallback_scale": 20}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "scales must sum to 100");
+    stop.cancel();
+
+    // Spot is back: the next deployment needs no fallback, and both blue task sets go
     sim.set_image(PREFIX, "nginx:2");
     sim.commit();
     assert!(sim.run_until(15 * MINUTES, |s| settled_on(s, "web:2")).await, "{:?}", task_sets(&sim));
@@ -404,4 +441,21 @@ async fn pause_holds_the_traffic_split_resume_goes_on_and_an_operator_rollback_p
     command(&sim, |c| c.rollback = true);
     sim.run_until(MINUTES, |_| false).await;
     assert!(sim.history(PREFIX).iter().any(|h| h.contains("no deployment is in flight")), "{:?}", sim.history(PREFIX));
+}
+
+/// The HTTP API over the simulation's controller (no repositories).
+async fn serve_api(sim: &Sim) -> (String, tokio_util::sync::CancellationToken) {
+    use gitmoxi::http::{router, webhooks::Webhooks, HttpState};
+    let stop = tokio_util::sync::CancellationToken::new();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let repos = gitmoxi::repos::Repos::new(sim.controller.clone(), dir.clone(), Duration::from_secs(3600), stop.clone());
+    let webhooks = std::sync::Arc::new(Webhooks { github_secret: None, gitlab_token: None, repos: repos.clone() });
+    let app = router(HttpState { controller: sim.controller.clone(), api_token: None, webhooks, repos, state_dir: dir, llm: None });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { s.cancelled().await }).await;
+    });
+    (url, stop)
 }

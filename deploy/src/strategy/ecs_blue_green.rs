@@ -527,6 +527,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 );
             };
             if green.status == "PRIMARY" {
+                next.task_set_arns = Some((green.arn.clone(), sides.green_fallback.map(|f| f.arn.clone())));
                 next.log(now, Level::Info, format!("green task set {} is primary", green.id));
                 next.enter(Phase::BgCleanUp, now);
                 return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
@@ -692,6 +693,37 @@ fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: 
     next.evidence = evidence;
     next.enter(Phase::BgRollback { superseded: false, delete_green }, now);
     Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+}
+
+/// An operator's rebalance of a steady service between its primary-strategy task set and its
+/// fallback: absolute scales (percent of the desired count, summing to 100).
+pub fn rebalance(input: &StepInput<'_>, primary_percent: f64, fallback_percent: f64) -> Result<Vec<Action>, String> {
+    let observed = input.observed;
+    let Some(primary) = observed.task_sets.iter().find(|t| t.status == "PRIMARY") else {
+        return Err("the service has no primary task set".into());
+    };
+    let Some(prefix) = primary.external_id.strip_suffix("green") else {
+        return Err(format!("the primary task set {} was not created by gitmoxi", primary.arn));
+    };
+    let fallback_id = format!("{prefix}fallback");
+    let Some(fallback) = observed.task_sets.iter().find(|t| t.external_id == fallback_id) else {
+        return Err(format!("the primary task set {} has no fallback task set to rebalance with", primary.arn));
+    };
+    let Some(Identity::Ecs { cluster, service, .. }) = input.applied.identity.as_ref() else {
+        return Err("the app has no applied ECS service".into());
+    };
+    let mut actions = Vec::new();
+    for (set, percent) in [(primary, primary_percent), (fallback, fallback_percent)] {
+        if (set.scale_percent - percent).abs() > 1e-6 {
+            actions.push(Action::EcsUpdateTaskSetScale {
+                cluster: cluster.clone(),
+                service: service.clone(),
+                task_set: set.arn.clone(),
+                percent,
+            });
+        }
+    }
+    Ok(actions)
 }
 
 /// An operator's rollback: from CreateGreen up to the bake (green deleted).

@@ -316,6 +316,7 @@ pub fn new_record(
         evidence: Vec::new(),
         traffic: None,
         task_set_scales: None,
+        task_set_arns: None,
         started_at_ms: input.now_ms,
         updated_at_ms: input.now_ms,
         finished_at_ms: None,
