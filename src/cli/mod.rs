@@ -224,28 +224,36 @@ fn urlencode(v: &str) -> String {
         .collect()
 }
 
-/// Follows an app until its deployment ends, printing each new phase and traffic split.
+/// Follows an app until its deployment ends, with a progress line (phase and traffic split) on
+/// stderr; returns 0 on success, 1 on failure or rollback.
 async fn wait_for(remote: &Remote, app: &str, since: Option<String>) -> anyhow::Result<i32> {
-    let mut last = String::new();
+    let bar = if remote.json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let mut started = false;
     for _ in 0..(60 * 60 * 2) {
         let view = remote.app(app).await?;
         let deployment = view.get("last_deployment").and_then(serde_json::Value::as_str).map(str::to_string);
         let phase = view.get("phase").and_then(serde_json::Value::as_str).unwrap_or("-").to_string();
-        let traffic = view.get("traffic").filter(|t| !t.is_null()).map(|t| format!(" {}/{}", t["blue"], t["green"])).unwrap_or_default();
-        let line = format!("{} {phase}{traffic}", view["status"].as_str().unwrap_or("?"));
-        if line != last && !remote.json {
-            eprintln!("{app}: {line}");
-            last = line;
-        }
+        let traffic = view
+            .get("traffic")
+            .filter(|t| !t.is_null())
+            .map(|t| format!(" — traffic {} % old / {} % new", t["blue"], t["green"]))
+            .unwrap_or_default();
+        bar.set_message(format!("{app}: {} {phase}{traffic}", view["status"].as_str().unwrap_or("?")));
         started |= phase != "-";
         if started && phase == "-" && deployment != since {
+            bar.finish_and_clear();
             let outcome = view.get("last_outcome").and_then(serde_json::Value::as_str).unwrap_or("unknown");
             remote.print(&view, &format!("{app}: {outcome}"))?;
             return Ok(if outcome == "succeeded" { 0 } else { 1 });
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+    bar.finish_and_clear();
     bail!("gave up waiting for {app} after two hours")
 }
 

@@ -1,6 +1,6 @@
 //! Notifications against a local HTTP receiver: the generic webhook gets every event as JSON, the
-//! depdef's webhook gets its template filled, and a Slack URL that nobody answers neither delays
-//! nor fails the deployment (it is retried a bounded number of times and counted).
+//! depdef's webhook gets its template filled, a Slack message in Block Kit, and a receiver that nobody
+//! answers neither delays nor fails the deployment (it is retried a bounded number of times and counted).
 
 use crate::moto::{free_port, synced, Moto, Server};
 use crate::support::{ecs_app, TestRepo};
@@ -33,14 +33,15 @@ async fn receiver() -> (String, Received, tokio::task::JoinHandle<()>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_reach_the_webhook_and_the_app_template_and_a_dead_slack_does_not_delay_anything() {
+async fn events_reach_slack_the_webhook_and_the_app_template_and_a_dead_receiver_does_not_delay_anything() {
     let (url, received, receiver_task) = receiver().await;
+    let dead = format!("http://127.0.0.1:{}/hooks/down", free_port());
     let moto = Moto::start().await;
     let repo = TestRepo::new();
     repo.write("infra/terraform_output.json", &moto.infra("prod"));
     let depdef = format!(
         r#"{{"stabilityCheck": {{"pollInterval": 1, "timeout": 60}},
-  "webhooks": [{{"name": "team", "urls": ["{url}/app"], "payload_template": {{"text": "[{{stage}}] {{message}}"}}}}]}}"#
+  "webhooks": [{{"name": "team", "urls": ["{url}/app", "{dead}"], "payload_template": {{"text": "[{{stage}}] {{message}}"}}}}]}}"#
     );
     repo.write_all(&ecs_app("prod/web/web", "web", "{{ cluster_name }}", "nginx:1", 1, &depdef));
     repo.write("prod/web/web_input.json", r#"{"ref": {"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}"#);
@@ -50,7 +51,6 @@ async fn events_reach_the_webhook_and_the_app_template_and_a_dead_slack_does_not
         .replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
     repo.write("prod/web/web_svcdef.json", &svc);
     repo.commit("web");
-    let dead_slack = format!("http://127.0.0.1:{}/services/T000/B000/XXXX", free_port());
     let started = std::time::Instant::now();
     let server = Server::start_full(
         &moto,
@@ -58,12 +58,12 @@ async fn events_reach_the_webhook_and_the_app_template_and_a_dead_slack_does_not
         25,
         Duration::from_millis(500),
         None,
-        (Some(dead_slack), Some(format!("{url}/events"))),
+        (Some(format!("{url}/slack")), Some(format!("{url}/events"))),
         Duration::from_secs(300),
     )
     .await;
     server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
-    assert!(started.elapsed() < Duration::from_secs(30), "a dead Slack must not slow the deployment: {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(30), "a dead receiver must not slow the deployment: {:?}", started.elapsed());
 
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -80,6 +80,12 @@ async fn events_reach_the_webhook_and_the_app_template_and_a_dead_slack_does_not
             assert_eq!(done.1["outcome"], "succeeded");
             assert!(done.1["commit"].as_str().unwrap().len() >= 7);
             assert!(app_texts.iter().any(|t| t.starts_with("[started] deployment started")), "{app_texts:?}");
+            let slack =
+                got.iter().find(|(s, b)| s == "slack" && b["blocks"][0]["text"]["text"].as_str().is_some_and(|t| t.ends_with("succeeded")));
+            let slack = slack.unwrap_or_else(|| panic!("the Slack message of the success: {got:#?}")).1.clone();
+            assert_eq!(slack["blocks"][0]["type"], "header");
+            assert!(slack.to_string().contains("prod/web/web@main"), "{slack}");
+            assert!(slack.to_string().contains("*Outcome*\\nsucceeded"), "{slack}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "events seen: {got:#?}");
@@ -88,12 +94,13 @@ async fn events_reach_the_webhook_and_the_app_template_and_a_dead_slack_does_not
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let metrics = reqwest::get(format!("{}/metrics", server.api)).await.unwrap().text().await.unwrap();
-        if metrics.contains(r#"gitmoxi_notifications_total{result="failed",sink="slack"}"#) {
+        if metrics.contains(r#"gitmoxi_notifications_total{result="failed",sink="app_webhook"}"#) {
             assert!(metrics.contains(r#"gitmoxi_notifications_total{result="delivered",sink="webhook"}"#), "{metrics}");
-            assert!(!metrics.contains("XXXX"), "no webhook URL in the metrics");
+            assert!(metrics.contains(r#"gitmoxi_notifications_total{result="delivered",sink="slack"}"#), "{metrics}");
+            assert!(!metrics.contains("hooks/down"), "no webhook URL in the metrics");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the dead Slack is counted: {metrics}");
+        assert!(std::time::Instant::now() < deadline, "the dead receiver is counted: {metrics}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     server.stop().await;

@@ -48,6 +48,7 @@ async fn every_api_endpoint_needs_the_token_and_explains_bad_bodies() {
         (Method::GET, "/api/v2/deployments/dep-1/diagnosis", None),
         (Method::POST, "/api/v2/commands", Some(r#"{"command": "sync"}"#)),
         (Method::GET, "/api/v2/repos", None),
+        (Method::GET, "/api/v2/commits?n=5", None),
         (Method::POST, "/api/v2/repos", Some(r#"{"repo_url": "https://example.invalid/a.git", "branches": ["main"]}"#)),
         (Method::DELETE, "/api/v2/repos/a", None),
         (Method::GET, "/api/v1/repositories", None),
