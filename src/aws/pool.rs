@@ -35,15 +35,7 @@ impl SdkProvider {
             .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
             .load()
             .await;
-        SdkProvider {
-            base,
-            ecs: Mutex::new(HashMap::new()),
-            elb: Mutex::new(HashMap::new()),
-            alarms: Mutex::new(HashMap::new()),
-            lambda: Mutex::new(HashMap::new()),
-            apigw: Mutex::new(HashMap::new()),
-            metrics,
-        }
+        Self::from_config(base, metrics)
     }
 
     /// Uses an explicit SDK configuration (tests point it at moto).
@@ -60,66 +52,47 @@ impl SdkProvider {
     }
 }
 
+/// The client of (account, region) from `cache`, built by `make` the first time.
+fn cached<T: ?Sized>(cache: &ClientCache<T>, account: Option<&str>, region: &str, make: impl FnOnce(Region) -> Arc<T>) -> Arc<T> {
+    let key = (account.map(str::to_string), region.to_string());
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    cache.entry(key).or_insert_with(|| make(Region::new(region.to_string()))).clone()
+}
+
 impl AwsProvider for SdkProvider {
     fn ecs(&self, account: Option<&str>, region: &str) -> Arc<dyn Ecs> {
-        let key = (account.map(str::to_string), region.to_string());
-        let mut cache = self.ecs.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let conf = aws_sdk_ecs::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
-                Arc::new(SdkEcs::new(aws_sdk_ecs::Client::from_conf(conf), self.metrics.clone()))
-            })
-            .clone()
+        cached(&self.ecs, account, region, |r| {
+            let conf = aws_sdk_ecs::config::Builder::from(&self.base).region(r).build();
+            Arc::new(SdkEcs::new(aws_sdk_ecs::Client::from_conf(conf), self.metrics.clone()))
+        })
     }
 
     fn elb(&self, account: Option<&str>, region: &str) -> Arc<dyn Elb> {
-        let key = (account.map(str::to_string), region.to_string());
-        let mut cache = self.elb.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let conf =
-                    aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
-                Arc::new(SdkElb::new(aws_sdk_elasticloadbalancingv2::Client::from_conf(conf), self.metrics.clone()))
-            })
-            .clone()
+        cached(&self.elb, account, region, |r| {
+            let conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.base).region(r).build();
+            Arc::new(SdkElb::new(aws_sdk_elasticloadbalancingv2::Client::from_conf(conf), self.metrics.clone()))
+        })
     }
 
     fn alarms(&self, account: Option<&str>, region: &str) -> Arc<dyn Alarms> {
-        let key = (account.map(str::to_string), region.to_string());
-        let mut cache = self.alarms.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let conf = aws_sdk_cloudwatch::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
-                Arc::new(SdkAlarms::new(aws_sdk_cloudwatch::Client::from_conf(conf), self.metrics.clone()))
-            })
-            .clone()
+        cached(&self.alarms, account, region, |r| {
+            let conf = aws_sdk_cloudwatch::config::Builder::from(&self.base).region(r).build();
+            Arc::new(SdkAlarms::new(aws_sdk_cloudwatch::Client::from_conf(conf), self.metrics.clone()))
+        })
     }
 
     fn lambda(&self, account: Option<&str>, region: &str) -> Arc<dyn Lambda> {
-        let key = (account.map(str::to_string), region.to_string());
-        let mut cache = self.lambda.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let conf = aws_sdk_lambda::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
-                Arc::new(SdkLambda::new(aws_sdk_lambda::Client::from_conf(conf), self.metrics.clone()))
-            })
-            .clone()
+        cached(&self.lambda, account, region, |r| {
+            let conf = aws_sdk_lambda::config::Builder::from(&self.base).region(r).build();
+            Arc::new(SdkLambda::new(aws_sdk_lambda::Client::from_conf(conf), self.metrics.clone()))
+        })
     }
 
     fn apigw(&self, account: Option<&str>, region: &str) -> Arc<dyn ApiGateway> {
-        let key = (account.map(str::to_string), region.to_string());
-        let mut cache = self.apigw.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let conf = aws_sdk_apigatewayv2::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
-                Arc::new(SdkApiGateway::new(aws_sdk_apigatewayv2::Client::from_conf(conf), self.metrics.clone()))
-            })
-            .clone()
+        cached(&self.apigw, account, region, |r| {
+            let conf = aws_sdk_apigatewayv2::config::Builder::from(&self.base).region(r).build();
+            Arc::new(SdkApiGateway::new(aws_sdk_apigatewayv2::Client::from_conf(conf), self.metrics.clone()))
+        })
     }
 
     fn secrets(&self, _account: Option<&str>, region: &str) -> Arc<dyn crate::credentials::SecretStore> {
