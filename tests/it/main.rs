@@ -12,6 +12,7 @@ mod moto;
 mod moto_blue_green;
 mod moto_lambda;
 mod notify;
+mod packaging;
 mod repos;
 mod router;
 mod sim;

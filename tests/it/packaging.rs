@@ -1,0 +1,87 @@
+//! The shipped IAM policy matches the calls the SDK adapters make, both ways: every operation an
+//! adapter can send is allowed (else a deployment fails with AccessDenied), and the policy allows
+//! nothing the adapters never call (least privilege). The other packaging files parse.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// IAM actions of every `AwsError::from_sdk(service, "Operation", …)` in the adapters.
+fn actions_called() -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    for entry in std::fs::read_dir(root().join("src/aws")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_str().unwrap().starts_with("sdk_") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let label = text.split("const SERVICE: &str = \"").nth(1).and_then(|r| r.split('"').next()).map(str::to_string);
+        for call in text.split("from_sdk(").skip(1) {
+            let mut args = call.splitn(3, ',');
+            let service = args.next().unwrap().trim().trim_matches('"').to_string();
+            let op = args.next().unwrap().trim().trim_matches('"').to_string();
+            let service = if service == "SERVICE" { label.clone().expect("SERVICE is defined") } else { service };
+            let action = match service.as_str() {
+                "monitoring" => format!("cloudwatch:{op}"),
+                "apigateway" => {
+                    let verb = ["Get", "Create", "Update", "Delete"]
+                        .iter()
+                        .zip(["GET", "POST", "PATCH", "DELETE"])
+                        .find(|(p, _)| op.starts_with(*p))
+                        .map(|(_, v)| v)
+                        .unwrap_or("GET");
+                    format!("apigateway:{verb}")
+                }
+                other => format!("{other}:{op}"),
+            };
+            actions.insert(action);
+        }
+    }
+    actions
+}
+
+fn actions_allowed() -> BTreeSet<String> {
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("packaging/iam-policy.json")).unwrap()).unwrap();
+    let mut allowed = BTreeSet::new();
+    for statement in policy["Statement"].as_array().unwrap() {
+        assert_eq!(statement["Effect"], "Allow");
+        match &statement["Action"] {
+            serde_json::Value::String(a) => {
+                allowed.insert(a.clone());
+            }
+            serde_json::Value::Array(list) => allowed.extend(list.iter().map(|a| a.as_str().unwrap().to_string())),
+            other => panic!("unexpected Action {other}"),
+        }
+    }
+    allowed
+}
+
+#[test]
+fn the_iam_policy_allows_exactly_what_gitmoxi_calls() {
+    let called = actions_called();
+    assert!(called.len() > 40, "{called:?}");
+    let allowed = actions_allowed();
+    let missing: Vec<&String> = called.difference(&allowed).collect();
+    assert!(missing.is_empty(), "the policy lacks {missing:?}");
+    // implied by calls gitmoxi makes: passing task/function roles, tagging at CreateFunction,
+    // decrypting SecureString parameters
+    let implied: BTreeSet<String> = ["iam:PassRole", "lambda:TagResource", "kms:Decrypt"].iter().map(|s| s.to_string()).collect();
+    let extra: Vec<&String> = allowed.difference(&called).filter(|a| !implied.contains(*a)).collect();
+    assert!(extra.is_empty(), "the policy allows actions gitmoxi never calls: {extra:?}");
+}
+
+#[test]
+fn the_packaging_files_are_well_formed() {
+    let taskdef: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("packaging/ecs-task-definition.json")).unwrap()).unwrap();
+    assert_eq!(taskdef["family"], "gitmoxi");
+    assert_eq!(taskdef["containerDefinitions"][0]["command"][0], "serve");
+    let dockerfile = std::fs::read_to_string(root().join("packaging/Dockerfile")).unwrap();
+    assert!(dockerfile.matches("FROM ").count() >= 2, "multi-stage");
+    let unit = std::fs::read_to_string(root().join("packaging/gitmoxi.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/gitmoxi serve"));
+}
