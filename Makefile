@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MOTO_PIN := moto[server]==5.2.5
 
-.PHONY: test demo venv bench-plan
+.PHONY: test demo venv bench-plan soak
 
 $(VENV)/.installed-5.2.5:
 	python3 -m venv $(VENV)
@@ -27,3 +27,15 @@ demo: venv
 bench-plan:
 	cargo build --release --bin gitmoxi
 	bash scripts/bench-plan.sh 2000
+
+# The many-apps simulation with random seeds for SOAK_SECONDS (default 600); a failure prints
+# its seed, replay it with SIM_SEED=n cargo test --test it sim_many.
+SOAK_SECONDS ?= 600
+soak:
+	cargo test --test it --no-run
+	@end=$$(( $$(date +%s) + $(SOAK_SECONDS) )); runs=0; \
+	while [ $$(date +%s) -lt $$end ]; do \
+	  seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); runs=$$((runs+1)); \
+	  SIM_SEED=$$seed cargo test -q --test it sim_many_apps_with_restarts_and_faults_converge_seed_1 >/tmp/gitmoxi-soak.log 2>&1 \
+	    || { echo "seed $$seed failed (log: /tmp/gitmoxi-soak.log)"; exit 1; }; \
+	done; echo "$$runs seeds passed"

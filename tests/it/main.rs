@@ -18,5 +18,6 @@ mod router;
 mod sim;
 mod sim_blue_green;
 mod sim_lambda;
+mod sim_many;
 mod support;
 mod webhooks;
