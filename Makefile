@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MOTO_PIN := moto[server]==5.2.5
 
-.PHONY: test demo venv bench-plan soak
+.PHONY: test demo venv bench bench-plan soak
 
 $(VENV)/.installed-5.2.5:
 	python3 -m venv $(VENV)
@@ -22,6 +22,15 @@ test: venv
 demo: venv
 	cargo build --bin gitmoxi
 	bash examples/demo.sh
+
+# The benchmark table of the README: `gitmoxi plan` over 200 / 2,000 / 20,000 generated apps and
+# a no-change reconcile pass (render, plan, reconcile every app; AWS calls counted).
+bench:
+	cargo build --release --bin gitmoxi
+	bash scripts/bench-plan.sh 200 | tail -1
+	bash scripts/bench-plan.sh 2000 | tail -1
+	bash scripts/bench-plan.sh 20000 | tail -1
+	cargo bench --bench reconcile -- 200 2000 20000
 
 # `gitmoxi plan` over a generated repository of 2,000 ECS apps (figure in the README).
 bench-plan:
