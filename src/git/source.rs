@@ -113,6 +113,9 @@ pub struct GitTree {
     repo: Repository,
     tree: Oid,
     pub commit: String,
+    /// Path → blob id, built by one walk on the first read (reading path by path through large
+    /// trees is quadratic in the number of files).
+    index: std::sync::OnceLock<std::collections::HashMap<String, Oid>>,
 }
 
 impl GitTree {
@@ -131,18 +134,19 @@ impl GitTree {
             let tree = commit.tree().map_err(rev_err)?.id();
             (tree, commit.id().to_string())
         };
-        Ok(GitTree { repo, tree, commit })
+        Ok(GitTree { repo, tree, commit, index: std::sync::OnceLock::new() })
     }
 }
 
-impl FileTree for GitTree {
-    fn paths(&self) -> Vec<String> {
+impl GitTree {
+    /// Every blob of the tree with its id, in tree order.
+    fn walk(&self) -> Vec<(String, Oid)> {
         let mut out = Vec::new();
         if let Ok(tree) = self.repo.find_tree(self.tree) {
             let _ = tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
                 if entry.kind() == Some(git2::ObjectType::Blob) {
                     if let Some(name) = entry.name() {
-                        out.push(format!("{root}{name}"));
+                        out.push((format!("{root}{name}"), entry.id()));
                     }
                 }
                 git2::TreeWalkResult::Ok
@@ -150,11 +154,16 @@ impl FileTree for GitTree {
         }
         out
     }
+}
+
+impl FileTree for GitTree {
+    fn paths(&self) -> Vec<String> {
+        self.walk().into_iter().map(|(p, _)| p).collect()
+    }
 
     fn read(&self, path: &str) -> Option<Vec<u8>> {
-        let tree = self.repo.find_tree(self.tree).ok()?;
-        let entry = tree.get_path(Path::new(path)).ok()?;
-        let blob = self.repo.find_blob(entry.id()).ok()?;
+        let index = self.index.get_or_init(|| self.walk().into_iter().collect());
+        let blob = self.repo.find_blob(*index.get(path)?).ok()?;
         Some(blob.content().to_vec())
     }
 }
