@@ -30,8 +30,8 @@ impl SdkEcs {
     }
 }
 
-/// A closure that replaces the serialized body with `body`.
-fn raw_body(body: &Value) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync + 'static {
+/// A closure that replaces the serialized body with `body` (the Lambda adapter uses it too).
+pub(super) fn raw_body(body: &Value) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync + 'static {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     move |req| {
         let len = bytes.len();

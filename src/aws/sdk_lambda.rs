@@ -6,11 +6,11 @@
 //! Function configurations are normalized into comparable fields (description excluded: gitmoxi
 //! writes its own on published versions).
 
+use super::sdk_ecs::raw_body;
 use super::{AwsError, AwsErrorKind, Lambda};
 use async_trait::async_trait;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, FunctionConfiguration};
 use aws_sdk_lambda::Client;
-use aws_smithy_types::body::SdkBody;
 use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedMapping};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -30,15 +30,6 @@ impl SdkLambda {
     fn track<T>(&self, operation: &'static str, result: Result<T, AwsError>) -> Result<T, AwsError> {
         self.metrics.observe(SERVICE, operation, result.as_ref().err());
         result
-    }
-}
-
-fn raw_body(body: &Value) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync + 'static {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    move |req| {
-        let len = bytes.len();
-        *req.body_mut() = SdkBody::from(bytes.clone());
-        req.headers_mut().insert("content-length", len.to_string());
     }
 }
 
