@@ -240,6 +240,8 @@ impl Controller {
                 };
                 self.store.append_history(&key, &event)?;
             }
+            // every kind is deployed now: clear what older versions marked as unsupported
+            app.unsupported = None;
             app.plan_action = Some(entry.action.as_str().to_string());
             app.plan_reason = Some(entry.reason.clone());
             app.problems = problems;

@@ -47,7 +47,6 @@ impl Controller {
             (Some(PlanAction::Delete), _) => Desired::Deleted,
             _ => Desired::Blocked,
         };
-        self.mark_unsupported(key, app.map_or(AppKind::Ecs, |a| a.kind), None)?;
         let moved = entry.is_some_and(|e| e.action == PlanAction::Move);
         let app_entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
         let record = self.store.record(key)?;
@@ -204,16 +203,6 @@ impl Controller {
             self.store.append_history(key, &event)?;
         }
         Ok(())
-    }
-
-    /// Records whether this version leaves the app untouched; `true` = skip it.
-    fn mark_unsupported(&self, key: &AppKey, kind: AppKind, reason: Option<&str>) -> Result<bool, ControllerError> {
-        let mut entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), kind));
-        if entry.unsupported.as_deref() != reason {
-            entry.unsupported = reason.map(str::to_string);
-            self.store.put_app(&entry)?;
-        }
-        Ok(reason.is_some())
     }
 
     /// Persists, flushes, then acts.
