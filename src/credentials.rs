@@ -118,13 +118,19 @@ impl Credentials {
     /// The token now (cached for `CACHE_TTL` when it came from AWS).
     pub async fn token(&self, source: &TokenSource) -> Result<String, String> {
         let key = serde_json::to_string(source).unwrap_or_default();
-        let cached = || -> Option<String> {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.get(&key).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, t)| t.clone())
-        };
+        // only tokens read from AWS are cached
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, t)| t.clone());
+        if let Some(token) = cached {
+            return Ok(token);
+        }
         let read = match source {
             TokenSource::Env(name) => return std::env::var(name).map_err(|_| format!("the {} is not set", source.describe())),
-            _ if cached().is_some() => return cached().ok_or_else(String::new),
             TokenSource::SecretsManager(id) => {
                 self.aws.secrets(None, source.region().unwrap_or(&self.default_region)).secret(id).await.map(|raw| token_in_secret(&raw))
             }

@@ -7,7 +7,7 @@
 //! and every failure is logged and counted. URLs are never logged (they often carry secrets).
 
 use backon::{ExponentialBuilder, Retryable};
-use gitmoxi_deploy::record::{DeploymentRecord, Outcome};
+use gitmoxi_deploy::record::DeploymentRecord;
 use gitmoxi_deploy::schedule::Weights;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -64,11 +64,6 @@ impl Event {
             message,
             app_webhooks,
         }
-    }
-
-    /// The stage name of an outcome.
-    pub fn stage_of(outcome: Outcome) -> &'static str {
-        outcome.as_str()
     }
 }
 

@@ -273,7 +273,7 @@ impl Controller {
         self.drift_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.app);
         if let Some(outcome) = record.outcome {
             let message = record.timeline.last().map(|e| e.message.clone()).unwrap_or_default();
-            self.notify(crate::notify::Event::of_record(record, crate::notify::Event::stage_of(outcome), message));
+            self.notify(crate::notify::Event::of_record(record, outcome.as_str(), message));
             self.metrics.deployments_total.with_label_values(&[record.kind.as_str(), &record.strategy, outcome.as_str()]).inc();
             let seconds = record.finished_at_ms.unwrap_or(record.updated_at_ms).saturating_sub(record.started_at_ms) as f64 / 1000.0;
             self.metrics.deployment_duration.with_label_values(&[record.kind.as_str(), outcome.as_str()]).observe(seconds);
