@@ -81,11 +81,8 @@ pub async fn run_with(
     tasks.spawn(worker.run(shutdown.clone()));
     let repos = crate::repos::Repos::new(controller.clone(), config.state_dir.clone(), default_poll(&config), shutdown.clone());
     repos.start(&config.repos).map_err(|e| anyhow::anyhow!("cannot start the repositories: {e}"))?;
-    let webhooks = Arc::new(Webhooks {
-        github_secret: config.github_webhook_secret.clone(),
-        gitlab_token: config.gitlab_webhook_token.clone(),
-        repos: repos.clone(),
-    });
+    let webhooks =
+        Arc::new(Webhooks { github_secret: config.github_webhook_secret.clone(), gitlab_token: config.gitlab_webhook_token.clone() });
     tasks.spawn(controller.clone().run(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -15,14 +15,12 @@ use axum::Json;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use std::sync::Arc;
 
-/// Webhook secrets and what they can wake.
-#[derive(Clone)]
+/// Webhook secrets (what a push can wake comes from the server's repositories).
+#[derive(Clone, Default)]
 pub struct Webhooks {
     pub github_secret: Option<String>,
     pub gitlab_token: Option<String>,
-    pub repos: Arc<Repos>,
 }
 
 /// A push, as the providers describe it.
@@ -95,9 +93,9 @@ pub fn normalize_url(url: &str) -> String {
 }
 
 /// The targets a push wakes.
-fn targets_of(webhooks: &Webhooks, push: &Push) -> Vec<WakeTarget> {
+fn targets_of(repos: &Repos, push: &Push) -> Vec<WakeTarget> {
     let pushed: Vec<String> = push.urls.iter().map(|u| normalize_url(u)).collect();
-    webhooks.repos.targets().into_iter().filter(|t| t.branch == push.branch && pushed.contains(&normalize_url(&t.url))).collect()
+    repos.targets().into_iter().filter(|t| t.branch == push.branch && pushed.contains(&normalize_url(&t.url))).collect()
 }
 
 fn outcome(state: &HttpState, provider: &str, result: &str) {
@@ -105,7 +103,7 @@ fn outcome(state: &HttpState, provider: &str, result: &str) {
 }
 
 fn wake(state: &HttpState, provider: &str, push: Push) -> Response {
-    let hits = targets_of(&state.webhooks, &push);
+    let hits = targets_of(&state.repos, &push);
     if hits.is_empty() {
         outcome(state, provider, "ignored");
         return (

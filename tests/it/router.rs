@@ -25,7 +25,7 @@ async fn serve() -> (String, CancellationToken, Arc<Repos>) {
     let dir = tempfile::tempdir().unwrap().keep();
     let repos = Repos::new(controller.clone(), dir.clone(), Duration::from_secs(3600), shutdown.clone());
     repos.start(&[]).unwrap();
-    let webhooks = Arc::new(Webhooks { github_secret: Some("s".into()), gitlab_token: Some("t".into()), repos: repos.clone() });
+    let webhooks = Arc::new(Webhooks { github_secret: Some("s".into()), gitlab_token: Some("t".into()) });
     let app = router(HttpState { controller, api_token: Some(TOKEN.into()), webhooks, repos: repos.clone(), state_dir: dir, llm: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
