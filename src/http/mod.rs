@@ -177,12 +177,7 @@ async fn list_deployments(State(state): State<HttpState>, Query(q): Query<Deploy
                 status.eq_ignore_ascii_case(s) || d.outcome.is_some_and(|o| o.as_str().eq_ignore_ascii_case(s))
             })
     });
-    let mut page: Vec<_> = match &q.after {
-        Some(after) => matching.skip_while(|d| &d.id != after).skip(1).take(limit + 1).collect(),
-        None => matching.take(limit + 1).collect(),
-    };
-    let next = (page.len() > limit).then(|| page[limit - 1].id.clone());
-    page.truncate(limit);
+    let (page, next) = views::page_of(matching, q.after.as_deref(), limit);
     let items: Vec<serde_json::Value> = page
         .iter()
         .map(|d| {

@@ -107,12 +107,7 @@ pub async fn query(
     let url_of = |d: &DeploymentRecord| urls.get(&d.app.repo).cloned().unwrap_or_else(|| d.app.repo.clone());
     let limit = filter.limit.unwrap_or(50).clamp(1, 500);
     let matching = all.into_iter().filter(|d| d.kind == kind && matches(d, &filter, &url_of(d)));
-    let mut page: Vec<DeploymentRecord> = match &filter.start_key {
-        Some(key) => matching.skip_while(|d| &d.id != key).skip(1).take(limit + 1).collect(),
-        None => matching.take(limit + 1).collect(),
-    };
-    let last_evaluated_key = (page.len() > limit).then(|| page[limit - 1].id.clone());
-    page.truncate(limit);
+    let (page, last_evaluated_key) = super::views::page_of(matching, filter.start_key.as_deref(), limit);
     Json(json!({"deployments": page.iter().map(|d| v1_view(d, &url_of(d))).collect::<Vec<_>>(), "last_evaluated_key": last_evaluated_key}))
         .into_response()
 }

@@ -136,6 +136,22 @@ pub fn app_detail(controller: &Controller, prefix: &str, repo: Option<&str>, bra
     }
 }
 
+/// One page of deployments (newest first) after the one with id `after`, and the id to pass as
+/// `after` for the next page (None: this is the last).
+pub fn page_of(
+    matching: impl Iterator<Item = DeploymentRecord>,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<DeploymentRecord>, Option<String>) {
+    let mut page: Vec<DeploymentRecord> = match after {
+        Some(after) => matching.skip_while(|d| d.id != after).skip(1).take(limit + 1).collect(),
+        None => matching.take(limit + 1).collect(),
+    };
+    let next = (page.len() > limit).then(|| page[limit - 1].id.clone());
+    page.truncate(limit);
+    (page, next)
+}
+
 pub fn deployment_view(r: &DeploymentRecord) -> Value {
     json!({
         "id": r.id,
