@@ -2,8 +2,8 @@
 //! requests are explained, pause/resume show in the status, `sync --force --wait` redeploys and
 //! waits, a rollback with nothing in flight says so.
 
-use crate::moto::{synced, Moto, Server};
-use crate::support::{ecs_app, TestRepo};
+use crate::moto::{synced, write_terraform_app, Moto, Server};
+use crate::support::TestRepo;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -11,13 +11,7 @@ use std::time::Duration;
 const DEPDEF: &str = r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#;
 
 fn write_app(repo: &TestRepo) {
-    repo.write_all(&ecs_app("prod/web/web", "web", "{{ cluster_name }}", "nginx:1", 1, DEPDEF));
-    repo.write("prod/web/web_input.json", r#"{"ref": {"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}"#);
-    let svc = std::fs::read_to_string(repo.path().join("prod/web/web_svcdef.json")).unwrap();
-    let svc = svc
-        .replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}")
-        .replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
-    repo.write("prod/web/web_svcdef.json", &svc);
+    write_terraform_app(repo, "prod/web/web", "web", "nginx:1", 1, DEPDEF, "");
 }
 
 async fn post(server: &Server, body: &str) -> (u16, Value) {

@@ -226,14 +226,18 @@ impl Server {
 const DEPDEF: &str = r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}, "gmDeploymentCircuitBreaker": {"failureThreshold": 2}}"#;
 
 fn write_app(repo: &TestRepo, prefix: &str, service: &str, image: &str) {
-    repo.write_all(&ecs_app(prefix, service, "{{ cluster_name }}", "{{ image }}", 2, DEPDEF));
+    write_terraform_app(repo, prefix, service, "{{ image }}", 2, DEPDEF, &format!(r#", "image": "{image}""#));
+}
+
+/// An ECS rolling app whose svcdef reads the cluster, subnets and security group from the
+/// Terraform outputs of `infra/terraform_output.json`; `image` goes into the taskdef as written
+/// (a literal or a template), `input_values` are extra input keys (`, "k": "v"`).
+pub fn write_terraform_app(repo: &TestRepo, prefix: &str, service: &str, image: &str, desired: u32, depdef: &str, input_values: &str) {
+    repo.write_all(&ecs_app(prefix, service, "{{ cluster_name }}", image, desired, depdef));
     repo.write(
         &format!("{prefix}_input.json"),
-        &format!(
-            r#"{{"ref": {{"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}, "image": "{image}", "subnets": "unused", "security_groups": ["{{{{ security_group_id }}}}"]}}"#
-        ),
+        &format!(r#"{{"ref": {{"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}{input_values}}}"#),
     );
-    // subnets and the security group come from Terraform: the template reads them directly
     let svc = std::fs::read_to_string(repo.path().join(format!("{prefix}_svcdef.json"))).expect("svcdef");
     let svc = svc
         .replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}")

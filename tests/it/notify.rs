@@ -2,8 +2,8 @@
 //! depdef's webhook gets its template filled, a Slack message in Block Kit, and a receiver that nobody
 //! answers neither delays nor fails the deployment (it is retried a bounded number of times and counted).
 
-use crate::moto::{free_port, synced, Moto, Server};
-use crate::support::{ecs_app, TestRepo};
+use crate::moto::{free_port, synced, write_terraform_app, Moto, Server};
+use crate::support::TestRepo;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -43,13 +43,7 @@ async fn events_reach_slack_the_webhook_and_the_app_template_and_a_dead_receiver
         r#"{{"stabilityCheck": {{"pollInterval": 1, "timeout": 60}},
   "webhooks": [{{"name": "team", "urls": ["{url}/app", "{dead}"], "payload_template": {{"text": "[{{stage}}] {{message}}"}}}}]}}"#
     );
-    repo.write_all(&ecs_app("prod/web/web", "web", "{{ cluster_name }}", "nginx:1", 1, &depdef));
-    repo.write("prod/web/web_input.json", r#"{"ref": {"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}"#);
-    let svc = std::fs::read_to_string(repo.path().join("prod/web/web_svcdef.json")).unwrap();
-    let svc = svc
-        .replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}")
-        .replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
-    repo.write("prod/web/web_svcdef.json", &svc);
+    write_terraform_app(&repo, "prod/web/web", "web", "nginx:1", 1, &depdef, "");
     repo.commit("web");
     let started = std::time::Instant::now();
     let server = Server::start_full(

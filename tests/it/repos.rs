@@ -3,8 +3,8 @@
 //! the configured repository cannot be deleted through the API; API-added repositories survive a
 //! restart.
 
-use crate::moto::{synced, Moto, Server};
-use crate::support::{ecs_app, TestRepo};
+use crate::moto::{synced, write_terraform_app, Moto, Server};
+use crate::support::TestRepo;
 use gitmoxi::aws::fake::FakeWorld;
 use gitmoxi::clock::Clock;
 use gitmoxi::controller::{Controller, ControllerSettings};
@@ -20,14 +20,7 @@ const DEPDEF: &str = r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#
 fn app_repo(infra: &str, service: &str) -> TestRepo {
     let repo = TestRepo::new();
     repo.write("infra/terraform_output.json", infra);
-    let prefix = format!("apps/{service}/{service}");
-    repo.write_all(&ecs_app(&prefix, service, "prod", "nginx:1", 1, DEPDEF));
-    repo.write(&format!("{prefix}_input.json"), r#"{"ref": {"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}"#);
-    let svc = std::fs::read_to_string(repo.path().join(format!("{prefix}_svcdef.json"))).unwrap();
-    let svc = svc
-        .replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}")
-        .replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
-    repo.write(&format!("{prefix}_svcdef.json"), &svc);
+    write_terraform_app(&repo, &format!("apps/{service}/{service}"), service, "nginx:1", 1, DEPDEF, "");
     repo.commit(service);
     repo
 }

@@ -2,8 +2,8 @@
 //! at once while the poller is set to one hour; bad, missing and replayed-to-another-branch
 //! requests change nothing; GitLab's token; metrics count every outcome.
 
-use crate::moto::{synced, Moto, Server};
-use crate::support::{ecs_app, TestRepo};
+use crate::moto::{synced, write_terraform_app, Moto, Server};
+use crate::support::TestRepo;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -19,16 +19,7 @@ fn sign(body: &[u8]) -> String {
 }
 
 fn write_app(repo: &TestRepo, image: &str) {
-    repo.write_all(&ecs_app("prod/web/web", "web", "{{ cluster_name }}", "{{ image }}", 1, DEPDEF));
-    repo.write(
-        "prod/web/web_input.json",
-        &format!(r#"{{"ref": {{"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}, "image": "{image}", "subnets": [], "security_groups": []}}"#),
-    );
-    let svc = std::fs::read_to_string(repo.path().join("prod/web/web_svcdef.json")).unwrap();
-    let svc = svc
-        .replace("{{ subnets | tojson }}", "{{ private_subnets | tojson }}")
-        .replace("{{ security_groups | tojson }}", "[\"{{ security_group_id }}\"]");
-    repo.write("prod/web/web_svcdef.json", &svc);
+    write_terraform_app(repo, "prod/web/web", "web", "{{ image }}", 1, DEPDEF, &format!(r#", "image": "{image}""#));
 }
 
 async fn post(server: &Server, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
