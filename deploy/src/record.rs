@@ -415,6 +415,18 @@ impl DeploymentRecord {
         self.updated_at_ms = now_ms;
     }
 
+    /// Enters a rollback `phase` for `cause`: the cause and its first pieces of evidence go to the
+    /// timeline (`headline` says what happens first), the record keeps all of it.
+    pub fn roll_back(&mut self, now_ms: u64, cause: FailureCause, evidence: Vec<String>, headline: &str, phase: Phase) {
+        self.log(now_ms, Level::Error, format!("{cause}: {headline}"));
+        for e in evidence.iter().take(5) {
+            self.log(now_ms, Level::Error, e.clone());
+        }
+        self.cause = Some(cause);
+        self.evidence = evidence;
+        self.enter(phase, now_ms);
+    }
+
     /// Ends the deployment.
     pub fn finish(&mut self, outcome: Outcome, now_ms: u64) {
         self.phase = Phase::Done;

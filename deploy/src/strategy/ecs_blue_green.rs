@@ -685,13 +685,7 @@ fn fallback(
 /// Enters RollingBack with the cause and its evidence.
 fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: Vec<String>, delete_green: bool) -> Plan {
     let mut next = record.clone();
-    next.log(now, Level::Error, format!("{cause}: rolling back (traffic to blue first)"));
-    for e in evidence.iter().take(5) {
-        next.log(now, Level::Error, e.clone());
-    }
-    next.cause = Some(cause);
-    next.evidence = evidence;
-    next.enter(Phase::BgRollback { superseded: false, delete_green }, now);
+    next.roll_back(now, cause, evidence, "rolling back (traffic to blue first)", Phase::BgRollback { superseded: false, delete_green });
     Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
 }
 

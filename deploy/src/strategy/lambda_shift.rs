@@ -557,13 +557,8 @@ fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: 
         _ => String::new(),
     };
     let mut next = record.clone();
-    next.log(now, Level::Error, format!("{cause}: rolling back (alias to the previous version first)"));
-    for e in evidence.iter().take(5) {
-        next.log(now, Level::Error, e.clone());
-    }
-    next.cause = Some(cause);
-    next.evidence = evidence;
-    next.enter(Phase::LambdaRollback { version, superseded: false }, now);
+    let phase = Phase::LambdaRollback { version, superseded: false };
+    next.roll_back(now, cause, evidence, "rolling back (alias to the previous version first)", phase);
     Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
 }
 
