@@ -134,6 +134,29 @@ impl Sim {
         done(self)
     }
 
+    /// Restarts the controller at every phase boundary of `prefix` and right after every AWS
+    /// mutation (whose answer may have been lost), until `done` holds or `limit` of virtual time
+    /// has passed; returns how many restarts it made.
+    pub(crate) async fn restart_at_boundaries_until(&mut self, prefix: &str, limit: Duration, done: impl Fn(&Sim) -> bool) -> u32 {
+        let key = Self::key(prefix);
+        let mut last = (None, 0);
+        let mut restarts = 0;
+        let step = Duration::from_millis(200);
+        for _ in 0..(limit.as_millis() / step.as_millis()) {
+            let now = (self.store.record(&key).expect("store").map(|r| r.phase.name()), self.world.mutation_count());
+            if now != last {
+                self.restart().await;
+                last = (now.0, self.world.mutation_count());
+                restarts += 1;
+            }
+            if done(self) {
+                break;
+            }
+            tokio::time::sleep(step).await;
+        }
+        restarts
+    }
+
     pub(crate) fn stable_on(&self, service: &str, revision: &str) -> bool {
         self.world.service(REGION, "prod", service).is_some_and(|s| {
             s.task_definition.as_deref().is_some_and(|t| t.ends_with(revision))

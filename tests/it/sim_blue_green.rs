@@ -298,27 +298,6 @@ async fn a_newer_commit_during_shifting_rolls_back_first_then_deploys_the_newest
     assert_eq!(sim.world.revisions(REGION, "web"), 3);
 }
 
-/// Restarts the controller at every phase boundary it sees and right after every AWS mutation
-/// (whose answer may have been lost), until the service settles on `revision`; returns the count.
-async fn restart_at_boundaries_until(sim: &mut Sim, revision: &str) -> u32 {
-    let mut last = (None, 0);
-    let mut restarts = 0;
-    for _ in 0..(30 * 60 * 5) {
-        let now = (phase(sim).map(|p| p.name()), sim.world.mutation_count());
-        if now != last {
-            last = now;
-            sim.restart().await;
-            last.1 = sim.world.mutation_count();
-            restarts += 1;
-        }
-        if settled_on(sim, revision) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    restarts
-}
-
 #[tokio::test(start_paused = true)]
 async fn restarts_at_every_phase_boundary_and_lost_responses_end_with_one_green_and_no_orphans() {
     let mut sim = Sim::new();
@@ -328,7 +307,7 @@ async fn restarts_at_every_phase_boundary_and_lost_responses_end_with_one_green_
         sim.world.lose_response(op, 1);
     }
     sim.commit();
-    let mut restarts = restart_at_boundaries_until(&mut sim, "web:1").await;
+    let mut restarts = sim.restart_at_boundaries_until(PREFIX, 30 * MINUTES, |s| settled_on(s, "web:1")).await;
     assert!(settled_on(&sim, "web:1"), "first deployment {:?} {}", task_sets(&sim), sim.seed_note());
 
     for op in ["RegisterTaskDefinition", "CreateTaskSet", "ModifyListener", "ModifyRule", "UpdateServicePrimaryTaskSet", "DeleteTaskSet"] {
@@ -336,7 +315,7 @@ async fn restarts_at_every_phase_boundary_and_lost_responses_end_with_one_green_
     }
     sim.set_image(PREFIX, "nginx:2");
     sim.commit();
-    restarts += restart_at_boundaries_until(&mut sim, "web:2").await;
+    restarts += sim.restart_at_boundaries_until(PREFIX, 30 * MINUTES, |s| settled_on(s, "web:2")).await;
     assert!(settled_on(&sim, "web:2"), "{:?} {}", task_sets(&sim), sim.seed_note());
     assert!(restarts >= 12, "restarts at phase boundaries and after mutations: {restarts}");
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));

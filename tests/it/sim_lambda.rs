@@ -4,9 +4,8 @@
 //! and the delete.
 
 use crate::sim::{Sim, MINUTES, REGION};
-use gitmoxi_deploy::record::{FailureCause, Outcome, Phase};
+use gitmoxi_deploy::record::{FailureCause, Outcome};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 const PREFIX: &str = "fn/hello";
 const CANARY: &str = r#"{"alias": "live", "trafficShiftingConfig": {"type": "CANARY", "percent": 20, "waitInterval": 30},
@@ -33,10 +32,6 @@ fn alias(sim: &Sim) -> Option<(String, BTreeMap<String, f64>)> {
 
 fn on_version(sim: &Sim, version: &str) -> bool {
     sim.idle(PREFIX) && alias(sim).is_some_and(|(v, extra)| v == version && extra.is_empty())
-}
-
-fn phase(sim: &Sim) -> Option<Phase> {
-    sim.store.record(&Sim::key(PREFIX)).expect("store").map(|r| r.phase)
 }
 
 async fn first_deployment(sim: &mut Sim) {
@@ -150,19 +145,7 @@ async fn restarts_in_every_phase_publish_one_version_per_deployment() {
             add_function(&mut sim, code, "ok", CANARY);
             sim.commit();
         }
-        let mut last = (None, 0);
-        for _ in 0..(20 * 60 * 5) {
-            let now = (phase(&sim).map(|p| p.name()), sim.world.mutation_count());
-            if now != last {
-                sim.restart().await;
-                last = (now.0, sim.world.mutation_count());
-                restarts += 1;
-            }
-            if on_version(&sim, version) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        restarts += sim.restart_at_boundaries_until(PREFIX, 20 * MINUTES, |s| on_version(s, version)).await;
         assert!(on_version(&sim, version), "{version}: {:?} {}", sim.history(PREFIX), sim.seed_note());
     }
     assert!(restarts >= 8, "{restarts}");
