@@ -125,9 +125,8 @@ impl Controller {
         fallback: f64,
         clients: &Clients,
     ) -> Result<u64, ControllerError> {
-        let mut commands = self.store.commands(key)?;
-        commands.rebalance = None;
-        self.store.put_commands(key, &commands)?;
+        // the command stays until the scales are set: a crash in between replays the same
+        // absolute scales
         let (level, message) = match strategy::ecs_blue_green::rebalance(input, primary, fallback) {
             Ok(actions) => {
                 self.store.flush().await?;
@@ -145,6 +144,9 @@ impl Controller {
             }
             Err(why) => (Level::Warn, format!("rebalance requested, but {why}")),
         };
+        let mut commands = self.store.commands(key)?;
+        commands.rebalance = None;
+        self.store.put_commands(key, &commands)?;
         let event = HistoryEvent { at_ms: self.clock.now_ms(), level, deployment: None, commit: None, message };
         self.store.append_history(key, &event)?;
         Ok(STEADY_REQUEUE_MS)
