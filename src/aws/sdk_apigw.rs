@@ -66,6 +66,9 @@ impl ApiGateway for SdkApiGateway {
             .integration_type(IntegrationType::AwsProxy)
             .integration_uri(uri)
             .payload_format_version("2.0")
+            .customize()
+            // Not idempotent: a replay after a lost answer makes a second integration.
+            .config_override(aws_sdk_apigatewayv2::config::Config::builder().retry_config(super::sdk_ecs::no_retry()))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "CreateIntegration", e));

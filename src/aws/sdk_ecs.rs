@@ -12,6 +12,12 @@ use aws_smithy_types::body::SdkBody;
 use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask, ObservedTaskSet};
 use serde_json::Value;
 
+/// The retry setting of calls that must not be replayed blindly: one attempt; the controller
+/// observes and retries on its next pass.
+pub fn no_retry() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::disabled()
+}
+
 const SERVICE: &str = "ecs";
 
 pub struct SdkEcs {
@@ -231,6 +237,9 @@ impl Ecs for SdkEcs {
             .set_container_definitions(Some(Vec::new()))
             .customize()
             .mutate_request(raw_body(body))
+            // Not idempotent: an SDK retry after a lost answer registers a second revision. The
+            // controller retries instead, after looking the tagged revision up.
+            .config_override(aws_sdk_ecs::config::Config::builder().retry_config(no_retry()))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "RegisterTaskDefinition", e));

@@ -6,7 +6,7 @@
 //! Function configurations are normalized into comparable fields (description excluded: gitmoxi
 //! writes its own on published versions).
 
-use super::sdk_ecs::raw_body;
+use super::sdk_ecs::{no_retry, raw_body};
 use super::{AwsError, AwsErrorKind, Lambda};
 use async_trait::async_trait;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, FunctionConfiguration};
@@ -211,10 +211,16 @@ impl Lambda for SdkLambda {
             .code(FunctionCode::builder().build())
             .customize()
             .mutate_request(raw_body(body))
+            .config_override(aws_sdk_lambda::config::Config::builder().retry_config(no_retry()))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "CreateFunction", e));
-        self.track("CreateFunction", out).map(|_| ())
+        match self.track("CreateFunction", out) {
+            Ok(_) => Ok(()),
+            // A replay after a lost answer: the function is there; the next pass checks its tags.
+            Err(e) if e.code == "ResourceConflictException" => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn update_code(&self, name: &str, code: &Value) -> Result<(), AwsError> {
@@ -251,6 +257,9 @@ impl Lambda for SdkLambda {
             .code_sha256(code_sha256)
             .set_revision_id(Some(revision_id.to_string()).filter(|r| !r.is_empty()))
             .description(description)
+            .customize()
+            // Not idempotent on every endpoint: the controller retries after looking for the version.
+            .config_override(aws_sdk_lambda::config::Config::builder().retry_config(no_retry()))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "PublishVersion", e));
@@ -314,6 +323,8 @@ impl Lambda for SdkLambda {
             .function_name(function)
             .customize()
             .mutate_request(raw_body(body))
+            // Not idempotent: a replay after a lost answer makes a second mapping.
+            .config_override(aws_sdk_lambda::config::Config::builder().retry_config(no_retry()))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "CreateEventSourceMapping", e));

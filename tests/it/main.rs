@@ -8,6 +8,7 @@
 
 mod cli;
 mod commands;
+mod fault_proxy;
 mod moto;
 mod moto_blue_green;
 mod moto_lambda;

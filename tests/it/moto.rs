@@ -5,6 +5,7 @@
 //! `make test`) these tests fail with a message saying so; they are never skipped.
 
 use crate::support::{ecs_app, TestRepo};
+use gitmoxi::aws::fault_proxy::{FaultProxy, Faults};
 use gitmoxi::aws::pool::SdkProvider;
 use gitmoxi::clock::Clock;
 use gitmoxi::config::{Config, RepoConfig};
@@ -89,18 +90,23 @@ impl Moto {
     }
 
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.url)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "moto"))
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-            .load()
-            .await
+        sdk_config_at(&self.url, 1).await
     }
 
     pub async fn ecs(&self) -> aws_sdk_ecs::Client {
         aws_sdk_ecs::Client::new(&self.sdk_config().await)
     }
+}
+
+/// An SDK configuration for `endpoint` (moto or a proxy in front of it) with standard retries.
+pub async fn sdk_config_at(endpoint: &str, max_attempts: u32) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "moto"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
+        .load()
+        .await
 }
 
 impl Drop for Moto {
@@ -110,9 +116,21 @@ impl Drop for Moto {
     }
 }
 
-/// A running controller (in-process, real time) against moto.
+/// What a test server is configured with besides its repository.
+struct Settings<'a> {
+    max_prune_percent: u32,
+    poll: Duration,
+    github_secret: Option<&'a str>,
+    notify: (Option<String>, Option<String>),
+    drift_interval: Duration,
+    llm: Option<gitmoxi::llm::LlmConfig>,
+}
+
+/// A running controller (in-process, real time) against moto, through a fault proxy that counts
+/// its calls (no faults unless the test asks); `stop` checks every call against the IAM policy.
 pub struct Server {
     pub api: String,
+    pub proxy: FaultProxy,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
     _state: tempfile::TempDir,
@@ -153,6 +171,26 @@ impl Server {
         drift_interval: Duration,
         llm: Option<gitmoxi::llm::LlmConfig>,
     ) -> Server {
+        let settings = Settings { max_prune_percent, poll, github_secret, notify, drift_interval, llm };
+        Self::start_through(moto, repo, settings, Faults::default(), 1).await
+    }
+
+    /// A server whose AWS calls go through a proxy with `faults`, with `max_attempts` SDK attempts.
+    pub async fn start_faulty(moto: &Moto, repo: &TestRepo, faults: Faults, max_attempts: u32) -> Server {
+        let settings = Settings {
+            max_prune_percent: 25,
+            poll: Duration::from_millis(500),
+            github_secret: None,
+            notify: (None, None),
+            drift_interval: Duration::from_secs(300),
+            llm: None,
+        };
+        Self::start_through(moto, repo, settings, faults, max_attempts).await
+    }
+
+    async fn start_through(moto: &Moto, repo: &TestRepo, settings: Settings<'_>, faults: Faults, max_attempts: u32) -> Server {
+        let Settings { max_prune_percent, poll, github_secret, notify, drift_interval, llm } = settings;
+        let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
         let config = Config {
@@ -180,7 +218,7 @@ impl Server {
             llm: llm.clone(),
         };
         let metrics = Metrics::new();
-        let provider = Arc::new(SdkProvider::from_config(moto.sdk_config().await, metrics.aws.clone()));
+        let provider = Arc::new(SdkProvider::from_config(sdk_config_at(&proxy.url, max_attempts).await, metrics.aws.clone()));
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
@@ -188,7 +226,7 @@ impl Server {
                 panic!("server failed: {e:#}");
             }
         });
-        Server { api: format!("http://127.0.0.1:{port}"), shutdown, task: Some(task), _state: state }
+        Server { api: format!("http://127.0.0.1:{port}"), proxy, shutdown, task: Some(task), _state: state }
     }
 
     pub async fn app(&self, prefix: &str) -> Option<Value> {
@@ -215,11 +253,15 @@ impl Server {
         panic!("app {prefix} did not reach the expected state in {limit:?}; last seen: {last:#}");
     }
 
+    /// Stops the controller; every AWS call it made must be allowed by the shipped IAM policy.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        let allowed = crate::packaging::actions_allowed();
+        let denied: Vec<String> = self.proxy.iam_actions().into_iter().filter(|a| !allowed.contains(a)).collect();
+        assert!(denied.is_empty(), "gitmoxi sent calls packaging/iam-policy.json does not allow: {denied:?}\n{}", self.proxy.table());
     }
 }
 
@@ -278,9 +320,13 @@ async fn moto_service_is_created_updated_and_deleted_from_git() {
     assert_eq!(subnets.len(), 2, "subnets rendered from the Terraform outputs");
 
     // image change → new revision on the service
+    server.proxy.reset();
     write_app(&repo, "prod/web/web", "web", "nginx:2");
     repo.commit("web v2");
     server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["fingerprint"] != app["fingerprint"]).await;
+    eprintln!("calls of one ECS rolling deployment (2 tasks):\n{}", server.proxy.table());
+    let mutations: Vec<(String, u64)> = server.proxy.mutations().into_iter().collect();
+    assert_eq!(mutations, vec![("ecs:RegisterTaskDefinition".to_string(), 1), ("ecs:UpdateService".to_string(), 1)], "the minimum");
     let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
     assert!(svc.services()[0].task_definition().unwrap().ends_with("web:2"));
     assert_eq!(svc.services()[0].running_count(), 2);

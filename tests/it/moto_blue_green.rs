@@ -134,10 +134,24 @@ async fn moto_blue_green_shifts_linear_20_on_two_listeners_then_promotes_and_rol
     // an update shifts 20 % per second on both listeners and the rule
     let seen = Arc::new(Mutex::new(Vec::new()));
     let poller = record_splits(watch.clone(), seen.clone());
+    server.proxy.reset();
     write_app(&repo, "nginx:2");
     let second = repo.commit("web: nginx 2");
     server.wait_app(PREFIX, Duration::from_secs(90), |a| synced(a) && a["applied_commit"] == second.as_str()).await;
     poller.abort();
+    eprintln!("calls of one blue/green deployment (2 tasks, LINEAR 20, 2 listeners + 1 rule):\n{}", server.proxy.table());
+    let expected: BTreeMap<String, u64> = [
+        ("ecs:RegisterTaskDefinition", 1),
+        ("ecs:CreateTaskSet", 1),
+        ("elasticloadbalancing:ModifyListener", 10),
+        ("elasticloadbalancing:ModifyRule", 5),
+        ("ecs:UpdateServicePrimaryTaskSet", 1),
+        ("ecs:DeleteTaskSet", 1),
+    ]
+    .into_iter()
+    .map(|(op, n)| (op.to_string(), n))
+    .collect();
+    assert_eq!(server.proxy.mutations(), expected, "the minimum: one modify per listener and rule per step");
     let seen = seen.lock().unwrap().clone();
     let green_of = |split: &Split| split.iter().find(|(tg, _)| tg == &tgs["web-b"]).map_or(0, |(_, w)| *w);
     let mut listener_greens: Vec<i32> = seen.iter().map(|(l, _)| green_of(l)).collect();

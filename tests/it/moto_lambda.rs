@@ -86,6 +86,7 @@ async fn moto_lambda_is_created_shifted_linear_50_wired_to_the_alias_and_deleted
     assert_eq!(route.target(), Some(format!("integrations/{}", integration.integration_id().unwrap()).as_str()));
 
     // a code change shifts LINEAR 50 with a 1 s wait: 0.5 on version 2, then version 2 alone
+    server.proxy.reset();
     write_function(&repo, ZIPS[1], 5);
     let commit = repo.commit("hello v2");
     let mut seen: Vec<(String, Vec<(String, f64)>)> = Vec::new();
@@ -115,6 +116,11 @@ async fn moto_lambda_is_created_shifted_linear_50_wired_to_the_alias_and_deleted
     }
     assert!(seen.contains(&("1".to_string(), vec![("2".to_string(), 0.5)])), "weight 0.5 on version 2 first: {seen:?}");
     server.wait_app(PREFIX, Duration::from_secs(30), |a| synced(a) && a["applied_commit"] == commit.as_str()).await;
+    eprintln!("calls of one Lambda deployment (new code, LINEAR 50, three event sources):\n{}", server.proxy.table());
+    let mutations = server.proxy.mutations();
+    let expected: Vec<(&str, u64)> = vec![("lambda:PublishVersion", 1), ("lambda:UpdateAlias", 2), ("lambda:UpdateFunctionCode", 1)];
+    let seen: Vec<(&str, u64)> = mutations.iter().map(|(op, n)| (op.as_str(), *n)).collect();
+    assert_eq!(seen, expected, "the minimum: new code, one version, one alias update per step");
 
     // a BatchSize change updates the mapping in place
     write_function(&repo, ZIPS[1], 7);

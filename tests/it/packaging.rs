@@ -43,7 +43,8 @@ fn actions_called() -> BTreeSet<String> {
     actions
 }
 
-fn actions_allowed() -> BTreeSet<String> {
+/// Every action `packaging/iam-policy.json` allows.
+pub fn actions_allowed() -> BTreeSet<String> {
     let policy: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("packaging/iam-policy.json")).unwrap()).unwrap();
     let mut allowed = BTreeSet::new();
