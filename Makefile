@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MOTO_PIN := moto[server]==5.2.5
 
-.PHONY: test demo venv bench bench-plan soak
+.PHONY: test demo venv bench bench-plan soak fuzz
 
 $(VENV)/.installed-5.2.5:
 	python3 -m venv $(VENV)
@@ -18,6 +18,7 @@ test: venv
 	bash scripts/check-deploy-deps.sh
 	$(PY) tests/moto/test_server.py
 	cargo test --workspace
+	bash scripts/fuzz.sh 20
 
 demo: venv
 	cargo build --bin gitmoxi
@@ -48,3 +49,9 @@ soak:
 	  SIM_SEED=$$seed cargo test -q --test it sim_many_apps_with_restarts_and_faults_converge_seed_1 >/tmp/gitmoxi-soak.log 2>&1 \
 	    || { echo "seed $$seed failed (log: /tmp/gitmoxi-soak.log)"; exit 1; }; \
 	done; echo "$$runs seeds passed"
+
+# Every cargo fuzz target for FUZZ_SECONDS (default 300) each; new inputs grow fuzz/corpus/.
+# `make test` runs the same targets for 20 s each.
+FUZZ_SECONDS ?= 300
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS) --grow

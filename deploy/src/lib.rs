@@ -20,5 +20,6 @@ pub mod schedule;
 pub mod spec;
 pub mod strategy;
 pub mod token;
+pub mod webhook;
 
 pub use spec::{AppKind, FileKind};

@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::json;
+
+pub use gitmoxi_deploy::webhook::{normalize_url, parse_github_push, parse_gitlab_push, Push};
 use sha2::Sha256;
 
 /// Webhook secrets (what a push can wake comes from the server's repositories).
@@ -21,14 +23,6 @@ use sha2::Sha256;
 pub struct Webhooks {
     pub github_secret: Option<String>,
     pub gitlab_token: Option<String>,
-}
-
-/// A push, as the providers describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Push {
-    /// Every URL the provider gives for the repository (clone, SSH, web).
-    pub urls: Vec<String>,
-    pub branch: String,
 }
 
 /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`.
@@ -39,57 +33,6 @@ pub fn github_signature_ok(secret: &str, body: &[u8], signature: Option<&str>) -
     mac.update(body);
     // verify_slice compares in constant time
     mac.verify_slice(&given).is_ok()
-}
-
-/// The push of a GitHub `push` payload.
-pub fn parse_github_push(body: &[u8]) -> Result<Option<Push>, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the payload is not JSON: {e}"))?;
-    let Some(branch) = v.get("ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("refs/heads/")) else {
-        return Ok(None); // a tag push or another ref: not a branch head
-    };
-    let repo = v.get("repository").ok_or("the payload has no \"repository\"")?;
-    let urls = ["clone_url", "ssh_url", "git_url", "html_url", "url"]
-        .iter()
-        .filter_map(|k| repo.get(*k).and_then(Value::as_str).map(str::to_string))
-        .collect();
-    Ok(Some(Push { urls, branch: branch.to_string() }))
-}
-
-/// The push of a GitLab `Push Hook` payload.
-pub fn parse_gitlab_push(body: &[u8]) -> Result<Option<Push>, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the payload is not JSON: {e}"))?;
-    let Some(branch) = v.get("ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("refs/heads/")) else { return Ok(None) };
-    let mut urls = Vec::new();
-    for holder in ["project", "repository"] {
-        if let Some(p) = v.get(holder) {
-            for k in ["git_http_url", "git_ssh_url", "web_url", "http_url", "url", "homepage"] {
-                if let Some(u) = p.get(k).and_then(Value::as_str) {
-                    urls.push(u.to_string());
-                }
-            }
-        }
-    }
-    Ok(Some(Push { urls, branch: branch.to_string() }))
-}
-
-/// `host/owner/name` of a Git URL (https, ssh, scp-style, file), lowercased, without `.git`.
-pub fn normalize_url(url: &str) -> String {
-    let u = url.trim().trim_end_matches('/').trim_end_matches(".git").to_ascii_lowercase();
-    let (had_scheme, rest) = match u.split_once("://") {
-        Some((_, rest)) => (true, rest),
-        None => (false, u.as_str()),
-    };
-    let without_user = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    match without_user.split_once(':') {
-        // scp-style git@host:owner/repo → host/owner/repo
-        Some((host, path)) if !had_scheme && !host.contains('/') => format!("{host}/{path}"),
-        // host:port/path → host/path
-        Some((host, port_and_path)) if had_scheme && !host.contains('/') => {
-            let path = port_and_path.split_once('/').map_or("", |(_, p)| p);
-            format!("{host}/{path}")
-        }
-        _ => without_user.to_string(),
-    }
 }
 
 /// The targets a push wakes.
@@ -212,35 +155,5 @@ mod tests {
         assert!(!github_signature_ok("s3cret", body, None));
         assert!(!github_signature_ok("s3cret", body, Some("sha1=abc")));
         assert!(!github_signature_ok("s3cret", body, Some("sha256=not-hex")));
-    }
-
-    #[test]
-    fn urls_of_one_repository_normalize_alike() {
-        let want = "github.com/acme/deploys";
-        for u in [
-            "https://github.com/acme/deploys.git",
-            "https://github.com/Acme/Deploys",
-            "git@github.com:acme/deploys.git",
-            "ssh://git@github.com:22/acme/deploys.git",
-            "git://github.com/acme/deploys.git",
-            "https://token@github.com/acme/deploys/",
-        ] {
-            assert_eq!(normalize_url(u), want, "{u}");
-        }
-        assert_eq!(normalize_url("file:///tmp/repo"), "/tmp/repo");
-        assert_eq!(normalize_url("/tmp/repo"), "/tmp/repo");
-    }
-
-    #[test]
-    fn pushes_are_parsed_and_tags_are_not_branch_pushes() {
-        let gh = br#"{"ref": "refs/heads/main", "repository": {"clone_url": "https://github.com/acme/deploys.git", "ssh_url": "git@github.com:acme/deploys.git"}}"#;
-        let push = parse_github_push(gh).unwrap().unwrap();
-        assert_eq!(push.branch, "main");
-        assert_eq!(push.urls.len(), 2);
-        assert_eq!(parse_github_push(br#"{"ref": "refs/tags/v1", "repository": {}}"#).unwrap(), None);
-        assert!(parse_github_push(b"{not json").unwrap_err().contains("not JSON"));
-        assert!(parse_github_push(br#"{"ref": "refs/heads/main"}"#).unwrap_err().contains("repository"));
-        let gl = br#"{"ref": "refs/heads/prod", "project": {"git_http_url": "https://gitlab.com/acme/deploys.git"}}"#;
-        assert_eq!(parse_gitlab_push(gl).unwrap().unwrap().branch, "prod");
     }
 }

@@ -20,8 +20,13 @@ pub struct Rendered {
     pub variables: BTreeSet<String>,
 }
 
+/// Template steps one file may take: a thousand times what a large real file needs, so a loop
+/// over a huge range stops with an error instead of holding the controller.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_keep_trailing_newline(true);
@@ -71,6 +76,9 @@ fn template_error(path: &str, source: &str, err: &minijinja::Error, missing: &[S
             format!("template reads an undefined value{detail}; check the key or attribute name against the input values")
         }
         ErrorKind::SyntaxError => format!("template syntax error{detail}"),
+        ErrorKind::OutOfFuel => {
+            format!("the template ran too long (over {TEMPLATE_FUEL} steps): look for a loop over a large range or a deep recursion")
+        }
         kind => format!("template error ({kind}){detail}"),
     };
     Diagnostic::new(path, message).at(line, column)
@@ -86,6 +94,15 @@ mod tests {
             Value::Object(m) => m,
             _ => unreachable!("test contexts are objects"),
         }
+    }
+
+    #[test]
+    fn a_runaway_loop_stops_with_an_error_naming_the_file() {
+        let source = b"{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+        let err = render_file("apps/web/web_taskdef.json", source, &Map::new()).unwrap_err();
+        assert_eq!(err.file, "apps/web/web_taskdef.json");
+        assert!(err.message.contains("the template ran too long"), "{err:?}");
+        assert_eq!(err.line, Some(1));
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! Push webhook payloads (SPEC §5): which repository URLs and branch a GitHub or GitLab push
+//! names. Pure parsing of untrusted bytes — fuzzed by `fuzz/fuzz_targets/webhook.rs`.
+//!
+//! Must never: panic on any input, or treat a tag push as a branch push.
+
+use serde_json::Value;
+
+/// A push, as the providers describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// Every URL the provider gives for the repository (clone, SSH, web).
+    pub urls: Vec<String>,
+    pub branch: String,
+}
+
+/// The push of a GitHub `push` payload.
+pub fn parse_github_push(body: &[u8]) -> Result<Option<Push>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the payload is not JSON: {e}"))?;
+    let Some(branch) = v.get("ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("refs/heads/")) else {
+        return Ok(None); // a tag push or another ref: not a branch head
+    };
+    let repo = v.get("repository").ok_or("the payload has no \"repository\"")?;
+    let urls = ["clone_url", "ssh_url", "git_url", "html_url", "url"]
+        .iter()
+        .filter_map(|k| repo.get(*k).and_then(Value::as_str).map(str::to_string))
+        .collect();
+    Ok(Some(Push { urls, branch: branch.to_string() }))
+}
+
+/// The push of a GitLab `Push Hook` payload.
+pub fn parse_gitlab_push(body: &[u8]) -> Result<Option<Push>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the payload is not JSON: {e}"))?;
+    let Some(branch) = v.get("ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("refs/heads/")) else { return Ok(None) };
+    let mut urls = Vec::new();
+    for holder in ["project", "repository"] {
+        if let Some(p) = v.get(holder) {
+            for k in ["git_http_url", "git_ssh_url", "web_url", "http_url", "url", "homepage"] {
+                if let Some(u) = p.get(k).and_then(Value::as_str) {
+                    urls.push(u.to_string());
+                }
+            }
+        }
+    }
+    Ok(Some(Push { urls, branch: branch.to_string() }))
+}
+
+/// `host/owner/name` of a Git URL (https, ssh, scp-style, file), lowercased, without `.git`.
+/// Normalizing a normalized URL changes nothing.
+pub fn normalize_url(url: &str) -> String {
+    let u = trim_suffixes(&url.trim().to_ascii_lowercase()).to_string();
+    let (had_scheme, rest) = match u.split_once("://") {
+        Some((_, rest)) => (true, rest),
+        None => (false, u.as_str()),
+    };
+    // user info ends at the last '@' before the path
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let without_user = rest[..authority_end].rfind('@').map_or(rest, |at| &rest[at + 1..]);
+    let joined = match without_user.split_once(':') {
+        // scp-style git@host:owner/repo → host/owner/repo
+        Some((host, path)) if !had_scheme && !host.contains('/') => format!("{host}/{path}"),
+        // host:port/path → host/path
+        Some((host, port_and_path)) if had_scheme && !host.contains('/') => {
+            let path = port_and_path.split_once('/').map_or("", |(_, p)| p);
+            format!("{host}/{path}")
+        }
+        _ => without_user.to_string(),
+    };
+    trim_suffixes(&joined).to_string()
+}
+
+/// Without trailing slashes and `.git`, however they alternate.
+fn trim_suffixes(mut s: &str) -> &str {
+    loop {
+        let trimmed = s.trim_end_matches('/').trim_end_matches(".git");
+        if trimmed == s {
+            return s;
+        }
+        s = trimmed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_of_one_repository_normalize_alike() {
+        let want = "github.com/acme/deploys";
+        for u in [
+            "https://github.com/acme/deploys.git",
+            "https://github.com/Acme/Deploys",
+            "git@github.com:acme/deploys.git",
+            "ssh://git@github.com:22/acme/deploys.git",
+            "git://github.com/acme/deploys.git",
+            "https://token@github.com/acme/deploys/",
+        ] {
+            assert_eq!(normalize_url(u), want, "{u}");
+        }
+        assert_eq!(normalize_url("file:///tmp/repo"), "/tmp/repo");
+        assert_eq!(normalize_url("/tmp/repo"), "/tmp/repo");
+        // found by the fuzzer: a port without a path left a trailing slash, so normalizing twice differed
+        assert_eq!(normalize_url("https://gitlab.com:22.git"), "gitlab.com");
+        assert_eq!(normalize_url("https://h/a@b/c"), "h/a@b/c", "an @ in the path is not user info");
+    }
+
+    #[test]
+    fn pushes_are_parsed_and_tags_are_not_branch_pushes() {
+        let gh = br#"{"ref": "refs/heads/main", "repository": {"clone_url": "https://github.com/acme/deploys.git", "ssh_url": "git@github.com:acme/deploys.git"}}"#;
+        let push = parse_github_push(gh).unwrap().unwrap();
+        assert_eq!(push.branch, "main");
+        assert_eq!(push.urls.len(), 2);
+        assert_eq!(parse_github_push(br#"{"ref": "refs/tags/v1", "repository": {}}"#).unwrap(), None);
+        assert!(parse_github_push(b"{not json").unwrap_err().contains("not JSON"));
+        assert!(parse_github_push(br#"{"ref": "refs/heads/main"}"#).unwrap_err().contains("repository"));
+        let gl = br#"{"ref": "refs/heads/prod", "project": {"git_http_url": "https://gitlab.com/acme/deploys.git"}}"#;
+        assert_eq!(parse_gitlab_push(gl).unwrap().unwrap().branch, "prod");
+    }
+}
