@@ -24,14 +24,23 @@ demo: venv
 	cargo build --bin gitmoxi
 	bash examples/demo.sh
 
-# The benchmark table of the README: `gitmoxi plan` over 200 / 2,000 / 20,000 generated apps and
-# a no-change reconcile pass (render, plan, reconcile every app; AWS calls counted).
-bench:
+# The AWS CLI for the fan-out baseline (its own venv: awscli pins its own botocore).
+AWSCLI_PIN := awscli==1.46.3
+.venv-awscli/.installed-1.46.3:
+	python3 -m venv .venv-awscli
+	.venv-awscli/bin/pip install --quiet --disable-pip-version-check '$(AWSCLI_PIN)'
+	touch $@
+
+# The benchmark table of the README: `gitmoxi plan` over 200 / 2,000 / 20,000 generated apps,
+# a no-change reconcile pass (render, plan, reconcile every app; AWS calls counted), and against
+# moto: webhook → first AWS call, the 200-service fan-out against the AWS CLI, peak RSS.
+bench: venv .venv-awscli/.installed-1.46.3
 	cargo build --release --bin gitmoxi
 	bash scripts/bench-plan.sh 200 | tail -1
 	bash scripts/bench-plan.sh 2000 | tail -1
 	bash scripts/bench-plan.sh 20000 | tail -1
 	cargo bench --bench reconcile -- 200 2000 20000
+	cargo bench --bench moto -- webhook 100 fanout 200 rss 2000
 
 # `gitmoxi plan` over a generated repository of 2,000 ECS apps (figure in the README).
 bench-plan:

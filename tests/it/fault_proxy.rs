@@ -99,3 +99,55 @@ async fn twenty_apps_converge_through_throttling_and_server_errors_with_nothing_
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_and_lambda_converge_through_faults_with_one_task_set_and_one_version_per_deployment() {
+    use crate::{moto_blue_green, moto_lambda};
+    let moto = Moto::start().await;
+    let infra = moto.infra_with("prod", &["--alb", "--lambda"]);
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &infra);
+    moto_blue_green::write_app(&repo, "nginx:1");
+    moto_lambda::write_function(&repo, moto_lambda::ZIPS[0], 5);
+    repo.commit("a blue/green service and a function");
+    let seed = std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(11);
+    eprintln!("fault seed {seed} (replay with FAULT_SEED={seed})");
+    let faults = Faults { throttle_percent: 20, server_error_percent: 5, latency: Duration::ZERO, seed };
+    let server = Server::start_faulty(&moto, &repo, faults, 3).await;
+    for prefix in [moto_blue_green::PREFIX, moto_lambda::PREFIX] {
+        server.wait_app(prefix, Duration::from_secs(180), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    }
+    moto_blue_green::write_app(&repo, "nginx:2");
+    moto_lambda::write_function(&repo, moto_lambda::ZIPS[1], 5);
+    let second = repo.commit("new image, new code");
+    for prefix in [moto_blue_green::PREFIX, moto_lambda::PREFIX] {
+        server.wait_app(prefix, Duration::from_secs(240), |a| synced(a) && a["applied_commit"] == second.as_str()).await;
+    }
+    eprintln!("calls of two commits of a blue/green service and a function under faults:\n{}", server.proxy.table());
+    let injected: u64 = server.proxy.counts().values().map(|c| c.throttled + c.failed + c.lost).sum();
+    assert!(injected > 20, "faults were injected: {}", server.proxy.table());
+
+    let config = moto.sdk_config().await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let sets = ecs.describe_task_sets().cluster("prod").service("web").send().await.unwrap();
+    let sets = sets.task_sets();
+    assert_eq!(sets.len(), 1, "green promoted, blue deleted, nothing duplicated: {sets:?}");
+    assert!(sets[0].task_definition().unwrap().ends_with("web:2"), "{sets:?}");
+    let revisions = ecs.list_task_definitions().family_prefix("web").send().await.unwrap();
+    assert_eq!(revisions.task_definition_arns().len(), 2, "{:?}", revisions.task_definition_arns());
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let versions = lambda.list_versions_by_function().function_name("hello").send().await.unwrap();
+    let numbers: Vec<&str> = versions.versions().iter().filter_map(|v| v.version()).collect();
+    assert_eq!(numbers, vec!["$LATEST", "1", "2"], "one version per deployment");
+    let alias = lambda.get_alias().function_name("hello").name("live").send().await.unwrap();
+    assert_eq!(alias.function_version(), Some("2"));
+    let alias_arn = "arn:aws:lambda:us-east-1:123456789012:function:hello:live";
+    let mappings = lambda.list_event_source_mappings().function_name(alias_arn).send().await.unwrap();
+    assert_eq!(mappings.event_source_mappings().len(), 1, "{:?}", mappings.event_source_mappings());
+    let api = aws_sdk_apigatewayv2::Client::new(&config);
+    let api_id = serde_json::from_str::<Value>(&infra).unwrap()["api_id"]["value"].as_str().unwrap().to_string();
+    let integrations = api.get_integrations().api_id(&api_id).send().await.unwrap();
+    let to_alias = integrations.items().iter().filter(|i| i.integration_uri() == Some(alias_arn)).count();
+    assert_eq!(to_alias, 1, "one integration to the alias: {:?}", integrations.items());
+    server.stop().await;
+}

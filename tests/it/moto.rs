@@ -75,7 +75,7 @@ impl Moto {
         self.infra_with(cluster, &["--lambda"])
     }
 
-    fn infra_with(&self, cluster: &str, extra: &[&str]) -> String {
+    pub fn infra_with(&self, cluster: &str, extra: &[&str]) -> String {
         let out = tempfile::NamedTempFile::new().expect("tmp");
         let status = Command::new(python())
             .arg(root().join("tests/moto/infra.py"))

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const PREFIX: &str = "prod/web/web";
+pub const PREFIX: &str = "prod/web/web";
 
-fn write_app(repo: &TestRepo, image: &str) {
+pub fn write_app(repo: &TestRepo, image: &str) {
     repo.write(
         &format!("{PREFIX}_svcdef.json"),
         r#"{"serviceName": "web", "cluster": "{{ cluster_name }}", "desiredCount": 2, "deploymentController": {"type": "EXTERNAL"},

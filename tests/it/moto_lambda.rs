@@ -7,13 +7,13 @@ use crate::support::TestRepo;
 use serde_json::Value;
 use std::time::Duration;
 
-const PREFIX: &str = "fn/hello";
-const ZIPS: [&str; 2] = [
+pub const PREFIX: &str = "fn/hello";
+pub const ZIPS: [&str; 2] = [
     "UEsDBBQAAAAAAAAAIVzyoV+SNwAAADcAAAAGAAAAYXBwLnB5ZGVmIGhhbmRsZXIoZXZlbnQsIGNvbnRleHQpOgogICAgcmV0dXJuIHsidmVyc2lvbiI6IDF9ClBLAQIUAxQAAAAAAAAAIVzyoV+SNwAAADcAAAAGAAAAAAAAAAAAAACAAQAAAABhcHAucHlQSwUGAAAAAAEAAQA0AAAAWwAAAAAA",
     "UEsDBBQAAAAAAAAAIVyrHxmQNwAAADcAAAAGAAAAYXBwLnB5ZGVmIGhhbmRsZXIoZXZlbnQsIGNvbnRleHQpOgogICAgcmV0dXJuIHsidmVyc2lvbiI6IDJ9ClBLAQIUAxQAAAAAAAAAIVyrHxmQNwAAADcAAAAGAAAAAAAAAAAAAACAAQAAAABhcHAucHlQSwUGAAAAAAEAAQA0AAAAWwAAAAAA",
 ];
 
-fn write_function(repo: &TestRepo, zip: &str, batch: u32) {
+pub fn write_function(repo: &TestRepo, zip: &str, batch: u32) {
     repo.write(
         &format!("{PREFIX}_lambdadef.json"),
         &format!(

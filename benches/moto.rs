@@ -1,0 +1,400 @@
+//! Benchmarks of the real `gitmoxi serve` binary against moto, every AWS call going through the
+//! counting proxy (`gitmoxi::aws::fault_proxy`, no faults). Figures go to the README's table.
+//!
+//! - `webhook N`: a push webhook received → gitmoxi's first AWS call, over N pushes (median, p99).
+//! - `fanout N`: one commit changes the shared input of N ECS services; gitmoxi against the
+//!   baseline script (`scripts/baseline-deploy.sh`: `aws ecs register-task-definition` +
+//!   `aws ecs update-service` per service with the AWS CLI), in the same run; calls per deployment.
+//! - `rss N`: peak RSS of `gitmoxi serve` managing N apps (after they deployed and one more pass).
+//!
+//! Run: `cargo bench --bench moto -- webhook 100 fanout 200 rss 2000` (needs `.venv` from
+//! `make test`; the fan-out needs `.venv-awscli` from `make bench`).
+
+use gitmoxi::aws::fault_proxy::{FaultProxy, Faults};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "bench-webhook-secret";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Moto {
+    _process: Process,
+    url: String,
+}
+
+async fn start_moto() -> Moto {
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "moto is not installed: run `make test` first (it creates .venv)");
+    let port = free_port();
+    let child = Command::new(&python)
+        .arg(root().join("tests/moto/server.py"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("GITMOXI_MOTO_TASK_START_SECONDS", "0.3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto");
+    let moto = Moto { _process: Process(child), url: format!("http://127.0.0.1:{port}") };
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if client.get(format!("{}/moto-api/", moto.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return moto;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("moto did not start on {}", moto.url);
+}
+
+fn infra(moto: &Moto) -> String {
+    let out = tempfile::NamedTempFile::new().expect("tmp");
+    let status = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/moto/infra.py"))
+        .args(["--endpoint", &moto.url, "--cluster", "prod", "--out"])
+        .arg(out.path())
+        .status()
+        .expect("infra.py runs");
+    assert!(status.success(), "infra.py failed");
+    std::fs::read_to_string(out.path()).expect("outputs")
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").args(args).current_dir(dir).output().expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn write(dir: &Path, path: &str, text: &str) {
+    let full = dir.join(path);
+    std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+    std::fs::write(full, text).expect("write");
+}
+
+fn commit(dir: &Path, message: &str) -> String {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "--allow-empty", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// A repository of `n` ECS services whose image comes from `shared/release.json`.
+fn repository(infra: &str, n: usize, desired: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    git(d, &["config", "user.email", "bench@gitmoxi.dev"]);
+    git(d, &["config", "user.name", "bench"]);
+    write(d, "infra/terraform_output.json", infra);
+    write(d, "shared/release.json", r#"{"image": {"value": "nginx:1"}}"#);
+    for i in 0..n {
+        let p = format!("apps/team{}/svc{i:04}/svc{i:04}", i % 20);
+        write(
+            d,
+            &format!("{p}_svcdef.json"),
+            &format!(
+                r#"{{"serviceName": "svc{i:04}", "cluster": "{{{{ cluster_name }}}}", "desiredCount": {desired}, "launchType": "FARGATE",
+  "networkConfiguration": {{"awsvpcConfiguration": {{"subnets": {{{{ private_subnets | tojson }}}}, "securityGroups": ["{{{{ security_group_id }}}}"]}}}}}}"#
+            ),
+        );
+        write(d, &format!("{p}_taskdef.json"), &taskdef(i, "{{ image }}"));
+        write(d, &format!("{p}_depdef.json"), r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 300}}"#);
+        write(
+            d,
+            &format!("{p}_input.json"),
+            r#"{"ref": {"file": ["infra/terraform_output.json", "shared/release.json"], "type": "TERRAFORM"}}"#,
+        );
+    }
+    commit(d, "services");
+    dir
+}
+
+fn taskdef(i: usize, image: &str) -> String {
+    format!(
+        r#"{{"family": "svc{i:04}", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+  "containerDefinitions": [{{"name": "app", "image": "{image}", "memory": 512, "essential": true}}]}}"#
+    )
+}
+
+struct Serve {
+    process: Process,
+    api: String,
+    repo: String,
+    _state: tempfile::TempDir,
+}
+
+async fn serve(repo: &Path, aws: &str) -> Serve {
+    let state = tempfile::tempdir().expect("state");
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_gitmoxi"))
+        .args(["serve", "--branch", "main", "--poll-interval", "1h", "--drift-interval", "1h", "--concurrency", "16"])
+        .arg("--repo")
+        .arg(repo)
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--github-webhook-secret", SECRET])
+        .env("AWS_ENDPOINT_URL", aws)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("GITMOXI_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("gitmoxi serve starts");
+    let serve = Serve { process: Process(child), api: format!("http://127.0.0.1:{port}"), repo: repo.display().to_string(), _state: state };
+    for _ in 0..400 {
+        if reqwest::get(format!("{}/api/v2/apps", serve.api)).await.is_ok() {
+            return serve;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("gitmoxi serve did not answer on {}", serve.api);
+}
+
+impl Serve {
+    async fn push(&self, client: &reqwest::Client) {
+        let body = serde_json::to_vec(&json!({"ref": "refs/heads/main", "repository": {"clone_url": self.repo}})).expect("json");
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+        mac.update(&body);
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let answer = client
+            .post(format!("{}/webhooks/github", self.api))
+            .header("x-github-event", "push")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("webhook answered");
+        assert!(answer.status().is_success(), "webhook refused: {}", answer.status());
+    }
+
+    /// Apps not yet Synced on `commit` with a succeeded deployment (all of them when unlisted).
+    async fn behind(&self, commit: &str, n: usize) -> usize {
+        let Ok(answer) = reqwest::get(format!("{}/api/v2/apps", self.api)).await else { return n };
+        let apps: Vec<Value> = answer.json().await.unwrap_or_default();
+        let done =
+            apps.iter().filter(|a| a["status"] == "Synced" && a["applied_commit"] == commit && a["last_outcome"] == "succeeded").count();
+        n.saturating_sub(done)
+    }
+
+    async fn wait_synced(&self, commit: &str, n: usize, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let behind = self.behind(commit, n).await;
+            if behind == 0 {
+                return;
+            }
+            assert!(start.elapsed() < limit, "{behind} of {n} apps not synced on {commit} after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// VmHWM (peak resident set) and VmRSS of the process, in KiB.
+    fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id())).expect("/proc status");
+        let field = |name: &str| -> u64 {
+            status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}
+
+/// Waits until the proxy has seen no request for `quiet` (bounded by `limit`).
+async fn quiet(proxy: &FaultProxy, quiet: Duration, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let probe = Instant::now();
+        tokio::time::sleep(quiet).await;
+        if proxy.first_request_since(probe).is_none() {
+            return;
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn webhook(pushes: usize) {
+    let moto = start_moto().await;
+    let proxy = FaultProxy::start(&moto.url, Faults::default()).await.expect("proxy");
+    let repo = repository(&infra(&moto), 1, 1);
+    let server = serve(repo.path(), &proxy.url).await;
+    let client = reqwest::Client::new();
+    let first = git(repo.path(), &["rev-parse", "HEAD"]);
+    server.wait_synced(&first, 1, Duration::from_secs(120)).await;
+    let mut latencies = Vec::with_capacity(pushes);
+    for i in 0..pushes {
+        write(repo.path(), "shared/release.json", &format!(r#"{{"image": {{"value": "nginx:{}"}}}}"#, i + 2));
+        let head = commit(repo.path(), &format!("release {i}"));
+        quiet(&proxy, Duration::from_millis(300), Duration::from_secs(30)).await;
+        let sent = Instant::now();
+        server.push(&client).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let first_call = loop {
+            if let Some((at, op)) = proxy.first_request_since(sent) {
+                break (at, op);
+            }
+            assert!(Instant::now() < deadline, "no AWS call within 10 s of push {i}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        latencies.push(first_call.0 - sent);
+        if i == 0 {
+            eprintln!("first AWS call after a push: {}:{}", first_call.1.service, first_call.1.name);
+        }
+        server.wait_synced(&head, 1, Duration::from_secs(120)).await;
+    }
+    latencies.sort();
+    println!(
+        "| webhook → first AWS call, {pushes} pushes | median {} | p99 {} | max {} |",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(*latencies.last().expect("pushes"))
+    );
+}
+
+fn awscli() -> PathBuf {
+    let aws = root().join(".venv-awscli/bin/aws");
+    assert!(aws.exists(), "the AWS CLI is not installed: `make bench` creates .venv-awscli with awscli from PyPI");
+    aws
+}
+
+async fn fanout(n: usize) {
+    let aws = awscli();
+    let moto = start_moto().await;
+    let proxy = FaultProxy::start(&moto.url, Faults::default()).await.expect("proxy");
+    let repo = repository(&infra(&moto), n, 1);
+    let server = serve(repo.path(), &proxy.url).await;
+    let client = reqwest::Client::new();
+    let first = git(repo.path(), &["rev-parse", "HEAD"]);
+    server.wait_synced(&first, n, Duration::from_secs(1200)).await;
+    quiet(&proxy, Duration::from_millis(500), Duration::from_secs(60)).await;
+
+    // gitmoxi: one commit changes the shared input of every service
+    write(repo.path(), "shared/release.json", r#"{"image": {"value": "nginx:2"}}"#);
+    let head = commit(repo.path(), "release nginx:2 everywhere");
+    proxy.reset();
+    let start = Instant::now();
+    server.push(&client).await;
+    let updated = loop {
+        let updates = proxy.counts().iter().filter(|(op, _)| op.name == "UpdateService").map(|(_, c)| c.total()).sum::<u64>();
+        if updates >= n as u64 {
+            break start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(1200), "only {updates} of {n} services updated");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server.wait_synced(&head, n, Duration::from_secs(1200)).await;
+    let converged = start.elapsed();
+    let gitmoxi_calls = proxy.total();
+    let gitmoxi_mutations: u64 = proxy.mutations().values().sum();
+    drop(server);
+
+    // the baseline: what CI pipelines do, one service after another with the AWS CLI
+    let rendered = tempfile::tempdir().expect("tmp");
+    for i in 0..n {
+        write(rendered.path(), &format!("svc{i:04}.json"), &taskdef(i, "nginx:3"));
+    }
+    proxy.reset();
+    let start = Instant::now();
+    let status = Command::new("bash")
+        .arg(root().join("scripts/baseline-deploy.sh"))
+        .arg(rendered.path())
+        .arg(n.to_string())
+        .env("AWS_CLI", &aws)
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .status()
+        .expect("baseline runs");
+    let baseline = start.elapsed();
+    assert!(status.success(), "the baseline script failed");
+    let baseline_calls = proxy.total();
+    println!(
+        "| fan-out, {n} services, one commit | gitmoxi: all updated {:.1} s, all stable {:.1} s | AWS CLI script: {:.1} s | {:.1}× faster to update, {:.1}× to stable |",
+        updated.as_secs_f64(),
+        converged.as_secs_f64(),
+        baseline.as_secs_f64(),
+        baseline.as_secs_f64() / updated.as_secs_f64(),
+        baseline.as_secs_f64() / converged.as_secs_f64()
+    );
+    println!(
+        "| AWS calls per deployment | gitmoxi: {:.2} mutating (minimum 2: RegisterTaskDefinition + UpdateService), {:.2} in all with stability checks | AWS CLI script: {:.2} (no stability check) | |",
+        gitmoxi_mutations as f64 / n as f64,
+        gitmoxi_calls as f64 / n as f64,
+        baseline_calls as f64 / n as f64
+    );
+}
+
+async fn rss(n: usize) {
+    let moto = start_moto().await;
+    let proxy = FaultProxy::start(&moto.url, Faults::default()).await.expect("proxy");
+    let repo = repository(&infra(&moto), n, 0);
+    let server = serve(repo.path(), &proxy.url).await;
+    let client = reqwest::Client::new();
+    let first = git(repo.path(), &["rev-parse", "HEAD"]);
+    let start = Instant::now();
+    server.wait_synced(&first, n, Duration::from_secs(3000)).await;
+    let deployed = start.elapsed();
+    // one more head that changes nothing: the steady-state pass over every app
+    write(repo.path(), "README.md", "unrelated change\n");
+    let head = commit(repo.path(), "unrelated");
+    server.push(&client).await;
+    let start = Instant::now();
+    loop {
+        let apps: Vec<Value> = reqwest::get(format!("{}/api/v2/apps", server.api)).await.expect("apps").json().await.expect("json");
+        if apps.len() == n && apps.iter().all(|a| a["commit"] == head.as_str() && a["status"] == "Synced") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(600), "the no-change head was not seen by every app");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (peak, now) = server.memory_kib();
+    println!(
+        "| peak RSS of `gitmoxi serve`, {n} apps | {:.1} MiB peak, {:.1} MiB after | {n} apps deployed in {:.0} s, then a no-change head {} |",
+        peak as f64 / 1024.0,
+        now as f64 / 1024.0,
+        deployed.as_secs_f64(),
+        &head[..7]
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mut args = args.iter();
+    while let Some(what) = args.next() {
+        let n: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("`{what}` needs a count, e.g. `{what} 100`"));
+        match what.as_str() {
+            "webhook" => runtime.block_on(webhook(n)),
+            "fanout" => runtime.block_on(fanout(n)),
+            "rss" => runtime.block_on(rss(n)),
+            other => panic!("unknown benchmark `{other}`: webhook, fanout or rss"),
+        }
+    }
+}
