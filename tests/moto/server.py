@@ -318,11 +318,13 @@ def describe_services(self, cluster_str, service_names_or_arns):
 
 def list_tasks(self, cluster_str=None, container_instance=None, family=None, started_by=None, service_name=None, desiredStatus=None):
     with LOCK:
+        # tick only the services asked about: ticking all made every call O(services)
+        name = service_name.split("/")[-1] if service_name else None
         for service in list(self.services.values()):
-            _tick(self, service)
+            if name is None or service.name == name:
+                _tick(self, service)
         tasks = _orig_list_tasks(self, cluster_str, container_instance, family, started_by, None, desiredStatus)
-        if service_name:
-            name = service_name.split("/")[-1]
+        if name:
             arns = {s.arn for s in self.services.values() if s.name == name}
             tasks = [t for t in tasks if getattr(t, "_gm_service", None) in arns]
         return tasks
@@ -330,8 +332,13 @@ def list_tasks(self, cluster_str=None, container_instance=None, family=None, sta
 
 def describe_tasks(self, cluster_str, tasks):
     with LOCK:
+        described = _orig_describe_tasks(self, cluster_str, tasks)
+        owners = {getattr(t, "_gm_service", None) for t in described}
+        if None in owners:
+            owners = {s.arn for s in self.services.values()}
         for service in list(self.services.values()):
-            _tick(self, service)
+            if service.arn in owners:
+                _tick(self, service)
         return _orig_describe_tasks(self, cluster_str, tasks)
 
 
@@ -365,8 +372,10 @@ def create_task_set(self, service, cluster_str, task_definition, **kwargs):
 
 def describe_task_sets(self, cluster_str, service, task_sets):
     with LOCK:
+        name = service.split("/")[-1]
         for s in list(self.services.values()):
-            _tick(self, s)
+            if s.name == name:
+                _tick(self, s)
         return _orig_describe_task_sets(self, cluster_str, service, task_sets)
 
 
