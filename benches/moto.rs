@@ -18,15 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/binary_harness.rs"]
+mod binary_harness;
+use binary_harness::{free_port, git, infra, root, start_moto, write};
+
 const SECRET: &str = "bench-webhook-secret";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 /// A child process killed when dropped.
 struct Process(Child);
@@ -36,58 +32,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-struct Moto {
-    _process: Process,
-    url: String,
-}
-
-async fn start_moto() -> Moto {
-    let python = root().join(".venv/bin/python");
-    assert!(python.exists(), "moto is not installed: run `make test` first (it creates .venv)");
-    let port = free_port();
-    let child = Command::new(&python)
-        .arg(root().join("tests/moto/server.py"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .env("GITMOXI_MOTO_TASK_START_SECONDS", "0.3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto");
-    let moto = Moto { _process: Process(child), url: format!("http://127.0.0.1:{port}") };
-    let client = reqwest::Client::new();
-    for _ in 0..400 {
-        if client.get(format!("{}/moto-api/", moto.url)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return moto;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("moto did not start on {}", moto.url);
-}
-
-fn infra(moto: &Moto) -> String {
-    let out = tempfile::NamedTempFile::new().expect("tmp");
-    let status = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("tests/moto/infra.py"))
-        .args(["--endpoint", &moto.url, "--cluster", "prod", "--out"])
-        .arg(out.path())
-        .status()
-        .expect("infra.py runs");
-    assert!(status.success(), "infra.py failed");
-    std::fs::read_to_string(out.path()).expect("outputs")
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(args).current_dir(dir).output().expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn write(dir: &Path, path: &str, text: &str) {
-    let full = dir.join(path);
-    std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-    std::fs::write(full, text).expect("write");
 }
 
 fn commit(dir: &Path, message: &str) -> String {
@@ -239,9 +183,9 @@ fn ms(d: Duration) -> String {
 }
 
 async fn webhook(pushes: usize) {
-    let moto = start_moto().await;
-    let proxy = FaultProxy::start(&moto.url, Faults::default()).await.expect("proxy");
-    let repo = repository(&infra(&moto), 1, 1);
+    let moto = start_moto();
+    let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
+    let repo = repository(&infra(&moto, &[]), 1, 1);
     let server = serve(repo.path(), &proxy.url).await;
     let client = reqwest::Client::new();
     let first = git(repo.path(), &["rev-parse", "HEAD"]);
@@ -284,9 +228,9 @@ fn awscli() -> PathBuf {
 
 async fn fanout(n: usize) {
     let aws = awscli();
-    let moto = start_moto().await;
-    let proxy = FaultProxy::start(&moto.url, Faults::default()).await.expect("proxy");
-    let repo = repository(&infra(&moto), n, 1);
+    let moto = start_moto();
+    let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
+    let repo = repository(&infra(&moto, &[]), n, 1);
     let server = serve(repo.path(), &proxy.url).await;
     let client = reqwest::Client::new();
     let first = git(repo.path(), &["rev-parse", "HEAD"]);
@@ -351,9 +295,9 @@ async fn fanout(n: usize) {
 }
 
 async fn rss(n: usize) {
-    let moto = start_moto().await;
-    let proxy = FaultProxy::start(&moto.url, Faults::default()).await.expect("proxy");
-    let repo = repository(&infra(&moto), n, 0);
+    let moto = start_moto();
+    let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
+    let repo = repository(&infra(&moto, &[]), n, 0);
     let server = serve(repo.path(), &proxy.url).await;
     let client = reqwest::Client::new();
     let first = git(repo.path(), &["rev-parse", "HEAD"]);

@@ -12,9 +12,13 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "common/binary_harness.rs"]
+mod binary_harness;
+use binary_harness::{free_port, git, infra, python, start_moto, write, Moto};
 
 const ROLLING: [&str; 3] = ["alpha", "beta", "gamma"];
 const ZIPS: [&str; 3] = [
@@ -22,32 +26,6 @@ const ZIPS: [&str; 3] = [
     "UEsDBBQAAAAAAAAAIVyrHxmQNwAAADcAAAAGAAAAYXBwLnB5ZGVmIGhhbmRsZXIoZXZlbnQsIGNvbnRleHQpOgogICAgcmV0dXJuIHsidmVyc2lvbiI6IDJ9ClBLAQIUAxQAAAAAAAAAIVyrHxmQNwAAADcAAAAGAAAAAAAAAAAAAACAAQAAAABhcHAucHlQSwUGAAAAAAEAAQA0AAAAWwAAAAAA",
     "UEsDBBQAAAAAAAAAIVycdduRNwAAADcAAAAGAAAAYXBwLnB5ZGVmIGhhbmRsZXIoZXZlbnQsIGNvbnRleHQpOgogICAgcmV0dXJuIHsidmVyc2lvbiI6IDN9ClBLAQIUAxQAAAAAAAAAIVycdduRNwAAADcAAAAGAAAAAAAAAAAAAACAAQAAAABhcHAucHlQSwUGAAAAAAEAAQA0AAAAWwAAAAAA",
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    let p = root().join(".venv/bin/python");
-    assert!(p.exists(), "moto is not installed: run `make test` (it creates .venv with moto[server]==5.2.5)");
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(args).current_dir(dir).output().expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn write(dir: &Path, path: &str, content: &str) {
-    let full = dir.join(path);
-    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-    std::fs::write(full, content).unwrap();
-}
 
 /// Every app's files at `version` (1-based).
 fn write_apps(repo: &Path, version: usize) {
@@ -112,38 +90,6 @@ fn write_apps(repo: &Path, version: usize) {
     write(repo, &format!("{p}_lambdainput.json"), input);
 }
 
-struct Moto(Child, String);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_moto() -> Moto {
-    let port = free_port();
-    let mut child = Command::new(python())
-        .arg(root().join("tests/moto/server.py"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .env("GITMOXI_MOTO_TASK_START_SECONDS", "0.3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto starts");
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            std::thread::sleep(Duration::from_millis(300));
-            return Moto(child, url);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("moto did not start");
-}
-
 fn serve(moto: &Moto, repo: &Path, state: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_gitmoxi"))
         .args(["serve", "--repo", repo.to_str().unwrap(), "--branch", "main", "--poll-interval", "300ms", "--aws-max-attempts", "1"])
@@ -199,15 +145,7 @@ fn main() {
     let moto = start_moto();
     let repo = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let status = Command::new(python())
-        .arg(root().join("tests/moto/infra.py"))
-        .args(["--endpoint", &moto.1, "--cluster", "prod", "--alb", "--lambda", "--out"])
-        .arg(out.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "infra.py failed");
-    write(repo.path(), "infra/terraform_output.json", &std::fs::read_to_string(out.path()).unwrap());
+    write(repo.path(), "infra/terraform_output.json", &infra(&moto, &["--alb", "--lambda"]));
     git(repo.path(), &["init", "-q", "-b", "main"]);
     git(repo.path(), &["config", "user.email", "crash@gitmoxi.dev"]);
     git(repo.path(), &["config", "user.name", "crash test"]);

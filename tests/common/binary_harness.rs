@@ -1,0 +1,83 @@
+//! Helpers of the programs that drive the real `gitmoxi` binary against moto: the kill -9 test
+//! (`tests/crash.rs`) and the moto benchmarks (`benches/moto.rs`) include this file with `#[path]`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of `.venv` (moto 5.2.5), which `make test` creates.
+pub fn python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(p.exists(), "moto is not installed: run `make test` (it creates .venv with moto[server]==5.2.5)");
+    p
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").args(args).current_dir(dir).output().expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn write(dir: &Path, path: &str, content: &str) {
+    let full = dir.join(path);
+    std::fs::create_dir_all(full.parent().expect("has parent")).expect("mkdir");
+    std::fs::write(full, content).expect("write");
+}
+
+/// moto (`tests/moto/server.py`) as a child process and its URL; killed when dropped.
+pub struct Moto(pub Child, pub String);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts moto on a free port; tasks start after 0.3 s.
+pub fn start_moto() -> Moto {
+    let port = free_port();
+    let mut child = Command::new(python())
+        .arg(root().join("tests/moto/server.py"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("GITMOXI_MOTO_TASK_START_SECONDS", "0.3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto starts");
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(300));
+            return Moto(child, url);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("moto did not start on {url}");
+}
+
+/// Runs `tests/moto/infra.py` against moto with `extra` flags; returns the Terraform outputs.
+pub fn infra(moto: &Moto, extra: &[&str]) -> String {
+    let out = tempfile::NamedTempFile::new().expect("tmp");
+    let status = Command::new(python())
+        .arg(root().join("tests/moto/infra.py"))
+        .args(["--endpoint", &moto.1, "--cluster", "prod"])
+        .args(extra)
+        .arg("--out")
+        .arg(out.path())
+        .status()
+        .expect("infra.py runs");
+    assert!(status.success(), "infra.py failed");
+    std::fs::read_to_string(out.path()).expect("outputs")
+}
