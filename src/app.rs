@@ -104,7 +104,7 @@ pub async fn run_with(
     });
     while tasks.join_next().await.is_some() {}
     repos.join().await;
-    controller.store.flush().await?;
+    controller.flush_store().await?;
     Ok(())
 }
 

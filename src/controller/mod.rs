@@ -121,6 +121,19 @@ impl Controller {
         }
     }
 
+    /// Makes the store durable without holding an async worker: the flush runs on a blocking
+    /// thread (a throw-away test store flushes in place; see `Store::is_temporary`).
+    pub async fn flush_store(&self) -> Result<(), StoreError> {
+        if self.store.is_temporary() {
+            return self.store.flush();
+        }
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.flush()).await {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Flush(format!("the flush task ended abnormally: {e}"))),
+        }
+    }
+
     /// A jitter of up to `max_ms` from the seeded source (rule 7).
     pub fn jitter_ms(&self, max_ms: u64) -> u64 {
         self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..=max_ms)

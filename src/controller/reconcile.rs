@@ -129,7 +129,7 @@ impl Controller {
         // absolute scales
         let (level, message) = match strategy::ecs_blue_green::rebalance(input, primary, fallback) {
             Ok(actions) => {
-                self.store.flush().await?;
+                self.flush_store().await?;
                 let mut failure = None;
                 for action in &actions {
                     if let Err(e) = perform(clients, action).await {
@@ -247,7 +247,7 @@ impl Controller {
                 self.store.put_app(&entry)?;
             }
         }
-        self.store.flush().await?;
+        self.flush_store().await?;
         for action in &plan.actions {
             if let Err(e) = perform(clients, action).await {
                 if e.is_transient() {
@@ -259,7 +259,7 @@ impl Controller {
                         let (failed, completion) = strategy::fail_record(record, cause_of(&e), self.clock.now_ms());
                         self.record_history(Some(record), &failed)?;
                         self.finish(&failed, &completion)?;
-                        self.store.flush().await?;
+                        self.flush_store().await?;
                         Ok(STEADY_REQUEUE_MS)
                     }
                     None => Err(ControllerError::Aws(e)),

@@ -33,6 +33,8 @@ pub enum StoreError {
     Schema { found: u32 },
     #[error("state store transaction failed: {0}")]
     Transaction(String),
+    #[error("state store flush did not finish: {0}; check the state directory's disk")]
+    Flush(String),
 }
 
 /// What the store keeps per app.
@@ -181,14 +183,19 @@ impl Store {
         })
     }
 
-    /// Makes every write so far durable.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        if self.temporary {
-            self.db.flush()?;
-        } else {
-            self.db.flush_async().await?;
-        }
+    /// Makes every write so far durable. It blocks: async callers run it on a blocking thread
+    /// (`Controller::flush_store`). sled's own `flush_async` is not used: concurrent calls can
+    /// deadlock sled 0.34's thread pool (spacejam/sled#1308); a 2,000-app benchmark hit it, every
+    /// sled thread waiting in `make_stable` and the controller stuck.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
         Ok(())
+    }
+
+    /// A throw-away store: flush it in place (tests run on a paused tokio clock, which would leap
+    /// forward while a flush waits on another thread).
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
     }
 
     pub fn app(&self, key: &AppKey) -> Result<Option<AppEntry>, StoreError> {

@@ -41,7 +41,7 @@ fn records_survive_reopening_and_finish_moves_them_to_history() {
     {
         let store = Store::open(dir.path()).unwrap();
         store.put_record(&record("d1", "a")).unwrap();
-        block_on(store.flush()).unwrap();
+        store.flush().unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     let mut r = store.record(&key("a")).unwrap().expect("persisted");
@@ -132,17 +132,4 @@ fn commands_round_trip() {
     assert!(store.commands(&key("a")).unwrap().force);
     store.put_commands(&key("a"), &Commands::default()).unwrap();
     assert!(!store.commands(&key("a")).unwrap().force);
-}
-
-/// Minimal executor for the store's own futures (the store crate has no async runtime).
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::task::{Context, Poll, Waker};
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
 }
