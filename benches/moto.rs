@@ -88,7 +88,18 @@ struct Serve {
 async fn serve(repo: &Path, aws: &str) -> Serve {
     let state = tempfile::tempdir().expect("state");
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_gitmoxi"))
+    // BENCH_SERVE_WRAPPER="heaptrack -o /tmp/ht" profiles the server (its figures are then the wrapper's)
+    let wrapper = std::env::var("BENCH_SERVE_WRAPPER").unwrap_or_default();
+    let mut wrapper = wrapper.split_whitespace();
+    let mut command = match wrapper.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(wrapper).arg(env!("CARGO_BIN_EXE_gitmoxi"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_gitmoxi")),
+    };
+    let child = command
         .args(["serve", "--branch", "main", "--poll-interval", "1h", "--drift-interval", "1h", "--concurrency", "16"])
         .arg("--repo")
         .arg(repo)
@@ -151,13 +162,13 @@ impl Serve {
         }
     }
 
-    /// VmHWM (peak resident set) and VmRSS of the process, in KiB.
-    fn memory_kib(&self) -> (u64, u64) {
+    /// VmHWM (peak resident set), VmRSS, RssAnon (heap) and RssFile (mapped files) in KiB.
+    fn memory_kib(&self) -> (u64, u64, u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id())).expect("/proc status");
         let field = |name: &str| -> u64 {
             status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
         };
-        (field("VmHWM:"), field("VmRSS:"))
+        (field("VmHWM:"), field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
     }
 }
 
@@ -318,11 +329,14 @@ async fn rss(n: usize) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (peak, now) = server.memory_kib();
+    let (peak, now, anon, file) = server.memory_kib();
+    let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "| peak RSS of `gitmoxi serve`, {n} apps | {:.1} MiB peak, {:.1} MiB after | {n} apps deployed in {:.0} s, then a no-change head {} |",
-        peak as f64 / 1024.0,
-        now as f64 / 1024.0,
+        "| peak RSS of `gitmoxi serve`, {n} apps | {:.1} MiB peak, {:.1} MiB after ({:.1} heap, {:.1} mapped files) | {n} apps deployed in {:.0} s, then a no-change head {} |",
+        mib(peak),
+        mib(now),
+        mib(anon),
+        mib(file),
         deployed.as_secs_f64(),
         &head[..7]
     );

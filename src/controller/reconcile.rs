@@ -247,7 +247,11 @@ impl Controller {
                 self.store.put_app(&entry)?;
             }
         }
-        self.flush_store().await?;
+        // durable before acting; a step without an action is left to sled's periodic flush (a
+        // crash that loses it replays the step from what AWS shows)
+        if !plan.actions.is_empty() {
+            self.flush_store().await?;
+        }
         for action in &plan.actions {
             if let Err(e) = perform(clients, action).await {
                 if e.is_transient() {

@@ -146,10 +146,14 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(key).replace('\0', "/"), source })
 }
 
+/// sled's page cache (its default is 1 GiB): records and history of thousands of apps fit,
+/// and the controller keeps what it reads often in memory itself.
+const STORE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir).flush_every_ms(Some(500)).open()?;
+        let db = sled::Config::new().path(dir).flush_every_ms(Some(500)).cache_capacity(STORE_CACHE_BYTES).open()?;
         Self::from_db(db, false)
     }
 
