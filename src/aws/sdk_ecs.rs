@@ -392,8 +392,11 @@ impl Ecs for SdkEcs {
             .map_err(|e| AwsError::from_sdk(SERVICE, "DeleteTaskSet", e));
         match self.track("DeleteTaskSet", out) {
             Ok(_) => Ok(()),
-            // Already gone: the goal is reached.
-            Err(e) if e.code == "TaskSetNotFoundException" => Ok(()),
+            // Already gone (a replay after a lost answer, say): the goal is reached. ECS says
+            // TaskSetNotFoundException; some endpoints a ClientException that it does not exist.
+            Err(e) if e.code == "TaskSetNotFoundException" || (e.code == "ClientException" && e.message.contains("does not exist")) => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
