@@ -194,9 +194,9 @@ fn ms(d: Duration) -> String {
 }
 
 async fn webhook(pushes: usize) {
-    let moto = start_moto();
+    let moto = start_moto("0.3");
     let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
-    let repo = repository(&infra(&moto, &[]), 1, 1);
+    let repo = repository(&infra(&moto, "prod", &[]), 1, 1);
     let server = serve(repo.path(), &proxy.url).await;
     let client = reqwest::Client::new();
     let first = git(repo.path(), &["rev-parse", "HEAD"]);
@@ -239,9 +239,9 @@ fn awscli() -> PathBuf {
 
 async fn fanout(n: usize) {
     let aws = awscli();
-    let moto = start_moto();
+    let moto = start_moto("0.3");
     let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
-    let repo = repository(&infra(&moto, &[]), n, 1);
+    let repo = repository(&infra(&moto, "prod", &[]), n, 1);
     let server = serve(repo.path(), &proxy.url).await;
     let client = reqwest::Client::new();
     let first = git(repo.path(), &["rev-parse", "HEAD"]);
@@ -306,9 +306,9 @@ async fn fanout(n: usize) {
 }
 
 async fn rss(n: usize) {
-    let moto = start_moto();
+    let moto = start_moto("0.3");
     let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
-    let repo = repository(&infra(&moto, &[]), n, 0);
+    let repo = repository(&infra(&moto, "prod", &[]), n, 0);
     let server = serve(repo.path(), &proxy.url).await;
     let client = reqwest::Client::new();
     let first = git(repo.path(), &["rev-parse", "HEAD"]);

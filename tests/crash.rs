@@ -142,10 +142,10 @@ print(json.dumps(out))
 fn main() {
     let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(42);
     let mut rng = StdRng::seed_from_u64(seed);
-    let moto = start_moto();
+    let moto = start_moto("0.3");
     let repo = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    write(repo.path(), "infra/terraform_output.json", &infra(&moto, &["--alb", "--lambda"]));
+    write(repo.path(), "infra/terraform_output.json", &infra(&moto, "prod", &["--alb", "--lambda"]));
     git(repo.path(), &["init", "-q", "-b", "main"]);
     git(repo.path(), &["config", "user.email", "crash@gitmoxi.dev"]);
     git(repo.path(), &["config", "user.name", "crash test"]);

@@ -1,5 +1,6 @@
 //! Helpers of the programs that drive the real `gitmoxi` binary against moto: the kill -9 test
-//! (`tests/crash.rs`) and the moto benchmarks (`benches/moto.rs`) include this file with `#[path]`.
+//! (`tests/crash.rs`), the moto benchmarks (`benches/moto.rs`) and the moto tests (`tests/it`)
+//! include this file with `#[path]`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -43,13 +44,13 @@ impl Drop for Moto {
     }
 }
 
-/// Starts moto on a free port; tasks start after 0.3 s.
-pub fn start_moto() -> Moto {
+/// Starts moto on a free port; its tasks start after `task_start_seconds`.
+pub fn start_moto(task_start_seconds: &str) -> Moto {
     let port = free_port();
     let mut child = Command::new(python())
         .arg(root().join("tests/moto/server.py"))
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .env("GITMOXI_MOTO_TASK_START_SECONDS", "0.3")
+        .env("GITMOXI_MOTO_TASK_START_SECONDS", task_start_seconds)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -67,12 +68,13 @@ pub fn start_moto() -> Moto {
     panic!("moto did not start on {url}");
 }
 
-/// Runs `tests/moto/infra.py` against moto with `extra` flags; returns the Terraform outputs.
-pub fn infra(moto: &Moto, extra: &[&str]) -> String {
+/// Runs `tests/moto/infra.py` against moto for `cluster` with `extra` flags (`--alb`,
+/// `--lambda`); returns the Terraform outputs.
+pub fn infra(moto: &Moto, cluster: &str, extra: &[&str]) -> String {
     let out = tempfile::NamedTempFile::new().expect("tmp");
     let status = Command::new(python())
         .arg(root().join("tests/moto/infra.py"))
-        .args(["--endpoint", &moto.1, "--cluster", "prod"])
+        .args(["--endpoint", &moto.1, "--cluster", cluster])
         .args(extra)
         .arg("--out")
         .arg(out.path())

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../common/binary_harness.rs"]
+mod binary_harness;
 mod cli;
 mod commands;
 mod fault_proxy;

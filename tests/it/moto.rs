@@ -4,6 +4,8 @@
 //! Each test starts its own moto on a free port and stops it by pid. Without `.venv` (created by
 //! `make test`) these tests fail with a message saying so; they are never skipped.
 
+use crate::binary_harness;
+pub use crate::binary_harness::free_port;
 use crate::support::{ecs_app, TestRepo};
 use gitmoxi::aws::fault_proxy::{FaultProxy, Faults};
 use gitmoxi::aws::pool::SdkProvider;
@@ -11,53 +13,22 @@ use gitmoxi::clock::Clock;
 use gitmoxi::config::{Config, RepoConfig};
 use gitmoxi::metrics::Metrics;
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// moto with the project's schedulers (tasks start after 0.5 s), stopped when dropped.
 pub struct Moto {
-    child: Child,
+    process: binary_harness::Moto,
     pub url: String,
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn python() -> PathBuf {
-    let python = root().join(".venv/bin/python");
-    assert!(python.exists(), "moto is not installed: run `make test` (it creates .venv with moto[server]==5.2.5)");
-    python
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Moto {
     pub async fn start() -> Moto {
-        let port = free_port();
-        let mut child = Command::new(python())
-            .arg(root().join("tests/moto/server.py"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .env("GITMOXI_MOTO_TASK_START_SECONDS", "0.5")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        let url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client.get(format!("{url}/moto-api/")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Moto { child, url };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("moto did not start on {url}");
+        let process = binary_harness::start_moto("0.5");
+        let url = process.1.clone();
+        Moto { process, url }
     }
 
     /// Creates VPC, subnets, security group, cluster and log group; returns the Terraform outputs.
@@ -76,17 +47,7 @@ impl Moto {
     }
 
     pub fn infra_with(&self, cluster: &str, extra: &[&str]) -> String {
-        let out = tempfile::NamedTempFile::new().expect("tmp");
-        let status = Command::new(python())
-            .arg(root().join("tests/moto/infra.py"))
-            .args(["--endpoint", &self.url, "--cluster", cluster])
-            .args(extra)
-            .arg("--out")
-            .arg(out.path())
-            .status()
-            .expect("infra.py runs");
-        assert!(status.success(), "infra.py failed");
-        std::fs::read_to_string(out.path()).expect("outputs")
+        binary_harness::infra(&self.process, cluster, extra)
     }
 
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
@@ -107,13 +68,6 @@ pub async fn sdk_config_at(endpoint: &str, max_attempts: u32) -> aws_config::Sdk
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
         .load()
         .await
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What a test server is configured with besides its repository.
