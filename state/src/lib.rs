@@ -114,6 +114,9 @@ pub struct Store {
     apps: sled::Tree,
     records: sled::Tree,
     deployments: sled::Tree,
+    /// Index of `deployments` by app: app key, 0xff, start time (big-endian), id → id. Pruning
+    /// reads one app's entries instead of decoding every record kept (quadratic at 2,000 apps).
+    deployments_by_app: sled::Tree,
     history: sled::Tree,
     commands: sled::Tree,
     meta: sled::Tree,
@@ -175,16 +178,19 @@ impl Store {
                 meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
             }
         }
-        Ok(Store {
+        let store = Store {
             apps: db.open_tree("apps")?,
             records: db.open_tree("records")?,
             deployments: db.open_tree("deployments")?,
+            deployments_by_app: db.open_tree("deployments_by_app")?,
             history: db.open_tree("history")?,
             commands: db.open_tree("commands")?,
             meta,
             temporary,
             db,
-        })
+        };
+        store.index_deployments_once()?;
+        Ok(store)
     }
 
     /// Makes every write so far durable. It blocks: async callers run it on a blocking thread
@@ -233,22 +239,62 @@ impl Store {
         self.records.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
-    /// Writes the in-flight record (call [`Store::flush`] before acting on it).
+    fn index_key(record: &DeploymentRecord) -> Vec<u8> {
+        let mut k = app_key_bytes(&record.app);
+        k.push(0xff);
+        k.extend_from_slice(&record.started_at_ms.to_be_bytes());
+        k.extend_from_slice(record.id.as_bytes());
+        k
+    }
+
+    /// Builds the by-app index of a store written before it existed (once: the index is empty).
+    fn index_deployments_once(&self) -> Result<(), StoreError> {
+        if !self.deployments_by_app.is_empty() {
+            return Ok(());
+        }
+        for kv in self.deployments.iter() {
+            let (k, v) = kv?;
+            let record: DeploymentRecord = decode(&k, &v)?;
+            self.deployments_by_app.insert(Self::index_key(&record), record.id.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the in-flight record (call [`Store::flush`] before acting on it). The by-id tree gets
+    /// the first version only — a step rewrites the in-flight tree alone, which halves what every
+    /// step writes — and [`Store::deployment`] reads the in-flight version through it.
     pub fn put_record(&self, record: &DeploymentRecord) -> Result<(), StoreError> {
         self.records.insert(app_key_bytes(&record.app), encode(record))?;
-        self.deployments.insert(record.id.as_bytes(), encode(record))?;
+        if !self.deployments.contains_key(record.id.as_bytes())? {
+            self.deployments.insert(record.id.as_bytes(), encode(record))?;
+            self.deployments_by_app.insert(Self::index_key(record), record.id.as_bytes())?;
+        }
         Ok(())
+    }
+
+    /// The newest version of a deployment kept by id: while it is in flight, the in-flight tree's.
+    fn freshest(&self, kept: DeploymentRecord) -> Result<DeploymentRecord, StoreError> {
+        if !kept.in_flight() {
+            return Ok(kept);
+        }
+        Ok(self.record(&kept.app)?.filter(|current| current.id == kept.id).unwrap_or(kept))
     }
 
     /// A deployment by id (in flight or finished).
     pub fn deployment(&self, id: &str) -> Result<Option<DeploymentRecord>, StoreError> {
-        self.deployments.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+        match self.deployments.get(id.as_bytes())? {
+            Some(v) => Ok(Some(self.freshest(decode(id.as_bytes(), &v)?)?)),
+            None => Ok(None),
+        }
     }
 
     /// Every deployment kept, newest first.
     pub fn deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
-        let mut all: Vec<DeploymentRecord> =
-            self.deployments.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect::<Result<_, _>>()?;
+        let mut all: Vec<DeploymentRecord> = self
+            .deployments
+            .iter()
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v)).and_then(|r| self.freshest(r)))
+            .collect::<Result<_, _>>()?;
         all.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
         Ok(all)
     }
@@ -314,22 +360,28 @@ impl Store {
             Err(TransactionError::Abort(msg)) => Err(StoreError::Transaction(msg)),
             Err(TransactionError::Storage(e)) => Err(StoreError::Io(e)),
         }?;
+        self.deployments_by_app.insert(Self::index_key(record), record.id.as_bytes())?;
         self.prune_deployments(&record.app)
     }
 
     fn prune_deployments(&self, key: &AppKey) -> Result<(), StoreError> {
-        let mut mine: Vec<(u64, Vec<u8>)> = Vec::new();
-        for kv in self.deployments.iter() {
-            let (k, v) = kv?;
-            let r: DeploymentRecord = decode(&k, &v)?;
-            if &r.app == key && !r.in_flight() {
-                mine.push((r.started_at_ms, k.to_vec()));
+        let mut prefix = app_key_bytes(key);
+        prefix.push(0xff);
+        // oldest first: the index orders one app's deployments by start time
+        let mine: Vec<(sled::IVec, sled::IVec)> = self.deployments_by_app.scan_prefix(&prefix).collect::<Result<_, _>>()?;
+        let mut excess = mine.len().saturating_sub(MAX_DEPLOYMENTS_PER_APP);
+        for (index_key, id) in mine {
+            if excess == 0 {
+                break;
             }
-        }
-        if mine.len() > MAX_DEPLOYMENTS_PER_APP {
-            mine.sort();
-            for (_, k) in mine.iter().take(mine.len() - MAX_DEPLOYMENTS_PER_APP) {
-                self.deployments.remove(k)?;
+            let in_flight = match self.deployments.get(&id)? {
+                Some(v) => decode::<DeploymentRecord>(&id, &v)?.in_flight(),
+                None => false,
+            };
+            if !in_flight {
+                self.deployments.remove(&id)?;
+                self.deployments_by_app.remove(index_key)?;
+                excess -= 1;
             }
         }
         Ok(())

@@ -133,3 +133,44 @@ fn commands_round_trip() {
     store.put_commands(&key("a"), &Commands::default()).unwrap();
     assert!(!store.commands(&key("a")).unwrap().force);
 }
+
+#[test]
+fn each_app_keeps_its_newest_deployments_and_an_in_flight_one_reads_fresh() {
+    let store = Store::temporary().unwrap();
+    for (prefix, n) in [("a", MAX_DEPLOYMENTS_PER_APP + 5), ("b", 3)] {
+        for i in 0..n {
+            let mut r = record(&format!("{prefix}-{i:03}"), prefix);
+            r.started_at_ms = i as u64 + 1;
+            store.put_record(&r).unwrap();
+            r.finish(Outcome::Succeeded, i as u64 + 2);
+            store.finish(&r, &Completion::Nothing).unwrap();
+        }
+    }
+    let kept: Vec<String> = store.deployments().unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(kept.iter().filter(|id| id.starts_with("a-")).count(), MAX_DEPLOYMENTS_PER_APP);
+    assert!(!kept.contains(&"a-004".to_string()) && kept.contains(&"a-005".to_string()), "the oldest went first");
+    assert_eq!(kept.iter().filter(|id| id.starts_with("b-")).count(), 3, "another app's are untouched");
+    // a step rewrites the in-flight tree only; reads by id still see the step
+    let mut live = record("c-1", "c");
+    store.put_record(&live).unwrap();
+    live.phase = Phase::EcsApply { task_definition: "td:2".into() };
+    store.put_record(&live).unwrap();
+    assert_eq!(store.deployment("c-1").unwrap().unwrap().phase, live.phase);
+    assert_eq!(store.deployments().unwrap().into_iter().find(|r| r.id == "c-1").unwrap().phase, live.phase);
+}
+
+#[test]
+fn a_store_written_before_the_by_app_index_is_indexed_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut r = record("old-1", "a");
+        store.put_record(&r).unwrap();
+        r.finish(Outcome::Succeeded, 3);
+        store.finish(&r, &Completion::Nothing).unwrap();
+        store.deployments_by_app.clear().unwrap();
+        store.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.deployments_by_app.len(), 1, "indexed on open");
+}
