@@ -63,6 +63,11 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// Whether the operation only reads (`Describe*`, `List*`, `Get*`).
+    pub fn is_read(&self) -> bool {
+        ["Describe", "List", "Get"].iter().any(|read| self.name.starts_with(read))
+    }
+
     /// The IAM action that allows this operation (`cloudwatch:DescribeAlarms`, `apigateway:PATCH`).
     pub fn iam_action(&self) -> String {
         match self.service.as_str() {
@@ -150,11 +155,7 @@ impl FaultProxy {
 
     /// Requests per mutating operation (all but `Describe*`, `List*`, `Get*`), as `service:Name`.
     pub fn mutations(&self) -> BTreeMap<String, u64> {
-        self.counts()
-            .iter()
-            .filter(|(op, _)| !["Describe", "List", "Get"].iter().any(|read| op.name.starts_with(read)))
-            .map(|(op, c)| (format!("{}:{}", op.service, op.name), c.total()))
-            .collect()
+        self.counts().iter().filter(|(op, _)| !op.is_read()).map(|(op, c)| (format!("{}:{}", op.service, op.name), c.total())).collect()
     }
 
     /// Requests in all.

@@ -19,6 +19,12 @@ pub mod sdk_secrets;
 
 pub use error::{AwsError, AwsErrorKind};
 
+/// The retry setting of calls that must not be replayed blindly (creates without a client
+/// token): one attempt; the controller observes and retries on its next pass.
+pub(crate) fn no_retry() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::disabled()
+}
+
 use async_trait::async_trait;
 use gitmoxi_deploy::observed::{
     ForwardKind, ObservedAlarm, ObservedAlias, ObservedElb, ObservedFunction, ObservedMapping, ObservedService, ObservedTask,

@@ -68,7 +68,7 @@ impl ApiGateway for SdkApiGateway {
             .payload_format_version("2.0")
             .customize()
             // Not idempotent: a replay after a lost answer makes a second integration.
-            .config_override(aws_sdk_apigatewayv2::config::Config::builder().retry_config(super::sdk_ecs::no_retry()))
+            .config_override(aws_sdk_apigatewayv2::config::Config::builder().retry_config(super::no_retry()))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "CreateIntegration", e));

@@ -4,19 +4,13 @@
 //! the required fields, then `mutate_request` swaps in the exact JSON body before signing. Every
 //! field of the ECS API therefore passes through, including ones newer than this code.
 
-use super::{AwsError, AwsErrorKind, Ecs};
+use super::{no_retry, AwsError, AwsErrorKind, Ecs};
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{DesiredStatus, ServiceField, SortOrder, TaskDefinitionField};
 use aws_sdk_ecs::Client;
 use aws_smithy_types::body::SdkBody;
 use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask, ObservedTaskSet};
 use serde_json::Value;
-
-/// The retry setting of calls that must not be replayed blindly: one attempt; the controller
-/// observes and retries on its next pass.
-pub fn no_retry() -> aws_config::retry::RetryConfig {
-    aws_config::retry::RetryConfig::disabled()
-}
 
 const SERVICE: &str = "ecs";
 

@@ -6,8 +6,8 @@
 //! Function configurations are normalized into comparable fields (description excluded: gitmoxi
 //! writes its own on published versions).
 
-use super::sdk_ecs::{no_retry, raw_body};
-use super::{AwsError, AwsErrorKind, Lambda};
+use super::sdk_ecs::raw_body;
+use super::{no_retry, AwsError, AwsErrorKind, Lambda};
 use async_trait::async_trait;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, FunctionConfiguration};
 use aws_sdk_lambda::Client;

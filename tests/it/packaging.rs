@@ -2,6 +2,7 @@
 //! adapter can send is allowed (else a deployment fails with AccessDenied), and the policy allows
 //! nothing the adapters never call (least privilege). The other packaging files parse.
 
+use gitmoxi::aws::fault_proxy::Operation;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -24,19 +25,7 @@ fn actions_called() -> BTreeSet<String> {
             let service = args.next().unwrap().trim().trim_matches('"').to_string();
             let op = args.next().unwrap().trim().trim_matches('"').to_string();
             let service = if service == "SERVICE" { label.clone().expect("SERVICE is defined") } else { service };
-            let action = match service.as_str() {
-                "monitoring" => format!("cloudwatch:{op}"),
-                "apigateway" => {
-                    let verb = ["Get", "Create", "Update", "Delete"]
-                        .iter()
-                        .zip(["GET", "POST", "PATCH", "DELETE"])
-                        .find(|(p, _)| op.starts_with(*p))
-                        .map(|(_, v)| v)
-                        .unwrap_or("GET");
-                    format!("apigateway:{verb}")
-                }
-                other => format!("{other}:{op}"),
-            };
+            let action = Operation { service, name: op }.iam_action();
             actions.insert(action);
         }
     }
