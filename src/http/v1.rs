@@ -178,19 +178,23 @@ fn tracked(state: &HttpState, url: &str, branch: &str) -> Result<crate::config::
     }
 }
 
-fn parse_commit_request(body: Result<Json<CommitRequest>, JsonRejection>) -> Result<CommitRequest, Box<Response>> {
-    body.map(|Json(r)| r).map_err(|r| Box::new(error(super::rejection_status(&r), format!("the request is not valid: {}", r.body_text()))))
+/// The commit request and the tracked repository it names, or the answer saying what is wrong.
+fn tracked_request(
+    state: &HttpState,
+    body: Result<Json<CommitRequest>, JsonRejection>,
+) -> Result<(CommitRequest, crate::config::RepoConfig), Box<Response>> {
+    let req = body
+        .map(|Json(r)| r)
+        .map_err(|r| Box::new(error(super::rejection_status(&r), format!("the request is not valid: {}", r.body_text()))))?;
+    let repo = tracked(state, &req.repo_url, &req.branch)?;
+    Ok((req, repo))
 }
 
 /// `gmctl commit deploy`: fetch now, wait (bounded) for the new head to load, answer with the files
 /// that changed since the last known commit. `force` redeploys every app of the branch.
 pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequest>, JsonRejection>) -> Response {
-    let req = match parse_commit_request(body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let repo = match tracked(&state, &req.repo_url, &req.branch) {
-        Ok(r) => r,
+    let (req, repo) = match tracked_request(&state, body) {
+        Ok(found) => found,
         Err(resp) => return *resp,
     };
     let before = state.controller.head(&repo.name, &req.branch).map(|h| h.commit.clone());
@@ -245,12 +249,8 @@ pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequ
 /// `gmctl commit dryrun`: what the loaded head changed since the commit before it, with the
 /// rendered documents of each changed app when `process_template` is set. Deploys nothing.
 pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequest>, JsonRejection>) -> Response {
-    let req = match parse_commit_request(body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let repo = match tracked(&state, &req.repo_url, &req.branch) {
-        Ok(r) => r,
+    let (req, repo) = match tracked_request(&state, body) {
+        Ok(found) => found,
         Err(resp) => return *resp,
     };
     let Some(head) = state.controller.head(&repo.name, &req.branch) else {
