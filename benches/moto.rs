@@ -15,24 +15,14 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../tests/common/binary_harness.rs"]
 mod binary_harness;
-use binary_harness::{free_port, git, infra, root, start_moto, write};
+use binary_harness::{free_port, git, infra, root, start_moto, write, Moto, Process};
 
 const SECRET: &str = "bench-webhook-secret";
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn commit(dir: &Path, message: &str) -> String {
     git(dir, &["add", "-A"]);
@@ -141,25 +131,28 @@ impl Serve {
         assert!(answer.status().is_success(), "webhook refused: {}", answer.status());
     }
 
-    /// Apps not yet Synced on `commit` with a succeeded deployment (all of them when unlisted).
-    async fn behind(&self, commit: &str, n: usize) -> usize {
-        let Ok(answer) = reqwest::get(format!("{}/api/v2/apps", self.api)).await else { return n };
-        let apps: Vec<Value> = answer.json().await.unwrap_or_default();
-        let done =
-            apps.iter().filter(|a| a["status"] == "Synced" && a["applied_commit"] == commit && a["last_outcome"] == "succeeded").count();
-        n.saturating_sub(done)
-    }
-
-    async fn wait_synced(&self, commit: &str, n: usize, limit: Duration) {
+    /// Waits (polling every 100 ms, bounded by `limit`) until all `n` apps satisfy `done`.
+    async fn wait_all(&self, n: usize, limit: Duration, what: &str, done: impl Fn(&Value) -> bool) {
         let start = Instant::now();
         loop {
-            let behind = self.behind(commit, n).await;
+            let apps: Vec<Value> = match reqwest::get(format!("{}/api/v2/apps", self.api)).await {
+                Ok(answer) => answer.json().await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            let behind = n.saturating_sub(apps.iter().filter(|a| done(a)).count());
             if behind == 0 {
                 return;
             }
-            assert!(start.elapsed() < limit, "{behind} of {n} apps not synced on {commit} after {limit:?}");
+            assert!(start.elapsed() < limit, "{behind} of {n} apps not {what} after {limit:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until all `n` apps are Synced on `commit` with a succeeded deployment.
+    async fn wait_synced(&self, commit: &str, n: usize, limit: Duration) {
+        let what = format!("synced on {commit}");
+        self.wait_all(n, limit, &what, |a| a["status"] == "Synced" && a["applied_commit"] == commit && a["last_outcome"] == "succeeded")
+            .await;
     }
 
     /// VmHWM (peak resident set), VmRSS, RssAnon (heap) and RssFile (mapped files) in KiB.
@@ -184,6 +177,30 @@ async fn quiet(proxy: &FaultProxy, quiet: Duration, limit: Duration) {
     }
 }
 
+/// moto, the counting proxy in front of it, a repository of `n` services with `desired` tasks and
+/// `gitmoxi serve` on it, every app deployed (bounded by `limit`). Bind `_moto` first when
+/// destructuring (the server stops before moto) and bind the proxy: a field left to `..` is
+/// dropped at once.
+struct Stage {
+    server: Serve,
+    proxy: FaultProxy,
+    repo: tempfile::TempDir,
+    /// How long the first commit took to deploy.
+    deployed: Duration,
+    _moto: Moto,
+}
+
+async fn stage(n: usize, desired: u32, limit: Duration) -> Stage {
+    let moto = start_moto("0.3");
+    let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
+    let repo = repository(&infra(&moto, "prod", &[]), n, desired);
+    let server = serve(repo.path(), &proxy.url).await;
+    let first = git(repo.path(), &["rev-parse", "HEAD"]);
+    let start = Instant::now();
+    server.wait_synced(&first, n, limit).await;
+    Stage { server, proxy, repo, deployed: start.elapsed(), _moto: moto }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -194,13 +211,8 @@ fn ms(d: Duration) -> String {
 }
 
 async fn webhook(pushes: usize) {
-    let moto = start_moto("0.3");
-    let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
-    let repo = repository(&infra(&moto, "prod", &[]), 1, 1);
-    let server = serve(repo.path(), &proxy.url).await;
+    let Stage { _moto, repo, proxy, server, .. } = stage(1, 1, Duration::from_secs(120)).await;
     let client = reqwest::Client::new();
-    let first = git(repo.path(), &["rev-parse", "HEAD"]);
-    server.wait_synced(&first, 1, Duration::from_secs(120)).await;
     let mut latencies = Vec::with_capacity(pushes);
     for i in 0..pushes {
         write(repo.path(), "shared/release.json", &format!(r#"{{"image": {{"value": "nginx:{}"}}}}"#, i + 2));
@@ -239,13 +251,8 @@ fn awscli() -> PathBuf {
 
 async fn fanout(n: usize) {
     let aws = awscli();
-    let moto = start_moto("0.3");
-    let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
-    let repo = repository(&infra(&moto, "prod", &[]), n, 1);
-    let server = serve(repo.path(), &proxy.url).await;
+    let Stage { _moto, repo, proxy, server, .. } = stage(n, 1, Duration::from_secs(1200)).await;
     let client = reqwest::Client::new();
-    let first = git(repo.path(), &["rev-parse", "HEAD"]);
-    server.wait_synced(&first, n, Duration::from_secs(1200)).await;
     quiet(&proxy, Duration::from_millis(500), Duration::from_secs(60)).await;
 
     // gitmoxi: one commit changes the shared input of every service
@@ -306,28 +313,14 @@ async fn fanout(n: usize) {
 }
 
 async fn rss(n: usize) {
-    let moto = start_moto("0.3");
-    let proxy = FaultProxy::start(&moto.1, Faults::default()).await.expect("proxy");
-    let repo = repository(&infra(&moto, "prod", &[]), n, 0);
-    let server = serve(repo.path(), &proxy.url).await;
+    let Stage { _moto, repo, proxy: _proxy, server, deployed } = stage(n, 0, Duration::from_secs(3000)).await;
     let client = reqwest::Client::new();
-    let first = git(repo.path(), &["rev-parse", "HEAD"]);
-    let start = Instant::now();
-    server.wait_synced(&first, n, Duration::from_secs(3000)).await;
-    let deployed = start.elapsed();
     // one more head that changes nothing: the steady-state pass over every app
     write(repo.path(), "README.md", "unrelated change\n");
     let head = commit(repo.path(), "unrelated");
     server.push(&client).await;
-    let start = Instant::now();
-    loop {
-        let apps: Vec<Value> = reqwest::get(format!("{}/api/v2/apps", server.api)).await.expect("apps").json().await.expect("json");
-        if apps.len() == n && apps.iter().all(|a| a["commit"] == head.as_str() && a["status"] == "Synced") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(600), "the no-change head was not seen by every app");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = format!("Synced on the no-change head {head}");
+    server.wait_all(n, Duration::from_secs(600), &what, |a| a["commit"] == head.as_str() && a["status"] == "Synced").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (peak, now, anon, file) = server.memory_kib();
     let mib = |kib: u64| kib as f64 / 1024.0;

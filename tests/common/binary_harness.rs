@@ -34,15 +34,18 @@ pub fn write(dir: &Path, path: &str, content: &str) {
     std::fs::write(full, content).expect("write");
 }
 
-/// moto (`tests/moto/server.py`) as a child process and its URL; killed when dropped.
-pub struct Moto(pub Child, pub String);
+/// A child process killed (and reaped) when dropped.
+pub struct Process(pub Child);
 
-impl Drop for Moto {
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
+
+/// moto (`tests/moto/server.py`) as a child process and its URL.
+pub struct Moto(pub Process, pub String);
 
 /// Starts moto on a free port; its tasks start after `task_start_seconds`.
 pub fn start_moto(task_start_seconds: &str) -> Moto {
@@ -59,7 +62,7 @@ pub fn start_moto(task_start_seconds: &str) -> Moto {
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             std::thread::sleep(Duration::from_millis(300));
-            return Moto(child, url);
+            return Moto(Process(child), url);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
