@@ -80,6 +80,20 @@ struct Settings<'a> {
     llm: Option<gitmoxi::llm::LlmConfig>,
 }
 
+impl Settings<'_> {
+    /// Polls every 500 ms; no webhook secret, notifications or model; drift every 5 minutes.
+    fn plain(max_prune_percent: u32) -> Self {
+        Settings {
+            max_prune_percent,
+            poll: Duration::from_millis(500),
+            github_secret: None,
+            notify: (None, None),
+            drift_interval: Duration::from_secs(300),
+            llm: None,
+        }
+    }
+}
+
 /// A running controller (in-process, real time) against moto, through a fault proxy that counts
 /// its calls (no faults unless the test asks); `stop` checks every call against the IAM policy.
 pub struct Server {
@@ -92,7 +106,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(moto: &Moto, repo: &TestRepo, max_prune_percent: u32) -> Server {
-        Self::start_with(moto, repo, max_prune_percent, Duration::from_millis(500), None).await
+        Self::start_through(moto, repo, Settings::plain(max_prune_percent), Faults::default(), 1).await
     }
 
     /// A server with a chosen poll interval and GitHub webhook secret.
@@ -131,15 +145,7 @@ impl Server {
 
     /// A server whose AWS calls go through a proxy with `faults`, with `max_attempts` SDK attempts.
     pub async fn start_faulty(moto: &Moto, repo: &TestRepo, faults: Faults, max_attempts: u32) -> Server {
-        let settings = Settings {
-            max_prune_percent: 25,
-            poll: Duration::from_millis(500),
-            github_secret: None,
-            notify: (None, None),
-            drift_interval: Duration::from_secs(300),
-            llm: None,
-        };
-        Self::start_through(moto, repo, settings, faults, max_attempts).await
+        Self::start_through(moto, repo, Settings::plain(25), faults, max_attempts).await
     }
 
     async fn start_through(moto: &Moto, repo: &TestRepo, settings: Settings<'_>, faults: Faults, max_attempts: u32) -> Server {
