@@ -29,7 +29,7 @@ pub struct GitSource {
 impl GitSource {
     /// `mirror` is a directory under the state dir owned by this source.
     pub fn new(url: &str, branch: &str, mirror: PathBuf, token: Option<String>) -> GitSource {
-        GitSource { url: normalize_url(url), branch: branch.to_string(), mirror, token: std::sync::Mutex::new(token) }
+        GitSource { url: fetchable_url(url), branch: branch.to_string(), mirror, token: std::sync::Mutex::new(token) }
     }
 
     /// Replaces the token used by the next fetch.
@@ -93,7 +93,7 @@ impl GitSource {
 }
 
 /// Turns a plain path into an absolute path git2 can fetch from.
-fn normalize_url(url: &str) -> String {
+fn fetchable_url(url: &str) -> String {
     if url.contains("://") || url.contains('@') && url.contains(':') {
         return url.to_string();
     }
