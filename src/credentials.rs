@@ -119,13 +119,7 @@ impl Credentials {
     pub async fn token(&self, source: &TokenSource) -> Result<String, String> {
         let key = serde_json::to_string(source).unwrap_or_default();
         // only tokens read from AWS are cached
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-            .map(|(_, t)| t.clone());
+        let cached = crate::sync::lock(&self.cache).get(&key).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, t)| t.clone());
         if let Some(token) = cached {
             return Ok(token);
         }
@@ -141,7 +135,7 @@ impl Credentials {
             }
         };
         let token = read.map_err(|e| format!("cannot read the {}: {e}", source.describe()))?;
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (Instant::now(), token.clone()));
+        crate::sync::lock(&self.cache).insert(key, (Instant::now(), token.clone()));
         Ok(token)
     }
 }

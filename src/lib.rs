@@ -7,13 +7,21 @@
 //! ```text
 //!  git source ──head──▶ controller::apply_head ──▶ plan per app ──▶ work queue
 //!                                                                      │
-//!            store (sled) ◀── persist+flush ◀── executor ◀── strategy::step(desired, applied,
-//!                                   │                              record, observed, now)
+//!   one reconcile pass (controller/reconcile.rs), under one span (app, commit, phase):
+//!     load (head intent, applied, record, commands, drift clock)
+//!       → strategy::look  ── Skip(plan) ───────────────────────────┐
+//!       → observe AWS (what look asked for)                        │
+//!       → strategy::step (observed, or AWS's refusal as a fact)    │
+//!       → execute: persist records, history, consumed commands, ◀──┘
+//!         notes → flush → act (a permanent refusal → step again)
+//!                                   │
 //!                                   └──▶ AWS (capability traits: SDK adapters or the fake world)
 //! ```
-//! A reconcile is level-triggered: it never knows why it runs. Every long operation is a phase of
-//! a persisted record; the executor writes the record and flushes before each AWS call, and every
-//! call is replay-safe, so a crash at any point resumes where it stopped.
+//! A reconcile is level-triggered: it never knows why it runs. Every decision about deployments
+//! (operator commands, drift cadence, refusals included) is in `gitmoxi-deploy`; the executor
+//! observes, persists and acts. Every long operation is a phase of a persisted record; the
+//! executor writes the record and flushes before each AWS call, and every call is replay-safe,
+//! so a crash at any point resumes where it stopped.
 
 pub mod app;
 pub mod aws;
@@ -31,3 +39,4 @@ pub mod notify;
 pub mod offline;
 pub mod repos;
 pub mod source;
+pub mod sync;

@@ -103,7 +103,7 @@ impl Repos {
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Running>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.running)
     }
 
     /// Starts the repositories of the configuration, then those added through the API before.

@@ -8,6 +8,7 @@ use crate::observed::Observed;
 use crate::record::AppliedState;
 use crate::spec::{AppSpec, DesiredApp};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// What a detected drift leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,6 +62,42 @@ impl DriftPolicy {
             }
         }
         Ok(self)
+    }
+}
+
+/// The last comparison of a steady app with AWS (the executor keeps it in memory: a restart
+/// compares every app once more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftSeen {
+    pub at_ms: u64,
+    /// What was found then (`None`: in sync).
+    pub found: Option<String>,
+}
+
+/// The drift cadence of one app: its repository's policy, how often to compare, the last look.
+#[derive(Debug, Clone, Copy)]
+pub struct DriftClock<'a> {
+    pub policy: DriftPolicy,
+    pub interval: Duration,
+    pub last: Option<&'a DriftSeen>,
+}
+
+impl DriftClock<'_> {
+    /// No drift checks (tests of other decisions).
+    pub fn off() -> DriftClock<'static> {
+        DriftClock { policy: DriftPolicy { mode: DriftMode::Ignore, ..DriftPolicy::default() }, interval: Duration::MAX, last: None }
+    }
+
+    /// Whether a comparison is due at `now_ms` (ignoring the app's state; see
+    /// [`crate::strategy::drift_due`]).
+    pub fn due(&self, now_ms: u64) -> bool {
+        self.policy.mode != DriftMode::Ignore
+            && self.last.is_none_or(|seen| u128::from(now_ms.saturating_sub(seen.at_ms)) >= self.interval.as_millis())
+    }
+
+    /// Whether `found` is a finding not reported by the last look.
+    pub fn is_new(&self, found: Option<&str>) -> bool {
+        found.is_some() && self.last.and_then(|s| s.found.as_deref()) != found
     }
 }
 

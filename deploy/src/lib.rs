@@ -11,6 +11,7 @@
 pub mod advice;
 pub mod breaker;
 pub mod checks;
+pub mod commands;
 pub mod drift;
 pub mod observed;
 pub mod plan;

@@ -4,10 +4,12 @@
 //! relative changes; creates carry deterministic client tokens; `next_record` is persisted and
 //! flushed before any action runs.
 
+use crate::commands::Consumed;
 use crate::observed::ForwardKind;
-use crate::record::{DeploymentRecord, Outcome};
+use crate::record::{DeploymentRecord, Level, Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::time::Duration;
 
 /// One AWS mutation. The executor maps each to exactly one API call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +117,23 @@ pub enum Completion {
     Nothing,
 }
 
+/// A line for the app's history that belongs to no deployment (an operator command that could
+/// not apply, a drift finding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub level: Level,
+    pub message: String,
+    /// The head commit the note is about, if any.
+    pub commit: Option<String>,
+}
+
+impl Note {
+    /// A note about an operator command or the app, tied to no commit.
+    pub fn new(level: Level, message: impl Into<String>) -> Note {
+        Note { level, message: message.into(), commit: None }
+    }
+}
+
 /// The result of one planning step.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
@@ -125,16 +144,20 @@ pub struct Plan {
     /// Ownership gained in this step (the service is created or adopted by this app).
     pub take_ownership: bool,
     pub actions: Vec<Action>,
-    /// When to look again, in milliseconds.
-    pub requeue_after_ms: u64,
+    /// When to look again.
+    pub requeue_after: Duration,
     /// A drift check ran: `Some(None)` in sync, `Some(Some(why))` drifted.
     pub drift: Option<Option<String>>,
+    /// Operator commands this step used up.
+    pub consumed: Consumed,
+    /// History lines outside any deployment's timeline.
+    pub notes: Vec<Note>,
 }
 
 impl Plan {
     /// A plan that only waits.
-    pub fn wait(ms: u64) -> Plan {
-        Plan { requeue_after_ms: ms, ..Plan::default() }
+    pub fn wait(after: Duration) -> Plan {
+        Plan { requeue_after: after, ..Plan::default() }
     }
 
     /// The completion implied by a record that has ended.
@@ -147,5 +170,36 @@ impl Plan {
             Some(Outcome::Deleted) => Completion::Removed,
             Some(Outcome::Superseded) | None => Completion::Nothing,
         }
+    }
+
+    /// The records this plan ends, in order, with what the store must remember of each: the
+    /// finished one, then `next_record` when it has ended too.
+    pub fn endings(&self) -> Vec<(&DeploymentRecord, Completion)> {
+        let mut endings: Vec<(&DeploymentRecord, Completion)> = self.finished.iter().map(|(r, c)| (r, c.clone())).collect();
+        if let Some(next) = self.next_record.as_ref().filter(|r| !r.in_flight()) {
+            endings.push((next, Plan::completion_of(next, None)));
+        }
+        endings
+    }
+
+    /// The deployment in flight once this plan is stored: `next_record` when it is in flight,
+    /// else `before` when it is in flight and this plan neither replaced nor ended it.
+    pub fn in_flight_after<'a>(&'a self, before: Option<&'a DeploymentRecord>) -> Option<&'a DeploymentRecord> {
+        match &self.next_record {
+            Some(next) => Some(next).filter(|r| r.in_flight()),
+            None => before.filter(|b| b.in_flight() && self.finished.as_ref().map(|(f, _)| &f.id) != Some(&b.id)),
+        }
+    }
+
+    /// Whether this step starts a deployment that was not in flight before.
+    pub fn starts_deployment(&self, before: Option<&DeploymentRecord>) -> bool {
+        self.next_record.as_ref().is_some_and(|next| next.in_flight() && before.map(|b| &b.id) != Some(&next.id))
+    }
+
+    /// Whether the store must be durable before this plan's actions (rule 2) or because a
+    /// deployment ended (its notifications are out). A step that only moves a cursor is left to
+    /// sled's periodic flush: a crash that loses it replays the step from what AWS shows.
+    pub fn needs_flush(&self) -> bool {
+        !self.actions.is_empty() || !self.endings().is_empty()
     }
 }

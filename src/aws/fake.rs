@@ -173,7 +173,7 @@ impl FakeWorld {
     }
 
     pub(super) fn world(&self) -> MutexGuard<'_, World> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     pub fn set_knobs(&self, knobs: Knobs) {

@@ -6,6 +6,7 @@
 //! 500/503 — half of those after moto applied the request, so the answer of a mutation that took
 //! effect is lost. The counts give the calls per deployment and the IAM actions the suite sent.
 
+use crate::sync::lock;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -189,10 +190,6 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The fate the dice chose for one request.

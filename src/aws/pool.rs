@@ -55,7 +55,7 @@ impl SdkProvider {
 /// The client of (account, region) from `cache`, built by `make` the first time.
 fn cached<T: ?Sized>(cache: &ClientCache<T>, account: Option<&str>, region: &str, make: impl FnOnce(Region) -> Arc<T>) -> Arc<T> {
     let key = (account.map(str::to_string), region.to_string());
-    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = crate::sync::lock(cache);
     cache.entry(key).or_insert_with(|| make(Region::new(region.to_string()))).clone()
 }
 

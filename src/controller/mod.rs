@@ -67,7 +67,7 @@ pub struct Controller {
     notifier: std::sync::OnceLock<crate::notify::Notifier>,
     /// When each app was last compared with AWS, and what was found (in memory: a restart
     /// checks every app once more).
-    pub(crate) drift_seen: Mutex<HashMap<AppKey, (u64, Option<String>)>>,
+    pub(crate) drift_seen: Mutex<HashMap<AppKey, gitmoxi_deploy::drift::DriftSeen>>,
     /// Repository tokens, read on use with a short cache.
     pub credentials: crate::credentials::Credentials,
 }
@@ -136,26 +136,26 @@ impl Controller {
 
     /// A jitter of up to `max_ms` from the seeded source (rule 7).
     pub fn jitter_ms(&self, max_ms: u64) -> u64 {
-        self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..=max_ms)
+        crate::sync::lock(&self.rng).random_range(0..=max_ms)
     }
 
     /// A fresh deployment id.
     pub fn new_id(&self) -> String {
-        let n: u64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
+        let n: u64 = crate::sync::lock(&self.rng).random();
         format!("dep-{n:016x}")
     }
 
     pub fn head(&self, repo: &str, branch: &str) -> Option<Arc<HeadState>> {
-        self.heads.read().unwrap_or_else(|p| p.into_inner()).get(&(repo.to_string(), branch.to_string())).cloned()
+        crate::sync::read(&self.heads).get(&(repo.to_string(), branch.to_string())).cloned()
     }
 
     /// Forgets the head of a branch that is no longer tracked (its apps stop being reconciled).
     pub fn forget_head(&self, repo: &str, branch: &str) {
-        self.heads.write().unwrap_or_else(|p| p.into_inner()).remove(&(repo.to_string(), branch.to_string()));
+        crate::sync::write(&self.heads).remove(&(repo.to_string(), branch.to_string()));
     }
 
     pub fn heads(&self) -> Vec<Arc<HeadState>> {
-        self.heads.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        crate::sync::read(&self.heads).values().cloned().collect()
     }
 
     /// Enqueues every app with a stored record or entry (start-up: resume whatever was in flight).
@@ -281,7 +281,7 @@ impl Controller {
             loaded_at_ms: now,
             policy,
         };
-        self.heads.write().unwrap_or_else(|p| p.into_inner()).insert((repo.to_string(), branch.to_string()), Arc::new(state));
+        crate::sync::write(&self.heads).insert((repo.to_string(), branch.to_string()), Arc::new(state));
         for entry in plan {
             self.queue.add(key_of(&entry.app));
         }
@@ -314,12 +314,12 @@ impl Controller {
         while workers.join_next().await.is_some() {}
     }
 
-    fn after_reconcile(&self, key: &AppKey, result: Result<u64, ControllerError>) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    fn after_reconcile(&self, key: &AppKey, result: Result<Duration, ControllerError>) -> Duration {
+        let mut failures = crate::sync::lock(&self.failures);
         match result {
-            Ok(ms) => {
+            Ok(after) => {
                 failures.remove(key);
-                Duration::from_millis(ms)
+                after
             }
             Err(e) => {
                 self.metrics.reconcile_errors_total.with_label_values(&[e.metric_label()]).inc();

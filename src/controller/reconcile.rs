@@ -1,23 +1,25 @@
-//! One reconcile pass of one app: read desired (head), applied (store), record (store) and
-//! observed (AWS), ask the pure planner, then execute: persist + flush, then act.
+//! One reconcile pass of one app: load → observe → `step` → execute.
 //!
-//! The executor has no deployment logic: it persists what the plan says, performs the actions
-//! in order, and maps a permanent AWS refusal to the planner's failure helper.
+//! Load reads the head's intent for the app, the applied state, the in-flight record, the
+//! operator's commands and the drift clock; the pure planner ([`strategy::look`]) says whether
+//! and what to observe; [`strategy::step`] turns the observation into a plan; execute persists
+//! it, flushes, then acts. The executor decides nothing about deployments: a permanent refusal
+//! of AWS (of the observation or of an action) goes back to the planner as a fact of the next
+//! `step`, and the commands it clears are the ones the plan says it consumed.
 
 use super::{Controller, ControllerError};
 use crate::aws::{Alarms, ApiGateway, AwsError, AwsErrorKind, Ecs, Elb, Lambda};
+use gitmoxi_deploy::drift::{DriftClock, DriftSeen};
 use gitmoxi_deploy::observed::Observed;
 use gitmoxi_deploy::plan::{Action, Completion, Plan};
 use gitmoxi_deploy::record::{AppKey, DeploymentRecord, FailureCause, Level, Outcome};
 use gitmoxi_deploy::repo_plan::PlanAction;
 use gitmoxi_deploy::spec::{AppKind, Identity};
-use gitmoxi_deploy::strategy::{self, Desired, StepInput, STEADY_REQUEUE_MS};
+use gitmoxi_deploy::strategy::{self, Desired, Look, StepInput, STEADY_REQUEUE};
 use gitmoxi_state::{AppEntry, HistoryEvent};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::Instrument;
-
-/// How often a paused app is looked at (a resume enqueues it at once).
-const PAUSED_REQUEUE_MS: u64 = 60_000;
 
 /// Maps an AWS refusal to the failure taxonomy.
 pub fn cause_of(e: &AwsError) -> FailureCause {
@@ -30,253 +32,174 @@ pub fn cause_of(e: &AwsError) -> FailureCause {
     }
 }
 
+/// How a plan's actions went.
+enum Executed {
+    /// Every action was accepted (or there were none).
+    Done,
+    /// AWS refused an action for a reason retrying will not fix.
+    Refused(AwsError),
+}
+
 impl Controller {
-    /// One pass; `Ok(ms)` = look again in `ms` (at the latest when the next drift check is due).
-    pub async fn reconcile(self: &Arc<Self>, key: &AppKey) -> Result<u64, ControllerError> {
-        let drift_ms = self.settings.drift_interval.as_millis() as u64;
-        self.reconcile_once(key).await.map(|ms| ms.min(drift_ms.max(1_000)))
+    /// One pass; `Ok(d)` = look again in `d`.
+    pub async fn reconcile(self: &Arc<Self>, key: &AppKey) -> Result<Duration, ControllerError> {
+        let Some(head) = self.head(&key.repo, &key.branch) else { return Ok(STEADY_REQUEUE) };
+        let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit, phase = tracing::field::Empty);
+        self.reconcile_once(key, &head).instrument(span).await
     }
 
-    async fn reconcile_once(self: &Arc<Self>, key: &AppKey) -> Result<u64, ControllerError> {
-        let Some(head) = self.head(&key.repo, &key.branch) else { return Ok(STEADY_REQUEUE_MS) };
+    async fn reconcile_once(self: &Arc<Self>, key: &AppKey, head: &super::HeadState) -> Result<Duration, ControllerError> {
         let entry = head.plan.get(&key.prefix);
         let app = head.snapshot.apps.get(&key.prefix).and_then(|r| r.as_ref().ok());
-        let desired = match (entry.map(|e| e.action), app) {
-            (Some(PlanAction::Deploy | PlanAction::None | PlanAction::Move | PlanAction::Held), Some(app)) => Desired::Present(app),
-            (Some(PlanAction::Held), None) => Desired::DeleteHeld,
-            (Some(PlanAction::Delete), _) => Desired::Deleted,
-            _ => Desired::Blocked,
-        };
-        let moved = entry.is_some_and(|e| e.action == PlanAction::Move);
+        let desired = Desired::from_intent(entry.map(|e| e.action), app);
         let app_entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
         let record = self.store.record(key)?;
+        tracing::Span::current().record("phase", record.as_ref().map_or("steady", |r| r.phase.name()));
         let commands = self.store.commands(key)?;
-        let force = commands.force;
-        if commands.paused {
-            // Held at its current step: no observation, no action, until resumed.
-            return Ok(PAUSED_REQUEUE_MS);
-        }
-        if commands.rollback && !record.as_ref().is_some_and(|r| r.in_flight()) {
-            self.clear_rollback(key, Some("rollback requested, but no deployment is in flight; push a revert commit to go back".into()))?;
-        }
-        let drift = self.drift_due(key, &desired, &app_entry.applied, record.as_ref(), head.policy.drift);
-        let in_flight = record.as_ref().is_some_and(|r| r.in_flight());
-        let rebalance = commands.rebalance.filter(|_| !in_flight);
-        if drift.is_none() && rebalance.is_none() && !strategy::must_observe(&desired, &app_entry.applied, record.as_ref(), force, moved) {
-            return Ok(STEADY_REQUEUE_MS);
-        }
-        let mut needs = strategy::observe_needs(&desired, &app_entry.applied, record.as_ref());
-        needs.task_sets |= rebalance.is_some();
-        let Some(identity) = needs.identity.clone() else { return Ok(STEADY_REQUEUE_MS) };
-        let (account, region) = match &identity {
-            Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.clone(), region.clone()),
-        };
-        let clients = Clients {
-            ecs: self.aws.ecs(account.as_deref(), &region),
-            elb: self.aws.elb(account.as_deref(), &region),
-            alarms: self.aws.alarms(account.as_deref(), &region),
-            lambda: self.aws.lambda(account.as_deref(), &region),
-            apigw: self.aws.apigw(account.as_deref(), &region),
-        };
-        let observed = observe(&clients, &identity, &needs).await;
+        let drift_seen = crate::sync::lock(&self.drift_seen).get(key).cloned();
         let new_id = self.new_id();
-        let now = self.clock.now_ms();
+        let unobserved = Observed::default();
         let input = StepInput {
             key,
             commit: &head.commit,
             desired,
             applied: &app_entry.applied,
             record: record.as_ref(),
-            observed: &Observed::default(),
-            now_ms: now,
+            observed: &unobserved,
+            now_ms: self.clock.now_ms(),
             new_deployment_id: &new_id,
-            force,
-            rollback: commands.rollback,
-            drift,
+            commands,
+            drift: DriftClock { policy: head.policy.drift, interval: self.settings.drift_interval, last: drift_seen.as_ref() },
+            moved: entry.is_some_and(|e| e.action == PlanAction::Move),
+            refusal: None,
         };
-        if let (Some((primary, fallback)), Ok(obs)) = (rebalance, observed.as_ref()) {
-            return self.rebalance(key, &StepInput { observed: obs, ..input }, primary, fallback, &clients).await;
-        }
-        if let (true, Some(in_flight), Ok(obs)) = (commands.rollback, record.as_ref().filter(|r| r.in_flight()), observed.as_ref()) {
-            let possible = strategy::operator_rollback(&StepInput { observed: obs, ..input }, in_flight).is_some();
-            let why = (!possible)
-                .then(|| format!("rollback requested, but phase {} cannot roll back; it finishes on its own", in_flight.phase.name()));
-            self.clear_rollback(key, why)?;
-        }
-        let plan = match &observed {
-            Ok(obs) => strategy::step(&StepInput { observed: obs, ..input }),
-            Err(e) if e.is_transient() => return Err(ControllerError::Aws(e.clone())),
-            Err(e) => strategy::on_permanent_error(&input, cause_of(e)),
-        };
-        if let Some(found) = plan.drift.clone() {
-            self.record_drift(key, &head.commit, found)?;
-        }
-        let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit);
-        self.execute(key, plan, record.as_ref(), &clients).instrument(span).await
-    }
-
-    /// Applies an operator's rebalance (absolute scales), consumes the command, and says what
-    /// happened in the history.
-    async fn rebalance(
-        &self,
-        key: &AppKey,
-        input: &StepInput<'_>,
-        primary: f64,
-        fallback: f64,
-        clients: &Clients,
-    ) -> Result<u64, ControllerError> {
-        // the command stays until the scales are set: a crash in between replays the same
-        // absolute scales
-        let (level, message) = match strategy::ecs_blue_green::rebalance(input, primary, fallback) {
-            Ok(actions) => {
-                self.flush_store().await?;
-                let mut failure = None;
-                for action in &actions {
-                    if let Err(e) = perform(clients, action).await {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-                match failure {
-                    None => (Level::Info, format!("rebalanced by an operator: {primary} % primary, {fallback} % fallback")),
-                    Some(e) => (Level::Error, format!("rebalance failed: {e}; run it again once the cause is fixed")),
+        let needs = match strategy::look(&input) {
+            Look::Skip(plan) => {
+                return match self.execute(key, &plan, record.as_ref(), None).await? {
+                    Executed::Done => Ok(plan.requeue_after),
+                    Executed::Refused(e) => Err(ControllerError::Aws(e)),
                 }
             }
-            Err(why) => (Level::Warn, format!("rebalance requested, but {why}")),
+            Look::Observe(needs) => needs,
         };
-        let mut commands = self.store.commands(key)?;
-        commands.rebalance = None;
-        self.store.put_commands(key, &commands)?;
-        let event = HistoryEvent { at_ms: self.clock.now_ms(), level, deployment: None, commit: None, message };
-        self.store.append_history(key, &event)?;
-        Ok(STEADY_REQUEUE_MS)
+        let Some(identity) = needs.identity.clone() else { return Ok(STEADY_REQUEUE) };
+        let clients = self.clients(&identity);
+        let observed = match observe(&clients, &identity, &needs).await {
+            Ok(observed) => observed,
+            Err(e) if e.is_transient() => return Err(ControllerError::Aws(e)),
+            Err(e) => {
+                tracing::error!(app = %key, error = %e, "AWS refused an observation");
+                let cause = cause_of(&e);
+                let plan = strategy::step(&StepInput { refusal: Some(&cause), ..input });
+                return match self.execute(key, &plan, record.as_ref(), Some(&clients)).await? {
+                    Executed::Done => Ok(plan.requeue_after),
+                    Executed::Refused(e) => Err(ControllerError::Aws(e)),
+                };
+            }
+        };
+        let input = StepInput { observed: &observed, ..input };
+        let plan = strategy::step(&input);
+        match self.execute(key, &plan, record.as_ref(), Some(&clients)).await? {
+            Executed::Done => Ok(plan.requeue_after),
+            Executed::Refused(e) => {
+                // the refusal is a fact of the next step, from the record this plan left
+                let cause = cause_of(&e);
+                let after = plan.in_flight_after(record.as_ref()).cloned();
+                let commands = self.store.commands(key)?;
+                let refused = strategy::step(&StepInput { record: after.as_ref(), commands, refusal: Some(&cause), ..input });
+                match self.execute(key, &refused, after.as_ref(), Some(&clients)).await? {
+                    Executed::Done => Ok(refused.requeue_after),
+                    Executed::Refused(again) => Err(ControllerError::Aws(again)),
+                }
+            }
+        }
     }
 
-    /// The drift policy when a steady, applied app is due for a comparison with AWS.
-    fn drift_due(
-        &self,
-        key: &AppKey,
-        desired: &Desired<'_>,
-        applied: &gitmoxi_deploy::record::AppliedState,
-        record: Option<&DeploymentRecord>,
-        policy: gitmoxi_deploy::drift::DriftPolicy,
-    ) -> Option<gitmoxi_deploy::drift::DriftPolicy> {
-        if policy.mode == gitmoxi_deploy::drift::DriftMode::Ignore || record.is_some_and(|r| r.in_flight()) {
-            return None;
+    /// The clients of the identity's account and region.
+    fn clients(&self, identity: &Identity) -> Clients {
+        let (account, region) = match identity {
+            Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.as_deref(), region.as_str()),
+        };
+        Clients {
+            ecs: self.aws.ecs(account, region),
+            elb: self.aws.elb(account, region),
+            alarms: self.aws.alarms(account, region),
+            lambda: self.aws.lambda(account, region),
+            apigw: self.aws.apigw(account, region),
         }
-        let Desired::Present(app) = desired else { return None };
-        if applied.fingerprint.as_deref() != Some(app.fingerprint.as_str()) {
-            return None;
-        }
-        let now = self.clock.now_ms();
-        let seen = self.drift_seen.lock().unwrap_or_else(|p| p.into_inner());
-        let due = seen.get(key).is_none_or(|(at, _)| now.saturating_sub(*at) >= self.settings.drift_interval.as_millis() as u64);
-        due.then_some(policy)
     }
 
-    /// Remembers a drift check; a new finding goes to the history, the log and the metric.
-    fn record_drift(&self, key: &AppKey, commit: &str, found: Option<String>) -> Result<(), ControllerError> {
-        let now = self.clock.now_ms();
-        let before =
-            self.drift_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), (now, found.clone())).and_then(|(_, f)| f);
-        self.metrics.drift_detected.with_label_values(&[key.prefix.as_str()]).set(i64::from(found.is_some()));
-        if let Some(why) = found.filter(|w| before.as_deref() != Some(w.as_str())) {
-            tracing::warn!(app = %key, "drift: {why}");
-            let event = HistoryEvent {
-                at_ms: now,
-                level: Level::Warn,
-                deployment: None,
-                commit: Some(commit.to_string()),
-                message: format!("drift: {why}"),
-            };
-            self.store.append_history(key, &event)?;
-        }
-        Ok(())
-    }
-
-    /// Clears an operator's rollback request; `why_not` goes to the history when nothing could be
-    /// rolled back.
-    fn clear_rollback(&self, key: &AppKey, why_not: Option<String>) -> Result<(), ControllerError> {
-        let mut commands = self.store.commands(key)?;
-        commands.rollback = false;
-        self.store.put_commands(key, &commands)?;
-        if let Some(message) = why_not {
-            let event = HistoryEvent { at_ms: self.clock.now_ms(), level: Level::Warn, deployment: None, commit: None, message };
-            self.store.append_history(key, &event)?;
-        }
-        Ok(())
-    }
-
-    /// Persists, flushes, then acts.
+    /// Persists the plan (records, history, ownership, consumed commands, notes, the drift
+    /// look), flushes when it must, then performs its actions in order. A transient AWS error
+    /// is an `Err` (backoff); a permanent one is returned for the planner to decide on.
     async fn execute(
         &self,
         key: &AppKey,
-        plan: Plan,
+        plan: &Plan,
         before: Option<&DeploymentRecord>,
-        clients: &Clients,
-    ) -> Result<u64, ControllerError> {
-        if let Some((finished, completion)) = &plan.finished {
-            self.record_history(before, finished)?;
-            self.finish(finished, completion)?;
+        clients: Option<&Clients>,
+    ) -> Result<Executed, ControllerError> {
+        for (ended, completion) in plan.endings() {
+            self.record_history(before, ended)?;
+            self.finish(ended, &completion)?;
         }
-        let mut current = None;
-        if let Some(next) = &plan.next_record {
+        if let Some(next) = plan.next_record.as_ref().filter(|r| r.in_flight()) {
             self.record_history(before, next)?;
             self.notify_progress(before, next);
-            if next.in_flight() {
-                self.store.put_record(next)?;
-                if before.map(|b| &b.id) != Some(&next.id) && self.store.commands(key)?.force {
-                    let mut commands = self.store.commands(key)?;
-                    commands.force = false;
-                    self.store.put_commands(key, &commands)?;
-                }
-                current = Some(next.clone());
-            } else {
-                self.finish(next, &Plan::completion_of(next, None))?;
-            }
-        } else if let Some(b) = before.filter(|b| b.in_flight()) {
-            if plan.finished.as_ref().map(|(f, _)| &f.id) != Some(&b.id) {
-                current = Some(b.clone());
-            }
+            self.store.put_record(next)?;
         }
         if plan.take_ownership {
             let mut entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
             if !entry.applied.owned {
                 entry.applied.owned = true;
-                entry.applied.identity = current.as_ref().map(|r| r.identity.clone()).or(entry.applied.identity);
+                entry.applied.identity = plan.in_flight_after(before).map(|r| r.identity.clone()).or(entry.applied.identity);
                 self.store.put_app(&entry)?;
             }
         }
-        // durable before acting; a step without an action is left to sled's periodic flush (a
-        // crash that loses it replays the step from what AWS shows)
-        if !plan.actions.is_empty() {
+        if !plan.consumed.is_empty() {
+            let commands = self.store.commands(key)?;
+            self.store.put_commands(key, &plan.consumed.clear_from(commands))?;
+        }
+        for note in &plan.notes {
+            match note.level {
+                Level::Error => tracing::error!(app = %key, "{}", note.message),
+                Level::Warn => tracing::warn!(app = %key, "{}", note.message),
+                Level::Info => tracing::info!(app = %key, "{}", note.message),
+            }
+            let event = HistoryEvent {
+                at_ms: self.clock.now_ms(),
+                level: note.level,
+                deployment: None,
+                commit: note.commit.clone(),
+                message: note.message.clone(),
+            };
+            self.store.append_history(key, &event)?;
+        }
+        if let Some(found) = &plan.drift {
+            let seen = DriftSeen { at_ms: self.clock.now_ms(), found: found.clone() };
+            self.metrics.drift_detected.with_label_values(&[key.prefix.as_str()]).set(i64::from(found.is_some()));
+            crate::sync::lock(&self.drift_seen).insert(key.clone(), seen);
+        }
+        if plan.needs_flush() {
             self.flush_store().await?;
         }
+        let Some(clients) = clients.filter(|_| !plan.actions.is_empty()) else { return Ok(Executed::Done) };
         for action in &plan.actions {
             if let Err(e) = perform(clients, action).await {
                 if e.is_transient() {
                     return Err(ControllerError::Aws(e));
                 }
                 tracing::error!(app = %key, error = %e, "AWS refused {}", action.operation());
-                return match current.as_ref() {
-                    Some(record) => {
-                        let (failed, completion) = strategy::fail_record(record, cause_of(&e), self.clock.now_ms());
-                        self.record_history(Some(record), &failed)?;
-                        self.finish(&failed, &completion)?;
-                        self.flush_store().await?;
-                        Ok(STEADY_REQUEUE_MS)
-                    }
-                    None => Err(ControllerError::Aws(e)),
-                };
+                return Ok(Executed::Refused(e));
             }
         }
-        Ok(plan.requeue_after_ms)
+        Ok(Executed::Done)
     }
 
     fn finish(&self, record: &DeploymentRecord, completion: &Completion) -> Result<(), ControllerError> {
         self.store.finish(record, completion)?;
         // compare with AWS again right after every deployment
-        self.drift_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.app);
+        crate::sync::lock(&self.drift_seen).remove(&record.app);
         if let Some(outcome) = record.outcome {
             let message = record.timeline.last().map(|e| e.message.clone()).unwrap_or_default();
             self.notify(crate::notify::Event::of_record(record, outcome.as_str(), message));

@@ -34,7 +34,7 @@ impl GitSource {
 
     /// Replaces the token used by the next fetch.
     pub fn set_token(&self, token: Option<String>) {
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
+        *crate::sync::lock(&self.token) = token;
     }
 
     pub fn url(&self) -> &str {
@@ -60,7 +60,7 @@ impl GitSource {
             |e: git2::Error| GitError::Fetch { url: redact(&self.url), branch: self.branch.clone(), message: e.message().to_string() };
         let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let mut callbacks = RemoteCallbacks::new();
-        let token = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let token = crate::sync::lock(&self.token).clone();
         callbacks.credentials(move |_url, username, allowed| {
             if let Some(t) = &token {
                 if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {

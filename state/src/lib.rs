@@ -90,22 +90,9 @@ pub struct HistoryEvent {
     pub message: String,
 }
 
-/// Operator commands waiting for an app.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Commands {
-    /// Redeploy even when applied or failed (consumed when a deployment starts).
-    pub force: bool,
-    /// Hold the app at its current step until resumed (no further shift, no new deployment).
-    #[serde(default)]
-    pub paused: bool,
-    /// Roll the in-flight deployment back (consumed by the next pass).
-    #[serde(default)]
-    pub rollback: bool,
-    /// Move a steady blue/green service's scale between its primary and fallback task sets:
-    /// (primary %, fallback %), consumed by the next pass.
-    #[serde(default)]
-    pub rebalance: Option<(f64, f64)>,
-}
+/// Operator commands waiting for an app (the planner decides what they do; see
+/// [`gitmoxi_deploy::commands`]).
+pub use gitmoxi_deploy::commands::OperatorCommands as Commands;
 
 /// The store. Cheap to clone (sled handles are shared).
 #[derive(Clone)]

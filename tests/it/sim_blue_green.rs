@@ -256,6 +256,7 @@ async fn a_spot_shortage_is_covered_by_a_fallback_task_set_and_the_pair_is_clean
             let sets = task_sets(s);
             sets.iter().any(|t| t.status == "PRIMARY" && t.scale_percent == 100.0 && t.running_count == 4)
                 && sets.iter().any(|t| t.status != "PRIMARY" && t.scale_percent == 0.0)
+                && s.history(PREFIX).iter().any(|h| h.contains("rebalanced by an operator"))
         })
         .await,
         "{:?}",
@@ -344,10 +345,10 @@ async fn drive_pass_by_pass(sim: &mut Sim, done: impl Fn(&Sim) -> bool) -> usize
         sim.controller = Sim::build(&sim.world, &sim.store, &sim.clock, sim.seed);
         sim.apply();
         let wait = match sim.controller.reconcile(&key).await {
-            Ok(ms) => ms.clamp(1, 60_000),
-            Err(_) => 1_000,
+            Ok(after) => after.clamp(Duration::from_millis(1), Duration::from_secs(60)),
+            Err(_) => Duration::from_secs(1),
         };
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        tokio::time::sleep(wait).await;
     }
     panic!("did not converge in 2,000 passes: {:?} {:?}", phase(sim), task_sets(sim));
 }

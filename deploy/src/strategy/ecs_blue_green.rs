@@ -11,7 +11,7 @@
 //! on a forward it manages, or delete the task set that serves traffic.
 
 use super::ecs_rolling::{ownership_tags, short_td, TAG_DEPLOYMENT};
-use super::{StepInput, STEADY_REQUEUE_MS};
+use super::{StepInput, STEADY_REQUEUE};
 use crate::breaker::tripped;
 use crate::checks::{side_stability, SideStability};
 use crate::observed::{Observed, ObservedElb, ObservedService, ObservedTaskSet};
@@ -21,11 +21,12 @@ use crate::schedule::Weights;
 use crate::spec::{EcsApp, Identity};
 use crate::token::client_token;
 use serde_json::{json, Map, Value};
+use std::time::Duration;
 
 /// How often alarms are looked at while a traffic step or the bake waits.
 pub const ALARM_POLL_MS: u64 = 5_000;
 /// How long to wait before looking again after deleting task sets.
-const DELETE_POLL_MS: u64 = 2_000;
+const DELETE_POLL: Duration = Duration::from_secs(2);
 
 /// Fields of a CreateService body that belong to task sets under the EXTERNAL controller.
 const TASK_SET_FIELDS: &[&str] = &[
@@ -334,25 +335,25 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if let Some(arn) = &observed.registered_task_definition {
                 next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
                 next.enter(after_register(service, arn.clone()), now);
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let mut body = app.taskdef.clone().unwrap_or(Value::Null);
             super::ecs_rolling::merge_tags(&mut body, &record_tags(record));
-            Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after_ms: 0, ..Plan::default() }
+            Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::BgCreateService { task_definition } => {
             if service.is_some_and(ObservedService::is_active) {
                 next.log(now, Level::Info, format!("service {service_name} exists (deployment controller EXTERNAL)"));
                 next.enter(Phase::BgCreateGreen { task_definition: task_definition.clone() }, now);
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             if service.is_some_and(|s| s.status == "DRAINING") {
-                return Plan::wait(10_000);
+                return Plan::wait(Duration::from_secs(10));
             }
             Plan {
                 actions: vec![Action::EcsCreateService { body: create_service_body(input, app, record) }],
                 take_ownership: true,
-                requeue_after_ms: 0,
+                requeue_after: Duration::ZERO,
                 ..Plan::default()
             }
         }
@@ -378,7 +379,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     format!("green task set {} runs {}; waiting up to {budget} s for stability", green.id, short_td(task_definition)),
                 );
                 next.enter(Phase::BgStabilize { task_definition: task_definition.clone(), deadline_ms: now + budget * 1000 }, now);
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let lbs = match preflight(app, observed, s, sides.blue_primary) {
                 Ok(lbs) => lbs,
@@ -392,14 +393,14 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if next.timeline.last().map(|e| e.message.as_str()) != Some("creating the green task set") {
                 next.log(now, Level::Info, "creating the green task set");
             }
-            Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() }
+            Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::BgStabilize { task_definition, deadline_ms } => {
-            let poll = app.depdef.stability.poll_interval_secs * 1000;
+            let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
             let (Some(s), Some(green)) = (service, sides.green) else {
                 next.log(now, Level::Warn, "the green task set is gone; creating it again");
                 next.enter(Phase::BgCreateGreen { task_definition: task_definition.clone() }, now);
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             };
             let green_tgs: Vec<String> = green.target_groups.clone();
             let elb = observed.elb.clone().unwrap_or_default();
@@ -420,7 +421,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                         next.enter(Phase::BgPromote, now);
                     }
                 }
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let failed = st.failures.len() as u32;
             if let Some(threshold) = tripped(app.depdef.circuit_breaker.as_ref(), s.desired_count, failed) {
@@ -446,7 +447,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             let progress = format!("{}/{} green tasks running, {failed} failed{}", st.running, st.desired, healthy_note(&st));
             if next.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
                 next.log(now, Level::Info, progress);
-                return Plan { next_record: Some(next), requeue_after_ms: poll, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
             }
             Plan::wait(poll)
         }
@@ -459,7 +460,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             }
             let Some(ts) = app.depdef.traffic_shifting else {
                 next.enter(Phase::BgPromote, now);
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             };
             let mapping = traffic_mapping(app, sides.blue_primary);
             let elb = observed.elb.clone().unwrap_or_default();
@@ -470,7 +471,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     next.traffic = Some(w);
                     next.log(now, Level::Info, format!("shifting {green} % to green (blue {} / green {})", w.blue, w.green));
                 }
-                return Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
             }
             if next.traffic != Some(Weights::green(*green)) {
                 next.traffic = Some(Weights::green(*green));
@@ -481,11 +482,11 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if elapsed < wait {
                 let remaining = wait - elapsed;
                 let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
-                let requeue_after_ms = again.max(1);
+                let requeue_after = Duration::from_millis(again.max(1));
                 if next != *record {
-                    return Plan { next_record: Some(next), requeue_after_ms, ..Plan::default() };
+                    return Plan { next_record: Some(next), requeue_after, ..Plan::default() };
                 }
-                return Plan::wait(requeue_after_ms);
+                return Plan::wait(requeue_after);
             }
             let steps = ts.steps();
             match steps.get(*step as usize + 1) {
@@ -495,7 +496,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     next.enter(Phase::BgBake { until_ms: now + wait }, now);
                 }
             }
-            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::BgBake { until_ms } => {
             let alarms = firing_alarms(observed);
@@ -507,10 +508,10 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if now < *until_ms {
                 let remaining = until_ms - now;
                 let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
-                return Plan::wait(again.max(1));
+                return Plan::wait(Duration::from_millis(again.max(1)));
             }
             next.enter(Phase::BgPromote, now);
-            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::BgPromote => {
             let Some(green) = sides.green else {
@@ -530,10 +531,10 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 next.task_set_arns = Some((green.arn.clone(), sides.green_fallback.map(|f| f.arn.clone())));
                 next.log(now, Level::Info, format!("green task set {} is primary", green.id));
                 next.enter(Phase::BgCleanUp, now);
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let action = Action::EcsUpdatePrimaryTaskSet { cluster, service: service_name, task_set: green.arn.clone() };
-            Plan { actions: vec![action], requeue_after_ms: 0, ..Plan::default() }
+            Plan { actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::BgCleanUp => {
             let task_definition = sides.green.map(|g| g.task_definition.clone());
@@ -545,7 +546,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     .collect();
                 let ids: Vec<&str> = sides.others.iter().map(|t| t.id.as_str()).collect();
                 next.log(now, Level::Info, format!("deleting the blue side: {}", ids.join(", ")));
-                return Plan { next_record: Some(next), actions, requeue_after_ms: DELETE_POLL_MS, ..Plan::default() };
+                return Plan { next_record: Some(next), actions, requeue_after: DELETE_POLL, ..Plan::default() };
             }
             if !sides.others.is_empty() {
                 next.log(now, Level::Info, "deleteOldUponSuccess is false: the blue task set stays, without traffic");
@@ -553,7 +554,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             next.log(now, Level::Info, format!("deployment succeeded: {} is live", task_definition.as_deref().map_or("green", short_td)));
             next.finish(Outcome::Succeeded, now);
             let completion = Plan::completion_of(&next, task_definition);
-            Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
         }
         Phase::BgRollback { superseded, delete_green } => {
             let mapping = traffic_mapping(app, sides.blue_primary);
@@ -562,7 +563,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if !actions.is_empty() {
                 next.traffic = Some(Weights::green(0));
                 next.log(now, Level::Warn, "traffic back to 100 % blue");
-                return Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
             }
             if sides.blue_primary.is_some() && record.traffic.is_some_and(|w| w.green > 0) {
                 next.traffic = Some(Weights::green(0));
@@ -575,7 +576,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     .collect();
                 let ids: Vec<&str> = sides.green_all.iter().map(|t| t.id.as_str()).collect();
                 next.log(now, Level::Warn, format!("deleting the green side: {}", ids.join(", ")));
-                return Plan { next_record: Some(next), actions, requeue_after_ms: DELETE_POLL_MS, ..Plan::default() };
+                return Plan { next_record: Some(next), actions, requeue_after: DELETE_POLL, ..Plan::default() };
             }
             if !*delete_green && !sides.green_all.is_empty() {
                 next.log(now, Level::Warn, "the green task set is kept for debugging (it gets no traffic)");
@@ -599,7 +600,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
             next.finish(outcome, now);
             let completion = Plan::completion_of(&next, None);
-            Plan { finished: Some((next, completion)), requeue_after_ms: 0, ..Plan::default() }
+            Plan { finished: Some((next, completion)), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::EcsRegister
         | Phase::EcsApply { .. }
@@ -679,14 +680,14 @@ fn fallback(
         Action::EcsCreateTaskSet { body: task_set_body(app, record, task_definition, &lbs, Some(fallback_percent)) },
         Action::EcsUpdateTaskSetScale { cluster, service: service_name, task_set: green.arn.clone(), percent: primary_percent },
     ];
-    Some(Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() })
+    Some(Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() })
 }
 
 /// Enters RollingBack with the cause and its evidence.
 fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: Vec<String>, delete_green: bool) -> Plan {
     let mut next = record.clone();
     next.roll_back(now, cause, evidence, "rolling back (traffic to blue first)", Phase::BgRollback { superseded: false, delete_green });
-    Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
 }
 
 /// An operator's rebalance of a steady service between its primary-strategy task set and its
@@ -735,7 +736,7 @@ pub fn supersede(record: &DeploymentRecord, now: u64, commit: &str) -> Option<Pl
             let mut next = record.clone();
             next.log(now, Level::Warn, format!("superseded by commit {}: rolling back first", super::short_commit(commit)));
             next.enter(Phase::BgRollback { superseded: true, delete_green: true }, now);
-            Some(Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() })
+            Some(Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() })
         }
         Phase::BgPromote | Phase::BgCleanUp | Phase::BgRollback { .. } => None,
         Phase::BgRegister
@@ -776,7 +777,7 @@ fn finish(record: &DeploymentRecord, now: u64, outcome: Outcome, cause: Option<F
     }
     next.finish(outcome, now);
     let completion = Plan::completion_of(&next, None);
-    Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+    Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
 }
 
 /// The target groups a blue/green app's observer looks at: the pairs and the svcdef's.

@@ -5,13 +5,14 @@
 //! Y → update it". Replays are harmless: registration is found again by its deployment tag,
 //! CreateService carries a client token, updates and deletes are absolute.
 
-use super::{new_record, short_commit, StepInput, STEADY_REQUEUE_MS};
+use super::{new_record, short_commit, StepInput, STEADY_REQUEUE};
 use crate::checks::rolling_stability;
 use crate::plan::{Action, Completion, Plan};
 use crate::record::{DeploymentRecord, FailureCause, Level, Operation, Outcome, Phase};
 use crate::spec::{ecs::cluster_name, DesiredApp, EcsApp};
 use crate::token::client_token;
 use serde_json::{json, Map, Value};
+use std::time::Duration;
 
 /// Tag keys gitmoxi puts on what it creates.
 pub const TAG_APP: &str = "gitmoxi:app";
@@ -69,17 +70,17 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
 /// No deployment needed: keep ownership tags right (a moved app re-tags its service).
 pub fn steady(input: &StepInput<'_>) -> Plan {
     let Some(service) = input.observed.service.as_ref().filter(|s| s.is_active()) else {
-        return Plan::wait(STEADY_REQUEUE_MS);
+        return Plan::wait(STEADY_REQUEUE);
     };
     let want = input.key.tag_value();
     if input.applied.owned && service.tags.get(TAG_APP) != Some(&want) {
         return Plan {
             actions: vec![Action::EcsTagResource { arn: service.arn.clone(), tags: ownership_tags(input) }],
-            requeue_after_ms: STEADY_REQUEUE_MS,
+            requeue_after: STEADY_REQUEUE,
             ..Plan::default()
         };
     }
-    Plan::wait(STEADY_REQUEUE_MS)
+    Plan::wait(STEADY_REQUEUE)
 }
 
 pub(super) fn ownership_tags(input: &StepInput<'_>) -> Vec<(String, String)> {
@@ -98,13 +99,13 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if let Some(arn) = &observed.registered_task_definition {
                 next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
                 next.enter(Phase::EcsApply { task_definition: arn.clone() }, now);
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let mut body = app.taskdef.clone().unwrap_or(Value::Null);
             let mut tags = ownership_tags(input);
             tags.push((TAG_DEPLOYMENT.to_string(), record.id.clone()));
             merge_tags(&mut body, &tags);
-            Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after_ms: 0, ..Plan::default() }
+            Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::EcsApply { task_definition } => {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
@@ -117,26 +118,26 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                         format!("service {} runs {}; waiting up to {budget} s for stability", app.service_name, short_td(task_definition)),
                     );
                     next.enter(Phase::EcsStabilize { task_definition: task_definition.clone(), deadline_ms: now + budget * 1000 }, now);
-                    Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+                    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
                 }
                 Some(s) if s.is_active() => Plan {
                     take_ownership: true,
                     actions: vec![Action::EcsUpdateService { body: update_body(app, task_definition) }],
-                    requeue_after_ms: 0,
+                    requeue_after: Duration::ZERO,
                     ..Plan::default()
                 },
-                Some(_) => Plan::wait(app.depdef.stability.poll_interval_secs * 1000),
+                Some(_) => Plan::wait(Duration::from_secs(app.depdef.stability.poll_interval_secs)),
                 None => Plan {
                     take_ownership: true,
                     actions: vec![Action::EcsCreateService { body: create_body(input, record, app, task_definition) }],
-                    requeue_after_ms: 0,
+                    requeue_after: Duration::ZERO,
                     ..Plan::default()
                 },
             }
         }
         Phase::EcsStabilize { task_definition, deadline_ms } => {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
-            let poll = app.depdef.stability.poll_interval_secs * 1000;
+            let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
             let Some(s) = service else {
                 return rollback_or_fail(
                     input,
@@ -154,7 +155,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 next.log(now, Level::Info, format!("stable: {}/{} tasks of {} running", st.running, st.desired, short_td(task_definition)));
                 next.finish(Outcome::Succeeded, now);
                 let completion = Plan::completion_of(&next, Some(task_definition.clone()));
-                return Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() };
+                return Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() };
             }
             let failed = st.failures.len() as u32;
             if let Some(threshold) = crate::breaker::tripped(app.depdef.circuit_breaker.as_ref(), st.desired, failed) {
@@ -185,7 +186,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             let progress = format!("{}/{} tasks running, {} failed", st.running, st.desired, failed);
             if record.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
                 next.log(now, Level::Info, progress);
-                return Plan { next_record: Some(next), requeue_after_ms: poll, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
             }
             Plan::wait(poll)
         }
@@ -199,13 +200,13 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                         Phase::EcsRollbackStabilize { to_task_definition: to_task_definition.clone(), deadline_ms: now + budget * 1000 },
                         now,
                     );
-                    Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+                    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
                 }
                 Some(_) => Plan {
                     actions: vec![Action::EcsUpdateService {
                         body: json!({"cluster": app.cluster, "service": app.service_name, "taskDefinition": to_task_definition}),
                     }],
-                    requeue_after_ms: 0,
+                    requeue_after: Duration::ZERO,
                     ..Plan::default()
                 },
                 None => finish_failed(input, record, "the service is gone; nothing to roll back"),
@@ -223,7 +224,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 );
                 next.finish(Outcome::RolledBack, now);
                 let completion = Plan::completion_of(&next, None);
-                return Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() };
+                return Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() };
             }
             if now >= *deadline_ms {
                 return finish_failed(
@@ -237,13 +238,13 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     ),
                 );
             }
-            Plan::wait(app.depdef.stability.poll_interval_secs * 1000)
+            Plan::wait(Duration::from_secs(app.depdef.stability.poll_interval_secs))
         }
         Phase::EcsDelete => {
             let Some(identity_service) = service else {
                 next.log(now, Level::Info, "service deleted");
                 next.finish(Outcome::Deleted, now);
-                return Plan { finished: Some((next, Completion::Removed)), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
             };
             let owned_by_tag = identity_service.tags.get(TAG_APP) == Some(&input.key.tag_value());
             if !(input.applied.owned || owned_by_tag) {
@@ -258,10 +259,10 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     ),
                 );
                 next.finish(Outcome::Failed, now);
-                return Plan { finished: Some((next, Completion::Removed)), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             if identity_service.status == "DRAINING" {
-                return Plan::wait(10_000);
+                return Plan::wait(Duration::from_secs(10));
             }
             let (cluster, name) = match &record.identity {
                 crate::spec::Identity::Ecs { cluster, service, .. } => (cluster.clone(), service.clone()),
@@ -275,9 +276,9 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 actions.push(Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: name.clone(), task_set: task_set.arn.clone() });
             }
             actions.push(Action::EcsDeleteService { cluster, service: name });
-            Plan { actions, requeue_after_ms: 5_000, ..Plan::default() }
+            Plan { actions, requeue_after: Duration::from_secs(5), ..Plan::default() }
         }
-        Phase::Done => Plan::wait(STEADY_REQUEUE_MS),
+        Phase::Done => Plan::wait(STEADY_REQUEUE),
         Phase::BgRegister
         | Phase::BgCreateService { .. }
         | Phase::BgCreateGreen { .. }
@@ -325,7 +326,7 @@ fn rollback_or_fail(input: &StepInput<'_>, record: &DeploymentRecord, cause: Fai
         Some(previous) if enabled => {
             next.log(now, Level::Error, format!("{cause}: rolling back to {}", short_td(previous)));
             next.enter(Phase::EcsRollback { to_task_definition: previous.to_string() }, now);
-            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Some(_) => {
             next.log(
@@ -335,13 +336,13 @@ fn rollback_or_fail(input: &StepInput<'_>, record: &DeploymentRecord, cause: Fai
             );
             next.finish(Outcome::Failed, now);
             let completion = Plan::completion_of(&next, None);
-            Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
         }
         None => {
             next.log(now, Level::Error, format!("{cause}: no earlier good task definition to roll back to (first deployment)"));
             next.finish(Outcome::Failed, now);
             let completion = Plan::completion_of(&next, None);
-            Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
         }
     }
 }
@@ -352,7 +353,7 @@ fn finish_failed(input: &StepInput<'_>, record: &DeploymentRecord, why: &str) ->
     next.evidence.push(why.to_string());
     next.finish(Outcome::Failed, input.now_ms);
     let completion = Plan::completion_of(&next, None);
-    Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+    Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
 }
 
 fn fail_without_desired(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {

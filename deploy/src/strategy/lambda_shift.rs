@@ -8,18 +8,19 @@
 //! published only when none already matches `$LATEST` (code SHA-256 and configuration), so a
 //! restart never publishes a second version for the same deployment. Alias weights are absolute.
 
-use super::{new_record, short_commit, Desired, StepInput, STEADY_REQUEUE_MS};
+use super::{new_record, short_commit, Desired, StepInput, STEADY_REQUEUE};
 use crate::observed::{ObservedFunction, ObservedLambda};
 use crate::plan::{Action, Completion, Plan};
 use crate::record::{DeploymentRecord, FailureCause, Level, Operation, Outcome, Phase};
 use crate::spec::lambda::{EventSources, PushSource};
 use crate::spec::{AppSpec, DesiredApp, Identity, LambdaApp};
 use serde_json::{json, Map, Value};
+use std::time::Duration;
 
 /// Statement ids of the permissions gitmoxi adds start with this.
 pub const SID_PREFIX: &str = "gitmoxi-";
 /// How often an update or a readiness check is looked at.
-const POLL_MS: u64 = 2_000;
+const POLL: Duration = Duration::from_secs(2);
 /// How often alarms are looked at while a traffic step waits.
 const ALARM_POLL_MS: u64 = 5_000;
 
@@ -59,7 +60,7 @@ pub fn start_delete(input: &StepInput<'_>) -> Plan {
         }
         Some(_) => record.log(input.now_ms, Level::Info, "the lambdadef is gone from the branch head: deleting the function"),
     }
-    Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() }
+    Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
 }
 
 fn function_name(record: &DeploymentRecord) -> String {
@@ -138,7 +139,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if let Some(f) = &observed.function {
                 next.log(now, Level::Info, format!("function {name} exists ({})", f.arn));
                 next.enter(Phase::LambdaPublish, now);
-                return Plan { next_record: Some(next), requeue_after_ms: 0, take_ownership: true, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, take_ownership: true, ..Plan::default() };
             }
             let mut body = app.lambdadef.clone();
             if let Value::Object(o) = &mut body {
@@ -163,7 +164,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 );
             };
             match latest.last_update_status.as_str() {
-                "InProgress" => return Plan::wait(POLL_MS),
+                "InProgress" => return Plan::wait(POLL),
                 "Failed" if latest.change_marker() != *revision_before => {
                     let reason = latest.last_update_status_reason.clone().unwrap_or_else(|| "no reason given".into());
                     let message = format!("the {what} update of {name} failed: {reason}");
@@ -201,7 +202,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     next.log(now, Level::Info, format!("configuration of {name} updated"));
                     next.enter(Phase::LambdaPublish, now);
                 }
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let action = if code_phase {
                 next.phase = Phase::LambdaUpdateCode { revision_before: revision_before.clone(), sent: true };
@@ -211,18 +212,18 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 Action::LambdaUpdateConfig { function: name, config: Value::Object(app.configuration()) }
             };
             let persist = (next != *record).then_some(next);
-            Plan { next_record: persist, actions: vec![action], requeue_after_ms: POLL_MS, ..Plan::default() }
+            Plan { next_record: persist, actions: vec![action], requeue_after: POLL, ..Plan::default() }
         }
         Phase::LambdaPublish => {
-            let Some(latest) = &observed.function else { return Plan::wait(POLL_MS) };
+            let Some(latest) = &observed.function else { return Plan::wait(POLL) };
             if latest.last_update_status == "InProgress" || latest.state == "Pending" {
-                return Plan::wait(POLL_MS);
+                return Plan::wait(POLL);
             }
             if let Some(v) = matching_version(observed) {
                 let budget = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries) * 1000;
                 next.log(now, Level::Info, format!("version {} holds this code and configuration", v.version));
                 next.enter(Phase::LambdaReady { version: v.version.clone(), deadline_ms: now + budget }, now);
-                return Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let action = Action::LambdaPublishVersion {
                 function: name,
@@ -230,7 +231,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 revision_id: latest.revision_id.clone(),
                 description: format!("gitmoxi deployment {} (commit {})", record.id, short_commit(&record.commit)),
             };
-            Plan { actions: vec![action], requeue_after_ms: 0, ..Plan::default() }
+            Plan { actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::LambdaReady { version, deadline_ms } => {
             let v = observed.versions.iter().find(|v| &v.version == version);
@@ -255,12 +256,12 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                         vec![format!("version {version} is {state}, not Active, after {waited} s")],
                     );
                 }
-                _ => return Plan::wait(app.depdef.readiness.wait_interval_secs * 1000),
+                _ => return Plan::wait(Duration::from_secs(app.depdef.readiness.wait_interval_secs)),
             }
             if observed.alias.is_none() {
                 next.log(now, Level::Info, format!("creating alias {alias} on version {version}"));
                 let action = Action::LambdaCreateAlias { function: name, alias, version: version.clone() };
-                return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let previous = record.previous_version.clone().filter(|p| p != version);
             next.log(now, Level::Info, format!("version {version} is Active"));
@@ -271,7 +272,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     next.enter(Phase::LambdaShift { version: version.clone(), step: 0, weight: first, since_ms: now }, now);
                 }
             }
-            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::LambdaShift { version, step, weight, since_ms } => {
             let alarms = firing(input.observed);
@@ -287,7 +288,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     next.log(now, Level::Info, format!("alias {alias}: {weight} % on version {version}"));
                 }
                 let action = Action::LambdaSetAlias { function: name, alias, version: target, additional };
-                return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let ts = app.depdef.traffic_shifting;
             let wait = ts.wait_interval_secs * 1000;
@@ -295,7 +296,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if elapsed < wait {
                 let remaining = wait - elapsed;
                 let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
-                return Plan::wait(again.max(1));
+                return Plan::wait(Duration::from_millis(again.max(1)));
             }
             match ts.steps().get(*step as usize + 1) {
                 Some(following) => {
@@ -303,7 +304,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 }
                 None => next.enter(Phase::LambdaBake { version: version.clone(), until_ms: now + wait }, now),
             }
-            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::LambdaBake { version, until_ms } => {
             let alarms = firing(input.observed);
@@ -313,34 +314,36 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             }
             if now < *until_ms {
                 let remaining = until_ms - now;
-                return Plan::wait(if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) }.max(1));
+                return Plan::wait(Duration::from_millis(
+                    if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) }.max(1),
+                ));
             }
             next.enter(Phase::LambdaWire { version: version.clone() }, now);
-            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::LambdaWire { version } => {
-            let Some(alias_arn) = alias_arn(observed, &alias) else { return Plan::wait(POLL_MS) };
+            let Some(alias_arn) = alias_arn(observed, &alias) else { return Plan::wait(POLL) };
             let actions = wiring_actions(&name, &alias, &alias_arn, &app.event_sources, observed);
             if !actions.is_empty() {
                 let ops: Vec<&str> = actions.iter().map(Action::operation).collect();
                 next.log(now, Level::Info, format!("wiring event sources to alias {alias}: {}", ops.join(", ")));
-                return Plan { next_record: Some(next), actions, requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
             }
             next.enter(Phase::LambdaCleanUp { version: version.clone() }, now);
-            Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::LambdaCleanUp { version } => {
             let old = record.previous_version.clone().filter(|p| p != version && p != "$LATEST");
             if let Some(old) = old.filter(|o| app.depdef.delete_old_version && observed.versions.iter().any(|v| &v.version == o)) {
                 next.log(now, Level::Info, format!("deleting the old version {old} (deleteOldVersion)"));
                 let action = Action::LambdaDeleteVersion { function: name, version: old };
-                return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
             }
             next.traffic = record.previous_version.as_ref().map(|_| crate::schedule::Weights::green(100));
             next.log(now, Level::Info, format!("deployment succeeded: alias {alias} on version {version}"));
             next.finish(Outcome::Succeeded, now);
             let completion = Plan::completion_of(&next, Some(version.clone()));
-            Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
         }
         Phase::LambdaRollback { version, superseded } => {
             if let Some(previous) = record.previous_version.clone().filter(|p| p != version) {
@@ -348,12 +351,12 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     next.traffic = Some(crate::schedule::Weights::green(0));
                     next.log(now, Level::Warn, format!("alias {alias} back on version {previous}, no routing"));
                     let action = Action::LambdaSetAlias { function: name, alias, version: previous, additional: None };
-                    return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+                    return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
                 }
                 if observed.versions.iter().any(|v| &v.version == version) {
                     next.log(now, Level::Warn, format!("deleting version {version}"));
                     let action = Action::LambdaDeleteVersion { function: name, version: version.clone() };
-                    return Plan { next_record: Some(next), actions: vec![action], requeue_after_ms: 0, ..Plan::default() };
+                    return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
                 }
             }
             let outcome = match (*superseded, record.previous_version.is_some()) {
@@ -368,7 +371,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
             next.finish(outcome, now);
             let completion = Plan::completion_of(&next, None);
-            Plan { finished: Some((next, completion)), requeue_after_ms: 0, ..Plan::default() }
+            Plan { finished: Some((next, completion)), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Phase::LambdaDelete
         | Phase::EcsRegister
@@ -512,14 +515,14 @@ fn delete(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
     let Some(function) = &observed.function else {
         next.log(now, Level::Info, "function deleted");
         next.finish(Outcome::Deleted, now);
-        return Plan { finished: Some((next, Completion::Removed)), requeue_after_ms: 0, ..Plan::default() };
+        return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
     };
     let owned = input.applied.owned || function.tags.get(super::ecs_rolling::TAG_APP) == Some(&input.key.tag_value());
     if !owned {
         next.cause = Some(FailureCause::NotOwned);
         next.log(now, Level::Error, format!("refusing to delete {}: it was not created or adopted by this app", record.identity));
         next.finish(Outcome::Failed, now);
-        return Plan { finished: Some((next, Completion::Removed)), requeue_after_ms: 0, ..Plan::default() };
+        return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
     }
     let mut actions: Vec<Action> = observed.mappings.iter().map(|m| Action::LambdaDeleteMapping { uuid: m.uuid.clone() }).collect();
     if let Some(app) = &record.desired_lambda {
@@ -528,7 +531,7 @@ fn delete(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
         }
     }
     actions.push(Action::LambdaDeleteFunction { function: name });
-    Plan { actions, requeue_after_ms: POLL_MS, ..Plan::default() }
+    Plan { actions, requeue_after: POLL, ..Plan::default() }
 }
 
 fn aws_rejected(operation: &str, code: &str, message: &str) -> FailureCause {
@@ -547,7 +550,7 @@ fn fail(record: &DeploymentRecord, now: u64, cause: FailureCause, why: &str) -> 
     next.cause = Some(cause);
     next.finish(Outcome::Failed, now);
     let completion = Plan::completion_of(&next, None);
-    Plan { finished: Some((next, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
+    Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
 }
 
 /// Enters RollingBack with the cause and its evidence.
@@ -559,7 +562,7 @@ fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: 
     let mut next = record.clone();
     let phase = Phase::LambdaRollback { version, superseded: false };
     next.roll_back(now, cause, evidence, "rolling back (alias to the previous version first)", phase);
-    Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
 }
 
 /// An operator's rollback: while the new version is being readied or takes traffic.
@@ -577,7 +580,7 @@ pub fn supersede(record: &DeploymentRecord, now: u64, commit: &str) -> Option<Pl
     let mut next = record.clone();
     next.log(now, Level::Warn, format!("superseded by commit {}: rolling back first", short_commit(commit)));
     next.enter(Phase::LambdaRollback { version, superseded: true }, now);
-    Some(Plan { next_record: Some(next), requeue_after_ms: 0, ..Plan::default() })
+    Some(Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() })
 }
 
 /// Whether a newer commit may end this record at once (no traffic has moved).

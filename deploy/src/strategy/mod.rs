@@ -2,6 +2,10 @@
 //! a [`Plan`]. This module decides *which* deployment runs (start, continue, supersede, delete,
 //! quarantine); the strategy modules decide *how* it proceeds.
 //!
+//! A pass is two pure calls: [`look`] (before observing: a plan without looking, or what to
+//! observe) and [`step`] (with what was observed: the plan). Operator commands, the drift
+//! cadence, the head's intent for the app and AWS refusals are all inputs of these two.
+//!
 //! Invariants: all branching about deployments lives here, never in the executor; a failed
 //! fingerprint is not restarted unless forced; a newer valid head supersedes an in-flight
 //! deployment; nothing is deleted unless the app is gone, its delete allowed and it is owned.
@@ -10,16 +14,29 @@ pub mod ecs_blue_green;
 pub mod ecs_rolling;
 pub mod lambda_shift;
 
+#[cfg(test)]
+mod tests;
+
+use crate::commands::OperatorCommands;
+use crate::drift::{DriftClock, DriftPolicy};
 use crate::observed::Observed;
-use crate::plan::{Completion, Plan};
+use crate::plan::{Completion, Note, Plan};
 use crate::record::{
     AppKey, AppliedState, DeploymentRecord, DeploymentStatus, FailureCause, Level, Operation, Outcome, Phase, PhaseFamily,
 };
+use crate::repo_plan::PlanAction;
 use crate::spec::{AppSpec, DesiredApp, EcsStrategy, Identity};
 use serde_json::Value;
+use std::time::Duration;
 
 /// How long a steady app waits before its next look.
-pub const STEADY_REQUEUE_MS: u64 = 5 * 60 * 1000;
+pub const STEADY_REQUEUE: Duration = Duration::from_secs(5 * 60);
+
+/// How long a paused app waits before its next look (a resume enqueues it at once).
+pub const PAUSED_REQUEUE: Duration = Duration::from_secs(60);
+
+/// The shortest cap the drift cadence puts on a requeue.
+const MIN_DRIFT_REQUEUE: Duration = Duration::from_secs(1);
 
 /// What the branch head says about the app.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +49,21 @@ pub enum Desired<'a> {
     Deleted,
     /// The app is gone but its delete is held (prune protection).
     DeleteHeld,
+}
+
+impl<'a> Desired<'a> {
+    /// What the head-level plan's intent for the app (`None`: not in the head's plan) and its
+    /// valid desired state (when it rendered) mean for this step.
+    pub fn from_intent(intent: Option<PlanAction>, app: Option<&'a DesiredApp>) -> Desired<'a> {
+        match (intent, app) {
+            (Some(PlanAction::Deploy | PlanAction::None | PlanAction::Move | PlanAction::Held), Some(app)) => Desired::Present(app),
+            (Some(PlanAction::Held), None) => Desired::DeleteHeld,
+            (Some(PlanAction::Delete), _) => Desired::Deleted,
+            (Some(PlanAction::Deploy | PlanAction::None | PlanAction::Move | PlanAction::Error | PlanAction::Conflict), _) | (None, _) => {
+                Desired::Blocked
+            }
+        }
+    }
 }
 
 /// Everything one planning step reads.
@@ -47,12 +79,25 @@ pub struct StepInput<'a> {
     pub now_ms: u64,
     /// The id a deployment started in this step gets (from the controller's seeded source).
     pub new_deployment_id: &'a str,
-    /// Redeploy even when the fingerprint is applied or failed.
-    pub force: bool,
-    /// An operator asked to roll the in-flight deployment back.
-    pub rollback: bool,
-    /// Compare the applied state with AWS this pass (the drift cadence is due), and how to act.
-    pub drift: Option<crate::drift::DriftPolicy>,
+    /// Operator commands waiting for the app (force, pause, rollback, rebalance).
+    pub commands: OperatorCommands,
+    /// The drift cadence: policy, interval and the last comparison.
+    pub drift: DriftClock<'a>,
+    /// The head hands this app a service from another prefix (its tags change).
+    pub moved: bool,
+    /// AWS refused the observation or an action of this pass for a reason retrying will not fix.
+    pub refusal: Option<&'a FailureCause>,
+}
+
+/// Before observing: a plan made without looking at AWS, or what to look at.
+#[derive(Debug, Clone, PartialEq)]
+// one value per reconcile pass, moved once: its size does not matter
+#[allow(clippy::large_enum_variant)]
+pub enum Look {
+    /// Nothing to observe this pass; store and do this plan.
+    Skip(Plan),
+    /// Observe these, then [`step`].
+    Observe(ObserveNeeds),
 }
 
 /// What the observer must fetch for this step.
@@ -184,18 +229,148 @@ pub fn continue_record(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan
     }
 }
 
-/// One planning step for an ECS app.
+/// Before observing AWS: decides from the commands, the drift cadence, the record and the head
+/// whether this pass looks at AWS at all, and what it must fetch.
+pub fn look(input: &StepInput<'_>) -> Look {
+    match look_without_cap(input) {
+        Look::Skip(plan) => Look::Skip(finalize(input, plan)),
+        observe @ Look::Observe(_) => observe,
+    }
+}
+
+fn look_without_cap(input: &StepInput<'_>) -> Look {
+    let commands = &input.commands;
+    if commands.paused {
+        // held at its current step: no observation, no action, until resumed
+        return Look::Skip(Plan::wait(PAUSED_REQUEUE));
+    }
+    let in_flight = input.record.filter(|r| r.in_flight());
+    if commands.rollback && in_flight.is_none() {
+        let mut plan = Plan::wait(Duration::ZERO);
+        plan.consumed.rollback = true;
+        plan.notes.push(Note::new(Level::Warn, "rollback requested, but no deployment is in flight; push a revert commit to go back"));
+        return Look::Skip(plan);
+    }
+    let rebalance = commands.rebalance.filter(|_| in_flight.is_none());
+    if drift_due(input).is_none()
+        && rebalance.is_none()
+        && !must_observe(&input.desired, input.applied, input.record, commands.force, input.moved)
+    {
+        return Look::Skip(Plan::wait(STEADY_REQUEUE));
+    }
+    let mut needs = observe_needs(&input.desired, input.applied, input.record);
+    needs.task_sets |= rebalance.is_some();
+    if needs.identity.is_none() {
+        return Look::Skip(Plan::wait(STEADY_REQUEUE));
+    }
+    Look::Observe(needs)
+}
+
+/// One planning step, with what was observed (or AWS's refusal) in `input`.
 pub fn step(input: &StepInput<'_>) -> Plan {
-    if let Some(record) = input.record.filter(|r| r.in_flight() && input.rollback) {
-        if let Some(plan) = operator_rollback(input, record) {
-            return plan;
+    finalize(input, decide(input))
+}
+
+fn decide(input: &StepInput<'_>) -> Plan {
+    let in_flight = input.record.filter(|r| r.in_flight());
+    if let Some(cause) = input.refusal {
+        return on_refusal(input, cause.clone());
+    }
+    if let (Some((primary, fallback)), None) = (input.commands.rebalance, in_flight) {
+        return rebalance(input, primary, fallback);
+    }
+    if let (true, Some(record)) = (input.commands.rollback, in_flight) {
+        let mut plan = match operator_rollback(input, record) {
+            Some(plan) => plan,
+            None => {
+                let mut plan = advance(input);
+                let why = format!("rollback requested, but phase {} cannot roll back; it finishes on its own", record.phase.name());
+                plan.notes.push(Note::new(Level::Warn, why));
+                plan
+            }
+        };
+        plan.consumed.rollback = true;
+        return plan;
+    }
+    advance(input)
+}
+
+/// What every plan gets last: a forced redeploy is used up by the deployment it starts, a
+/// drift finding not reported before becomes a note, and no look is later than the next drift
+/// comparison.
+fn finalize(input: &StepInput<'_>, mut plan: Plan) -> Plan {
+    if input.commands.force && plan.starts_deployment(input.record) {
+        plan.consumed.force = true;
+    }
+    if let Some(Some(why)) = &plan.drift {
+        if input.drift.is_new(Some(why)) {
+            plan.notes.push(Note { level: Level::Warn, message: format!("drift: {why}"), commit: Some(input.commit.to_string()) });
         }
     }
+    plan.requeue_after = plan.requeue_after.min(input.drift.interval.max(MIN_DRIFT_REQUEUE));
+    plan
+}
+
+/// The drift policy when a steady, applied app is due for a comparison with AWS.
+pub fn drift_due(input: &StepInput<'_>) -> Option<DriftPolicy> {
+    if input.record.is_some_and(|r| r.in_flight()) || !input.drift.due(input.now_ms) {
+        return None;
+    }
+    let Desired::Present(app) = input.desired else { return None };
+    (input.applied.fingerprint.as_deref() == Some(app.fingerprint.as_str())).then_some(input.drift.policy)
+}
+
+/// An operator's rebalance of a steady blue/green service: set the absolute scales, and once
+/// AWS shows them (or the rebalance cannot apply), consume the command with a note. The command
+/// stays until then, so a crash in between replays the same absolute scales.
+fn rebalance(input: &StepInput<'_>, primary: f64, fallback: f64) -> Plan {
+    let mut plan = match ecs_blue_green::rebalance(input, primary, fallback) {
+        Ok(actions) if !actions.is_empty() => return Plan { actions, requeue_after: Duration::ZERO, ..Plan::default() },
+        Ok(_) => {
+            let message = format!("rebalanced by an operator: {primary} % primary, {fallback} % fallback");
+            Plan { notes: vec![Note::new(Level::Info, message)], ..Plan::wait(STEADY_REQUEUE) }
+        }
+        Err(why) => Plan { notes: vec![Note::new(Level::Warn, format!("rebalance requested, but {why}"))], ..Plan::wait(STEADY_REQUEUE) },
+    };
+    plan.consumed.rebalance = true;
+    plan
+}
+
+/// AWS refused the observation or an action for good: the in-flight deployment fails with that
+/// cause; a deployment that was due to start is recorded as failed; a rebalance is dropped with
+/// a note; anything else waits for the next look.
+fn on_refusal(input: &StepInput<'_>, cause: FailureCause) -> Plan {
+    let in_flight = input.record.filter(|r| r.in_flight());
+    if let (Some(_), None) = (input.commands.rebalance, in_flight) {
+        let note = Note::new(Level::Error, format!("rebalance failed: {cause}; run it again once the cause is fixed"));
+        let consumed = crate::commands::Consumed { rebalance: true, ..Default::default() };
+        return Plan { notes: vec![note], consumed, ..Plan::wait(STEADY_REQUEUE) };
+    }
+    let record = match in_flight {
+        Some(r) => r.clone(),
+        None => match input.desired {
+            Desired::Present(app)
+                if input.commands.force
+                    || (input.applied.fingerprint.as_deref() != Some(app.fingerprint.as_str())
+                        && !input.applied.failed.contains(&app.fingerprint)) =>
+            {
+                start(input, app)
+            }
+            Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => return Plan::wait(STEADY_REQUEUE),
+        },
+    };
+    let (record, completion) = fail_record(&record, cause, input.now_ms);
+    Plan { finished: Some((record, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
+}
+
+/// Moves the app toward its desired state: continue, supersede or start a deployment, delete,
+/// compare with AWS when drift is due, or wait.
+fn advance(input: &StepInput<'_>) -> Plan {
     if let Some(record) = input.record.filter(|r| r.in_flight()) {
         if let Desired::Present(app) = input.desired {
             let newer = record.operation == Operation::Deploy
                 && app.fingerprint != record.fingerprint
-                && (input.force || !input.applied.failed.contains(&app.fingerprint));
+                && (input.commands.force || !input.applied.failed.contains(&app.fingerprint));
             if newer {
                 let (at_once, rollback_first) = match record.phase.family() {
                     PhaseFamily::Ecs => (true, None),
@@ -220,27 +395,27 @@ pub fn step(input: &StepInput<'_>) -> Plan {
         Desired::Present(app) => {
             let applied = input.applied.fingerprint.as_deref() == Some(app.fingerprint.as_str());
             let failed = input.applied.failed.contains(&app.fingerprint);
-            if input.force || (!applied && !failed) {
+            if input.commands.force || (!applied && !failed) {
                 let record = start(input, app);
-                return Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() };
+                return Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() };
             }
-            if let Some(policy) = input.drift.filter(|_| applied) {
+            if let Some(policy) = drift_due(input) {
                 let found = crate::drift::detect(app, input.applied, input.observed, &policy);
                 if let (Some(why), crate::drift::DriftMode::Heal) = (&found, policy.mode) {
                     let mut record = start(input, app);
                     record.log(input.now_ms, Level::Warn, format!("drift: {why}; redeploying the applied state"));
-                    return Plan { next_record: Some(record), drift: Some(found), requeue_after_ms: 0, ..Plan::default() };
+                    return Plan { next_record: Some(record), drift: Some(found), requeue_after: Duration::ZERO, ..Plan::default() };
                 }
                 let mut plan = match app.kind {
                     crate::spec::AppKind::Ecs => ecs_rolling::steady(input),
-                    crate::spec::AppKind::Lambda => Plan::wait(STEADY_REQUEUE_MS),
+                    crate::spec::AppKind::Lambda => Plan::wait(STEADY_REQUEUE),
                 };
                 plan.drift = Some(found);
                 return plan;
             }
             match app.kind {
                 crate::spec::AppKind::Ecs => ecs_rolling::steady(input),
-                crate::spec::AppKind::Lambda => Plan::wait(STEADY_REQUEUE_MS),
+                crate::spec::AppKind::Lambda => Plan::wait(STEADY_REQUEUE),
             }
         }
         Desired::Deleted if matches!(input.applied.identity, Some(Identity::Lambda { .. })) => lambda_shift::start_delete(input),
@@ -250,16 +425,16 @@ pub fn step(input: &StepInput<'_>) -> Plan {
                     let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::EcsDelete);
                     record.log(input.now_ms, Level::Info, "service already gone; forgetting the app");
                     record.finish(Outcome::Deleted, input.now_ms);
-                    Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() }
+                    Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
                 }
                 Some(_) => {
                     let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::EcsDelete);
                     record.log(input.now_ms, Level::Info, "the svcdef is gone from the branch head: deleting the service");
-                    Plan { next_record: Some(record), requeue_after_ms: 0, ..Plan::default() }
+                    Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
                 }
             }
         }
-        Desired::Deleted | Desired::DeleteHeld | Desired::Blocked => Plan::wait(STEADY_REQUEUE_MS),
+        Desired::Deleted | Desired::DeleteHeld | Desired::Blocked => Plan::wait(STEADY_REQUEUE),
     }
 }
 
@@ -273,7 +448,7 @@ fn supersede(input: &StepInput<'_>, record: &DeploymentRecord, app: &DesiredApp)
     old.finish(Outcome::Superseded, input.now_ms);
     let mut next = start(input, app);
     next.log(input.now_ms, Level::Info, format!("supersedes deployment {} ({})", record.id, record.phase.name()));
-    Plan { finished: Some((old, Completion::Nothing)), next_record: Some(next), requeue_after_ms: 0, ..Plan::default() }
+    Plan { finished: Some((old, Completion::Nothing)), next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
 }
 
 /// Builds a fresh record for this app.
@@ -322,26 +497,6 @@ pub fn new_record(
         finished_at_ms: None,
         timeline: Vec::new(),
     }
-}
-
-/// AWS refused an action or an observation for a reason retrying will not fix: the deployment
-/// fails with that cause (and a start that could not even observe is recorded as failed).
-pub fn on_permanent_error(input: &StepInput<'_>, cause: FailureCause) -> Plan {
-    let record = match input.record.filter(|r| r.in_flight()) {
-        Some(r) => r.clone(),
-        None => match input.desired {
-            Desired::Present(app)
-                if input.force
-                    || (input.applied.fingerprint.as_deref() != Some(app.fingerprint.as_str())
-                        && !input.applied.failed.contains(&app.fingerprint)) =>
-            {
-                start(input, app)
-            }
-            _ => return Plan::wait(STEADY_REQUEUE_MS),
-        },
-    };
-    let (record, completion) = fail_record(&record, cause, input.now_ms);
-    Plan { finished: Some((record, completion)), requeue_after_ms: STEADY_REQUEUE_MS, ..Plan::default() }
 }
 
 pub fn short_commit(commit: &str) -> &str {

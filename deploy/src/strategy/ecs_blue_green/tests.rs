@@ -71,9 +71,10 @@ fn run_with(
         observed,
         now_ms: now,
         new_deployment_id: "dep-2",
-        force: false,
-        rollback: false,
-        drift: None,
+        commands: Default::default(),
+        drift: crate::drift::DriftClock::off(),
+        moved: false,
+        refusal: None,
     })
 }
 
@@ -213,7 +214,7 @@ fn an_update_goes_through_every_phase_with_linear_weights_summing_to_100() {
         if matches!(record.phase, Phase::BgPromote) {
             break;
         }
-        now += plan.requeue_after_ms.max(1);
+        now += (plan.requeue_after.as_millis() as u64).max(1);
     }
     let greens: Vec<u32> = seen.iter().map(|t| t[1].1).collect();
     assert_eq!(greens, vec![30, 60, 90, 100]);
@@ -408,7 +409,7 @@ fn a_stability_timeout_rolls_back() {
     let (mut record, mut obs) = in_stabilize(&desired);
     obs.tasks = tasks_of("222", "PENDING", 4, None);
     let plan = advance(&desired, &mut record, &obs, 50_000);
-    assert_eq!(plan.requeue_after_ms, 5_000);
+    assert_eq!(plan.requeue_after, Duration::from_secs(5));
     advance(&desired, &mut record, &obs, 100_001);
     assert!(matches!(record.cause, Some(FailureCause::StabilityTimeout { .. })), "{:?}", record.cause);
 }

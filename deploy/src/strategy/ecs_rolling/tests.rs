@@ -41,9 +41,10 @@ fn run(s: Step<'_>) -> Plan {
         observed: s.observed,
         now_ms: s.now,
         new_deployment_id: "dep-1",
-        force: false,
-        rollback: false,
-        drift: None,
+        commands: Default::default(),
+        drift: crate::drift::DriftClock::off(),
+        moved: false,
+        refusal: None,
     })
 }
 
@@ -136,7 +137,7 @@ fn rolling_update_goes_register_apply_stabilize_succeed() {
     // 6. half-way: keeps waiting at the poll interval
     obs.tasks = [tasks(TD2, "RUNNING", 1, None), tasks(TD1, "RUNNING", 1, None)].concat();
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 30_000 });
-    assert_eq!(p.requeue_after_ms, 30_000);
+    assert_eq!(p.requeue_after, Duration::from_secs(30));
     assert!(p.finished.is_none());
 
     // 7. all new tasks running, old drained → succeeded, fingerprint applied, TD2 the new rollback target

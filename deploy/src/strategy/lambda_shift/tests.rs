@@ -53,9 +53,10 @@ fn run_commit(
         observed,
         now_ms: now,
         new_deployment_id: "dep-9",
-        force: false,
-        rollback: false,
-        drift: None,
+        commands: Default::default(),
+        drift: crate::drift::DriftClock::off(),
+        moved: false,
+        refusal: None,
     })
 }
 
@@ -161,7 +162,7 @@ fn a_canary_moves_the_alias_weight_then_points_it_at_the_new_version() {
     );
     obs.lambda.alias.as_mut().expect("alias").additional = BTreeMap::from([("2".to_string(), 0.2)]);
     let plan = advance(&desired, &mut record, &obs, 6_000);
-    assert!(plan.actions.is_empty() && plan.requeue_after_ms <= 5_000, "waits, watching alarms");
+    assert!(plan.actions.is_empty() && plan.requeue_after <= Duration::from_secs(5), "waits, watching alarms");
     advance(&desired, &mut record, &obs, 15_001);
     assert!(matches!(record.phase, Phase::LambdaShift { step: 1, weight: 100, .. }));
     let plan = advance(&desired, &mut record, &obs, 15_001);
@@ -235,7 +236,7 @@ fn a_version_that_never_becomes_active_rolls_back_after_the_readiness_budget() {
     let desired = app("bmV3", r#"{"alias": "live", "readinessCheck": {"waitInterval": 2, "maxRetries": 3}}"#, None);
     let (mut record, obs) = to_ready(&desired);
     let plan = advance(&desired, &mut record, &obs, 4_000);
-    assert_eq!(plan.requeue_after_ms, 2_000);
+    assert_eq!(plan.requeue_after, Duration::from_secs(2));
     advance(&desired, &mut record, &obs, 3_000 + 6_000);
     assert!(matches!(record.cause, Some(FailureCause::StabilityTimeout { waited_secs: 6 })), "{:?}", record.cause);
     assert!(matches!(record.phase, Phase::LambdaRollback { .. }));

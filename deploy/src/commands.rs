@@ -1,0 +1,54 @@
+//! Operator commands waiting for an app (pause, resume, rollback, force, rebalance), as the
+//! planner reads them, and what a step consumed of them.
+//!
+//! The store keeps `OperatorCommands` per app; the HTTP handlers only write them. Whether a
+//! command applies, and when it is used up, is the planner's decision ([`crate::strategy`]):
+//! the executor clears exactly what [`Consumed`] names, after persisting the step's record.
+
+use serde::{Deserialize, Serialize};
+
+/// Operator commands waiting for an app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperatorCommands {
+    /// Redeploy even when applied or failed (consumed when a deployment starts).
+    pub force: bool,
+    /// Hold the app at its current step until resumed (no further shift, no new deployment).
+    #[serde(default)]
+    pub paused: bool,
+    /// Roll the in-flight deployment back (consumed by the next pass).
+    #[serde(default)]
+    pub rollback: bool,
+    /// Move a steady blue/green service's scale between its primary and fallback task sets:
+    /// (primary %, fallback %), consumed once the scales are set or refused.
+    #[serde(default)]
+    pub rebalance: Option<(f64, f64)>,
+}
+
+/// The commands a step used up; the executor clears them once the step's record is stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Consumed {
+    pub force: bool,
+    pub rollback: bool,
+    pub rebalance: bool,
+}
+
+impl Consumed {
+    /// Whether nothing was consumed.
+    pub fn is_empty(&self) -> bool {
+        !(self.force || self.rollback || self.rebalance)
+    }
+
+    /// The commands left once these are cleared.
+    pub fn clear_from(&self, mut commands: OperatorCommands) -> OperatorCommands {
+        if self.force {
+            commands.force = false;
+        }
+        if self.rollback {
+            commands.rollback = false;
+        }
+        if self.rebalance {
+            commands.rebalance = None;
+        }
+        commands
+    }
+}

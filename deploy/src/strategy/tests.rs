@@ -1,0 +1,353 @@
+//! The decisions the executor used to make, one table each: the head's intent, pause, operator
+//! rollback, force, the drift cadence, whether to observe at all, rebalance and AWS refusals.
+
+use super::*;
+use crate::commands::{Consumed, OperatorCommands};
+use crate::drift::{DriftClock, DriftMode, DriftSeen};
+use crate::observed::{ObservedService, ObservedTaskSet};
+use crate::record::{AppKey, AppliedState, Phase};
+use crate::spec::{load_snapshot, MemTree, RenderContext};
+
+fn app(image: &str) -> DesiredApp {
+    let tree = MemTree::new().with("svc/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "desiredCount": 2}"#).with(
+        "svc/web_taskdef.json",
+        &format!(r#"{{"family": "web", "containerDefinitions": [{{"name": "web", "image": "{image}", "memory": 128}}]}}"#),
+    );
+    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    snap.apps["svc/web"].clone().expect("valid")
+}
+
+fn key() -> AppKey {
+    AppKey { repo: "repo".into(), branch: "main".into(), prefix: "svc/web".into() }
+}
+
+fn applied(a: &DesiredApp) -> AppliedState {
+    AppliedState {
+        fingerprint: Some(a.fingerprint.clone()),
+        task_definition: Some("arn:aws:ecs:us-east-1:123456789012:task-definition/web:1".into()),
+        owned: true,
+        identity: Some(a.identity.clone()),
+        ..Default::default()
+    }
+}
+
+const HEAL_EVERY_5_MIN: DriftClock<'static> = DriftClock {
+    policy: DriftPolicy { mode: DriftMode::Heal, ignore_task_definition: false, ignore_function_version: false, ignore_existence: false },
+    interval: Duration::from_secs(300),
+    last: None,
+};
+
+/// An input with no command, drift off, nothing observed; tests change what they decide on.
+fn input<'a>(
+    key: &'a AppKey,
+    desired: Desired<'a>,
+    applied: &'a AppliedState,
+    record: Option<&'a DeploymentRecord>,
+    observed: &'a Observed,
+) -> StepInput<'a> {
+    StepInput {
+        key,
+        commit: "c0ffee",
+        desired,
+        applied,
+        record,
+        observed,
+        now_ms: 1_000_000,
+        new_deployment_id: "dep-new",
+        commands: OperatorCommands::default(),
+        drift: DriftClock::off(),
+        moved: false,
+        refusal: None,
+    }
+}
+
+/// A record of `a` in flight at `phase`.
+fn in_flight(a: &DesiredApp, phase: Phase) -> DeploymentRecord {
+    let key = key();
+    let nothing = AppliedState::default();
+    let observed = Observed::default();
+    let mut record = start(&input(&key, Desired::Present(a), &nothing, None, &observed), a);
+    record.id = "dep-old".into();
+    record.enter(phase, 1);
+    record
+}
+
+fn skipped(look: Look) -> Plan {
+    match look {
+        Look::Skip(plan) => plan,
+        Look::Observe(needs) => panic!("expected no observation, got {needs:?}"),
+    }
+}
+
+fn observes(look: Look) -> ObserveNeeds {
+    match look {
+        Look::Observe(needs) => needs,
+        Look::Skip(plan) => panic!("expected an observation, got {plan:?}"),
+    }
+}
+
+#[test]
+fn the_heads_intent_maps_to_what_the_step_may_do() {
+    let a = app("nginx:1");
+    let table: [(Option<PlanAction>, bool, &str); 12] = [
+        (Some(PlanAction::Deploy), true, "present"),
+        (Some(PlanAction::None), true, "present"),
+        (Some(PlanAction::Move), true, "present"),
+        (Some(PlanAction::Held), true, "present"),
+        (Some(PlanAction::Held), false, "delete held"),
+        (Some(PlanAction::Delete), false, "deleted"),
+        (Some(PlanAction::Delete), true, "deleted"),
+        (Some(PlanAction::Error), false, "blocked"),
+        (Some(PlanAction::Conflict), true, "blocked"),
+        (Some(PlanAction::Deploy), false, "blocked"),
+        (None, true, "blocked"),
+        (None, false, "blocked"),
+    ];
+    for (intent, valid, want) in table {
+        let got = match Desired::from_intent(intent, valid.then_some(&a)) {
+            Desired::Present(_) => "present",
+            Desired::Blocked => "blocked",
+            Desired::Deleted => "deleted",
+            Desired::DeleteHeld => "delete held",
+        };
+        assert_eq!(got, want, "{intent:?} valid={valid}");
+    }
+}
+
+#[test]
+fn a_paused_app_is_not_observed_and_keeps_its_commands() {
+    let (key, a, obs) = (key(), app("nginx:2"), Observed::default());
+    let applied = AppliedState::default();
+    let record = in_flight(&a, Phase::EcsStabilize { task_definition: "td".into(), deadline_ms: 9 });
+    for record in [None, Some(&record)] {
+        let mut i = input(&key, Desired::Present(&a), &applied, record, &obs);
+        i.commands = OperatorCommands { paused: true, force: true, rollback: true, ..Default::default() };
+        let plan = skipped(look(&i));
+        assert_eq!(plan.requeue_after, PAUSED_REQUEUE);
+        assert_eq!(plan.consumed, Consumed::default(), "a pause uses up nothing");
+        assert!(plan.actions.is_empty() && plan.next_record.is_none() && plan.notes.is_empty());
+    }
+}
+
+#[test]
+fn a_rollback_with_nothing_in_flight_is_consumed_with_a_note_saying_why() {
+    let (key, a, obs) = (key(), app("nginx:1"), Observed::default());
+    let applied = applied(&a);
+    let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
+    i.commands.rollback = true;
+    let plan = skipped(look(&i));
+    assert_eq!(plan.consumed, Consumed { rollback: true, ..Default::default() });
+    assert_eq!(plan.requeue_after, Duration::ZERO, "the rest of the pass runs at once");
+    assert_eq!(plan.notes.len(), 1);
+    assert!(plan.notes[0].message.contains("no deployment is in flight"), "{:?}", plan.notes);
+}
+
+#[test]
+fn an_operator_rollback_is_consumed_whether_or_not_the_phase_can_roll_back() {
+    let (key, a) = (key(), app("nginx:2"));
+    let applied = AppliedState { fingerprint: Some("old".into()), ..applied(&a) };
+    let obs = Observed {
+        service: Some(ObservedService { status: "ACTIVE".into(), arn: "arn:svc".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    // Stabilize has changed the service: it rolls back
+    let stabilizing = in_flight(&a, Phase::EcsStabilize { task_definition: "td:2".into(), deadline_ms: 2_000_000 });
+    let mut i = input(&key, Desired::Present(&a), &applied, Some(&stabilizing), &obs);
+    i.commands.rollback = true;
+    let plan = step(&i);
+    assert!(plan.consumed.rollback);
+    let next = plan.next_record.as_ref().or(plan.finished.as_ref().map(|(r, _)| r)).expect("a record");
+    assert_eq!(next.cause, Some(FailureCause::OperatorRollback));
+    assert!(plan.notes.is_empty());
+
+    // Register has changed nothing: the command is used up with a note and the step continues
+    let registering = in_flight(&a, Phase::EcsRegister);
+    let mut i = input(&key, Desired::Present(&a), &applied, Some(&registering), &obs);
+    i.commands.rollback = true;
+    let plan = step(&i);
+    assert!(plan.consumed.rollback);
+    assert!(plan.notes[0].message.contains("cannot roll back"), "{:?}", plan.notes);
+    assert!(matches!(&plan.actions[..], [crate::plan::Action::EcsRegisterTaskDefinition { .. }]), "{plan:?}");
+}
+
+#[test]
+fn force_is_consumed_by_the_deployment_it_starts_and_only_then() {
+    let (key, a, obs) = (key(), app("nginx:1"), Observed::default());
+    let applied = applied(&a);
+    let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
+    assert!(skipped(look(&i)).next_record.is_none(), "applied and not forced: nothing to look at");
+    i.commands.force = true;
+    observes(look(&i));
+    let plan = step(&i);
+    assert!(plan.starts_deployment(None));
+    assert_eq!(plan.consumed, Consumed { force: true, ..Default::default() });
+
+    // an in-flight deployment of the same fingerprint continues: force waits for a start
+    let running = in_flight(&a, Phase::EcsRegister);
+    let i = StepInput { record: Some(&running), ..i };
+    let plan = step(&i);
+    assert!(!plan.consumed.force, "{plan:?}");
+}
+
+#[test]
+fn a_steady_app_is_observed_only_when_something_asks_for_it() {
+    let (key, a, obs) = (key(), app("nginx:1"), Observed::default());
+    let applied = applied(&a);
+    let seen_recently = DriftSeen { at_ms: 999_000, found: None };
+    let seen_long_ago = DriftSeen { at_ms: 1_000, found: None };
+    // (case, desired, drift clock, moved, rebalance, observes)
+    type Case<'a> = (&'a str, Desired<'a>, DriftClock<'a>, bool, Option<(f64, f64)>, bool);
+    let cases: [Case; 8] = [
+        ("steady, drift off", Desired::Present(&a), DriftClock::off(), false, None, false),
+        ("steady, drift never looked", Desired::Present(&a), HEAL_EVERY_5_MIN, false, None, true),
+        (
+            "steady, drift looked a second ago",
+            Desired::Present(&a),
+            DriftClock { last: Some(&seen_recently), ..HEAL_EVERY_5_MIN },
+            false,
+            None,
+            false,
+        ),
+        (
+            "steady, drift looked long ago",
+            Desired::Present(&a),
+            DriftClock { last: Some(&seen_long_ago), ..HEAL_EVERY_5_MIN },
+            false,
+            None,
+            true,
+        ),
+        ("moved to this prefix", Desired::Present(&a), DriftClock::off(), true, None, true),
+        ("rebalance asked", Desired::Present(&a), DriftClock::off(), false, Some((100.0, 0.0)), true),
+        ("blocked (invalid)", Desired::Blocked, HEAL_EVERY_5_MIN, false, None, false),
+        ("deleted and owned", Desired::Deleted, DriftClock::off(), false, None, true),
+    ];
+    for (name, desired, drift, moved, rebalance, want) in cases {
+        let mut i = input(&key, desired, &applied, None, &obs);
+        i.drift = drift;
+        i.moved = moved;
+        i.commands.rebalance = rebalance;
+        match look(&i) {
+            Look::Observe(needs) => {
+                assert!(want, "{name}: observed {needs:?}");
+                assert_eq!(needs.task_sets, rebalance.is_some(), "{name}");
+            }
+            Look::Skip(plan) => {
+                assert!(!want, "{name}: skipped");
+                assert_eq!(plan.requeue_after, STEADY_REQUEUE.min(drift.interval.max(MIN_DRIFT_REQUEUE)), "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn no_look_is_later_than_the_next_drift_comparison() {
+    let (key, a, obs) = (key(), app("nginx:1"), Observed::default());
+    let applied = applied(&a);
+    let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
+    let seen = DriftSeen { at_ms: i.now_ms, found: None };
+    i.drift = DriftClock { interval: Duration::from_secs(30), last: Some(&seen), ..HEAL_EVERY_5_MIN };
+    assert_eq!(skipped(look(&i)).requeue_after, Duration::from_secs(30));
+    i.drift.interval = Duration::from_millis(10);
+    assert_eq!(skipped(look(&i)).requeue_after, MIN_DRIFT_REQUEUE, "never a busy loop");
+}
+
+#[test]
+fn a_drift_finding_is_noted_once_and_reported_every_look() {
+    let (key, a) = (key(), app("nginx:1"));
+    let applied = applied(&a);
+    let gone = Observed::default();
+    let mut i = input(&key, Desired::Present(&a), &applied, None, &gone);
+    i.drift = DriftClock { policy: DriftPolicy { mode: DriftMode::Report, ..DriftPolicy::default() }, ..HEAL_EVERY_5_MIN };
+    let plan = step(&i);
+    let found = plan.drift.clone().expect("a drift check").expect("a finding");
+    assert!(found.contains("gone"), "{found}");
+    assert_eq!(plan.notes.len(), 1);
+    assert_eq!(plan.notes[0].commit.as_deref(), Some("c0ffee"));
+    assert!(plan.next_record.is_none(), "report only");
+
+    let seen = DriftSeen { at_ms: 0, found: Some(found) };
+    i.drift.last = Some(&seen);
+    let plan = step(&i);
+    assert!(plan.drift.is_some(), "the check ran and is remembered");
+    assert!(plan.notes.is_empty(), "the same finding is not noted again");
+
+    i.drift.policy.mode = DriftMode::Heal;
+    let plan = step(&i);
+    assert!(plan.starts_deployment(None), "heal redeploys the applied state");
+}
+
+fn task_set(external_id: &str, status: &str, scale: f64) -> ObservedTaskSet {
+    ObservedTaskSet {
+        id: format!("ecs-svc/{external_id}"),
+        arn: format!("arn:aws:ecs:us-east-1:123456789012:task-set/prod/web/{external_id}"),
+        status: status.into(),
+        external_id: external_id.into(),
+        scale_percent: scale,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_rebalance_sets_absolute_scales_and_is_consumed_once_aws_shows_them() {
+    let (key, a) = (key(), app("nginx:1"));
+    let applied = applied(&a);
+    let obs = Observed {
+        task_sets: vec![task_set("dep-1-green", "PRIMARY", 25.0), task_set("dep-1-fallback", "ACTIVE", 75.0)],
+        ..Default::default()
+    };
+    let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
+    i.commands.rebalance = Some((100.0, 0.0));
+    let plan = step(&i);
+    assert_eq!(plan.actions.len(), 2, "{plan:?}");
+    assert!(plan.consumed.is_empty(), "kept until AWS shows the scales: a crash replays the same targets");
+    assert_eq!(plan.requeue_after, Duration::ZERO);
+
+    let set = Observed {
+        task_sets: vec![task_set("dep-1-green", "PRIMARY", 100.0), task_set("dep-1-fallback", "ACTIVE", 0.0)],
+        ..Default::default()
+    };
+    let plan = step(&StepInput { observed: &set, ..i });
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.consumed, Consumed { rebalance: true, ..Default::default() });
+    assert!(plan.notes[0].message.contains("rebalanced by an operator: 100 % primary, 0 % fallback"), "{:?}", plan.notes);
+
+    let alone = Observed { task_sets: vec![task_set("dep-1-green", "PRIMARY", 100.0)], ..Default::default() };
+    let plan = step(&StepInput { observed: &alone, ..i });
+    assert!(plan.consumed.rebalance && plan.actions.is_empty());
+    assert!(plan.notes[0].message.contains("no fallback task set"), "{:?}", plan.notes);
+}
+
+#[test]
+fn a_refusal_fails_what_is_in_flight_starts_nothing_new_and_drops_a_rebalance() {
+    let (key, a, obs) = (key(), app("nginx:2"), Observed::default());
+    let denied = FailureCause::PermissionDenied { operation: "ecs:UpdateService".into() };
+    let applied = AppliedState { fingerprint: Some("old".into()), ..applied(&a) };
+
+    // in flight: the deployment fails with the cause, its fingerprint is quarantined
+    let record = in_flight(&a, Phase::EcsApply { task_definition: "td:2".into() });
+    let mut i = input(&key, Desired::Present(&a), &applied, Some(&record), &obs);
+    i.refusal = Some(&denied);
+    let plan = step(&i);
+    let (failed, completion) = plan.finished.expect("failed");
+    assert_eq!((failed.outcome, failed.cause.as_ref()), (Some(Outcome::Failed), Some(&denied)));
+    assert_eq!(completion, Completion::Failed { fingerprint: a.fingerprint.clone() });
+    assert!(plan.actions.is_empty());
+
+    // a deployment due to start is recorded as failed, not retried in a loop
+    let i = StepInput { record: None, ..i };
+    let plan = step(&i);
+    assert_eq!(plan.finished.expect("failed").0.cause, Some(denied.clone()));
+
+    // a steady app waits for the next look
+    let steady = super::tests::applied(&a);
+    let plan = step(&StepInput { applied: &steady, ..i });
+    assert!(plan.finished.is_none() && plan.next_record.is_none() && plan.actions.is_empty());
+    assert_eq!(plan.requeue_after, STEADY_REQUEUE);
+
+    // a rebalance is dropped with the reason
+    let mut i = StepInput { applied: &steady, ..i };
+    i.commands.rebalance = Some((100.0, 0.0));
+    let plan = step(&i);
+    assert_eq!(plan.consumed, Consumed { rebalance: true, ..Default::default() });
+    assert!(plan.notes[0].message.starts_with("rebalance failed"), "{:?}", plan.notes);
+}
