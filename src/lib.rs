@@ -5,7 +5,9 @@
 //! `gitmoxi-state` (the sled store) and this one (I/O and wiring).
 //!
 //! ```text
-//!  git source ──head──▶ controller::apply_head ──▶ plan per app ──▶ work queue
+//!  git source ──load_head──▶ heads owner ◀──replan── HTTP handlers (after writing a command)
+//!                               │ (one task: controller/heads.rs, applies messages in order)
+//!                               └──apply_head──▶ plan per app ──▶ work queue
 //!                                                                      │
 //!   one reconcile pass (controller/reconcile.rs), under one span (app, commit, phase):
 //!     load (head intent, applied, record, commands, drift clock)

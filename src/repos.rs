@@ -8,12 +8,12 @@
 use crate::config::{repo_name, RepoConfig};
 use crate::controller::Controller;
 use crate::credentials::TokenSource;
+use crate::source::SourceSignal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -41,7 +41,7 @@ fn github() -> String {
 struct Running {
     config: RepoConfig,
     record: RepoRecord,
-    wakes: Vec<(String, Arc<Notify>)>,
+    signals: Vec<(String, Arc<SourceSignal>)>,
     cancel: CancellationToken,
 }
 
@@ -51,7 +51,7 @@ pub struct WakeTarget {
     pub repo: String,
     pub url: String,
     pub branch: String,
-    pub wake: Arc<Notify>,
+    pub signal: Arc<SourceSignal>,
 }
 
 /// Owns every source loop.
@@ -143,21 +143,21 @@ impl Repos {
 
     fn spawn(&self, config: RepoConfig, record: RepoRecord) {
         let cancel = self.shutdown.child_token();
-        let mut wakes = Vec::new();
+        let mut signals = Vec::new();
         for branch in &config.branches {
-            let wake = Arc::new(Notify::new());
-            wakes.push((branch.clone(), wake.clone()));
+            let signal = SourceSignal::new();
+            signals.push((branch.clone(), signal.clone()));
             self.tracker.spawn(crate::source::run(
                 self.controller.clone(),
                 config.clone(),
                 branch.clone(),
                 self.state_dir.clone(),
-                wake,
+                signal,
                 cancel.clone(),
             ));
         }
         tracing::info!(repo = %config.name, branches = ?config.branches, origin = %record.origin, "tracking repository");
-        self.running().insert(config.name.clone(), Running { config, record, wakes, cancel });
+        self.running().insert(config.name.clone(), Running { config, record, signals, cancel });
     }
 
     fn add_running(&self, mut record: RepoRecord) -> Result<String, RepoError> {
@@ -203,7 +203,7 @@ impl Repos {
     }
 
     /// Stops tracking an API-added repository (by URL or name).
-    pub fn remove(&self, url_or_name: &str) -> Result<RepoRecord, RepoError> {
+    pub async fn remove(&self, url_or_name: &str) -> Result<RepoRecord, RepoError> {
         let key = {
             let running = self.running();
             running
@@ -218,7 +218,9 @@ impl Repos {
         let removed = self.running().remove(&name).ok_or_else(|| RepoError::Unknown(name.clone()))?;
         removed.cancel.cancel();
         for branch in &removed.config.branches {
-            self.controller.forget_head(&removed.config.name, branch);
+            if let Err(e) = self.controller.request_forget(&removed.config.name, branch).await {
+                tracing::warn!(repo = %name, error = %e, "the head of a removed repository was not forgotten");
+            }
         }
         self.persist()?;
         tracing::info!(repo = %name, "stopped tracking repository");
@@ -240,11 +242,11 @@ impl Repos {
         self.running()
             .values()
             .flat_map(|r| {
-                r.wakes.iter().map(|(branch, wake)| WakeTarget {
+                r.signals.iter().map(|(branch, signal)| WakeTarget {
                     repo: r.config.name.clone(),
                     url: r.config.url.clone(),
                     branch: branch.clone(),
-                    wake: wake.clone(),
+                    signal: signal.clone(),
                 })
             })
             .collect()

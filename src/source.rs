@@ -5,14 +5,58 @@
 //! checkout changes nothing (the previous head stays in force); it is logged and counted.
 
 use crate::config::RepoConfig;
+use crate::controller::heads::LoadedHead;
 use crate::controller::{Controller, RepoPolicy};
 use crate::git::GitSource;
 use gitmoxi_deploy::spec::{load_snapshot, RenderContext, Snapshot};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
+
+/// How a branch's source loop is reached: wake it now, or wake it and wait for a fetch.
+pub struct SourceSignal {
+    wake: Notify,
+    fetches: watch::Sender<Fetches>,
+}
+
+/// Fetches begun and finished by one source loop (a fetch ends once its head, if new, is
+/// installed).
+#[derive(Debug, Clone, Copy, Default)]
+struct Fetches {
+    started: u64,
+    finished: u64,
+}
+
+impl SourceSignal {
+    pub fn new() -> Arc<SourceSignal> {
+        Arc::new(SourceSignal { wake: Notify::new(), fetches: watch::channel(Fetches::default()).0 })
+    }
+
+    /// Wakes the loop: it fetches at once (wakes during a fetch coalesce into one more).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Wakes the loop and waits, at most `limit`, until a fetch that began after this call has
+    /// finished; `false` when the limit passed first.
+    pub async fn fetch_now(&self, limit: Duration) -> bool {
+        let mut fetches = self.fetches.subscribe();
+        let begun_before = fetches.borrow().started;
+        self.wake();
+        let finished = tokio::time::timeout(limit, fetches.wait_for(|f| f.finished > begun_before)).await;
+        matches!(finished, Ok(Ok(_)))
+    }
+
+    fn begin(&self) {
+        self.fetches.send_modify(|f| f.started += 1);
+    }
+
+    fn end(&self) {
+        self.fetches.send_modify(|f| f.finished = f.started);
+    }
+}
 
 /// How many loaded commits are remembered per branch (for `GET /api/v1/commits`).
 const COMMITS_KEPT: usize = 100;
@@ -66,7 +110,7 @@ pub async fn run(
     repo: RepoConfig,
     branch: String,
     state_dir: PathBuf,
-    wake: Arc<Notify>,
+    signal: Arc<SourceSignal>,
     shutdown: CancellationToken,
 ) {
     let source = Arc::new(GitSource::new(&repo.url, &branch, mirror_dir(&state_dir, &repo), None));
@@ -75,6 +119,7 @@ pub async fn run(
     let meta_key = format!("head/{}/{branch}", repo.name);
     let mut last: Option<String> = None;
     loop {
+        signal.begin();
         if let Some(from) = &repo.token {
             // read on use: a rotated secret is picked up within the cache TTL
             match controller.credentials.token(from).await {
@@ -89,7 +134,15 @@ pub async fn run(
                 for w in &snapshot.warnings {
                     tracing::warn!(repo = %repo.name, "{w}");
                 }
-                match controller.apply_head(&repo.name, &branch, &commit, snapshot, policy) {
+                let head = LoadedHead {
+                    repo: repo.name.clone(),
+                    branch: branch.clone(),
+                    commit: commit.clone(),
+                    snapshot,
+                    policy,
+                    source: shutdown.clone(),
+                };
+                match controller.load_head(head).await {
                     Ok(()) => {
                         let _ = controller.store.put_meta(&meta_key, &commit);
                         remember_commit(&controller.store, &repo.name, &branch, &commit, controller.clock.now_ms());
@@ -106,12 +159,13 @@ pub async fn run(
                 tracing::error!(repo = %repo.name, branch = %branch, error = %e, "git fetch failed; the previous head stays in force");
             }
         }
+        signal.end();
         let jitter = controller.jitter_ms(repo.poll_interval.as_millis() as u64 / 10);
         let pause = repo.poll_interval + Duration::from_millis(jitter);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(pause) => {}
-            _ = wake.notified() => {}
+            _ = signal.wake.notified() => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Level-triggered (rule 1): a reconcile never learns why it runs. Must never block the runtime:
 //! rendering and git run on `spawn_blocking`.
 
+pub mod heads;
 pub mod queue;
 pub mod reconcile;
 
@@ -70,6 +71,8 @@ pub struct Controller {
     pub(crate) drift_seen: Mutex<HashMap<AppKey, gitmoxi_deploy::drift::DriftSeen>>,
     /// Repository tokens, read on use with a short cache.
     pub credentials: crate::credentials::Credentials,
+    /// Messages for the one owner of the heads ([`heads`]).
+    head_inbox: heads::HeadInbox,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +109,7 @@ impl Controller {
             notifier: std::sync::OnceLock::new(),
             drift_seen: Mutex::new(HashMap::new()),
             credentials,
+            head_inbox: heads::HeadInbox::new(),
         })
     }
 
@@ -150,7 +154,8 @@ impl Controller {
     }
 
     /// Forgets the head of a branch that is no longer tracked (its apps stop being reconciled).
-    pub fn forget_head(&self, repo: &str, branch: &str) {
+    /// The heads owner's (see [`heads`]).
+    fn forget_head(&self, repo: &str, branch: &str) {
         crate::sync::write(&self.heads).remove(&(repo.to_string(), branch.to_string()));
     }
 
@@ -167,14 +172,17 @@ impl Controller {
     }
 
     /// Plans the current head of `repo`/`branch` again (after a force or allow-prune command).
-    pub fn replan(&self, repo: &str, branch: &str) -> Result<bool, StoreError> {
+    /// The heads owner's (see [`heads`]).
+    fn replan(&self, repo: &str, branch: &str) -> Result<bool, StoreError> {
         let Some(head) = self.head(repo, branch) else { return Ok(false) };
         self.apply_head(repo, branch, &head.commit, head.snapshot.clone(), head.policy)?;
         Ok(true)
     }
 
     /// Installs a newly loaded head: plans it against the store, hands moved apps over, records
-    /// each app's plan, and enqueues every app that has something to do.
+    /// each app's plan, and enqueues every app that has something to do. Only the heads owner
+    /// calls it in a running controller ([`heads`]); tests that drive heads by hand call it from
+    /// one task.
     pub fn apply_head(&self, repo: &str, branch: &str, commit: &str, snapshot: Snapshot, policy: RepoPolicy) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let entries = self.store.apps()?;
@@ -289,9 +297,11 @@ impl Controller {
         Ok(())
     }
 
-    /// Runs `concurrency` workers until `shutdown`; each in-flight reconcile finishes its pass.
+    /// Runs the heads owner and `concurrency` workers until `shutdown`; each in-flight reconcile
+    /// finishes its pass.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut workers = tokio::task::JoinSet::new();
+        workers.spawn(self.clone().own_heads(shutdown.clone()));
         for _ in 0..self.settings.concurrency.max(1) {
             let this = self.clone();
             let stop = shutdown.clone();

@@ -72,10 +72,10 @@ pub async fn command(State(state): State<HttpState>, body: Result<Json<CommandRe
             return error(super::rejection_status(&rejection), format!("the command is not valid JSON: {}", rejection.body_text()))
         }
     };
-    run(&state, &req).unwrap_or_else(|refusal| *refusal)
+    run(&state, &req).await.unwrap_or_else(|refusal| *refusal)
 }
 
-fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response>> {
+async fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response>> {
     let store = &state.controller.store;
     let internal = |e: gitmoxi_state::StoreError| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     match req.command.as_str() {
@@ -86,7 +86,7 @@ fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response
                 .into_iter()
                 .filter(|t| req.repo.as_deref().is_none_or(|r| t.repo == r) && req.branch.as_deref().is_none_or(|b| t.branch == b))
                 .map(|t| {
-                    t.wake.notify_one();
+                    t.signal.wake();
                     format!("{}@{}", t.repo, t.branch)
                 })
                 .collect();
@@ -100,7 +100,8 @@ fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response
                 return Err(refuse(StatusCode::BAD_REQUEST, "\"allow_prune\" needs \"repo\" and \"branch\""));
             };
             store.put_meta(&format!("allow_prune/{repo}/{branch}"), "1").map_err(internal)?;
-            let replanned = state.controller.replan(repo, branch).map_err(internal)?;
+            let replanned = state.controller.head(repo, branch).is_some();
+            state.controller.request_replan(repo, branch).await.map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             Ok(Json(json!({"status": "accepted", "replanned": replanned, "message": "held deletes of this branch may go ahead once"}))
                 .into_response())
         }
@@ -129,7 +130,11 @@ fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response
             store.put_commands(&key, &commands).map_err(internal)?;
             note(state, &key, message.to_string())?;
             if req.command == "force" {
-                state.controller.replan(&key.repo, &key.branch).map_err(internal)?;
+                state
+                    .controller
+                    .request_replan(&key.repo, &key.branch)
+                    .await
+                    .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             }
             state.controller.queue.add(key.clone());
             let view = match views::app_detail(&state.controller, &key.prefix, Some(&key.repo), Some(&key.branch)) {

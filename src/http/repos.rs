@@ -42,7 +42,7 @@ pub async fn add_v2(State(state): State<HttpState>, b: Result<Json<RepoRecord>, 
 }
 
 pub async fn delete_v2(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
-    match state.repos.remove(&name) {
+    match state.repos.remove(&name).await {
         Ok(record) => Json(record).into_response(),
         Err(e) => refused(e),
     }
@@ -83,7 +83,7 @@ pub async fn add_v1(State(state): State<HttpState>, b: Result<Json<RepoRecord>, 
 /// `gmctl repo delete`: `?repo_url=` → echo.
 pub async fn delete_v1(State(state): State<HttpState>, Query(q): Query<RepoUrl>) -> Response {
     let Some(url) = q.repo_url else { return error(StatusCode::BAD_REQUEST, "repo_url is required") };
-    match state.repos.remove(&url) {
+    match state.repos.remove(&url).await {
         Ok(record) => {
             Json(json!({"repo_url": record.repo_url, "message": format!("Repository {url} deleted; its apps are left as they are")}))
                 .into_response()

@@ -13,6 +13,9 @@ use gitmoxi_deploy::spec::{AppKind, Identity};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// How long `commit deploy` waits for the fetch it asked for.
+const FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Filters of a deployment query (all optional).
 #[derive(Debug, Default, Deserialize)]
 pub struct DeploymentFilter {
@@ -198,19 +201,13 @@ pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequ
         Err(resp) => return *resp,
     };
     let before = state.controller.head(&repo.name, &req.branch).map(|h| h.commit.clone());
+    // the fetch is the source loop's: wake it and wait (bounded) for a fetch begun after now
     for t in state.repos.targets().into_iter().filter(|t| t.repo == repo.name && t.branch == req.branch) {
-        t.wake.notify_one();
-    }
-    // the fetch is the source loop's; wait for it to load a head (bounded)
-    let mut latest = before.clone();
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let seen = crate::source::commits_seen(&state.controller.store, &repo.name, &req.branch);
-        latest = state.controller.head(&repo.name, &req.branch).map(|h| h.commit.clone());
-        if latest != before || seen.first().is_some_and(|(_, at)| *at + 2_000 >= state.controller.clock.now_ms()) {
-            break;
+        if !t.signal.fetch_now(FETCH_WAIT).await {
+            tracing::warn!(repo = %repo.name, branch = %req.branch, "no fetch finished within {FETCH_WAIT:?}; answering with the head loaded so far");
         }
     }
+    let latest = state.controller.head(&repo.name, &req.branch).map(|h| h.commit.clone());
     if req.force {
         if let Some(head) = state.controller.head(&repo.name, &req.branch) {
             for prefix in head.plan.keys() {
@@ -220,8 +217,8 @@ pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequ
                     let _ = state.controller.store.put_commands(&key, &c);
                 }
             }
-            if let Err(e) = state.controller.replan(&repo.name, &req.branch) {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            if let Err(e) = state.controller.request_replan(&repo.name, &req.branch).await {
+                return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             }
         }
     }

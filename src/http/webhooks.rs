@@ -57,7 +57,7 @@ fn wake(state: &HttpState, provider: &str, push: Push) -> Response {
     }
     let repos: Vec<String> = hits.iter().map(|t| format!("{}@{}", t.repo, t.branch)).collect();
     for t in hits {
-        t.wake.notify_one();
+        t.signal.wake();
     }
     tracing::info!(provider, branch = %push.branch, repos = ?repos, "push webhook: fetching now");
     outcome(state, provider, "accepted");

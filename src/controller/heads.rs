@@ -1,0 +1,216 @@
+//! The one owner of the branch heads (rule 13). Source loops send "head loaded", HTTP handlers
+//! send "replan" after writing their command, a removed repository sends "forget"; one task
+//! applies them in the order they arrive. A replan reads the head current when it runs, so no
+//! interleaving of a replan and a newer head can put an older head back.
+//!
+//! The inbox is bounded: a sender waits while the owner is busy. Nothing else writes the heads
+//! (tests that drive heads by hand call `Controller::apply_head` from one task).
+
+use super::{Controller, RepoPolicy};
+use gitmoxi_deploy::spec::Snapshot;
+use gitmoxi_state::StoreError;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// How many head messages wait at most before senders wait too.
+const INBOX_CAPACITY: usize = 64;
+
+/// A head that a source loop loaded.
+pub struct LoadedHead {
+    pub repo: String,
+    pub branch: String,
+    pub commit: String,
+    pub snapshot: Snapshot,
+    pub policy: RepoPolicy,
+    /// The source's own stop signal: a head loaded by a source that was stopped meanwhile (its
+    /// repository removed) is dropped, not installed after the "forget".
+    pub source: CancellationToken,
+}
+
+/// What the owner is asked to do.
+enum HeadMessage {
+    Loaded { head: Box<LoadedHead>, done: oneshot::Sender<Result<(), StoreError>> },
+    Replan { repo: String, branch: String, done: Option<oneshot::Sender<()>> },
+    Forget { repo: String, branch: String },
+}
+
+/// Why a head could not be handed over.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the controller is shutting down")]
+    Stopped,
+}
+
+/// The sending side, kept by the controller; the receiving side is taken once by the owner.
+pub(super) struct HeadInbox {
+    tx: mpsc::Sender<HeadMessage>,
+    rx: Mutex<Option<mpsc::Receiver<HeadMessage>>>,
+}
+
+impl HeadInbox {
+    pub(super) fn new() -> HeadInbox {
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        HeadInbox { tx, rx: Mutex::new(Some(rx)) }
+    }
+}
+
+impl Controller {
+    /// Hands a loaded head to the owner and waits until it is installed (or dropped because its
+    /// source stopped).
+    pub async fn load_head(&self, head: LoadedHead) -> Result<(), HeadError> {
+        let (done, installed) = oneshot::channel();
+        self.head_inbox.tx.send(HeadMessage::Loaded { head: Box::new(head), done }).await.map_err(|_| HeadError::Stopped)?;
+        installed.await.map_err(|_| HeadError::Stopped)?.map_err(HeadError::from)
+    }
+
+    /// Asks the owner to plan the current head of `repo`/`branch` again (after a command such
+    /// as force or allow-prune was written); does not wait for it.
+    pub async fn request_replan(&self, repo: &str, branch: &str) -> Result<(), HeadError> {
+        let message = HeadMessage::Replan { repo: repo.to_string(), branch: branch.to_string(), done: None };
+        self.head_inbox.tx.send(message).await.map_err(|_| HeadError::Stopped)
+    }
+
+    /// Like [`Controller::request_replan`], and waits until the owner has done it.
+    pub async fn replan_and_wait(&self, repo: &str, branch: &str) -> Result<(), HeadError> {
+        let (done, replanned) = oneshot::channel();
+        let message = HeadMessage::Replan { repo: repo.to_string(), branch: branch.to_string(), done: Some(done) };
+        self.head_inbox.tx.send(message).await.map_err(|_| HeadError::Stopped)?;
+        replanned.await.map_err(|_| HeadError::Stopped)
+    }
+
+    /// Asks the owner to forget the head of a branch that is no longer tracked.
+    pub async fn request_forget(&self, repo: &str, branch: &str) -> Result<(), HeadError> {
+        let message = HeadMessage::Forget { repo: repo.to_string(), branch: branch.to_string() };
+        self.head_inbox.tx.send(message).await.map_err(|_| HeadError::Stopped)
+    }
+
+    /// The owner: applies head messages in order until shutdown. Runs once per controller
+    /// (`Controller::run` starts it).
+    pub(super) async fn own_heads(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(mut inbox) = crate::sync::lock(&self.head_inbox.rx).take() else {
+            tracing::error!("the heads already have an owner; this controller runs twice");
+            return;
+        };
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = inbox.recv() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
+            match message {
+                HeadMessage::Loaded { head, done } => {
+                    let result = if head.source.is_cancelled() {
+                        Ok(())
+                    } else {
+                        let LoadedHead { repo, branch, commit, snapshot, policy, .. } = *head;
+                        self.apply_head(&repo, &branch, &commit, snapshot, policy)
+                    };
+                    let _ = done.send(result);
+                }
+                HeadMessage::Replan { repo, branch, done } => {
+                    if let Err(e) = self.replan(&repo, &branch) {
+                        tracing::error!(repo = %repo, branch = %branch, error = %e, "could not plan the head again; the next fetch will");
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                }
+                HeadMessage::Forget { repo, branch } => self.forget_head(&repo, &branch),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::fake::FakeWorld;
+    use crate::clock::Clock;
+    use crate::controller::ControllerSettings;
+    use crate::metrics::Metrics;
+    use gitmoxi_deploy::record::AppKey;
+    use gitmoxi_deploy::spec::{load_snapshot, MemTree, RenderContext};
+    use gitmoxi_state::Store;
+    use std::time::Duration;
+
+    fn snapshot(image: &str) -> Snapshot {
+        let tree = MemTree::new().with("svc/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "desiredCount": 1}"#).with(
+            "svc/web_taskdef.json",
+            &format!(r#"{{"family": "web", "containerDefinitions": [{{"name": "web", "image": "{image}", "memory": 128}}]}}"#),
+        );
+        load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() })
+    }
+
+    fn policy() -> RepoPolicy {
+        RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default() }
+    }
+
+    fn loaded(commit: &str, source: &CancellationToken) -> LoadedHead {
+        LoadedHead {
+            repo: "r".into(),
+            branch: "main".into(),
+            commit: commit.into(),
+            snapshot: snapshot(commit),
+            policy: policy(),
+            source: source.clone(),
+        }
+    }
+
+    fn controller() -> Arc<Controller> {
+        let settings =
+            ControllerSettings { default_region: "us-east-1".into(), concurrency: 1, seed: 7, drift_interval: Duration::from_secs(300) };
+        Controller::new(Store::temporary().expect("store"), FakeWorld::new().provider(), Clock::starting_at(0), Metrics::new(), settings)
+    }
+
+    #[tokio::test]
+    async fn a_replan_racing_a_newer_head_never_puts_the_older_head_back() {
+        let controller = controller();
+        let stop = CancellationToken::new();
+        let owner = tokio::spawn(controller.clone().own_heads(stop.clone()));
+        let source = CancellationToken::new();
+        let key = AppKey { repo: "r".into(), branch: "main".into(), prefix: "svc/web".into() };
+        controller.load_head(loaded("c0", &source)).await.expect("first head");
+        for n in 1..=40 {
+            // replans queued before and after a newer head, from several tasks at once: the
+            // interleaving that used to re-apply the head a replan had read before the newer one
+            let replans: Vec<_> = (0..4)
+                .map(|_| {
+                    let c = controller.clone();
+                    tokio::spawn(async move { c.request_replan("r", "main").await })
+                })
+                .collect();
+            let newest = format!("c{n}");
+            controller.load_head(loaded(&newest, &source)).await.expect("newer head");
+            for r in replans {
+                r.await.expect("task").expect("sent");
+            }
+            controller.replan_and_wait("r", "main").await.expect("replanned");
+            assert_eq!(controller.head("r", "main").map(|h| h.commit.clone()), Some(newest.clone()), "round {n}");
+            let entry = controller.store.app(&key).expect("store").expect("app");
+            assert_eq!(entry.head_commit, Some(newest), "the stored plan follows the newest head");
+        }
+        stop.cancel();
+        owner.await.expect("owner ends");
+    }
+
+    #[tokio::test]
+    async fn a_head_loaded_by_a_stopped_source_is_not_installed_after_the_forget() {
+        let controller = controller();
+        let stop = CancellationToken::new();
+        let owner = tokio::spawn(controller.clone().own_heads(stop.clone()));
+        let source = CancellationToken::new();
+        controller.load_head(loaded("c0", &source)).await.expect("head");
+        controller.request_forget("r", "main").await.expect("sent");
+        source.cancel();
+        controller.load_head(loaded("c1", &source)).await.expect("answered");
+        controller.replan_and_wait("r", "main").await.expect("replanned");
+        assert!(controller.head("r", "main").is_none(), "a removed repository's head stays forgotten");
+        stop.cancel();
+        owner.await.expect("owner ends");
+    }
+}
