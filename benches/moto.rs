@@ -1,5 +1,5 @@
 //! Benchmarks of the real `gitmoxi serve` binary against moto, every AWS call going through the
-//! counting proxy (`gitmoxi::aws::fault_proxy`, no faults). Figures go to the README's table.
+//! counting proxy (`gitmoxi_testing::fault_proxy`, no faults). Figures go to the README's table.
 //!
 //! - `webhook N`: a push webhook received → gitmoxi's first AWS call, over N pushes (median, p99).
 //! - `fanout N`: one commit changes the shared input of N ECS services; gitmoxi against the
@@ -10,7 +10,7 @@
 //! Run: `cargo bench --bench moto -- webhook 100 fanout 200 rss 2000` (needs `.venv` from
 //! `make test`; the fan-out needs `.venv-awscli` from `make bench`).
 
-use gitmoxi::aws::fault_proxy::{FaultProxy, Faults};
+use gitmoxi_testing::fault_proxy::{FaultProxy, Faults};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;

@@ -4,13 +4,13 @@
 //!
 //! Run: `cargo bench --bench reconcile -- 200 2000 20000` (the `make bench` table uses it).
 
-use gitmoxi::aws::fake::FakeWorld;
 use gitmoxi::clock::Clock;
 use gitmoxi::controller::{Controller, ControllerSettings, RepoPolicy};
 use gitmoxi::metrics::Metrics;
 use gitmoxi_deploy::record::AppKey;
 use gitmoxi_deploy::spec::{load_snapshot, MemTree, RenderContext};
 use gitmoxi_state::Store;
+use gitmoxi_testing::fake::FakeWorld;
 use std::time::{Duration, Instant};
 
 const CALLS: &[&str] =

@@ -1,14 +1,12 @@
 //! AWS behind narrow capability traits (ARCHITECTURE rule 6): our types in, our types out.
 //!
-//! `sdk_*` modules adapt the official SDK; `fake` is the in-memory world for simulation tests;
-//! `fault_proxy` sits between the SDK and moto in tests and benchmarks;
-//! `pool` hands out one client per (account, region).
+//! `sdk_*` modules adapt the official SDK; `pool` hands out one client per (account, region);
+//! `iam` names the IAM action of each operation. The in-memory fake world and the fault proxy
+//! are test doubles: they live in the `gitmoxi-testing` crate (`testing/`), never in the
+//! shipped binary.
 
 pub mod error;
-pub mod fake;
-pub mod fake_elb;
-pub mod fake_lambda;
-pub mod fault_proxy;
+pub mod iam;
 pub mod pool;
 pub mod sdk_alarms;
 pub mod sdk_apigw;

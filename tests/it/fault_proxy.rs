@@ -6,7 +6,7 @@
 
 use crate::moto::{synced, write_terraform_app, Moto, Server};
 use crate::support::TestRepo;
-use gitmoxi::aws::fault_proxy::Faults;
+use gitmoxi_testing::fault_proxy::Faults;
 use serde_json::Value;
 use std::time::Duration;
 

@@ -11,6 +11,7 @@ mod binary_harness;
 mod cli;
 mod commands;
 mod fault_proxy;
+mod heads;
 mod moto;
 mod moto_blue_green;
 mod moto_lambda;

@@ -7,11 +7,11 @@
 use crate::binary_harness;
 pub use crate::binary_harness::free_port;
 use crate::support::{ecs_app, TestRepo};
-use gitmoxi::aws::fault_proxy::{FaultProxy, Faults};
 use gitmoxi::aws::pool::SdkProvider;
 use gitmoxi::clock::Clock;
 use gitmoxi::config::{Config, RepoConfig};
 use gitmoxi::metrics::Metrics;
+use gitmoxi_testing::fault_proxy::{FaultProxy, Faults};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! adapter can send is allowed (else a deployment fails with AccessDenied), and the policy allows
 //! nothing the adapters never call (least privilege). The other packaging files parse.
 
-use gitmoxi::aws::fault_proxy::Operation;
+use gitmoxi::aws::iam::Operation;
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -5,12 +5,12 @@
 
 use crate::moto::{synced, write_terraform_app, Moto, Server};
 use crate::support::TestRepo;
-use gitmoxi::aws::fake::FakeWorld;
 use gitmoxi::clock::Clock;
 use gitmoxi::controller::{Controller, ControllerSettings};
 use gitmoxi::metrics::Metrics;
 use gitmoxi::repos::{RepoRecord, Repos};
 use gitmoxi_state::Store;
+use gitmoxi_testing::fake::FakeWorld;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

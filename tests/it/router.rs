@@ -1,7 +1,6 @@
 //! Every API endpoint behind the bearer token: refused without it or with a wrong one, answered
 //! with it; bad JSON is a 400 that says what is wrong; a body over 1 MiB is a 413.
 
-use gitmoxi::aws::fake::FakeWorld;
 use gitmoxi::clock::Clock;
 use gitmoxi::controller::{Controller, ControllerSettings};
 use gitmoxi::http::webhooks::Webhooks;
@@ -9,6 +8,7 @@ use gitmoxi::http::{router, HttpState};
 use gitmoxi::metrics::Metrics;
 use gitmoxi::repos::Repos;
 use gitmoxi_state::Store;
+use gitmoxi_testing::fake::FakeWorld;
 use reqwest::Method;
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,13 +5,13 @@
 //! same store.
 
 use crate::support::ecs_app;
-use gitmoxi::aws::fake::{FakeWorld, Knobs};
 use gitmoxi::clock::Clock;
 use gitmoxi::controller::{Controller, ControllerSettings, RepoPolicy};
 use gitmoxi::metrics::Metrics;
 use gitmoxi_deploy::record::{AppKey, Outcome};
 use gitmoxi_deploy::spec::{load_snapshot, MemTree, RenderContext};
 use gitmoxi_state::Store;
+use gitmoxi_testing::fake::{FakeWorld, Knobs};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;

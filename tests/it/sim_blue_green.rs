@@ -4,9 +4,9 @@
 //! responses lost after the change was applied.
 
 use crate::sim::{Sim, MINUTES, REGION};
-use gitmoxi::aws::fake::Knobs;
 use gitmoxi_deploy::observed::ObservedTaskSet;
 use gitmoxi_deploy::record::{FailureCause, Outcome, Phase};
+use gitmoxi_testing::fake::Knobs;
 use std::time::Duration;
 
 const LB1: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/1";

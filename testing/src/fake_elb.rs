@@ -4,9 +4,9 @@
 //! Invariant: weights written here are exactly what the next observation reads back, and every
 //! write is recorded as a mutation so tests can replay the sequence of traffic splits.
 
-use super::fake::FakeWorld;
-use super::{Alarms, AwsError, AwsErrorKind, Elb};
+use crate::fake::FakeWorld;
 use async_trait::async_trait;
+use gitmoxi::aws::{Alarms, AwsError, AwsErrorKind, Elb};
 use gitmoxi_deploy::observed::{ForwardKind, ObservedAlarm, ObservedElb, ObservedForward};
 use std::collections::BTreeMap;
 use tokio::time::Instant;

@@ -8,9 +8,9 @@
 //! Invariant: PublishVersion returns the latest version instead of a new one when neither code
 //! nor configuration changed, like Lambda.
 
-use super::fake::FakeWorld;
-use super::{ApiGateway, AwsError, AwsErrorKind, Lambda};
+use crate::fake::FakeWorld;
 use async_trait::async_trait;
+use gitmoxi::aws::{ApiGateway, AwsError, AwsErrorKind, Lambda};
 use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedMapping};
 use serde_json::Value;
 use std::collections::BTreeMap;

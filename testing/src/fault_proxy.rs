@@ -6,11 +6,12 @@
 //! 500/503 — half of those after moto applied the request, so the answer of a mutation that took
 //! effect is lost. The counts give the calls per deployment and the IAM actions the suite sent.
 
-use crate::sync::lock;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use gitmoxi::aws::iam::Operation;
+use gitmoxi::sync::lock;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -51,38 +52,6 @@ impl OperationCount {
     /// Every request of the operation, whatever its answer.
     pub fn total(&self) -> u64 {
         self.forwarded + self.throttled + self.failed + self.lost
-    }
-}
-
-/// An operation as the proxy names it: the request signer's service name and the operation.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Operation {
-    /// The SigV4 signing name (`ecs`, `elasticloadbalancing`, `monitoring`, `lambda`, …).
-    pub service: String,
-    /// The API operation (`UpdateService`), or `METHOD /path` for a REST route it does not know.
-    pub name: String,
-}
-
-impl Operation {
-    /// Whether the operation only reads (`Describe*`, `List*`, `Get*`).
-    pub fn is_read(&self) -> bool {
-        ["Describe", "List", "Get"].iter().any(|read| self.name.starts_with(read))
-    }
-
-    /// The IAM action that allows this operation (`cloudwatch:DescribeAlarms`, `apigateway:PATCH`).
-    pub fn iam_action(&self) -> String {
-        match self.service.as_str() {
-            "monitoring" => format!("cloudwatch:{}", self.name),
-            "apigateway" => {
-                let verb = ["Get", "Create", "Update", "Delete"]
-                    .iter()
-                    .zip(["GET", "POST", "PATCH", "DELETE"])
-                    .find(|(prefix, _)| self.name.starts_with(*prefix))
-                    .map_or("GET", |(_, verb)| verb);
-                format!("apigateway:{verb}")
-            }
-            other => format!("{other}:{}", self.name),
-        }
     }
 }
 

@@ -11,8 +11,8 @@
 //! Invariant: the fake mirrors the API contracts gitmoxi relies on (client-token idempotency of
 //! CreateService, tags on task definitions, DescribeServices of a missing service = no entry).
 
-use super::{Alarms, ApiGateway, AwsError, AwsErrorKind, AwsProvider, Ecs, Elb, Lambda};
 use async_trait::async_trait;
+use gitmoxi::aws::{Alarms, ApiGateway, AwsError, AwsErrorKind, AwsProvider, Ecs, Elb, Lambda};
 use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask, ObservedTaskSet};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -173,7 +173,7 @@ impl FakeWorld {
     }
 
     pub(super) fn world(&self) -> MutexGuard<'_, World> {
-        crate::sync::lock(&self.inner)
+        gitmoxi::sync::lock(&self.inner)
     }
 
     pub fn set_knobs(&self, knobs: Knobs) {
@@ -344,7 +344,7 @@ impl AwsProvider for FakeProvider {
         Arc::new(super::fake_lambda::FakeApiGateway { world: self.world.clone() })
     }
 
-    fn secrets(&self, _account: Option<&str>, _region: &str) -> Arc<dyn crate::credentials::SecretStore> {
+    fn secrets(&self, _account: Option<&str>, _region: &str) -> Arc<dyn gitmoxi::credentials::SecretStore> {
         Arc::new(FakeSecrets { world: self.world.clone() })
     }
 }
@@ -1013,7 +1013,7 @@ struct FakeSecrets {
 }
 
 #[async_trait]
-impl crate::credentials::SecretStore for FakeSecrets {
+impl gitmoxi::credentials::SecretStore for FakeSecrets {
     async fn secret(&self, id: &str) -> Result<String, AwsError> {
         self.world.begin("GetSecretValue")?;
         let result = self.world.world().secrets.get(id).cloned().ok_or_else(|| {
