@@ -8,6 +8,8 @@
 //! git or HTTP crates (CI checks this with `cargo tree`). Time, ids and tokens arrive as inputs, so
 //! every function here is deterministic and testable by table.
 
+#![deny(clippy::wildcard_enum_match_arm)]
+
 pub mod advice;
 pub mod breaker;
 pub mod checks;

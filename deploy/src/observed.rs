@@ -157,6 +157,13 @@ pub struct ObservedAlarm {
     pub state: Option<String>,
 }
 
+impl Observed {
+    /// The alarms in state ALARM, by name: the one test every strategy's alarm watch uses.
+    pub fn firing_alarms(&self) -> Vec<String> {
+        self.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.clone()).collect()
+    }
+}
+
 /// What one pass saw of a Lambda function.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObservedLambda {

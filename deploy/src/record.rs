@@ -144,152 +144,315 @@ pub enum Operation {
     Delete,
 }
 
-/// The resumable steps. Each holds only its own data; every step re-derives the rest from
-/// what it observes.
+/// The resumable steps, one nested enum per strategy. Each step holds only its own data;
+/// every step re-derives the rest from what it observes. Stored in the flat form of
+/// [`PhaseWire`] (`{"phase": "bg_shift", …}`), so stores written before the nesting read as
+/// they were.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "phase", rename_all = "snake_case")]
+#[serde(from = "PhaseWire", into = "PhaseWire")]
 pub enum Phase {
+    /// ECS rolling deployments, and the delete of a service.
+    Rolling(RollingPhase),
+    /// gitmoxi's blue/green with task sets (deploymentController EXTERNAL).
+    BlueGreen(BlueGreenPhase),
+    /// Lambda deployments through an alias, and the delete of a function.
+    Lambda(LambdaPhase),
+    /// Finished; the record's `outcome` says how.
+    Done,
+}
+
+/// The steps of an ECS rolling deployment (and of deleting a service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollingPhase {
     /// Register the task definition, tagged with the deployment id so a replay finds it again.
-    EcsRegister,
+    Register,
     /// Create the service, or update it, with this task definition.
-    EcsApply { task_definition: String },
+    Apply { task_definition: String },
     /// Wait until the new revision's tasks are stable; watch the circuit breaker.
-    EcsStabilize { task_definition: String, deadline_ms: u64 },
+    Stabilize { task_definition: String, deadline_ms: u64 },
     /// Put the last good task definition back on the service.
-    EcsRollback { to_task_definition: String },
+    Rollback { to_task_definition: String },
     /// Wait until the rolled-back revision is stable again.
-    EcsRollbackStabilize { to_task_definition: String, deadline_ms: u64 },
+    RollbackStabilize { to_task_definition: String, deadline_ms: u64 },
     /// Scale the service to zero, delete its task sets, delete it.
-    EcsDelete,
-    /// Blue/green Prepare: register the task definition (found again by its deployment tag).
-    BgRegister,
-    /// Blue/green Prepare on a first deployment: create the EXTERNAL service (client token).
-    BgCreateService { task_definition: String },
+    DeleteService,
+}
+
+/// The steps of a blue/green deployment with task sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlueGreenPhase {
+    /// Prepare: register the task definition (found again by its deployment tag).
+    Register,
+    /// Prepare on a first deployment: create the EXTERNAL service (client token).
+    CreateService { task_definition: String },
     /// Check the load balancer set-up, then create the green task set (deterministic external id).
-    BgCreateGreen { task_definition: String },
+    CreateGreen { task_definition: String },
     /// Wait until the green side is RUNNING and healthy; breaker; fallback capacity.
-    BgStabilize { task_definition: String, deadline_ms: u64 },
+    Stabilize { task_definition: String, deadline_ms: u64 },
     /// Traffic step `step` of the schedule: `green` % to green since `since_ms`; alarms watched.
-    BgShift { step: u32, green: u32, since_ms: u64 },
+    Shift { step: u32, green: u32, since_ms: u64 },
     /// 100 % on green: one more wait watching alarms.
-    BgBake { until_ms: u64 },
+    Bake { until_ms: u64 },
     /// Make the green task set primary.
-    BgPromote,
+    Promote,
     /// Delete the blue side (deleteOldUponSuccess).
-    BgCleanUp,
+    CleanUp,
     /// Weights back to 100 % blue, then delete (or keep) green. `superseded`: a newer commit
     /// deploys once this is done; `delete_green`: per deleteNewUponFailure /
     /// deleteNewUponTrafficShiftFailure.
-    BgRollback { superseded: bool, delete_green: bool },
-    /// Lambda: create the function (published version 1) when it does not exist.
+    Rollback { superseded: bool, delete_green: bool },
+}
+
+/// The steps of a Lambda deployment (and of deleting a function).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LambdaPhase {
+    /// Create the function (published version 1) when it does not exist.
+    Create,
+    /// UpdateFunctionCode unless the function's change marker moved on from `revision_before`
+    /// or it already holds the code (then wait for `LastUpdateStatus` Successful). `sent`: the
+    /// update was sent once.
+    UpdateCode { revision_before: String, sent: bool },
+    /// UpdateFunctionConfiguration, the same way.
+    UpdateConfig { revision_before: String, sent: bool },
+    /// Publish a version, unless one already matches `$LATEST` (code SHA-256 + config).
+    Publish,
+    /// Wait until `version` is Active (readinessCheck); create the alias if it is missing.
+    Ready { version: String, deadline_ms: u64 },
+    /// Alias weight `weight` % on `version` since `since_ms`; alarms watched.
+    Shift { version: String, step: u32, weight: u32, since_ms: u64 },
+    /// 100 % on `version`, one more wait watching alarms.
+    Bake { version: String, until_ms: u64 },
+    /// Event sources on the alias (mappings, permissions, ELB target, API integration).
+    Wire { version: String },
+    /// Delete the old version (deleteOldVersion).
+    CleanUp { version: String },
+    /// Alias back on the previous version without routing, then delete `version`.
+    Rollback { version: String, superseded: bool },
+    /// Remove mappings, permissions and the function.
+    DeleteFunction,
+}
+
+/// The stored form of a phase: one flat, tagged enum, as stores have always held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum PhaseWire {
+    EcsRegister,
+    EcsApply {
+        task_definition: String,
+    },
+    EcsStabilize {
+        task_definition: String,
+        deadline_ms: u64,
+    },
+    EcsRollback {
+        to_task_definition: String,
+    },
+    EcsRollbackStabilize {
+        to_task_definition: String,
+        deadline_ms: u64,
+    },
+    EcsDelete,
+    BgRegister,
+    BgCreateService {
+        task_definition: String,
+    },
+    BgCreateGreen {
+        task_definition: String,
+    },
+    BgStabilize {
+        task_definition: String,
+        deadline_ms: u64,
+    },
+    BgShift {
+        step: u32,
+        green: u32,
+        since_ms: u64,
+    },
+    BgBake {
+        until_ms: u64,
+    },
+    BgPromote,
+    BgCleanUp,
+    BgRollback {
+        superseded: bool,
+        delete_green: bool,
+    },
     LambdaCreate,
-    /// Lambda: UpdateFunctionCode unless the function's change marker moved on from
-    /// `revision_before` or it already holds the code (then wait for `LastUpdateStatus`
-    /// Successful). `sent`: the update was sent once.
     LambdaUpdateCode {
         revision_before: String,
         #[serde(default)]
         sent: bool,
     },
-    /// Lambda: UpdateFunctionConfiguration, the same way.
     LambdaUpdateConfig {
         revision_before: String,
         #[serde(default)]
         sent: bool,
     },
-    /// Lambda: publish a version, unless one already matches `$LATEST` (code SHA-256 + config).
     LambdaPublish,
-    /// Lambda: wait until `version` is Active (readinessCheck); create the alias if it is missing.
-    LambdaReady { version: String, deadline_ms: u64 },
-    /// Lambda: alias weight `weight` % on `version` since `since_ms`; alarms watched.
-    LambdaShift { version: String, step: u32, weight: u32, since_ms: u64 },
-    /// Lambda: 100 % on `version`, one more wait watching alarms.
-    LambdaBake { version: String, until_ms: u64 },
-    /// Lambda: event sources on the alias (mappings, permissions, ELB target, API integration).
-    LambdaWire { version: String },
-    /// Lambda: delete the old version (deleteOldVersion).
-    LambdaCleanUp { version: String },
-    /// Lambda: alias back on the previous version without routing, then delete `version`.
-    LambdaRollback { version: String, superseded: bool },
-    /// Lambda: remove mappings, permissions and the function.
+    LambdaReady {
+        version: String,
+        deadline_ms: u64,
+    },
+    LambdaShift {
+        version: String,
+        step: u32,
+        weight: u32,
+        since_ms: u64,
+    },
+    LambdaBake {
+        version: String,
+        until_ms: u64,
+    },
+    LambdaWire {
+        version: String,
+    },
+    LambdaCleanUp {
+        version: String,
+    },
+    LambdaRollback {
+        version: String,
+        superseded: bool,
+    },
     LambdaDelete,
-    /// Finished; `outcome` says how.
     Done,
 }
 
-/// Which strategy a phase belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhaseFamily {
-    /// ECS rolling and the delete of a service (and `Done`).
-    Ecs,
-    BlueGreen,
-    Lambda,
+impl From<PhaseWire> for Phase {
+    fn from(wire: PhaseWire) -> Phase {
+        use BlueGreenPhase as B;
+        use LambdaPhase as L;
+        use RollingPhase as R;
+        match wire {
+            PhaseWire::EcsRegister => Phase::Rolling(R::Register),
+            PhaseWire::EcsApply { task_definition } => Phase::Rolling(R::Apply { task_definition }),
+            PhaseWire::EcsStabilize { task_definition, deadline_ms } => Phase::Rolling(R::Stabilize { task_definition, deadline_ms }),
+            PhaseWire::EcsRollback { to_task_definition } => Phase::Rolling(R::Rollback { to_task_definition }),
+            PhaseWire::EcsRollbackStabilize { to_task_definition, deadline_ms } => {
+                Phase::Rolling(R::RollbackStabilize { to_task_definition, deadline_ms })
+            }
+            PhaseWire::EcsDelete => Phase::Rolling(R::DeleteService),
+            PhaseWire::BgRegister => Phase::BlueGreen(B::Register),
+            PhaseWire::BgCreateService { task_definition } => Phase::BlueGreen(B::CreateService { task_definition }),
+            PhaseWire::BgCreateGreen { task_definition } => Phase::BlueGreen(B::CreateGreen { task_definition }),
+            PhaseWire::BgStabilize { task_definition, deadline_ms } => Phase::BlueGreen(B::Stabilize { task_definition, deadline_ms }),
+            PhaseWire::BgShift { step, green, since_ms } => Phase::BlueGreen(B::Shift { step, green, since_ms }),
+            PhaseWire::BgBake { until_ms } => Phase::BlueGreen(B::Bake { until_ms }),
+            PhaseWire::BgPromote => Phase::BlueGreen(B::Promote),
+            PhaseWire::BgCleanUp => Phase::BlueGreen(B::CleanUp),
+            PhaseWire::BgRollback { superseded, delete_green } => Phase::BlueGreen(B::Rollback { superseded, delete_green }),
+            PhaseWire::LambdaCreate => Phase::Lambda(L::Create),
+            PhaseWire::LambdaUpdateCode { revision_before, sent } => Phase::Lambda(L::UpdateCode { revision_before, sent }),
+            PhaseWire::LambdaUpdateConfig { revision_before, sent } => Phase::Lambda(L::UpdateConfig { revision_before, sent }),
+            PhaseWire::LambdaPublish => Phase::Lambda(L::Publish),
+            PhaseWire::LambdaReady { version, deadline_ms } => Phase::Lambda(L::Ready { version, deadline_ms }),
+            PhaseWire::LambdaShift { version, step, weight, since_ms } => Phase::Lambda(L::Shift { version, step, weight, since_ms }),
+            PhaseWire::LambdaBake { version, until_ms } => Phase::Lambda(L::Bake { version, until_ms }),
+            PhaseWire::LambdaWire { version } => Phase::Lambda(L::Wire { version }),
+            PhaseWire::LambdaCleanUp { version } => Phase::Lambda(L::CleanUp { version }),
+            PhaseWire::LambdaRollback { version, superseded } => Phase::Lambda(L::Rollback { version, superseded }),
+            PhaseWire::LambdaDelete => Phase::Lambda(L::DeleteFunction),
+            PhaseWire::Done => Phase::Done,
+        }
+    }
+}
+
+impl From<Phase> for PhaseWire {
+    fn from(phase: Phase) -> PhaseWire {
+        use BlueGreenPhase as B;
+        use LambdaPhase as L;
+        use RollingPhase as R;
+        match phase {
+            Phase::Rolling(R::Register) => PhaseWire::EcsRegister,
+            Phase::Rolling(R::Apply { task_definition }) => PhaseWire::EcsApply { task_definition },
+            Phase::Rolling(R::Stabilize { task_definition, deadline_ms }) => PhaseWire::EcsStabilize { task_definition, deadline_ms },
+            Phase::Rolling(R::Rollback { to_task_definition }) => PhaseWire::EcsRollback { to_task_definition },
+            Phase::Rolling(R::RollbackStabilize { to_task_definition, deadline_ms }) => {
+                PhaseWire::EcsRollbackStabilize { to_task_definition, deadline_ms }
+            }
+            Phase::Rolling(R::DeleteService) => PhaseWire::EcsDelete,
+            Phase::BlueGreen(B::Register) => PhaseWire::BgRegister,
+            Phase::BlueGreen(B::CreateService { task_definition }) => PhaseWire::BgCreateService { task_definition },
+            Phase::BlueGreen(B::CreateGreen { task_definition }) => PhaseWire::BgCreateGreen { task_definition },
+            Phase::BlueGreen(B::Stabilize { task_definition, deadline_ms }) => PhaseWire::BgStabilize { task_definition, deadline_ms },
+            Phase::BlueGreen(B::Shift { step, green, since_ms }) => PhaseWire::BgShift { step, green, since_ms },
+            Phase::BlueGreen(B::Bake { until_ms }) => PhaseWire::BgBake { until_ms },
+            Phase::BlueGreen(B::Promote) => PhaseWire::BgPromote,
+            Phase::BlueGreen(B::CleanUp) => PhaseWire::BgCleanUp,
+            Phase::BlueGreen(B::Rollback { superseded, delete_green }) => PhaseWire::BgRollback { superseded, delete_green },
+            Phase::Lambda(L::Create) => PhaseWire::LambdaCreate,
+            Phase::Lambda(L::UpdateCode { revision_before, sent }) => PhaseWire::LambdaUpdateCode { revision_before, sent },
+            Phase::Lambda(L::UpdateConfig { revision_before, sent }) => PhaseWire::LambdaUpdateConfig { revision_before, sent },
+            Phase::Lambda(L::Publish) => PhaseWire::LambdaPublish,
+            Phase::Lambda(L::Ready { version, deadline_ms }) => PhaseWire::LambdaReady { version, deadline_ms },
+            Phase::Lambda(L::Shift { version, step, weight, since_ms }) => PhaseWire::LambdaShift { version, step, weight, since_ms },
+            Phase::Lambda(L::Bake { version, until_ms }) => PhaseWire::LambdaBake { version, until_ms },
+            Phase::Lambda(L::Wire { version }) => PhaseWire::LambdaWire { version },
+            Phase::Lambda(L::CleanUp { version }) => PhaseWire::LambdaCleanUp { version },
+            Phase::Lambda(L::Rollback { version, superseded }) => PhaseWire::LambdaRollback { version, superseded },
+            Phase::Lambda(L::DeleteFunction) => PhaseWire::LambdaDelete,
+            Phase::Done => PhaseWire::Done,
+        }
+    }
 }
 
 impl Phase {
-    /// The strategy that continues a record in this phase.
-    pub fn family(&self) -> PhaseFamily {
-        match self {
-            Phase::EcsRegister
-            | Phase::EcsApply { .. }
-            | Phase::EcsStabilize { .. }
-            | Phase::EcsRollback { .. }
-            | Phase::EcsRollbackStabilize { .. }
-            | Phase::EcsDelete
-            | Phase::Done => PhaseFamily::Ecs,
-            Phase::BgRegister
-            | Phase::BgCreateService { .. }
-            | Phase::BgCreateGreen { .. }
-            | Phase::BgStabilize { .. }
-            | Phase::BgShift { .. }
-            | Phase::BgBake { .. }
-            | Phase::BgPromote
-            | Phase::BgCleanUp
-            | Phase::BgRollback { .. } => PhaseFamily::BlueGreen,
-            Phase::LambdaCreate
-            | Phase::LambdaUpdateCode { .. }
-            | Phase::LambdaUpdateConfig { .. }
-            | Phase::LambdaPublish
-            | Phase::LambdaReady { .. }
-            | Phase::LambdaShift { .. }
-            | Phase::LambdaBake { .. }
-            | Phase::LambdaWire { .. }
-            | Phase::LambdaCleanUp { .. }
-            | Phase::LambdaRollback { .. }
-            | Phase::LambdaDelete => PhaseFamily::Lambda,
-        }
-    }
-
     /// Stable name for APIs and metrics.
     pub fn name(&self) -> &'static str {
         match self {
-            Phase::EcsRegister => "register_task_definition",
-            Phase::EcsApply { .. } => "apply_service",
-            Phase::EcsStabilize { .. } => "stabilize",
-            Phase::EcsRollback { .. } => "rollback",
-            Phase::EcsRollbackStabilize { .. } => "rollback_stabilize",
-            Phase::EcsDelete => "delete",
-            Phase::BgRegister => "prepare",
-            Phase::BgCreateService { .. } => "prepare_create_service",
-            Phase::BgCreateGreen { .. } => "create_green",
-            Phase::BgStabilize { .. } => "stabilize",
-            Phase::BgShift { .. } => "shift",
-            Phase::BgBake { .. } => "bake",
-            Phase::BgPromote => "promote",
-            Phase::BgCleanUp => "clean_up",
-            Phase::BgRollback { .. } => "rolling_back",
-            Phase::LambdaCreate => "create_function",
-            Phase::LambdaUpdateCode { .. } => "update_code",
-            Phase::LambdaUpdateConfig { .. } => "update_configuration",
-            Phase::LambdaPublish => "publish",
-            Phase::LambdaReady { .. } => "ready",
-            Phase::LambdaShift { .. } => "shift",
-            Phase::LambdaBake { .. } => "bake",
-            Phase::LambdaWire { .. } => "wire_event_sources",
-            Phase::LambdaCleanUp { .. } => "clean_up",
-            Phase::LambdaRollback { .. } => "rolling_back",
-            Phase::LambdaDelete => "delete",
+            Phase::Rolling(p) => p.name(),
+            Phase::BlueGreen(p) => p.name(),
+            Phase::Lambda(p) => p.name(),
             Phase::Done => "done",
+        }
+    }
+}
+
+impl RollingPhase {
+    /// Stable name for APIs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RollingPhase::Register => "register_task_definition",
+            RollingPhase::Apply { .. } => "apply_service",
+            RollingPhase::Stabilize { .. } => "stabilize",
+            RollingPhase::Rollback { .. } => "rollback",
+            RollingPhase::RollbackStabilize { .. } => "rollback_stabilize",
+            RollingPhase::DeleteService => "delete",
+        }
+    }
+}
+
+impl BlueGreenPhase {
+    /// Stable name for APIs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BlueGreenPhase::Register => "prepare",
+            BlueGreenPhase::CreateService { .. } => "prepare_create_service",
+            BlueGreenPhase::CreateGreen { .. } => "create_green",
+            BlueGreenPhase::Stabilize { .. } => "stabilize",
+            BlueGreenPhase::Shift { .. } => "shift",
+            BlueGreenPhase::Bake { .. } => "bake",
+            BlueGreenPhase::Promote => "promote",
+            BlueGreenPhase::CleanUp => "clean_up",
+            BlueGreenPhase::Rollback { .. } => "rolling_back",
+        }
+    }
+}
+
+impl LambdaPhase {
+    /// Stable name for APIs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LambdaPhase::Create => "create_function",
+            LambdaPhase::UpdateCode { .. } => "update_code",
+            LambdaPhase::UpdateConfig { .. } => "update_configuration",
+            LambdaPhase::Publish => "publish",
+            LambdaPhase::Ready { .. } => "ready",
+            LambdaPhase::Shift { .. } => "shift",
+            LambdaPhase::Bake { .. } => "bake",
+            LambdaPhase::Wire { .. } => "wire_event_sources",
+            LambdaPhase::CleanUp { .. } => "clean_up",
+            LambdaPhase::Rollback { .. } => "rolling_back",
+            LambdaPhase::DeleteFunction => "delete",
         }
     }
 }
@@ -454,4 +617,51 @@ pub struct AppliedState {
     /// The last applied Lambda app (its alias and event sources, for the delete).
     #[serde(default)]
     pub lambda: Option<LambdaApp>,
+}
+
+impl AppliedState {
+    /// Whether `fingerprint` is the one applied last.
+    pub fn is_applied(&self, fingerprint: &str) -> bool {
+        self.fingerprint.as_deref() == Some(fingerprint)
+    }
+
+    /// The one rule of SPEC §1.3 and §1.5: a fingerprint deploys when it is neither the applied
+    /// one nor a failed one, or when an operator forces it.
+    pub fn should_deploy(&self, fingerprint: &str, force: bool) -> bool {
+        force || (!self.is_applied(fingerprint) && !self.failed.contains(fingerprint))
+    }
+}
+
+#[cfg(test)]
+mod phase_wire_tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_stored_in_the_flat_form_stores_already_hold() {
+        let cases = [
+            (r#"{"phase":"ecs_register"}"#, Phase::Rolling(RollingPhase::Register)),
+            (r#"{"phase":"ecs_delete"}"#, Phase::Rolling(RollingPhase::DeleteService)),
+            (
+                r#"{"phase":"bg_shift","step":2,"green":40,"since_ms":7}"#,
+                Phase::BlueGreen(BlueGreenPhase::Shift { step: 2, green: 40, since_ms: 7 }),
+            ),
+            (
+                r#"{"phase":"bg_rollback","superseded":true,"delete_green":false}"#,
+                Phase::BlueGreen(BlueGreenPhase::Rollback { superseded: true, delete_green: false }),
+            ),
+            (
+                r#"{"phase":"lambda_update_code","revision_before":"r1","sent":false}"#,
+                Phase::Lambda(LambdaPhase::UpdateCode { revision_before: "r1".into(), sent: false }),
+            ),
+            (r#"{"phase":"lambda_delete"}"#, Phase::Lambda(LambdaPhase::DeleteFunction)),
+            (r#"{"phase":"done"}"#, Phase::Done),
+        ];
+        for (stored, phase) in cases {
+            assert_eq!(serde_json::from_str::<Phase>(stored).expect(stored), phase, "{stored}");
+            assert_eq!(serde_json::to_string(&phase).expect("serializes"), stored);
+        }
+        // a field older stores lack still reads (serde default)
+        let old: Phase = serde_json::from_str(r#"{"phase":"lambda_update_config","revision_before":"r"}"#).expect("old form");
+        assert_eq!(old, Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: "r".into(), sent: false }));
+    }
 }

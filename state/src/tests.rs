@@ -1,4 +1,5 @@
 use super::*;
+use gitmoxi_deploy::record::RollingPhase;
 use gitmoxi_deploy::record::{DeploymentStatus, Operation, Phase};
 use gitmoxi_deploy::spec::Identity;
 
@@ -18,7 +19,7 @@ fn record(id: &str, prefix: &str) -> DeploymentRecord {
         strategy: "rolling".into(),
         desired: None,
         previous_task_definition: None,
-        phase: Phase::EcsRegister,
+        phase: Phase::Rolling(RollingPhase::Register),
         status: DeploymentStatus::Processing,
         outcome: None,
         cause: None,
@@ -45,7 +46,7 @@ fn records_survive_reopening_and_finish_moves_them_to_history() {
     }
     let store = Store::open(dir.path()).unwrap();
     let mut r = store.record(&key("a")).unwrap().expect("persisted");
-    assert_eq!(r.phase, Phase::EcsRegister);
+    assert_eq!(r.phase, Phase::Rolling(RollingPhase::Register));
     r.finish(Outcome::Succeeded, 5);
     store
         .finish(&r, &Completion::Applied { fingerprint: "fp1".into(), commit: "c1".into(), task_definition: Some("td:1".into()) })
@@ -153,7 +154,7 @@ fn each_app_keeps_its_newest_deployments_and_an_in_flight_one_reads_fresh() {
     // a step rewrites the in-flight tree only; reads by id still see the step
     let mut live = record("c-1", "c");
     store.put_record(&live).unwrap();
-    live.phase = Phase::EcsApply { task_definition: "td:2".into() };
+    live.phase = Phase::Rolling(RollingPhase::Apply { task_definition: "td:2".into() });
     store.put_record(&live).unwrap();
     assert_eq!(store.deployment("c-1").unwrap().unwrap().phase, live.phase);
     assert_eq!(store.deployments().unwrap().into_iter().find(|r| r.id == "c-1").unwrap().phase, live.phase);

@@ -5,6 +5,7 @@
 
 use crate::sim::{Sim, MINUTES, REGION};
 use gitmoxi_deploy::observed::ObservedTaskSet;
+use gitmoxi_deploy::record::BlueGreenPhase;
 use gitmoxi_deploy::record::{FailureCause, Outcome, Phase};
 use gitmoxi_testing::fake::Knobs;
 use std::time::Duration;
@@ -285,7 +286,7 @@ async fn a_newer_commit_during_shifting_rolls_back_first_then_deploys_the_newest
     sim.set_image(PREFIX, "nginx:2");
     sim.commit();
     assert!(sim.run_until(20 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 40))).await);
-    assert!(matches!(phase(&sim), Some(Phase::BgShift { step: 1, .. })));
+    assert!(matches!(phase(&sim), Some(Phase::BlueGreen(BlueGreenPhase::Shift { step: 1, .. }))));
     sim.set_image(PREFIX, "nginx:3");
     sim.commit();
     assert!(sim.run_until(30 * MINUTES, |s| settled_on(s, "web:3")).await, "{:?}", task_sets(&sim));

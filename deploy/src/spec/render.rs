@@ -67,6 +67,8 @@ fn template_error(path: &str, source: &str, err: &minijinja::Error, missing: &[S
         (None, None) => (None, None),
     };
     let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    // minijinja's ErrorKind is non-exhaustive: its other kinds are named by its own Display
+    #[allow(clippy::wildcard_enum_match_arm, reason = "minijinja::ErrorKind is #[non_exhaustive]")]
     let message = match err.kind() {
         ErrorKind::UndefinedError if !missing.is_empty() => format!(
             "template uses undefined variable(s) {}; define them in the app's _input.json or in a file it references",
@@ -90,10 +92,8 @@ mod tests {
     use serde_json::json;
 
     fn ctx(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!("test contexts are objects"),
-        }
+        let Value::Object(m) = v else { unreachable!("test contexts are objects") };
+        m
     }
 
     #[test]

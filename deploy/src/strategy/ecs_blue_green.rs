@@ -16,9 +16,10 @@ use crate::breaker::tripped;
 use crate::checks::{side_stability, SideStability};
 use crate::observed::{Observed, ObservedElb, ObservedService, ObservedTaskSet};
 use crate::plan::{Action, Plan};
+use crate::record::BlueGreenPhase;
 use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, TaskSetScales};
 use crate::schedule::Weights;
-use crate::spec::{EcsApp, Identity};
+use crate::spec::{DesiredApp, EcsApp, Identity};
 use crate::token::client_token;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -53,10 +54,21 @@ fn fallback_external_id(deployment_id: &str) -> String {
 }
 
 /// The phase after the task definition is known.
+/// Starts a blue/green deployment of `app`: register its taskdef, or go on with the task
+/// definition its svcdef names. Blue is whatever the primary task set runs (no rollback target
+/// to remember: rolling back means traffic back to blue).
+pub fn start(input: &StepInput<'_>, app: &DesiredApp, ecs: &EcsApp) -> DeploymentRecord {
+    let phase = match &ecs.taskdef {
+        Some(_) => Phase::BlueGreen(BlueGreenPhase::Register),
+        None => after_register(input.observed.service.as_ref(), super::ecs_rolling::named_task_definition(ecs)),
+    };
+    super::started_record(input, app, ecs.strategy.as_str(), phase)
+}
+
 pub fn after_register(service: Option<&ObservedService>, task_definition: String) -> Phase {
     match service {
-        Some(s) if s.is_active() => Phase::BgCreateGreen { task_definition },
-        _ => Phase::BgCreateService { task_definition },
+        Some(s) if s.is_active() => Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition }),
+        _ => Phase::BlueGreen(BlueGreenPhase::CreateService { task_definition }),
     }
 }
 
@@ -309,12 +321,8 @@ pub fn weight_actions(elb: &ObservedElb, mapping: &[(String, String)], green: u3
     actions
 }
 
-fn firing_alarms(observed: &Observed) -> Vec<String> {
-    observed.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.clone()).collect()
-}
-
 /// Continues an in-flight blue/green record.
-pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &BlueGreenPhase) -> Plan {
     let now = input.now_ms;
     let observed = input.observed;
     let mut next = record.clone();
@@ -330,8 +338,8 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
     let service = observed.service.as_ref().filter(|s| s.status != "INACTIVE");
     let (cluster, service_name) = cluster_service(record);
     let sides = sides(observed, &record.id);
-    match &record.phase {
-        Phase::BgRegister => {
+    match phase {
+        BlueGreenPhase::Register => {
             if let Some(arn) = &observed.registered_task_definition {
                 next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
                 next.enter(after_register(service, arn.clone()), now);
@@ -341,10 +349,10 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             super::ecs_rolling::merge_tags(&mut body, &record_tags(record));
             Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::BgCreateService { task_definition } => {
+        BlueGreenPhase::CreateService { task_definition } => {
             if service.is_some_and(ObservedService::is_active) {
                 next.log(now, Level::Info, format!("service {service_name} exists (deployment controller EXTERNAL)"));
-                next.enter(Phase::BgCreateGreen { task_definition: task_definition.clone() }, now);
+                next.enter(Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: task_definition.clone() }), now);
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             if service.is_some_and(|s| s.status == "DRAINING") {
@@ -357,7 +365,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 ..Plan::default()
             }
         }
-        Phase::BgCreateGreen { task_definition } => {
+        BlueGreenPhase::CreateGreen { task_definition } => {
             let Some(s) = service.filter(|s| s.is_active()) else {
                 return finish(
                     record,
@@ -378,7 +386,13 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     Level::Info,
                     format!("green task set {} runs {}; waiting up to {budget} s for stability", green.id, short_td(task_definition)),
                 );
-                next.enter(Phase::BgStabilize { task_definition: task_definition.clone(), deadline_ms: now + budget * 1000 }, now);
+                next.enter(
+                    Phase::BlueGreen(BlueGreenPhase::Stabilize {
+                        task_definition: task_definition.clone(),
+                        deadline_ms: now + budget * 1000,
+                    }),
+                    now,
+                );
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let lbs = match preflight(app, observed, s, sides.blue_primary) {
@@ -395,11 +409,11 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             }
             Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::BgStabilize { task_definition, deadline_ms } => {
+        BlueGreenPhase::Stabilize { task_definition, deadline_ms } => {
             let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
             let (Some(s), Some(green)) = (service, sides.green) else {
                 next.log(now, Level::Warn, "the green task set is gone; creating it again");
-                next.enter(Phase::BgCreateGreen { task_definition: task_definition.clone() }, now);
+                next.enter(Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: task_definition.clone() }), now);
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             };
             let green_tgs: Vec<String> = green.target_groups.clone();
@@ -412,13 +426,13 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 match shifting {
                     Some(ts) => {
                         let first = ts.steps()[0];
-                        next.enter(Phase::BgShift { step: 0, green: first, since_ms: now }, now);
+                        next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: first, since_ms: now }), now);
                     }
                     None => {
                         if sides.blue_primary.is_some() {
                             next.log(now, Level::Info, "no traffic shifting configured: promoting green");
                         }
-                        next.enter(Phase::BgPromote, now);
+                        next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
                     }
                 }
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
@@ -451,15 +465,15 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             }
             Plan::wait(poll)
         }
-        Phase::BgShift { step, green, since_ms } => {
-            let alarms = firing_alarms(observed);
+        BlueGreenPhase::Shift { step, green, since_ms } => {
+            let alarms = observed.firing_alarms();
             if !alarms.is_empty() {
                 let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {green} % on green")).collect();
                 let cause = FailureCause::AlarmFired { alarms };
                 return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
             }
             let Some(ts) = app.depdef.traffic_shifting else {
-                next.enter(Phase::BgPromote, now);
+                next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             };
             let mapping = traffic_mapping(app, sides.blue_primary);
@@ -490,16 +504,18 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             }
             let steps = ts.steps();
             match steps.get(*step as usize + 1) {
-                Some(following) => next.enter(Phase::BgShift { step: step + 1, green: *following, since_ms: now }, now),
+                Some(following) => {
+                    next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: step + 1, green: *following, since_ms: now }), now)
+                }
                 None => {
                     next.log(now, Level::Info, format!("100 % on green; baking for {} s while watching alarms", ts.wait_interval_secs));
-                    next.enter(Phase::BgBake { until_ms: now + wait }, now);
+                    next.enter(Phase::BlueGreen(BlueGreenPhase::Bake { until_ms: now + wait }), now);
                 }
             }
             Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::BgBake { until_ms } => {
-            let alarms = firing_alarms(observed);
+        BlueGreenPhase::Bake { until_ms } => {
+            let alarms = observed.firing_alarms();
             if !alarms.is_empty() {
                 let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake")).collect();
                 let cause = FailureCause::AlarmFired { alarms };
@@ -510,10 +526,10 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
                 return Plan::wait(Duration::from_millis(again.max(1)));
             }
-            next.enter(Phase::BgPromote, now);
+            next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
             Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::BgPromote => {
+        BlueGreenPhase::Promote => {
             let Some(green) = sides.green else {
                 return finish(
                     record,
@@ -530,13 +546,13 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if green.status == "PRIMARY" {
                 next.task_set_arns = Some((green.arn.clone(), sides.green_fallback.map(|f| f.arn.clone())));
                 next.log(now, Level::Info, format!("green task set {} is primary", green.id));
-                next.enter(Phase::BgCleanUp, now);
+                next.enter(Phase::BlueGreen(BlueGreenPhase::CleanUp), now);
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let action = Action::EcsUpdatePrimaryTaskSet { cluster, service: service_name, task_set: green.arn.clone() };
             Plan { actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::BgCleanUp => {
+        BlueGreenPhase::CleanUp => {
             let task_definition = sides.green.map(|g| g.task_definition.clone());
             if app.depdef.delete_old_upon_success && !sides.others.is_empty() {
                 let actions = sides
@@ -556,7 +572,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             let completion = Plan::completion_of(&next, task_definition);
             Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
         }
-        Phase::BgRollback { superseded, delete_green } => {
+        BlueGreenPhase::Rollback { superseded, delete_green } => {
             let mapping = traffic_mapping(app, sides.blue_primary);
             let elb = observed.elb.clone().unwrap_or_default();
             let actions = weight_actions(&elb, &mapping, 0);
@@ -592,7 +608,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     "rolled back: blue serves all traffic; fix the cause, then push a commit or run `gitmoxi sync --force {}`",
                     record.app.prefix
                 ),
-                _ => format!(
+                Outcome::Failed | Outcome::Succeeded | Outcome::Deleted => format!(
                     "failed with nothing to roll back to; fix the cause, then push a commit or run `gitmoxi sync --force {}`",
                     record.app.prefix
                 ),
@@ -602,24 +618,6 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             let completion = Plan::completion_of(&next, None);
             Plan { finished: Some((next, completion)), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::EcsRegister
-        | Phase::EcsApply { .. }
-        | Phase::EcsStabilize { .. }
-        | Phase::EcsRollback { .. }
-        | Phase::EcsRollbackStabilize { .. }
-        | Phase::EcsDelete
-        | Phase::Done
-        | Phase::LambdaCreate
-        | Phase::LambdaUpdateCode { .. }
-        | Phase::LambdaUpdateConfig { .. }
-        | Phase::LambdaPublish
-        | Phase::LambdaReady { .. }
-        | Phase::LambdaShift { .. }
-        | Phase::LambdaBake { .. }
-        | Phase::LambdaWire { .. }
-        | Phase::LambdaCleanUp { .. }
-        | Phase::LambdaRollback { .. }
-        | Phase::LambdaDelete => super::continue_record(input, record),
     }
 }
 
@@ -686,7 +684,13 @@ fn fallback(
 /// Enters RollingBack with the cause and its evidence.
 fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: Vec<String>, delete_green: bool) -> Plan {
     let mut next = record.clone();
-    next.roll_back(now, cause, evidence, "rolling back (traffic to blue first)", Phase::BgRollback { superseded: false, delete_green });
+    next.roll_back(
+        now,
+        cause,
+        evidence,
+        "rolling back (traffic to blue first)",
+        Phase::BlueGreen(BlueGreenPhase::Rollback { superseded: false, delete_green }),
+    );
     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
 }
 
@@ -722,49 +726,49 @@ pub fn rebalance(input: &StepInput<'_>, primary_percent: f64, fallback_percent: 
 }
 
 /// An operator's rollback: from CreateGreen up to the bake (green deleted).
-pub fn operator_rollback(record: &DeploymentRecord, now: u64, evidence: Vec<String>) -> Option<Plan> {
-    let live =
-        matches!(record.phase, Phase::BgCreateGreen { .. } | Phase::BgStabilize { .. } | Phase::BgShift { .. } | Phase::BgBake { .. });
-    live.then(|| rollback(record, now, FailureCause::OperatorRollback, evidence, true))
+pub fn operator_rollback(record: &DeploymentRecord, phase: &BlueGreenPhase, now: u64, evidence: Vec<String>) -> Option<Plan> {
+    live(phase).then(|| rollback(record, now, FailureCause::OperatorRollback, evidence, true))
+}
+
+/// Whether green exists and traffic may move: the phases a rollback or a newer commit undoes.
+fn live(phase: &BlueGreenPhase) -> bool {
+    match phase {
+        BlueGreenPhase::CreateGreen { .. }
+        | BlueGreenPhase::Stabilize { .. }
+        | BlueGreenPhase::Shift { .. }
+        | BlueGreenPhase::Bake { .. } => true,
+        BlueGreenPhase::Register
+        | BlueGreenPhase::CreateService { .. }
+        | BlueGreenPhase::Promote
+        | BlueGreenPhase::CleanUp
+        | BlueGreenPhase::Rollback { .. } => false,
+    }
 }
 
 /// A newer commit arrived: roll back first (traffic to blue, green deleted), then the newest
 /// deploys. Promote and CleanUp are past the point of no return and finish first.
-pub fn supersede(record: &DeploymentRecord, now: u64, commit: &str) -> Option<Plan> {
-    match record.phase {
-        Phase::BgCreateGreen { .. } | Phase::BgStabilize { .. } | Phase::BgShift { .. } | Phase::BgBake { .. } => {
-            let mut next = record.clone();
-            next.log(now, Level::Warn, format!("superseded by commit {}: rolling back first", super::short_commit(commit)));
-            next.enter(Phase::BgRollback { superseded: true, delete_green: true }, now);
-            Some(Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() })
-        }
-        Phase::BgPromote | Phase::BgCleanUp | Phase::BgRollback { .. } => None,
-        Phase::BgRegister
-        | Phase::BgCreateService { .. }
-        | Phase::EcsRegister
-        | Phase::EcsApply { .. }
-        | Phase::EcsStabilize { .. }
-        | Phase::EcsRollback { .. }
-        | Phase::EcsRollbackStabilize { .. }
-        | Phase::EcsDelete
-        | Phase::Done
-        | Phase::LambdaCreate
-        | Phase::LambdaUpdateCode { .. }
-        | Phase::LambdaUpdateConfig { .. }
-        | Phase::LambdaPublish
-        | Phase::LambdaReady { .. }
-        | Phase::LambdaShift { .. }
-        | Phase::LambdaBake { .. }
-        | Phase::LambdaWire { .. }
-        | Phase::LambdaCleanUp { .. }
-        | Phase::LambdaRollback { .. }
-        | Phase::LambdaDelete => None,
+pub fn supersede(record: &DeploymentRecord, phase: &BlueGreenPhase, now: u64, commit: &str) -> Option<Plan> {
+    if !live(phase) {
+        return None;
     }
+    let mut next = record.clone();
+    next.log(now, Level::Warn, format!("superseded by commit {}: rolling back first", super::short_commit(commit)));
+    next.enter(Phase::BlueGreen(BlueGreenPhase::Rollback { superseded: true, delete_green: true }), now);
+    Some(Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() })
 }
 
 /// Whether a newer commit may end this record right away (nothing of it serves or holds traffic).
-pub fn supersedes_at_once(phase: &Phase) -> bool {
-    matches!(phase, Phase::BgRegister | Phase::BgCreateService { .. })
+pub fn supersedes_at_once(phase: &BlueGreenPhase) -> bool {
+    match phase {
+        BlueGreenPhase::Register | BlueGreenPhase::CreateService { .. } => true,
+        BlueGreenPhase::CreateGreen { .. }
+        | BlueGreenPhase::Stabilize { .. }
+        | BlueGreenPhase::Shift { .. }
+        | BlueGreenPhase::Bake { .. }
+        | BlueGreenPhase::Promote
+        | BlueGreenPhase::CleanUp
+        | BlueGreenPhase::Rollback { .. } => false,
+    }
 }
 
 /// Ends the record with a message.

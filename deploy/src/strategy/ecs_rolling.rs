@@ -5,10 +5,11 @@
 //! Y → update it". Replays are harmless: registration is found again by its deployment tag,
 //! CreateService carries a client token, updates and deletes are absolute.
 
-use super::{new_record, short_commit, StepInput, STEADY_REQUEUE};
+use super::{StepInput, STEADY_REQUEUE};
 use crate::checks::rolling_stability;
 use crate::plan::{Action, Completion, Plan};
-use crate::record::{DeploymentRecord, FailureCause, Level, Operation, Outcome, Phase};
+use crate::record::RollingPhase;
+use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase};
 use crate::spec::{ecs::cluster_name, DesiredApp, EcsApp};
 use crate::token::client_token;
 use serde_json::{json, Map, Value};
@@ -40,31 +41,22 @@ const UPDATABLE: &[&str] = &[
     "vpcLatticeConfigurations",
 ];
 
-/// Starts a deployment of `app`.
-pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
-    let crate::spec::AppSpec::Ecs(ecs) = &app.spec else { unreachable!("the controller only steps ECS apps with the ECS strategy") };
+/// Starts a rolling deployment of `app`: register its taskdef, or apply the task definition
+/// its svcdef names. The rollback target is the last good task definition, else what runs.
+pub fn start(input: &StepInput<'_>, app: &DesiredApp, ecs: &EcsApp) -> DeploymentRecord {
     let phase = match &ecs.taskdef {
-        Some(_) => Phase::EcsRegister,
-        None => {
-            Phase::EcsApply { task_definition: ecs.svcdef.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string() }
-        }
+        Some(_) => RollingPhase::Register,
+        None => RollingPhase::Apply { task_definition: named_task_definition(ecs) },
     };
-    let mut record = new_record(input, Operation::Deploy, ecs.strategy.as_str(), app.fingerprint.clone(), Some(app), phase);
-    record.identity = app.identity.clone();
+    let mut record = super::started_record(input, app, ecs.strategy.as_str(), Phase::Rolling(phase));
     let current = input.observed.service.as_ref().filter(|s| s.is_active()).and_then(|s| s.task_definition.clone());
     record.previous_task_definition = input.applied.task_definition.clone().or(current);
-    record.log(
-        input.now_ms,
-        Level::Info,
-        format!(
-            "deployment started: commit {}, fingerprint {}, {} update of {}",
-            short_commit(input.commit),
-            crate::spec::fingerprint::short(&app.fingerprint),
-            ecs.strategy.as_str(),
-            app.identity
-        ),
-    );
     record
+}
+
+/// The task definition a svcdef without a taskdef file names.
+pub fn named_task_definition(ecs: &EcsApp) -> String {
+    ecs.svcdef.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 /// No deployment needed: keep ownership tags right (a moved app re-tags its service).
@@ -88,17 +80,17 @@ pub(super) fn ownership_tags(input: &StepInput<'_>) -> Vec<(String, String)> {
 }
 
 /// Continues an in-flight record.
-pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &RollingPhase) -> Plan {
     let now = input.now_ms;
     let mut next = record.clone();
     let observed = input.observed;
     let service = observed.service.as_ref().filter(|s| s.status != "INACTIVE");
-    match &record.phase {
-        Phase::EcsRegister => {
+    match phase {
+        RollingPhase::Register => {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
             if let Some(arn) = &observed.registered_task_definition {
                 next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
-                next.enter(Phase::EcsApply { task_definition: arn.clone() }, now);
+                next.enter(Phase::Rolling(RollingPhase::Apply { task_definition: arn.clone() }), now);
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let mut body = app.taskdef.clone().unwrap_or(Value::Null);
@@ -107,7 +99,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             merge_tags(&mut body, &tags);
             Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::EcsApply { task_definition } => {
+        RollingPhase::Apply { task_definition } => {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
             match service {
                 Some(s) if s.is_active() && s.task_definition.as_deref() == Some(task_definition.as_str()) => {
@@ -117,7 +109,13 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                         Level::Info,
                         format!("service {} runs {}; waiting up to {budget} s for stability", app.service_name, short_td(task_definition)),
                     );
-                    next.enter(Phase::EcsStabilize { task_definition: task_definition.clone(), deadline_ms: now + budget * 1000 }, now);
+                    next.enter(
+                        Phase::Rolling(RollingPhase::Stabilize {
+                            task_definition: task_definition.clone(),
+                            deadline_ms: now + budget * 1000,
+                        }),
+                        now,
+                    );
                     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
                 }
                 Some(s) if s.is_active() => Plan {
@@ -135,7 +133,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 },
             }
         }
-        Phase::EcsStabilize { task_definition, deadline_ms } => {
+        RollingPhase::Stabilize { task_definition, deadline_ms } => {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
             let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
             let Some(s) = service else {
@@ -190,14 +188,17 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             }
             Plan::wait(poll)
         }
-        Phase::EcsRollback { to_task_definition } => {
+        RollingPhase::Rollback { to_task_definition } => {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
             match service {
                 Some(s) if s.task_definition.as_deref() == Some(to_task_definition.as_str()) => {
                     let budget = app.depdef.stability.budget_secs(s.desired_count);
                     next.log(now, Level::Info, format!("service is back on {}; waiting for it to be stable", short_td(to_task_definition)));
                     next.enter(
-                        Phase::EcsRollbackStabilize { to_task_definition: to_task_definition.clone(), deadline_ms: now + budget * 1000 },
+                        Phase::Rolling(RollingPhase::RollbackStabilize {
+                            to_task_definition: to_task_definition.clone(),
+                            deadline_ms: now + budget * 1000,
+                        }),
                         now,
                     );
                     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
@@ -212,7 +213,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 None => finish_failed(input, record, "the service is gone; nothing to roll back"),
             }
         }
-        Phase::EcsRollbackStabilize { to_task_definition, deadline_ms } => {
+        RollingPhase::RollbackStabilize { to_task_definition, deadline_ms } => {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
             let Some(s) = service else { return finish_failed(input, record, "the service is gone during rollback") };
             let st = rolling_stability(s, &observed.tasks, to_task_definition);
@@ -240,7 +241,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             }
             Plan::wait(Duration::from_secs(app.depdef.stability.poll_interval_secs))
         }
-        Phase::EcsDelete => {
+        RollingPhase::DeleteService => {
             let Some(identity_service) = service else {
                 next.log(now, Level::Info, "service deleted");
                 next.finish(Outcome::Deleted, now);
@@ -278,27 +279,6 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             actions.push(Action::EcsDeleteService { cluster, service: name });
             Plan { actions, requeue_after: Duration::from_secs(5), ..Plan::default() }
         }
-        Phase::Done => Plan::wait(STEADY_REQUEUE),
-        Phase::BgRegister
-        | Phase::BgCreateService { .. }
-        | Phase::BgCreateGreen { .. }
-        | Phase::BgStabilize { .. }
-        | Phase::BgShift { .. }
-        | Phase::BgBake { .. }
-        | Phase::BgPromote
-        | Phase::BgCleanUp
-        | Phase::BgRollback { .. }
-        | Phase::LambdaCreate
-        | Phase::LambdaUpdateCode { .. }
-        | Phase::LambdaUpdateConfig { .. }
-        | Phase::LambdaPublish
-        | Phase::LambdaReady { .. }
-        | Phase::LambdaShift { .. }
-        | Phase::LambdaBake { .. }
-        | Phase::LambdaWire { .. }
-        | Phase::LambdaCleanUp { .. }
-        | Phase::LambdaRollback { .. }
-        | Phase::LambdaDelete => super::continue_record(input, record),
     }
 }
 
@@ -308,7 +288,7 @@ fn record_phase_start(record: &DeploymentRecord, deadline_ms: u64, app: &EcsApp,
 
 /// An operator's rollback: possible once the service was touched and before it is rolling back.
 pub fn operator_rollback(input: &StepInput<'_>, record: &DeploymentRecord, evidence: Vec<String>) -> Option<Plan> {
-    let touched = matches!(record.phase, Phase::EcsApply { .. } | Phase::EcsStabilize { .. });
+    let touched = matches!(record.phase, Phase::Rolling(RollingPhase::Apply { .. }) | Phase::Rolling(RollingPhase::Stabilize { .. }));
     touched.then(|| rollback_or_fail(input, record, FailureCause::OperatorRollback, evidence))
 }
 
@@ -318,14 +298,24 @@ fn rollback_or_fail(input: &StepInput<'_>, record: &DeploymentRecord, cause: Fai
     next.cause = Some(cause.clone());
     next.evidence = evidence;
     let enabled = record.desired.as_ref().is_some_and(|d| d.depdef.rollback_enabled());
+    // the revision being stabilized is no rollback target
     let current = match &record.phase {
-        Phase::EcsStabilize { task_definition, .. } => Some(task_definition.as_str()),
-        _ => None,
+        Phase::Rolling(RollingPhase::Stabilize { task_definition, .. }) => Some(task_definition.as_str()),
+        Phase::Rolling(
+            RollingPhase::Register
+            | RollingPhase::Apply { .. }
+            | RollingPhase::Rollback { .. }
+            | RollingPhase::RollbackStabilize { .. }
+            | RollingPhase::DeleteService,
+        )
+        | Phase::BlueGreen(_)
+        | Phase::Lambda(_)
+        | Phase::Done => None,
     };
     match record.previous_task_definition.as_deref().filter(|p| Some(*p) != current) {
         Some(previous) if enabled => {
             next.log(now, Level::Error, format!("{cause}: rolling back to {}", short_td(previous)));
-            next.enter(Phase::EcsRollback { to_task_definition: previous.to_string() }, now);
+            next.enter(Phase::Rolling(RollingPhase::Rollback { to_task_definition: previous.to_string() }), now);
             Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Some(_) => {

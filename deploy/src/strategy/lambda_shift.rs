@@ -11,7 +11,7 @@
 use super::{new_record, short_commit, Desired, StepInput, STEADY_REQUEUE};
 use crate::observed::{ObservedFunction, ObservedLambda};
 use crate::plan::{Action, Completion, Plan};
-use crate::record::{DeploymentRecord, FailureCause, Level, Operation, Outcome, Phase};
+use crate::record::{DeploymentRecord, FailureCause, LambdaPhase, Level, Operation, Outcome, Phase};
 use crate::spec::lambda::{EventSources, PushSource};
 use crate::spec::{AppSpec, DesiredApp, Identity, LambdaApp};
 use serde_json::{json, Map, Value};
@@ -28,8 +28,8 @@ const ALARM_POLL_MS: u64 = 5_000;
 pub fn start(input: &StepInput<'_>, app: &DesiredApp, lambda: &LambdaApp) -> DeploymentRecord {
     let observed = &input.observed.lambda;
     let phase = match &observed.function {
-        None => Phase::LambdaCreate,
-        Some(f) => Phase::LambdaUpdateCode { revision_before: f.change_marker(), sent: false },
+        None => Phase::Lambda(LambdaPhase::Create),
+        Some(f) => Phase::Lambda(LambdaPhase::UpdateCode { revision_before: f.change_marker(), sent: false }),
     };
     let mut record = new_record(input, Operation::Deploy, "lambda", app.fingerprint.clone(), Some(app), phase);
     record.identity = app.identity.clone();
@@ -51,7 +51,7 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp, lambda: &LambdaApp) -> Dep
 
 /// Starts the delete of a function whose lambdadef is gone.
 pub fn start_delete(input: &StepInput<'_>) -> Plan {
-    let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::LambdaDelete);
+    let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::Lambda(LambdaPhase::DeleteFunction));
     record.desired_lambda = input.applied.lambda.clone();
     match &input.observed.lambda.function {
         None => {
@@ -117,28 +117,25 @@ fn alias_is(observed: &ObservedLambda, version: &str, additional: &Option<(Strin
     a.function_version == version && routing_ok
 }
 
-fn firing(observed: &crate::observed::Observed) -> Vec<String> {
-    observed.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.clone()).collect()
-}
-
 /// Continues an in-flight Lambda record.
-pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &LambdaPhase) -> Plan {
     let now = input.now_ms;
     let observed = &input.observed.lambda;
     let mut next = record.clone();
     let name = function_name(record);
-    if record.phase == Phase::LambdaDelete {
+    if *phase == LambdaPhase::DeleteFunction {
+        // a delete carries no desired state: it works from the applied one
         return delete(input, record);
     }
     let Some(app) = record.desired_lambda.as_ref() else {
         return fail(record, now, FailureCause::ValidationError, "the deployment record has no desired state; push a commit to redeploy");
     };
     let alias = app.alias.clone();
-    match &record.phase {
-        Phase::LambdaCreate => {
+    match phase {
+        LambdaPhase::Create => {
             if let Some(f) = &observed.function {
                 next.log(now, Level::Info, format!("function {name} exists ({})", f.arn));
-                next.enter(Phase::LambdaPublish, now);
+                next.enter(Phase::Lambda(LambdaPhase::Publish), now);
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, take_ownership: true, ..Plan::default() };
             }
             let mut body = app.lambdadef.clone();
@@ -152,8 +149,8 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             next.log(now, Level::Info, format!("creating function {name} (version 1 published)"));
             Plan { next_record: Some(next), actions: vec![Action::LambdaCreateFunction { body }], take_ownership: true, ..Plan::default() }
         }
-        Phase::LambdaUpdateCode { revision_before, sent } | Phase::LambdaUpdateConfig { revision_before, sent } => {
-            let code_phase = matches!(record.phase, Phase::LambdaUpdateCode { .. });
+        LambdaPhase::UpdateCode { revision_before, sent } | LambdaPhase::UpdateConfig { revision_before, sent } => {
+            let code_phase = matches!(record.phase, Phase::Lambda(LambdaPhase::UpdateCode { .. }));
             let what = if code_phase { "code" } else { "configuration" };
             let Some(latest) = &observed.function else {
                 return fail(
@@ -197,24 +194,24 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                         Level::Info,
                         if skip && !landed { "code unchanged (same SHA-256)".to_string() } else { format!("code of {name} updated") },
                     );
-                    next.enter(Phase::LambdaUpdateConfig { revision_before: latest.change_marker(), sent: false }, now);
+                    next.enter(Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: latest.change_marker(), sent: false }), now);
                 } else {
                     next.log(now, Level::Info, format!("configuration of {name} updated"));
-                    next.enter(Phase::LambdaPublish, now);
+                    next.enter(Phase::Lambda(LambdaPhase::Publish), now);
                 }
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let action = if code_phase {
-                next.phase = Phase::LambdaUpdateCode { revision_before: revision_before.clone(), sent: true };
+                next.phase = Phase::Lambda(LambdaPhase::UpdateCode { revision_before: revision_before.clone(), sent: true });
                 Action::LambdaUpdateCode { function: name, code: Value::Object(app.code()) }
             } else {
-                next.phase = Phase::LambdaUpdateConfig { revision_before: revision_before.clone(), sent: true };
+                next.phase = Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: revision_before.clone(), sent: true });
                 Action::LambdaUpdateConfig { function: name, config: Value::Object(app.configuration()) }
             };
             let persist = (next != *record).then_some(next);
             Plan { next_record: persist, actions: vec![action], requeue_after: POLL, ..Plan::default() }
         }
-        Phase::LambdaPublish => {
+        LambdaPhase::Publish => {
             let Some(latest) = &observed.function else { return Plan::wait(POLL) };
             if latest.last_update_status == "InProgress" || latest.state == "Pending" {
                 return Plan::wait(POLL);
@@ -222,7 +219,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             if let Some(v) = matching_version(observed) {
                 let budget = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries) * 1000;
                 next.log(now, Level::Info, format!("version {} holds this code and configuration", v.version));
-                next.enter(Phase::LambdaReady { version: v.version.clone(), deadline_ms: now + budget }, now);
+                next.enter(Phase::Lambda(LambdaPhase::Ready { version: v.version.clone(), deadline_ms: now + budget }), now);
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
             let action = Action::LambdaPublishVersion {
@@ -233,7 +230,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             };
             Plan { actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::LambdaReady { version, deadline_ms } => {
+        LambdaPhase::Ready { version, deadline_ms } => {
             let v = observed.versions.iter().find(|v| &v.version == version);
             match v.map(|v| v.state.as_str()) {
                 Some("Active") => {}
@@ -266,16 +263,16 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             let previous = record.previous_version.clone().filter(|p| p != version);
             next.log(now, Level::Info, format!("version {version} is Active"));
             match previous {
-                None => next.enter(Phase::LambdaWire { version: version.clone() }, now),
+                None => next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.clone() }), now),
                 Some(_) => {
                     let first = app.depdef.traffic_shifting.steps()[0];
-                    next.enter(Phase::LambdaShift { version: version.clone(), step: 0, weight: first, since_ms: now }, now);
+                    next.enter(Phase::Lambda(LambdaPhase::Shift { version: version.clone(), step: 0, weight: first, since_ms: now }), now);
                 }
             }
             Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::LambdaShift { version, step, weight, since_ms } => {
-            let alarms = firing(input.observed);
+        LambdaPhase::Shift { version, step, weight, since_ms } => {
+            let alarms = input.observed.firing_alarms();
             if !alarms.is_empty() {
                 let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {weight} % on version {version}")).collect();
                 return rollback(record, now, FailureCause::AlarmFired { alarms }, evidence);
@@ -299,15 +296,16 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 return Plan::wait(Duration::from_millis(again.max(1)));
             }
             match ts.steps().get(*step as usize + 1) {
-                Some(following) => {
-                    next.enter(Phase::LambdaShift { version: version.clone(), step: step + 1, weight: *following, since_ms: now }, now)
-                }
-                None => next.enter(Phase::LambdaBake { version: version.clone(), until_ms: now + wait }, now),
+                Some(following) => next.enter(
+                    Phase::Lambda(LambdaPhase::Shift { version: version.clone(), step: step + 1, weight: *following, since_ms: now }),
+                    now,
+                ),
+                None => next.enter(Phase::Lambda(LambdaPhase::Bake { version: version.clone(), until_ms: now + wait }), now),
             }
             Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::LambdaBake { version, until_ms } => {
-            let alarms = firing(input.observed);
+        LambdaPhase::Bake { version, until_ms } => {
+            let alarms = input.observed.firing_alarms();
             if !alarms.is_empty() {
                 let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake of version {version}")).collect();
                 return rollback(record, now, FailureCause::AlarmFired { alarms }, evidence);
@@ -318,10 +316,10 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                     if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) }.max(1),
                 ));
             }
-            next.enter(Phase::LambdaWire { version: version.clone() }, now);
+            next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.clone() }), now);
             Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::LambdaWire { version } => {
+        LambdaPhase::Wire { version } => {
             let Some(alias_arn) = alias_arn(observed, &alias) else { return Plan::wait(POLL) };
             let actions = wiring_actions(&name, &alias, &alias_arn, &app.event_sources, observed);
             if !actions.is_empty() {
@@ -329,10 +327,10 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
                 next.log(now, Level::Info, format!("wiring event sources to alias {alias}: {}", ops.join(", ")));
                 return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
             }
-            next.enter(Phase::LambdaCleanUp { version: version.clone() }, now);
+            next.enter(Phase::Lambda(LambdaPhase::CleanUp { version: version.clone() }), now);
             Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::LambdaCleanUp { version } => {
+        LambdaPhase::CleanUp { version } => {
             let old = record.previous_version.clone().filter(|p| p != version && p != "$LATEST");
             if let Some(old) = old.filter(|o| app.depdef.delete_old_version && observed.versions.iter().any(|v| &v.version == o)) {
                 next.log(now, Level::Info, format!("deleting the old version {old} (deleteOldVersion)"));
@@ -345,7 +343,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             let completion = Plan::completion_of(&next, Some(version.clone()));
             Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
         }
-        Phase::LambdaRollback { version, superseded } => {
+        LambdaPhase::Rollback { version, superseded } => {
             if let Some(previous) = record.previous_version.clone().filter(|p| p != version) {
                 if !alias_is(observed, &previous, &None) && observed.alias.is_some() {
                     next.traffic = Some(crate::schedule::Weights::green(0));
@@ -366,30 +364,16 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
             };
             let message = match outcome {
                 Outcome::Superseded => "rolled back for the newer commit; it deploys next".to_string(),
-                _ => format!("rolled back: fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix),
+                Outcome::RolledBack | Outcome::Failed | Outcome::Succeeded | Outcome::Deleted => {
+                    format!("rolled back: fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix)
+                }
             };
             next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
             next.finish(outcome, now);
             let completion = Plan::completion_of(&next, None);
             Plan { finished: Some((next, completion)), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Phase::LambdaDelete
-        | Phase::EcsRegister
-        | Phase::EcsApply { .. }
-        | Phase::EcsStabilize { .. }
-        | Phase::EcsRollback { .. }
-        | Phase::EcsRollbackStabilize { .. }
-        | Phase::EcsDelete
-        | Phase::Done
-        | Phase::BgRegister
-        | Phase::BgCreateService { .. }
-        | Phase::BgCreateGreen { .. }
-        | Phase::BgStabilize { .. }
-        | Phase::BgShift { .. }
-        | Phase::BgBake { .. }
-        | Phase::BgPromote
-        | Phase::BgCleanUp
-        | Phase::BgRollback { .. } => super::continue_record(input, record),
+        LambdaPhase::DeleteFunction => delete(input, record),
     }
 }
 
@@ -556,36 +540,57 @@ fn fail(record: &DeploymentRecord, now: u64, cause: FailureCause, why: &str) -> 
 /// Enters RollingBack with the cause and its evidence.
 fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: Vec<String>) -> Plan {
     let version = match &record.phase {
-        Phase::LambdaReady { version, .. } | Phase::LambdaShift { version, .. } | Phase::LambdaBake { version, .. } => version.clone(),
-        _ => String::new(),
+        Phase::Lambda(phase) => shifting_version(phase).unwrap_or_default().to_string(),
+        Phase::Rolling(_) | Phase::BlueGreen(_) | Phase::Done => String::new(),
     };
     let mut next = record.clone();
-    let phase = Phase::LambdaRollback { version, superseded: false };
+    let phase = Phase::Lambda(LambdaPhase::Rollback { version, superseded: false });
     next.roll_back(now, cause, evidence, "rolling back (alias to the previous version first)", phase);
     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
 }
 
 /// An operator's rollback: while the new version is being readied or takes traffic.
-pub fn operator_rollback(record: &DeploymentRecord, now: u64, evidence: Vec<String>) -> Option<Plan> {
-    let live = matches!(record.phase, Phase::LambdaReady { .. } | Phase::LambdaShift { .. } | Phase::LambdaBake { .. });
-    live.then(|| rollback(record, now, FailureCause::OperatorRollback, evidence))
+pub fn operator_rollback(record: &DeploymentRecord, phase: &LambdaPhase, now: u64, evidence: Vec<String>) -> Option<Plan> {
+    shifting_version(phase).is_some().then(|| rollback(record, now, FailureCause::OperatorRollback, evidence))
+}
+
+/// The new version while it may take traffic (Ready, Shift, Bake): the phases a rollback or a
+/// newer commit undoes.
+fn shifting_version(phase: &LambdaPhase) -> Option<&str> {
+    match phase {
+        LambdaPhase::Ready { version, .. } | LambdaPhase::Shift { version, .. } | LambdaPhase::Bake { version, .. } => Some(version),
+        LambdaPhase::Create
+        | LambdaPhase::UpdateCode { .. }
+        | LambdaPhase::UpdateConfig { .. }
+        | LambdaPhase::Publish
+        | LambdaPhase::Wire { .. }
+        | LambdaPhase::CleanUp { .. }
+        | LambdaPhase::Rollback { .. }
+        | LambdaPhase::DeleteFunction => None,
+    }
 }
 
 /// A newer commit while traffic may be moving: roll back first, then the newest deploys.
-pub fn supersede(record: &DeploymentRecord, now: u64, commit: &str) -> Option<Plan> {
-    let version = match &record.phase {
-        Phase::LambdaReady { version, .. } | Phase::LambdaShift { version, .. } | Phase::LambdaBake { version, .. } => version.clone(),
-        _ => return None,
-    };
+pub fn supersede(record: &DeploymentRecord, phase: &LambdaPhase, now: u64, commit: &str) -> Option<Plan> {
+    let version = shifting_version(phase)?.to_string();
     let mut next = record.clone();
     next.log(now, Level::Warn, format!("superseded by commit {}: rolling back first", short_commit(commit)));
-    next.enter(Phase::LambdaRollback { version, superseded: true }, now);
+    next.enter(Phase::Lambda(LambdaPhase::Rollback { version, superseded: true }), now);
     Some(Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() })
 }
 
 /// Whether a newer commit may end this record at once (no traffic has moved).
-pub fn supersedes_at_once(phase: &Phase) -> bool {
-    matches!(phase, Phase::LambdaCreate | Phase::LambdaUpdateCode { .. } | Phase::LambdaUpdateConfig { .. } | Phase::LambdaPublish)
+pub fn supersedes_at_once(phase: &LambdaPhase) -> bool {
+    match phase {
+        LambdaPhase::Create | LambdaPhase::UpdateCode { .. } | LambdaPhase::UpdateConfig { .. } | LambdaPhase::Publish => true,
+        LambdaPhase::Ready { .. }
+        | LambdaPhase::Shift { .. }
+        | LambdaPhase::Bake { .. }
+        | LambdaPhase::Wire { .. }
+        | LambdaPhase::CleanUp { .. }
+        | LambdaPhase::Rollback { .. }
+        | LambdaPhase::DeleteFunction => false,
+    }
 }
 
 /// What the observer fetches for a Lambda step: the alias, and the wiring when it is reconciled.
@@ -596,10 +601,12 @@ pub fn lambda_needs(
 ) -> Option<(String, Option<EventSources>)> {
     let app = record.filter(|r| r.in_flight()).and_then(|r| r.desired_lambda.clone()).or_else(|| match desired {
         Desired::Present(DesiredApp { spec: AppSpec::Lambda(l), .. }) => Some(l.clone()),
-        _ => applied.lambda.clone(),
+        Desired::Present(DesiredApp { spec: AppSpec::Ecs(_), .. }) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => {
+            applied.lambda.clone()
+        }
     })?;
     let wiring = match record.filter(|r| r.in_flight()).map(|r| &r.phase) {
-        Some(Phase::LambdaWire { .. } | Phase::LambdaDelete) => Some(app.event_sources.clone()),
+        Some(Phase::Lambda(LambdaPhase::Wire { .. }) | Phase::Lambda(LambdaPhase::DeleteFunction)) => Some(app.event_sources.clone()),
         _ => None,
     };
     Some((app.alias, wiring))

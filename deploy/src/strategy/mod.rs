@@ -21,12 +21,10 @@ use crate::commands::OperatorCommands;
 use crate::drift::{DriftClock, DriftPolicy};
 use crate::observed::Observed;
 use crate::plan::{Completion, Note, Plan};
-use crate::record::{
-    AppKey, AppliedState, DeploymentRecord, DeploymentStatus, FailureCause, Level, Operation, Outcome, Phase, PhaseFamily,
-};
+use crate::record::{AppKey, AppliedState, DeploymentRecord, DeploymentStatus, FailureCause, Level, Operation, Outcome, Phase};
+use crate::record::{BlueGreenPhase, LambdaPhase, RollingPhase};
 use crate::repo_plan::PlanAction;
 use crate::spec::{AppSpec, DesiredApp, EcsStrategy, Identity};
-use serde_json::Value;
 use std::time::Duration;
 
 /// How long a steady app waits before its next look.
@@ -138,48 +136,48 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
     let mut needs = ObserveNeeds { identity, ..ObserveNeeds::default() };
     if let Some(r) = record.filter(|r| r.in_flight()) {
         match &r.phase {
-            Phase::EcsRegister => {
+            Phase::Rolling(RollingPhase::Register) => {
                 needs.registered_for = r.desired.as_ref().and_then(|d| d.family()).map(|family| (family.to_string(), r.id.clone()));
             }
-            Phase::EcsStabilize { .. } | Phase::EcsRollbackStabilize { .. } => needs.tasks = true,
-            Phase::EcsDelete => needs.task_sets = true,
-            Phase::EcsApply { .. } | Phase::EcsRollback { .. } | Phase::Done => {}
-            Phase::BgRegister => {
+            Phase::Rolling(RollingPhase::Stabilize { .. }) | Phase::Rolling(RollingPhase::RollbackStabilize { .. }) => needs.tasks = true,
+            Phase::Rolling(RollingPhase::DeleteService) => needs.task_sets = true,
+            Phase::Rolling(RollingPhase::Apply { .. }) | Phase::Rolling(RollingPhase::Rollback { .. }) | Phase::Done => {}
+            Phase::BlueGreen(BlueGreenPhase::Register) => {
                 needs.registered_for = r.desired.as_ref().and_then(|d| d.family()).map(|family| (family.to_string(), r.id.clone()));
             }
-            Phase::BgCreateService { .. } => {}
-            Phase::BgCreateGreen { .. } => {
+            Phase::BlueGreen(BlueGreenPhase::CreateService { .. }) => {}
+            Phase::BlueGreen(BlueGreenPhase::CreateGreen { .. }) => {
                 needs.task_sets = true;
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
                 needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
             }
-            Phase::BgStabilize { .. } => {
+            Phase::BlueGreen(BlueGreenPhase::Stabilize { .. }) => {
                 needs.task_sets = true;
                 needs.side_tasks = Some(ecs_blue_green::side_prefix(&r.id));
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
             }
-            Phase::BgShift { .. } | Phase::BgBake { .. } => {
+            Phase::BlueGreen(BlueGreenPhase::Shift { .. }) | Phase::BlueGreen(BlueGreenPhase::Bake { .. }) => {
                 needs.task_sets = true;
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
                 needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
             }
-            Phase::BgRollback { .. } => {
+            Phase::BlueGreen(BlueGreenPhase::Rollback { .. }) => {
                 needs.task_sets = true;
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
             }
-            Phase::BgPromote | Phase::BgCleanUp => needs.task_sets = true,
-            Phase::LambdaShift { .. } | Phase::LambdaBake { .. } => {
+            Phase::BlueGreen(BlueGreenPhase::Promote) | Phase::BlueGreen(BlueGreenPhase::CleanUp) => needs.task_sets = true,
+            Phase::Lambda(LambdaPhase::Shift { .. }) | Phase::Lambda(LambdaPhase::Bake { .. }) => {
                 needs.alarms = r.desired_lambda.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
             }
-            Phase::LambdaCreate
-            | Phase::LambdaUpdateCode { .. }
-            | Phase::LambdaUpdateConfig { .. }
-            | Phase::LambdaPublish
-            | Phase::LambdaReady { .. }
-            | Phase::LambdaWire { .. }
-            | Phase::LambdaCleanUp { .. }
-            | Phase::LambdaRollback { .. }
-            | Phase::LambdaDelete => {}
+            Phase::Lambda(LambdaPhase::Create)
+            | Phase::Lambda(LambdaPhase::UpdateCode { .. })
+            | Phase::Lambda(LambdaPhase::UpdateConfig { .. })
+            | Phase::Lambda(LambdaPhase::Publish)
+            | Phase::Lambda(LambdaPhase::Ready { .. })
+            | Phase::Lambda(LambdaPhase::Wire { .. })
+            | Phase::Lambda(LambdaPhase::CleanUp { .. })
+            | Phase::Lambda(LambdaPhase::Rollback { .. })
+            | Phase::Lambda(LambdaPhase::DeleteFunction) => {}
         }
     }
     if matches!(needs.identity, Some(Identity::Lambda { .. })) {
@@ -190,22 +188,29 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
 
 /// Starts a deployment of `app` with the strategy its svcdef selects.
 pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
-    if let AppSpec::Lambda(lambda) = &app.spec {
-        return lambda_shift::start(input, app, lambda);
+    match &app.spec {
+        AppSpec::Lambda(lambda) => lambda_shift::start(input, app, lambda),
+        AppSpec::Ecs(ecs) => match ecs.strategy {
+            EcsStrategy::Rolling => ecs_rolling::start(input, app, ecs),
+            EcsStrategy::BlueGreen => ecs_blue_green::start(input, app, ecs),
+        },
     }
-    let mut record = ecs_rolling::start(input, app);
-    if let AppSpec::Ecs(ecs) = &app.spec {
-        if ecs.strategy == EcsStrategy::BlueGreen {
-            record.previous_task_definition = None;
-            record.phase = match &ecs.taskdef {
-                Some(_) => Phase::BgRegister,
-                None => ecs_blue_green::after_register(
-                    input.observed.service.as_ref(),
-                    ecs.svcdef.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string(),
-                ),
-            };
-        }
-    }
+}
+
+/// A fresh ECS deployment record of `app` at `phase`, its start in the timeline.
+fn started_record(input: &StepInput<'_>, app: &DesiredApp, strategy: &str, phase: Phase) -> DeploymentRecord {
+    let mut record = new_record(input, Operation::Deploy, strategy, app.fingerprint.clone(), Some(app), phase);
+    record.identity = app.identity.clone();
+    record.log(
+        input.now_ms,
+        Level::Info,
+        format!(
+            "deployment started: commit {}, fingerprint {}, {strategy} update of {}",
+            short_commit(input.commit),
+            crate::spec::fingerprint::short(&app.fingerprint),
+            app.identity
+        ),
+    );
     record
 }
 
@@ -213,19 +218,21 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
 /// (it has not changed anything yet, is past the point of no return, or is rolling back).
 pub fn operator_rollback(input: &StepInput<'_>, record: &DeploymentRecord) -> Option<Plan> {
     let evidence = vec![format!("rollback requested by an operator during {}", record.phase.name())];
-    match record.phase.family() {
-        PhaseFamily::Ecs => ecs_rolling::operator_rollback(input, record, evidence),
-        PhaseFamily::BlueGreen => ecs_blue_green::operator_rollback(record, input.now_ms, evidence),
-        PhaseFamily::Lambda => lambda_shift::operator_rollback(record, input.now_ms, evidence),
+    match &record.phase {
+        Phase::Rolling(_) => ecs_rolling::operator_rollback(input, record, evidence),
+        Phase::BlueGreen(phase) => ecs_blue_green::operator_rollback(record, phase, input.now_ms, evidence),
+        Phase::Lambda(phase) => lambda_shift::operator_rollback(record, phase, input.now_ms, evidence),
+        Phase::Done => None,
     }
 }
 
 /// Continues an in-flight record with the strategy its phase belongs to.
 pub fn continue_record(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
-    match record.phase.family() {
-        PhaseFamily::Ecs => ecs_rolling::step(input, record),
-        PhaseFamily::BlueGreen => ecs_blue_green::step(input, record),
-        PhaseFamily::Lambda => lambda_shift::step(input, record),
+    match &record.phase {
+        Phase::Rolling(phase) => ecs_rolling::step(input, record, phase),
+        Phase::BlueGreen(phase) => ecs_blue_green::step(input, record, phase),
+        Phase::Lambda(phase) => lambda_shift::step(input, record, phase),
+        Phase::Done => Plan::wait(STEADY_REQUEUE),
     }
 }
 
@@ -317,7 +324,7 @@ pub fn drift_due(input: &StepInput<'_>) -> Option<DriftPolicy> {
         return None;
     }
     let Desired::Present(app) = input.desired else { return None };
-    (input.applied.fingerprint.as_deref() == Some(app.fingerprint.as_str())).then_some(input.drift.policy)
+    input.applied.is_applied(&app.fingerprint).then_some(input.drift.policy)
 }
 
 /// An operator's rebalance of a steady blue/green service: set the absolute scales, and once
@@ -349,13 +356,7 @@ fn on_refusal(input: &StepInput<'_>, cause: FailureCause) -> Plan {
     let record = match in_flight {
         Some(r) => r.clone(),
         None => match input.desired {
-            Desired::Present(app)
-                if input.commands.force
-                    || (input.applied.fingerprint.as_deref() != Some(app.fingerprint.as_str())
-                        && !input.applied.failed.contains(&app.fingerprint)) =>
-            {
-                start(input, app)
-            }
+            Desired::Present(app) if input.applied.should_deploy(&app.fingerprint, input.commands.force) => start(input, app),
             Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => return Plan::wait(STEADY_REQUEUE),
         },
     };
@@ -372,13 +373,13 @@ fn advance(input: &StepInput<'_>) -> Plan {
                 && app.fingerprint != record.fingerprint
                 && (input.commands.force || !input.applied.failed.contains(&app.fingerprint));
             if newer {
-                let (at_once, rollback_first) = match record.phase.family() {
-                    PhaseFamily::Ecs => (true, None),
-                    PhaseFamily::BlueGreen => {
-                        (ecs_blue_green::supersedes_at_once(&record.phase), ecs_blue_green::supersede(record, input.now_ms, input.commit))
+                let (at_once, rollback_first) = match &record.phase {
+                    Phase::Rolling(_) | Phase::Done => (true, None),
+                    Phase::BlueGreen(phase) => {
+                        (ecs_blue_green::supersedes_at_once(phase), ecs_blue_green::supersede(record, phase, input.now_ms, input.commit))
                     }
-                    PhaseFamily::Lambda => {
-                        (lambda_shift::supersedes_at_once(&record.phase), lambda_shift::supersede(record, input.now_ms, input.commit))
+                    Phase::Lambda(phase) => {
+                        (lambda_shift::supersedes_at_once(phase), lambda_shift::supersede(record, phase, input.now_ms, input.commit))
                     }
                 };
                 if at_once {
@@ -393,9 +394,7 @@ fn advance(input: &StepInput<'_>) -> Plan {
     }
     match input.desired {
         Desired::Present(app) => {
-            let applied = input.applied.fingerprint.as_deref() == Some(app.fingerprint.as_str());
-            let failed = input.applied.failed.contains(&app.fingerprint);
-            if input.commands.force || (!applied && !failed) {
+            if input.applied.should_deploy(&app.fingerprint, input.commands.force) {
                 let record = start(input, app);
                 return Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() };
             }
@@ -422,13 +421,15 @@ fn advance(input: &StepInput<'_>) -> Plan {
         Desired::Deleted if input.applied.fingerprint.is_some() || input.applied.owned => {
             match input.observed.service.as_ref().filter(|s| s.status != "INACTIVE") {
                 None => {
-                    let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::EcsDelete);
+                    let mut record =
+                        new_record(input, Operation::Delete, "delete", String::new(), None, Phase::Rolling(RollingPhase::DeleteService));
                     record.log(input.now_ms, Level::Info, "service already gone; forgetting the app");
                     record.finish(Outcome::Deleted, input.now_ms);
                     Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
                 }
                 Some(_) => {
-                    let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::EcsDelete);
+                    let mut record =
+                        new_record(input, Operation::Delete, "delete", String::new(), None, Phase::Rolling(RollingPhase::DeleteService));
                     record.log(input.now_ms, Level::Info, "the svcdef is gone from the branch head: deleting the service");
                     Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
                 }
@@ -510,11 +511,7 @@ pub fn must_observe(desired: &Desired<'_>, applied: &AppliedState, record: Optio
         return true;
     }
     match desired {
-        Desired::Present(app) => {
-            force
-                || moved
-                || (applied.fingerprint.as_deref() != Some(app.fingerprint.as_str()) && !applied.failed.contains(&app.fingerprint))
-        }
+        Desired::Present(app) => moved || applied.should_deploy(&app.fingerprint, force),
         Desired::Deleted => applied.fingerprint.is_some() || applied.owned,
         Desired::DeleteHeld | Desired::Blocked => false,
     }

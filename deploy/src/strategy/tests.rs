@@ -5,6 +5,7 @@ use super::*;
 use crate::commands::{Consumed, OperatorCommands};
 use crate::drift::{DriftClock, DriftMode, DriftSeen};
 use crate::observed::{ObservedService, ObservedTaskSet};
+use crate::record::RollingPhase;
 use crate::record::{AppKey, AppliedState, Phase};
 use crate::spec::{load_snapshot, MemTree, RenderContext};
 
@@ -118,7 +119,7 @@ fn the_heads_intent_maps_to_what_the_step_may_do() {
 fn a_paused_app_is_not_observed_and_keeps_its_commands() {
     let (key, a, obs) = (key(), app("nginx:2"), Observed::default());
     let applied = AppliedState::default();
-    let record = in_flight(&a, Phase::EcsStabilize { task_definition: "td".into(), deadline_ms: 9 });
+    let record = in_flight(&a, Phase::Rolling(RollingPhase::Stabilize { task_definition: "td".into(), deadline_ms: 9 }));
     for record in [None, Some(&record)] {
         let mut i = input(&key, Desired::Present(&a), &applied, record, &obs);
         i.commands = OperatorCommands { paused: true, force: true, rollback: true, ..Default::default() };
@@ -151,7 +152,7 @@ fn an_operator_rollback_is_consumed_whether_or_not_the_phase_can_roll_back() {
         ..Default::default()
     };
     // Stabilize has changed the service: it rolls back
-    let stabilizing = in_flight(&a, Phase::EcsStabilize { task_definition: "td:2".into(), deadline_ms: 2_000_000 });
+    let stabilizing = in_flight(&a, Phase::Rolling(RollingPhase::Stabilize { task_definition: "td:2".into(), deadline_ms: 2_000_000 }));
     let mut i = input(&key, Desired::Present(&a), &applied, Some(&stabilizing), &obs);
     i.commands.rollback = true;
     let plan = step(&i);
@@ -161,7 +162,7 @@ fn an_operator_rollback_is_consumed_whether_or_not_the_phase_can_roll_back() {
     assert!(plan.notes.is_empty());
 
     // Register has changed nothing: the command is used up with a note and the step continues
-    let registering = in_flight(&a, Phase::EcsRegister);
+    let registering = in_flight(&a, Phase::Rolling(RollingPhase::Register));
     let mut i = input(&key, Desired::Present(&a), &applied, Some(&registering), &obs);
     i.commands.rollback = true;
     let plan = step(&i);
@@ -183,7 +184,7 @@ fn force_is_consumed_by_the_deployment_it_starts_and_only_then() {
     assert_eq!(plan.consumed, Consumed { force: true, ..Default::default() });
 
     // an in-flight deployment of the same fingerprint continues: force waits for a start
-    let running = in_flight(&a, Phase::EcsRegister);
+    let running = in_flight(&a, Phase::Rolling(RollingPhase::Register));
     let i = StepInput { record: Some(&running), ..i };
     let plan = step(&i);
     assert!(!plan.consumed.force, "{plan:?}");
@@ -324,7 +325,7 @@ fn a_refusal_fails_what_is_in_flight_starts_nothing_new_and_drops_a_rebalance() 
     let applied = AppliedState { fingerprint: Some("old".into()), ..applied(&a) };
 
     // in flight: the deployment fails with the cause, its fingerprint is quarantined
-    let record = in_flight(&a, Phase::EcsApply { task_definition: "td:2".into() });
+    let record = in_flight(&a, Phase::Rolling(RollingPhase::Apply { task_definition: "td:2".into() }));
     let mut i = input(&key, Desired::Present(&a), &applied, Some(&record), &obs);
     i.refusal = Some(&denied);
     let plan = step(&i);

@@ -4,6 +4,7 @@
 use super::*;
 use crate::observed::{ForwardKind, ObservedAlarm, ObservedElb, ObservedForward, ObservedTask, ObservedTaskSet};
 use crate::plan::Completion;
+use crate::record::BlueGreenPhase;
 use crate::record::{AppKey, AppliedState};
 use crate::spec::{load_snapshot, DesiredApp, MemTree, RenderContext};
 use crate::strategy::{self, Desired};
@@ -170,16 +171,13 @@ fn in_stabilize(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     let mut obs = Observed { service: Some(service(4)), task_sets: vec![blue()], elb: Some(forwards(100, 0)), ..Default::default() };
     let plan = run(desired, &applied(), None, &obs, 0);
     let mut record = plan.next_record.expect("started");
-    assert_eq!(record.phase, Phase::BgRegister);
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Register));
     obs.registered_task_definition = Some(TD2.into());
     advance(desired, &mut record, &obs, 0);
-    assert_eq!(record.phase, Phase::BgCreateGreen { task_definition: TD2.into() });
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: TD2.into() }));
     obs.alarms = alarm("OK");
     let plan = advance(desired, &mut record, &obs, 0);
-    let create = plan.actions.iter().find_map(|a| match a {
-        Action::EcsCreateTaskSet { body } => Some(body.clone()),
-        _ => None,
-    });
+    let create = plan.actions.iter().find_map(|a| if let Action::EcsCreateTaskSet { body } = a { Some(body.clone()) } else { None });
     let body = create.expect("creates the green task set");
     assert_eq!(body["externalId"], "gitmoxi:dep-2:green");
     assert_eq!(body["clientToken"], client_token("dep-2", "create-green"));
@@ -188,7 +186,7 @@ fn in_stabilize(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     assert_eq!(body["launchType"], "FARGATE");
     obs.task_sets.push(green());
     advance(desired, &mut record, &obs, 0);
-    assert!(matches!(record.phase, Phase::BgStabilize { .. }), "{:?}", record.phase);
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Stabilize { .. })), "{:?}", record.phase);
     (record, obs)
 }
 
@@ -198,7 +196,7 @@ fn an_update_goes_through_every_phase_with_linear_weights_summing_to_100() {
     let (mut record, mut obs) = in_stabilize(&desired);
     obs.tasks = tasks_of("222", "RUNNING", 4, None);
     advance(&desired, &mut record, &obs, 5_000);
-    assert_eq!(record.phase, Phase::BgShift { step: 0, green: 30, since_ms: 5_000 });
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: 30, since_ms: 5_000 }));
 
     let mut now = 5_000;
     let mut seen = Vec::new();
@@ -211,7 +209,7 @@ fn an_update_goes_through_every_phase_with_linear_weights_summing_to_100() {
             seen.push(elb.forwards[0].targets.clone());
             continue;
         }
-        if matches!(record.phase, Phase::BgPromote) {
+        if matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Promote)) {
             break;
         }
         now += (plan.requeue_after.as_millis() as u64).max(1);
@@ -219,7 +217,7 @@ fn an_update_goes_through_every_phase_with_linear_weights_summing_to_100() {
     let greens: Vec<u32> = seen.iter().map(|t| t[1].1).collect();
     assert_eq!(greens, vec![30, 60, 90, 100]);
     assert!(seen.iter().all(|t| t[0].1 + t[1].1 == 100));
-    assert_eq!(record.phase, Phase::BgPromote);
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Promote));
     assert!(now >= 5_000 + 4 * 10_000 + 10_000, "four waits and the bake: {now}");
 
     let plan = advance(&desired, &mut record, &obs, now);
@@ -230,7 +228,7 @@ fn an_update_goes_through_every_phase_with_linear_weights_summing_to_100() {
     obs.task_sets =
         vec![task_set("111", "gitmoxi:dep-1:green", "ACTIVE", TD1, TG_A), task_set("222", "gitmoxi:dep-2:green", "PRIMARY", TD2, TG_B)];
     advance(&desired, &mut record, &obs, now);
-    assert_eq!(record.phase, Phase::BgCleanUp);
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::CleanUp));
     let plan = advance(&desired, &mut record, &obs, now);
     assert_eq!(plan.actions, vec![Action::EcsDeleteTaskSet { cluster: "prod".into(), service: "web".into(), task_set: blue().arn }]);
     obs.task_sets.remove(0);
@@ -252,7 +250,7 @@ fn a_first_deployment_creates_the_service_and_the_first_task_set_without_shiftin
     obs.registered_task_definition = Some(TD1.into());
     let plan = run(&desired, &fresh, Some(&record), &obs, 0);
     record = plan.next_record.expect("next");
-    assert_eq!(record.phase, Phase::BgCreateService { task_definition: TD1.into() });
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::CreateService { task_definition: TD1.into() }));
     let plan = run(&desired, &fresh, Some(&record), &obs, 0);
     assert!(plan.take_ownership);
     let Action::EcsCreateService { body } = &plan.actions[0] else { panic!("{:?}", plan.actions) };
@@ -268,7 +266,7 @@ fn a_first_deployment_creates_the_service_and_the_first_task_set_without_shiftin
     record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
     obs.tasks = tasks_of("222", "RUNNING", 4, None);
     record = run(&desired, &fresh, Some(&record), &obs, 1_000).next_record.expect("next");
-    assert_eq!(record.phase, Phase::BgPromote, "no blue: no shifting");
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Promote), "no blue: no shifting");
 }
 
 #[test]
@@ -277,10 +275,10 @@ fn a_replayed_create_finds_the_green_task_set_instead_of_creating_a_second() {
     let (record, obs) = in_stabilize(&desired);
     // the record is back in CreateGreen (crash before the phase change was saved): green exists
     let mut before = record.clone();
-    before.phase = Phase::BgCreateGreen { task_definition: TD2.into() };
+    before.phase = Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: TD2.into() });
     let plan = run(&desired, &applied(), Some(&before), &obs, 0);
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
-    assert!(matches!(plan.next_record.expect("next").phase, Phase::BgStabilize { .. }));
+    assert!(matches!(plan.next_record.expect("next").phase, Phase::BlueGreen(BlueGreenPhase::Stabilize { .. })));
 }
 
 #[test]
@@ -331,7 +329,7 @@ fn preflight_failures_touch_nothing_and_name_the_arn() {
     ];
     for (obs, needle) in cases {
         let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
-        record.phase = Phase::BgCreateGreen { task_definition: TD2.into() };
+        record.phase = Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: TD2.into() });
         let plan = run(&desired, &applied(), Some(&record), &obs, 0);
         assert!(plan.actions.is_empty(), "{needle}: {:?}", plan.actions);
         let (done, completion) = plan.finished.expect("finished");
@@ -346,7 +344,7 @@ fn shifting_at(desired: &DesiredApp, green_weight: u32) -> (DeploymentRecord, Ob
     let (mut record, mut obs) = in_stabilize(desired);
     obs.tasks = tasks_of("222", "RUNNING", 4, None);
     obs.elb = Some(forwards(100 - green_weight, green_weight));
-    record.phase = Phase::BgShift { step: 1, green: green_weight, since_ms: 1_000 };
+    record.phase = Phase::BlueGreen(BlueGreenPhase::Shift { step: 1, green: green_weight, since_ms: 1_000 });
     record.traffic = Some(Weights::green(green_weight));
     (record, obs)
 }
@@ -357,7 +355,7 @@ fn an_alarm_during_shifting_puts_blue_back_to_100_then_deletes_green() {
     let (mut record, mut obs) = shifting_at(&desired, 60);
     obs.alarms = alarm("ALARM");
     advance(&desired, &mut record, &obs, 2_000);
-    assert_eq!(record.phase, Phase::BgRollback { superseded: false, delete_green: true });
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { superseded: false, delete_green: true }));
     assert_eq!(record.cause, Some(FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] }));
     let plan = advance(&desired, &mut record, &obs, 2_000);
     apply_weights(obs.elb.as_mut().expect("elb"), &plan.actions);
@@ -421,7 +419,7 @@ fn unhealthy_targets_keep_green_unstable() {
     obs.tasks = tasks_of("222", "RUNNING", 4, None);
     obs.elb.as_mut().expect("elb").healthy_targets.insert(TG_B.into(), 3);
     let plan = advance(&desired, &mut record, &obs, 5_000);
-    assert!(matches!(record.phase, Phase::BgStabilize { .. }));
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Stabilize { .. })));
     assert!(plan.next_record.expect("progress logged").timeline.last().expect("line").message.contains("3/4 healthy"));
 }
 
@@ -446,7 +444,7 @@ fn spot_shortage_creates_a_fallback_task_set_for_the_shortfall() {
     obs.task_sets.push(task_set("333", "gitmoxi:dep-2:fallback", "ACTIVE", TD2, TG_B));
     obs.tasks.extend(tasks_of("333", "RUNNING", 3, None));
     advance(&desired, &mut record, &obs, 10_000);
-    assert_eq!(record.phase, Phase::BgPromote, "the pair is one side, stable together (no shifting configured)");
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Promote), "the pair is one side, stable together (no shifting configured)");
 }
 
 #[test]
@@ -456,7 +454,7 @@ fn a_newer_commit_during_shifting_rolls_back_first_then_the_newest_deploys() {
     let newer = app("nginx:3");
     let plan = run_with(Desired::Present(&newer), &applied(), Some(&record), &obs, 3_000, "beef");
     let next = plan.next_record.expect("rolling back");
-    assert_eq!(next.phase, Phase::BgRollback { superseded: true, delete_green: true });
+    assert_eq!(next.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { superseded: true, delete_green: true }));
     assert_eq!(next.id, record.id, "the same deployment rolls back");
     let plan = run_with(Desired::Present(&newer), &applied(), Some(&next), &obs, 3_000, "beef");
     assert!(plan.actions.iter().all(|a| matches!(a, Action::ElbSetForwardWeights { .. })) && !plan.actions.is_empty());
@@ -474,7 +472,7 @@ fn a_newer_commit_during_shifting_rolls_back_first_then_the_newest_deploys() {
 fn promote_and_clean_up_are_not_interrupted_by_a_newer_commit() {
     let desired = app("nginx:2");
     let (mut record, obs) = shifting_at(&desired, 100);
-    record.phase = Phase::BgPromote;
+    record.phase = Phase::BlueGreen(BlueGreenPhase::Promote);
     let newer = app("nginx:3");
     let plan = run_with(Desired::Present(&newer), &applied(), Some(&record), &obs, 3_000, "beef");
     assert!(matches!(plan.actions.as_slice(), [Action::EcsUpdatePrimaryTaskSet { .. }]), "{:?}", plan.actions);

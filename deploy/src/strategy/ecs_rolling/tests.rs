@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::observed::{Observed, ObservedDeployment, ObservedService, ObservedTask};
+use crate::record::RollingPhase;
 use crate::record::{AppKey, AppliedState};
 use crate::spec::{load_snapshot, DesiredApp, MemTree, RenderContext};
 use crate::strategy::{self, Desired};
@@ -104,7 +105,7 @@ fn rolling_update_goes_register_apply_stabilize_succeed() {
     // 1. start: a record in EcsRegister, nothing done yet
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 });
     let rec = p.next_record.expect("record");
-    assert_eq!(rec.phase, Phase::EcsRegister);
+    assert_eq!(rec.phase, Phase::Rolling(RollingPhase::Register));
     assert_eq!(rec.previous_task_definition.as_deref(), Some(TD1));
     assert!(p.actions.is_empty(), "persist before acting");
 
@@ -119,7 +120,7 @@ fn rolling_update_goes_register_apply_stabilize_succeed() {
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 2 });
     assert!(p.actions.is_empty());
     let rec = p.next_record.unwrap();
-    assert_eq!(rec.phase, Phase::EcsApply { task_definition: TD2.into() });
+    assert_eq!(rec.phase, Phase::Rolling(RollingPhase::Apply { task_definition: TD2.into() }));
 
     // 4. apply: update the service to TD2 (absolute target)
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 3 });
@@ -132,7 +133,7 @@ fn rolling_update_goes_register_apply_stabilize_succeed() {
     obs.service = Some(service(TD2, 2, vec![(TD2, 0), (TD1, 2)]));
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 4 });
     let rec = p.next_record.unwrap();
-    assert_eq!(rec.phase, Phase::EcsStabilize { task_definition: TD2.into(), deadline_ms: 4 + 300_000 });
+    assert_eq!(rec.phase, Phase::Rolling(RollingPhase::Stabilize { task_definition: TD2.into(), deadline_ms: 4 + 300_000 }));
 
     // 6. half-way: keeps waiting at the poll interval
     obs.tasks = [tasks(TD2, "RUNNING", 1, None), tasks(TD1, "RUNNING", 1, None)].concat();
@@ -159,7 +160,7 @@ fn first_deployment_creates_the_service_with_a_client_token_and_tags() {
     let obs = Observed { registered_task_definition: None, ..Default::default() };
     let rec = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
     let mut rec = rec;
-    rec.enter(Phase::EcsApply { task_definition: TD1.into() }, 1);
+    rec.enter(Phase::Rolling(RollingPhase::Apply { task_definition: TD1.into() }), 1);
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 2 });
     let Action::EcsCreateService { body } = &p.actions[0] else { panic!("{p:?}") };
     assert_eq!(body["clientToken"], crate::token::client_token("dep-1", "create-service"));
@@ -172,7 +173,7 @@ fn stabilizing(a: &DesiredApp) -> DeploymentRecord {
     let applied = applied_v1(a);
     let obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
     let mut rec = run(Step { desired: Desired::Present(a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
-    rec.enter(Phase::EcsStabilize { task_definition: TD2.into(), deadline_ms: 300_000 }, 0);
+    rec.enter(Phase::Rolling(RollingPhase::Stabilize { task_definition: TD2.into(), deadline_ms: 300_000 }), 0);
     rec
 }
 
@@ -188,11 +189,11 @@ fn breaker_trips_and_rolls_back_to_the_previous_task_definition() {
     };
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 10_000 });
     assert!(p.finished.is_none() && p.actions.is_empty(), "one failure is below the threshold");
-    assert!(matches!(p.next_record.unwrap().phase, Phase::EcsStabilize { .. }));
+    assert!(matches!(p.next_record.unwrap().phase, Phase::Rolling(RollingPhase::Stabilize { .. })));
     obs.tasks = tasks(TD2, "STOPPED", 2, Some("CannotPullContainerError: pull access denied"));
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 20_000 });
     let rec = p.next_record.unwrap();
-    assert_eq!(rec.phase, Phase::EcsRollback { to_task_definition: TD1.into() });
+    assert_eq!(rec.phase, Phase::Rolling(RollingPhase::Rollback { to_task_definition: TD1.into() }));
     assert_eq!(rec.cause, Some(FailureCause::CircuitBreakerTripped { failed_tasks: 2, threshold: 2 }));
     assert!(rec.evidence.iter().any(|e| e.contains("image pull failure")), "{:?}", rec.evidence);
     assert!(rec.evidence.iter().any(|e| e.contains("CannotPullContainerError")));
@@ -204,7 +205,7 @@ fn breaker_trips_and_rolls_back_to_the_previous_task_definition() {
     obs.service = Some(service(TD1, 2, vec![(TD1, 0), (TD2, 0)]));
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 20_002 });
     let rec = p.next_record.unwrap();
-    assert!(matches!(rec.phase, Phase::EcsRollbackStabilize { .. }));
+    assert!(matches!(rec.phase, Phase::Rolling(RollingPhase::RollbackStabilize { .. })));
 
     obs.service = Some(service(TD1, 2, vec![(TD1, 2), (TD2, 0)]));
     obs.tasks = tasks(TD1, "RUNNING", 2, None);
@@ -224,7 +225,7 @@ fn stability_timeout_rolls_back() {
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 300_000 });
     let rec = p.next_record.unwrap();
     assert!(matches!(rec.cause, Some(FailureCause::StabilityTimeout { waited_secs: 300 })), "{:?}", rec.cause);
-    assert_eq!(rec.phase, Phase::EcsRollback { to_task_definition: TD1.into() });
+    assert_eq!(rec.phase, Phase::Rolling(RollingPhase::Rollback { to_task_definition: TD1.into() }));
     assert!(rec.evidence[0].contains("1/2 tasks"));
 }
 
@@ -265,7 +266,7 @@ fn a_newer_head_supersedes_and_a_failed_fingerprint_is_not_retried() {
     assert_eq!(old.outcome, Some(Outcome::Superseded));
     assert_eq!(completion, Completion::Nothing);
     let new = p.next_record.unwrap();
-    assert_eq!((new.fingerprint.as_str(), &new.phase), (b.fingerprint.as_str(), &Phase::EcsRegister));
+    assert_eq!((new.fingerprint.as_str(), &new.phase), (b.fingerprint.as_str(), &Phase::Rolling(RollingPhase::Register)));
     assert_eq!(new.previous_task_definition.as_deref(), Some(TD1), "rollback target stays the last good one");
 
     applied.failed.insert(b.fingerprint.clone());
@@ -279,7 +280,7 @@ fn delete_scales_to_zero_then_deletes_and_refuses_what_it_does_not_own() {
     let applied = applied_v1(&a);
     let mut obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
     let rec = run(Step { desired: Desired::Deleted, applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
-    assert_eq!(rec.phase, Phase::EcsDelete);
+    assert_eq!(rec.phase, Phase::Rolling(RollingPhase::DeleteService));
     let p = run(Step { desired: Desired::Deleted, applied: &applied, record: Some(&rec), observed: &obs, now: 1 });
     assert_eq!(p.actions.len(), 2);
     assert!(matches!(&p.actions[0], Action::EcsUpdateService { body } if body["desiredCount"] == 0));

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::observed::{Observed, ObservedAlarm, ObservedAlias, ObservedMapping};
+use crate::record::LambdaPhase;
 use crate::record::{AppKey, AppliedState};
 use crate::spec::{load_snapshot, MemTree, RenderContext};
 use crate::strategy::{self, Desired, StepInput};
@@ -108,7 +109,7 @@ fn advance(desired: &DesiredApp, record: &mut DeploymentRecord, obs: &Observed, 
 fn to_ready(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     let mut obs = deployed("1", "old-sha");
     let mut record = run(desired, &applied(), None, &obs, 0).next_record.expect("started");
-    assert_eq!(record.phase, Phase::LambdaUpdateCode { revision_before: "r1@".into(), sent: false });
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::UpdateCode { revision_before: "r1@".into(), sent: false }));
     assert_eq!(record.previous_version.as_deref(), Some("1"));
     let plan = advance(desired, &mut record, &obs, 0);
     assert!(matches!(plan.actions.as_slice(), [Action::LambdaUpdateCode { .. }]), "{:?}", plan.actions);
@@ -118,12 +119,12 @@ fn to_ready(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     assert!(advance(desired, &mut record, &obs, 1_000).actions.is_empty(), "waits while InProgress");
     obs.lambda.function = Some(function("$LATEST", &new_sha, "r2"));
     advance(desired, &mut record, &obs, 2_000);
-    assert_eq!(record.phase, Phase::LambdaUpdateConfig { revision_before: "r2@".into(), sent: false });
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: "r2@".into(), sent: false }));
     let plan = advance(desired, &mut record, &obs, 2_000);
     assert!(matches!(plan.actions.as_slice(), [Action::LambdaUpdateConfig { .. }]), "{:?}", plan.actions);
     obs.lambda.function = Some(function("$LATEST", &new_sha, "r3"));
     advance(desired, &mut record, &obs, 3_000);
-    assert_eq!(record.phase, Phase::LambdaPublish);
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::Publish));
     let plan = advance(desired, &mut record, &obs, 3_000);
     assert_eq!(
         plan.actions,
@@ -136,7 +137,7 @@ fn to_ready(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     );
     obs.lambda.versions.push(ObservedFunction { state: "Pending".into(), ..function("2", &new_sha, "r3") });
     advance(desired, &mut record, &obs, 3_000);
-    assert!(matches!(&record.phase, Phase::LambdaReady { version, .. } if version == "2"), "{:?}", record.phase);
+    assert!(matches!(&record.phase, Phase::Lambda(LambdaPhase::Ready { version, .. }) if version == "2"), "{:?}", record.phase);
     (record, obs)
 }
 
@@ -148,7 +149,7 @@ fn a_canary_moves_the_alias_weight_then_points_it_at_the_new_version() {
     assert!(advance(&desired, &mut record, &obs, 4_000).actions.is_empty(), "waits for Active");
     obs.lambda.versions[1].state = "Active".into();
     advance(&desired, &mut record, &obs, 5_000);
-    assert!(matches!(record.phase, Phase::LambdaShift { step: 0, weight: 20, .. }));
+    assert!(matches!(record.phase, Phase::Lambda(LambdaPhase::Shift { step: 0, weight: 20, .. })));
     let plan = advance(&desired, &mut record, &obs, 5_000);
     assert_eq!(
         plan.actions,
@@ -164,7 +165,7 @@ fn a_canary_moves_the_alias_weight_then_points_it_at_the_new_version() {
     let plan = advance(&desired, &mut record, &obs, 6_000);
     assert!(plan.actions.is_empty() && plan.requeue_after <= Duration::from_secs(5), "waits, watching alarms");
     advance(&desired, &mut record, &obs, 15_001);
-    assert!(matches!(record.phase, Phase::LambdaShift { step: 1, weight: 100, .. }));
+    assert!(matches!(record.phase, Phase::Lambda(LambdaPhase::Shift { step: 1, weight: 100, .. })));
     let plan = advance(&desired, &mut record, &obs, 15_001);
     assert_eq!(
         plan.actions,
@@ -173,9 +174,9 @@ fn a_canary_moves_the_alias_weight_then_points_it_at_the_new_version() {
     );
     obs.lambda.alias = Some(ObservedAlias { arn: ALIAS_ARN.into(), function_version: "2".into(), additional: BTreeMap::new() });
     advance(&desired, &mut record, &obs, 26_000);
-    assert!(matches!(record.phase, Phase::LambdaBake { .. }));
+    assert!(matches!(record.phase, Phase::Lambda(LambdaPhase::Bake { .. })));
     advance(&desired, &mut record, &obs, 37_000);
-    assert_eq!(record.phase, Phase::LambdaWire { version: "2".into() });
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::Wire { version: "2".into() }));
     advance(&desired, &mut record, &obs, 37_000);
     let plan = advance(&desired, &mut record, &obs, 37_000);
     let (done, completion) = plan.finished.expect("done");
@@ -195,7 +196,7 @@ fn an_alarm_during_the_canary_puts_the_alias_back_and_deletes_the_new_version() 
     obs.lambda.alias.as_mut().expect("alias").additional = BTreeMap::from([("2".to_string(), 0.2)]);
     obs.alarms = vec![ObservedAlarm { name: "errors".into(), state: Some("ALARM".into()) }];
     advance(&desired, &mut record, &obs, 6_000);
-    assert_eq!(record.phase, Phase::LambdaRollback { version: "2".into(), superseded: false });
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::Rollback { version: "2".into(), superseded: false }));
     assert_eq!(record.cause, Some(FailureCause::AlarmFired { alarms: vec!["errors".into()] }));
     let plan = advance(&desired, &mut record, &obs, 6_000);
     assert_eq!(
@@ -215,7 +216,7 @@ fn a_failed_update_ends_with_its_reason_and_nothing_shifted() {
     let desired = app("bmV3", CANARY, None);
     let obs0 = deployed("1", "old-sha");
     let mut record = run(&desired, &applied(), None, &obs0, 0).next_record.expect("started");
-    record.phase = Phase::LambdaUpdateConfig { revision_before: "r1@".into(), sent: true };
+    record.phase = Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: "r1@".into(), sent: true });
     let mut obs = obs0.clone();
     obs.lambda.function = Some(ObservedFunction {
         last_update_status: "Failed".into(),
@@ -239,7 +240,7 @@ fn a_version_that_never_becomes_active_rolls_back_after_the_readiness_budget() {
     assert_eq!(plan.requeue_after, Duration::from_secs(2));
     advance(&desired, &mut record, &obs, 3_000 + 6_000);
     assert!(matches!(record.cause, Some(FailureCause::StabilityTimeout { waited_secs: 6 })), "{:?}", record.cause);
-    assert!(matches!(record.phase, Phase::LambdaRollback { .. }));
+    assert!(matches!(record.phase, Phase::Lambda(LambdaPhase::Rollback { .. })));
 }
 
 #[test]
@@ -250,10 +251,10 @@ fn a_replayed_publish_finds_the_version_instead_of_publishing_a_second() {
     obs.lambda.function = Some(function("$LATEST", &sha, "r3"));
     obs.lambda.versions.push(function("2", &sha, "r3"));
     let mut record = run(&desired, &applied(), None, &deployed("1", "old-sha"), 0).next_record.expect("started");
-    record.phase = Phase::LambdaPublish;
+    record.phase = Phase::Lambda(LambdaPhase::Publish);
     let plan = advance(&desired, &mut record, &obs, 1_000);
     assert!(plan.actions.is_empty());
-    assert!(matches!(&record.phase, Phase::LambdaReady { version, .. } if version == "2"));
+    assert!(matches!(&record.phase, Phase::Lambda(LambdaPhase::Ready { version, .. }) if version == "2"));
 }
 
 #[test]
@@ -264,7 +265,7 @@ fn unchanged_zip_code_skips_the_code_update() {
     let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
     let plan = advance(&desired, &mut record, &obs, 0);
     assert!(plan.actions.is_empty());
-    assert!(matches!(record.phase, Phase::LambdaUpdateConfig { .. }));
+    assert!(matches!(record.phase, Phase::Lambda(LambdaPhase::UpdateConfig { .. })));
 }
 
 #[test]
@@ -273,7 +274,7 @@ fn a_first_deployment_creates_the_function_then_the_alias_without_shifting() {
     let fresh = AppliedState::default();
     let mut obs = Observed::default();
     let record = run(&desired, &fresh, None, &obs, 0).next_record.expect("started");
-    assert_eq!(record.phase, Phase::LambdaCreate);
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::Create));
     let plan = run(&desired, &fresh, Some(&record), &obs, 0);
     let Action::LambdaCreateFunction { body } = &plan.actions[0] else { panic!("{:?}", plan.actions) };
     assert_eq!(body["Publish"], true);
@@ -282,13 +283,13 @@ fn a_first_deployment_creates_the_function_then_the_alias_without_shifting() {
     obs.lambda.function = Some(function("$LATEST", &sha, "r1"));
     obs.lambda.versions = vec![function("1", &sha, "r1")];
     let record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
-    assert_eq!(record.phase, Phase::LambdaPublish);
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::Publish));
     let record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
     let plan = run(&desired, &fresh, Some(&record), &obs, 0);
     assert_eq!(plan.actions, vec![Action::LambdaCreateAlias { function: "hello".into(), alias: "live".into(), version: "1".into() }]);
     obs.lambda.alias = Some(ObservedAlias { arn: ALIAS_ARN.into(), function_version: "1".into(), additional: BTreeMap::new() });
     let record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
-    assert_eq!(record.phase, Phase::LambdaWire { version: "1".into() });
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::Wire { version: "1".into() }));
 }
 
 #[test]
@@ -299,7 +300,10 @@ fn a_newer_commit_during_shifting_rolls_back_first() {
     advance(&desired, &mut record, &obs, 5_000);
     let newer = app("bmV3Mw==", CANARY, None);
     let plan = run_commit(&newer, &applied(), Some(&record), &obs, 6_000, "beef");
-    assert_eq!(plan.next_record.expect("rolling back").phase, Phase::LambdaRollback { version: "2".into(), superseded: true });
+    assert_eq!(
+        plan.next_record.expect("rolling back").phase,
+        Phase::Lambda(LambdaPhase::Rollback { version: "2".into(), superseded: true })
+    );
 }
 
 #[test]
