@@ -56,7 +56,7 @@ impl Event {
             branch: record.app.branch.clone(),
             commit: record.commit.clone(),
             deployment: Some(record.id.clone()),
-            strategy: Some(record.strategy.clone()),
+            strategy: Some(record.strategy.as_str().to_string()),
             phase: Some(record.phase.name().to_string()),
             traffic: record.traffic,
             outcome: record.outcome.map(|o| o.as_str().to_string()),

@@ -4,7 +4,7 @@
 //! (uncommitted edits included); `plan` and `render --rev` read commits.
 
 use crate::git::{DirTree, GitTree};
-use gitmoxi_deploy::repo_plan::{plan_head, AppliedApp, PlanAction, PlanEntry, PrunePolicy};
+use gitmoxi_deploy::intent::{intents_of_head, AppIntent, AppliedApp, Intent, PrunePolicy};
 use gitmoxi_deploy::spec::{load_snapshot, Diagnostic, FileTree, RenderContext, Snapshot};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,9 +40,8 @@ fn tree_for(path: &Path, rev: Option<&str>) -> Result<Box<dyn FileTree>, Offline
 pub fn validate(path: &Path, ctx: &RenderContext) -> Result<(Vec<Validation>, Vec<Diagnostic>), OfflineError> {
     let tree = tree_for(path, None)?;
     let snapshot = load_snapshot(tree.as_ref(), ctx);
-    let plan = plan_head(&snapshot, &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new());
-    let conflicts: BTreeMap<&str, &PlanEntry> =
-        plan.iter().filter(|e| e.action == PlanAction::Conflict).map(|e| (e.app.as_str(), e)).collect();
+    let plan = intents_of_head(&snapshot, &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new());
+    let conflicts: BTreeMap<&str, &AppIntent> = plan.iter().filter(|e| e.intent == Intent::Conflict).map(|e| (e.app.as_str(), e)).collect();
     let mut out = Vec::new();
     for (prefix, app) in &snapshot.apps {
         let (kind, mut errors, files) = match app {
@@ -97,13 +96,13 @@ pub fn render(
 }
 
 /// What a reconcile at `to` would do if everything at `from` had been applied.
-pub fn plan(path: &Path, from: Option<&str>, to: &str, ctx: &RenderContext, policy: PrunePolicy) -> Result<Vec<PlanEntry>, OfflineError> {
+pub fn plan(path: &Path, from: Option<&str>, to: &str, ctx: &RenderContext, policy: PrunePolicy) -> Result<Vec<AppIntent>, OfflineError> {
     let to_snapshot = load_snapshot(&GitTree::open(path, to)?, ctx);
     let applied = match from {
         Some(rev) => applied_from(&load_snapshot(&GitTree::open(path, rev)?, ctx)),
         None => BTreeMap::new(),
     };
-    Ok(plan_head(&to_snapshot, &applied, policy, &BTreeSet::new()))
+    Ok(intents_of_head(&to_snapshot, &applied, policy, &BTreeSet::new()))
 }
 
 fn applied_from(snapshot: &Snapshot) -> BTreeMap<String, AppliedApp> {

@@ -62,7 +62,7 @@ mod tests {
             fingerprint: "f".into(),
             identity: Identity::Ecs { account: None, region: "us-east-1".into(), cluster: "prod".into(), service: "web".into() },
             operation: Operation::Deploy,
-            strategy: "rolling".into(),
+            strategy: crate::record::Strategy::Rolling,
             desired: None,
             desired_lambda: None,
             previous_version: None,

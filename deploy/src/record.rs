@@ -144,6 +144,38 @@ pub enum Operation {
     Delete,
 }
 
+/// How a deployment record proceeds. Stored as the words stores already hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// ECS rolling update (deploymentController ECS or absent).
+    Rolling,
+    /// gitmoxi blue/green with task sets (deploymentController EXTERNAL).
+    BlueGreen,
+    /// Lambda through an alias.
+    Lambda,
+    /// The delete of a service or a function.
+    Delete,
+}
+
+impl Strategy {
+    /// Stable name for APIs, metrics and notifications.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Rolling => "rolling",
+            Strategy::BlueGreen => "blue_green",
+            Strategy::Lambda => "lambda",
+            Strategy::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The resumable steps, one nested enum per strategy. Each step holds only its own data;
 /// every step re-derives the rest from what it observes. Stored in the flat form of
 /// [`PhaseWire`] (`{"phase": "bg_shift", …}`), so stores written before the nesting read as
@@ -526,8 +558,8 @@ pub struct DeploymentRecord {
     pub fingerprint: String,
     pub identity: Identity,
     pub operation: Operation,
-    /// "rolling", "blue_green" or "delete".
-    pub strategy: String,
+    /// How it proceeds (the delete of a resource is its own strategy).
+    pub strategy: Strategy,
     /// What is being deployed (kept so a newer, broken head cannot strand the deployment).
     pub desired: Option<EcsApp>,
     /// The Lambda app being deployed.

@@ -9,7 +9,7 @@ use crate::config::{Config, Overrides};
 use crate::offline;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use gitmoxi_deploy::repo_plan::PrunePolicy;
+use gitmoxi_deploy::intent::PrunePolicy;
 use gitmoxi_deploy::spec::RenderContext;
 use std::path::PathBuf;
 
@@ -396,7 +396,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         vec![
                             e.app.clone(),
                             e.kind.as_str().into(),
-                            e.action.as_str().into(),
+                            e.intent.as_str().into(),
                             e.identity.clone().unwrap_or_default(),
                             e.reason.clone(),
                         ]
@@ -592,7 +592,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         vec![
                             a.app.clone(),
                             a.kind.clone(),
-                            a.status.clone(),
+                            a.status.to_string(),
                             match (&a.phase, a.traffic) {
                                 (Some(p), Some(w)) => format!("{p} {}/{}", w.blue, w.green),
                                 (Some(p), None) => p.clone(),

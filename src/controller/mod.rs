@@ -11,8 +11,8 @@ pub mod reconcile;
 use crate::aws::AwsProvider;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use gitmoxi_deploy::intent::{intents_of_head, AppIntent, AppliedApp, Intent, PrunePolicy};
 use gitmoxi_deploy::record::{AppKey, Level};
-use gitmoxi_deploy::repo_plan::{plan_head, AppliedApp, PlanAction, PlanEntry, PrunePolicy};
 use gitmoxi_deploy::spec::{Diagnostic, Snapshot};
 use gitmoxi_state::{AppEntry, HistoryEvent, Store, StoreError};
 use queue::WorkQueue;
@@ -29,7 +29,8 @@ pub struct HeadState {
     pub branch: String,
     pub commit: String,
     pub snapshot: Snapshot,
-    pub plan: BTreeMap<String, PlanEntry>,
+    /// What the head wants of each app, by prefix.
+    pub intents: BTreeMap<String, AppIntent>,
     pub loaded_at_ms: u64,
     /// The prune settings it was planned with (a re-plan after a command uses them again).
     pub policy: RepoPolicy,
@@ -209,12 +210,12 @@ impl Controller {
         let allow_key = format!("allow_prune/{repo}/{branch}");
         let allow_prune = self.store.meta(&allow_key)?.as_deref() == Some("1");
         let prune = PrunePolicy { max_prune: policy.max_prune, max_prune_percent: policy.max_prune_percent, allow_prune };
-        let plan = plan_head(&snapshot, &applied, prune, &force);
+        let plan = intents_of_head(&snapshot, &applied, prune, &force);
         let key_of = |prefix: &str| AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: prefix.to_string() };
 
         for entry in &plan {
             let key = key_of(&entry.app);
-            if entry.action == PlanAction::Move {
+            if entry.intent == Intent::Move {
                 if let Some(from) = &entry.moved_from {
                     self.store.move_app(&key_of(from), &key)?;
                     let event = HistoryEvent {
@@ -233,8 +234,8 @@ impl Controller {
                 Some(Ok(valid)) => valid.warnings.clone(),
                 None => Vec::new(),
             };
-            let changed = app.plan_action.as_deref() != Some(entry.action.as_str()) || app.head_commit.as_deref() != Some(commit);
-            if changed && entry.action == PlanAction::Held {
+            let changed = app.intent != Some(entry.intent) || app.head_commit.as_deref() != Some(commit);
+            if changed && entry.intent == Intent::Held {
                 self.notify(crate::notify::Event {
                     stage: "held".into(),
                     app: entry.app.clone(),
@@ -251,20 +252,20 @@ impl Controller {
                     app_webhooks: Vec::new(),
                 });
             }
-            if changed && matches!(entry.action, PlanAction::Error | PlanAction::Conflict | PlanAction::Held) {
+            if changed && matches!(entry.intent, Intent::Error | Intent::Conflict | Intent::Held) {
                 let event = HistoryEvent {
                     at_ms: now,
-                    level: if entry.action == PlanAction::Held { Level::Warn } else { Level::Error },
+                    level: if entry.intent == Intent::Held { Level::Warn } else { Level::Error },
                     deployment: None,
                     commit: Some(commit.to_string()),
-                    message: format!("{}: {}", entry.action.as_str(), entry.reason),
+                    message: format!("{}: {}", entry.intent.as_str(), entry.reason),
                 };
                 self.store.append_history(&key, &event)?;
             }
             // every kind is deployed now: clear what older versions marked as unsupported
             app.unsupported = None;
-            app.plan_action = Some(entry.action.as_str().to_string());
-            app.plan_reason = Some(entry.reason.clone());
+            app.intent = Some(entry.intent);
+            app.intent_reason = Some(entry.reason.clone());
             app.problems = problems;
             app.head_commit = Some(commit.to_string());
             app.updated_at_ms = now;
@@ -277,7 +278,7 @@ impl Controller {
                 self.store.remove_app(&e.key)?;
             }
         }
-        if allow_prune && plan.iter().any(|e| e.action == PlanAction::Delete) {
+        if allow_prune && plan.iter().any(|e| e.intent == Intent::Delete) {
             self.store.put_meta(&allow_key, "0")?;
         }
         let state = HeadState {
@@ -285,7 +286,7 @@ impl Controller {
             branch: branch.to_string(),
             commit: commit.to_string(),
             snapshot,
-            plan: plan.iter().map(|e| (e.app.clone(), e.clone())).collect(),
+            intents: plan.iter().map(|e| (e.app.clone(), e.clone())).collect(),
             loaded_at_ms: now,
             policy,
         };

@@ -10,10 +10,10 @@
 use super::{Controller, ControllerError};
 use crate::aws::{Alarms, ApiGateway, AwsError, AwsErrorKind, Ecs, Elb, Lambda};
 use gitmoxi_deploy::drift::{DriftClock, DriftSeen};
+use gitmoxi_deploy::intent::Intent;
 use gitmoxi_deploy::observed::Observed;
 use gitmoxi_deploy::plan::{Action, Completion, Plan};
 use gitmoxi_deploy::record::{AppKey, DeploymentRecord, FailureCause, Level, Outcome};
-use gitmoxi_deploy::repo_plan::PlanAction;
 use gitmoxi_deploy::spec::{AppKind, Identity};
 use gitmoxi_deploy::strategy::{self, Desired, Look, StepInput, STEADY_REQUEUE};
 use gitmoxi_state::{AppEntry, HistoryEvent};
@@ -49,9 +49,9 @@ impl Controller {
     }
 
     async fn reconcile_once(self: &Arc<Self>, key: &AppKey, head: &super::HeadState) -> Result<Duration, ControllerError> {
-        let entry = head.plan.get(&key.prefix);
+        let intent = head.intents.get(&key.prefix);
         let app = head.snapshot.apps.get(&key.prefix).and_then(|r| r.as_ref().ok());
-        let desired = Desired::from_intent(entry.map(|e| e.action), app);
+        let desired = Desired::from_intent(intent.map(|e| e.intent), app);
         let app_entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
         let record = self.store.record(key)?;
         tracing::Span::current().record("phase", record.as_ref().map_or("steady", |r| r.phase.name()));
@@ -70,7 +70,7 @@ impl Controller {
             new_deployment_id: &new_id,
             commands,
             drift: DriftClock { policy: head.policy.drift, interval: self.settings.drift_interval, last: drift_seen.as_ref() },
-            moved: entry.is_some_and(|e| e.action == PlanAction::Move),
+            moved: intent.is_some_and(|e| e.intent == Intent::Move),
             refusal: None,
         };
         let needs = match strategy::look(&input) {
@@ -203,7 +203,7 @@ impl Controller {
         if let Some(outcome) = record.outcome {
             let message = record.timeline.last().map(|e| e.message.clone()).unwrap_or_default();
             self.notify(crate::notify::Event::of_record(record, outcome.as_str(), message));
-            self.metrics.deployments_total.with_label_values(&[record.kind.as_str(), &record.strategy, outcome.as_str()]).inc();
+            self.metrics.deployments_total.with_label_values(&[record.kind.as_str(), record.strategy.as_str(), outcome.as_str()]).inc();
             let seconds = record.finished_at_ms.unwrap_or(record.updated_at_ms).saturating_sub(record.started_at_ms) as f64 / 1000.0;
             self.metrics.deployment_duration.with_label_values(&[record.kind.as_str(), outcome.as_str()]).observe(seconds);
             if matches!(outcome, Outcome::RolledBack | Outcome::Failed) {

@@ -210,7 +210,7 @@ pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequ
     let latest = state.controller.head(&repo.name, &req.branch).map(|h| h.commit.clone());
     if req.force {
         if let Some(head) = state.controller.head(&repo.name, &req.branch) {
-            for prefix in head.plan.keys() {
+            for prefix in head.intents.keys() {
                 let key = gitmoxi_deploy::record::AppKey { repo: repo.name.clone(), branch: req.branch.clone(), prefix: prefix.clone() };
                 if let Ok(mut c) = state.controller.store.commands(&key) {
                     c.force = true;

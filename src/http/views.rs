@@ -5,7 +5,8 @@
 
 use crate::clock::format_ms;
 use crate::controller::Controller;
-use gitmoxi_deploy::record::{DeploymentRecord, Operation, Outcome};
+use gitmoxi_deploy::record::DeploymentRecord;
+use gitmoxi_deploy::status::{app_status, AppStatus, StatusFacts};
 use gitmoxi_state::{AppEntry, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -17,7 +18,7 @@ pub struct AppView {
     pub repo: String,
     pub branch: String,
     pub kind: String,
-    pub status: String,
+    pub status: AppStatus,
     pub phase: Option<String>,
     /// The traffic split of an in-flight blue/green deployment.
     #[serde(default)]
@@ -40,27 +41,21 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
         head.as_ref().and_then(|h| h.snapshot.apps.get(&entry.key.prefix)).and_then(|a| a.as_ref().ok()).map(|a| a.fingerprint.clone());
     let in_flight = record.filter(|r| r.in_flight());
     let paused = controller.store.commands(&entry.key).is_ok_and(|c| c.paused);
-    let status = match (in_flight, entry.plan_action.as_deref()) {
-        _ if paused => "Paused",
-        (Some(r), _) if r.operation == Operation::Delete => "Deleting",
-        (Some(_), _) => "Deploying",
-        (None, Some("error")) => "Invalid",
-        (None, Some("conflict")) => "Conflict",
-        (None, Some("held")) if head_fp.is_none() => "DeleteHeld",
-        (None, _) if entry.unsupported.is_some() => "Unsupported",
-        (None, _) if head_fp.as_ref().is_some_and(|fp| entry.applied.failed.contains(fp)) => match entry.last_outcome {
-            Some(Outcome::RolledBack) => "RolledBack",
-            _ => "Failed",
-        },
-        (None, _) if head_fp.is_some() && head_fp == entry.applied.fingerprint => "Synced",
-        (None, _) => "Pending",
-    };
+    let status = app_status(&StatusFacts {
+        intent: entry.intent,
+        head_fingerprint: head_fp.as_deref(),
+        in_flight,
+        paused,
+        applied: &entry.applied,
+        last_outcome: entry.last_outcome,
+        unsupported: entry.unsupported.is_some(),
+    });
     AppView {
         app: entry.key.prefix.clone(),
         repo: entry.key.repo.clone(),
         branch: entry.key.branch.clone(),
         kind: entry.kind.as_str().to_string(),
-        status: status.to_string(),
+        status,
         phase: in_flight.map(|r| r.phase.name().to_string()),
         traffic: in_flight.and_then(|r| r.traffic),
         commit: entry.head_commit.clone(),
@@ -70,8 +65,8 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
         failed_fingerprints: entry.applied.failed.iter().cloned().collect(),
         last_deployment: entry.last_deployment.clone(),
         last_outcome: entry.last_outcome.map(|o| o.as_str().to_string()),
-        last_cause: entry.last_cause.clone(),
-        reason: entry.unsupported.clone().or_else(|| entry.plan_reason.clone()),
+        last_cause: entry.last_cause.as_ref().map(ToString::to_string),
+        reason: entry.unsupported.clone().or_else(|| entry.intent_reason.clone()),
         problems: entry.problems.iter().map(ToString::to_string).collect(),
     }
 }

@@ -6,8 +6,9 @@
 //! leads to; finishing a deployment (record → history, app entry updated) is one transaction;
 //! nothing here talks to AWS or git. Values are JSON so they stay readable with `sled` tools.
 
+use gitmoxi_deploy::intent::Intent;
 use gitmoxi_deploy::plan::Completion;
-use gitmoxi_deploy::record::{AppKey, AppliedState, DeploymentRecord, Level, Outcome};
+use gitmoxi_deploy::record::{AppKey, AppliedState, DeploymentRecord, FailureCause, Level, Outcome};
 use gitmoxi_deploy::spec::{AppKind, Diagnostic, FileKind};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The on-disk format version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// History events kept per app (oldest pruned).
 pub const MAX_HISTORY_PER_APP: usize = 500;
 /// Finished deployments kept per app (oldest pruned).
@@ -47,12 +48,15 @@ pub struct AppEntry {
     pub rendered: BTreeMap<FileKind, Value>,
     /// The latest head's problems with this app (render/validation errors, conflicts, held deletes).
     pub problems: Vec<Diagnostic>,
-    /// What the last head wants for this app (plan action and reason).
-    pub plan_action: Option<String>,
-    pub plan_reason: Option<String>,
+    /// What the last head wants for this app, and why (stored under their first names).
+    #[serde(rename = "plan_action")]
+    pub intent: Option<Intent>,
+    #[serde(rename = "plan_reason")]
+    pub intent_reason: Option<String>,
     pub last_deployment: Option<String>,
     pub last_outcome: Option<Outcome>,
-    pub last_cause: Option<String>,
+    /// Why the last deployment failed (schema 1 kept its text; see `migrate_v1`).
+    pub last_cause: Option<FailureCause>,
     pub head_commit: Option<String>,
     /// Why this version of gitmoxi leaves the app untouched (a strategy it does not implement yet).
     #[serde(default)]
@@ -68,8 +72,8 @@ impl AppEntry {
             applied: AppliedState::default(),
             rendered: BTreeMap::new(),
             problems: Vec::new(),
-            plan_action: None,
-            plan_reason: None,
+            intent: None,
+            intent_reason: None,
             last_deployment: None,
             last_outcome: None,
             last_cause: None,
@@ -136,6 +140,31 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(key).replace('\0', "/"), source })
 }
 
+/// Schema 1 → 2: an app's `last_cause` was the cause's text; it becomes the cause itself, taken
+/// from the app's last deployment record (the text alone cannot be parsed back). Everything else
+/// reads as it was written (the phase, intent and strategy words did not change).
+fn migrate_v1(db: &sled::Db) -> Result<(), StoreError> {
+    let apps = db.open_tree("apps")?;
+    let deployments = db.open_tree("deployments")?;
+    for item in apps.iter() {
+        let (key, bytes) = item?;
+        let mut entry: Value = decode(&key, &bytes)?;
+        if !entry.get("last_cause").is_some_and(Value::is_string) {
+            continue;
+        }
+        let cause = match entry.get("last_deployment").and_then(Value::as_str) {
+            Some(id) => match deployments.get(id.as_bytes())? {
+                Some(record) => decode::<Value>(id.as_bytes(), &record)?.get("cause").cloned().unwrap_or(Value::Null),
+                None => Value::Null,
+            },
+            None => Value::Null,
+        };
+        entry["last_cause"] = cause;
+        apps.insert(key, encode(&entry))?;
+    }
+    Ok(())
+}
+
 /// sled's page cache (its default is 1 GiB): records and history of thousands of apps fit,
 /// and the controller keeps what it reads often in memory itself.
 const STORE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -157,8 +186,13 @@ impl Store {
         match meta.get("schema_version")? {
             Some(v) => {
                 let found: u32 = decode(b"schema_version", &v)?;
-                if found != SCHEMA_VERSION {
-                    return Err(StoreError::Schema { found });
+                match found {
+                    1 => {
+                        migrate_v1(&db)?;
+                        meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
+                    }
+                    SCHEMA_VERSION => {}
+                    _ => return Err(StoreError::Schema { found }),
                 }
             }
             None => {
@@ -306,7 +340,7 @@ impl Store {
             };
             entry.last_deployment = Some(record.id.clone());
             entry.last_outcome = record.outcome;
-            entry.last_cause = record.cause.as_ref().map(ToString::to_string);
+            entry.last_cause = record.cause.clone();
             entry.updated_at_ms = record.updated_at_ms;
             match completion {
                 Completion::Applied { fingerprint, commit, task_definition } => {

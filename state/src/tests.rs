@@ -16,7 +16,7 @@ fn record(id: &str, prefix: &str) -> DeploymentRecord {
         fingerprint: "fp1".into(),
         identity: Identity::Ecs { account: None, region: "us-east-1".into(), cluster: "c".into(), service: "s".into() },
         operation: Operation::Deploy,
-        strategy: "rolling".into(),
+        strategy: gitmoxi_deploy::record::Strategy::Rolling,
         desired: None,
         previous_task_definition: None,
         phase: Phase::Rolling(RollingPhase::Register),
@@ -174,4 +174,49 @@ fn a_store_written_before_the_by_app_index_is_indexed_when_opened() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.deployments_by_app.len(), 1, "indexed on open");
+}
+
+#[test]
+fn a_version_1_store_opens_and_its_causes_become_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // what schema 1 wrote: the cause's text on the app, the cause itself on the deployment
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta").unwrap().insert("schema_version", b"1".to_vec()).unwrap();
+        let mut failed = record("d1", "a");
+        failed.cause = Some(FailureCause::StabilityTimeout { waited_secs: 300 });
+        failed.finish(Outcome::RolledBack, 9);
+        db.open_tree("deployments").unwrap().insert("d1", serde_json::to_vec(&failed).unwrap()).unwrap();
+        let mut app = serde_json::to_value(AppEntry::new(key("a"), AppKind::Ecs)).unwrap();
+        app["last_deployment"] = "d1".into();
+        app["last_outcome"] = "rolled_back".into();
+        app["last_cause"] = "stability timeout after 300 s".into();
+        app["plan_action"] = "none".into();
+        db.open_tree("apps").unwrap().insert(app_key_bytes(&key("a")), serde_json::to_vec(&app).unwrap()).unwrap();
+        let mut orphan = serde_json::to_value(AppEntry::new(key("b"), AppKind::Ecs)).unwrap();
+        orphan["last_cause"] = "a cause whose record was pruned".into();
+        db.open_tree("apps").unwrap().insert(app_key_bytes(&key("b")), serde_json::to_vec(&orphan).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let app = store.app(&key("a")).unwrap().unwrap();
+    assert_eq!(app.last_cause, Some(FailureCause::StabilityTimeout { waited_secs: 300 }));
+    assert_eq!(app.intent, Some(gitmoxi_deploy::intent::Intent::Keep));
+    assert_eq!(store.app(&key("b")).unwrap().unwrap().last_cause, None, "no record: the cause is unknown");
+    assert_eq!(store.meta.get("schema_version").unwrap().as_deref(), Some(&b"2"[..]));
+    drop(store);
+    let again = Store::open(dir.path()).unwrap();
+    assert_eq!(again.app(&key("a")).unwrap().unwrap().last_cause, Some(FailureCause::StabilityTimeout { waited_secs: 300 }));
+}
+
+#[test]
+fn a_store_from_a_newer_gitmoxi_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta").unwrap().insert("schema_version", b"3".to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path()).err().expect("refused");
+    assert!(err.to_string().contains("schema version 3"), "{err}");
 }

@@ -215,7 +215,7 @@ async fn breaker_trips_and_rolls_back_to_the_previous_task_definition() {
     assert!(sim.run_until(20 * MINUTES, |s| s.idle("prod/web/web") && s.outcome("prod/web/web") == Some(Outcome::RolledBack)).await);
     assert!(sim.run_until(2 * MINUTES, |s| s.stable_on("web", "web:1")).await, "back on the last good revision");
     let app = sim.store.app(&Sim::key("prod/web/web")).unwrap().unwrap();
-    assert!(app.last_cause.as_deref().unwrap().contains("circuit breaker tripped"), "{:?}", app.last_cause);
+    assert!(app.last_cause.as_ref().unwrap().to_string().contains("circuit breaker tripped"), "{:?}", app.last_cause);
     let record = sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap();
     assert!(record.evidence.iter().any(|e| e.contains("CannotPullContainerError")), "{:?}", record.evidence);
     assert!(record.evidence.iter().any(|e| e.contains("image pull failure")), "{:?}", record.evidence);
@@ -231,7 +231,7 @@ async fn stability_timeout_rolls_back() {
     sim.commit();
     assert!(sim.run_until(30 * MINUTES, |s| s.idle("prod/web/web") && s.outcome("prod/web/web") == Some(Outcome::RolledBack)).await);
     let app = sim.store.app(&Sim::key("prod/web/web")).unwrap().unwrap();
-    assert!(app.last_cause.as_deref().unwrap().contains("stability timeout"), "{:?}", app.last_cause);
+    assert!(app.last_cause.as_ref().unwrap().to_string().contains("stability timeout"), "{:?}", app.last_cause);
     assert!(sim.stable_on("web", "web:1"));
 }
 
@@ -370,8 +370,8 @@ async fn five_deletes_in_one_head_are_held_by_prune_protection() {
     sim.run_until(10 * MINUTES, |_| false).await;
     assert_eq!(sim.world.mutations("DeleteService").len(), 0, "held");
     let held = sim.store.app(&Sim::key("apps/s0/s0")).unwrap().unwrap();
-    assert_eq!(held.plan_action.as_deref(), Some("held"));
-    assert!(held.plan_reason.as_deref().unwrap().contains("--allow-prune"));
+    assert_eq!(held.intent, Some(gitmoxi_deploy::intent::Intent::Held));
+    assert!(held.intent_reason.as_deref().unwrap().contains("--allow-prune"));
 
     // one delete among many goes ahead: restore four, keep one deleted
     for i in 1..5 {
@@ -394,7 +394,7 @@ async fn a_missing_cluster_is_a_clear_failure_not_a_retry_loop() {
     sim.commit();
     assert!(sim.run_until(5 * MINUTES, |s| s.outcome("prod/api/api") == Some(Outcome::Failed)).await);
     let app = sim.store.app(&Sim::key("prod/api/api")).unwrap().unwrap();
-    assert!(app.last_cause.as_deref().unwrap().contains("ClusterNotFoundException"), "{:?}", app.last_cause);
+    assert!(app.last_cause.as_ref().unwrap().to_string().contains("ClusterNotFoundException"), "{:?}", app.last_cause);
     assert!(sim.history("prod/api/api").iter().any(|h| h.contains("Cluster not found")));
     let calls = sim.world.calls("DescribeServices");
     sim.run_until(60 * MINUTES, |_| false).await;
@@ -412,7 +412,7 @@ async fn an_invalid_app_reports_its_error_and_is_forgotten_when_its_files_go() {
     sim.commit();
     assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
     let bad = sim.store.app(&Sim::key("prod/bad/bad")).unwrap().unwrap();
-    assert_eq!(bad.plan_action.as_deref(), Some("error"));
+    assert_eq!(bad.intent, Some(gitmoxi_deploy::intent::Intent::Error));
     assert!(bad.problems[0].to_string().starts_with("prod/bad/bad_taskdef.json:"), "{:?}", bad.problems);
     assert!(sim.history("prod/bad/bad").iter().any(|h| h.contains("'imagee'")));
     assert!(sim.world.service(REGION, "prod", "bad").is_none());

@@ -75,7 +75,7 @@ async fn an_alarm_during_the_canary_puts_the_alias_back_and_deletes_the_new_vers
     assert_eq!(alias(&sim), Some(("1".to_string(), BTreeMap::new())), "old version, no routing");
     assert_eq!(sim.world.lambda_versions(REGION, "hello"), vec!["1"], "the new version is deleted");
     let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
-    assert!(app.last_cause.as_deref().unwrap().contains("alarm fired: hello-errors"), "{:?}", app.last_cause);
+    assert!(app.last_cause.as_ref().unwrap().to_string().contains("alarm fired: hello-errors"), "{:?}", app.last_cause);
 }
 
 #[tokio::test(start_paused = true)]
@@ -110,7 +110,7 @@ async fn a_version_that_never_becomes_active_rolls_back_after_the_readiness_budg
         sim.history(PREFIX)
     );
     let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
-    assert!(app.last_cause.as_deref().unwrap().contains("stability timeout after 20 s"), "{:?}", app.last_cause);
+    assert!(app.last_cause.as_ref().unwrap().to_string().contains("stability timeout after 20 s"), "{:?}", app.last_cause);
     assert_eq!(alias(&sim), Some(("1".to_string(), BTreeMap::new())));
     assert_eq!(sim.world.lambda_versions(REGION, "hello"), vec!["1"]);
 }

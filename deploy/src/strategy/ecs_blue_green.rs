@@ -17,7 +17,7 @@ use crate::checks::{side_stability, SideStability};
 use crate::observed::{Observed, ObservedElb, ObservedService, ObservedTaskSet};
 use crate::plan::{Action, Plan};
 use crate::record::BlueGreenPhase;
-use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, TaskSetScales};
+use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, Strategy, TaskSetScales};
 use crate::schedule::Weights;
 use crate::spec::{DesiredApp, EcsApp, Identity};
 use crate::token::client_token;
@@ -62,7 +62,7 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp, ecs: &EcsApp) -> Deploymen
         Some(_) => Phase::BlueGreen(BlueGreenPhase::Register),
         None => after_register(input.observed.service.as_ref(), super::ecs_rolling::named_task_definition(ecs)),
     };
-    super::started_record(input, app, ecs.strategy.as_str(), phase)
+    super::started_record(input, app, Strategy::BlueGreen, phase)
 }
 
 pub fn after_register(service: Option<&ObservedService>, task_definition: String) -> Phase {

@@ -9,7 +9,7 @@ use super::{StepInput, STEADY_REQUEUE};
 use crate::checks::rolling_stability;
 use crate::plan::{Action, Completion, Plan};
 use crate::record::RollingPhase;
-use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase};
+use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, Strategy};
 use crate::spec::{ecs::cluster_name, DesiredApp, EcsApp};
 use crate::token::client_token;
 use serde_json::{json, Map, Value};
@@ -48,7 +48,7 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp, ecs: &EcsApp) -> Deploymen
         Some(_) => RollingPhase::Register,
         None => RollingPhase::Apply { task_definition: named_task_definition(ecs) },
     };
-    let mut record = super::started_record(input, app, ecs.strategy.as_str(), Phase::Rolling(phase));
+    let mut record = super::started_record(input, app, Strategy::Rolling, Phase::Rolling(phase));
     let current = input.observed.service.as_ref().filter(|s| s.is_active()).and_then(|s| s.task_definition.clone());
     record.previous_task_definition = input.applied.task_definition.clone().or(current);
     record

@@ -11,7 +11,7 @@
 use super::{new_record, short_commit, Desired, StepInput, STEADY_REQUEUE};
 use crate::observed::{ObservedFunction, ObservedLambda};
 use crate::plan::{Action, Completion, Plan};
-use crate::record::{DeploymentRecord, FailureCause, LambdaPhase, Level, Operation, Outcome, Phase};
+use crate::record::{DeploymentRecord, FailureCause, LambdaPhase, Level, Operation, Outcome, Phase, Strategy};
 use crate::spec::lambda::{EventSources, PushSource};
 use crate::spec::{AppSpec, DesiredApp, Identity, LambdaApp};
 use serde_json::{json, Map, Value};
@@ -31,7 +31,7 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp, lambda: &LambdaApp) -> Dep
         None => Phase::Lambda(LambdaPhase::Create),
         Some(f) => Phase::Lambda(LambdaPhase::UpdateCode { revision_before: f.change_marker(), sent: false }),
     };
-    let mut record = new_record(input, Operation::Deploy, "lambda", app.fingerprint.clone(), Some(app), phase);
+    let mut record = new_record(input, Operation::Deploy, Strategy::Lambda, app.fingerprint.clone(), Some(app), phase);
     record.identity = app.identity.clone();
     record.previous_version = observed.alias.as_ref().map(|a| a.function_version.clone());
     record.log(
@@ -51,7 +51,8 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp, lambda: &LambdaApp) -> Dep
 
 /// Starts the delete of a function whose lambdadef is gone.
 pub fn start_delete(input: &StepInput<'_>) -> Plan {
-    let mut record = new_record(input, Operation::Delete, "delete", String::new(), None, Phase::Lambda(LambdaPhase::DeleteFunction));
+    let mut record =
+        new_record(input, Operation::Delete, Strategy::Delete, String::new(), None, Phase::Lambda(LambdaPhase::DeleteFunction));
     record.desired_lambda = input.applied.lambda.clone();
     match &input.observed.lambda.function {
         None => {

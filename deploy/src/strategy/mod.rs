@@ -19,11 +19,11 @@ mod tests;
 
 use crate::commands::OperatorCommands;
 use crate::drift::{DriftClock, DriftPolicy};
+use crate::intent::Intent;
 use crate::observed::Observed;
 use crate::plan::{Completion, Note, Plan};
 use crate::record::{AppKey, AppliedState, DeploymentRecord, DeploymentStatus, FailureCause, Level, Operation, Outcome, Phase};
-use crate::record::{BlueGreenPhase, LambdaPhase, RollingPhase};
-use crate::repo_plan::PlanAction;
+use crate::record::{BlueGreenPhase, LambdaPhase, RollingPhase, Strategy};
 use crate::spec::{AppSpec, DesiredApp, EcsStrategy, Identity};
 use std::time::Duration;
 
@@ -52,14 +52,12 @@ pub enum Desired<'a> {
 impl<'a> Desired<'a> {
     /// What the head-level plan's intent for the app (`None`: not in the head's plan) and its
     /// valid desired state (when it rendered) mean for this step.
-    pub fn from_intent(intent: Option<PlanAction>, app: Option<&'a DesiredApp>) -> Desired<'a> {
+    pub fn from_intent(intent: Option<Intent>, app: Option<&'a DesiredApp>) -> Desired<'a> {
         match (intent, app) {
-            (Some(PlanAction::Deploy | PlanAction::None | PlanAction::Move | PlanAction::Held), Some(app)) => Desired::Present(app),
-            (Some(PlanAction::Held), None) => Desired::DeleteHeld,
-            (Some(PlanAction::Delete), _) => Desired::Deleted,
-            (Some(PlanAction::Deploy | PlanAction::None | PlanAction::Move | PlanAction::Error | PlanAction::Conflict), _) | (None, _) => {
-                Desired::Blocked
-            }
+            (Some(Intent::Deploy | Intent::Keep | Intent::Move | Intent::Held), Some(app)) => Desired::Present(app),
+            (Some(Intent::Held), None) => Desired::DeleteHeld,
+            (Some(Intent::Delete), _) => Desired::Deleted,
+            (Some(Intent::Deploy | Intent::Keep | Intent::Move | Intent::Error | Intent::Conflict), _) | (None, _) => Desired::Blocked,
         }
     }
 }
@@ -198,7 +196,7 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp) -> DeploymentRecord {
 }
 
 /// A fresh ECS deployment record of `app` at `phase`, its start in the timeline.
-fn started_record(input: &StepInput<'_>, app: &DesiredApp, strategy: &str, phase: Phase) -> DeploymentRecord {
+fn started_record(input: &StepInput<'_>, app: &DesiredApp, strategy: Strategy, phase: Phase) -> DeploymentRecord {
     let mut record = new_record(input, Operation::Deploy, strategy, app.fingerprint.clone(), Some(app), phase);
     record.identity = app.identity.clone();
     record.log(
@@ -421,15 +419,27 @@ fn advance(input: &StepInput<'_>) -> Plan {
         Desired::Deleted if input.applied.fingerprint.is_some() || input.applied.owned => {
             match input.observed.service.as_ref().filter(|s| s.status != "INACTIVE") {
                 None => {
-                    let mut record =
-                        new_record(input, Operation::Delete, "delete", String::new(), None, Phase::Rolling(RollingPhase::DeleteService));
+                    let mut record = new_record(
+                        input,
+                        Operation::Delete,
+                        Strategy::Delete,
+                        String::new(),
+                        None,
+                        Phase::Rolling(RollingPhase::DeleteService),
+                    );
                     record.log(input.now_ms, Level::Info, "service already gone; forgetting the app");
                     record.finish(Outcome::Deleted, input.now_ms);
                     Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
                 }
                 Some(_) => {
-                    let mut record =
-                        new_record(input, Operation::Delete, "delete", String::new(), None, Phase::Rolling(RollingPhase::DeleteService));
+                    let mut record = new_record(
+                        input,
+                        Operation::Delete,
+                        Strategy::Delete,
+                        String::new(),
+                        None,
+                        Phase::Rolling(RollingPhase::DeleteService),
+                    );
                     record.log(input.now_ms, Level::Info, "the svcdef is gone from the branch head: deleting the service");
                     Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
                 }
@@ -456,7 +466,7 @@ fn supersede(input: &StepInput<'_>, record: &DeploymentRecord, app: &DesiredApp)
 pub fn new_record(
     input: &StepInput<'_>,
     operation: Operation,
-    strategy: &str,
+    strategy: Strategy,
     fingerprint: String,
     desired: Option<&DesiredApp>,
     phase: Phase,
@@ -477,7 +487,7 @@ pub fn new_record(
         fingerprint,
         identity,
         operation,
-        strategy: strategy.to_string(),
+        strategy,
         desired: ecs,
         desired_lambda: desired.and_then(|d| match &d.spec {
             AppSpec::Lambda(l) => Some(l.clone()),

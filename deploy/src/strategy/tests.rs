@@ -90,17 +90,17 @@ fn observes(look: Look) -> ObserveNeeds {
 #[test]
 fn the_heads_intent_maps_to_what_the_step_may_do() {
     let a = app("nginx:1");
-    let table: [(Option<PlanAction>, bool, &str); 12] = [
-        (Some(PlanAction::Deploy), true, "present"),
-        (Some(PlanAction::None), true, "present"),
-        (Some(PlanAction::Move), true, "present"),
-        (Some(PlanAction::Held), true, "present"),
-        (Some(PlanAction::Held), false, "delete held"),
-        (Some(PlanAction::Delete), false, "deleted"),
-        (Some(PlanAction::Delete), true, "deleted"),
-        (Some(PlanAction::Error), false, "blocked"),
-        (Some(PlanAction::Conflict), true, "blocked"),
-        (Some(PlanAction::Deploy), false, "blocked"),
+    let table: [(Option<Intent>, bool, &str); 12] = [
+        (Some(Intent::Deploy), true, "present"),
+        (Some(Intent::Keep), true, "present"),
+        (Some(Intent::Move), true, "present"),
+        (Some(Intent::Held), true, "present"),
+        (Some(Intent::Held), false, "delete held"),
+        (Some(Intent::Delete), false, "deleted"),
+        (Some(Intent::Delete), true, "deleted"),
+        (Some(Intent::Error), false, "blocked"),
+        (Some(Intent::Conflict), true, "blocked"),
+        (Some(Intent::Deploy), false, "blocked"),
         (None, true, "blocked"),
         (None, false, "blocked"),
     ];

@@ -1,5 +1,7 @@
-//! The plan of one head: for every app, deploy / delete / move / none / error / conflict / held,
-//! and why (SPEC §1.3–1.5). Used by `gitmoxi plan` and by the controller to decide deletes.
+//! The intents of one head: for every app, what the branch head wants of it — deploy / delete /
+//! move / keep ("none") / error / conflict / held — and why (SPEC §1.3–1.5). Used by
+//! `gitmoxi plan` and by the controller to decide deletes. (A step's [`crate::plan::Plan`] is
+//! something else: the actions of one reconcile pass.)
 //!
 //! Safety rules live here: conflicts block both apps, moves hand a service over instead of
 //! deleting it, prune protection holds mass deletes, an empty checkout deletes nothing, and a
@@ -35,38 +37,49 @@ impl Default for PrunePolicy {
     }
 }
 
+/// What a head wants of one app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PlanAction {
+pub enum Intent {
+    /// The fingerprint changed: deploy it.
     Deploy,
+    /// The svcdef / lambdadef is gone and the delete is allowed.
     Delete,
+    /// The identity moved here from another prefix: hand it over.
     Move,
-    None,
+    /// Nothing to do (applied, or quarantined after a failure). Shown as "none".
+    #[serde(rename = "none")]
+    Keep,
+    /// The app's files do not render or validate.
     Error,
+    /// Another app claims the same identity.
     Conflict,
+    /// A delete held by prune protection.
     Held,
 }
 
-impl PlanAction {
+impl Intent {
     pub fn as_str(self) -> &'static str {
         match self {
-            PlanAction::Deploy => "deploy",
-            PlanAction::Delete => "delete",
-            PlanAction::Move => "move",
-            PlanAction::None => "none",
-            PlanAction::Error => "error",
-            PlanAction::Conflict => "conflict",
-            PlanAction::Held => "held",
+            Intent::Deploy => "deploy",
+            Intent::Delete => "delete",
+            Intent::Move => "move",
+            Intent::Keep => "none",
+            Intent::Error => "error",
+            Intent::Conflict => "conflict",
+            Intent::Held => "held",
         }
     }
 }
 
 /// One line of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanEntry {
+pub struct AppIntent {
     pub app: String,
     pub kind: AppKind,
-    pub action: PlanAction,
+    /// Shown as `action` in `gitmoxi plan --json`.
+    #[serde(rename = "action")]
+    pub intent: Intent,
     pub identity: Option<String>,
     pub reason: String,
     /// For a move: the prefix the app moves from.
@@ -75,12 +88,12 @@ pub struct PlanEntry {
 }
 
 /// Plans one head against what was applied. `force` names prefixes to redeploy regardless.
-pub fn plan_head(
+pub fn intents_of_head(
     snapshot: &Snapshot,
     applied: &BTreeMap<String, AppliedApp>,
     policy: PrunePolicy,
     force: &BTreeSet<String>,
-) -> Vec<PlanEntry> {
+) -> Vec<AppIntent> {
     let mut by_identity: BTreeMap<&Identity, Vec<&str>> = BTreeMap::new();
     for app in snapshot.valid() {
         by_identity.entry(&app.identity).or_default().push(&app.prefix);
@@ -93,10 +106,10 @@ pub fn plan_head(
         let app = match loaded {
             Err(invalid) => {
                 let reason = invalid.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-                entries.push(PlanEntry {
+                entries.push(AppIntent {
                     app: prefix.clone(),
                     kind: invalid.kind,
-                    action: PlanAction::Error,
+                    intent: Intent::Error,
                     identity: applied.get(prefix).map(|a| a.identity.to_string()),
                     reason: format!("{reason} (nothing is deployed or deleted for this app until it is fixed)"),
                     moved_from: None,
@@ -105,10 +118,10 @@ pub fn plan_head(
             }
             Ok(app) => app,
         };
-        let entry = |action, reason: String, moved_from| PlanEntry {
+        let entry = |intent, reason: String, moved_from| AppIntent {
             app: prefix.clone(),
             kind: app.kind,
-            action,
+            intent,
             identity: Some(app.identity.to_string()),
             reason,
             moved_from,
@@ -117,7 +130,7 @@ pub fn plan_head(
         if claimants.len() > 1 {
             let others: Vec<String> = claimants.iter().filter(|p| **p != prefix).map(|p| format!("'{p}'")).collect();
             entries.push(entry(
-                PlanAction::Conflict,
+                Intent::Conflict,
                 format!(
                     "{} is also claimed by {}; neither deploys until one of them names another service or function",
                     app.identity,
@@ -131,7 +144,7 @@ pub fn plan_head(
         let short = crate::spec::fingerprint::short(&app.fingerprint);
         match applied.get(prefix) {
             Some(prev) if prev.identity != app.identity && prev.fingerprint.is_some() => entries.push(entry(
-                PlanAction::Deploy,
+                Intent::Deploy,
                 format!(
                     "identity changed from {} to {}; the old one is left in place, delete it by hand if it is no longer needed",
                     prev.identity, app.identity
@@ -139,10 +152,10 @@ pub fn plan_head(
                 None,
             )),
             Some(prev) if prev.fingerprint.as_deref() == Some(app.fingerprint.as_str()) && !forced => {
-                entries.push(entry(PlanAction::None, format!("up to date (fingerprint {short})"), None))
+                entries.push(entry(Intent::Keep, format!("up to date (fingerprint {short})"), None))
             }
             Some(prev) if prev.failed.contains(&app.fingerprint) && !forced => entries.push(entry(
-                PlanAction::Held,
+                Intent::Held,
                 format!(
                     "fingerprint {short} failed and was rolled back; it is not retried — push a fix, or run `gitmoxi sync --force {prefix}`"
                 ),
@@ -157,7 +170,7 @@ pub fn plan_head(
                         None => format!("not yet applied (fingerprint {short})"),
                     }
                 };
-                entries.push(entry(PlanAction::Deploy, reason, None));
+                entries.push(entry(Intent::Deploy, reason, None));
             }
             None => match applied_by_identity.get(&app.identity) {
                 Some(old) if !snapshot.apps.contains_key(&old.prefix) => {
@@ -169,9 +182,9 @@ pub fn plan_head(
                         app.identity,
                         if same { "" } else { "; its fingerprint changed, so it deploys after the hand-over" }
                     );
-                    entries.push(entry(PlanAction::Move, reason, Some(old.prefix.clone())));
+                    entries.push(entry(Intent::Move, reason, Some(old.prefix.clone())));
                 }
-                _ => entries.push(entry(PlanAction::Deploy, format!("new app (fingerprint {short})"), None)),
+                _ => entries.push(entry(Intent::Deploy, format!("new app (fingerprint {short})"), None)),
             },
         }
     }
@@ -187,7 +200,7 @@ pub fn plan_head(
             AppKind::Ecs => "_svcdef.json",
             AppKind::Lambda => "_lambdadef.json",
         };
-        let (action, reason) = if hold {
+        let (intent, reason) = if hold {
             let why = if empty {
                 "the checkout has no apps at all (empty or partial checkout)".to_string()
             } else {
@@ -199,14 +212,14 @@ pub fn plan_head(
                     policy.max_prune_percent
                 )
             };
-            (PlanAction::Held, format!("delete held by prune protection: {why}; run `gitmoxi sync --allow-prune` to delete"))
+            (Intent::Held, format!("delete held by prune protection: {why}; run `gitmoxi sync --allow-prune` to delete"))
         } else {
-            (PlanAction::Delete, format!("{}{what} is gone from the branch head", gone.prefix))
+            (Intent::Delete, format!("{}{what} is gone from the branch head", gone.prefix))
         };
-        entries.push(PlanEntry {
+        entries.push(AppIntent {
             app: gone.prefix.clone(),
             kind: gone.kind,
-            action,
+            intent,
             identity: Some(gone.identity.to_string()),
             reason,
             moved_from: None,
@@ -250,8 +263,8 @@ mod tests {
             .collect()
     }
 
-    fn actions(entries: &[PlanEntry]) -> Vec<(String, PlanAction)> {
-        entries.iter().map(|e| (e.app.clone(), e.action)).collect()
+    fn intents(entries: &[AppIntent]) -> Vec<(String, Intent)> {
+        entries.iter().map(|e| (e.app.clone(), e.intent)).collect()
     }
 
     fn six_apps() -> MemTree {
@@ -268,11 +281,11 @@ mod tests {
         let applied = applied_from(&snap(&t));
         ecs(&mut t, "a0/s", "s0", "img:2");
         ecs(&mut t, "new/s", "snew", "img:1");
-        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
-        let a = actions(&plan);
-        assert!(a.contains(&("a0/s".into(), PlanAction::Deploy)));
-        assert!(a.contains(&("a1/s".into(), PlanAction::None)));
-        assert!(a.contains(&("new/s".into(), PlanAction::Deploy)));
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let a = intents(&plan);
+        assert!(a.contains(&("a0/s".into(), Intent::Deploy)));
+        assert!(a.contains(&("a1/s".into(), Intent::Keep)));
+        assert!(a.contains(&("new/s".into(), Intent::Deploy)));
     }
 
     #[test]
@@ -282,11 +295,11 @@ mod tests {
         t.remove("a0/s_svcdef.json");
         t.remove("a0/s_taskdef.json");
         ecs(&mut t, "renamed/s", "s0", "img:1");
-        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
         let moved = plan.iter().find(|e| e.app == "renamed/s").unwrap();
-        assert_eq!(moved.action, PlanAction::Move);
+        assert_eq!(moved.intent, Intent::Move);
         assert_eq!(moved.moved_from.as_deref(), Some("a0/s"));
-        assert!(!plan.iter().any(|e| e.action == PlanAction::Delete), "{plan:?}");
+        assert!(!plan.iter().any(|e| e.intent == Intent::Delete), "{plan:?}");
     }
 
     #[test]
@@ -299,13 +312,13 @@ mod tests {
         for i in 0..5 {
             t.remove(&format!("b{i}/s_svcdef.json"));
         }
-        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
-        let held: Vec<_> = plan.iter().filter(|e| e.action == PlanAction::Held).collect();
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let held: Vec<_> = plan.iter().filter(|e| e.intent == Intent::Held).collect();
         assert_eq!(held.len(), 5, "{plan:?}");
         assert!(held[0].reason.contains("--allow-prune"));
         let allowed = PrunePolicy { allow_prune: true, ..PrunePolicy::default() };
-        let plan = plan_head(&snap(&t), &applied, allowed, &BTreeSet::new());
-        assert_eq!(plan.iter().filter(|e| e.action == PlanAction::Delete).count(), 5);
+        let plan = intents_of_head(&snap(&t), &applied, allowed, &BTreeSet::new());
+        assert_eq!(plan.iter().filter(|e| e.intent == Intent::Delete).count(), 5);
     }
 
     #[test]
@@ -313,11 +326,11 @@ mod tests {
         let mut t = six_apps();
         let applied = applied_from(&snap(&t));
         t.remove("a5/s_svcdef.json");
-        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
-        assert!(actions(&plan).contains(&("a5/s".into(), PlanAction::Delete)));
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        assert!(intents(&plan).contains(&("a5/s".into(), Intent::Delete)));
         let lenient = PrunePolicy { max_prune: 100, max_prune_percent: 100, allow_prune: false };
-        let plan = plan_head(&snap(&MemTree::new()), &applied, lenient, &BTreeSet::new());
-        assert!(plan.iter().all(|e| e.action == PlanAction::Held), "{plan:?}");
+        let plan = intents_of_head(&snap(&MemTree::new()), &applied, lenient, &BTreeSet::new());
+        assert!(plan.iter().all(|e| e.intent == Intent::Held), "{plan:?}");
     }
 
     #[test]
@@ -326,12 +339,12 @@ mod tests {
         let applied = applied_from(&snap(&t));
         ecs(&mut t, "dup/s", "s1", "img:1");
         t.insert("a2/s_svcdef.json", "{ broken");
-        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
-        let a = actions(&plan);
-        assert!(a.contains(&("dup/s".into(), PlanAction::Conflict)));
-        assert!(a.contains(&("a1/s".into(), PlanAction::Conflict)));
-        assert!(a.contains(&("a2/s".into(), PlanAction::Error)));
-        assert!(!a.iter().any(|(_, x)| *x == PlanAction::Delete));
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let a = intents(&plan);
+        assert!(a.contains(&("dup/s".into(), Intent::Conflict)));
+        assert!(a.contains(&("a1/s".into(), Intent::Conflict)));
+        assert!(a.contains(&("a2/s".into(), Intent::Error)));
+        assert!(!a.iter().any(|(_, x)| *x == Intent::Delete));
         let c = plan.iter().find(|e| e.app == "dup/s").unwrap();
         assert!(c.reason.contains("'a1/s'"), "{}", c.reason);
     }
@@ -343,10 +356,10 @@ mod tests {
         ecs(&mut t, "a0/s", "s0", "img:bad");
         let fp = snap(&t).apps["a0/s"].as_ref().unwrap().fingerprint.clone();
         applied.get_mut("a0/s").unwrap().failed.insert(fp);
-        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
-        assert!(actions(&plan).contains(&("a0/s".into(), PlanAction::Held)));
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        assert!(intents(&plan).contains(&("a0/s".into(), Intent::Held)));
         let force = BTreeSet::from(["a0/s".to_string()]);
-        let plan = plan_head(&snap(&t), &applied, PrunePolicy::default(), &force);
-        assert!(actions(&plan).contains(&("a0/s".into(), PlanAction::Deploy)));
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &force);
+        assert!(intents(&plan).contains(&("a0/s".into(), Intent::Deploy)));
     }
 }

@@ -1,0 +1,181 @@
+//! The status of an app as people see it (API, CLI, metrics, the page): one word derived from
+//! the head's intent, the in-flight record, the operator's pause and what was applied. Derived
+//! here, in one place, so every interface says the same thing.
+
+use crate::intent::Intent;
+use crate::record::{AppliedState, DeploymentRecord, Operation, Outcome};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What an app is doing or why it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AppStatus {
+    /// AWS runs the head's fingerprint.
+    Synced,
+    /// A deployment is in flight.
+    Deploying,
+    /// The resource is being deleted.
+    Deleting,
+    /// Held at its current step by an operator.
+    Paused,
+    /// The head's files do not render or validate.
+    Invalid,
+    /// Another app claims the same AWS identity.
+    Conflict,
+    /// Its delete waits for `--allow-prune` (prune protection).
+    DeleteHeld,
+    /// This gitmoxi leaves it untouched (a kind it does not implement).
+    Unsupported,
+    /// The head's fingerprint failed and was rolled back.
+    RolledBack,
+    /// The head's fingerprint failed with nothing rolled back.
+    Failed,
+    /// Waiting for its first look (or a change not yet picked up).
+    Pending,
+}
+
+impl AppStatus {
+    /// The word the API, CLI and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppStatus::Synced => "Synced",
+            AppStatus::Deploying => "Deploying",
+            AppStatus::Deleting => "Deleting",
+            AppStatus::Paused => "Paused",
+            AppStatus::Invalid => "Invalid",
+            AppStatus::Conflict => "Conflict",
+            AppStatus::DeleteHeld => "DeleteHeld",
+            AppStatus::Unsupported => "Unsupported",
+            AppStatus::RolledBack => "RolledBack",
+            AppStatus::Failed => "Failed",
+            AppStatus::Pending => "Pending",
+        }
+    }
+}
+
+impl fmt::Display for AppStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the status is derived from.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusFacts<'a> {
+    /// What the latest head wants of the app (`None`: not in a loaded head).
+    pub intent: Option<Intent>,
+    /// The head's fingerprint of the app, when it is valid.
+    pub head_fingerprint: Option<&'a str>,
+    /// The deployment in flight, if any.
+    pub in_flight: Option<&'a DeploymentRecord>,
+    /// An operator paused the app.
+    pub paused: bool,
+    pub applied: &'a AppliedState,
+    pub last_outcome: Option<Outcome>,
+    /// This version of gitmoxi leaves the app untouched.
+    pub unsupported: bool,
+}
+
+/// The app's status.
+pub fn app_status(facts: &StatusFacts<'_>) -> AppStatus {
+    if facts.paused {
+        return AppStatus::Paused;
+    }
+    if let Some(record) = facts.in_flight {
+        return match record.operation {
+            Operation::Delete => AppStatus::Deleting,
+            Operation::Deploy => AppStatus::Deploying,
+        };
+    }
+    match facts.intent {
+        Some(Intent::Error) => return AppStatus::Invalid,
+        Some(Intent::Conflict) => return AppStatus::Conflict,
+        Some(Intent::Held) if facts.head_fingerprint.is_none() => return AppStatus::DeleteHeld,
+        Some(Intent::Held | Intent::Deploy | Intent::Delete | Intent::Move | Intent::Keep) | None => {}
+    }
+    if facts.unsupported {
+        return AppStatus::Unsupported;
+    }
+    match facts.head_fingerprint {
+        Some(fp) if facts.applied.failed.contains(fp) => match facts.last_outcome {
+            Some(Outcome::RolledBack) => AppStatus::RolledBack,
+            Some(Outcome::Failed | Outcome::Succeeded | Outcome::Superseded | Outcome::Deleted) | None => AppStatus::Failed,
+        },
+        Some(fp) if facts.applied.is_applied(fp) => AppStatus::Synced,
+        Some(_) | None => AppStatus::Pending,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::AppKey;
+    use crate::record::{DeploymentStatus, Phase, RollingPhase, Strategy};
+    use crate::spec::{AppKind, Identity};
+
+    fn record(operation: Operation) -> DeploymentRecord {
+        DeploymentRecord {
+            id: "d".into(),
+            app: AppKey { repo: "r".into(), branch: "main".into(), prefix: "p".into() },
+            kind: AppKind::Ecs,
+            commit: "c".into(),
+            fingerprint: "fp2".into(),
+            identity: Identity::Ecs { account: None, region: "us-east-1".into(), cluster: "c".into(), service: "s".into() },
+            operation,
+            strategy: Strategy::Rolling,
+            desired: None,
+            desired_lambda: None,
+            previous_version: None,
+            previous_task_definition: None,
+            phase: Phase::Rolling(RollingPhase::Register),
+            status: DeploymentStatus::Processing,
+            outcome: None,
+            cause: None,
+            evidence: vec![],
+            traffic: None,
+            task_set_scales: None,
+            task_set_arns: None,
+            started_at_ms: 0,
+            updated_at_ms: 0,
+            finished_at_ms: None,
+            timeline: vec![],
+        }
+    }
+
+    #[test]
+    fn each_situation_has_one_status() {
+        let applied = AppliedState { fingerprint: Some("fp1".into()), failed: ["fp3".to_string()].into(), ..Default::default() };
+        let deploying = record(Operation::Deploy);
+        let deleting = record(Operation::Delete);
+        let base = StatusFacts {
+            intent: Some(Intent::Keep),
+            head_fingerprint: Some("fp1"),
+            in_flight: None,
+            paused: false,
+            applied: &applied,
+            last_outcome: Some(Outcome::Succeeded),
+            unsupported: false,
+        };
+        let cases: [(&str, StatusFacts, AppStatus); 12] = [
+            ("applied", base, AppStatus::Synced),
+            ("paused wins", StatusFacts { paused: true, in_flight: Some(&deploying), ..base }, AppStatus::Paused),
+            ("deploying", StatusFacts { in_flight: Some(&deploying), ..base }, AppStatus::Deploying),
+            ("deleting", StatusFacts { in_flight: Some(&deleting), ..base }, AppStatus::Deleting),
+            ("invalid", StatusFacts { intent: Some(Intent::Error), head_fingerprint: None, ..base }, AppStatus::Invalid),
+            ("conflict", StatusFacts { intent: Some(Intent::Conflict), ..base }, AppStatus::Conflict),
+            ("delete held", StatusFacts { intent: Some(Intent::Held), head_fingerprint: None, ..base }, AppStatus::DeleteHeld),
+            ("unsupported", StatusFacts { unsupported: true, ..base }, AppStatus::Unsupported),
+            (
+                "rolled back",
+                StatusFacts { head_fingerprint: Some("fp3"), last_outcome: Some(Outcome::RolledBack), ..base },
+                AppStatus::RolledBack,
+            ),
+            ("failed", StatusFacts { head_fingerprint: Some("fp3"), last_outcome: Some(Outcome::Failed), ..base }, AppStatus::Failed),
+            ("a new fingerprint", StatusFacts { intent: Some(Intent::Deploy), head_fingerprint: Some("fp2"), ..base }, AppStatus::Pending),
+            ("not in a head", StatusFacts { intent: None, head_fingerprint: None, ..base }, AppStatus::Pending),
+        ];
+        for (name, facts, want) in cases {
+            assert_eq!(app_status(&facts), want, "{name}");
+        }
+    }
+}
