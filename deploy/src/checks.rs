@@ -5,7 +5,7 @@
 //! scheduler scaling in (those are not failures).
 
 use crate::breaker::classify_stop;
-use crate::observed::{ObservedService, ObservedTask, ObservedTaskSet};
+use crate::observed::{HealthStatus, ObservedService, ObservedTask, ObservedTaskSet, TaskStatus};
 use crate::record::FailureCause;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,11 +33,15 @@ pub fn rolling_stability(service: &ObservedService, tasks: &[ObservedTask], task
     let mine: Vec<&ObservedTask> = tasks.iter().filter(|t| t.task_definition == task_definition).collect();
     let running = mine
         .iter()
-        .filter(|t| t.last_status == "RUNNING" && t.desired_status == "RUNNING" && t.health_status.as_deref() != Some("UNHEALTHY"))
+        .filter(|t| {
+            t.last_status == TaskStatus::Running
+                && t.desired_status == TaskStatus::Running
+                && t.health_status != Some(HealthStatus::Unhealthy)
+        })
         .count() as u32;
     let mut failures = Vec::new();
     let mut failure_cause = None;
-    for t in mine.iter().filter(|t| t.last_status == "STOPPED") {
+    for t in mine.iter().filter(|t| t.last_status == TaskStatus::Stopped) {
         let reason = t.stopped_reason.clone().unwrap_or_default();
         if reason.starts_with("Scaling activity initiated") {
             continue;
@@ -88,17 +92,20 @@ pub fn side_stability(
 ) -> SideStability {
     let ids: Vec<&str> = sets.iter().map(|s| s.id.as_str()).collect();
     let mine: Vec<&ObservedTask> = tasks.iter().filter(|t| t.started_by.as_deref().is_some_and(|b| ids.contains(&b))).collect();
-    let is_running =
-        |t: &&&ObservedTask| t.last_status == "RUNNING" && t.desired_status == "RUNNING" && t.health_status.as_deref() != Some("UNHEALTHY");
+    let is_running = |t: &&&ObservedTask| {
+        t.last_status == TaskStatus::Running && t.desired_status == TaskStatus::Running && t.health_status != Some(HealthStatus::Unhealthy)
+    };
     let running = mine.iter().filter(is_running).count() as u32;
     let placed_primary = mine
         .iter()
-        .filter(|t| t.last_status != "STOPPED" && t.desired_status != "STOPPED" && t.started_by.as_deref() == primary_set)
+        .filter(|t| {
+            t.last_status != TaskStatus::Stopped && t.desired_status != TaskStatus::Stopped && t.started_by.as_deref() == primary_set
+        })
         .count() as u32;
     let mut failures = Vec::new();
     let mut failure_cause = None;
     let mut capacity_failures = 0;
-    for t in mine.iter().filter(|t| t.last_status == "STOPPED") {
+    for t in mine.iter().filter(|t| t.last_status == TaskStatus::Stopped) {
         let reason = t.stopped_reason.clone().unwrap_or_default();
         if reason.starts_with("Scaling activity initiated") {
             continue;

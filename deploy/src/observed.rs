@@ -6,6 +6,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod statuses;
+pub use statuses::{
+    AlarmState, DeploymentControllerType, FunctionState, HealthStatus, LastUpdateStatus, ServiceDeploymentStatus, ServiceStatus,
+    TaskSetStatus, TaskStatus,
+};
+
 /// What one reconcile pass saw of an app (ECS fields for ECS apps, `lambda` for Lambda apps).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observed {
@@ -29,16 +35,15 @@ pub struct Observed {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObservedService {
     pub arn: String,
-    /// ACTIVE, DRAINING or INACTIVE.
-    pub status: String,
+    pub status: ServiceStatus,
     pub task_definition: Option<String>,
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
     pub deployments: Vec<ObservedDeployment>,
     pub has_load_balancers: bool,
-    /// `deploymentController.type`: ECS, CODE_DEPLOY or EXTERNAL (None: ECS).
-    pub deployment_controller: Option<String>,
+    /// `deploymentController.type` (None: ECS).
+    pub deployment_controller: Option<DeploymentControllerType>,
     pub tags: BTreeMap<String, String>,
     /// The most recent service event messages, newest first.
     pub events: Vec<String>,
@@ -46,11 +51,11 @@ pub struct ObservedService {
 
 impl ObservedService {
     pub fn is_active(&self) -> bool {
-        self.status == "ACTIVE"
+        self.status == ServiceStatus::Active
     }
 
     pub fn primary(&self) -> Option<&ObservedDeployment> {
-        self.deployments.iter().find(|d| d.status == "PRIMARY")
+        self.deployments.iter().find(|d| d.status == ServiceDeploymentStatus::Primary)
     }
 }
 
@@ -58,8 +63,7 @@ impl ObservedService {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObservedDeployment {
     pub id: String,
-    /// PRIMARY, ACTIVE or INACTIVE.
-    pub status: String,
+    pub status: ServiceDeploymentStatus,
     pub task_definition: String,
     pub desired_count: u32,
     pub running_count: u32,
@@ -74,14 +78,12 @@ pub struct ObservedDeployment {
 pub struct ObservedTask {
     pub arn: String,
     pub task_definition: String,
-    /// PROVISIONING, PENDING, ACTIVATING, RUNNING, DEACTIVATING, STOPPING, DEPROVISIONING, STOPPED.
-    pub last_status: String,
-    pub desired_status: String,
+    pub last_status: TaskStatus,
+    pub desired_status: TaskStatus,
     pub started_by: Option<String>,
     pub stopped_reason: Option<String>,
     pub stop_code: Option<String>,
-    /// HEALTHY, UNHEALTHY or UNKNOWN.
-    pub health_status: Option<String>,
+    pub health_status: Option<HealthStatus>,
     pub containers: Vec<ObservedContainer>,
 }
 
@@ -100,8 +102,7 @@ pub struct ObservedTaskSet {
     pub id: String,
     /// The full ARN (UpdateServicePrimaryTaskSet needs it).
     pub arn: String,
-    /// PRIMARY, ACTIVE or DRAINING.
-    pub status: String,
+    pub status: TaskSetStatus,
     pub external_id: String,
     pub task_definition: String,
     /// Scale in percent of the service's desired count.
@@ -150,17 +151,17 @@ pub struct ObservedElb {
     pub healthy_targets: BTreeMap<String, u32>,
 }
 
-/// A CloudWatch alarm's state (`OK`, `ALARM`, `INSUFFICIENT_DATA`); `None` = no such alarm.
+/// A CloudWatch alarm's state; `None` = no such alarm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedAlarm {
     pub name: String,
-    pub state: Option<String>,
+    pub state: Option<AlarmState>,
 }
 
 impl Observed {
     /// The alarms in state ALARM, by name: the one test every strategy's alarm watch uses.
     pub fn firing_alarms(&self) -> Vec<String> {
-        self.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.clone()).collect()
+        self.alarms.iter().filter(|a| a.state == Some(AlarmState::Alarm)).map(|a| a.name.clone()).collect()
     }
 }
 
@@ -195,11 +196,9 @@ pub struct ObservedFunction {
     /// `LastModified`: with the revision, what shows that an update landed.
     #[serde(default)]
     pub last_modified: String,
-    /// Pending, Active, Inactive or Failed.
-    pub state: String,
+    pub state: FunctionState,
     pub state_reason: Option<String>,
-    /// InProgress, Successful or Failed.
-    pub last_update_status: String,
+    pub last_update_status: LastUpdateStatus,
     pub last_update_status_reason: Option<String>,
     pub description: String,
     /// Normalized configuration fields, compared to find the version that matches `$LATEST`.

@@ -7,7 +7,7 @@ use super::{Alarms, AwsError};
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::AlarmType;
 use aws_sdk_cloudwatch::Client;
-use gitmoxi_deploy::observed::ObservedAlarm;
+use gitmoxi_deploy::observed::{AlarmState, ObservedAlarm};
 use std::collections::BTreeMap;
 
 const SERVICE: &str = "monitoring";
@@ -51,6 +51,6 @@ impl Alarms for SdkAlarms {
                 }
             }
         }
-        Ok(names.iter().map(|n| ObservedAlarm { name: n.clone(), state: states.get(n).cloned() }).collect())
+        Ok(names.iter().map(|n| ObservedAlarm { name: n.clone(), state: states.get(n).map(|s| AlarmState::from(s.as_str())) }).collect())
     }
 }

@@ -58,12 +58,12 @@ fn observed_task(t: &aws_sdk_ecs::types::Task) -> ObservedTask {
     ObservedTask {
         arn: t.task_arn().unwrap_or_default().to_string(),
         task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
-        last_status: t.last_status().unwrap_or_default().to_string(),
-        desired_status: t.desired_status().unwrap_or_default().to_string(),
+        last_status: t.last_status().unwrap_or_default().into(),
+        desired_status: t.desired_status().unwrap_or_default().into(),
         started_by: t.started_by().map(str::to_string),
         stopped_reason: t.stopped_reason().map(str::to_string),
         stop_code: t.stop_code().map(|c| c.as_str().to_string()),
-        health_status: t.health_status().map(|h| h.as_str().to_string()),
+        health_status: t.health_status().map(|h| h.as_str().into()),
         containers: t
             .containers()
             .iter()
@@ -80,7 +80,7 @@ fn observed_task_set(t: &aws_sdk_ecs::types::TaskSet) -> ObservedTaskSet {
     ObservedTaskSet {
         id: t.id().unwrap_or_default().to_string(),
         arn: t.task_set_arn().unwrap_or_default().to_string(),
-        status: t.status().unwrap_or_default().to_string(),
+        status: t.status().unwrap_or_default().into(),
         external_id: t.external_id().unwrap_or_default().to_string(),
         task_definition: t.task_definition().unwrap_or_default().to_string(),
         scale_percent: t.scale().map_or(100.0, |s| s.value()),
@@ -151,7 +151,7 @@ impl Ecs for SdkEcs {
         let Some(s) = out.services().first() else { return Ok(None) };
         Ok(Some(ObservedService {
             arn: s.service_arn().unwrap_or_default().to_string(),
-            status: s.status().unwrap_or_default().to_string(),
+            status: s.status().unwrap_or_default().into(),
             task_definition: s.task_definition().map(str::to_string),
             desired_count: i32_to_u32(s.desired_count()),
             running_count: i32_to_u32(s.running_count()),
@@ -161,7 +161,7 @@ impl Ecs for SdkEcs {
                 .iter()
                 .map(|d| ObservedDeployment {
                     id: d.id().unwrap_or_default().to_string(),
-                    status: d.status().unwrap_or_default().to_string(),
+                    status: d.status().unwrap_or_default().into(),
                     task_definition: d.task_definition().unwrap_or_default().to_string(),
                     desired_count: i32_to_u32(d.desired_count()),
                     running_count: i32_to_u32(d.running_count()),
@@ -172,7 +172,7 @@ impl Ecs for SdkEcs {
                 })
                 .collect(),
             has_load_balancers: !s.load_balancers().is_empty(),
-            deployment_controller: s.deployment_controller().map(|d| d.r#type().as_str().to_string()),
+            deployment_controller: s.deployment_controller().map(|d| d.r#type().as_str().into()),
             tags: s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
             events: s.events().iter().take(10).filter_map(|e| e.message().map(str::to_string)).collect(),
         }))

@@ -11,7 +11,7 @@ use super::{Controller, ControllerError};
 use crate::aws::{Alarms, ApiGateway, AwsError, AwsErrorKind, Ecs, Elb, Lambda};
 use gitmoxi_deploy::drift::{DriftClock, DriftSeen};
 use gitmoxi_deploy::intent::Intent;
-use gitmoxi_deploy::observed::Observed;
+use gitmoxi_deploy::observed::{DeploymentControllerType, Observed, ServiceStatus};
 use gitmoxi_deploy::plan::{Action, Completion, Plan};
 use gitmoxi_deploy::record::{AppKey, DeploymentRecord, FailureCause, Level, Outcome};
 use gitmoxi_deploy::spec::{AppKind, Identity};
@@ -283,10 +283,10 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
         Some((family, id)) => ecs.find_task_definition(family, id).await?,
         None => None,
     };
-    let exists = described.as_ref().is_some_and(|s| s.status != "INACTIVE");
+    let exists = described.as_ref().is_some_and(|s| s.status != ServiceStatus::Inactive);
     let mut tasks = if needs.tasks && exists { ecs.service_tasks(cluster, service).await? } else { Vec::new() };
     // Task sets exist only under the EXTERNAL controller (DescribeTaskSets refuses other services).
-    let external = described.as_ref().is_some_and(|s| s.deployment_controller.as_deref() == Some("EXTERNAL"));
+    let external = described.as_ref().is_some_and(|s| s.deployment_controller == Some(DeploymentControllerType::External));
     let task_sets = if needs.task_sets && exists && external { ecs.describe_task_sets(cluster, service).await? } else { Vec::new() };
     if let Some(prefix) = &needs.side_tasks {
         for set in task_sets.iter().filter(|t| t.external_id.starts_with(prefix.as_str())) {

@@ -469,14 +469,14 @@ impl World {
         let service_tasks = |status: &str| self.tasks.iter().filter(|t| t.service_key == key && t.status(now) == status).count() as u32;
         ObservedService {
             arn: s.arn.clone(),
-            status: s.status.clone(),
+            status: s.status.as_str().into(),
             task_definition: if external { primary_set.map(|t| t.task_definition.clone()) } else { Some(s.task_definition.clone()) },
             desired_count: s.desired,
             running_count: if external { service_tasks("RUNNING") } else { deployments.iter().map(|d| d.running_count).sum() },
             pending_count: if external { service_tasks("PENDING") } else { deployments.iter().map(|d| d.pending_count).sum() },
             deployments,
             has_load_balancers: false,
-            deployment_controller: Some(s.controller.clone()),
+            deployment_controller: Some(s.controller.as_str().into()),
             tags: s.tags.clone(),
             events: s.events.iter().rev().take(10).cloned().collect(),
         }
@@ -491,7 +491,7 @@ impl World {
         ObservedTask {
             arn: t.arn.clone(),
             task_definition: t.task_definition.clone(),
-            last_status: status.to_string(),
+            last_status: status.into(),
             desired_status: if t.stopped_at.is_some() { "STOPPED".into() } else { "RUNNING".into() },
             started_by: Some(t.deployment.clone()),
             stopped_reason: reason,
@@ -601,7 +601,7 @@ impl World {
         ObservedTaskSet {
             id: t.id.clone(),
             arn: t.arn.clone(),
-            status: t.status.clone(),
+            status: t.status.as_str().into(),
             external_id: t.external_id.clone(),
             task_definition: t.task_definition.clone(),
             scale_percent: t.scale,

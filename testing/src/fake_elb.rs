@@ -126,7 +126,7 @@ impl Alarms for FakeAlarms {
         let now = Instant::now();
         let result = {
             let w = self.world.world();
-            Ok(names.iter().map(|n| ObservedAlarm { name: n.clone(), state: w.alarm_state(n, now) }).collect())
+            Ok(names.iter().map(|n| ObservedAlarm { name: n.clone(), state: w.alarm_state(n, now).map(|s| s.as_str().into()) }).collect())
         };
         self.world.end("DescribeAlarms", result)
     }

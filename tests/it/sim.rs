@@ -378,7 +378,13 @@ async fn five_deletes_in_one_head_are_held_by_prune_protection() {
         sim.add_app(&format!("apps/s{i}/s{i}"), &format!("s{i}"), "nginx:1");
     }
     sim.commit();
-    assert!(sim.run_until(10 * MINUTES, |s| s.world.service(REGION, "prod", "s0").is_some_and(|svc| svc.status == "INACTIVE")).await);
+    assert!(
+        sim.run_until(10 * MINUTES, |s| s
+            .world
+            .service(REGION, "prod", "s0")
+            .is_some_and(|svc| svc.status == gitmoxi_deploy::observed::ServiceStatus::Inactive))
+            .await
+    );
     assert_eq!(sim.world.mutations("DeleteService"), vec!["s0".to_string()]);
     assert!(sim.run_until(MINUTES, |s| s.store.app(&Sim::key("apps/s0/s0")).unwrap().is_none()).await);
     assert_eq!(sim.outcome("apps/s1/s1"), Some(Outcome::Succeeded));

@@ -5,6 +5,7 @@
 
 use crate::sim::{Sim, MINUTES, REGION};
 use gitmoxi_deploy::observed::ObservedTaskSet;
+use gitmoxi_deploy::observed::TaskSetStatus;
 use gitmoxi_deploy::record::BlueGreenPhase;
 use gitmoxi_deploy::record::{FailureCause, Outcome, Phase};
 use gitmoxi_testing::fake::Knobs;
@@ -65,7 +66,7 @@ fn task_sets(sim: &Sim) -> Vec<ObservedTaskSet> {
 /// Exactly one task set, primary, running `revision`.
 fn settled_on(sim: &Sim, revision: &str) -> bool {
     let sets = task_sets(sim);
-    sim.idle(PREFIX) && sets.len() == 1 && sets[0].status == "PRIMARY" && sets[0].task_definition.ends_with(revision)
+    sim.idle(PREFIX) && sets.len() == 1 && sets[0].status == TaskSetStatus::Primary && sets[0].task_definition.ends_with(revision)
 }
 
 fn phase(sim: &Sim) -> Option<Phase> {
@@ -166,7 +167,7 @@ async fn an_alarm_during_step_two_puts_all_traffic_back_on_blue_and_deletes_gree
     let sim = alarm_in_step_two(false).await;
     let sets = task_sets(&sim);
     assert_eq!(sets.len(), 1, "green deleted: {sets:?}");
-    assert!(sets[0].task_definition.ends_with("web:1") && sets[0].status == "PRIMARY");
+    assert!(sets[0].task_definition.ends_with("web:1") && sets[0].status == TaskSetStatus::Primary);
     // the failed fingerprint is not retried on its own
     sim.run_until(30 * MINUTES, |_| false).await;
     assert_eq!(sim.world.mutations("CreateTaskSet").len(), 2);
@@ -178,7 +179,7 @@ async fn an_alarm_keeps_green_without_traffic_when_configured() {
     let sets = task_sets(&sim);
     assert_eq!(sets.len(), 2, "green kept for debugging: {sets:?}");
     let green = sets.iter().find(|s| s.task_definition.ends_with("web:2")).unwrap();
-    assert_eq!(green.status, "ACTIVE");
+    assert_eq!(green.status, TaskSetStatus::Active);
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,8 +223,8 @@ async fn a_spot_shortage_is_covered_by_a_fallback_task_set_and_the_pair_is_clean
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded), "{:?}", sim.history(PREFIX));
     let sets = task_sets(&sim);
     assert_eq!(sets.len(), 2, "{sets:?}");
-    let primary = sets.iter().find(|s| s.status == "PRIMARY").unwrap();
-    let fallback_set = sets.iter().find(|s| s.status != "PRIMARY").unwrap();
+    let primary = sets.iter().find(|s| s.status == TaskSetStatus::Primary).unwrap();
+    let fallback_set = sets.iter().find(|s| s.status != TaskSetStatus::Primary).unwrap();
     assert_eq!(primary.capacity_providers, vec!["FARGATE_SPOT".to_string()]);
     assert_eq!(fallback_set.capacity_providers, vec!["FARGATE".to_string()]);
     assert_eq!((primary.scale_percent, fallback_set.scale_percent), (25.0, 75.0));
@@ -255,8 +256,8 @@ async fn a_spot_shortage_is_covered_by_a_fallback_task_set_and_the_pair_is_clean
     assert!(
         sim.run_until(5 * MINUTES, |s| {
             let sets = task_sets(s);
-            sets.iter().any(|t| t.status == "PRIMARY" && t.scale_percent == 100.0 && t.running_count == 4)
-                && sets.iter().any(|t| t.status != "PRIMARY" && t.scale_percent == 0.0)
+            sets.iter().any(|t| t.status == TaskSetStatus::Primary && t.scale_percent == 100.0 && t.running_count == 4)
+                && sets.iter().any(|t| t.status != TaskSetStatus::Primary && t.scale_percent == 0.0)
                 && s.history(PREFIX).iter().any(|h| h.contains("rebalanced by an operator"))
         })
         .await,

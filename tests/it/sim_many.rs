@@ -7,6 +7,7 @@
 //! replays it. CI runs the fixed seeds below; `make soak` runs random ones.
 
 use crate::sim::{Sim, MINUTES, REGION};
+use gitmoxi_deploy::observed::TaskSetStatus;
 use gitmoxi_deploy::record::Outcome;
 use gitmoxi_deploy::spec::FileTree;
 use rand::rngs::StdRng;
@@ -112,7 +113,7 @@ fn check_invariants(sim: &Sim, apps: &[App]) -> Result<(), String> {
             return Err(format!("{}: listener weights {weights:?} do not sum to 100", app.name));
         }
         let sets = sim.world.task_sets(REGION, "prod", &app.name);
-        if sets.iter().filter(|s| s.status == "PRIMARY").count() > 1 {
+        if sets.iter().filter(|s| s.status == TaskSetStatus::Primary).count() > 1 {
             return Err(format!("{}: two primary task sets {sets:?}", app.name));
         }
         if sets.len() > 3 {
@@ -151,7 +152,7 @@ fn converged(sim: &Sim, apps: &[App]) -> Result<(), String> {
             }
             Kind::BlueGreen => {
                 let sets = sim.world.task_sets(REGION, "prod", &app.name);
-                if sets.len() != 1 || sets[0].status != "PRIMARY" {
+                if sets.len() != 1 || sets[0].status != TaskSetStatus::Primary {
                     return Err(format!("{}: task sets {sets:?}", app.name));
                 }
                 let weights = sim.world.forward_weights(&format!("{}-listener", app.name));

@@ -14,7 +14,7 @@ use super::ecs_rolling::{ownership_tags, short_td, TAG_DEPLOYMENT};
 use super::{StepInput, STEADY_REQUEUE};
 use crate::breaker::tripped;
 use crate::checks::{side_stability, SideStability};
-use crate::observed::{Observed, ObservedElb, ObservedService, ObservedTaskSet};
+use crate::observed::{DeploymentControllerType, Observed, ObservedElb, ObservedService, ObservedTaskSet, ServiceStatus, TaskSetStatus};
 use crate::plan::{Action, Plan};
 use crate::record::BlueGreenPhase;
 use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, Strategy, TaskSetScales};
@@ -87,12 +87,12 @@ fn sides<'a>(observed: &'a Observed, deployment_id: &str) -> Sides<'a> {
     let prefix = side_prefix(deployment_id);
     let green_id = green_external_id(deployment_id);
     let fallback_id = fallback_external_id(deployment_id);
-    let live = observed.task_sets.iter().filter(|t| t.status != "DRAINING" || t.external_id.starts_with(&prefix));
+    let live = observed.task_sets.iter().filter(|t| t.status != TaskSetStatus::Draining || t.external_id.starts_with(&prefix));
     let (green_all, others): (Vec<&ObservedTaskSet>, Vec<&ObservedTaskSet>) = live.partition(|t| t.external_id.starts_with(&prefix));
     Sides {
         green: green_all.iter().copied().find(|t| t.external_id == green_id),
         green_fallback: green_all.iter().copied().find(|t| t.external_id == fallback_id),
-        blue_primary: others.iter().copied().find(|t| t.status == "PRIMARY"),
+        blue_primary: others.iter().copied().find(|t| t.status == TaskSetStatus::Primary),
         green_all,
         others,
     }
@@ -191,8 +191,8 @@ fn green_load_balancers(app: &EcsApp, blue: Option<&ObservedTaskSet>) -> Result<
 
 /// Everything that must hold before the green task set is created.
 fn preflight(app: &EcsApp, observed: &Observed, service: &ObservedService, blue: Option<&ObservedTaskSet>) -> Result<Vec<Value>, String> {
-    let controller = service.deployment_controller.as_deref().unwrap_or("ECS");
-    if controller != "EXTERNAL" {
+    let controller = service.deployment_controller.clone().unwrap_or(DeploymentControllerType::Ecs);
+    if controller != DeploymentControllerType::External {
         return Err(format!(
             "service {} uses the {controller} deployment controller, but the svcdef asks for EXTERNAL (gitmoxi blue/green); \
              ECS cannot change it in place: delete the service or keep deploymentController {controller}",
@@ -335,7 +335,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &BlueGreenP
             "the deployment record has no desired state (written by an incompatible version); push a commit to redeploy",
         );
     };
-    let service = observed.service.as_ref().filter(|s| s.status != "INACTIVE");
+    let service = observed.service.as_ref().filter(|s| s.status != ServiceStatus::Inactive);
     let (cluster, service_name) = cluster_service(record);
     let sides = sides(observed, &record.id);
     match phase {
@@ -355,7 +355,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &BlueGreenP
                 next.enter(Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: task_definition.clone() }), now);
                 return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
             }
-            if service.is_some_and(|s| s.status == "DRAINING") {
+            if service.is_some_and(|s| s.status == ServiceStatus::Draining) {
                 return Plan::wait(Duration::from_secs(10));
             }
             Plan {
@@ -543,7 +543,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &BlueGreenP
                     "the green task set is gone; push a commit or run `gitmoxi sync --force` to deploy again",
                 );
             };
-            if green.status == "PRIMARY" {
+            if green.status == TaskSetStatus::Primary {
                 next.task_set_arns = Some((green.arn.clone(), sides.green_fallback.map(|f| f.arn.clone())));
                 next.log(now, Level::Info, format!("green task set {} is primary", green.id));
                 next.enter(Phase::BlueGreen(BlueGreenPhase::CleanUp), now);
@@ -698,7 +698,7 @@ fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: 
 /// fallback: absolute scales (percent of the desired count, summing to 100).
 pub fn rebalance(input: &StepInput<'_>, primary_percent: f64, fallback_percent: f64) -> Result<Vec<Action>, String> {
     let observed = input.observed;
-    let Some(primary) = observed.task_sets.iter().find(|t| t.status == "PRIMARY") else {
+    let Some(primary) = observed.task_sets.iter().find(|t| t.status == TaskSetStatus::Primary) else {
         return Err("the service has no primary task set".into());
     };
     let Some(prefix) = primary.external_id.strip_suffix("green") else {

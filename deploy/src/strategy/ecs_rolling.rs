@@ -7,6 +7,7 @@
 
 use super::{StepInput, STEADY_REQUEUE};
 use crate::checks::rolling_stability;
+use crate::observed::ServiceStatus;
 use crate::plan::{Action, Completion, Plan};
 use crate::record::RollingPhase;
 use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, Strategy};
@@ -84,7 +85,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &RollingPha
     let now = input.now_ms;
     let mut next = record.clone();
     let observed = input.observed;
-    let service = observed.service.as_ref().filter(|s| s.status != "INACTIVE");
+    let service = observed.service.as_ref().filter(|s| s.status != ServiceStatus::Inactive);
     match phase {
         RollingPhase::Register => {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
@@ -262,7 +263,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &RollingPha
                 next.finish(Outcome::Failed, now);
                 return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
             }
-            if identity_service.status == "DRAINING" {
+            if identity_service.status == ServiceStatus::Draining {
                 return Plan::wait(Duration::from_secs(10));
             }
             let (cluster, name) = match &record.identity {

@@ -9,7 +9,7 @@
 //! restart never publishes a second version for the same deployment. Alias weights are absolute.
 
 use super::{new_record, short_commit, Desired, StepInput, STEADY_REQUEUE};
-use crate::observed::{ObservedFunction, ObservedLambda};
+use crate::observed::{FunctionState, LastUpdateStatus, ObservedFunction, ObservedLambda};
 use crate::plan::{Action, Completion, Plan};
 use crate::record::{DeploymentRecord, FailureCause, LambdaPhase, Level, Operation, Outcome, Phase, Strategy};
 use crate::spec::lambda::{EventSources, PushSource};
@@ -161,9 +161,9 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &LambdaPhas
                     "the function is gone; push a commit to create it again",
                 );
             };
-            match latest.last_update_status.as_str() {
-                "InProgress" => return Plan::wait(POLL),
-                "Failed" if latest.change_marker() != *revision_before => {
+            match latest.last_update_status {
+                LastUpdateStatus::InProgress => return Plan::wait(POLL),
+                LastUpdateStatus::Failed if latest.change_marker() != *revision_before => {
                     let reason = latest.last_update_status_reason.clone().unwrap_or_else(|| "no reason given".into());
                     let message = format!("the {what} update of {name} failed: {reason}");
                     return fail(
@@ -177,7 +177,8 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &LambdaPhas
                         &message,
                     );
                 }
-                _ => {}
+                // an older failure, or a word Lambda adds later: the update is judged by its marker
+                LastUpdateStatus::Failed | LastUpdateStatus::Successful | LastUpdateStatus::Other(_) => {}
             }
             let landed = latest.change_marker() != *revision_before;
             // Endpoints without revision ids (emulators) cannot show that an update landed: there,
@@ -214,7 +215,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &LambdaPhas
         }
         LambdaPhase::Publish => {
             let Some(latest) = &observed.function else { return Plan::wait(POLL) };
-            if latest.last_update_status == "InProgress" || latest.state == "Pending" {
+            if latest.last_update_status == LastUpdateStatus::InProgress || latest.state == FunctionState::Pending {
                 return Plan::wait(POLL);
             }
             if let Some(v) = matching_version(observed) {
@@ -233,9 +234,9 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &LambdaPhas
         }
         LambdaPhase::Ready { version, deadline_ms } => {
             let v = observed.versions.iter().find(|v| &v.version == version);
-            match v.map(|v| v.state.as_str()) {
-                Some("Active") => {}
-                Some("Failed") => {
+            match v.map(|v| &v.state) {
+                Some(FunctionState::Active) => {}
+                Some(FunctionState::Failed) => {
                     let reason = v.and_then(|v| v.state_reason.clone()).unwrap_or_default();
                     return rollback(
                         record,
@@ -244,7 +245,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &LambdaPhas
                         vec![format!("version {version} is Failed: {reason}")],
                     );
                 }
-                _ if now >= *deadline_ms => {
+                Some(FunctionState::Pending | FunctionState::Inactive | FunctionState::Other(_)) | None if now >= *deadline_ms => {
                     let waited = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries);
                     let state = v.map_or("missing", |v| v.state.as_str()).to_string();
                     return rollback(
@@ -254,7 +255,9 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &LambdaPhas
                         vec![format!("version {version} is {state}, not Active, after {waited} s")],
                     );
                 }
-                _ => return Plan::wait(Duration::from_secs(app.depdef.readiness.wait_interval_secs)),
+                Some(FunctionState::Pending | FunctionState::Inactive | FunctionState::Other(_)) | None => {
+                    return Plan::wait(Duration::from_secs(app.depdef.readiness.wait_interval_secs))
+                }
             }
             if observed.alias.is_none() {
                 next.log(now, Level::Info, format!("creating alias {alias} on version {version}"));

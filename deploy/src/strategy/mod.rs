@@ -20,7 +20,7 @@ mod tests;
 use crate::commands::OperatorCommands;
 use crate::drift::{DriftClock, DriftPolicy};
 use crate::intent::Intent;
-use crate::observed::Observed;
+use crate::observed::{Observed, ServiceStatus};
 use crate::plan::{Completion, Note, Plan};
 use crate::record::{AppKey, AppliedState, DeploymentRecord, DeploymentStatus, FailureCause, Level, Operation, Outcome, Phase};
 use crate::record::{BlueGreenPhase, LambdaPhase, RollingPhase, Strategy};
@@ -417,7 +417,7 @@ fn advance(input: &StepInput<'_>) -> Plan {
         }
         Desired::Deleted if matches!(input.applied.identity, Some(Identity::Lambda { .. })) => lambda_shift::start_delete(input),
         Desired::Deleted if input.applied.fingerprint.is_some() || input.applied.owned => {
-            match input.observed.service.as_ref().filter(|s| s.status != "INACTIVE") {
+            match input.observed.service.as_ref().filter(|s| s.status != ServiceStatus::Inactive) {
                 None => {
                     let mut record = new_record(
                         input,
