@@ -9,13 +9,14 @@
 use gitmoxi_deploy::intent::Intent;
 use gitmoxi_deploy::plan::Completion;
 use gitmoxi_deploy::record::{AppKey, AppliedState, DeploymentRecord, FailureCause, Level, Outcome};
-use gitmoxi_deploy::spec::{AppKind, Diagnostic, FileKind};
+use gitmoxi_deploy::spec::{AppKind, Diagnostic};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
-use std::collections::BTreeMap;
 use std::path::Path;
+
+mod documents;
 
 /// The on-disk format version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -32,6 +33,8 @@ pub enum StoreError {
     Corrupt { key: String, source: serde_json::Error },
     #[error("state directory was written by schema version {found}, this gitmoxi reads version {SCHEMA_VERSION}; upgrade gitmoxi or use another --state-dir")]
     Schema { found: u32 },
+    #[error("state store entry {key} refers to document {document}, which is missing: the store is corrupt; move the state directory aside to start fresh")]
+    MissingDocument { key: String, document: String },
     #[error("state store transaction failed: {0}")]
     Transaction(String),
     #[error("state store flush did not finish: {0}; check the state directory's disk")]
@@ -44,8 +47,10 @@ pub struct AppEntry {
     pub key: AppKey,
     pub kind: AppKind,
     pub applied: AppliedState,
-    /// The documents of the applied fingerprint, as rendered.
-    pub rendered: BTreeMap<FileKind, Value>,
+    /// The desired app of the last applied deployment, by document id (see [`documents`]):
+    /// the rendered documents as AWS got them, stored once with the deployment record.
+    #[serde(default)]
+    pub applied_document: Option<String>,
     /// The latest head's problems with this app (render/validation errors, conflicts, held deletes).
     pub problems: Vec<Diagnostic>,
     /// What the last head wants for this app, and why (stored under their first names).
@@ -70,7 +75,7 @@ impl AppEntry {
             key,
             kind,
             applied: AppliedState::default(),
-            rendered: BTreeMap::new(),
+            applied_document: None,
             problems: Vec::new(),
             intent: None,
             intent_reason: None,
@@ -110,6 +115,8 @@ pub struct Store {
     deployments_by_app: sled::Tree,
     history: sled::Tree,
     commands: sled::Tree,
+    /// Content-addressed documents that records refer to (see [`documents`]).
+    documents: sled::Tree,
     meta: sled::Tree,
     /// A throw-away store flushes synchronously: tests run on a paused tokio clock, which would
     /// leap forward while an asynchronous flush waits on sled's own threads.
@@ -206,6 +213,7 @@ impl Store {
             deployments_by_app: db.open_tree("deployments_by_app")?,
             history: db.open_tree("history")?,
             commands: db.open_tree("commands")?,
+            documents: db.open_tree("documents")?,
             meta,
             temporary,
             db,
@@ -252,12 +260,47 @@ impl Store {
     /// The in-flight (or last unfinished) record of an app.
     pub fn record(&self, key: &AppKey) -> Result<Option<DeploymentRecord>, StoreError> {
         let k = app_key_bytes(key);
-        self.records.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        self.records.get(&k)?.map(|v| self.load_record(&k, &v)).transpose()
     }
 
     /// Every in-flight record.
     pub fn records(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
-        self.records.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        self.records.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| self.load_record(&k, &v))).collect()
+    }
+
+    /// A stored record with its documents put back.
+    fn load_record(&self, key: &[u8], bytes: &[u8]) -> Result<DeploymentRecord, StoreError> {
+        let stored: Value = decode(key, bytes)?;
+        let joined = documents::join(
+            stored,
+            |id| self.documents.get(id.as_bytes())?.map(|d| decode(id.as_bytes(), &d)).transpose(),
+            |id| StoreError::MissingDocument { key: String::from_utf8_lossy(key).replace('\0', "/"), document: id.to_string() },
+        )?;
+        serde_json::from_value(joined)
+            .map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(key).replace('\0', "/"), source })
+    }
+
+    /// Stores a record's documents (before the record that refers to them) and returns its bytes.
+    fn store_documents(&self, record: &DeploymentRecord) -> Result<documents::SplitRecord, StoreError> {
+        let split = documents::split(record, &app_key_bytes(&record.app));
+        for (id, bytes) in &split.documents {
+            if !self.documents.contains_key(id.as_bytes())? {
+                self.documents.insert(id.as_bytes(), bytes.as_slice())?;
+            }
+        }
+        Ok(split)
+    }
+
+    /// The rendered documents of an app's last applied deployment (svcdef, taskdef and depdef,
+    /// or the Lambda app), as the record carried them.
+    pub fn applied_document(&self, key: &AppKey) -> Result<Option<Value>, StoreError> {
+        let Some(id) = self.app(key)?.and_then(|e| e.applied_document) else { return Ok(None) };
+        self.documents.get(id.as_bytes())?.map(|d| decode(id.as_bytes(), &d)).transpose()
+    }
+
+    /// How many documents are stored (tests of their removal).
+    pub fn document_count(&self) -> usize {
+        self.documents.len()
     }
 
     fn index_key(record: &DeploymentRecord) -> Vec<u8> {
@@ -275,7 +318,7 @@ impl Store {
         }
         for kv in self.deployments.iter() {
             let (k, v) = kv?;
-            let record: DeploymentRecord = decode(&k, &v)?;
+            let record = self.load_record(&k, &v)?;
             self.deployments_by_app.insert(Self::index_key(&record), record.id.as_bytes())?;
         }
         Ok(())
@@ -285,9 +328,10 @@ impl Store {
     /// the first version only — a step rewrites the in-flight tree alone, which halves what every
     /// step writes — and [`Store::deployment`] reads the in-flight version through it.
     pub fn put_record(&self, record: &DeploymentRecord) -> Result<(), StoreError> {
-        self.records.insert(app_key_bytes(&record.app), encode(record))?;
+        let split = self.store_documents(record)?;
+        self.records.insert(app_key_bytes(&record.app), split.bytes.as_slice())?;
         if !self.deployments.contains_key(record.id.as_bytes())? {
-            self.deployments.insert(record.id.as_bytes(), encode(record))?;
+            self.deployments.insert(record.id.as_bytes(), split.bytes)?;
             self.deployments_by_app.insert(Self::index_key(record), record.id.as_bytes())?;
         }
         Ok(())
@@ -304,7 +348,7 @@ impl Store {
     /// A deployment by id (in flight or finished).
     pub fn deployment(&self, id: &str) -> Result<Option<DeploymentRecord>, StoreError> {
         match self.deployments.get(id.as_bytes())? {
-            Some(v) => Ok(Some(self.freshest(decode(id.as_bytes(), &v)?)?)),
+            Some(v) => Ok(Some(self.freshest(self.load_record(id.as_bytes(), &v)?)?)),
             None => Ok(None),
         }
     }
@@ -314,7 +358,7 @@ impl Store {
         let mut all: Vec<DeploymentRecord> = self
             .deployments
             .iter()
-            .map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v)).and_then(|r| self.freshest(r)))
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| self.load_record(&k, &v)).and_then(|r| self.freshest(r)))
             .collect::<Result<_, _>>()?;
         all.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
         Ok(all)
@@ -324,13 +368,14 @@ impl Store {
     /// learns the outcome (applied fingerprint, failed fingerprint or removal).
     pub fn finish(&self, record: &DeploymentRecord, completion: &Completion) -> Result<(), StoreError> {
         let key = app_key_bytes(&record.app);
-        let record_bytes = encode(record);
+        let split = self.store_documents(record)?;
+        let applied_document = split.documents.first().map(|(id, _)| id.clone());
+        let record_bytes = split.bytes;
         let result = (&self.apps, &self.records, &self.deployments).transaction(|(apps, records, deployments)| {
             deployments.insert(record.id.as_bytes(), record_bytes.clone())?;
             if let Some(current) = records.get(&key)? {
-                let current: DeploymentRecord =
-                    serde_json::from_slice(&current).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
-                if current.id == record.id {
+                let current: Value = serde_json::from_slice(&current).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                if current.get("id").and_then(Value::as_str) == Some(record.id.as_str()) {
                     records.remove(key.clone())?;
                 }
             }
@@ -353,16 +398,8 @@ impl Store {
                     entry.applied.failed.remove(fingerprint);
                     if let Some(lambda) = &record.desired_lambda {
                         entry.applied.lambda = Some(lambda.clone());
-                        entry.rendered = BTreeMap::from([(FileKind::LambdaDef, lambda.lambdadef.clone())]);
                     }
-                    if let Some(desired) = &record.desired {
-                        let mut rendered = BTreeMap::new();
-                        rendered.insert(FileKind::SvcDef, desired.svcdef.clone());
-                        if let Some(td) = &desired.taskdef {
-                            rendered.insert(FileKind::TaskDef, td.clone());
-                        }
-                        entry.rendered = rendered;
-                    }
+                    entry.applied_document = applied_document.clone();
                 }
                 Completion::Failed { fingerprint } => {
                     entry.applied.failed.insert(fingerprint.clone());
@@ -391,19 +428,48 @@ impl Store {
         // oldest first: the index orders one app's deployments by start time
         let mine: Vec<(sled::IVec, sled::IVec)> = self.deployments_by_app.scan_prefix(&prefix).collect::<Result<_, _>>()?;
         let mut excess = mine.len().saturating_sub(MAX_DEPLOYMENTS_PER_APP);
+        let mut released = Vec::new();
         for (index_key, id) in mine {
             if excess == 0 {
                 break;
             }
-            let in_flight = match self.deployments.get(&id)? {
-                Some(v) => decode::<DeploymentRecord>(&id, &v)?.in_flight(),
-                None => false,
-            };
+            let stored: Option<Value> = self.deployments.get(&id)?.map(|v| decode(&id, &v)).transpose()?;
+            // in flight = no outcome yet (read without fetching the documents)
+            let in_flight = stored.as_ref().is_some_and(|s| s.get("outcome").is_none_or(Value::is_null));
             if !in_flight {
+                released.extend(stored.as_ref().map(documents::references).unwrap_or_default());
                 self.deployments.remove(&id)?;
                 self.deployments_by_app.remove(index_key)?;
                 excess -= 1;
             }
+        }
+        self.release_documents(key, released)
+    }
+
+    /// Removes the documents of `released` that nothing of the app refers to any more: its kept
+    /// deployments, its in-flight record and its applied state.
+    fn release_documents(&self, key: &AppKey, released: Vec<String>) -> Result<(), StoreError> {
+        if released.is_empty() {
+            return Ok(());
+        }
+        let mut prefix = app_key_bytes(key);
+        prefix.push(0xff);
+        let mut referenced = std::collections::BTreeSet::new();
+        for id in self.deployments_by_app.scan_prefix(&prefix).values() {
+            let id = id?;
+            if let Some(v) = self.deployments.get(&id)? {
+                referenced.extend(documents::references(&decode(&id, &v)?));
+            }
+        }
+        let k = app_key_bytes(key);
+        if let Some(v) = self.records.get(&k)? {
+            referenced.extend(documents::references(&decode(&k, &v)?));
+        }
+        if let Some(id) = self.app(key)?.and_then(|e| e.applied_document) {
+            referenced.insert(id);
+        }
+        for id in released.into_iter().filter(|id| !referenced.contains(id)) {
+            self.documents.remove(id.as_bytes())?;
         }
         Ok(())
     }

@@ -209,14 +209,69 @@ fn a_version_1_store_opens_and_its_causes_become_typed() {
     assert_eq!(again.app(&key("a")).unwrap().unwrap().last_cause, Some(FailureCause::StabilityTimeout { waited_secs: 300 }));
 }
 
+fn with_desired(id: &str, prefix: &str, image: &str) -> DeploymentRecord {
+    use gitmoxi_deploy::spec::{load_snapshot, AppSpec, MemTree, RenderContext};
+    let tree = MemTree::new().with("svc/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "desiredCount": 2}"#).with(
+        "svc/web_taskdef.json",
+        &format!(r#"{{"family": "web", "containerDefinitions": [{{"name": "web", "image": "{image}", "memory": 128}}]}}"#),
+    );
+    let snapshot = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    let app = snapshot.apps["svc/web"].clone().expect("valid");
+    let AppSpec::Ecs(ecs) = app.spec else { panic!("an ECS app") };
+    DeploymentRecord { desired: Some(ecs), ..record(id, prefix) }
+}
+
 #[test]
-fn a_store_from_a_newer_gitmoxi_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.open_tree("meta").unwrap().insert("schema_version", b"3".to_vec()).unwrap();
-        db.flush().unwrap();
+fn a_record_refers_to_its_documents_stored_once() {
+    let store = Store::temporary().unwrap();
+    let mut r = with_desired("d1", "a", "registry.example/web:1.2.3");
+    for step in 0..5 {
+        r.updated_at_ms = step;
+        store.put_record(&r).unwrap();
     }
-    let err = Store::open(dir.path()).err().expect("refused");
-    assert!(err.to_string().contains("schema version 3"), "{err}");
+    assert_eq!(store.document_count(), 1, "five phase changes, one document");
+    let raw = store.records.get(app_key_bytes(&key("a"))).unwrap().unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(!raw.contains("registry.example/web:1.2.3") && raw.contains("$doc"), "the stored record refers to it: {raw}");
+    assert_eq!(store.record(&key("a")).unwrap().unwrap(), r, "and reads back whole");
+
+    r.finish(Outcome::Succeeded, 9);
+    store.finish(&r, &Completion::Applied { fingerprint: "fp1".into(), commit: "c1".into(), task_definition: None }).unwrap();
+    assert_eq!(store.deployment("d1").unwrap().unwrap().desired, r.desired);
+    let applied = store.applied_document(&key("a")).unwrap().expect("the applied documents");
+    assert_eq!(applied["taskdef"]["containerDefinitions"][0]["image"], "registry.example/web:1.2.3");
+    assert_eq!(store.document_count(), 1, "the finished record and the app share it");
+}
+
+#[test]
+fn a_record_stored_with_its_documents_inline_still_reads() {
+    let store = Store::temporary().unwrap();
+    let r = with_desired("d1", "a", "nginx:1");
+    store.records.insert(app_key_bytes(&key("a")), serde_json::to_vec(&r).unwrap()).unwrap();
+    assert_eq!(store.record(&key("a")).unwrap().unwrap(), r);
+}
+
+#[test]
+fn documents_of_pruned_deployments_go_and_the_applied_one_stays() {
+    let store = Store::temporary().unwrap();
+    let total = MAX_DEPLOYMENTS_PER_APP + 20;
+    for i in 0..total {
+        let mut r = with_desired(&format!("d{i:04}"), "a", &format!("nginx:{i}"));
+        r.started_at_ms = i as u64;
+        store.put_record(&r).unwrap();
+        r.finish(if i == 0 { Outcome::Succeeded } else { Outcome::RolledBack }, i as u64);
+        let completion = if i == 0 {
+            Completion::Applied { fingerprint: "fp0".into(), commit: "c0".into(), task_definition: None }
+        } else {
+            Completion::Failed { fingerprint: format!("fp{i}") }
+        };
+        store.finish(&r, &completion).unwrap();
+    }
+    assert_eq!(store.deployments().unwrap().len(), MAX_DEPLOYMENTS_PER_APP);
+    assert_eq!(store.document_count(), MAX_DEPLOYMENTS_PER_APP + 1, "the kept deployments' documents and the applied one");
+    let applied = store.applied_document(&key("a")).unwrap().expect("the first, applied deployment's document stays");
+    assert_eq!(applied["taskdef"]["containerDefinitions"][0]["image"], "nginx:0");
+    for kept in store.deployments().unwrap() {
+        assert!(kept.desired.is_some(), "every kept deployment still reads whole");
+    }
 }
