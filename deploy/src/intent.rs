@@ -193,7 +193,11 @@ pub fn intents_of_head(
         applied.values().filter(|a| !snapshot.apps.contains_key(&a.prefix) && !moved_away.contains(a.prefix.as_str())).collect();
     let total = applied.len().max(1);
     let empty = snapshot.apps.is_empty();
-    let too_many = deletes.len() > policy.max_prune || deletes.len() * 100 > total * policy.max_prune_percent as usize;
+    // SPEC §1.4: more than max_prune, or more than one and more than max_prune_percent of the
+    // repository's apps (one delete is never held by the percentage alone: a small repository
+    // must be able to delete an app)
+    let too_many =
+        deletes.len() > policy.max_prune || (deletes.len() > 1 && deletes.len() * 100 > total * policy.max_prune_percent as usize);
     let hold = !deletes.is_empty() && !policy.allow_prune && (empty || too_many);
     for gone in deletes {
         let what = match gone.kind {
@@ -331,6 +335,28 @@ mod tests {
         let lenient = PrunePolicy { max_prune: 100, max_prune_percent: 100, allow_prune: false };
         let plan = intents_of_head(&snap(&MemTree::new()), &applied, lenient, &BTreeSet::new());
         assert!(plan.iter().all(|e| e.intent == Intent::Held), "{plan:?}");
+    }
+
+    #[test]
+    fn one_delete_in_a_small_repository_goes_ahead_but_two_of_four_are_held() {
+        let mut t = MemTree::new();
+        for i in 0..2 {
+            ecs(&mut t, &format!("a{i}/s"), &format!("s{i}"), "img:1");
+        }
+        let applied = applied_from(&snap(&t));
+        t.remove("a1/s_svcdef.json");
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        assert!(intents(&plan).contains(&("a1/s".into(), Intent::Delete)), "1 of 2 (50 %) is one delete: {plan:?}");
+
+        let mut t = MemTree::new();
+        for i in 0..4 {
+            ecs(&mut t, &format!("a{i}/s"), &format!("s{i}"), "img:1");
+        }
+        let applied = applied_from(&snap(&t));
+        t.remove("a2/s_svcdef.json");
+        t.remove("a3/s_svcdef.json");
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        assert_eq!(plan.iter().filter(|e| e.intent == Intent::Held).count(), 2, "2 of 4 (50 %) is over 25 %: {plan:?}");
     }
 
     #[test]
