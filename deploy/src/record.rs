@@ -649,12 +649,23 @@ pub struct AppliedState {
     /// The last applied Lambda app (its alias and event sources, for the delete).
     #[serde(default)]
     pub lambda: Option<LambdaApp>,
+    /// The svcdef's `desiredCount` at the last applied deployment: an update sends the file's
+    /// value only when it differs (Application Auto Scaling owns the count otherwise).
+    #[serde(default)]
+    pub desired_count: Option<u32>,
 }
 
 impl AppliedState {
     /// Whether `fingerprint` is the one applied last.
     pub fn is_applied(&self, fingerprint: &str) -> bool {
         self.fingerprint.as_deref() == Some(fingerprint)
+    }
+
+    /// The `desiredCount` an update must send (SPEC §3.1): the file's, when it changed since the
+    /// last applied deployment (or nothing was applied yet); `None` leaves the count to whoever
+    /// scaled the service (autoscaling, an operator).
+    pub fn desired_count_change(&self, file: Option<u32>) -> Option<u32> {
+        file.filter(|count| self.fingerprint.is_none() || self.desired_count != Some(*count))
     }
 
     /// The one rule of SPEC §1.3 and §1.5: a fingerprint deploys when it is neither the applied

@@ -147,26 +147,37 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(key).replace('\0', "/"), source })
 }
 
-/// Schema 1 → 2: an app's `last_cause` was the cause's text; it becomes the cause itself, taken
-/// from the app's last deployment record (the text alone cannot be parsed back). Everything else
-/// reads as it was written (the phase, intent and strategy words did not change).
+/// Schema 1 → 2, per app entry:
+/// - `last_cause` was the cause's text; it becomes the cause itself, taken from the app's last
+///   deployment record (the text alone cannot be parsed back);
+/// - the applied `desiredCount` is taken from the applied svcdef schema 1 kept in `rendered`
+///   (which schema 2 no longer keeps: the applied document is referenced instead), so
+///   the first update after the upgrade does not reset a count autoscaling owns.
+///
+/// Everything else reads as it was written (the phase, intent and strategy words did not change).
 fn migrate_v1(db: &sled::Db) -> Result<(), StoreError> {
     let apps = db.open_tree("apps")?;
     let deployments = db.open_tree("deployments")?;
     for item in apps.iter() {
         let (key, bytes) = item?;
         let mut entry: Value = decode(&key, &bytes)?;
-        if !entry.get("last_cause").is_some_and(Value::is_string) {
-            continue;
-        }
-        let cause = match entry.get("last_deployment").and_then(Value::as_str) {
-            Some(id) => match deployments.get(id.as_bytes())? {
-                Some(record) => decode::<Value>(id.as_bytes(), &record)?.get("cause").cloned().unwrap_or(Value::Null),
+        if entry.get("last_cause").is_some_and(Value::is_string) {
+            let cause = match entry.get("last_deployment").and_then(Value::as_str) {
+                Some(id) => match deployments.get(id.as_bytes())? {
+                    Some(record) => decode::<Value>(id.as_bytes(), &record)?.get("cause").cloned().unwrap_or(Value::Null),
+                    None => Value::Null,
+                },
                 None => Value::Null,
-            },
-            None => Value::Null,
-        };
-        entry["last_cause"] = cause;
+            };
+            entry["last_cause"] = cause;
+        }
+        let applied_count = entry.pointer("/rendered/svc_def/desiredCount").cloned();
+        if let (Some(count), Some(applied)) = (applied_count, entry.get_mut("applied").and_then(Value::as_object_mut)) {
+            applied.insert("desired_count".into(), count);
+        }
+        if let Some(fields) = entry.as_object_mut() {
+            fields.remove("rendered");
+        }
         apps.insert(key, encode(&entry))?;
     }
     Ok(())
@@ -399,6 +410,7 @@ impl Store {
                     if let Some(lambda) = &record.desired_lambda {
                         entry.applied.lambda = Some(lambda.clone());
                     }
+                    entry.applied.desired_count = record.desired.as_ref().and_then(|d| d.desired_count());
                     entry.applied_document = applied_document.clone();
                 }
                 Completion::Failed { fingerprint } => {

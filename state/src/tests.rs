@@ -192,6 +192,8 @@ fn a_version_1_store_opens_and_its_causes_become_typed() {
         app["last_outcome"] = "rolled_back".into();
         app["last_cause"] = "stability timeout after 300 s".into();
         app["plan_action"] = "none".into();
+        app["applied"]["fingerprint"] = "fp1".into();
+        app["rendered"] = serde_json::json!({"svc_def": {"serviceName": "s", "desiredCount": 4}});
         db.open_tree("apps").unwrap().insert(app_key_bytes(&key("a")), serde_json::to_vec(&app).unwrap()).unwrap();
         let mut orphan = serde_json::to_value(AppEntry::new(key("b"), AppKind::Ecs)).unwrap();
         orphan["last_cause"] = "a cause whose record was pruned".into();
@@ -202,6 +204,7 @@ fn a_version_1_store_opens_and_its_causes_become_typed() {
     let app = store.app(&key("a")).unwrap().unwrap();
     assert_eq!(app.last_cause, Some(FailureCause::StabilityTimeout { waited_secs: 300 }));
     assert_eq!(app.intent, Some(gitmoxi_deploy::intent::Intent::Keep));
+    assert_eq!(app.applied.desired_count, Some(4), "the applied count comes from the svcdef schema 1 kept");
     assert_eq!(store.app(&key("b")).unwrap().unwrap().last_cause, None, "no record: the cause is unknown");
     assert_eq!(store.meta.get("schema_version").unwrap().as_deref(), Some(&b"2"[..]));
     drop(store);

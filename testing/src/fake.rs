@@ -233,6 +233,15 @@ impl FakeWorld {
         }
     }
 
+    /// Scales a service behind gitmoxi's back, as Application Auto Scaling or an operator does:
+    /// ECS then runs `desired` tasks of the current task definition.
+    pub fn scale_service(&self, region: &str, cluster: &str, name: &str, desired: u32) {
+        let mut w = self.world();
+        if let Some(s) = w.services.get_mut(&(region.to_string(), cluster.to_string(), name.to_string())) {
+            s.desired = desired;
+        }
+    }
+
     /// A Secrets Manager secret or an SSM parameter (by id / name).
     pub fn put_secret(&self, id: &str, value: &str) {
         self.world().secrets.insert(id.to_string(), value.to_string());
@@ -800,7 +809,8 @@ impl Ecs for FakeEcs {
                 Err(e) => Err(e),
                 Ok(()) => match w.services.get_mut(&key) {
                     Some(s) if s.status == "ACTIVE" => {
-                        if let Some(n) = body.get("desiredCount").and_then(Value::as_u64) {
+                        let sent_count = body.get("desiredCount").and_then(Value::as_u64);
+                        if let Some(n) = sent_count {
                             s.desired = n as u32;
                         }
                         if let Some(td) = body.get("taskDefinition").and_then(Value::as_str) {
@@ -809,7 +819,8 @@ impl Ecs for FakeEcs {
                                 s.deployments.insert(0, FakeDeployment { id: format!("ecs-svc/{id}"), task_definition: td.to_string() });
                             }
                         }
-                        let detail = format!("{name} td={} desired={}", s.task_definition, s.desired);
+                        let sent = sent_count.map_or(String::new(), |n| format!(" desiredCount={n}"));
+                        let detail = format!("{name} td={} desired={}{sent}", s.task_definition, s.desired);
                         w.mutations.push(("UpdateService".into(), detail));
                         w.advance(now);
                         Ok(())

@@ -508,3 +508,33 @@ async fn moto_tokens_come_from_secrets_manager_and_ssm_and_are_cached_briefly() 
     let err = creds.token(&TokenSource::Env("GITMOXI_TEST_SURELY_UNSET_VAR".into())).await.unwrap_err();
     assert!(err.contains("environment variable GITMOXI_TEST_SURELY_UNSET_VAR is not set"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_an_autoscaled_count_survives_an_image_deployment_and_a_rollback() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "prod/web/web", "web", "nginx:1");
+    repo.commit("web");
+    let server = Server::start(&moto, &repo, 25).await;
+    let first = server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
+    let ecs = moto.ecs().await;
+    // Application Auto Scaling (or an operator) scales out; the svcdef still says 2
+    ecs.update_service().cluster("prod").service("web").desired_count(3).send().await.unwrap();
+
+    write_app(&repo, "prod/web/web", "web", "nginx:2");
+    repo.commit("web v2");
+    let second = server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["fingerprint"] != first["fingerprint"]).await;
+    assert_eq!(second["last_outcome"], "succeeded");
+    let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
+    assert!(svc.services()[0].task_definition().unwrap().ends_with("web:2"));
+    assert_eq!(svc.services()[0].desired_count(), 3, "the image deployment kept the scaled count");
+
+    write_app(&repo, "prod/web/web", "web", "nginx:fail");
+    repo.commit("broken image");
+    server.wait_app("prod/web/web", Duration::from_secs(90), |a| a["status"] == "RolledBack").await;
+    let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
+    assert!(svc.services()[0].task_definition().unwrap().ends_with("web:2"), "rolled back to web:2");
+    assert_eq!(svc.services()[0].desired_count(), 3, "the rollback kept the scaled count too");
+    server.stop().await;
+}

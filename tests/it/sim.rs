@@ -222,6 +222,39 @@ async fn breaker_trips_and_rolls_back_to_the_previous_task_definition() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_autoscaled_count_survives_an_image_deployment_and_a_rollback() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await, "{}", sim.seed_note());
+    // Application Auto Scaling (or an operator) scales the service out; the svcdef still says 2
+    sim.world.scale_service(REGION, "prod", "web", 3);
+    assert!(
+        sim.run_until(5 * MINUTES, |s| s.stable_on("web", "web:1") && s.world.service(REGION, "prod", "web").unwrap().running_count == 3)
+            .await
+    );
+
+    sim.set_image("prod/web/web", "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:2")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::Succeeded));
+    let svc = sim.world.service(REGION, "prod", "web").unwrap();
+    assert_eq!((svc.desired_count, svc.running_count), (3, 3), "the image deployment kept the scaled count");
+    assert!(
+        sim.world.mutations("UpdateService").iter().all(|body| !body.contains("desiredCount")),
+        "{:?}",
+        sim.world.mutations("UpdateService")
+    );
+
+    sim.set_image("prod/web/web", "nginx:fail");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| s.idle("prod/web/web") && s.outcome("prod/web/web") == Some(Outcome::RolledBack)).await);
+    assert!(sim.run_until(5 * MINUTES, |s| s.stable_on("web", "web:2")).await, "back on the last good revision");
+    let svc = sim.world.service(REGION, "prod", "web").unwrap();
+    assert_eq!((svc.desired_count, svc.running_count), (3, 3), "the rollback kept the scaled count too");
+}
+
+#[tokio::test(start_paused = true)]
 async fn stability_timeout_rolls_back() {
     let mut sim = Sim::new();
     sim.add_app("prod/web/web", "web", "nginx:1");

@@ -400,7 +400,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &BlueGreenP
                 Err(why) => return finish(record, now, Outcome::Failed, Some(FailureCause::ValidationError), &why),
             };
             let mut actions = Vec::new();
-            if let Some(want) = app.desired_count().filter(|d| *d != s.desired_count) {
+            if let Some(want) = input.applied.desired_count_change(app.desired_count()).filter(|d| *d != s.desired_count) {
                 actions.push(Action::EcsUpdateService { body: json!({"cluster": cluster, "service": service_name, "desiredCount": want}) });
             }
             actions.push(Action::EcsCreateTaskSet { body: task_set_body(app, record, task_definition, &lbs, None) });

@@ -23,7 +23,6 @@ pub const TAG_DEPLOYMENT: &str = "gitmoxi:deployment";
 
 /// Fields of a CreateService body that UpdateService accepts too.
 const UPDATABLE: &[&str] = &[
-    "desiredCount",
     "capacityProviderStrategy",
     "deploymentConfiguration",
     "networkConfiguration",
@@ -121,7 +120,7 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &RollingPha
                 }
                 Some(s) if s.is_active() => Plan {
                     take_ownership: true,
-                    actions: vec![Action::EcsUpdateService { body: update_body(app, task_definition) }],
+                    actions: vec![Action::EcsUpdateService { body: update_body(app, task_definition, input.applied) }],
                     requeue_after: Duration::ZERO,
                     ..Plan::default()
                 },
@@ -383,8 +382,11 @@ fn create_body(input: &StepInput<'_>, record: &DeploymentRecord, app: &EcsApp, t
     body
 }
 
-fn update_body(app: &EcsApp, task_definition: &str) -> Value {
+fn update_body(app: &EcsApp, task_definition: &str, applied: &crate::record::AppliedState) -> Value {
     let mut body = Map::new();
+    if let Some(count) = applied.desired_count_change(app.desired_count()) {
+        body.insert("desiredCount".into(), Value::from(count));
+    }
     body.insert("cluster".into(), Value::String(app.cluster.clone()));
     body.insert("service".into(), Value::String(app.service_name.clone()));
     body.insert("taskDefinition".into(), Value::String(task_definition.to_string()));

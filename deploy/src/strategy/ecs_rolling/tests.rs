@@ -310,3 +310,21 @@ fn a_moved_app_retags_its_service() {
     let Action::EcsTagResource { tags, .. } = &p.actions[0] else { panic!("{p:?}") };
     assert!(tags.contains(&(TAG_APP.to_string(), "main:svc/web".to_string())));
 }
+
+#[test]
+fn an_update_leaves_an_autoscaled_count_alone_unless_the_file_changed_it() {
+    let a = app("nginx:2", "{}");
+    let obs = Observed { service: Some(service(TD1, 5, vec![(TD1, 5)])), ..Default::default() };
+    let applied = AppliedState { desired_count: Some(2), ..applied_v1(&a) };
+    let mut rec = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    rec.enter(Phase::Rolling(RollingPhase::Apply { task_definition: TD2.into() }), 1);
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 2 });
+    let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("{p:?}") };
+    assert_eq!(body["taskDefinition"], TD2);
+    assert!(body.get("desiredCount").is_none(), "the file still says 2, as last applied: autoscaling's 5 stays: {body}");
+
+    let changed = AppliedState { desired_count: Some(3), ..applied.clone() };
+    let p = run(Step { desired: Desired::Present(&a), applied: &changed, record: Some(&rec), observed: &obs, now: 2 });
+    let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("{p:?}") };
+    assert_eq!(body["desiredCount"], 2, "the file changed the count (3 → 2): it is sent");
+}
