@@ -19,6 +19,9 @@ pub struct Observed {
     pub service: Option<ObservedService>,
     /// The task definition registered for the in-flight deployment, found by its tag.
     pub registered_task_definition: Option<String>,
+    /// The ARN ECS reports for the task definition a svcdef names by family or
+    /// `family:revision` (when the step asked for it; `None`: ECS knows no such task definition).
+    pub resolved_task_definition: Option<String>,
     /// Tasks of the service (RUNNING and recently STOPPED), when the phase needs them.
     pub tasks: Vec<ObservedTask>,
     /// Task sets of an EXTERNAL service (blue/green).

@@ -178,6 +178,22 @@ impl Ecs for SdkEcs {
         }))
     }
 
+    async fn resolve_task_definition(&self, name: &str) -> Result<Option<String>, AwsError> {
+        let described = self
+            .client
+            .describe_task_definition()
+            .task_definition(name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTaskDefinition", e));
+        match self.track("DescribeTaskDefinition", described) {
+            Ok(d) => Ok(d.task_definition().and_then(|t| t.task_definition_arn()).map(str::to_string)),
+            // ECS: ClientException "Unable to describe task definition." for an unknown name
+            Err(e) if e.code == "ClientException" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn find_task_definition(&self, family: &str, deployment_id: &str) -> Result<Option<String>, AwsError> {
         let list = self
             .client

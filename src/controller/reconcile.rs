@@ -295,7 +295,20 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
     }
     let elb = if needs.target_groups.is_empty() { None } else { Some(clients.elb.observe(&needs.target_groups).await?) };
     let alarms = if needs.alarms.is_empty() { Vec::new() } else { clients.alarms.describe(&needs.alarms).await? };
-    Ok(Observed { service: described, registered_task_definition: registered, tasks, task_sets, elb, alarms, ..Observed::default() })
+    let resolved = match &needs.resolve_task_definition {
+        Some(name) => ecs.resolve_task_definition(name).await?,
+        None => None,
+    };
+    Ok(Observed {
+        service: described,
+        registered_task_definition: registered,
+        resolved_task_definition: resolved,
+        tasks,
+        task_sets,
+        elb,
+        alarms,
+        ..Observed::default()
+    })
 }
 
 /// Fetches what a Lambda step needs: the function, its versions and alias, and the wiring of

@@ -362,6 +362,11 @@ fn not_found(operation: &'static str, code: &str, message: String) -> AwsError {
     AwsError::new("ecs", operation, AwsErrorKind::NotFound, code, message)
 }
 
+/// ECS's answer to a request that names a task definition it does not know.
+fn unknown_task_definition(operation: &'static str) -> AwsError {
+    AwsError::new("ecs", operation, AwsErrorKind::Rejected, "ClientException", "Unable to describe task definition.")
+}
+
 fn invalid(operation: &'static str, message: impl Into<String>) -> AwsError {
     AwsError::new("ecs", operation, AwsErrorKind::Rejected, "InvalidParameterException", message)
 }
@@ -371,6 +376,23 @@ fn short_cluster(c: &str) -> String {
 }
 
 impl World {
+    /// What ECS's DescribeTaskDefinition answers: the ARN of an ARN, of `family:revision`, or of
+    /// a family's newest revision; `None` for a name it does not know. ECS keeps ARNs on
+    /// services and task sets, whatever name a request gave.
+    pub(super) fn resolve_task_definition(&self, region: &str, name: &str) -> Option<String> {
+        let short = name.rsplit_once(":task-definition/").map_or(name, |(_, rest)| rest);
+        let (family, revision) = match short.rsplit_once(':') {
+            Some((family, revision)) => (family, revision.parse::<usize>().ok()),
+            None => (short, None),
+        };
+        let revs = self.task_defs.get(&(region.to_string(), family.to_string()))?;
+        let found = match revision {
+            Some(n) => revs.get(n.checked_sub(1)?),
+            None => revs.last(),
+        };
+        found.map(|t| t.arn.clone())
+    }
+
     fn next_id(&mut self) -> u64 {
         self.seq += 1;
         self.seq
@@ -689,6 +711,12 @@ impl Ecs for FakeEcs {
         self.world.end("DescribeServices", result)
     }
 
+    async fn resolve_task_definition(&self, name: &str) -> Result<Option<String>, AwsError> {
+        self.world.begin("DescribeTaskDefinition")?;
+        let result = Ok(self.world.world().resolve_task_definition(&self.region, name));
+        self.world.end("DescribeTaskDefinition", result)
+    }
+
     async fn find_task_definition(&self, family: &str, deployment_id: &str) -> Result<Option<String>, AwsError> {
         self.world.begin("ListTaskDefinitions")?;
         let result = {
@@ -753,6 +781,7 @@ impl Ecs for FakeEcs {
             let name = body.get("serviceName").and_then(Value::as_str).unwrap_or_default().to_string();
             let token = body.get("clientToken").and_then(Value::as_str).map(str::to_string);
             let key = self.key(&cluster, &name);
+            let resolved = body.get("taskDefinition").and_then(Value::as_str).map(|named| w.resolve_task_definition(&self.region, named));
             match self.check_cluster(&w, "CreateService", &cluster) {
                 Err(e) => Err(e),
                 Ok(()) => match w.services.get(&key) {
@@ -762,8 +791,9 @@ impl Ecs for FakeEcs {
                     Some(existing) if existing.status == "ACTIVE" => {
                         Err(invalid("CreateService", "Creation of service was not idempotent."))
                     }
+                    _ if resolved == Some(None) => Err(unknown_task_definition("CreateService")),
                     _ => {
-                        let td = body.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string();
+                        let td = resolved.flatten().unwrap_or_default();
                         let external = body.pointer("/deploymentController/type").and_then(Value::as_str) == Some("EXTERNAL");
                         let id = w.next_id();
                         let arn = format!("arn:aws:ecs:{}:{ACCOUNT}:service/{}/{name}", self.region, key.1);
@@ -805,15 +835,18 @@ impl Ecs for FakeEcs {
             let name = body.get("service").and_then(Value::as_str).unwrap_or_default().to_string();
             let key = self.key(&cluster, &name);
             let id = w.next_id();
+            let resolved = body.get("taskDefinition").and_then(Value::as_str).map(|named| w.resolve_task_definition(&self.region, named));
             match self.check_cluster(&w, "UpdateService", &cluster) {
                 Err(e) => Err(e),
                 Ok(()) => match w.services.get_mut(&key) {
+                    // ECS checks the task definition before it changes anything
+                    Some(s) if s.status == "ACTIVE" && resolved == Some(None) => Err(unknown_task_definition("UpdateService")),
                     Some(s) if s.status == "ACTIVE" => {
                         let sent_count = body.get("desiredCount").and_then(Value::as_u64);
                         if let Some(n) = sent_count {
                             s.desired = n as u32;
                         }
-                        if let Some(td) = body.get("taskDefinition").and_then(Value::as_str) {
+                        if let Some(td) = resolved.flatten() {
                             if td != s.task_definition {
                                 s.task_definition = td.to_string();
                                 s.deployments.insert(0, FakeDeployment { id: format!("ecs-svc/{id}"), task_definition: td.to_string() });
@@ -910,8 +943,11 @@ impl Ecs for FakeEcs {
             let key = self.key(&cluster, &service);
             let token = body.get("clientToken").and_then(Value::as_str).map(str::to_string);
             let controller = w.services.get(&key).filter(|s| s.status == "ACTIVE").map(|s| s.controller.clone());
+            let named = body.get("taskDefinition").and_then(Value::as_str).unwrap_or_default();
+            let resolved = w.resolve_task_definition(&self.region, named);
             match (self.check_cluster(&w, "CreateTaskSet", &cluster), controller) {
                 (Err(e), _) => Err(e),
+                (Ok(()), Some(_)) if resolved.is_none() => Err(unknown_task_definition("CreateTaskSet")),
                 (Ok(()), None) => Err(not_found("CreateTaskSet", "ServiceNotFoundException", "Service not found.".into())),
                 (Ok(()), Some(c)) if c != "EXTERNAL" => Err(invalid(
                     "CreateTaskSet",
@@ -942,7 +978,7 @@ impl Ecs for FakeEcs {
                             arn: arn.clone(),
                             service_key: key,
                             external_id: body.get("externalId").and_then(Value::as_str).unwrap_or_default().to_string(),
-                            task_definition: body.get("taskDefinition").and_then(Value::as_str).unwrap_or_default().to_string(),
+                            task_definition: resolved.clone().unwrap_or_default(),
                             scale: body.pointer("/scale/value").and_then(Value::as_f64).unwrap_or(100.0),
                             status: if first { "PRIMARY".into() } else { "ACTIVE".into() },
                             target_groups,

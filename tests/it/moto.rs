@@ -538,3 +538,50 @@ async fn moto_an_autoscaled_count_survives_an_image_deployment_and_a_rollback() 
     assert_eq!(svc.services()[0].desired_count(), 3, "the rollback kept the scaled count too");
     server.stop().await;
 }
+
+/// A svcdef without a taskdef file naming `family:revision`, then the family: ECS (moto)
+/// reports ARNs; each change converges with one UpdateService and stays synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_a_task_definition_named_by_family_or_revision_converges() {
+    let moto = Moto::start().await;
+    let ecs = moto.ecs().await;
+    for image in ["nginx:1", "nginx:2"] {
+        let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("api").image(image).memory(128).build();
+        ecs.register_task_definition()
+            .family("api")
+            .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(container)
+            .send()
+            .await
+            .unwrap();
+    }
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "prod/api/api", "api", "unused");
+    repo.remove("prod/api/api_taskdef.json");
+    let svcdef = std::fs::read_to_string(repo.path().join("prod/api/api_svcdef.json")).unwrap();
+    let named = |td: &str| svcdef.replacen('{', &format!("{{\"taskDefinition\": \"{td}\","), 1);
+    repo.write("prod/api/api_svcdef.json", &named("api:1"));
+    repo.commit("api on api:1");
+    let server = Server::start(&moto, &repo, 25).await;
+    let first = server.wait_app("prod/api/api", Duration::from_secs(60), synced).await;
+    assert_eq!(first["last_outcome"], "succeeded");
+    let svc = ecs.describe_services().cluster("prod").services("api").send().await.unwrap();
+    assert!(svc.services()[0].task_definition().unwrap().ends_with("task-definition/api:1"));
+
+    server.proxy.reset();
+    repo.write("prod/api/api_svcdef.json", &named("api"));
+    repo.commit("api on the newest revision of its family");
+    let second = server.wait_app("prod/api/api", Duration::from_secs(60), |a| synced(a) && a["fingerprint"] != first["fingerprint"]).await;
+    assert_eq!(second["last_outcome"], "succeeded");
+    let svc = ecs.describe_services().cluster("prod").services("api").send().await.unwrap();
+    assert!(svc.services()[0].task_definition().unwrap().ends_with("task-definition/api:2"), "the family's newest revision");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mutations: Vec<(String, u64)> = server.proxy.mutations().into_iter().collect();
+    assert_eq!(mutations, vec![("ecs:UpdateService".to_string(), 1)], "one update, and no update after it converged");
+    assert_eq!(server.app("prod/api/api").await.unwrap()["status"], "Synced");
+    server.stop().await;
+}

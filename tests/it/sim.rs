@@ -254,6 +254,40 @@ async fn an_autoscaled_count_survives_an_image_deployment_and_a_rollback() {
     assert_eq!((svc.desired_count, svc.running_count), (3, 3), "the rollback kept the scaled count too");
 }
 
+/// A svcdef without a taskdef file that names its task definition by family or
+/// `family:revision`: ECS reports ARNs, and the deployment converges with one update.
+#[tokio::test(start_paused = true)]
+async fn a_task_definition_named_by_family_or_revision_converges_with_one_update() {
+    let mut sim = Sim::new();
+    let ecs = sim.world.provider().ecs(None, REGION);
+    for image in ["nginx:1", "nginx:2"] {
+        let body = serde_json::json!({"family": "api", "containerDefinitions": [{"name": "api", "image": image, "memory": 128}]});
+        ecs.register_task_definition(&body).await.expect("registered");
+    }
+    let files = crate::support::ecs_app("prod/api/api", "api", "prod", "{{ image }}", 2, DEPDEF);
+    let svcdef = |named: &str| files["prod/api/api_svcdef.json"].replacen('{', &format!("{{\"taskDefinition\": \"{named}\","), 1);
+    for (path, content) in files.iter().filter(|(path, _)| !path.ends_with("_taskdef.json") && !path.ends_with("_svcdef.json")) {
+        sim.tree.insert(path, content);
+    }
+    sim.tree.insert("prod/api/api_svcdef.json", &svcdef("api:1"));
+    sim.tree.insert("prod/api/api_input.json", r#"{"image": "unused", "subnets": ["subnet-1"], "security_groups": ["sg-1"]}"#);
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/api/api") && s.stable_on("api", "api:1")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome("prod/api/api"), Some(Outcome::Succeeded));
+    let svc = sim.world.service(REGION, "prod", "api").unwrap();
+    assert!(svc.task_definition.as_deref().unwrap().starts_with("arn:aws:ecs:"), "ECS reports the ARN: {svc:?}");
+
+    // by family: the newest revision, one UpdateService, then steady (no update every pass)
+    sim.tree.insert("prod/api/api_svcdef.json", &svcdef("api"));
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/api/api") && s.stable_on("api", "api:2")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome("prod/api/api"), Some(Outcome::Succeeded));
+    let updates = sim.world.mutations("UpdateService").len();
+    assert_eq!(updates, 1, "{:?}", sim.world.mutations("UpdateService"));
+    sim.run_until(10 * MINUTES, |_| false).await;
+    assert_eq!(sim.world.mutations("UpdateService").len(), updates, "no deployment repeats itself");
+}
+
 #[tokio::test(start_paused = true)]
 async fn stability_timeout_rolls_back() {
     let mut sim = Sim::new();

@@ -60,7 +60,10 @@ fn fallback_external_id(deployment_id: &str) -> String {
 pub fn start(input: &StepInput<'_>, app: &DesiredApp, ecs: &EcsApp) -> DeploymentRecord {
     let phase = match &ecs.taskdef {
         Some(_) => Phase::BlueGreen(BlueGreenPhase::Register),
-        None => after_register(input.observed.service.as_ref(), super::ecs_rolling::named_task_definition(ecs)),
+        None => after_register(
+            input.observed.service.as_ref(),
+            super::resolved_task_definition(input, super::ecs_rolling::named_task_definition(ecs)),
+        ),
     };
     super::started_record(input, app, Strategy::BlueGreen, phase)
 }

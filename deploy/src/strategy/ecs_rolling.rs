@@ -46,7 +46,7 @@ const UPDATABLE: &[&str] = &[
 pub fn start(input: &StepInput<'_>, app: &DesiredApp, ecs: &EcsApp) -> DeploymentRecord {
     let phase = match &ecs.taskdef {
         Some(_) => RollingPhase::Register,
-        None => RollingPhase::Apply { task_definition: named_task_definition(ecs) },
+        None => RollingPhase::Apply { task_definition: super::resolved_task_definition(input, named_task_definition(ecs)) },
     };
     let mut record = super::started_record(input, app, Strategy::Rolling, Phase::Rolling(phase));
     let current = input.observed.service.as_ref().filter(|s| s.is_active()).and_then(|s| s.task_definition.clone());
@@ -101,6 +101,13 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &RollingPha
         }
         RollingPhase::Apply { task_definition } => {
             let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+            let resolved = super::resolved_task_definition(input, task_definition.clone());
+            if resolved != *task_definition {
+                // a record from before names were resolved at the start: compare ARNs from now on
+                next.log(now, Level::Info, format!("task definition {task_definition} is {}", short_td(&resolved)));
+                next.enter(Phase::Rolling(RollingPhase::Apply { task_definition: resolved }), now);
+                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+            }
             match service {
                 Some(s) if s.is_active() && s.task_definition.as_deref() == Some(task_definition.as_str()) => {
                     let budget = app.depdef.stability.budget_secs(s.desired_count);

@@ -103,6 +103,8 @@ pub struct ObserveNeeds {
     pub identity: Option<Identity>,
     /// Look up the task definition tagged with this deployment id in this family.
     pub registered_for: Option<(String, String)>,
+    /// Resolve this task definition name (family or `family:revision`) to the ARN ECS reports.
+    pub resolve_task_definition: Option<String>,
     /// List and describe the service's tasks.
     pub tasks: bool,
     /// Describe the service's task sets (EXTERNAL controller).
@@ -181,7 +183,42 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
     if matches!(needs.identity, Some(Identity::Lambda { .. })) {
         needs.lambda = lambda_shift::lambda_needs(desired, applied, record);
     }
+    needs.resolve_task_definition = named_task_definition_to_resolve(desired, record);
     needs
+}
+
+/// A svcdef without a taskdef file names its task definition by family, `family:revision` or
+/// ARN; ECS reports ARNs, so a name is resolved before a deployment starts (and for a record
+/// that holds a name from before this rule) — SPEC §3.1.
+fn named_task_definition_to_resolve(desired: &Desired<'_>, record: Option<&DeploymentRecord>) -> Option<String> {
+    let name = match record.filter(|r| r.in_flight()).map(|r| &r.phase) {
+        Some(Phase::Rolling(RollingPhase::Apply { task_definition }))
+        | Some(Phase::BlueGreen(BlueGreenPhase::CreateService { task_definition } | BlueGreenPhase::CreateGreen { task_definition })) => {
+            task_definition.clone()
+        }
+        Some(_) => return None,
+        None => match desired {
+            Desired::Present(DesiredApp { spec: AppSpec::Ecs(ecs), .. }) if ecs.taskdef.is_none() => {
+                ecs_rolling::named_task_definition(ecs)
+            }
+            Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => return None,
+        },
+    };
+    (!name.is_empty() && !is_task_definition_arn(&name)).then_some(name)
+}
+
+/// Whether a task definition reference is a full ARN (what ECS reports).
+pub fn is_task_definition_arn(name: &str) -> bool {
+    name.starts_with("arn:") && name.contains(":task-definition/")
+}
+
+/// The task definition a svcdef without a taskdef file names, as an ARN when the observer
+/// resolved it.
+pub fn resolved_task_definition(input: &StepInput<'_>, named: String) -> String {
+    match &input.observed.resolved_task_definition {
+        Some(arn) if !is_task_definition_arn(&named) => arn.clone(),
+        Some(_) | None => named,
+    }
 }
 
 /// Starts a deployment of `app` with the strategy its svcdef selects.

@@ -352,3 +352,30 @@ fn a_refusal_fails_what_is_in_flight_starts_nothing_new_and_drops_a_rebalance() 
     assert_eq!(plan.consumed, Consumed { rebalance: true, ..Default::default() });
     assert!(plan.notes[0].message.starts_with("rebalance failed"), "{:?}", plan.notes);
 }
+
+#[test]
+fn a_task_definition_named_by_family_is_resolved_to_the_arn_before_the_deployment_starts() {
+    let tree = MemTree::new().with("svc/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "taskDefinition": "web:3"}"#);
+    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    let a = snap.apps["svc/web"].clone().expect("valid");
+    let key = key();
+    let nothing = AppliedState::default();
+    let unobserved = Observed::default();
+    let i = input(&key, Desired::Present(&a), &nothing, None, &unobserved);
+    assert_eq!(observes(look(&i)).resolve_task_definition.as_deref(), Some("web:3"));
+
+    const ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3";
+    let resolved = Observed { resolved_task_definition: Some(ARN.into()), ..Default::default() };
+    let plan = step(&StepInput { observed: &resolved, ..i });
+    let record = plan.next_record.expect("started");
+    assert_eq!(record.phase, Phase::Rolling(RollingPhase::Apply { task_definition: ARN.into() }), "ECS reports ARNs: compare ARNs");
+
+    // a record from before the rule, holding the name, switches to the ARN and goes on
+    let mut old = record.clone();
+    old.phase = Phase::Rolling(RollingPhase::Apply { task_definition: "web:3".into() });
+    let i = StepInput { record: Some(&old), observed: &unobserved, ..i };
+    assert_eq!(observes(look(&i)).resolve_task_definition.as_deref(), Some("web:3"));
+    let plan = step(&StepInput { observed: &resolved, ..i });
+    assert_eq!(plan.next_record.expect("switched").phase, Phase::Rolling(RollingPhase::Apply { task_definition: ARN.into() }));
+    assert!(plan.actions.is_empty(), "persisted before acting");
+}
