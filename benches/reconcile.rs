@@ -34,8 +34,13 @@ async fn bench(n: usize) -> (Duration, Duration, u32) {
     let world = FakeWorld::new();
     world.create_cluster("us-east-1", "prod");
     let store = Store::temporary().expect("store");
-    let settings =
-        ControllerSettings { default_region: "us-east-1".into(), concurrency: 16, seed: 1, drift_interval: Duration::from_secs(3600) };
+    let settings = ControllerSettings {
+        default_region: "us-east-1".into(),
+        concurrency: 16,
+        seed: 1,
+        drift_interval: Duration::from_secs(3600),
+        own_account: Some("123456789012".into()),
+    };
     let controller = Controller::new(store.clone(), world.provider(), Clock::system(), Metrics::new(), settings);
     // drift checks off: this measures the pass a new, unchanged head causes
     let drift = gitmoxi_deploy::drift::DriftPolicy { mode: gitmoxi_deploy::drift::DriftMode::Ignore, ..Default::default() };

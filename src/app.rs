@@ -60,6 +60,16 @@ pub async fn run_with(
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| anyhow::anyhow!("cannot create the state directory {}: {e}", config.state_dir.display()))?;
     let store = Store::open(&config.state_dir.join("db"))?;
+    let own_account = match aws.caller_account().await {
+        Ok(account) => {
+            tracing::info!(account = %account, "AWS credentials belong to this account");
+            Some(account)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "STS GetCallerIdentity failed: apps whose depdef names an account will fail until gitmoxi starts with working credentials");
+            None
+        }
+    };
     let controller = Controller::new(
         store,
         aws,
@@ -70,6 +80,7 @@ pub async fn run_with(
             concurrency: config.concurrency,
             seed,
             drift_interval: config.drift_interval,
+            own_account,
         },
     );
     controller.enqueue_stored()?;

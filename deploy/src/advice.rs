@@ -44,6 +44,9 @@ pub fn next_step(record: &DeploymentRecord) -> String {
         ),
         FailureCause::NotOwned => "the resource exists but was not created by this app (no gitmoxi:app tag): delete it by hand, or tag it `gitmoxi:app` to adopt it".to_string(),
         FailureCause::OperatorRollback => "an operator rolled this deployment back; push a fix or run `gitmoxi sync --force` to try again".to_string(),
+        FailureCause::AccountNotConfigured { account, .. } => format!(
+            "nothing was deployed: remove environment.account from the depdef to deploy into this controller's account, or run gitmoxi in account {account} (cross-account roles are not supported yet)"
+        ),
     }
 }
 
@@ -99,6 +102,7 @@ mod tests {
             FailureCause::AwsRejected { operation: "CreateService".into(), code: "ClusterNotFoundException".into(), message: "x".into() },
             FailureCause::NotOwned,
             FailureCause::OperatorRollback,
+            FailureCause::AccountNotConfigured { account: "210987654321".into(), own: Some("123456789012".into()) },
         ];
         let steps: Vec<String> = causes.into_iter().map(|c| next_step(&record(Some(c)))).collect();
         let distinct: std::collections::BTreeSet<&String> = steps.iter().collect();

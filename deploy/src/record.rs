@@ -89,6 +89,12 @@ pub enum FailureCause {
     NotOwned,
     /// An operator asked for the rollback (`gitmoxi rollback APP`).
     OperatorRollback,
+    /// The app names an account the controller has no role for (SPEC §7.4): nothing was touched.
+    AccountNotConfigured {
+        account: String,
+        /// The controller's own account, when STS told it.
+        own: Option<String>,
+    },
 }
 
 impl FailureCause {
@@ -109,6 +115,7 @@ impl FailureCause {
             FailureCause::AwsRejected { .. } => "aws_rejected",
             FailureCause::NotOwned => "not_owned",
             FailureCause::OperatorRollback => "operator_rollback",
+            FailureCause::AccountNotConfigured { .. } => "account_not_configured",
         }
     }
 }
@@ -132,6 +139,11 @@ impl fmt::Display for FailureCause {
             FailureCause::AwsRejected { operation, code, message } => write!(f, "AWS rejected {operation}: {code}: {message}"),
             FailureCause::NotOwned => write!(f, "the AWS resource is not owned by this app"),
             FailureCause::OperatorRollback => write!(f, "rollback requested by an operator"),
+            FailureCause::AccountNotConfigured { account, own } => write!(
+                f,
+                "no role configured for account {account}: this gitmoxi runs in account {}",
+                own.as_deref().unwrap_or("unknown (STS GetCallerIdentity failed at start)")
+            ),
         }
     }
 }

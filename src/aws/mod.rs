@@ -14,6 +14,7 @@ pub mod sdk_ecs;
 pub mod sdk_elb;
 pub mod sdk_lambda;
 pub mod sdk_secrets;
+pub mod sdk_sts;
 
 pub use error::{AwsError, AwsErrorKind};
 
@@ -138,7 +139,10 @@ pub trait Alarms: Send + Sync {
 }
 
 /// Hands out clients per (account, region).
+#[async_trait]
 pub trait AwsProvider: Send + Sync {
+    /// The account the controller's own credentials belong to (STS GetCallerIdentity).
+    async fn caller_account(&self) -> Result<String, AwsError>;
     fn ecs(&self, account: Option<&str>, region: &str) -> Arc<dyn Ecs>;
     fn elb(&self, account: Option<&str>, region: &str) -> Arc<dyn Elb>;
     fn alarms(&self, account: Option<&str>, region: &str) -> Arc<dyn Alarms>;

@@ -7,7 +7,7 @@ use super::sdk_apigw::SdkApiGateway;
 use super::sdk_ecs::SdkEcs;
 use super::sdk_elb::SdkElb;
 use super::sdk_lambda::SdkLambda;
-use super::{Alarms, ApiGateway, AwsProvider, Ecs, Elb, Lambda};
+use super::{Alarms, ApiGateway, AwsError, AwsProvider, Ecs, Elb, Lambda};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use std::collections::HashMap;
@@ -59,7 +59,12 @@ fn cached<T: ?Sized>(cache: &ClientCache<T>, account: Option<&str>, region: &str
     cache.entry(key).or_insert_with(|| make(Region::new(region.to_string()))).clone()
 }
 
+#[async_trait::async_trait]
 impl AwsProvider for SdkProvider {
+    async fn caller_account(&self) -> Result<String, AwsError> {
+        super::sdk_sts::caller_account(&self.base).await
+    }
+
     fn ecs(&self, account: Option<&str>, region: &str) -> Arc<dyn Ecs> {
         cached(&self.ecs, account, region, |r| {
             let conf = aws_sdk_ecs::config::Builder::from(&self.base).region(r).build();

@@ -46,6 +46,9 @@ pub struct ControllerSettings {
     pub seed: u64,
     /// How often a steady app is compared with AWS.
     pub drift_interval: Duration,
+    /// The controller's own AWS account (STS GetCallerIdentity at start; `None` when STS did
+    /// not answer): an app naming another account fails without touching anything.
+    pub own_account: Option<String>,
 }
 
 /// Per-repo prune settings.

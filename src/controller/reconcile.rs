@@ -72,6 +72,7 @@ impl Controller {
             drift: DriftClock { policy: head.policy.drift, interval: self.settings.drift_interval, last: drift_seen.as_ref() },
             moved: intent.is_some_and(|e| e.intent == Intent::Move),
             refusal: None,
+            own_account: self.settings.own_account.as_deref(),
         };
         let needs = match strategy::look(&input) {
             Look::Skip(plan) => {

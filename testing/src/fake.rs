@@ -332,7 +332,12 @@ struct FakeProvider {
     world: FakeWorld,
 }
 
+#[async_trait]
 impl AwsProvider for FakeProvider {
+    async fn caller_account(&self) -> Result<String, AwsError> {
+        Ok(ACCOUNT.to_string())
+    }
+
     fn ecs(&self, _account: Option<&str>, region: &str) -> Arc<dyn Ecs> {
         Arc::new(self.world.client(region))
     }

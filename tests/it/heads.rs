@@ -38,8 +38,13 @@ fn loaded(commit: &str, source: &CancellationToken) -> LoadedHead {
 }
 
 fn controller() -> Arc<Controller> {
-    let settings =
-        ControllerSettings { default_region: "us-east-1".into(), concurrency: 1, seed: 7, drift_interval: Duration::from_secs(300) };
+    let settings = ControllerSettings {
+        default_region: "us-east-1".into(),
+        concurrency: 1,
+        seed: 7,
+        drift_interval: Duration::from_secs(300),
+        own_account: Some("123456789012".into()),
+    };
     Controller::new(Store::temporary().expect("store"), FakeWorld::new().provider(), Clock::starting_at(0), Metrics::new(), settings)
 }
 

@@ -585,3 +585,30 @@ async fn moto_a_task_definition_named_by_family_or_revision_converges() {
     assert_eq!(server.app("prod/api/api").await.unwrap()["status"], "Synced");
     server.stop().await;
 }
+
+/// An app naming another account fails with the account in the message and touches nothing;
+/// its neighbour deploys; naming the controller's own account is like naming none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_an_app_in_another_account_fails_and_touches_nothing() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "prod/web/web", "web", "nginx:1");
+    write_app(&repo, "prod/other/other", "other", "nginx:1");
+    repo.write("prod/other/other_depdef.json", r#"{"environment": {"account": "210987654321"}, "stabilityCheck": {"pollInterval": 1}}"#);
+    write_app(&repo, "prod/own/own", "own", "nginx:1");
+    repo.write("prod/own/own_depdef.json", r#"{"environment": {"account": "123456789012"}, "stabilityCheck": {"pollInterval": 1}}"#);
+    repo.commit("three apps, one in another account");
+    let server = Server::start(&moto, &repo, 100).await;
+    server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
+    server.wait_app("prod/own/own", Duration::from_secs(60), synced).await;
+    let other = server.wait_app("prod/other/other", Duration::from_secs(60), |a| a["status"] == "Failed").await;
+    let cause = other["last_cause"].as_str().unwrap();
+    assert!(cause.contains("no role configured for account 210987654321") && cause.contains("123456789012"), "{other:#}");
+    let ecs = moto.ecs().await;
+    let services = ecs.list_services().cluster("prod").send().await.unwrap();
+    assert!(services.service_arns().iter().all(|arn| !arn.ends_with("/other")), "{:?}", services.service_arns());
+    let families = ecs.list_task_definition_families().family_prefix("other").send().await.unwrap();
+    assert!(families.families().is_empty(), "nothing registered for it: {:?}", families.families());
+    server.stop().await;
+}

@@ -161,8 +161,13 @@ async fn a_repository_added_with_gmctls_call_deploys_and_can_be_deleted() {
 async fn api_added_repositories_come_back_after_a_restart() {
     let world = FakeWorld::new();
     let store = Store::temporary().unwrap();
-    let settings =
-        || ControllerSettings { default_region: "us-east-1".into(), concurrency: 2, seed: 1, drift_interval: Duration::from_secs(300) };
+    let settings = || ControllerSettings {
+        default_region: "us-east-1".into(),
+        concurrency: 2,
+        seed: 1,
+        drift_interval: Duration::from_secs(300),
+        own_account: Some("123456789012".into()),
+    };
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let controller = Controller::new(store.clone(), world.provider(), Clock::system(), Metrics::new(), settings());

@@ -18,8 +18,13 @@ const TOKEN: &str = "router-test-token";
 
 async fn serve() -> (String, CancellationToken, Arc<Repos>) {
     let world = FakeWorld::new();
-    let settings =
-        ControllerSettings { default_region: "us-east-1".into(), concurrency: 2, seed: 3, drift_interval: Duration::from_secs(300) };
+    let settings = ControllerSettings {
+        default_region: "us-east-1".into(),
+        concurrency: 2,
+        seed: 3,
+        drift_interval: Duration::from_secs(300),
+        own_account: Some("123456789012".into()),
+    };
     let controller = Controller::new(Store::temporary().unwrap(), world.provider(), Clock::system(), Metrics::new(), settings);
     let shutdown = CancellationToken::new();
     let dir = tempfile::tempdir().unwrap().keep();

@@ -65,7 +65,13 @@ impl Sim {
             world.provider(),
             clock.clone(),
             Metrics::new(),
-            ControllerSettings { default_region: REGION.into(), concurrency: 4, seed, drift_interval: Duration::from_secs(300) },
+            ControllerSettings {
+                default_region: REGION.into(),
+                concurrency: 4,
+                seed,
+                drift_interval: Duration::from_secs(300),
+                own_account: Some("123456789012".into()),
+            },
         )
     }
 
@@ -286,6 +292,23 @@ async fn a_task_definition_named_by_family_or_revision_converges_with_one_update
     assert_eq!(updates, 1, "{:?}", sim.world.mutations("UpdateService"));
     sim.run_until(10 * MINUTES, |_| false).await;
     assert_eq!(sim.world.mutations("UpdateService").len(), updates, "no deployment repeats itself");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_app_in_another_account_fails_and_touches_nothing() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.add_app("prod/other/other", "other", "nginx:1");
+    sim.tree.insert("prod/other/other_depdef.json", r#"{"environment": {"account": "210987654321"}}"#);
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await, "{}", sim.seed_note());
+    assert!(sim.run_until(MINUTES, |s| s.outcome("prod/other/other") == Some(Outcome::Failed)).await);
+    let app = sim.store.app(&Sim::key("prod/other/other")).unwrap().unwrap();
+    assert!(app.last_cause.as_ref().unwrap().to_string().contains("no role configured for account 210987654321"), "{:?}", app.last_cause);
+    assert!(sim.world.service(REGION, "prod", "other").is_none(), "no service created in the controller's account");
+    assert_eq!(sim.world.revisions(REGION, "other"), 0, "no task definition registered");
+    sim.run_until(10 * MINUTES, |_| false).await;
+    assert_eq!(sim.world.revisions(REGION, "other"), 0, "and no retry");
 }
 
 #[tokio::test(start_paused = true)]

@@ -83,6 +83,8 @@ pub struct StepInput<'a> {
     pub moved: bool,
     /// AWS refused the observation or an action of this pass for a reason retrying will not fix.
     pub refusal: Option<&'a FailureCause>,
+    /// The controller's own AWS account (STS GetCallerIdentity at start; `None` if unknown).
+    pub own_account: Option<&'a str>,
 }
 
 /// Before observing: a plan made without looking at AWS, or what to look at.
@@ -287,6 +289,9 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
         return Look::Skip(Plan::wait(PAUSED_REQUEUE));
     }
     let in_flight = input.record.filter(|r| r.in_flight());
+    if let Some(plan) = foreign_account(input) {
+        return Look::Skip(plan);
+    }
     if commands.rollback && in_flight.is_none() {
         let mut plan = Plan::wait(Duration::ZERO);
         plan.consumed.rollback = true;
@@ -306,6 +311,25 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
         return Look::Skip(Plan::wait(STEADY_REQUEUE));
     }
     Look::Observe(needs)
+}
+
+/// An app that names an account other than the controller's own fails before anything is
+/// observed or changed: this gitmoxi has no role for it (SPEC §7.4), and its own credentials
+/// would deploy into the wrong account. The fingerprint is quarantined like any failure.
+fn foreign_account(input: &StepInput<'_>) -> Option<Plan> {
+    if input.record.is_some_and(|r| r.in_flight()) {
+        return None;
+    }
+    let Desired::Present(app) = input.desired else { return None };
+    let account = match &app.identity {
+        Identity::Ecs { account, .. } | Identity::Lambda { account, .. } => account.as_deref()?,
+    };
+    if Some(account) == input.own_account || !input.applied.should_deploy(&app.fingerprint, input.commands.force) {
+        return None;
+    }
+    let cause = FailureCause::AccountNotConfigured { account: account.to_string(), own: input.own_account.map(str::to_string) };
+    let (failed, completion) = fail_record(&start(input, app), cause, input.now_ms);
+    Some(Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() })
 }
 
 /// One planning step, with what was observed (or AWS's refusal) in `input`.

@@ -59,6 +59,7 @@ fn input<'a>(
         drift: DriftClock::off(),
         moved: false,
         refusal: None,
+        own_account: Some("123456789012"),
     }
 }
 
@@ -378,4 +379,32 @@ fn a_task_definition_named_by_family_is_resolved_to_the_arn_before_the_deploymen
     let plan = step(&StepInput { observed: &resolved, ..i });
     assert_eq!(plan.next_record.expect("switched").phase, Phase::Rolling(RollingPhase::Apply { task_definition: ARN.into() }));
     assert!(plan.actions.is_empty(), "persisted before acting");
+}
+
+#[test]
+fn an_app_in_another_account_fails_before_anything_is_observed_or_changed() {
+    let tree = MemTree::new()
+        .with("svc/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "taskDefinition": "web:3"}"#)
+        .with("svc/web_depdef.json", r#"{"environment": {"account": "210987654321"}}"#);
+    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    let a = snap.apps["svc/web"].clone().expect("valid");
+    let key = key();
+    let nothing = AppliedState::default();
+    let unobserved = Observed::default();
+    let i = input(&key, Desired::Present(&a), &nothing, None, &unobserved);
+    let plan = skipped(look(&i));
+    assert!(plan.actions.is_empty() && plan.next_record.is_none());
+    let (failed, completion) = plan.finished.expect("failed");
+    assert_eq!(failed.outcome, Some(Outcome::Failed));
+    let cause = failed.cause.expect("a cause").to_string();
+    assert!(cause.contains("no role configured for account 210987654321") && cause.contains("123456789012"), "{cause}");
+    assert_eq!(completion, Completion::Failed { fingerprint: a.fingerprint.clone() }, "quarantined: no retry loop");
+
+    // naming the controller's own account is the same as naming none
+    let own = StepInput { own_account: Some("210987654321"), ..i };
+    observes(look(&own));
+    // the quarantined fingerprint is not tried again until forced
+    let failed_before = AppliedState { failed: [a.fingerprint.clone()].into(), ..AppliedState::default() };
+    let again = StepInput { applied: &failed_before, ..i };
+    assert!(skipped(look(&again)).finished.is_none());
 }

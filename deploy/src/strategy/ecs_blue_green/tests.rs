@@ -76,6 +76,7 @@ fn run_with(
         drift: crate::drift::DriftClock::off(),
         moved: false,
         refusal: None,
+        own_account: Some("123456789012"),
     })
 }
 

@@ -46,6 +46,7 @@ fn run(s: Step<'_>) -> Plan {
         drift: crate::drift::DriftClock::off(),
         moved: false,
         refusal: None,
+        own_account: Some("123456789012"),
     })
 }
 

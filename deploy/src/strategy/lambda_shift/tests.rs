@@ -58,6 +58,7 @@ fn run_commit(
         drift: crate::drift::DriftClock::off(),
         moved: false,
         refusal: None,
+        own_account: Some("123456789012"),
     })
 }
 
