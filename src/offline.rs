@@ -17,6 +17,8 @@ pub struct Validation {
     pub kind: String,
     pub ok: bool,
     pub errors: Vec<Diagnostic>,
+    /// What is suspicious but not wrong (unknown fields, …): the app still deploys.
+    pub warnings: Vec<Diagnostic>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,21 +46,18 @@ pub fn validate(path: &Path, ctx: &RenderContext) -> Result<(Vec<Validation>, Ve
     let conflicts: BTreeMap<&str, &AppIntent> = plan.iter().filter(|e| e.intent == Intent::Conflict).map(|e| (e.app.as_str(), e)).collect();
     let mut out = Vec::new();
     for (prefix, app) in &snapshot.apps {
-        let (kind, mut errors, files) = match app {
-            Ok(a) => (a.kind, Vec::new(), &a.files),
-            Err(i) => (i.kind, i.errors.clone(), &i.files),
+        let (kind, mut errors, warnings, files) = match app {
+            Ok(a) => (a.kind, Vec::new(), a.warnings.clone(), &a.files),
+            Err(i) => (i.kind, i.errors.clone(), Vec::new(), &i.files),
         };
         if let Some(c) = conflicts.get(prefix.as_str()) {
             let file = files.files.values().next().cloned().unwrap_or_else(|| prefix.clone());
             errors.push(Diagnostic::new(file, c.reason.clone()));
         }
-        out.push(Validation { app: prefix.clone(), kind: kind.as_str().to_string(), ok: errors.is_empty(), errors });
+        out.push(Validation { app: prefix.clone(), kind: kind.as_str().to_string(), ok: errors.is_empty(), errors, warnings });
     }
-    let mut warnings = snapshot.warnings.clone();
-    for app in snapshot.valid() {
-        warnings.extend(app.warnings.iter().cloned());
-    }
-    Ok((out, warnings))
+    // the repository's own warnings (lonely files and the like); each app's are in its result
+    Ok((out, snapshot.warnings.clone()))
 }
 
 /// The rendered documents of one app, keyed by file kind.

@@ -7,7 +7,10 @@ use super::table;
 use crate::config::Config;
 use crate::offline;
 use anyhow::bail;
-use gitmoxi_deploy::intent::PrunePolicy;
+use gitmoxi_deploy::intent::{Intent, PrunePolicy};
+
+/// `gitmoxi plan`'s exit code when an entry is `error`, `conflict` or `held` (2: it could not run).
+pub const PLAN_BLOCKED: i32 = 1;
 use gitmoxi_deploy::spec::RenderContext;
 use std::path::PathBuf;
 
@@ -28,23 +31,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let path = path.unwrap_or_else(|| PathBuf::from("."));
             let (results, warnings) = offline::validate(&path, &RenderContext { default_region: region })?;
             let bad = results.iter().filter(|r| !r.ok).count();
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&results)?);
+                outln!("{}", serde_json::to_string_pretty(&results)?);
             } else {
                 for r in &results {
                     if r.ok {
-                        println!("ok      {} ({})", r.app, r.kind);
+                        outln!("ok      {} ({})", r.app, r.kind);
                     } else {
-                        println!("INVALID {} ({})", r.app, r.kind);
+                        outln!("INVALID {} ({})", r.app, r.kind);
                         for e in &r.errors {
-                            println!("        {e}");
+                            outln!("        {e}");
                         }
                     }
                 }
-                for w in &warnings {
+                for w in results.iter().flat_map(|r| r.warnings.iter()) {
                     eprintln!("warning: {w}");
                 }
-                println!("{} apps, {} invalid", results.len(), bad);
+                outln!("{} apps, {} invalid", results.len(), bad);
             }
             Ok(if bad > 0 { 1 } else { 0 })
         }
@@ -52,7 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let path = repo.unwrap_or_else(|| PathBuf::from("."));
             match offline::render(&path, &app_prefix, rev.as_deref(), &RenderContext { default_region: region })? {
                 Ok(doc) => {
-                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                    outln!("{}", serde_json::to_string_pretty(&doc)?);
                     Ok(0)
                 }
                 Err(errors) => {
@@ -67,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let policy = PrunePolicy { max_prune, max_prune_percent, allow_prune: false };
             let entries = offline::plan(&repo, from.as_deref(), &to, &RenderContext { default_region: region }, policy)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
+                outln!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
                 let rows: Vec<Vec<String>> = entries
                     .iter()
@@ -81,9 +87,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         ]
                     })
                     .collect();
-                print!("{}", table::render(&["APP", "KIND", "ACTION", "IDENTITY", "REASON"], &rows));
+                out!("{}", table::render(&["APP", "KIND", "ACTION", "IDENTITY", "REASON"], &rows));
             }
-            Ok(0)
+            // CI gates on this: an app that cannot deploy, or a held delete, is not a clean plan
+            let blocked = entries.iter().any(|e| matches!(e.intent, Intent::Error | Intent::Conflict | Intent::Held));
+            Ok(if blocked { PLAN_BLOCKED } else { 0 })
         }
         Command::Sync { remote, repo, branch, force, allow_prune, wait } => {
             if wait && force.is_none() {
@@ -112,7 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Apps { remote } => {
             let apps = ApiClient::new(&remote).get("/api/v2/apps").await?;
             if remote.json {
-                println!("{}", serde_json::to_string_pretty(&apps)?);
+                outln!("{}", serde_json::to_string_pretty(&apps)?);
                 return Ok(0);
             }
             let rows: Vec<Vec<String>> = apps
@@ -135,13 +143,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         .collect()
                 })
                 .unwrap_or_default();
-            print!("{}", table::render(&["APP", "REPO", "KIND", "IDENTITY", "STATUS", "APPLIED", "FINGERPRINT"], &rows));
+            out!("{}", table::render(&["APP", "REPO", "KIND", "IDENTITY", "STATUS", "APPLIED", "FINGERPRINT"], &rows));
             Ok(0)
         }
         Command::History { app, remote } => {
             let view = ApiClient::new(&remote).app(&app).await?;
             if remote.json {
-                println!("{}", serde_json::to_string_pretty(&view["history"])?);
+                outln!("{}", serde_json::to_string_pretty(&view["history"])?);
             } else {
                 let rows: Vec<Vec<String>> = view["history"]
                     .as_array()
@@ -158,7 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                             .collect()
                     })
                     .unwrap_or_default();
-                print!("{}", table::render(&["AT", "LEVEL", "DEPLOYMENT", "MESSAGE"], &rows));
+                out!("{}", table::render(&["AT", "LEVEL", "DEPLOYMENT", "MESSAGE"], &rows));
             }
             Ok(0)
         }
@@ -171,7 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             let answer = ApiClient::new(&remote).get(&format!("/api/v2/deployments?{}", query.join("&"))).await?;
             if remote.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
+                outln!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 let rows: Vec<Vec<String>> = answer["deployments"]
                     .as_array()
@@ -193,38 +201,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                             .collect()
                     })
                     .unwrap_or_default();
-                print!("{}", table::render(&["ID", "APP", "COMMIT", "STRATEGY", "STATUS", "OUTCOME", "STARTED", "CAUSE"], &rows));
+                out!("{}", table::render(&["ID", "APP", "COMMIT", "STRATEGY", "STATUS", "OUTCOME", "STARTED", "CAUSE"], &rows));
             }
             Ok(0)
         }
         Command::Diagnose { deployment, remote } => {
             let d = ApiClient::new(&remote).get(&format!("/api/v2/deployments/{}/diagnosis", urlencode(&deployment))).await?;
             if remote.json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
+                outln!("{}", serde_json::to_string_pretty(&d)?);
                 return Ok(0);
             }
             let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
-            println!("{}", s("summary"));
+            outln!("{}", s("summary"));
             if let Some(evidence) = d["evidence"].as_array().filter(|e| !e.is_empty()) {
-                println!("\nEvidence:");
+                outln!("\nEvidence:");
                 for e in evidence {
-                    println!("  - {}", e.as_str().unwrap_or(""));
+                    outln!("  - {}", e.as_str().unwrap_or(""));
                 }
             }
             match d["diff"].as_array() {
                 Some(lines) if !lines.is_empty() => {
                     let from = d["last_good_commit"].as_str().map_or("nothing".to_string(), |c| c.chars().take(10).collect());
-                    println!("\nWhat changed in the app since {from}:");
+                    outln!("\nWhat changed in the app since {from}:");
                     for l in lines {
-                        println!("  {}", l.as_str().unwrap_or(""));
+                        outln!("  {}", l.as_str().unwrap_or(""));
                     }
                 }
-                Some(_) => println!("\nThe app's files did not change (a ref value or a forced redeploy)."),
-                None => println!("\nNo diff: {}", s("diff_error")),
+                Some(_) => outln!("\nThe app's files did not change (a ref value or a forced redeploy)."),
+                None => outln!("\nNo diff: {}", s("diff_error")),
             }
-            println!("\nNext step: {}", s("next_step"));
+            outln!("\nNext step: {}", s("next_step"));
             if let Some(summary) = d["ai_summary"].as_str() {
-                println!("\nSummary (model-written): {summary}");
+                outln!("\nSummary (model-written): {summary}");
             }
             if let Some(e) = d["ai_summary_error"].as_str() {
                 eprintln!("note: no model summary: {e}");
@@ -249,7 +257,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status { remote } => {
             let apps = ApiClient::new(&remote).apps().await?;
             if remote.json {
-                println!("{}", serde_json::to_string_pretty(&apps)?);
+                outln!("{}", serde_json::to_string_pretty(&apps)?);
             } else {
                 let rows: Vec<Vec<String>> = apps
                     .iter()
@@ -269,7 +277,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         ]
                     })
                     .collect();
-                print!("{}", table::render(&["APP", "KIND", "STATUS", "PHASE", "COMMIT", "LAST OUTCOME", "DETAIL"], &rows));
+                out!("{}", table::render(&["APP", "KIND", "STATUS", "PHASE", "COMMIT", "LAST OUTCOME", "DETAIL"], &rows));
             }
             Ok(0)
         }
@@ -279,9 +287,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 /// Prints the server's answer with `--json`, else the sentence.
 fn print(remote: &Remote, answer: &serde_json::Value, human: &str) -> anyhow::Result<()> {
     if remote.json {
-        println!("{}", serde_json::to_string_pretty(answer)?);
+        outln!("{}", serde_json::to_string_pretty(answer)?);
     } else {
-        println!("{human}");
+        outln!("{human}");
     }
     Ok(())
 }

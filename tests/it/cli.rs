@@ -101,3 +101,49 @@ fn plan_between_revisions_shows_deploy_delete_move_and_none() {
     assert!(human.starts_with("APP"), "{human}");
     assert!(human.contains("new app"));
 }
+
+#[test]
+fn plan_exits_non_zero_for_an_app_that_cannot_deploy_and_survives_a_closed_pipe() {
+    let repo = repo_with_two_apps();
+    let path = repo.path().to_str().unwrap().to_string();
+    let (code, _, stderr) = gitmoxi(&["plan", "--repo", &path]);
+    assert_eq!(code, 0, "two new apps: a clean plan: {stderr}");
+    repo.write("prod/api/api_svcdef.json", "{ broken");
+    repo.commit("break api");
+    let (code, stdout, _) = gitmoxi(&["plan", "--repo", &path, "--json"]);
+    assert_eq!(code, 1, "an `error` entry must fail CI: {stdout}");
+    assert!(stdout.contains("\"action\": \"error\""), "{stdout}");
+
+    // `gitmoxi plan | head -1`: the reader goes away; no panic, SIGPIPE's exit code
+    use std::io::{BufRead, BufReader};
+    // more output than a pipe buffers (64 KiB), so the writer meets the closed pipe
+    for i in 0..1000 {
+        repo.write_all(&ecs_app(&format!("many/m{i}"), &format!("m{i}"), "prod", "nginx:1", 1, "{}"));
+        repo.write(&format!("many/m{i}_input.json"), INPUT);
+    }
+    repo.commit("many apps");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitmoxi"))
+        .args(["plan", "--repo", &path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("one line");
+    assert!(first.starts_with("APP"), "{first}");
+    let out = child.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
+
+#[test]
+fn validate_json_keeps_each_apps_warnings() {
+    let repo = repo_with_two_apps();
+    repo.write("prod/web/web_depdef.json", r#"{"trafficShiftingConfg": {"type": "LINEAR"}}"#);
+    let (code, stdout, _) = gitmoxi(&["validate", repo.path().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "a warning is not an error: {stdout}");
+    let results: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let web = results.as_array().unwrap().iter().find(|r| r["app"] == "prod/web/web").unwrap();
+    assert!(web["warnings"].to_string().contains("trafficShiftingConfg"), "{web}");
+}
