@@ -4,8 +4,8 @@
 //! (uncommitted edits included); `plan` and `render --rev` read commits.
 
 use crate::git::{DirTree, GitTree};
-use gitmoxi_deploy::intent::{intents_of_head, AppIntent, AppliedApp, Intent, PrunePolicy};
-use gitmoxi_deploy::spec::{load_snapshot, Diagnostic, FileTree, RenderContext, Snapshot};
+use gitmoxi_deploy::intent::{applied_as_of, intents_of_head, AppIntent, Intent, PrunePolicy};
+use gitmoxi_deploy::spec::{load_snapshot, Diagnostic, FileTree, RenderContext};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -98,26 +98,8 @@ pub fn render(
 pub fn plan(path: &Path, from: Option<&str>, to: &str, ctx: &RenderContext, policy: PrunePolicy) -> Result<Vec<AppIntent>, OfflineError> {
     let to_snapshot = load_snapshot(&GitTree::open(path, to)?, ctx);
     let applied = match from {
-        Some(rev) => applied_from(&load_snapshot(&GitTree::open(path, rev)?, ctx)),
+        Some(rev) => applied_as_of(&load_snapshot(&GitTree::open(path, rev)?, ctx)),
         None => BTreeMap::new(),
     };
     Ok(intents_of_head(&to_snapshot, &applied, policy, &BTreeSet::new()))
-}
-
-fn applied_from(snapshot: &Snapshot) -> BTreeMap<String, AppliedApp> {
-    snapshot
-        .valid()
-        .map(|a| {
-            (
-                a.prefix.clone(),
-                AppliedApp {
-                    prefix: a.prefix.clone(),
-                    kind: a.kind,
-                    identity: a.identity.clone(),
-                    fingerprint: Some(a.fingerprint.clone()),
-                    failed: BTreeSet::new(),
-                },
-            )
-        })
-        .collect()
 }

@@ -23,6 +23,24 @@ pub struct AppliedApp {
     pub failed: BTreeSet<String>,
 }
 
+/// The applied state as if every valid app of `snapshot` had been deployed (`gitmoxi plan
+/// --from REV` compares a head with it).
+pub fn applied_as_of(snapshot: &Snapshot) -> BTreeMap<String, AppliedApp> {
+    snapshot
+        .valid()
+        .map(|a| {
+            let applied = AppliedApp {
+                prefix: a.prefix.clone(),
+                kind: a.kind,
+                identity: a.identity.clone(),
+                fingerprint: Some(a.fingerprint.clone()),
+                failed: BTreeSet::new(),
+            };
+            (a.prefix.clone(), applied)
+        })
+        .collect()
+}
+
 /// Prune protection settings (SPEC §1.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrunePolicy {
@@ -251,20 +269,7 @@ mod tests {
     }
 
     fn applied_from(s: &Snapshot) -> BTreeMap<String, AppliedApp> {
-        s.valid()
-            .map(|a| {
-                (
-                    a.prefix.clone(),
-                    AppliedApp {
-                        prefix: a.prefix.clone(),
-                        kind: a.kind,
-                        identity: a.identity.clone(),
-                        fingerprint: Some(a.fingerprint.clone()),
-                        failed: BTreeSet::new(),
-                    },
-                )
-            })
-            .collect()
+        applied_as_of(s)
     }
 
     fn intents(entries: &[AppIntent]) -> Vec<(String, Intent)> {

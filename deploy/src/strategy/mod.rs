@@ -478,33 +478,16 @@ fn advance(input: &StepInput<'_>) -> Plan {
         }
         Desired::Deleted if matches!(input.applied.identity, Some(Identity::Lambda { .. })) => lambda_shift::start_delete(input),
         Desired::Deleted if input.applied.fingerprint.is_some() || input.applied.owned => {
-            match input.observed.service.as_ref().filter(|s| s.status != ServiceStatus::Inactive) {
-                None => {
-                    let mut record = new_record(
-                        input,
-                        Operation::Delete,
-                        Strategy::Delete,
-                        String::new(),
-                        None,
-                        Phase::Rolling(RollingPhase::DeleteService),
-                    );
-                    record.log(input.now_ms, Level::Info, "service already gone; forgetting the app");
-                    record.finish(Outcome::Deleted, input.now_ms);
-                    Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
-                }
-                Some(_) => {
-                    let mut record = new_record(
-                        input,
-                        Operation::Delete,
-                        Strategy::Delete,
-                        String::new(),
-                        None,
-                        Phase::Rolling(RollingPhase::DeleteService),
-                    );
-                    record.log(input.now_ms, Level::Info, "the svcdef is gone from the branch head: deleting the service");
-                    Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
-                }
+            let gone = input.observed.service.as_ref().filter(|s| s.status != ServiceStatus::Inactive).is_none();
+            let phase = Phase::Rolling(RollingPhase::DeleteService);
+            let mut record = new_record(input, Operation::Delete, Strategy::Delete, String::new(), None, phase);
+            if gone {
+                record.log(input.now_ms, Level::Info, "service already gone; forgetting the app");
+                record.finish(Outcome::Deleted, input.now_ms);
+            } else {
+                record.log(input.now_ms, Level::Info, "the svcdef is gone from the branch head: deleting the service");
             }
+            Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
         }
         Desired::Deleted | Desired::DeleteHeld | Desired::Blocked => Plan::wait(STEADY_REQUEUE),
     }
