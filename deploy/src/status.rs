@@ -59,6 +59,44 @@ impl fmt::Display for AppStatus {
     }
 }
 
+/// How far gitmoxi got with one commit (gmctl's `commit get`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStatus {
+    /// A deployment of the commit is in flight.
+    Processing,
+    /// A deployment of the commit failed, or an app of it could not deploy (invalid, conflict).
+    ProcessedError,
+    /// Everything the commit asked for is done.
+    ProcessedSuccess,
+}
+
+impl CommitStatus {
+    /// gmctl's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommitStatus::Processing => "PROCESSING",
+            CommitStatus::ProcessedError => "PROCESSED_ERROR",
+            CommitStatus::ProcessedSuccess => "PROCESSED_SUCCESS",
+        }
+    }
+}
+
+/// The status of a commit from its deployments and from how many of its apps could not deploy
+/// at all (render or validation errors, conflicts): a head whose apps all failed validation
+/// made no deployment, and is no success.
+pub fn commit_status(deployments: impl IntoIterator<Item = crate::record::DeploymentStatus>, blocked_apps: usize) -> CommitStatus {
+    use crate::record::DeploymentStatus as D;
+    let mut status = if blocked_apps > 0 { CommitStatus::ProcessedError } else { CommitStatus::ProcessedSuccess };
+    for deployment in deployments {
+        match deployment {
+            D::Processing => return CommitStatus::Processing,
+            D::ProcessedError => status = CommitStatus::ProcessedError,
+            D::ProcessedSuccess => {}
+        }
+    }
+    status
+}
+
 /// What the status is derived from.
 #[derive(Debug, Clone, Copy)]
 pub struct StatusFacts<'a> {
@@ -140,6 +178,16 @@ mod tests {
             finished_at_ms: None,
             timeline: vec![],
         }
+    }
+
+    #[test]
+    fn a_commit_is_a_success_only_when_nothing_of_it_failed_or_could_not_deploy() {
+        use crate::record::DeploymentStatus as D;
+        assert_eq!(commit_status([D::ProcessedSuccess, D::ProcessedSuccess], 0), CommitStatus::ProcessedSuccess);
+        assert_eq!(commit_status([D::ProcessedSuccess, D::Processing], 0), CommitStatus::Processing);
+        assert_eq!(commit_status([D::ProcessedError, D::ProcessedSuccess], 0), CommitStatus::ProcessedError);
+        assert_eq!(commit_status([], 2), CommitStatus::ProcessedError, "every app failed validation: no deployment, no success");
+        assert_eq!(commit_status([], 0), CommitStatus::ProcessedSuccess, "nothing to do");
     }
 
     #[test]

@@ -8,8 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gitmoxi_deploy::intent::Intent;
 use gitmoxi_deploy::record::{DeploymentRecord, DeploymentStatus};
 use gitmoxi_deploy::spec::{AppKind, Identity};
+use gitmoxi_deploy::status::commit_status;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -129,20 +131,24 @@ pub async fn commits(State(state): State<HttpState>, Query(q): Query<CommitQuery
         Ok(d) => d,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    let apps = match state.controller.store.apps() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     let mut out = Vec::new();
     for repo in state.repos.list().into_iter().filter(|r| q.repo_url.as_deref().is_none_or(|u| u == r.repo_url)) {
         let name = crate::config::repo_name(&repo.repo_url);
         for branch in repo.branches.iter().filter(|b| q.branch.as_deref().is_none_or(|w| w == b.as_str())) {
             let seen = crate::source::commits_seen(&state.controller.store, &name, branch);
             for (hash, at_ms) in seen.into_iter().take(n) {
-                let of_commit: Vec<&DeploymentRecord> = deployments.iter().filter(|d| d.commit == hash && d.app.repo == name).collect();
-                let status = if of_commit.iter().any(|d| d.status == DeploymentStatus::Processing) {
-                    "PROCESSING"
-                } else if of_commit.iter().any(|d| d.status == DeploymentStatus::ProcessedError) {
-                    "PROCESSED_ERROR"
-                } else {
-                    "PROCESSED_SUCCESS"
-                };
+                let of_commit = deployments.iter().filter(|d| d.commit == hash && d.app.repo == name).map(|d| d.status);
+                // the apps of this head that could not deploy at all (render, validation, conflict)
+                let blocked = apps
+                    .iter()
+                    .filter(|a| a.key.repo == name && a.key.branch == *branch && a.head_commit.as_deref() == Some(hash.as_str()))
+                    .filter(|a| matches!(a.intent, Some(Intent::Error | Intent::Conflict)))
+                    .count();
+                let status = commit_status(of_commit, blocked).as_str();
                 out.push(json!({"commit_hash": hash, "repo_url": repo.repo_url, "branch": branch, "receive_timestamp": format_ms(at_ms), "status": status}));
             }
         }

@@ -121,6 +121,21 @@ async fn a_repository_added_with_gmctls_call_deploys_and_can_be_deleted() {
             .await;
     assert_eq!(status, 404);
 
+    // a head whose only app fails validation deployed nothing: it is no success
+    added.write("apps/api/api_svcdef.json", "{ not json");
+    let broken = added.commit("api: a broken svcdef");
+    let (status, answer) = call(
+        reqwest::Method::POST,
+        format!("{api}/api/v1/commits/deploy"),
+        Some(json!({"repo_url": added_url, "branch": "main", "force": false})),
+    )
+    .await;
+    assert_eq!((status, answer["latest_commit_hash"].as_str()), (200, Some(broken.as_str())), "{answer}");
+    server.wait_app("apps/api/api", Duration::from_secs(30), |a| a["status"] == "Invalid").await;
+    let (_, commits) = call(reqwest::Method::GET, format!("{api}/api/v1/commits?repo_url={added_url}&branch=main&n=5"), None).await;
+    assert_eq!(commits["commits"][0]["commit_hash"].as_str(), Some(broken.as_str()), "{commits}");
+    assert_eq!(commits["commits"][0]["status"], "PROCESSED_ERROR", "{commits}");
+
     let (status, list) = call(reqwest::Method::GET, format!("{api}/api/v1/repositories"), None).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
