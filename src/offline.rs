@@ -42,7 +42,7 @@ fn tree_for(path: &Path, rev: Option<&str>) -> Result<Box<dyn FileTree>, Offline
 pub fn validate(path: &Path, ctx: &RenderContext) -> Result<(Vec<Validation>, Vec<Diagnostic>), OfflineError> {
     let tree = tree_for(path, None)?;
     let snapshot = load_snapshot(tree.as_ref(), ctx);
-    let plan = intents_of_head(&snapshot, &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new());
+    let plan = intents_of_head(&snapshot, &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new(), None);
     let conflicts: BTreeMap<&str, &AppIntent> = plan.iter().filter(|e| e.intent == Intent::Conflict).map(|e| (e.app.as_str(), e)).collect();
     let mut out = Vec::new();
     for (prefix, app) in &snapshot.apps {
@@ -101,5 +101,5 @@ pub fn plan(path: &Path, from: Option<&str>, to: &str, ctx: &RenderContext, poli
         Some(rev) => applied_as_of(&load_snapshot(&GitTree::open(path, rev)?, ctx)),
         None => BTreeMap::new(),
     };
-    Ok(intents_of_head(&to_snapshot, &applied, policy, &BTreeSet::new()))
+    Ok(intents_of_head(&to_snapshot, &applied, policy, &BTreeSet::new(), None))
 }

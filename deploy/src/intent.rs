@@ -111,12 +111,16 @@ pub fn intents_of_head(
     applied: &BTreeMap<String, AppliedApp>,
     policy: PrunePolicy,
     force: &BTreeSet<String>,
+    own_account: Option<&str>,
 ) -> Vec<AppIntent> {
-    let mut by_identity: BTreeMap<&Identity, Vec<&str>> = BTreeMap::new();
+    // an app without `account` deploys into the controller's own account: naming it is the
+    // same target (conflicts and moves compare what AWS would be touched)
+    let target = |identity: &Identity| identity.in_account(own_account);
+    let mut by_identity: BTreeMap<Identity, Vec<&str>> = BTreeMap::new();
     for app in snapshot.valid() {
-        by_identity.entry(&app.identity).or_default().push(&app.prefix);
+        by_identity.entry(target(&app.identity)).or_default().push(&app.prefix);
     }
-    let applied_by_identity: BTreeMap<&Identity, &AppliedApp> = applied.values().map(|a| (&a.identity, a)).collect();
+    let applied_by_identity: BTreeMap<Identity, &AppliedApp> = applied.values().map(|a| (target(&a.identity), a)).collect();
     let mut moved_away: BTreeSet<&str> = BTreeSet::new();
     let mut entries = Vec::new();
 
@@ -144,7 +148,7 @@ pub fn intents_of_head(
             reason,
             moved_from,
         };
-        let claimants = &by_identity[&app.identity];
+        let claimants = by_identity.get(&target(&app.identity)).map_or(&[][..], Vec::as_slice);
         if claimants.len() > 1 {
             let others: Vec<String> = claimants.iter().filter(|p| **p != prefix).map(|p| format!("'{p}'")).collect();
             entries.push(entry(
@@ -161,7 +165,7 @@ pub fn intents_of_head(
         let forced = force.contains(prefix);
         let short = crate::spec::fingerprint::short(&app.fingerprint);
         match applied.get(prefix) {
-            Some(prev) if prev.identity != app.identity && prev.fingerprint.is_some() => entries.push(entry(
+            Some(prev) if target(&prev.identity) != target(&app.identity) && prev.fingerprint.is_some() => entries.push(entry(
                 Intent::Deploy,
                 format!(
                     "identity changed from {} to {}; the old one is left in place, delete it by hand if it is no longer needed",
@@ -190,7 +194,7 @@ pub fn intents_of_head(
                 };
                 entries.push(entry(Intent::Deploy, reason, None));
             }
-            None => match applied_by_identity.get(&app.identity) {
+            None => match applied_by_identity.get(&target(&app.identity)) {
                 Some(old) if !snapshot.apps.contains_key(&old.prefix) => {
                     moved_away.insert(old.prefix.as_str());
                     let same = old.fingerprint.as_deref() == Some(app.fingerprint.as_str());
@@ -290,7 +294,7 @@ mod tests {
         let applied = applied_from(&snap(&t));
         ecs(&mut t, "a0/s", "s0", "img:2");
         ecs(&mut t, "new/s", "snew", "img:1");
-        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
         let a = intents(&plan);
         assert!(a.contains(&("a0/s".into(), Intent::Deploy)));
         assert!(a.contains(&("a1/s".into(), Intent::Keep)));
@@ -304,7 +308,7 @@ mod tests {
         t.remove("a0/s_svcdef.json");
         t.remove("a0/s_taskdef.json");
         ecs(&mut t, "renamed/s", "s0", "img:1");
-        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
         let moved = plan.iter().find(|e| e.app == "renamed/s").unwrap();
         assert_eq!(moved.intent, Intent::Move);
         assert_eq!(moved.moved_from.as_deref(), Some("a0/s"));
@@ -321,12 +325,12 @@ mod tests {
         for i in 0..5 {
             t.remove(&format!("b{i}/s_svcdef.json"));
         }
-        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
         let held: Vec<_> = plan.iter().filter(|e| e.intent == Intent::Held).collect();
         assert_eq!(held.len(), 5, "{plan:?}");
         assert!(held[0].reason.contains("--allow-prune"));
         let allowed = PrunePolicy { allow_prune: true, ..PrunePolicy::default() };
-        let plan = intents_of_head(&snap(&t), &applied, allowed, &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, allowed, &BTreeSet::new(), None);
         assert_eq!(plan.iter().filter(|e| e.intent == Intent::Delete).count(), 5);
     }
 
@@ -335,10 +339,10 @@ mod tests {
         let mut t = six_apps();
         let applied = applied_from(&snap(&t));
         t.remove("a5/s_svcdef.json");
-        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
         assert!(intents(&plan).contains(&("a5/s".into(), Intent::Delete)));
         let lenient = PrunePolicy { max_prune: 100, max_prune_percent: 100, allow_prune: false };
-        let plan = intents_of_head(&snap(&MemTree::new()), &applied, lenient, &BTreeSet::new());
+        let plan = intents_of_head(&snap(&MemTree::new()), &applied, lenient, &BTreeSet::new(), None);
         assert!(plan.iter().all(|e| e.intent == Intent::Held), "{plan:?}");
     }
 
@@ -350,7 +354,7 @@ mod tests {
         }
         let applied = applied_from(&snap(&t));
         t.remove("a1/s_svcdef.json");
-        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
         assert!(intents(&plan).contains(&("a1/s".into(), Intent::Delete)), "1 of 2 (50 %) is one delete: {plan:?}");
 
         let mut t = MemTree::new();
@@ -360,8 +364,21 @@ mod tests {
         let applied = applied_from(&snap(&t));
         t.remove("a2/s_svcdef.json");
         t.remove("a3/s_svcdef.json");
-        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
         assert_eq!(plan.iter().filter(|e| e.intent == Intent::Held).count(), 2, "2 of 4 (50 %) is over 25 %: {plan:?}");
+    }
+
+    #[test]
+    fn an_app_without_account_and_one_naming_the_own_account_for_the_same_service_conflict() {
+        let mut t = MemTree::new();
+        ecs(&mut t, "a/s", "web", "img:1");
+        ecs(&mut t, "b/s", "web", "img:1");
+        t.insert("b/s_depdef.json", r#"{"environment": {"account": "123456789012"}}"#);
+        let plan = intents_of_head(&snap(&t), &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new(), Some("123456789012"));
+        assert!(plan.iter().all(|e| e.intent == Intent::Conflict), "{plan:?}");
+        // in another account they are two services
+        let plan = intents_of_head(&snap(&t), &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new(), Some("210987654321"));
+        assert!(plan.iter().all(|e| e.intent == Intent::Deploy), "{plan:?}");
     }
 
     #[test]
@@ -370,7 +387,7 @@ mod tests {
         let applied = applied_from(&snap(&t));
         ecs(&mut t, "dup/s", "s1", "img:1");
         t.insert("a2/s_svcdef.json", "{ broken");
-        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
         let a = intents(&plan);
         assert!(a.contains(&("dup/s".into(), Intent::Conflict)));
         assert!(a.contains(&("a1/s".into(), Intent::Conflict)));
@@ -387,10 +404,10 @@ mod tests {
         ecs(&mut t, "a0/s", "s0", "img:bad");
         let fp = snap(&t).apps["a0/s"].as_ref().unwrap().fingerprint.clone();
         applied.get_mut("a0/s").unwrap().failed.insert(fp);
-        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new());
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
         assert!(intents(&plan).contains(&("a0/s".into(), Intent::Held)));
         let force = BTreeSet::from(["a0/s".to_string()]);
-        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &force);
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &force, None);
         assert!(intents(&plan).contains(&("a0/s".into(), Intent::Deploy)));
     }
 }

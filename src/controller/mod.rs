@@ -213,7 +213,7 @@ impl Controller {
         let allow_key = format!("allow_prune/{repo}/{branch}");
         let allow_prune = self.store.meta(&allow_key)?.as_deref() == Some("1");
         let prune = PrunePolicy { max_prune: policy.max_prune, max_prune_percent: policy.max_prune_percent, allow_prune };
-        let plan = intents_of_head(&snapshot, &applied, prune, &force);
+        let plan = intents_of_head(&snapshot, &applied, prune, &force, self.settings.own_account.as_deref());
         let key_of = |prefix: &str| AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: prefix.to_string() };
 
         for entry in &plan {

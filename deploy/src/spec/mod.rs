@@ -43,6 +43,19 @@ pub enum Identity {
     Lambda { account: Option<String>, region: String, function: String },
 }
 
+impl Identity {
+    /// The same identity with a missing account taken as `own` (the controller's own account):
+    /// what AWS would be touched.
+    pub fn in_account(&self, own: Option<&str>) -> Identity {
+        let mut identity = self.clone();
+        let (Identity::Ecs { account, .. } | Identity::Lambda { account, .. }) = &mut identity;
+        if account.is_none() {
+            *account = own.map(str::to_string);
+        }
+        identity
+    }
+}
+
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
