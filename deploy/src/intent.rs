@@ -103,6 +103,9 @@ pub struct AppIntent {
     /// For a move: the prefix the app moves from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moved_from: Option<String>,
+    /// What is suspicious but not wrong in the app's files (unknown fields, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Plans one head against what was applied. `force` names prefixes to redeploy regardless.
@@ -135,6 +138,7 @@ pub fn intents_of_head(
                     identity: applied.get(prefix).map(|a| a.identity.to_string()),
                     reason: format!("{reason} (nothing is deployed or deleted for this app until it is fixed)"),
                     moved_from: None,
+                    warnings: Vec::new(),
                 });
                 continue;
             }
@@ -147,6 +151,7 @@ pub fn intents_of_head(
             identity: Some(app.identity.to_string()),
             reason,
             moved_from,
+            warnings: app.warnings.iter().map(ToString::to_string).collect(),
         };
         let claimants = by_identity.get(&target(&app.identity)).map_or(&[][..], Vec::as_slice);
         if claimants.len() > 1 {
@@ -249,6 +254,7 @@ pub fn intents_of_head(
             identity: Some(gone.identity.to_string()),
             reason,
             moved_from: None,
+            warnings: Vec::new(),
         });
     }
     entries.sort_by(|a, b| a.app.cmp(&b.app));

@@ -90,6 +90,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 out!("{}", table::render(&["APP", "KIND", "ACTION", "IDENTITY", "REASON"], &rows));
             }
             // CI gates on this: an app that cannot deploy, or a held delete, is not a clean plan
+            for e in &entries {
+                for w in &e.warnings {
+                    eprintln!("warning: {}: {w}", e.app);
+                }
+            }
             let blocked = entries.iter().any(|e| matches!(e.intent, Intent::Error | Intent::Conflict | Intent::Held));
             Ok(if blocked { PLAN_BLOCKED } else { 0 })
         }

@@ -146,4 +146,11 @@ fn validate_json_keeps_each_apps_warnings() {
     let results: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let web = results.as_array().unwrap().iter().find(|r| r["app"] == "prod/web/web").unwrap();
     assert!(web["warnings"].to_string().contains("trafficShiftingConfg"), "{web}");
+    repo.commit("a typo in the depdef");
+    let (code, stdout, stderr) = gitmoxi(&["plan", "--repo", repo.path().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("warning: prod/web/web") && stderr.contains("trafficShiftingConfg"), "{stderr}");
+    let plan: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let web = plan.iter().find(|e| e["app"] == "prod/web/web").unwrap();
+    assert!(web["warnings"].to_string().contains("trafficShiftingConfg"), "{web}");
 }

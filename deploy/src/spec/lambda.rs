@@ -316,8 +316,11 @@ pub fn build_lambda_app(
     event_sources: Option<&Rendered>,
     depdef: Option<&Rendered>,
     default_region: &str,
-) -> Result<LambdaApp, Vec<Diagnostic>> {
+) -> Result<(LambdaApp, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut errors = Vec::new();
+    // unknown fields of the depdef and the event sources: a typo in `trafficShiftingConfg`
+    // silently meant ALL_AT_ONCE, so they are said (validate, plan, the API)
+    let mut warnings = Vec::new();
     let mut r = FieldReader::new(&lambdadef.path, &lambdadef.text);
     let function_name = match &lambdadef.json {
         Value::Object(o) => {
@@ -339,7 +342,10 @@ pub fn build_lambda_app(
     errors.append(&mut r.errors);
     let parsed_depdef = match depdef {
         Some(d) => match parse_lambda_depdef(&d.path, &d.text, &d.json) {
-            Ok((dep, _warnings)) => Some(dep),
+            Ok((dep, w)) => {
+                warnings.extend(w);
+                Some(dep)
+            }
             Err(mut e) => {
                 errors.append(&mut e);
                 None
@@ -355,7 +361,10 @@ pub fn build_lambda_app(
     };
     let sources = match event_sources {
         Some(e) => match parse_event_sources(&e.path, &e.text, &e.json) {
-            Ok((s, _warnings)) => s,
+            Ok((s, w)) => {
+                warnings.extend(w);
+                s
+            }
             Err(mut e) => {
                 errors.append(&mut e);
                 EventSources::default()
@@ -364,7 +373,7 @@ pub fn build_lambda_app(
         None => EventSources::default(),
     };
     let Some(dep) = parsed_depdef.filter(|_| errors.is_empty()) else { return Err(errors) };
-    Ok(LambdaApp {
+    let app = LambdaApp {
         lambdadef: lambdadef.json.clone(),
         event_sources: sources,
         function_name,
@@ -372,7 +381,8 @@ pub fn build_lambda_app(
         region: dep.region.clone().unwrap_or_else(|| default_region.to_string()),
         account: dep.account.clone(),
         depdef: dep,
-    })
+    };
+    Ok((app, warnings))
 }
 
 #[cfg(test)]

@@ -223,7 +223,8 @@ pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &Rende
                 rendered.get(&FileKind::LambdaDepDef),
                 &ctx.default_region,
             )
-            .map(|app| {
+            .map(|(app, w)| {
+                warnings.extend(w);
                 let identity =
                     Identity::Lambda { account: app.account.clone(), region: app.region.clone(), function: app.function_name.clone() };
                 (identity, AppSpec::Lambda(app))

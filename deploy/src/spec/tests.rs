@@ -115,3 +115,16 @@ fn lambda_apps_are_recognised_with_their_identity() {
     let app = snap.apps["fn/hello"].as_ref().unwrap();
     assert_eq!(app.identity.to_string(), "lambda:default/eu-west-1/hello");
 }
+
+#[test]
+fn unknown_fields_of_a_lambda_depdef_and_its_event_sources_are_warnings() {
+    let tree = MemTree::new()
+        .with("fn/hello_lambdadef.json", r#"{"FunctionName": "hello", "Runtime": "python3.12", "Role": "arn:aws:iam::1:role/r", "Handler": "a.h", "Code": {"ZipFile": "UEsDBA=="}}"#)
+        .with("fn/hello_lambdadepdef.json", r#"{"alias": "live", "trafficShiftingConfg": {"type": "LINEAR"}}"#)
+        .with("fn/hello_lambdaeventsourcedef.json", r#"{"PushEventSources": [], "PullEventSource": {}}"#);
+    let snap = load_snapshot(&tree, &ctx());
+    let app = snap.apps["fn/hello"].as_ref().expect("a warning is not an error");
+    let said: Vec<String> = app.warnings.iter().map(ToString::to_string).collect();
+    assert!(said.iter().any(|w| w.contains("trafficShiftingConfg") && w.contains("unknown field")), "{said:?}");
+    assert!(said.iter().any(|w| w.contains("PullEventSource")), "{said:?}");
+}
