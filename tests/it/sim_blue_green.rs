@@ -123,6 +123,32 @@ async fn blue_green_shifts_every_pair_then_promotes_green_and_deletes_blue() {
     assert_eq!(sim.world.mutations("CreateTaskSet").len(), 3, "one task set per deployment");
 }
 
+/// Pause keeps the guards on: a paused 80/20 split holds its traffic while time passes, and a
+/// firing alarm still rolls it back to 100/0 (it used to be ignored until resumed).
+#[tokio::test(start_paused = true)]
+async fn a_paused_split_holds_its_traffic_and_still_rolls_back_on_an_alarm() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim, LINEAR_20).await;
+    sim.set_image(PREFIX, "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 20))).await);
+    let key = Sim::key(PREFIX);
+    let mut commands = sim.store.commands(&key).unwrap();
+    commands.paused = true;
+    sim.store.put_commands(&key, &commands).unwrap();
+    sim.run_until(10 * MINUTES, |_| false).await;
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 80), (TG_B.to_string(), 20)], "held at 80/20 while paused");
+    assert!(sim.outcome(PREFIX) == Some(Outcome::Succeeded), "the first deployment's outcome; the second is still in flight");
+    assert!(!sim.idle(PREFIX));
+
+    sim.world.set_alarm("web-5xx", "ALARM");
+    assert!(sim.run_until(2 * MINUTES, |s| s.idle(PREFIX)).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)], "rolled back while paused");
+    let app = sim.store.app(&key).unwrap().unwrap();
+    assert_eq!(app.last_cause, Some(FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] }));
+}
+
 async fn alarm_in_step_two(keep_green: bool) -> Sim {
     let mut sim = Sim::new();
     let extra = if keep_green { format!("{LINEAR_20}, \"deleteNewUponTrafficShiftFailure\": false") } else { LINEAR_20.to_string() };

@@ -33,6 +33,10 @@ pub const STEADY_REQUEUE: Duration = Duration::from_secs(5 * 60);
 /// How long a paused app waits before its next look (a resume enqueues it at once).
 pub const PAUSED_REQUEUE: Duration = Duration::from_secs(60);
 
+/// How often a paused in-flight deployment is looked at: its guards (alarms, breaker) are
+/// still watched at the strategies' alarm cadence.
+pub const PAUSED_WATCH: Duration = Duration::from_secs(5);
+
 /// The shortest cap the drift cadence puts on a requeue.
 const MIN_DRIFT_REQUEUE: Duration = Duration::from_secs(1);
 
@@ -284,11 +288,11 @@ pub fn look(input: &StepInput<'_>) -> Look {
 
 fn look_without_cap(input: &StepInput<'_>) -> Look {
     let commands = &input.commands;
-    if commands.paused {
-        // held at its current step: no observation, no action, until resumed
+    let in_flight = input.record.filter(|r| r.in_flight());
+    if commands.paused && in_flight.is_none() {
+        // no new deployment until resumed (an in-flight one is observed: its guards stay on)
         return Look::Skip(Plan::wait(PAUSED_REQUEUE));
     }
-    let in_flight = input.record.filter(|r| r.in_flight());
     if let Some(plan) = foreign_account(input) {
         return Look::Skip(plan);
     }
@@ -342,6 +346,9 @@ fn decide(input: &StepInput<'_>) -> Plan {
     if let Some(cause) = input.refusal {
         return on_refusal(input, cause.clone());
     }
+    if let (true, Some(record)) = (input.commands.paused, in_flight) {
+        return hold_paused(record, advance(input));
+    }
     if let (Some((primary, fallback)), None) = (input.commands.rebalance, in_flight) {
         return rebalance(input, primary, fallback);
     }
@@ -359,6 +366,20 @@ fn decide(input: &StepInput<'_>) -> Plan {
         return plan;
     }
     advance(input)
+}
+
+/// A paused deployment keeps its guards on (SPEC §6.2, issue 12): a step that rolls back or
+/// fails — an alarm, the circuit breaker, a timeout — goes ahead, and so does a rollback under
+/// way; a step that would move on (shift traffic, promote, finish, supersede) waits, with the
+/// traffic where it is, until the operator resumes.
+fn hold_paused(record: &DeploymentRecord, plan: Plan) -> Plan {
+    let rolling_back = record.cause.is_some();
+    let guard_fired = plan.next_record.as_ref().is_some_and(|r| r.cause.is_some())
+        || plan.finished.as_ref().is_some_and(|(r, _)| r.id == record.id && r.cause.is_some());
+    if rolling_back || guard_fired {
+        return plan;
+    }
+    Plan::wait(PAUSED_WATCH)
 }
 
 /// What every plan gets last: a forced redeploy is used up by the deployment it starts, a

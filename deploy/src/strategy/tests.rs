@@ -117,18 +117,59 @@ fn the_heads_intent_maps_to_what_the_step_may_do() {
 }
 
 #[test]
-fn a_paused_app_is_not_observed_and_keeps_its_commands() {
+fn a_paused_app_starts_nothing_and_keeps_its_commands() {
     let (key, a, obs) = (key(), app("nginx:2"), Observed::default());
     let applied = AppliedState::default();
-    let record = in_flight(&a, Phase::Rolling(RollingPhase::Stabilize { task_definition: "td".into(), deadline_ms: 9 }));
-    for record in [None, Some(&record)] {
-        let mut i = input(&key, Desired::Present(&a), &applied, record, &obs);
-        i.commands = OperatorCommands { paused: true, force: true, rollback: true, ..Default::default() };
-        let plan = skipped(look(&i));
-        assert_eq!(plan.requeue_after, PAUSED_REQUEUE);
-        assert_eq!(plan.consumed, Consumed::default(), "a pause uses up nothing");
-        assert!(plan.actions.is_empty() && plan.next_record.is_none() && plan.notes.is_empty());
-    }
+    let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
+    i.commands = OperatorCommands { paused: true, force: true, rollback: true, ..Default::default() };
+    let plan = skipped(look(&i));
+    assert_eq!(plan.requeue_after, PAUSED_REQUEUE);
+    assert_eq!(plan.consumed, Consumed::default(), "a pause uses up nothing");
+    assert!(plan.actions.is_empty() && plan.next_record.is_none() && plan.notes.is_empty());
+}
+
+#[test]
+fn a_paused_deployment_holds_its_step_but_still_rolls_back_when_a_guard_fires() {
+    let (key, a) = (key(), app("nginx:2"));
+    let applied = AppliedState { fingerprint: Some("old".into()), ..applied(&a) };
+    let stabilizing = in_flight(&a, Phase::Rolling(RollingPhase::Stabilize { task_definition: "td:2".into(), deadline_ms: 2_000_000 }));
+    let service = ObservedService { status: "ACTIVE".into(), arn: "arn:svc".into(), desired_count: 2, ..Default::default() };
+    let stable = Observed {
+        service: Some(ObservedService {
+            task_definition: Some("td:2".into()),
+            deployments: vec![crate::observed::ObservedDeployment {
+                status: "PRIMARY".into(),
+                task_definition: "td:2".into(),
+                running_count: 2,
+                ..Default::default()
+            }],
+            ..service
+        }),
+        tasks: (0..2)
+            .map(|n| crate::observed::ObservedTask {
+                arn: format!("t{n}"),
+                task_definition: "td:2".into(),
+                last_status: "RUNNING".into(),
+                desired_status: "RUNNING".into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut i = input(&key, Desired::Present(&a), &applied, Some(&stabilizing), &stable);
+    i.commands.paused = true;
+    observes(look(&i));
+    let held = step(&i);
+    assert!(held.finished.is_none() && held.next_record.is_none() && held.actions.is_empty(), "stable, but held: {held:?}");
+    assert_eq!(held.requeue_after, PAUSED_WATCH, "still watched");
+
+    // the same deployment past its budget: the timeout is a guard, and its plan goes ahead
+    let starting = Observed { tasks: Vec::new(), ..stable.clone() };
+    let late = StepInput { now_ms: 3_000_000, observed: &starting, ..i };
+    let plan = step(&late);
+    let next = plan.next_record.clone().or(plan.finished.clone().map(|(r, _)| r)).unwrap_or_else(|| panic!("{plan:?}"));
+    assert!(matches!(next.cause, Some(FailureCause::StabilityTimeout { .. })), "{:?}", next.cause);
+    assert!(next.phase != stabilizing.phase, "not held: the guard's plan goes ahead ({:?})", next.phase);
 }
 
 #[test]
