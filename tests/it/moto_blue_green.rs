@@ -181,7 +181,7 @@ async fn moto_blue_green_shifts_linear_20_on_two_listeners_then_promotes_and_rol
     assert_eq!(target_groups(&sets[0]), vec![tgs["web-a"].clone(), tgs["admin-c"].clone()]);
     assert_eq!(watch.green(&tgs["web-a"]).await, 100);
 
-    // an alarm during shifting: everything back on blue, green deleted
+    // an alarm during shifting, while paused: everything back on blue, green deleted
     write_app(&repo, "nginx:4");
     repo.commit("web: nginx 4");
     let start = std::time::Instant::now();
@@ -189,6 +189,19 @@ async fn moto_blue_green_shifts_linear_20_on_two_listeners_then_promotes_and_rol
         assert!(start.elapsed() < Duration::from_secs(60), "shifting never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // paused mid-shift: the split holds, and the alarm is still watched (issue 12 item 5)
+    let paused = reqwest::Client::new()
+        .post(format!("{}/api/v2/commands", server.api))
+        .json(&serde_json::json!({"command": "pause", "app": PREFIX}))
+        .send()
+        .await
+        .expect("pause");
+    assert_eq!(paused.status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = watch.green(&tgs["web-b"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(watch.green(&tgs["web-b"]).await, held, "a paused split does not move");
+    assert!(held < 100, "paused before the end of the shift: {held}");
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
     cloudwatch
         .set_alarm_state()
@@ -198,6 +211,16 @@ async fn moto_blue_green_shifts_linear_20_on_two_listeners_then_promotes_and_rol
         .send()
         .await
         .expect("set alarm state");
+    // the app stays paused (no new deployment until resumed); its deployment rolled back
+    let app = server.wait_app(PREFIX, Duration::from_secs(60), |a| a["last_outcome"] == "rolled_back").await;
+    assert_eq!(app["status"], "Paused", "{app:#}");
+    let resumed = reqwest::Client::new()
+        .post(format!("{}/api/v2/commands", server.api))
+        .json(&serde_json::json!({"command": "resume", "app": PREFIX}))
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(resumed.status().as_u16(), 200);
     let app = server.wait_app(PREFIX, Duration::from_secs(60), |a| a["status"] == "RolledBack").await;
     assert!(app["last_cause"].as_str().unwrap().contains("alarm fired: web-5xx"), "{app:#}");
     assert_eq!(watch.now().await.0, vec![(tgs["web-a"].clone(), 100), (tgs["web-b"].clone(), 0)]);
