@@ -279,7 +279,8 @@ impl Lambda for SdkLambda {
         match self.track("CreateAlias", out) {
             Ok(_) => Ok(()),
             // A replay after a lost answer: the alias is there; the next pass checks its version.
-            Err(e) if e.code == "ResourceConflictException" => Ok(()),
+            // (AWS answers ResourceConflictException; moto 5.2.5 answers ConflictException.)
+            Err(e) if e.code == "ResourceConflictException" || e.code == "ConflictException" => Ok(()),
             Err(e) => Err(e),
         }
     }
