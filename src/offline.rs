@@ -23,7 +23,7 @@ pub struct Validation {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}; give the path of a checkout of the deployment repository")]
     Io { path: String, source: std::io::Error },
     #[error(transparent)]
     Git(#[from] crate::git::GitError),

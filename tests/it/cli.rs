@@ -154,3 +154,14 @@ fn validate_json_keeps_each_apps_warnings() {
     let web = plan.iter().find(|e| e["app"] == "prod/web/web").unwrap();
     assert!(web["warnings"].to_string().contains("trafficShiftingConfg"), "{web}");
 }
+
+#[test]
+fn a_missing_path_is_reported_once() {
+    let (code, _, stderr) = gitmoxi(&["validate", "/nonexistent/checkout"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read /nonexistent/checkout"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "the reason once: {stderr}");
+    let (code, _, stderr) = gitmoxi(&["serve", "--config", "/nonexistent/gitmoxi.toml"]);
+    assert_eq!(code, 2);
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "the reason once: {stderr}");
+}
