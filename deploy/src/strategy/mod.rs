@@ -189,22 +189,24 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
     if matches!(needs.identity, Some(Identity::Lambda { .. })) {
         needs.lambda = lambda_shift::lambda_needs(desired, applied, record);
     }
-    needs.resolve_task_definition = named_task_definition_to_resolve(desired, record);
     needs
 }
 
 /// A svcdef without a taskdef file names its task definition by family, `family:revision` or
 /// ARN; ECS reports ARNs, so a name is resolved before a deployment starts (and for a record
-/// that holds a name from before this rule) — SPEC §3.1.
-fn named_task_definition_to_resolve(desired: &Desired<'_>, record: Option<&DeploymentRecord>) -> Option<String> {
-    let name = match record.filter(|r| r.in_flight()).map(|r| &r.phase) {
+/// that holds a name from before this rule) — SPEC §3.1. A steady app is not resolved on
+/// every look: only when a deployment of it is due to start.
+fn named_task_definition_to_resolve(input: &StepInput<'_>) -> Option<String> {
+    let name = match input.record.filter(|r| r.in_flight()).map(|r| &r.phase) {
         Some(Phase::Rolling(RollingPhase::Apply { task_definition }))
         | Some(Phase::BlueGreen(BlueGreenPhase::CreateService { task_definition } | BlueGreenPhase::CreateGreen { task_definition })) => {
             task_definition.clone()
         }
         Some(_) => return None,
-        None => match desired {
-            Desired::Present(DesiredApp { spec: AppSpec::Ecs(ecs), .. }) if ecs.taskdef.is_none() => {
+        None => match input.desired {
+            Desired::Present(app @ DesiredApp { spec: AppSpec::Ecs(ecs), .. })
+                if ecs.taskdef.is_none() && input.applied.should_deploy(&app.fingerprint, input.commands.force) =>
+            {
                 ecs_rolling::named_task_definition(ecs)
             }
             Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => return None,
@@ -310,6 +312,7 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
         return Look::Skip(Plan::wait(STEADY_REQUEUE));
     }
     let mut needs = observe_needs(&input.desired, input.applied, input.record);
+    needs.resolve_task_definition = named_task_definition_to_resolve(input);
     needs.task_sets |= rebalance.is_some();
     if needs.identity.is_none() {
         return Look::Skip(Plan::wait(STEADY_REQUEUE));

@@ -405,6 +405,10 @@ fn a_task_definition_named_by_family_is_resolved_to_the_arn_before_the_deploymen
     let unobserved = Observed::default();
     let i = input(&key, Desired::Present(&a), &nothing, None, &unobserved);
     assert_eq!(observes(look(&i)).resolve_task_definition.as_deref(), Some("web:3"));
+    // a steady app looked at for drift is not resolved again on every look
+    let steady = AppliedState { fingerprint: Some(a.fingerprint.clone()), identity: Some(a.identity.clone()), ..AppliedState::default() };
+    let drift_look = StepInput { applied: &steady, drift: HEAL_EVERY_5_MIN, ..i };
+    assert_eq!(observes(look(&drift_look)).resolve_task_definition, None);
 
     const ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3";
     let resolved = Observed { resolved_task_definition: Some(ARN.into()), ..Default::default() };
