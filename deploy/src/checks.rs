@@ -13,12 +13,15 @@ use std::collections::BTreeMap;
 /// The verdict of one stability look.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stability {
+    /// The tasks the service wants.
     pub desired: u32,
+    /// Tasks of the revision RUNNING (and healthy, when a health check is set).
     pub running: u32,
     /// `task-id: reason` of each failed task of the revision, oldest first.
     pub failures: Vec<String>,
     /// The most specific cause the failures show, if any.
     pub failure_cause: Option<FailureCause>,
+    /// The revision is stable: all tasks running on it, the old ones drained.
     pub stable: bool,
 }
 
@@ -64,6 +67,7 @@ pub fn rolling_stability(service: &ObservedService, tasks: &[ObservedTask], task
 /// The verdict of one stability look at one side (task set + fallback) of a blue/green service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SideStability {
+    /// The tasks the side wants.
     pub desired: u32,
     /// Tasks of the side RUNNING and not UNHEALTHY.
     pub running: u32,
@@ -73,9 +77,11 @@ pub struct SideStability {
     pub healthy: Option<u32>,
     /// `task-id: reason` of each failed task, capacity failures excluded.
     pub failures: Vec<String>,
+    /// The most specific cause the failures show, if any.
     pub failure_cause: Option<FailureCause>,
     /// Tasks that could not be placed for lack of capacity (e.g. FARGATE_SPOT).
     pub capacity_failures: u32,
+    /// The side is stable: its tasks running and healthy in every target group.
     pub stable: bool,
 }
 

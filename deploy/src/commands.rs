@@ -27,8 +27,11 @@ pub struct OperatorCommands {
 /// The commands a step used up; the executor clears them once the step's record is stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Consumed {
+    /// The force the step used (a deployment started).
     pub force: bool,
+    /// The rollback the step used (it rolled back, or said why it could not).
     pub rollback: bool,
+    /// The rebalance the step used (AWS shows the new scales).
     pub rebalance: bool,
 }
 

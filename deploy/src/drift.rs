@@ -24,6 +24,7 @@ pub enum DriftMode {
 }
 
 impl DriftMode {
+    /// Parses `heal`, `report` or `ignore` in any case.
     pub fn parse(s: &str) -> Option<DriftMode> {
         match s.trim().to_ascii_lowercase().as_str() {
             "heal" => Some(DriftMode::Heal),
@@ -37,6 +38,7 @@ impl DriftMode {
 /// The drift policy of a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DriftPolicy {
+    /// Heal, report or ignore.
     pub mode: DriftMode,
     /// `/taskDefinition` in ignoreFields.
     pub ignore_task_definition: bool,
@@ -69,6 +71,7 @@ impl DriftPolicy {
 /// compares every app once more).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriftSeen {
+    /// When the comparison ran.
     pub at_ms: u64,
     /// What was found then (`None`: in sync).
     pub found: Option<String>,
@@ -77,8 +80,11 @@ pub struct DriftSeen {
 /// The drift cadence of one app: its repository's policy, how often to compare, the last look.
 #[derive(Debug, Clone, Copy)]
 pub struct DriftClock<'a> {
+    /// The repository's drift policy.
     pub policy: DriftPolicy,
+    /// How often a steady app is compared.
     pub interval: Duration,
+    /// The last comparison, if one ran since the start.
     pub last: Option<&'a DriftSeen>,
 }
 

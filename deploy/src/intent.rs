@@ -14,8 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What the store knows about an app that was applied (or is being applied).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedApp {
+    /// The app's folder.
     pub prefix: String,
+    /// ECS or Lambda.
     pub kind: AppKind,
+    /// Where its resource lives.
     pub identity: Identity,
     /// The last successfully applied fingerprint.
     pub fingerprint: Option<String>,
@@ -44,8 +47,11 @@ pub fn applied_as_of(snapshot: &Snapshot) -> BTreeMap<String, AppliedApp> {
 /// Prune protection settings (SPEC §1.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrunePolicy {
+    /// At most this many apps deleted by one head.
     pub max_prune: usize,
+    /// With more than one delete, at most this percentage of the repository's apps.
     pub max_prune_percent: u32,
+    /// Deletes are never held (`allowPrune`).
     pub allow_prune: bool,
 }
 
@@ -77,6 +83,7 @@ pub enum Intent {
 }
 
 impl Intent {
+    /// The intent as `gitmoxi plan` prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             Intent::Deploy => "deploy",
@@ -93,12 +100,16 @@ impl Intent {
 /// One line of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppIntent {
+    /// The app's folder.
     pub app: String,
+    /// ECS or Lambda.
     pub kind: AppKind,
     /// Shown as `action` in `gitmoxi plan --json`.
     #[serde(rename = "action")]
     pub intent: Intent,
+    /// Where its resource lives, when known.
     pub identity: Option<String>,
+    /// Why, for an operator.
     pub reason: String,
     /// For a move: the prefix the app moves from.
     #[serde(skip_serializing_if = "Option::is_none")]

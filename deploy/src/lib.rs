@@ -9,6 +9,7 @@
 //! every function here is deterministic and testable by table.
 
 #![deny(clippy::wildcard_enum_match_arm)]
+#![deny(missing_docs)]
 
 pub mod advice;
 pub mod breaker;

@@ -37,26 +37,37 @@ pub struct Observed {
 /// An ECS service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObservedService {
+    /// The service's ARN.
     pub arn: String,
+    /// ACTIVE, DRAINING or INACTIVE.
     pub status: ServiceStatus,
+    /// The task definition ARN the service runs (its primary deployment's).
     pub task_definition: Option<String>,
+    /// The count ECS keeps running (an autoscaler or an operator may have changed it).
     pub desired_count: u32,
+    /// Tasks RUNNING.
     pub running_count: u32,
+    /// Tasks PENDING.
     pub pending_count: u32,
+    /// The service's `deployments[]`, as ECS lists them.
     pub deployments: Vec<ObservedDeployment>,
+    /// The service registers its tasks in load balancer target groups.
     pub has_load_balancers: bool,
     /// `deploymentController.type` (None: ECS).
     pub deployment_controller: Option<DeploymentControllerType>,
+    /// The service's tags (ownership tags among them).
     pub tags: BTreeMap<String, String>,
     /// The most recent service event messages, newest first.
     pub events: Vec<String>,
 }
 
 impl ObservedService {
+    /// Whether ECS reports the service ACTIVE (not draining or deleted).
     pub fn is_active(&self) -> bool {
         self.status == ServiceStatus::Active
     }
 
+    /// The PRIMARY deployment: the one the service moves to.
     pub fn primary(&self) -> Option<&ObservedDeployment> {
         self.deployments.iter().find(|d| d.status == ServiceDeploymentStatus::Primary)
     }
@@ -65,36 +76,57 @@ impl ObservedService {
 /// One entry of a service's `deployments[]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObservedDeployment {
+    /// The deployment's id (`ecs-svc/…`).
     pub id: String,
+    /// PRIMARY, ACTIVE or INACTIVE.
     pub status: ServiceDeploymentStatus,
+    /// The task definition ARN it runs.
     pub task_definition: String,
+    /// The tasks it wants.
     pub desired_count: u32,
+    /// Its tasks RUNNING.
     pub running_count: u32,
+    /// Its tasks PENDING.
     pub pending_count: u32,
+    /// Its tasks that failed to start (what the ECS circuit breaker counts).
     pub failed_tasks: u32,
+    /// `rolloutState` (COMPLETED, IN_PROGRESS, FAILED), when ECS reports it.
     pub rollout_state: Option<String>,
+    /// Why the rollout is in that state.
     pub rollout_state_reason: Option<String>,
 }
 
 /// One ECS task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObservedTask {
+    /// The task's ARN.
     pub arn: String,
+    /// The task definition ARN it runs.
     pub task_definition: String,
+    /// Where the task is (PROVISIONING … RUNNING … STOPPED).
     pub last_status: TaskStatus,
+    /// Where ECS wants the task to be.
     pub desired_status: TaskStatus,
+    /// `startedBy`: the deployment or task set that launched it.
     pub started_by: Option<String>,
+    /// Why it stopped, as ECS says.
     pub stopped_reason: Option<String>,
+    /// The stop code (e.g. TaskFailedToStart).
     pub stop_code: Option<String>,
+    /// The task's container health.
     pub health_status: Option<HealthStatus>,
+    /// Its containers.
     pub containers: Vec<ObservedContainer>,
 }
 
 /// One container of a task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObservedContainer {
+    /// The container's name.
     pub name: String,
+    /// Its exit code, once it exited.
     pub exit_code: Option<i32>,
+    /// Why it stopped, as ECS says.
     pub reason: Option<String>,
 }
 
@@ -105,13 +137,19 @@ pub struct ObservedTaskSet {
     pub id: String,
     /// The full ARN (UpdateServicePrimaryTaskSet needs it).
     pub arn: String,
+    /// ACTIVE, PRIMARY or DRAINING.
     pub status: TaskSetStatus,
+    /// The `externalId` gitmoxi gave it (derived from the deployment).
     pub external_id: String,
+    /// The task definition ARN it runs.
     pub task_definition: String,
     /// Scale in percent of the service's desired count.
     pub scale_percent: f64,
+    /// The tasks its scale asks for.
     pub computed_desired_count: u32,
+    /// Its tasks RUNNING.
     pub running_count: u32,
+    /// Its tasks PENDING.
     pub pending_count: u32,
     /// Target groups it registers its tasks in.
     pub target_groups: Vec<String>,
@@ -123,13 +161,16 @@ pub struct ObservedTaskSet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ForwardKind {
+    /// The listener's default action.
     ListenerDefault,
+    /// A listener rule.
     Rule,
 }
 
 /// A forward action (listener default or rule) that sends traffic to target groups by weight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedForward {
+    /// A listener's default action or a rule.
     pub kind: ForwardKind,
     /// The listener ARN (default action) or the rule ARN.
     pub arn: String,
@@ -138,6 +179,7 @@ pub struct ObservedForward {
 }
 
 impl ObservedForward {
+    /// The weight this forward gives `target_group`, if it forwards to it.
     pub fn weight_of(&self, target_group: &str) -> Option<u32> {
         self.targets.iter().find(|(tg, _)| tg == target_group).map(|(_, w)| *w)
     }
@@ -157,7 +199,9 @@ pub struct ObservedElb {
 /// A CloudWatch alarm's state; `None` = no such alarm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedAlarm {
+    /// The alarm's name.
     pub name: String,
+    /// OK, ALARM or INSUFFICIENT_DATA; `None` when CloudWatch has no such alarm.
     pub state: Option<AlarmState>,
 }
 
@@ -175,6 +219,7 @@ pub struct ObservedLambda {
     pub function: Option<ObservedFunction>,
     /// Published versions (numbered), oldest first.
     pub versions: Vec<ObservedFunction>,
+    /// The app's alias, when it exists.
     pub alias: Option<ObservedAlias>,
     /// Event source mappings whose function is the alias.
     pub mappings: Vec<ObservedMapping>,
@@ -193,19 +238,28 @@ pub struct ObservedLambda {
 pub struct ObservedFunction {
     /// The unqualified function ARN.
     pub arn: String,
+    /// `$LATEST` or the version's number.
     pub version: String,
+    /// The code's SHA-256, as Lambda reports it.
     pub code_sha256: String,
+    /// The configuration's revision id.
     pub revision_id: String,
     /// `LastModified`: with the revision, what shows that an update landed.
     #[serde(default)]
     pub last_modified: String,
+    /// Pending, Active, Inactive or Failed.
     pub state: FunctionState,
+    /// Why the state is what it is.
     pub state_reason: Option<String>,
+    /// How the last update went (InProgress, Successful, Failed).
     pub last_update_status: LastUpdateStatus,
+    /// Why the last update failed.
     pub last_update_status_reason: Option<String>,
+    /// The version's description (gitmoxi writes the app's fingerprint there).
     pub description: String,
     /// Normalized configuration fields, compared to find the version that matches `$LATEST`.
     pub config: BTreeMap<String, String>,
+    /// The function's tags.
     pub tags: BTreeMap<String, String>,
 }
 
@@ -219,7 +273,9 @@ impl ObservedFunction {
 /// An alias and its routing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObservedAlias {
+    /// The alias's ARN.
     pub arn: String,
+    /// The version it points at.
     pub function_version: String,
     /// `RoutingConfig.AdditionalVersionWeights`: version → weight (0..1).
     pub additional: BTreeMap<String, f64>,
@@ -228,10 +284,16 @@ pub struct ObservedAlias {
 /// An event source mapping.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObservedMapping {
+    /// The mapping's UUID.
     pub uuid: String,
+    /// The event source's ARN.
     pub event_source_arn: String,
+    /// The function (alias) ARN it invokes.
     pub function_arn: String,
+    /// How many records one invocation gets.
     pub batch_size: Option<u32>,
+    /// How long Lambda gathers records before it invokes.
     pub maximum_batching_window_secs: Option<u32>,
+    /// Whether the mapping is enabled.
     pub enabled: bool,
 }

@@ -16,58 +16,202 @@ use std::time::Duration;
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// RegisterTaskDefinition with this body (tags included).
-    EcsRegisterTaskDefinition { body: Value },
+    EcsRegisterTaskDefinition {
+        /// The request body, as the AWS API's JSON names its fields.
+        body: Value,
+    },
     /// CreateService with this body (taskDefinition, tags and clientToken included).
-    EcsCreateService { body: Value },
+    EcsCreateService {
+        /// The request body, as the AWS API's JSON names its fields.
+        body: Value,
+    },
     /// UpdateService: `body` holds cluster, service and the fields to set.
-    EcsUpdateService { body: Value },
+    EcsUpdateService {
+        /// The request body, as the AWS API's JSON names its fields.
+        body: Value,
+    },
     /// DeleteService with force.
-    EcsDeleteService { cluster: String, service: String },
+    EcsDeleteService {
+        /// The cluster's name or ARN.
+        cluster: String,
+        /// The service's name.
+        service: String,
+    },
     /// TagResource on the service.
-    EcsTagResource { arn: String, tags: Vec<(String, String)> },
+    EcsTagResource {
+        /// The resource's ARN.
+        arn: String,
+        /// The tags to set, key and value.
+        tags: Vec<(String, String)>,
+    },
     /// CreateTaskSet with this body (externalId and clientToken derived from the deployment).
-    EcsCreateTaskSet { body: Value },
+    EcsCreateTaskSet {
+        /// The request body, as the AWS API's JSON names its fields.
+        body: Value,
+    },
     /// UpdateTaskSet: set the scale to `percent` of the service's desired count.
-    EcsUpdateTaskSetScale { cluster: String, service: String, task_set: String, percent: f64 },
+    EcsUpdateTaskSetScale {
+        /// The cluster's name or ARN.
+        cluster: String,
+        /// The service's name.
+        service: String,
+        /// The task set's ARN.
+        task_set: String,
+        /// The scale, in percent of the service's desired count.
+        percent: f64,
+    },
     /// UpdateServicePrimaryTaskSet with the task set's full ARN.
-    EcsUpdatePrimaryTaskSet { cluster: String, service: String, task_set: String },
+    EcsUpdatePrimaryTaskSet {
+        /// The cluster's name or ARN.
+        cluster: String,
+        /// The service's name.
+        service: String,
+        /// The task set's ARN.
+        task_set: String,
+    },
     /// DeleteTaskSet with force.
-    EcsDeleteTaskSet { cluster: String, service: String, task_set: String },
+    EcsDeleteTaskSet {
+        /// The cluster's name or ARN.
+        cluster: String,
+        /// The service's name.
+        service: String,
+        /// The task set's ARN.
+        task_set: String,
+    },
     /// ModifyListener (default action) or ModifyRule: forward to these target groups with these
     /// absolute weights.
-    ElbSetForwardWeights { kind: ForwardKind, arn: String, targets: Vec<(String, u32)> },
+    ElbSetForwardWeights {
+        /// Whether `arn` names a listener (default action) or a rule.
+        kind: ForwardKind,
+        /// The listener's or rule's ARN.
+        arn: String,
+        /// Each target group's ARN and its weight.
+        targets: Vec<(String, u32)>,
+    },
     /// CreateFunction with this body (Publish true, tags included).
-    LambdaCreateFunction { body: Value },
+    LambdaCreateFunction {
+        /// The request body, as the AWS API's JSON names its fields.
+        body: Value,
+    },
     /// UpdateFunctionCode with these `Code` fields.
-    LambdaUpdateCode { function: String, code: Value },
+    LambdaUpdateCode {
+        /// The function's name.
+        function: String,
+        /// The `Code` fields of the lambdadef.
+        code: Value,
+    },
     /// UpdateFunctionConfiguration with these fields.
-    LambdaUpdateConfig { function: String, config: Value },
+    LambdaUpdateConfig {
+        /// The function's name.
+        function: String,
+        /// The configuration fields to set.
+        config: Value,
+    },
     /// PublishVersion guarded by the code SHA-256 and revision it was decided on.
-    LambdaPublishVersion { function: String, code_sha256: String, revision_id: String, description: String },
+    LambdaPublishVersion {
+        /// The function's name.
+        function: String,
+        /// The `$LATEST` code SHA-256 the publish was decided on.
+        code_sha256: String,
+        /// The `$LATEST` revision the publish was decided on.
+        revision_id: String,
+        /// The version's description (it carries the app's fingerprint).
+        description: String,
+    },
     /// CreateAlias on `version`.
-    LambdaCreateAlias { function: String, alias: String, version: String },
+    LambdaCreateAlias {
+        /// The function's name.
+        function: String,
+        /// The alias's name.
+        alias: String,
+        /// The version the alias points at.
+        version: String,
+    },
     /// UpdateAlias: `version`, plus `weight` (0..1) routed to `additional` when given.
-    LambdaSetAlias { function: String, alias: String, version: String, additional: Option<(String, f64)> },
+    LambdaSetAlias {
+        /// The function's name.
+        function: String,
+        /// The alias's name.
+        alias: String,
+        /// The version the alias points at.
+        version: String,
+        /// The second version and the weight (0..1) routed to it.
+        additional: Option<(String, f64)>,
+    },
     /// DeleteFunction with a version qualifier.
-    LambdaDeleteVersion { function: String, version: String },
+    LambdaDeleteVersion {
+        /// The function's name.
+        function: String,
+        /// The version to delete.
+        version: String,
+    },
     /// DeleteFunction (all versions).
-    LambdaDeleteFunction { function: String },
+    LambdaDeleteFunction {
+        /// The function's name.
+        function: String,
+    },
     /// CreateEventSourceMapping with this body (FunctionName = the alias ARN).
-    LambdaCreateMapping { body: Value },
+    LambdaCreateMapping {
+        /// The request body, as the AWS API's JSON names its fields.
+        body: Value,
+    },
     /// UpdateEventSourceMapping: these fields.
-    LambdaUpdateMapping { uuid: String, body: Value },
+    LambdaUpdateMapping {
+        /// The mapping's UUID.
+        uuid: String,
+        /// The mapping fields to set.
+        body: Value,
+    },
     /// DeleteEventSourceMapping.
-    LambdaDeleteMapping { uuid: String },
+    LambdaDeleteMapping {
+        /// The mapping's UUID.
+        uuid: String,
+    },
     /// AddPermission on the alias for a push source.
-    LambdaAddPermission { function: String, qualifier: String, sid: String, principal: String, source_arn: String },
+    LambdaAddPermission {
+        /// The function's name.
+        function: String,
+        /// The alias the permission is on.
+        qualifier: String,
+        /// The statement id (derived from the source, so a replay finds it).
+        sid: String,
+        /// The service principal allowed to invoke.
+        principal: String,
+        /// The source allowed to invoke.
+        source_arn: String,
+    },
     /// RemovePermission from the alias.
-    LambdaRemovePermission { function: String, qualifier: String, sid: String },
+    LambdaRemovePermission {
+        /// The function's name.
+        function: String,
+        /// The alias the permission is on.
+        qualifier: String,
+        /// The statement id (derived from the source, so a replay finds it).
+        sid: String,
+    },
     /// RegisterTargets: the alias ARN as the target of a lambda-type target group.
-    ElbRegisterLambda { target_group: String, target: String },
+    ElbRegisterLambda {
+        /// The target group's ARN.
+        target_group: String,
+        /// The alias's ARN.
+        target: String,
+    },
     /// CreateIntegration (AWS_PROXY) to `uri` on an HTTP API.
-    ApiCreateIntegration { api_id: String, uri: String },
+    ApiCreateIntegration {
+        /// The HTTP API's id.
+        api_id: String,
+        /// The integration's URI (the alias's ARN).
+        uri: String,
+    },
     /// UpdateRoute: its target (`integrations/<id>`).
-    ApiSetRouteTarget { api_id: String, route_id: String, target: String },
+    ApiSetRouteTarget {
+        /// The HTTP API's id.
+        api_id: String,
+        /// The route's id.
+        route_id: String,
+        /// The new target (`integrations/<id>`).
+        target: String,
+    },
 }
 
 impl Action {
@@ -108,9 +252,19 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Completion {
     /// The fingerprint is applied; the task definition is the new rollback target.
-    Applied { fingerprint: String, commit: String, task_definition: Option<String> },
+    Applied {
+        /// The fingerprint.
+        fingerprint: String,
+        /// The commit it came from.
+        commit: String,
+        /// The task definition (for Lambda, the version) that is now the rollback target.
+        task_definition: Option<String>,
+    },
     /// The fingerprint failed (quarantined until a new commit or a force).
-    Failed { fingerprint: String },
+    Failed {
+        /// The fingerprint that failed.
+        fingerprint: String,
+    },
     /// The app's resource is gone: forget the app.
     Removed,
     /// Nothing to remember (superseded).
@@ -121,7 +275,9 @@ pub enum Completion {
 /// not apply, a drift finding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
+    /// How serious it is.
     pub level: Level,
+    /// What to write, for an operator.
     pub message: String,
     /// The head commit the note is about, if any.
     pub commit: Option<String>,
@@ -143,6 +299,7 @@ pub struct Plan {
     pub next_record: Option<DeploymentRecord>,
     /// Ownership gained in this step (the service is created or adopted by this app).
     pub take_ownership: bool,
+    /// The AWS mutations to perform, in order, once `next_record` is persisted.
     pub actions: Vec<Action>,
     /// When to look again.
     pub requeue_after: Duration,

@@ -16,8 +16,11 @@ pub const MAX_TIMELINE: usize = 200;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeploymentStatus {
+    /// The deployment is under way.
     Processing,
+    /// The deployment ended well: succeeded, superseded or deleted.
     ProcessedSuccess,
+    /// The deployment ended badly: rolled back or failed.
     ProcessedError,
 }
 
@@ -25,14 +28,20 @@ pub enum DeploymentStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// AWS runs what the files set.
     Succeeded,
+    /// A guard fired and the previous version runs again.
     RolledBack,
+    /// The deployment stopped without a rollback target (or the rollback itself failed).
     Failed,
+    /// A newer commit took over before this one finished.
     Superseded,
+    /// The resource was deleted as the head asked.
     Deleted,
 }
 
 impl Outcome {
+    /// The Gitmoxi status this outcome reports.
     pub fn status(self) -> DeploymentStatus {
         match self {
             Outcome::Succeeded | Outcome::Deleted | Outcome::Superseded => DeploymentStatus::ProcessedSuccess,
@@ -40,6 +49,7 @@ impl Outcome {
         }
     }
 
+    /// The outcome as the API and the store spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Succeeded => "succeeded",
@@ -55,34 +65,55 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FailureCause {
+    /// The app's template did not render.
     TemplateError,
+    /// The app's files are not a valid app.
     ValidationError,
+    /// AWS answered AccessDenied.
     PermissionDenied {
+        /// The AWS operation that was refused.
         operation: String,
     },
+    /// A task could not pull its container image.
     ImagePullFailure,
+    /// The task's essential container exited.
     ContainerExited {
+        /// The exit code of the essential container.
         code: i32,
     },
+    /// The load balancer or container health check failed.
     HealthCheckFailed,
+    /// No capacity could place the tasks.
     CapacityUnavailable,
+    /// The tasks did not become stable before the deadline.
     StabilityTimeout {
+        /// How long the deployment waited for stability.
         waited_secs: u64,
     },
+    /// Too many tasks failed to start (SPEC §5.2).
     CircuitBreakerTripped {
+        /// Tasks that failed to start in this deployment.
         failed_tasks: u32,
+        /// The failed-task count that trips the breaker.
         threshold: u32,
     },
+    /// A CloudWatch alarm the deployment watches went into ALARM.
     AlarmFired {
+        /// The alarms found in ALARM.
         alarms: Vec<String>,
     },
+    /// AWS kept failing with retryable errors beyond the retry budget.
     AwsUnavailable {
+        /// The AWS operation that kept failing.
         operation: String,
     },
     /// AWS refused a request for a reason that retrying will not fix (e.g. ClusterNotFoundException).
     AwsRejected {
+        /// The AWS operation that was refused.
         operation: String,
+        /// The AWS error code.
         code: String,
+        /// The AWS error message.
         message: String,
     },
     /// The service exists but gitmoxi neither created nor adopted it.
@@ -91,6 +122,7 @@ pub enum FailureCause {
     OperatorRollback,
     /// The app names an account the controller has no role for (SPEC §7.4): nothing was touched.
     AccountNotConfigured {
+        /// The account the app names.
         account: String,
         /// The controller's own account, when STS told it.
         own: Option<String>,
@@ -152,7 +184,9 @@ impl fmt::Display for FailureCause {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
+    /// Create or update the resource.
     Deploy,
+    /// Delete the resource.
     Delete,
 }
 
@@ -211,13 +245,29 @@ pub enum RollingPhase {
     /// Register the task definition, tagged with the deployment id so a replay finds it again.
     Register,
     /// Create the service, or update it, with this task definition.
-    Apply { task_definition: String },
+    Apply {
+        /// The task definition ARN the service moves to.
+        task_definition: String,
+    },
     /// Wait until the new revision's tasks are stable; watch the circuit breaker.
-    Stabilize { task_definition: String, deadline_ms: u64 },
+    Stabilize {
+        /// The task definition ARN that must be stable.
+        task_definition: String,
+        /// When waiting ends as a stability timeout.
+        deadline_ms: u64,
+    },
     /// Put the last good task definition back on the service.
-    Rollback { to_task_definition: String },
+    Rollback {
+        /// The task definition ARN to put back.
+        to_task_definition: String,
+    },
     /// Wait until the rolled-back revision is stable again.
-    RollbackStabilize { to_task_definition: String, deadline_ms: u64 },
+    RollbackStabilize {
+        /// The task definition ARN put back.
+        to_task_definition: String,
+        /// When waiting ends and the deployment fails.
+        deadline_ms: u64,
+    },
     /// Scale the service to zero, delete its task sets, delete it.
     DeleteService,
 }
@@ -228,15 +278,36 @@ pub enum BlueGreenPhase {
     /// Prepare: register the task definition (found again by its deployment tag).
     Register,
     /// Prepare on a first deployment: create the EXTERNAL service (client token).
-    CreateService { task_definition: String },
+    CreateService {
+        /// The task definition ARN of the first task set.
+        task_definition: String,
+    },
     /// Check the load balancer set-up, then create the green task set (deterministic external id).
-    CreateGreen { task_definition: String },
+    CreateGreen {
+        /// The task definition ARN green runs.
+        task_definition: String,
+    },
     /// Wait until the green side is RUNNING and healthy; breaker; fallback capacity.
-    Stabilize { task_definition: String, deadline_ms: u64 },
+    Stabilize {
+        /// The task definition ARN green runs.
+        task_definition: String,
+        /// When waiting ends as a stability timeout.
+        deadline_ms: u64,
+    },
     /// Traffic step `step` of the schedule: `green` % to green since `since_ms`; alarms watched.
-    Shift { step: u32, green: u32, since_ms: u64 },
+    Shift {
+        /// The index of the step in the schedule.
+        step: u32,
+        /// The percentage of traffic on green.
+        green: u32,
+        /// When the weights were set.
+        since_ms: u64,
+    },
     /// 100 % on green: one more wait watching alarms.
-    Bake { until_ms: u64 },
+    Bake {
+        /// When the bake ends.
+        until_ms: u64,
+    },
     /// Make the green task set primary.
     Promote,
     /// Delete the blue side (deleteOldUponSuccess).
@@ -244,7 +315,12 @@ pub enum BlueGreenPhase {
     /// Weights back to 100 % blue, then delete (or keep) green. `superseded`: a newer commit
     /// deploys once this is done; `delete_green`: per deleteNewUponFailure /
     /// deleteNewUponTrafficShiftFailure.
-    Rollback { superseded: bool, delete_green: bool },
+    Rollback {
+        /// A newer commit deploys once the rollback is done (the outcome is Superseded).
+        superseded: bool,
+        /// Delete the green task set once traffic is back on blue.
+        delete_green: bool,
+    },
 }
 
 /// The steps of a Lambda deployment (and of deleting a function).
@@ -255,23 +331,63 @@ pub enum LambdaPhase {
     /// UpdateFunctionCode unless the function's change marker moved on from `revision_before`
     /// or it already holds the code (then wait for `LastUpdateStatus` Successful). `sent`: the
     /// update was sent once.
-    UpdateCode { revision_before: String, sent: bool },
+    UpdateCode {
+        /// The function's `RevisionId` before the update was sent.
+        revision_before: String,
+        /// The update was sent once.
+        sent: bool,
+    },
     /// UpdateFunctionConfiguration, the same way.
-    UpdateConfig { revision_before: String, sent: bool },
+    UpdateConfig {
+        /// The function's `RevisionId` before the update was sent.
+        revision_before: String,
+        /// The update was sent once.
+        sent: bool,
+    },
     /// Publish a version, unless one already matches `$LATEST` (code SHA-256 + config).
     Publish,
     /// Wait until `version` is Active (readinessCheck); create the alias if it is missing.
-    Ready { version: String, deadline_ms: u64 },
+    Ready {
+        /// The published version waited for.
+        version: String,
+        /// When waiting ends as a stability timeout.
+        deadline_ms: u64,
+    },
     /// Alias weight `weight` % on `version` since `since_ms`; alarms watched.
-    Shift { version: String, step: u32, weight: u32, since_ms: u64 },
+    Shift {
+        /// The version traffic shifts to.
+        version: String,
+        /// The index of the step in the schedule.
+        step: u32,
+        /// The percentage of traffic on `version`.
+        weight: u32,
+        /// When the weights were set.
+        since_ms: u64,
+    },
     /// 100 % on `version`, one more wait watching alarms.
-    Bake { version: String, until_ms: u64 },
+    Bake {
+        /// The version that takes all traffic.
+        version: String,
+        /// When the bake ends.
+        until_ms: u64,
+    },
     /// Event sources on the alias (mappings, permissions, ELB target, API integration).
-    Wire { version: String },
+    Wire {
+        /// The version the alias now points at.
+        version: String,
+    },
     /// Delete the old version (deleteOldVersion).
-    CleanUp { version: String },
+    CleanUp {
+        /// The old version to delete.
+        version: String,
+    },
     /// Alias back on the previous version without routing, then delete `version`.
-    Rollback { version: String, superseded: bool },
+    Rollback {
+        /// The failed version to delete once the alias is back.
+        version: String,
+        /// A newer commit deploys once the rollback is done.
+        superseded: bool,
+    },
     /// Remove mappings, permissions and the function.
     DeleteFunction,
 }
@@ -504,27 +620,37 @@ impl LambdaPhase {
 /// The split of one side between its primary-strategy task set and its fallback task set.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TaskSetScales {
+    /// The percentage of the side's count the primary task set runs.
     pub primary_percent: f64,
+    /// The percentage of the side's count the fallback task set runs.
     pub fallback_percent: f64,
 }
 
 /// One line of a deployment's timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEvent {
+    /// When it happened (milliseconds since the epoch).
     pub at_ms: u64,
+    /// How serious it is.
     pub level: Level,
+    /// What happened, for an operator.
     pub message: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// How serious a timeline event is.
 pub enum Level {
+    /// Progress.
     Info,
+    /// Something an operator should look at; the deployment goes on.
     Warn,
+    /// Something failed.
     Error,
 }
 
 impl Level {
+    /// The level as logs and the CLI print it.
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Info => "INFO",
@@ -537,8 +663,11 @@ impl Level {
 /// Where the app comes from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AppKey {
+    /// The repository's URL.
     pub repo: String,
+    /// The branch gitmoxi follows.
     pub branch: String,
+    /// The app's folder inside the repository (its files' common prefix).
     pub prefix: String,
 }
 
@@ -563,12 +692,19 @@ pub fn sanitize_tag(value: &str) -> String {
 /// One deployment (or delete) of one app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentRecord {
+    /// The deployment id (`gmx-…`), unique per deployment.
     pub id: String,
+    /// The app deployed.
     pub app: AppKey,
+    /// ECS or Lambda.
     pub kind: AppKind,
+    /// The commit the deployment applies.
     pub commit: String,
+    /// The fingerprint of the rendered files it applies.
     pub fingerprint: String,
+    /// Where the resource lives (account, region, cluster, name).
     pub identity: Identity,
+    /// Deploy or delete.
     pub operation: Operation,
     /// How it proceeds (the delete of a resource is its own strategy).
     pub strategy: Strategy,
@@ -582,11 +718,17 @@ pub struct DeploymentRecord {
     pub previous_version: Option<String>,
     /// The task definition to roll back to, captured when the deployment started.
     pub previous_task_definition: Option<String>,
+    /// Where the deployment is.
     pub phase: Phase,
+    /// The Gitmoxi status.
     pub status: DeploymentStatus,
+    /// How it ended, once it has.
     pub outcome: Option<Outcome>,
+    /// Why it failed or rolled back.
     pub cause: Option<FailureCause>,
+    /// What was seen that led to the cause (task stop reasons, alarm names…).
     pub evidence: Vec<String>,
+    /// The traffic split last set (blue/green and Lambda shifts).
     pub traffic: Option<Weights>,
     /// Blue/green with fallback capacity: the scales of the green task set pair, kept for the
     /// rebalance API.
@@ -595,13 +737,18 @@ pub struct DeploymentRecord {
     /// Blue/green: the ARNs of the task set that went live and of its fallback (for the API).
     #[serde(default)]
     pub task_set_arns: Option<(String, Option<String>)>,
+    /// When it started.
     pub started_at_ms: u64,
+    /// When it last changed.
     pub updated_at_ms: u64,
+    /// When it ended.
     pub finished_at_ms: Option<u64>,
+    /// What happened, oldest first (bounded by [`MAX_TIMELINE`]).
     pub timeline: Vec<TimelineEvent>,
 }
 
 impl DeploymentRecord {
+    /// Whether it has not ended yet.
     pub fn in_flight(&self) -> bool {
         self.outcome.is_none()
     }
@@ -649,6 +796,7 @@ impl DeploymentRecord {
 pub struct AppliedState {
     /// The last successfully applied fingerprint and commit.
     pub fingerprint: Option<String>,
+    /// The commit of that fingerprint.
     pub commit: Option<String>,
     /// The last task definition that was stable (the rollback target); for Lambda the version.
     pub task_definition: Option<String>,

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ShiftType {
+    /// One step of `percent`, then the rest.
     Canary,
+    /// Steps of `percent` each until all traffic moved.
     Linear,
+    /// All traffic in one step.
     AllAtOnce,
 }
 
@@ -24,6 +27,7 @@ impl ShiftType {
         }
     }
 
+    /// The type as the files spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             ShiftType::Canary => "CANARY",
@@ -36,8 +40,11 @@ impl ShiftType {
 /// `trafficShiftingConfig` with defaults (20 %, 60 s, CANARY).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrafficShifting {
+    /// The percentage of one step.
     pub percent: u32,
+    /// Seconds to wait after each step, watching alarms.
     pub wait_interval_secs: u64,
+    /// CANARY, LINEAR or ALL_AT_ONCE.
     pub kind: ShiftType,
 }
 
@@ -67,11 +74,14 @@ impl TrafficShifting {
 /// Absolute weights of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Weights {
+    /// Percentage on the blue (old) side.
     pub blue: u32,
+    /// Percentage on the green (new) side.
     pub green: u32,
 }
 
 impl Weights {
+    /// `green` % on green (at most 100), the rest on blue.
     pub fn green(green: u32) -> Weights {
         let green = green.min(100);
         Weights { blue: 100 - green, green }

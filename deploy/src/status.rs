@@ -108,7 +108,9 @@ pub struct StatusFacts<'a> {
     pub in_flight: Option<&'a DeploymentRecord>,
     /// An operator paused the app.
     pub paused: bool,
+    /// What the store remembers of the app.
     pub applied: &'a AppliedState,
+    /// How the last deployment ended, if one did.
     pub last_outcome: Option<Outcome>,
     /// This version of gitmoxi leaves the app untouched.
     pub unsupported: bool,

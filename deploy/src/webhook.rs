@@ -10,6 +10,7 @@ use serde_json::Value;
 pub struct Push {
     /// Every URL the provider gives for the repository (clone, SSH, web).
     pub urls: Vec<String>,
+    /// The branch pushed to.
     pub branch: String,
 }
 

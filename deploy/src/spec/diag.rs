@@ -9,17 +9,23 @@ use std::fmt;
 /// One error or warning about a file of the repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
+    /// The file's path in the repository.
     pub file: String,
+    /// The line (1-based), when known.
     pub line: Option<u32>,
+    /// The column (1-based), when known.
     pub column: Option<u32>,
+    /// What is wrong and what to do.
     pub message: String,
 }
 
 impl Diagnostic {
+    /// A diagnostic about `file` with no position.
     pub fn new(file: impl Into<String>, message: impl Into<String>) -> Self {
         Diagnostic { file: file.into(), line: None, column: None, message: message.into() }
     }
 
+    /// The same diagnostic at `line`:`column`.
     pub fn at(mut self, line: Option<u32>, column: Option<u32>) -> Self {
         self.line = line;
         self.column = column;

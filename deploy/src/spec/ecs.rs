@@ -26,6 +26,7 @@ pub enum EcsStrategy {
 }
 
 impl EcsStrategy {
+    /// The strategy as the API and the store spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             EcsStrategy::Rolling => "rolling",
@@ -41,12 +42,17 @@ pub struct EcsApp {
     pub svcdef: Value,
     /// The RegisterTaskDefinition body, when the app has a taskdef file.
     pub taskdef: Option<Value>,
+    /// How the service deploys.
     pub depdef: EcsDepdef,
     /// Cluster name or ARN as written (`default` when absent).
     pub cluster: String,
+    /// The service's name.
     pub service_name: String,
+    /// The region it deploys to.
     pub region: String,
+    /// The account it names; `None`: the controller's own.
     pub account: Option<String>,
+    /// Rolling update or blue/green, as the depdef says.
     pub strategy: EcsStrategy,
 }
 

@@ -18,8 +18,11 @@ use serde_json::Value;
 /// Stability check settings (seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StabilityCheck {
+    /// Seconds between two stability looks.
     pub poll_interval_secs: u64,
+    /// How long a deployment may take to become stable.
     pub timeout_secs: u64,
+    /// Per-task budget: the timeout grows to this × desiredCount when that is longer.
     pub timeout_per_task_secs: Option<u64>,
 }
 
@@ -40,7 +43,9 @@ impl StabilityCheck {
 /// gitmoxi's own circuit breaker (`gmDeploymentCircuitBreaker`); off unless present.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CircuitBreaker {
+    /// Failed new tasks that trip the breaker.
     pub failure_threshold: Option<u32>,
+    /// Failed new tasks, in percent of desiredCount, that trip the breaker.
     pub failure_threshold_percent: Option<u32>,
 }
 
@@ -60,26 +65,40 @@ impl CircuitBreaker {
 /// A per-app notification webhook (SPEC §6.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppWebhook {
+    /// The webhook's name, for logs.
     pub name: String,
+    /// Where to send it.
     pub urls: Vec<String>,
+    /// The JSON payload, rendered per event.
     pub payload_template: Value,
 }
 
 /// Parsed ECS depdef with defaults applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EcsDepdef {
+    /// The region, when the depdef names one.
     pub region: Option<String>,
+    /// The account, when the depdef names one.
     pub account: Option<String>,
     /// `Some` = traffic shifting on.
     pub traffic_shifting: Option<TrafficShifting>,
+    /// Blue/green: (blue, green) target group ARNs.
     pub target_group_pairs: Vec<(String, String)>,
+    /// CloudWatch alarms watched while traffic shifts.
     pub alarm_names: Vec<String>,
+    /// How long to wait for stability, and how often to look.
     pub stability: StabilityCheck,
+    /// gitmoxi's own circuit breaker, when the depdef turns it on.
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// Delete the green task set when the deployment fails.
     pub delete_new_upon_failure: bool,
+    /// Delete the green task set when a traffic shift fails.
     pub delete_new_upon_traffic_shift_failure: bool,
+    /// Delete the blue task set once green is primary.
     pub delete_old_upon_success: bool,
+    /// A capacity provider strategy for a fallback green task set.
     pub fallback_capacity_provider_strategy: Vec<Value>,
+    /// Per-app notifications.
     pub webhooks: Vec<AppWebhook>,
 }
 

@@ -13,13 +13,18 @@ use serde_json::{Map, Value};
 
 /// Reads fields of one rendered document, collecting diagnostics.
 pub struct FieldReader<'a> {
+    /// The file's path, for diagnostics.
     pub file: &'a str,
+    /// The file's rendered text, to find line and column of a key.
     pub text: &'a str,
+    /// Errors found so far.
     pub errors: Vec<Diagnostic>,
+    /// Warnings found so far.
     pub warnings: Vec<Diagnostic>,
 }
 
 impl<'a> FieldReader<'a> {
+    /// A reader of `file` whose rendered text is `text`.
     pub fn new(file: &'a str, text: &'a str) -> Self {
         FieldReader { file, text, errors: Vec::new(), warnings: Vec::new() }
     }
@@ -29,11 +34,13 @@ impl<'a> FieldReader<'a> {
         last.split('[').next().unwrap_or(last)
     }
 
+    /// Records an error at the field `path` (dotted).
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
         let d = Diagnostic::new(self.file, format!("{path}: {}", message.into())).at_key(self.text, Self::last_segment(path));
         self.errors.push(d);
     }
 
+    /// Records a warning at the field `path` (dotted).
     pub fn warn(&mut self, path: &str, message: impl Into<String>) {
         let d = Diagnostic::new(self.file, format!("{path}: {}", message.into())).at_key(self.text, Self::last_segment(path));
         self.warnings.push(d);
@@ -49,6 +56,7 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// The field as an object; absent or null is `None`, anything else an error.
     pub fn object<'v>(&mut self, value: Option<&'v Value>, path: &str) -> Option<&'v Map<String, Value>> {
         match value {
             None | Some(Value::Null) => None,
@@ -60,6 +68,7 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// The field as a boolean (`"true"`/`"false"` accepted); absent or null is `None`.
     pub fn bool(&mut self, value: Option<&Value>, path: &str) -> Option<bool> {
         match value {
             None | Some(Value::Null) => None,
@@ -95,6 +104,7 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// The field as a string; absent or null is `None`, anything else an error.
     pub fn string(&mut self, value: Option<&Value>, path: &str) -> Option<String> {
         match value {
             None | Some(Value::Null) => None,
@@ -106,6 +116,7 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// The field as a list of strings; absent or null is empty, each wrong item an error.
     pub fn strings(&mut self, value: Option<&Value>, path: &str) -> Vec<String> {
         match value {
             None | Some(Value::Null) => Vec::new(),
@@ -127,6 +138,7 @@ impl<'a> FieldReader<'a> {
     }
 }
 
+/// What kind of JSON value `v` is, for messages (`a string`, `a list`…).
 pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -138,6 +150,7 @@ pub fn kind_of(v: &Value) -> &'static str {
     }
 }
 
+/// `v` as JSON, cut to 60 characters, for messages.
 pub fn show(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 60 {

@@ -20,6 +20,7 @@ impl Default for Fingerprinter {
 }
 
 impl Fingerprinter {
+    /// A hasher seeded with the fingerprint version.
     pub fn new() -> Self {
         let mut hasher = Sha256::new();
         hasher.update(b"gitmoxi-fingerprint-v1\0");
@@ -59,6 +60,7 @@ impl Fingerprinter {
         }
     }
 
+    /// The fingerprint, as lowercase hex.
     pub fn finish(self) -> String {
         hex::encode(self.hasher.finalize())
     }

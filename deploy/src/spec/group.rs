@@ -11,17 +11,26 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileKind {
+    /// `_svcdef.json`: the CreateService body.
     SvcDef,
+    /// `_taskdef.json`: the RegisterTaskDefinition body.
     TaskDef,
+    /// `_depdef.json`: how the ECS app deploys.
     DepDef,
+    /// `_input.json`: variables for the ECS app's templates.
     Input,
+    /// `_lambdadef.json`: the CreateFunction body.
     LambdaDef,
+    /// `_lambdaeventsourcedef.json`: what invokes the function.
     LambdaEventSourceDef,
+    /// `_lambdadepdef.json`: how the Lambda app deploys.
     LambdaDepDef,
+    /// `_lambdainput.json`: variables for the Lambda app's templates.
     LambdaInput,
 }
 
 impl FileKind {
+    /// Every kind, ECS first.
     pub const ALL: [FileKind; 8] = [
         FileKind::SvcDef,
         FileKind::TaskDef,
@@ -33,6 +42,7 @@ impl FileKind {
         FileKind::LambdaInput,
     ];
 
+    /// The file name suffix of this kind.
     pub fn suffix(self) -> &'static str {
         match self {
             FileKind::SvcDef => "_svcdef.json",
@@ -53,6 +63,7 @@ impl FileKind {
         })
     }
 
+    /// Whether the kind belongs to an ECS or a Lambda app.
     pub fn platform(self) -> AppKind {
         match self {
             FileKind::SvcDef | FileKind::TaskDef | FileKind::DepDef | FileKind::Input => AppKind::Ecs,
@@ -65,11 +76,14 @@ impl FileKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AppKind {
+    /// An ECS service.
     Ecs,
+    /// A Lambda function.
     Lambda,
 }
 
 impl AppKind {
+    /// The kind as the API and the store spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             AppKind::Ecs => "ecs",
@@ -81,11 +95,14 @@ impl AppKind {
 /// The files of one app: path per kind.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AppFiles {
+    /// The app's folder: the common prefix of its files.
     pub prefix: String,
+    /// Each file's path by kind.
     pub files: BTreeMap<FileKind, String>,
 }
 
 impl AppFiles {
+    /// The path of the app's file of `kind`, if it has one.
     pub fn path(&self, kind: FileKind) -> Option<&str> {
         self.files.get(&kind).map(String::as_str)
     }

@@ -20,7 +20,9 @@ use serde_json::{Map, Value};
 /// `readinessCheck` (seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadinessCheck {
+    /// Seconds between two readiness looks.
     pub wait_interval_secs: u64,
+    /// Looks before the version counts as not ready.
     pub max_retries: u32,
 }
 
@@ -33,13 +35,19 @@ impl Default for ReadinessCheck {
 /// Parsed `_lambdadepdef.json` with defaults applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaDepdef {
+    /// The alias traffic shifts on.
     pub alias: String,
+    /// The region, when the depdef names one.
     pub region: Option<String>,
+    /// The account, when the depdef names one.
     pub account: Option<String>,
     /// How traffic moves to a new version; `trafficShiftingEnabled: false` = all at once.
     pub traffic_shifting: TrafficShifting,
+    /// CloudWatch alarms watched while traffic shifts.
     pub alarm_names: Vec<String>,
+    /// How long to wait for a new version to be Active.
     pub readiness: ReadinessCheck,
+    /// Delete the previous version once the new one takes all traffic.
     pub delete_old_version: bool,
 }
 
@@ -48,12 +56,24 @@ pub struct LambdaDepdef {
 #[serde(tag = "service", rename_all = "snake_case")]
 pub enum PushSource {
     /// `elasticloadbalancing.amazonaws.com`: invoke permission + the alias as the target.
-    Elb { target_group_arn: String },
+    Elb {
+        /// The lambda-type target group that invokes the alias.
+        target_group_arn: String,
+    },
     /// `apigateway.amazonaws.com`: invoke permission + an integration attached to the route.
-    ApiGateway { api_id: String, route_id: String, stage_variable: Option<String> },
+    ApiGateway {
+        /// The HTTP API's id.
+        api_id: String,
+        /// The route whose target is the alias's integration.
+        route_id: String,
+        /// An ALB target group: invoke permission + the alias as its target.
+        /// A stage variable naming the alias, when the integration uses one.
+        stage_variable: Option<String>,
+    },
 }
 
 impl PushSource {
+    /// The service principal allowed to invoke the alias.
     pub fn principal(&self) -> &'static str {
         match self {
             PushSource::Elb { .. } => "elasticloadbalancing.amazonaws.com",
@@ -65,6 +85,7 @@ impl PushSource {
 /// `_lambdaeventsourcedef.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventSources {
+    /// Sources that invoke the alias (permission + wiring).
     pub push: Vec<PushSource>,
     /// CreateEventSourceMapping bodies (without FunctionName), each with its EventSourceArn.
     pub pull: Vec<Value>,
@@ -75,11 +96,17 @@ pub struct EventSources {
 pub struct LambdaApp {
     /// The CreateFunction body as rendered.
     pub lambdadef: Value,
+    /// The event sources wired to the alias.
     pub event_sources: EventSources,
+    /// How the function deploys.
     pub depdef: LambdaDepdef,
+    /// The function's name.
     pub function_name: String,
+    /// The alias's name.
     pub alias: String,
+    /// The region it deploys to.
     pub region: String,
+    /// The account it names; `None`: the controller's own.
     pub account: Option<String>,
 }
 

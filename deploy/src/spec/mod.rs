@@ -39,8 +39,26 @@ pub struct RenderContext {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Identity {
-    Ecs { account: Option<String>, region: String, cluster: String, service: String },
-    Lambda { account: Option<String>, region: String, function: String },
+    /// An ECS service.
+    Ecs {
+        /// The account the app names; `None`: the controller's own.
+        account: Option<String>,
+        /// The AWS region.
+        region: String,
+        /// The cluster's name or ARN.
+        cluster: String,
+        /// The service's name.
+        service: String,
+    },
+    /// A Lambda function.
+    Lambda {
+        /// The account the app names; `None`: the controller's own.
+        account: Option<String>,
+        /// The AWS region.
+        region: String,
+        /// The function's name.
+        function: String,
+    },
 }
 
 impl Identity {
@@ -73,42 +91,57 @@ impl fmt::Display for Identity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum AppSpec {
+    /// An ECS service (rolling or blue/green).
     Ecs(EcsApp),
+    /// A Lambda function behind an alias.
     Lambda(LambdaApp),
 }
 
 /// A valid app at one commit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DesiredApp {
+    /// The app's folder: the common prefix of its files.
     pub prefix: String,
+    /// ECS or Lambda.
     pub kind: AppKind,
+    /// The paths of the app's files.
     pub files: AppFiles,
+    /// The fingerprint of its rendered files (what decides whether it deploys).
     pub fingerprint: String,
+    /// Where it deploys.
     pub identity: Identity,
+    /// What it deploys, parsed.
     pub spec: AppSpec,
     /// Every rendered document by file kind (what `gitmoxi render` prints).
     pub rendered: BTreeMap<FileKind, Value>,
+    /// What is suspicious but not wrong (unknown fields and the like).
     pub warnings: Vec<Diagnostic>,
 }
 
 /// An app whose files do not render or validate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvalidApp {
+    /// The app's folder: the common prefix of its files.
     pub prefix: String,
+    /// ECS or Lambda, as far as its files tell.
     pub kind: AppKind,
+    /// The paths of the app's files.
     pub files: AppFiles,
+    /// Every error found, each naming the file and the place.
     pub errors: Vec<Diagnostic>,
 }
 
 /// Every app of one commit.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// Each app by its prefix: valid, or why not.
     pub apps: BTreeMap<String, Result<DesiredApp, InvalidApp>>,
     /// Lonely files and other repository-level warnings.
     pub warnings: Vec<Diagnostic>,
 }
 
 impl Snapshot {
+    /// The apps that are valid.
     pub fn valid(&self) -> impl Iterator<Item = &DesiredApp> {
         self.apps.values().filter_map(|a| a.as_ref().ok())
     }

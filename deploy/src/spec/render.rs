@@ -13,8 +13,11 @@ use std::collections::BTreeSet;
 /// A rendered file: the text and its parsed JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
+    /// The file's path.
     pub path: String,
+    /// The rendered text.
     pub text: String,
+    /// The rendered text parsed as JSON.
     pub json: Value,
     /// Variables the template reads (dotted paths for attribute access), for fingerprints.
     pub variables: BTreeSet<String>,

@@ -16,23 +16,28 @@ pub trait FileTree {
 /// An in-memory tree, for tests, fuzzing and offline tools.
 #[derive(Debug, Clone, Default)]
 pub struct MemTree {
+    /// File contents by path.
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemTree {
+    /// An empty tree.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The tree with `content` at `path`.
     pub fn with(mut self, path: &str, content: &str) -> Self {
         self.files.insert(path.to_string(), content.as_bytes().to_vec());
         self
     }
 
+    /// Puts `content` at `path`.
     pub fn insert(&mut self, path: &str, content: &str) {
         self.files.insert(path.to_string(), content.as_bytes().to_vec());
     }
 
+    /// Removes the file at `path`.
     pub fn remove(&mut self, path: &str) {
         self.files.remove(path);
     }

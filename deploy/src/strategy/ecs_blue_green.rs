@@ -68,6 +68,7 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp, ecs: &EcsApp) -> Deploymen
     super::started_record(input, app, Strategy::BlueGreen, phase)
 }
 
+/// The phase after Register: create the service when it does not exist, the green task set otherwise.
 pub fn after_register(service: Option<&ObservedService>, task_definition: String) -> Phase {
     match service {
         Some(s) if s.is_active() => Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition }),

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 /// Tag keys gitmoxi puts on what it creates.
 pub const TAG_APP: &str = "gitmoxi:app";
+/// The tag key naming the app's repository.
 pub const TAG_REPO: &str = "gitmoxi:repo";
+/// The tag key naming the deployment that registered a task definition.
 pub const TAG_DEPLOYMENT: &str = "gitmoxi:deployment";
 
 /// Fields of a CreateService body that UpdateService accepts too.

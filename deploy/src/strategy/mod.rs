@@ -69,13 +69,19 @@ impl<'a> Desired<'a> {
 /// Everything one planning step reads.
 #[derive(Debug, Clone, Copy)]
 pub struct StepInput<'a> {
+    /// The app the step is about.
     pub key: &'a AppKey,
     /// The head commit the desired state comes from.
     pub commit: &'a str,
+    /// What the head wants of the app.
     pub desired: Desired<'a>,
+    /// What the store remembers of the app's last deployments.
     pub applied: &'a AppliedState,
+    /// The deployment in flight, if any.
     pub record: Option<&'a DeploymentRecord>,
+    /// What AWS showed this pass.
     pub observed: &'a Observed,
+    /// Now, in milliseconds since the epoch (the executor's clock).
     pub now_ms: u64,
     /// The id a deployment started in this step gets (from the controller's seeded source).
     pub new_deployment_id: &'a str,
@@ -578,6 +584,7 @@ pub fn new_record(
     }
 }
 
+/// The first 10 characters of a commit id, for messages.
 pub fn short_commit(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
 }
