@@ -7,7 +7,7 @@
 
 use super::{StepInput, STEADY_REQUEUE};
 use crate::checks::rolling_stability;
-use crate::observed::ServiceStatus;
+use crate::observed::{Observed, ObservedService, ServiceStatus};
 use crate::plan::{Action, Completion, Plan};
 use crate::record::RollingPhase;
 use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, Strategy};
@@ -81,214 +81,275 @@ pub(super) fn ownership_tags(input: &StepInput<'_>) -> Vec<(String, String)> {
     vec![(TAG_APP.to_string(), input.key.tag_value()), (TAG_REPO.to_string(), crate::record::sanitize_tag(&input.key.repo))]
 }
 
-/// Continues an in-flight record.
+/// What every phase of a rolling deployment reads.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    input: &'a StepInput<'a>,
+    record: &'a DeploymentRecord,
+    now: u64,
+    observed: &'a Observed,
+    /// The service, unless ECS reports it INACTIVE (deleted).
+    service: Option<&'a ObservedService>,
+}
+
+/// Continues an in-flight record: one named step per phase.
 pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &RollingPhase) -> Plan {
-    let now = input.now_ms;
-    let mut next = record.clone();
     let observed = input.observed;
     let service = observed.service.as_ref().filter(|s| s.status != ServiceStatus::Inactive);
+    let cx = Step { input, record, now: input.now_ms, observed, service };
     match phase {
-        RollingPhase::Register => {
-            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
-            if let Some(arn) = &observed.registered_task_definition {
-                next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
-                next.enter(Phase::Rolling(RollingPhase::Apply { task_definition: arn.clone() }), now);
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            let mut body = app.taskdef.clone().unwrap_or(Value::Null);
-            let mut tags = ownership_tags(input);
-            tags.push((TAG_DEPLOYMENT.to_string(), record.id.clone()));
-            merge_tags(&mut body, &tags);
-            Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after: Duration::ZERO, ..Plan::default() }
-        }
-        RollingPhase::Apply { task_definition } => {
-            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
-            let resolved = super::resolved_task_definition(input, task_definition.clone());
-            if resolved != *task_definition {
-                // a record from before names were resolved at the start: compare ARNs from now on
-                next.log(now, Level::Info, format!("task definition {task_definition} is {}", short_td(&resolved)));
-                next.enter(Phase::Rolling(RollingPhase::Apply { task_definition: resolved }), now);
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            match service {
-                Some(s) if s.is_active() && s.task_definition.as_deref() == Some(task_definition.as_str()) => {
-                    let budget = app.depdef.stability.budget_secs(s.desired_count);
-                    next.log(
-                        now,
-                        Level::Info,
-                        format!("service {} runs {}; waiting up to {budget} s for stability", app.service_name, short_td(task_definition)),
-                    );
-                    next.enter(
-                        Phase::Rolling(RollingPhase::Stabilize {
-                            task_definition: task_definition.clone(),
-                            deadline_ms: now + budget * 1000,
-                        }),
-                        now,
-                    );
-                    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
-                }
-                Some(s) if s.is_active() => Plan {
-                    take_ownership: true,
-                    actions: vec![Action::EcsUpdateService { body: update_body(app, task_definition, input.applied) }],
-                    requeue_after: Duration::ZERO,
-                    ..Plan::default()
-                },
-                Some(_) => Plan::wait(Duration::from_secs(app.depdef.stability.poll_interval_secs)),
-                None => Plan {
-                    take_ownership: true,
-                    actions: vec![Action::EcsCreateService { body: create_body(input, record, app, task_definition) }],
-                    requeue_after: Duration::ZERO,
-                    ..Plan::default()
-                },
-            }
-        }
-        RollingPhase::Stabilize { task_definition, deadline_ms } => {
-            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
-            let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
-            let Some(s) = service else {
-                return rollback_or_fail(
-                    input,
-                    record,
-                    FailureCause::AwsRejected {
-                        operation: "DescribeServices".into(),
-                        code: "ServiceNotFound".into(),
-                        message: format!("service {} disappeared during the deployment", app.service_name),
-                    },
-                    vec![],
-                );
-            };
-            let st = rolling_stability(s, &observed.tasks, task_definition);
-            if st.stable {
-                next.log(now, Level::Info, format!("stable: {}/{} tasks of {} running", st.running, st.desired, short_td(task_definition)));
-                next.finish(Outcome::Succeeded, now);
-                let completion = Plan::completion_of(&next, Some(task_definition.clone()));
-                return Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() };
-            }
-            let failed = st.failures.len() as u32;
-            if let Some(threshold) = crate::breaker::tripped(app.depdef.circuit_breaker.as_ref(), st.desired, failed) {
-                let mut evidence = st.failures.clone();
-                if let Some(cause) = &st.failure_cause {
-                    evidence.insert(0, format!("most likely cause: {cause}"));
-                }
-                return rollback_or_fail(input, record, FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold }, evidence);
-            }
-            if let Some(reason) = s
-                .primary()
-                .filter(|d| d.rollout_state.as_deref() == Some("FAILED"))
-                .map(|d| d.rollout_state_reason.clone().unwrap_or_default())
-            {
-                let mut evidence = st.failures.clone();
-                evidence.insert(0, format!("ECS rollout failed: {reason}"));
-                let cause = st.failure_cause.clone().unwrap_or(FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold: 0 });
-                return rollback_or_fail(input, record, cause, evidence);
-            }
-            if now >= *deadline_ms {
-                let waited = (now.saturating_sub(record_phase_start(record, *deadline_ms, app, s.desired_count))) / 1000;
-                let mut evidence =
-                    vec![format!("{}/{} tasks of {} running when the budget ran out", st.running, st.desired, short_td(task_definition))];
-                evidence.extend(st.failures.clone());
-                evidence.extend(s.events.iter().take(3).map(|e| format!("service event: {e}")));
-                return rollback_or_fail(input, record, FailureCause::StabilityTimeout { waited_secs: waited }, evidence);
-            }
-            let progress = format!("{}/{} tasks running, {} failed", st.running, st.desired, failed);
-            if record.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
-                next.log(now, Level::Info, progress);
-                return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
-            }
-            Plan::wait(poll)
-        }
-        RollingPhase::Rollback { to_task_definition } => {
-            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
-            match service {
-                Some(s) if s.task_definition.as_deref() == Some(to_task_definition.as_str()) => {
-                    let budget = app.depdef.stability.budget_secs(s.desired_count);
-                    next.log(now, Level::Info, format!("service is back on {}; waiting for it to be stable", short_td(to_task_definition)));
-                    next.enter(
-                        Phase::Rolling(RollingPhase::RollbackStabilize {
-                            to_task_definition: to_task_definition.clone(),
-                            deadline_ms: now + budget * 1000,
-                        }),
-                        now,
-                    );
-                    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
-                }
-                Some(_) => Plan {
-                    actions: vec![Action::EcsUpdateService {
-                        body: json!({"cluster": app.cluster, "service": app.service_name, "taskDefinition": to_task_definition}),
-                    }],
-                    requeue_after: Duration::ZERO,
-                    ..Plan::default()
-                },
-                None => finish_failed(input, record, "the service is gone; nothing to roll back"),
-            }
-        }
-        RollingPhase::RollbackStabilize { to_task_definition, deadline_ms } => {
-            let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
-            let Some(s) = service else { return finish_failed(input, record, "the service is gone during rollback") };
-            let st = rolling_stability(s, &observed.tasks, to_task_definition);
-            if st.stable {
-                next.log(
-                    now,
-                    Level::Warn,
-                    format!("rolled back to {}: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired),
-                );
-                next.finish(Outcome::RolledBack, now);
-                let completion = Plan::completion_of(&next, None);
-                return Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() };
-            }
-            if now >= *deadline_ms {
-                return finish_failed(
-                    input,
-                    record,
-                    &format!(
-                        "rollback to {} did not stabilize in time: {}/{} tasks running",
-                        short_td(to_task_definition),
-                        st.running,
-                        st.desired
-                    ),
-                );
-            }
-            Plan::wait(Duration::from_secs(app.depdef.stability.poll_interval_secs))
-        }
-        RollingPhase::DeleteService => {
-            let Some(identity_service) = service else {
-                next.log(now, Level::Info, "service deleted");
-                next.finish(Outcome::Deleted, now);
-                return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
-            };
-            let owned_by_tag = identity_service.tags.get(TAG_APP) == Some(&input.key.tag_value());
-            if !(input.applied.owned || owned_by_tag) {
-                next.cause = Some(FailureCause::NotOwned);
-                next.log(
-                    now,
-                    Level::Error,
-                    format!(
-                        "refusing to delete {}: it was not created or adopted by this app (tag {TAG_APP} is {:?})",
-                        record.identity,
-                        identity_service.tags.get(TAG_APP)
-                    ),
-                );
-                next.finish(Outcome::Failed, now);
-                return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            if identity_service.status == ServiceStatus::Draining {
-                return Plan::wait(Duration::from_secs(10));
-            }
-            let (cluster, name) = match &record.identity {
-                crate::spec::Identity::Ecs { cluster, service, .. } => (cluster.clone(), service.clone()),
-                crate::spec::Identity::Lambda { .. } => return finish_failed(input, record, "not an ECS service"),
-            };
-            let mut actions = Vec::new();
-            if identity_service.desired_count > 0 {
-                actions.push(Action::EcsUpdateService { body: json!({"cluster": cluster, "service": name, "desiredCount": 0}) });
-            }
-            for task_set in &observed.task_sets {
-                actions.push(Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: name.clone(), task_set: task_set.arn.clone() });
-            }
-            actions.push(Action::EcsDeleteService { cluster, service: name });
-            Plan { actions, requeue_after: Duration::from_secs(5), ..Plan::default() }
-        }
+        RollingPhase::Register => register(&cx),
+        RollingPhase::Apply { task_definition } => apply(&cx, task_definition),
+        RollingPhase::Stabilize { task_definition, deadline_ms } => stabilize(&cx, task_definition, *deadline_ms),
+        RollingPhase::Rollback { to_task_definition } => rollback(&cx, to_task_definition),
+        RollingPhase::RollbackStabilize { to_task_definition, deadline_ms } => rollback_stabilize(&cx, to_task_definition, *deadline_ms),
+        RollingPhase::DeleteService => delete_service(&cx),
     }
+}
+
+/// Register the task definition, tagged with the deployment id so a replay finds it again.
+fn register(cx: &Step<'_>) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let mut next = cx.record.clone();
+    let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+    if let Some(arn) = &observed.registered_task_definition {
+        next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
+        next.enter(Phase::Rolling(RollingPhase::Apply { task_definition: arn.clone() }), now);
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let mut body = app.taskdef.clone().unwrap_or(Value::Null);
+    let mut tags = ownership_tags(input);
+    tags.push((TAG_DEPLOYMENT.to_string(), record.id.clone()));
+    merge_tags(&mut body, &tags);
+    Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// Create the service, or update it, with this task definition.
+fn apply(cx: &Step<'_>, task_definition: &str) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let service = cx.service;
+    let mut next = cx.record.clone();
+    let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+    let resolved = super::resolved_task_definition(input, task_definition.to_string());
+    if resolved != *task_definition {
+        // a record from before names were resolved at the start: compare ARNs from now on
+        next.log(now, Level::Info, format!("task definition {task_definition} is {}", short_td(&resolved)));
+        next.enter(Phase::Rolling(RollingPhase::Apply { task_definition: resolved }), now);
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    match service {
+        Some(s) if s.is_active() && s.task_definition.as_deref() == Some(task_definition) => {
+            let budget = app.depdef.stability.budget_secs(s.desired_count);
+            next.log(
+                now,
+                Level::Info,
+                format!("service {} runs {}; waiting up to {budget} s for stability", app.service_name, short_td(task_definition)),
+            );
+            next.enter(
+                Phase::Rolling(RollingPhase::Stabilize {
+                    task_definition: task_definition.to_string(),
+                    deadline_ms: now + budget * 1000,
+                }),
+                now,
+            );
+            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+        }
+        Some(s) if s.is_active() => Plan {
+            take_ownership: true,
+            actions: vec![Action::EcsUpdateService { body: update_body(app, task_definition, input.applied) }],
+            requeue_after: Duration::ZERO,
+            ..Plan::default()
+        },
+        Some(_) => Plan::wait(Duration::from_secs(app.depdef.stability.poll_interval_secs)),
+        None => Plan {
+            take_ownership: true,
+            actions: vec![Action::EcsCreateService { body: create_body(input, record, app, task_definition) }],
+            requeue_after: Duration::ZERO,
+            ..Plan::default()
+        },
+    }
+}
+
+/// Wait until the new revision's tasks are stable; watch the circuit breaker.
+fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let service = cx.service;
+    let mut next = cx.record.clone();
+    let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+    let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
+    let Some(s) = service else {
+        return rollback_or_fail(
+            input,
+            record,
+            FailureCause::AwsRejected {
+                operation: "DescribeServices".into(),
+                code: "ServiceNotFound".into(),
+                message: format!("service {} disappeared during the deployment", app.service_name),
+            },
+            vec![],
+        );
+    };
+    let st = rolling_stability(s, &observed.tasks, task_definition);
+    if st.stable {
+        next.log(now, Level::Info, format!("stable: {}/{} tasks of {} running", st.running, st.desired, short_td(task_definition)));
+        next.finish(Outcome::Succeeded, now);
+        let completion = Plan::completion_of(&next, Some(task_definition.to_string()));
+        return Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() };
+    }
+    let failed = st.failures.len() as u32;
+    if let Some(threshold) = crate::breaker::tripped(app.depdef.circuit_breaker.as_ref(), st.desired, failed) {
+        let mut evidence = st.failures.clone();
+        if let Some(cause) = &st.failure_cause {
+            evidence.insert(0, format!("most likely cause: {cause}"));
+        }
+        return rollback_or_fail(input, record, FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold }, evidence);
+    }
+    if let Some(reason) = s
+        .primary()
+        .filter(|d| d.rollout_state.as_deref() == Some("FAILED"))
+        .map(|d| d.rollout_state_reason.clone().unwrap_or_default())
+    {
+        let mut evidence = st.failures.clone();
+        evidence.insert(0, format!("ECS rollout failed: {reason}"));
+        let cause = st.failure_cause.clone().unwrap_or(FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold: 0 });
+        return rollback_or_fail(input, record, cause, evidence);
+    }
+    if now >= deadline_ms {
+        let waited = (now.saturating_sub(record_phase_start(record, deadline_ms, app, s.desired_count))) / 1000;
+        let mut evidence =
+            vec![format!("{}/{} tasks of {} running when the budget ran out", st.running, st.desired, short_td(task_definition))];
+        evidence.extend(st.failures.clone());
+        evidence.extend(s.events.iter().take(3).map(|e| format!("service event: {e}")));
+        return rollback_or_fail(input, record, FailureCause::StabilityTimeout { waited_secs: waited }, evidence);
+    }
+    let progress = format!("{}/{} tasks running, {} failed", st.running, st.desired, failed);
+    if record.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
+        next.log(now, Level::Info, progress);
+        return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
+    }
+    Plan::wait(poll)
+}
+
+/// Put the last good task definition back on the service.
+fn rollback(cx: &Step<'_>, to_task_definition: &str) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let service = cx.service;
+    let mut next = cx.record.clone();
+    let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+    match service {
+        Some(s) if s.task_definition.as_deref() == Some(to_task_definition) => {
+            let budget = app.depdef.stability.budget_secs(s.desired_count);
+            next.log(now, Level::Info, format!("service is back on {}; waiting for it to be stable", short_td(to_task_definition)));
+            next.enter(
+                Phase::Rolling(RollingPhase::RollbackStabilize {
+                    to_task_definition: to_task_definition.to_string(),
+                    deadline_ms: now + budget * 1000,
+                }),
+                now,
+            );
+            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+        }
+        Some(_) => Plan {
+            actions: vec![Action::EcsUpdateService {
+                body: json!({"cluster": app.cluster, "service": app.service_name, "taskDefinition": to_task_definition}),
+            }],
+            requeue_after: Duration::ZERO,
+            ..Plan::default()
+        },
+        None => finish_failed(input, record, "the service is gone; nothing to roll back"),
+    }
+}
+
+/// Wait until the rolled-back revision is stable again.
+fn rollback_stabilize(cx: &Step<'_>, to_task_definition: &str, deadline_ms: u64) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let service = cx.service;
+    let mut next = cx.record.clone();
+    let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
+    let Some(s) = service else { return finish_failed(input, record, "the service is gone during rollback") };
+    let st = rolling_stability(s, &observed.tasks, to_task_definition);
+    if st.stable {
+        next.log(
+            now,
+            Level::Warn,
+            format!("rolled back to {}: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired),
+        );
+        next.finish(Outcome::RolledBack, now);
+        let completion = Plan::completion_of(&next, None);
+        return Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() };
+    }
+    if now >= deadline_ms {
+        return finish_failed(
+            input,
+            record,
+            &format!(
+                "rollback to {} did not stabilize in time: {}/{} tasks running",
+                short_td(to_task_definition),
+                st.running,
+                st.desired
+            ),
+        );
+    }
+    Plan::wait(Duration::from_secs(app.depdef.stability.poll_interval_secs))
+}
+
+/// Scale the service to zero, delete its task sets, delete it.
+fn delete_service(cx: &Step<'_>) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let service = cx.service;
+    let mut next = cx.record.clone();
+    let Some(identity_service) = service else {
+        next.log(now, Level::Info, "service deleted");
+        next.finish(Outcome::Deleted, now);
+        return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
+    };
+    let owned_by_tag = identity_service.tags.get(TAG_APP) == Some(&input.key.tag_value());
+    if !(input.applied.owned || owned_by_tag) {
+        next.cause = Some(FailureCause::NotOwned);
+        next.log(
+            now,
+            Level::Error,
+            format!(
+                "refusing to delete {}: it was not created or adopted by this app (tag {TAG_APP} is {:?})",
+                record.identity,
+                identity_service.tags.get(TAG_APP)
+            ),
+        );
+        next.finish(Outcome::Failed, now);
+        return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    if identity_service.status == ServiceStatus::Draining {
+        return Plan::wait(Duration::from_secs(10));
+    }
+    let (cluster, name) = match &record.identity {
+        crate::spec::Identity::Ecs { cluster, service, .. } => (cluster.clone(), service.clone()),
+        crate::spec::Identity::Lambda { .. } => return finish_failed(input, record, "not an ECS service"),
+    };
+    let mut actions = Vec::new();
+    if identity_service.desired_count > 0 {
+        actions.push(Action::EcsUpdateService { body: json!({"cluster": cluster, "service": name, "desiredCount": 0}) });
+    }
+    for task_set in &observed.task_sets {
+        actions.push(Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: name.clone(), task_set: task_set.arn.clone() });
+    }
+    actions.push(Action::EcsDeleteService { cluster, service: name });
+    Plan { actions, requeue_after: Duration::from_secs(5), ..Plan::default() }
 }
 
 fn record_phase_start(record: &DeploymentRecord, deadline_ms: u64, app: &EcsApp, desired: u32) -> u64 {
