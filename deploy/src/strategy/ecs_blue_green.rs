@@ -325,11 +325,25 @@ pub fn weight_actions(elb: &ObservedElb, mapping: &[(String, String)], green: u3
     actions
 }
 
-/// Continues an in-flight blue/green record.
+/// What every phase of a blue/green deployment reads.
+struct Step<'a> {
+    input: &'a StepInput<'a>,
+    record: &'a DeploymentRecord,
+    now: u64,
+    observed: &'a Observed,
+    app: &'a EcsApp,
+    /// The service, unless ECS reports it INACTIVE (deleted).
+    service: Option<&'a ObservedService>,
+    cluster: String,
+    service_name: String,
+    /// The task sets of both sides.
+    sides: Sides<'a>,
+}
+
+/// Continues an in-flight blue/green record: one named step per phase.
 pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &BlueGreenPhase) -> Plan {
     let now = input.now_ms;
     let observed = input.observed;
-    let mut next = record.clone();
     let Some(app) = record.desired.as_ref() else {
         return finish(
             record,
@@ -342,287 +356,372 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &BlueGreenP
     let service = observed.service.as_ref().filter(|s| s.status != ServiceStatus::Inactive);
     let (cluster, service_name) = cluster_service(record);
     let sides = sides(observed, &record.id);
+    let cx = Step { input, record, now, observed, app, service, cluster, service_name, sides };
     match phase {
-        BlueGreenPhase::Register => {
-            if let Some(arn) = &observed.registered_task_definition {
-                next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
-                next.enter(after_register(service, arn.clone()), now);
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+        BlueGreenPhase::Register => register(&cx),
+        BlueGreenPhase::CreateService { task_definition } => create_service(&cx, task_definition),
+        BlueGreenPhase::CreateGreen { task_definition } => create_green(&cx, task_definition),
+        BlueGreenPhase::Stabilize { task_definition, deadline_ms } => stabilize(&cx, task_definition, *deadline_ms),
+        BlueGreenPhase::Shift { step, green, since_ms } => shift(&cx, *step, *green, *since_ms),
+        BlueGreenPhase::Bake { until_ms } => bake(&cx, *until_ms),
+        BlueGreenPhase::Promote => promote(&cx),
+        BlueGreenPhase::CleanUp => clean_up(&cx),
+        BlueGreenPhase::Rollback { superseded, delete_green } => rolling_back(&cx, *superseded, *delete_green),
+    }
+}
+
+/// Prepare: register the task definition (found again by its deployment tag).
+fn register(cx: &Step<'_>) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let app = cx.app;
+    let service = cx.service;
+    let mut next = cx.record.clone();
+    if let Some(arn) = &observed.registered_task_definition {
+        next.log(now, Level::Info, format!("registered task definition {}", short_td(arn)));
+        next.enter(after_register(service, arn.clone()), now);
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let mut body = app.taskdef.clone().unwrap_or(Value::Null);
+    super::ecs_rolling::merge_tags(&mut body, &record_tags(record));
+    Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// Prepare on a first deployment: create the EXTERNAL service (client token).
+fn create_service(cx: &Step<'_>, task_definition: &str) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let app = cx.app;
+    let service = cx.service;
+    let service_name = &cx.service_name;
+    let mut next = cx.record.clone();
+    if service.is_some_and(ObservedService::is_active) {
+        next.log(now, Level::Info, format!("service {service_name} exists (deployment controller EXTERNAL)"));
+        next.enter(Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: task_definition.to_string() }), now);
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    if service.is_some_and(|s| s.status == ServiceStatus::Draining) {
+        return Plan::wait(Duration::from_secs(10));
+    }
+    Plan {
+        actions: vec![Action::EcsCreateService { body: create_service_body(input, app, record) }],
+        take_ownership: true,
+        requeue_after: Duration::ZERO,
+        ..Plan::default()
+    }
+}
+
+/// Check the load balancer set-up, then create the green task set (deterministic external id).
+fn create_green(cx: &Step<'_>, task_definition: &str) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let app = cx.app;
+    let service = cx.service;
+    let cluster = &cx.cluster;
+    let service_name = &cx.service_name;
+    let sides = &cx.sides;
+    let mut next = cx.record.clone();
+    let Some(s) = service.filter(|s| s.is_active()) else {
+        return finish(
+            record,
+            now,
+            Outcome::Failed,
+            Some(FailureCause::AwsRejected {
+                operation: "DescribeServices".into(),
+                code: "ServiceNotFound".into(),
+                message: format!("service {service_name} disappeared before the green task set was created"),
+            }),
+            "the service is gone; push a commit or run `gitmoxi sync --force` to create it again",
+        );
+    };
+    if let Some(green) = sides.green {
+        let budget = app.depdef.stability.budget_secs(s.desired_count);
+        next.log(
+            now,
+            Level::Info,
+            format!("green task set {} runs {}; waiting up to {budget} s for stability", green.id, short_td(task_definition)),
+        );
+        next.enter(
+            Phase::BlueGreen(BlueGreenPhase::Stabilize { task_definition: task_definition.to_string(), deadline_ms: now + budget * 1000 }),
+            now,
+        );
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let lbs = match preflight(app, observed, s, sides.blue_primary) {
+        Ok(lbs) => lbs,
+        Err(why) => return finish(record, now, Outcome::Failed, Some(FailureCause::ValidationError), &why),
+    };
+    let mut actions = Vec::new();
+    if let Some(want) = input.applied.desired_count_change(app.desired_count()).filter(|d| *d != s.desired_count) {
+        actions.push(Action::EcsUpdateService { body: json!({"cluster": cluster, "service": service_name, "desiredCount": want}) });
+    }
+    actions.push(Action::EcsCreateTaskSet { body: task_set_body(app, record, task_definition, &lbs, None) });
+    if next.timeline.last().map(|e| e.message.as_str()) != Some("creating the green task set") {
+        next.log(now, Level::Info, "creating the green task set");
+    }
+    Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// Wait until the green side is RUNNING and healthy; breaker; fallback capacity.
+fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let app = cx.app;
+    let service = cx.service;
+    let sides = &cx.sides;
+    let mut next = cx.record.clone();
+    let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
+    let (Some(s), Some(green)) = (service, sides.green) else {
+        next.log(now, Level::Warn, "the green task set is gone; creating it again");
+        next.enter(Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: task_definition.to_string() }), now);
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    };
+    let green_tgs: Vec<String> = green.target_groups.clone();
+    let elb = observed.elb.clone().unwrap_or_default();
+    let st = side_stability(s.desired_count, &sides.green_all, Some(&green.id), &observed.tasks, &green_tgs, &elb.healthy_targets);
+    if st.stable {
+        let mapping = traffic_mapping(app, sides.blue_primary);
+        let shifting = app.depdef.traffic_shifting.filter(|_| !mapping.is_empty());
+        next.log(now, Level::Info, format!("green is stable: {} tasks running{}", st.running, healthy_note(&st)));
+        match shifting {
+            Some(ts) => {
+                let first = ts.steps()[0];
+                next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: first, since_ms: now }), now);
             }
-            let mut body = app.taskdef.clone().unwrap_or(Value::Null);
-            super::ecs_rolling::merge_tags(&mut body, &record_tags(record));
-            Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after: Duration::ZERO, ..Plan::default() }
-        }
-        BlueGreenPhase::CreateService { task_definition } => {
-            if service.is_some_and(ObservedService::is_active) {
-                next.log(now, Level::Info, format!("service {service_name} exists (deployment controller EXTERNAL)"));
-                next.enter(Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: task_definition.clone() }), now);
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            if service.is_some_and(|s| s.status == ServiceStatus::Draining) {
-                return Plan::wait(Duration::from_secs(10));
-            }
-            Plan {
-                actions: vec![Action::EcsCreateService { body: create_service_body(input, app, record) }],
-                take_ownership: true,
-                requeue_after: Duration::ZERO,
-                ..Plan::default()
-            }
-        }
-        BlueGreenPhase::CreateGreen { task_definition } => {
-            let Some(s) = service.filter(|s| s.is_active()) else {
-                return finish(
-                    record,
-                    now,
-                    Outcome::Failed,
-                    Some(FailureCause::AwsRejected {
-                        operation: "DescribeServices".into(),
-                        code: "ServiceNotFound".into(),
-                        message: format!("service {service_name} disappeared before the green task set was created"),
-                    }),
-                    "the service is gone; push a commit or run `gitmoxi sync --force` to create it again",
-                );
-            };
-            if let Some(green) = sides.green {
-                let budget = app.depdef.stability.budget_secs(s.desired_count);
-                next.log(
-                    now,
-                    Level::Info,
-                    format!("green task set {} runs {}; waiting up to {budget} s for stability", green.id, short_td(task_definition)),
-                );
-                next.enter(
-                    Phase::BlueGreen(BlueGreenPhase::Stabilize {
-                        task_definition: task_definition.clone(),
-                        deadline_ms: now + budget * 1000,
-                    }),
-                    now,
-                );
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            let lbs = match preflight(app, observed, s, sides.blue_primary) {
-                Ok(lbs) => lbs,
-                Err(why) => return finish(record, now, Outcome::Failed, Some(FailureCause::ValidationError), &why),
-            };
-            let mut actions = Vec::new();
-            if let Some(want) = input.applied.desired_count_change(app.desired_count()).filter(|d| *d != s.desired_count) {
-                actions.push(Action::EcsUpdateService { body: json!({"cluster": cluster, "service": service_name, "desiredCount": want}) });
-            }
-            actions.push(Action::EcsCreateTaskSet { body: task_set_body(app, record, task_definition, &lbs, None) });
-            if next.timeline.last().map(|e| e.message.as_str()) != Some("creating the green task set") {
-                next.log(now, Level::Info, "creating the green task set");
-            }
-            Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() }
-        }
-        BlueGreenPhase::Stabilize { task_definition, deadline_ms } => {
-            let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
-            let (Some(s), Some(green)) = (service, sides.green) else {
-                next.log(now, Level::Warn, "the green task set is gone; creating it again");
-                next.enter(Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: task_definition.clone() }), now);
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            };
-            let green_tgs: Vec<String> = green.target_groups.clone();
-            let elb = observed.elb.clone().unwrap_or_default();
-            let st = side_stability(s.desired_count, &sides.green_all, Some(&green.id), &observed.tasks, &green_tgs, &elb.healthy_targets);
-            if st.stable {
-                let mapping = traffic_mapping(app, sides.blue_primary);
-                let shifting = app.depdef.traffic_shifting.filter(|_| !mapping.is_empty());
-                next.log(now, Level::Info, format!("green is stable: {} tasks running{}", st.running, healthy_note(&st)));
-                match shifting {
-                    Some(ts) => {
-                        let first = ts.steps()[0];
-                        next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: first, since_ms: now }), now);
-                    }
-                    None => {
-                        if sides.blue_primary.is_some() {
-                            next.log(now, Level::Info, "no traffic shifting configured: promoting green");
-                        }
-                        next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
-                    }
+            None => {
+                if sides.blue_primary.is_some() {
+                    next.log(now, Level::Info, "no traffic shifting configured: promoting green");
                 }
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            let failed = st.failures.len() as u32;
-            if let Some(threshold) = tripped(app.depdef.circuit_breaker.as_ref(), s.desired_count, failed) {
-                let cause = FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold };
-                return rollback(record, now, cause, st.failures.clone(), app.depdef.delete_new_upon_failure);
-            }
-            if let Some(plan) = fallback(app, record, &next, s, &sides, &st, task_definition, now) {
-                return plan;
-            }
-            if now >= *deadline_ms {
-                let mut evidence =
-                    vec![format!("{}/{} green tasks running{} when the budget ran out", st.running, st.desired, healthy_note(&st))];
-                evidence.extend(st.failures.clone());
-                evidence.extend(s.events.iter().take(3).map(|e| format!("service event: {e}")));
-                let waited = app.depdef.stability.budget_secs(s.desired_count);
-                let cause = if st.capacity_failures > 0 && st.running < st.desired {
-                    FailureCause::CapacityUnavailable
-                } else {
-                    FailureCause::StabilityTimeout { waited_secs: waited }
-                };
-                return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_failure);
-            }
-            let progress = format!("{}/{} green tasks running, {failed} failed{}", st.running, st.desired, healthy_note(&st));
-            if next.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
-                next.log(now, Level::Info, progress);
-                return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
-            }
-            Plan::wait(poll)
-        }
-        BlueGreenPhase::Shift { step, green, since_ms } => {
-            let alarms = observed.firing_alarms();
-            if !alarms.is_empty() {
-                let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {green} % on green")).collect();
-                let cause = FailureCause::AlarmFired { alarms };
-                return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
-            }
-            let Some(ts) = app.depdef.traffic_shifting else {
                 next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            };
-            let mapping = traffic_mapping(app, sides.blue_primary);
-            let elb = observed.elb.clone().unwrap_or_default();
-            let actions = weight_actions(&elb, &mapping, *green);
-            if !actions.is_empty() {
-                let w = Weights::green(*green);
-                if next.traffic != Some(w) {
-                    next.traffic = Some(w);
-                    next.log(now, Level::Info, format!("shifting {green} % to green (blue {} / green {})", w.blue, w.green));
-                }
-                return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
             }
-            if next.traffic != Some(Weights::green(*green)) {
-                next.traffic = Some(Weights::green(*green));
-                next.log(now, Level::Info, format!("{green} % on green"));
-            }
-            let wait = ts.wait_interval_secs * 1000;
-            let elapsed = now.saturating_sub(*since_ms);
-            if elapsed < wait {
-                let remaining = wait - elapsed;
-                let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
-                let requeue_after = Duration::from_millis(again.max(1));
-                if next != *record {
-                    return Plan { next_record: Some(next), requeue_after, ..Plan::default() };
-                }
-                return Plan::wait(requeue_after);
-            }
-            let steps = ts.steps();
-            match steps.get(*step as usize + 1) {
-                Some(following) => {
-                    next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: step + 1, green: *following, since_ms: now }), now)
-                }
-                None => {
-                    next.log(now, Level::Info, format!("100 % on green; baking for {} s while watching alarms", ts.wait_interval_secs));
-                    next.enter(Phase::BlueGreen(BlueGreenPhase::Bake { until_ms: now + wait }), now);
-                }
-            }
-            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        BlueGreenPhase::Bake { until_ms } => {
-            let alarms = observed.firing_alarms();
-            if !alarms.is_empty() {
-                let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake")).collect();
-                let cause = FailureCause::AlarmFired { alarms };
-                return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
-            }
-            if now < *until_ms {
-                let remaining = until_ms - now;
-                let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
-                return Plan::wait(Duration::from_millis(again.max(1)));
-            }
-            next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
-            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let failed = st.failures.len() as u32;
+    if let Some(threshold) = tripped(app.depdef.circuit_breaker.as_ref(), s.desired_count, failed) {
+        let cause = FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold };
+        return rollback(record, now, cause, st.failures.clone(), app.depdef.delete_new_upon_failure);
+    }
+    if let Some(plan) = fallback(app, record, &next, s, sides, &st, task_definition, now) {
+        return plan;
+    }
+    if now >= deadline_ms {
+        let mut evidence = vec![format!("{}/{} green tasks running{} when the budget ran out", st.running, st.desired, healthy_note(&st))];
+        evidence.extend(st.failures.clone());
+        evidence.extend(s.events.iter().take(3).map(|e| format!("service event: {e}")));
+        let waited = app.depdef.stability.budget_secs(s.desired_count);
+        let cause = if st.capacity_failures > 0 && st.running < st.desired {
+            FailureCause::CapacityUnavailable
+        } else {
+            FailureCause::StabilityTimeout { waited_secs: waited }
+        };
+        return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_failure);
+    }
+    let progress = format!("{}/{} green tasks running, {failed} failed{}", st.running, st.desired, healthy_note(&st));
+    if next.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
+        next.log(now, Level::Info, progress);
+        return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
+    }
+    Plan::wait(poll)
+}
+
+/// Traffic step `step` of the schedule: `green` % to green since `since_ms`; alarms watched.
+fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let app = cx.app;
+    let sides = &cx.sides;
+    let mut next = cx.record.clone();
+    let alarms = observed.firing_alarms();
+    if !alarms.is_empty() {
+        let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {green} % on green")).collect();
+        let cause = FailureCause::AlarmFired { alarms };
+        return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
+    }
+    let Some(ts) = app.depdef.traffic_shifting else {
+        next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    };
+    let mapping = traffic_mapping(app, sides.blue_primary);
+    let elb = observed.elb.clone().unwrap_or_default();
+    let actions = weight_actions(&elb, &mapping, green);
+    if !actions.is_empty() {
+        let w = Weights::green(green);
+        if next.traffic != Some(w) {
+            next.traffic = Some(w);
+            next.log(now, Level::Info, format!("shifting {green} % to green (blue {} / green {})", w.blue, w.green));
         }
-        BlueGreenPhase::Promote => {
-            let Some(green) = sides.green else {
-                return finish(
-                    record,
-                    now,
-                    Outcome::Failed,
-                    Some(FailureCause::AwsRejected {
-                        operation: "DescribeTaskSets".into(),
-                        code: "TaskSetNotFound".into(),
-                        message: "the green task set disappeared before it was promoted".into(),
-                    }),
-                    "the green task set is gone; push a commit or run `gitmoxi sync --force` to deploy again",
-                );
-            };
-            if green.status == TaskSetStatus::Primary {
-                next.task_set_arns = Some((green.arn.clone(), sides.green_fallback.map(|f| f.arn.clone())));
-                next.log(now, Level::Info, format!("green task set {} is primary", green.id));
-                next.enter(Phase::BlueGreen(BlueGreenPhase::CleanUp), now);
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            let action = Action::EcsUpdatePrimaryTaskSet { cluster, service: service_name, task_set: green.arn.clone() };
-            Plan { actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() }
+        return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    if next.traffic != Some(Weights::green(green)) {
+        next.traffic = Some(Weights::green(green));
+        next.log(now, Level::Info, format!("{green} % on green"));
+    }
+    let wait = ts.wait_interval_secs * 1000;
+    let elapsed = now.saturating_sub(since_ms);
+    if elapsed < wait {
+        let remaining = wait - elapsed;
+        let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
+        let requeue_after = Duration::from_millis(again.max(1));
+        if next != *record {
+            return Plan { next_record: Some(next), requeue_after, ..Plan::default() };
         }
-        BlueGreenPhase::CleanUp => {
-            let task_definition = sides.green.map(|g| g.task_definition.clone());
-            if app.depdef.delete_old_upon_success && !sides.others.is_empty() {
-                let actions = sides
-                    .others
-                    .iter()
-                    .map(|t| Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: service_name.clone(), task_set: t.arn.clone() })
-                    .collect();
-                let ids: Vec<&str> = sides.others.iter().map(|t| t.id.as_str()).collect();
-                next.log(now, Level::Info, format!("deleting the blue side: {}", ids.join(", ")));
-                return Plan { next_record: Some(next), actions, requeue_after: DELETE_POLL, ..Plan::default() };
-            }
-            if !sides.others.is_empty() {
-                next.log(now, Level::Info, "deleteOldUponSuccess is false: the blue task set stays, without traffic");
-            }
-            next.log(now, Level::Info, format!("deployment succeeded: {} is live", task_definition.as_deref().map_or("green", short_td)));
-            next.finish(Outcome::Succeeded, now);
-            let completion = Plan::completion_of(&next, task_definition);
-            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
-        }
-        BlueGreenPhase::Rollback { superseded, delete_green } => {
-            let mapping = traffic_mapping(app, sides.blue_primary);
-            let elb = observed.elb.clone().unwrap_or_default();
-            let actions = weight_actions(&elb, &mapping, 0);
-            if !actions.is_empty() {
-                next.traffic = Some(Weights::green(0));
-                next.log(now, Level::Warn, "traffic back to 100 % blue");
-                return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            if sides.blue_primary.is_some() && record.traffic.is_some_and(|w| w.green > 0) {
-                next.traffic = Some(Weights::green(0));
-            }
-            if *delete_green && !sides.green_all.is_empty() {
-                let actions = sides
-                    .green_all
-                    .iter()
-                    .map(|t| Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: service_name.clone(), task_set: t.arn.clone() })
-                    .collect();
-                let ids: Vec<&str> = sides.green_all.iter().map(|t| t.id.as_str()).collect();
-                next.log(now, Level::Warn, format!("deleting the green side: {}", ids.join(", ")));
-                return Plan { next_record: Some(next), actions, requeue_after: DELETE_POLL, ..Plan::default() };
-            }
-            if !*delete_green && !sides.green_all.is_empty() {
-                next.log(now, Level::Warn, "the green task set is kept for debugging (it gets no traffic)");
-            }
-            let outcome = match (*superseded, sides.blue_primary.is_some()) {
-                (true, _) => Outcome::Superseded,
-                (false, true) => Outcome::RolledBack,
-                (false, false) => Outcome::Failed,
-            };
-            let message = match outcome {
-                Outcome::Superseded => "rolled back for the newer commit; it deploys next".to_string(),
-                Outcome::RolledBack => format!(
-                    "rolled back: blue serves all traffic; fix the cause, then push a commit or run `gitmoxi sync --force {}`",
-                    record.app.prefix
-                ),
-                Outcome::Failed | Outcome::Succeeded | Outcome::Deleted => format!(
-                    "failed with nothing to roll back to; fix the cause, then push a commit or run `gitmoxi sync --force {}`",
-                    record.app.prefix
-                ),
-            };
-            next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
-            next.finish(outcome, now);
-            let completion = Plan::completion_of(&next, None);
-            Plan { finished: Some((next, completion)), requeue_after: Duration::ZERO, ..Plan::default() }
+        return Plan::wait(requeue_after);
+    }
+    let steps = ts.steps();
+    match steps.get(step as usize + 1) {
+        Some(following) => next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: step + 1, green: *following, since_ms: now }), now),
+        None => {
+            next.log(now, Level::Info, format!("100 % on green; baking for {} s while watching alarms", ts.wait_interval_secs));
+            next.enter(Phase::BlueGreen(BlueGreenPhase::Bake { until_ms: now + wait }), now);
         }
     }
+    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// 100 % on green: one more wait watching alarms.
+fn bake(cx: &Step<'_>, until_ms: u64) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let app = cx.app;
+    let mut next = cx.record.clone();
+    let alarms = observed.firing_alarms();
+    if !alarms.is_empty() {
+        let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake")).collect();
+        let cause = FailureCause::AlarmFired { alarms };
+        return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
+    }
+    if now < until_ms {
+        let remaining = until_ms - now;
+        let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
+        return Plan::wait(Duration::from_millis(again.max(1)));
+    }
+    next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
+    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// Make the green task set primary.
+fn promote(cx: &Step<'_>) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let cluster = &cx.cluster;
+    let service_name = &cx.service_name;
+    let sides = &cx.sides;
+    let mut next = cx.record.clone();
+    let Some(green) = sides.green else {
+        return finish(
+            record,
+            now,
+            Outcome::Failed,
+            Some(FailureCause::AwsRejected {
+                operation: "DescribeTaskSets".into(),
+                code: "TaskSetNotFound".into(),
+                message: "the green task set disappeared before it was promoted".into(),
+            }),
+            "the green task set is gone; push a commit or run `gitmoxi sync --force` to deploy again",
+        );
+    };
+    if green.status == TaskSetStatus::Primary {
+        next.task_set_arns = Some((green.arn.clone(), sides.green_fallback.map(|f| f.arn.clone())));
+        next.log(now, Level::Info, format!("green task set {} is primary", green.id));
+        next.enter(Phase::BlueGreen(BlueGreenPhase::CleanUp), now);
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let action = Action::EcsUpdatePrimaryTaskSet { cluster: cluster.clone(), service: service_name.clone(), task_set: green.arn.clone() };
+    Plan { actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// Delete the blue side (deleteOldUponSuccess).
+fn clean_up(cx: &Step<'_>) -> Plan {
+    let now = cx.now;
+    let app = cx.app;
+    let cluster = &cx.cluster;
+    let service_name = &cx.service_name;
+    let sides = &cx.sides;
+    let mut next = cx.record.clone();
+    let task_definition = sides.green.map(|g| g.task_definition.clone());
+    if app.depdef.delete_old_upon_success && !sides.others.is_empty() {
+        let actions = sides
+            .others
+            .iter()
+            .map(|t| Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: service_name.clone(), task_set: t.arn.clone() })
+            .collect();
+        let ids: Vec<&str> = sides.others.iter().map(|t| t.id.as_str()).collect();
+        next.log(now, Level::Info, format!("deleting the blue side: {}", ids.join(", ")));
+        return Plan { next_record: Some(next), actions, requeue_after: DELETE_POLL, ..Plan::default() };
+    }
+    if !sides.others.is_empty() {
+        next.log(now, Level::Info, "deleteOldUponSuccess is false: the blue task set stays, without traffic");
+    }
+    next.log(now, Level::Info, format!("deployment succeeded: {} is live", task_definition.as_deref().map_or("green", short_td)));
+    next.finish(Outcome::Succeeded, now);
+    let completion = Plan::completion_of(&next, task_definition);
+    Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
+}
+
+/// Weights back to 100 % blue, then delete (or keep) green. `superseded`: a newer commit
+/// deploys once this is done; `delete_green`: per deleteNewUponFailure /
+/// deleteNewUponTrafficShiftFailure.
+fn rolling_back(cx: &Step<'_>, superseded: bool, delete_green: bool) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let app = cx.app;
+    let cluster = &cx.cluster;
+    let service_name = &cx.service_name;
+    let sides = &cx.sides;
+    let mut next = cx.record.clone();
+    let mapping = traffic_mapping(app, sides.blue_primary);
+    let elb = observed.elb.clone().unwrap_or_default();
+    let actions = weight_actions(&elb, &mapping, 0);
+    if !actions.is_empty() {
+        next.traffic = Some(Weights::green(0));
+        next.log(now, Level::Warn, "traffic back to 100 % blue");
+        return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    if sides.blue_primary.is_some() && record.traffic.is_some_and(|w| w.green > 0) {
+        next.traffic = Some(Weights::green(0));
+    }
+    if delete_green && !sides.green_all.is_empty() {
+        let actions = sides
+            .green_all
+            .iter()
+            .map(|t| Action::EcsDeleteTaskSet { cluster: cluster.clone(), service: service_name.clone(), task_set: t.arn.clone() })
+            .collect();
+        let ids: Vec<&str> = sides.green_all.iter().map(|t| t.id.as_str()).collect();
+        next.log(now, Level::Warn, format!("deleting the green side: {}", ids.join(", ")));
+        return Plan { next_record: Some(next), actions, requeue_after: DELETE_POLL, ..Plan::default() };
+    }
+    if !delete_green && !sides.green_all.is_empty() {
+        next.log(now, Level::Warn, "the green task set is kept for debugging (it gets no traffic)");
+    }
+    let outcome = match (superseded, sides.blue_primary.is_some()) {
+        (true, _) => Outcome::Superseded,
+        (false, true) => Outcome::RolledBack,
+        (false, false) => Outcome::Failed,
+    };
+    let message = match outcome {
+        Outcome::Superseded => "rolled back for the newer commit; it deploys next".to_string(),
+        Outcome::RolledBack => format!(
+            "rolled back: blue serves all traffic; fix the cause, then push a commit or run `gitmoxi sync --force {}`",
+            record.app.prefix
+        ),
+        Outcome::Failed | Outcome::Succeeded | Outcome::Deleted => format!(
+            "failed with nothing to roll back to; fix the cause, then push a commit or run `gitmoxi sync --force {}`",
+            record.app.prefix
+        ),
+    };
+    next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
+    next.finish(outcome, now);
+    let completion = Plan::completion_of(&next, None);
+    Plan { finished: Some((next, completion)), requeue_after: Duration::ZERO, ..Plan::default() }
 }
 
 fn healthy_note(st: &SideStability) -> String {

@@ -151,10 +151,7 @@ fn apply(cx: &Step<'_>, task_definition: &str) -> Plan {
                 format!("service {} runs {}; waiting up to {budget} s for stability", app.service_name, short_td(task_definition)),
             );
             next.enter(
-                Phase::Rolling(RollingPhase::Stabilize {
-                    task_definition: task_definition.to_string(),
-                    deadline_ms: now + budget * 1000,
-                }),
+                Phase::Rolling(RollingPhase::Stabilize { task_definition: task_definition.to_string(), deadline_ms: now + budget * 1000 }),
                 now,
             );
             Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
@@ -212,10 +209,8 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
         }
         return rollback_or_fail(input, record, FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold }, evidence);
     }
-    if let Some(reason) = s
-        .primary()
-        .filter(|d| d.rollout_state.as_deref() == Some("FAILED"))
-        .map(|d| d.rollout_state_reason.clone().unwrap_or_default())
+    if let Some(reason) =
+        s.primary().filter(|d| d.rollout_state.as_deref() == Some("FAILED")).map(|d| d.rollout_state_reason.clone().unwrap_or_default())
     {
         let mut evidence = st.failures.clone();
         evidence.insert(0, format!("ECS rollout failed: {reason}"));
@@ -282,11 +277,7 @@ fn rollback_stabilize(cx: &Step<'_>, to_task_definition: &str, deadline_ms: u64)
     let Some(s) = service else { return finish_failed(input, record, "the service is gone during rollback") };
     let st = rolling_stability(s, &observed.tasks, to_task_definition);
     if st.stable {
-        next.log(
-            now,
-            Level::Warn,
-            format!("rolled back to {}: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired),
-        );
+        next.log(now, Level::Warn, format!("rolled back to {}: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired));
         next.finish(Outcome::RolledBack, now);
         let completion = Plan::completion_of(&next, None);
         return Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() };
@@ -295,12 +286,7 @@ fn rollback_stabilize(cx: &Step<'_>, to_task_definition: &str, deadline_ms: u64)
         return finish_failed(
             input,
             record,
-            &format!(
-                "rollback to {} did not stabilize in time: {}/{} tasks running",
-                short_td(to_task_definition),
-                st.running,
-                st.desired
-            ),
+            &format!("rollback to {} did not stabilize in time: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired),
         );
     }
     Plan::wait(Duration::from_secs(app.depdef.stability.poll_interval_secs))
