@@ -118,11 +118,23 @@ fn alias_is(observed: &ObservedLambda, version: &str, additional: &Option<(Strin
     a.function_version == version && routing_ok
 }
 
-/// Continues an in-flight Lambda record.
+/// What every phase of a Lambda deployment reads.
+struct Step<'a> {
+    input: &'a StepInput<'a>,
+    record: &'a DeploymentRecord,
+    now: u64,
+    observed: &'a ObservedLambda,
+    /// The function's name.
+    name: String,
+    app: &'a LambdaApp,
+    /// The alias's name.
+    alias: String,
+}
+
+/// Continues an in-flight Lambda record: one named step per phase.
 pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &LambdaPhase) -> Plan {
     let now = input.now_ms;
     let observed = &input.observed.lambda;
-    let mut next = record.clone();
     let name = function_name(record);
     if *phase == LambdaPhase::DeleteFunction {
         // a delete carries no desired state: it works from the applied one
@@ -131,254 +143,338 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &LambdaPhas
     let Some(app) = record.desired_lambda.as_ref() else {
         return fail(record, now, FailureCause::ValidationError, "the deployment record has no desired state; push a commit to redeploy");
     };
-    let alias = app.alias.clone();
+    let cx = Step { input, record, now, observed, name, app, alias: app.alias.clone() };
     match phase {
-        LambdaPhase::Create => {
-            if let Some(f) = &observed.function {
-                next.log(now, Level::Info, format!("function {name} exists ({})", f.arn));
-                next.enter(Phase::Lambda(LambdaPhase::Publish), now);
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, take_ownership: true, ..Plan::default() };
-            }
-            let mut body = app.lambdadef.clone();
-            if let Value::Object(o) = &mut body {
-                o.insert("Publish".into(), json!(true));
-                let mut tags = o.remove("Tags").and_then(|t| t.as_object().cloned()).unwrap_or_default();
-                tags.insert(super::ecs_rolling::TAG_APP.into(), json!(record.app.tag_value()));
-                tags.insert(super::ecs_rolling::TAG_REPO.into(), json!(crate::record::sanitize_tag(&record.app.repo)));
-                o.insert("Tags".into(), Value::Object(tags));
-            }
-            next.log(now, Level::Info, format!("creating function {name} (version 1 published)"));
-            Plan { next_record: Some(next), actions: vec![Action::LambdaCreateFunction { body }], take_ownership: true, ..Plan::default() }
-        }
+        LambdaPhase::Create => create(&cx),
         LambdaPhase::UpdateCode { revision_before, sent } | LambdaPhase::UpdateConfig { revision_before, sent } => {
-            let code_phase = matches!(record.phase, Phase::Lambda(LambdaPhase::UpdateCode { .. }));
-            let what = if code_phase { "code" } else { "configuration" };
-            let Some(latest) = &observed.function else {
-                return fail(
-                    record,
-                    now,
-                    aws_rejected("GetFunction", "ResourceNotFoundException", "the function disappeared"),
-                    "the function is gone; push a commit to create it again",
-                );
-            };
-            match latest.last_update_status {
-                LastUpdateStatus::InProgress => return Plan::wait(POLL),
-                LastUpdateStatus::Failed if latest.change_marker() != *revision_before => {
-                    let reason = latest.last_update_status_reason.clone().unwrap_or_else(|| "no reason given".into());
-                    let message = format!("the {what} update of {name} failed: {reason}");
-                    return fail(
-                        record,
-                        now,
-                        aws_rejected(
-                            if code_phase { "UpdateFunctionCode" } else { "UpdateFunctionConfiguration" },
-                            "UpdateFailed",
-                            &reason,
-                        ),
-                        &message,
-                    );
-                }
-                // an older failure, or a word Lambda adds later: the update is judged by its marker
-                LastUpdateStatus::Failed | LastUpdateStatus::Successful | LastUpdateStatus::Other(_) => {}
-            }
-            let landed = latest.change_marker() != *revision_before;
-            // Endpoints without revision ids (emulators) cannot show that an update landed: there,
-            // an update that was sent counts once the compared fields agree.
-            let unmarked = latest.revision_id.is_empty() && *sent;
-            let skip = if code_phase {
-                code_matches(app, latest) || unmarked
-            } else {
-                config_matches(app, latest) && (unmarked || !has_uncompared_config(app))
-            };
-            if landed || skip {
-                if code_phase {
-                    next.log(
-                        now,
-                        Level::Info,
-                        if skip && !landed { "code unchanged (same SHA-256)".to_string() } else { format!("code of {name} updated") },
-                    );
-                    next.enter(Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: latest.change_marker(), sent: false }), now);
-                } else {
-                    next.log(now, Level::Info, format!("configuration of {name} updated"));
-                    next.enter(Phase::Lambda(LambdaPhase::Publish), now);
-                }
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            let action = if code_phase {
-                next.phase = Phase::Lambda(LambdaPhase::UpdateCode { revision_before: revision_before.clone(), sent: true });
-                Action::LambdaUpdateCode { function: name, code: Value::Object(app.code()) }
-            } else {
-                next.phase = Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: revision_before.clone(), sent: true });
-                Action::LambdaUpdateConfig { function: name, config: Value::Object(app.configuration()) }
-            };
-            let persist = (next != *record).then_some(next);
-            Plan { next_record: persist, actions: vec![action], requeue_after: POLL, ..Plan::default() }
+            update(&cx, revision_before, *sent)
         }
-        LambdaPhase::Publish => {
-            let Some(latest) = &observed.function else { return Plan::wait(POLL) };
-            if latest.last_update_status == LastUpdateStatus::InProgress || latest.state == FunctionState::Pending {
-                return Plan::wait(POLL);
-            }
-            if let Some(v) = matching_version(observed) {
-                let budget = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries) * 1000;
-                next.log(now, Level::Info, format!("version {} holds this code and configuration", v.version));
-                next.enter(Phase::Lambda(LambdaPhase::Ready { version: v.version.clone(), deadline_ms: now + budget }), now);
-                return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            let action = Action::LambdaPublishVersion {
-                function: name,
-                code_sha256: latest.code_sha256.clone(),
-                revision_id: latest.revision_id.clone(),
-                description: format!("gitmoxi deployment {} (commit {})", record.id, short_commit(&record.commit)),
-            };
-            Plan { actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() }
-        }
-        LambdaPhase::Ready { version, deadline_ms } => {
-            let v = observed.versions.iter().find(|v| &v.version == version);
-            match v.map(|v| &v.state) {
-                Some(FunctionState::Active) => {}
-                Some(FunctionState::Failed) => {
-                    let reason = v.and_then(|v| v.state_reason.clone()).unwrap_or_default();
-                    return rollback(
-                        record,
-                        now,
-                        aws_rejected("GetFunctionConfiguration", "VersionFailed", &reason),
-                        vec![format!("version {version} is Failed: {reason}")],
-                    );
-                }
-                Some(FunctionState::Pending | FunctionState::Inactive | FunctionState::Other(_)) | None if now >= *deadline_ms => {
-                    let waited = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries);
-                    let state = v.map_or("missing", |v| v.state.as_str()).to_string();
-                    return rollback(
-                        record,
-                        now,
-                        FailureCause::StabilityTimeout { waited_secs: waited },
-                        vec![format!("version {version} is {state}, not Active, after {waited} s")],
-                    );
-                }
-                Some(FunctionState::Pending | FunctionState::Inactive | FunctionState::Other(_)) | None => {
-                    return Plan::wait(Duration::from_secs(app.depdef.readiness.wait_interval_secs))
-                }
-            }
-            if observed.alias.is_none() {
-                next.log(now, Level::Info, format!("creating alias {alias} on version {version}"));
-                let action = Action::LambdaCreateAlias { function: name, alias, version: version.clone() };
-                return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            let previous = record.previous_version.clone().filter(|p| p != version);
-            next.log(now, Level::Info, format!("version {version} is Active"));
-            match previous {
-                None => next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.clone() }), now),
-                Some(_) => {
-                    let first = app.depdef.traffic_shifting.steps()[0];
-                    next.enter(Phase::Lambda(LambdaPhase::Shift { version: version.clone(), step: 0, weight: first, since_ms: now }), now);
-                }
-            }
-            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
-        }
-        LambdaPhase::Shift { version, step, weight, since_ms } => {
-            let alarms = input.observed.firing_alarms();
-            if !alarms.is_empty() {
-                let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {weight} % on version {version}")).collect();
-                return rollback(record, now, FailureCause::AlarmFired { alarms }, evidence);
-            }
-            let (target, additional) = alias_target(record, version, *weight);
-            if !alias_is(observed, &target, &additional) {
-                let w = crate::schedule::Weights::green(*weight);
-                if next.traffic != Some(w) {
-                    next.traffic = Some(w);
-                    next.log(now, Level::Info, format!("alias {alias}: {weight} % on version {version}"));
-                }
-                let action = Action::LambdaSetAlias { function: name, alias, version: target, additional };
-                return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            let ts = app.depdef.traffic_shifting;
-            let wait = ts.wait_interval_secs * 1000;
-            let elapsed = now.saturating_sub(*since_ms);
-            if elapsed < wait {
-                let remaining = wait - elapsed;
-                let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
-                return Plan::wait(Duration::from_millis(again.max(1)));
-            }
-            match ts.steps().get(*step as usize + 1) {
-                Some(following) => next.enter(
-                    Phase::Lambda(LambdaPhase::Shift { version: version.clone(), step: step + 1, weight: *following, since_ms: now }),
-                    now,
-                ),
-                None => next.enter(Phase::Lambda(LambdaPhase::Bake { version: version.clone(), until_ms: now + wait }), now),
-            }
-            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
-        }
-        LambdaPhase::Bake { version, until_ms } => {
-            let alarms = input.observed.firing_alarms();
-            if !alarms.is_empty() {
-                let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake of version {version}")).collect();
-                return rollback(record, now, FailureCause::AlarmFired { alarms }, evidence);
-            }
-            if now < *until_ms {
-                let remaining = until_ms - now;
-                return Plan::wait(Duration::from_millis(
-                    if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) }.max(1),
-                ));
-            }
-            next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.clone() }), now);
-            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
-        }
-        LambdaPhase::Wire { version } => {
-            let Some(alias_arn) = alias_arn(observed, &alias) else { return Plan::wait(POLL) };
-            let actions = wiring_actions(&name, &alias, &alias_arn, &app.event_sources, observed);
-            if !actions.is_empty() {
-                let ops: Vec<&str> = actions.iter().map(Action::operation).collect();
-                next.log(now, Level::Info, format!("wiring event sources to alias {alias}: {}", ops.join(", ")));
-                return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            next.enter(Phase::Lambda(LambdaPhase::CleanUp { version: version.clone() }), now);
-            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
-        }
-        LambdaPhase::CleanUp { version } => {
-            let old = record.previous_version.clone().filter(|p| p != version && p != "$LATEST");
-            if let Some(old) = old.filter(|o| app.depdef.delete_old_version && observed.versions.iter().any(|v| &v.version == o)) {
-                next.log(now, Level::Info, format!("deleting the old version {old} (deleteOldVersion)"));
-                let action = Action::LambdaDeleteVersion { function: name, version: old };
-                return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
-            }
-            next.traffic = record.previous_version.as_ref().map(|_| crate::schedule::Weights::green(100));
-            next.log(now, Level::Info, format!("deployment succeeded: alias {alias} on version {version}"));
-            next.finish(Outcome::Succeeded, now);
-            let completion = Plan::completion_of(&next, Some(version.clone()));
-            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
-        }
-        LambdaPhase::Rollback { version, superseded } => {
-            if let Some(previous) = record.previous_version.clone().filter(|p| p != version) {
-                if !alias_is(observed, &previous, &None) && observed.alias.is_some() {
-                    next.traffic = Some(crate::schedule::Weights::green(0));
-                    next.log(now, Level::Warn, format!("alias {alias} back on version {previous}, no routing"));
-                    let action = Action::LambdaSetAlias { function: name, alias, version: previous, additional: None };
-                    return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
-                }
-                if observed.versions.iter().any(|v| &v.version == version) {
-                    next.log(now, Level::Warn, format!("deleting version {version}"));
-                    let action = Action::LambdaDeleteVersion { function: name, version: version.clone() };
-                    return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
-                }
-            }
-            let outcome = match (*superseded, record.previous_version.is_some()) {
-                (true, _) => Outcome::Superseded,
-                (false, true) => Outcome::RolledBack,
-                (false, false) => Outcome::Failed,
-            };
-            let message = match outcome {
-                Outcome::Superseded => "rolled back for the newer commit; it deploys next".to_string(),
-                Outcome::RolledBack | Outcome::Failed | Outcome::Succeeded | Outcome::Deleted => {
-                    format!("rolled back: fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix)
-                }
-            };
-            next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
-            next.finish(outcome, now);
-            let completion = Plan::completion_of(&next, None);
-            Plan { finished: Some((next, completion)), requeue_after: Duration::ZERO, ..Plan::default() }
-        }
+        LambdaPhase::Publish => publish(&cx),
+        LambdaPhase::Ready { version, deadline_ms } => ready(&cx, version, *deadline_ms),
+        LambdaPhase::Shift { version, step, weight, since_ms } => shift(&cx, version, *step, *weight, *since_ms),
+        LambdaPhase::Bake { version, until_ms } => bake(&cx, version, *until_ms),
+        LambdaPhase::Wire { version } => wire(&cx, version),
+        LambdaPhase::CleanUp { version } => clean_up(&cx, version),
+        LambdaPhase::Rollback { version, superseded } => rolling_back(&cx, version, *superseded),
         LambdaPhase::DeleteFunction => delete(input, record),
     }
+}
+
+/// Create the function (published version 1) when it does not exist.
+fn create(cx: &Step<'_>) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let name = &cx.name;
+    let app = cx.app;
+    let mut next = cx.record.clone();
+    if let Some(f) = &observed.function {
+        next.log(now, Level::Info, format!("function {name} exists ({})", f.arn));
+        next.enter(Phase::Lambda(LambdaPhase::Publish), now);
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, take_ownership: true, ..Plan::default() };
+    }
+    let mut body = app.lambdadef.clone();
+    if let Value::Object(o) = &mut body {
+        o.insert("Publish".into(), json!(true));
+        let mut tags = o.remove("Tags").and_then(|t| t.as_object().cloned()).unwrap_or_default();
+        tags.insert(super::ecs_rolling::TAG_APP.into(), json!(record.app.tag_value()));
+        tags.insert(super::ecs_rolling::TAG_REPO.into(), json!(crate::record::sanitize_tag(&record.app.repo)));
+        o.insert("Tags".into(), Value::Object(tags));
+    }
+    next.log(now, Level::Info, format!("creating function {name} (version 1 published)"));
+    Plan { next_record: Some(next), actions: vec![Action::LambdaCreateFunction { body }], take_ownership: true, ..Plan::default() }
+}
+
+/// UpdateFunctionCode unless the function's change marker moved on from `revision_before`
+/// or it already holds the code (then wait for `LastUpdateStatus` Successful). `sent`: the
+/// update was sent once. The UpdateConfig phase does the same with UpdateFunctionConfiguration.
+fn update(cx: &Step<'_>, revision_before: &str, sent: bool) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let name = &cx.name;
+    let app = cx.app;
+    let mut next = cx.record.clone();
+    let code_phase = matches!(record.phase, Phase::Lambda(LambdaPhase::UpdateCode { .. }));
+    let what = if code_phase { "code" } else { "configuration" };
+    let Some(latest) = &observed.function else {
+        return fail(
+            record,
+            now,
+            aws_rejected("GetFunction", "ResourceNotFoundException", "the function disappeared"),
+            "the function is gone; push a commit to create it again",
+        );
+    };
+    match latest.last_update_status {
+        LastUpdateStatus::InProgress => return Plan::wait(POLL),
+        LastUpdateStatus::Failed if latest.change_marker() != *revision_before => {
+            let reason = latest.last_update_status_reason.clone().unwrap_or_else(|| "no reason given".into());
+            let message = format!("the {what} update of {name} failed: {reason}");
+            return fail(
+                record,
+                now,
+                aws_rejected(if code_phase { "UpdateFunctionCode" } else { "UpdateFunctionConfiguration" }, "UpdateFailed", &reason),
+                &message,
+            );
+        }
+        // an older failure, or a word Lambda adds later: the update is judged by its marker
+        LastUpdateStatus::Failed | LastUpdateStatus::Successful | LastUpdateStatus::Other(_) => {}
+    }
+    let landed = latest.change_marker() != *revision_before;
+    // Endpoints without revision ids (emulators) cannot show that an update landed: there,
+    // an update that was sent counts once the compared fields agree.
+    let unmarked = latest.revision_id.is_empty() && sent;
+    let skip = if code_phase {
+        code_matches(app, latest) || unmarked
+    } else {
+        config_matches(app, latest) && (unmarked || !has_uncompared_config(app))
+    };
+    if landed || skip {
+        if code_phase {
+            next.log(
+                now,
+                Level::Info,
+                if skip && !landed { "code unchanged (same SHA-256)".to_string() } else { format!("code of {name} updated") },
+            );
+            next.enter(Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: latest.change_marker(), sent: false }), now);
+        } else {
+            next.log(now, Level::Info, format!("configuration of {name} updated"));
+            next.enter(Phase::Lambda(LambdaPhase::Publish), now);
+        }
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let action = if code_phase {
+        next.phase = Phase::Lambda(LambdaPhase::UpdateCode { revision_before: revision_before.to_string(), sent: true });
+        Action::LambdaUpdateCode { function: name.clone(), code: Value::Object(app.code()) }
+    } else {
+        next.phase = Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: revision_before.to_string(), sent: true });
+        Action::LambdaUpdateConfig { function: name.clone(), config: Value::Object(app.configuration()) }
+    };
+    let persist = (next != *record).then_some(next);
+    Plan { next_record: persist, actions: vec![action], requeue_after: POLL, ..Plan::default() }
+}
+
+/// Publish a version, unless one already matches `$LATEST` (code SHA-256 + config).
+fn publish(cx: &Step<'_>) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let name = &cx.name;
+    let app = cx.app;
+    let mut next = cx.record.clone();
+    let Some(latest) = &observed.function else { return Plan::wait(POLL) };
+    if latest.last_update_status == LastUpdateStatus::InProgress || latest.state == FunctionState::Pending {
+        return Plan::wait(POLL);
+    }
+    if let Some(v) = matching_version(observed) {
+        let budget = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries) * 1000;
+        next.log(now, Level::Info, format!("version {} holds this code and configuration", v.version));
+        next.enter(Phase::Lambda(LambdaPhase::Ready { version: v.version.clone(), deadline_ms: now + budget }), now);
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let action = Action::LambdaPublishVersion {
+        function: name.clone(),
+        code_sha256: latest.code_sha256.clone(),
+        revision_id: latest.revision_id.clone(),
+        description: format!("gitmoxi deployment {} (commit {})", record.id, short_commit(&record.commit)),
+    };
+    Plan { actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// Wait until `version` is Active (readinessCheck); create the alias if it is missing.
+fn ready(cx: &Step<'_>, version: &str, deadline_ms: u64) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let name = &cx.name;
+    let app = cx.app;
+    let alias = &cx.alias;
+    let mut next = cx.record.clone();
+    let v = observed.versions.iter().find(|v| v.version == version);
+    match v.map(|v| &v.state) {
+        Some(FunctionState::Active) => {}
+        Some(FunctionState::Failed) => {
+            let reason = v.and_then(|v| v.state_reason.clone()).unwrap_or_default();
+            return rollback(
+                record,
+                now,
+                aws_rejected("GetFunctionConfiguration", "VersionFailed", &reason),
+                vec![format!("version {version} is Failed: {reason}")],
+            );
+        }
+        Some(FunctionState::Pending | FunctionState::Inactive | FunctionState::Other(_)) | None if now >= deadline_ms => {
+            let waited = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries);
+            let state = v.map_or("missing", |v| v.state.as_str()).to_string();
+            return rollback(
+                record,
+                now,
+                FailureCause::StabilityTimeout { waited_secs: waited },
+                vec![format!("version {version} is {state}, not Active, after {waited} s")],
+            );
+        }
+        Some(FunctionState::Pending | FunctionState::Inactive | FunctionState::Other(_)) | None => {
+            return Plan::wait(Duration::from_secs(app.depdef.readiness.wait_interval_secs))
+        }
+    }
+    if observed.alias.is_none() {
+        next.log(now, Level::Info, format!("creating alias {alias} on version {version}"));
+        let action = Action::LambdaCreateAlias { function: name.clone(), alias: alias.clone(), version: version.to_string() };
+        return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let previous = record.previous_version.clone().filter(|p| p != version);
+    next.log(now, Level::Info, format!("version {version} is Active"));
+    match previous {
+        None => next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.to_string() }), now),
+        Some(_) => {
+            let first = app.depdef.traffic_shifting.steps()[0];
+            next.enter(Phase::Lambda(LambdaPhase::Shift { version: version.to_string(), step: 0, weight: first, since_ms: now }), now);
+        }
+    }
+    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// Alias weight `weight` % on `version` since `since_ms`; alarms watched.
+fn shift(cx: &Step<'_>, version: &str, step: u32, weight: u32, since_ms: u64) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let name = &cx.name;
+    let app = cx.app;
+    let alias = &cx.alias;
+    let mut next = cx.record.clone();
+    let alarms = input.observed.firing_alarms();
+    if !alarms.is_empty() {
+        let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {weight} % on version {version}")).collect();
+        return rollback(record, now, FailureCause::AlarmFired { alarms }, evidence);
+    }
+    let (target, additional) = alias_target(record, version, weight);
+    if !alias_is(observed, &target, &additional) {
+        let w = crate::schedule::Weights::green(weight);
+        if next.traffic != Some(w) {
+            next.traffic = Some(w);
+            next.log(now, Level::Info, format!("alias {alias}: {weight} % on version {version}"));
+        }
+        let action = Action::LambdaSetAlias { function: name.clone(), alias: alias.clone(), version: target, additional };
+        return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let ts = app.depdef.traffic_shifting;
+    let wait = ts.wait_interval_secs * 1000;
+    let elapsed = now.saturating_sub(since_ms);
+    if elapsed < wait {
+        let remaining = wait - elapsed;
+        let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
+        return Plan::wait(Duration::from_millis(again.max(1)));
+    }
+    match ts.steps().get(step as usize + 1) {
+        Some(following) => next.enter(
+            Phase::Lambda(LambdaPhase::Shift { version: version.to_string(), step: step + 1, weight: *following, since_ms: now }),
+            now,
+        ),
+        None => next.enter(Phase::Lambda(LambdaPhase::Bake { version: version.to_string(), until_ms: now + wait }), now),
+    }
+    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// 100 % on `version`, one more wait watching alarms.
+fn bake(cx: &Step<'_>, version: &str, until_ms: u64) -> Plan {
+    let input = cx.input;
+    let record = cx.record;
+    let now = cx.now;
+    let app = cx.app;
+    let mut next = cx.record.clone();
+    let alarms = input.observed.firing_alarms();
+    if !alarms.is_empty() {
+        let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake of version {version}")).collect();
+        return rollback(record, now, FailureCause::AlarmFired { alarms }, evidence);
+    }
+    if now < until_ms {
+        let remaining = until_ms - now;
+        return Plan::wait(Duration::from_millis(
+            if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) }.max(1),
+        ));
+    }
+    next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.to_string() }), now);
+    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// Event sources on the alias (mappings, permissions, ELB target, API integration).
+fn wire(cx: &Step<'_>, version: &str) -> Plan {
+    let now = cx.now;
+    let observed = cx.observed;
+    let name = &cx.name;
+    let app = cx.app;
+    let alias = &cx.alias;
+    let mut next = cx.record.clone();
+    let Some(alias_arn) = alias_arn(observed, alias) else { return Plan::wait(POLL) };
+    let actions = wiring_actions(name, alias, &alias_arn, &app.event_sources, observed);
+    if !actions.is_empty() {
+        let ops: Vec<&str> = actions.iter().map(Action::operation).collect();
+        next.log(now, Level::Info, format!("wiring event sources to alias {alias}: {}", ops.join(", ")));
+        return Plan { next_record: Some(next), actions, requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    next.enter(Phase::Lambda(LambdaPhase::CleanUp { version: version.to_string() }), now);
+    Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// Delete the old version (deleteOldVersion).
+fn clean_up(cx: &Step<'_>, version: &str) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let name = &cx.name;
+    let app = cx.app;
+    let alias = &cx.alias;
+    let mut next = cx.record.clone();
+    let old = record.previous_version.clone().filter(|p| p != version && p != "$LATEST");
+    if let Some(old) = old.filter(|o| app.depdef.delete_old_version && observed.versions.iter().any(|v| &v.version == o)) {
+        next.log(now, Level::Info, format!("deleting the old version {old} (deleteOldVersion)"));
+        let action = Action::LambdaDeleteVersion { function: name.clone(), version: old };
+        return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    next.traffic = record.previous_version.as_ref().map(|_| crate::schedule::Weights::green(100));
+    next.log(now, Level::Info, format!("deployment succeeded: alias {alias} on version {version}"));
+    next.finish(Outcome::Succeeded, now);
+    let completion = Plan::completion_of(&next, Some(version.to_string()));
+    Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
+}
+
+/// Alias back on the previous version without routing, then delete `version`.
+fn rolling_back(cx: &Step<'_>, version: &str, superseded: bool) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let observed = cx.observed;
+    let name = &cx.name;
+    let alias = &cx.alias;
+    let mut next = cx.record.clone();
+    if let Some(previous) = record.previous_version.clone().filter(|p| p != version) {
+        if !alias_is(observed, &previous, &None) && observed.alias.is_some() {
+            next.traffic = Some(crate::schedule::Weights::green(0));
+            next.log(now, Level::Warn, format!("alias {alias} back on version {previous}, no routing"));
+            let action = Action::LambdaSetAlias { function: name.clone(), alias: alias.clone(), version: previous, additional: None };
+            return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
+        }
+        if observed.versions.iter().any(|v| v.version == version) {
+            next.log(now, Level::Warn, format!("deleting version {version}"));
+            let action = Action::LambdaDeleteVersion { function: name.clone(), version: version.to_string() };
+            return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
+        }
+    }
+    let outcome = match (superseded, record.previous_version.is_some()) {
+        (true, _) => Outcome::Superseded,
+        (false, true) => Outcome::RolledBack,
+        (false, false) => Outcome::Failed,
+    };
+    let message = match outcome {
+        Outcome::Superseded => "rolled back for the newer commit; it deploys next".to_string(),
+        Outcome::RolledBack | Outcome::Failed | Outcome::Succeeded | Outcome::Deleted => {
+            format!("rolled back: fix the cause, then push a commit or run `gitmoxi sync --force {}`", record.app.prefix)
+        }
+    };
+    next.log(now, if outcome == Outcome::Superseded { Level::Warn } else { Level::Error }, message);
+    next.finish(outcome, now);
+    let completion = Plan::completion_of(&next, None);
+    Plan { finished: Some((next, completion)), requeue_after: Duration::ZERO, ..Plan::default() }
 }
 
 /// The permission statement id of a push source.
