@@ -257,8 +257,9 @@ pub struct ObservedFunction {
     pub last_update_status_reason: Option<String>,
     /// The version's description (gitmoxi writes the app's fingerprint there).
     pub description: String,
-    /// Normalized configuration fields, compared to find the version that matches `$LATEST`.
-    pub config: BTreeMap<String, String>,
+    /// Every compared configuration field it holds, as [`crate::spec::lambda::config_view`]
+    /// puts it.
+    pub config: BTreeMap<String, serde_json::Value>,
     /// The function's tags.
     pub tags: BTreeMap<String, String>,
 }

@@ -3,8 +3,8 @@
 //! CreateFunction, UpdateFunctionCode, UpdateFunctionConfiguration and the event source mapping
 //! bodies are the user's JSON sent verbatim (the typed builder fills only what the path needs,
 //! then `mutate_request` swaps in the exact body), so every field of the API passes through.
-//! Function configurations are normalized into comparable fields (description excluded: gitmoxi
-//! writes its own on published versions).
+//! Function configurations are read into every compared field (description excluded: gitmoxi
+//! writes its own on published versions), in the planner's comparable form.
 
 use super::sdk_ecs::raw_body;
 use super::{no_retry, AwsError, AwsErrorKind, Lambda};
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, FunctionConfiguration};
 use aws_sdk_lambda::Client;
 use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedMapping};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
 const SERVICE: &str = "lambda";
@@ -42,33 +42,92 @@ fn unqualified(arn: &str) -> String {
     arn.split(':').take(7).collect::<Vec<_>>().join(":")
 }
 
-/// The compared configuration fields, normalized exactly as the planner normalizes a lambdadef.
-fn normalized_config(c: &FunctionConfiguration) -> BTreeMap<String, String> {
+/// Every compared configuration field, as JSON with the API's names, put in the planner's
+/// comparable form by the same function that reads a lambdadef.
+fn normalized_config(c: &FunctionConfiguration) -> BTreeMap<String, Value> {
     let mut v = serde_json::Map::new();
+    let mut put = |field: &str, value: Value| {
+        v.insert(field.to_string(), value);
+    };
     if let Some(h) = c.handler() {
-        v.insert("Handler".into(), Value::from(h));
+        put("Handler", Value::from(h));
     }
     if let Some(r) = c.runtime() {
-        v.insert("Runtime".into(), Value::from(r.as_str()));
+        put("Runtime", Value::from(r.as_str()));
     }
     if let Some(r) = c.role() {
-        v.insert("Role".into(), Value::from(r));
+        put("Role", Value::from(r));
     }
     if let Some(m) = c.memory_size() {
-        v.insert("MemorySize".into(), Value::from(m));
+        put("MemorySize", Value::from(m));
     }
     if let Some(t) = c.timeout() {
-        v.insert("Timeout".into(), Value::from(t));
+        put("Timeout", Value::from(t));
     }
     if let Some(vars) = c.environment().and_then(|e| e.variables()) {
         let vars: serde_json::Map<String, Value> = vars.iter().map(|(k, val)| (k.clone(), Value::from(val.as_str()))).collect();
-        v.insert("Environment".into(), serde_json::json!({ "Variables": vars }));
+        put("Environment", json!({ "Variables": vars }));
     }
-    let layers: Vec<Value> = c.layers().iter().filter_map(|l| l.arn()).map(Value::from).collect();
-    if !layers.is_empty() {
-        v.insert("Layers".into(), Value::Array(layers));
+    put("Layers", c.layers().iter().filter_map(|l| l.arn()).map(Value::from).collect());
+    if let Some(vpc) = c.vpc_config() {
+        put(
+            "VpcConfig",
+            json!({
+                "SubnetIds": vpc.subnet_ids(),
+                "SecurityGroupIds": vpc.security_group_ids(),
+                "Ipv6AllowedForDualStack": vpc.ipv6_allowed_for_dual_stack().unwrap_or(false),
+            }),
+        );
     }
-    gitmoxi_deploy::spec::lambda::normalize_config(&Value::Object(v))
+    if let Some(target) = c.dead_letter_config().and_then(|d| d.target_arn()) {
+        put("DeadLetterConfig", json!({ "TargetArn": target }));
+    }
+    if let Some(key) = c.kms_key_arn() {
+        put("KMSKeyArn", Value::from(key));
+    }
+    if let Some(mode) = c.tracing_config().and_then(|t| t.mode()) {
+        put("TracingConfig", json!({ "Mode": mode.as_str() }));
+    }
+    let file_systems: Vec<Value> =
+        c.file_system_configs().iter().map(|f| json!({ "Arn": f.arn(), "LocalMountPath": f.local_mount_path() })).collect();
+    put("FileSystemConfigs", Value::from(file_systems));
+    if let Some(image) = c.image_config_response().and_then(|r| r.image_config()) {
+        let mut config = serde_json::Map::new();
+        if let Some(entry) = image.entry_point.as_ref() {
+            config.insert("EntryPoint".into(), json!(entry));
+        }
+        if let Some(command) = image.command.as_ref() {
+            config.insert("Command".into(), json!(command));
+        }
+        if let Some(dir) = image.working_directory() {
+            config.insert("WorkingDirectory".into(), Value::from(dir));
+        }
+        put("ImageConfig", Value::Object(config));
+    }
+    if let Some(size) = c.ephemeral_storage().map(|e| e.size()) {
+        put("EphemeralStorage", json!({ "Size": size }));
+    }
+    if let Some(apply_on) = c.snap_start().and_then(|s| s.apply_on()) {
+        put("SnapStart", json!({ "ApplyOn": apply_on.as_str() }));
+    }
+    if let Some(logging) = c.logging_config() {
+        let mut config = serde_json::Map::new();
+        if let Some(format) = logging.log_format() {
+            config.insert("LogFormat".into(), Value::from(format.as_str()));
+        }
+        if let Some(level) = logging.application_log_level() {
+            config.insert("ApplicationLogLevel".into(), Value::from(level.as_str()));
+        }
+        if let Some(level) = logging.system_log_level() {
+            config.insert("SystemLogLevel".into(), Value::from(level.as_str()));
+        }
+        if let Some(group) = logging.log_group() {
+            config.insert("LogGroup".into(), Value::from(group));
+        }
+        put("LoggingConfig", Value::Object(config));
+    }
+    put("Architectures", c.architectures().iter().map(|a| Value::from(a.as_str())).collect());
+    gitmoxi_deploy::spec::lambda::config_view(&Value::Object(v))
 }
 
 fn observed_function(c: &FunctionConfiguration, tags: Option<&HashMap<String, String>>) -> ObservedFunction {

@@ -5,13 +5,15 @@
 //!
 //! Behaviour is chosen by the function's `Environment.Variables.MODE`: `update-fails` makes the
 //! configuration update end `Failed`; `never-ready` keeps new versions `Pending` forever.
-//! Invariant: PublishVersion returns the latest version instead of a new one when neither code
-//! nor configuration changed, like Lambda.
+//! Invariants, as Lambda documents them: a new function holds Lambda's defaults for what its body
+//! leaves out; a published version snapshots every configuration field of `$LATEST`; PublishVersion
+//! returns the latest version instead of a new one when neither code nor any field changed.
 
 use crate::fake::FakeWorld;
 use async_trait::async_trait;
 use gitmoxi::aws::{ApiGateway, AwsError, AwsErrorKind, Lambda};
 use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedMapping};
+use gitmoxi_deploy::spec::lambda::{config_view, COMPARED_FIELDS};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,7 +38,8 @@ impl Default for LambdaKnobs {
 struct FnConfig {
     version: String,
     code_sha: String,
-    config: BTreeMap<String, String>,
+    /// Every compared field, as `config_view` puts it (a version snapshots all of them).
+    config: BTreeMap<String, Value>,
     description: String,
     revision: u64,
     /// When the last update finishes, and whether it fails (reason).
@@ -106,13 +109,38 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn normalized(body: &Value) -> BTreeMap<String, String> {
-    gitmoxi_deploy::spec::lambda::normalize_config(body)
+/// The configuration a new function holds: what the body sets over Lambda's documented defaults
+/// (x86_64, 128 MB, 3 s, 512 MB of /tmp, PassThrough tracing, Text logs to /aws/lambda/NAME).
+fn created_config(body: &Value, name: &str) -> BTreeMap<String, Value> {
+    let mut config = config_view(&serde_json::json!({
+        "Architectures": ["x86_64"],
+        "MemorySize": 128,
+        "Timeout": 3,
+        "EphemeralStorage": {"Size": 512},
+        "TracingConfig": {"Mode": "PassThrough"},
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": format!("/aws/lambda/{name}")},
+    }));
+    config.extend(config_view(body));
+    config
 }
 
-fn mode(config: &BTreeMap<String, String>) -> Option<String> {
-    let env: BTreeMap<String, String> = serde_json::from_str(config.get("Environment")?).ok()?;
-    env.get("MODE").cloned()
+/// UpdateFunctionConfiguration (and the `Architectures` of UpdateFunctionCode): each field the
+/// request names replaces the one held; a field sent empty (`"VpcConfig": {"SubnetIds": []}`)
+/// removes it.
+fn apply_update(config: &mut BTreeMap<String, Value>, request: &Value) {
+    let given = config_view(request);
+    for field in COMPARED_FIELDS {
+        if request.get(*field).is_some() {
+            match given.get(*field) {
+                Some(value) => config.insert((*field).to_string(), value.clone()),
+                None => config.remove(*field),
+            };
+        }
+    }
+}
+
+fn mode(config: &BTreeMap<String, Value>) -> Option<String> {
+    config.get("Environment")?.pointer("/Variables/MODE")?.as_str().map(str::to_string)
 }
 
 fn not_found(operation: &'static str, what: String) -> AwsError {
@@ -176,6 +204,17 @@ impl FakeWorld {
             .get(&(region.into(), function.into()))
             .map(|f| f.versions.iter().map(|v| v.version.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Every compared configuration field a published version (or `$LATEST`) holds, as
+    /// `config_view` puts it.
+    pub fn lambda_config(&self, region: &str, function: &str, version: &str) -> Option<BTreeMap<String, Value>> {
+        let world = self.world();
+        let f = world.lambda.functions.get(&(region.into(), function.into()))?;
+        if version == "$LATEST" {
+            return Some(f.latest.config.clone());
+        }
+        f.versions.iter().find(|v| v.version == version).map(|v| v.config.clone())
     }
 
     /// Whether the function exists.
@@ -305,7 +344,7 @@ impl Lambda for FakeLambda {
             }
             let revision = w.next();
             let ready = w.knobs.ready_delay;
-            let config = normalized(body);
+            let config = created_config(body, &name);
             let never = mode(&config).as_deref() == Some("never-ready");
             let latest = FnConfig {
                 version: "$LATEST".into(),
@@ -345,6 +384,9 @@ impl Lambda for FakeLambda {
                 return Err(conflict("UpdateFunctionCode", "An update is in progress for resource".into()));
             }
             f.latest.code_sha = code_sha(code);
+            if let Some(architectures) = code.get("Architectures") {
+                apply_update(&mut f.latest.config, &serde_json::json!({ "Architectures": architectures }));
+            }
             f.latest.revision = revision;
             f.latest.update_done_at = now + delay;
             f.latest.update_failure = None;
@@ -363,7 +405,10 @@ impl Lambda for FakeLambda {
                 return Err(conflict("UpdateFunctionConfiguration", "An update is in progress for resource".into()));
             }
             let mut merged = f.latest.config.clone();
-            merged.extend(normalized(config));
+            apply_update(&mut merged, config);
+            if let Some(description) = config.get("Description").and_then(Value::as_str) {
+                f.latest.description = description.to_string();
+            }
             let fails = mode(&merged).as_deref() == Some("update-fails");
             f.latest.config = merged;
             f.latest.revision = revision;

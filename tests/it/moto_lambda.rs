@@ -14,10 +14,15 @@ pub const ZIPS: [&str; 2] = [
 ];
 
 pub fn write_function(repo: &TestRepo, zip: &str, batch: u32) {
+    write_function_with(repo, zip, batch, "");
+}
+
+/// The function with more lambdadef members (`extra`: each followed by a comma).
+pub fn write_function_with(repo: &TestRepo, zip: &str, batch: u32, extra: &str) {
     repo.write(
         &format!("{PREFIX}_lambdadef.json"),
         &format!(
-            r#"{{"FunctionName": "hello", "Runtime": "python3.12", "Handler": "app.handler", "Role": "{{{{ lambda_role_arn }}}}",
+            r#"{{"FunctionName": "hello", "Runtime": "python3.12", "Handler": "app.handler", "Role": "{{{{ lambda_role_arn }}}}", {extra}
   "Code": {{"ZipFile": "{zip}"}}, "Timeout": 10, "MemorySize": 128}}
 "#
         ),
@@ -129,6 +134,33 @@ async fn moto_lambda_is_created_shifted_linear_50_wired_to_the_alias_and_deleted
     let mappings = lambda.list_event_source_mappings().function_name(alias_arn).send().await.expect("mappings");
     assert_eq!(mappings.event_source_mappings().len(), 1);
     assert_eq!(mappings.event_source_mappings()[0].batch_size(), Some(7));
+
+    // only the network changes (same code): a new version holds it, the alias moves to it
+    write_function_with(
+        &repo,
+        ZIPS[1],
+        7,
+        r#""VpcConfig": {"SubnetIds": {{ private_subnets | tojson }}, "SecurityGroupIds": ["{{ security_group_id }}"]},"#,
+    );
+    let commit = repo.commit("hello joins the VPC");
+    server.wait_app(PREFIX, Duration::from_secs(60), |a| synced(a) && a["applied_commit"] == commit.as_str()).await;
+    let app = server.app(PREFIX).await.expect("app");
+    assert_eq!(app["last_outcome"], "succeeded", "{app:#?}");
+    let alias = lambda.get_alias().function_name("hello").name("live").send().await.expect("alias");
+    assert_eq!(alias.function_version(), Some("3"), "the VPC change is a new version, not version 2 again");
+    let live = lambda.get_function_configuration().function_name("hello").qualifier("live").send().await.expect("configuration");
+    let vpc = live.vpc_config().expect("the live version is in the VPC");
+    let mut subnets: Vec<String> = vpc.subnet_ids().to_vec();
+    subnets.sort();
+    let mut expected: Vec<String> = serde_json::from_str::<Value>(&infra).expect("outputs")["private_subnets"]["value"]
+        .as_array()
+        .expect("subnets")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(subnets, expected);
+    assert_eq!(vpc.security_group_ids(), [output(&infra, "security_group_id")]);
 
     // the lambdadef is deleted: mapping, permissions and function are gone
     for suffix in ["_lambdadef.json", "_lambdadepdef.json", "_lambdaeventsourcedef.json", "_lambdainput.json"] {

@@ -196,3 +196,29 @@ async fn event_sources_are_wired_to_the_alias_updated_and_removed_with_the_funct
     assert!(sim.world.lambda_mappings().is_empty());
     assert!(sim.run_until(MINUTES, |s| s.store.app(&Sim::key(PREFIX)).unwrap().is_none()).await, "the app is forgotten");
 }
+
+/// Issue 12 item 4: a change to any configuration field deploys; before, a version matching on 7
+/// fields was reused and the deployment reported success with the old network.
+#[tokio::test(start_paused = true)]
+async fn a_network_and_tracing_change_is_published_as_a_new_version_that_holds_them() {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim).await;
+    sim.tree.insert(
+        &format!("{PREFIX}_lambdadef.json"),
+        r#"{"FunctionName": "hello", "Runtime": "python3.12", "Handler": "app.handler",
+  "Role": "arn:aws:iam::123456789012:role/hello", "Code": {"ZipFile": "djE="},
+  "Environment": {"Variables": {"MODE": "ok"}},
+  "VpcConfig": {"SubnetIds": ["subnet-2", "subnet-1"], "SecurityGroupIds": ["sg-9"]},
+  "TracingConfig": {"Mode": "Active"}, "EphemeralStorage": {"Size": 2048}}"#,
+    );
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| on_version(s, "2")).await, "{:?}", sim.history(PREFIX));
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    let live = sim.world.lambda_config(REGION, "hello", "2").expect("version 2");
+    assert_eq!(live["VpcConfig"]["SubnetIds"], serde_json::json!(["subnet-1", "subnet-2"]));
+    assert_eq!(live["TracingConfig"], serde_json::json!({"Mode": "Active"}));
+    assert_eq!(live["EphemeralStorage"], serde_json::json!({"Size": 2048}));
+    let old = sim.world.lambda_config(REGION, "hello", "1").expect("version 1");
+    assert!(!old.contains_key("VpcConfig"), "version 1 keeps what it was published with: {old:?}");
+    assert_eq!(old["TracingConfig"], serde_json::json!({"Mode": "PassThrough"}), "Lambda's default");
+}

@@ -146,31 +146,153 @@ impl LambdaApp {
     }
 }
 
-/// The configuration fields compared between a lambdadef, `$LATEST` and published versions, as
-/// strings (environment variables sorted). The SDK adapter normalizes what Lambda reports with
-/// this same function, so both sides always agree on the form.
-pub fn normalize_config(config: &Value) -> std::collections::BTreeMap<String, String> {
+/// The fields compared between a lambdadef, `$LATEST` and published versions: every
+/// UpdateFunctionConfiguration field but `Description` (gitmoxi writes its own on versions),
+/// plus `Architectures` (sent with the code).
+pub const COMPARED_FIELDS: &[&str] = &[
+    "Role",
+    "Handler",
+    "Timeout",
+    "MemorySize",
+    "VpcConfig",
+    "Environment",
+    "Runtime",
+    "DeadLetterConfig",
+    "KMSKeyArn",
+    "TracingConfig",
+    "Layers",
+    "FileSystemConfigs",
+    "ImageConfig",
+    "EphemeralStorage",
+    "SnapStart",
+    "LoggingConfig",
+    "Architectures",
+];
+
+/// A function configuration in one comparable form: `config` is a CreateFunction body or a
+/// GetFunctionConfiguration answer (as JSON with the API's field names); the result holds each
+/// compared field it sets, canonical (numbers from strings, id lists sorted, layers as ARNs,
+/// `ImageConfigResponse` unwrapped, read-only parts such as `VpcId` dropped). The SDK adapter and
+/// the fake world read AWS through this same function, so both sides always agree on the form.
+pub fn config_view(config: &Value) -> std::collections::BTreeMap<String, Value> {
     let mut out = std::collections::BTreeMap::new();
-    for field in ["Handler", "Runtime", "Role"] {
-        if let Some(v) = config.get(field).and_then(Value::as_str) {
-            out.insert(field.to_string(), v.to_string());
+    for field in COMPARED_FIELDS {
+        let raw = match *field {
+            "ImageConfig" => config.get("ImageConfig").or_else(|| config.pointer("/ImageConfigResponse/ImageConfig")),
+            other => config.get(other),
+        };
+        if let Some(value) = raw.and_then(|v| canonical(field, v)) {
+            out.insert((*field).to_string(), value);
         }
-    }
-    for field in ["MemorySize", "Timeout"] {
-        if let Some(v) = config.get(field).and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))) {
-            out.insert(field.to_string(), v.to_string());
-        }
-    }
-    if let Some(vars) = config.pointer("/Environment/Variables").and_then(Value::as_object) {
-        let sorted: std::collections::BTreeMap<&String, String> =
-            vars.iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
-        out.insert("Environment".into(), serde_json::to_string(&sorted).unwrap_or_default());
-    }
-    if let Some(layers) = config.get("Layers").and_then(Value::as_array).filter(|l| !l.is_empty()) {
-        let arns: Vec<&str> = layers.iter().filter_map(Value::as_str).collect();
-        out.insert("Layers".into(), arns.join(","));
     }
     out
+}
+
+/// One field in canonical form; `None` when it says nothing (null, empty).
+fn canonical(field: &str, v: &Value) -> Option<Value> {
+    let number = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())).map(Value::from);
+    let sorted_strings = |v: Option<&Value>| {
+        let mut items: Vec<String> =
+            v.and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default();
+        items.sort();
+        Value::from(items)
+    };
+    let value = match field {
+        "MemorySize" | "Timeout" => number(v)?,
+        "Environment" => {
+            let vars: Map<String, Value> = v
+                .get("Variables")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    let mut sorted: Vec<(&String, &Value)> = m.iter().collect();
+                    sorted.sort_by(|a, b| a.0.cmp(b.0));
+                    sorted
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), Value::from(v.as_str().map_or_else(|| v.to_string(), str::to_string))))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if vars.is_empty() {
+                return None;
+            }
+            serde_json::json!({ "Variables": vars })
+        }
+        "Layers" => {
+            let arns: Vec<Value> =
+                v.as_array()?.iter().filter_map(|l| l.as_str().or_else(|| l.get("Arn").and_then(Value::as_str))).map(Value::from).collect();
+            if arns.is_empty() {
+                return None;
+            }
+            Value::from(arns)
+        }
+        "VpcConfig" => {
+            let subnets = sorted_strings(v.get("SubnetIds"));
+            let groups = sorted_strings(v.get("SecurityGroupIds"));
+            let ipv6 = v.get("Ipv6AllowedForDualStack").and_then(Value::as_bool).unwrap_or(false);
+            if subnets.as_array().is_some_and(Vec::is_empty) && groups.as_array().is_some_and(Vec::is_empty) {
+                return None;
+            }
+            serde_json::json!({ "SubnetIds": subnets, "SecurityGroupIds": groups, "Ipv6AllowedForDualStack": ipv6 })
+        }
+        "EphemeralStorage" => serde_json::json!({ "Size": number(v.get("Size")?)? }),
+        "Architectures" => {
+            let archs = sorted_strings(Some(v));
+            if archs.as_array().is_some_and(Vec::is_empty) {
+                return None;
+            }
+            archs
+        }
+        "FileSystemConfigs" => {
+            let mut items: Vec<Value> = v
+                .as_array()?
+                .iter()
+                .map(|c| serde_json::json!({ "Arn": c.get("Arn").cloned().unwrap_or(Value::Null), "LocalMountPath": c.get("LocalMountPath").cloned().unwrap_or(Value::Null) }))
+                .collect();
+            if items.is_empty() {
+                return None;
+            }
+            items.sort_by_key(|i| i.to_string());
+            Value::from(items)
+        }
+        "DeadLetterConfig" => {
+            let target = v.get("TargetArn").and_then(Value::as_str).filter(|t| !t.is_empty())?;
+            serde_json::json!({ "TargetArn": target })
+        }
+        "KMSKeyArn" => Value::from(v.as_str().filter(|k| !k.is_empty())?),
+        _ => match v {
+            Value::Null => return None,
+            Value::Object(o) if o.is_empty() => return None,
+            other => other.clone(),
+        },
+    };
+    Some(value)
+}
+
+/// The compared fields where `aws` (a [`config_view`] of what Lambda holds) does not hold what
+/// `file` (a [`config_view`] of the lambdadef) sets, as `field: file value ≠ AWS value` lines.
+/// Objects compare by the keys the file sets (Lambda adds defaults such as `LogGroup`), except
+/// `Environment`, whose variables Lambda replaces as a whole.
+pub fn config_differences(
+    file: &std::collections::BTreeMap<String, Value>,
+    aws: &std::collections::BTreeMap<String, Value>,
+) -> Vec<String> {
+    file.iter()
+        .filter(|(field, want)| !aws.get(*field).is_some_and(|got| if *field == "Environment" { want == &got } else { holds(want, got) }))
+        .map(|(field, want)| {
+            format!(
+                "{field}: the file sets {want}, Lambda holds {}",
+                aws.get(field).map_or_else(|| "nothing".to_string(), Value::to_string)
+            )
+        })
+        .collect()
+}
+
+/// Whether `got` holds everything `want` sets: objects by `want`'s keys, the rest equal.
+fn holds(want: &Value, got: &Value) -> bool {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => w.iter().all(|(k, wv)| g.get(k).is_some_and(|gv| holds(wv, gv))),
+        (w, g) => w == g,
+    }
 }
 
 const DEPDEF_FIELDS: &[&str] = &[

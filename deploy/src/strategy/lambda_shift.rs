@@ -12,7 +12,7 @@ use super::{new_record, short_commit, Desired, StepInput, STEADY_REQUEUE};
 use crate::observed::{FunctionState, LastUpdateStatus, ObservedFunction, ObservedLambda};
 use crate::plan::{Action, Completion, Plan};
 use crate::record::{DeploymentRecord, FailureCause, LambdaPhase, Level, Operation, Outcome, Phase, Strategy};
-use crate::spec::lambda::{EventSources, PushSource};
+use crate::spec::lambda::{config_differences, config_view, EventSources, PushSource};
 use crate::spec::{AppSpec, DesiredApp, Identity, LambdaApp};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -71,34 +71,48 @@ fn function_name(record: &DeploymentRecord) -> String {
     }
 }
 
-/// The published version whose code and configuration match `$LATEST`.
-pub fn matching_version(observed: &ObservedLambda) -> Option<&ObservedFunction> {
+/// The newest published version that holds `$LATEST`'s code and every compared configuration
+/// field the lambdadef sets.
+pub fn matching_version<'o>(app: &LambdaApp, observed: &'o ObservedLambda) -> Option<&'o ObservedFunction> {
     let latest = observed.function.as_ref()?;
-    observed.versions.iter().rev().find(|v| v.code_sha256 == latest.code_sha256 && v.config == latest.config)
+    let file = config_view(&app.lambdadef);
+    observed.versions.iter().rev().find(|v| v.code_sha256 == latest.code_sha256 && config_differences(&file, &v.config).is_empty())
 }
 
-/// Whether `$LATEST` already has every compared configuration field of the lambdadef.
-fn config_matches(app: &LambdaApp, latest: &ObservedFunction) -> bool {
-    crate::spec::lambda::normalize_config(&app.lambdadef).iter().all(|(k, v)| latest.config.get(k) == Some(v))
+/// What `$LATEST` does not hold of the lambdadef's configuration (every compared field, and the
+/// description when the file sets one).
+fn config_gaps(app: &LambdaApp, latest: &ObservedFunction) -> Vec<String> {
+    let mut gaps = config_differences(&config_view(&app.lambdadef), &latest.config);
+    if let Some(description) = app.lambdadef.get("Description").and_then(Value::as_str) {
+        if description != latest.description {
+            gaps.push(format!("Description: the file sets {description:?}, Lambda holds {:?}", latest.description));
+        }
+    }
+    gaps
 }
 
-/// Whether `$LATEST` already holds this code (ZipFile by SHA-256; S3 code cannot be compared).
+/// Whether `$LATEST` already holds this code (ZipFile by SHA-256, and the architectures the file
+/// sets; S3 and image code cannot be compared).
 fn code_matches(app: &LambdaApp, latest: &ObservedFunction) -> bool {
-    match app.code().get("ZipFile").and_then(Value::as_str) {
+    let architectures = config_view(&json!({ "Architectures": app.lambdadef.get("Architectures") }));
+    let zip_matches = match app.code().get("ZipFile").and_then(Value::as_str) {
         Some(zip) => crate::spec::fingerprint::lambda_code_sha256(zip).is_some_and(|sha| sha == latest.code_sha256),
         None => false,
+    };
+    zip_matches && config_differences(&architectures, &latest.config).is_empty()
+}
+
+/// The UpdateFunctionCode fields: the `Code` object, and `Architectures` when the file sets them.
+fn code_update(app: &LambdaApp) -> Value {
+    let mut code = app.code();
+    if let Some(architectures) = app.lambdadef.get("Architectures") {
+        code.insert("Architectures".into(), architectures.clone());
     }
+    Value::Object(code)
 }
 
 fn alias_arn(observed: &ObservedLambda, alias: &str) -> Option<String> {
     observed.alias.as_ref().map(|a| a.arn.clone()).or_else(|| observed.function.as_ref().map(|f| format!("{}:{alias}", f.arn)))
-}
-
-/// Whether the lambdadef sets configuration fields that are not compared (VPC, layers' config…):
-/// then only the function's change marker can show that the update landed.
-fn has_uncompared_config(app: &LambdaApp) -> bool {
-    let compared = crate::spec::lambda::normalize_config(&app.lambdadef);
-    app.configuration().keys().any(|k| k != "Description" && !compared.contains_key(k))
 }
 
 /// The alias action that puts `weight` % on `version` (the rest on `previous`).
@@ -224,11 +238,7 @@ fn update(cx: &Step<'_>, revision_before: &str, sent: bool) -> Plan {
     // Endpoints without revision ids (emulators) cannot show that an update landed: there,
     // an update that was sent counts once the compared fields agree.
     let unmarked = latest.revision_id.is_empty() && sent;
-    let skip = if code_phase {
-        code_matches(app, latest) || unmarked
-    } else {
-        config_matches(app, latest) && (unmarked || !has_uncompared_config(app))
-    };
+    let skip = if code_phase { code_matches(app, latest) || unmarked } else { config_gaps(app, latest).is_empty() };
     if landed || skip {
         if code_phase {
             next.log(
@@ -245,7 +255,7 @@ fn update(cx: &Step<'_>, revision_before: &str, sent: bool) -> Plan {
     }
     let action = if code_phase {
         next.phase = Phase::Lambda(LambdaPhase::UpdateCode { revision_before: revision_before.to_string(), sent: true });
-        Action::LambdaUpdateCode { function: name.clone(), code: Value::Object(app.code()) }
+        Action::LambdaUpdateCode { function: name.clone(), code: code_update(app) }
     } else {
         next.phase = Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: revision_before.to_string(), sent: true });
         Action::LambdaUpdateConfig { function: name.clone(), config: Value::Object(app.configuration()) }
@@ -254,7 +264,8 @@ fn update(cx: &Step<'_>, revision_before: &str, sent: bool) -> Plan {
     Plan { next_record: persist, actions: vec![action], requeue_after: POLL, ..Plan::default() }
 }
 
-/// Publish a version, unless one already matches `$LATEST` (code SHA-256 + config).
+/// Publish a version, unless one already holds the code and every compared field. `$LATEST` must
+/// hold them first: an update Lambda did not apply fails the deployment instead of publishing.
 fn publish(cx: &Step<'_>) -> Plan {
     let record = cx.record;
     let now = cx.now;
@@ -266,7 +277,15 @@ fn publish(cx: &Step<'_>) -> Plan {
     if latest.last_update_status == LastUpdateStatus::InProgress || latest.state == FunctionState::Pending {
         return Plan::wait(POLL);
     }
-    if let Some(v) = matching_version(observed) {
+    let mut gaps = config_differences(&config_view(&app.lambdadef), &latest.config);
+    if app.code().contains_key("ZipFile") && !code_matches(app, latest) {
+        gaps.push(format!("Code: $LATEST's SHA-256 is {}, not the ZipFile's", latest.code_sha256));
+    }
+    if !gaps.is_empty() {
+        let message = format!("$LATEST of {name} does not hold what the lambdadef sets: {}", gaps.join("; "));
+        return fail(record, now, aws_rejected("UpdateFunctionConfiguration", "NotApplied", &gaps.join("; ")), &message);
+    }
+    if let Some(v) = matching_version(app, observed) {
         let budget = app.depdef.readiness.wait_interval_secs * u64::from(app.depdef.readiness.max_retries) * 1000;
         next.log(now, Level::Info, format!("version {} holds this code and configuration", v.version));
         next.enter(Phase::Lambda(LambdaPhase::Ready { version: v.version.clone(), deadline_ms: now + budget }), now);

@@ -14,11 +14,16 @@ const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgrou
 const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:jobs";
 
 fn app(zip: &str, depdef: &str, sources: Option<&str>) -> DesiredApp {
+    app_with(zip, "", depdef, sources)
+}
+
+/// The test app with more lambdadef fields (`extra`: JSON members, each followed by a comma).
+fn app_with(zip: &str, extra: &str, depdef: &str, sources: Option<&str>) -> DesiredApp {
     let mut tree = MemTree::new()
         .with(
             "fn/hello_lambdadef.json",
             &format!(
-                r#"{{"FunctionName": "hello", "Runtime": "python3.12", "Handler": "app.handler", "Role": "arn:aws:iam::123456789012:role/r",
+                r#"{{"FunctionName": "hello", "Runtime": "python3.12", "Handler": "app.handler", "Role": "arn:aws:iam::123456789012:role/r", {extra}
                      "Code": {{"ZipFile": "{zip}"}}}}"#
             ),
         )
@@ -62,8 +67,9 @@ fn run_commit(
     })
 }
 
-fn config() -> BTreeMap<String, String> {
-    BTreeMap::from([("Handler".to_string(), "app.handler".to_string())])
+/// What Lambda holds once the test lambdadef's configuration is applied.
+fn config() -> BTreeMap<String, Value> {
+    config_view(&serde_json::json!({"Runtime": "python3.12", "Handler": "app.handler", "Role": "arn:aws:iam::123456789012:role/r"}))
 }
 
 fn function(version: &str, sha: &str, revision: &str) -> ObservedFunction {
@@ -77,6 +83,12 @@ fn function(version: &str, sha: &str, revision: &str) -> ObservedFunction {
         config: config(),
         ..Default::default()
     }
+}
+
+/// `f` still configured with the handler of an older lambdadef.
+fn old_handler(mut f: ObservedFunction) -> ObservedFunction {
+    f.config.insert("Handler".into(), Value::from("old.handler"));
+    f
 }
 
 fn deployed(version: &str, sha: &str) -> Observed {
@@ -116,9 +128,10 @@ fn to_ready(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     assert!(matches!(plan.actions.as_slice(), [Action::LambdaUpdateCode { .. }]), "{:?}", plan.actions);
     // the update lands: a new revision, in progress
     let new_sha = crate::spec::fingerprint::lambda_code_sha256("bmV3").expect("sha");
-    obs.lambda.function = Some(ObservedFunction { last_update_status: "InProgress".into(), ..function("$LATEST", &new_sha, "r2") });
+    obs.lambda.function =
+        Some(ObservedFunction { last_update_status: "InProgress".into(), ..old_handler(function("$LATEST", &new_sha, "r2")) });
     assert!(advance(desired, &mut record, &obs, 1_000).actions.is_empty(), "waits while InProgress");
-    obs.lambda.function = Some(function("$LATEST", &new_sha, "r2"));
+    obs.lambda.function = Some(old_handler(function("$LATEST", &new_sha, "r2")));
     advance(desired, &mut record, &obs, 2_000);
     assert_eq!(record.phase, Phase::Lambda(LambdaPhase::UpdateConfig { revision_before: "r2@".into(), sent: false }));
     let plan = advance(desired, &mut record, &obs, 2_000);
@@ -359,4 +372,106 @@ fn a_stage_variable_integration_points_at_the_variable() {
     };
     let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &ObservedLambda::default());
     assert!(actions.contains(&Action::ApiCreateIntegration { api_id: "a".into(), uri: format!("{ARN}:${{stageVariables.lambdaAlias}}") }));
+}
+
+const VPC: &str =
+    r#""VpcConfig": {"SubnetIds": ["subnet-b", "subnet-a"], "SecurityGroupIds": ["sg-1"]}, "TracingConfig": {"Mode": "Active"},"#;
+
+/// What GetFunctionConfiguration reports for a function holding `VPC` (its own order, `VpcId`,
+/// `LoggingConfig` defaults) on top of the test lambdadef's fields.
+fn with_vpc(mut f: ObservedFunction) -> ObservedFunction {
+    f.config.extend(config_view(&serde_json::json!({
+        "VpcConfig": {"SubnetIds": ["subnet-a", "subnet-b"], "SecurityGroupIds": ["sg-1"], "VpcId": "vpc-9", "Ipv6AllowedForDualStack": false},
+        "TracingConfig": {"Mode": "Active"},
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": "/aws/lambda/hello"},
+    })));
+    f
+}
+
+#[test]
+fn a_vpc_change_publishes_a_new_version_instead_of_reusing_one_with_the_old_network() {
+    // same code, same handler: only the network and tracing change
+    let desired = app_with("bmV3", VPC, CANARY, None);
+    let sha = crate::spec::fingerprint::lambda_code_sha256("bmV3").expect("sha");
+    let mut obs = deployed("1", &sha);
+    let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
+    advance(&desired, &mut record, &obs, 0);
+    assert!(matches!(record.phase, Phase::Lambda(LambdaPhase::UpdateConfig { .. })), "{:?}", record.phase);
+    let plan = advance(&desired, &mut record, &obs, 0);
+    let [Action::LambdaUpdateConfig { config, .. }] = plan.actions.as_slice() else { panic!("the VPC change is sent: {:?}", plan.actions) };
+    assert_eq!(config["VpcConfig"]["SubnetIds"], serde_json::json!(["subnet-b", "subnet-a"]));
+    obs.lambda.function = Some(with_vpc(function("$LATEST", &sha, "r2")));
+    advance(&desired, &mut record, &obs, 1_000);
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::Publish));
+    let plan = advance(&desired, &mut record, &obs, 1_000);
+    assert!(
+        matches!(plan.actions.as_slice(), [Action::LambdaPublishVersion { .. }]),
+        "version 1 has this code but not this network: a new version is published, got {:?} / {:?}",
+        plan.actions,
+        record.phase
+    );
+    // once published, the new version is the match (the old one still is not)
+    obs.lambda.versions.push(with_vpc(function("2", &sha, "r2")));
+    advance(&desired, &mut record, &obs, 2_000);
+    assert!(matches!(&record.phase, Phase::Lambda(LambdaPhase::Ready { version, .. }) if version == "2"), "{:?}", record.phase);
+}
+
+#[test]
+fn a_configuration_lambda_did_not_apply_fails_the_deployment_instead_of_publishing() {
+    let desired = app_with("bmV3", VPC, CANARY, None);
+    let sha = crate::spec::fingerprint::lambda_code_sha256("bmV3").expect("sha");
+    let mut obs = deployed("1", &sha);
+    let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
+    advance(&desired, &mut record, &obs, 0);
+    advance(&desired, &mut record, &obs, 0);
+    // the update "landed" (new revision, Successful) but the function has no tracing
+    let mut landed = with_vpc(function("$LATEST", &sha, "r2"));
+    landed.config.remove("TracingConfig");
+    obs.lambda.function = Some(landed);
+    advance(&desired, &mut record, &obs, 1_000);
+    let plan = advance(&desired, &mut record, &obs, 1_000);
+    assert!(plan.actions.is_empty(), "nothing is published: {:?}", plan.actions);
+    assert_eq!(record.outcome, Some(Outcome::Failed));
+    assert!(record.evidence.iter().any(|e| e.contains("TracingConfig")), "{:?}", record.evidence);
+}
+
+#[test]
+fn the_comparable_form_of_a_lambdadef_and_of_what_lambda_reports_agree() {
+    let file = config_view(&serde_json::json!({
+        "MemorySize": "256", "Layers": ["arn:layer:1"], "Architectures": ["arm64"],
+        "ImageConfig": {"Command": ["run"]}, "EphemeralStorage": {"Size": 1024},
+        "LoggingConfig": {"LogFormat": "JSON"}, "DeadLetterConfig": {"TargetArn": "arn:sqs:dlq"},
+        "Environment": {"Variables": {"B": "2", "A": 1}}, "Description": "not compared",
+    }));
+    let aws = config_view(&serde_json::json!({
+        "MemorySize": 256, "Layers": [{"Arn": "arn:layer:1", "CodeSize": 10}], "Architectures": ["arm64"],
+        "ImageConfigResponse": {"ImageConfig": {"Command": ["run"]}}, "EphemeralStorage": {"Size": 1024},
+        "LoggingConfig": {"LogFormat": "JSON", "LogGroup": "/aws/lambda/hello"}, "DeadLetterConfig": {"TargetArn": "arn:sqs:dlq"},
+        "Environment": {"Variables": {"A": "1", "B": "2"}}, "Description": "whatever",
+    }));
+    assert_eq!(config_differences(&file, &aws), Vec::<String>::new());
+    assert!(!file.contains_key("Description"));
+    // an extra variable in Lambda is a difference; an extra LoggingConfig default is not
+    let mut extra = aws.clone();
+    extra.insert("Environment".into(), serde_json::json!({"Variables": {"A": "1", "B": "2", "C": "3"}}));
+    assert_eq!(config_differences(&file, &extra).len(), 1);
+    let mut arch = aws;
+    arch.insert("Architectures".into(), serde_json::json!(["x86_64"]));
+    assert!(
+        config_differences(&file, &arch)[0].starts_with("Architectures: the file sets [\"arm64\"]"),
+        "{:?}",
+        config_differences(&file, &arch)
+    );
+}
+
+#[test]
+fn an_architecture_change_is_sent_with_the_code() {
+    let desired = app_with("bmV3", r#""Architectures": ["arm64"],"#, CANARY, None);
+    let sha = crate::spec::fingerprint::lambda_code_sha256("bmV3").expect("sha");
+    let obs = deployed("1", &sha); // same zip, x86_64 (nothing reported: the default)
+    let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
+    let plan = advance(&desired, &mut record, &obs, 0);
+    let [Action::LambdaUpdateCode { code, .. }] = plan.actions.as_slice() else { panic!("{:?}", plan.actions) };
+    assert_eq!(code["Architectures"], serde_json::json!(["arm64"]));
+    assert_eq!(code["ZipFile"], "bmV3");
 }
