@@ -128,6 +128,9 @@ pub fn detect(app: &DesiredApp, applied: &AppliedState, observed: &Observed, pol
             if observed.lambda.function.is_none() {
                 return (!policy.ignore_existence).then(|| format!("function {} is gone", l.function_name));
             }
+            if let Some(gaps) = wiring_drift(l, applied, &observed.lambda) {
+                return Some(gaps);
+            }
             let want = applied.task_definition.as_deref()?;
             let alias = observed.lambda.alias.as_ref();
             let points = alias.map_or("nothing", |a| a.function_version.as_str());
@@ -137,6 +140,62 @@ pub fn detect(app: &DesiredApp, applied: &AppliedState, observed: &Observed, pol
             })
         }
     }
+}
+
+/// When the look observed the wiring: what the event sources lack (a mapping deleted by hand, a
+/// permission removed, a changed batch size…), as the actions that would heal it.
+fn wiring_drift(app: &crate::spec::LambdaApp, applied: &AppliedState, observed: &crate::observed::ObservedLambda) -> Option<String> {
+    if !observed.wiring_observed {
+        return None;
+    }
+    let alias_arn = observed.alias.as_ref()?.arn.clone();
+    let retired = crate::strategy::lambda_shift::retired_sources(applied);
+    let actions =
+        crate::strategy::lambda_shift::wiring_actions(&app.function_name, &app.alias, &alias_arn, &app.event_sources, retired, observed);
+    let first = actions.first()?;
+    use crate::plan::Action;
+    let what = match first {
+        Action::LambdaCreateMapping { body } => {
+            format!("the mapping from {} is missing", body.get("EventSourceArn").and_then(serde_json::Value::as_str).unwrap_or("?"))
+        }
+        Action::LambdaUpdateMapping { uuid, body } => {
+            let fields: Vec<&String> = body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+            format!("mapping {uuid} differs in {fields:?}")
+        }
+        Action::LambdaDeleteMapping { uuid } => format!("mapping {uuid} is not in the file"),
+        Action::LambdaAddPermission { principal, .. } => format!("the permission for {principal} is missing"),
+        Action::LambdaRemovePermission { sid, .. } => format!("permission {sid} is not in the file"),
+        Action::ElbRegisterLambda { target_group, .. } => format!("the alias is not a target of {target_group}"),
+        Action::ElbDeregisterLambda { target_group, .. } => format!("the alias is still a target of {target_group}"),
+        Action::ApiCreateIntegration { api_id, .. } => format!("API {api_id} has no integration to the alias"),
+        Action::ApiSetRouteTarget { api_id, route_id, .. } => format!("route {route_id} of API {api_id} does not target the alias"),
+        Action::ApiDeleteIntegration { api_id, integration_id } => {
+            format!("integration {integration_id} of API {api_id} is not in the file")
+        }
+        Action::EcsRegisterTaskDefinition { .. }
+        | Action::EcsCreateService { .. }
+        | Action::EcsUpdateService { .. }
+        | Action::EcsDeleteService { .. }
+        | Action::EcsTagResource { .. }
+        | Action::EcsCreateTaskSet { .. }
+        | Action::EcsUpdateTaskSetScale { .. }
+        | Action::EcsUpdatePrimaryTaskSet { .. }
+        | Action::EcsDeleteTaskSet { .. }
+        | Action::ElbSetForwardWeights { .. }
+        | Action::LambdaCreateFunction { .. }
+        | Action::LambdaUpdateCode { .. }
+        | Action::LambdaUpdateConfig { .. }
+        | Action::LambdaPublishVersion { .. }
+        | Action::LambdaCreateAlias { .. }
+        | Action::LambdaSetAlias { .. }
+        | Action::LambdaDeleteVersion { .. }
+        | Action::LambdaDeleteFunction { .. } => format!("{} is needed", first.operation()),
+    };
+    Some(format!(
+        "event sources of alias {} differ from the file: {what}{}",
+        app.alias,
+        if actions.len() > 1 { format!(" (and {} more)", actions.len() - 1) } else { String::new() }
+    ))
 }
 
 #[cfg(test)]

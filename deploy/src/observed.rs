@@ -229,6 +229,9 @@ pub struct ObservedLambda {
     pub elb_targets: BTreeMap<String, Vec<String>>,
     /// API Gateway v2 integrations of the push-source APIs: (api id, integration id, uri).
     pub integrations: Vec<(String, String, String)>,
+    /// The wiring (mappings, permissions, targets, integrations) was observed in this pass.
+    #[serde(default)]
+    pub wiring_observed: bool,
     /// API Gateway v2 route targets: (api id, route id) → target.
     pub route_targets: BTreeMap<(String, String), Option<String>>,
 }
@@ -297,4 +300,7 @@ pub struct ObservedMapping {
     pub maximum_batching_window_secs: Option<u32>,
     /// Whether the mapping is enabled.
     pub enabled: bool,
+    /// Every updatable field Lambda reports, as [`crate::spec::lambda::mapping_view`] puts it.
+    #[serde(default)]
+    pub config: BTreeMap<String, serde_json::Value>,
 }

@@ -196,6 +196,20 @@ pub enum Action {
         /// The alias's ARN.
         target: String,
     },
+    /// DeregisterTargets: the alias ARN out of a lambda-type target group.
+    ElbDeregisterLambda {
+        /// The target group's ARN.
+        target_group: String,
+        /// The alias's ARN.
+        target: String,
+    },
+    /// DeleteIntegration on an HTTP API (after the route no longer targets it).
+    ApiDeleteIntegration {
+        /// The HTTP API's id.
+        api_id: String,
+        /// The integration's id.
+        integration_id: String,
+    },
     /// CreateIntegration (AWS_PROXY) to `uri` on an HTTP API.
     ApiCreateIntegration {
         /// The HTTP API's id.
@@ -203,7 +217,7 @@ pub enum Action {
         /// The integration's URI (the alias's ARN).
         uri: String,
     },
-    /// UpdateRoute: its target (`integrations/<id>`).
+    /// UpdateRoute: its target (`integrations/<id>`; empty: no target).
     ApiSetRouteTarget {
         /// The HTTP API's id.
         api_id: String,
@@ -242,6 +256,8 @@ impl Action {
             Action::LambdaAddPermission { .. } => "AddPermission",
             Action::LambdaRemovePermission { .. } => "RemovePermission",
             Action::ElbRegisterLambda { .. } => "RegisterTargets",
+            Action::ElbDeregisterLambda { .. } => "DeregisterTargets",
+            Action::ApiDeleteIntegration { .. } => "DeleteIntegration",
             Action::ApiCreateIntegration { .. } => "CreateIntegration",
             Action::ApiSetRouteTarget { .. } => "UpdateRoute",
         }

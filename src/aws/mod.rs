@@ -81,6 +81,8 @@ pub trait Elb: Send + Sync {
     async fn registered_targets(&self, target_group: &str) -> Result<Vec<String>, AwsError>;
     /// RegisterTargets with one target id (a Lambda alias ARN).
     async fn register_target(&self, target_group: &str, target: &str) -> Result<(), AwsError>;
+    /// DeregisterTargets: take one target (a Lambda alias ARN) out of a target group.
+    async fn deregister_target(&self, target_group: &str, target: &str) -> Result<(), AwsError>;
 }
 
 /// The Lambda operations gitmoxi uses.
@@ -127,8 +129,10 @@ pub trait ApiGateway: Send + Sync {
     async fn route_target(&self, api_id: &str, route_id: &str) -> Result<Option<String>, AwsError>;
     /// CreateIntegration: AWS_PROXY to `uri`, payload format 2.0.
     async fn create_integration(&self, api_id: &str, uri: &str) -> Result<(), AwsError>;
-    /// UpdateRoute: set its target.
+    /// UpdateRoute: set its target (empty: no target).
     async fn set_route_target(&self, api_id: &str, route_id: &str, target: &str) -> Result<(), AwsError>;
+    /// DeleteIntegration (a missing one counts as deleted).
+    async fn delete_integration(&self, api_id: &str, integration_id: &str) -> Result<(), AwsError>;
 }
 
 /// The CloudWatch operations gitmoxi uses.

@@ -55,7 +55,8 @@ impl ApiGateway for SdkApiGateway {
     async fn route_target(&self, api_id: &str, route_id: &str) -> Result<Option<String>, AwsError> {
         let out =
             self.client.get_route().api_id(api_id).route_id(route_id).send().await.map_err(|e| AwsError::from_sdk(SERVICE, "GetRoute", e));
-        Ok(self.track("GetRoute", out)?.target().map(str::to_string))
+        // a route without a target reports none (or an empty one)
+        Ok(self.track("GetRoute", out)?.target().filter(|t| !t.is_empty()).map(str::to_string))
     }
 
     async fn create_integration(&self, api_id: &str, uri: &str) -> Result<(), AwsError> {
@@ -86,5 +87,21 @@ impl ApiGateway for SdkApiGateway {
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "UpdateRoute", e));
         self.track("UpdateRoute", out).map(|_| ())
+    }
+
+    async fn delete_integration(&self, api_id: &str, integration_id: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .delete_integration()
+            .api_id(api_id)
+            .integration_id(integration_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DeleteIntegration", e));
+        match self.track("DeleteIntegration", out) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == super::AwsErrorKind::NotFound || e.code == "NotFoundException" => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -230,6 +230,19 @@ impl Elb for SdkElb {
             .map_err(|e| AwsError::from_sdk(SERVICE, "RegisterTargets", e));
         self.track("RegisterTargets", out).map(|_| ())
     }
+
+    async fn deregister_target(&self, target_group: &str, target: &str) -> Result<(), AwsError> {
+        let description = aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(target).build();
+        let out = self
+            .client
+            .deregister_targets()
+            .target_group_arn(target_group)
+            .targets(description)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DeregisterTargets", e));
+        self.track("DeregisterTargets", out).map(|_| ())
+    }
 }
 
 #[cfg(test)]

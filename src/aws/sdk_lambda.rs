@@ -130,6 +130,42 @@ fn normalized_config(c: &FunctionConfiguration) -> BTreeMap<String, Value> {
     gitmoxi_deploy::spec::lambda::config_view(&Value::Object(v))
 }
 
+/// Every updatable field of a mapping, as JSON with the API's names, in the planner's form.
+fn mapping_config(m: &aws_sdk_lambda::types::EventSourceMappingConfiguration) -> BTreeMap<String, Value> {
+    let mut v = serde_json::Map::new();
+    let mut put = |field: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            v.insert(field.to_string(), value);
+        }
+    };
+    put("BatchSize", m.batch_size().map(Value::from));
+    put("MaximumBatchingWindowInSeconds", m.maximum_batching_window_in_seconds().map(Value::from));
+    put("Enabled", Some(Value::Bool(!matches!(m.state(), Some("Disabled" | "Disabling")))));
+    put(
+        "FilterCriteria",
+        m.filter_criteria()
+            .map(|f| json!({ "Filters": f.filters().iter().map(|p| json!({ "Pattern": p.pattern() })).collect::<Vec<_>>() })),
+    );
+    put(
+        "DestinationConfig",
+        m.destination_config().map(|d| {
+            let mut config = serde_json::Map::new();
+            if let Some(destination) = d.on_failure().and_then(|f| f.destination()) {
+                config.insert("OnFailure".into(), json!({ "Destination": destination }));
+            }
+            Value::Object(config)
+        }),
+    );
+    put("MaximumRecordAgeInSeconds", m.maximum_record_age_in_seconds().map(Value::from));
+    put("BisectBatchOnFunctionError", m.bisect_batch_on_function_error().map(Value::from));
+    put("MaximumRetryAttempts", m.maximum_retry_attempts().map(Value::from));
+    put("ParallelizationFactor", m.parallelization_factor().map(Value::from));
+    put("TumblingWindowInSeconds", m.tumbling_window_in_seconds().map(Value::from));
+    put("FunctionResponseTypes", Some(m.function_response_types().iter().map(|t| Value::from(t.as_str())).collect()));
+    put("ScalingConfig", m.scaling_config().and_then(|s| s.maximum_concurrency()).map(|c| json!({ "MaximumConcurrency": c })));
+    gitmoxi_deploy::spec::lambda::mapping_view(&Value::Object(v))
+}
+
 fn observed_function(c: &FunctionConfiguration, tags: Option<&HashMap<String, String>>) -> ObservedFunction {
     ObservedFunction {
         arn: unqualified(c.function_arn().unwrap_or_default()),
@@ -227,6 +263,7 @@ impl Lambda for SdkLambda {
                 batch_size: m.batch_size().and_then(|b| u32::try_from(b).ok()),
                 maximum_batching_window_secs: m.maximum_batching_window_in_seconds().and_then(|b| u32::try_from(b).ok()),
                 enabled: !matches!(m.state(), Some("Disabled" | "Disabling")),
+                config: mapping_config(m),
             }));
             marker = out.next_marker().map(str::to_string);
             if marker.is_none() {

@@ -322,6 +322,7 @@ async fn observe_lambda(clients: &Clients, function: &str, needs: &strategy::Obs
         if let Some((alias, wiring)) = &needs.lambda {
             observed.alias = lambda.alias(function, alias).await?;
             if let Some(sources) = wiring {
+                observed.wiring_observed = true;
                 let alias_arn = observed.alias.as_ref().map(|a| a.arn.clone());
                 if let Some(arn) = &alias_arn {
                     observed.mappings = lambda.mappings(arn).await?;
@@ -391,6 +392,8 @@ async fn perform(clients: &Clients, action: &Action) -> Result<(), AwsError> {
         }
         Action::LambdaRemovePermission { function, qualifier, sid } => clients.lambda.remove_permission(function, qualifier, sid).await,
         Action::ElbRegisterLambda { target_group, target } => clients.elb.register_target(target_group, target).await,
+        Action::ElbDeregisterLambda { target_group, target } => clients.elb.deregister_target(target_group, target).await,
+        Action::ApiDeleteIntegration { api_id, integration_id } => clients.apigw.delete_integration(api_id, integration_id).await,
         Action::ApiCreateIntegration { api_id, uri } => clients.apigw.create_integration(api_id, uri).await,
         Action::ApiSetRouteTarget { api_id, route_id, target } => clients.apigw.set_route_target(api_id, route_id, target).await,
     }

@@ -94,6 +94,29 @@ impl Elb for FakeElb {
         self.world.end("DescribeTargetHealth", result)
     }
 
+    async fn deregister_target(&self, target_group: &str, target: &str) -> Result<(), AwsError> {
+        self.world.begin("DeregisterTargets")?;
+        let result = {
+            let mut w = self.world.world();
+            // as ELB (and moto) answer: a target that is not registered is an InvalidTarget
+            match w.lambda.lambda_targets.get_mut(target_group).filter(|t| t.iter().any(|id| id == target)) {
+                Some(targets) => {
+                    targets.retain(|t| t != target);
+                    w.mutations.push(("DeregisterTargets".into(), target.to_string()));
+                    Ok(())
+                }
+                None => Err(AwsError::new(
+                    "elasticloadbalancing",
+                    "DeregisterTargets",
+                    AwsErrorKind::Rejected,
+                    "InvalidTarget",
+                    "The specified target does not exist, is not in the same VPC as the target group, or has an unsupported instance type.",
+                )),
+            }
+        };
+        self.world.end("DeregisterTargets", result)
+    }
+
     async fn register_target(&self, target_group: &str, target: &str) -> Result<(), AwsError> {
         self.world.begin("RegisterTargets")?;
         let result = {

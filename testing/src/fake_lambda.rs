@@ -13,7 +13,7 @@ use crate::fake::FakeWorld;
 use async_trait::async_trait;
 use gitmoxi::aws::{ApiGateway, AwsError, AwsErrorKind, Lambda};
 use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedMapping};
-use gitmoxi_deploy::spec::lambda::{config_view, COMPARED_FIELDS};
+use gitmoxi_deploy::spec::lambda::{config_view, mapping_view, COMPARED_FIELDS};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -77,6 +77,8 @@ struct FakeMapping {
     batch_size: Option<u32>,
     window: Option<u32>,
     enabled: bool,
+    /// Every updatable field it holds (`mapping_view`), Lambda's batch size default included.
+    config: BTreeMap<String, Value>,
 }
 
 /// An HTTP API: its integrations (id, uri) and its routes (route id → target).
@@ -227,6 +229,11 @@ impl FakeWorld {
         self.world().lambda.mappings.iter().map(|m| (m.source.clone(), m.function_arn.clone(), m.batch_size)).collect()
     }
 
+    /// Deletes every event source mapping behind the controller's back (an operator's cleanup).
+    pub fn delete_lambda_mappings(&self) {
+        self.world().lambda.mappings.clear();
+    }
+
     /// Statement ids of `function:qualifier`.
     pub fn lambda_permissions(&self, region: &str, function: &str, qualifier: &str) -> Vec<String> {
         self.world()
@@ -324,6 +331,7 @@ impl Lambda for FakeLambda {
                     batch_size: m.batch_size,
                     maximum_batching_window_secs: m.window,
                     enabled: m.enabled,
+                    config: m.config.clone(),
                 })
                 .collect())
         })
@@ -499,7 +507,11 @@ impl Lambda for FakeLambda {
                 return Err(conflict("CreateEventSourceMapping", format!("a mapping of {source} exists for {function_arn}")));
             }
             let n = w.next();
+            let mut config = mapping_view(body);
+            config.entry("BatchSize".into()).or_insert(Value::from(10));
+            config.insert("Enabled".into(), Value::Bool(body.get("Enabled").and_then(Value::as_bool).unwrap_or(true)));
             w.mappings.push(FakeMapping {
+                config,
                 uuid: format!("00000000-0000-0000-0000-{n:012}"),
                 source,
                 function_arn,
@@ -524,6 +536,8 @@ impl Lambda for FakeLambda {
             if let Some(e) = body.get("Enabled").and_then(Value::as_bool) {
                 m.enabled = e;
             }
+            // every updatable field the request names replaces the one held
+            m.config.extend(mapping_view(body));
             Ok(())
         })
     }
@@ -606,7 +620,7 @@ impl ApiGateway for FakeApiGateway {
             let mut w = self.world.world();
             match w.lambda.apis.get_mut(api_id).and_then(|(_, routes)| routes.get_mut(route_id)) {
                 Some(t) => {
-                    *t = Some(target.to_string());
+                    *t = Some(target.to_string()).filter(|t| !t.is_empty());
                     w.mutations.push(("UpdateRoute".into(), target.to_string()));
                     Ok(())
                 }
@@ -614,6 +628,22 @@ impl ApiGateway for FakeApiGateway {
             }
         };
         self.world.end("UpdateRoute", result)
+    }
+
+    async fn delete_integration(&self, api_id: &str, integration_id: &str) -> Result<(), AwsError> {
+        self.world.begin("DeleteIntegration")?;
+        let result = {
+            let mut w = self.world.world();
+            match w.lambda.apis.get_mut(api_id) {
+                Some((integrations, _)) => {
+                    integrations.retain(|(id, _)| id != integration_id);
+                    w.mutations.push(("DeleteIntegration".into(), integration_id.to_string()));
+                    Ok(())
+                }
+                None => Err(api_not_found("DeleteIntegration", api_id)),
+            }
+        };
+        self.world.end("DeleteIntegration", result)
     }
 }
 

@@ -397,6 +397,7 @@ const REST_ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "v2/apis/*/integrations", "CreateIntegration"),
     ("GET", "v2/apis/*/routes/*", "GetRoute"),
     ("PATCH", "v2/apis/*/routes/*", "UpdateRoute"),
+    ("DELETE", "v2/apis/*/integrations/*", "DeleteIntegration"),
 ];
 
 fn rest_operation(method: &str, segments: &[&str]) -> Option<&'static str> {

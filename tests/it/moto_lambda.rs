@@ -170,10 +170,20 @@ async fn moto_lambda_is_created_shifted_linear_50_wired_to_the_alias_and_deleted
     repo.commit("hello is gone");
     let start = std::time::Instant::now();
     while lambda.get_function().function_name("hello").send().await.is_ok() {
-        assert!(start.elapsed() < Duration::from_secs(60), "the function was not deleted");
+        if start.elapsed() > Duration::from_secs(60) {
+            let app = server.app(PREFIX).await;
+            let deployment = app.as_ref().and_then(|a| a["last_deployment"].as_str().map(str::to_string)).unwrap_or_default();
+            let record = reqwest::get(format!("{}/api/v2/deployments/{deployment}", server.api)).await.unwrap().text().await.unwrap();
+            panic!("the function was not deleted; app {app:#?}; last deployment {record}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mappings = lambda.list_event_source_mappings().function_name(alias_arn).send().await.expect("mappings");
     assert!(mappings.event_source_mappings().is_empty(), "{:?}", mappings.event_source_mappings());
+    // all it wired is gone too: the alias's registration in the target group, the integration
+    let health = elb.describe_target_health().target_group_arn(output(&infra, "lambda_target_group_arn")).send().await.expect("health");
+    assert!(health.target_health_descriptions().is_empty(), "{:?}", health.target_health_descriptions());
+    let integrations = api.get_integrations().api_id(&api_id).send().await.expect("integrations");
+    assert!(!integrations.items().iter().any(|i| i.integration_uri() == Some(alias_arn)), "{:?}", integrations.items());
     server.stop().await;
 }

@@ -184,6 +184,41 @@ async fn event_sources_are_wired_to_the_alias_updated_and_removed_with_the_funct
     sim.commit();
     assert!(sim.run_until(10 * MINUTES, |s| s.world.lambda_mappings() == vec![(QUEUE.to_string(), alias_arn.clone(), Some(7))]).await);
 
+    // drift: a mapping deleted by hand is noticed and healed (the default policy)
+    sim.world.delete_lambda_mappings();
+    assert!(
+        sim.run_until(15 * MINUTES, |s| s.world.lambda_mappings() == vec![(QUEUE.to_string(), alias_arn.clone(), Some(7))]).await,
+        "{:?}",
+        sim.history(PREFIX)
+    );
+    let history = sim.history(PREFIX);
+    assert!(
+        history
+            .iter()
+            .any(|h| h.starts_with("drift: event sources of alias live differ from the file: the mapping from") && h.contains(QUEUE)),
+        "{history:?}"
+    );
+
+    // the API source leaves the file: the route no longer targets the alias, the integration
+    // and its permission are gone; the target group keeps the alias
+    sim.tree.insert(
+        &format!("{PREFIX}_lambdaeventsourcedef.json"),
+        &format!(
+            r#"{{"PushEventSources": [{{"Service": "elasticloadbalancing.amazonaws.com", "TargetGroupArn": "{TG}"}}],
+ "PullEventSources": {{"EventSourceMapping": {{"EventSourceArn": "{QUEUE}", "BatchSize": 7}}}}}}"#
+        ),
+    );
+    sim.commit();
+    assert!(
+        sim.run_until(10 * MINUTES, |s| s.world.http_api("api1").is_some_and(|(i, _)| i.is_empty())).await,
+        "{:?}",
+        sim.history(PREFIX)
+    );
+    let (_, routes) = sim.world.http_api("api1").unwrap();
+    assert_eq!(routes["route1"], None, "the route no longer targets the alias");
+    assert_eq!(sim.world.lambda_permissions(REGION, "hello", "live").len(), 1);
+    assert_eq!(sim.world.lambda_targets(TG), vec![alias_arn.clone()]);
+
     // the lambdadef is gone: mappings, permissions, then the function (another app stays, so the
     // checkout is not empty; this test allows deleting half of the apps)
     sim.policy.max_prune_percent = 100;
@@ -194,6 +229,7 @@ async fn event_sources_are_wired_to_the_alias_updated_and_removed_with_the_funct
     sim.commit();
     assert!(sim.run_until(10 * MINUTES, |s| !s.world.lambda_exists(REGION, "hello")).await, "{:?}", sim.history(PREFIX));
     assert!(sim.world.lambda_mappings().is_empty());
+    assert!(sim.world.lambda_targets(TG).is_empty(), "the alias is no longer a target of {TG}");
     assert!(sim.run_until(MINUTES, |s| s.store.app(&Sim::key(PREFIX)).unwrap().is_none()).await, "the app is forgotten");
 }
 

@@ -295,6 +295,47 @@ fn holds(want: &Value, got: &Value) -> bool {
     }
 }
 
+/// The fields of an event source mapping that UpdateEventSourceMapping changes in place.
+pub const MAPPING_UPDATABLE: &[&str] = &[
+    "BatchSize",
+    "MaximumBatchingWindowInSeconds",
+    "Enabled",
+    "FilterCriteria",
+    "DestinationConfig",
+    "MaximumRecordAgeInSeconds",
+    "BisectBatchOnFunctionError",
+    "MaximumRetryAttempts",
+    "ParallelizationFactor",
+    "TumblingWindowInSeconds",
+    "FunctionResponseTypes",
+    "ScalingConfig",
+];
+
+/// A mapping's updatable fields in one comparable form (a CreateEventSourceMapping body, or what
+/// Lambda reports as JSON with the API's names): numbers from strings, empty values dropped.
+pub fn mapping_view(mapping: &Value) -> std::collections::BTreeMap<String, Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for field in MAPPING_UPDATABLE {
+        let value = match mapping.get(*field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => Value::from(s.trim().parse::<u64>().unwrap_or_default()),
+            Some(Value::Array(a)) if a.is_empty() => continue,
+            Some(Value::Object(o)) if o.is_empty() => continue,
+            Some(other) => other.clone(),
+        };
+        out.insert((*field).to_string(), value);
+    }
+    out
+}
+
+/// The UpdateEventSourceMapping body that makes a mapping (`held`, a [`mapping_view`]) hold
+/// every updatable field `body` sets; empty when it already does. `Enabled` defaults to true.
+pub fn mapping_changes(body: &Value, held: &std::collections::BTreeMap<String, Value>) -> Map<String, Value> {
+    let mut want = mapping_view(body);
+    want.entry("Enabled".to_string()).or_insert(Value::Bool(true));
+    want.into_iter().filter(|(field, value)| !held.get(field).is_some_and(|got| holds(value, got))).collect()
+}
+
 const DEPDEF_FIELDS: &[&str] = &[
     "alias",
     "environment",

@@ -14,7 +14,7 @@ use crate::plan::{Action, Completion, Plan};
 use crate::record::{DeploymentRecord, FailureCause, LambdaPhase, Level, Operation, Outcome, Phase, Strategy};
 use crate::spec::lambda::{config_differences, config_view, EventSources, PushSource};
 use crate::spec::{AppSpec, DesiredApp, Identity, LambdaApp};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Statement ids of the permissions gitmoxi adds start with this.
@@ -426,7 +426,7 @@ fn wire(cx: &Step<'_>, version: &str) -> Plan {
     let alias = &cx.alias;
     let mut next = cx.record.clone();
     let Some(alias_arn) = alias_arn(observed, alias) else { return Plan::wait(POLL) };
-    let actions = wiring_actions(name, alias, &alias_arn, &app.event_sources, observed);
+    let actions = wiring_actions(name, alias, &alias_arn, &app.event_sources, retired_sources(cx.input.applied), observed);
     if !actions.is_empty() {
         let ops: Vec<&str> = actions.iter().map(Action::operation).collect();
         next.log(now, Level::Info, format!("wiring event sources to alias {alias}: {}", ops.join(", ")));
@@ -517,9 +517,55 @@ fn integration_uri(alias_arn: &str, source: &PushSource) -> String {
     }
 }
 
-/// What makes the alias's event sources match the file (level-triggered, so drift heals).
-pub fn wiring_actions(function: &str, alias: &str, alias_arn: &str, sources: &EventSources, observed: &ObservedLambda) -> Vec<Action> {
+/// What takes the alias out of push sources it no longer has: its registration in a target
+/// group, and the route target and integration of an HTTP API (the permissions go with the
+/// sources' statement ids). Level-triggered: only what AWS still shows.
+fn unwiring_actions<'s>(alias_arn: &str, retired: impl Iterator<Item = &'s PushSource>, observed: &ObservedLambda) -> Vec<Action> {
     let mut actions = Vec::new();
+    for source in retired {
+        match source {
+            PushSource::Elb { target_group_arn } => {
+                if observed.elb_targets.get(target_group_arn).is_some_and(|t| t.iter().any(|id| id == alias_arn)) {
+                    actions.push(Action::ElbDeregisterLambda { target_group: target_group_arn.clone(), target: alias_arn.to_string() });
+                }
+            }
+            PushSource::ApiGateway { api_id, route_id, .. } => {
+                let uri = integration_uri(alias_arn, source);
+                for (_, id, _) in observed.integrations.iter().filter(|(api, _, u)| api == api_id && *u == uri) {
+                    let target = format!("integrations/{id}");
+                    if observed.route_targets.get(&(api_id.clone(), route_id.clone())).cloned().flatten().as_deref()
+                        == Some(target.as_str())
+                    {
+                        actions.push(Action::ApiSetRouteTarget {
+                            api_id: api_id.clone(),
+                            route_id: route_id.clone(),
+                            target: String::new(),
+                        });
+                    }
+                    actions.push(Action::ApiDeleteIntegration { api_id: api_id.clone(), integration_id: id.clone() });
+                }
+            }
+        }
+    }
+    actions
+}
+
+/// The push sources an app had at its last applied deployment that the wiring must still
+/// observe (to take the alias out of them).
+pub fn retired_sources<'a>(applied: &'a crate::record::AppliedState) -> &'a [PushSource] {
+    applied.lambda.as_ref().map_or(&[], |l| l.event_sources.push.as_slice())
+}
+
+/// What makes the alias's event sources match the file (level-triggered, so drift heals).
+pub fn wiring_actions(
+    function: &str,
+    alias: &str,
+    alias_arn: &str,
+    sources: &EventSources,
+    retired: &[PushSource],
+    observed: &ObservedLambda,
+) -> Vec<Action> {
+    let mut actions = unwiring_actions(alias_arn, retired.iter().filter(|r| !sources.push.contains(r)), observed);
     let region_account = alias_arn.split(':').skip(3).take(2).collect::<Vec<_>>();
     for source in &sources.push {
         let sid = permission_sid(source);
@@ -575,21 +621,7 @@ pub fn wiring_actions(function: &str, alias: &str, alias_arn: &str, sources: &Ev
                 actions.push(Action::LambdaCreateMapping { body: b });
             }
             Some(m) => {
-                let mut changes = Map::new();
-                if let Some(n) = body.get("BatchSize").and_then(Value::as_u64).filter(|n| m.batch_size != Some(*n as u32)) {
-                    changes.insert("BatchSize".into(), json!(n));
-                }
-                if let Some(n) = body
-                    .get("MaximumBatchingWindowInSeconds")
-                    .and_then(Value::as_u64)
-                    .filter(|n| m.maximum_batching_window_secs != Some(*n as u32))
-                {
-                    changes.insert("MaximumBatchingWindowInSeconds".into(), json!(n));
-                }
-                let enabled = body.get("Enabled").and_then(Value::as_bool).unwrap_or(true);
-                if enabled != m.enabled {
-                    changes.insert("Enabled".into(), json!(enabled));
-                }
+                let changes = crate::spec::lambda::mapping_changes(body, &m.config);
                 if !changes.is_empty() {
                     actions.push(Action::LambdaUpdateMapping { uuid: m.uuid.clone(), body: Value::Object(changes) });
                 }
@@ -627,7 +659,13 @@ fn delete(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
         next.finish(Outcome::Failed, now);
         return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
     }
-    let mut actions: Vec<Action> = observed.mappings.iter().map(|m| Action::LambdaDeleteMapping { uuid: m.uuid.clone() }).collect();
+    let mut actions = Vec::new();
+    if let Some(app) = record.desired_lambda.as_ref().or(input.applied.lambda.as_ref()) {
+        let alias_arn = alias_arn(observed, &app.alias).unwrap_or_default();
+        let sources = wiring_to_observe(app, input.applied);
+        actions.extend(unwiring_actions(&alias_arn, sources.push.iter(), observed));
+    }
+    actions.extend(observed.mappings.iter().map(|m| Action::LambdaDeleteMapping { uuid: m.uuid.clone() }));
     if let Some(app) = &record.desired_lambda {
         for sid in observed.permissions.iter().filter(|s| s.starts_with(SID_PREFIX)) {
             actions.push(Action::LambdaRemovePermission { function: name.clone(), qualifier: app.alias.clone(), sid: sid.clone() });
@@ -725,10 +763,24 @@ pub fn lambda_needs(
         }
     })?;
     let wiring = match record.filter(|r| r.in_flight()).map(|r| &r.phase) {
-        Some(Phase::Lambda(LambdaPhase::Wire { .. }) | Phase::Lambda(LambdaPhase::DeleteFunction)) => Some(app.event_sources.clone()),
+        Some(Phase::Lambda(LambdaPhase::Wire { .. }) | Phase::Lambda(LambdaPhase::DeleteFunction)) => {
+            Some(wiring_to_observe(&app, applied))
+        }
         _ => None,
     };
     Some((app.alias, wiring))
+}
+
+/// The event sources whose wiring a look observes: the app's, and the push sources of its last
+/// applied deployment (to take the alias out of those it no longer has).
+pub fn wiring_to_observe(app: &LambdaApp, applied: &crate::record::AppliedState) -> EventSources {
+    let mut sources = app.event_sources.clone();
+    for retired in retired_sources(applied) {
+        if !sources.push.contains(retired) {
+            sources.push.push(retired.clone());
+        }
+    }
+    sources
 }
 
 #[cfg(test)]

@@ -320,6 +320,14 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
     let mut needs = observe_needs(&input.desired, input.applied, input.record);
     needs.resolve_task_definition = named_task_definition_to_resolve(input);
     needs.task_sets |= rebalance.is_some();
+    if drift_due(input).is_some() {
+        // a drift comparison of a Lambda app covers its event sources too
+        if let (Some((_, wiring @ None)), Desired::Present(DesiredApp { spec: AppSpec::Lambda(app), .. })) =
+            (&mut needs.lambda, &input.desired)
+        {
+            *wiring = Some(lambda_shift::wiring_to_observe(app, input.applied));
+        }
+    }
     if needs.identity.is_none() {
         return Look::Skip(Plan::wait(STEADY_REQUEUE));
     }

@@ -330,7 +330,7 @@ fn wiring_creates_updates_and_deletes_mappings_and_adds_push_sources() {
         pull: vec![serde_json::json!({"EventSourceArn": QUEUE, "BatchSize": 5})],
     };
     let mut observed = ObservedLambda::default();
-    let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &observed);
+    let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &[], &observed);
     let ops: Vec<&str> = actions.iter().map(Action::operation).collect();
     assert_eq!(ops, vec!["AddPermission", "RegisterTargets", "AddPermission", "CreateIntegration", "CreateEventSourceMapping"]);
     assert!(actions.iter().any(|a| matches!(a, Action::LambdaCreateMapping { body } if body["FunctionName"] == ALIAS_ARN)));
@@ -339,10 +339,16 @@ fn wiring_creates_updates_and_deletes_mappings_and_adds_push_sources() {
     observed.elb_targets.insert(TG.into(), vec![ALIAS_ARN.into()]);
     observed.integrations.push(("api1".into(), "int7".into(), ALIAS_ARN.into()));
     observed.mappings = vec![
-        ObservedMapping { uuid: "u1".into(), event_source_arn: QUEUE.into(), batch_size: Some(10), enabled: true, ..Default::default() },
+        ObservedMapping {
+            uuid: "u1".into(),
+            event_source_arn: QUEUE.into(),
+            enabled: true,
+            config: crate::spec::lambda::mapping_view(&serde_json::json!({"BatchSize": 10, "Enabled": true})),
+            ..Default::default()
+        },
         ObservedMapping { uuid: "u2".into(), event_source_arn: "arn:aws:sqs:us-east-1:1:old".into(), enabled: true, ..Default::default() },
     ];
-    let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &observed);
+    let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &sources.push, &observed);
     assert_eq!(
         actions,
         vec![
@@ -353,15 +359,38 @@ fn wiring_creates_updates_and_deletes_mappings_and_adds_push_sources() {
     );
     observed.route_targets.insert(("api1".into(), "r1".into()), Some("integrations/int7".into()));
     observed.mappings.truncate(1);
-    observed.mappings[0].batch_size = Some(5);
-    assert!(wiring_actions("hello", "live", ALIAS_ARN, &sources, &observed).is_empty(), "converged: nothing to do");
-    // a source removed from the file: its permission goes
+    observed.mappings[0].config.insert("BatchSize".into(), serde_json::json!(5));
+    assert!(wiring_actions("hello", "live", ALIAS_ARN, &sources, &sources.push, &observed).is_empty(), "converged: nothing to do");
+    // every updatable field of the mapping body applies, not only the batch size
+    let filtered = EventSources {
+        push: sources.push.clone(),
+        pull: vec![
+            serde_json::json!({"EventSourceArn": QUEUE, "BatchSize": 5, "FilterCriteria": {"Filters": [{"Pattern": "{\"a\": [1]}"}]},
+            "ScalingConfig": {"MaximumConcurrency": 4}, "StartingPosition": "LATEST"}),
+        ],
+    };
+    assert_eq!(
+        wiring_actions("hello", "live", ALIAS_ARN, &filtered, &sources.push, &observed),
+        vec![Action::LambdaUpdateMapping {
+            uuid: "u1".into(),
+            body: serde_json::json!({"FilterCriteria": {"Filters": [{"Pattern": "{\"a\": [1]}"}]}, "ScalingConfig": {"MaximumConcurrency": 4}})
+        }]
+    );
+    // the API source removed from the file: the route no longer targets the alias, its
+    // integration and its permission go; the ELB source removed: the alias is deregistered
     let fewer = EventSources { push: vec![sources.push[0].clone()], pull: sources.pull.clone() };
-    let actions = wiring_actions("hello", "live", ALIAS_ARN, &fewer, &observed);
+    let actions = wiring_actions("hello", "live", ALIAS_ARN, &fewer, &sources.push, &observed);
     assert_eq!(
         actions,
-        vec![Action::LambdaRemovePermission { function: "hello".into(), qualifier: "live".into(), sid: permission_sid(&sources.push[1]) }]
+        vec![
+            Action::ApiSetRouteTarget { api_id: "api1".into(), route_id: "r1".into(), target: String::new() },
+            Action::ApiDeleteIntegration { api_id: "api1".into(), integration_id: "int7".into() },
+            Action::LambdaRemovePermission { function: "hello".into(), qualifier: "live".into(), sid: permission_sid(&sources.push[1]) },
+        ]
     );
+    let none = EventSources { push: vec![], pull: sources.pull.clone() };
+    let actions = wiring_actions("hello", "live", ALIAS_ARN, &none, &sources.push, &observed);
+    assert_eq!(actions[0], Action::ElbDeregisterLambda { target_group: TG.into(), target: ALIAS_ARN.into() });
 }
 
 #[test]
@@ -370,7 +399,7 @@ fn a_stage_variable_integration_points_at_the_variable() {
         push: vec![PushSource::ApiGateway { api_id: "a".into(), route_id: "r".into(), stage_variable: Some("lambdaAlias".into()) }],
         pull: vec![],
     };
-    let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &ObservedLambda::default());
+    let actions = wiring_actions("hello", "live", ALIAS_ARN, &sources, &[], &ObservedLambda::default());
     assert!(actions.contains(&Action::ApiCreateIntegration { api_id: "a".into(), uri: format!("{ARN}:${{stageVariables.lambdaAlias}}") }));
 }
 
@@ -474,4 +503,46 @@ fn an_architecture_change_is_sent_with_the_code() {
     let [Action::LambdaUpdateCode { code, .. }] = plan.actions.as_slice() else { panic!("{:?}", plan.actions) };
     assert_eq!(code["Architectures"], serde_json::json!(["arm64"]));
     assert_eq!(code["ZipFile"], "bmV3");
+}
+
+#[test]
+fn a_delete_takes_the_alias_out_of_every_push_source_once() {
+    let sources = r#"{"PushEventSources": [{"Service": "elasticloadbalancing.amazonaws.com", "TargetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/fn/1"},
+        {"Service": "apigateway.amazonaws.com", "ApiId": "api1", "RouteId": "r1"}]}"#;
+    let desired = app("bmV3", CANARY, Some(sources));
+    let AppSpec::Lambda(lambda) = &desired.spec else { panic!("a Lambda app") };
+    // the store holds the app as applied (the delete's record and the applied state agree)
+    let applied = AppliedState { lambda: Some(lambda.clone()), identity: Some(desired.identity.clone()), ..applied() };
+    let key = AppKey { repo: "repo".into(), branch: "main".into(), prefix: "fn/hello".into() };
+    let mut obs = deployed("1", "sha");
+    obs.lambda.wiring_observed = true;
+    obs.lambda.elb_targets.insert(TG.into(), vec![ALIAS_ARN.into()]);
+    obs.lambda.integrations.push(("api1".into(), "int7".into(), ALIAS_ARN.into()));
+    obs.lambda.route_targets.insert(("api1".into(), "r1".into()), Some("integrations/int7".into()));
+    obs.lambda.permissions = lambda.event_sources.push.iter().map(permission_sid).collect();
+    let input = |record: Option<&DeploymentRecord>, obs: &Observed| {
+        strategy::step(&StepInput {
+            key: &key,
+            commit: "c0ffee",
+            desired: Desired::Deleted,
+            applied: &applied,
+            record,
+            observed: obs,
+            now_ms: 0,
+            new_deployment_id: "dep-9",
+            commands: Default::default(),
+            drift: crate::drift::DriftClock::off(),
+            moved: false,
+            refusal: None,
+            own_account: Some("123456789012"),
+        })
+    };
+    let record = input(None, &obs).next_record.expect("a delete starts");
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::DeleteFunction), "{:?}", record.timeline);
+    let plan = input(Some(&record), &obs);
+    let ops: Vec<&str> = plan.actions.iter().map(Action::operation).collect();
+    assert_eq!(
+        ops,
+        vec!["DeregisterTargets", "UpdateRoute", "DeleteIntegration", "RemovePermission", "RemovePermission", "DeleteFunction"]
+    );
 }
