@@ -552,7 +552,7 @@ fn unwiring_actions<'s>(alias_arn: &str, retired: impl Iterator<Item = &'s PushS
 
 /// The push sources an app had at its last applied deployment that the wiring must still
 /// observe (to take the alias out of them).
-pub fn retired_sources<'a>(applied: &'a crate::record::AppliedState) -> &'a [PushSource] {
+pub fn retired_sources(applied: &crate::record::AppliedState) -> &[PushSource] {
     applied.lambda.as_ref().map_or(&[], |l| l.event_sources.push.as_slice())
 }
 
