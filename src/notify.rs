@@ -44,11 +44,12 @@ pub struct Event {
 impl Event {
     /// The event of a record that started, moved traffic or ended.
     pub fn of_record(record: &DeploymentRecord, stage: &str, message: String) -> Event {
-        let app_webhooks = record
-            .desired
-            .as_ref()
-            .map(|d| d.depdef.webhooks.iter().map(|w| (w.urls.clone(), w.payload_template.clone())).collect())
-            .unwrap_or_default();
+        let webhooks = match (&record.desired, &record.desired_lambda) {
+            (Some(ecs), _) => ecs.depdef.webhooks.as_slice(),
+            (None, Some(lambda)) => lambda.depdef.webhooks.as_slice(),
+            (None, None) => &[],
+        };
+        let app_webhooks = webhooks.iter().map(|w| (w.urls.clone(), w.payload_template.clone())).collect();
         Event {
             stage: stage.to_string(),
             app: record.app.prefix.clone(),
@@ -223,6 +224,48 @@ mod tests {
             message: "shifting 40 % to green".into(),
             app_webhooks: vec![],
         }
+    }
+
+    #[test]
+    fn a_lambda_deployment_carries_its_depdef_webhooks() {
+        let tree = gitmoxi_deploy::spec::MemTree::new()
+            .with("fn/hello_lambdadef.json", r#"{"FunctionName": "hello", "Runtime": "python3.12", "Handler": "a.h", "Role": "arn:aws:iam::1:role/r", "Code": {"ZipFile": "UEs="}}"#)
+            .with(
+                "fn/hello_lambdadepdef.json",
+                r#"{"alias": "live", "webhooks": [{"name": "team", "urls": ["https://hooks.example/x"], "payload_template": {"text": "{message}"}}]}"#,
+            );
+        let snapshot =
+            gitmoxi_deploy::spec::load_snapshot(&tree, &gitmoxi_deploy::spec::RenderContext { default_region: "us-east-1".into() });
+        let app = snapshot.apps["fn/hello"].clone().expect("valid");
+        let gitmoxi_deploy::spec::AppSpec::Lambda(lambda) = app.spec else { panic!("a Lambda app") };
+        let record = DeploymentRecord {
+            id: "dep-1".into(),
+            app: gitmoxi_deploy::record::AppKey { repo: "r".into(), branch: "main".into(), prefix: "fn/hello".into() },
+            kind: gitmoxi_deploy::AppKind::Lambda,
+            commit: "c".into(),
+            fingerprint: "f".into(),
+            identity: app.identity.clone(),
+            operation: gitmoxi_deploy::record::Operation::Deploy,
+            strategy: gitmoxi_deploy::record::Strategy::Lambda,
+            desired: None,
+            desired_lambda: Some(lambda),
+            previous_version: None,
+            previous_task_definition: None,
+            phase: gitmoxi_deploy::record::Phase::Done,
+            status: gitmoxi_deploy::record::DeploymentStatus::Processing,
+            outcome: None,
+            cause: None,
+            evidence: vec![],
+            traffic: None,
+            task_set_scales: None,
+            task_set_arns: None,
+            started_at_ms: 0,
+            updated_at_ms: 0,
+            finished_at_ms: None,
+            timeline: vec![],
+        };
+        let event = Event::of_record(&record, "started", "deployment started".into());
+        assert_eq!(event.app_webhooks, vec![(vec!["https://hooks.example/x".to_string()], serde_json::json!({"text": "{message}"}))]);
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct LambdaDepdef {
     pub readiness: ReadinessCheck,
     /// Delete the previous version once the new one takes all traffic.
     pub delete_old_version: bool,
+    /// Per-app notifications (SPEC §6.3), as in an ECS depdef.
+    #[serde(default)]
+    pub webhooks: Vec<super::ecs_depdef::AppWebhook>,
 }
 
 /// A push event source (SPEC §4.3), wired to the alias.
@@ -419,7 +422,11 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
-    let depdef = LambdaDepdef { alias, region, account, traffic_shifting: shifting, alarm_names, readiness, delete_old_version };
+    let webhooks = super::ecs_depdef::parse_webhooks(&mut r, root.get("webhooks"));
+    if !r.errors.is_empty() {
+        return Err(r.errors);
+    }
+    let depdef = LambdaDepdef { alias, region, account, traffic_shifting: shifting, alarm_names, readiness, delete_old_version, webhooks };
     Ok((depdef, r.warnings))
 }
 
@@ -599,6 +606,19 @@ mod tests {
         assert_eq!(d.traffic_shifting.kind, ShiftType::AllAtOnce);
         let d = dep(json!({"alias": "live", "environmentVariables": {"region": "eu-west-1", "account": "123456789012"}})).unwrap();
         assert_eq!((d.region.as_deref(), d.account.as_deref()), (Some("eu-west-1"), Some("123456789012")));
+    }
+
+    #[test]
+    fn lambda_webhooks_are_read_and_checked_like_ecs_ones() {
+        let d = dep(json!({"alias": "live", "webhooks": [{"name": "team", "urls": ["https://hooks.example/x"], "payload_template": {"text": "{{stage}}"}}]}))
+            .unwrap();
+        assert_eq!(d.webhooks.len(), 1);
+        assert_eq!(d.webhooks[0].urls, vec!["https://hooks.example/x"]);
+        assert_eq!(d.webhooks[0].payload_template, json!({"text": "{{stage}}"}));
+        let e = dep(json!({"alias": "live", "webhooks": [{"name": "team", "urls": ["ftp://x"]}]})).unwrap_err();
+        assert!(e[0].message.starts_with("webhooks[0].urls: \"ftp://x\" is not an http(s) URL"), "{e:?}");
+        let e = dep(json!({"alias": "live", "webhooks": [{"name": "team"}]})).unwrap_err();
+        assert!(e[0].message.contains("webhooks[0].urls: needs at least one URL"), "{e:?}");
     }
 
     #[test]
