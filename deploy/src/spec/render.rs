@@ -53,11 +53,35 @@ pub fn render_file(path: &str, source: &[u8], context: &Map<String, Value>) -> R
     let rendered = template.render(ctx).map_err(|e| template_error(path, text, &e, &missing))?;
     let json = parse_json(path, rendered.as_bytes(), "file (after template rendering)").map_err(|mut d| {
         if rendered != text {
-            d.message.push_str(" — line and column refer to the rendered text; see it with `gitmoxi render`");
+            d.message.push_str(" — line and column refer to the rendered text, here:\n");
+            d.message.push_str(&excerpt(&rendered, d.line, d.column));
         }
         d
     })?;
     Ok(Rendered { path: path.to_string(), text: rendered, json, variables })
+}
+
+/// The lines of `text` up to `line` (1-based; the two before it too), numbered, with a caret
+/// under `column`: what an operator needs to see a JSON error in text a template produced.
+/// Lines are cut at 160 characters, so a one-line document cannot flood a message.
+pub fn excerpt(text: &str, line: Option<u32>, column: Option<u32>) -> String {
+    const WIDTH: usize = 160;
+    let Some(line) = line.map(|l| l.max(1) as usize) else { return String::new() };
+    let first = line.saturating_sub(2).max(1);
+    let mut out = String::new();
+    for (n, l) in text.lines().enumerate().map(|(i, l)| (i + 1, l)).skip(first - 1).take(line + 1 - first) {
+        let start = column.map_or(0, |c| (c as usize).saturating_sub(WIDTH / 2)).min(l.chars().count());
+        let shown: String = l.chars().skip(if n == line { start } else { 0 }).take(WIDTH).collect();
+        let cut = if n == line && start > 0 { "…" } else { "" };
+        out.push_str(&format!("{n:>5} | {cut}{shown}\n"));
+        if n == line {
+            if let Some(c) = column {
+                let pad = (c as usize).saturating_sub(1).saturating_sub(start) + cut.chars().count();
+                out.push_str(&format!("      | {}^\n", " ".repeat(pad.min(WIDTH + 1))));
+            }
+        }
+    }
+    out
 }
 
 fn template_error(path: &str, source: &str, err: &minijinja::Error, missing: &[String]) -> Diagnostic {
@@ -97,6 +121,28 @@ mod tests {
     fn ctx(v: Value) -> Map<String, Value> {
         let Value::Object(m) = v else { unreachable!("test contexts are objects") };
         m
+    }
+
+    #[test]
+    fn json_broken_by_a_template_shows_the_rendered_lines_with_a_caret() {
+        // the source is fine JSON-wise; the value the template puts in is not
+        let source = b"{\n  \"family\": \"web\",\n  \"cpu\": {{ cpu }}\n}\n";
+        let err = render_file("apps/web/web_taskdef.json", source, &ctx(json!({"cpu": "256 512"}))).unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert!(err.message.contains("line and column refer to the rendered text, here:"), "{}", err.message);
+        assert!(err.message.contains("    3 |   \"cpu\": 256 512\n"), "the rendered line, numbered: {}", err.message);
+        assert!(err.message.contains("    2 |   \"family\": \"web\","), "{}", err.message);
+        let caret = err.message.lines().last().expect("a caret line");
+        assert_eq!(caret.find('^'), Some(8 + err.column.expect("a column") as usize - 1), "{}", err.message);
+    }
+
+    #[test]
+    fn an_excerpt_of_a_huge_line_stays_short() {
+        let text = format!("{{\"a\": \"{}\" x}}", "y".repeat(100_000));
+        let out = excerpt(&text, Some(1), Some(100_005));
+        assert!(out.len() < 500, "{}", out.len());
+        assert!(out.contains("…") && out.contains("x}"), "{out}");
+        assert!(out.lines().nth(1).is_some_and(|l| l.trim_end().ends_with('^')), "{out}");
     }
 
     #[test]
