@@ -14,7 +14,7 @@ type ByPrefix = BTreeMap<String, Vec<String>>;
 pub fn relevant_files(mirror: &Path, from: Option<&str>, to: &str) -> Result<Value, String> {
     let repo = Repository::open_bare(mirror).map_err(|e| format!("the repository mirror is not readable: {}", e.message()))?;
     let tree_of = |rev: &str| -> Result<git2::Tree<'_>, String> {
-        let oid = Oid::from_str(rev).map_err(|e| format!("'{rev}' is not a commit id: {}", e.message()))?;
+        let oid = resolve_commit(&repo, rev)?;
         repo.find_commit(oid).and_then(|c| c.tree()).map_err(|e| format!("commit {rev} is not in the mirror: {}", e.message()))
     };
     let new = tree_of(to)?;
@@ -42,10 +42,31 @@ pub fn relevant_files(mirror: &Path, from: Option<&str>, to: &str) -> Result<Val
     }))
 }
 
-/// The first parent of a commit in the mirror.
-pub fn parent_of(mirror: &Path, commit: &str) -> Result<Option<String>, String> {
+/// The full id and first parent of a commit in the mirror, named by its id or an unambiguous
+/// prefix of at least 7 hex digits (as `git log --oneline` shows it).
+pub fn parent_of(mirror: &Path, commit: &str) -> Result<(String, Option<String>), String> {
     let repo = Repository::open_bare(mirror).map_err(|e| e.message().to_string())?;
-    let oid = Oid::from_str(commit).map_err(|e| e.message().to_string())?;
+    let oid = resolve_commit(&repo, commit)?;
     let c = repo.find_commit(oid).map_err(|e| format!("commit {commit} is not in the mirror: {}", e.message()))?;
-    Ok(c.parent_ids().next().map(|p| p.to_string()))
+    Ok((oid.to_string(), c.parent_ids().next().map(|p| p.to_string())))
+}
+
+/// Whether `rev` can name a commit: 7 to 40 hex digits.
+pub fn is_commit_id(rev: &str) -> bool {
+    (7..=40).contains(&rev.len()) && rev.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A commit id or an unambiguous prefix of one (never a branch or an expression).
+fn resolve_commit(repo: &Repository, rev: &str) -> Result<Oid, String> {
+    if !is_commit_id(rev) {
+        return Err(format!("'{rev}' is not a commit id: use 7 to 40 hex digits"));
+    }
+    if rev.len() == 40 {
+        return Oid::from_str(rev).map_err(|e| format!("'{rev}' is not a commit id: {}", e.message()));
+    }
+    let object = repo.revparse_single(rev).map_err(|e| match e.code() {
+        git2::ErrorCode::Ambiguous => format!("'{rev}' names more than one object; give more digits"),
+        _ => format!("commit {rev} is not in the mirror: {}", e.message()),
+    })?;
+    object.peel_to_commit().map(|c| c.id()).map_err(|e| format!("'{rev}' is not a commit: {}", e.message()))
 }

@@ -290,17 +290,20 @@ pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequ
 
 /// `gmctl commit files HASH`: the deployment files that commit changed, in every tracked repo that has it.
 pub async fn commit_files(State(state): State<HttpState>, Path(hash): Path<String>) -> Response {
+    if !crate::git::changes::is_commit_id(&hash) {
+        return error(StatusCode::BAD_REQUEST, format!("'{hash}' is not a commit id: use 7 to 40 hex digits (e.g. from gmctl commits)"));
+    }
     let mut out = Vec::new();
     for repo in state.repos.configs() {
         let mirror = crate::source::mirror_dir(&state.state_dir, &repo);
         let h = hash.clone();
         let found = tokio::task::spawn_blocking(move || {
-            let parent = crate::git::changes::parent_of(&mirror, &h)?;
-            crate::git::changes::relevant_files(&mirror, parent.as_deref(), &h)
+            let (full, parent) = crate::git::changes::parent_of(&mirror, &h)?;
+            crate::git::changes::relevant_files(&mirror, parent.as_deref(), &full).map(|files| (full, files))
         })
         .await;
-        if let Ok(Ok(files)) = found {
-            let mut v = json!({"commit_hash": hash, "repo_url": repo.url});
+        if let Ok(Ok((full, files))) = found {
+            let mut v = json!({"commit_hash": full, "repo_url": repo.url});
             if let (Some(o), Value::Object(f)) = (v.as_object_mut(), files) {
                 o.extend(f);
             }
@@ -308,7 +311,10 @@ pub async fn commit_files(State(state): State<HttpState>, Path(hash): Path<Strin
         }
     }
     if out.is_empty() {
-        return error(StatusCode::NOT_FOUND, format!("no tracked repository has commit {hash}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no tracked repository has commit {hash}; gmctl commits lists the ones gitmoxi knows"),
+        );
     }
     Json(json!({"commits": out})).into_response()
 }
@@ -318,18 +324,41 @@ pub struct TaskSetQuery {
     taskset_arn: Option<String>,
 }
 
-/// The pair (primary, fallback) of the last succeeded blue/green deployments, with their scales.
-fn task_set_pairs(state: &HttpState) -> Result<Vec<(DeploymentRecord, String, Option<String>)>, gitmoxi_state::StoreError> {
-    Ok(state
-        .controller
-        .store
-        .deployments()?
-        .into_iter()
-        .filter_map(|d| {
-            let (primary, fallback) = d.task_set_arns.clone()?;
-            Some((d, primary, fallback))
-        })
-        .collect())
+/// A task set pair gitmoxi put live, and whether it still is.
+struct TaskSetPair {
+    record: DeploymentRecord,
+    primary: String,
+    fallback: Option<String>,
+    /// Why it no longer runs (replaced by a later deployment, or its app deleted); `None`: live.
+    gone: Option<String>,
+}
+
+/// Every pair (primary, fallback) gitmoxi put live. Per app, only the one of its latest
+/// deployment that changed what runs (succeeded or deleted) is live, and only while the app is
+/// still tracked: each later deployment cleaned the older ones up.
+fn task_set_pairs(state: &HttpState) -> Result<Vec<TaskSetPair>, gitmoxi_state::StoreError> {
+    let store = &state.controller.store;
+    let mut deployments = store.deployments()?;
+    deployments.sort_by_key(|d| d.started_at_ms);
+    let mut latest: std::collections::BTreeMap<gitmoxi_deploy::record::AppKey, String> = std::collections::BTreeMap::new();
+    for d in &deployments {
+        if matches!(d.outcome, Some(gitmoxi_deploy::record::Outcome::Succeeded | gitmoxi_deploy::record::Outcome::Deleted)) {
+            latest.insert(d.app.clone(), d.id.clone());
+        }
+    }
+    let mut pairs = Vec::new();
+    for d in deployments {
+        let Some((primary, fallback)) = d.task_set_arns.clone() else { continue };
+        let tracked = store.app(&d.app)?.is_some();
+        let gone = match latest.get(&d.app) {
+            Some(id) if *id != d.id => Some(format!("replaced by deployment {id}, which cleaned it up")),
+            Some(_) | None if !tracked => Some(format!("its app {} is no longer tracked", d.app.prefix)),
+            Some(_) => None,
+            None => Some(format!("deployment {} did not succeed", d.id)),
+        };
+        pairs.push(TaskSetPair { record: d, primary, fallback, gone });
+    }
+    Ok(pairs)
 }
 
 fn task_set_view(d: &DeploymentRecord, primary: &str, fallback: &Option<String>) -> Value {
@@ -343,13 +372,19 @@ pub async fn taskset_get(State(state): State<HttpState>, Query(q): Query<TaskSet
         Ok(p) => p,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let found: Vec<Value> = pairs
-        .iter()
-        .filter(|(_, p, f)| q.taskset_arn.as_deref().is_none_or(|a| a == p || f.as_deref() == Some(a)))
-        .map(|(d, p, f)| task_set_view(d, p, f))
-        .collect();
-    if found.is_empty() && q.taskset_arn.is_some() {
-        return error(StatusCode::NOT_FOUND, "no task set with that ARN was put live by gitmoxi");
+    let named = |p: &&TaskSetPair| q.taskset_arn.as_deref().is_none_or(|a| a == p.primary || p.fallback.as_deref() == Some(a));
+    let found: Vec<Value> =
+        pairs.iter().filter(|p| p.gone.is_none()).filter(named).map(|p| task_set_view(&p.record, &p.primary, &p.fallback)).collect();
+    if found.is_empty() {
+        if let Some(arn) = &q.taskset_arn {
+            let why = match pairs.iter().rev().find(named) {
+                Some(TaskSetPair { record, gone: Some(gone), .. }) => {
+                    format!("task set {arn} no longer runs: deployment {} put it live, then {gone}", record.id)
+                }
+                Some(TaskSetPair { gone: None, .. }) | None => format!("no task set {arn} was put live by gitmoxi"),
+            };
+            return error(StatusCode::NOT_FOUND, why);
+        }
     }
     Json(json!({"tasksets": found})).into_response()
 }

@@ -106,6 +106,13 @@ async fn a_repository_added_with_gmctls_call_deploys_and_can_be_deleted() {
     assert_eq!(files["commits"][0]["ecs"]["ecs_relevant_files"]["added_or_modified"]["apps/api/api"], json!(["apps/api/api_taskdef.json"]));
     let (status, _) = call(reqwest::Method::GET, format!("{api}/api/v1/commits/0000000000000000000000000000000000000000"), None).await;
     assert_eq!(status, 404);
+    // a short hash (as git log --oneline shows it) names the commit; its full id comes back
+    let (status, short) = call(reqwest::Method::GET, format!("{api}/api/v1/commits/{}", &second[..8]), None).await;
+    assert_eq!(status, 200, "{short}");
+    assert_eq!(short["commits"][0]["commit_hash"].as_str(), Some(second.as_str()));
+    assert_eq!(short["commits"][0]["ecs"], files["commits"][0]["ecs"]);
+    let (status, bad) = call(reqwest::Method::GET, format!("{api}/api/v1/commits/HEAD~1"), None).await;
+    assert_eq!(status, 400, "not a commit id: {bad}");
     let (status, dry) = call(
         reqwest::Method::POST,
         format!("{api}/api/v1/commits/dryrun"),

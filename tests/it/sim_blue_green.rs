@@ -304,6 +304,19 @@ async fn a_spot_shortage_is_covered_by_a_fallback_task_set_and_the_pair_is_clean
     sim.set_image(PREFIX, "nginx:2");
     sim.commit();
     assert!(sim.run_until(15 * MINUTES, |s| settled_on(s, "web:2")).await, "{:?}", task_sets(&sim));
+
+    // gmctl taskset get tells the truth about the deleted pair: it no longer runs, and why
+    let (api, stop) = serve_api(&sim).await;
+    let gone = reqwest::get(format!("{api}/api/v1/taskset?taskset_arn={}", primary.arn)).await.unwrap();
+    assert_eq!(gone.status().as_u16(), 404);
+    let answer: serde_json::Value = gone.json().await.unwrap();
+    let why = answer["error"].as_str().unwrap_or_default();
+    assert!(why.contains("no longer runs") && why.contains("replaced by deployment"), "{answer}");
+    let live: serde_json::Value = reqwest::get(format!("{api}/api/v1/taskset")).await.unwrap().json().await.unwrap();
+    let live = live["tasksets"].as_array().expect("a list").clone();
+    assert!(live.iter().all(|t| t["taskset_arn"] != primary.arn.as_str()), "{live:?}");
+    assert!(task_sets(&sim).iter().all(|t| t.arn != primary.arn), "AWS agrees: the old primary is deleted");
+    stop.cancel();
 }
 
 #[tokio::test(start_paused = true)]
