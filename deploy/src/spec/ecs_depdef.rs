@@ -301,6 +301,35 @@ fn is_tg_arn(s: &str) -> bool {
     s.starts_with("arn:") && s.contains(":targetgroup/")
 }
 
+/// The per-app `webhooks` of a depdef (ECS or Lambda: SPEC §6.3), each URL checked.
+pub fn parse_webhooks(r: &mut FieldReader<'_>, value: Option<&Value>) -> Vec<AppWebhook> {
+    let mut webhooks = Vec::new();
+    match value {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("webhooks[{i}]");
+                let Some(obj) = r.object(Some(item), &path) else { continue };
+                let name = r.string(obj.get("name"), &format!("{path}.name")).unwrap_or_default();
+                let urls = r.strings(obj.get("urls"), &format!("{path}.urls"));
+                if urls.is_empty() {
+                    r.error(&format!("{path}.urls"), "needs at least one URL");
+                }
+                for url in &urls {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        r.error(&format!("{path}.urls"), format!("\"{url}\" is not an http(s) URL"));
+                    }
+                }
+                let payload_template = obj.get("payload_template").cloned().unwrap_or(Value::Null);
+                webhooks.push(AppWebhook { name, urls, payload_template });
+            }
+        }
+        Some(other) => r.error("webhooks", format!("must be a list, got {}", show(other))),
+    }
+
+    webhooks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,33 +424,4 @@ mod tests {
         assert_eq!(s.budget_secs(2), 100);
         assert_eq!(s.budget_secs(10), 300);
     }
-}
-
-/// The per-app `webhooks` of a depdef (ECS or Lambda: SPEC §6.3), each URL checked.
-pub fn parse_webhooks(r: &mut FieldReader<'_>, value: Option<&Value>) -> Vec<AppWebhook> {
-    let mut webhooks = Vec::new();
-    match value {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                let path = format!("webhooks[{i}]");
-                let Some(obj) = r.object(Some(item), &path) else { continue };
-                let name = r.string(obj.get("name"), &format!("{path}.name")).unwrap_or_default();
-                let urls = r.strings(obj.get("urls"), &format!("{path}.urls"));
-                if urls.is_empty() {
-                    r.error(&format!("{path}.urls"), "needs at least one URL");
-                }
-                for url in &urls {
-                    if !(url.starts_with("https://") || url.starts_with("http://")) {
-                        r.error(&format!("{path}.urls"), format!("\"{url}\" is not an http(s) URL"));
-                    }
-                }
-                let payload_template = obj.get("payload_template").cloned().unwrap_or(Value::Null);
-                webhooks.push(AppWebhook { name, urls, payload_template });
-            }
-        }
-        Some(other) => r.error("webhooks", format!("must be a list, got {}", show(other))),
-    }
-
-    webhooks
 }
