@@ -209,6 +209,11 @@ impl FakeWorld {
         self.world().mutations.len()
     }
 
+    /// The container images of a registered task definition (by ARN), as ECS would describe it.
+    pub fn task_definition_images(&self, region: &str, task_definition: &str) -> Vec<String> {
+        self.world().images_of(region, task_definition)
+    }
+
     /// Registered revisions of a family.
     pub fn revisions(&self, region: &str, family: &str) -> usize {
         self.world().task_defs.get(&(region.to_string(), family.to_string())).map_or(0, Vec::len)

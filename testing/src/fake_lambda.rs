@@ -96,7 +96,9 @@ pub struct LambdaWorld {
     seq: u64,
 }
 
-fn code_sha(code: &Value) -> String {
+/// The `CodeSha256` Lambda reports for a function created or updated with this `Code` (a zip's
+/// own hash; for S3 code, a hash of its location, which is all the fake world knows of it).
+pub fn code_sha(code: &Value) -> String {
     if let Some(zip) = code.get("ZipFile").and_then(Value::as_str) {
         if let Some(sha) = gitmoxi_deploy::spec::fingerprint::lambda_code_sha256(zip) {
             return sha;
@@ -217,6 +219,13 @@ impl FakeWorld {
             return Some(f.latest.config.clone());
         }
         f.versions.iter().find(|v| v.version == version).map(|v| v.config.clone())
+    }
+
+    /// The `CodeSha256` of a published version.
+    pub fn lambda_code_sha(&self, region: &str, function: &str, version: &str) -> Option<String> {
+        let world = self.world();
+        let f = world.lambda.functions.get(&(region.into(), function.into()))?;
+        f.versions.iter().find(|v| v.version == version).map(|v| v.code_sha.clone())
     }
 
     /// Whether the function exists.

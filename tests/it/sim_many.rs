@@ -130,24 +130,28 @@ fn check_invariants(sim: &Sim, apps: &[App]) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether every app runs its last good version and nothing is in flight.
+/// Whether every app runs its last good version (what AWS runs, not only our record) and nothing
+/// is in flight.
 fn converged(sim: &Sim, apps: &[App]) -> Result<(), String> {
     for app in apps {
         if !sim.idle(&app.prefix) {
             return Err(format!("{} is still deploying", app.prefix));
         }
-        let want = app.good;
+        let image = format!("nginx:{}", app.good);
+        let applied = sim.store.app(&Sim::key(&app.prefix)).unwrap().unwrap().applied.task_definition.unwrap_or_default();
         match app.kind {
             Kind::Rolling => {
                 let svc = sim.world.service(REGION, "prod", &app.name).ok_or(format!("{}: no service", app.name))?;
-                let images = svc.task_definition.clone().unwrap_or_default();
                 if svc.running_count != svc.desired_count || svc.deployments.len() != 1 {
                     return Err(format!("{}: not stable {svc:?}", app.name));
                 }
-                let revision = images.rsplit(':').next().unwrap_or_default().to_string();
-                let applied = sim.store.app(&Sim::key(&app.prefix)).unwrap().unwrap().applied.task_definition.unwrap_or_default();
-                if !applied.ends_with(&format!(":{revision}")) {
-                    return Err(format!("{}: runs {images}, applied {applied}", app.name));
+                let running = svc.task_definition.clone().unwrap_or_default();
+                let images = sim.world.task_definition_images(REGION, &running);
+                if images != vec![image.clone()] {
+                    return Err(format!("{}: runs {running} with {images:?}, the last good version is {image}", app.name));
+                }
+                if applied != running {
+                    return Err(format!("{}: runs {running}, the store says {applied}", app.name));
                 }
             }
             Kind::BlueGreen => {
@@ -160,19 +164,28 @@ fn converged(sim: &Sim, apps: &[App]) -> Result<(), String> {
                 if weights.iter().find(|(t, _)| t == live_tg).map(|(_, w)| *w) != Some(100) {
                     return Err(format!("{}: the live task set's group {live_tg} does not get 100 %: {weights:?}", app.name));
                 }
+                let images = sim.world.task_definition_images(REGION, &sets[0].task_definition);
+                if images != vec![image.clone()] {
+                    return Err(format!("{}: the live task set runs {images:?}, the last good version is {image}", app.name));
+                }
             }
             Kind::Lambda => {
                 let (version, extra) = sim.world.lambda_alias(REGION, &app.name, "live").ok_or(format!("{}: no alias", app.name))?;
                 if !extra.is_empty() {
                     return Err(format!("{}: alias still routed {extra:?}", app.name));
                 }
-                let applied = sim.store.app(&Sim::key(&app.prefix)).unwrap().unwrap().applied.task_definition.unwrap_or_default();
                 if version != applied {
                     return Err(format!("{}: alias on {version}, applied {applied}", app.name));
                 }
+                let want = gitmoxi_testing::fake_lambda::code_sha(
+                    &serde_json::json!({"S3Bucket": "code", "S3Key": format!("{}-{}.zip", app.name, app.good)}),
+                );
+                let live = sim.world.lambda_code_sha(REGION, &app.name, &version).unwrap_or_default();
+                if live != want {
+                    return Err(format!("{}: version {version} does not hold the code of the last good version {}", app.name, app.good));
+                }
             }
         }
-        let _ = want;
     }
     Ok(())
 }

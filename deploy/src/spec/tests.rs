@@ -72,13 +72,20 @@ fn a_used_ref_value_change_changes_the_fingerprint_and_an_unused_one_does_not() 
 #[test]
 fn moved_files_keep_their_fingerprint() {
     let before = fingerprint_of(&base());
+    // the app's folder moves (the input still names the same Terraform file)
     let mut moved = MemTree::new().with("infra/tf.json", TF);
     for (path, content) in &base().files {
         if let Some(rest) = path.strip_prefix("apps/web/") {
-            moved.insert(&format!("apps/web/{rest}"), std::str::from_utf8(content).unwrap());
+            moved.insert(&format!("services/frontend/{rest}"), std::str::from_utf8(content).unwrap());
         }
     }
-    assert_eq!(before, fingerprint_of(&moved));
+    let snap = load_snapshot(&moved, &ctx());
+    assert!(!snap.apps.contains_key("apps/web/web"), "the files really moved");
+    let app = snap.apps["services/frontend/web"].as_ref().expect("valid at its new place");
+    assert_eq!(before, app.fingerprint, "same rendered documents, same fingerprint");
+    // a change of content at the new place is a new fingerprint
+    moved.insert("services/frontend/web_taskdef.json", &format!("{TASK}\n"));
+    assert_ne!(before, load_snapshot(&moved, &ctx()).apps["services/frontend/web"].as_ref().expect("valid").fingerprint);
 }
 
 #[test]
