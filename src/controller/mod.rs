@@ -85,12 +85,17 @@ pub enum ControllerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Aws(#[from] crate::aws::AwsError),
+    /// Rule 2 would be broken: a plan was about to act for an app whose last writes are not
+    /// durable. Nothing was sent; the next pass replans from what is stored.
+    #[error("refusing to act for {0}: its record is not flushed yet (persist before you act); nothing was sent")]
+    NotDurable(AppKey),
 }
 
 impl ControllerError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             ControllerError::Store(_) => "store",
+            ControllerError::NotDurable(_) => "not_durable",
             ControllerError::Aws(e) => e.metric_label(),
         }
     }

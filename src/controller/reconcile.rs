@@ -185,6 +185,9 @@ impl Controller {
             self.flush_store().await?;
         }
         let Some(clients) = clients.filter(|_| !plan.actions.is_empty()) else { return Ok(Executed::Done) };
+        if !self.store.is_durable(key) {
+            return Err(ControllerError::NotDurable(key.clone()));
+        }
         for action in &plan.actions {
             if let Err(e) = perform(clients, action).await {
                 if e.is_transient() {

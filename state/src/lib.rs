@@ -121,6 +121,9 @@ pub struct Store {
     /// A throw-away store flushes synchronously: tests run on a paused tokio clock, which would
     /// leap forward while an asynchronous flush waits on sled's own threads.
     temporary: bool,
+    /// Apps whose record, entry or commands were written since the last flush (rule 2: the
+    /// executor acts for an app only once this says its writes are durable).
+    unflushed: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<Vec<u8>>>>,
 }
 
 fn app_key_bytes(key: &AppKey) -> Vec<u8> {
@@ -194,6 +197,14 @@ impl Store {
         Self::from_db(db, false)
     }
 
+    /// A store on disk for simulations of crashes: no periodic flush, so only what an explicit
+    /// [`Store::flush`] (or sled's own buffer writes) put in the files survives a copy of `dir`
+    /// taken at any moment — a crash image. Flushes run in place, as a temporary store's.
+    pub fn open_for_simulation(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(dir).flush_every_ms(None).cache_capacity(STORE_CACHE_BYTES).open()?;
+        Self::from_db(db, true)
+    }
+
     /// A throw-away store (tests).
     pub fn temporary() -> Result<Store, StoreError> {
         Self::from_db(sled::Config::new().temporary(true).open()?, true)
@@ -227,6 +238,7 @@ impl Store {
             documents: db.open_tree("documents")?,
             meta,
             temporary,
+            unflushed: Default::default(),
             db,
         };
         store.index_deployments_once()?;
@@ -238,8 +250,28 @@ impl Store {
     /// deadlock sled 0.34's thread pool (spacejam/sled#1308); a 2,000-app benchmark hit it, every
     /// sled thread waiting in `make_stable` and the controller stuck.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        // what was written before the flush started is durable once it returns; what is written
+        // meanwhile stays marked until the next one
+        let pending = std::mem::take(&mut *self.unflushed_keys());
+        if let Err(e) = self.db.flush() {
+            self.unflushed_keys().extend(pending);
+            return Err(e.into());
+        }
         Ok(())
+    }
+
+    /// Whether every write for `key` (its record, entry and commands) has been flushed.
+    pub fn is_durable(&self, key: &AppKey) -> bool {
+        !self.unflushed_keys().contains(&app_key_bytes(key))
+    }
+
+    fn unflushed_keys(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<Vec<u8>>> {
+        // a panic while holding it cannot leave the set inconsistent: recover it
+        self.unflushed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn mark_unflushed(&self, key: &[u8]) {
+        self.unflushed_keys().insert(key.to_vec());
     }
 
     /// A throw-away store: flush it in place (tests run on a paused tokio clock, which would leap
@@ -254,12 +286,14 @@ impl Store {
     }
 
     pub fn put_app(&self, entry: &AppEntry) -> Result<(), StoreError> {
+        self.mark_unflushed(&app_key_bytes(&entry.key));
         self.apps.insert(app_key_bytes(&entry.key), encode(entry))?;
         Ok(())
     }
 
     /// Forgets an app that never owned anything (e.g. an invalid app whose files are gone).
     pub fn remove_app(&self, key: &AppKey) -> Result<(), StoreError> {
+        self.mark_unflushed(&app_key_bytes(key));
         self.apps.remove(app_key_bytes(key))?;
         Ok(())
     }
@@ -340,6 +374,7 @@ impl Store {
     /// step writes — and [`Store::deployment`] reads the in-flight version through it.
     pub fn put_record(&self, record: &DeploymentRecord) -> Result<(), StoreError> {
         let split = self.store_documents(record)?;
+        self.mark_unflushed(&app_key_bytes(&record.app));
         self.records.insert(app_key_bytes(&record.app), split.bytes.as_slice())?;
         if !self.deployments.contains_key(record.id.as_bytes())? {
             self.deployments.insert(record.id.as_bytes(), split.bytes)?;
@@ -379,6 +414,7 @@ impl Store {
     /// learns the outcome (applied fingerprint, failed fingerprint or removal).
     pub fn finish(&self, record: &DeploymentRecord, completion: &Completion) -> Result<(), StoreError> {
         let key = app_key_bytes(&record.app);
+        self.mark_unflushed(&key);
         let split = self.store_documents(record)?;
         let applied_document = split.documents.first().map(|(id, _)| id.clone());
         let record_bytes = split.bytes;
@@ -538,6 +574,7 @@ impl Store {
 
     pub fn put_commands(&self, key: &AppKey, commands: &Commands) -> Result<(), StoreError> {
         let k = app_key_bytes(key);
+        self.mark_unflushed(&k);
         if commands == &Commands::default() {
             self.commands.remove(k)?;
         } else {

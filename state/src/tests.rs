@@ -278,3 +278,28 @@ fn documents_of_pruned_deployments_go_and_the_applied_one_stays() {
         assert!(kept.desired.is_some(), "every kept deployment still reads whole");
     }
 }
+
+#[test]
+fn an_app_is_durable_only_once_its_writes_are_flushed() {
+    let store = Store::temporary().unwrap();
+    let (web, api) = (key("apps/web"), key("apps/api"));
+    assert!(store.is_durable(&web), "nothing written yet");
+    store.put_record(&record("dep-1", "apps/web")).unwrap();
+    assert!(!store.is_durable(&web), "a record written and not flushed");
+    assert!(store.is_durable(&api), "another app is not affected");
+    store.flush().unwrap();
+    assert!(store.is_durable(&web));
+    // every per-app write counts: commands, the entry, a finish
+    store.put_commands(&web, &Commands { force: true, ..Commands::default() }).unwrap();
+    assert!(!store.is_durable(&web));
+    store.flush().unwrap();
+    store.put_app(&AppEntry::new(api.clone(), gitmoxi_deploy::AppKind::Ecs)).unwrap();
+    assert!(!store.is_durable(&api) && store.is_durable(&web));
+    store.flush().unwrap();
+    let mut done = record("dep-1", "apps/web");
+    done.finish(gitmoxi_deploy::record::Outcome::Succeeded, 5);
+    store.finish(&done, &gitmoxi_deploy::plan::Completion::Nothing).unwrap();
+    assert!(!store.is_durable(&web));
+    store.flush().unwrap();
+    assert!(store.is_durable(&web));
+}

@@ -1,8 +1,8 @@
 //! Simulation: the real controller against the fake AWS world on a paused clock.
 //!
 //! Each test drives commits (heads) into the controller, lets virtual time run, and checks the
-//! world and the store. Restarts abort the controller task mid-flight and rebuild it from the
-//! same store.
+//! world and the store. Restarts abort the controller task mid-flight and rebuild it from a crash
+//! image of the store: a copy of its files as they are on disk, so writes not flushed are lost.
 
 use crate::support::ecs_app;
 use gitmoxi::clock::Clock;
@@ -23,6 +23,9 @@ const DEPDEF: &str = r#"{"stabilityCheck": {"pollInterval": 5, "timeout": 180}, 
 pub(crate) struct Sim {
     pub(crate) world: FakeWorld,
     pub(crate) store: Store,
+    /// Where the store lives: every restart opens a crash image of it (see [`Sim::restart`]).
+    pub(crate) state_dir: tempfile::TempDir,
+    pub(crate) generation: u32,
     pub(crate) controller: Arc<Controller>,
     pub(crate) task: Option<JoinHandle<()>>,
     pub(crate) shutdown: CancellationToken,
@@ -33,12 +36,27 @@ pub(crate) struct Sim {
     pub(crate) clock: Clock,
 }
 
+/// Copies a directory tree file by file (the store's files as they are on disk now).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the store directory") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a store file");
+        }
+    }
+}
+
 impl Sim {
     pub(crate) fn new() -> Sim {
         let world = FakeWorld::new();
         world.set_knobs(Knobs::default());
         world.create_cluster(REGION, "prod");
-        let store = Store::temporary().expect("store");
+        let state_dir = tempfile::tempdir().expect("a state directory");
+        let store = Store::open_for_simulation(&state_dir.path().join("gen-0")).expect("store");
         let seed = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
         // One clock for the whole simulation: a restarted controller reads the same virtual time.
         let clock = Clock::starting_at(1_795_000_000_000);
@@ -46,6 +64,8 @@ impl Sim {
         let mut sim = Sim {
             world,
             store,
+            state_dir,
+            generation: 0,
             controller,
             task: None,
             shutdown: CancellationToken::new(),
@@ -80,12 +100,20 @@ impl Sim {
         self.task = Some(tokio::spawn(self.controller.clone().run(self.shutdown.clone())));
     }
 
-    /// Aborts the controller wherever it is and rebuilds it from the store.
+    /// Aborts the controller wherever it is and rebuilds it from what a crash would leave on
+    /// disk: a copy of the store's files taken now (writes not flushed yet are lost, as in a
+    /// `kill -9`), reopened as a new store.
     pub(crate) async fn restart(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
         }
+        let from = self.state_dir.path().join(format!("gen-{}", self.generation));
+        self.generation += 1;
+        let to = self.state_dir.path().join(format!("gen-{}", self.generation));
+        copy_dir(&from, &to);
+        self.store = Store::open_for_simulation(&to).expect("the crash image of the store opens");
+        let _ = std::fs::remove_dir_all(&from);
         self.seed += 1;
         self.controller = Self::build(&self.world, &self.store, &self.clock, self.seed);
         self.controller.enqueue_stored().expect("enqueue");
@@ -129,15 +157,25 @@ impl Sim {
     }
 
     /// Lets virtual time run until `done` holds (checked every second), at most `limit`.
+    /// After every step the invariant of rule 2 is checked: no action was ever refused because
+    /// its record was not flushed first.
     pub(crate) async fn run_until(&self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
         let start = tokio::time::Instant::now();
         while start.elapsed() < limit {
+            self.assert_persisted_before_acting();
             if done(self) {
                 return true;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        self.assert_persisted_before_acting();
         done(self)
+    }
+
+    /// Panics when the executor was about to act on a record it had not flushed.
+    pub(crate) fn assert_persisted_before_acting(&self) {
+        let refused = self.controller.metrics.reconcile_errors_total.with_label_values(&["not_durable"]).get();
+        assert_eq!(refused, 0, "an AWS mutation was planned before the record leading to it was flushed");
     }
 
     /// Restarts the controller at every phase boundary of `prefix` and right after every AWS
@@ -576,4 +614,20 @@ fn the_grafana_dashboard_queries_only_exported_metrics() {
         }
     }
     assert!(queried >= 12);
+}
+
+/// The test world is strict about crashes: a restart keeps what was flushed and loses what was
+/// not, as a `kill -9` would (issue 12: restarts reopen the store from disk).
+#[tokio::test(start_paused = true)]
+async fn a_restart_keeps_what_was_flushed_and_loses_what_was_not() {
+    let mut sim = Sim::new();
+    let (kept, lost) = (Sim::key("prod/kept/kept"), Sim::key("prod/lost/lost"));
+    let force = gitmoxi_state::Commands { force: true, ..Default::default() };
+    sim.store.put_commands(&kept, &force).unwrap();
+    sim.store.flush().unwrap();
+    sim.store.put_commands(&lost, &force).unwrap();
+    assert!(sim.store.commands(&lost).unwrap().force, "written, not flushed");
+    sim.restart().await;
+    assert!(sim.store.commands(&kept).unwrap().force, "flushed: it survives the crash");
+    assert!(!sim.store.commands(&lost).unwrap().force, "not flushed: the crash lost it");
 }
