@@ -57,8 +57,7 @@ pub async fn run_with(
     seed: u64,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.state_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create the state directory {}: {e}", config.state_dir.display()))?;
+    let _lock = crate::state_dir::prepare(&config.state_dir)?;
     let store = Store::open(&config.state_dir.join("db"))?;
     let own_account = match aws.caller_account().await {
         Ok(account) => {
@@ -90,7 +89,13 @@ pub async fn run_with(
     let (notifier, worker) = crate::notify::channel(sinks, &controller.metrics);
     controller.set_notifier(notifier);
     tasks.spawn(worker.run(shutdown.clone()));
-    let repos = crate::repos::Repos::new(controller.clone(), config.state_dir.clone(), default_poll(&config), shutdown.clone());
+    let repos = crate::repos::Repos::new(
+        controller.clone(),
+        config.state_dir.clone(),
+        default_poll(&config),
+        shutdown.clone(),
+        config.api_repos.clone(),
+    );
     repos.start(&config.repos).map_err(|e| anyhow::anyhow!("cannot start the repositories: {e}"))?;
     let webhooks =
         Arc::new(Webhooks { github_secret: config.github_webhook_secret.clone(), gitlab_token: config.gitlab_webhook_token.clone() });

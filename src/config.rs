@@ -55,6 +55,8 @@ pub struct Config {
     pub drift_interval: Duration,
     /// An OpenAI-compatible endpoint for diagnosis summaries (optional).
     pub llm: Option<crate::llm::LlmConfig>,
+    /// What repositories added through the API may be (`[api_repos]`; strict by default).
+    pub api_repos: crate::repo_policy::ApiRepoPolicy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +78,8 @@ struct FileConfig {
     #[serde(default)]
     ignore_fields: Vec<String>,
     llm: Option<FileLlm>,
+    #[serde(default)]
+    api_repos: crate::repo_policy::ApiRepoPolicy,
     #[serde(default)]
     repos: Vec<FileRepo>,
 }
@@ -237,6 +241,21 @@ impl Config {
                     r.name
                 )));
             }
+            if r.token.is_some() {
+                let (kind, _) = crate::repo_policy::transport(&r.url);
+                if matches!(kind, crate::repo_policy::Transport::Http | crate::repo_policy::Transport::Other) {
+                    return Err(ConfigError::Invalid(format!(
+                        "repository '{}' has a token but its URL is not https: the token would travel in clear; use https://",
+                        r.name
+                    )));
+                }
+            }
+            if crate::repo_policy::has_password(&r.url) {
+                return Err(ConfigError::Invalid(format!(
+                    "the URL of repository '{}' carries a password: move it to token_env or access_token_arn",
+                    r.name
+                )));
+            }
             if r.max_prune_percent > 100 {
                 return Err(ConfigError::Invalid(format!("max_prune_percent of '{}' is {}; use 0..=100", r.name, r.max_prune_percent)));
             }
@@ -277,6 +296,7 @@ impl Config {
                 "drift interval",
                 o.drift_interval.as_deref().or(file.drift_interval.as_deref()).unwrap_or("5m"),
             )?,
+            api_repos: file.api_repos,
             llm: match file.llm {
                 None => None,
                 Some(l) => Some(crate::llm::LlmConfig {

@@ -39,6 +39,8 @@ pub mod llm;
 pub mod metrics;
 pub mod notify;
 pub mod offline;
+pub mod repo_policy;
 pub mod repos;
 pub mod source;
+pub mod state_dir;
 pub mod sync;

@@ -63,6 +63,8 @@ pub struct Repos {
     running: Mutex<BTreeMap<String, Running>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// What the API may add (URLs and token sources; see [`crate::repo_policy`]).
+    api_policy: crate::repo_policy::ApiRepoPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +82,13 @@ pub enum RepoError {
 }
 
 impl Repos {
-    pub fn new(controller: Arc<Controller>, state_dir: PathBuf, default_poll: Duration, shutdown: CancellationToken) -> Arc<Repos> {
+    pub fn new(
+        controller: Arc<Controller>,
+        state_dir: PathBuf,
+        default_poll: Duration,
+        shutdown: CancellationToken,
+        api_policy: crate::repo_policy::ApiRepoPolicy,
+    ) -> Arc<Repos> {
         let template = RepoConfig {
             name: String::new(),
             url: String::new(),
@@ -99,6 +107,7 @@ impl Repos {
             running: Mutex::new(BTreeMap::new()),
             tracker: TaskTracker::new(),
             shutdown,
+            api_policy,
         })
     }
 
@@ -172,6 +181,7 @@ impl Repos {
             "" => None,
             arn => Some(TokenSource::parse(arn).map_err(RepoError::Invalid)?),
         };
+        crate::repo_policy::check_api_repo(&url, token.as_ref(), &self.api_policy).map_err(RepoError::Invalid)?;
         let name = repo_name(&url);
         if self.running().values().any(|r| r.config.url == url) {
             return Err(RepoError::Exists(url));

@@ -61,9 +61,18 @@ impl GitSource {
         let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let mut callbacks = RemoteCallbacks::new();
         let token = crate::sync::lock(&self.token).clone();
-        callbacks.credentials(move |_url, username, allowed| {
+        let configured = self.url.clone();
+        callbacks.credentials(move |url, username, allowed| {
             if let Some(t) = &token {
                 if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+                    // the token goes to the repository's own host over https, nowhere else
+                    if !crate::repo_policy::may_send_token(&configured, url) {
+                        return Err(git2::Error::from_str(&format!(
+                            "refusing to send the repository's token to {}: it goes only to {} over https",
+                            redact(url),
+                            redact(&configured)
+                        )));
+                    }
                     return git2::Cred::userpass_plaintext("x-access-token", t);
                 }
             }

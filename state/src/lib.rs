@@ -27,7 +27,7 @@ pub const MAX_DEPLOYMENTS_PER_APP: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state store I/O failed: {0}; check the state directory's disk space and permissions")]
+    #[error("{}", describe_sled(.0))]
     Io(#[from] sled::Error),
     #[error("state store entry {key} is corrupt ({source}); move the state directory aside to start fresh")]
     Corrupt { key: String, source: serde_json::Error },
@@ -39,6 +39,23 @@ pub enum StoreError {
     Transaction(String),
     #[error("state store flush did not finish: {0}; check the state directory's disk")]
     Flush(String),
+}
+
+/// What a sled error means for an operator: corruption is not a disk-space problem.
+fn describe_sled(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Corruption { .. } => format!(
+            "the state store is corrupt ({e}); move the state directory aside (e.g. mv state state.corrupt) and start again: \
+             gitmoxi then starts from an empty store and redeploys each app once"
+        ),
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            format!("the state store is in use by another process ({io}); stop the other gitmoxi or give this one its own --state-dir")
+        }
+        sled::Error::Io(_) => format!("state store I/O failed: {e}; check the state directory's disk space and permissions"),
+        sled::Error::CollectionNotFound(_) | sled::Error::Unsupported(_) | sled::Error::ReportableBug(_) => {
+            format!("state store failed: {e}")
+        }
+    }
 }
 
 /// What the store keeps per app.

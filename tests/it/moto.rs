@@ -176,6 +176,8 @@ impl Server {
             notify_webhook_url: notify.1,
             drift_interval,
             llm: llm.clone(),
+            // the tests add local repositories through the API
+            api_repos: gitmoxi::repo_policy::ApiRepoPolicy { allow_local: true, ..Default::default() },
         };
         let metrics = Metrics::new();
         let provider = Arc::new(SdkProvider::from_config(sdk_config_at(&proxy.url, max_attempts).await, metrics.aws.clone()));

@@ -193,12 +193,16 @@ async fn api_added_repositories_come_back_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let controller = Controller::new(store.clone(), world.provider(), Clock::system(), Metrics::new(), settings());
-    let repos = Repos::new(controller, dir.path().to_path_buf(), Duration::from_secs(3600), shutdown.clone());
+    let policy = gitmoxi::repo_policy::ApiRepoPolicy {
+        token_arn_prefixes: vec!["arn:aws:secretsmanager:us-east-1:123456789012:secret:gitmoxi/".into()],
+        ..Default::default()
+    };
+    let repos = Repos::new(controller, dir.path().to_path_buf(), Duration::from_secs(3600), shutdown.clone(), policy.clone());
     repos.start(&[]).unwrap();
     let record = RepoRecord {
         repo_url: "https://github.com/acme/deploys.git".into(),
         branches: vec!["main".into(), "prod".into()],
-        access_token_arn: "GITHUB_TOKEN".into(),
+        access_token_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitmoxi/deploys".into(),
         provider: "github".into(),
         origin: String::new(),
     };
@@ -209,12 +213,12 @@ async fn api_added_repositories_come_back_after_a_restart() {
 
     let shutdown = CancellationToken::new();
     let controller = Controller::new(store, world.provider(), Clock::system(), Metrics::new(), settings());
-    let again = Repos::new(controller, dir.path().to_path_buf(), Duration::from_secs(3600), shutdown.clone());
+    let again = Repos::new(controller, dir.path().to_path_buf(), Duration::from_secs(3600), shutdown.clone(), policy);
     again.start(&[]).unwrap();
     let list = again.list();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].repo_url, "https://github.com/acme/deploys.git");
-    assert_eq!(list[0].access_token_arn, "GITHUB_TOKEN");
+    assert_eq!(list[0].access_token_arn, "arn:aws:secretsmanager:us-east-1:123456789012:secret:gitmoxi/deploys");
     assert_eq!(again.tracked(), 2);
     shutdown.cancel();
     again.join().await;

@@ -28,7 +28,7 @@ async fn serve() -> (String, CancellationToken, Arc<Repos>) {
     let controller = Controller::new(Store::temporary().unwrap(), world.provider(), Clock::system(), Metrics::new(), settings);
     let shutdown = CancellationToken::new();
     let dir = tempfile::tempdir().unwrap().keep();
-    let repos = Repos::new(controller.clone(), dir.clone(), Duration::from_secs(3600), shutdown.clone());
+    let repos = Repos::new(controller.clone(), dir.clone(), Duration::from_secs(3600), shutdown.clone(), Default::default());
     repos.start(&[]).unwrap();
     let webhooks = Arc::new(Webhooks { github_secret: Some("s".into()), gitlab_token: Some("t".into()) });
     let app = router(HttpState { controller, api_token: Some(TOKEN.into()), webhooks, repos: repos.clone(), state_dir: dir, llm: None });
@@ -114,5 +114,66 @@ async fn every_api_endpoint_needs_the_token_and_explains_bad_bodies() {
     assert_eq!(client.get(format!("{url}/healthz")).send().await.unwrap().status().as_u16(), 200);
     assert_eq!(client.get(format!("{url}/metrics")).send().await.unwrap().status().as_u16(), 200);
     assert_eq!(client.post(format!("{url}/webhooks/gitlab")).body("{}").send().await.unwrap().status().as_u16(), 401);
+    shutdown.cancel();
+}
+
+/// Issue 13, high: an API caller names the controller's own secrets as a repository's token and
+/// a host they control as its URL. Every variant is refused with the reason, and the host never
+/// hears from gitmoxi.
+#[tokio::test]
+async fn an_api_caller_cannot_send_the_controllers_secrets_to_a_host_they_control() {
+    let (url, shutdown, repos) = serve().await;
+    // the caller's host: records every connection it gets
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trap_url = format!("http://{}", trap.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = trap.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let attempts = [
+        (format!("{trap_url}/a.git"), "env:AWS_SECRET_ACCESS_KEY", "configuration file only"),
+        (format!("{trap_url}/b.git"), "GITHUB_TOKEN", "configuration file only"),
+        (format!("{trap_url}/c.git"), "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod-db", "accepts no access_token_arn"),
+        (
+            "https://evil.example/d.git".to_string(),
+            "arn:aws:ssm:us-east-1:123456789012:parameter/github-token",
+            "accepts no access_token_arn",
+        ),
+        (format!("{trap_url}/e.git"), "", "plain http"),
+        ("file:///etc".to_string(), "", "allow_local"),
+        ("/var/lib/gitmoxi".to_string(), "", "allow_local"),
+        ("https://user:hunter2@github.com/acme/f.git".to_string(), "", "password"),
+    ];
+    let client = reqwest::Client::new();
+    for (path, body_of) in [
+        (
+            "/api/v1/repositories/add",
+            (|u: &str, t: &str| serde_json::json!({"repo_url": u, "branches": ["main"], "access_token_arn": t}))
+                as fn(&str, &str) -> serde_json::Value,
+        ),
+        ("/api/v2/repos", |u: &str, t: &str| serde_json::json!({"repo_url": u, "branches": ["main"], "access_token_arn": t})),
+    ] {
+        for (repo_url, token, reason) in &attempts {
+            let r = client
+                .post(format!("{url}{path}"))
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .json(&body_of(repo_url, token))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let answer: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(status, 400, "{path} {repo_url} {token}: {answer}");
+            let error = answer["error"].as_str().unwrap_or_default();
+            assert!(error.contains(reason), "{path} {repo_url} {token}: {error}");
+            assert!(!error.contains("hunter2"), "the password is not echoed: {error}");
+        }
+    }
+    assert!(repos.list().is_empty(), "nothing was added");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "gitmoxi never contacted the caller's host");
     shutdown.cancel();
 }
