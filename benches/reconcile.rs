@@ -40,12 +40,13 @@ async fn bench(n: usize) -> (Duration, Duration, u32) {
         seed: 1,
         drift_interval: Duration::from_secs(3600),
         own_account: Some("123456789012".into()),
+        render_limits: Default::default(),
     };
     let controller = Controller::new(store.clone(), world.provider(), Clock::system(), Metrics::new(), settings);
     // drift checks off: this measures the pass a new, unchanged head causes
     let drift = gitmoxi_deploy::drift::DriftPolicy { mode: gitmoxi_deploy::drift::DriftMode::Ignore, ..Default::default() };
     let policy = RepoPolicy { max_prune: 3, max_prune_percent: 25, drift };
-    let ctx = RenderContext { default_region: "us-east-1".into() };
+    let ctx = RenderContext::new("us-east-1".into());
     let snapshot = load_snapshot(&tree(n, "nginx:1"), &ctx);
     let fingerprints: Vec<(String, String, gitmoxi_deploy::spec::Identity)> =
         snapshot.apps.iter().filter_map(|(p, a)| a.as_ref().ok().map(|a| (p.clone(), a.fingerprint.clone(), a.identity.clone()))).collect();

@@ -80,6 +80,7 @@ pub async fn run_with(
             seed,
             drift_interval: config.drift_interval,
             own_account,
+            render_limits: config.limits,
         },
     );
     controller.enqueue_stored()?;

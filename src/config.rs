@@ -57,6 +57,8 @@ pub struct Config {
     pub llm: Option<crate::llm::LlmConfig>,
     /// What repositories added through the API may be (`[api_repos]`; strict by default).
     pub api_repos: crate::repo_policy::ApiRepoPolicy,
+    /// Size bounds on deployment files, referenced output files and rendered text (`[limits]`).
+    pub limits: gitmoxi_deploy::spec::Limits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,8 +82,19 @@ struct FileConfig {
     llm: Option<FileLlm>,
     #[serde(default)]
     api_repos: crate::repo_policy::ApiRepoPolicy,
+    limits: Option<FileLimits>,
     #[serde(default)]
     repos: Vec<FileRepo>,
+}
+
+/// `[limits]`: sizes in bytes (defaults: 1 MiB per deployment file and rendered document,
+/// 16 MiB per referenced output file).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_file_bytes: Option<u64>,
+    max_ref_file_bytes: Option<u64>,
+    max_rendered_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,6 +310,25 @@ impl Config {
                 o.drift_interval.as_deref().or(file.drift_interval.as_deref()).unwrap_or("5m"),
             )?,
             api_repos: file.api_repos,
+            limits: {
+                let given = file.limits.unwrap_or_default();
+                let defaults = gitmoxi_deploy::spec::Limits::default();
+                let limits = gitmoxi_deploy::spec::Limits {
+                    max_file_bytes: given.max_file_bytes.unwrap_or(defaults.max_file_bytes),
+                    max_ref_file_bytes: given.max_ref_file_bytes.unwrap_or(defaults.max_ref_file_bytes),
+                    max_rendered_bytes: given.max_rendered_bytes.unwrap_or(defaults.max_rendered_bytes),
+                };
+                for (name, value) in [
+                    ("max_file_bytes", limits.max_file_bytes),
+                    ("max_ref_file_bytes", limits.max_ref_file_bytes),
+                    ("max_rendered_bytes", limits.max_rendered_bytes),
+                ] {
+                    if value == 0 || value > 1 << 30 {
+                        return Err(ConfigError::Invalid(format!("limits.{name} is {value}; use 1 byte to 1 GiB")));
+                    }
+                }
+                limits
+            },
             llm: match file.llm {
                 None => None,
                 Some(l) => Some(crate::llm::LlmConfig {

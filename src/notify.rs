@@ -234,8 +234,7 @@ mod tests {
                 "fn/hello_lambdadepdef.json",
                 r#"{"alias": "live", "webhooks": [{"name": "team", "urls": ["https://hooks.example/x"], "payload_template": {"text": "{message}"}}]}"#,
             );
-        let snapshot =
-            gitmoxi_deploy::spec::load_snapshot(&tree, &gitmoxi_deploy::spec::RenderContext { default_region: "us-east-1".into() });
+        let snapshot = gitmoxi_deploy::spec::load_snapshot(&tree, &gitmoxi_deploy::spec::RenderContext::new("us-east-1".into()));
         let app = snapshot.apps["fn/hello"].clone().expect("valid");
         let gitmoxi_deploy::spec::AppSpec::Lambda(lambda) = app.spec else { panic!("a Lambda app") };
         let record = DeploymentRecord {

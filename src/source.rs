@@ -114,7 +114,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let source = Arc::new(GitSource::new(&repo.url, &branch, mirror_dir(&state_dir, &repo), None));
-    let ctx = RenderContext { default_region: controller.settings.default_region.clone() };
+    let ctx = RenderContext { default_region: controller.settings.default_region.clone(), limits: controller.settings.render_limits };
     let policy = RepoPolicy { max_prune: repo.max_prune, max_prune_percent: repo.max_prune_percent, drift: repo.drift };
     let meta_key = format!("head/{}/{branch}", repo.name);
     let mut last: Option<String> = None;

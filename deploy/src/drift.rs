@@ -206,7 +206,7 @@ mod tests {
 
     fn ecs_app() -> DesiredApp {
         let tree = MemTree::new().with("s/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "taskDefinition": "web:1"}"#);
-        load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() }).apps["s/web"].clone().expect("valid")
+        load_snapshot(&tree, &RenderContext::new("us-east-1".into())).apps["s/web"].clone().expect("valid")
     }
 
     fn applied(td: &str) -> AppliedState {
@@ -240,7 +240,7 @@ mod tests {
         let tree = MemTree::new()
             .with("f/fn_lambdadef.json", r#"{"FunctionName": "fn", "Code": {"S3Bucket": "b", "S3Key": "k"}}"#)
             .with("f/fn_lambdadepdef.json", r#"{"alias": "live"}"#);
-        let app = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() }).apps["f/fn"].clone().expect("valid");
+        let app = load_snapshot(&tree, &RenderContext::new("us-east-1".into())).apps["f/fn"].clone().expect("valid");
         let observed = |version: &str, routed: bool| Observed {
             lambda: ObservedLambda {
                 function: Some(ObservedFunction::default()),

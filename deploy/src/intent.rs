@@ -286,7 +286,7 @@ mod tests {
     }
 
     fn snap(tree: &MemTree) -> Snapshot {
-        load_snapshot(tree, &RenderContext { default_region: "us-east-1".into() })
+        load_snapshot(tree, &RenderContext::new("us-east-1".into()))
     }
 
     fn applied_from(s: &Snapshot) -> BTreeMap<String, AppliedApp> {

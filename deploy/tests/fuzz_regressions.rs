@@ -45,7 +45,7 @@ fn the_fuzzed_repository_is_valid_before_the_fuzzer_changes_it() {
     for (path, text) in harness::FILES {
         tree.insert(path, text);
     }
-    let snapshot = gitmoxi_deploy::spec::load_snapshot(&tree, &gitmoxi_deploy::spec::RenderContext { default_region: "us-east-1".into() });
+    let snapshot = gitmoxi_deploy::spec::load_snapshot(&tree, &gitmoxi_deploy::spec::RenderContext::new("us-east-1".into()));
     let invalid: Vec<_> = snapshot.apps.values().filter_map(|a| a.as_ref().err()).collect();
     assert!(invalid.is_empty(), "{invalid:?}");
     assert_eq!(snapshot.valid().count(), 2, "an ECS app and a Lambda function");

@@ -59,7 +59,7 @@ pub fn render_and_load(data: &[u8]) {
     }
     let (path, _) = FILES[usize::from(pick) % FILES.len()];
     tree.files.insert(path.to_string(), content.to_vec());
-    let ctx = RenderContext { default_region: "us-east-1".into() };
+    let ctx = RenderContext::new("us-east-1".into());
     let first = load_snapshot(&tree, &ctx);
     let second = load_snapshot(&tree, &ctx);
     let fingerprints = |s: &gitmoxi_deploy::spec::Snapshot| -> Vec<(String, Option<String>)> {

@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Validate { path, json, region } => {
             let path = path.unwrap_or_else(|| PathBuf::from("."));
-            let (results, warnings) = offline::validate(&path, &RenderContext { default_region: region })?;
+            let (results, warnings) = offline::validate(&path, &RenderContext::new(region))?;
             let bad = results.iter().filter(|r| !r.ok).count();
             for w in &warnings {
                 eprintln!("warning: {w}");
@@ -56,7 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Render { app_prefix, repo, rev, region } => {
             let path = repo.unwrap_or_else(|| PathBuf::from("."));
-            match offline::render(&path, &app_prefix, rev.as_deref(), &RenderContext { default_region: region })? {
+            match offline::render(&path, &app_prefix, rev.as_deref(), &RenderContext::new(region))? {
                 Ok(doc) => {
                     outln!("{}", serde_json::to_string_pretty(&doc)?);
                     Ok(0)
@@ -71,7 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Plan { repo, from, to, json, max_prune, max_prune_percent, region } => {
             let policy = PrunePolicy { max_prune, max_prune_percent, allow_prune: false };
-            let entries = offline::plan(&repo, from.as_deref(), &to, &RenderContext { default_region: region }, policy)?;
+            let entries = offline::plan(&repo, from.as_deref(), &to, &RenderContext::new(region), policy)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&entries)?);
             } else {

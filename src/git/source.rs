@@ -175,6 +175,12 @@ impl FileTree for GitTree {
         let blob = self.repo.find_blob(*index.get(path)?).ok()?;
         Some(blob.content().to_vec())
     }
+
+    fn size(&self, path: &str) -> Option<u64> {
+        let index = self.index.get_or_init(|| self.walk().into_iter().collect());
+        let (size, _) = self.repo.odb().ok()?.read_header(*index.get(path)?).ok()?;
+        Some(size as u64)
+    }
 }
 
 #[cfg(test)]

@@ -218,7 +218,7 @@ fn with_desired(id: &str, prefix: &str, image: &str) -> DeploymentRecord {
         "svc/web_taskdef.json",
         &format!(r#"{{"family": "web", "containerDefinitions": [{{"name": "web", "image": "{image}", "memory": 128}}]}}"#),
     );
-    let snapshot = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    let snapshot = load_snapshot(&tree, &RenderContext::new("us-east-1".into()));
     let app = snapshot.apps["svc/web"].clone().expect("valid");
     let AppSpec::Ecs(ecs) = app.spec else { panic!("an ECS app") };
     DeploymentRecord { desired: Some(ecs), ..record(id, prefix) }

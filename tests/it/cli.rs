@@ -165,3 +165,49 @@ fn a_missing_path_is_reported_once() {
     assert_eq!(code, 2);
     assert_eq!(stderr.matches("No such file or directory").count(), 1, "the reason once: {stderr}");
 }
+
+/// Runs the binary and returns its exit code, output and peak resident set (KiB). A fresh
+/// python3 runs it and reads `RUSAGE_CHILDREN`: the peak of that one child, nothing else.
+fn gitmoxi_peak_rss(args: &[&str]) -> (i32, String, String, i64) {
+    const MEASURE: &str = "import json, resource, subprocess, sys\n\
+p = subprocess.run(sys.argv[1:], capture_output=True)\n\
+print(json.dumps({'code': p.returncode, 'out': p.stdout.decode(errors='replace'), 'err': p.stderr.decode(errors='replace'),\n\
+                  'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n";
+    let out = Command::new("python3").arg("-c").arg(MEASURE).arg(env!("CARGO_BIN_EXE_gitmoxi")).args(args).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the measurement");
+    (
+        v["code"].as_i64().unwrap_or(-1) as i32,
+        v["out"].as_str().unwrap_or_default().to_string(),
+        v["err"].as_str().unwrap_or_default().to_string(),
+        v["peak_kib"].as_i64().unwrap_or(i64::MAX),
+    )
+}
+
+/// Issue 13, high: a 413-byte template that rendered 1 GB (validate peaked at 3 GB, serve
+/// aborted under a 4 GiB limit, again at every restart). Its app is refused with the file named,
+/// the other app stays valid, and the process's peak memory stays bounded.
+#[test]
+fn a_template_bomb_is_refused_with_its_file_named_and_memory_stays_bounded() {
+    let repo = repo_with_two_apps();
+    let bomb = r#"{% set a = "x" * 10000000 %}{% set b = a ~ a %}{% set c = b ~ b %}
+{"family": "api", "containerDefinitions": [{"name": "a", "image": "{% for i in range(25) %}{{ c }}{% endfor %}"}]}
+"#;
+    assert!(bomb.len() < 420, "{}", bomb.len());
+    repo.write("prod/api/api_taskdef.json", bomb);
+    repo.commit("bomb");
+    let path = repo.path().display().to_string();
+    let (code, out, err, peak_kib) = gitmoxi_peak_rss(&["validate", &path]);
+    assert_eq!(code, 1, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("prod/api/api_taskdef.json") && all.contains("renders to more than 1048576 bytes"), "{all}");
+    assert!(!all.contains("prod/web/web_") || !all.contains("prod/web/web_taskdef.json:"), "the other app is fine: {all}");
+    eprintln!("peak RSS of gitmoxi validate on the bomb: {} MiB", peak_kib / 1024);
+    assert!(peak_kib < 256 * 1024, "validate peaked at {} MiB rendering the bomb", peak_kib / 1024);
+    // a deployment file over the size bound is refused before it is read
+    repo.write("prod/api/api_taskdef.json", &format!("{{\"family\": \"api\", \"pad\": \"{}\"}}", "y".repeat(2 << 20)));
+    repo.commit("huge");
+    let (code, out, err) = gitmoxi(&["validate", &path]);
+    assert_eq!(code, 1);
+    assert!(format!("{out}{err}").contains("over the limit of 1048576 bytes"), "{out}{err}");
+}

@@ -19,7 +19,7 @@ fn snapshot(image: &str) -> Snapshot {
         "svc/web_taskdef.json",
         &format!(r#"{{"family": "web", "containerDefinitions": [{{"name": "web", "image": "{image}", "memory": 128}}]}}"#),
     );
-    load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() })
+    load_snapshot(&tree, &RenderContext::new("us-east-1".into()))
 }
 
 fn policy() -> RepoPolicy {
@@ -44,6 +44,7 @@ fn controller() -> Arc<Controller> {
         seed: 7,
         drift_interval: Duration::from_secs(300),
         own_account: Some("123456789012".into()),
+        render_limits: Default::default(),
     };
     Controller::new(Store::temporary().expect("store"), FakeWorld::new().provider(), Clock::starting_at(0), Metrics::new(), settings)
 }

@@ -24,6 +24,7 @@ async fn serve() -> (String, CancellationToken, Arc<Repos>) {
         seed: 3,
         drift_interval: Duration::from_secs(300),
         own_account: Some("123456789012".into()),
+        render_limits: Default::default(),
     };
     let controller = Controller::new(Store::temporary().unwrap(), world.provider(), Clock::system(), Metrics::new(), settings);
     let shutdown = CancellationToken::new();

@@ -91,6 +91,7 @@ impl Sim {
                 seed,
                 drift_interval: Duration::from_secs(300),
                 own_account: Some("123456789012".into()),
+                render_limits: Default::default(),
             },
         )
     }
@@ -152,7 +153,7 @@ impl Sim {
     }
 
     pub(crate) fn apply(&self) {
-        let snapshot = load_snapshot(&self.tree, &RenderContext { default_region: REGION.into() });
+        let snapshot = load_snapshot(&self.tree, &RenderContext::new(REGION.into()));
         self.controller.apply_head("deploys", "main", &format!("c{:04}", self.commits), snapshot, self.policy).expect("apply head");
     }
 
@@ -630,4 +631,27 @@ async fn a_restart_keeps_what_was_flushed_and_loses_what_was_not() {
     sim.restart().await;
     assert!(sim.store.commands(&kept).unwrap().force, "flushed: it survives the crash");
     assert!(!sim.store.commands(&lost).unwrap().force, "not flushed: the crash lost it");
+}
+
+/// Issue 13, high: one committer's template bomb fails its own app (file named) while the
+/// others deploy; nothing of it reaches AWS.
+#[tokio::test(start_paused = true)]
+async fn a_template_bomb_in_one_app_does_not_stop_the_others() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.add_app("prod/bomb/bomb", "bomb", "nginx:1");
+    sim.tree.insert(
+        "prod/bomb/bomb_taskdef.json",
+        r#"{% set a = "x" * 10000000 %}{% set b = a ~ a %}{"family": "bomb", "containerDefinitions": [{"name": "b", "image": "{% for i in range(50) %}{{ b }}{% endfor %}"}]}"#,
+    );
+    sim.commit();
+    assert!(
+        sim.run_until(10 * MINUTES, |s| s.outcome("prod/web/web") == Some(Outcome::Succeeded)).await,
+        "{:?}",
+        sim.history("prod/web/web")
+    );
+    let bomb = sim.store.app(&Sim::key("prod/bomb/bomb")).unwrap().expect("the bomb app is known");
+    let problems: Vec<String> = bomb.problems.iter().map(|d| format!("{}: {}", d.file, d.message)).collect();
+    assert!(problems.iter().any(|p| p.starts_with("prod/bomb/bomb_taskdef.json: the template renders to more than")), "{problems:?}");
+    assert_eq!(sim.world.revisions(REGION, "bomb"), 0, "nothing of it reached AWS");
 }

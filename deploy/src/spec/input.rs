@@ -51,10 +51,17 @@ fn strip_position(msg: &str) -> String {
 
 /// Loads the input file (if any) and its references.
 pub fn load_input(tree: &dyn FileTree, input_path: Option<&str>) -> Result<InputValues, Vec<Diagnostic>> {
+    load_input_limited(tree, input_path, &super::Limits::default())
+}
+
+/// [`load_input`] with the size bounds of the configuration.
+pub fn load_input_limited(tree: &dyn FileTree, input_path: Option<&str>, limits: &super::Limits) -> Result<InputValues, Vec<Diagnostic>> {
     let Some(path) = input_path else {
         return Ok(InputValues::default());
     };
-    let bytes = tree.read(path).ok_or_else(|| vec![Diagnostic::new(path, "input file vanished while reading the commit")])?;
+    let bytes = super::read_bounded(tree, path, limits.max_file_bytes, "the input file")
+        .map_err(|d| vec![d])?
+        .ok_or_else(|| vec![Diagnostic::new(path, "input file vanished while reading the commit")])?;
     let value = parse_json(path, &bytes, "input file").map_err(|d| vec![d])?;
     let Value::Object(mut own) = value else {
         return Err(vec![Diagnostic::new(path, "input file must be a JSON object of template values").at(Some(1), Some(1))]);
@@ -66,7 +73,7 @@ pub fn load_input(tree: &dyn FileTree, input_path: Option<&str>) -> Result<Input
         match parse_ref(path, &text, &reference) {
             Ok((files, ref_type)) => {
                 for file in files {
-                    match load_ref_file(tree, path, &file, ref_type) {
+                    match load_ref_file(tree, path, &file, ref_type, limits.max_ref_file_bytes) {
                         Ok(values) => from_refs.extend(values),
                         Err(d) => errors.push(d),
                     }
@@ -118,9 +125,9 @@ fn parse_ref(path: &str, text: &str, reference: &Value) -> Result<(Vec<String>, 
     Ok((files, ref_type))
 }
 
-fn load_ref_file(tree: &dyn FileTree, input_path: &str, file: &str, ref_type: RefType) -> Result<Map<String, Value>, Diagnostic> {
+fn load_ref_file(tree: &dyn FileTree, input_path: &str, file: &str, ref_type: RefType, max: u64) -> Result<Map<String, Value>, Diagnostic> {
     let normalized = file.trim_start_matches("./").trim_start_matches('/');
-    let bytes = tree.read(normalized).ok_or_else(|| {
+    let bytes = super::read_bounded(tree, normalized, max, "the referenced output file")?.ok_or_else(|| {
         Diagnostic::new(
             input_path,
             format!("'ref.file' names '{file}', which is not in this commit; commit it or fix the path (paths are relative to the repository root)"),

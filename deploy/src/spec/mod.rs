@@ -22,7 +22,7 @@ pub use group::{group, AppFiles, AppKind, FileKind, Grouping};
 pub use lambda::LambdaApp;
 pub use tree::{FileTree, MemTree};
 
-use render::{render_file, Rendered};
+use render::Rendered;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +33,46 @@ use std::fmt;
 pub struct RenderContext {
     /// Region for apps whose depdef names none.
     pub default_region: String,
+    /// How much a commit may make gitmoxi read and produce.
+    pub limits: Limits,
+}
+
+impl RenderContext {
+    /// A context with the default limits.
+    pub fn new(default_region: String) -> RenderContext {
+        RenderContext { default_region, limits: Limits::default() }
+    }
+}
+
+/// Size bounds on what one commit may make gitmoxi read and produce (issue 13): a file over a
+/// bound is an error naming it, its app does not deploy, the others do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A deployment file (svcdef, taskdef, depdef, input, lambda files), in bytes.
+    pub max_file_bytes: u64,
+    /// A file an input references (Terraform, CloudFormation, CDK outputs), in bytes.
+    pub max_ref_file_bytes: u64,
+    /// The text one template renders to, in bytes.
+    pub max_rendered_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_file_bytes: 1 << 20, max_ref_file_bytes: 16 << 20, max_rendered_bytes: 1 << 20 }
+    }
+}
+
+/// Reads `path` unless it is over `max` bytes (then an error naming the file, the size and the
+/// bound); `Ok(None)` when the commit has no such file.
+pub fn read_bounded(tree: &dyn FileTree, path: &str, max: u64, what: &str) -> Result<Option<Vec<u8>>, Diagnostic> {
+    match tree.size(path) {
+        None => Ok(None),
+        Some(size) if size > max => Err(Diagnostic::new(
+            path,
+            format!("{what} is {size} bytes, over the limit of {max} bytes; make it smaller (or raise the limit in the configuration)"),
+        )),
+        Some(_) => Ok(tree.read(path)),
+    }
 }
 
 /// The AWS identity an app deploys to; two apps with one identity conflict.
@@ -177,7 +217,7 @@ pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &Rende
             &[FileKind::LambdaDepDef],
         ),
     };
-    let inputs = match input::load_input(tree, files.path(input_kind)) {
+    let inputs = match input::load_input_limited(tree, files.path(input_kind), &ctx.limits) {
         Ok(v) => v,
         Err(errors) => return Err(invalid(&files, errors)),
     };
@@ -187,11 +227,18 @@ pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &Rende
     let template_kinds = fingerprinted.iter().map(|(k, _)| *k).chain(others.iter().copied()).filter(|k| *k != input_kind);
     for file_kind in template_kinds {
         let Some(path) = files.path(file_kind) else { continue };
-        let Some(bytes) = tree.read(path) else {
-            errors.push(Diagnostic::new(path, "file vanished while reading the commit"));
-            continue;
+        let bytes = match read_bounded(tree, path, ctx.limits.max_file_bytes, "the file") {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                errors.push(Diagnostic::new(path, "file vanished while reading the commit"));
+                continue;
+            }
+            Err(d) => {
+                errors.push(d);
+                continue;
+            }
         };
-        match render_file(path, &bytes, &inputs.context) {
+        match render::render_file_limited(path, &bytes, &inputs.context, ctx.limits.max_rendered_bytes) {
             Ok(r) => {
                 rendered.insert(file_kind, r);
             }
@@ -200,7 +247,7 @@ pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &Rende
         raw.insert(file_kind, bytes);
     }
     if let Some(path) = files.path(input_kind) {
-        if let Some(bytes) = tree.read(path) {
+        if let Ok(Some(bytes)) = read_bounded(tree, path, ctx.limits.max_file_bytes, "the input file") {
             raw.insert(input_kind, bytes);
         }
     }

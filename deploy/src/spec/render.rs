@@ -38,6 +38,33 @@ fn environment() -> Environment<'static> {
 
 /// Renders `source` (the bytes of `path`) with `context`, then parses the result as JSON.
 pub fn render_file(path: &str, source: &[u8], context: &Map<String, Value>) -> Result<Rendered, Diagnostic> {
+    render_file_limited(path, source, context, super::Limits::default().max_rendered_bytes)
+}
+
+/// Collects rendered text, refusing to grow past a bound (rendering stops there).
+struct BoundedText {
+    text: Vec<u8>,
+    max: u64,
+    over: bool,
+}
+
+impl std::io::Write for BoundedText {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() as u64 + buf.len() as u64 > self.max {
+            self.over = true;
+            return Err(std::io::Error::other("the rendered text is over its bound"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`render_file`] whose output may not exceed `max_rendered` bytes.
+pub fn render_file_limited(path: &str, source: &[u8], context: &Map<String, Value>, max_rendered: u64) -> Result<Rendered, Diagnostic> {
     let text = std::str::from_utf8(source).map_err(|e| Diagnostic::new(path, format!("file is not UTF-8 text ({e}); save it as UTF-8")))?;
     let env = environment();
     let template = env.template_from_named_str(path, text).map_err(|e| template_error(path, text, &e, &[]))?;
@@ -50,7 +77,16 @@ pub fn render_file(path: &str, source: &[u8], context: &Map<String, Value>) -> R
         .into_iter()
         .collect();
     let ctx = minijinja::Value::from_serialize(context);
-    let rendered = template.render(ctx).map_err(|e| template_error(path, text, &e, &missing))?;
+    let mut out = BoundedText { text: Vec::new(), max: max_rendered, over: false };
+    let result = template.render_captured_to(ctx, &mut out);
+    if out.over {
+        return Err(Diagnostic::new(
+            path,
+            format!("the template renders to more than {max_rendered} bytes; a deployment file is far smaller: look for a string repeated or joined in a loop"),
+        ));
+    }
+    result.map_err(|e| template_error(path, text, &e, &missing))?;
+    let rendered = String::from_utf8(out.text).map_err(|e| Diagnostic::new(path, format!("the rendered text is not UTF-8 ({e})")))?;
     let json = parse_json(path, rendered.as_bytes(), "file (after template rendering)").map_err(|mut d| {
         if rendered != text {
             d.message.push_str(" — line and column refer to the rendered text, here:\n");

@@ -15,7 +15,7 @@ const INPUT: &str = r#"{"ref": {"file": ["infra/tf.json"], "type": "TERRAFORM"},
 const TF: &str = r#"{"cluster": {"value": "prod"}, "unused": {"value": "x"}}"#;
 
 fn ctx() -> RenderContext {
-    RenderContext { default_region: "us-east-1".into() }
+    RenderContext::new("us-east-1".into())
 }
 
 fn base() -> MemTree {

@@ -11,6 +11,11 @@ pub trait FileTree {
     fn paths(&self) -> Vec<String>;
     /// The bytes of a file, or `None` when the commit has no such file.
     fn read(&self, path: &str) -> Option<Vec<u8>>;
+    /// The size of a file in bytes, without reading it when the tree can tell (a Git tree
+    /// reads the object header); `None` when the commit has no such file.
+    fn size(&self, path: &str) -> Option<u64> {
+        self.read(path).map(|b| b.len() as u64)
+    }
 }
 
 /// An in-memory tree, for tests, fuzzing and offline tools.

@@ -14,7 +14,7 @@ fn app(image: &str) -> DesiredApp {
         "svc/web_taskdef.json",
         &format!(r#"{{"family": "web", "containerDefinitions": [{{"name": "web", "image": "{image}", "memory": 128}}]}}"#),
     );
-    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    let snap = load_snapshot(&tree, &RenderContext::new("us-east-1".into()));
     snap.apps["svc/web"].clone().expect("valid")
 }
 
@@ -398,7 +398,7 @@ fn a_refusal_fails_what_is_in_flight_starts_nothing_new_and_drops_a_rebalance() 
 #[test]
 fn a_task_definition_named_by_family_is_resolved_to_the_arn_before_the_deployment_starts() {
     let tree = MemTree::new().with("svc/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "taskDefinition": "web:3"}"#);
-    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    let snap = load_snapshot(&tree, &RenderContext::new("us-east-1".into()));
     let a = snap.apps["svc/web"].clone().expect("valid");
     let key = key();
     let nothing = AppliedState::default();
@@ -431,7 +431,7 @@ fn an_app_in_another_account_fails_before_anything_is_observed_or_changed() {
     let tree = MemTree::new()
         .with("svc/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "taskDefinition": "web:3"}"#)
         .with("svc/web_depdef.json", r#"{"environment": {"account": "210987654321"}}"#);
-    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    let snap = load_snapshot(&tree, &RenderContext::new("us-east-1".into()));
     let a = snap.apps["svc/web"].clone().expect("valid");
     let key = key();
     let nothing = AppliedState::default();

@@ -38,7 +38,7 @@ fn app_with(image: &str, depdef: &str) -> DesiredApp {
             &format!(r#"{{"family": "web", "containerDefinitions": [{{"name": "web", "image": "{image}", "memory": 128}}]}}"#),
         )
         .with("svc/web_depdef.json", depdef);
-    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    let snap = load_snapshot(&tree, &RenderContext::new("us-east-1".into()));
     snap.apps["svc/web"].clone().expect("valid")
 }
 

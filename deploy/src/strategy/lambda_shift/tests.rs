@@ -31,7 +31,7 @@ fn app_with(zip: &str, extra: &str, depdef: &str, sources: Option<&str>) -> Desi
     if let Some(s) = sources {
         tree = tree.with("fn/hello_lambdaeventsourcedef.json", s);
     }
-    let snap = load_snapshot(&tree, &RenderContext { default_region: "us-east-1".into() });
+    let snap = load_snapshot(&tree, &RenderContext::new("us-east-1".into()));
     snap.apps["fn/hello"].clone().expect("valid")
 }
 
