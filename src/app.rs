@@ -112,6 +112,15 @@ pub async fn run_with(
         repos: repos.clone(),
         state_dir: config.state_dir.clone(),
         llm: config.llm.clone(),
+        allowed_hosts: {
+            let any = !config.listen.ip().is_loopback() && config.allowed_hosts.is_empty();
+            if any {
+                tracing::warn!(
+                    "listening beyond loopback with no allowed_hosts: every Host name is answered (the API token protects /api)"
+                );
+            }
+            crate::http::hosts::AllowedHosts::new(&config.allowed_hosts, any)
+        },
     });
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -59,6 +59,8 @@ pub struct Config {
     pub api_repos: crate::repo_policy::ApiRepoPolicy,
     /// Size bounds on deployment files, referenced output files and rendered text (`[limits]`).
     pub limits: gitmoxi_deploy::spec::Limits,
+    /// Public host names the HTTP server answers besides loopback ones (DNS rebinding defense).
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +85,8 @@ struct FileConfig {
     #[serde(default)]
     api_repos: crate::repo_policy::ApiRepoPolicy,
     limits: Option<FileLimits>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
     #[serde(default)]
     repos: Vec<FileRepo>,
 }
@@ -133,6 +137,11 @@ pub struct Overrides {
     pub poll_interval: Option<String>,
     pub region: Option<String>,
     pub api_token: Option<String>,
+    /// Files holding secrets (flags are visible to other users; files need not be).
+    pub api_token_file: Option<PathBuf>,
+    pub github_webhook_secret_file: Option<PathBuf>,
+    pub gitlab_webhook_token_file: Option<PathBuf>,
+    pub slack_webhook_url_file: Option<PathBuf>,
     pub concurrency: Option<usize>,
     pub max_prune: Option<usize>,
     pub max_prune_percent: Option<u32>,
@@ -277,7 +286,11 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|e| ConfigError::Invalid(format!("listen address '{listen_text}' is invalid ({e}); write e.g. 127.0.0.1:8080")))?;
-        let api_token = o.api_token.clone().or(file.api_token).filter(|t| !t.is_empty());
+        let api_token = o.api_token.clone().or(read_secret_file("--api-token-file", o.api_token_file.as_deref())?).or(file.api_token);
+        if api_token.as_deref().is_some_and(|t| !t.is_empty() && t.trim().is_empty()) {
+            return Err(ConfigError::Invalid("the API token is only whitespace; give a real token (e.g. openssl rand -hex 32)".into()));
+        }
+        let api_token = api_token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
         if !listen.ip().is_loopback() && api_token.is_none() {
             return Err(ConfigError::Invalid(format!(
                 "listening on {listen} (not loopback) needs an API token: set --api-token or GITMOXI_API_TOKEN"
@@ -301,15 +314,31 @@ impl Config {
             concurrency,
             api_token,
             aws_max_attempts: o.aws_max_attempts.or(file.aws_max_attempts).unwrap_or(3),
-            github_webhook_secret: o.github_webhook_secret.clone().or(file.github_webhook_secret).filter(|s| !s.is_empty()),
-            gitlab_webhook_token: o.gitlab_webhook_token.clone().or(file.gitlab_webhook_token).filter(|s| !s.is_empty()),
-            slack_webhook_url: o.slack_webhook_url.clone().or(file.slack_webhook_url).filter(|s| !s.is_empty()),
+            github_webhook_secret: o
+                .github_webhook_secret
+                .clone()
+                .or(read_secret_file("--github-webhook-secret-file", o.github_webhook_secret_file.as_deref())?)
+                .or(file.github_webhook_secret)
+                .filter(|s| !s.trim().is_empty()),
+            gitlab_webhook_token: o
+                .gitlab_webhook_token
+                .clone()
+                .or(read_secret_file("--gitlab-webhook-token-file", o.gitlab_webhook_token_file.as_deref())?)
+                .or(file.gitlab_webhook_token)
+                .filter(|s| !s.trim().is_empty()),
+            slack_webhook_url: o
+                .slack_webhook_url
+                .clone()
+                .or(read_secret_file("--slack-webhook-url-file", o.slack_webhook_url_file.as_deref())?)
+                .or(file.slack_webhook_url)
+                .filter(|s| !s.trim().is_empty()),
             notify_webhook_url: o.notify_webhook_url.clone().or(file.notify_webhook_url).filter(|s| !s.is_empty()),
             drift_interval: parse_duration(
                 "drift interval",
                 o.drift_interval.as_deref().or(file.drift_interval.as_deref()).unwrap_or("5m"),
             )?,
             api_repos: file.api_repos,
+            allowed_hosts: file.allowed_hosts,
             limits: {
                 let given = file.limits.unwrap_or_default();
                 let defaults = gitmoxi_deploy::spec::Limits::default();
@@ -345,6 +374,18 @@ impl Config {
     }
 }
 
+/// A secret from a file (surrounding whitespace, such as the trailing newline, removed).
+fn read_secret_file(flag: &str, path: Option<&Path>) -> Result<Option<String>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: format!("{} ({flag})", path.display()), source })?;
+    let secret = text.trim().to_string();
+    if secret.is_empty() {
+        return Err(ConfigError::Invalid(format!("{} ({flag}) is empty or only whitespace", path.display())));
+    }
+    Ok(Some(secret))
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
     toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })
@@ -353,6 +394,36 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_come_from_files_and_a_blank_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "  s3cret-token\n").unwrap();
+        let c = Config::load(&Overrides { api_token_file: Some(token.clone()), ..Default::default() }).unwrap();
+        assert_eq!(c.api_token.as_deref(), Some("s3cret-token"), "the file's newline is not part of the token");
+        let err = Config::load(&Overrides { api_token: Some("   ".into()), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("only whitespace"), "{err}");
+        std::fs::write(&token, "\n").unwrap();
+        let err = Config::load(&Overrides { api_token_file: Some(token), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("--api-token-file") && err.contains("empty"), "{err}");
+        let secret = dir.path().join("hook");
+        std::fs::write(&secret, "hook-secret\n").unwrap();
+        let c = Config::load(&Overrides { github_webhook_secret_file: Some(secret), ..Default::default() }).unwrap();
+        assert_eq!(c.github_webhook_secret.as_deref(), Some("hook-secret"));
+    }
+
+    #[test]
+    fn a_token_over_plain_http_or_a_password_in_a_url_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitmoxi.toml");
+        std::fs::write(&path, "[[repos]]\nurl = \"http://git.example/acme/d.git\"\ntoken_env = \"GITHUB_TOKEN\"\n").unwrap();
+        let err = Config::load(&Overrides { config: Some(path.clone()), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("not https"), "{err}");
+        std::fs::write(&path, "[[repos]]\nurl = \"https://u:hunter2@git.example/acme/d.git\"\n").unwrap();
+        let err = Config::load(&Overrides { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("carries a password") && !err.contains("hunter2"), "{err}");
+    }
 
     #[test]
     fn flags_override_the_file_and_defaults_apply() {

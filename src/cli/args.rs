@@ -165,8 +165,13 @@ pub struct ServeArgs {
     pub poll_interval: Option<String>,
     #[arg(long, env = "GITMOXI_REGION")]
     pub region: Option<String>,
+    /// Bearer token for /api. A flag's value is visible to other users of this machine (ps,
+    /// /proc/PID/cmdline): prefer --api-token-file or GITMOXI_API_TOKEN.
     #[arg(long, env = "GITMOXI_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// A file holding the API token (surrounding whitespace ignored).
+    #[arg(long, env = "GITMOXI_API_TOKEN_FILE", conflicts_with = "api_token")]
+    pub api_token_file: Option<PathBuf>,
     #[arg(long, env = "GITMOXI_CONCURRENCY")]
     pub concurrency: Option<usize>,
     #[arg(long, env = "GITMOXI_MAX_PRUNE")]
@@ -176,15 +181,27 @@ pub struct ServeArgs {
     /// SDK attempts per AWS call (1 disables SDK retries).
     #[arg(long, env = "GITMOXI_AWS_MAX_ATTEMPTS")]
     pub aws_max_attempts: Option<u32>,
-    /// Secret that signs GitHub push webhooks (POST /webhooks/github).
+    /// Secret that signs GitHub push webhooks (POST /webhooks/github). Visible to other users
+    /// as a flag: prefer --github-webhook-secret-file or the variable.
     #[arg(long, env = "GITMOXI_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
-    /// Token GitLab sends in X-Gitlab-Token (POST /webhooks/gitlab).
+    /// A file holding the GitHub webhook secret.
+    #[arg(long, env = "GITMOXI_GITHUB_WEBHOOK_SECRET_FILE", conflicts_with = "github_webhook_secret")]
+    pub github_webhook_secret_file: Option<PathBuf>,
+    /// Token GitLab sends in X-Gitlab-Token (POST /webhooks/gitlab). Visible to other users as
+    /// a flag: prefer --gitlab-webhook-token-file or the variable.
     #[arg(long, env = "GITMOXI_GITLAB_WEBHOOK_TOKEN", hide_env_values = true)]
     pub gitlab_webhook_token: Option<String>,
-    /// Slack incoming webhook URL for deployment events.
+    /// A file holding the GitLab webhook token.
+    #[arg(long, env = "GITMOXI_GITLAB_WEBHOOK_TOKEN_FILE", conflicts_with = "gitlab_webhook_token")]
+    pub gitlab_webhook_token_file: Option<PathBuf>,
+    /// Slack incoming webhook URL for deployment events (a secret: prefer
+    /// --slack-webhook-url-file or the variable).
     #[arg(long, env = "GITMOXI_SLACK_WEBHOOK_URL", hide_env_values = true)]
     pub slack_webhook_url: Option<String>,
+    /// A file holding the Slack webhook URL.
+    #[arg(long, env = "GITMOXI_SLACK_WEBHOOK_URL_FILE", conflicts_with = "slack_webhook_url")]
+    pub slack_webhook_url_file: Option<PathBuf>,
     /// HTTP endpoint that receives every deployment event as JSON.
     #[arg(long, env = "GITMOXI_NOTIFY_WEBHOOK_URL", hide_env_values = true)]
     pub notify_webhook_url: Option<String>,
@@ -207,6 +224,10 @@ impl ServeArgs {
             poll_interval: self.poll_interval.clone(),
             region: self.region.clone(),
             api_token: self.api_token.clone(),
+            api_token_file: self.api_token_file.clone(),
+            github_webhook_secret_file: self.github_webhook_secret_file.clone(),
+            gitlab_webhook_token_file: self.gitlab_webhook_token_file.clone(),
+            slack_webhook_url_file: self.slack_webhook_url_file.clone(),
             concurrency: self.concurrency,
             max_prune: self.max_prune,
             max_prune_percent: self.max_prune_percent,

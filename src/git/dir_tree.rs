@@ -1,5 +1,9 @@
 //! A directory on disk as a [`FileTree`] (for `validate` and `render` on a work tree, with
 //! uncommitted edits).
+//!
+//! Only regular files are part of it: a symbolic link (to a file or a directory, inside the
+//! checkout or out of it) is neither listed nor read, as the server, which reads Git objects,
+//! never follows one either.
 
 use gitmoxi_deploy::spec::FileTree;
 use std::path::{Path, PathBuf};
@@ -43,9 +47,15 @@ impl FileTree for DirTree {
     }
 
     fn read(&self, path: &str) -> Option<Vec<u8>> {
-        if path.split('/').any(|seg| seg == "..") {
-            return None;
-        }
-        std::fs::read(self.root.join(path)).ok()
+        // only what the walk listed: regular files reached without following a link
+        self.paths.binary_search_by(|p| p.as_str().cmp(path)).ok()?;
+        let full = self.root.join(path);
+        std::fs::symlink_metadata(&full).ok().filter(std::fs::Metadata::is_file)?;
+        std::fs::read(full).ok()
+    }
+
+    fn size(&self, path: &str) -> Option<u64> {
+        self.paths.binary_search_by(|p| p.as_str().cmp(path)).ok()?;
+        std::fs::symlink_metadata(self.root.join(path)).ok().filter(std::fs::Metadata::is_file).map(|m| m.len())
     }
 }

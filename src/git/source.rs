@@ -153,7 +153,8 @@ impl GitTree {
         let mut out = Vec::new();
         if let Ok(tree) = self.repo.find_tree(self.tree) {
             let _ = tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
-                if entry.kind() == Some(git2::ObjectType::Blob) {
+                // a symbolic link is a blob holding its target: never a file of the repository
+                if entry.kind() == Some(git2::ObjectType::Blob) && entry.filemode() != 0o120000 {
                     if let Some(name) = entry.name() {
                         out.push((format!("{root}{name}"), entry.id()));
                     }

@@ -4,6 +4,7 @@
 //! when one is configured; webhooks need their own secret; bodies are limited to 1 MiB.
 
 pub mod commands;
+pub mod hosts;
 pub mod repos;
 pub mod v1;
 pub mod views;
@@ -31,6 +32,8 @@ pub struct HttpState {
     pub state_dir: std::path::PathBuf,
     /// Optional model summaries for diagnoses.
     pub llm: Option<crate::llm::LlmConfig>,
+    /// The `Host` names answered (DNS rebinding defense).
+    pub allowed_hosts: hosts::AllowedHosts,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -63,6 +66,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/webhooks/gitlab", post(webhooks::gitlab))
         .merge(api)
         .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(state.allowed_hosts.clone(), hosts::check_host))
         .with_state(state)
 }
 

@@ -211,3 +211,29 @@ fn a_template_bomb_is_refused_with_its_file_named_and_memory_stays_bounded() {
     assert_eq!(code, 1);
     assert!(format!("{out}{err}").contains("over the limit of 1048576 bytes"), "{out}{err}");
 }
+
+/// Issue 13, low: offline `render`/`validate` followed symbolic links committed in the
+/// repository (a link to a file outside the checkout was printed by `render`); the server never
+/// did. Now neither does: the link is not a file of the app.
+#[test]
+fn a_symlink_to_a_file_outside_the_checkout_is_never_read() {
+    let repo = repo_with_two_apps();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.json");
+    std::fs::write(&secret, r#"{"subnets": {"value": ["TOP-SECRET-VALUE"]}, "security_groups": {"value": ["sg-1"]}}"#).unwrap();
+    std::fs::remove_file(repo.path().join("infra/tf.json")).unwrap();
+    std::os::unix::fs::symlink(&secret, repo.path().join("infra/tf.json")).unwrap();
+    repo.commit("tf is a link");
+    let path = repo.path().display().to_string();
+    for args in
+        [vec!["render", "prod/web/web", "--repo", path.as_str()], vec!["render", "prod/web/web", "--repo", path.as_str(), "--rev", "HEAD"]]
+    {
+        let (code, out, err) = gitmoxi(&args);
+        assert_ne!(code, 0, "{args:?}: {out}{err}");
+        assert!(!out.contains("TOP-SECRET-VALUE") && !err.contains("TOP-SECRET-VALUE"), "{args:?} printed the linked file: {out}{err}");
+        assert!(err.contains("infra/tf.json"), "{args:?}: the error names the file: {err}");
+    }
+    let (code, out, err) = gitmoxi(&["validate", &path]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("TOP-SECRET-VALUE") && !err.contains("TOP-SECRET-VALUE"));
+}

@@ -59,7 +59,9 @@ async fn twenty_apps_converge_through_throttling_and_server_errors_with_nothing_
     let first = repo.commit("twenty services");
     let seed = std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
     eprintln!("fault seed {seed} (replay with FAULT_SEED={seed})");
-    let faults = Faults { throttle_percent: 20, server_error_percent: 5, latency: Duration::ZERO, seed };
+    // 10 % 5xx, half of them after moto applied the call: about 5 of the ~100 mutations lose
+    // their answer (at 5 %, a run with none happened 1 time in 15; the interleaving is not seeded)
+    let faults = Faults { throttle_percent: 20, server_error_percent: 10, latency: Duration::ZERO, seed };
     let server = Server::start_faulty(&moto, &repo, faults, 3).await;
     wait_all(&server, &first, Duration::from_secs(240)).await;
 
@@ -111,7 +113,9 @@ async fn blue_green_and_lambda_converge_through_faults_with_one_task_set_and_one
     repo.commit("a blue/green service and a function");
     let seed = std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(11);
     eprintln!("fault seed {seed} (replay with FAULT_SEED={seed})");
-    let faults = Faults { throttle_percent: 20, server_error_percent: 5, latency: Duration::ZERO, seed };
+    // 10 % 5xx, half of them after moto applied the call: about 5 of the ~100 mutations lose
+    // their answer (at 5 %, a run with none happened 1 time in 15; the interleaving is not seeded)
+    let faults = Faults { throttle_percent: 20, server_error_percent: 10, latency: Duration::ZERO, seed };
     let server = Server::start_faulty(&moto, &repo, faults, 3).await;
     for prefix in [moto_blue_green::PREFIX, moto_lambda::PREFIX] {
         server.wait_app(prefix, Duration::from_secs(180), |a| synced(a) && a["last_outcome"] == "succeeded").await;

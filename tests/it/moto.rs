@@ -179,6 +179,7 @@ impl Server {
             // the tests add local repositories through the API
             api_repos: gitmoxi::repo_policy::ApiRepoPolicy { allow_local: true, ..Default::default() },
             limits: Default::default(),
+            allowed_hosts: Vec::new(),
         };
         let metrics = Metrics::new();
         let provider = Arc::new(SdkProvider::from_config(sdk_config_at(&proxy.url, max_attempts).await, metrics.aws.clone()));

@@ -32,7 +32,15 @@ async fn serve() -> (String, CancellationToken, Arc<Repos>) {
     let repos = Repos::new(controller.clone(), dir.clone(), Duration::from_secs(3600), shutdown.clone(), Default::default());
     repos.start(&[]).unwrap();
     let webhooks = Arc::new(Webhooks { github_secret: Some("s".into()), gitlab_token: Some("t".into()) });
-    let app = router(HttpState { controller, api_token: Some(TOKEN.into()), webhooks, repos: repos.clone(), state_dir: dir, llm: None });
+    let app = router(HttpState {
+        controller,
+        api_token: Some(TOKEN.into()),
+        webhooks,
+        repos: repos.clone(),
+        state_dir: dir,
+        llm: None,
+        allowed_hosts: Default::default(),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let stop = shutdown.clone();
@@ -176,5 +184,41 @@ async fn an_api_caller_cannot_send_the_controllers_secrets_to_a_host_they_contro
     assert!(repos.list().is_empty(), "nothing was added");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "gitmoxi never contacted the caller's host");
+    shutdown.cancel();
+}
+
+/// Issue 13, medium: DNS rebinding. A page on another site resolves its own name to 127.0.0.1
+/// and drives the default server (loopback, no token) from the operator's browser. Requests
+/// naming a foreign Host are refused, and so are state-changing requests from a foreign Origin.
+#[tokio::test]
+async fn a_rebound_host_name_and_a_foreign_origin_are_refused() {
+    let (url, shutdown, _repos) = serve().await;
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let client = reqwest::Client::new();
+    let foreign =
+        client.get(format!("{url}/api/v2/apps")).header("host", format!("evil.example:{port}")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(foreign.status().as_u16(), 421);
+    let health = client.get(format!("{url}/healthz")).header("host", "attacker.example").send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 421, "even unauthenticated routes");
+    let ok = client.get(format!("{url}/api/v2/apps")).header("host", format!("localhost:{port}")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let cross = client
+        .post(format!("{url}/api/v2/commands"))
+        .header("origin", "https://evil.example")
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"command": "sync"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status().as_u16(), 403);
+    let same = client
+        .post(format!("{url}/api/v2/commands"))
+        .header("origin", format!("http://127.0.0.1:{port}"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"command": "sync"}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(same.status().as_u16(), 403, "the server's own page may post");
     shutdown.cancel();
 }

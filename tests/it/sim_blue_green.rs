@@ -472,7 +472,15 @@ async fn serve_api(sim: &Sim) -> (String, tokio_util::sync::CancellationToken) {
     let repos =
         gitmoxi::repos::Repos::new(sim.controller.clone(), dir.clone(), Duration::from_secs(3600), stop.clone(), Default::default());
     let webhooks = std::sync::Arc::new(Webhooks { github_secret: None, gitlab_token: None });
-    let app = router(HttpState { controller: sim.controller.clone(), api_token: None, webhooks, repos, state_dir: dir, llm: None });
+    let app = router(HttpState {
+        controller: sim.controller.clone(),
+        api_token: None,
+        webhooks,
+        repos,
+        state_dir: dir,
+        llm: None,
+        allowed_hosts: Default::default(),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let s = stop.clone();

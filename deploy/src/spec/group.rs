@@ -124,13 +124,24 @@ where
     S: AsRef<str>,
 {
     let mut groups: BTreeMap<String, BTreeMap<FileKind, String>> = BTreeMap::new();
+    let mut out = Grouping::default();
     for path in paths {
         let path = path.as_ref();
+        if path.chars().any(char::is_control) {
+            // a newline in a file name would forge lines of every log and message that names it
+            if FileKind::classify(path).is_some() {
+                let shown: String = path.escape_debug().collect();
+                out.warnings.push(Diagnostic::new(
+                    shown.clone(),
+                    format!("the file name \"{shown}\" has control characters (a newline, a tab…); it is not deployed: rename it"),
+                ));
+            }
+            continue;
+        }
         if let Some((prefix, kind)) = FileKind::classify(path) {
             groups.entry(prefix.to_string()).or_default().insert(kind, path.to_string());
         }
     }
-    let mut out = Grouping::default();
     for (prefix, files) in groups {
         let ecs = files.contains_key(&FileKind::SvcDef);
         let lambda = files.contains_key(&FileKind::LambdaDef);
@@ -196,6 +207,16 @@ mod tests {
         assert_eq!(FileKind::classify("a/_svcdef.json"), None);
         assert_eq!(FileKind::classify("README.md"), None);
         assert_eq!(FileKind::classify("infra/terraform_output.json"), None);
+    }
+
+    #[test]
+    fn a_file_name_with_control_characters_is_never_an_app() {
+        let g = group(["prod/web/web_svcdef.json\n2026-01-01 INFO deployment succeeded: prod/x/x_svcdef.json", "ok/a_svcdef.json"]);
+        assert_eq!(g.apps.keys().collect::<Vec<_>>(), vec!["ok/a"]);
+        assert_eq!(g.warnings.len(), 1);
+        let w = &g.warnings[0];
+        assert!(!w.file.contains('\n') && !w.message.contains('\n'), "escaped: {w:?}");
+        assert!(w.message.contains("web_svcdef.json\\n2026"), "{w:?}");
     }
 
     #[test]

@@ -235,9 +235,11 @@ fn update(cx: &Step<'_>, revision_before: &str, sent: bool) -> Plan {
         LastUpdateStatus::Failed | LastUpdateStatus::Successful | LastUpdateStatus::Other(_) => {}
     }
     let landed = latest.change_marker() != *revision_before;
-    // Endpoints without revision ids (emulators) cannot show that an update landed: there,
-    // an update that was sent counts once the compared fields agree.
-    let unmarked = latest.revision_id.is_empty() && sent;
+    // Endpoints without revision ids (emulators) cannot show that an update landed: there, a
+    // code update that was sent counts as landed only when the code cannot be compared (S3,
+    // image); a zip is compared by its SHA-256, so a crash between persisting `sent` and sending
+    // the update sends it again instead of publishing the old code.
+    let unmarked = latest.revision_id.is_empty() && sent && !app.code().contains_key("ZipFile");
     let skip = if code_phase { code_matches(app, latest) || unmarked } else { config_gaps(app, latest).is_empty() };
     if landed || skip {
         if code_phase {

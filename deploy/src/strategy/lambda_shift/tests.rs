@@ -546,3 +546,18 @@ fn a_delete_takes_the_alias_out_of_every_push_source_once() {
         vec!["DeregisterTargets", "UpdateRoute", "DeleteIntegration", "RemovePermission", "RemovePermission", "DeleteFunction"]
     );
 }
+
+/// Found by the kill -9 test against moto (no revision ids): a crash after the record said the
+/// code update was sent, but before it was, must send it again, not publish the old code.
+#[test]
+fn a_code_update_marked_sent_but_never_sent_is_sent_again_on_an_endpoint_without_revision_ids() {
+    let desired = app("bmV3", CANARY, None);
+    let mut obs = deployed("1", "old-sha");
+    for f in obs.lambda.function.iter_mut().chain(obs.lambda.versions.iter_mut()) {
+        f.revision_id = String::new();
+    }
+    let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
+    record.phase = Phase::Lambda(LambdaPhase::UpdateCode { revision_before: "@".into(), sent: true });
+    let plan = advance(&desired, &mut record, &obs, 1_000);
+    assert!(matches!(plan.actions.as_slice(), [Action::LambdaUpdateCode { .. }]), "sent again: {:?} / {:?}", plan.actions, record.phase);
+}
