@@ -123,11 +123,7 @@ pub async fn run_with(
         },
     });
     let stop = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    tasks.spawn(crate::http::serve::serve(listener, router, stop));
     while tasks.join_next().await.is_some() {}
     repos.join().await;
     controller.flush_store().await?;

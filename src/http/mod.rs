@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod hosts;
 pub mod repos;
+pub mod serve;
 pub mod v1;
 pub mod views;
 pub mod webhooks;

@@ -43,10 +43,7 @@ async fn serve() -> (String, CancellationToken, Arc<Repos>) {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-    });
+    tokio::spawn(gitmoxi::http::serve::serve(listener, app, shutdown.clone()));
     (url, shutdown, repos)
 }
 
@@ -221,4 +218,76 @@ async fn a_rebound_host_name_and_a_foreign_origin_are_refused() {
         .unwrap();
     assert_ne!(same.status().as_u16(), 403, "the server's own page may post");
     shutdown.cancel();
+}
+
+/// Issue 13, medium: 1,100 idle connections made /healthz time out (and, at the common 1,024
+/// open files, broke the Git fetch) before any authentication. The real binary runs with 1,024
+/// open files; under a slowloris of 2,000 connections that never send a header it keeps
+/// answering and keeps fetching: idle connections are closed after the header-read timeout and
+/// open connections stay below the descriptor limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_of_2000_idle_connections_does_not_stop_the_api_or_the_git_fetch() {
+    let repo = crate::support::TestRepo::new();
+    repo.write("README.md", "deploys");
+    repo.commit("empty");
+    let state = tempfile::tempdir().unwrap();
+    let port = crate::moto::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 1024 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_gitmoxi"))
+        .args(["serve", "--repo"])
+        .arg(repo.path())
+        .args(["--branch", "main", "--poll-interval", "300ms", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+        .arg(state.path())
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gitmoxi serve starts");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let up = std::time::Instant::now();
+    while client.get(format!("{url}/healthz")).send().await.is_err() {
+        assert!(up.elapsed() < Duration::from_secs(30), "the server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        // some connects wait in the kernel's backlog: keep what connects within a moment
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(("127.0.0.1", port))).await
+        {
+            idle.push(stream);
+        }
+    }
+    assert!(idle.len() >= 1100, "the attack opened {} connections", idle.len());
+    let started = std::time::Instant::now();
+    let health = client.get(format!("{url}/healthz")).send().await.expect("/healthz answers under the attack");
+    assert_eq!(health.status().as_u16(), 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(15), "/healthz took {waited:?}");
+    // the Git fetch still works: a new app committed now shows up
+    repo.write_all(&crate::support::ecs_app("prod/web/web", "web", "prod", "nginx:1", 1, "{}"));
+    repo.commit("an app");
+    let seen = std::time::Instant::now();
+    loop {
+        let apps: serde_json::Value = client.get(format!("{url}/api/v2/apps")).send().await.unwrap().json().await.unwrap_or_default();
+        if apps.as_array().is_some_and(|a| a.iter().any(|x| x["app"] == "prod/web/web")) {
+            break;
+        }
+        assert!(seen.elapsed() < Duration::from_secs(20), "the head with the new app was never loaded: {apps}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // an idle connection is closed by the server after the header-read timeout
+    let mut first = idle.swap_remove(idle.len() - 1);
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read(&mut first, &mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the idle connection is closed: {closed:?}");
+    eprintln!("/healthz answered in {waited:?} under {} idle connections at 1,024 open files", idle.len() + 1);
+    drop(idle);
+    let _ = server.kill();
+    let _ = server.wait();
 }
