@@ -10,6 +10,7 @@
 mod binary_harness;
 mod cli;
 mod commands;
+mod differential;
 mod fault_proxy;
 mod heads;
 mod moto;
