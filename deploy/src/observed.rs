@@ -22,6 +22,10 @@ pub struct Observed {
     /// The ARN ECS reports for the task definition a svcdef names by family or
     /// `family:revision` (when the step asked for it; `None`: ECS knows no such task definition).
     pub resolved_task_definition: Option<String>,
+    /// The tags of the task definition the service runs (its primary task set's, for the
+    /// EXTERNAL controller), when the step asked (a fresh store looking for what to adopt).
+    #[serde(default)]
+    pub running_definition_tags: Option<BTreeMap<String, String>>,
     /// Tasks of the service (RUNNING and recently STOPPED), when the phase needs them.
     pub tasks: Vec<ObservedTask>,
     /// Task sets of an EXTERNAL service (blue/green).

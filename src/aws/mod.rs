@@ -39,6 +39,8 @@ pub trait Ecs: Send + Sync {
     async fn describe_service(&self, cluster: &str, service: &str) -> Result<Option<ObservedService>, AwsError>;
     /// The ARN of the newest task definition of `family` tagged `gitmoxi:deployment = deployment_id`.
     async fn find_task_definition(&self, family: &str, deployment_id: &str) -> Result<Option<String>, AwsError>;
+    /// The tags of a task definition (by ARN).
+    async fn task_definition_tags(&self, arn: &str) -> Result<std::collections::BTreeMap<String, String>, AwsError>;
     /// DescribeTaskDefinition of a family, `family:revision` or ARN: the ARN ECS reports for it
     /// (a family: its newest ACTIVE revision); `None` when ECS knows no such task definition.
     async fn resolve_task_definition(&self, name: &str) -> Result<Option<String>, AwsError>;

@@ -194,6 +194,19 @@ impl Ecs for SdkEcs {
         }
     }
 
+    async fn task_definition_tags(&self, arn: &str) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
+        let described = self
+            .client
+            .describe_task_definition()
+            .task_definition(arn)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTaskDefinition", e));
+        let described = self.track("DescribeTaskDefinition", described)?;
+        Ok(described.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect())
+    }
+
     async fn find_task_definition(&self, family: &str, deployment_id: &str) -> Result<Option<String>, AwsError> {
         let list = self
             .client

@@ -303,10 +303,23 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
         Some(name) => ecs.resolve_task_definition(name).await?,
         None => None,
     };
+    let mut running_definition_tags = None;
+    if needs.adoption && exists {
+        let running = if external {
+            let sets = if task_sets.is_empty() { ecs.describe_task_sets(cluster, service).await? } else { task_sets.clone() };
+            sets.into_iter().find(|t| t.status == gitmoxi_deploy::observed::TaskSetStatus::Primary).map(|t| t.task_definition)
+        } else {
+            described.as_ref().and_then(|s| s.task_definition.clone())
+        };
+        if let Some(arn) = running {
+            running_definition_tags = Some(ecs.task_definition_tags(&arn).await?);
+        }
+    }
     Ok(Observed {
         service: described,
         registered_task_definition: registered,
         resolved_task_definition: resolved,
+        running_definition_tags,
         tasks,
         task_sets,
         elb,

@@ -46,7 +46,7 @@ fn describe_sled(e: &sled::Error) -> String {
     match e {
         sled::Error::Corruption { .. } => format!(
             "the state store is corrupt ({e}); move the state directory aside (e.g. mv state state.corrupt) and start again: \
-             gitmoxi then starts from an empty store and redeploys each app once"
+             gitmoxi then starts from an empty store and adopts every app AWS already runs as the head renders it"
         ),
         sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
             format!("the state store is in use by another process ({io}); stop the other gitmoxi or give this one its own --state-dir")

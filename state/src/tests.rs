@@ -303,3 +303,27 @@ fn an_app_is_durable_only_once_its_writes_are_flushed() {
     store.flush().unwrap();
     assert!(store.is_durable(&web));
 }
+
+#[test]
+fn a_corrupt_store_says_so_and_how_to_move_it_aside() {
+    // sled cuts its log at the first bad block: a flipped data file opens as an empty store
+    // (which adopts what runs, see the controller's adoption tests)
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path).unwrap();
+        store.put_record(&record("dep-1", "apps/web")).unwrap();
+        store.flush().unwrap();
+    }
+    let data = path.join("db");
+    let mut bytes = std::fs::read(&data).unwrap();
+    for i in (0..bytes.len()).step_by(64) {
+        bytes[i] ^= 0xff;
+    }
+    std::fs::write(&data, bytes).unwrap();
+    assert!(Store::open(&path).unwrap().record(&key("apps/web")).unwrap().is_none());
+    // and when sled reports corruption, the message says so and what to do, not "disk space"
+    let message = StoreError::Io(sled::Error::Corruption { at: None, bt: () }).to_string();
+    assert!(message.contains("corrupt") && message.contains("move the state directory aside"), "{message}");
+    assert!(!message.contains("disk space"), "{message}");
+}

@@ -727,6 +727,15 @@ impl Ecs for FakeEcs {
         self.world.end("DescribeTaskDefinition", result)
     }
 
+    async fn task_definition_tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        self.world.begin("DescribeTaskDefinition")?;
+        let result = {
+            let w = self.world.world();
+            Ok(w.task_defs.values().flat_map(|revs| revs.iter()).find(|t| t.arn == arn).map(|t| t.tags.clone()).unwrap_or_default())
+        };
+        self.world.end("DescribeTaskDefinition", result)
+    }
+
     async fn find_task_definition(&self, family: &str, deployment_id: &str) -> Result<Option<String>, AwsError> {
         self.world.begin("ListTaskDefinitions")?;
         let result = {

@@ -616,3 +616,39 @@ async fn moto_an_app_in_another_account_fails_and_touches_nothing() {
     assert!(families.families().is_empty(), "nothing registered for it: {:?}", families.families());
     server.stop().await;
 }
+
+/// Issue 13: a corrupt or lost state directory used to redeploy everything. Five apps (three
+/// rolling services, a blue/green service, a Lambda function) are deployed; a new gitmoxi on an
+/// empty state directory adopts all five, and moto sees no mutating call at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_a_fresh_state_directory_adopts_five_running_apps_with_zero_mutating_calls() {
+    let moto = Moto::start().await;
+    let infra = moto.infra_with("prod", &["--alb", "--lambda"]);
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &infra);
+    let depdef = r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#;
+    let rolling = ["apps/a/a", "apps/b/b", "apps/c/c"];
+    for (i, prefix) in rolling.iter().enumerate() {
+        write_terraform_app(&repo, prefix, &format!("svc{i}"), "nginx:1", 1, depdef, "");
+    }
+    crate::moto_blue_green::write_app(&repo, "nginx:1");
+    crate::moto_lambda::write_function(&repo, crate::moto_lambda::ZIPS[0], 5);
+    let commit = repo.commit("five apps");
+    let all: Vec<&str> = rolling.iter().copied().chain([crate::moto_blue_green::PREFIX, crate::moto_lambda::PREFIX]).collect();
+    let first = Server::start(&moto, &repo, 25).await;
+    for prefix in &all {
+        first.wait_app(prefix, Duration::from_secs(120), |a| synced(a) && a["applied_commit"] == commit.as_str()).await;
+    }
+    first.stop().await;
+
+    // the state directory is gone: a new one, same AWS, same head
+    let second = Server::start(&moto, &repo, 25).await;
+    for prefix in &all {
+        let app = second.wait_app(prefix, Duration::from_secs(60), |a| synced(a) && a["applied_commit"] == commit.as_str()).await;
+        let history = app["history"].to_string();
+        assert!(history.contains("adopted: "), "{prefix}: {history}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(second.proxy.mutations().is_empty(), "no mutating call after adoption:\n{}", second.proxy.table());
+    second.stop().await;
+}

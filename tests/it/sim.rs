@@ -122,6 +122,22 @@ impl Sim {
         self.start();
     }
 
+    /// Aborts the controller and starts it again on an empty store (the state directory was
+    /// lost or moved aside), with the same AWS world.
+    pub(crate) async fn restart_with_an_empty_store(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.generation += 1;
+        let fresh = self.state_dir.path().join(format!("gen-{}", self.generation));
+        self.store = Store::open_for_simulation(&fresh).expect("an empty store");
+        self.seed += 1;
+        self.controller = Self::build(&self.world, &self.store, &self.clock, self.seed);
+        self.apply();
+        self.start();
+    }
+
     pub(crate) fn key(prefix: &str) -> AppKey {
         AppKey { repo: "deploys".into(), branch: "main".into(), prefix: prefix.into() }
     }
@@ -654,4 +670,44 @@ async fn a_template_bomb_in_one_app_does_not_stop_the_others() {
     let problems: Vec<String> = bomb.problems.iter().map(|d| format!("{}: {}", d.file, d.message)).collect();
     assert!(problems.iter().any(|p| p.starts_with("prod/bomb/bomb_taskdef.json: the template renders to more than")), "{problems:?}");
     assert_eq!(sim.world.revisions(REGION, "bomb"), 0, "nothing of it reached AWS");
+}
+
+/// Issue 13: a fresh state directory adopts what already runs. Three services deployed, the
+/// store lost, the controller restarted: every app is recorded as applied and AWS sees no
+/// mutating call (no new task definition revision, no update).
+#[tokio::test(start_paused = true)]
+async fn a_fresh_store_adopts_what_already_runs_with_no_mutating_call() {
+    let mut sim = Sim::new();
+    let apps = ["prod/a/a", "prod/b/b", "prod/c/c"];
+    for (i, prefix) in apps.iter().enumerate() {
+        sim.add_app(prefix, &format!("s{i}"), "nginx:1");
+    }
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| apps.iter().all(|p| s.outcome(p) == Some(Outcome::Succeeded))).await);
+    sim.run_until(Duration::from_secs(30), |_| false).await;
+    let mutations = sim.world.mutation_count();
+    let revisions: Vec<usize> = (0..3).map(|i| sim.world.revisions(REGION, &format!("s{i}"))).collect();
+
+    sim.restart_with_an_empty_store().await;
+    assert!(
+        sim.run_until(5 * MINUTES, |s| apps.iter().all(|p| s
+            .store
+            .app(&Sim::key(p))
+            .unwrap()
+            .is_some_and(|a| a.applied.fingerprint.is_some())))
+            .await,
+        "{:?}",
+        apps.iter().map(|p| sim.history(p)).collect::<Vec<_>>()
+    );
+    sim.run_until(Duration::from_secs(30), |_| false).await;
+    assert_eq!(sim.world.mutation_count(), mutations, "no mutating call: {:?}", sim.history("prod/a/a"));
+    assert_eq!((0..3).map(|i| sim.world.revisions(REGION, &format!("s{i}"))).collect::<Vec<_>>(), revisions);
+    for prefix in apps {
+        assert!(sim.history(prefix).iter().any(|h| h.starts_with("adopted: service")), "{:?}", sim.history(prefix));
+        assert_eq!(sim.outcome(prefix), Some(Outcome::Succeeded));
+    }
+    // a new commit after the adoption deploys as usual
+    sim.set_image("prod/a/a", "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.world.revisions(REGION, "s0") == revisions[0] + 1 && s.idle("prod/a/a")).await);
 }

@@ -267,6 +267,7 @@ fn record_tags(record: &DeploymentRecord) -> Vec<(String, String)> {
         (super::ecs_rolling::TAG_REPO.to_string(), crate::record::sanitize_tag(&record.app.repo)),
     ];
     tags.push((TAG_DEPLOYMENT.to_string(), record.id.clone()));
+    tags.push((super::ecs_rolling::TAG_FINGERPRINT.to_string(), record.fingerprint.clone()));
     tags
 }
 

@@ -22,6 +22,9 @@ pub const TAG_APP: &str = "gitmoxi:app";
 pub const TAG_REPO: &str = "gitmoxi:repo";
 /// The tag key naming the deployment that registered a task definition.
 pub const TAG_DEPLOYMENT: &str = "gitmoxi:deployment";
+/// The tag key naming the app fingerprint a task definition was registered for: a fresh store
+/// adopts a service running it instead of deploying the same thing again.
+pub const TAG_FINGERPRINT: &str = "gitmoxi:fingerprint";
 
 /// Fields of a CreateService body that UpdateService accepts too.
 const UPDATABLE: &[&str] = &[
@@ -123,6 +126,7 @@ fn register(cx: &Step<'_>) -> Plan {
     let mut body = app.taskdef.clone().unwrap_or(Value::Null);
     let mut tags = ownership_tags(input);
     tags.push((TAG_DEPLOYMENT.to_string(), record.id.clone()));
+    tags.push((super::ecs_rolling::TAG_FINGERPRINT.to_string(), record.fingerprint.clone()));
     merge_tags(&mut body, &tags);
     Plan { actions: vec![Action::EcsRegisterTaskDefinition { body }], requeue_after: Duration::ZERO, ..Plan::default() }
 }

@@ -93,7 +93,7 @@ fn config_gaps(app: &LambdaApp, latest: &ObservedFunction) -> Vec<String> {
 
 /// Whether `$LATEST` already holds this code (ZipFile by SHA-256, and the architectures the file
 /// sets; S3 and image code cannot be compared).
-fn code_matches(app: &LambdaApp, latest: &ObservedFunction) -> bool {
+pub(super) fn code_matches(app: &LambdaApp, latest: &ObservedFunction) -> bool {
     let architectures = config_view(&json!({ "Architectures": app.lambdadef.get("Architectures") }));
     let zip_matches = match app.code().get("ZipFile").and_then(Value::as_str) {
         Some(zip) => crate::spec::fingerprint::lambda_code_sha256(zip).is_some_and(|sha| sha == latest.code_sha256),

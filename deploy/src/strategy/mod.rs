@@ -10,6 +10,7 @@
 //! fingerprint is not restarted unless forced; a newer valid head supersedes an in-flight
 //! deployment; nothing is deleted unless the app is gone, its delete allowed and it is owned.
 
+pub mod adopt;
 pub mod ecs_blue_green;
 pub mod ecs_rolling;
 pub mod lambda_shift;
@@ -127,6 +128,8 @@ pub struct ObserveNeeds {
     pub target_groups: Vec<String>,
     /// Describe these alarms.
     pub alarms: Vec<String>,
+    /// A fresh store: read the tags of the task definition the service runs (adoption).
+    pub adoption: bool,
     /// Lambda: the alias to describe, and the event sources whose wiring to observe.
     pub lambda: Option<(String, Option<crate::spec::lambda::EventSources>)>,
 }
@@ -320,6 +323,12 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
     let mut needs = observe_needs(&input.desired, input.applied, input.record);
     needs.resolve_task_definition = named_task_definition_to_resolve(input);
     needs.task_sets |= rebalance.is_some();
+    if let Desired::Present(app @ DesiredApp { spec: AppSpec::Ecs(ecs), .. }) = &input.desired {
+        if adopt::wanted(input) && input.applied.should_deploy(&app.fingerprint, input.commands.force) {
+            needs.adoption = true;
+            needs.task_sets |= ecs.strategy == crate::spec::ecs::EcsStrategy::BlueGreen;
+        }
+    }
     if drift_due(input).is_some() {
         // a drift comparison of a Lambda app covers its event sources too
         if let (Some((_, wiring @ None)), Desired::Present(DesiredApp { spec: AppSpec::Lambda(app), .. })) =
@@ -492,6 +501,9 @@ fn advance(input: &StepInput<'_>) -> Plan {
     match input.desired {
         Desired::Present(app) => {
             if input.applied.should_deploy(&app.fingerprint, input.commands.force) {
+                if let Some(plan) = adopt::adopt(input, app) {
+                    return plan;
+                }
                 let record = start(input, app);
                 return Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() };
             }
