@@ -2,6 +2,7 @@
 //! (`/api/v1/repositories…`, SPEC §6.4). Tokens are referenced by source, never returned.
 
 use super::{error, HttpState};
+use crate::git::source::redact;
 use crate::repos::{RepoError, RepoRecord};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -26,8 +27,15 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Box<Response>> {
         .map_err(|r| Box::new(error(super::rejection_status(&r), format!("the body is not a valid repository: {}", r.body_text()))))
 }
 
+/// A repository as answered: user-info in its URL (from a store written before such URLs were
+/// refused) never leaves the server.
+fn shown(mut record: RepoRecord) -> RepoRecord {
+    record.repo_url = redact(&record.repo_url);
+    record
+}
+
 pub async fn list_v2(State(state): State<HttpState>) -> Response {
-    Json(state.repos.list()).into_response()
+    Json(state.repos.list().into_iter().map(shown).collect::<Vec<_>>()).into_response()
 }
 
 pub async fn add_v2(State(state): State<HttpState>, b: Result<Json<RepoRecord>, JsonRejection>) -> Response {
@@ -43,7 +51,7 @@ pub async fn add_v2(State(state): State<HttpState>, b: Result<Json<RepoRecord>, 
 
 pub async fn delete_v2(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
     match state.repos.remove(&name).await {
-        Ok(record) => Json(record).into_response(),
+        Ok(record) => Json(shown(record)).into_response(),
         Err(e) => refused(e),
     }
 }
@@ -60,7 +68,7 @@ pub async fn list_v1(State(state): State<HttpState>, Query(q): Query<RepoUrl>) -
         .list()
         .into_iter()
         .filter(|r| q.repo_url.as_deref().is_none_or(|u| r.repo_url == u))
-        .map(|r| json!({"repo_url": r.repo_url, "branches": r.branches, "access_token_arn": r.access_token_arn, "provider": r.provider}))
+        .map(|r| json!({"repo_url": redact(&r.repo_url), "branches": r.branches, "access_token_arn": r.access_token_arn, "provider": r.provider}))
         .collect();
     Json(list).into_response()
 }
@@ -71,7 +79,7 @@ pub async fn add_v1(State(state): State<HttpState>, b: Result<Json<RepoRecord>, 
         Ok(r) => r,
         Err(resp) => return *resp,
     };
-    let url = record.repo_url.clone();
+    let url = redact(&record.repo_url);
     match state.repos.add(record) {
         Ok(name) => {
             Json(json!({"message_list": [format!("Repository {url} added as '{name}'; its branches are fetched now")]})).into_response()
@@ -85,7 +93,7 @@ pub async fn delete_v1(State(state): State<HttpState>, Query(q): Query<RepoUrl>)
     let Some(url) = q.repo_url else { return error(StatusCode::BAD_REQUEST, "repo_url is required") };
     match state.repos.remove(&url).await {
         Ok(record) => {
-            Json(json!({"repo_url": record.repo_url, "message": format!("Repository {url} deleted; its apps are left as they are")}))
+            Json(json!({"repo_url": redact(&record.repo_url), "message": format!("Repository {} deleted; its apps are left as they are", redact(&url))}))
                 .into_response()
         }
         Err(e) => refused(e),

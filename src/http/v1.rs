@@ -45,7 +45,7 @@ fn status_name(s: DeploymentStatus) -> &'static str {
 fn v1_view(d: &DeploymentRecord, repo_url: &str) -> Value {
     let mut v = json!({
         "id": d.id,
-        "repo_url": repo_url,
+        "repo_url": crate::git::source::redact(repo_url),
         "branch": d.app.branch,
         "commit_hash": d.commit,
         "create_timestamp": format_ms(d.started_at_ms),
@@ -149,7 +149,7 @@ pub async fn commits(State(state): State<HttpState>, Query(q): Query<CommitQuery
                     .filter(|a| matches!(a.intent, Some(Intent::Error | Intent::Conflict)))
                     .count();
                 let status = commit_status(of_commit, blocked).as_str();
-                out.push(json!({"commit_hash": hash, "repo_url": repo.repo_url, "branch": branch, "receive_timestamp": format_ms(at_ms), "status": status}));
+                out.push(json!({"commit_hash": hash, "repo_url": crate::git::source::redact(&repo.repo_url), "branch": branch, "receive_timestamp": format_ms(at_ms), "status": status}));
             }
         }
     }
@@ -303,7 +303,7 @@ pub async fn commit_files(State(state): State<HttpState>, Path(hash): Path<Strin
         })
         .await;
         if let Ok(Ok((full, files))) = found {
-            let mut v = json!({"commit_hash": full, "repo_url": repo.url});
+            let mut v = json!({"commit_hash": full, "repo_url": crate::git::source::redact(&repo.url)});
             if let (Some(o), Value::Object(f)) = (v.as_object_mut(), files) {
                 o.extend(f);
             }
