@@ -23,7 +23,13 @@
 //! (operator commands, drift cadence, refusals included) is in `gitmoxi-deploy`; the executor
 //! observes, persists and acts. Every long operation is a phase of a persisted record; the
 //! executor writes the record and flushes before each AWS call, and every call is replay-safe,
-//! so a crash at any point resumes where it stopped.
+//! so a crash at any point resumes where it stopped (the executor refuses to act for an app
+//! whose writes are not durable yet).
+//!
+//! At the edges: `http/` serves the API through its own loop (header timeout, connection cap,
+//! Host and Origin checks, bearer token); `repo_policy` decides where repository credentials may
+//! go; `state_dir` keeps the state directory private and single-owner; rendering is bounded in
+//! size (`gitmoxi_deploy::spec::Limits`).
 
 pub mod app;
 pub mod aws;

@@ -1,6 +1,7 @@
 //! Strategies: one pure `step` per pass that turns (desired, applied, record, observed, now) into
-//! a [`Plan`]. This module decides *which* deployment runs (start, continue, supersede, delete,
-//! quarantine); the strategy modules decide *how* it proceeds.
+//! a [`Plan`]. This module decides *which* deployment runs (start, adopt what already runs when
+//! the store is empty, continue, supersede, delete, quarantine); the strategy modules decide
+//! *how* it proceeds.
 //!
 //! A pass is two pure calls: [`look`] (before observing: a plan without looking, or what to
 //! observe) and [`step`] (with what was observed: the plan). Operator commands, the drift
