@@ -41,6 +41,7 @@ async fn bench(n: usize) -> (Duration, Duration, u32) {
         drift_interval: Duration::from_secs(3600),
         own_account: Some("123456789012".into()),
         render_limits: Default::default(),
+        render_worker: None,
     };
     let controller = Controller::new(store.clone(), world.provider(), Clock::system(), Metrics::new(), settings);
     // drift checks off: this measures the pass a new, unchanged head causes

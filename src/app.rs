@@ -81,6 +81,12 @@ pub async fn run_with(
             drift_interval: config.drift_interval,
             own_account,
             render_limits: config.limits,
+            render_worker: Some(match &config.render_worker {
+                Some(path) => path.clone(),
+                None => {
+                    std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find the gitmoxi binary for the render workers: {e}"))?
+                }
+            }),
         },
     );
     controller.enqueue_stored()?;

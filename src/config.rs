@@ -61,6 +61,8 @@ pub struct Config {
     pub limits: gitmoxi_deploy::spec::Limits,
     /// Public host names the HTTP server answers besides loopback ones (DNS rebinding defense).
     pub allowed_hosts: Vec<String>,
+    /// The binary that renders heads in memory-capped children (default: this one).
+    pub render_worker: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -339,6 +341,7 @@ impl Config {
             )?,
             api_repos: file.api_repos,
             allowed_hosts: file.allowed_hosts,
+            render_worker: None,
             limits: {
                 let given = file.limits.unwrap_or_default();
                 let defaults = gitmoxi_deploy::spec::Limits::default();

@@ -90,14 +90,20 @@ pub async fn fetch_and_load(
     source: Arc<GitSource>,
     last: Option<String>,
     ctx: RenderContext,
+    worker: Option<std::path::PathBuf>,
 ) -> Result<(String, Option<Snapshot>), crate::git::GitError> {
     tokio::task::spawn_blocking(move || {
         let commit = source.fetch()?;
         if last.as_deref() == Some(commit.as_str()) {
             return Ok((commit, None));
         }
-        let tree = source.tree(&commit)?;
-        let snapshot = load_snapshot(&tree, &ctx);
+        let snapshot = match &worker {
+            // a template that explodes in memory kills a worker, never the controller
+            Some(worker) => {
+                crate::render_worker::load_sandboxed(worker, source.mirror(), &commit, &ctx).map_err(crate::git::GitError::Read)?
+            }
+            None => load_snapshot(&source.tree(&commit)?, &ctx),
+        };
         Ok((commit, Some(snapshot)))
     })
     .await
@@ -127,7 +133,7 @@ pub async fn run(
                 Err(e) => tracing::error!(repo = %repo.name, "no token for the fetch: {e}"),
             }
         }
-        match fetch_and_load(source.clone(), last.clone(), ctx.clone()).await {
+        match fetch_and_load(source.clone(), last.clone(), ctx.clone(), controller.settings.render_worker.clone()).await {
             Ok((commit, Some(snapshot))) => {
                 controller.metrics.git_fetch_total.with_label_values(&["changed"]).inc();
                 tracing::info!(repo = %repo.name, branch = %branch, commit = %commit, apps = snapshot.apps.len(), "loaded head");

@@ -16,6 +16,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller: poll the repositories, reconcile apps, serve the HTTP API.
     Serve(Box<ServeArgs>),
+    /// Internal: renders a commit's apps for `serve` in a memory-capped child process.
+    #[command(hide = true)]
+    RenderWorker,
     /// Render and check every app of a checkout (work tree); non-zero exit when any is invalid.
     Validate {
         /// The checkout (default: the current directory).

@@ -27,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::app::run(config).await?;
             Ok(0)
         }
+        Command::RenderWorker => crate::render_worker::run_worker(),
         Command::Validate { path, json, region } => {
             let path = path.unwrap_or_else(|| PathBuf::from("."));
             let (results, warnings) = offline::validate(&path, &RenderContext::new(region))?;

@@ -51,6 +51,9 @@ pub struct ControllerSettings {
     pub own_account: Option<String>,
     /// Size bounds on what a commit may make gitmoxi read and render (`[limits]`).
     pub render_limits: gitmoxi_deploy::spec::Limits,
+    /// The gitmoxi binary that renders heads in memory-capped children (`None`: render in
+    /// this process, as simulations do).
+    pub render_worker: Option<std::path::PathBuf>,
 }
 
 /// Per-repo prune settings.

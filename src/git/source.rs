@@ -95,6 +95,11 @@ impl GitSource {
         Ok(commit.id().to_string())
     }
 
+    /// The bare mirror the fetches write to.
+    pub fn mirror(&self) -> &std::path::Path {
+        &self.mirror
+    }
+
     /// The files of a fetched commit.
     pub fn tree(&self, commit: &str) -> Result<GitTree, GitError> {
         GitTree::open(&self.mirror, commit)

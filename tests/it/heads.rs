@@ -45,6 +45,7 @@ fn controller() -> Arc<Controller> {
         drift_interval: Duration::from_secs(300),
         own_account: Some("123456789012".into()),
         render_limits: Default::default(),
+        render_worker: None,
     };
     Controller::new(Store::temporary().expect("store"), FakeWorld::new().provider(), Clock::starting_at(0), Metrics::new(), settings)
 }

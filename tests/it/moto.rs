@@ -180,6 +180,7 @@ impl Server {
             api_repos: gitmoxi::repo_policy::ApiRepoPolicy { allow_local: true, ..Default::default() },
             limits: Default::default(),
             allowed_hosts: Vec::new(),
+            render_worker: Some(env!("CARGO_BIN_EXE_gitmoxi").into()),
         };
         let metrics = Metrics::new();
         let provider = Arc::new(SdkProvider::from_config(sdk_config_at(&proxy.url, max_attempts).await, metrics.aws.clone()));

@@ -25,6 +25,7 @@ async fn serve() -> (String, CancellationToken, Arc<Repos>) {
         drift_interval: Duration::from_secs(300),
         own_account: Some("123456789012".into()),
         render_limits: Default::default(),
+        render_worker: None,
     };
     let controller = Controller::new(Store::temporary().unwrap(), world.provider(), Clock::system(), Metrics::new(), settings);
     let shutdown = CancellationToken::new();
@@ -288,6 +289,71 @@ async fn a_slowloris_of_2000_idle_connections_does_not_stop_the_api_or_the_git_f
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the idle connection is closed: {closed:?}");
     eprintln!("/healthz answered in {waited:?} under {} idle connections at 1,024 open files", idle.len() + 1);
     drop(idle);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// Issue 13, high: a template that doubles a string in repeated sets grows exponentially before
+/// any size bound sees it, and an allocation failure aborts a Rust process (every restart would
+/// abort again). `serve` renders heads in memory-capped workers: the bomb's app is invalid with
+/// the reason, the other app loads, and the controller's own peak memory stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exponential_template_kills_a_render_worker_never_the_controller() {
+    let repo = crate::support::TestRepo::new();
+    repo.write_all(&crate::support::ecs_app("prod/web/web", "web", "prod", "nginx:1", 1, "{}"));
+    repo.write_all(&crate::support::ecs_app("prod/bomb/bomb", "bomb", "prod", "nginx:1", 1, "{}"));
+    let doublings = "{% set a = a ~ a %}".repeat(40);
+    repo.write(
+        "prod/bomb/bomb_taskdef.json",
+        &format!("{{% set a = \"x\" * 1000000 %}}{doublings}{{\"family\": \"bomb\", \"cpu\": \"{{{{ a | length }}}}\"}}"),
+    );
+    repo.commit("a bomb beside a good app");
+    let state = tempfile::tempdir().unwrap();
+    let port = crate::moto::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_gitmoxi"))
+        .args(["serve", "--repo"])
+        .arg(repo.path())
+        .args(["--branch", "main", "--poll-interval", "300ms", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+        .arg(state.path())
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gitmoxi serve starts");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let started = std::time::Instant::now();
+    let apps = loop {
+        let apps: serde_json::Value = match client.get(format!("{url}/api/v2/apps")).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        if apps.as_array().is_some_and(|a| a.len() == 2) {
+            break apps;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the head was not loaded: {apps}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bomb = apps.as_array().unwrap().iter().find(|a| a["app"] == "prod/bomb/bomb").expect("the bomb app is listed");
+    let problems = bomb["problems"].to_string();
+    assert!(problems.contains("render worker") || problems.contains("rendering this app"), "{problems}");
+    eprintln!("the bomb app: {problems}");
+    let web = apps.as_array().unwrap().iter().find(|a| a["app"] == "prod/web/web").expect("the good app is listed");
+    assert_eq!(web["problems"], serde_json::json!([]), "{web}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).expect("the controller is alive");
+    let peak_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX);
+    eprintln!("controller peak RSS with the bomb in its head: {} MiB", peak_kib / 1024);
+    assert!(peak_kib < 200 * 1024, "the controller itself peaked at {} MiB", peak_kib / 1024);
+    assert!(server.try_wait().unwrap().is_none(), "the controller is still running");
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -92,6 +92,7 @@ impl Sim {
                 drift_interval: Duration::from_secs(300),
                 own_account: Some("123456789012".into()),
                 render_limits: Default::default(),
+                render_worker: None,
             },
         )
     }

@@ -324,6 +324,7 @@ async fn many_workers_flushing_an_on_disk_store_at_once_never_deadlock() {
         drift_interval: Duration::from_secs(3600),
         own_account: Some("123456789012".into()),
         render_limits: Default::default(),
+        render_worker: None,
     };
     let controller = std::sync::Arc::new(Controller::new(
         store,

@@ -46,7 +46,7 @@ impl RenderContext {
 
 /// Size bounds on what one commit may make gitmoxi read and produce (issue 13): a file over a
 /// bound is an error naming it, its app does not deploy, the others do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// A deployment file (svcdef, taskdef, depdef, input, lambda files), in bytes.
     pub max_file_bytes: u64,
@@ -172,7 +172,7 @@ pub struct InvalidApp {
 }
 
 /// Every app of one commit.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Each app by its prefix: valid, or why not.
     pub apps: BTreeMap<String, Result<DesiredApp, InvalidApp>>,
@@ -189,10 +189,19 @@ impl Snapshot {
 
 /// Loads every app of a commit.
 pub fn load_snapshot(tree: &dyn FileTree, ctx: &RenderContext) -> Snapshot {
+    load_apps(tree, ctx, None)
+}
+
+/// [`load_snapshot`] restricted to the apps of `only` (all when `None`): a render worker loads
+/// a share of a commit's apps.
+pub fn load_apps(tree: &dyn FileTree, ctx: &RenderContext, only: Option<&BTreeSet<String>>) -> Snapshot {
     let grouping = group(tree.paths());
     let mut snapshot = Snapshot { apps: BTreeMap::new(), warnings: grouping.warnings };
     for (prefix, (kind, files)) in grouping.apps {
-        snapshot.apps.insert(prefix, load_app(tree, kind, files, ctx));
+        if only.is_none_or(|o| o.contains(&prefix)) {
+            let app = load_app(tree, kind, files, ctx);
+            snapshot.apps.insert(prefix, app);
+        }
     }
     snapshot
 }
