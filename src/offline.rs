@@ -1,7 +1,9 @@
 //! Offline tools on a checkout: `validate`, `render`, `plan` (no server, no AWS).
 //!
 //! Must never write to the checkout. `validate` and `render` without `--rev` read the work tree
-//! (uncommitted edits included); `plan` and `render --rev` read commits.
+//! (uncommitted edits included); `plan` and `render --rev` read commits. Templates render in
+//! memory-capped render workers (this binary, see [`crate::render_worker`]), so one template
+//! cannot exhaust the machine's memory.
 
 use crate::git::{DirTree, GitTree};
 use gitmoxi_deploy::intent::{applied_as_of, intents_of_head, AppIntent, Intent, PrunePolicy};
@@ -29,6 +31,19 @@ pub enum OfflineError {
     Git(#[from] crate::git::GitError),
     #[error("no app with prefix '{prefix}' in {place}; apps there: {known}")]
     UnknownApp { prefix: String, place: String, known: String },
+    #[error("{0}")]
+    Render(String),
+}
+
+/// Loads `rev` (or the work tree) of the repository at `path` through render workers; in
+/// process when this binary cannot be found.
+fn load(path: &Path, rev: Option<&str>, ctx: &RenderContext) -> Result<gitmoxi_deploy::spec::Snapshot, OfflineError> {
+    match std::env::current_exe() {
+        Ok(worker) if worker.file_stem().is_some_and(|s| s == "gitmoxi") => {
+            crate::render_worker::load_sandboxed(&worker, path, rev, ctx).map_err(OfflineError::Render)
+        }
+        Ok(_) | Err(_) => Ok(load_snapshot(tree_for(path, rev)?.as_ref(), ctx)),
+    }
 }
 
 fn tree_for(path: &Path, rev: Option<&str>) -> Result<Box<dyn FileTree>, OfflineError> {
@@ -40,8 +55,7 @@ fn tree_for(path: &Path, rev: Option<&str>) -> Result<Box<dyn FileTree>, Offline
 
 /// Validates every app of the work tree at `path`; also returns repository warnings.
 pub fn validate(path: &Path, ctx: &RenderContext) -> Result<(Vec<Validation>, Vec<Diagnostic>), OfflineError> {
-    let tree = tree_for(path, None)?;
-    let snapshot = load_snapshot(tree.as_ref(), ctx);
+    let snapshot = load(path, None, ctx)?;
     let plan = intents_of_head(&snapshot, &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new(), None);
     let conflicts: BTreeMap<&str, &AppIntent> = plan.iter().filter(|e| e.intent == Intent::Conflict).map(|e| (e.app.as_str(), e)).collect();
     let mut out = Vec::new();
@@ -67,8 +81,7 @@ pub fn render(
     rev: Option<&str>,
     ctx: &RenderContext,
 ) -> Result<Result<serde_json::Value, Vec<Diagnostic>>, OfflineError> {
-    let tree = tree_for(path, rev)?;
-    let snapshot = load_snapshot(tree.as_ref(), ctx);
+    let snapshot = load(path, rev, ctx)?;
     let prefix = prefix.trim_end_matches('_');
     match snapshot.apps.get(prefix) {
         Some(Ok(app)) => {
@@ -96,9 +109,9 @@ pub fn render(
 
 /// What a reconcile at `to` would do if everything at `from` had been applied.
 pub fn plan(path: &Path, from: Option<&str>, to: &str, ctx: &RenderContext, policy: PrunePolicy) -> Result<Vec<AppIntent>, OfflineError> {
-    let to_snapshot = load_snapshot(&GitTree::open(path, to)?, ctx);
+    let to_snapshot = load(path, Some(to), ctx)?;
     let applied = match from {
-        Some(rev) => applied_as_of(&load_snapshot(&GitTree::open(path, rev)?, ctx)),
+        Some(rev) => applied_as_of(&load(path, Some(rev), ctx)?),
         None => BTreeMap::new(),
     };
     Ok(intents_of_head(&to_snapshot, &applied, policy, &BTreeSet::new(), None))

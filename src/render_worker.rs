@@ -23,10 +23,10 @@ const MAX_ANSWER_BYTES: u64 = 1 << 30;
 /// What a worker is asked.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WorkerRequest {
-    /// The repository (mirror) to read.
+    /// The repository (a mirror, or a checkout) to read.
     pub repository: PathBuf,
-    /// The commit to load.
-    pub commit: String,
+    /// The commit to load (`None`: the checkout's work tree, uncommitted edits included).
+    pub rev: Option<String>,
     /// Region for apps whose depdef names none.
     pub default_region: String,
     /// Size bounds.
@@ -40,13 +40,25 @@ pub fn run_worker() -> anyhow::Result<i32> {
     let mut input = String::new();
     std::io::stdin().take(1 << 20).read_to_string(&mut input)?;
     let request: WorkerRequest = serde_json::from_str(&input)?;
-    let tree = crate::git::GitTree::open(&request.repository, &request.commit)?;
+    let tree = open_tree(&request.repository, request.rev.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let ctx = RenderContext { default_region: request.default_region, limits: request.limits };
-    let snapshot = gitmoxi_deploy::spec::load_apps(&tree, &ctx, request.only.as_ref());
+    let snapshot = gitmoxi_deploy::spec::load_apps(tree.as_ref(), &ctx, request.only.as_ref());
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer(&mut stdout, &snapshot)?;
     stdout.flush()?;
     Ok(0)
+}
+
+/// The files of `rev` of the repository at `path`, or of its work tree.
+fn open_tree(path: &Path, rev: Option<&str>) -> Result<Box<dyn gitmoxi_deploy::spec::FileTree>, String> {
+    match rev {
+        Some(rev) => {
+            crate::git::GitTree::open(path, rev).map(|t| Box::new(t) as Box<dyn gitmoxi_deploy::spec::FileTree>).map_err(|e| e.to_string())
+        }
+        None => crate::git::DirTree::open(path)
+            .map(|t| Box::new(t) as Box<dyn gitmoxi_deploy::spec::FileTree>)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// Why a worker run gave no snapshot.
@@ -58,11 +70,11 @@ enum WorkerFailure {
     Died(String),
 }
 
-/// Loads `commit` of `repository` through render workers started from `worker` (the gitmoxi
-/// binary). The repository's listing is read here (cheap); rendering happens in the workers.
-pub fn load_sandboxed(worker: &Path, repository: &Path, commit: &str, ctx: &RenderContext) -> Result<Snapshot, String> {
-    let tree = crate::git::GitTree::open(repository, commit).map_err(|e| e.to_string())?;
-    let grouping = group(gitmoxi_deploy::spec::FileTree::paths(&tree));
+/// Loads `rev` of `repository` (or its work tree) through render workers started from `worker`
+/// (the gitmoxi binary). The listing is read here (cheap); rendering happens in the workers.
+pub fn load_sandboxed(worker: &Path, repository: &Path, rev: Option<&str>, ctx: &RenderContext) -> Result<Snapshot, String> {
+    let tree = open_tree(repository, rev)?;
+    let grouping = group(tree.paths());
     let all: Vec<String> = grouping.apps.keys().cloned().collect();
     let mut snapshot = Snapshot { apps: Default::default(), warnings: grouping.warnings };
     let mut pending = vec![all];
@@ -72,7 +84,7 @@ pub fn load_sandboxed(worker: &Path, repository: &Path, commit: &str, ctx: &Rend
         }
         let request = WorkerRequest {
             repository: repository.to_path_buf(),
-            commit: commit.to_string(),
+            rev: rev.map(str::to_string),
             default_region: ctx.default_region.clone(),
             limits: ctx.limits,
             only: Some(share.iter().cloned().collect()),

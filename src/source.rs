@@ -100,7 +100,7 @@ pub async fn fetch_and_load(
         let snapshot = match &worker {
             // a template that explodes in memory kills a worker, never the controller
             Some(worker) => {
-                crate::render_worker::load_sandboxed(worker, source.mirror(), &commit, &ctx).map_err(crate::git::GitError::Read)?
+                crate::render_worker::load_sandboxed(worker, source.mirror(), Some(&commit), &ctx).map_err(crate::git::GitError::Read)?
             }
             None => load_snapshot(&source.tree(&commit)?, &ctx),
         };

@@ -237,3 +237,25 @@ fn a_symlink_to_a_file_outside_the_checkout_is_never_read() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(!out.contains("TOP-SECRET-VALUE") && !err.contains("TOP-SECRET-VALUE"));
 }
+
+/// Issue 13, high: an exponential template (a string doubled by repeated sets) grows past every
+/// size bound before one sees it; `validate` renders in a memory-capped worker, so it ends with
+/// the app invalid and the reason, instead of exhausting the machine.
+#[test]
+fn an_exponential_template_is_stopped_by_the_render_worker_cap() {
+    let repo = repo_with_two_apps();
+    let doublings = "{% set a = a ~ a %}".repeat(40);
+    repo.write(
+        "prod/api/api_taskdef.json",
+        &format!("{{% set a = \"x\" * 1000000 %}}{doublings}{{\"family\": \"api\", \"cpu\": \"{{{{ a | length }}}}\"}}"),
+    );
+    repo.commit("exponential");
+    let path = repo.path().display().to_string();
+    let (code, out, err, peak_kib) = gitmoxi_peak_rss(&["validate", &path]);
+    let all = format!("{out}{err}");
+    assert_eq!(code, 1, "{all}");
+    assert!(all.contains("prod/api/api") && all.contains("render worker"), "{all}");
+    assert!(all.contains("prod/web/web: ok") || !all.contains("prod/web/web_"), "the other app is fine: {all}");
+    eprintln!("peak RSS of validate and its workers on the exponential template: {} MiB", peak_kib / 1024);
+    assert!(peak_kib < 1300 * 1024, "{} MiB", peak_kib / 1024);
+}
