@@ -38,15 +38,17 @@ pub enum OfflineError {
 /// Loads `rev` (or the work tree) of the repository at `path` through render workers; in
 /// process when this binary cannot be found.
 fn load(path: &Path, rev: Option<&str>, ctx: &RenderContext) -> Result<gitmoxi_deploy::spec::Snapshot, OfflineError> {
+    let tree = tree_for(path, rev)?;
     match std::env::current_exe() {
         Ok(worker) if worker.file_stem().is_some_and(|s| s == "gitmoxi") => {
-            crate::render_worker::load_sandboxed(&worker, path, rev, ctx).map_err(OfflineError::Render)
+            crate::render_worker::load_sandboxed(&worker, tree.as_ref(), path, rev, ctx).map_err(OfflineError::Render)
         }
-        Ok(_) | Err(_) => Ok(load_snapshot(tree_for(path, rev)?.as_ref(), ctx)),
+        Ok(_) | Err(_) => Ok(load_snapshot(tree.as_ref(), ctx)),
     }
 }
 
-fn tree_for(path: &Path, rev: Option<&str>) -> Result<Box<dyn FileTree>, OfflineError> {
+/// The files of `rev` of the repository at `path`, or of its work tree (uncommitted edits).
+pub(crate) fn tree_for(path: &Path, rev: Option<&str>) -> Result<Box<dyn FileTree>, OfflineError> {
     match rev {
         Some(rev) => Ok(Box::new(GitTree::open(path, rev)?)),
         None => Ok(Box::new(DirTree::open(path).map_err(|source| OfflineError::Io { path: path.display().to_string(), source })?)),

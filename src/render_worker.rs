@@ -40,25 +40,13 @@ pub fn run_worker() -> anyhow::Result<i32> {
     let mut input = String::new();
     std::io::stdin().take(1 << 20).read_to_string(&mut input)?;
     let request: WorkerRequest = serde_json::from_str(&input)?;
-    let tree = open_tree(&request.repository, request.rev.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    let tree = crate::offline::tree_for(&request.repository, request.rev.as_deref())?;
     let ctx = RenderContext { default_region: request.default_region, limits: request.limits };
     let snapshot = gitmoxi_deploy::spec::load_apps(tree.as_ref(), &ctx, request.only.as_ref());
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer(&mut stdout, &snapshot)?;
     stdout.flush()?;
     Ok(0)
-}
-
-/// The files of `rev` of the repository at `path`, or of its work tree.
-fn open_tree(path: &Path, rev: Option<&str>) -> Result<Box<dyn gitmoxi_deploy::spec::FileTree>, String> {
-    match rev {
-        Some(rev) => {
-            crate::git::GitTree::open(path, rev).map(|t| Box::new(t) as Box<dyn gitmoxi_deploy::spec::FileTree>).map_err(|e| e.to_string())
-        }
-        None => crate::git::DirTree::open(path)
-            .map(|t| Box::new(t) as Box<dyn gitmoxi_deploy::spec::FileTree>)
-            .map_err(|e| format!("cannot read {}: {e}", path.display())),
-    }
 }
 
 /// Why a worker run gave no snapshot.
@@ -71,9 +59,15 @@ enum WorkerFailure {
 }
 
 /// Loads `rev` of `repository` (or its work tree) through render workers started from `worker`
-/// (the gitmoxi binary). The listing is read here (cheap); rendering happens in the workers.
-pub fn load_sandboxed(worker: &Path, repository: &Path, rev: Option<&str>, ctx: &RenderContext) -> Result<Snapshot, String> {
-    let tree = open_tree(repository, rev)?;
+/// (the gitmoxi binary). `tree` is the caller's open view of the same files: its listing is
+/// read here (cheap); rendering happens in the workers.
+pub fn load_sandboxed(
+    worker: &Path,
+    tree: &dyn gitmoxi_deploy::spec::FileTree,
+    repository: &Path,
+    rev: Option<&str>,
+    ctx: &RenderContext,
+) -> Result<Snapshot, String> {
     let grouping = group(tree.paths());
     let all: Vec<String> = grouping.apps.keys().cloned().collect();
     let mut snapshot = Snapshot { apps: Default::default(), warnings: grouping.warnings };

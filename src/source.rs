@@ -99,9 +99,8 @@ pub async fn fetch_and_load(
         }
         let snapshot = match &worker {
             // a template that explodes in memory kills a worker, never the controller
-            Some(worker) => {
-                crate::render_worker::load_sandboxed(worker, source.mirror(), Some(&commit), &ctx).map_err(crate::git::GitError::Read)?
-            }
+            Some(worker) => crate::render_worker::load_sandboxed(worker, &source.tree(&commit)?, source.mirror(), Some(&commit), &ctx)
+                .map_err(crate::git::GitError::Read)?,
             None => load_snapshot(&source.tree(&commit)?, &ctx),
         };
         Ok((commit, Some(snapshot)))

@@ -227,20 +227,8 @@ impl Ecs for SdkEcs {
             if !revisionless.ends_with(&format!("/{family}")) {
                 continue;
             }
-            let described = self
-                .client
-                .describe_task_definition()
-                .task_definition(arn)
-                .include(TaskDefinitionField::Tags)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTaskDefinition", e));
-            let described = self.track("DescribeTaskDefinition", described)?;
-            if described
-                .tags()
-                .iter()
-                .any(|t| t.key() == Some(gitmoxi_deploy::strategy::ecs_rolling::TAG_DEPLOYMENT) && t.value() == Some(deployment_id))
-            {
+            let tags = self.task_definition_tags(arn).await?;
+            if tags.get(gitmoxi_deploy::strategy::ecs_rolling::TAG_DEPLOYMENT).map(String::as_str) == Some(deployment_id) {
                 return Ok(Some(arn.clone()));
             }
         }

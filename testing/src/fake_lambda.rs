@@ -13,7 +13,7 @@ use crate::fake::FakeWorld;
 use async_trait::async_trait;
 use gitmoxi::aws::{ApiGateway, AwsError, AwsErrorKind, Lambda};
 use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedMapping};
-use gitmoxi_deploy::spec::lambda::{config_view, mapping_view, COMPARED_FIELDS};
+use gitmoxi_deploy::spec::lambda::{compared_fields, config_view, mapping_view};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -133,11 +133,11 @@ fn created_config(body: &Value, name: &str) -> BTreeMap<String, Value> {
 /// removes it.
 fn apply_update(config: &mut BTreeMap<String, Value>, request: &Value) {
     let given = config_view(request);
-    for field in COMPARED_FIELDS {
-        if request.get(*field).is_some() {
-            match given.get(*field) {
-                Some(value) => config.insert((*field).to_string(), value.clone()),
-                None => config.remove(*field),
+    for field in compared_fields() {
+        if request.get(field).is_some() {
+            match given.get(field) {
+                Some(value) => config.insert(field.to_string(), value.clone()),
+                None => config.remove(field),
             };
         }
     }

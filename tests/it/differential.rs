@@ -10,7 +10,7 @@ use crate::moto::{synced, Moto, Server};
 use crate::sim::{Sim, MINUTES, REGION};
 use crate::support::TestRepo;
 use gitmoxi_deploy::observed::TaskSetStatus;
-use gitmoxi_deploy::spec::MemTree;
+use gitmoxi_deploy::spec::{FileTree, MemTree};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -112,22 +112,11 @@ fn write_step(repo: &TestRepo, step: Step) {
 
 /// The work tree of `repo` as an in-memory tree (what the simulation loads).
 fn tree_of(repo: &TestRepo) -> MemTree {
+    let work_tree = gitmoxi::git::DirTree::open(repo.path()).expect("read the work tree");
     let mut tree = MemTree::new();
-    let mut stack = vec![repo.path().to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read the work tree") {
-            let entry = entry.expect("entry");
-            let path = entry.path();
-            if entry.file_name() == ".git" {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(repo.path()).expect("inside").to_string_lossy().replace('\\', "/");
-                tree.insert(&rel, &std::fs::read_to_string(&path).expect("a text file"));
-            }
-        }
+    for path in work_tree.paths() {
+        let bytes = work_tree.read(&path).expect("a listed file");
+        tree.insert(&path, std::str::from_utf8(&bytes).expect("a text file"));
     }
     tree
 }

@@ -221,6 +221,29 @@ async fn a_rebound_host_name_and_a_foreign_origin_are_refused() {
     shutdown.cancel();
 }
 
+/// The real `gitmoxi serve` on `repo`, listening on `port`, with AWS pointed at a closed port
+/// (these tests need no AWS), started through `sh` with `ulimit -n open_files` when given.
+fn serve_binary(repo: &crate::support::TestRepo, state: &std::path::Path, port: u16, open_files: Option<u32>) -> std::process::Child {
+    let limit = open_files.map_or_else(String::new, |n| format!("ulimit -n {n} && "));
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{limit}exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_gitmoxi"))
+        .args(["serve", "--repo"])
+        .arg(repo.path())
+        .args(["--branch", "main", "--poll-interval", "300ms", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+        .arg(state)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gitmoxi serve starts")
+}
+
 /// Issue 13, medium: 1,100 idle connections made /healthz time out (and, at the common 1,024
 /// open files, broke the Git fetch) before any authentication. The real binary runs with 1,024
 /// open files; under a slowloris of 2,000 connections that never send a header it keeps
@@ -234,22 +257,7 @@ async fn a_slowloris_of_2000_idle_connections_does_not_stop_the_api_or_the_git_f
     let state = tempfile::tempdir().unwrap();
     let port = crate::moto::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut server = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 1024 && exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_gitmoxi"))
-        .args(["serve", "--repo"])
-        .arg(repo.path())
-        .args(["--branch", "main", "--poll-interval", "300ms", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
-        .arg(state.path())
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("gitmoxi serve starts");
+    let mut server = serve_binary(&repo, state.path(), port, Some(1024));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     let up = std::time::Instant::now();
     while client.get(format!("{url}/healthz")).send().await.is_err() {
@@ -311,20 +319,7 @@ async fn an_exponential_template_kills_a_render_worker_never_the_controller() {
     let state = tempfile::tempdir().unwrap();
     let port = crate::moto::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_gitmoxi"))
-        .args(["serve", "--repo"])
-        .arg(repo.path())
-        .args(["--branch", "main", "--poll-interval", "300ms", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
-        .arg(state.path())
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("gitmoxi serve starts");
+    let mut server = serve_binary(&repo, state.path(), port, None);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let started = std::time::Instant::now();
     let apps = loop {

@@ -150,27 +150,11 @@ impl LambdaApp {
 }
 
 /// The fields compared between a lambdadef, `$LATEST` and published versions: every
-/// UpdateFunctionConfiguration field but `Description` (gitmoxi writes its own on versions),
-/// plus `Architectures` (sent with the code).
-pub const COMPARED_FIELDS: &[&str] = &[
-    "Role",
-    "Handler",
-    "Timeout",
-    "MemorySize",
-    "VpcConfig",
-    "Environment",
-    "Runtime",
-    "DeadLetterConfig",
-    "KMSKeyArn",
-    "TracingConfig",
-    "Layers",
-    "FileSystemConfigs",
-    "ImageConfig",
-    "EphemeralStorage",
-    "SnapStart",
-    "LoggingConfig",
-    "Architectures",
-];
+/// UpdateFunctionConfiguration field ([`CONFIG_FIELDS`]) but `Description` (gitmoxi writes its
+/// own on versions), plus `Architectures` (sent with the code).
+pub fn compared_fields() -> impl Iterator<Item = &'static str> {
+    CONFIG_FIELDS.iter().copied().filter(|f| *f != "Description").chain(["Architectures"])
+}
 
 /// A function configuration in one comparable form: `config` is a CreateFunction body or a
 /// GetFunctionConfiguration answer (as JSON with the API's field names); the result holds each
@@ -179,13 +163,13 @@ pub const COMPARED_FIELDS: &[&str] = &[
 /// the fake world read AWS through this same function, so both sides always agree on the form.
 pub fn config_view(config: &Value) -> std::collections::BTreeMap<String, Value> {
     let mut out = std::collections::BTreeMap::new();
-    for field in COMPARED_FIELDS {
-        let raw = match *field {
+    for field in compared_fields() {
+        let raw = match field {
             "ImageConfig" => config.get("ImageConfig").or_else(|| config.pointer("/ImageConfigResponse/ImageConfig")),
             other => config.get(other),
         };
         if let Some(value) = raw.and_then(|v| canonical(field, v)) {
-            out.insert((*field).to_string(), value);
+            out.insert(field.to_string(), value);
         }
     }
     out
