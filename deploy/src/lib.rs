@@ -20,6 +20,7 @@ pub mod intent;
 pub mod observed;
 pub mod plan;
 pub mod record;
+pub mod risk;
 pub mod schedule;
 pub mod spec;
 pub mod status;
