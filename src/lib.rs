@@ -45,6 +45,7 @@ pub mod llm;
 pub mod metrics;
 pub mod notify;
 pub mod offline;
+pub mod preview;
 pub mod render_worker;
 pub mod repo_policy;
 pub mod repos;

@@ -21,6 +21,16 @@ explain in at most five sentences what most likely went wrong and what to do now
 
 /// Asks the model for a summary of `facts` (the diagnosis JSON).
 pub async fn summarize(config: &LlmConfig, credentials: &Credentials, facts: &Value) -> Result<String, String> {
+    complete(config, credentials, SYSTEM, facts).await
+}
+
+/// The instructions of a risk summary (gmctl `commit riskiq`).
+pub const RISK_SYSTEM: &str = "You are an SRE assistant for gitmoxi, a GitOps deployment controller for Amazon ECS and AWS Lambda. \
+Given gitmoxi's own risk assessment of a commit (per app: what changes in AWS, the score and its reasons), \
+say in at most five sentences what could go wrong when it deploys and what to watch. Do not invent facts.";
+
+/// Asks the model, with `system` as its instructions, about `facts`.
+pub async fn complete(config: &LlmConfig, credentials: &Credentials, system: &str, facts: &Value) -> Result<String, String> {
     let key = match &config.api_key {
         Some(source) => Some(credentials.token(source).await?),
         None => None,
@@ -31,7 +41,7 @@ pub async fn summarize(config: &LlmConfig, credentials: &Credentials, facts: &Va
         "model": config.model,
         "temperature": 0,
         "messages": [
-            {"role": "system", "content": SYSTEM},
+            {"role": "system", "content": system},
             {"role": "user", "content": serde_json::to_string_pretty(facts).unwrap_or_default()},
         ],
     });

@@ -244,6 +244,7 @@ mod tests {
             commit: "c".into(),
             fingerprint: "f".into(),
             identity: app.identity.clone(),
+            account_id: None,
             operation: gitmoxi_deploy::record::Operation::Deploy,
             strategy: gitmoxi_deploy::record::Strategy::Lambda,
             desired: None,

@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const STORE_KEY: &str = "repos/api";
+/// Where a repository's URL is remembered by name (`repo_url/NAME`), also after it is deleted.
+const URL_KEY: &str = "repo_url/";
 
 /// A repository as the API describes it (Gitmoxi's shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +168,10 @@ impl Repos {
             ));
         }
         tracing::info!(repo = %config.name, branches = ?config.branches, origin = %record.origin, "tracking repository");
+        // kept after the repository is deleted: its deployment records still name their URL
+        if let Err(e) = self.controller.store.put_meta(&format!("{URL_KEY}{}", config.name), &crate::git::source::redact(&config.url)) {
+            tracing::warn!(repo = %config.name, error = %e, "the repository's URL was not remembered for its records");
+        }
         self.running().insert(config.name.clone(), Running { config, record, signals, cancel });
     }
 
@@ -235,6 +241,17 @@ impl Repos {
         self.persist()?;
         tracing::info!(repo = %name, "stopped tracking repository");
         Ok(removed.record)
+    }
+
+    /// The URL of a repository by name, tracked or once tracked (the name when never seen).
+    pub fn url_of(&self, name: &str) -> String {
+        if let Some(r) = self.running().get(name) {
+            return r.record.repo_url.clone();
+        }
+        match self.controller.store.meta(&format!("{URL_KEY}{name}")) {
+            Ok(Some(url)) => url,
+            Ok(None) | Err(_) => name.to_string(),
+        }
     }
 
     /// Every tracked repository.

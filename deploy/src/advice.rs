@@ -64,6 +64,7 @@ mod tests {
             commit: "c".into(),
             fingerprint: "f".into(),
             identity: Identity::Ecs { account: None, region: "us-east-1".into(), cluster: "prod".into(), service: "web".into() },
+            account_id: None,
             operation: Operation::Deploy,
             strategy: crate::record::Strategy::Rolling,
             desired: None,

@@ -18,10 +18,37 @@ pub struct OperatorCommands {
     /// Roll the in-flight deployment back (consumed by the next pass).
     #[serde(default)]
     pub rollback: bool,
-    /// Move a steady blue/green service's scale between its primary and fallback task sets:
-    /// (primary %, fallback %), consumed once the scales are set or refused.
+    /// Move a steady blue/green service's scale between its primary and fallback task sets,
+    /// consumed once the scales are set or refused.
     #[serde(default)]
-    pub rebalance: Option<(f64, f64)>,
+    pub rebalance: Option<Rebalance>,
+}
+
+/// Which way a rebalance moves scale (Gitmoxi's Spot fallback: to the fallback's on-demand
+/// capacity when Spot is short, back to the primary's Spot when it returns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebalanceDirection {
+    /// From the primary task set to the fallback (gmctl without `--revert`).
+    ToFallback,
+    /// From the fallback task set back to the primary (`--revert`).
+    ToPrimary,
+}
+
+/// An operator's rebalance as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Rebalance {
+    /// Move scale one way: everything (`--shift_all`), or only what is needed (to the fallback:
+    /// the primary's tasks it cannot place; back to the primary: the fallback's whole share).
+    Move {
+        /// Which way.
+        direction: RebalanceDirection,
+        /// Everything, not only what is needed.
+        all: bool,
+    },
+    /// Absolute scales (primary %, fallback %), as stores written before `Move` hold them.
+    Scales(f64, f64),
 }
 
 /// The commands a step used up; the executor clears them once the step's record is stored.

@@ -704,6 +704,10 @@ pub struct DeploymentRecord {
     pub fingerprint: String,
     /// Where the resource lives (account, region, cluster, name).
     pub identity: Identity,
+    /// The account its AWS calls went to: the depdef's, else the controller's own (`None` in
+    /// records written before it was kept, or when the controller could not learn its own).
+    #[serde(default)]
+    pub account_id: Option<String>,
     /// Deploy or delete.
     pub operation: Operation,
     /// How it proceeds (the delete of a resource is its own strategy).

@@ -161,6 +161,7 @@ mod tests {
             commit: "c".into(),
             fingerprint: "fp2".into(),
             identity: Identity::Ecs { account: None, region: "us-east-1".into(), cluster: "c".into(), service: "s".into() },
+            account_id: None,
             operation,
             strategy: Strategy::Rolling,
             desired: None,

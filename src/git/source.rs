@@ -24,12 +24,21 @@ pub struct GitSource {
     mirror: PathBuf,
     /// Read on use (the caller refreshes it from its source before a fetch).
     token: std::sync::Mutex<Option<String>>,
+    /// Where fetched heads go in the mirror: the source loop's refs, or a preview's (a dry run
+    /// that must not move what the source loop compares against).
+    refs: &'static str,
 }
 
 impl GitSource {
     /// `mirror` is a directory under the state dir owned by this source.
     pub fn new(url: &str, branch: &str, mirror: PathBuf, token: Option<String>) -> GitSource {
-        GitSource { url: fetchable_url(url), branch: branch.to_string(), mirror, token: std::sync::Mutex::new(token) }
+        GitSource { url: fetchable_url(url), branch: branch.to_string(), mirror, token: std::sync::Mutex::new(token), refs: "refs/gitmoxi" }
+    }
+
+    /// A source that fetches into the same mirror under its own refs: a dry run or a preview
+    /// sees the newest commit without the source loop loading it.
+    pub fn for_preview(url: &str, branch: &str, mirror: PathBuf, token: Option<String>) -> GitSource {
+        GitSource { refs: "refs/gitmoxi-preview", ..GitSource::new(url, branch, mirror, token) }
     }
 
     /// Replaces the token used by the next fetch.
@@ -83,7 +92,7 @@ impl GitSource {
         });
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks);
-        let local_ref = format!("refs/gitmoxi/{}", self.branch);
+        let local_ref = format!("{}/{}", self.refs, self.branch);
         let refspec = format!("+refs/heads/{}:{local_ref}", self.branch);
         remote.fetch(&[refspec.as_str()], Some(&mut opts), None).map_err(fetch_err)?;
         let reference = repo.find_reference(&local_ref).map_err(|e| GitError::Fetch {

@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod hosts;
 pub mod repos;
+pub mod riskiq;
 pub mod serve;
 pub mod v1;
 pub mod views;
@@ -53,6 +54,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/commits", get(v1::commits))
         .route("/api/v1/commits/deploy", post(v1::deploy))
         .route("/api/v1/commits/dryrun", post(v1::dryrun))
+        .route("/api/v1/commits/riskiq", post(riskiq::assess))
+        .route("/api/v1/riskiq", get(riskiq::get))
         .route("/api/v1/commits/{hash}", get(v1::commit_files))
         .route("/api/v1/taskset", get(v1::taskset_get))
         .route("/api/v1/taskset/rebalance", post(v1::taskset_rebalance))
@@ -80,8 +83,10 @@ pub(crate) fn rejection_status(rejection: &axum::extract::rejection::JsonRejecti
     }
 }
 
+/// An error answer: `error` for our clients, `message_list` for gmctl (which prints only that).
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+    let message = message.into();
+    (status, Json(json!({"error": message, "message_list": [message]}))).into_response()
 }
 
 async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {

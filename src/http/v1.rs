@@ -8,8 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gitmoxi_deploy::commands::{Rebalance, RebalanceDirection};
 use gitmoxi_deploy::intent::Intent;
-use gitmoxi_deploy::record::{DeploymentRecord, DeploymentStatus};
+use gitmoxi_deploy::record::{DeploymentRecord, DeploymentStatus, Strategy};
 use gitmoxi_deploy::spec::{AppKind, Identity};
 use gitmoxi_deploy::status::commit_status;
 use serde::Deserialize;
@@ -42,6 +43,30 @@ fn status_name(s: DeploymentStatus) -> &'static str {
     }
 }
 
+/// The account of a record: the one its AWS calls went to (records written before it was kept:
+/// the depdef's, if any).
+fn account_of(d: &DeploymentRecord) -> Option<&str> {
+    d.account_id.as_deref().or(match &d.identity {
+        Identity::Ecs { account, .. } | Identity::Lambda { account, .. } => account.as_deref(),
+    })
+}
+
+/// Gitmoxi's `status_details`: the timeline as `[time] [LEVEL] message`, then, for a failure,
+/// its cause, evidence and next step (what `/api/v2/deployments/{id}` and the diagnosis say).
+fn status_details(d: &DeploymentRecord) -> Vec<String> {
+    let mut lines: Vec<String> =
+        d.timeline.iter().map(|e| format!("[{}] [{}] {}", format_ms(e.at_ms), e.level.as_str(), e.message)).collect();
+    if let Some(cause) = &d.cause {
+        let at = format_ms(d.finished_at_ms.unwrap_or(d.updated_at_ms));
+        lines.push(format!("[{at}] [ERROR] cause: {cause}"));
+        for e in &d.evidence {
+            lines.push(format!("[{at}] [ERROR] evidence: {e}"));
+        }
+        lines.push(format!("[{at}] [INFO] next step: {}", gitmoxi_deploy::advice::next_step(d)));
+    }
+    lines
+}
+
 fn v1_view(d: &DeploymentRecord, repo_url: &str) -> Value {
     let mut v = json!({
         "id": d.id,
@@ -51,18 +76,20 @@ fn v1_view(d: &DeploymentRecord, repo_url: &str) -> Value {
         "create_timestamp": format_ms(d.started_at_ms),
         "status": status_name(d.status),
         "file_prefix": d.app.prefix,
-        "status_details": d.timeline.iter().map(|e| format!("[{}] [{}] {}", format_ms(e.at_ms), e.level.as_str(), e.message)).collect::<Vec<_>>(),
+        "account_id": account_of(d),
+        "outcome": d.outcome.map(|o| o.as_str()),
+        "cause": d.cause.as_ref().map(ToString::to_string),
+        "evidence": d.evidence,
+        "status_details": status_details(d),
     });
     if let Some(o) = v.as_object_mut() {
         match &d.identity {
-            Identity::Ecs { account, region, cluster, service } => {
-                o.insert("account_id".into(), json!(account));
+            Identity::Ecs { region, cluster, service, .. } => {
                 o.insert("region".into(), json!(region));
                 o.insert("cluster".into(), json!(cluster));
                 o.insert("service".into(), json!(service));
             }
-            Identity::Lambda { account, region, function } => {
-                o.insert("account_id".into(), json!(account));
+            Identity::Lambda { region, function, .. } => {
                 o.insert("region".into(), json!(region));
                 o.insert("function_name".into(), json!(function));
             }
@@ -72,15 +99,13 @@ fn v1_view(d: &DeploymentRecord, repo_url: &str) -> Value {
 }
 
 fn matches(d: &DeploymentRecord, f: &DeploymentFilter, repo_url: &str) -> bool {
-    let (account, region, cluster, service, function) = match &d.identity {
-        Identity::Ecs { account, region, cluster, service } => {
-            (account.as_deref(), region.as_str(), Some(cluster.as_str()), Some(service.as_str()), None)
-        }
-        Identity::Lambda { account, region, function } => (account.as_deref(), region.as_str(), None, None, Some(function.as_str())),
+    let (region, cluster, service, function) = match &d.identity {
+        Identity::Ecs { region, cluster, service, .. } => (region.as_str(), Some(cluster.as_str()), Some(service.as_str()), None),
+        Identity::Lambda { region, function, .. } => (region.as_str(), None, None, Some(function.as_str())),
     };
     f.repo_url.as_deref().is_none_or(|u| u == repo_url)
         && f.commit_hash.as_deref().is_none_or(|c| d.commit.starts_with(c))
-        && f.account_id.as_deref().is_none_or(|a| account == Some(a))
+        && f.account_id.as_deref().is_none_or(|a| account_of(d) == Some(a))
         && f.region.as_deref().is_none_or(|r| r == region)
         && f.cluster.as_deref().is_none_or(|c| cluster == Some(c))
         && f.service.as_deref().is_none_or(|s| service == Some(s))
@@ -97,7 +122,9 @@ pub async fn query(
     let kind = match kind.as_str() {
         "ecs" => AppKind::Ecs,
         "lambda" => AppKind::Lambda,
-        other => return error(StatusCode::NOT_FOUND, format!("no deployment kind '{other}'; use ecs or lambda")),
+        // gitmoxi deploys no Kubernetes apps: gmctl's `deployment k8s get` finds none
+        "k8s" => return Json(json!({"deployments": [], "last_evaluated_key": null})).into_response(),
+        other => return error(StatusCode::NOT_FOUND, format!("no deployment kind '{other}'; use ecs, lambda or k8s")),
     };
     let filter = match body {
         Ok(Json(f)) => f,
@@ -107,9 +134,7 @@ pub async fn query(
         Ok(all) => all,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let urls: std::collections::BTreeMap<String, String> =
-        state.repos.list().into_iter().map(|r| (crate::config::repo_name(&r.repo_url), r.repo_url)).collect();
-    let url_of = |d: &DeploymentRecord| urls.get(&d.app.repo).cloned().unwrap_or_else(|| d.app.repo.clone());
+    let url_of = |d: &DeploymentRecord| state.repos.url_of(&d.app.repo);
     let limit = filter.limit.unwrap_or(50).clamp(1, 500);
     let matching = all.into_iter().filter(|d| d.kind == kind && matches(d, &filter, &url_of(d)));
     let (page, last_evaluated_key) = super::views::page_of(matching, filter.start_key.as_deref(), limit);
@@ -136,8 +161,8 @@ pub async fn commits(State(state): State<HttpState>, Query(q): Query<CommitQuery
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let mut out = Vec::new();
-    for repo in state.repos.list().into_iter().filter(|r| q.repo_url.as_deref().is_none_or(|u| u == r.repo_url)) {
-        let name = crate::config::repo_name(&repo.repo_url);
+    for repo in state.repos.configs().into_iter().filter(|r| q.repo_url.as_deref().is_none_or(|u| same_repo(&r.url, u))) {
+        let name = repo.name.clone();
         for branch in repo.branches.iter().filter(|b| q.branch.as_deref().is_none_or(|w| w == b.as_str())) {
             let seen = crate::source::commits_seen(&state.controller.store, &name, branch);
             for (hash, at_ms) in seen.into_iter().take(n) {
@@ -149,7 +174,7 @@ pub async fn commits(State(state): State<HttpState>, Query(q): Query<CommitQuery
                     .filter(|a| matches!(a.intent, Some(Intent::Error | Intent::Conflict)))
                     .count();
                 let status = commit_status(of_commit, blocked).as_str();
-                out.push(json!({"commit_hash": hash, "repo_url": crate::git::source::redact(&repo.repo_url), "branch": branch, "receive_timestamp": format_ms(at_ms), "status": status}));
+                out.push(json!({"commit_hash": hash, "repo_url": crate::git::source::redact(&repo.url), "branch": branch, "receive_timestamp": format_ms(at_ms), "status": status}));
             }
         }
     }
@@ -158,6 +183,10 @@ pub async fn commits(State(state): State<HttpState>, Query(q): Query<CommitQuery
 
 #[derive(Debug, Deserialize)]
 pub struct CommitRequest {
+    #[serde(default)]
+    pub llm_model: Option<String>,
+    #[serde(default)]
+    pub llm_provider: Option<String>,
     pub repo_url: String,
     #[serde(default = "main_branch")]
     pub branch: String,
@@ -171,12 +200,15 @@ fn main_branch() -> String {
     "main".into()
 }
 
+/// Whether two spellings name the same repository (`.git`, case and trailing slashes aside).
+fn same_repo(a: &str, b: &str) -> bool {
+    a == b || crate::http::webhooks::normalize_url(a) == crate::http::webhooks::normalize_url(b)
+}
+
 /// The tracked repository of a URL (its config), or a 404 naming what exists.
-fn tracked(state: &HttpState, url: &str, branch: &str) -> Result<crate::config::RepoConfig, Box<Response>> {
+pub(crate) fn tracked(state: &HttpState, url: &str, branch: &str) -> Result<crate::config::RepoConfig, Box<Response>> {
     let repos = state.repos.configs();
-    let repo = repos
-        .into_iter()
-        .find(|r| r.url == url || crate::http::webhooks::normalize_url(&r.url) == crate::http::webhooks::normalize_url(url));
+    let repo = repos.into_iter().find(|r| same_repo(&r.url, url));
     match repo {
         Some(r) if r.branches.iter().any(|b| b == branch) => Ok(r),
         Some(r) => Err(Box::new(error(
@@ -188,7 +220,7 @@ fn tracked(state: &HttpState, url: &str, branch: &str) -> Result<crate::config::
 }
 
 /// The commit request and the tracked repository it names, or the answer saying what is wrong.
-fn tracked_request(
+pub(crate) fn tracked_request(
     state: &HttpState,
     body: Result<Json<CommitRequest>, JsonRejection>,
 ) -> Result<(CommitRequest, crate::config::RepoConfig), Box<Response>> {
@@ -232,7 +264,13 @@ pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequ
         return error(StatusCode::SERVICE_UNAVAILABLE, "the branch has not been fetched yet; check `gitmoxi status` and the server log");
     };
     let mirror = crate::source::mirror_dir(&state.state_dir, &repo);
-    let from = before.clone().filter(|b| b != &latest);
+    let unchanged = before.as_deref() == Some(latest.as_str());
+    // no new commit: nothing changed (a forced redeploy lists every file, as every app redeploys)
+    let from = match (unchanged, req.force) {
+        (true, false) => Some(latest.clone()),
+        (true, true) => None,
+        (false, _) => before.clone(),
+    };
     let files = {
         let latest = latest.clone();
         tokio::task::spawn_blocking(move || crate::git::changes::relevant_files(&mirror, from.as_deref(), &latest)).await
@@ -242,36 +280,56 @@ pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequ
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    let message = match (unchanged, req.force) {
+        (true, false) => format!("nothing changed: {} is the last known commit; pass --force (-f) to redeploy it", short(&latest)),
+        (true, true) => format!("no new commit: every app of {} redeploys (forced)", short(&latest)),
+        (false, _) => format!("{} loaded; its changed apps deploy now", short(&latest)),
+    };
     if let Some(o) = answer.as_object_mut() {
         o.insert("latest_commit_hash".into(), json!(latest));
         o.insert("last_known_commit_hash".into(), json!(before));
+        o.insert("message_list".into(), json!([message]));
     }
     Json(answer).into_response()
 }
 
-/// `gmctl commit dryrun`: what the loaded head changed since the commit before it, with the
-/// rendered documents of each changed app when `process_template` is set. Deploys nothing.
+fn short(commit: &str) -> &str {
+    gitmoxi_deploy::strategy::short_commit(commit)
+}
+
+/// `gmctl commit dryrun`: fetches the branch's newest commit (without loading it) and answers
+/// the files it changed since the last known commit, with the rendered documents of each changed
+/// app when `process_template` is set. Deploys nothing.
 pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequest>, JsonRejection>) -> Response {
     let (req, repo) = match tracked_request(&state, body) {
         Ok(found) => found,
         Err(resp) => return *resp,
     };
-    let Some(head) = state.controller.head(&repo.name, &req.branch) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the branch has not been fetched yet");
+    let fetched = match crate::preview::fetch_newest(&state.controller, &state.state_dir, &repo, &req.branch).await {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, format!("the dry run could not fetch {}: {e}", crate::git::source::redact(&repo.url))),
     };
-    let seen = crate::source::commits_seen(&state.controller.store, &repo.name, &req.branch);
-    let previous = seen.iter().map(|(c, _)| c.clone()).find(|c| c != &head.commit);
-    let mirror = crate::source::mirror_dir(&state.state_dir, &repo);
-    let latest = head.commit.clone();
-    let files = tokio::task::spawn_blocking(move || crate::git::changes::relevant_files(&mirror, previous.as_deref(), &latest)).await;
-    let mut artifacts = match files {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    if fetched.last_known.as_deref() == Some(fetched.latest.as_str()) {
+        return Json(json!({
+            "latest_commit_hash": fetched.latest,
+            "deployment_artifacts_from_changed_files": {},
+            "message_list": [format!("no new commit: {} is the last known commit", short(&fetched.latest))],
+        }))
+        .into_response();
+    }
+    let artifacts = match changed_files(&fetched).await {
+        Ok(v) => v,
+        Err(resp) => return *resp,
     };
+    let mut artifacts = artifacts;
     if req.process_template {
+        let snapshot = match crate::preview::render(&state.controller, fetched.mirror.clone(), fetched.latest.clone()).await {
+            Ok(s) => s,
+            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("commit {} does not render: {e}", short(&fetched.latest))),
+        };
+        let changed = changed_prefixes(&artifacts);
         let mut rendered = serde_json::Map::new();
-        for (prefix, app) in &head.snapshot.apps {
+        for (prefix, app) in snapshot.apps.iter().filter(|(p, _)| changed.contains(*p)) {
             let value = match app {
                 Ok(a) => match &a.spec {
                     gitmoxi_deploy::spec::AppSpec::Ecs(e) => json!({"svcdef": e.svcdef, "taskdef": e.taskdef}),
@@ -285,7 +343,37 @@ pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequ
             o.insert("rendered".into(), Value::Object(rendered));
         }
     }
-    Json(json!({"latest_commit_hash": head.commit, "deployment_artifacts_from_changed_files": artifacts})).into_response()
+    Json(json!({"latest_commit_hash": fetched.latest, "deployment_artifacts_from_changed_files": artifacts})).into_response()
+}
+
+/// Gitmoxi's `deployment_artifacts_from_changed_files`: the relevant files between the last
+/// known and the newest commit, with both hashes inside.
+pub(crate) async fn changed_files(fetched: &crate::preview::Fetched) -> Result<Value, Box<Response>> {
+    let (mirror, from, to) = (fetched.mirror.clone(), fetched.last_known.clone(), fetched.latest.clone());
+    let files = tokio::task::spawn_blocking(move || crate::git::changes::relevant_files(&mirror, from.as_deref(), &to)).await;
+    let mut artifacts = match files {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e))),
+        Err(e) => return Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))),
+    };
+    if let Some(o) = artifacts.as_object_mut() {
+        o.insert("latest_commit_hash".into(), json!(fetched.latest));
+        o.insert("last_known_commit_hash".into(), json!(fetched.last_known));
+    }
+    Ok(artifacts)
+}
+
+/// The app prefixes the relevant files name.
+pub(crate) fn changed_prefixes(artifacts: &Value) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for section in ["/ecs/ecs_relevant_files", "/lambda/lambda_relevant_files"] {
+        for change in ["added_or_modified", "deleted"] {
+            if let Some(by_prefix) = artifacts.pointer(&format!("{section}/{change}")).and_then(Value::as_object) {
+                out.extend(by_prefix.keys().cloned());
+            }
+        }
+    }
+    out
 }
 
 /// `gmctl commit files HASH`: the deployment files that commit changed, in every tracked repo that has it.
@@ -303,7 +391,20 @@ pub async fn commit_files(State(state): State<HttpState>, Path(hash): Path<Strin
         })
         .await;
         if let Ok(Ok((full, files))) = found {
-            let mut v = json!({"commit_hash": full, "repo_url": crate::git::source::redact(&repo.url)});
+            let received = repo
+                .branches
+                .iter()
+                .flat_map(|b| crate::source::commits_seen(&state.controller.store, &repo.name, b))
+                .find(|(c, _)| *c == full)
+                .map(|(_, at)| format_ms(at));
+            // gmctl reads the files at the commit's top level; `ecs` / `lambda` keep our nesting
+            let mut v = json!({
+                "commit_hash": full,
+                "repo_url": crate::git::source::redact(&repo.url),
+                "receive_timestamp": received,
+                "ecs_relevant_files": files.pointer("/ecs/ecs_relevant_files"),
+                "lambda_relevant_files": files.pointer("/lambda/lambda_relevant_files"),
+            });
             if let (Some(o), Value::Object(f)) = (v.as_object_mut(), files) {
                 o.extend(f);
             }
@@ -392,22 +493,52 @@ pub async fn taskset_get(State(state): State<HttpState>, Query(q): Query<TaskSet
 #[derive(Debug, Deserialize)]
 pub struct RebalanceRequest {
     service_arn: String,
+    /// Move everything, not only what is needed.
     #[serde(default)]
     shift_all: bool,
+    /// Back from the fallback to the primary (Spot) task set.
     #[serde(default)]
     revert: bool,
-    /// The primary task set's percent (the fallback gets the rest), or `{primary_scale, fallback_scale}`.
+    /// gmctl's "redo even if processing": replaces a rebalance still waiting.
     #[serde(default)]
-    r#override: Option<Value>,
+    r#override: Value,
+    /// Absolute scales `{primary_scale, fallback_scale}` instead of a direction.
+    #[serde(default)]
+    scales: Option<Value>,
 }
 
-/// `gmctl taskset rebalance`: moves scale between the primary and the fallback task set of a
-/// service: `shift_all` → 100/0, `revert` → the split of its deployment, `override` → given.
-/// Written as a command; the reconcile loop applies it.
+/// `gmctl taskset rebalance`: moves scale between the primary (Spot) and the fallback
+/// (on-demand) task set of a blue/green service, as Gitmoxi documents Spot fallback: to the
+/// fallback by default (`shift_all`: everything, else only the tasks the primary cannot place),
+/// back to the primary with `revert`. Written as a command; the reconcile loop applies it.
 pub async fn taskset_rebalance(State(state): State<HttpState>, body: Result<Json<RebalanceRequest>, JsonRejection>) -> Response {
     let req = match body {
         Ok(Json(r)) => r,
         Err(r) => return error(super::rejection_status(&r), format!("the request is not valid: {}", r.body_text())),
+    };
+    let replace = match &req.r#override {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("override is gmctl's \"redo even if a rebalance is waiting\" flag (true or false), got {other}; absolute scales go in \"scales\": {{\"primary_scale\": P, \"fallback_scale\": F}}"),
+            )
+        }
+    };
+    let asked = match &req.scales {
+        None => Rebalance::Move { direction: if req.revert { RebalanceDirection::ToPrimary } else { RebalanceDirection::ToFallback }, all: req.shift_all },
+        Some(v) if !req.revert && !req.shift_all => {
+            let (p, f) = (
+                v.get("primary_scale").and_then(Value::as_f64).unwrap_or(-1.0),
+                v.get("fallback_scale").and_then(Value::as_f64).unwrap_or(-1.0),
+            );
+            if !(0.0..=100.0).contains(&p) || !(0.0..=100.0).contains(&f) || (p + f - 100.0).abs() > 1e-6 {
+                return error(StatusCode::BAD_REQUEST, format!("scales must be 0..100 and sum to 100, got {v}"));
+            }
+            Rebalance::Scales(p, f)
+        }
+        Some(_) => return error(StatusCode::BAD_REQUEST, "give either scales or a direction (shift_all / revert), not both"),
     };
     // arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/SERVICE
     let parts: Vec<&str> = req.service_arn.split(':').collect();
@@ -429,36 +560,64 @@ pub async fn taskset_rebalance(State(state): State<HttpState>, body: Result<Json
         return error(StatusCode::NOT_FOUND, format!("no app deploys {}", req.service_arn));
     };
     let last = app.last_deployment.as_deref().and_then(|id| state.controller.store.deployment(id).ok().flatten());
-    let target = match (req.shift_all, req.revert, &req.r#override) {
-        (true, false, None) => (100.0, 0.0),
-        (false, true, None) => match last.and_then(|d| d.task_set_scales) {
-            Some(s) => (s.primary_percent, s.fallback_percent),
-            None => {
-                return error(StatusCode::CONFLICT, "the last deployment of this service used no fallback task set; nothing to revert to")
-            }
-        },
-        (false, false, Some(Value::Number(n))) => {
-            let p = n.as_f64().unwrap_or(-1.0);
-            (p, 100.0 - p)
-        }
-        (false, false, Some(Value::Object(o))) => (
-            o.get("primary_scale").and_then(Value::as_f64).unwrap_or(-1.0),
-            o.get("fallback_scale").and_then(Value::as_f64).unwrap_or(-1.0),
-        ),
-        _ => return error(StatusCode::BAD_REQUEST, "give exactly one of shift_all, revert or override"),
-    };
-    if !(0.0..=100.0).contains(&target.0) || !(0.0..=100.0).contains(&target.1) || (target.0 + target.1 - 100.0).abs() > 1e-6 {
-        return error(StatusCode::BAD_REQUEST, format!("scales must be 0..100 and sum to 100, got {} and {}", target.0, target.1));
+    if let Some(d) = last.as_ref().filter(|d| d.strategy == Strategy::Rolling) {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "{service} deploys with rolling updates (deployment {}): a rolling service has no task sets to rebalance; \
+                 rebalancing moves scale between the primary and fallback task sets of a blue/green service (deploymentController EXTERNAL with fallbackCapacityProviderStrategy)",
+                d.id
+            ),
+        );
     }
+    let pairs = match task_set_pairs(&state) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let Some(pair) = pairs.iter().find(|p| p.gone.is_none() && p.record.app == app.key) else {
+        return error(StatusCode::CONFLICT, format!("{service} has no task set gitmoxi put live; nothing to rebalance"));
+    };
+    let Some(fallback) = pair.fallback.clone() else {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "{service} has no fallback task set: deployment {} placed every task with the primary capacity providers; a fallback task set is created only when they cannot",
+                pair.record.id
+            ),
+        );
+    };
     let mut commands = match state.controller.store.commands(&app.key) {
         Ok(c) => c,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    commands.rebalance = Some(target);
+    if let (Some(waiting), false) = (commands.rebalance, replace) {
+        return error(StatusCode::CONFLICT, format!("a rebalance of {service} is still waiting ({waiting:?}); pass --override (-o) to replace it"));
+    }
+    commands.rebalance = Some(asked);
     if let Err(e) = state.controller.store.put_commands(&app.key, &commands) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     state.controller.queue.add(app.key.clone());
-    Json(json!({"status": "accepted", "app": app.key.prefix, "tasksets": [{"primary_scale": target.0, "fallback_scale": target.1}]}))
-        .into_response()
+    let (direction, amount) = match asked {
+        Rebalance::Move { direction, all } => (
+            match direction {
+                RebalanceDirection::ToFallback => "to_fallback",
+                RebalanceDirection::ToPrimary => "to_primary",
+            },
+            if all { "ALL" } else { "AS_NEEDED" },
+        ),
+        Rebalance::Scales(..) => ("scales", "GIVEN"),
+    };
+    let mut taskset = json!({"taskset_arn": pair.primary, "fallback_taskset_arn": fallback, "direction": direction, "amount": amount});
+    if let Rebalance::Scales(p, f) = asked {
+        taskset["primary_scale"] = json!(p);
+        taskset["fallback_scale"] = json!(f);
+    }
+    Json(json!({
+        "status": "accepted",
+        "app": app.key.prefix,
+        "message_list": [format!("rebalance of {service} accepted ({direction}, {amount}); its timeline shows the scales once ECS does")],
+        "tasksets": [taskset],
+    }))
+    .into_response()
 }

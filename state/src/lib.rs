@@ -609,6 +609,12 @@ impl Store {
         self.meta.insert(name, encode(&value))?;
         Ok(())
     }
+
+    /// Removes a named value (no error when it is absent).
+    pub fn remove_meta(&self, name: &str) -> Result<(), StoreError> {
+        self.meta.remove(name)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

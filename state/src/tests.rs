@@ -15,6 +15,7 @@ fn record(id: &str, prefix: &str) -> DeploymentRecord {
         commit: "c1".into(),
         fingerprint: "fp1".into(),
         identity: Identity::Ecs { account: None, region: "us-east-1".into(), cluster: "c".into(), service: "s".into() },
+        account_id: None,
         operation: Operation::Deploy,
         strategy: gitmoxi_deploy::record::Strategy::Rolling,
         desired: None,

@@ -272,32 +272,55 @@ async fn a_spot_shortage_is_covered_by_a_fallback_task_set_and_the_pair_is_clean
     );
     sim.world.set_knobs(Knobs::default());
     let service_arn = "arn:aws:ecs:us-east-1:123456789012:service/prod/web";
-    let r = reqwest::Client::new()
-        .post(format!("{api}/api/v1/taskset/rebalance"))
-        .json(&serde_json::json!({"service_arn": service_arn, "shift_all": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let rebalance = |body: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            let r = reqwest::Client::new().post(format!("{api}/api/v1/taskset/rebalance")).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // gmctl's flags as it sends them: everything to the fallback (on-demand) first
+    let (status, answer) = rebalance(serde_json::json!({"service_arn": service_arn, "shift_all": true, "revert": false, "override": false})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["tasksets"][0]["taskset_arn"].as_str(), Some(primary.arn.as_str()), "{answer}");
+    assert_eq!(answer["tasksets"][0]["fallback_taskset_arn"].as_str(), Some(fallback_set.arn.as_str()), "{answer}");
+    // a second one while the first waits is refused unless overridden
+    let (status, answer) = rebalance(serde_json::json!({"service_arn": service_arn, "shift_all": true, "override": false})).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["message_list"][0].as_str().unwrap().contains("--override"), "gmctl prints message_list: {answer}");
+    let (status, _) = rebalance(serde_json::json!({"service_arn": service_arn, "shift_all": true, "override": true})).await;
+    assert_eq!(status, 200);
+    assert!(
+        sim.run_until(5 * MINUTES, |s| {
+            let sets = task_sets(s);
+            sets.iter().any(|t| t.status == TaskSetStatus::Primary && t.scale_percent == 0.0)
+                && sets.iter().any(|t| t.status != TaskSetStatus::Primary && t.scale_percent == 100.0 && t.running_count == 4)
+                && s.history(PREFIX).iter().any(|h| h.contains("rebalanced by an operator: 0 % primary, 100 % fallback"))
+        })
+        .await,
+        "{:?}",
+        task_sets(&sim)
+    );
+    // Spot is back: revert moves it all back to the primary
+    let (status, answer) = rebalance(serde_json::json!({"service_arn": service_arn, "revert": true, "shift_all": false, "override": false})).await;
+    assert_eq!(status, 200, "{answer}");
     assert!(
         sim.run_until(5 * MINUTES, |s| {
             let sets = task_sets(s);
             sets.iter().any(|t| t.status == TaskSetStatus::Primary && t.scale_percent == 100.0 && t.running_count == 4)
                 && sets.iter().any(|t| t.status != TaskSetStatus::Primary && t.scale_percent == 0.0)
-                && s.history(PREFIX).iter().any(|h| h.contains("rebalanced by an operator"))
         })
         .await,
         "{:?}",
         task_sets(&sim)
     );
     assert!(sim.history(PREFIX).iter().any(|h| h.contains("rebalanced by an operator: 100 % primary, 0 % fallback")));
-    let r = reqwest::Client::new()
-        .post(format!("{api}/api/v1/taskset/rebalance"))
-        .json(&serde_json::json!({"service_arn": service_arn, "override": {"primary_scale": 70, "fallback_scale": 20}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400, "scales must sum to 100");
+    let (status, answer) =
+        rebalance(serde_json::json!({"service_arn": service_arn, "scales": {"primary_scale": 70, "fallback_scale": 20}})).await;
+    assert_eq!(status, 400, "scales must sum to 100: {answer}");
+    let (status, answer) = rebalance(serde_json::json!({"service_arn": service_arn, "override": 70})).await;
+    assert_eq!(status, 400, "override is a flag: {answer}");
     stop.cancel();
 
     // Spot is back: the next deployment needs no fallback, and both blue task sets go

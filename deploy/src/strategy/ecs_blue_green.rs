@@ -13,6 +13,7 @@
 use super::ecs_rolling::{ownership_tags, short_td, TAG_DEPLOYMENT};
 use super::{StepInput, STEADY_REQUEUE};
 use crate::breaker::tripped;
+use crate::commands::{Rebalance, RebalanceDirection};
 use crate::checks::{side_stability, SideStability};
 use crate::observed::{DeploymentControllerType, Observed, ObservedElb, ObservedService, ObservedTaskSet, ServiceStatus, TaskSetStatus};
 use crate::plan::{Action, Plan};
@@ -798,9 +799,19 @@ fn rollback(record: &DeploymentRecord, now: u64, cause: FailureCause, evidence: 
     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
 }
 
+/// The scales an operator's rebalance sets (absolute, percent of the desired count, summing to
+/// 100), resolved against what ECS shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RebalanceTarget {
+    /// The primary-strategy task set's scale.
+    pub primary_percent: f64,
+    /// The fallback task set's scale.
+    pub fallback_percent: f64,
+}
+
 /// An operator's rebalance of a steady service between its primary-strategy task set and its
-/// fallback: absolute scales (percent of the desired count, summing to 100).
-pub fn rebalance(input: &StepInput<'_>, primary_percent: f64, fallback_percent: f64) -> Result<Vec<Action>, String> {
+/// fallback: the actions that set the target scales (none once ECS shows them), and the target.
+pub fn rebalance(input: &StepInput<'_>, asked: Rebalance) -> Result<(Vec<Action>, RebalanceTarget), String> {
     let observed = input.observed;
     let Some(primary) = observed.task_sets.iter().find(|t| t.status == TaskSetStatus::Primary) else {
         return Err("the service has no primary task set".into());
@@ -815,8 +826,9 @@ pub fn rebalance(input: &StepInput<'_>, primary_percent: f64, fallback_percent: 
     let Some(Identity::Ecs { cluster, service, .. }) = input.applied.identity.as_ref() else {
         return Err("the app has no applied ECS service".into());
     };
+    let target = rebalance_target(asked, primary, observed.service.as_ref().map_or(0, |s| s.desired_count));
     let mut actions = Vec::new();
-    for (set, percent) in [(primary, primary_percent), (fallback, fallback_percent)] {
+    for (set, percent) in [(primary, target.primary_percent), (fallback, target.fallback_percent)] {
         if (set.scale_percent - percent).abs() > 1e-6 {
             actions.push(Action::EcsUpdateTaskSetScale {
                 cluster: cluster.clone(),
@@ -826,7 +838,26 @@ pub fn rebalance(input: &StepInput<'_>, primary_percent: f64, fallback_percent: 
             });
         }
     }
-    Ok(actions)
+    Ok((actions, target))
+}
+
+/// Where a rebalance ends: everything one way, or (to the fallback, as needed) the primary keeps
+/// the tasks it runs and the fallback takes the ones it cannot place.
+fn rebalance_target(asked: Rebalance, primary: &ObservedTaskSet, desired: u32) -> RebalanceTarget {
+    let split = |primary_percent: f64| RebalanceTarget { primary_percent, fallback_percent: 100.0 - primary_percent };
+    match asked {
+        Rebalance::Scales(primary_percent, fallback_percent) => RebalanceTarget { primary_percent, fallback_percent },
+        Rebalance::Move { direction: RebalanceDirection::ToFallback, all: true } => split(0.0),
+        Rebalance::Move { direction: RebalanceDirection::ToPrimary, all: _ } => split(100.0),
+        Rebalance::Move { direction: RebalanceDirection::ToFallback, all: false } => {
+            let unplaced = primary.computed_desired_count.saturating_sub(primary.running_count);
+            if unplaced == 0 || desired == 0 {
+                return split(primary.scale_percent);
+            }
+            let moved = f64::from(unplaced) * 100.0 / f64::from(desired);
+            split((primary.scale_percent - moved).max(0.0))
+        }
+    }
 }
 
 /// An operator's rollback: from CreateGreen up to the bake (green deleted).

@@ -376,8 +376,8 @@ fn decide(input: &StepInput<'_>) -> Plan {
     if let (true, Some(record)) = (input.commands.paused, in_flight) {
         return hold_paused(record, advance(input));
     }
-    if let (Some((primary, fallback)), None) = (input.commands.rebalance, in_flight) {
-        return rebalance(input, primary, fallback);
+    if let (Some(asked), None) = (input.commands.rebalance, in_flight) {
+        return rebalance(input, asked);
     }
     if let (true, Some(record)) = (input.commands.rollback, in_flight) {
         let mut plan = match operator_rollback(input, record) {
@@ -437,10 +437,11 @@ pub fn drift_due(input: &StepInput<'_>) -> Option<DriftPolicy> {
 /// An operator's rebalance of a steady blue/green service: set the absolute scales, and once
 /// AWS shows them (or the rebalance cannot apply), consume the command with a note. The command
 /// stays until then, so a crash in between replays the same absolute scales.
-fn rebalance(input: &StepInput<'_>, primary: f64, fallback: f64) -> Plan {
-    let mut plan = match ecs_blue_green::rebalance(input, primary, fallback) {
-        Ok(actions) if !actions.is_empty() => return Plan { actions, requeue_after: Duration::ZERO, ..Plan::default() },
-        Ok(_) => {
+fn rebalance(input: &StepInput<'_>, asked: crate::commands::Rebalance) -> Plan {
+    let mut plan = match ecs_blue_green::rebalance(input, asked) {
+        Ok((actions, _)) if !actions.is_empty() => return Plan { actions, requeue_after: Duration::ZERO, ..Plan::default() },
+        Ok((_, target)) => {
+            let (primary, fallback) = (target.primary_percent, target.fallback_percent);
             let message = format!("rebalanced by an operator: {primary} % primary, {fallback} % fallback");
             Plan { notes: vec![Note::new(Level::Info, message)], ..Plan::wait(STEADY_REQUEUE) }
         }
@@ -574,6 +575,9 @@ pub fn new_record(
         AppSpec::Ecs(e) => Some(e.clone()),
         AppSpec::Lambda(_) => None,
     });
+    let account_id = match identity.in_account(input.own_account) {
+        Identity::Ecs { account, .. } | Identity::Lambda { account, .. } => account,
+    };
     DeploymentRecord {
         id: input.new_deployment_id.to_string(),
         app: input.key.clone(),
@@ -581,6 +585,7 @@ pub fn new_record(
         commit: input.commit.to_string(),
         fingerprint,
         identity,
+        account_id,
         operation,
         strategy,
         desired: ecs,

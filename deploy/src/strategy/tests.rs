@@ -2,7 +2,7 @@
 //! rollback, force, the drift cadence, whether to observe at all, rebalance and AWS refusals.
 
 use super::*;
-use crate::commands::{Consumed, OperatorCommands};
+use crate::commands::{Consumed, OperatorCommands, Rebalance, RebalanceDirection};
 use crate::drift::{DriftClock, DriftMode, DriftSeen};
 use crate::observed::{ObservedService, ObservedTaskSet};
 use crate::record::RollingPhase;
@@ -239,7 +239,7 @@ fn a_steady_app_is_observed_only_when_something_asks_for_it() {
     let seen_recently = DriftSeen { at_ms: 999_000, found: None };
     let seen_long_ago = DriftSeen { at_ms: 1_000, found: None };
     // (case, desired, drift clock, moved, rebalance, observes)
-    type Case<'a> = (&'a str, Desired<'a>, DriftClock<'a>, bool, Option<(f64, f64)>, bool);
+    type Case<'a> = (&'a str, Desired<'a>, DriftClock<'a>, bool, Option<Rebalance>, bool);
     let cases: [Case; 8] = [
         ("steady, drift off", Desired::Present(&a), DriftClock::off(), false, None, false),
         ("steady, drift never looked", Desired::Present(&a), HEAL_EVERY_5_MIN, false, None, true),
@@ -260,7 +260,7 @@ fn a_steady_app_is_observed_only_when_something_asks_for_it() {
             true,
         ),
         ("moved to this prefix", Desired::Present(&a), DriftClock::off(), true, None, true),
-        ("rebalance asked", Desired::Present(&a), DriftClock::off(), false, Some((100.0, 0.0)), true),
+        ("rebalance asked", Desired::Present(&a), DriftClock::off(), false, Some(Rebalance::Scales(100.0, 0.0)), true),
         ("blocked (invalid)", Desired::Blocked, HEAL_EVERY_5_MIN, false, None, false),
         ("deleted and owned", Desired::Deleted, DriftClock::off(), false, None, true),
     ];
@@ -339,7 +339,7 @@ fn a_rebalance_sets_absolute_scales_and_is_consumed_once_aws_shows_them() {
         ..Default::default()
     };
     let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
-    i.commands.rebalance = Some((100.0, 0.0));
+    i.commands.rebalance = Some(Rebalance::Scales(100.0, 0.0));
     let plan = step(&i);
     assert_eq!(plan.actions.len(), 2, "{plan:?}");
     assert!(plan.consumed.is_empty(), "kept until AWS shows the scales: a crash replays the same targets");
@@ -358,6 +358,58 @@ fn a_rebalance_sets_absolute_scales_and_is_consumed_once_aws_shows_them() {
     let plan = step(&StepInput { observed: &alone, ..i });
     assert!(plan.consumed.rebalance && plan.actions.is_empty());
     assert!(plan.notes[0].message.contains("no fallback task set"), "{:?}", plan.notes);
+}
+
+#[test]
+fn a_rebalance_moves_scale_the_way_gitmoxi_documents_spot_fallback() {
+    let (key, a) = (key(), app("nginx:1"));
+    let applied = applied(&a);
+    // desired 8: the primary (Spot) asks for 4 at 50 % and runs 1; the fallback runs its 4
+    let primary = ObservedTaskSet { computed_desired_count: 4, running_count: 1, ..task_set("dep-1-green", "PRIMARY", 50.0) };
+    let fallback = ObservedTaskSet { computed_desired_count: 4, running_count: 4, ..task_set("dep-1-fallback", "ACTIVE", 50.0) };
+    let service = ObservedService { desired_count: 8, ..Default::default() };
+    let obs = Observed { service: Some(service), task_sets: vec![primary, fallback], ..Default::default() };
+    let to = |direction, all| Rebalance::Move { direction, all };
+    // (case, asked, primary %, fallback %)
+    let cases = [
+        ("everything to on-demand", to(RebalanceDirection::ToFallback, true), 0.0, 100.0),
+        ("only the 3 tasks Spot cannot place", to(RebalanceDirection::ToFallback, false), 12.5, 87.5),
+        ("back to Spot, all", to(RebalanceDirection::ToPrimary, true), 100.0, 0.0),
+        ("back to Spot, as needed: the fallback's whole share", to(RebalanceDirection::ToPrimary, false), 100.0, 0.0),
+        ("absolute scales of an older store", Rebalance::Scales(70.0, 30.0), 70.0, 30.0),
+    ];
+    for (name, asked, primary_percent, fallback_percent) in cases {
+        let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
+        i.commands.rebalance = Some(asked);
+        let plan = step(&i);
+        let scales: Vec<f64> = plan
+            .actions
+            .iter()
+            .map(|action| match action {
+                crate::plan::Action::EcsUpdateTaskSetScale { percent, .. } => *percent,
+                other => panic!("{name}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(scales, vec![primary_percent, fallback_percent], "{name}");
+    }
+    // nothing to move: the primary runs every task it asks for
+    let placed = Observed {
+        task_sets: vec![
+            ObservedTaskSet { computed_desired_count: 4, running_count: 4, ..task_set("dep-1-green", "PRIMARY", 50.0) },
+            task_set("dep-1-fallback", "ACTIVE", 50.0),
+        ],
+        ..obs.clone()
+    };
+    let mut i = input(&key, Desired::Present(&a), &applied, None, &placed);
+    i.commands.rebalance = Some(to(RebalanceDirection::ToFallback, false));
+    let plan = step(&i);
+    assert!(plan.actions.is_empty() && plan.consumed.rebalance, "{plan:?}");
+    // stored commands of both shapes read back
+    for asked in [to(RebalanceDirection::ToPrimary, false), Rebalance::Scales(100.0, 0.0)] {
+        let text = serde_json::to_string(&asked).unwrap();
+        assert_eq!(serde_json::from_str::<Rebalance>(&text).unwrap(), asked, "{text}");
+    }
+    assert_eq!(serde_json::from_str::<Rebalance>("[100.0, 0.0]").unwrap(), Rebalance::Scales(100.0, 0.0), "schema-2 stores");
 }
 
 #[test]
@@ -389,7 +441,7 @@ fn a_refusal_fails_what_is_in_flight_starts_nothing_new_and_drops_a_rebalance() 
 
     // a rebalance is dropped with the reason
     let mut i = StepInput { applied: &steady, ..i };
-    i.commands.rebalance = Some((100.0, 0.0));
+    i.commands.rebalance = Some(Rebalance::Scales(100.0, 0.0));
     let plan = step(&i);
     assert_eq!(plan.consumed, Consumed { rebalance: true, ..Default::default() });
     assert!(plan.notes[0].message.starts_with("rebalance failed"), "{:?}", plan.notes);
