@@ -10,7 +10,15 @@ $(VENV)/.installed-5.2.5:
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(MOTO_PIN)'
 	touch $@
 
-venv: $(VENV)/.installed-5.2.5
+# Gitmoxi's CLI, for the test that runs every gmctl command against gitmoxi serve (its own venv:
+# gmctl pins its own click/pydantic/requests).
+GMCTL_PIN := gmctl==0.9.0
+.venv-gmctl/.installed-0.9.0:
+	python3 -m venv .venv-gmctl
+	.venv-gmctl/bin/pip install --quiet --disable-pip-version-check '$(GMCTL_PIN)'
+	touch $@
+
+venv: $(VENV)/.installed-5.2.5 .venv-gmctl/.installed-0.9.0
 
 test: venv
 	cargo fmt --all -- --check

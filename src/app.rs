@@ -127,6 +127,17 @@ pub async fn run_with(
             }
             crate::http::hosts::AllowedHosts::new(&config.allowed_hosts, any)
         },
+        gmctl_tokenless_networks: {
+            let nets = &config.gmctl_tokenless_networks;
+            if !nets.is_empty() {
+                let list: Vec<String> = nets.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    networks = %list.join(", "),
+                    "[gmctl] tokenless_networks is set: /api/v1 (gmctl's API, which can deploy and delete repositories) answers these networks WITHOUT the API token; every other path still needs it"
+                );
+            }
+            Arc::new(nets.clone())
+        },
     });
     let stop = shutdown.clone();
     tasks.spawn(crate::http::serve::serve(listener, router, stop));

@@ -63,6 +63,9 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// The binary that renders heads in memory-capped children (default: this one).
     pub render_worker: Option<PathBuf>,
+    /// `[gmctl] tokenless_networks`: source networks whose `/api/v1` calls need no token
+    /// (gmctl sends none). Empty (the default): every API call needs the token.
+    pub gmctl_tokenless_networks: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,8 +92,19 @@ struct FileConfig {
     limits: Option<FileLimits>,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    gmctl: Option<FileGmctl>,
     #[serde(default)]
     repos: Vec<FileRepo>,
+}
+
+/// `[gmctl]`: an explicit opt-in for teams that run Gitmoxi's CLI (which sends no token) on a
+/// private network.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGmctl {
+    /// CIDRs (e.g. `10.0.0.0/8`) whose `/api/v1` calls need no token.
+    #[serde(default)]
+    tokenless_networks: Vec<String>,
 }
 
 /// `[limits]`: sizes in bytes (defaults: 1 MiB per deployment file and rendered document,
@@ -174,6 +188,21 @@ pub fn repo_name(url: &str) -> String {
     } else {
         name.to_string()
     }
+}
+
+/// Parses `[gmctl] tokenless_networks`; a bare address is a single host.
+fn tokenless_networks(texts: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    texts
+        .iter()
+        .map(|t| {
+            let t = t.trim();
+            t.parse::<ipnet::IpNet>().or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "[gmctl] tokenless_networks: '{t}' is not a network; write a CIDR such as 10.0.0.0/8 or 192.168.1.20/32"
+                ))
+            })
+        })
+        .collect()
 }
 
 impl Config {
@@ -341,6 +370,7 @@ impl Config {
             )?,
             api_repos: file.api_repos,
             allowed_hosts: file.allowed_hosts,
+            gmctl_tokenless_networks: tokenless_networks(file.gmctl.map(|g| g.tokenless_networks).unwrap_or_default())?,
             render_worker: None,
             limits: {
                 let given = file.limits.unwrap_or_default();
@@ -460,6 +490,20 @@ max_prune = 5
         assert_eq!(c.default_region, "us-west-2");
         assert_eq!(c.repos.len(), 2);
         assert_eq!(c.repos[1].branches, vec!["main".to_string()]);
+    }
+
+    #[test]
+    fn gmctl_tokenless_networks_are_off_by_default_and_parsed_as_cidrs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitmoxi.toml");
+        assert!(Config::load(&Overrides::default()).unwrap().gmctl_tokenless_networks.is_empty());
+        std::fs::write(&path, "[gmctl]\ntokenless_networks = [\"10.0.0.0/8\", \"192.168.1.20\"]\n").unwrap();
+        let c = Config::load(&Overrides { config: Some(path.clone()), ..Default::default() }).unwrap();
+        let nets: Vec<String> = c.gmctl_tokenless_networks.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.168.1.20/32"]);
+        std::fs::write(&path, "[gmctl]\ntokenless_networks = [\"10.0.0.0/33\"]\n").unwrap();
+        let err = Config::load(&Overrides { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("'10.0.0.0/33' is not a network") && err.contains("CIDR"), "{err}");
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct HttpState {
     pub llm: Option<crate::llm::LlmConfig>,
     /// The `Host` names answered (DNS rebinding defense).
     pub allowed_hosts: hosts::AllowedHosts,
+    /// Source networks whose `/api/v1` calls (gmctl's, which carry no token) need no token.
+    pub gmctl_tokenless_networks: Arc<Vec<ipnet::IpNet>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -90,6 +92,9 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 }
 
 async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    if gmctl_without_token(&state, &request) {
+        return next.run(request).await;
+    }
     if let Some(expected) = &state.api_token {
         let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
@@ -98,6 +103,16 @@ async fn require_token(State(state): State<HttpState>, request: Request, next: N
         }
     }
     next.run(request).await
+}
+
+/// Whether a request is gmctl's `/api/v1` from a network configured as tokenless (the peer's
+/// address, as the server loop saw the connection; never a forwarded header).
+fn gmctl_without_token(state: &HttpState, request: &Request) -> bool {
+    if state.gmctl_tokenless_networks.is_empty() || !request.uri().path().starts_with("/api/v1/") {
+        return false;
+    }
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    peer.is_some_and(|ip| state.gmctl_tokenless_networks.iter().any(|net| net.contains(&ip)))
 }
 
 /// Compares without an early exit, so timing does not reveal the token.

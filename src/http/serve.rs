@@ -51,7 +51,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
                 Err(_) => return,
             },
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -63,7 +63,11 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
                 }
             },
         };
-        let service = router.clone().map_request(|request: Request<Incoming>| request.map(Body::new));
+        // the peer's address, for `[gmctl] tokenless_networks`
+        let service = router.clone().map_request(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            request.map(Body::new)
+        });
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -12,6 +12,7 @@ mod cli;
 mod commands;
 mod differential;
 mod fault_proxy;
+mod gmctl;
 mod heads;
 mod moto;
 mod moto_blue_green;

@@ -78,6 +78,9 @@ struct Settings<'a> {
     notify: (Option<String>, Option<String>),
     drift_interval: Duration,
     llm: Option<gitmoxi::llm::LlmConfig>,
+    /// The API token, and the networks whose gmctl calls need none.
+    api_token: Option<String>,
+    gmctl_tokenless: Vec<ipnet::IpNet>,
 }
 
 impl Settings<'_> {
@@ -90,6 +93,8 @@ impl Settings<'_> {
             notify: (None, None),
             drift_interval: Duration::from_secs(300),
             llm: None,
+            api_token: None,
+            gmctl_tokenless: Vec::new(),
         }
     }
 }
@@ -98,6 +103,8 @@ impl Settings<'_> {
 /// its calls (no faults unless the test asks); `stop` checks every call against the IAM policy.
 pub struct Server {
     pub api: String,
+    /// The API token the server wants, if any (the helpers send it).
+    pub token: Option<String>,
     pub proxy: FaultProxy,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -139,7 +146,19 @@ impl Server {
         drift_interval: Duration,
         llm: Option<gitmoxi::llm::LlmConfig>,
     ) -> Server {
-        let settings = Settings { max_prune_percent, poll, github_secret, notify, drift_interval, llm };
+        let settings = Settings { llm, notify, github_secret, ..Settings { poll, drift_interval, ..Settings::plain(max_prune_percent) } };
+        Self::start_through(moto, repo, settings, Faults::default(), 1).await
+    }
+
+    /// A server that wants `token` on its API, but not from `tokenless` networks on `/api/v1`.
+    pub async fn start_with_token(moto: &Moto, repo: &TestRepo, token: &str, tokenless: Vec<ipnet::IpNet>) -> Server {
+        // polls hourly: new commits arrive only when a command fetches them (gmctl commit deploy)
+        let settings = Settings {
+            api_token: Some(token.to_string()),
+            gmctl_tokenless: tokenless,
+            poll: Duration::from_secs(3600),
+            ..Settings::plain(25)
+        };
         Self::start_through(moto, repo, settings, Faults::default(), 1).await
     }
 
@@ -149,7 +168,7 @@ impl Server {
     }
 
     async fn start_through(moto: &Moto, repo: &TestRepo, settings: Settings<'_>, faults: Faults, max_attempts: u32) -> Server {
-        let Settings { max_prune_percent, poll, github_secret, notify, drift_interval, llm } = settings;
+        let Settings { max_prune_percent, poll, github_secret, notify, drift_interval, llm, api_token, gmctl_tokenless } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
@@ -168,7 +187,7 @@ impl Server {
             listen: format!("127.0.0.1:{port}").parse().expect("addr"),
             state_dir: state.path().to_path_buf(),
             concurrency: 4,
-            api_token: None,
+            api_token: api_token.clone(),
             aws_max_attempts: 1,
             github_webhook_secret: github_secret.map(str::to_string),
             gitlab_webhook_token: None,
@@ -180,6 +199,7 @@ impl Server {
             api_repos: gitmoxi::repo_policy::ApiRepoPolicy { allow_local: true, ..Default::default() },
             limits: Default::default(),
             allowed_hosts: Vec::new(),
+            gmctl_tokenless_networks: gmctl_tokenless,
             render_worker: Some(env!("CARGO_BIN_EXE_gitmoxi").into()),
         };
         let metrics = Metrics::new();
@@ -191,11 +211,15 @@ impl Server {
                 panic!("server failed: {e:#}");
             }
         });
-        Server { api: format!("http://127.0.0.1:{port}"), proxy, shutdown, task: Some(task), _state: state }
+        Server { api: format!("http://127.0.0.1:{port}"), token: api_token, proxy, shutdown, task: Some(task), _state: state }
     }
 
     pub async fn app(&self, prefix: &str) -> Option<Value> {
-        let r = reqwest::get(format!("{}/api/v2/apps/{prefix}", self.api)).await.ok()?;
+        let mut request = reqwest::Client::new().get(format!("{}/api/v2/apps/{prefix}", self.api));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await.ok()?;
         if !r.status().is_success() {
             return None;
         }

@@ -41,6 +41,7 @@ async fn serve() -> (String, CancellationToken, Arc<Repos>) {
         state_dir: dir,
         llm: None,
         allowed_hosts: Default::default(),
+        gmctl_tokenless_networks: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
