@@ -22,7 +22,12 @@ pub struct Fetched {
 }
 
 /// Fetches the branch's newest commit into the mirror under preview refs.
-pub async fn fetch_newest(controller: &Controller, state_dir: &std::path::Path, repo: &RepoConfig, branch: &str) -> Result<Fetched, String> {
+pub async fn fetch_newest(
+    controller: &Controller,
+    state_dir: &std::path::Path,
+    repo: &RepoConfig,
+    branch: &str,
+) -> Result<Fetched, String> {
     let token = match &repo.token {
         Some(from) => Some(controller.credentials.token(from).await.map_err(|e| format!("no token for the fetch: {e}"))?),
         None => None,
@@ -94,10 +99,7 @@ pub fn assess(controller: &Controller, repo: &str, branch: &str, snapshot: &Snap
         if snapshot.apps.contains_key(prefix) {
             continue;
         }
-        let moved_to = present
-            .iter()
-            .find(|(_, a)| a.identity.in_account(own) == identity.in_account(own))
-            .map(|(p, _)| p.as_str());
+        let moved_to = present.iter().find(|(_, a)| a.identity.in_account(own) == identity.in_account(own)).map(|(p, _)| p.as_str());
         changes.push(AppChange::Deleted { prefix, before: spec, identity, moved_to });
     }
     Ok(risk::assess(&changes)

@@ -340,7 +340,11 @@ fn compare_lambda(b: &crate::spec::lambda::LambdaApp, a: &crate::spec::lambda::L
     }
     for (field, weight) in [("Runtime", 15), ("Handler", 15), ("Layers", 10), ("Architectures", 15)] {
         if bd.get(field) != ad.get(field) {
-            out.push(reason(format!("{field}: {} → {}", shown(bd.get(field)), shown(ad.get(field))), weight, "the way the code runs changes"));
+            out.push(reason(
+                format!("{field}: {} → {}", shown(bd.get(field)), shown(ad.get(field))),
+                weight,
+                "the way the code runs changes",
+            ));
         }
     }
     let rest = other_fields(

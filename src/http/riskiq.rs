@@ -47,7 +47,9 @@ pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequ
     };
     let fetched = match crate::preview::fetch_newest(&state.controller, &state.state_dir, &repo, &req.branch).await {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, format!("the assessment could not fetch {}: {e}", crate::git::source::redact(&repo.url))),
+        Err(e) => {
+            return error(StatusCode::BAD_GATEWAY, format!("the assessment could not fetch {}: {e}", crate::git::source::redact(&repo.url)))
+        }
     };
     let artifacts = match changed_files(&fetched).await {
         Ok(v) => v,
@@ -166,8 +168,14 @@ pub async fn get(State(state): State<HttpState>, Query(q): Query<RiskQuery>) -> 
     let wanted = q.commit_hash.to_ascii_lowercase();
     let mut out: Vec<Kept> = Vec::new();
     for commit in assessed_commits(&state).iter().filter(|c| c.starts_with(&wanted)) {
-        let kept: Vec<Kept> =
-            state.controller.store.meta(&format!("{KEY}{commit}")).ok().flatten().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+        let kept: Vec<Kept> = state
+            .controller
+            .store
+            .meta(&format!("{KEY}{commit}"))
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
         out.extend(kept);
     }
     if let Some(file) = q.file_path.as_deref().map(|f| f.trim_start_matches("./")) {

@@ -120,16 +120,17 @@ pub async fn query(
     body: Result<Json<DeploymentFilter>, JsonRejection>,
 ) -> Response {
     let kind = match kind.as_str() {
-        "ecs" => AppKind::Ecs,
-        "lambda" => AppKind::Lambda,
-        // gitmoxi deploys no Kubernetes apps: gmctl's `deployment k8s get` finds none
-        "k8s" => return Json(json!({"deployments": [], "last_evaluated_key": null})).into_response(),
+        "ecs" => Some(AppKind::Ecs),
+        "lambda" => Some(AppKind::Lambda),
+        "k8s" => None,
         other => return error(StatusCode::NOT_FOUND, format!("no deployment kind '{other}'; use ecs, lambda or k8s")),
     };
     let filter = match body {
         Ok(Json(f)) => f,
         Err(r) => return error(super::rejection_status(&r), format!("the filter is not valid JSON: {}", r.body_text())),
     };
+    // gitmoxi deploys no Kubernetes apps: gmctl's `deployment k8s get` finds none
+    let Some(kind) = kind else { return Json(json!({"deployments": [], "last_evaluated_key": null})).into_response() };
     let all = match state.controller.store.deployments() {
         Ok(all) => all,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -307,7 +308,9 @@ pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequ
     };
     let fetched = match crate::preview::fetch_newest(&state.controller, &state.state_dir, &repo, &req.branch).await {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, format!("the dry run could not fetch {}: {e}", crate::git::source::redact(&repo.url))),
+        Err(e) => {
+            return error(StatusCode::BAD_GATEWAY, format!("the dry run could not fetch {}: {e}", crate::git::source::redact(&repo.url)))
+        }
     };
     if fetched.last_known.as_deref() == Some(fetched.latest.as_str()) {
         return Json(json!({
@@ -527,7 +530,10 @@ pub async fn taskset_rebalance(State(state): State<HttpState>, body: Result<Json
         }
     };
     let asked = match &req.scales {
-        None => Rebalance::Move { direction: if req.revert { RebalanceDirection::ToPrimary } else { RebalanceDirection::ToFallback }, all: req.shift_all },
+        None => Rebalance::Move {
+            direction: if req.revert { RebalanceDirection::ToPrimary } else { RebalanceDirection::ToFallback },
+            all: req.shift_all,
+        },
         Some(v) if !req.revert && !req.shift_all => {
             let (p, f) = (
                 v.get("primary_scale").and_then(Value::as_f64).unwrap_or(-1.0),
@@ -591,7 +597,10 @@ pub async fn taskset_rebalance(State(state): State<HttpState>, body: Result<Json
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     if let (Some(waiting), false) = (commands.rebalance, replace) {
-        return error(StatusCode::CONFLICT, format!("a rebalance of {service} is still waiting ({waiting:?}); pass --override (-o) to replace it"));
+        return error(
+            StatusCode::CONFLICT,
+            format!("a rebalance of {service} is still waiting ({waiting:?}); pass --override (-o) to replace it"),
+        );
     }
     commands.rebalance = Some(asked);
     if let Err(e) = state.controller.store.put_commands(&app.key, &commands) {

@@ -53,7 +53,8 @@ async fn every_gmctl_command_works_against_gitmoxi_serve() {
     // the configured repository: one service here, one naming an account with no role (it fails)
     let configured = app_repo(&infra, "apps/web/web", "web");
     write_terraform_app(&configured, "apps/other/other", "other", "nginx:1", 1, DEPDEF, "");
-    configured.write("apps/other/other_depdef.json", r#"{"environment": {"account": "210987654321"}, "stabilityCheck": {"pollInterval": 1}}"#);
+    configured
+        .write("apps/other/other_depdef.json", r#"{"environment": {"account": "210987654321"}, "stabilityCheck": {"pollInterval": 1}}"#);
     configured.commit("web, and other in another account");
     let added = app_repo(&infra, "apps/api/api", "api");
     let first = added.commit("api");

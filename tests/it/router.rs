@@ -17,6 +17,11 @@ use tokio_util::sync::CancellationToken;
 const TOKEN: &str = "router-test-token";
 
 async fn serve() -> (String, CancellationToken, Arc<Repos>) {
+    serve_with(Vec::new()).await
+}
+
+/// A server whose `/api/v1` needs no token from `tokenless` networks.
+async fn serve_with(tokenless: Vec<ipnet::IpNet>) -> (String, CancellationToken, Arc<Repos>) {
     let world = FakeWorld::new();
     let settings = ControllerSettings {
         default_region: "us-east-1".into(),
@@ -41,7 +46,7 @@ async fn serve() -> (String, CancellationToken, Arc<Repos>) {
         state_dir: dir,
         llm: None,
         allowed_hosts: Default::default(),
-        gmctl_tokenless_networks: Default::default(),
+        gmctl_tokenless_networks: Arc::new(tokenless),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -74,6 +79,9 @@ async fn every_api_endpoint_needs_the_token_and_explains_bad_bodies() {
         (Method::GET, "/api/v1/commits/abc", None),
         (Method::GET, "/api/v1/taskset?taskset_arn=arn:aws:ecs:us-east-1:1:task-set/c/s/ecs-svc/1", None),
         (Method::POST, "/api/v1/taskset/rebalance", Some(r#"{"service_arn": "arn:aws:ecs:us-east-1:1:service/c/s", "shift_all": true}"#)),
+        (Method::POST, "/api/v1/commits/riskiq", Some(r#"{"repo_url": "https://example.invalid/x.git", "branch": "main"}"#)),
+        (Method::GET, "/api/v1/riskiq?commit_hash=abcdef1", None),
+        (Method::POST, "/api/v1/deployments/k8s/query", Some("{}")),
     ];
     for (method, path, body) in &endpoints {
         let send = |auth: Option<&str>| {
@@ -122,6 +130,24 @@ async fn every_api_endpoint_needs_the_token_and_explains_bad_bodies() {
     assert_eq!(client.get(format!("{url}/healthz")).send().await.unwrap().status().as_u16(), 200);
     assert_eq!(client.get(format!("{url}/metrics")).send().await.unwrap().status().as_u16(), 200);
     assert_eq!(client.post(format!("{url}/webhooks/gitlab")).body("{}").send().await.unwrap().status().as_u16(), 401);
+    shutdown.cancel();
+}
+
+/// `[gmctl] tokenless_networks` opens `/api/v1` to the networks it names and nothing else: a
+/// caller outside them still needs the token, and `/api/v2` always does.
+#[tokio::test]
+async fn gmctl_calls_need_no_token_only_from_the_configured_networks() {
+    let client = reqwest::Client::new();
+    let (url, shutdown, _repos) = serve_with(vec!["10.0.0.0/8".parse().unwrap()]).await;
+    let r = client.get(format!("{url}/api/v1/repositories")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "loopback is not in 10.0.0.0/8");
+    shutdown.cancel();
+    let (url, shutdown, _repos) = serve_with(vec!["127.0.0.0/8".parse().unwrap()]).await;
+    assert_eq!(client.get(format!("{url}/api/v1/repositories")).send().await.unwrap().status().as_u16(), 200);
+    let r = client.post(format!("{url}/api/v1/deployments/ecs/query")).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(client.get(format!("{url}/api/v2/apps")).send().await.unwrap().status().as_u16(), 401, "v2 keeps the token");
+    assert_eq!(client.get(format!("{url}/api/v1x")).send().await.unwrap().status().as_u16(), 401, "only /api/v1/… opens");
     shutdown.cancel();
 }
 

@@ -43,7 +43,12 @@ fn each_kind_of_ecs_change_is_named_and_weighed() {
         ("image", ecs("", "", "").with_image("nginx:2"), "image of container web: nginx:1 → nginx:2", 10),
         ("memory down", ecs("", "", "").with_container_field("memory", "256"), "memory of container web: 512 → 256", 20),
         ("environment", ecs("", r#", "environment": [{"name": "DB_PASSWORD", "value": "hunter2"}]"#, ""), "+DB_PASSWORD", 10),
-        ("task role", ecs("", "", r#""taskRoleArn": "arn:aws:iam::1:role/admin","#), "the task role: (none) → arn:aws:iam::1:role/admin", 25),
+        (
+            "task role",
+            ecs("", "", r#""taskRoleArn": "arn:aws:iam::1:role/admin","#),
+            "the task role: (none) → arn:aws:iam::1:role/admin",
+            25,
+        ),
         (
             "public network",
             ecs(r#", "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["s-1"], "assignPublicIp": "ENABLED"}}"#, "", ""),

@@ -13,8 +13,8 @@
 use super::ecs_rolling::{ownership_tags, short_td, TAG_DEPLOYMENT};
 use super::{StepInput, STEADY_REQUEUE};
 use crate::breaker::tripped;
-use crate::commands::{Rebalance, RebalanceDirection};
 use crate::checks::{side_stability, SideStability};
+use crate::commands::{Rebalance, RebalanceDirection};
 use crate::observed::{DeploymentControllerType, Observed, ObservedElb, ObservedService, ObservedTaskSet, ServiceStatus, TaskSetStatus};
 use crate::plan::{Action, Plan};
 use crate::record::BlueGreenPhase;
