@@ -91,8 +91,13 @@ pub async fn run_with(
     );
     controller.enqueue_stored()?;
     let mut tasks = tokio::task::JoinSet::new();
-    let sinks =
-        crate::notify::Sinks { slack_webhook_url: config.slack_webhook_url.clone(), webhook_url: config.notify_webhook_url.clone() };
+    let sinks = crate::notify::Sinks {
+        slack_webhook_url: config.slack_webhook_url.clone(),
+        webhook_url: config.notify_webhook_url.clone(),
+        statuses: config.repos.iter().filter_map(|r| Some((r.name.clone(), r.commit_status.clone()?))).collect(),
+        credentials: Some(controller.credentials.clone()),
+        public_url: config.public_url.clone(),
+    };
     let (notifier, worker) = crate::notify::channel(sinks, &controller.metrics);
     controller.set_notifier(notifier);
     tasks.spawn(worker.run(shutdown.clone()));

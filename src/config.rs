@@ -30,6 +30,8 @@ pub struct RepoConfig {
     pub token: Option<crate::credentials::TokenSource>,
     /// What drift leads to, and which fields are not compared (SPEC §1.6).
     pub drift: gitmoxi_deploy::drift::DriftPolicy,
+    /// Where each app's deployment of a commit is reported as a commit status (`[repos.commit_status]`).
+    pub commit_status: Option<crate::forge::StatusTarget>,
 }
 
 /// The controller's configuration.
@@ -63,6 +65,8 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// The binary that renders heads in memory-capped children (default: this one).
     pub render_worker: Option<PathBuf>,
+    /// The URL people reach gitmoxi at: commit statuses link there.
+    pub public_url: Option<String>,
     /// `[gmctl] tokenless_networks`: source networks whose `/api/v1` calls need no token
     /// (gmctl sends none). Empty (the default): every API call needs the token.
     pub gmctl_tokenless_networks: Vec<ipnet::IpNet>,
@@ -93,8 +97,23 @@ struct FileConfig {
     #[serde(default)]
     allowed_hosts: Vec<String>,
     gmctl: Option<FileGmctl>,
+    public_url: Option<String>,
     #[serde(default)]
     repos: Vec<FileRepo>,
+}
+
+/// `[repos.commit_status]`: report each app's deployment of a commit on the forge.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCommitStatus {
+    /// github or gitlab.
+    provider: String,
+    /// The REST API base (default for github.com and gitlab.com).
+    api_url: Option<String>,
+    /// owner/repo or the GitLab project path (default: the URL's path).
+    project: Option<String>,
+    token_env: Option<String>,
+    access_token_arn: Option<String>,
 }
 
 /// `[gmctl]`: an explicit opt-in for teams that run Gitmoxi's CLI (which sends no token) on a
@@ -140,6 +159,7 @@ struct FileRepo {
     access_token_arn: Option<String>,
     drift_policy: Option<String>,
     ignore_fields: Option<Vec<String>>,
+    commit_status: Option<FileCommitStatus>,
 }
 
 /// Values given on the command line or in `GITMOXI_*` variables (they win over the file).
@@ -188,6 +208,34 @@ pub fn repo_name(url: &str) -> String {
     } else {
         name.to_string()
     }
+}
+
+/// `[repos.commit_status]` of repository `i`: the forge, its API, the project and the token
+/// (its own, else the repository's).
+fn commit_status(i: usize, url: &str, c: &FileCommitStatus, repo: &FileRepo) -> Result<crate::forge::StatusTarget, ConfigError> {
+    let what = format!("repos[{i}].commit_status");
+    let forge = crate::forge::Forge::parse(&c.provider).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
+    let api_url = c.api_url.clone().or_else(|| crate::forge::default_api_url(forge, url)).ok_or_else(|| {
+        ConfigError::Invalid(format!("{what}: set api_url (e.g. https://ghe.example/api/v3 or https://gitlab.example/api/v4) for {url}"))
+    })?;
+    let project = c
+        .project
+        .clone()
+        .or_else(|| crate::forge::project_of(url))
+        .ok_or_else(|| ConfigError::Invalid(format!("{what}: set project (owner/repo) for {url}")))?;
+    let token = match (&c.token_env, &c.access_token_arn, &repo.token_env, &repo.access_token_arn) {
+        (Some(_), Some(_), _, _) => return Err(ConfigError::Invalid(format!("{what} sets both token_env and access_token_arn; keep one"))),
+        (Some(name), None, _, _) | (None, None, Some(name), None) => crate::credentials::TokenSource::Env(name.clone()),
+        (None, Some(arn), _, _) | (None, None, None, Some(arn)) => {
+            crate::credentials::TokenSource::parse(arn).map_err(|e| ConfigError::Invalid(format!("{what}.access_token_arn: {e}")))?
+        }
+        (None, None, Some(_), Some(_)) | (None, None, None, None) => {
+            return Err(ConfigError::Invalid(format!("{what}: no token: set token_env or access_token_arn (here or on the repository)")))
+        }
+    };
+    let target = crate::forge::StatusTarget { forge, api_url, project, token };
+    target.check().map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
+    Ok(target)
 }
 
 /// Parses `[gmctl] tokenless_networks`; a bare address is a single host.
@@ -261,6 +309,7 @@ impl Config {
                     o.drift_policy.as_deref().or(r.drift_policy.as_deref()).or(global_drift.as_deref()),
                     r.ignore_fields.as_deref().unwrap_or(&file.ignore_fields),
                 )?,
+                commit_status: r.commit_status.as_ref().map(|c| commit_status(i, &r.url, c, r)).transpose()?,
             });
         }
         if let Some(url) = &o.repo {
@@ -283,6 +332,7 @@ impl Config {
                     max_prune_percent: o.max_prune_percent.unwrap_or(25),
                     token: None,
                     drift: drift_of("--repo", global_drift.as_deref(), &file.ignore_fields)?,
+                    commit_status: None,
                 }),
             }
         }
@@ -370,6 +420,7 @@ impl Config {
             )?,
             api_repos: file.api_repos,
             allowed_hosts: file.allowed_hosts,
+            public_url: file.public_url.filter(|u| !u.trim().is_empty()),
             gmctl_tokenless_networks: tokenless_networks(file.gmctl.map(|g| g.tokenless_networks).unwrap_or_default())?,
             render_worker: None,
             limits: {
@@ -504,6 +555,36 @@ max_prune = 5
         std::fs::write(&path, "[gmctl]\ntokenless_networks = [\"10.0.0.0/33\"]\n").unwrap();
         let err = Config::load(&Overrides { config: Some(path), ..Default::default() }).unwrap_err().to_string();
         assert!(err.contains("'10.0.0.0/33' is not a network") && err.contains("CIDR"), "{err}");
+    }
+
+    #[test]
+    fn commit_statuses_default_from_the_repository_and_refuse_what_would_leak_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitmoxi.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&Overrides { config: Some(path.clone()), ..Default::default() })
+        };
+        let c = load("public_url = \"https://gitmoxi.example\"\n[[repos]]\nurl = \"https://github.com/acme/deploys.git\"\ntoken_env = \"GH\"\n[repos.commit_status]\nprovider = \"github\"\n").unwrap();
+        let target = c.repos[0].commit_status.clone().unwrap();
+        assert_eq!((target.api_url.as_str(), target.project.as_str()), ("https://api.github.com", "acme/deploys"));
+        assert_eq!(target.token, crate::credentials::TokenSource::Env("GH".into()), "the repository's token by default");
+        assert_eq!(c.public_url.as_deref(), Some("https://gitmoxi.example"));
+        let err =
+            load("[[repos]]\nurl = \"https://ghe.example/acme/d.git\"\ntoken_env = \"GH\"\n[repos.commit_status]\nprovider = \"github\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("set api_url"), "{err}");
+        let err = load("[[repos]]\nurl = \"https://gitlab.example/g/d.git\"\n[repos.commit_status]\nprovider = \"gitlab\"\napi_url = \"http://gitlab.example/api/v4\"\ntoken_env = \"GL\"\n").unwrap_err().to_string();
+        assert!(err.contains("only over https"), "{err}");
+        let err = load("[[repos]]\nurl = \"https://gitlab.com/g/d.git\"\n[repos.commit_status]\nprovider = \"bitbucket\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use github or gitlab"), "{err}");
+        let err = load("[[repos]]\nurl = \"https://gitlab.com/g/d.git\"\n[repos.commit_status]\nprovider = \"gitlab\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no token"), "{err}");
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod config;
 pub mod controller;
 pub mod credentials;
 pub mod diagnose;
+pub mod forge;
 pub mod git;
 pub mod http;
 pub mod llm;

@@ -5,6 +5,7 @@
 //! Must never block or fail a deployment: events go through a bounded queue (`try_send`; a full
 //! queue drops and counts), one worker posts them with a timeout and a bounded number of retries,
 //! and every failure is logged and counted. URLs are never logged (they often carry secrets).
+//! The same worker posts commit statuses to the forge ([`crate::forge`]), in event order.
 
 use backon::{ExponentialBuilder, Retryable};
 use gitmoxi_deploy::record::DeploymentRecord;
@@ -69,10 +70,15 @@ impl Event {
 }
 
 /// Where events go.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Sinks {
     pub slack_webhook_url: Option<String>,
     pub webhook_url: Option<String>,
+    /// Commit statuses per repository name, with the credentials their tokens are read with.
+    pub statuses: std::collections::BTreeMap<String, crate::forge::StatusTarget>,
+    pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
+    /// Where statuses link to.
+    pub public_url: Option<String>,
 }
 
 /// The sending side; cheap to clone. A disabled notifier drops everything silently.
@@ -180,6 +186,7 @@ impl Worker {
                     deliveries.push(("app_webhook", url.clone(), fill_template(template, &event.message, &event.stage)));
                 }
             }
+            self.post_status(&event).await;
             for (sink, url, body) in deliveries {
                 let result = self.post(&url, &body).await;
                 let label = if result.is_ok() { "delivered" } else { "failed" };
@@ -188,6 +195,25 @@ impl Worker {
                     tracing::warn!(sink, app = %event.app, stage = %event.stage, error = %e, "notification not delivered");
                 }
             }
+        }
+    }
+
+    /// The commit status of an event, when its repository reports them (never blocking: bounded
+    /// attempts, failures logged and counted).
+    async fn post_status(&self, event: &Event) {
+        let (Some(target), Some(credentials)) = (self.sinks.statuses.get(&event.repo), &self.sinks.credentials) else { return };
+        let Some(status) = crate::forge::status_of(event, self.sinks.public_url.as_deref()) else { return };
+        let result = match credentials.token(&target.token).await {
+            Ok(token) => {
+                let attempt = || crate::forge::post(&self.client, target, &token, &status);
+                attempt.retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(ATTEMPTS - 1)).await
+            }
+            Err(e) => Err(format!("no token for commit statuses: {e}")),
+        };
+        let label = if result.is_ok() { "delivered" } else { "failed" };
+        self.results.with_label_values(&["commit_status", label]).inc();
+        if let Err(e) = result {
+            tracing::warn!(app = %event.app, stage = %event.stage, error = %e, "commit status not posted");
         }
     }
 

@@ -79,7 +79,7 @@ pub struct Controller {
     /// checks every app once more).
     pub(crate) drift_seen: Mutex<HashMap<AppKey, gitmoxi_deploy::drift::DriftSeen>>,
     /// Repository tokens, read on use with a short cache.
-    pub credentials: crate::credentials::Credentials,
+    pub credentials: Arc<crate::credentials::Credentials>,
     /// Messages for the one owner of the heads ([`heads`]).
     head_inbox: heads::HeadInbox,
 }
@@ -109,7 +109,7 @@ impl ControllerError {
 impl Controller {
     pub fn new(store: Store, aws: Arc<dyn AwsProvider>, clock: Clock, metrics: Metrics, settings: ControllerSettings) -> Arc<Controller> {
         let rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
-        let credentials = crate::credentials::Credentials::new(aws.clone(), settings.default_region.clone());
+        let credentials = Arc::new(crate::credentials::Credentials::new(aws.clone(), settings.default_region.clone()));
         Arc::new(Controller {
             store,
             aws,

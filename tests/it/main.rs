@@ -12,6 +12,7 @@ mod cli;
 mod commands;
 mod differential;
 mod fault_proxy;
+mod forge;
 mod gmctl;
 mod heads;
 mod moto;

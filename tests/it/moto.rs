@@ -81,6 +81,9 @@ struct Settings<'a> {
     /// The API token, and the networks whose gmctl calls need none.
     api_token: Option<String>,
     gmctl_tokenless: Vec<ipnet::IpNet>,
+    /// Commit statuses of the repository, and the public URL they link to.
+    commit_status: Option<gitmoxi::forge::StatusTarget>,
+    public_url: Option<String>,
 }
 
 impl Settings<'_> {
@@ -95,6 +98,8 @@ impl Settings<'_> {
             llm: None,
             api_token: None,
             gmctl_tokenless: Vec::new(),
+            commit_status: None,
+            public_url: None,
         }
     }
 }
@@ -150,6 +155,12 @@ impl Server {
         Self::start_through(moto, repo, settings, Faults::default(), 1).await
     }
 
+    /// A server that reports commit statuses to `target`, linking to `public_url`.
+    pub async fn start_with_statuses(moto: &Moto, repo: &TestRepo, target: gitmoxi::forge::StatusTarget, public_url: &str) -> Server {
+        let settings = Settings { commit_status: Some(target), public_url: Some(public_url.to_string()), ..Settings::plain(25) };
+        Self::start_through(moto, repo, settings, Faults::default(), 1).await
+    }
+
     /// A server that wants `token` on its API, but not from `tokenless` networks on `/api/v1`.
     pub async fn start_with_token(moto: &Moto, repo: &TestRepo, token: &str, tokenless: Vec<ipnet::IpNet>) -> Server {
         // polls hourly: new commits arrive only when a command fetches them (gmctl commit deploy)
@@ -168,7 +179,18 @@ impl Server {
     }
 
     async fn start_through(moto: &Moto, repo: &TestRepo, settings: Settings<'_>, faults: Faults, max_attempts: u32) -> Server {
-        let Settings { max_prune_percent, poll, github_secret, notify, drift_interval, llm, api_token, gmctl_tokenless } = settings;
+        let Settings {
+            max_prune_percent,
+            poll,
+            github_secret,
+            notify,
+            drift_interval,
+            llm,
+            api_token,
+            gmctl_tokenless,
+            commit_status,
+            public_url,
+        } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
@@ -182,6 +204,7 @@ impl Server {
                 max_prune_percent,
                 token: None,
                 drift: Default::default(),
+                commit_status,
             }],
             default_region: "us-east-1".into(),
             listen: format!("127.0.0.1:{port}").parse().expect("addr"),
@@ -200,6 +223,7 @@ impl Server {
             limits: Default::default(),
             allowed_hosts: Vec::new(),
             gmctl_tokenless_networks: gmctl_tokenless,
+            public_url,
             render_worker: Some(env!("CARGO_BIN_EXE_gitmoxi").into()),
         };
         let metrics = Metrics::new();
