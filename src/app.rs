@@ -94,7 +94,7 @@ pub async fn run_with(
     let sinks = crate::notify::Sinks {
         slack_webhook_url: config.slack_webhook_url.clone(),
         webhook_url: config.notify_webhook_url.clone(),
-        statuses: config.repos.iter().filter_map(|r| Some((r.name.clone(), r.commit_status.clone()?))).collect(),
+        statuses: config.repos.iter().filter_map(|r| Some((r.name.clone(), r.forge.clone()?))).collect(),
         credentials: Some(controller.credentials.clone()),
         public_url: config.public_url.clone(),
     };

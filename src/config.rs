@@ -30,8 +30,8 @@ pub struct RepoConfig {
     pub token: Option<crate::credentials::TokenSource>,
     /// What drift leads to, and which fields are not compared (SPEC §1.6).
     pub drift: gitmoxi_deploy::drift::DriftPolicy,
-    /// Where each app's deployment of a commit is reported as a commit status (`[repos.commit_status]`).
-    pub commit_status: Option<crate::forge::StatusTarget>,
+    /// The forge of the repository (`[repos.forge]`): commit statuses and plan previews on pull requests.
+    pub forge: Option<crate::forge::ForgeTarget>,
 }
 
 /// The controller's configuration.
@@ -102,10 +102,10 @@ struct FileConfig {
     repos: Vec<FileRepo>,
 }
 
-/// `[repos.commit_status]`: report each app's deployment of a commit on the forge.
+/// `[repos.forge]`: the forge API that gets commit statuses and pull-request plan previews.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileCommitStatus {
+struct FileForge {
     /// github or gitlab.
     provider: String,
     /// The REST API base (default for github.com and gitlab.com).
@@ -159,7 +159,7 @@ struct FileRepo {
     access_token_arn: Option<String>,
     drift_policy: Option<String>,
     ignore_fields: Option<Vec<String>>,
-    commit_status: Option<FileCommitStatus>,
+    forge: Option<FileForge>,
 }
 
 /// Values given on the command line or in `GITMOXI_*` variables (they win over the file).
@@ -210,10 +210,10 @@ pub fn repo_name(url: &str) -> String {
     }
 }
 
-/// `[repos.commit_status]` of repository `i`: the forge, its API, the project and the token
+/// `[repos.forge]` of repository `i`: the forge, its API, the project and the token
 /// (its own, else the repository's).
-fn commit_status(i: usize, url: &str, c: &FileCommitStatus, repo: &FileRepo) -> Result<crate::forge::StatusTarget, ConfigError> {
-    let what = format!("repos[{i}].commit_status");
+fn forge_target(i: usize, url: &str, c: &FileForge, repo: &FileRepo) -> Result<crate::forge::ForgeTarget, ConfigError> {
+    let what = format!("repos[{i}].forge");
     let forge = crate::forge::Forge::parse(&c.provider).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
     let api_url = c.api_url.clone().or_else(|| crate::forge::default_api_url(forge, url)).ok_or_else(|| {
         ConfigError::Invalid(format!("{what}: set api_url (e.g. https://ghe.example/api/v3 or https://gitlab.example/api/v4) for {url}"))
@@ -233,7 +233,7 @@ fn commit_status(i: usize, url: &str, c: &FileCommitStatus, repo: &FileRepo) -> 
             return Err(ConfigError::Invalid(format!("{what}: no token: set token_env or access_token_arn (here or on the repository)")))
         }
     };
-    let target = crate::forge::StatusTarget { forge, api_url, project, token };
+    let target = crate::forge::ForgeTarget { forge, api_url, project, token };
     target.check().map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
     Ok(target)
 }
@@ -309,7 +309,7 @@ impl Config {
                     o.drift_policy.as_deref().or(r.drift_policy.as_deref()).or(global_drift.as_deref()),
                     r.ignore_fields.as_deref().unwrap_or(&file.ignore_fields),
                 )?,
-                commit_status: r.commit_status.as_ref().map(|c| commit_status(i, &r.url, c, r)).transpose()?,
+                forge: r.forge.as_ref().map(|c| forge_target(i, &r.url, c, r)).transpose()?,
             });
         }
         if let Some(url) = &o.repo {
@@ -332,7 +332,7 @@ impl Config {
                     max_prune_percent: o.max_prune_percent.unwrap_or(25),
                     token: None,
                     drift: drift_of("--repo", global_drift.as_deref(), &file.ignore_fields)?,
-                    commit_status: None,
+                    forge: None,
                 }),
             }
         }
@@ -565,25 +565,21 @@ max_prune = 5
             std::fs::write(&path, text).unwrap();
             Config::load(&Overrides { config: Some(path.clone()), ..Default::default() })
         };
-        let c = load("public_url = \"https://gitmoxi.example\"\n[[repos]]\nurl = \"https://github.com/acme/deploys.git\"\ntoken_env = \"GH\"\n[repos.commit_status]\nprovider = \"github\"\n").unwrap();
-        let target = c.repos[0].commit_status.clone().unwrap();
+        let c = load("public_url = \"https://gitmoxi.example\"\n[[repos]]\nurl = \"https://github.com/acme/deploys.git\"\ntoken_env = \"GH\"\n[repos.forge]\nprovider = \"github\"\n").unwrap();
+        let target = c.repos[0].forge.clone().unwrap();
         assert_eq!((target.api_url.as_str(), target.project.as_str()), ("https://api.github.com", "acme/deploys"));
         assert_eq!(target.token, crate::credentials::TokenSource::Env("GH".into()), "the repository's token by default");
         assert_eq!(c.public_url.as_deref(), Some("https://gitmoxi.example"));
-        let err =
-            load("[[repos]]\nurl = \"https://ghe.example/acme/d.git\"\ntoken_env = \"GH\"\n[repos.commit_status]\nprovider = \"github\"\n")
-                .unwrap_err()
-                .to_string();
+        let err = load("[[repos]]\nurl = \"https://ghe.example/acme/d.git\"\ntoken_env = \"GH\"\n[repos.forge]\nprovider = \"github\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("set api_url"), "{err}");
-        let err = load("[[repos]]\nurl = \"https://gitlab.example/g/d.git\"\n[repos.commit_status]\nprovider = \"gitlab\"\napi_url = \"http://gitlab.example/api/v4\"\ntoken_env = \"GL\"\n").unwrap_err().to_string();
+        let err = load("[[repos]]\nurl = \"https://gitlab.example/g/d.git\"\n[repos.forge]\nprovider = \"gitlab\"\napi_url = \"http://gitlab.example/api/v4\"\ntoken_env = \"GL\"\n").unwrap_err().to_string();
         assert!(err.contains("only over https"), "{err}");
-        let err = load("[[repos]]\nurl = \"https://gitlab.com/g/d.git\"\n[repos.commit_status]\nprovider = \"bitbucket\"\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            load("[[repos]]\nurl = \"https://gitlab.com/g/d.git\"\n[repos.forge]\nprovider = \"bitbucket\"\n").unwrap_err().to_string();
         assert!(err.contains("use github or gitlab"), "{err}");
-        let err = load("[[repos]]\nurl = \"https://gitlab.com/g/d.git\"\n[repos.commit_status]\nprovider = \"gitlab\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = load("[[repos]]\nurl = \"https://gitlab.com/g/d.git\"\n[repos.forge]\nprovider = \"gitlab\"\n").unwrap_err().to_string();
         assert!(err.contains("no token"), "{err}");
     }
 

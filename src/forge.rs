@@ -1,6 +1,7 @@
-//! Commit statuses on the forge (GitHub, GitHub Enterprise, GitLab, self-hosted GitLab): each
-//! app's deployment of a commit is reported as the status `gitmoxi/<app>` — pending while it
-//! deploys, success, failure with the cause — with a link when a public URL is configured.
+//! The forge (GitHub, GitHub Enterprise, GitLab, self-hosted GitLab): each app's deployment of a
+//! commit is reported as the commit status `gitmoxi/<app>` — pending while it deploys, success,
+//! failure with the cause — with a link when a public URL is configured; a pull request's plan
+//! preview is one comment, updated in place.
 //!
 //! Delivered by the notification worker ([`crate::notify`]): bounded retries, never blocking a
 //! deployment. The token is read on use, sent only to the configured API host (https, or http on
@@ -29,9 +30,9 @@ impl Forge {
     }
 }
 
-/// Where one repository's statuses go (`[repos.commit_status]`).
+/// Where one repository's statuses go (`[repos.forge]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusTarget {
+pub struct ForgeTarget {
     pub forge: Forge,
     /// The REST API base: `https://api.github.com`, `https://ghe.example/api/v3`,
     /// `https://gitlab.com/api/v4`, …
@@ -42,7 +43,7 @@ pub struct StatusTarget {
     pub token: TokenSource,
 }
 
-impl StatusTarget {
+impl ForgeTarget {
     /// Checks the API URL: https, or http to a loopback host (a local stub); the token goes
     /// nowhere else.
     pub fn check(&self) -> Result<(), String> {
@@ -154,7 +155,7 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 /// The request of a status: URL and JSON body, as each forge documents them.
-pub fn request(target: &StatusTarget, status: &CommitStatus) -> (String, Value) {
+pub fn request(target: &ForgeTarget, status: &CommitStatus) -> (String, Value) {
     let base = target.api_url.trim_end_matches('/');
     match target.forge {
         Forge::GitHub => {
@@ -188,7 +189,7 @@ fn percent_encode(segment: &str) -> String {
 }
 
 /// Posts one status; `Ok` also when GitLab answers that the status already is in that state.
-pub async fn post(client: &reqwest::Client, target: &StatusTarget, token: &str, status: &CommitStatus) -> Result<(), String> {
+pub async fn post(client: &reqwest::Client, target: &ForgeTarget, token: &str, status: &CommitStatus) -> Result<(), String> {
     let (url, body) = request(target, status);
     let request = client.post(&url).json(&body).header("User-Agent", "gitmoxi");
     let request = match target.forge {
@@ -207,6 +208,54 @@ pub async fn post(client: &reqwest::Client, target: &StatusTarget, token: &str, 
         return Ok(());
     }
     Err(format!("the forge answered {code}: {}", clip(&text, 200)))
+}
+
+/// The URL and method of a pull-request comment: a new one, or an update of `existing`.
+pub fn comment_request(target: &ForgeTarget, number: u64, existing: Option<u64>) -> (reqwest::Method, String) {
+    let base = target.api_url.trim_end_matches('/');
+    match (target.forge, existing) {
+        (Forge::GitHub, None) => (reqwest::Method::POST, format!("{base}/repos/{}/issues/{number}/comments", target.project)),
+        (Forge::GitHub, Some(id)) => (reqwest::Method::PATCH, format!("{base}/repos/{}/issues/comments/{id}", target.project)),
+        (Forge::GitLab, None) => {
+            (reqwest::Method::POST, format!("{base}/projects/{}/merge_requests/{number}/notes", percent_encode(&target.project)))
+        }
+        (Forge::GitLab, Some(id)) => {
+            (reqwest::Method::PUT, format!("{base}/projects/{}/merge_requests/{number}/notes/{id}", percent_encode(&target.project)))
+        }
+    }
+}
+
+/// Writes the one comment of a pull request: updates `existing` in place, or creates it (also
+/// when the old one was deleted); returns the comment's id.
+pub async fn upsert_comment(
+    client: &reqwest::Client,
+    target: &ForgeTarget,
+    token: &str,
+    number: u64,
+    body: &str,
+    existing: Option<u64>,
+) -> Result<u64, String> {
+    let send = |existing: Option<u64>| {
+        let (method, url) = comment_request(target, number, existing);
+        let request = client.request(method, url).json(&json!({"body": body})).header("User-Agent", "gitmoxi");
+        let request = match target.forge {
+            Forge::GitHub => {
+                request.bearer_auth(token).header("Accept", "application/vnd.github+json").header("X-GitHub-Api-Version", "2022-11-28")
+            }
+            Forge::GitLab => request.header("PRIVATE-TOKEN", token),
+        };
+        request.send()
+    };
+    let mut response = send(existing).await.map_err(|e| format!("the forge API is unreachable: {}", e.without_url()))?;
+    if existing.is_some() && response.status().as_u16() == 404 {
+        response = send(None).await.map_err(|e| format!("the forge API is unreachable: {}", e.without_url()))?;
+    }
+    let code = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if !code.is_success() {
+        return Err(format!("the forge answered {code} to the plan comment: {}", clip(&answer.to_string(), 200)));
+    }
+    answer.get("id").and_then(Value::as_u64).ok_or_else(|| "the forge's answer has no comment id".to_string())
 }
 
 #[cfg(test)]
@@ -260,7 +309,7 @@ mod tests {
     #[test]
     fn requests_follow_each_forges_rest_shape_and_the_token_goes_only_over_https() {
         let status = status_of(&event("succeeded"), None).unwrap();
-        let github = StatusTarget {
+        let github = ForgeTarget {
             forge: Forge::GitHub,
             api_url: "https://ghe.example/api/v3/".into(),
             project: "acme/deploys".into(),
@@ -269,7 +318,7 @@ mod tests {
         let (url, body) = request(&github, &status);
         assert_eq!(url, format!("https://ghe.example/api/v3/repos/acme/deploys/statuses/{}", "a".repeat(40)));
         assert_eq!(body, json!({"state": "success", "context": "gitmoxi/apps/web/web", "description": "deployed"}));
-        let gitlab = StatusTarget {
+        let gitlab = ForgeTarget {
             forge: Forge::GitLab,
             api_url: "https://gitlab.example/api/v4".into(),
             project: "group/sub/deploys".into(),
@@ -279,8 +328,8 @@ mod tests {
         assert_eq!(url, format!("https://gitlab.example/api/v4/projects/group%2Fsub%2Fdeploys/statuses/{}", "a".repeat(40)));
         assert_eq!(body["name"], "gitmoxi/apps/web/web");
         assert!(github.check().is_ok());
-        assert!(StatusTarget { api_url: "http://127.0.0.1:9999".into(), ..github.clone() }.check().is_ok());
-        let err = StatusTarget { api_url: "http://ghe.example/api/v3".into(), ..github }.check().unwrap_err();
+        assert!(ForgeTarget { api_url: "http://127.0.0.1:9999".into(), ..github.clone() }.check().is_ok());
+        let err = ForgeTarget { api_url: "http://ghe.example/api/v3".into(), ..github }.check().unwrap_err();
         assert!(err.contains("only over https"), "{err}");
         assert_eq!(project_of("https://github.com/acme/deploys.git").as_deref(), Some("acme/deploys"));
         assert_eq!(default_api_url(Forge::GitHub, "https://github.com/acme/deploys.git").as_deref(), Some("https://api.github.com"));

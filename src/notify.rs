@@ -75,7 +75,7 @@ pub struct Sinks {
     pub slack_webhook_url: Option<String>,
     pub webhook_url: Option<String>,
     /// Commit statuses per repository name, with the credentials their tokens are read with.
-    pub statuses: std::collections::BTreeMap<String, crate::forge::StatusTarget>,
+    pub statuses: std::collections::BTreeMap<String, crate::forge::ForgeTarget>,
     pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
     /// Where statuses link to.
     pub public_url: Option<String>,

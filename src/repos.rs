@@ -100,7 +100,7 @@ impl Repos {
             max_prune_percent: 25,
             token: None,
             drift: Default::default(),
-            commit_status: None,
+            forge: None,
         };
         Arc::new(Repos {
             controller,

@@ -14,6 +14,77 @@ pub struct Push {
     pub branch: String,
 }
 
+/// A pull request (GitHub) or merge request (GitLab) opened or pushed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// Every URL the provider gives for the target repository.
+    pub urls: Vec<String>,
+    /// The branch it would merge into.
+    pub base_branch: String,
+    /// Its number (GitHub) or iid (GitLab).
+    pub number: u64,
+    /// The commit at its head.
+    pub head_sha: String,
+    /// The ref the provider keeps its head under (`refs/pull/N/head`, `refs/merge-requests/N/head`).
+    pub head_ref: String,
+}
+
+/// A GitHub `pull_request` payload that asks for a preview: opened, reopened or pushed to
+/// (`synchronize`); other actions (closed, labeled…) are `None`.
+pub fn parse_github_pull_request(body: &[u8]) -> Result<Option<PullRequest>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the payload is not JSON: {e}"))?;
+    let action = v.get("action").and_then(Value::as_str).unwrap_or_default();
+    if !["opened", "reopened", "synchronize"].contains(&action) {
+        return Ok(None);
+    }
+    let pr = v.get("pull_request").ok_or("the payload has no \"pull_request\"")?;
+    let number = v.get("number").or_else(|| pr.get("number")).and_then(Value::as_u64).ok_or("the payload has no pull request number")?;
+    let base_branch = pr.pointer("/base/ref").and_then(Value::as_str).ok_or("the payload has no pull_request.base.ref")?;
+    let head_sha = pr.pointer("/head/sha").and_then(Value::as_str).ok_or("the payload has no pull_request.head.sha")?;
+    let repo = v.get("repository").ok_or("the payload has no \"repository\"")?;
+    let urls = ["clone_url", "ssh_url", "git_url", "html_url", "url"]
+        .iter()
+        .filter_map(|k| repo.get(*k).and_then(Value::as_str).map(str::to_string))
+        .collect();
+    Ok(Some(PullRequest {
+        urls,
+        base_branch: base_branch.to_string(),
+        number,
+        head_sha: head_sha.to_string(),
+        head_ref: format!("refs/pull/{number}/head"),
+    }))
+}
+
+/// A GitLab `Merge Request Hook` payload that asks for a preview: opened, reopened or updated.
+pub fn parse_gitlab_merge_request(body: &[u8]) -> Result<Option<PullRequest>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the payload is not JSON: {e}"))?;
+    let attrs = v.get("object_attributes").ok_or("the payload has no \"object_attributes\"")?;
+    let action = attrs.get("action").and_then(Value::as_str).unwrap_or_default();
+    if !["open", "reopen", "update"].contains(&action) {
+        return Ok(None);
+    }
+    let number = attrs.get("iid").and_then(Value::as_u64).ok_or("the payload has no object_attributes.iid")?;
+    let base_branch = attrs.get("target_branch").and_then(Value::as_str).ok_or("the payload has no object_attributes.target_branch")?;
+    let head_sha = attrs.pointer("/last_commit/id").and_then(Value::as_str).ok_or("the payload has no object_attributes.last_commit.id")?;
+    let mut urls = Vec::new();
+    for holder in ["project", "repository"] {
+        if let Some(p) = v.get(holder) {
+            for k in ["git_http_url", "git_ssh_url", "web_url", "http_url", "url", "homepage"] {
+                if let Some(u) = p.get(k).and_then(Value::as_str) {
+                    urls.push(u.to_string());
+                }
+            }
+        }
+    }
+    Ok(Some(PullRequest {
+        urls,
+        base_branch: base_branch.to_string(),
+        number,
+        head_sha: head_sha.to_string(),
+        head_ref: format!("refs/merge-requests/{number}/head"),
+    }))
+}
+
 /// The push of a GitHub `push` payload.
 pub fn parse_github_push(body: &[u8]) -> Result<Option<Push>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("the payload is not JSON: {e}"))?;
@@ -77,6 +148,30 @@ fn trim_suffixes(mut s: &str) -> &str {
             return s;
         }
         s = trimmed;
+    }
+}
+
+#[cfg(test)]
+mod pull_request_tests {
+    use super::*;
+
+    #[test]
+    fn pull_and_merge_requests_name_their_base_head_and_ref() {
+        let gh = br#"{"action": "synchronize", "number": 7, "pull_request": {"base": {"ref": "main"}, "head": {"sha": "abc"}}, "repository": {"clone_url": "https://github.com/acme/d.git"}}"#;
+        let pr = parse_github_pull_request(gh).unwrap().unwrap();
+        assert_eq!(
+            (pr.base_branch.as_str(), pr.number, pr.head_sha.as_str(), pr.head_ref.as_str()),
+            ("main", 7, "abc", "refs/pull/7/head")
+        );
+        assert_eq!(pr.urls, ["https://github.com/acme/d.git"]);
+        let closed = br#"{"action": "closed", "number": 7}"#;
+        assert_eq!(parse_github_pull_request(closed).unwrap(), None);
+        assert!(parse_github_pull_request(br#"{"action": "opened"}"#).unwrap_err().contains("pull_request"));
+        assert!(parse_github_pull_request(b"not json").is_err());
+        let gl = br#"{"object_kind": "merge_request", "project": {"git_http_url": "https://gitlab.com/g/d.git"}, "object_attributes": {"action": "update", "iid": 3, "target_branch": "main", "last_commit": {"id": "def"}}}"#;
+        let mr = parse_gitlab_merge_request(gl).unwrap().unwrap();
+        assert_eq!((mr.number, mr.head_ref.as_str(), mr.head_sha.as_str()), (3, "refs/merge-requests/3/head", "def"));
+        assert_eq!(parse_gitlab_merge_request(br#"{"object_attributes": {"action": "merge"}}"#).unwrap(), None);
     }
 }
 

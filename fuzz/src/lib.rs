@@ -5,7 +5,7 @@
 use gitmoxi_deploy::spec::ecs_depdef::parse_ecs_depdef;
 use gitmoxi_deploy::spec::lambda::{parse_event_sources, parse_lambda_depdef};
 use gitmoxi_deploy::spec::{load_snapshot, MemTree, RenderContext};
-use gitmoxi_deploy::webhook::{normalize_url, parse_github_push, parse_gitlab_push};
+use gitmoxi_deploy::webhook::{normalize_url, parse_github_pull_request, parse_github_push, parse_gitlab_merge_request, parse_gitlab_push};
 use serde_json::Value;
 
 /// The files of a valid ECS app and a valid Lambda function; the fuzzer replaces one of them.
@@ -95,6 +95,11 @@ pub fn webhook(data: &[u8]) {
             assert_eq!(normal, normal.to_ascii_lowercase(), "{url:?}");
             assert!(!normal.ends_with('/') && !normal.ends_with(".git"), "{url:?} → {normal:?}");
         }
+    }
+    for pr in [parse_github_pull_request(data), parse_gitlab_merge_request(data)].into_iter().flatten().flatten() {
+        // the ref a preview fetches is always one of the two shapes, whatever the payload says
+        assert!(pr.head_ref.starts_with("refs/pull/") || pr.head_ref.starts_with("refs/merge-requests/"), "{pr:?}");
+        assert!(pr.head_ref.ends_with("/head") && pr.head_ref.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-".contains(&b)), "{pr:?}");
     }
     let _ = normalize_url(&String::from_utf8_lossy(data));
 }

@@ -42,10 +42,23 @@ pub enum Command {
         #[arg(long, env = "GITMOXI_REGION", default_value = "us-east-1")]
         region: String,
     },
-    /// What a reconcile at --to would do if everything at --from had been applied.
+    /// What a reconcile at --to would do if everything at --from had been applied; with
+    /// --server, what merging --to would do against the server's live state (its plan preview).
     Plan {
-        #[arg(long)]
-        repo: PathBuf,
+        /// The checkout (offline plan).
+        #[arg(long, required_unless_present = "server")]
+        repo: Option<PathBuf>,
+        /// Ask this gitmoxi server instead: --to is then a branch, pull/N, merge-requests/N or a commit.
+        #[arg(long, conflicts_with = "from")]
+        server: Option<String>,
+        #[arg(long, env = "GITMOXI_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// With --server: the tracked repository's name (default: the only one).
+        #[arg(long, requires = "server")]
+        name: Option<String>,
+        /// With --server: the branch merged into (default: the repository's first).
+        #[arg(long, requires = "server")]
+        branch: Option<String>,
         /// Applied state (default: nothing applied).
         #[arg(long)]
         from: Option<String>,

@@ -70,7 +70,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::Plan { repo, from, to, json, max_prune, max_prune_percent, region } => {
+        Command::Plan { server: Some(server), token, name, branch, to, json, .. } => {
+            let client = ApiClient::new(&crate::cli::args::Remote { server, token, json });
+            let mut query = reqwest::Url::parse("http://gitmoxi/api/v2/preview").map_err(|e| anyhow::anyhow!("{e}"))?;
+            query.query_pairs_mut().append_pair("to", &to);
+            if let Some(n) = &name {
+                query.query_pairs_mut().append_pair("repo", n);
+            }
+            if let Some(b) = &branch {
+                query.query_pairs_mut().append_pair("branch", b);
+            }
+            let answer = client.get(&format!("{}?{}", query.path(), query.query().unwrap_or_default())).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&answer["preview"])?);
+            } else {
+                out!("{}", answer["markdown"].as_str().unwrap_or_default());
+            }
+            let blocked = answer["preview"]["apps"]
+                .as_array()
+                .is_some_and(|apps| apps.iter().any(|a| matches!(a["action"].as_str(), Some("error" | "conflict" | "held"))));
+            Ok(if blocked { PLAN_BLOCKED } else { 0 })
+        }
+        Command::Plan { repo, from, to, json, max_prune, max_prune_percent, region, .. } => {
+            let Some(repo) = repo else { bail!("give --repo (a checkout) or --server (a running gitmoxi)") };
             let policy = PrunePolicy { max_prune, max_prune_percent, allow_prune: false };
             let entries = offline::plan(&repo, from.as_deref(), &to, &RenderContext::new(region), policy)?;
             if json {

@@ -173,6 +173,11 @@ impl Controller {
         crate::sync::write(&self.heads).remove(&(repo.to_string(), branch.to_string()));
     }
 
+    /// The drift the last comparison with AWS found for an app, if any.
+    pub fn drift_found(&self, key: &AppKey) -> Option<String> {
+        crate::sync::lock(&self.drift_seen).get(key).and_then(|s| s.found.clone())
+    }
+
     pub fn heads(&self) -> Vec<Arc<HeadState>> {
         crate::sync::read(&self.heads).values().cloned().collect()
     }
@@ -193,12 +198,17 @@ impl Controller {
         Ok(true)
     }
 
-    /// Installs a newly loaded head: plans it against the store, hands moved apps over, records
-    /// each app's plan, and enqueues every app that has something to do. Only the heads owner
-    /// calls it in a running controller ([`heads`]); tests that drive heads by hand call it from
-    /// one task.
-    pub fn apply_head(&self, repo: &str, branch: &str, commit: &str, snapshot: Snapshot, policy: RepoPolicy) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
+    /// What a head would do to this repository's branch against what gitmoxi applied: the apps of
+    /// the branch and the head's intents. `with_commands`: operator commands (force, allowed
+    /// prunes) count, as when the head is installed; a preview of a pull request leaves them out.
+    pub fn intents_of(
+        &self,
+        repo: &str,
+        branch: &str,
+        snapshot: &Snapshot,
+        policy: RepoPolicy,
+        with_commands: bool,
+    ) -> Result<(Vec<AppEntry>, Vec<gitmoxi_deploy::intent::AppIntent>), StoreError> {
         let entries = self.store.apps()?;
         let mine: Vec<AppEntry> = entries.into_iter().filter(|e| e.key.repo == repo && e.key.branch == branch).collect();
         let mut applied = BTreeMap::new();
@@ -216,14 +226,24 @@ impl Controller {
                     },
                 );
             }
-            if self.store.commands(&e.key)?.force {
+            if with_commands && self.store.commands(&e.key)?.force {
                 force.insert(e.key.prefix.clone());
             }
         }
         let allow_key = format!("allow_prune/{repo}/{branch}");
-        let allow_prune = self.store.meta(&allow_key)?.as_deref() == Some("1");
+        let allow_prune = with_commands && self.store.meta(&allow_key)?.as_deref() == Some("1");
         let prune = PrunePolicy { max_prune: policy.max_prune, max_prune_percent: policy.max_prune_percent, allow_prune };
-        let plan = intents_of_head(&snapshot, &applied, prune, &force, self.settings.own_account.as_deref());
+        let plan = intents_of_head(snapshot, &applied, prune, &force, self.settings.own_account.as_deref());
+        Ok((mine, plan))
+    }
+
+    /// Installs a newly loaded head: plans it against the store, hands moved apps over, records
+    /// each app's plan, and enqueues every app that has something to do. Only the heads owner
+    /// calls it in a running controller ([`heads`]); tests that drive heads by hand call it from
+    /// one task.
+    pub fn apply_head(&self, repo: &str, branch: &str, commit: &str, snapshot: Snapshot, policy: RepoPolicy) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let (mine, plan) = self.intents_of(repo, branch, &snapshot, policy, true)?;
         let key_of = |prefix: &str| AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: prefix.to_string() };
 
         for entry in &plan {
@@ -291,7 +311,9 @@ impl Controller {
                 self.store.remove_app(&e.key)?;
             }
         }
-        if allow_prune && plan.iter().any(|e| e.intent == Intent::Delete) {
+        // an allowed prune is used up by the head that deletes
+        let allow_key = format!("allow_prune/{repo}/{branch}");
+        if plan.iter().any(|e| e.intent == Intent::Delete) && self.store.meta(&allow_key)?.as_deref() == Some("1") {
             self.store.put_meta(&allow_key, "0")?;
         }
         let state = HeadState {

@@ -64,6 +64,26 @@ impl GitSource {
 
     /// Fetches the branch and returns its head commit id.
     pub fn fetch(&self) -> Result<String, GitError> {
+        self.fetch_into(&format!("refs/heads/{}", self.branch), &format!("{}/{}", self.refs, self.branch))
+    }
+
+    /// Fetches another ref of the remote (a pull request's `refs/pull/7/head`, a branch
+    /// `refs/heads/x`) into this source's refs; returns its commit id.
+    pub fn fetch_ref(&self, remote_ref: &str) -> Result<String, GitError> {
+        let safe = remote_ref.starts_with("refs/")
+            && !remote_ref.contains("..")
+            && remote_ref.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+        if !safe {
+            return Err(GitError::Fetch {
+                url: redact(&self.url),
+                branch: remote_ref.to_string(),
+                message: "not a ref gitmoxi fetches (refs/… with letters, digits, / - _ .)".into(),
+            });
+        }
+        self.fetch_into(remote_ref, &format!("{}/{}", self.refs, remote_ref.trim_start_matches("refs/")))
+    }
+
+    fn fetch_into(&self, remote_ref: &str, local_ref: &str) -> Result<String, GitError> {
         let repo = self.repo()?;
         let fetch_err =
             |e: git2::Error| GitError::Fetch { url: redact(&self.url), branch: self.branch.clone(), message: e.message().to_string() };
@@ -92,10 +112,9 @@ impl GitSource {
         });
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks);
-        let local_ref = format!("{}/{}", self.refs, self.branch);
-        let refspec = format!("+refs/heads/{}:{local_ref}", self.branch);
+        let refspec = format!("+{remote_ref}:{local_ref}");
         remote.fetch(&[refspec.as_str()], Some(&mut opts), None).map_err(fetch_err)?;
-        let reference = repo.find_reference(&local_ref).map_err(|e| GitError::Fetch {
+        let reference = repo.find_reference(local_ref).map_err(|e| GitError::Fetch {
             url: redact(&self.url),
             branch: self.branch.clone(),
             message: format!("branch not found after fetch ({})", e.message()),

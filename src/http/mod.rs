@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod hosts;
+pub mod previews;
 pub mod repos;
 pub mod riskiq;
 pub mod serve;
@@ -49,6 +50,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v2/deployments/{id}/diagnosis", get(get_diagnosis))
         .route("/api/v2/commands", post(commands::command))
         .route("/api/v2/commits", get(v1::commits))
+        .route("/api/v2/preview", get(previews::preview))
         .route("/api/v2/repos", get(repos::list_v2).post(repos::add_v2))
         .route("/api/v2/repos/{name}", axum::routing::delete(repos::delete_v2))
         .route("/api/v1/repositories", get(repos::list_v1))

@@ -1,7 +1,9 @@
 //! Push webhooks (SPEC §5): `POST /webhooks/github` (HMAC-SHA256 `X-Hub-Signature-256`, checked
 //! in constant time) and `POST /webhooks/gitlab` (`X-Gitlab-Token`). A push to a tracked repository
 //! and branch wakes that branch's source at once; bursts coalesce into one fetch (the wake is a
-//! single permit). Anything else is acknowledged with 202 and ignored; GitHub's `ping` gets 200.
+//! single permit). A pull request (GitHub `pull_request`, GitLab `Merge Request Hook`) opened or
+//! pushed to queues its plan preview ([`super::previews`]). Anything else is acknowledged with 202
+//! and ignored; GitHub's `ping` gets 200.
 //!
 //! Must never: act on an unsigned or mis-signed request, echo a secret, or block on the fetch.
 
@@ -15,7 +17,9 @@ use axum::Json;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 
-pub use gitmoxi_deploy::webhook::{normalize_url, parse_github_push, parse_gitlab_push, Push};
+pub use gitmoxi_deploy::webhook::{
+    normalize_url, parse_github_pull_request, parse_github_push, parse_gitlab_merge_request, parse_gitlab_push, Push,
+};
 use sha2::Sha256;
 
 /// Webhook secrets (what a push can wake comes from the server's repositories).
@@ -92,6 +96,18 @@ pub async fn github(State(state): State<HttpState>, headers: HeaderMap, body: By
                 error(StatusCode::BAD_REQUEST, why)
             }
         },
+        Some("pull_request") => match parse_github_pull_request(&body) {
+            Ok(Some(pr)) => super::previews::on_pull_request(&state, "github", pr),
+            Ok(None) => {
+                outcome(&state, "github", "ignored");
+                (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": "this pull request action needs no preview"})))
+                    .into_response()
+            }
+            Err(why) => {
+                outcome(&state, "github", "bad_request");
+                error(StatusCode::BAD_REQUEST, why)
+            }
+        },
         other => {
             outcome(&state, "github", "ignored");
             (
@@ -119,6 +135,18 @@ pub async fn gitlab(State(state): State<HttpState>, headers: HeaderMap, body: By
             Ok(None) => {
                 outcome(&state, "gitlab", "ignored");
                 (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": "not a branch push"}))).into_response()
+            }
+            Err(why) => {
+                outcome(&state, "gitlab", "bad_request");
+                error(StatusCode::BAD_REQUEST, why)
+            }
+        },
+        Some("Merge Request Hook") => match parse_gitlab_merge_request(&body) {
+            Ok(Some(pr)) => super::previews::on_pull_request(&state, "gitlab", pr),
+            Ok(None) => {
+                outcome(&state, "gitlab", "ignored");
+                (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": "this merge request action needs no preview"})))
+                    .into_response()
             }
             Err(why) => {
                 outcome(&state, "gitlab", "bad_request");

@@ -82,7 +82,7 @@ struct Settings<'a> {
     api_token: Option<String>,
     gmctl_tokenless: Vec<ipnet::IpNet>,
     /// Commit statuses of the repository, and the public URL they link to.
-    commit_status: Option<gitmoxi::forge::StatusTarget>,
+    forge: Option<gitmoxi::forge::ForgeTarget>,
     public_url: Option<String>,
 }
 
@@ -98,7 +98,7 @@ impl Settings<'_> {
             llm: None,
             api_token: None,
             gmctl_tokenless: Vec::new(),
-            commit_status: None,
+            forge: None,
             public_url: None,
         }
     }
@@ -156,8 +156,14 @@ impl Server {
     }
 
     /// A server that reports commit statuses to `target`, linking to `public_url`.
-    pub async fn start_with_statuses(moto: &Moto, repo: &TestRepo, target: gitmoxi::forge::StatusTarget, public_url: &str) -> Server {
-        let settings = Settings { commit_status: Some(target), public_url: Some(public_url.to_string()), ..Settings::plain(25) };
+    pub async fn start_with_statuses(
+        moto: &Moto,
+        repo: &TestRepo,
+        target: gitmoxi::forge::ForgeTarget,
+        public_url: &str,
+        github_secret: Option<&str>,
+    ) -> Server {
+        let settings = Settings { forge: Some(target), public_url: Some(public_url.to_string()), github_secret, ..Settings::plain(25) };
         Self::start_through(moto, repo, settings, Faults::default(), 1).await
     }
 
@@ -179,18 +185,8 @@ impl Server {
     }
 
     async fn start_through(moto: &Moto, repo: &TestRepo, settings: Settings<'_>, faults: Faults, max_attempts: u32) -> Server {
-        let Settings {
-            max_prune_percent,
-            poll,
-            github_secret,
-            notify,
-            drift_interval,
-            llm,
-            api_token,
-            gmctl_tokenless,
-            commit_status,
-            public_url,
-        } = settings;
+        let Settings { max_prune_percent, poll, github_secret, notify, drift_interval, llm, api_token, gmctl_tokenless, forge, public_url } =
+            settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
@@ -204,7 +200,7 @@ impl Server {
                 max_prune_percent,
                 token: None,
                 drift: Default::default(),
-                commit_status,
+                forge,
             }],
             default_region: "us-east-1".into(),
             listen: format!("127.0.0.1:{port}").parse().expect("addr"),
