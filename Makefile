@@ -25,6 +25,7 @@ test: venv
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/check-deploy-deps.sh
 	$(PY) tests/moto/test_server.py
+	bash scripts/ensure-sshd.sh
 	cargo test --workspace
 	bash scripts/fuzz.sh 20
 

@@ -32,6 +32,16 @@ pub struct RepoConfig {
     pub drift: gitmoxi_deploy::drift::DriftPolicy,
     /// The forge of the repository (`[repos.forge]`): commit statuses and plan previews on pull requests.
     pub forge: Option<crate::forge::ForgeTarget>,
+    /// For an SSH URL: the deploy key and the known_hosts its server must be in.
+    pub ssh: Option<SshConfig>,
+}
+
+/// An SSH repository's deploy key (read on use: a file, Secrets Manager or SSM; none: the
+/// ssh-agent) and the known_hosts file its server's host key is checked against (strict).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshConfig {
+    pub key: Option<crate::credentials::TokenSource>,
+    pub known_hosts: PathBuf,
 }
 
 /// The controller's configuration.
@@ -160,6 +170,10 @@ struct FileRepo {
     drift_policy: Option<String>,
     ignore_fields: Option<Vec<String>>,
     forge: Option<FileForge>,
+    /// SSH deploy key: file:PATH, a Secrets Manager or SSM ARN.
+    ssh_key: Option<String>,
+    /// The known_hosts file the SSH server's host key must be in.
+    known_hosts: Option<PathBuf>,
 }
 
 /// Values given on the command line or in `GITMOXI_*` variables (they win over the file).
@@ -238,6 +252,30 @@ fn forge_target(i: usize, url: &str, c: &FileForge, repo: &FileRepo) -> Result<c
     Ok(target)
 }
 
+/// The SSH settings of repository `i`: an SSH URL needs a known_hosts file (strict host keys);
+/// `ssh_key` and `known_hosts` belong to SSH URLs only.
+fn ssh_config(i: usize, r: &FileRepo) -> Result<Option<SshConfig>, ConfigError> {
+    let is_ssh = crate::repo_policy::transport(&r.url).0 == crate::repo_policy::Transport::Ssh;
+    match (is_ssh, &r.ssh_key, &r.known_hosts) {
+        (false, None, None) => Ok(None),
+        (false, _, _) => Err(ConfigError::Invalid(format!(
+            "repos[{i}] sets ssh_key or known_hosts but {} is not an SSH URL (ssh://… or user@host:path)",
+            crate::git::source::redact(&r.url)
+        ))),
+        (true, _, None) => Err(ConfigError::Invalid(format!(
+            "repos[{i}] is an SSH URL: set known_hosts to a file holding its server's host key (`ssh-keyscan HOST > FILE`, then check the fingerprint); host keys are never accepted unseen"
+        ))),
+        (true, key, Some(known_hosts)) => {
+            let key = key
+                .as_deref()
+                .map(crate::credentials::TokenSource::parse)
+                .transpose()
+                .map_err(|e| ConfigError::Invalid(format!("repos[{i}].ssh_key: {e}; write file:PATH or a Secrets Manager / SSM ARN")))?;
+            Ok(Some(SshConfig { key, known_hosts: known_hosts.clone() }))
+        }
+    }
+}
+
 /// Parses `[gmctl] tokenless_networks`; a bare address is a single host.
 fn tokenless_networks(texts: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
     texts
@@ -310,6 +348,7 @@ impl Config {
                     r.ignore_fields.as_deref().unwrap_or(&file.ignore_fields),
                 )?,
                 forge: r.forge.as_ref().map(|c| forge_target(i, &r.url, c, r)).transpose()?,
+                ssh: ssh_config(i, r)?,
             });
         }
         if let Some(url) = &o.repo {
@@ -333,6 +372,7 @@ impl Config {
                     token: None,
                     drift: drift_of("--repo", global_drift.as_deref(), &file.ignore_fields)?,
                     forge: None,
+                    ssh: None,
                 }),
             }
         }
@@ -581,6 +621,29 @@ max_prune = 5
         assert!(err.contains("use github or gitlab"), "{err}");
         let err = load("[[repos]]\nurl = \"https://gitlab.com/g/d.git\"\n[repos.forge]\nprovider = \"gitlab\"\n").unwrap_err().to_string();
         assert!(err.contains("no token"), "{err}");
+    }
+
+    #[test]
+    fn an_ssh_repository_needs_known_hosts_and_ssh_settings_need_an_ssh_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitmoxi.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&Overrides { config: Some(path.clone()), ..Default::default() })
+        };
+        let c = load("[[repos]]\nurl = \"git@github.com:acme/deploys.git\"\nssh_key = \"file:/etc/gitmoxi/deploy_key\"\nknown_hosts = \"/etc/gitmoxi/known_hosts\"\n").unwrap();
+        let ssh = c.repos[0].ssh.clone().unwrap();
+        assert_eq!(ssh.key, Some(crate::credentials::TokenSource::File("/etc/gitmoxi/deploy_key".into())));
+        assert_eq!(ssh.known_hosts, PathBuf::from("/etc/gitmoxi/known_hosts"));
+        let err = load("[[repos]]\nurl = \"ssh://git@git.example:2222/acme/d.git\"\nssh_key = \"file:/k\"\n").unwrap_err().to_string();
+        assert!(err.contains("set known_hosts") && err.contains("never accepted unseen"), "{err}");
+        let err = load("[[repos]]\nurl = \"https://github.com/acme/d.git\"\nknown_hosts = \"/kh\"\n").unwrap_err().to_string();
+        assert!(err.contains("not an SSH URL"), "{err}");
+        let err =
+            load("[[repos]]\nurl = \"git@github.com:acme/d.git\"\nssh_key = \"hunter2\"\nknown_hosts = \"/kh\"\n").unwrap_err().to_string();
+        assert!(err.contains("repos[0].ssh_key") && err.contains("file:PATH"), "{err}");
+        assert_eq!(crate::git::source::ssh_port("ssh://git@git.example:2222/acme/d.git"), 2222);
+        assert_eq!(crate::git::source::ssh_port("git@github.com:acme/d.git"), 22);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum TokenSource {
     SecretsManager(String),
     /// An SSM parameter (ARN or name), decrypted.
     Ssm(String),
+    /// A file of the gitmoxi machine (`file:PATH`; e.g. an SSH deploy key), read on use.
+    File(std::path::PathBuf),
 }
 
 impl TokenSource {
@@ -39,6 +41,9 @@ impl TokenSource {
         }
         if let Some(name) = v.strip_prefix("env:") {
             return Ok(TokenSource::Env(name.into()));
+        }
+        if let Some(path) = v.strip_prefix("file:") {
+            return Ok(TokenSource::File(path.into()));
         }
         if let Some(name) = v.strip_prefix("ssm:") {
             return Ok(TokenSource::Ssm(name.into()));
@@ -61,7 +66,7 @@ impl TokenSource {
     /// The region of an ARN source (None: the default region).
     pub fn region(&self) -> Option<&str> {
         match self {
-            TokenSource::Env(_) => None,
+            TokenSource::Env(_) | TokenSource::File(_) => None,
             TokenSource::SecretsManager(id) | TokenSource::Ssm(id) => id.strip_prefix("arn:").and_then(|r| r.split(':').nth(2)),
         }
     }
@@ -72,6 +77,7 @@ impl TokenSource {
             TokenSource::Env(n) => format!("environment variable {n}"),
             TokenSource::SecretsManager(id) => format!("Secrets Manager secret {id}"),
             TokenSource::Ssm(id) => format!("SSM parameter {id}"),
+            TokenSource::File(path) => format!("file {}", path.display()),
         }
     }
 }
@@ -101,6 +107,19 @@ fn token_in_secret(raw: &str) -> String {
     }
 }
 
+/// A secret file: at most 64 KiB, a regular file (a symbolic link to one is followed: it is the
+/// operator's own machine).
+fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(64 * 1024 + 1).read_to_string(&mut text).map_err(|e| e.to_string())?;
+    if text.len() > 64 * 1024 {
+        return Err("it is over 64 KiB: not a key or a token".into());
+    }
+    Ok(text)
+}
+
 /// Resolves tokens, with a short cache.
 pub struct Credentials {
     aws: Arc<dyn AwsProvider>,
@@ -125,6 +144,7 @@ impl Credentials {
         }
         let read = match source {
             TokenSource::Env(name) => return std::env::var(name).map_err(|_| format!("the {} is not set", source.describe())),
+            TokenSource::File(path) => return read_secret_file(path).map_err(|e| format!("cannot read the {}: {e}", source.describe())),
             TokenSource::SecretsManager(id) => {
                 self.aws.secrets(None, source.region().unwrap_or(&self.default_region)).secret(id).await.map(|raw| token_in_secret(&raw))
             }

@@ -28,12 +28,9 @@ pub async fn fetch_newest(
     repo: &RepoConfig,
     branch: &str,
 ) -> Result<Fetched, String> {
-    let token = match &repo.token {
-        Some(from) => Some(controller.credentials.token(from).await.map_err(|e| format!("no token for the fetch: {e}"))?),
-        None => None,
-    };
     let mirror = crate::source::mirror_dir(state_dir, repo);
-    let source = GitSource::for_preview(&repo.url, branch, mirror.clone(), token);
+    let source = GitSource::for_preview(&repo.url, branch, mirror.clone(), None);
+    crate::source::authorize(controller, repo, &source).await?;
     let latest = tokio::task::spawn_blocking(move || source.fetch())
         .await
         .map_err(|e| format!("the fetch task failed: {e}"))?
@@ -228,12 +225,9 @@ pub async fn preview_rev(
     branch: &str,
     rev: &str,
 ) -> Result<PlanPreview, String> {
-    let token = match &repo.token {
-        Some(from) => Some(controller.credentials.token(from).await.map_err(|e| format!("no token for the fetch: {e}"))?),
-        None => None,
-    };
     let mirror = crate::source::mirror_dir(state_dir, repo);
-    let source = GitSource::for_preview(&repo.url, branch, mirror.clone(), token);
+    let source = GitSource::for_preview(&repo.url, branch, mirror.clone(), None);
+    crate::source::authorize(controller, repo, &source).await?;
     let rev = rev.trim().to_string();
     let commit = tokio::task::spawn_blocking(move || -> Result<String, String> {
         if crate::git::changes::is_commit_id(&rev) {

@@ -109,8 +109,8 @@ pub fn check_api_repo(url: &str, token: Option<&TokenSource>, policy: &ApiRepoPo
     }
     match token {
         None => {}
-        Some(TokenSource::Env(_)) => problems.push(
-            "environment variables (env:NAME, GITHUB_TOKEN) are token sources of the configuration file only; name a Secrets Manager or SSM ARN"
+        Some(TokenSource::Env(_) | TokenSource::File(_)) => problems.push(
+            "environment variables (env:NAME, GITHUB_TOKEN) and files (file:PATH) are token sources of the configuration file only; name a Secrets Manager or SSM ARN"
                 .into(),
         ),
         Some(TokenSource::SecretsManager(arn) | TokenSource::Ssm(arn)) => {

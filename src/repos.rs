@@ -101,6 +101,7 @@ impl Repos {
             token: None,
             drift: Default::default(),
             forge: None,
+            ssh: None,
         };
         Arc::new(Repos {
             controller,

@@ -78,6 +78,32 @@ fn remember_commit(store: &gitmoxi_state::Store, repo: &str, branch: &str, commi
     }
 }
 
+/// Gives a source its credentials, read on use: the HTTPS token, or the SSH deploy key and the
+/// known_hosts file its server must be in.
+pub async fn authorize(controller: &Controller, repo: &RepoConfig, source: &GitSource) -> Result<(), String> {
+    if let Some(from) = &repo.token {
+        let token = controller.credentials.token(from).await.map_err(|e| format!("no token for the fetch: {e}"))?;
+        source.set_token(Some(token));
+    }
+    if let Some(ssh) = &repo.ssh {
+        let private_key = match &ssh.key {
+            Some(from) => {
+                let mut key = controller.credentials.token(from).await.map_err(|e| format!("no SSH deploy key for the fetch: {e}"))?;
+                if !key.ends_with('\n') {
+                    key.push('\n');
+                }
+                Some(key)
+            }
+            None => None,
+        };
+        source.set_ssh(Some(crate::git::source::SshAuth {
+            private_key: private_key.unwrap_or_default(),
+            known_hosts: ssh.known_hosts.clone(),
+        }));
+    }
+    Ok(())
+}
+
 /// Where a repo's bare mirror lives under the state directory.
 pub fn mirror_dir(state_dir: &std::path::Path, repo: &RepoConfig) -> PathBuf {
     use sha2::{Digest, Sha256};
@@ -125,12 +151,9 @@ pub async fn run(
     let mut last: Option<String> = None;
     loop {
         signal.begin();
-        if let Some(from) = &repo.token {
-            // read on use: a rotated secret is picked up within the cache TTL
-            match controller.credentials.token(from).await {
-                Ok(token) => source.set_token(Some(token)),
-                Err(e) => tracing::error!(repo = %repo.name, "no token for the fetch: {e}"),
-            }
+        // read on use: a rotated secret is picked up within the cache TTL
+        if let Err(e) = authorize(&controller, &repo, &source).await {
+            tracing::error!(repo = %repo.name, "{e}");
         }
         match fetch_and_load(source.clone(), last.clone(), ctx.clone(), controller.settings.render_worker.clone()).await {
             Ok((commit, Some(snapshot))) => {

@@ -17,6 +17,30 @@ pub enum GitError {
     Read(String),
 }
 
+/// An SSH deploy key (read on use, never logged; empty: the ssh-agent's) and the known_hosts file
+/// the server's host key must be in.
+#[derive(Clone)]
+pub struct SshAuth {
+    pub private_key: String,
+    pub known_hosts: PathBuf,
+}
+
+impl std::fmt::Debug for SshAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshAuth").field("private_key", &"<redacted>").field("known_hosts", &self.known_hosts).finish()
+    }
+}
+
+/// The port of an `ssh://` URL (22 for scp-like `user@host:path` and when absent).
+pub fn ssh_port(url: &str) -> u16 {
+    url.strip_prefix("ssh://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|authority| authority.rsplit('@').next())
+        .and_then(|host_port| host_port.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(22)
+}
+
 /// One (url, branch) the controller tracks.
 pub struct GitSource {
     url: String,
@@ -24,6 +48,8 @@ pub struct GitSource {
     mirror: PathBuf,
     /// Read on use (the caller refreshes it from its source before a fetch).
     token: std::sync::Mutex<Option<String>>,
+    /// An SSH deploy key and the known_hosts it checks the server against (set before a fetch).
+    ssh: std::sync::Mutex<Option<SshAuth>>,
     /// Where fetched heads go in the mirror: the source loop's refs, or a preview's (a dry run
     /// that must not move what the source loop compares against).
     refs: &'static str,
@@ -32,7 +58,14 @@ pub struct GitSource {
 impl GitSource {
     /// `mirror` is a directory under the state dir owned by this source.
     pub fn new(url: &str, branch: &str, mirror: PathBuf, token: Option<String>) -> GitSource {
-        GitSource { url: fetchable_url(url), branch: branch.to_string(), mirror, token: std::sync::Mutex::new(token), refs: "refs/gitmoxi" }
+        GitSource {
+            url: fetchable_url(url),
+            branch: branch.to_string(),
+            mirror,
+            token: std::sync::Mutex::new(token),
+            ssh: std::sync::Mutex::new(None),
+            refs: "refs/gitmoxi",
+        }
     }
 
     /// A source that fetches into the same mirror under its own refs: a dry run or a preview
@@ -44,6 +77,11 @@ impl GitSource {
     /// Replaces the token used by the next fetch.
     pub fn set_token(&self, token: Option<String>) {
         *crate::sync::lock(&self.token) = token;
+    }
+
+    /// Replaces the SSH deploy key and known_hosts used by the next fetch.
+    pub fn set_ssh(&self, ssh: Option<SshAuth>) {
+        *crate::sync::lock(&self.ssh) = ssh;
     }
 
     pub fn url(&self) -> &str {
@@ -90,6 +128,8 @@ impl GitSource {
         let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let mut callbacks = RemoteCallbacks::new();
         let token = crate::sync::lock(&self.token).clone();
+        let ssh = crate::sync::lock(&self.ssh).clone();
+        let ssh_key = ssh.clone();
         let configured = self.url.clone();
         callbacks.credentials(move |url, username, allowed| {
             if let Some(t) = &token {
@@ -106,14 +146,45 @@ impl GitSource {
                 }
             }
             if allowed.contains(git2::CredentialType::SSH_KEY) {
+                if let Some(auth) = ssh_key.as_ref().filter(|a| !a.private_key.is_empty()) {
+                    return git2::Cred::ssh_key_from_memory(username.unwrap_or("git"), None, &auth.private_key, None);
+                }
                 return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
             }
             git2::Cred::default()
         });
+        // SSH host keys: strictly against the configured known_hosts; TLS keeps libgit2's checks
+        let port = ssh_port(&self.url);
+        // libgit2 replaces a refusal's message with its own: keep ours for the error
+        let refusal: std::sync::Arc<std::sync::Mutex<Option<String>>> = std::sync::Arc::default();
+        let refused = refusal.clone();
+        let refuse = move |why: String| {
+            *crate::sync::lock(&refused) = Some(why.clone());
+            git2::Error::from_str(&why)
+        };
+        callbacks.certificate_check(move |cert, host| {
+            let Some(hostkey) = cert.as_hostkey() else { return Ok(git2::CertificateCheckStatus::CertificatePassthrough) };
+            let Some(auth) = &ssh else {
+                return Err(refuse(format!(
+                    "{host} is an SSH server and no known_hosts is configured for this repository: set known_hosts (and ssh_key) in its [[repos]] entry"
+                )));
+            };
+            let Some(offered) = hostkey.hash_sha256() else {
+                return Err(refuse(format!("{host} offered a host key without a SHA-256 fingerprint")));
+            };
+            let file = auth.known_hosts.display().to_string();
+            let text = std::fs::read_to_string(&auth.known_hosts).map_err(|e| refuse(format!("known_hosts {file} is not readable: {e}")))?;
+            crate::git::known_hosts::check(&text, &file, host, port, offered)
+                .map(|()| git2::CertificateCheckStatus::CertificateOk)
+                .map_err(&refuse)
+        });
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks);
         let refspec = format!("+{remote_ref}:{local_ref}");
-        remote.fetch(&[refspec.as_str()], Some(&mut opts), None).map_err(fetch_err)?;
+        remote.fetch(&[refspec.as_str()], Some(&mut opts), None).map_err(|e| match crate::sync::lock(&refusal).take() {
+            Some(why) => GitError::Fetch { url: redact(&self.url), branch: self.branch.clone(), message: why },
+            None => fetch_err(e),
+        })?;
         let reference = repo.find_reference(local_ref).map_err(|e| GitError::Fetch {
             url: redact(&self.url),
             branch: self.branch.clone(),

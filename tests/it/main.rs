@@ -26,5 +26,6 @@ mod sim;
 mod sim_blue_green;
 mod sim_lambda;
 mod sim_many;
+mod ssh;
 mod support;
 mod webhooks;

@@ -84,6 +84,9 @@ struct Settings<'a> {
     /// Commit statuses of the repository, and the public URL they link to.
     forge: Option<gitmoxi::forge::ForgeTarget>,
     public_url: Option<String>,
+    /// Another URL for the repository (e.g. ssh://…) and its SSH settings.
+    repo_url: Option<String>,
+    ssh: Option<gitmoxi::config::SshConfig>,
 }
 
 impl Settings<'_> {
@@ -100,6 +103,8 @@ impl Settings<'_> {
             gmctl_tokenless: Vec::new(),
             forge: None,
             public_url: None,
+            repo_url: None,
+            ssh: None,
         }
     }
 }
@@ -155,6 +160,12 @@ impl Server {
         Self::start_through(moto, repo, settings, Faults::default(), 1).await
     }
 
+    /// A server whose repository is reached at `url` (e.g. ssh://) with `ssh` settings.
+    pub async fn start_at(moto: &Moto, repo: &TestRepo, url: &str, ssh: gitmoxi::config::SshConfig) -> Server {
+        let settings = Settings { repo_url: Some(url.to_string()), ssh: Some(ssh), ..Settings::plain(25) };
+        Self::start_through(moto, repo, settings, Faults::default(), 1).await
+    }
+
     /// A server that reports commit statuses to `target`, linking to `public_url`.
     pub async fn start_with_statuses(
         moto: &Moto,
@@ -185,15 +196,27 @@ impl Server {
     }
 
     async fn start_through(moto: &Moto, repo: &TestRepo, settings: Settings<'_>, faults: Faults, max_attempts: u32) -> Server {
-        let Settings { max_prune_percent, poll, github_secret, notify, drift_interval, llm, api_token, gmctl_tokenless, forge, public_url } =
-            settings;
+        let Settings {
+            max_prune_percent,
+            poll,
+            github_secret,
+            notify,
+            drift_interval,
+            llm,
+            api_token,
+            gmctl_tokenless,
+            forge,
+            public_url,
+            repo_url,
+            ssh,
+        } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
         let config = Config {
             repos: vec![RepoConfig {
                 name: "deploys".into(),
-                url: repo.path().display().to_string(),
+                url: repo_url.unwrap_or_else(|| repo.path().display().to_string()),
                 branches: vec!["main".into()],
                 poll_interval: poll,
                 max_prune: 3,
@@ -201,6 +224,7 @@ impl Server {
                 token: None,
                 drift: Default::default(),
                 forge,
+                ssh,
             }],
             default_region: "us-east-1".into(),
             listen: format!("127.0.0.1:{port}").parse().expect("addr"),
