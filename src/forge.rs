@@ -336,4 +336,44 @@ mod tests {
         assert_eq!(default_api_url(Forge::GitLab, "https://gitlab.com/g/p.git").as_deref(), Some("https://gitlab.com/api/v4"));
         assert_eq!(default_api_url(Forge::GitHub, "https://ghe.example/acme/d.git"), None);
     }
+
+    #[test]
+    fn a_preview_comment_is_created_once_then_updated_where_each_forge_documents_it() {
+        let github = ForgeTarget {
+            forge: Forge::GitHub,
+            api_url: "https://api.github.com".into(),
+            project: "acme/deploys".into(),
+            token: TokenSource::Env("T".into()),
+        };
+        let cases = [
+            (github.clone(), None, "POST", "https://api.github.com/repos/acme/deploys/issues/7/comments"),
+            (github.clone(), Some(42), "PATCH", "https://api.github.com/repos/acme/deploys/issues/comments/42"),
+            (
+                ForgeTarget {
+                    forge: Forge::GitLab,
+                    api_url: "https://gitlab.example/api/v4".into(),
+                    project: "g/deploys".into(),
+                    ..github.clone()
+                },
+                None,
+                "POST",
+                "https://gitlab.example/api/v4/projects/g%2Fdeploys/merge_requests/7/notes",
+            ),
+            (
+                ForgeTarget {
+                    forge: Forge::GitLab,
+                    api_url: "https://gitlab.example/api/v4".into(),
+                    project: "g/deploys".into(),
+                    ..github
+                },
+                Some(42),
+                "PUT",
+                "https://gitlab.example/api/v4/projects/g%2Fdeploys/merge_requests/7/notes/42",
+            ),
+        ];
+        for (target, existing, method, url) in cases {
+            let (m, u) = comment_request(&target, 7, existing);
+            assert_eq!((m.as_str(), u.as_str()), (method, url));
+        }
+    }
 }

@@ -482,6 +482,47 @@ async fn moto_breaker_rolls_back_a_failing_image() {
     server.stop().await;
 }
 
+/// gmctl `commit riskiq` with `[llm]`: gitmoxi's own assessment goes to the model with the risk
+/// instructions and the model gmctl names; its summary comes back on top and is kept with the
+/// assessment `riskiq get` reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_riskiq_puts_a_model_summary_on_top_of_the_assessment() {
+    let (llm_url, asked) = llm_stub().await;
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&repo, "prod/web/web", "web", "nginx:1");
+    repo.commit("web");
+    let llm = gitmoxi::llm::LlmConfig { base_url: llm_url, model: "local-model".into(), api_key: None };
+    let poll = Duration::from_secs(3600);
+    let server = Server::start_llm(&moto, &repo, 25, poll, None, (None, None), Duration::from_secs(300), Some(llm)).await;
+    server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    write_app(&repo, "prod/web/web", "web", "nginx:2");
+    let commit = repo.commit("web: nginx 2");
+    let url = repo.path().display().to_string();
+    let body = serde_json::json!({"repo_url": url, "branch": "main", "llm_model": "risk-model", "llm_provider": "groq"});
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/commits/riskiq", server.api))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["riskiq"]["ai_summary"], "The image tag nginx:fail does not exist.", "{answer}");
+    assert!(answer["message_list"].to_string().contains("llm_provider 'groq' is not used"), "{answer}");
+    let request = asked.lock().unwrap().clone().expect("the model was asked");
+    assert_eq!(request["model"], "risk-model", "the model gmctl named");
+    assert!(request["messages"][0]["content"].as_str().unwrap().contains("risk assessment"), "{request}");
+    assert!(request["messages"][1]["content"].as_str().unwrap().contains("image of container web: nginx:1 → nginx:2"), "{request}");
+    let kept: Value = reqwest::get(format!("{}/api/v1/riskiq?commit_hash={commit}", server.api)).await.unwrap().json().await.unwrap();
+    assert!(kept[0]["assessment"].as_str().unwrap().contains("model summary of the commit: The image tag"), "{kept}");
+    let svc = moto.ecs().await.describe_services().cluster("prod").services("web").send().await.unwrap();
+    assert!(svc.services()[0].task_definition().unwrap().ends_with("web:1"), "an assessment deploys nothing");
+    server.stop().await;
+}
+
 /// A local server speaking the OpenAI chat-completions API; records the last request.
 async fn llm_stub() -> (String, Arc<std::sync::Mutex<Option<Value>>>) {
     use axum::routing::post;
