@@ -43,6 +43,7 @@ pub mod forge;
 pub mod git;
 pub mod http;
 pub mod llm;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod offline;

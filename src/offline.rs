@@ -41,7 +41,7 @@ fn load(path: &Path, rev: Option<&str>, ctx: &RenderContext) -> Result<gitmoxi_d
     let tree = tree_for(path, rev)?;
     match std::env::current_exe() {
         Ok(worker) if worker.file_stem().is_some_and(|s| s == "gitmoxi") => {
-            crate::render_worker::load_sandboxed(&worker, tree.as_ref(), path, rev, ctx).map_err(OfflineError::Render)
+            crate::render_worker::load_sandboxed(&worker, tree.as_ref(), path, rev, ctx, true).map_err(OfflineError::Render)
         }
         Ok(_) | Err(_) => Ok(load_snapshot(tree.as_ref(), ctx)),
     }

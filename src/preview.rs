@@ -46,7 +46,7 @@ pub async fn render(controller: &Arc<Controller>, mirror: PathBuf, commit: Strin
     tokio::task::spawn_blocking(move || {
         let tree = crate::git::source::GitTree::open(&mirror, &commit).map_err(|e| e.to_string())?;
         match &worker {
-            Some(worker) => crate::render_worker::load_sandboxed(worker, &tree, &mirror, Some(&commit), &ctx),
+            Some(worker) => crate::render_worker::load_sandboxed(worker, &tree, &mirror, Some(&commit), &ctx, false),
             None => Ok(load_snapshot(&tree, &ctx)),
         }
     })

@@ -33,6 +33,10 @@ pub struct WorkerRequest {
     pub limits: Limits,
     /// The apps to load (`None`: all of them).
     pub only: Option<BTreeSet<String>>,
+    /// Send every rendered document (`gitmoxi render`); the controller needs only the parsed
+    /// apps, and the documents would double what crosses the pipe and what it holds per head.
+    #[serde(default)]
+    pub keep_rendered: bool,
 }
 
 /// `gitmoxi render-worker`: reads a [`WorkerRequest`] on stdin, writes the [`Snapshot`] as JSON.
@@ -42,7 +46,10 @@ pub fn run_worker() -> anyhow::Result<i32> {
     let request: WorkerRequest = serde_json::from_str(&input)?;
     let tree = crate::offline::tree_for(&request.repository, request.rev.as_deref())?;
     let ctx = RenderContext { default_region: request.default_region, limits: request.limits };
-    let snapshot = gitmoxi_deploy::spec::load_apps(tree.as_ref(), &ctx, request.only.as_ref());
+    let mut snapshot = gitmoxi_deploy::spec::load_apps(tree.as_ref(), &ctx, request.only.as_ref());
+    if !request.keep_rendered {
+        drop_rendered(&mut snapshot);
+    }
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer(&mut stdout, &snapshot)?;
     stdout.flush()?;
@@ -61,12 +68,20 @@ enum WorkerFailure {
 /// Loads `rev` of `repository` (or its work tree) through render workers started from `worker`
 /// (the gitmoxi binary). `tree` is the caller's open view of the same files: its listing is
 /// read here (cheap); rendering happens in the workers.
+/// Drops the rendered documents of every app (the parsed app keeps what deploys).
+pub fn drop_rendered(snapshot: &mut Snapshot) {
+    for app in snapshot.apps.values_mut().flatten() {
+        app.rendered.clear();
+    }
+}
+
 pub fn load_sandboxed(
     worker: &Path,
     tree: &dyn gitmoxi_deploy::spec::FileTree,
     repository: &Path,
     rev: Option<&str>,
     ctx: &RenderContext,
+    keep_rendered: bool,
 ) -> Result<Snapshot, String> {
     let grouping = group(tree.paths());
     let all: Vec<String> = grouping.apps.keys().cloned().collect();
@@ -82,6 +97,7 @@ pub fn load_sandboxed(
             default_region: ctx.default_region.clone(),
             limits: ctx.limits,
             only: Some(share.iter().cloned().collect()),
+            keep_rendered,
         };
         match run_once(worker, &request) {
             Ok(part) => snapshot.apps.extend(part.apps),
@@ -129,10 +145,10 @@ fn run_once(worker: &Path, request: &WorkerRequest) -> Result<Snapshot, WorkerFa
         let _ = stdin.write_all(&body);
     }
     let stdout = child.stdout.take().ok_or_else(|| WorkerFailure::Spawn("the render worker has no stdout".into()))?;
+    // parsed as it arrives: the answer of thousands of apps is never held as text beside the
+    // snapshot it becomes (the peak memory of a head's load)
     let reader = std::thread::spawn(move || {
-        let mut answer = Vec::new();
-        let read = stdout.take(MAX_ANSWER_BYTES).read_to_end(&mut answer);
-        read.map(|_| answer)
+        serde_json::from_reader::<_, Snapshot>(std::io::BufReader::new(stdout.take(MAX_ANSWER_BYTES))).map_err(|e| e.to_string())
     });
     let started = Instant::now();
     let status = loop {
@@ -148,9 +164,8 @@ fn run_once(worker: &Path, request: &WorkerRequest) -> Result<Snapshot, WorkerFa
         }
     };
     let answer = reader.join().map_err(|_| WorkerFailure::Died("gave an unreadable answer".into()))?;
-    let answer = answer.map_err(|e| WorkerFailure::Died(format!("gave an unreadable answer ({e})")))?;
     if !status.success() {
         return Err(WorkerFailure::Died(format!("needed more than the render worker may use ({status})")));
     }
-    serde_json::from_slice(&answer).map_err(|e| WorkerFailure::Died(format!("gave an answer that is not a snapshot ({e})")))
+    answer.map_err(|e| WorkerFailure::Died(format!("gave an answer that is not a snapshot ({e})")))
 }

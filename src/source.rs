@@ -125,9 +125,15 @@ pub async fn fetch_and_load(
         }
         let snapshot = match &worker {
             // a template that explodes in memory kills a worker, never the controller
-            Some(worker) => crate::render_worker::load_sandboxed(worker, &source.tree(&commit)?, source.mirror(), Some(&commit), &ctx)
-                .map_err(crate::git::GitError::Read)?,
-            None => load_snapshot(&source.tree(&commit)?, &ctx),
+            Some(worker) => {
+                crate::render_worker::load_sandboxed(worker, &source.tree(&commit)?, source.mirror(), Some(&commit), &ctx, false)
+                    .map_err(crate::git::GitError::Read)?
+            }
+            None => {
+                let mut snapshot = load_snapshot(&source.tree(&commit)?, &ctx);
+                crate::render_worker::drop_rendered(&mut snapshot);
+                snapshot
+            }
         };
         Ok((commit, Some(snapshot)))
     })
