@@ -36,12 +36,13 @@ pub enum OfflineError {
 }
 
 /// Loads `rev` (or the work tree) of the repository at `path` through render workers; in
-/// process when this binary cannot be found.
-fn load(path: &Path, rev: Option<&str>, ctx: &RenderContext) -> Result<gitmoxi_deploy::spec::Snapshot, OfflineError> {
+/// process when this binary cannot be found. `keep_rendered`: every rendered document too
+/// (`render` prints them; `validate` and `plan` need only the parsed apps).
+fn load(path: &Path, rev: Option<&str>, ctx: &RenderContext, keep_rendered: bool) -> Result<gitmoxi_deploy::spec::Snapshot, OfflineError> {
     let tree = tree_for(path, rev)?;
     match std::env::current_exe() {
         Ok(worker) if worker.file_stem().is_some_and(|s| s == "gitmoxi") => {
-            crate::render_worker::load_sandboxed(&worker, tree.as_ref(), path, rev, ctx, true).map_err(OfflineError::Render)
+            crate::render_worker::load_sandboxed(&worker, tree.as_ref(), path, rev, ctx, keep_rendered).map_err(OfflineError::Render)
         }
         Ok(_) | Err(_) => Ok(load_snapshot(tree.as_ref(), ctx)),
     }
@@ -57,7 +58,7 @@ pub(crate) fn tree_for(path: &Path, rev: Option<&str>) -> Result<Box<dyn FileTre
 
 /// Validates every app of the work tree at `path`; also returns repository warnings.
 pub fn validate(path: &Path, ctx: &RenderContext) -> Result<(Vec<Validation>, Vec<Diagnostic>), OfflineError> {
-    let snapshot = load(path, None, ctx)?;
+    let snapshot = load(path, None, ctx, false)?;
     let plan = intents_of_head(&snapshot, &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new(), None);
     let conflicts: BTreeMap<&str, &AppIntent> = plan.iter().filter(|e| e.intent == Intent::Conflict).map(|e| (e.app.as_str(), e)).collect();
     let mut out = Vec::new();
@@ -83,7 +84,7 @@ pub fn render(
     rev: Option<&str>,
     ctx: &RenderContext,
 ) -> Result<Result<serde_json::Value, Vec<Diagnostic>>, OfflineError> {
-    let snapshot = load(path, rev, ctx)?;
+    let snapshot = load(path, rev, ctx, true)?;
     let prefix = prefix.trim_end_matches('_');
     match snapshot.apps.get(prefix) {
         Some(Ok(app)) => {
@@ -111,9 +112,9 @@ pub fn render(
 
 /// What a reconcile at `to` would do if everything at `from` had been applied.
 pub fn plan(path: &Path, from: Option<&str>, to: &str, ctx: &RenderContext, policy: PrunePolicy) -> Result<Vec<AppIntent>, OfflineError> {
-    let to_snapshot = load(path, Some(to), ctx)?;
+    let to_snapshot = load(path, Some(to), ctx, false)?;
     let applied = match from {
-        Some(rev) => applied_as_of(&load(path, Some(rev), ctx)?),
+        Some(rev) => applied_as_of(&load(path, Some(rev), ctx, false)?),
         None => BTreeMap::new(),
     };
     Ok(intents_of_head(&to_snapshot, &applied, policy, &BTreeSet::new(), None))
