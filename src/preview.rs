@@ -21,6 +21,18 @@ pub struct Fetched {
     pub mirror: PathBuf,
 }
 
+/// A source on the repository's mirror that fetches under preview refs, with its credentials.
+async fn preview_source(
+    controller: &Controller,
+    state_dir: &std::path::Path,
+    repo: &RepoConfig,
+    branch: &str,
+) -> Result<GitSource, String> {
+    let source = GitSource::for_preview(&repo.url, branch, crate::source::mirror_dir(state_dir, repo), None);
+    crate::source::authorize(controller, repo, &source).await?;
+    Ok(source)
+}
+
 /// Fetches the branch's newest commit into the mirror under preview refs.
 pub async fn fetch_newest(
     controller: &Controller,
@@ -28,9 +40,8 @@ pub async fn fetch_newest(
     repo: &RepoConfig,
     branch: &str,
 ) -> Result<Fetched, String> {
-    let mirror = crate::source::mirror_dir(state_dir, repo);
-    let source = GitSource::for_preview(&repo.url, branch, mirror.clone(), None);
-    crate::source::authorize(controller, repo, &source).await?;
+    let source = preview_source(controller, state_dir, repo, branch).await?;
+    let mirror = source.mirror().to_path_buf();
     let latest = tokio::task::spawn_blocking(move || source.fetch())
         .await
         .map_err(|e| format!("the fetch task failed: {e}"))?
@@ -225,9 +236,8 @@ pub async fn preview_rev(
     branch: &str,
     rev: &str,
 ) -> Result<PlanPreview, String> {
-    let mirror = crate::source::mirror_dir(state_dir, repo);
-    let source = GitSource::for_preview(&repo.url, branch, mirror.clone(), None);
-    crate::source::authorize(controller, repo, &source).await?;
+    let source = preview_source(controller, state_dir, repo, branch).await?;
+    let mirror = source.mirror().to_path_buf();
     let rev = rev.trim().to_string();
     let commit = tokio::task::spawn_blocking(move || -> Result<String, String> {
         if crate::git::changes::is_commit_id(&rev) {

@@ -29,6 +29,28 @@ pub struct PullRequest {
     pub head_ref: String,
 }
 
+/// Every URL a GitHub payload's `repository` gives (clone, SSH, git, web).
+fn github_urls(v: &Value) -> Result<Vec<String>, String> {
+    let repo = v.get("repository").ok_or("the payload has no \"repository\"")?;
+    Ok(["clone_url", "ssh_url", "git_url", "html_url", "url"]
+        .iter()
+        .filter_map(|k| repo.get(*k).and_then(Value::as_str).map(str::to_string))
+        .collect())
+}
+
+/// Every URL a GitLab payload's `project` and `repository` give.
+fn gitlab_urls(v: &Value) -> Vec<String> {
+    ["project", "repository"]
+        .iter()
+        .filter_map(|holder| v.get(*holder))
+        .flat_map(|p| {
+            ["git_http_url", "git_ssh_url", "web_url", "http_url", "url", "homepage"]
+                .iter()
+                .filter_map(move |k| p.get(*k).and_then(Value::as_str).map(str::to_string))
+        })
+        .collect()
+}
+
 /// A GitHub `pull_request` payload that asks for a preview: opened, reopened or pushed to
 /// (`synchronize`); other actions (closed, labeled…) are `None`.
 pub fn parse_github_pull_request(body: &[u8]) -> Result<Option<PullRequest>, String> {
@@ -41,11 +63,7 @@ pub fn parse_github_pull_request(body: &[u8]) -> Result<Option<PullRequest>, Str
     let number = v.get("number").or_else(|| pr.get("number")).and_then(Value::as_u64).ok_or("the payload has no pull request number")?;
     let base_branch = pr.pointer("/base/ref").and_then(Value::as_str).ok_or("the payload has no pull_request.base.ref")?;
     let head_sha = pr.pointer("/head/sha").and_then(Value::as_str).ok_or("the payload has no pull_request.head.sha")?;
-    let repo = v.get("repository").ok_or("the payload has no \"repository\"")?;
-    let urls = ["clone_url", "ssh_url", "git_url", "html_url", "url"]
-        .iter()
-        .filter_map(|k| repo.get(*k).and_then(Value::as_str).map(str::to_string))
-        .collect();
+    let urls = github_urls(&v)?;
     Ok(Some(PullRequest {
         urls,
         base_branch: base_branch.to_string(),
@@ -66,16 +84,7 @@ pub fn parse_gitlab_merge_request(body: &[u8]) -> Result<Option<PullRequest>, St
     let number = attrs.get("iid").and_then(Value::as_u64).ok_or("the payload has no object_attributes.iid")?;
     let base_branch = attrs.get("target_branch").and_then(Value::as_str).ok_or("the payload has no object_attributes.target_branch")?;
     let head_sha = attrs.pointer("/last_commit/id").and_then(Value::as_str).ok_or("the payload has no object_attributes.last_commit.id")?;
-    let mut urls = Vec::new();
-    for holder in ["project", "repository"] {
-        if let Some(p) = v.get(holder) {
-            for k in ["git_http_url", "git_ssh_url", "web_url", "http_url", "url", "homepage"] {
-                if let Some(u) = p.get(k).and_then(Value::as_str) {
-                    urls.push(u.to_string());
-                }
-            }
-        }
-    }
+    let urls = gitlab_urls(&v);
     Ok(Some(PullRequest {
         urls,
         base_branch: base_branch.to_string(),
@@ -91,11 +100,7 @@ pub fn parse_github_push(body: &[u8]) -> Result<Option<Push>, String> {
     let Some(branch) = v.get("ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("refs/heads/")) else {
         return Ok(None); // a tag push or another ref: not a branch head
     };
-    let repo = v.get("repository").ok_or("the payload has no \"repository\"")?;
-    let urls = ["clone_url", "ssh_url", "git_url", "html_url", "url"]
-        .iter()
-        .filter_map(|k| repo.get(*k).and_then(Value::as_str).map(str::to_string))
-        .collect();
+    let urls = github_urls(&v)?;
     Ok(Some(Push { urls, branch: branch.to_string() }))
 }
 
@@ -103,16 +108,7 @@ pub fn parse_github_push(body: &[u8]) -> Result<Option<Push>, String> {
 pub fn parse_gitlab_push(body: &[u8]) -> Result<Option<Push>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("the payload is not JSON: {e}"))?;
     let Some(branch) = v.get("ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("refs/heads/")) else { return Ok(None) };
-    let mut urls = Vec::new();
-    for holder in ["project", "repository"] {
-        if let Some(p) = v.get(holder) {
-            for k in ["git_http_url", "git_ssh_url", "web_url", "http_url", "url", "homepage"] {
-                if let Some(u) = p.get(k).and_then(Value::as_str) {
-                    urls.push(u.to_string());
-                }
-            }
-        }
-    }
+    let urls = gitlab_urls(&v);
     Ok(Some(Push { urls, branch: branch.to_string() }))
 }
 

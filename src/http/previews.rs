@@ -9,6 +9,7 @@
 //! A preview fetches under preview refs and renders in the memory-capped workers; it never
 //! loads a head, deploys or changes what the controller plans.
 
+use super::webhooks::ignored;
 use super::{error, HttpState};
 use crate::config::RepoConfig;
 use axum::extract::{Query, State};
@@ -73,14 +74,10 @@ pub fn on_pull_request(state: &HttpState, provider: &str, pr: PullRequest) -> Re
     let named: Vec<String> = pr.urls.iter().map(|u| normalize_url(u)).collect();
     let repo = state.repos.configs().into_iter().find(|r| named.contains(&normalize_url(&r.url)) && r.branches.contains(&pr.base_branch));
     let Some(repo) = repo else {
-        state.controller.metrics.webhooks_total.with_label_values(&[provider, "ignored"]).inc();
-        let reason = format!("no tracked repository has branch '{}' at that URL", pr.base_branch);
-        return (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": reason}))).into_response();
+        return ignored(state, provider, format!("no tracked repository has branch '{}' at that URL", pr.base_branch));
     };
     if repo.forge.is_none() {
-        state.controller.metrics.webhooks_total.with_label_values(&[provider, "ignored"]).inc();
-        let reason = format!("repository {} has no [repos.forge]: no preview is posted", repo.name);
-        return (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": reason}))).into_response();
+        return ignored(state, provider, format!("repository {} has no [repos.forge]: no preview is posted", repo.name));
     }
     state.controller.metrics.webhooks_total.with_label_values(&[provider, "accepted"]).inc();
     let number = pr.number;

@@ -3,7 +3,7 @@
 //! `[llm]` configured, a model-written summary on top) and keeps it; `GET /api/v1/riskiq` reads
 //! the kept assessments of a commit, optionally of one file.
 
-use super::v1::{changed_files, tracked_request, CommitRequest};
+use super::v1::{changed_files, fetch_tracked, CommitRequest};
 use super::{error, HttpState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
@@ -41,15 +41,9 @@ struct Kept {
 
 /// `gmctl commit riskiq -r URL -b BRANCH`: fetch the newest commit, render it, assess it.
 pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequest>, JsonRejection>) -> Response {
-    let (req, repo) = match tracked_request(&state, body) {
+    let (req, repo, fetched) = match fetch_tracked(&state, body, "the assessment").await {
         Ok(found) => found,
         Err(resp) => return *resp,
-    };
-    let fetched = match crate::preview::fetch_newest(&state.controller, &state.state_dir, &repo, &req.branch).await {
-        Ok(f) => f,
-        Err(e) => {
-            return error(StatusCode::BAD_GATEWAY, format!("the assessment could not fetch {}: {e}", crate::git::source::redact(&repo.url)))
-        }
     };
     let artifacts = match changed_files(&fetched).await {
         Ok(v) => v,

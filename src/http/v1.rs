@@ -221,7 +221,7 @@ pub(crate) fn tracked(state: &HttpState, url: &str, branch: &str) -> Result<crat
 }
 
 /// The commit request and the tracked repository it names, or the answer saying what is wrong.
-pub(crate) fn tracked_request(
+fn tracked_request(
     state: &HttpState,
     body: Result<Json<CommitRequest>, JsonRejection>,
 ) -> Result<(CommitRequest, crate::config::RepoConfig), Box<Response>> {
@@ -302,15 +302,9 @@ fn short(commit: &str) -> &str {
 /// the files it changed since the last known commit, with the rendered documents of each changed
 /// app when `process_template` is set. Deploys nothing.
 pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequest>, JsonRejection>) -> Response {
-    let (req, repo) = match tracked_request(&state, body) {
+    let (req, _, fetched) = match fetch_tracked(&state, body, "the dry run").await {
         Ok(found) => found,
         Err(resp) => return *resp,
-    };
-    let fetched = match crate::preview::fetch_newest(&state.controller, &state.state_dir, &repo, &req.branch).await {
-        Ok(f) => f,
-        Err(e) => {
-            return error(StatusCode::BAD_GATEWAY, format!("the dry run could not fetch {}: {e}", crate::git::source::redact(&repo.url)))
-        }
     };
     if fetched.last_known.as_deref() == Some(fetched.latest.as_str()) {
         return Json(json!({
@@ -347,6 +341,22 @@ pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequ
         }
     }
     Json(json!({"latest_commit_hash": fetched.latest, "deployment_artifacts_from_changed_files": artifacts})).into_response()
+}
+
+/// The request, its tracked repository and that branch's newest commit fetched under preview
+/// refs; or the answer saying what is wrong (`what` names the command in it).
+pub(crate) async fn fetch_tracked(
+    state: &HttpState,
+    body: Result<Json<CommitRequest>, JsonRejection>,
+    what: &str,
+) -> Result<(CommitRequest, crate::config::RepoConfig, crate::preview::Fetched), Box<Response>> {
+    let (req, repo) = tracked_request(state, body)?;
+    match crate::preview::fetch_newest(&state.controller, &state.state_dir, &repo, &req.branch).await {
+        Ok(fetched) => Ok((req, repo, fetched)),
+        Err(e) => {
+            Err(Box::new(error(StatusCode::BAD_GATEWAY, format!("{what} could not fetch {}: {e}", crate::git::source::redact(&repo.url)))))
+        }
+    }
 }
 
 /// Gitmoxi's `deployment_artifacts_from_changed_files`: the relevant files between the last

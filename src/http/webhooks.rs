@@ -49,15 +49,22 @@ fn outcome(state: &HttpState, provider: &str, result: &str) {
     state.controller.metrics.webhooks_total.with_label_values(&[provider, result]).inc();
 }
 
+/// A webhook acknowledged and not acted on (202), counted.
+pub(crate) fn ignored(state: &HttpState, provider: &str, reason: impl Into<String>) -> Response {
+    outcome(state, provider, "ignored");
+    (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": reason.into()}))).into_response()
+}
+
+/// A signed webhook whose payload is not what its event promises (400), counted.
+fn bad_request(state: &HttpState, provider: &str, why: String) -> Response {
+    outcome(state, provider, "bad_request");
+    error(StatusCode::BAD_REQUEST, why)
+}
+
 fn wake(state: &HttpState, provider: &str, push: Push) -> Response {
     let hits = targets_of(&state.repos, &push);
     if hits.is_empty() {
-        outcome(state, provider, "ignored");
-        return (
-            StatusCode::ACCEPTED,
-            Json(json!({"status": "ignored", "reason": format!("no tracked repository has branch '{}' at that URL", push.branch)})),
-        )
-            .into_response();
+        return ignored(state, provider, format!("no tracked repository has branch '{}' at that URL", push.branch));
     }
     let repos: Vec<String> = hits.iter().map(|t| format!("{}@{}", t.repo, t.branch)).collect();
     for t in hits {
@@ -87,35 +94,15 @@ pub async fn github(State(state): State<HttpState>, headers: HeaderMap, body: By
         }
         Some("push") => match parse_github_push(&body) {
             Ok(Some(push)) => wake(&state, "github", push),
-            Ok(None) => {
-                outcome(&state, "github", "ignored");
-                (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": "not a branch push"}))).into_response()
-            }
-            Err(why) => {
-                outcome(&state, "github", "bad_request");
-                error(StatusCode::BAD_REQUEST, why)
-            }
+            Ok(None) => ignored(&state, "github", "not a branch push"),
+            Err(why) => bad_request(&state, "github", why),
         },
         Some("pull_request") => match parse_github_pull_request(&body) {
             Ok(Some(pr)) => super::previews::on_pull_request(&state, "github", pr),
-            Ok(None) => {
-                outcome(&state, "github", "ignored");
-                (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": "this pull request action needs no preview"})))
-                    .into_response()
-            }
-            Err(why) => {
-                outcome(&state, "github", "bad_request");
-                error(StatusCode::BAD_REQUEST, why)
-            }
+            Ok(None) => ignored(&state, "github", "this pull request action needs no preview"),
+            Err(why) => bad_request(&state, "github", why),
         },
-        other => {
-            outcome(&state, "github", "ignored");
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({"status": "ignored", "reason": format!("event {:?} is not handled", other.unwrap_or("none"))})),
-            )
-                .into_response()
-        }
+        other => ignored(&state, "github", format!("event {:?} is not handled", other.unwrap_or("none"))),
     }
 }
 
@@ -132,35 +119,15 @@ pub async fn gitlab(State(state): State<HttpState>, headers: HeaderMap, body: By
     match headers.get("x-gitlab-event").and_then(|v| v.to_str().ok()) {
         Some("Push Hook") => match parse_gitlab_push(&body) {
             Ok(Some(push)) => wake(&state, "gitlab", push),
-            Ok(None) => {
-                outcome(&state, "gitlab", "ignored");
-                (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": "not a branch push"}))).into_response()
-            }
-            Err(why) => {
-                outcome(&state, "gitlab", "bad_request");
-                error(StatusCode::BAD_REQUEST, why)
-            }
+            Ok(None) => ignored(&state, "gitlab", "not a branch push"),
+            Err(why) => bad_request(&state, "gitlab", why),
         },
         Some("Merge Request Hook") => match parse_gitlab_merge_request(&body) {
             Ok(Some(pr)) => super::previews::on_pull_request(&state, "gitlab", pr),
-            Ok(None) => {
-                outcome(&state, "gitlab", "ignored");
-                (StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": "this merge request action needs no preview"})))
-                    .into_response()
-            }
-            Err(why) => {
-                outcome(&state, "gitlab", "bad_request");
-                error(StatusCode::BAD_REQUEST, why)
-            }
+            Ok(None) => ignored(&state, "gitlab", "this merge request action needs no preview"),
+            Err(why) => bad_request(&state, "gitlab", why),
         },
-        other => {
-            outcome(&state, "gitlab", "ignored");
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({"status": "ignored", "reason": format!("event {:?} is not handled", other.unwrap_or("none"))})),
-            )
-                .into_response()
-        }
+        other => ignored(&state, "gitlab", format!("event {:?} is not handled", other.unwrap_or("none"))),
     }
 }
 

@@ -252,7 +252,8 @@ async fn a_rebound_host_name_and_a_foreign_origin_are_refused() {
 /// (these tests need no AWS), started through `sh` with `ulimit -n open_files` when given.
 fn serve_binary(repo: &crate::support::TestRepo, state: &std::path::Path, port: u16, open_files: Option<u32>) -> std::process::Child {
     let limit = open_files.map_or_else(String::new, |n| format!("ulimit -n {n} && "));
-    std::process::Command::new("sh")
+    let mut command = std::process::Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("{limit}exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_gitmoxi"))
@@ -260,15 +261,19 @@ fn serve_binary(repo: &crate::support::TestRepo, state: &std::path::Path, port: 
         .arg(repo.path())
         .args(["--branch", "main", "--poll-interval", "300ms", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
         .arg(state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    unreachable_aws(&mut command).spawn().expect("gitmoxi serve starts")
+}
+
+/// AWS at a closed loopback port, one attempt: a serve that needs no AWS answers at once.
+fn unreachable_aws(command: &mut std::process::Command) -> &mut std::process::Command {
+    command
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_MAX_ATTEMPTS", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("gitmoxi serve starts")
 }
 
 /// Issue 13, medium: 1,100 idle connections made /healthz time out (and, at the common 1,024
@@ -398,13 +403,9 @@ async fn serve_runs_with_one_malloc_arena_unless_the_operator_chose_otherwise() 
             .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
             .arg(state.path())
             .env_remove("MALLOC_ARENA_MAX")
-            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_MAX_ATTEMPTS", "1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
+        unreachable_aws(&mut command);
         if let Some(v) = preset {
             command.env("MALLOC_ARENA_MAX", v);
         }
