@@ -41,6 +41,14 @@ pub enum StoreError {
     Flush(String),
 }
 
+/// sled reports a held directory lock as an `Other` error wrapping the OS's `WouldBlock`.
+fn is_lock_contention(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock"),
+        _ => false,
+    }
+}
+
 /// What a sled error means for an operator: corruption is not a disk-space problem.
 fn describe_sled(e: &sled::Error) -> String {
     match e {
@@ -48,7 +56,7 @@ fn describe_sled(e: &sled::Error) -> String {
             "the state store is corrupt ({e}); move the state directory aside (e.g. mv state state.corrupt) and start again: \
              gitmoxi then starts from an empty store and adopts every app AWS already runs as the head renders it"
         ),
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+        sled::Error::Io(io) if is_lock_contention(e) => {
             format!("the state store is in use by another process ({io}); stop the other gitmoxi or give this one its own --state-dir")
         }
         sled::Error::Io(_) => format!("state store I/O failed: {e}; check the state directory's disk space and permissions"),
@@ -207,10 +215,28 @@ fn migrate_v1(db: &sled::Db) -> Result<(), StoreError> {
 /// and the controller keeps what it reads often in memory itself.
 const STORE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// How long opening waits for the directory's lock: sled releases it when its last background
+/// thread lets go of the database, which can be a moment after the handle was dropped (a reopen in
+/// the same process, a restart that follows its predecessor closely). A lock held longer than this
+/// belongs to another process and is reported as such.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn open_waiting_for_lock(config: sled::Config) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(e) if is_lock_contention(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir).flush_every_ms(Some(500)).cache_capacity(STORE_CACHE_BYTES).open()?;
+        let db = open_waiting_for_lock(sled::Config::new().path(dir).flush_every_ms(Some(500)).cache_capacity(STORE_CACHE_BYTES))?;
         Self::from_db(db, false)
     }
 
@@ -218,7 +244,7 @@ impl Store {
     /// [`Store::flush`] (or sled's own buffer writes) put in the files survives a copy of `dir`
     /// taken at any moment — a crash image. Flushes run in place, as a temporary store's.
     pub fn open_for_simulation(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir).flush_every_ms(None).cache_capacity(STORE_CACHE_BYTES).open()?;
+        let db = open_waiting_for_lock(sled::Config::new().path(dir).flush_every_ms(None).cache_capacity(STORE_CACHE_BYTES))?;
         Self::from_db(db, true)
     }
 

@@ -328,3 +328,13 @@ fn a_corrupt_store_says_so_and_how_to_move_it_aside() {
     assert!(message.contains("corrupt") && message.contains("move the state directory aside"), "{message}");
     assert!(!message.contains("disk space"), "{message}");
 }
+
+#[test]
+fn a_store_held_by_another_handle_is_refused_with_the_reason_after_a_short_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Store::open(dir.path()).unwrap();
+    let started = std::time::Instant::now();
+    let e = Store::open(dir.path()).err().expect("the directory is locked");
+    assert!(e.to_string().contains("in use by another process"), "{e}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "it waited for the lock first");
+}
