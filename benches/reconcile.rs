@@ -40,6 +40,7 @@ async fn bench(n: usize) -> (Duration, Duration, u32) {
         seed: 1,
         drift_interval: Duration::from_secs(3600),
         own_account: Some("123456789012".into()),
+        account_roles: Default::default(),
         render_limits: Default::default(),
         render_worker: None,
     };

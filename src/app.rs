@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 /// Runs until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let aws: Arc<dyn AwsProvider> = Arc::new(SdkProvider::load(config.aws_max_attempts, metrics.aws.clone()).await);
+    let aws: Arc<dyn AwsProvider> =
+        Arc::new(SdkProvider::load(config.aws_max_attempts, metrics.aws.clone()).await.with_roles(&config.accounts));
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -80,6 +81,9 @@ pub async fn run_with(
             seed,
             drift_interval: config.drift_interval,
             own_account,
+            account_roles: gitmoxi_deploy::accounts::AccountRoles::new(
+                config.accounts.iter().map(|(id, role)| (id.clone(), role.regions.clone())),
+            ),
             render_limits: config.limits,
             render_worker: Some(match &config.render_worker {
                 Some(path) => path.clone(),

@@ -2,6 +2,7 @@
 //! (SPEC §7.1). Parsed once into typed, validated values (rule 10).
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -80,6 +81,8 @@ pub struct Config {
     /// `[gmctl] tokenless_networks`: source networks whose `/api/v1` calls need no token
     /// (gmctl sends none). Empty (the default): every API call needs the token.
     pub gmctl_tokenless_networks: Vec<ipnet::IpNet>,
+    /// `[accounts]`: the role of each workload account, by account id (SPEC §7.4).
+    pub accounts: BTreeMap<String, crate::aws::accounts::AccountRole>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,7 +112,20 @@ struct FileConfig {
     gmctl: Option<FileGmctl>,
     public_url: Option<String>,
     #[serde(default)]
+    accounts: BTreeMap<String, FileAccount>,
+    #[serde(default)]
     repos: Vec<FileRepo>,
+}
+
+/// `[accounts."123456789012"]`: the role gitmoxi assumes to deploy into that account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAccount {
+    role_arn: String,
+    external_id: Option<String>,
+    session_name: Option<String>,
+    /// The regions apps of this account may run in (absent: any).
+    regions: Option<Vec<String>>,
 }
 
 /// `[repos.forge]`: the forge API that gets commit statuses and pull-request plan previews.
@@ -274,6 +290,55 @@ fn ssh_config(i: usize, r: &FileRepo) -> Result<Option<SshConfig>, ConfigError> 
             Ok(Some(SshConfig { key, known_hosts: known_hosts.clone() }))
         }
     }
+}
+
+/// Checks `[accounts."ID"]`: a 12-digit id, a role ARN of that account, and what STS accepts
+/// for the external id and session name, so a typo fails at start and not at the first deploy.
+fn account_role(id: &str, a: FileAccount) -> Result<crate::aws::accounts::AccountRole, ConfigError> {
+    let what = format!("[accounts.\"{id}\"]");
+    if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConfigError::Invalid(format!("{what}: an account id is 12 digits, e.g. [accounts.\"123456789012\"]")));
+    }
+    let parts: Vec<&str> = a.role_arn.splitn(6, ':').collect();
+    let valid_arn = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[5].starts_with("role/")
+        && parts[5].len() > "role/".len();
+    if !valid_arn {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: role_arn '{}' is not a role ARN; write arn:aws:iam::{id}:role/NAME",
+            a.role_arn
+        )));
+    }
+    if parts[4] != id {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: role_arn '{}' is a role of account {}, not {id}; a workload account's role lives in that account",
+            a.role_arn, parts[4]
+        )));
+    }
+    let sts_text = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
+    let session_name = a.session_name.unwrap_or_else(|| "gitmoxi".into());
+    if !(2..=64).contains(&session_name.len()) || !sts_text(&session_name) {
+        return Err(ConfigError::Invalid(format!("{what}: session_name '{session_name}' must be 2 to 64 letters, digits or +=,.@-_")));
+    }
+    if let Some(e) = &a.external_id {
+        if !(2..=1224).contains(&e.len()) || !e.chars().all(|c| sts_text(&c.to_string()) || c == ':' || c == '/') {
+            return Err(ConfigError::Invalid(format!("{what}: external_id must be 2 to 1224 letters, digits or +=,.@:/-_")));
+        }
+    }
+    let regions = match a.regions {
+        None => gitmoxi_deploy::accounts::AllowedRegions::Any,
+        Some(list) if list.is_empty() || list.iter().any(|r| r.trim().is_empty()) => {
+            return Err(ConfigError::Invalid(format!(
+                "{what}: regions is empty or holds an empty name; list regions such as [\"us-east-1\"], or remove it to allow any"
+            )));
+        }
+        Some(list) => gitmoxi_deploy::accounts::AllowedRegions::Only(list),
+    };
+    Ok(crate::aws::accounts::AccountRole { role_arn: a.role_arn, external_id: a.external_id, session_name, regions })
 }
 
 /// Parses `[gmctl] tokenless_networks`; a bare address is a single host.
@@ -462,6 +527,11 @@ impl Config {
             allowed_hosts: file.allowed_hosts,
             public_url: file.public_url.filter(|u| !u.trim().is_empty()),
             gmctl_tokenless_networks: tokenless_networks(file.gmctl.map(|g| g.tokenless_networks).unwrap_or_default())?,
+            accounts: file
+                .accounts
+                .into_iter()
+                .map(|(id, a)| Ok((id.clone(), account_role(&id, a)?)))
+                .collect::<Result<_, ConfigError>>()?,
             render_worker: None,
             limits: {
                 let given = file.limits.unwrap_or_default();
@@ -657,5 +727,40 @@ max_prune = 5
         std::fs::write(&path, "regoin = 'x'").unwrap();
         let e = Config::load(&Overrides { config: Some(path), ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("regoin"), "{e}");
+    }
+
+    #[test]
+    fn accounts_name_their_role_and_a_mistake_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitmoxi.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&Overrides { config: Some(path.clone()), ..Default::default() })
+        };
+        let c = load(
+            "[accounts.\"111111111111\"]\nrole_arn = \"arn:aws:iam::111111111111:role/gitmoxi-deploy\"\n\
+             [accounts.\"222222222222\"]\nrole_arn = \"arn:aws:iam::222222222222:role/gitmoxi-deploy\"\n\
+             external_id = \"acme-prod\"\nsession_name = \"gitmoxi-eu\"\nregions = [\"eu-west-1\"]\n",
+        )
+        .unwrap();
+        let a = &c.accounts["111111111111"];
+        assert_eq!((a.session_name.as_str(), a.external_id.as_deref()), ("gitmoxi", None), "defaults");
+        assert_eq!(a.regions, gitmoxi_deploy::accounts::AllowedRegions::Any);
+        let b = &c.accounts["222222222222"];
+        assert_eq!((b.session_name.as_str(), b.external_id.as_deref()), ("gitmoxi-eu", Some("acme-prod")));
+        assert_eq!(b.regions, gitmoxi_deploy::accounts::AllowedRegions::Only(vec!["eu-west-1".into()]));
+        assert!(load("").unwrap().accounts.is_empty(), "no accounts: only the controller's own");
+        for (text, says) in [
+            ("[accounts.\"1111\"]\nrole_arn = \"arn:aws:iam::1111:role/x\"\n", "12 digits"),
+            ("[accounts.\"111111111111\"]\nrole_arn = \"gitmoxi-deploy\"\n", "not a role ARN"),
+            ("[accounts.\"111111111111\"]\nrole_arn = \"arn:aws:iam::999999999999:role/gitmoxi\"\n", "a role of account 999999999999"),
+            ("[accounts.\"111111111111\"]\nrole_arn = \"arn:aws:iam::111111111111:role/g\"\nsession_name = \"a b\"\n", "session_name"),
+            ("[accounts.\"111111111111\"]\nrole_arn = \"arn:aws:iam::111111111111:role/g\"\nexternal_id = \"x\"\n", "external_id"),
+            ("[accounts.\"111111111111\"]\nrole_arn = \"arn:aws:iam::111111111111:role/g\"\nregions = []\n", "regions is empty"),
+            ("[accounts.\"111111111111\"]\nrole = \"arn:aws:iam::111111111111:role/g\"\n", "unknown field `role`"),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 }

@@ -45,7 +45,13 @@ pub fn next_step(record: &DeploymentRecord) -> String {
         FailureCause::NotOwned => "the resource exists but was not created by this app (no gitmoxi:app tag): delete it by hand, or tag it `gitmoxi:app` to adopt it".to_string(),
         FailureCause::OperatorRollback => "an operator rolled this deployment back; push a fix or run `gitmoxi sync --force` to try again".to_string(),
         FailureCause::AccountNotConfigured { account, .. } => format!(
-            "nothing was deployed: remove environment.account from the depdef to deploy into this controller's account, or run gitmoxi in account {account} (cross-account roles are not supported yet)"
+            "nothing was deployed: give gitmoxi a role in account {account} ([accounts.\"{account}\"] role_arn = \"arn:aws:iam::{account}:role/gitmoxi-deploy\" in the config file; the role trusts the controller with packaging/account-trust-policy.json and carries packaging/account-deploy-policy.json), or remove environment.account from the depdef to deploy into this controller's own account; then run `gitmoxi sync --force {app}`"
+        ),
+        FailureCause::AccountRegionNotAllowed { account, region, .. } => format!(
+            "nothing was deployed: add {region} to the regions of [accounts.\"{account}\"] in the config file if this account may run there, or fix environment.region in the depdef"
+        ),
+        FailureCause::AssumeRoleFailed { account, .. } => format!(
+            "nothing was touched in account {account}: check that the role exists, that its trust policy allows this controller's role and the external_id, if set (packaging/account-trust-policy.json), and that the controller's policy lets it call sts:AssumeRole on the role (roles named gitmoxi-… in packaging/iam-policy.json); then run `gitmoxi sync --force {app}`"
         ),
     }
 }

@@ -11,6 +11,7 @@
 #![deny(clippy::wildcard_enum_match_arm)]
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod advice;
 pub mod breaker;
 pub mod checks;

@@ -127,6 +127,24 @@ pub enum FailureCause {
         /// The controller's own account, when STS told it.
         own: Option<String>,
     },
+    /// The app's region is not among the regions its account's role may be used in.
+    AccountRegionNotAllowed {
+        /// The account the app names.
+        account: String,
+        /// The app's region.
+        region: String,
+        /// The account's `regions`.
+        allowed: Vec<String>,
+    },
+    /// STS refused the account's role (AssumeRole): nothing was touched in that account.
+    AssumeRoleFailed {
+        /// The account the app names.
+        account: String,
+        /// STS's error code (e.g. AccessDenied).
+        code: String,
+        /// STS's message, with the role.
+        message: String,
+    },
 }
 
 impl FailureCause {
@@ -148,6 +166,8 @@ impl FailureCause {
             FailureCause::NotOwned => "not_owned",
             FailureCause::OperatorRollback => "operator_rollback",
             FailureCause::AccountNotConfigured { .. } => "account_not_configured",
+            FailureCause::AccountRegionNotAllowed { .. } => "account_region_not_allowed",
+            FailureCause::AssumeRoleFailed { .. } => "assume_role_failed",
         }
     }
 }
@@ -176,6 +196,12 @@ impl fmt::Display for FailureCause {
                 "no role configured for account {account}: this gitmoxi runs in account {}",
                 own.as_deref().unwrap_or("unknown (STS GetCallerIdentity failed at start)")
             ),
+            FailureCause::AccountRegionNotAllowed { account, region, allowed } => {
+                write!(f, "region {region} is not allowed for account {account} (its regions: {})", allowed.join(", "))
+            }
+            FailureCause::AssumeRoleFailed { account, code, message } => {
+                write!(f, "could not assume the role of account {account}: {code}: {message}")
+            }
         }
     }
 }

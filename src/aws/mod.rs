@@ -5,6 +5,7 @@
 //! are test doubles: they live in the `gitmoxi-testing` crate (`testing/`), never in the
 //! shipped binary.
 
+pub mod accounts;
 pub mod error;
 pub mod iam;
 pub mod pool;
@@ -149,6 +150,10 @@ pub trait Alarms: Send + Sync {
 pub trait AwsProvider: Send + Sync {
     /// The account the controller's own credentials belong to (STS GetCallerIdentity).
     async fn caller_account(&self) -> Result<String, AwsError>;
+    /// Whether calls can reach `account` (none: the controller's own) in `region`: for an account
+    /// with a role, its credentials are obtained (STS AssumeRole, cached); an account without one
+    /// (other than the controller's own) is refused. Nothing in the account is touched.
+    async fn reach(&self, account: Option<&str>, region: &str) -> Result<(), AwsError>;
     fn ecs(&self, account: Option<&str>, region: &str) -> Arc<dyn Ecs>;
     fn elb(&self, account: Option<&str>, region: &str) -> Arc<dyn Elb>;
     fn alarms(&self, account: Option<&str>, region: &str) -> Arc<dyn Alarms>;

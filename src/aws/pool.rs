@@ -1,7 +1,8 @@
-//! One SDK client per (account, region), built lazily from the shared AWS configuration.
-//!
-//! Cross-account roles (SPEC §7.4) plug in here; without one, `account` only separates caches.
+//! One SDK client per (account, region), built lazily from the shared AWS configuration: the
+//! controller's own credentials for its own account, the account's assumed role for an account
+//! in `[accounts]` (SPEC §7.4), and credentials that refuse every call for any other account.
 
+use super::accounts::{AccountRole, AssumedRole};
 use super::sdk_alarms::SdkAlarms;
 use super::sdk_apigw::SdkApiGateway;
 use super::sdk_ecs::SdkEcs;
@@ -10,8 +11,8 @@ use super::sdk_lambda::SdkLambda;
 use super::{Alarms, ApiGateway, AwsError, AwsProvider, Ecs, Elb, Lambda};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Clients keyed by (account, region).
 type ClientCache<T> = Mutex<HashMap<(Option<String>, String), Arc<T>>>;
@@ -25,6 +26,10 @@ pub struct SdkProvider {
     lambda: ClientCache<dyn Lambda>,
     apigw: ClientCache<dyn ApiGateway>,
     metrics: crate::metrics::AwsCallMetrics,
+    /// The accounts with a role, by account id.
+    roles: BTreeMap<String, Arc<AssumedRole>>,
+    /// The controller's own account, once STS told it.
+    own: OnceLock<String>,
 }
 
 impl SdkProvider {
@@ -48,6 +53,26 @@ impl SdkProvider {
             lambda: Mutex::new(HashMap::new()),
             apigw: Mutex::new(HashMap::new()),
             metrics,
+            roles: BTreeMap::new(),
+            own: OnceLock::new(),
+        }
+    }
+
+    /// Reaches the accounts of `[accounts]` through their roles.
+    pub fn with_roles(mut self, roles: &BTreeMap<String, AccountRole>) -> SdkProvider {
+        self.roles = roles.iter().map(|(id, role)| (id.clone(), Arc::new(AssumedRole::new(&self.base, id, role.clone())))).collect();
+        self
+    }
+
+    /// The configuration calls into `account` use (see the module header).
+    fn config_of(&self, account: Option<&str>) -> SdkConfig {
+        match account {
+            None => self.base.clone(),
+            Some(id) => match self.roles.get(id) {
+                Some(role) => role.config(&self.base),
+                None if self.own.get().is_some_and(|own| own == id) => self.base.clone(),
+                None => super::accounts::refusing_config(&self.base, id),
+            },
         }
     }
 }
@@ -62,49 +87,61 @@ fn cached<T: ?Sized>(cache: &ClientCache<T>, account: Option<&str>, region: &str
 #[async_trait::async_trait]
 impl AwsProvider for SdkProvider {
     async fn caller_account(&self) -> Result<String, AwsError> {
-        super::sdk_sts::caller_account(&self.base).await
+        let own = super::sdk_sts::caller_account(&self.base).await?;
+        let _ = self.own.set(own.clone());
+        Ok(own)
+    }
+
+    async fn reach(&self, account: Option<&str>, _region: &str) -> Result<(), AwsError> {
+        let Some(id) = account else { return Ok(()) };
+        match self.roles.get(id) {
+            Some(role) => role.credentials().await.map(|_| ()),
+            None if self.own.get().is_some_and(|own| own == id) => Ok(()),
+            None => Err(super::accounts::not_configured(id)),
+        }
     }
 
     fn ecs(&self, account: Option<&str>, region: &str) -> Arc<dyn Ecs> {
         cached(&self.ecs, account, region, |r| {
-            let conf = aws_sdk_ecs::config::Builder::from(&self.base).region(r).build();
+            let conf = aws_sdk_ecs::config::Builder::from(&self.config_of(account)).region(r).build();
             Arc::new(SdkEcs::new(aws_sdk_ecs::Client::from_conf(conf), self.metrics.clone()))
         })
     }
 
     fn elb(&self, account: Option<&str>, region: &str) -> Arc<dyn Elb> {
         cached(&self.elb, account, region, |r| {
-            let conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.base).region(r).build();
+            let conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.config_of(account)).region(r).build();
             Arc::new(SdkElb::new(aws_sdk_elasticloadbalancingv2::Client::from_conf(conf), self.metrics.clone()))
         })
     }
 
     fn alarms(&self, account: Option<&str>, region: &str) -> Arc<dyn Alarms> {
         cached(&self.alarms, account, region, |r| {
-            let conf = aws_sdk_cloudwatch::config::Builder::from(&self.base).region(r).build();
+            let conf = aws_sdk_cloudwatch::config::Builder::from(&self.config_of(account)).region(r).build();
             Arc::new(SdkAlarms::new(aws_sdk_cloudwatch::Client::from_conf(conf), self.metrics.clone()))
         })
     }
 
     fn lambda(&self, account: Option<&str>, region: &str) -> Arc<dyn Lambda> {
         cached(&self.lambda, account, region, |r| {
-            let conf = aws_sdk_lambda::config::Builder::from(&self.base).region(r).build();
+            let conf = aws_sdk_lambda::config::Builder::from(&self.config_of(account)).region(r).build();
             Arc::new(SdkLambda::new(aws_sdk_lambda::Client::from_conf(conf), self.metrics.clone()))
         })
     }
 
     fn apigw(&self, account: Option<&str>, region: &str) -> Arc<dyn ApiGateway> {
         cached(&self.apigw, account, region, |r| {
-            let conf = aws_sdk_apigatewayv2::config::Builder::from(&self.base).region(r).build();
+            let conf = aws_sdk_apigatewayv2::config::Builder::from(&self.config_of(account)).region(r).build();
             Arc::new(SdkApiGateway::new(aws_sdk_apigatewayv2::Client::from_conf(conf), self.metrics.clone()))
         })
     }
 
-    fn secrets(&self, _account: Option<&str>, region: &str) -> Arc<dyn crate::credentials::SecretStore> {
+    fn secrets(&self, account: Option<&str>, region: &str) -> Arc<dyn crate::credentials::SecretStore> {
         // Tokens are read rarely (and cached by the caller): a client per call is fine.
         let region = Region::new(region.to_string());
-        let secrets = aws_sdk_secretsmanager::config::Builder::from(&self.base).region(region.clone()).build();
-        let ssm = aws_sdk_ssm::config::Builder::from(&self.base).region(region).build();
+        let config = self.config_of(account);
+        let secrets = aws_sdk_secretsmanager::config::Builder::from(&config).region(region.clone()).build();
+        let ssm = aws_sdk_ssm::config::Builder::from(&config).region(region).build();
         Arc::new(super::sdk_secrets::SdkSecrets {
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
             ssm: aws_sdk_ssm::Client::from_conf(ssm),

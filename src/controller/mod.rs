@@ -49,6 +49,8 @@ pub struct ControllerSettings {
     /// The controller's own AWS account (STS GetCallerIdentity at start; `None` when STS did
     /// not answer): an app naming another account fails without touching anything.
     pub own_account: Option<String>,
+    /// The other accounts the controller has a role in, and their regions (`[accounts]`).
+    pub account_roles: gitmoxi_deploy::accounts::AccountRoles,
     /// Size bounds on what a commit may make gitmoxi read and render (`[limits]`).
     pub render_limits: gitmoxi_deploy::spec::Limits,
     /// The gitmoxi binary that renders heads in memory-capped children (`None`: render in

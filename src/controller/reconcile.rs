@@ -73,6 +73,7 @@ impl Controller {
             moved: intent.is_some_and(|e| e.intent == Intent::Move),
             refusal: None,
             own_account: self.settings.own_account.as_deref(),
+            account_roles: &self.settings.account_roles,
         };
         let needs = match strategy::look(&input) {
             Look::Skip(plan) => {
@@ -85,12 +86,24 @@ impl Controller {
         };
         let Some(identity) = needs.identity.clone() else { return Ok(STEADY_REQUEUE) };
         let clients = self.clients(&identity);
-        let observed = match observe(&clients, &identity, &needs).await {
+        let (account, region) = match &identity {
+            Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.as_deref(), region.as_str()),
+        };
+        let observed = match self.aws.reach(account, region).await {
+            Ok(()) => observe(&clients, &identity, &needs).await,
+            Err(e) => Err(e),
+        };
+        let observed = match observed {
             Ok(observed) => observed,
             Err(e) if e.is_transient() => return Err(ControllerError::Aws(e)),
             Err(e) => {
                 tracing::error!(app = %key, error = %e, "AWS refused an observation");
-                let cause = cause_of(&e);
+                let cause = match (e.operation, account) {
+                    ("AssumeRole", Some(account)) => {
+                        FailureCause::AssumeRoleFailed { account: account.to_string(), code: e.code.clone(), message: e.message.clone() }
+                    }
+                    _ => cause_of(&e),
+                };
                 let plan = strategy::step(&StepInput { refusal: Some(&cause), ..input });
                 return match self.execute(key, &plan, record.as_ref(), Some(&clients)).await? {
                     Executed::Done => Ok(plan.requeue_after),

@@ -343,6 +343,22 @@ impl AwsProvider for FakeProvider {
         Ok(ACCOUNT.to_string())
     }
 
+    /// The fake world is one account: the caller's. Another account is refused as AWS refuses
+    /// an AssumeRole nobody granted.
+    async fn reach(&self, account: Option<&str>, _region: &str) -> Result<(), AwsError> {
+        match account {
+            None => Ok(()),
+            Some(id) if id == ACCOUNT => Ok(()),
+            Some(id) => Err(AwsError::new(
+                "sts",
+                "AssumeRole",
+                AwsErrorKind::AccessDenied,
+                "AccessDenied",
+                format!("the fake world has one account; {id} is not it"),
+            )),
+        }
+    }
+
     fn ecs(&self, _account: Option<&str>, region: &str) -> Arc<dyn Ecs> {
         Arc::new(self.world.client(region))
     }

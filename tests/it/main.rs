@@ -2,10 +2,12 @@
 //!
 //! - `sim`: the controller against the fake AWS world on a paused tokio clock.
 //! - `moto`: the real SDK adapters against moto (with the project's ECS scheduler extension).
+//! - `accounts`: one controller, several AWS accounts (moto AssumeRole).
 //! - `cli`: the binary's offline commands on real Git repositories.
 
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 #[path = "../common/binary_harness.rs"]
 mod binary_harness;
 mod cli;

@@ -87,6 +87,8 @@ struct Settings<'a> {
     /// Another URL for the repository (e.g. ssh://…) and its SSH settings.
     repo_url: Option<String>,
     ssh: Option<gitmoxi::config::SshConfig>,
+    /// `[accounts]`: the workload accounts' roles.
+    accounts: std::collections::BTreeMap<String, gitmoxi::aws::accounts::AccountRole>,
 }
 
 impl Settings<'_> {
@@ -105,6 +107,7 @@ impl Settings<'_> {
             public_url: None,
             repo_url: None,
             ssh: None,
+            accounts: Default::default(),
         }
     }
 }
@@ -190,6 +193,17 @@ impl Server {
         Self::start_through(moto, repo, settings, Faults::default(), 1).await
     }
 
+    /// A server that reaches the workload accounts of `accounts` through their roles, comparing
+    /// with AWS every `drift_interval`.
+    pub async fn start_with_accounts(
+        moto: &Moto,
+        repo: &TestRepo,
+        accounts: std::collections::BTreeMap<String, gitmoxi::aws::accounts::AccountRole>,
+        drift_interval: Duration,
+    ) -> Server {
+        Self::start_through(moto, repo, Settings { accounts, drift_interval, ..Settings::plain(50) }, Faults::default(), 1).await
+    }
+
     /// A server whose AWS calls go through a proxy with `faults`, with `max_attempts` SDK attempts.
     pub async fn start_faulty(moto: &Moto, repo: &TestRepo, faults: Faults, max_attempts: u32) -> Server {
         Self::start_through(moto, repo, Settings::plain(25), faults, max_attempts).await
@@ -209,6 +223,7 @@ impl Server {
             public_url,
             repo_url,
             ssh,
+            accounts,
         } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
@@ -245,9 +260,12 @@ impl Server {
             gmctl_tokenless_networks: gmctl_tokenless,
             public_url,
             render_worker: Some(env!("CARGO_BIN_EXE_gitmoxi").into()),
+            accounts,
         };
         let metrics = Metrics::new();
-        let provider = Arc::new(SdkProvider::from_config(sdk_config_at(&proxy.url, max_attempts).await, metrics.aws.clone()));
+        let provider = Arc::new(
+            SdkProvider::from_config(sdk_config_at(&proxy.url, max_attempts).await, metrics.aws.clone()).with_roles(&config.accounts),
+        );
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {

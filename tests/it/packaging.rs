@@ -34,8 +34,16 @@ fn actions_called() -> BTreeSet<String> {
 
 /// Every action `packaging/iam-policy.json` allows.
 pub fn actions_allowed() -> BTreeSet<String> {
-    let policy: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("packaging/iam-policy.json")).unwrap()).unwrap();
+    actions_of("packaging/iam-policy.json")
+}
+
+fn policy(path: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join(path)).unwrap()).unwrap()
+}
+
+/// Every action the policy at `path` allows.
+fn actions_of(path: &str) -> BTreeSet<String> {
+    let policy = policy(path);
     let mut allowed = BTreeSet::new();
     for statement in policy["Statement"].as_array().unwrap() {
         assert_eq!(statement["Effect"], "Allow");
@@ -62,6 +70,26 @@ fn the_iam_policy_allows_exactly_what_gitmoxi_calls() {
     let implied: BTreeSet<String> = ["iam:PassRole", "lambda:TagResource", "kms:Decrypt"].iter().map(|s| s.to_string()).collect();
     let extra: Vec<&String> = allowed.difference(&called).filter(|a| !implied.contains(*a)).collect();
     assert!(extra.is_empty(), "the policy allows actions gitmoxi never calls: {extra:?}");
+}
+
+#[test]
+fn a_workload_account_role_allows_what_gitmoxi_calls_there_and_trusts_the_controller() {
+    let controller = actions_allowed();
+    let workload = actions_of("packaging/account-deploy-policy.json");
+    let expected: BTreeSet<String> = controller.iter().filter(|a| !a.starts_with("sts:")).cloned().collect();
+    assert_eq!(workload, expected, "the workload role's policy is the controller's without STS");
+    let assume = policy("packaging/iam-policy.json")["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"] == "sts:AssumeRole")
+        .cloned()
+        .expect("the controller may assume workload roles");
+    assert_eq!(assume["Resource"], "arn:aws:iam::*:role/gitmoxi-*", "only roles named gitmoxi-… (as the README's set-up)");
+    let trust = &policy("packaging/account-trust-policy.json")["Statement"][0];
+    assert_eq!(trust["Action"], "sts:AssumeRole");
+    assert!(trust["Principal"]["AWS"].as_str().unwrap().ends_with(":role/gitmoxi"), "{trust}");
+    assert!(trust["Condition"]["StringEquals"]["sts:ExternalId"].is_string(), "{trust}");
 }
 
 #[test]

@@ -190,6 +190,7 @@ async fn api_added_repositories_come_back_after_a_restart() {
         seed: 1,
         drift_interval: Duration::from_secs(300),
         own_account: Some("123456789012".into()),
+        account_roles: Default::default(),
         render_limits: Default::default(),
         render_worker: None,
     };

@@ -29,6 +29,7 @@ async fn serve_with(tokenless: Vec<ipnet::IpNet>) -> (String, CancellationToken,
         seed: 3,
         drift_interval: Duration::from_secs(300),
         own_account: Some("123456789012".into()),
+        account_roles: Default::default(),
         render_limits: Default::default(),
         render_worker: None,
     };

@@ -91,6 +91,7 @@ impl Sim {
                 seed,
                 drift_interval: Duration::from_secs(300),
                 own_account: Some("123456789012".into()),
+                account_roles: Default::default(),
                 render_limits: Default::default(),
                 render_worker: None,
             },

@@ -323,6 +323,7 @@ async fn many_workers_flushing_an_on_disk_store_at_once_never_deadlock() {
         seed: 1,
         drift_interval: Duration::from_secs(3600),
         own_account: Some("123456789012".into()),
+        account_roles: Default::default(),
         render_limits: Default::default(),
         render_worker: None,
     };

@@ -7,6 +7,7 @@ balancer with two target-group pairs (web-a/web-b on port 80, admin-c/admin-d on
 listener per port forwarding to the first group of its pair, a path rule on port 80, and a
 CloudWatch alarm `web-5xx` in state OK. Usage:
   python tests/moto/infra.py --endpoint http://127.0.0.1:PORT --out infra/terraform_output.json [--cluster NAME] [--alb]
+      [--role-arn arn:aws:iam::ACCOUNT:role/NAME]   (in another account)
 """
 
 import argparse
@@ -23,8 +24,12 @@ def main():
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--alb", action="store_true")
     parser.add_argument("--lambda", dest="with_lambda", action="store_true")
+    parser.add_argument("--role-arn", help="create it in the role's account (moto's AssumeRole switches accounts)")
     args = parser.parse_args()
     kw = dict(endpoint_url=args.endpoint, region_name=args.region, aws_access_key_id="test", aws_secret_access_key="test")
+    if args.role_arn:
+        creds = boto3.client("sts", **kw).assume_role(RoleArn=args.role_arn, RoleSessionName="infra")["Credentials"]
+        kw.update(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
     ec2 = boto3.client("ec2", **kw)
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})

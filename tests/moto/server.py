@@ -25,6 +25,10 @@ Services with the EXTERNAL deployment controller get a task-set scheduler (gitmo
   so DescribeTargetHealth reports it healthy, and deregistered when it stops;
 - computedDesiredCount, runningCount and pendingCount of every task set are kept true.
 
+STS: moto lets any AssumeRole switch accounts (the role need not exist), which is how the tests
+reach a second account. AWS refuses an AssumeRole whose role does not trust the caller; here a role
+whose name starts with `untrusted-` stands for one (AccessDenied, AWS's message).
+
 The scheduler advances lazily on DescribeServices, ListTasks and DescribeTasks. Pinned to moto
 5.2.5: the patched methods are checked at start-up and the server refuses to start on another
 version. Run: python tests/moto/server.py --host 127.0.0.1 --port N
@@ -39,6 +43,7 @@ import moto
 from moto.core.utils import utcnow
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 from moto.moto_api._internal import mock_random
+from moto.sts.models import STSBackend
 
 PINNED_MOTO = "5.2.5"
 START_SECONDS = float(os.environ.get("GITMOXI_MOTO_TASK_START_SECONDS", "1"))
@@ -55,7 +60,9 @@ _orig_create_task_set = EC2ContainerServiceBackend.create_task_set
 _orig_describe_task_sets = EC2ContainerServiceBackend.describe_task_sets
 _orig_update_task_set = EC2ContainerServiceBackend.update_task_set
 _orig_delete_task_set = EC2ContainerServiceBackend.delete_task_set
+_orig_assume_role = STSBackend.assume_role
 _IP_COUNTER = [0]
+UNTRUSTED_ROLE_PREFIX = "untrusted-"
 
 
 def _scheduled(service):
@@ -398,6 +405,15 @@ def delete_task_set(self, cluster, service, task_set):
         return removed
 
 
+def assume_role(self, region_name, role_session_name, role_arn, policy, duration, external_id):
+    from moto.sts.exceptions import STSClientError
+
+    if role_arn.split(":role/")[-1].split("/")[-1].startswith(UNTRUSTED_ROLE_PREFIX):
+        caller = f"arn:aws:sts::{self.account_id}:assumed-role/gitmoxi/{role_session_name}"
+        raise STSClientError("AccessDenied", f"User: {caller} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
+    return _orig_assume_role(self, region_name, role_session_name, role_arn, policy, duration, external_id)
+
+
 def install():
     if moto.__version__ != PINNED_MOTO:
         sys.exit(f"tests/moto/server.py is written for moto {PINNED_MOTO}, found {moto.__version__}; run `make test` to install the pinned version")
@@ -411,6 +427,7 @@ def install():
     EC2ContainerServiceBackend.describe_task_sets = describe_task_sets
     EC2ContainerServiceBackend.update_task_set = update_task_set
     EC2ContainerServiceBackend.delete_task_set = delete_task_set
+    STSBackend.assume_role = assume_role
 
 
 def main():

@@ -40,6 +40,7 @@ class SchedulerTest(unittest.TestCase):
                 break
             except OSError:
                 time.sleep(0.1)
+        cls.url = url
         kw = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
         cls.ecs = boto3.client("ecs", **kw)
         ec2 = boto3.client("ec2", **kw)
@@ -111,6 +112,25 @@ class SchedulerTest(unittest.TestCase):
         self.assertTrue(tasks)
         self.assertIn("CannotPullContainerError", tasks[0]["stoppedReason"])
         self.assertEqual(self.describe("s2")["runningCount"], 0)
+
+    def test_an_assumed_role_reaches_its_own_account_and_an_untrusted_one_is_denied(self):
+        sts = boto3.client("sts", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        creds = sts.assume_role(RoleArn="arn:aws:iam::111111111111:role/gitmoxi-deploy", RoleSessionName="gitmoxi")["Credentials"]
+        other = boto3.client(
+            "ecs",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+        other.create_cluster(clusterName="only-in-b")
+        self.assertIn("111111111111", other.describe_clusters(clusters=["only-in-b"])["clusters"][0]["clusterArn"])
+        self.assertEqual(self.ecs.describe_clusters(clusters=["only-in-b"])["clusters"], [], "accounts are isolated")
+        with self.assertRaises(Exception) as denied:
+            sts.assume_role(RoleArn="arn:aws:iam::222222222222:role/untrusted-gitmoxi", RoleSessionName="gitmoxi")
+        self.assertEqual(denied.exception.response["Error"]["Code"], "AccessDenied")
+        self.assertIn("not authorized to perform: sts:AssumeRole", str(denied.exception))
 
     def test_delete_stops_tasks(self):
         td = self.register("nginx:1")

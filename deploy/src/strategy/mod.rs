@@ -97,6 +97,8 @@ pub struct StepInput<'a> {
     pub refusal: Option<&'a FailureCause>,
     /// The controller's own AWS account (STS GetCallerIdentity at start; `None` if unknown).
     pub own_account: Option<&'a str>,
+    /// The other accounts the controller has a role in, and their regions (`[accounts]`).
+    pub account_roles: &'a crate::accounts::AccountRoles,
 }
 
 /// Before observing: a plan made without looking at AWS, or what to look at.
@@ -344,21 +346,22 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
     Look::Observe(needs)
 }
 
-/// An app that names an account other than the controller's own fails before anything is
-/// observed or changed: this gitmoxi has no role for it (SPEC §7.4), and its own credentials
-/// would deploy into the wrong account. The fingerprint is quarantined like any failure.
+/// An app in an account (or region) this controller may not act in fails before anything is
+/// observed or changed (SPEC §7.4): no role is configured for its account, or its region is not
+/// among the role's. The controller's own credentials would deploy into the wrong account. The
+/// fingerprint is quarantined like any failure.
 fn foreign_account(input: &StepInput<'_>) -> Option<Plan> {
     if input.record.is_some_and(|r| r.in_flight()) {
         return None;
     }
     let Desired::Present(app) = input.desired else { return None };
-    let account = match &app.identity {
-        Identity::Ecs { account, .. } | Identity::Lambda { account, .. } => account.as_deref()?,
+    let (account, region) = match &app.identity {
+        Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.as_deref(), region.as_str()),
     };
-    if Some(account) == input.own_account || !input.applied.should_deploy(&app.fingerprint, input.commands.force) {
+    if !input.applied.should_deploy(&app.fingerprint, input.commands.force) {
         return None;
     }
-    let cause = FailureCause::AccountNotConfigured { account: account.to_string(), own: input.own_account.map(str::to_string) };
+    let cause = input.account_roles.access(input.own_account, account, region).err()?;
     let (failed, completion) = fail_record(&start(input, app), cause, input.now_ms);
     Some(Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() })
 }

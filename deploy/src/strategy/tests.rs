@@ -60,6 +60,7 @@ fn input<'a>(
         moved: false,
         refusal: None,
         own_account: Some("123456789012"),
+        account_roles: &crate::accounts::NO_ROLES,
     }
 }
 
@@ -504,4 +505,19 @@ fn an_app_in_another_account_fails_before_anything_is_observed_or_changed() {
     let failed_before = AppliedState { failed: [a.fingerprint.clone()].into(), ..AppliedState::default() };
     let again = StepInput { applied: &failed_before, ..i };
     assert!(skipped(look(&again)).finished.is_none());
+
+    // a role for the account: observed and deployed through it, in its allowed regions only
+    use crate::accounts::{AccountRoles, AllowedRegions};
+    let any = AccountRoles::new([("210987654321".to_string(), AllowedRegions::Any)]);
+    observes(look(&StepInput { account_roles: &any, ..i }));
+    let elsewhere = AccountRoles::new([("210987654321".to_string(), AllowedRegions::Only(vec!["eu-west-1".into()]))]);
+    let (failed, _) = skipped(look(&StepInput { account_roles: &elsewhere, ..i })).finished.expect("refused");
+    assert_eq!(
+        failed.cause,
+        Some(FailureCause::AccountRegionNotAllowed {
+            account: "210987654321".into(),
+            region: "us-east-1".into(),
+            allowed: vec!["eu-west-1".into()]
+        })
+    );
 }

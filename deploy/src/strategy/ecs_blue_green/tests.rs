@@ -77,6 +77,7 @@ fn run_with(
         moved: false,
         refusal: None,
         own_account: Some("123456789012"),
+        account_roles: &crate::accounts::NO_ROLES,
     })
 }
 

@@ -47,6 +47,7 @@ fn run(s: Step<'_>) -> Plan {
         moved: false,
         refusal: None,
         own_account: Some("123456789012"),
+        account_roles: &crate::accounts::NO_ROLES,
     })
 }
 

@@ -64,6 +64,7 @@ fn run_commit(
         moved: false,
         refusal: None,
         own_account: Some("123456789012"),
+        account_roles: &crate::accounts::NO_ROLES,
     })
 }
 
@@ -535,6 +536,7 @@ fn a_delete_takes_the_alias_out_of_every_push_source_once() {
             moved: false,
             refusal: None,
             own_account: Some("123456789012"),
+            account_roles: &crate::accounts::NO_ROLES,
         })
     };
     let record = input(None, &obs).next_record.expect("a delete starts");
