@@ -50,6 +50,9 @@ pub fn next_step(record: &DeploymentRecord) -> String {
         FailureCause::AccountRegionNotAllowed { account, region, .. } => format!(
             "nothing was deployed: add {region} to the regions of [accounts.\"{account}\"] in the config file if this account may run there, or fix environment.region in the depdef"
         ),
+        FailureCause::EcsRolledBack { .. } => format!(
+            "ECS rolled its own deployment back (the reason and any failed lifecycle hook are in the evidence): look at the new revision's tasks, the hook's logs or the alarm that fired, fix, then push or run `gitmoxi sync --force {app}`"
+        ),
         FailureCause::AssumeRoleFailed { account, .. } => format!(
             "nothing was touched in account {account}: check that the role exists, that its trust policy allows this controller's role and the external_id, if set (packaging/account-trust-policy.json), and that the controller's policy lets it call sts:AssumeRole on the role (roles named gitmoxi-… in packaging/iam-policy.json); then run `gitmoxi sync --force {app}`"
         ),

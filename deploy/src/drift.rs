@@ -176,6 +176,7 @@ fn wiring_drift(app: &crate::spec::LambdaApp, applied: &AppliedState, observed: 
         | Action::EcsCreateService { .. }
         | Action::EcsUpdateService { .. }
         | Action::EcsDeleteService { .. }
+        | Action::EcsStopServiceDeployment { .. }
         | Action::EcsTagResource { .. }
         | Action::EcsCreateTaskSet { .. }
         | Action::EcsUpdateTaskSetScale { .. }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 mod statuses;
 pub use statuses::{
-    AlarmState, DeploymentControllerType, FunctionState, HealthStatus, LastUpdateStatus, ServiceDeploymentStatus, ServiceStatus,
-    TaskSetStatus, TaskStatus,
+    AlarmState, DeploymentControllerType, FunctionState, HealthStatus, LastUpdateStatus, NativeDeploymentStatus, NativeHookStatus,
+    NativeLifecycleStage, ServiceDeploymentStatus, ServiceStatus, TaskSetStatus, TaskStatus,
 };
 
 /// What one reconcile pass saw of an app (ECS fields for ECS apps, `lambda` for Lambda apps).
@@ -36,6 +36,44 @@ pub struct Observed {
     pub alarms: Vec<ObservedAlarm>,
     /// A Lambda app's function, versions, alias and wiring.
     pub lambda: ObservedLambda,
+    /// The newest ECS service deployment of the service since the step asked (ECS's own
+    /// BLUE_GREEN / LINEAR / CANARY strategies are followed through it).
+    #[serde(default)]
+    pub native_deployment: Option<ObservedNativeDeployment>,
+}
+
+/// An ECS service deployment (DescribeServiceDeployments), as gitmoxi follows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedNativeDeployment {
+    /// The service deployment's ARN.
+    pub arn: String,
+    /// When ECS created it (ms since the epoch).
+    pub created_at_ms: u64,
+    /// Where it is.
+    pub status: NativeDeploymentStatus,
+    /// ECS's words for the status.
+    pub status_reason: Option<String>,
+    /// The lifecycle stage, for the strategies that have stages.
+    pub lifecycle_stage: Option<NativeLifecycleStage>,
+    /// The production traffic weight (percent) ECS asks of the target revision.
+    pub production_weight: Option<f64>,
+    /// Why ECS rolled back, when it did.
+    pub rollback_reason: Option<String>,
+    /// The lifecycle hooks of the current stage.
+    pub hooks: Vec<ObservedNativeHook>,
+}
+
+/// One lifecycle hook of an ECS service deployment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedNativeHook {
+    /// The hook's id (ContinueServiceDeployment names it).
+    pub id: String,
+    /// AWS_LAMBDA or PAUSE.
+    pub target_type: String,
+    /// The Lambda function, for AWS_LAMBDA hooks.
+    pub target_arn: Option<String>,
+    /// Where the hook is.
+    pub status: NativeHookStatus,
 }
 
 /// An ECS service.

@@ -30,6 +30,12 @@ pub enum Action {
         /// The request body, as the AWS API's JSON names its fields.
         body: Value,
     },
+    /// StopServiceDeployment with stopType ROLLBACK: ECS stops its own deployment and puts the
+    /// source revision back (an ECS-native strategy is never overridden by a second update).
+    EcsStopServiceDeployment {
+        /// The service deployment's ARN.
+        arn: String,
+    },
     /// DeleteService with force.
     EcsDeleteService {
         /// The cluster's name or ARN.
@@ -236,6 +242,7 @@ impl Action {
             Action::EcsCreateService { .. } => "CreateService",
             Action::EcsUpdateService { .. } => "UpdateService",
             Action::EcsDeleteService { .. } => "DeleteService",
+            Action::EcsStopServiceDeployment { .. } => "StopServiceDeployment",
             Action::EcsTagResource { .. } => "TagResource",
             Action::EcsCreateTaskSet { .. } => "CreateTaskSet",
             Action::EcsUpdateTaskSetScale { .. } => "UpdateTaskSet",

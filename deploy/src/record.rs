@@ -136,6 +136,14 @@ pub enum FailureCause {
         /// The account's `regions`.
         allowed: Vec<String>,
     },
+    /// ECS ended its own deployment (BLUE_GREEN, LINEAR, CANARY) with a rollback or a stop: its
+    /// circuit breaker, its alarms or a failed lifecycle hook.
+    EcsRolledBack {
+        /// The service deployment's final status (ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED, STOPPED).
+        status: String,
+        /// ECS's reason.
+        reason: String,
+    },
     /// STS refused the account's role (AssumeRole): nothing was touched in that account.
     AssumeRoleFailed {
         /// The account the app names.
@@ -168,6 +176,7 @@ impl FailureCause {
             FailureCause::AccountNotConfigured { .. } => "account_not_configured",
             FailureCause::AccountRegionNotAllowed { .. } => "account_region_not_allowed",
             FailureCause::AssumeRoleFailed { .. } => "assume_role_failed",
+            FailureCause::EcsRolledBack { .. } => "ecs_rolled_back",
         }
     }
 }
@@ -199,6 +208,7 @@ impl fmt::Display for FailureCause {
             FailureCause::AccountRegionNotAllowed { account, region, allowed } => {
                 write!(f, "region {region} is not allowed for account {account} (its regions: {})", allowed.join(", "))
             }
+            FailureCause::EcsRolledBack { status, reason } => write!(f, "ECS rolled its deployment back ({status}): {reason}"),
             FailureCause::AssumeRoleFailed { account, code, message } => {
                 write!(f, "could not assume the role of account {account}: {code}: {message}")
             }

@@ -53,6 +53,16 @@ pub trait Ecs: Send + Sync {
     async fn create_service(&self, body: &Value) -> Result<String, AwsError>;
     /// UpdateService with a body of UpdateService fields.
     async fn update_service(&self, body: &Value) -> Result<(), AwsError>;
+    /// The newest service deployment of the service created after `since_ms`
+    /// (ListServiceDeployments, then DescribeServiceDeployments).
+    async fn newest_service_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+        since_ms: u64,
+    ) -> Result<Option<gitmoxi_deploy::observed::ObservedNativeDeployment>, AwsError>;
+    /// StopServiceDeployment with stopType ROLLBACK.
+    async fn stop_service_deployment(&self, arn: &str) -> Result<(), AwsError>;
     /// DeleteService with force.
     async fn delete_service(&self, cluster: &str, service: &str) -> Result<(), AwsError>;
     /// TagResource.

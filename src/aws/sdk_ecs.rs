@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use aws_sdk_ecs::types::{DesiredStatus, ServiceField, SortOrder, TaskDefinitionField};
 use aws_sdk_ecs::Client;
 use aws_smithy_types::body::SdkBody;
-use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask, ObservedTaskSet};
+use gitmoxi_deploy::observed::{
+    ObservedContainer, ObservedDeployment, ObservedNativeDeployment, ObservedNativeHook, ObservedService, ObservedTask, ObservedTaskSet,
+};
 use serde_json::Value;
 
 const SERVICE: &str = "ecs";
@@ -293,6 +295,52 @@ impl Ecs for SdkEcs {
         self.track("UpdateService", out).map(|_| ())
     }
 
+    async fn newest_service_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+        since_ms: u64,
+    ) -> Result<Option<ObservedNativeDeployment>, AwsError> {
+        let after = aws_smithy_types::DateTime::from_millis(since_ms as i64);
+        let listed = self
+            .client
+            .list_service_deployments()
+            .cluster(cluster)
+            .service(service)
+            .created_at(aws_sdk_ecs::types::CreatedAt::builder().after(after).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "ListServiceDeployments", e));
+        let listed = self.track("ListServiceDeployments", listed)?;
+        let newest = listed
+            .service_deployments()
+            .iter()
+            .filter_map(|b| Some((b.created_at().map_or(0, |t| t.to_millis().unwrap_or(0)), b.service_deployment_arn()?)))
+            .max_by_key(|(created, _)| *created);
+        let Some((_, arn)) = newest else { return Ok(None) };
+        let described = self
+            .client
+            .describe_service_deployments()
+            .service_deployment_arns(arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeServiceDeployments", e));
+        let described = self.track("DescribeServiceDeployments", described)?;
+        Ok(described.service_deployments().first().map(native_deployment))
+    }
+
+    async fn stop_service_deployment(&self, arn: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .stop_service_deployment()
+            .service_deployment_arn(arn)
+            .stop_type(aws_sdk_ecs::types::StopServiceDeploymentStopType::Rollback)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "StopServiceDeployment", e));
+        self.track("StopServiceDeployment", out).map(|_| ())
+    }
+
     async fn delete_service(&self, cluster: &str, service: &str) -> Result<(), AwsError> {
         let out = self
             .client
@@ -410,5 +458,28 @@ impl Ecs for SdkEcs {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Our view of an ECS service deployment.
+fn native_deployment(d: &aws_sdk_ecs::types::ServiceDeployment) -> ObservedNativeDeployment {
+    ObservedNativeDeployment {
+        arn: d.service_deployment_arn().unwrap_or_default().to_string(),
+        created_at_ms: d.created_at().and_then(|t| t.to_millis().ok()).unwrap_or(0).max(0) as u64,
+        status: d.status().map(|s| s.as_str()).unwrap_or("PENDING").into(),
+        status_reason: d.status_reason().map(str::to_string),
+        lifecycle_stage: d.lifecycle_stage().map(|s| s.as_str().into()),
+        production_weight: d.target_service_revision().and_then(|r| r.requested_production_traffic_weight()),
+        rollback_reason: d.rollback().and_then(|r| r.reason()).map(str::to_string),
+        hooks: d
+            .lifecycle_hook_details()
+            .iter()
+            .map(|h| ObservedNativeHook {
+                id: h.hook_id().unwrap_or_default().to_string(),
+                target_type: h.target_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                target_arn: h.target_arn().map(str::to_string),
+                status: h.status().map(|s| s.as_str()).unwrap_or("IN_PROGRESS").into(),
+            })
+            .collect(),
     }
 }

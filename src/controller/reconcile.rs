@@ -316,6 +316,10 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
         Some(name) => ecs.resolve_task_definition(name).await?,
         None => None,
     };
+    let native_deployment = match needs.native_deployment_since_ms {
+        Some(since) if exists && !external => ecs.newest_service_deployment(cluster, service, since).await?,
+        Some(_) | None => None,
+    };
     let mut running_definition_tags = None;
     if needs.adoption && exists {
         let running = if external {
@@ -337,6 +341,7 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
         task_sets,
         elb,
         alarms,
+        native_deployment,
         ..Observed::default()
     })
 }
@@ -391,6 +396,7 @@ async fn perform(clients: &Clients, action: &Action) -> Result<(), AwsError> {
         }),
         Action::EcsUpdateService { body } => ecs.update_service(body).await,
         Action::EcsDeleteService { cluster, service } => ecs.delete_service(cluster, service).await,
+        Action::EcsStopServiceDeployment { arn } => ecs.stop_service_deployment(arn).await,
         Action::EcsTagResource { arn, tags } => ecs.tag_resource(arn, tags).await,
         Action::EcsCreateTaskSet { body } => ecs.create_task_set(body).await.map(|arn| {
             tracing::info!(task_set = %arn, "created task set");

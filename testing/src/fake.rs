@@ -22,6 +22,9 @@ use tokio::time::Instant;
 
 const ACCOUNT: &str = "123456789012";
 
+mod native;
+pub use native::WALL_ORIGIN_MS;
+
 #[derive(Debug, Clone)]
 struct FakeTaskDef {
     arn: String,
@@ -50,6 +53,8 @@ struct FakeService {
     events: Vec<String>,
     /// `deploymentController.type` (ECS or EXTERNAL).
     controller: String,
+    /// `deploymentConfiguration`, as last sent.
+    deployment_configuration: Option<Value>,
 }
 
 /// A task set of an EXTERNAL service.
@@ -159,6 +164,10 @@ pub(super) struct World {
     /// Successful mutations in order: (operation, detail).
     pub(super) mutations: Vec<(String, String)>,
     knobs: Knobs,
+    /// Service deployments of ECS's native strategies (`fake/native.rs`).
+    native: Vec<native::FakeNativeDeployment>,
+    /// When the world began (its wall clock starts at [`WALL_ORIGIN_MS`] then).
+    origin: Option<Instant>,
 }
 
 /// The fake world; cheap to clone (shared).
@@ -169,7 +178,9 @@ pub struct FakeWorld {
 
 impl FakeWorld {
     pub fn new() -> Self {
-        Self::default()
+        let world = Self::default();
+        world.world().origin = Some(Instant::now());
+        world
     }
 
     pub(super) fn world(&self) -> MutexGuard<'_, World> {
@@ -438,6 +449,7 @@ impl World {
     /// task sets of EXTERNAL services.
     pub(super) fn advance(&mut self, now: Instant) {
         self.advance_task_sets(now);
+        self.advance_native(now);
         let keys: Vec<_> = self.services.keys().cloned().collect();
         for key in keys {
             let Some(service) = self.services.get(&key).cloned() else { continue };
@@ -474,7 +486,7 @@ impl World {
             let running_primary =
                 self.tasks.iter().filter(|t| t.service_key == key && t.deployment == primary.id && t.status(now) == "RUNNING").count()
                     as u32;
-            if running_primary >= service.desired {
+            if running_primary >= service.desired && !self.native_in_progress(&key) {
                 for t in self.tasks.iter_mut().filter(|t| t.service_key == key && t.deployment != primary.id && t.stopped_at.is_none()) {
                     t.stopped_at = Some((
                         now,
@@ -849,8 +861,12 @@ impl Ecs for FakeEcs {
                             client_token: token,
                             events: vec![format!("(service {name}) has started.")],
                             controller: body.pointer("/deploymentController/type").and_then(Value::as_str).unwrap_or("ECS").to_string(),
+                            deployment_configuration: body.get("deploymentConfiguration").cloned(),
                         };
-                        w.services.insert(key, service);
+                        w.services.insert(key.clone(), service);
+                        if !external && native::is_native(body.get("deploymentConfiguration")) {
+                            w.open_native(&key, &body["deploymentConfiguration"], now);
+                        }
                         w.mutations.push(("CreateService".into(), arn.clone()));
                         w.advance(now);
                         Ok(arn)
@@ -881,14 +897,23 @@ impl Ecs for FakeEcs {
                         if let Some(n) = sent_count {
                             s.desired = n as u32;
                         }
+                        if let Some(config) = body.get("deploymentConfiguration") {
+                            s.deployment_configuration = Some(config.clone());
+                        }
+                        let mut opened = false;
                         if let Some(td) = resolved.flatten() {
                             if td != s.task_definition {
                                 s.task_definition = td.to_string();
                                 s.deployments.insert(0, FakeDeployment { id: format!("ecs-svc/{id}"), task_definition: td.to_string() });
+                                opened = true;
                             }
                         }
                         let sent = sent_count.map_or(String::new(), |n| format!(" desiredCount={n}"));
                         let detail = format!("{name} td={} desired={}{sent}", s.task_definition, s.desired);
+                        let config = s.deployment_configuration.clone();
+                        if opened && s.controller == "ECS" && native::is_native(config.as_ref()) {
+                            w.open_native(&key, config.as_ref().unwrap_or(&Value::Null), now);
+                        }
                         w.mutations.push(("UpdateService".into(), detail));
                         w.advance(now);
                         Ok(())
@@ -900,6 +925,38 @@ impl Ecs for FakeEcs {
             }
         };
         self.world.end("UpdateService", result)
+    }
+
+    async fn newest_service_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+        since_ms: u64,
+    ) -> Result<Option<gitmoxi_deploy::observed::ObservedNativeDeployment>, AwsError> {
+        self.world.begin("ListServiceDeployments")?;
+        let now = Instant::now();
+        let result = {
+            let mut w = self.world.world();
+            w.advance(now);
+            let key = self.key(cluster, service);
+            Ok(w.newest_native(&key, since_ms, now))
+        };
+        self.world.end("ListServiceDeployments", result)
+    }
+
+    async fn stop_service_deployment(&self, arn: &str) -> Result<(), AwsError> {
+        self.world.begin("StopServiceDeployment")?;
+        let result = {
+            let mut w = self.world.world();
+            if w.stop_native(arn) {
+                w.mutations.push(("StopServiceDeployment".into(), arn.to_string()));
+                w.advance(Instant::now());
+                Ok(())
+            } else {
+                Err(not_found("StopServiceDeployment", "ServiceDeploymentNotFoundException", format!("{arn} not found")))
+            }
+        };
+        self.world.end("StopServiceDeployment", result)
     }
 
     async fn delete_service(&self, cluster: &str, service: &str) -> Result<(), AwsError> {

@@ -28,6 +28,7 @@ mod sim;
 mod sim_blue_green;
 mod sim_lambda;
 mod sim_many;
+mod sim_native;
 mod ssh;
 mod support;
 mod webhooks;

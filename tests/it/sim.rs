@@ -172,7 +172,7 @@ impl Sim {
 
     pub(crate) fn apply(&self) {
         let snapshot = load_snapshot(&self.tree, &RenderContext::new(REGION.into()));
-        self.controller.apply_head("deploys", "main", &format!("c{:04}", self.commits), snapshot, self.policy).expect("apply head");
+        self.controller.apply_head("deploys", "main", &self.head(), snapshot, self.policy).expect("apply head");
     }
 
     /// Lets virtual time run until `done` holds (checked every second), at most `limit`.
@@ -238,6 +238,11 @@ impl Sim {
 
     pub(crate) fn history(&self, prefix: &str) -> Vec<String> {
         self.store.history(&Self::key(prefix)).expect("store").into_iter().map(|h| h.message).collect()
+    }
+
+    /// The commit id the controller got last.
+    pub(crate) fn head(&self) -> String {
+        format!("c{:04}", self.commits)
     }
 
     pub(crate) fn seed_note(&self) -> String {

@@ -198,3 +198,73 @@ mod tests {
         assert_eq!(read, FunctionState::Active);
     }
 }
+
+aws_status! {
+    /// The `status` of an ECS service deployment (ListServiceDeployments / DescribeServiceDeployments):
+    /// the record ECS keeps of one deployment of its own strategies (ROLLING, BLUE_GREEN, LINEAR, CANARY).
+    NativeDeploymentStatus {
+        /// Created, not started.
+        #[default]
+        Pending => "PENDING",
+        /// Running its lifecycle stages.
+        InProgress => "IN_PROGRESS",
+        /// Finished: the target revision serves.
+        Successful => "SUCCESSFUL",
+        /// A stop was asked for.
+        StopRequested => "STOP_REQUESTED",
+        /// Stopped without a rollback.
+        Stopped => "STOPPED",
+        /// A rollback was asked for.
+        RollbackRequested => "ROLLBACK_REQUESTED",
+        /// ECS is putting the source revision back.
+        RollbackInProgress => "ROLLBACK_IN_PROGRESS",
+        /// ECS put the source revision back.
+        RollbackSuccessful => "ROLLBACK_SUCCESSFUL",
+        /// ECS could not put the source revision back.
+        RollbackFailed => "ROLLBACK_FAILED",
+    }
+}
+
+aws_status! {
+    /// The `lifecycleStage` of an ECS service deployment.
+    NativeLifecycleStage {
+        /// Only when more than one revision was ACTIVE at the start.
+        #[default]
+        ReconcileService => "RECONCILE_SERVICE",
+        /// Green has not started; blue serves all traffic.
+        PreScaleUp => "PRE_SCALE_UP",
+        /// Green scales up; it serves no traffic yet.
+        ScaleUp => "SCALE_UP",
+        /// Green runs; blue serves all traffic.
+        PostScaleUp => "POST_SCALE_UP",
+        /// Test traffic moves to green.
+        TestTrafficShift => "TEST_TRAFFIC_SHIFT",
+        /// Green serves all test traffic.
+        PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
+        /// Production traffic moves to green.
+        ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
+        /// Green serves all production traffic.
+        PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+        /// Blue and green both run after the shift, so a rollback is instant.
+        BakeTime => "BAKE_TIME",
+        /// Blue is scaled down.
+        CleanUp => "CLEAN_UP",
+    }
+}
+
+aws_status! {
+    /// The `status` of one lifecycle hook of an ECS service deployment.
+    NativeHookStatus {
+        /// The hook runs (or will run again).
+        #[default]
+        InProgress => "IN_PROGRESS",
+        /// The hook let the deployment go on.
+        Succeeded => "SUCCEEDED",
+        /// The hook failed the deployment: ECS rolls back.
+        Failed => "FAILED",
+        /// A PAUSE hook waits for ContinueServiceDeployment.
+        AwaitingAction => "AWAITING_ACTION",
+        /// The hook ran out of time; its timeout action applies.
+        TimedOut => "TIMED_OUT",
+    }
+}

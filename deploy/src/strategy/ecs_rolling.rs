@@ -16,6 +16,12 @@ use crate::token::client_token;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
+pub mod native;
+
+/// How far the clocks of gitmoxi and ECS may disagree when a service deployment is matched to
+/// the gitmoxi deployment that caused it (its creation is after the record's start, give or take).
+pub const STEADY_REQUEST_MARGIN_MS: u64 = 60_000;
+
 /// Tag keys gitmoxi puts on what it creates.
 pub const TAG_APP: &str = "gitmoxi:app";
 /// The tag key naming the app's repository.
@@ -148,7 +154,7 @@ fn apply(cx: &Step<'_>, task_definition: &str) -> Plan {
     }
     match service {
         Some(s) if s.is_active() && s.task_definition.as_deref() == Some(task_definition) => {
-            let budget = app.depdef.stability.budget_secs(s.desired_count);
+            let budget = stabilize_budget_secs(app, s.desired_count);
             next.log(
                 now,
                 Level::Info,
@@ -186,6 +192,9 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
     let mut next = cx.record.clone();
     let Some(app) = record.desired.as_ref() else { return fail_without_desired(input, record) };
     let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
+    if service.is_some() && native::strategy_of(&app.svcdef).is_some() {
+        return native::follow(cx, task_definition, deadline_ms);
+    }
     let Some(s) = service else {
         return rollback_or_fail(
             input,
@@ -343,7 +352,13 @@ fn delete_service(cx: &Step<'_>) -> Plan {
 }
 
 fn record_phase_start(record: &DeploymentRecord, deadline_ms: u64, app: &EcsApp, desired: u32) -> u64 {
-    deadline_ms.saturating_sub(app.depdef.stability.budget_secs(desired) * 1000).max(record.started_at_ms)
+    deadline_ms.saturating_sub(stabilize_budget_secs(app, desired) * 1000).max(record.started_at_ms)
+}
+
+/// How long the new revision may take: the depdef's stability budget, plus, for an ECS-native
+/// strategy, its traffic steps, bake time and hook timeouts.
+fn stabilize_budget_secs(app: &EcsApp, desired: u32) -> u64 {
+    app.depdef.stability.budget_secs(desired) + native::extra_budget_secs(&app.svcdef)
 }
 
 /// An operator's rollback: possible once the service was touched and before it is rolling back.

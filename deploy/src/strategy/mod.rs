@@ -135,6 +135,9 @@ pub struct ObserveNeeds {
     pub adoption: bool,
     /// Lambda: the alias to describe, and the event sources whose wiring to observe.
     pub lambda: Option<(String, Option<crate::spec::lambda::EventSources>)>,
+    /// The newest ECS service deployment of the service created since this time (ms since the
+    /// epoch): an ECS-native strategy being followed.
+    pub native_deployment_since_ms: Option<u64>,
 }
 
 /// The identity an app's step concerns: the in-flight record's, else the head's, else the store's.
@@ -157,7 +160,12 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
             Phase::Rolling(RollingPhase::Register) => {
                 needs.registered_for = r.desired.as_ref().and_then(|d| d.family()).map(|family| (family.to_string(), r.id.clone()));
             }
-            Phase::Rolling(RollingPhase::Stabilize { .. }) | Phase::Rolling(RollingPhase::RollbackStabilize { .. }) => needs.tasks = true,
+            Phase::Rolling(RollingPhase::Stabilize { .. }) => {
+                needs.tasks = true;
+                let native = r.desired.as_ref().and_then(|d| ecs_rolling::native::strategy_of(&d.svcdef));
+                needs.native_deployment_since_ms = native.map(|_| r.started_at_ms.saturating_sub(ecs_rolling::STEADY_REQUEST_MARGIN_MS));
+            }
+            Phase::Rolling(RollingPhase::RollbackStabilize { .. }) => needs.tasks = true,
             Phase::Rolling(RollingPhase::DeleteService) => needs.task_sets = true,
             Phase::Rolling(RollingPhase::Apply { .. }) | Phase::Rolling(RollingPhase::Rollback { .. }) | Phase::Done => {}
             Phase::BlueGreen(BlueGreenPhase::Register) => {

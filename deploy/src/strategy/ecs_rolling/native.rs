@@ -1,0 +1,269 @@
+//! ECS's own deployment strategies (SPEC §3.2): a svcdef with the ECS deployment controller whose
+//! `deploymentConfiguration.strategy` is BLUE_GREEN, LINEAR or CANARY is sent to ECS as written,
+//! and gitmoxi then follows ECS's service deployment instead of judging task counts: its status,
+//! lifecycle stage, traffic weight, hooks and rollback. ECS decides when traffic moves and when
+//! to roll back; gitmoxi's stability budget covers bake time, traffic steps and hook timeouts, so
+//! a healthy deployment that is only waiting is never rolled back by gitmoxi.
+
+use super::{short_td, Step, STEADY_REQUEST_MARGIN_MS};
+use crate::observed::{NativeDeploymentStatus, NativeHookStatus, NativeLifecycleStage, ObservedNativeDeployment};
+use crate::plan::{Action, Completion, Plan};
+use crate::record::{FailureCause, Level, Outcome};
+use crate::strategy::STEADY_REQUEUE;
+use serde_json::Value;
+use std::time::Duration;
+
+/// ECS's strategies that gitmoxi follows through service deployments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NativeStrategy {
+    /// All production traffic at once, then bake.
+    BlueGreen,
+    /// `stepPercent` every `stepBakeTimeInMinutes`, then bake.
+    Linear {
+        /// Percent of production traffic per step.
+        step_percent: f64,
+        /// Minutes between steps.
+        step_bake_minutes: u64,
+    },
+    /// `canaryPercent`, `canaryBakeTimeInMinutes`, the rest, then bake.
+    Canary {
+        /// Percent of production traffic the canary gets.
+        canary_percent: f64,
+        /// Minutes the canary runs before the rest moves.
+        canary_bake_minutes: u64,
+    },
+}
+
+/// The native strategy a svcdef asks ECS for (ROLLING, absent, or another controller: none).
+pub fn strategy_of(svcdef: &Value) -> Option<NativeStrategy> {
+    let controller = svcdef.pointer("/deploymentController/type").and_then(Value::as_str).unwrap_or("ECS");
+    if controller != "ECS" {
+        return None;
+    }
+    let config = svcdef.get("deploymentConfiguration")?;
+    let number = |path: &str| config.pointer(path).and_then(Value::as_f64);
+    match config.get("strategy").and_then(Value::as_str)? {
+        "BLUE_GREEN" => Some(NativeStrategy::BlueGreen),
+        "LINEAR" => Some(NativeStrategy::Linear {
+            step_percent: number("/linearConfiguration/stepPercent").unwrap_or(10.0),
+            step_bake_minutes: number("/linearConfiguration/stepBakeTimeInMinutes").unwrap_or(6.0) as u64,
+        }),
+        "CANARY" => Some(NativeStrategy::Canary {
+            canary_percent: number("/canaryConfiguration/canaryPercent").unwrap_or(5.0),
+            canary_bake_minutes: number("/canaryConfiguration/canaryBakeTimeInMinutes").unwrap_or(10.0) as u64,
+        }),
+        _ => None,
+    }
+}
+
+/// A lifecycle hook's time when its configuration names none: a Lambda hook answering
+/// IN_PROGRESS keeps being called; 15 minutes is the longest one invocation may run.
+const HOOK_MINUTES: u64 = 15;
+/// How long after its first stop request gitmoxi asks again (the answer to the first may be lost).
+const STOP_RETRY_MS: u64 = 300_000;
+/// ECS's default bake time of its blue/green strategies.
+const DEFAULT_BAKE_MINUTES: u64 = 15;
+
+/// What ECS may spend beyond starting the new tasks: the traffic steps, the bake time and each
+/// hook's timeout at each of its stages.
+pub fn extra_budget_secs(svcdef: &Value) -> u64 {
+    let Some(strategy) = strategy_of(svcdef) else { return 0 };
+    let config = &svcdef["deploymentConfiguration"];
+    let bake = config.get("bakeTimeInMinutes").and_then(Value::as_u64).unwrap_or(DEFAULT_BAKE_MINUTES);
+    let steps = match strategy {
+        NativeStrategy::BlueGreen => 0,
+        NativeStrategy::Linear { step_percent, step_bake_minutes } => {
+            let count = (100.0 / step_percent.clamp(1.0, 100.0)).ceil() as u64;
+            count * step_bake_minutes
+        }
+        NativeStrategy::Canary { canary_bake_minutes, .. } => canary_bake_minutes,
+    };
+    let hooks: u64 = config
+        .get("lifecycleHooks")
+        .and_then(Value::as_array)
+        .map(|hooks| {
+            hooks
+                .iter()
+                .map(|h| {
+                    let stages = h.get("lifecycleStages").and_then(Value::as_array).map_or(1, Vec::len) as u64;
+                    let minutes = h.pointer("/timeoutConfiguration/timeoutInMinutes").and_then(Value::as_u64).unwrap_or(HOOK_MINUTES);
+                    stages * minutes
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    (bake + steps + hooks) * 60
+}
+
+/// The stage in plain language, with the traffic split where ECS reports it.
+pub fn describe(d: &ObservedNativeDeployment) -> String {
+    let weight = d.production_weight.map(|w| format!("{}", w.round() as i64));
+    let stage = match &d.lifecycle_stage {
+        None => return format!("ECS deployment {}", d.status),
+        Some(NativeLifecycleStage::ReconcileService) => "ECS is reconciling the service's revisions".to_string(),
+        Some(NativeLifecycleStage::PreScaleUp) => "ECS is about to start the new revision".to_string(),
+        Some(NativeLifecycleStage::ScaleUp) => "ECS is starting the new revision's tasks".to_string(),
+        Some(NativeLifecycleStage::PostScaleUp) => "the new revision's tasks run; no traffic yet".to_string(),
+        Some(NativeLifecycleStage::TestTrafficShift) => "ECS is moving test traffic to the new revision".to_string(),
+        Some(NativeLifecycleStage::PostTestTrafficShift) => "the new revision serves all test traffic".to_string(),
+        Some(NativeLifecycleStage::ProductionTrafficShift) => match &weight {
+            Some(w) => format!("ECS shifted production traffic: {w} % to the new revision"),
+            None => "ECS is shifting production traffic to the new revision".to_string(),
+        },
+        Some(NativeLifecycleStage::PostProductionTrafficShift) => "the new revision serves all production traffic".to_string(),
+        Some(NativeLifecycleStage::BakeTime) => "bake: both revisions run, production on the new one".to_string(),
+        Some(NativeLifecycleStage::CleanUp) => "ECS is scaling the old revision down".to_string(),
+        Some(NativeLifecycleStage::Other(word)) => format!("ECS stage {word}"),
+    };
+    let hooks: Vec<String> = d
+        .hooks
+        .iter()
+        .filter(|h| h.status != NativeHookStatus::Succeeded)
+        .map(|h| format!("hook {} {}", h.target_arn.as_deref().map_or(h.id.as_str(), |a| a.rsplit(':').next().unwrap_or(a)), h.status))
+        .collect();
+    if hooks.is_empty() {
+        stage
+    } else {
+        format!("{stage} ({})", hooks.join(", "))
+    }
+}
+
+/// Follows ECS's service deployment of `task_definition` until ECS ends it.
+pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let mut next = record.clone();
+    let Some(app) = record.desired.as_ref() else { return super::fail_without_desired(cx.input, record) };
+    let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
+    let ours = cx.observed.native_deployment.as_ref().filter(|d| d.created_at_ms + STEADY_REQUEST_MARGIN_MS >= record.started_at_ms);
+    let Some(d) = ours else {
+        if now >= deadline_ms {
+            let cause = FailureCause::StabilityTimeout { waited_secs: now.saturating_sub(record.started_at_ms) / 1000 };
+            return super::rollback_or_fail(cx.input, record, cause, vec!["ECS never listed a service deployment for this update".into()]);
+        }
+        return Plan::wait(poll);
+    };
+    match &d.status {
+        NativeDeploymentStatus::Successful => {
+            let serves = cx.service.and_then(|s| s.task_definition.as_deref()) == Some(task_definition);
+            if !serves {
+                // ECS says done, the service says otherwise: believe neither until they agree
+                return Plan::wait(poll);
+            }
+            next.log(now, Level::Info, format!("ECS deployment succeeded: {} serves all traffic", short_td(task_definition)));
+            next.finish(Outcome::Succeeded, now);
+            let completion = Plan::completion_of(&next, Some(task_definition.to_string()));
+            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
+        }
+        NativeDeploymentStatus::RollbackSuccessful | NativeDeploymentStatus::RollbackFailed | NativeDeploymentStatus::Stopped => {
+            let reason = d.rollback_reason.clone().or_else(|| d.status_reason.clone()).unwrap_or_else(|| "ECS gave no reason".into());
+            let mut evidence = vec![format!("ECS service deployment {}: {}", d.arn, d.status)];
+            evidence.extend(d.status_reason.iter().map(|r| format!("ECS: {r}")));
+            evidence.extend(
+                d.hooks
+                    .iter()
+                    .filter(|h| matches!(h.status, NativeHookStatus::Failed | NativeHookStatus::TimedOut))
+                    .map(|h| format!("hook {} {}", h.target_arn.as_deref().unwrap_or(&h.id), h.status)),
+            );
+            let outcome = if d.status == NativeDeploymentStatus::RollbackFailed { Outcome::Failed } else { Outcome::RolledBack };
+            // gitmoxi's own reason when it asked ECS to stop (its budget ran out), else ECS's
+            let cause =
+                record.cause.clone().unwrap_or(FailureCause::EcsRolledBack { status: d.status.to_string(), reason: reason.clone() });
+            next.cause = Some(cause.clone());
+            next.evidence.extend(evidence);
+            next.log(now, Level::Error, format!("{cause}"));
+            next.finish(outcome, now);
+            let completion = Completion::Failed { fingerprint: record.fingerprint.clone() };
+            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
+        }
+        NativeDeploymentStatus::Pending
+        | NativeDeploymentStatus::InProgress
+        | NativeDeploymentStatus::StopRequested
+        | NativeDeploymentStatus::RollbackRequested
+        | NativeDeploymentStatus::RollbackInProgress
+        | NativeDeploymentStatus::Other(_) => {
+            let rolling_back = matches!(d.status, NativeDeploymentStatus::RollbackRequested | NativeDeploymentStatus::RollbackInProgress);
+            let progress = if rolling_back {
+                format!("ECS is rolling back: {}", d.rollback_reason.as_deref().or(d.status_reason.as_deref()).unwrap_or("no reason given"))
+            } else {
+                describe(d)
+            };
+            if now >= deadline_ms && !rolling_back {
+                // ECS's own rollback, never a second UpdateService on top of its deployment
+                let waited = now.saturating_sub(record.started_at_ms) / 1000;
+                let cause = FailureCause::StabilityTimeout { waited_secs: waited };
+                let asked_before = record.cause.is_some();
+                if asked_before && now < deadline_ms + STOP_RETRY_MS {
+                    // asked already: ECS moves to ROLLBACK_REQUESTED on its own time
+                    return Plan::wait(poll);
+                }
+                if !asked_before {
+                    next.cause = Some(cause.clone());
+                    next.evidence = vec![format!("ECS service deployment {} still {} ({progress})", d.arn, d.status)];
+                    next.log(now, Level::Error, format!("{cause}: asking ECS to stop its deployment and roll back"));
+                }
+                return Plan {
+                    next_record: Some(next),
+                    actions: vec![Action::EcsStopServiceDeployment { arn: d.arn.clone() }],
+                    requeue_after: poll,
+                    ..Plan::default()
+                };
+            }
+            if record.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
+                next.log(now, if rolling_back { Level::Error } else { Level::Info }, progress);
+                return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
+            }
+            Plan::wait(poll)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_ecs_controlled_native_strategies_are_followed() {
+        assert_eq!(strategy_of(&json!({"deploymentConfiguration": {"strategy": "BLUE_GREEN"}})), Some(NativeStrategy::BlueGreen));
+        assert_eq!(strategy_of(&json!({"deploymentConfiguration": {"strategy": "ROLLING"}})), None);
+        assert_eq!(strategy_of(&json!({})), None);
+        let external = json!({"deploymentController": {"type": "EXTERNAL"}, "deploymentConfiguration": {"strategy": "LINEAR"}});
+        assert_eq!(strategy_of(&external), None, "gitmoxi's own blue/green");
+        let linear = json!({"deploymentConfiguration": {"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 25, "stepBakeTimeInMinutes": 2}}});
+        assert_eq!(strategy_of(&linear), Some(NativeStrategy::Linear { step_percent: 25.0, step_bake_minutes: 2 }));
+    }
+
+    #[test]
+    fn the_budget_covers_bake_steps_and_hooks() {
+        let blue_green = json!({"deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 2}});
+        assert_eq!(extra_budget_secs(&blue_green), 120);
+        let linear = json!({"deploymentConfiguration": {"strategy": "LINEAR", "bakeTimeInMinutes": 1,
+            "linearConfiguration": {"stepPercent": 25, "stepBakeTimeInMinutes": 2}}});
+        assert_eq!(extra_budget_secs(&linear), (1 + 4 * 2) * 60);
+        let hooked = json!({"deploymentConfiguration": {"strategy": "CANARY", "bakeTimeInMinutes": 0,
+            "canaryConfiguration": {"canaryPercent": 10, "canaryBakeTimeInMinutes": 5},
+            "lifecycleHooks": [{"lifecycleStages": ["POST_SCALE_UP", "POST_TEST_TRAFFIC_SHIFT"], "timeoutConfiguration": {"timeoutInMinutes": 3}},
+                               {"lifecycleStages": ["PRE_SCALE_UP"]}]}});
+        assert_eq!(extra_budget_secs(&hooked), (5 + 2 * 3 + 15) * 60);
+        assert_eq!(extra_budget_secs(&json!({"deploymentConfiguration": {"strategy": "ROLLING"}})), 0);
+    }
+
+    #[test]
+    fn each_stage_reads_as_plain_language() {
+        let mut d = ObservedNativeDeployment {
+            lifecycle_stage: Some(NativeLifecycleStage::ProductionTrafficShift),
+            production_weight: Some(30.0),
+            ..ObservedNativeDeployment::default()
+        };
+        assert_eq!(describe(&d), "ECS shifted production traffic: 30 % to the new revision");
+        d.lifecycle_stage = Some(NativeLifecycleStage::PostScaleUp);
+        d.hooks = vec![crate::observed::ObservedNativeHook {
+            id: "h1".into(),
+            target_type: "AWS_LAMBDA".into(),
+            target_arn: Some("arn:aws:lambda:us-east-1:1:function:validate-green".into()),
+            status: NativeHookStatus::InProgress,
+        }];
+        assert_eq!(describe(&d), "the new revision's tasks run; no traffic yet (hook validate-green IN_PROGRESS)");
+    }
+}
