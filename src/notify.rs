@@ -285,6 +285,8 @@ mod tests {
             traffic: None,
             task_set_scales: None,
             task_set_arns: None,
+            awaiting_approval: None,
+            approvals: Vec::new(),
             started_at_ms: 0,
             updated_at_ms: 0,
             finished_at_ms: None,

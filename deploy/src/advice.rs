@@ -53,6 +53,9 @@ pub fn next_step(record: &DeploymentRecord) -> String {
         FailureCause::EcsRolledBack { .. } => format!(
             "ECS rolled its own deployment back (the reason and any failed lifecycle hook are in the evidence): look at the new revision's tasks, the hook's logs or the alarm that fired, fix, then push or run `gitmoxi sync --force {app}`"
         ),
+        FailureCause::ApprovalRejected { by } => format!(
+            "{by} rejected the deployment at its approval gate and ECS rolled it back; push a fix, or run `gitmoxi sync --force {app}` to try the same commit again"
+        ),
         FailureCause::AssumeRoleFailed { account, .. } => format!(
             "nothing was touched in account {account}: check that the role exists, that its trust policy allows this controller's role and the external_id, if set (packaging/account-trust-policy.json), and that the controller's policy lets it call sts:AssumeRole on the role (roles named gitmoxi-… in packaging/iam-policy.json); then run `gitmoxi sync --force {app}`"
         ),
@@ -88,6 +91,8 @@ mod tests {
             traffic: None,
             task_set_scales: None,
             task_set_arns: None,
+            awaiting_approval: None,
+            approvals: Vec::new(),
             started_at_ms: 0,
             updated_at_ms: 0,
             finished_at_ms: Some(0),

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Operator commands waiting for an app.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OperatorCommands {
     /// Redeploy even when applied or failed (consumed when a deployment starts).
     pub force: bool,
@@ -22,6 +22,66 @@ pub struct OperatorCommands {
     /// consumed once the scales are set or refused.
     #[serde(default)]
     pub rebalance: Option<Rebalance>,
+    /// An answer to the approval gate the in-flight deployment waits at (consumed when the
+    /// answer reaches AWS, or with a note when nothing waits).
+    #[serde(default)]
+    pub approval: Option<Approval>,
+}
+
+/// No command waiting.
+pub static NO_COMMANDS: OperatorCommands = OperatorCommands::none();
+
+impl OperatorCommands {
+    /// No command at all.
+    pub const fn none() -> OperatorCommands {
+        OperatorCommands { force: false, paused: false, rollback: false, rebalance: None, approval: None }
+    }
+}
+
+/// An answer to an approval gate, and who gave it, how and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Approve (go on) or reject (roll back).
+    pub approve: bool,
+    /// Who answered (the API token's name, the Slack user, `cli`).
+    pub by: String,
+    /// How the answer came.
+    pub via: AnswerChannel,
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+}
+
+impl std::fmt::Display for Approval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.approve { "approved" } else { "rejected" };
+        write!(f, "{verb} by {} via {}", self.by, self.via.as_str())
+    }
+}
+
+/// Where an approval answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerChannel {
+    /// `gitmoxi approve` / `gitmoxi reject`.
+    Cli,
+    /// The HTTP API.
+    Api,
+    /// The web page.
+    Page,
+    /// A Slack button.
+    Slack,
+}
+
+impl AnswerChannel {
+    /// The word the API and the timeline use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AnswerChannel::Cli => "cli",
+            AnswerChannel::Api => "api",
+            AnswerChannel::Page => "page",
+            AnswerChannel::Slack => "slack",
+        }
+    }
 }
 
 /// Which way a rebalance moves scale (Gitmoxi's Spot fallback: to the fallback's on-demand
@@ -60,12 +120,14 @@ pub struct Consumed {
     pub rollback: bool,
     /// The rebalance the step used (AWS shows the new scales).
     pub rebalance: bool,
+    /// The approval answer the step used (sent to AWS, or noted as answering nothing).
+    pub approval: bool,
 }
 
 impl Consumed {
     /// Whether nothing was consumed.
     pub fn is_empty(&self) -> bool {
-        !(self.force || self.rollback || self.rebalance)
+        !(self.force || self.rollback || self.rebalance || self.approval)
     }
 
     /// The commands left once these are cleared.
@@ -75,6 +137,9 @@ impl Consumed {
         }
         if self.rollback {
             commands.rollback = false;
+        }
+        if self.approval {
+            commands.approval = None;
         }
         if self.rebalance {
             commands.rebalance = None;

@@ -177,6 +177,7 @@ fn wiring_drift(app: &crate::spec::LambdaApp, applied: &AppliedState, observed: 
         | Action::EcsUpdateService { .. }
         | Action::EcsDeleteService { .. }
         | Action::EcsStopServiceDeployment { .. }
+        | Action::EcsContinueServiceDeployment { .. }
         | Action::EcsTagResource { .. }
         | Action::EcsCreateTaskSet { .. }
         | Action::EcsUpdateTaskSetScale { .. }

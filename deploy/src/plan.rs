@@ -36,6 +36,15 @@ pub enum Action {
         /// The service deployment's ARN.
         arn: String,
     },
+    /// ContinueServiceDeployment: answers the PAUSE lifecycle hook ECS waits at.
+    EcsContinueServiceDeployment {
+        /// The service deployment's ARN.
+        arn: String,
+        /// The hook's id.
+        hook_id: String,
+        /// Roll back instead of going on.
+        rollback: bool,
+    },
     /// DeleteService with force.
     EcsDeleteService {
         /// The cluster's name or ARN.
@@ -243,6 +252,7 @@ impl Action {
             Action::EcsUpdateService { .. } => "UpdateService",
             Action::EcsDeleteService { .. } => "DeleteService",
             Action::EcsStopServiceDeployment { .. } => "StopServiceDeployment",
+            Action::EcsContinueServiceDeployment { .. } => "ContinueServiceDeployment",
             Action::EcsTagResource { .. } => "TagResource",
             Action::EcsCreateTaskSet { .. } => "CreateTaskSet",
             Action::EcsUpdateTaskSetScale { .. } => "UpdateTaskSet",

@@ -144,6 +144,11 @@ pub enum FailureCause {
         /// ECS's reason.
         reason: String,
     },
+    /// An operator rejected the deployment at an approval gate.
+    ApprovalRejected {
+        /// Who rejected it.
+        by: String,
+    },
     /// STS refused the account's role (AssumeRole): nothing was touched in that account.
     AssumeRoleFailed {
         /// The account the app names.
@@ -177,6 +182,7 @@ impl FailureCause {
             FailureCause::AccountRegionNotAllowed { .. } => "account_region_not_allowed",
             FailureCause::AssumeRoleFailed { .. } => "assume_role_failed",
             FailureCause::EcsRolledBack { .. } => "ecs_rolled_back",
+            FailureCause::ApprovalRejected { .. } => "approval_rejected",
         }
     }
 }
@@ -209,6 +215,7 @@ impl fmt::Display for FailureCause {
                 write!(f, "region {region} is not allowed for account {account} (its regions: {})", allowed.join(", "))
             }
             FailureCause::EcsRolledBack { status, reason } => write!(f, "ECS rolled its deployment back ({status}): {reason}"),
+            FailureCause::ApprovalRejected { by } => write!(f, "rejected at an approval gate by {by}"),
             FailureCause::AssumeRoleFailed { account, code, message } => {
                 write!(f, "could not assume the role of account {account}: {code}: {message}")
             }
@@ -306,6 +313,16 @@ pub enum RollingPhase {
     },
     /// Scale the service to zero, delete its task sets, delete it.
     DeleteService,
+    /// gitmoxi asked ECS to stop its own deployment and roll back (StopServiceDeployment):
+    /// wait until ECS ends it. The record's cause says why; a superseded record ends as such.
+    NativeStop {
+        /// The ECS service deployment asked to stop.
+        service_deployment: String,
+        /// A newer commit asked for the stop (the record ends Superseded, the newer one starts).
+        superseded: bool,
+        /// When the stop was last asked for (it is asked again if ECS did not move).
+        asked_at_ms: u64,
+    },
 }
 
 /// The steps of a blue/green deployment with task sets.
@@ -448,6 +465,11 @@ enum PhaseWire {
         deadline_ms: u64,
     },
     EcsDelete,
+    EcsNativeStop {
+        service_deployment: String,
+        superseded: bool,
+        asked_at_ms: u64,
+    },
     BgRegister,
     BgCreateService {
         task_definition: String,
@@ -527,6 +549,9 @@ impl From<PhaseWire> for Phase {
                 Phase::Rolling(R::RollbackStabilize { to_task_definition, deadline_ms })
             }
             PhaseWire::EcsDelete => Phase::Rolling(R::DeleteService),
+            PhaseWire::EcsNativeStop { service_deployment, superseded, asked_at_ms } => {
+                Phase::Rolling(R::NativeStop { service_deployment, superseded, asked_at_ms })
+            }
             PhaseWire::BgRegister => Phase::BlueGreen(B::Register),
             PhaseWire::BgCreateService { task_definition } => Phase::BlueGreen(B::CreateService { task_definition }),
             PhaseWire::BgCreateGreen { task_definition } => Phase::BlueGreen(B::CreateGreen { task_definition }),
@@ -566,6 +591,9 @@ impl From<Phase> for PhaseWire {
                 PhaseWire::EcsRollbackStabilize { to_task_definition, deadline_ms }
             }
             Phase::Rolling(R::DeleteService) => PhaseWire::EcsDelete,
+            Phase::Rolling(R::NativeStop { service_deployment, superseded, asked_at_ms }) => {
+                PhaseWire::EcsNativeStop { service_deployment, superseded, asked_at_ms }
+            }
             Phase::BlueGreen(B::Register) => PhaseWire::BgRegister,
             Phase::BlueGreen(B::CreateService { task_definition }) => PhaseWire::BgCreateService { task_definition },
             Phase::BlueGreen(B::CreateGreen { task_definition }) => PhaseWire::BgCreateGreen { task_definition },
@@ -613,6 +641,7 @@ impl RollingPhase {
             RollingPhase::Rollback { .. } => "rollback",
             RollingPhase::RollbackStabilize { .. } => "rollback_stabilize",
             RollingPhase::DeleteService => "delete",
+            RollingPhase::NativeStop { .. } => "ecs_native_stop",
         }
     }
 }
@@ -777,6 +806,12 @@ pub struct DeploymentRecord {
     /// Blue/green: the ARNs of the task set that went live and of its fallback (for the API).
     #[serde(default)]
     pub task_set_arns: Option<(String, Option<String>)>,
+    /// The approval gate the deployment waits at, if any (an ECS PAUSE lifecycle hook).
+    #[serde(default)]
+    pub awaiting_approval: Option<AwaitingApproval>,
+    /// Every answer given to its gates: who, how, when.
+    #[serde(default)]
+    pub approvals: Vec<crate::commands::Approval>,
     /// When it started.
     pub started_at_ms: u64,
     /// When it last changed.
@@ -785,6 +820,19 @@ pub struct DeploymentRecord {
     pub finished_at_ms: Option<u64>,
     /// What happened, oldest first (bounded by [`MAX_TIMELINE`]).
     pub timeline: Vec<TimelineEvent>,
+}
+
+/// An approval gate a deployment waits at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitingApproval {
+    /// The gate: the ECS lifecycle hook's id.
+    pub gate: String,
+    /// The ECS service deployment that waits.
+    pub service_deployment: String,
+    /// Where it waits (the lifecycle stage).
+    pub stage: String,
+    /// Since when.
+    pub since_ms: u64,
 }
 
 impl DeploymentRecord {

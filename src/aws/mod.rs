@@ -63,6 +63,8 @@ pub trait Ecs: Send + Sync {
     ) -> Result<Option<gitmoxi_deploy::observed::ObservedNativeDeployment>, AwsError>;
     /// StopServiceDeployment with stopType ROLLBACK.
     async fn stop_service_deployment(&self, arn: &str) -> Result<(), AwsError>;
+    /// ContinueServiceDeployment: answers the PAUSE hook `hook_id` (CONTINUE, or ROLLBACK).
+    async fn continue_service_deployment(&self, arn: &str, hook_id: &str, rollback: bool) -> Result<(), AwsError>;
     /// DeleteService with force.
     async fn delete_service(&self, cluster: &str, service: &str) -> Result<(), AwsError>;
     /// TagResource.

@@ -341,6 +341,20 @@ impl Ecs for SdkEcs {
         self.track("StopServiceDeployment", out).map(|_| ())
     }
 
+    async fn continue_service_deployment(&self, arn: &str, hook_id: &str, rollback: bool) -> Result<(), AwsError> {
+        use aws_sdk_ecs::types::DeploymentLifecycleHookAction as HookAction;
+        let out = self
+            .client
+            .continue_service_deployment()
+            .service_deployment_arn(arn)
+            .hook_id(hook_id)
+            .action(if rollback { HookAction::Rollback } else { HookAction::Continue })
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "ContinueServiceDeployment", e));
+        self.track("ContinueServiceDeployment", out).map(|_| ())
+    }
+
     async fn delete_service(&self, cluster: &str, service: &str) -> Result<(), AwsError> {
         let out = self
             .client

@@ -68,7 +68,7 @@ impl Controller {
             observed: &unobserved,
             now_ms: self.clock.now_ms(),
             new_deployment_id: &new_id,
-            commands,
+            commands: &commands,
             drift: DriftClock { policy: head.policy.drift, interval: self.settings.drift_interval, last: drift_seen.as_ref() },
             moved: intent.is_some_and(|e| e.intent == Intent::Move),
             refusal: None,
@@ -120,7 +120,7 @@ impl Controller {
                 let cause = cause_of(&e);
                 let after = plan.in_flight_after(record.as_ref()).cloned();
                 let commands = self.store.commands(key)?;
-                let refused = strategy::step(&StepInput { record: after.as_ref(), commands, refusal: Some(&cause), ..input });
+                let refused = strategy::step(&StepInput { record: after.as_ref(), commands: &commands, refusal: Some(&cause), ..input });
                 match self.execute(key, &refused, after.as_ref(), Some(&clients)).await? {
                     Executed::Done => Ok(refused.requeue_after),
                     Executed::Refused(again) => Err(ControllerError::Aws(again)),
@@ -397,6 +397,7 @@ async fn perform(clients: &Clients, action: &Action) -> Result<(), AwsError> {
         Action::EcsUpdateService { body } => ecs.update_service(body).await,
         Action::EcsDeleteService { cluster, service } => ecs.delete_service(cluster, service).await,
         Action::EcsStopServiceDeployment { arn } => ecs.stop_service_deployment(arn).await,
+        Action::EcsContinueServiceDeployment { arn, hook_id, rollback } => ecs.continue_service_deployment(arn, hook_id, *rollback).await,
         Action::EcsTagResource { arn, tags } => ecs.tag_resource(arn, tags).await,
         Action::EcsCreateTaskSet { body } => ecs.create_task_set(body).await.map(|arn| {
             tracing::info!(task_set = %arn, "created task set");

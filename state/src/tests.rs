@@ -28,6 +28,8 @@ fn record(id: &str, prefix: &str) -> DeploymentRecord {
         traffic: None,
         task_set_scales: None,
         task_set_arns: None,
+        awaiting_approval: None,
+        approvals: Vec::new(),
         desired_lambda: None,
         previous_version: None,
         started_at_ms: 1,

@@ -123,6 +123,10 @@ pub struct Knobs {
     pub health_delay: Duration,
     /// How many FARGATE_SPOT tasks can run at once (None: unlimited).
     pub spot_capacity: Option<u32>,
+    /// An ECS lifecycle hook whose Lambda's name contains any of these answers FAILED.
+    pub failing_hooks: Vec<String>,
+    /// An ECS lifecycle hook whose Lambda's name contains any of these answers IN_PROGRESS for 30 s.
+    pub slow_hooks: Vec<String>,
 }
 
 impl Default for Knobs {
@@ -135,6 +139,8 @@ impl Default for Knobs {
             unhealthy_images: vec!["unhealthy".into()],
             health_delay: Duration::from_secs(10),
             spot_capacity: None,
+            failing_hooks: vec!["fail".into()],
+            slow_hooks: vec!["slow".into()],
         }
     }
 }
@@ -942,6 +948,25 @@ impl Ecs for FakeEcs {
             Ok(w.newest_native(&key, since_ms, now))
         };
         self.world.end("ListServiceDeployments", result)
+    }
+
+    async fn continue_service_deployment(&self, arn: &str, hook_id: &str, rollback: bool) -> Result<(), AwsError> {
+        self.world.begin("ContinueServiceDeployment")?;
+        let result = {
+            let mut w = self.world.world();
+            let now = Instant::now();
+            w.advance(now);
+            match w.continue_native(arn, hook_id, rollback, now) {
+                Ok(()) => {
+                    let action = if rollback { "ROLLBACK" } else { "CONTINUE" };
+                    w.mutations.push(("ContinueServiceDeployment".into(), format!("{arn} {hook_id} {action}")));
+                    w.advance(now);
+                    Ok(())
+                }
+                Err(message) => Err(invalid("ContinueServiceDeployment", message)),
+            }
+        };
+        self.world.end("ContinueServiceDeployment", result)
     }
 
     async fn stop_service_deployment(&self, arn: &str) -> Result<(), AwsError> {

@@ -113,6 +113,9 @@ pub fn step(input: &StepInput<'_>, record: &DeploymentRecord, phase: &RollingPha
         RollingPhase::Rollback { to_task_definition } => rollback(&cx, to_task_definition),
         RollingPhase::RollbackStabilize { to_task_definition, deadline_ms } => rollback_stabilize(&cx, to_task_definition, *deadline_ms),
         RollingPhase::DeleteService => delete_service(&cx),
+        RollingPhase::NativeStop { service_deployment, superseded, asked_at_ms } => {
+            native::stopping(&cx, service_deployment, *superseded, *asked_at_ms)
+        }
     }
 }
 
@@ -363,6 +366,9 @@ fn stabilize_budget_secs(app: &EcsApp, desired: u32) -> u64 {
 
 /// An operator's rollback: possible once the service was touched and before it is rolling back.
 pub fn operator_rollback(input: &StepInput<'_>, record: &DeploymentRecord, evidence: Vec<String>) -> Option<Plan> {
+    if let Some(plan) = native::stop_in_flight(input, record, native::StopFor::Operator) {
+        return Some(plan);
+    }
     let touched = matches!(record.phase, Phase::Rolling(RollingPhase::Apply { .. }) | Phase::Rolling(RollingPhase::Stabilize { .. }));
     touched.then(|| rollback_or_fail(input, record, FailureCause::OperatorRollback, evidence))
 }
@@ -381,7 +387,8 @@ fn rollback_or_fail(input: &StepInput<'_>, record: &DeploymentRecord, cause: Fai
             | RollingPhase::Apply { .. }
             | RollingPhase::Rollback { .. }
             | RollingPhase::RollbackStabilize { .. }
-            | RollingPhase::DeleteService,
+            | RollingPhase::DeleteService
+            | RollingPhase::NativeStop { .. },
         )
         | Phase::BlueGreen(_)
         | Phase::Lambda(_)

@@ -88,7 +88,7 @@ pub struct StepInput<'a> {
     /// The id a deployment started in this step gets (from the controller's seeded source).
     pub new_deployment_id: &'a str,
     /// Operator commands waiting for the app (force, pause, rollback, rebalance).
-    pub commands: OperatorCommands,
+    pub commands: &'a OperatorCommands,
     /// The drift cadence: policy, interval and the last comparison.
     pub drift: DriftClock<'a>,
     /// The head hands this app a service from another prefix (its tags change).
@@ -162,8 +162,13 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
             }
             Phase::Rolling(RollingPhase::Stabilize { .. }) => {
                 needs.tasks = true;
-                let native = r.desired.as_ref().and_then(|d| ecs_rolling::native::strategy_of(&d.svcdef));
-                needs.native_deployment_since_ms = native.map(|_| r.started_at_ms.saturating_sub(ecs_rolling::STEADY_REQUEST_MARGIN_MS));
+                if r.desired.as_ref().and_then(|d| ecs_rolling::native::strategy_of(&d.svcdef)).is_some() {
+                    needs.native_deployment_since_ms = Some(r.started_at_ms.saturating_sub(ecs_rolling::STEADY_REQUEST_MARGIN_MS));
+                    needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
+                }
+            }
+            Phase::Rolling(RollingPhase::NativeStop { .. }) => {
+                needs.native_deployment_since_ms = Some(r.started_at_ms.saturating_sub(ecs_rolling::STEADY_REQUEST_MARGIN_MS));
             }
             Phase::Rolling(RollingPhase::RollbackStabilize { .. }) => needs.tasks = true,
             Phase::Rolling(RollingPhase::DeleteService) => needs.task_sets = true,
@@ -493,7 +498,16 @@ fn advance(input: &StepInput<'_>) -> Plan {
                 && (input.commands.force || !input.applied.failed.contains(&app.fingerprint));
             if newer {
                 let (at_once, rollback_first) = match &record.phase {
-                    Phase::Rolling(_) | Phase::Done => (true, None),
+                    Phase::Rolling(RollingPhase::NativeStop { .. }) => (false, None),
+                    Phase::Rolling(_) => match ecs_rolling::native::stop_in_flight(
+                        input,
+                        record,
+                        ecs_rolling::native::StopFor::Superseded { commit: input.commit },
+                    ) {
+                        Some(plan) => (false, Some(plan)),
+                        None => (true, None),
+                    },
+                    Phase::Done => (true, None),
                     Phase::BlueGreen(phase) => {
                         (ecs_blue_green::supersedes_at_once(phase), ecs_blue_green::supersede(record, phase, input.now_ms, input.commit))
                     }
@@ -614,6 +628,8 @@ pub fn new_record(
         traffic: None,
         task_set_scales: None,
         task_set_arns: None,
+        awaiting_approval: None,
+        approvals: Vec::new(),
         started_at_ms: input.now_ms,
         updated_at_ms: input.now_ms,
         finished_at_ms: None,

@@ -55,7 +55,7 @@ fn input<'a>(
         observed,
         now_ms: 1_000_000,
         new_deployment_id: "dep-new",
-        commands: OperatorCommands::default(),
+        commands: &crate::commands::NO_COMMANDS,
         drift: DriftClock::off(),
         moved: false,
         refusal: None,
@@ -122,7 +122,8 @@ fn a_paused_app_starts_nothing_and_keeps_its_commands() {
     let (key, a, obs) = (key(), app("nginx:2"), Observed::default());
     let applied = AppliedState::default();
     let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
-    i.commands = OperatorCommands { paused: true, force: true, rollback: true, ..Default::default() };
+    let commands = OperatorCommands { paused: true, force: true, rollback: true, ..Default::default() };
+    i.commands = &commands;
     let plan = skipped(look(&i));
     assert_eq!(plan.requeue_after, PAUSED_REQUEUE);
     assert_eq!(plan.consumed, Consumed::default(), "a pause uses up nothing");
@@ -158,7 +159,8 @@ fn a_paused_deployment_holds_its_step_but_still_rolls_back_when_a_guard_fires() 
         ..Default::default()
     };
     let mut i = input(&key, Desired::Present(&a), &applied, Some(&stabilizing), &stable);
-    i.commands.paused = true;
+    let commands = OperatorCommands { paused: true, ..i.commands.clone() };
+    i.commands = &commands;
     observes(look(&i));
     let held = step(&i);
     assert!(held.finished.is_none() && held.next_record.is_none() && held.actions.is_empty(), "stable, but held: {held:?}");
@@ -178,7 +180,8 @@ fn a_rollback_with_nothing_in_flight_is_consumed_with_a_note_saying_why() {
     let (key, a, obs) = (key(), app("nginx:1"), Observed::default());
     let applied = applied(&a);
     let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
-    i.commands.rollback = true;
+    let commands = OperatorCommands { rollback: true, ..i.commands.clone() };
+    i.commands = &commands;
     let plan = skipped(look(&i));
     assert_eq!(plan.consumed, Consumed { rollback: true, ..Default::default() });
     assert_eq!(plan.requeue_after, Duration::ZERO, "the rest of the pass runs at once");
@@ -197,7 +200,8 @@ fn an_operator_rollback_is_consumed_whether_or_not_the_phase_can_roll_back() {
     // Stabilize has changed the service: it rolls back
     let stabilizing = in_flight(&a, Phase::Rolling(RollingPhase::Stabilize { task_definition: "td:2".into(), deadline_ms: 2_000_000 }));
     let mut i = input(&key, Desired::Present(&a), &applied, Some(&stabilizing), &obs);
-    i.commands.rollback = true;
+    let commands = OperatorCommands { rollback: true, ..i.commands.clone() };
+    i.commands = &commands;
     let plan = step(&i);
     assert!(plan.consumed.rollback);
     let next = plan.next_record.as_ref().or(plan.finished.as_ref().map(|(r, _)| r)).expect("a record");
@@ -207,7 +211,8 @@ fn an_operator_rollback_is_consumed_whether_or_not_the_phase_can_roll_back() {
     // Register has changed nothing: the command is used up with a note and the step continues
     let registering = in_flight(&a, Phase::Rolling(RollingPhase::Register));
     let mut i = input(&key, Desired::Present(&a), &applied, Some(&registering), &obs);
-    i.commands.rollback = true;
+    let commands = OperatorCommands { rollback: true, ..i.commands.clone() };
+    i.commands = &commands;
     let plan = step(&i);
     assert!(plan.consumed.rollback);
     assert!(plan.notes[0].message.contains("cannot roll back"), "{:?}", plan.notes);
@@ -220,7 +225,8 @@ fn force_is_consumed_by_the_deployment_it_starts_and_only_then() {
     let applied = applied(&a);
     let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
     assert!(skipped(look(&i)).next_record.is_none(), "applied and not forced: nothing to look at");
-    i.commands.force = true;
+    let commands = OperatorCommands { force: true, ..i.commands.clone() };
+    i.commands = &commands;
     observes(look(&i));
     let plan = step(&i);
     assert!(plan.starts_deployment(None));
@@ -269,7 +275,8 @@ fn a_steady_app_is_observed_only_when_something_asks_for_it() {
         let mut i = input(&key, desired, &applied, None, &obs);
         i.drift = drift;
         i.moved = moved;
-        i.commands.rebalance = rebalance;
+        let commands = OperatorCommands { rebalance, ..i.commands.clone() };
+        i.commands = &commands;
         match look(&i) {
             Look::Observe(needs) => {
                 assert!(want, "{name}: observed {needs:?}");
@@ -340,7 +347,8 @@ fn a_rebalance_sets_absolute_scales_and_is_consumed_once_aws_shows_them() {
         ..Default::default()
     };
     let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
-    i.commands.rebalance = Some(Rebalance::Scales(100.0, 0.0));
+    let commands = OperatorCommands { rebalance: Some(Rebalance::Scales(100.0, 0.0)), ..i.commands.clone() };
+    i.commands = &commands;
     let plan = step(&i);
     assert_eq!(plan.actions.len(), 2, "{plan:?}");
     assert!(plan.consumed.is_empty(), "kept until AWS shows the scales: a crash replays the same targets");
@@ -381,7 +389,8 @@ fn a_rebalance_moves_scale_the_way_gitmoxi_documents_spot_fallback() {
     ];
     for (name, asked, primary_percent, fallback_percent) in cases {
         let mut i = input(&key, Desired::Present(&a), &applied, None, &obs);
-        i.commands.rebalance = Some(asked);
+        let commands = OperatorCommands { rebalance: Some(asked), ..i.commands.clone() };
+        i.commands = &commands;
         let plan = step(&i);
         let scales: Vec<f64> = plan
             .actions
@@ -402,7 +411,8 @@ fn a_rebalance_moves_scale_the_way_gitmoxi_documents_spot_fallback() {
         ..obs.clone()
     };
     let mut i = input(&key, Desired::Present(&a), &applied, None, &placed);
-    i.commands.rebalance = Some(to(RebalanceDirection::ToFallback, false));
+    let commands = OperatorCommands { rebalance: Some(to(RebalanceDirection::ToFallback, false)), ..i.commands.clone() };
+    i.commands = &commands;
     let plan = step(&i);
     assert!(plan.actions.is_empty() && plan.consumed.rebalance, "{plan:?}");
     // stored commands of both shapes read back
@@ -442,7 +452,8 @@ fn a_refusal_fails_what_is_in_flight_starts_nothing_new_and_drops_a_rebalance() 
 
     // a rebalance is dropped with the reason
     let mut i = StepInput { applied: &steady, ..i };
-    i.commands.rebalance = Some(Rebalance::Scales(100.0, 0.0));
+    let commands = OperatorCommands { rebalance: Some(Rebalance::Scales(100.0, 0.0)), ..i.commands.clone() };
+    i.commands = &commands;
     let plan = step(&i);
     assert_eq!(plan.consumed, Consumed { rebalance: true, ..Default::default() });
     assert!(plan.notes[0].message.starts_with("rebalance failed"), "{:?}", plan.notes);

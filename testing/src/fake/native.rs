@@ -5,10 +5,16 @@
 //! `canaryPercent` for `canaryBakeTimeInMinutes`, then the rest) → BAKE_TIME
 //! (`bakeTimeInMinutes`, both revisions running) → CLEAN_UP (blue stops) → SUCCESSFUL. The
 //! circuit breaker (when enabled) or StopServiceDeployment(ROLLBACK) puts blue back:
-//! ROLLBACK_SUCCESSFUL with ECS's reason. Lifecycle hooks are not modelled yet.
+//! ROLLBACK_SUCCESSFUL with ECS's reason.
+//!
+//! Lifecycle hooks run at the stages they name, and a stage ends only when its hooks succeeded:
+//! an AWS_LAMBDA hook answers SUCCEEDED, FAILED (a function whose name contains one of the
+//! knobs' `failing_hooks`: ECS rolls back) or IN_PROGRESS for 30 s first (`slow_hooks`); a PAUSE
+//! hook is AWAITING_ACTION until ContinueServiceDeployment answers CONTINUE or ROLLBACK, or its
+//! `timeoutConfiguration` ends it with its action (default ROLLBACK).
 
 use super::{FakeDeployment, World, ACCOUNT};
-use gitmoxi_deploy::observed::ObservedNativeDeployment;
+use gitmoxi_deploy::observed::{ObservedNativeDeployment, ObservedNativeHook};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -27,11 +33,48 @@ pub(super) struct FakeNativeDeployment {
     /// What the service ran before (None: a new service).
     source: Option<FakeDeployment>,
     config: Value,
-    /// When every green task first ran.
-    green_ready: Option<Instant>,
+    /// The lifecycle stage (an index into [`STAGES`]) and when it began.
+    stage: usize,
+    stage_since: Instant,
+    /// The hooks of the current stage, once started.
+    hooks: Vec<HookRun>,
     stop_requested: bool,
     /// How it ended: (status, reason).
     end: Option<(&'static str, String)>,
+}
+
+/// One hook's run at one stage.
+#[derive(Debug, Clone)]
+struct HookRun {
+    id: String,
+    target_type: String,
+    target_arn: Option<String>,
+    status: &'static str,
+    since: Instant,
+    timeout: Duration,
+    /// ROLLBACK or CONTINUE when the timeout ends it.
+    timeout_rolls_back: bool,
+}
+
+/// The lifecycle stages in order, as ECS runs them.
+const STAGES: &[&str] = &[
+    "PRE_SCALE_UP",
+    "SCALE_UP",
+    "POST_SCALE_UP",
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+    "BAKE_TIME",
+    "CLEAN_UP",
+];
+/// How long a "slow" Lambda hook answers IN_PROGRESS before SUCCEEDED.
+const SLOW_HOOK: Duration = Duration::from_secs(30);
+/// A PAUSE hook's wait when its configuration names no timeout.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+fn stage_index(name: &str) -> usize {
+    STAGES.iter().position(|s| *s == name).unwrap_or(0)
 }
 
 /// Whether a deploymentConfiguration asks for a native strategy gitmoxi follows.
@@ -84,7 +127,9 @@ impl World {
             green,
             source,
             config: config.clone(),
-            green_ready: None,
+            stage: 0,
+            stage_since: now,
+            hooks: Vec::new(),
             stop_requested: false,
             end: None,
         });
@@ -98,47 +143,129 @@ impl World {
     /// Moves every running native deployment on by what happened until `now`.
     pub(super) fn advance_native(&mut self, now: Instant) {
         for i in 0..self.native.len() {
-            if self.native[i].end.is_some() {
-                continue;
-            }
-            let d = self.native[i].clone();
-            let Some(service) = self.services.get(&d.service_key).cloned() else { continue };
-            let running = self.count(&d.service_key, &d.green, now, |t, now| t.status(now) == "RUNNING");
-            let failed = self.count(&d.service_key, &d.green, now, |t, now| {
-                t.stopped_at.as_ref().is_some_and(|(at, code, _)| *at <= now && code == "TaskFailedToStart")
-            });
-            let breaker = d.config.pointer("/deploymentCircuitBreaker/enable").and_then(Value::as_bool) == Some(true);
-            // ECS's threshold: half the desired count, at least 3, at most 200
-            let threshold = (service.desired.div_ceil(2)).clamp(3, 200);
-            if breaker && failed >= threshold {
-                self.roll_back(i, now, "Service deployment rolled back because the circuit breaker threshold was exceeded.");
-                continue;
-            }
-            if d.stop_requested {
-                self.roll_back(i, now, "Service deployment rolled back because of a StopServiceDeployment request.");
-                continue;
-            }
-            if d.green_ready.is_none() && running >= service.desired {
-                self.native[i].green_ready = Some(now);
-            }
-            let Some(ready) = self.native[i].green_ready else { continue };
-            let shift: Duration = shift_steps(&d.config).iter().map(|(_, hold)| *hold).sum();
-            let bake = minutes(&d.config, "/bakeTimeInMinutes", 15.0);
-            if now.saturating_duration_since(ready) >= shift + bake {
-                // CLEAN_UP: blue stops, green alone remains
-                for t in
-                    self.tasks.iter_mut().filter(|t| t.service_key == d.service_key && t.deployment != d.green && t.stopped_at.is_none())
-                {
-                    t.stopped_at =
-                        Some((now, "ServiceSchedulerInitiated".into(), format!("Scaling activity initiated by (deployment {})", d.green)));
+            // each pass may finish a stage; a deployment moves through its instant stages at once
+            for _ in 0..STAGES.len() + 1 {
+                if !self.step_native(i, now) {
+                    break;
                 }
-                if let Some(s) = self.services.get_mut(&d.service_key) {
-                    s.deployments.truncate(1);
-                    s.events.push(format!("(service {}) has reached a steady state.", s.name));
-                }
-                self.native[i].end = Some(("SUCCESSFUL", "Service deployment completed successfully.".into()));
             }
         }
+    }
+
+    /// One move of deployment `i`; whether it moved to another stage.
+    fn step_native(&mut self, i: usize, now: Instant) -> bool {
+        if self.native[i].end.is_some() {
+            return false;
+        }
+        let d = self.native[i].clone();
+        let Some(service) = self.services.get(&d.service_key).cloned() else { return false };
+        let running = self.count(&d.service_key, &d.green, now, |t, now| t.status(now) == "RUNNING");
+        let failed = self.count(&d.service_key, &d.green, now, |t, now| {
+            t.stopped_at.as_ref().is_some_and(|(at, code, _)| *at <= now && code == "TaskFailedToStart")
+        });
+        let breaker = d.config.pointer("/deploymentCircuitBreaker/enable").and_then(Value::as_bool) == Some(true);
+        // ECS's threshold: half the desired count, at least 3, at most 200
+        let threshold = (service.desired.div_ceil(2)).clamp(3, 200);
+        if breaker && failed >= threshold {
+            self.roll_back(i, now, "Service deployment rolled back because the circuit breaker threshold was exceeded.");
+            return false;
+        }
+        if d.stop_requested {
+            self.roll_back(i, now, "Service deployment rolled back because of a StopServiceDeployment request.");
+            return false;
+        }
+        let stage = STAGES[d.stage];
+        if d.hooks.is_empty() {
+            self.native[i].hooks = self.hooks_at(&d.config, stage, now);
+        }
+        // the hooks of the stage
+        let failing = self.knobs.failing_hooks.clone();
+        let slow = self.knobs.slow_hooks.clone();
+        let mut rollback = None;
+        for h in self.native[i].hooks.iter_mut() {
+            match (h.target_type.as_str(), h.status) {
+                ("AWS_LAMBDA", "IN_PROGRESS") => {
+                    let name = h.target_arn.as_deref().unwrap_or_default();
+                    if failing.iter().any(|m| name.contains(m.as_str())) {
+                        h.status = "FAILED";
+                        rollback = Some(format!("Lifecycle hook {name} returned FAILED at {stage}."));
+                    } else if !slow.iter().any(|m| name.contains(m.as_str())) || now.saturating_duration_since(h.since) >= SLOW_HOOK {
+                        h.status = "SUCCEEDED";
+                    }
+                }
+                ("PAUSE", "AWAITING_ACTION") if now.saturating_duration_since(h.since) >= h.timeout => {
+                    h.status = "TIMED_OUT";
+                    if h.timeout_rolls_back {
+                        rollback = Some(format!("Lifecycle hook {} timed out at {stage}.", h.id));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(reason) = rollback {
+            self.roll_back(i, now, &reason);
+            return false;
+        }
+        let hooks_done = self.native[i].hooks.iter().all(|h| matches!(h.status, "SUCCEEDED" | "TIMED_OUT"));
+        // the stage's own work
+        let elapsed = now.saturating_duration_since(d.stage_since);
+        let work_done = match stage {
+            "SCALE_UP" => running >= service.desired,
+            "PRODUCTION_TRAFFIC_SHIFT" => elapsed >= shift_steps(&d.config).iter().map(|(_, hold)| *hold).sum::<Duration>(),
+            "BAKE_TIME" => elapsed >= minutes(&d.config, "/bakeTimeInMinutes", 15.0),
+            _ => true,
+        };
+        if !(hooks_done && work_done) {
+            return false;
+        }
+        if stage == "CLEAN_UP" {
+            // blue stops, green alone remains
+            for t in self.tasks.iter_mut().filter(|t| t.service_key == d.service_key && t.deployment != d.green && t.stopped_at.is_none()) {
+                t.stopped_at =
+                    Some((now, "ServiceSchedulerInitiated".into(), format!("Scaling activity initiated by (deployment {})", d.green)));
+            }
+            if let Some(s) = self.services.get_mut(&d.service_key) {
+                s.deployments.truncate(1);
+                s.events.push(format!("(service {}) has reached a steady state.", s.name));
+            }
+            self.native[i].end = Some(("SUCCESSFUL", "Service deployment completed successfully.".into()));
+            return false;
+        }
+        let n = &mut self.native[i];
+        n.stage += 1;
+        n.stage_since = now;
+        n.hooks.clear();
+        true
+    }
+
+    /// The runs of the hooks configured for `stage`.
+    fn hooks_at(&mut self, config: &Value, stage: &str, now: Instant) -> Vec<HookRun> {
+        let hooks = config.get("lifecycleHooks").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut runs = Vec::new();
+        for h in hooks {
+            let at = h.get("lifecycleStages").and_then(Value::as_array).is_some_and(|s| s.iter().any(|x| x.as_str() == Some(stage)));
+            if !at {
+                continue;
+            }
+            let target_type = h.get("targetType").and_then(Value::as_str).unwrap_or("AWS_LAMBDA").to_string();
+            let id = format!("hook-{}", self.next_id());
+            let timeout = h
+                .pointer("/timeoutConfiguration/timeoutInMinutes")
+                .and_then(Value::as_f64)
+                .map_or(PAUSE_TIMEOUT, |m| Duration::from_secs_f64(m * 60.0));
+            let timeout_rolls_back = h.pointer("/timeoutConfiguration/action").and_then(Value::as_str) != Some("CONTINUE");
+            let status = if target_type == "PAUSE" { "AWAITING_ACTION" } else { "IN_PROGRESS" };
+            runs.push(HookRun {
+                id,
+                target_arn: h.get("hookTargetArn").and_then(Value::as_str).map(str::to_string),
+                target_type,
+                status,
+                since: now,
+                timeout,
+                timeout_rolls_back,
+            });
+        }
+        runs
     }
 
     fn count(
@@ -173,25 +300,24 @@ impl World {
             None if d.stop_requested => ("ROLLBACK_REQUESTED", None),
             None => ("IN_PROGRESS", None),
         };
-        let (stage, weight) = match (&d.end, d.green_ready) {
-            (Some(_), _) => (None, None),
-            (None, None) => (Some("SCALE_UP"), None),
-            (None, Some(ready)) => {
-                let mut elapsed = now.saturating_duration_since(ready);
-                let mut at = None;
+        let stage = STAGES[d.stage];
+        let weight = match stage_index(stage) {
+            i if i < stage_index("PRODUCTION_TRAFFIC_SHIFT") => 0.0,
+            i if i > stage_index("PRODUCTION_TRAFFIC_SHIFT") => 100.0,
+            _ => {
+                let mut elapsed = now.saturating_duration_since(d.stage_since);
+                let mut at = 100.0;
                 for (weight, hold) in shift_steps(&d.config) {
                     if elapsed < hold {
-                        at = Some(weight);
+                        at = weight;
                         break;
                     }
                     elapsed -= hold;
                 }
-                match at {
-                    Some(weight) => (Some("PRODUCTION_TRAFFIC_SHIFT"), Some(weight)),
-                    None => (Some("BAKE_TIME"), Some(100.0)),
-                }
+                at
             }
         };
+        let (stage, weight) = if d.end.is_some() { (None, None) } else { (Some(stage), Some(weight)) };
         let rolled_back = status.starts_with("ROLLBACK_SUCCESSFUL");
         Some(ObservedNativeDeployment {
             arn: d.arn.clone(),
@@ -201,8 +327,30 @@ impl World {
             lifecycle_stage: stage.map(Into::into),
             production_weight: weight,
             rollback_reason: if rolled_back { reason } else { None },
-            hooks: Vec::new(),
+            hooks: d
+                .hooks
+                .iter()
+                .map(|h| ObservedNativeHook {
+                    id: h.id.clone(),
+                    target_type: h.target_type.clone(),
+                    target_arn: h.target_arn.clone(),
+                    status: h.status.into(),
+                })
+                .collect(),
         })
+    }
+
+    /// ContinueServiceDeployment: answers a PAUSE hook that waits.
+    pub(super) fn continue_native(&mut self, arn: &str, hook_id: &str, rollback: bool, now: Instant) -> Result<(), String> {
+        let Some(i) = self.native.iter().position(|d| d.arn == arn) else { return Err(format!("service deployment {arn} not found")) };
+        let Some(h) = self.native[i].hooks.iter_mut().find(|h| h.id == hook_id && h.status == "AWAITING_ACTION") else {
+            return Err(format!("lifecycle hook {hook_id} is not awaiting an action"));
+        };
+        h.status = "SUCCEEDED";
+        if rollback {
+            self.roll_back(i, now, "Service deployment rolled back by ContinueServiceDeployment with action ROLLBACK.");
+        }
+        Ok(())
     }
 
     /// StopServiceDeployment(ROLLBACK): a running deployment rolls back at the next advance.

@@ -72,7 +72,7 @@ fn run_with(
         observed,
         now_ms: now,
         new_deployment_id: "dep-2",
-        commands: Default::default(),
+        commands: &crate::commands::NO_COMMANDS,
         drift: crate::drift::DriftClock::off(),
         moved: false,
         refusal: None,

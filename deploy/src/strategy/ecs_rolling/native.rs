@@ -8,7 +8,7 @@
 use super::{short_td, Step, STEADY_REQUEST_MARGIN_MS};
 use crate::observed::{NativeDeploymentStatus, NativeHookStatus, NativeLifecycleStage, ObservedNativeDeployment};
 use crate::plan::{Action, Completion, Plan};
-use crate::record::{FailureCause, Level, Outcome};
+use crate::record::{AwaitingApproval, FailureCause, Level, Outcome, Phase, RollingPhase};
 use crate::strategy::STEADY_REQUEUE;
 use serde_json::Value;
 use std::time::Duration;
@@ -135,8 +135,7 @@ pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> 
     let mut next = record.clone();
     let Some(app) = record.desired.as_ref() else { return super::fail_without_desired(cx.input, record) };
     let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
-    let ours = cx.observed.native_deployment.as_ref().filter(|d| d.created_at_ms + STEADY_REQUEST_MARGIN_MS >= record.started_at_ms);
-    let Some(d) = ours else {
+    let Some(d) = ours(cx) else {
         if now >= deadline_ms {
             let cause = FailureCause::StabilityTimeout { waited_secs: now.saturating_sub(record.started_at_ms) / 1000 };
             return super::rollback_or_fail(cx.input, record, cause, vec!["ECS never listed a service deployment for this update".into()]);
@@ -150,31 +149,15 @@ pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> 
                 // ECS says done, the service says otherwise: believe neither until they agree
                 return Plan::wait(poll);
             }
+            next.awaiting_approval = None;
+            next.traffic = Some(crate::schedule::Weights { blue: 0, green: 100 });
             next.log(now, Level::Info, format!("ECS deployment succeeded: {} serves all traffic", short_td(task_definition)));
             next.finish(Outcome::Succeeded, now);
             let completion = Plan::completion_of(&next, Some(task_definition.to_string()));
             Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
         }
         NativeDeploymentStatus::RollbackSuccessful | NativeDeploymentStatus::RollbackFailed | NativeDeploymentStatus::Stopped => {
-            let reason = d.rollback_reason.clone().or_else(|| d.status_reason.clone()).unwrap_or_else(|| "ECS gave no reason".into());
-            let mut evidence = vec![format!("ECS service deployment {}: {}", d.arn, d.status)];
-            evidence.extend(d.status_reason.iter().map(|r| format!("ECS: {r}")));
-            evidence.extend(
-                d.hooks
-                    .iter()
-                    .filter(|h| matches!(h.status, NativeHookStatus::Failed | NativeHookStatus::TimedOut))
-                    .map(|h| format!("hook {} {}", h.target_arn.as_deref().unwrap_or(&h.id), h.status)),
-            );
-            let outcome = if d.status == NativeDeploymentStatus::RollbackFailed { Outcome::Failed } else { Outcome::RolledBack };
-            // gitmoxi's own reason when it asked ECS to stop (its budget ran out), else ECS's
-            let cause =
-                record.cause.clone().unwrap_or(FailureCause::EcsRolledBack { status: d.status.to_string(), reason: reason.clone() });
-            next.cause = Some(cause.clone());
-            next.evidence.extend(evidence);
-            next.log(now, Level::Error, format!("{cause}"));
-            next.finish(outcome, now);
-            let completion = Completion::Failed { fingerprint: record.fingerprint.clone() };
-            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
+            ended(cx, Some(d), false)
         }
         NativeDeploymentStatus::Pending
         | NativeDeploymentStatus::InProgress
@@ -183,25 +166,64 @@ pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> 
         | NativeDeploymentStatus::RollbackInProgress
         | NativeDeploymentStatus::Other(_) => {
             let rolling_back = matches!(d.status, NativeDeploymentStatus::RollbackRequested | NativeDeploymentStatus::RollbackInProgress);
-            let progress = if rolling_back {
-                format!("ECS is rolling back: {}", d.rollback_reason.as_deref().or(d.status_reason.as_deref()).unwrap_or("no reason given"))
-            } else {
-                describe(d)
-            };
-            if now >= deadline_ms && !rolling_back {
-                // ECS's own rollback, never a second UpdateService on top of its deployment
+            if rolling_back {
+                return progress(cx, next, format!("ECS is rolling back: {}", ecs_reason(d)), Level::Error, poll);
+            }
+            if let Some(alarms) = firing(cx) {
+                return stop(
+                    cx,
+                    d,
+                    FailureCause::AlarmFired { alarms: alarms.clone() },
+                    vec![format!("alarm {} in ALARM", alarms.join(", "))],
+                );
+            }
+            if let Some((hook, stage)) = paused(d) {
+                return at_gate(cx, d, &hook, &stage, poll);
+            }
+            if now >= deadline_ms {
                 let waited = now.saturating_sub(record.started_at_ms) / 1000;
-                let cause = FailureCause::StabilityTimeout { waited_secs: waited };
-                let asked_before = record.cause.is_some();
-                if asked_before && now < deadline_ms + STOP_RETRY_MS {
-                    // asked already: ECS moves to ROLLBACK_REQUESTED on its own time
-                    return Plan::wait(poll);
-                }
-                if !asked_before {
-                    next.cause = Some(cause.clone());
-                    next.evidence = vec![format!("ECS service deployment {} still {} ({progress})", d.arn, d.status)];
-                    next.log(now, Level::Error, format!("{cause}: asking ECS to stop its deployment and roll back"));
-                }
+                let evidence = vec![format!("ECS service deployment {} still {} ({})", d.arn, d.status, describe(d))];
+                return stop(cx, d, FailureCause::StabilityTimeout { waited_secs: waited }, evidence);
+            }
+            next.awaiting_approval = None;
+            if let Some(w) = d.production_weight {
+                let green = w.round().clamp(0.0, 100.0) as u32;
+                next.traffic = Some(crate::schedule::Weights { blue: 100 - green, green });
+            }
+            progress(cx, next, describe(d), Level::Info, poll)
+        }
+    }
+}
+
+/// After gitmoxi asked ECS to stop: wait until ECS ends its deployment.
+pub(super) fn stopping(cx: &Step<'_>, service_deployment: &str, superseded: bool, asked_at_ms: u64) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let poll = record.desired.as_ref().map_or(Duration::from_secs(5), |a| Duration::from_secs(a.depdef.stability.poll_interval_secs));
+    let Some(d) = ours(cx).filter(|d| d.arn == service_deployment) else {
+        // ECS no longer lists it as the newest: a newer one replaced it, it has ended
+        return ended(cx, None, superseded);
+    };
+    match &d.status {
+        NativeDeploymentStatus::Successful
+        | NativeDeploymentStatus::RollbackSuccessful
+        | NativeDeploymentStatus::RollbackFailed
+        | NativeDeploymentStatus::Stopped => ended(cx, Some(d), superseded),
+        NativeDeploymentStatus::Pending
+        | NativeDeploymentStatus::InProgress
+        | NativeDeploymentStatus::StopRequested
+        | NativeDeploymentStatus::RollbackRequested
+        | NativeDeploymentStatus::RollbackInProgress
+        | NativeDeploymentStatus::Other(_) => {
+            let moving = !matches!(d.status, NativeDeploymentStatus::Pending | NativeDeploymentStatus::InProgress);
+            if !moving && now >= asked_at_ms + STOP_RETRY_MS {
+                // the first request's answer may have been lost: ask again
+                let mut next = record.clone();
+                next.log(now, Level::Warn, format!("ECS has not started rolling {} back; asking again", d.arn));
+                next.enter(
+                    Phase::Rolling(RollingPhase::NativeStop { service_deployment: d.arn.clone(), superseded, asked_at_ms: now }),
+                    now,
+                );
                 return Plan {
                     next_record: Some(next),
                     actions: vec![Action::EcsStopServiceDeployment { arn: d.arn.clone() }],
@@ -209,13 +231,211 @@ pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> 
                     ..Plan::default()
                 };
             }
-            if record.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
-                next.log(now, if rolling_back { Level::Error } else { Level::Info }, progress);
-                return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
-            }
-            Plan::wait(poll)
+            let text = format!("ECS is rolling back: {}", ecs_reason(d));
+            progress(cx, record.clone(), text, Level::Warn, poll)
         }
     }
+}
+
+/// The service deployment this record caused: the newest one created since it started.
+fn ours<'a>(cx: &Step<'a>) -> Option<&'a ObservedNativeDeployment> {
+    cx.observed.native_deployment.as_ref().filter(|d| d.created_at_ms + STEADY_REQUEST_MARGIN_MS >= cx.record.started_at_ms)
+}
+
+fn ecs_reason(d: &ObservedNativeDeployment) -> &str {
+    d.rollback_reason.as_deref().or(d.status_reason.as_deref()).unwrap_or("no reason given")
+}
+
+/// The depdef's alarms found in ALARM.
+fn firing(cx: &Step<'_>) -> Option<Vec<String>> {
+    let alarms: Vec<String> =
+        cx.observed.alarms.iter().filter(|a| a.state == Some(crate::observed::AlarmState::Alarm)).map(|a| a.name.clone()).collect();
+    (!alarms.is_empty()).then_some(alarms)
+}
+
+/// A PAUSE hook waiting for an answer, and the stage it waits at.
+fn paused(d: &ObservedNativeDeployment) -> Option<(String, String)> {
+    let hook = d.hooks.iter().find(|h| h.target_type == "PAUSE" && h.status == NativeHookStatus::AwaitingAction)?;
+    Some((hook.id.clone(), d.lifecycle_stage.as_ref().map_or("an ECS stage".to_string(), ToString::to_string)))
+}
+
+/// Logs `text` once (the timeline does not repeat itself) and looks again in `poll`.
+fn progress(cx: &Step<'_>, mut next: crate::record::DeploymentRecord, text: String, level: Level, poll: Duration) -> Plan {
+    let changed = next != *cx.record;
+    if cx.record.timeline.last().map(|e| e.message.as_str()) != Some(text.as_str()) {
+        next.log(cx.now, level, text);
+        return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
+    }
+    if changed {
+        return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
+    }
+    Plan::wait(poll)
+}
+
+/// ECS waits at a PAUSE hook: send the operator's answer, or wait for one (gitmoxi's budget
+/// does not run while a human decides; ECS's own hook timeout applies).
+fn at_gate(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, stage: &str, poll: Duration) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let mut next = record.clone();
+    let waiting_since = record.awaiting_approval.as_ref().filter(|a| a.gate == hook).map_or(now, |a| a.since_ms);
+    if let Some(answer) = &cx.input.commands.approval {
+        next.approvals.push(answer.clone());
+        next.awaiting_approval = None;
+        let then = if answer.approve { "ECS goes on" } else { "ECS rolls back" };
+        next.log(now, if answer.approve { Level::Info } else { Level::Warn }, format!("{answer} at {stage}: {then}"));
+        // the time spent waiting for a human is not the deployment's
+        if let Phase::Rolling(RollingPhase::Stabilize { task_definition, deadline_ms }) = &record.phase {
+            let deadline_ms = deadline_ms + now.saturating_sub(waiting_since);
+            next.enter(Phase::Rolling(RollingPhase::Stabilize { task_definition: task_definition.clone(), deadline_ms }), now);
+        }
+        if !answer.approve {
+            next.cause = Some(FailureCause::ApprovalRejected { by: answer.by.clone() });
+        }
+        let mut plan = Plan {
+            next_record: Some(next),
+            actions: vec![Action::EcsContinueServiceDeployment {
+                arn: d.arn.clone(),
+                hook_id: hook.to_string(),
+                rollback: !answer.approve,
+            }],
+            requeue_after: poll,
+            ..Plan::default()
+        };
+        plan.consumed.approval = true;
+        return plan;
+    }
+    if record.awaiting_approval.as_ref().is_some_and(|a| a.gate == hook) {
+        return Plan::wait(poll);
+    }
+    next.awaiting_approval =
+        Some(AwaitingApproval { gate: hook.to_string(), service_deployment: d.arn.clone(), stage: stage.to_string(), since_ms: now });
+    let app = &record.app.prefix;
+    next.log(
+        now,
+        Level::Warn,
+        format!("waiting for approval: ECS paused at {stage}; approve with `gitmoxi approve {app}` or reject with `gitmoxi reject {app}`"),
+    );
+    Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() }
+}
+
+/// Asks ECS to stop its deployment and roll back, for `cause`.
+fn stop(cx: &Step<'_>, d: &ObservedNativeDeployment, cause: FailureCause, evidence: Vec<String>) -> Plan {
+    let now = cx.now;
+    let mut next = cx.record.clone();
+    next.cause = Some(cause.clone());
+    next.evidence = evidence;
+    next.awaiting_approval = None;
+    next.log(now, Level::Error, format!("{cause}: asking ECS to stop its deployment and roll back"));
+    next.enter(Phase::Rolling(RollingPhase::NativeStop { service_deployment: d.arn.clone(), superseded: false, asked_at_ms: now }), now);
+    Plan {
+        next_record: Some(next),
+        actions: vec![Action::EcsStopServiceDeployment { arn: d.arn.clone() }],
+        requeue_after: Duration::ZERO,
+        ..Plan::default()
+    }
+}
+
+/// Why gitmoxi stops ECS's deployment from outside a step of it.
+#[derive(Debug, Clone, Copy)]
+pub enum StopFor<'a> {
+    /// A newer commit arrived: the newer deployment starts once ECS has ended this one.
+    Superseded {
+        /// The newer commit.
+        commit: &'a str,
+    },
+    /// An operator asked for the rollback.
+    Operator,
+}
+
+/// Stops ECS's deployment of an in-flight native record with ECS's rollback (never a second
+/// update on top of it); `None` when the record follows no running ECS deployment.
+pub fn stop_in_flight(input: &crate::strategy::StepInput<'_>, record: &crate::record::DeploymentRecord, why: StopFor<'_>) -> Option<Plan> {
+    let Phase::Rolling(RollingPhase::Stabilize { .. }) = &record.phase else { return None };
+    strategy_of(&record.desired.as_ref()?.svcdef)?;
+    let d = input
+        .observed
+        .native_deployment
+        .as_ref()
+        .filter(|d| d.created_at_ms + STEADY_REQUEST_MARGIN_MS >= record.started_at_ms)
+        .filter(|d| matches!(d.status, NativeDeploymentStatus::Pending | NativeDeploymentStatus::InProgress))?;
+    let now = input.now_ms;
+    let mut next = record.clone();
+    next.awaiting_approval = None;
+    let superseded = match why {
+        StopFor::Superseded { commit } => {
+            let commit = crate::strategy::short_commit(commit);
+            next.log(now, Level::Warn, format!("superseded by commit {commit}: asking ECS to roll its deployment back first"));
+            true
+        }
+        StopFor::Operator => {
+            next.cause = Some(FailureCause::OperatorRollback);
+            next.evidence = vec![format!("rollback requested by an operator during {}", describe(d))];
+            next.log(now, Level::Error, format!("{}: asking ECS to stop its deployment and roll back", FailureCause::OperatorRollback));
+            false
+        }
+    };
+    next.enter(Phase::Rolling(RollingPhase::NativeStop { service_deployment: d.arn.clone(), superseded, asked_at_ms: now }), now);
+    Some(Plan {
+        next_record: Some(next),
+        actions: vec![Action::EcsStopServiceDeployment { arn: d.arn.clone() }],
+        requeue_after: Duration::ZERO,
+        ..Plan::default()
+    })
+}
+
+/// The record ends once ECS has ended its deployment: Superseded (the newer one starts next),
+/// RolledBack (ECS put the source back) or Failed (ECS could not).
+fn ended(cx: &Step<'_>, d: Option<&ObservedNativeDeployment>, superseded: bool) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let mut next = record.clone();
+    next.awaiting_approval = None;
+    if let Some(d) = d {
+        next.evidence.push(format!("ECS service deployment {}: {}", d.arn, d.status));
+        next.evidence.extend(d.status_reason.iter().map(|r| format!("ECS: {r}")));
+        next.evidence.extend(
+            d.hooks
+                .iter()
+                .filter(|h| matches!(h.status, NativeHookStatus::Failed | NativeHookStatus::TimedOut))
+                .map(|h| format!("hook {} {}", h.target_arn.as_deref().unwrap_or(&h.id), h.status)),
+        );
+    }
+    if let Some(d) = d.filter(|d| d.status == NativeDeploymentStatus::Successful) {
+        // ECS finished before the stop reached it: what runs is the new revision
+        next.cause = None;
+        next.log(now, Level::Info, format!("ECS finished its deployment {} before the stop reached it", d.arn));
+        next.finish(Outcome::Succeeded, now);
+        let running = cx.service.and_then(|s| s.task_definition.clone());
+        let completion = Plan::completion_of(&next, running);
+        return Plan { finished: Some((next, completion)), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    if superseded {
+        next.log(now, Level::Warn, "ECS ended its deployment; the newer commit deploys next");
+        next.finish(Outcome::Superseded, now);
+        return Plan { finished: Some((next, Completion::Nothing)), requeue_after: Duration::ZERO, ..Plan::default() };
+    }
+    let status = d.map_or(NativeDeploymentStatus::Stopped, |d| d.status.clone());
+    let reason = d.map_or("ECS no longer lists the deployment".to_string(), |d| ecs_reason(d).to_string());
+    // gitmoxi's own reason when it asked ECS to stop, else ECS's
+    let cause = record.cause.clone().unwrap_or(FailureCause::EcsRolledBack { status: status.to_string(), reason });
+    next.cause = Some(cause.clone());
+    next.log(now, Level::Error, format!("{cause}: ECS ended its deployment ({status})"));
+    let outcome = match status {
+        NativeDeploymentStatus::RollbackFailed => Outcome::Failed,
+        NativeDeploymentStatus::Successful => Outcome::Succeeded,
+        NativeDeploymentStatus::Pending
+        | NativeDeploymentStatus::InProgress
+        | NativeDeploymentStatus::StopRequested
+        | NativeDeploymentStatus::Stopped
+        | NativeDeploymentStatus::RollbackRequested
+        | NativeDeploymentStatus::RollbackInProgress
+        | NativeDeploymentStatus::RollbackSuccessful
+        | NativeDeploymentStatus::Other(_) => Outcome::RolledBack,
+    };
+    next.finish(outcome, now);
+    let completion = Plan::completion_of(&next, None);
+    Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
 }
 
 #[cfg(test)]

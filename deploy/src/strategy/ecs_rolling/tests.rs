@@ -42,7 +42,7 @@ fn run(s: Step<'_>) -> Plan {
         observed: s.observed,
         now_ms: s.now,
         new_deployment_id: "dep-1",
-        commands: Default::default(),
+        commands: &crate::commands::NO_COMMANDS,
         drift: crate::drift::DriftClock::off(),
         moved: false,
         refusal: None,
