@@ -18,6 +18,8 @@ pub enum AppStatus {
     Deleting,
     /// Held at its current step by an operator.
     Paused,
+    /// The deployment waits at an approval gate (`gitmoxi approve` / `gitmoxi reject`).
+    WaitingForApproval,
     /// The head's files do not render or validate.
     Invalid,
     /// Another app claims the same AWS identity.
@@ -42,6 +44,7 @@ impl AppStatus {
             AppStatus::Deploying => "Deploying",
             AppStatus::Deleting => "Deleting",
             AppStatus::Paused => "Paused",
+            AppStatus::WaitingForApproval => "WaitingForApproval",
             AppStatus::Invalid => "Invalid",
             AppStatus::Conflict => "Conflict",
             AppStatus::DeleteHeld => "DeleteHeld",
@@ -122,6 +125,9 @@ pub fn app_status(facts: &StatusFacts<'_>) -> AppStatus {
         return AppStatus::Paused;
     }
     if let Some(record) = facts.in_flight {
+        if record.awaiting_approval.is_some() {
+            return AppStatus::WaitingForApproval;
+        }
         return match record.operation {
             Operation::Delete => AppStatus::Deleting,
             Operation::Deploy => AppStatus::Deploying,
@@ -200,6 +206,13 @@ mod tests {
         let applied = AppliedState { fingerprint: Some("fp1".into()), failed: ["fp3".to_string()].into(), ..Default::default() };
         let deploying = record(Operation::Deploy);
         let deleting = record(Operation::Delete);
+        let mut gated = record(Operation::Deploy);
+        gated.awaiting_approval = Some(crate::record::AwaitingApproval {
+            gate: "hook-1".into(),
+            service_deployment: "arn:sd".into(),
+            stage: "POST_TEST_TRAFFIC_SHIFT".into(),
+            since_ms: 1,
+        });
         let base = StatusFacts {
             intent: Some(Intent::Keep),
             head_fingerprint: Some("fp1"),
@@ -209,10 +222,11 @@ mod tests {
             last_outcome: Some(Outcome::Succeeded),
             unsupported: false,
         };
-        let cases: [(&str, StatusFacts, AppStatus); 12] = [
+        let cases: [(&str, StatusFacts, AppStatus); 13] = [
             ("applied", base, AppStatus::Synced),
             ("paused wins", StatusFacts { paused: true, in_flight: Some(&deploying), ..base }, AppStatus::Paused),
             ("deploying", StatusFacts { in_flight: Some(&deploying), ..base }, AppStatus::Deploying),
+            ("at a gate", StatusFacts { in_flight: Some(&gated), ..base }, AppStatus::WaitingForApproval),
             ("deleting", StatusFacts { in_flight: Some(&deleting), ..base }, AppStatus::Deleting),
             ("invalid", StatusFacts { intent: Some(Intent::Error), head_fingerprint: None, ..base }, AppStatus::Invalid),
             ("conflict", StatusFacts { intent: Some(Intent::Conflict), ..base }, AppStatus::Conflict),

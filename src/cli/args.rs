@@ -144,6 +144,18 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Approve the deployment waiting at an approval gate (it goes on).
+    Approve {
+        app: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Reject the deployment waiting at an approval gate (it rolls back).
+    Reject {
+        app: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Apps with their status, phase, commit and last outcome, from a running server.
     Status {
         #[command(flatten)]

@@ -16,6 +16,11 @@ use std::path::PathBuf;
 
 /// Runs a parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let command_word = match &cli.command {
+        Command::Approve { .. } => "approve",
+        Command::Reject { .. } => "reject",
+        _ => "",
+    };
     match cli.command {
         Command::Serve(args) => {
             let config = Config::load(&args.overrides())?;
@@ -280,6 +285,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Resume { app, remote } => {
             let answer = ApiClient::new(&remote).command(serde_json::json!({"command": "resume", "app": app})).await?;
             print(&remote, &answer, &format!("{app}: resumed"))?;
+            Ok(0)
+        }
+        Command::Approve { app, remote } | Command::Reject { app, remote } => {
+            let approve = matches!(command_word, "approve");
+            let by = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "cli".into());
+            let request = serde_json::json!({"command": command_word, "app": app, "by": by, "via": "cli"});
+            let answer = ApiClient::new(&remote).command(request).await?;
+            let stage = answer.get("stage").and_then(serde_json::Value::as_str).unwrap_or("its gate");
+            let then = if approve { "it goes on" } else { "it rolls back" };
+            let done = if approve { "approved" } else { "rejected" };
+            print(&remote, &answer, &format!("{app}: {done} by {by} at {stage}; {then} (follow it with `gitmoxi status`)"))?;
             Ok(0)
         }
         Command::Status { remote } => {

@@ -243,6 +243,19 @@ impl Controller {
                 let message = next.timeline.first().map(|e| e.message.clone()).unwrap_or_default();
                 self.notify(crate::notify::Event::of_record(next, "started", message));
             }
+            Some(b) if b.awaiting_approval.is_none() && next.awaiting_approval.is_some() => {
+                let message = next.timeline.last().map(|e| e.message.clone()).unwrap_or_default();
+                self.notify(crate::notify::Event::of_record(next, "waiting_for_approval", message));
+            }
+            Some(b) if b.approvals.len() < next.approvals.len() => {
+                if let Some(answer) = next.approvals.last() {
+                    self.notify(crate::notify::Event::of_record(
+                        next,
+                        if answer.approve { "approved" } else { "rejected" },
+                        answer.to_string(),
+                    ));
+                }
+            }
             Some(b) if b.traffic != next.traffic => {
                 if let Some(w) = next.traffic {
                     self.notify(crate::notify::Event::of_record(next, "traffic", format!("traffic: {} % old / {} % new", w.blue, w.green)));

@@ -1,6 +1,6 @@
 //! Operator commands (SPEC §5, §6.2): `POST /api/v2/commands` with
-//! `{"command": "sync" | "force" | "allow_prune" | "rollback" | "pause" | "resume", "app"?, "repo"?,
-//! "branch"?}`. A command is written to the store, then the app (or the branch) is enqueued or
+//! `{"command": "sync" | "force" | "allow_prune" | "rollback" | "pause" | "resume" | "approve" |
+//! "reject", "app"?, "repo"?, "branch"?, "by"?, "via"?}`. A command is written to the store, then the app (or the branch) is enqueued or
 //! woken (rule 9): the reconcile loop does the rest.
 
 use super::views::{self, Found};
@@ -22,6 +22,27 @@ pub struct CommandRequest {
     pub app: Option<String>,
     pub repo: Option<String>,
     pub branch: Option<String>,
+    /// Who answers an approval gate (the CLI sends the local user).
+    pub by: Option<String>,
+    /// How: cli, api or page (default api).
+    pub via: Option<String>,
+}
+
+/// The longest `by` kept (a name, not a document).
+const MAX_BY: usize = 100;
+
+/// The answer an approve / reject request gives, checked.
+fn approval(state: &HttpState, req: &CommandRequest) -> Result<gitmoxi_deploy::commands::Approval, Box<Response>> {
+    use gitmoxi_deploy::commands::AnswerChannel;
+    let via = match req.via.as_deref().unwrap_or("api") {
+        "api" => AnswerChannel::Api,
+        "cli" => AnswerChannel::Cli,
+        "page" => AnswerChannel::Page,
+        other => return Err(refuse(StatusCode::BAD_REQUEST, format!("\"via\" is \"{other}\"; use cli, api or page"))),
+    };
+    let by: String = req.by.as_deref().unwrap_or("an API client").chars().filter(|c| !c.is_control()).take(MAX_BY).collect();
+    let by = if by.trim().is_empty() { "an API client".to_string() } else { by.trim().to_string() };
+    Ok(gitmoxi_deploy::commands::Approval { approve: req.command == "approve", by, via, at_ms: state.controller.clock.now_ms() })
 }
 
 fn resolve(state: &HttpState, req: &CommandRequest) -> Result<AppKey, Box<Response>> {
@@ -143,9 +164,28 @@ async fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Re
             };
             Ok(Json(json!({"status": "accepted", "command": req.command, "app": view})).into_response())
         }
+        "approve" | "reject" => {
+            let key = resolve(state, req)?;
+            let answer = approval(state, req)?;
+            let waiting = store.record(&key).map_err(internal)?.filter(|r| r.in_flight()).and_then(|r| r.awaiting_approval);
+            let Some(gate) = waiting else {
+                return Err(refuse(
+                    StatusCode::CONFLICT,
+                    format!("{} waits at no approval gate; `gitmoxi status {}` shows where its deployment is", key.prefix, key.prefix),
+                ));
+            };
+            let mut commands = store.commands(&key).map_err(internal)?;
+            let message = format!("{answer} at {}", gate.stage);
+            commands.approval = Some(answer);
+            store.put_commands(&key, &commands).map_err(internal)?;
+            note(state, &key, message)?;
+            state.controller.queue.add(key.clone());
+            Ok(Json(json!({"status": "accepted", "command": req.command, "app": key.prefix, "gate": gate.gate, "stage": gate.stage}))
+                .into_response())
+        }
         other => Err(refuse(
             StatusCode::BAD_REQUEST,
-            format!("unknown command \"{other}\"; use sync, force, allow_prune, rollback, pause or resume"),
+            format!("unknown command \"{other}\"; use sync, force, allow_prune, rollback, pause, resume, approve or reject"),
         )),
     }
 }
