@@ -409,7 +409,11 @@ async fn perform(clients: &Clients, action: &Action) -> Result<(), AwsError> {
         }),
         Action::EcsUpdateService { body } => ecs.update_service(body).await,
         Action::EcsDeleteService { cluster, service } => ecs.delete_service(cluster, service).await,
-        Action::EcsStopServiceDeployment { arn } => ecs.stop_service_deployment(arn).await,
+        // a replay: ECS answers ConflictException for a deployment already stopping or ended
+        Action::EcsStopServiceDeployment { arn } => match ecs.stop_service_deployment(arn).await {
+            Err(e) if e.code == "ConflictException" => Ok(()),
+            other => other,
+        },
         Action::EcsContinueServiceDeployment { arn, hook_id, rollback } => ecs.continue_service_deployment(arn, hook_id, *rollback).await,
         Action::EcsTagResource { arn, tags } => ecs.tag_resource(arn, tags).await,
         Action::EcsCreateTaskSet { body } => ecs.create_task_set(body).await.map(|arn| {

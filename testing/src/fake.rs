@@ -973,12 +973,16 @@ impl Ecs for FakeEcs {
         self.world.begin("StopServiceDeployment")?;
         let result = {
             let mut w = self.world.world();
-            if w.stop_native(arn) {
-                w.mutations.push(("StopServiceDeployment".into(), arn.to_string()));
-                w.advance(Instant::now());
-                Ok(())
-            } else {
-                Err(not_found("StopServiceDeployment", "ServiceDeploymentNotFoundException", format!("{arn} not found")))
+            match w.stop_native(arn) {
+                Ok(()) => {
+                    w.mutations.push(("StopServiceDeployment".into(), arn.to_string()));
+                    w.advance(Instant::now());
+                    Ok(())
+                }
+                Err(("ConflictException", message)) => {
+                    Err(AwsError::new("ecs", "StopServiceDeployment", AwsErrorKind::Rejected, "ConflictException", message))
+                }
+                Err((code, message)) => Err(not_found("StopServiceDeployment", code, message)),
             }
         };
         self.world.end("StopServiceDeployment", result)

@@ -54,6 +54,8 @@ pub fn start_moto(task_start_seconds: &str) -> Moto {
         .arg(root().join("tests/moto/server.py"))
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .env("GITMOXI_MOTO_TASK_START_SECONDS", task_start_seconds)
+        // a "minute" of ECS bake and step times lasts a second
+        .env("GITMOXI_MOTO_MINUTE_SECONDS", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -20,6 +20,7 @@ mod heads;
 mod moto;
 mod moto_blue_green;
 mod moto_lambda;
+mod moto_native;
 mod notify;
 mod packaging;
 mod repos;

@@ -25,6 +25,26 @@ Services with the EXTERNAL deployment controller get a task-set scheduler (gitmo
   so DescribeTargetHealth reports it healthy, and deregistered when it stops;
 - computedDesiredCount, runningCount and pendingCount of every task set are kept true.
 
+ECS's own strategies (moto models none of them): a service whose deploymentConfiguration.strategy
+is BLUE_GREEN, LINEAR or CANARY opens a service deployment on create and on each new revision,
+and ListServiceDeployments / DescribeServiceDeployments / StopServiceDeployment /
+ContinueServiceDeployment answer for it, as the ECS developer guide describes:
+
+- stages in order: PRE_SCALE_UP, SCALE_UP (green tasks start; blue keeps serving), POST_SCALE_UP,
+  TEST_TRAFFIC_SHIFT, POST_TEST_TRAFFIC_SHIFT, PRODUCTION_TRAFFIC_SHIFT (all at once; stepPercent
+  every stepBakeTimeInMinutes; or canaryPercent for canaryBakeTimeInMinutes, then the rest),
+  POST_PRODUCTION_TRAFFIC_SHIFT, BAKE_TIME (bakeTimeInMinutes, both revisions run), CLEAN_UP (blue
+  stops) → SUCCESSFUL; with loadBalancers[].advancedConfiguration the production (and test)
+  listener rule's forward weights move between the service's target group and the alternate one,
+  and production stays on the green group afterwards;
+- lifecycle hooks run at the stages they name and a stage ends when they succeeded: an AWS_LAMBDA
+  hook answers SUCCEEDED, FAILED when its function's name contains `fail`, or IN_PROGRESS for a
+  few seconds first when it contains `slow` (moto runs no Lambda code); a PAUSE hook is
+  AWAITING_ACTION until ContinueServiceDeployment (CONTINUE / ROLLBACK) or its timeout;
+- the circuit breaker (when enabled), a failed hook, StopServiceDeployment(ROLLBACK) or a
+  ROLLBACK answer put blue back: ROLLBACK_SUCCESSFUL with the reason.
+A "minute" of these settings lasts GITMOXI_MOTO_MINUTE_SECONDS (default 60; the tests use 1).
+
 STS: moto lets any AssumeRole switch accounts (the role need not exist), which is how the tests
 reach a second account. AWS refuses an AssumeRole whose role does not trust the caller; here a role
 whose name starts with `untrusted-` stands for one (AccessDenied, AWS's message).
@@ -34,6 +54,7 @@ The scheduler advances lazily on DescribeServices, ListTasks and DescribeTasks. 
 version. Run: python tests/moto/server.py --host 127.0.0.1 --port N
 """
 
+import datetime
 import os
 import sys
 import threading
@@ -42,11 +63,14 @@ import time
 import moto
 from moto.core.utils import utcnow
 from moto.ecs.models import EC2ContainerServiceBackend, Task
+from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api._internal import mock_random
+from moto.core.responses import ActionResult
 from moto.sts.models import STSBackend
 
 PINNED_MOTO = "5.2.5"
 START_SECONDS = float(os.environ.get("GITMOXI_MOTO_TASK_START_SECONDS", "1"))
+MINUTE_SECONDS = float(os.environ.get("GITMOXI_MOTO_MINUTE_SECONDS", "60"))
 FAIL_MARKER = "fail"
 LOCK = threading.RLock()
 
@@ -61,6 +85,9 @@ _orig_describe_task_sets = EC2ContainerServiceBackend.describe_task_sets
 _orig_update_task_set = EC2ContainerServiceBackend.update_task_set
 _orig_delete_task_set = EC2ContainerServiceBackend.delete_task_set
 _orig_assume_role = STSBackend.assume_role
+_orig_resp_create_service = EC2ContainerServiceResponse.create_service
+_orig_resp_update_service = EC2ContainerServiceResponse.update_service
+_REQUEST = threading.local()
 _IP_COUNTER = [0]
 UNTRUSTED_ROLE_PREFIX = "untrusted-"
 
@@ -266,8 +293,11 @@ def _tick(backend, service):
     for t in live[service.desired_count:]:
         _stop(t, f"Scaling activity initiated by (deployment {primary['id']})", "ServiceSchedulerInitiated")
     mine = _service_tasks(backend, service)
+    native_running = _advance_native(backend, service, mine)
+    primary = service.deployments[0]
+    mine = _service_tasks(backend, service)
     running_primary = sum(1 for t in mine if t.started_by == primary["id"] and t.last_status == "RUNNING")
-    if running_primary >= service.desired_count:
+    if running_primary >= service.desired_count and not native_running:
         for t in mine:
             if t.started_by != primary["id"] and t.desired_status != "STOPPED":
                 _stop(t, f"Scaling activity initiated by (deployment {primary['id']})", "ServiceSchedulerInitiated")
@@ -288,11 +318,13 @@ def _tick(backend, service):
 def create_service(self, *args, **kwargs):
     with LOCK:
         service = _orig_create_service(self, *args, **kwargs)
+        service._gm_config = getattr(_REQUEST, "config", None) or {}
         if _scheduled(service) and service.task_definition:
             service.deployments = []
             service.running_count = 0
             service.pending_count = 0
             _new_deployment(self, service)
+            _open_native(self, service, None)
             _tick(self, service)
         return service
 
@@ -306,11 +338,16 @@ def update_service(self, service_properties):
         before = self._get_service(cluster_str, name)
         old_task_definition = before.task_definition
         service = _orig_update_service(self, service_properties)
+        config = getattr(_REQUEST, "config", None)
+        if config is not None:
+            service._gm_config = config
         if _scheduled(service):
             if service.task_definition and not service.task_definition.startswith("arn:"):
                 service.task_definition = self.describe_task_definition(service.task_definition).arn
             if service.task_definition != old_task_definition or force or not service.deployments:
+                source = service.deployments[0] if service.deployments else None
                 _new_deployment(self, service)
+                _open_native(self, service, source)
             _tick(self, service)
         return service
 
@@ -414,6 +451,361 @@ def assume_role(self, region_name, role_session_name, role_arn, policy, duration
     return _orig_assume_role(self, region_name, role_session_name, role_arn, policy, duration, external_id)
 
 
+# --- ECS-native strategies -------------------------------------------------------------------
+
+NATIVE = ("BLUE_GREEN", "LINEAR", "CANARY")
+STAGES = [
+    "PRE_SCALE_UP",
+    "SCALE_UP",
+    "POST_SCALE_UP",
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+    "BAKE_TIME",
+    "CLEAN_UP",
+]
+PAUSE_TIMEOUT_MINUTES = 24 * 60
+
+
+def EcsError(code, message):
+    """An ECS error, serialized by moto as ECS answers it."""
+    from moto.ecs.exceptions import ECSException
+
+    return ECSException(code, message)
+
+
+def _minutes(value, default):
+    return float(default if value is None else value) * MINUTE_SECONDS
+
+
+def _native_config(service):
+    config = getattr(service, "_gm_config", None) or {}
+    return config if config.get("strategy") in NATIVE else None
+
+
+def _shift_steps(config):
+    """(weight, seconds it holds) per production traffic step."""
+    strategy = config.get("strategy")
+    if strategy == "LINEAR":
+        linear = config.get("linearConfiguration") or {}
+        step = min(max(float(linear.get("stepPercent", 10.0)), 1.0), 100.0)
+        hold = _minutes(linear.get("stepBakeTimeInMinutes"), 6)
+        count = int(-(-100 // step))
+        return [(min(100.0, k * step), hold) for k in range(1, count + 1)]
+    if strategy == "CANARY":
+        canary = config.get("canaryConfiguration") or {}
+        return [(float(canary.get("canaryPercent", 5.0)), _minutes(canary.get("canaryBakeTimeInMinutes"), 10))]
+    return []
+
+
+def _open_native(backend, service, source):
+    config = _native_config(service)
+    if not config or not service.deployments:
+        return
+    native = getattr(service, "_gm_native", None)
+    if native is None:
+        native = service._gm_native = []
+    for d in native:
+        if d["end"] is None:
+            d["end"] = ("STOPPED", "Service deployment was superseded by a newer deployment.")
+            d["finished"] = utcnow()
+    cluster = service.cluster_name
+    arn = f"arn:aws:ecs:{backend.region_name}:{backend.account_id}:service-deployment/{cluster}/{service.name}/{mock_random.get_random_hex(20)}"
+    lbs = [lb for lb in (service.load_balancers or []) if (lb.get("advancedConfiguration") or {}).get("alternateTargetGroupArn")]
+    now = time.monotonic()
+    native.append(
+        {
+            "arn": arn,
+            "created": utcnow(),
+            "finished": None,
+            "green": service.deployments[0]["id"],
+            "source": dict(source) if source else None,
+            "config": config,
+            "stage": 0,
+            "stage_since": now,
+            "hooks": None,
+            "stop": False,
+            "end": None,
+            "lbs": lbs,
+        }
+    )
+    _event(service, f"(service {service.name}) has started a service deployment {arn}.")
+
+
+def _native_running(service):
+    return any(d["end"] is None for d in getattr(service, "_gm_native", None) or [])
+
+
+def _prod_groups(service, lb):
+    """(blue, green) target groups of a load balancer entry: production now, and the other."""
+    primary = lb.get("targetGroupArn")
+    alternate = lb["advancedConfiguration"]["alternateTargetGroupArn"]
+    prod = getattr(service, "_gm_prod_tg", {}).get(primary, primary)
+    return prod, (alternate if prod == primary else primary)
+
+
+def _set_weights(backend, service, d, production, test):
+    """Sets the forward weights of the production and test listener rules (green's percent)."""
+    elb = _elbv2(backend)
+    last = d.setdefault("weights", {})
+    if last.get("production") == production and last.get("test") == test:
+        return
+    last.update(production=production, test=test)
+    for lb in d["lbs"]:
+        blue, green = _prod_groups(service, lb)
+        for rule_key, weight in (("productionListenerRule", production), ("testListenerRule", test)):
+            rule = lb["advancedConfiguration"].get(rule_key)
+            if rule is None or weight is None:
+                continue
+            forward = {"TargetGroups": [{"TargetGroupArn": blue, "Weight": int(100 - weight)}, {"TargetGroupArn": green, "Weight": int(weight)}]}
+            try:
+                elb.modify_rule(rule, [], [{"Type": "forward", "ForwardConfig": forward}])
+            except Exception as e:  # a rule that is not there: ECS would refuse the service; report it
+                _event(service, f"(service {service.name}) could not move traffic on {rule}: {e}")
+
+
+def _hooks_at(config, stage):
+    runs = []
+    for i, h in enumerate(config.get("lifecycleHooks") or []):
+        if stage not in (h.get("lifecycleStages") or []):
+            continue
+        target_type = h.get("targetType") or "AWS_LAMBDA"
+        timeout = (h.get("timeoutConfiguration") or {})
+        runs.append(
+            {
+                "hookId": f"hook-{mock_random.get_random_hex(12)}",
+                "targetType": target_type,
+                "targetArn": h.get("hookTargetArn"),
+                "status": "AWAITING_ACTION" if target_type == "PAUSE" else "IN_PROGRESS",
+                "since": time.monotonic(),
+                "timeout": _minutes(timeout.get("timeoutInMinutes"), PAUSE_TIMEOUT_MINUTES),
+                "timeoutAction": timeout.get("action") or "ROLLBACK",
+            }
+        )
+    return runs
+
+
+def _native_rollback(backend, service, d, reason):
+    for t in _service_tasks(backend, service):
+        if t.started_by == d["green"] and t.desired_status != "STOPPED":
+            _stop(t, "Service deployment rolled back", "ServiceSchedulerInitiated")
+    source = d["source"]
+    if source is not None:
+        service.task_definition = source["taskDefinition"]
+        source["status"] = "PRIMARY"
+        service.deployments[:] = [source] + [x for x in service.deployments if x["id"] not in (d["green"], source["id"])]
+    _set_weights(backend, service, d, 0, 0)
+    d["end"] = ("ROLLBACK_SUCCESSFUL", reason)
+    d["finished"] = utcnow()
+    _event(service, f"(service {service.name}) rolled back: {reason}")
+
+
+def _advance_native(backend, service, mine):
+    """Moves the service's running native deployment on; True while one runs."""
+    running = [d for d in getattr(service, "_gm_native", None) or [] if d["end"] is None]
+    if not running:
+        return False
+    d = running[-1]
+    now = time.monotonic()
+    for _ in range(len(STAGES) + 1):
+        green_running = sum(1 for t in mine if t.started_by == d["green"] and t.last_status == "RUNNING")
+        failed = sum(1 for t in mine if t.started_by == d["green"] and getattr(t, "stop_code", None) == "TaskFailedToStart")
+        breaker = (d["config"].get("deploymentCircuitBreaker") or {}).get("enable") is True
+        threshold = min(max(-(-service.desired_count // 2), 3), 200)
+        if breaker and failed >= threshold:
+            _native_rollback(backend, service, d, "Service deployment rolled back because the circuit breaker threshold was exceeded.")
+            return False
+        if d["stop"]:
+            _native_rollback(backend, service, d, "Service deployment rolled back because of a StopServiceDeployment request.")
+            return False
+        stage = STAGES[d["stage"]]
+        if d["hooks"] is None:
+            d["hooks"] = _hooks_at(d["config"], stage)
+        for h in d["hooks"]:
+            name = h["targetArn"] or ""
+            if h["targetType"] == "AWS_LAMBDA" and h["status"] == "IN_PROGRESS":
+                if "fail" in name:
+                    h["status"] = "FAILED"
+                    _native_rollback(backend, service, d, f"Lifecycle hook {name} returned FAILED at {stage}.")
+                    return False
+                if "slow" not in name or now - h["since"] >= 3 * START_SECONDS:
+                    h["status"] = "SUCCEEDED"
+            if h["targetType"] == "PAUSE" and h["status"] == "AWAITING_ACTION" and now - h["since"] >= h["timeout"]:
+                h["status"] = "TIMED_OUT"
+                if h["timeoutAction"] != "CONTINUE":
+                    _native_rollback(backend, service, d, f"Lifecycle hook {h['hookId']} timed out at {stage}.")
+                    return False
+        hooks_done = all(h["status"] in ("SUCCEEDED", "TIMED_OUT") for h in d["hooks"])
+        elapsed = now - d["stage_since"]
+        if stage == "SCALE_UP":
+            work_done = green_running >= service.desired_count
+        elif stage == "TEST_TRAFFIC_SHIFT":
+            _set_weights(backend, service, d, None, 100)
+            work_done = True
+        elif stage == "PRODUCTION_TRAFFIC_SHIFT":
+            steps = _shift_steps(d["config"])
+            _set_weights(backend, service, d, _weight_now(d), None)
+            work_done = elapsed >= sum(hold for _, hold in steps)
+        elif stage == "BAKE_TIME":
+            _set_weights(backend, service, d, 100, None)
+            work_done = elapsed >= _minutes(d["config"].get("bakeTimeInMinutes"), 15)
+        else:
+            work_done = True
+        if not (hooks_done and work_done):
+            return True
+        if stage == "CLEAN_UP":
+            for t in mine:
+                if t.started_by != d["green"] and t.desired_status != "STOPPED":
+                    _stop(t, f"Scaling activity initiated by (deployment {d['green']})", "ServiceSchedulerInitiated")
+            prod = getattr(service, "_gm_prod_tg", None)
+            if prod is None:
+                prod = service._gm_prod_tg = {}
+            for lb in d["lbs"]:
+                _, green = _prod_groups(service, lb)
+                prod[lb.get("targetGroupArn")] = green
+            d["end"] = ("SUCCESSFUL", "Service deployment completed successfully.")
+            d["finished"] = utcnow()
+            return False
+        d["stage"] += 1
+        d["stage_since"] = now
+        d["hooks"] = None
+    return True
+
+
+def _weight_now(d):
+    stage = STAGES[d["stage"]]
+    if STAGES.index(stage) < STAGES.index("PRODUCTION_TRAFFIC_SHIFT"):
+        return 0.0
+    if STAGES.index(stage) > STAGES.index("PRODUCTION_TRAFFIC_SHIFT"):
+        return 100.0
+    elapsed = time.monotonic() - d["stage_since"]
+    for weight, hold in _shift_steps(d["config"]):
+        if elapsed < hold:
+            return weight
+        elapsed -= hold
+    return 100.0
+
+
+def _find_native(backend, arn):
+    for service in backend.services.values():
+        for d in getattr(service, "_gm_native", None) or []:
+            if d["arn"] == arn:
+                return service, d
+    raise EcsError("ServiceDeploymentNotFoundException", f"The service deployment {arn} does not exist.")
+
+
+def _native_view(service, d, brief):
+    status = d["end"][0] if d["end"] else ("ROLLBACK_REQUESTED" if d["stop"] else "IN_PROGRESS")
+    view = {
+        "serviceDeploymentArn": d["arn"],
+        "serviceArn": service.arn,
+        "clusterArn": service.cluster_arn,
+        "createdAt": d["created"],
+        "startedAt": d["created"],
+        "status": status,
+    }
+    if d["end"]:
+        view["statusReason"] = d["end"][1]
+        view["finishedAt"] = d["finished"]
+    if brief:
+        return view
+    if d["end"] is None:
+        view["lifecycleStage"] = STAGES[d["stage"]]
+        view["lifecycleHookDetails"] = [
+            {k: h[k] for k in ("hookId", "targetType", "targetArn", "status") if h.get(k) is not None} for h in d["hooks"] or []
+        ]
+    view["targetServiceRevision"] = {
+        "arn": f"{service.arn.replace(':service/', ':service-revision/')}/{d['green'].split('/')[-1]}",
+        "requestedProductionTrafficWeight": _weight_now(d) if d["end"] is None else (100.0 if status == "SUCCESSFUL" else 0.0),
+    }
+    view["deploymentConfiguration"] = d["config"]
+    if status.startswith("ROLLBACK"):
+        view["rollback"] = {"reason": d["end"][1] if d["end"] else "StopServiceDeployment requested", "startedAt": d["finished"] or utcnow()}
+    return view
+
+
+def _service_of(backend, cluster_str, service_str):
+    return backend._get_service(cluster_str or "default", (service_str or "").split("/")[-1])
+
+
+def resp_list_service_deployments(self):
+    with LOCK:
+        service = _service_of(self.ecs_backend, self._get_param("cluster"), self._get_param("service"))
+        _tick(self.ecs_backend, service)
+        after = (self._get_param("createdAt") or {}).get("after")
+        if after is not None:
+            after = after.timestamp() if hasattr(after, "timestamp") else float(after)
+        statuses = self._get_param("status") or []
+        out = []
+        for d in reversed(getattr(service, "_gm_native", None) or []):
+            created = d["created"].replace(tzinfo=datetime.timezone.utc) if d["created"].tzinfo is None else d["created"]
+            if after is not None and created.timestamp() <= after:
+                continue
+            view = _native_view(service, d, True)
+            if statuses and view["status"] not in statuses:
+                continue
+            out.append(view)
+        return ActionResult({"serviceDeployments": out})
+
+
+def resp_describe_service_deployments(self):
+    with LOCK:
+        found, failures = [], []
+        for arn in self._get_param("serviceDeploymentArns") or []:
+            try:
+                service, d = _find_native(self.ecs_backend, arn)
+            except Exception:  # moto's ECSException: not ours
+                failures.append({"arn": arn, "reason": "MISSING"})
+                continue
+            _tick(self.ecs_backend, service)
+            found.append(_native_view(service, d, False))
+        return ActionResult({"serviceDeployments": found, "failures": failures})
+
+
+def resp_stop_service_deployment(self):
+    with LOCK:
+        arn = self._get_param("serviceDeploymentArn")
+        service, d = _find_native(self.ecs_backend, arn)
+        if d["end"] is not None or d["stop"]:
+            raise EcsError("ConflictException", f"The service deployment {arn} is already {d['end'][0] if d['end'] else 'stopping'}.")
+        d["stop"] = True
+        _tick(self.ecs_backend, service)
+        return ActionResult({"serviceDeploymentArn": arn})
+
+
+def resp_continue_service_deployment(self):
+    with LOCK:
+        arn = self._get_param("serviceDeploymentArn")
+        hook_id = self._get_param("hookId")
+        action = self._get_param("action") or "CONTINUE"
+        service, d = _find_native(self.ecs_backend, arn)
+        hook = next((h for h in d["hooks"] or [] if h["hookId"] == hook_id and h["status"] == "AWAITING_ACTION"), None)
+        if d["end"] is not None or hook is None:
+            raise EcsError("InvalidParameterException", f"The lifecycle hook {hook_id} is not awaiting an action.")
+        hook["status"] = "SUCCEEDED"
+        if action == "ROLLBACK":
+            _native_rollback(self.ecs_backend, service, d, "Service deployment rolled back by ContinueServiceDeployment with action ROLLBACK.")
+        _tick(self.ecs_backend, service)
+        return ActionResult({"serviceDeploymentArn": arn})
+
+
+def resp_create_service(self):
+    _REQUEST.config = self._get_param("deploymentConfiguration")
+    try:
+        return _orig_resp_create_service(self)
+    finally:
+        _REQUEST.config = None
+
+
+def resp_update_service(self):
+    _REQUEST.config = self._get_param("deploymentConfiguration")
+    try:
+        return _orig_resp_update_service(self)
+    finally:
+        _REQUEST.config = None
+
+
 def install():
     if moto.__version__ != PINNED_MOTO:
         sys.exit(f"tests/moto/server.py is written for moto {PINNED_MOTO}, found {moto.__version__}; run `make test` to install the pinned version")
@@ -428,6 +820,12 @@ def install():
     EC2ContainerServiceBackend.update_task_set = update_task_set
     EC2ContainerServiceBackend.delete_task_set = delete_task_set
     STSBackend.assume_role = assume_role
+    EC2ContainerServiceResponse.create_service = resp_create_service
+    EC2ContainerServiceResponse.update_service = resp_update_service
+    EC2ContainerServiceResponse.list_service_deployments = resp_list_service_deployments
+    EC2ContainerServiceResponse.describe_service_deployments = resp_describe_service_deployments
+    EC2ContainerServiceResponse.stop_service_deployment = resp_stop_service_deployment
+    EC2ContainerServiceResponse.continue_service_deployment = resp_continue_service_deployment
 
 
 def main():

@@ -3,6 +3,7 @@
 Run: python tests/moto/test_server.py  (starts its own server on a free port)
 """
 
+import datetime
 import os
 import socket
 import subprocess
@@ -26,12 +27,13 @@ class SchedulerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.port = free_port()
-        env = dict(os.environ, GITMOXI_MOTO_TASK_START_SECONDS="0.3")
+        env = dict(os.environ, GITMOXI_MOTO_TASK_START_SECONDS="0.3", GITMOXI_MOTO_MINUTE_SECONDS="1")
         cls.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "server.py"), "--host", "127.0.0.1", "--port", str(cls.port)],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            # MOTO_LOG=FILE keeps the server's log (its tracebacks) for a failing run
+            stderr=open(os.environ.get("MOTO_LOG", os.devnull), "w"),
         )
         url = f"http://127.0.0.1:{cls.port}"
         for _ in range(100):
@@ -52,7 +54,14 @@ class SchedulerTest(unittest.TestCase):
         cls.elb = boto3.client("elbv2", **kw)
         lb = cls.elb.create_load_balancer(Name="lb", Subnets=[cls.subnet], SecurityGroups=[cls.sg])["LoadBalancers"][0]["LoadBalancerArn"]
         cls.tg = cls.elb.create_target_group(Name="tg", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
-        cls.elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": cls.tg}])
+        listener = cls.elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": cls.tg}])
+        cls.green_tg = cls.elb.create_target_group(Name="tg-green", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+        cls.rule = cls.elb.create_rule(
+            ListenerArn=listener["Listeners"][0]["ListenerArn"],
+            Priority=10,
+            Conditions=[{"Field": "path-pattern", "Values": ["/*"]}],
+            Actions=[{"Type": "forward", "TargetGroupArn": cls.tg}],
+        )["Rules"][0]["RuleArn"]
 
     @classmethod
     def tearDownClass(cls):
@@ -131,6 +140,124 @@ class SchedulerTest(unittest.TestCase):
             sts.assume_role(RoleArn="arn:aws:iam::222222222222:role/untrusted-gitmoxi", RoleSessionName="gitmoxi")
         self.assertEqual(denied.exception.response["Error"]["Code"], "AccessDenied")
         self.assertIn("not authorized to perform: sts:AssumeRole", str(denied.exception))
+
+    def native_service(self, name, config, load_balancers=None):
+        td1 = self.register("nginx:1")
+        self.ecs.create_service(
+            cluster="c",
+            serviceName=name,
+            taskDefinition=td1,
+            desiredCount=2,
+            launchType="FARGATE",
+            deploymentConfiguration=config,
+            loadBalancers=load_balancers or [],
+            networkConfiguration={"awsvpcConfiguration": {"subnets": [self.subnet], "securityGroups": [self.sg]}},
+        )
+        self.wait_deployment(name, lambda d: d["status"] == "SUCCESSFUL")
+        return td1
+
+    def newest(self, name):
+        # as gitmoxi asks: those created since a moment ago
+        since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+        listed = self.ecs.list_service_deployments(cluster="c", service=name, createdAt={"after": since})["serviceDeployments"]
+        newest = max(listed, key=lambda b: b["createdAt"])
+        return self.ecs.describe_service_deployments(serviceDeploymentArns=[newest["serviceDeploymentArn"]])["serviceDeployments"][0]
+
+    def wait_deployment(self, name, predicate, seconds=20):
+        deadline = time.time() + seconds
+        seen = []
+        while time.time() < deadline:
+            d = self.newest(name)
+            seen.append((d["status"], d.get("lifecycleStage"), d.get("targetServiceRevision", {}).get("requestedProductionTrafficWeight")))
+            if predicate(d):
+                return d, seen
+            time.sleep(0.1)
+        self.fail(f"{name}: the service deployment never got there: {seen[-5:]}")
+
+    def weights(self):
+        rule = self.elb.describe_rules(RuleArns=[self.rule])["Rules"][0]
+        return {t["TargetGroupArn"]: t.get("Weight") for t in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]}
+
+    def test_native_linear_moves_the_production_rule_then_bakes_and_cleans_up(self):
+        config = {"strategy": "LINEAR", "bakeTimeInMinutes": 1, "linearConfiguration": {"stepPercent": 50, "stepBakeTimeInMinutes": 1}}
+        lbs = [
+            {
+                "targetGroupArn": self.tg,
+                "containerName": "web",
+                "containerPort": 80,
+                "advancedConfiguration": {
+                    "alternateTargetGroupArn": self.green_tg,
+                    "productionListenerRule": self.rule,
+                    "roleArn": "arn:aws:iam::123456789012:role/ecs-lb",
+                },
+            }
+        ]
+        self.native_service("lin", config, lbs)
+        td2 = self.register("nginx:2")
+        self.ecs.update_service(cluster="c", service="lin", taskDefinition=td2)
+        d, seen = self.wait_deployment("lin", lambda d: d["status"] == "SUCCESSFUL")
+        weights = [w for status, stage, w in seen if stage == "PRODUCTION_TRAFFIC_SHIFT"]
+        self.assertIn(50.0, weights, seen)
+        stages = [stage for _, stage, _ in seen if stage]
+        self.assertLess(stages.index("PRODUCTION_TRAFFIC_SHIFT"), stages.index("BAKE_TIME"), stages)
+        svc = self.describe("lin")
+        self.assertEqual(svc["taskDefinition"], td2)
+        self.assertEqual(len(svc["deployments"]), 1, "blue cleaned up")
+        # after the first update (create) production moved to the green group, this one moved it back
+        self.assertEqual(self.weights(), {self.tg: 100, self.green_tg: 0}, "production on the group green ran in")
+
+    def test_a_pause_hook_waits_for_continue_and_a_rollback_answer_puts_blue_back(self):
+        config = {
+            "strategy": "BLUE_GREEN",
+            "bakeTimeInMinutes": 0,
+            "lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"], "timeoutConfiguration": {"timeoutInMinutes": 600}}],
+        }
+        td1 = self.register("nginx:1")
+        self.ecs.create_service(cluster="c", serviceName="paused", taskDefinition=td1, desiredCount=1, launchType="FARGATE",
+                                deploymentConfiguration=config,
+                                networkConfiguration={"awsvpcConfiguration": {"subnets": [self.subnet], "securityGroups": [self.sg]}})
+        d, _ = self.wait_deployment("paused", lambda d: any(h["status"] == "AWAITING_ACTION" for h in d.get("lifecycleHookDetails", [])))
+        hook = d["lifecycleHookDetails"][0]
+        self.assertEqual((d["lifecycleStage"], hook["targetType"]), ("POST_SCALE_UP", "PAUSE"))
+        self.ecs.continue_service_deployment(serviceDeploymentArn=d["serviceDeploymentArn"], hookId=hook["hookId"], action="CONTINUE")
+        self.wait_deployment("paused", lambda d: d["status"] == "SUCCESSFUL")
+        td2 = self.register("nginx:2")
+        self.ecs.update_service(cluster="c", service="paused", taskDefinition=td2)
+        d, _ = self.wait_deployment("paused", lambda d: any(h["status"] == "AWAITING_ACTION" for h in d.get("lifecycleHookDetails", [])))
+        self.ecs.continue_service_deployment(serviceDeploymentArn=d["serviceDeploymentArn"], hookId=d["lifecycleHookDetails"][0]["hookId"], action="ROLLBACK")
+        d, _ = self.wait_deployment("paused", lambda d: d["status"] == "ROLLBACK_SUCCESSFUL")
+        self.assertIn("ROLLBACK", d["rollback"]["reason"])
+        self.assertEqual(self.describe("paused")["taskDefinition"], td1, "blue is back")
+        with self.assertRaises(Exception) as answered:
+            self.ecs.continue_service_deployment(serviceDeploymentArn=d["serviceDeploymentArn"], hookId="hook-x", action="CONTINUE")
+        self.assertEqual(answered.exception.response["Error"]["Code"], "InvalidParameterException")
+
+    def test_a_failing_lambda_hook_and_a_stop_roll_back(self):
+        hooked = {
+            "strategy": "BLUE_GREEN",
+            "bakeTimeInMinutes": 0,
+            "lifecycleHooks": [{"targetType": "AWS_LAMBDA", "hookTargetArn": "arn:aws:lambda:us-east-1:123456789012:function:check-fail",
+                                "lifecycleStages": ["POST_PRODUCTION_TRAFFIC_SHIFT"]}],
+        }
+        td1 = self.register("nginx:1")
+        self.ecs.create_service(cluster="c", serviceName="hooked", taskDefinition=td1, desiredCount=1, launchType="FARGATE",
+                                deploymentConfiguration={"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0},
+                                networkConfiguration={"awsvpcConfiguration": {"subnets": [self.subnet], "securityGroups": [self.sg]}})
+        self.wait_deployment("hooked", lambda d: d["status"] == "SUCCESSFUL")
+        self.ecs.update_service(cluster="c", service="hooked", taskDefinition=self.register("nginx:2"), deploymentConfiguration=hooked)
+        d, _ = self.wait_deployment("hooked", lambda d: d["status"] == "ROLLBACK_SUCCESSFUL")
+        self.assertIn("check-fail returned FAILED at POST_PRODUCTION_TRAFFIC_SHIFT", d["statusReason"])
+        self.assertEqual(self.describe("hooked")["taskDefinition"], td1)
+        # a long bake, stopped by the caller: ECS rolls back; a second stop is a conflict
+        slow = {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 600}
+        self.ecs.update_service(cluster="c", service="hooked", taskDefinition=self.register("nginx:3"), deploymentConfiguration=slow)
+        d, _ = self.wait_deployment("hooked", lambda d: d.get("lifecycleStage") == "BAKE_TIME")
+        self.ecs.stop_service_deployment(serviceDeploymentArn=d["serviceDeploymentArn"], stopType="ROLLBACK")
+        d, _ = self.wait_deployment("hooked", lambda d: d["status"] == "ROLLBACK_SUCCESSFUL")
+        self.assertEqual(self.describe("hooked")["taskDefinition"], td1)
+        with self.assertRaises(Exception) as again:
+            self.ecs.stop_service_deployment(serviceDeploymentArn=d["serviceDeploymentArn"], stopType="ROLLBACK")
+        self.assertEqual(again.exception.response["Error"]["Code"], "ConflictException")
 
     def test_delete_stops_tasks(self):
         td = self.register("nginx:1")

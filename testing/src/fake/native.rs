@@ -353,16 +353,16 @@ impl World {
         Ok(())
     }
 
-    /// StopServiceDeployment(ROLLBACK): a running deployment rolls back at the next advance.
-    pub(super) fn stop_native(&mut self, arn: &str) -> bool {
+    /// StopServiceDeployment(ROLLBACK): a running deployment rolls back at the next advance;
+    /// one already stopping or ended is a conflict, as ECS answers.
+    pub(super) fn stop_native(&mut self, arn: &str) -> Result<(), (&'static str, String)> {
         match self.native.iter_mut().find(|d| d.arn == arn) {
-            Some(d) => {
-                if d.end.is_none() {
-                    d.stop_requested = true;
-                }
-                true
+            Some(d) if d.end.is_none() && !d.stop_requested => {
+                d.stop_requested = true;
+                Ok(())
             }
-            None => false,
+            Some(_) => Err(("ConflictException", format!("The service deployment {arn} is already stopping or ended."))),
+            None => Err(("ServiceDeploymentNotFoundException", format!("The service deployment {arn} does not exist."))),
         }
     }
 }
