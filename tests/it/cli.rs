@@ -259,3 +259,17 @@ fn an_exponential_template_is_stopped_by_the_render_worker_cap() {
     eprintln!("peak RSS of validate and its workers on the exponential template: {} MiB", peak_kib / 1024);
     assert!(peak_kib < 1300 * 1024, "{} MiB", peak_kib / 1024);
 }
+
+#[test]
+fn the_strategy_examples_validate_without_a_warning() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/strategies");
+    let (code, stdout, stderr) = gitmoxi(&["validate", dir, "--json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let results: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let apps: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["app"].as_str().unwrap()).collect();
+    assert_eq!(apps, ["gitmoxi-blue-green/web", "native-blue-green/web", "native-canary/web", "native-linear/web", "other-account/web"]);
+    for r in results.as_array().unwrap() {
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["warnings"], serde_json::json!([]), "{r}");
+    }
+}

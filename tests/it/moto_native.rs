@@ -88,7 +88,8 @@ async fn moto_native_linear_moves_the_production_rule_step_by_step_and_succeeds(
         r#"{"strategy": "LINEAR", "bakeTimeInMinutes": 2, "linearConfiguration": {"stepPercent": 25, "stepBakeTimeInMinutes": 3}}"#;
     write_app(&repo, "nginx:1", linear, DEPDEF);
     repo.commit("web, ECS linear");
-    let server = Server::start(&moto, &repo, 25).await;
+    // drift is compared every second: what ECS owns (rule weights, the production group) is no drift
+    let server = Server::start_full(&moto, &repo, 25, Duration::from_millis(500), None, (None, None), Duration::from_secs(1)).await;
     let first = server.wait_app(PREFIX, Duration::from_secs(90), |a| synced(a) && a["last_outcome"] == "succeeded").await;
     let production = |weights: &[(String, i32)]| weights.iter().find(|(_, w)| *w == 100).map(|(tg, _)| tg.clone());
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&moto.sdk_config().await);
@@ -117,7 +118,7 @@ async fn moto_native_linear_moves_the_production_rule_step_by_step_and_succeeds(
     let app = server.wait_app(PREFIX, Duration::from_secs(60), |a| synced_after(a, &first["last_deployment"])).await;
     assert_eq!(app["last_outcome"], "succeeded", "{app:#}");
     assert_eq!(running(&moto).await, "web:2");
-    assert_eq!(production(&rule_weights(&elb, &rule).await), Some(green), "production stays on green");
+    assert_eq!(production(&rule_weights(&elb, &rule).await), Some(green.clone()), "production stays on green");
     let lines = timeline(&app);
     for step in [25, 50, 75, 100] {
         let line = format!("ECS shifted production traffic: {step} % to the new revision");
