@@ -174,6 +174,19 @@ pub(super) struct World {
     native: Vec<native::FakeNativeDeployment>,
     /// When the world began (its wall clock starts at [`WALL_ORIGIN_MS`] then).
     origin: Option<Instant>,
+    /// Every call is refused: the world of an account no credentials reach.
+    refuse: Option<String>,
+}
+
+/// Another AWS account of a simulation: its own world, and whether its role trusts the controller.
+#[derive(Clone)]
+pub struct FakeAccount {
+    /// The account id.
+    pub id: String,
+    /// What AWS holds in that account.
+    pub world: FakeWorld,
+    /// Whether its role lets the controller in (AssumeRole succeeds).
+    pub trusts: bool,
 }
 
 /// The fake world; cheap to clone (shared).
@@ -321,7 +334,21 @@ impl FakeWorld {
 
     /// A provider handing out this world's ECS per region.
     pub fn provider(&self) -> Arc<dyn AwsProvider> {
-        Arc::new(FakeProvider { world: self.clone() })
+        self.provider_with_accounts(&[])
+    }
+
+    /// A provider for this world (the controller's own account) and other accounts' worlds,
+    /// reached as AWS reaches them through roles: an account whose role does not trust the
+    /// controller is refused at AssumeRole, and no account's calls ever land in another's world.
+    pub fn provider_with_accounts(&self, accounts: &[FakeAccount]) -> Arc<dyn AwsProvider> {
+        Arc::new(FakeProvider { world: self.clone(), accounts: accounts.iter().map(|a| (a.id.clone(), a.clone())).collect() })
+    }
+
+    /// A world that refuses every call (an account the controller cannot reach).
+    fn refusing(account: &str) -> FakeWorld {
+        let world = FakeWorld::new();
+        world.world().refuse = Some(account.to_string());
+        world
     }
 
     fn client(&self, region: &str) -> FakeEcs {
@@ -331,6 +358,10 @@ impl FakeWorld {
     pub(super) fn begin(&self, operation: &'static str) -> Result<(), AwsError> {
         let mut w = self.world();
         *w.calls.entry(operation.to_string()).or_default() += 1;
+        if let Some(account) = &w.refuse {
+            let message = format!("no credentials reach account {account}");
+            return Err(AwsError::new("ecs", operation, AwsErrorKind::AccessDenied, "AccessDeniedException", message));
+        }
         if let Some(n) = w.throttle.get_mut(operation).filter(|n| **n > 0) {
             *n -= 1;
             return Err(AwsError::new("ecs", operation, AwsErrorKind::Throttled, "ThrottlingException", "Rate exceeded"));
@@ -352,6 +383,21 @@ impl FakeWorld {
 
 struct FakeProvider {
     world: FakeWorld,
+    accounts: BTreeMap<String, FakeAccount>,
+}
+
+impl FakeProvider {
+    /// The world calls into `account` reach (a refusing one when none).
+    fn world_of(&self, account: Option<&str>) -> FakeWorld {
+        match account {
+            None => self.world.clone(),
+            Some(id) if id == ACCOUNT => self.world.clone(),
+            Some(id) => match self.accounts.get(id) {
+                Some(a) if a.trusts => a.world.clone(),
+                Some(_) | None => FakeWorld::refusing(id),
+            },
+        }
+    }
 }
 
 #[async_trait]
@@ -360,40 +406,41 @@ impl AwsProvider for FakeProvider {
         Ok(ACCOUNT.to_string())
     }
 
-    /// The fake world is one account: the caller's. Another account is refused as AWS refuses
-    /// an AssumeRole nobody granted.
+    /// The caller's own account, and the accounts whose role trusts it; any other is refused
+    /// as AWS refuses an AssumeRole nobody granted.
     async fn reach(&self, account: Option<&str>, _region: &str) -> Result<(), AwsError> {
         match account {
             None => Ok(()),
             Some(id) if id == ACCOUNT => Ok(()),
+            Some(id) if self.accounts.get(id).is_some_and(|a| a.trusts) => Ok(()),
             Some(id) => Err(AwsError::new(
                 "sts",
                 "AssumeRole",
                 AwsErrorKind::AccessDenied,
                 "AccessDenied",
-                format!("the fake world has one account; {id} is not it"),
+                format!("User: arn:aws:sts::{ACCOUNT}:assumed-role/gitmoxi/gitmoxi is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::{id}:role/gitmoxi-deploy"),
             )),
         }
     }
 
-    fn ecs(&self, _account: Option<&str>, region: &str) -> Arc<dyn Ecs> {
-        Arc::new(self.world.client(region))
+    fn ecs(&self, account: Option<&str>, region: &str) -> Arc<dyn Ecs> {
+        Arc::new(self.world_of(account).client(region))
     }
 
-    fn elb(&self, _account: Option<&str>, _region: &str) -> Arc<dyn Elb> {
-        Arc::new(super::fake_elb::FakeElb { world: self.world.clone() })
+    fn elb(&self, account: Option<&str>, _region: &str) -> Arc<dyn Elb> {
+        Arc::new(super::fake_elb::FakeElb { world: self.world_of(account) })
     }
 
-    fn alarms(&self, _account: Option<&str>, _region: &str) -> Arc<dyn Alarms> {
-        Arc::new(super::fake_elb::FakeAlarms { world: self.world.clone() })
+    fn alarms(&self, account: Option<&str>, _region: &str) -> Arc<dyn Alarms> {
+        Arc::new(super::fake_elb::FakeAlarms { world: self.world_of(account) })
     }
 
-    fn lambda(&self, _account: Option<&str>, region: &str) -> Arc<dyn Lambda> {
-        Arc::new(super::fake_lambda::FakeLambda { world: self.world.clone(), region: region.to_string() })
+    fn lambda(&self, account: Option<&str>, region: &str) -> Arc<dyn Lambda> {
+        Arc::new(super::fake_lambda::FakeLambda { world: self.world_of(account), region: region.to_string() })
     }
 
-    fn apigw(&self, _account: Option<&str>, _region: &str) -> Arc<dyn ApiGateway> {
-        Arc::new(super::fake_lambda::FakeApiGateway { world: self.world.clone() })
+    fn apigw(&self, account: Option<&str>, _region: &str) -> Arc<dyn ApiGateway> {
+        Arc::new(super::fake_lambda::FakeApiGateway { world: self.world_of(account) })
     }
 
     fn secrets(&self, _account: Option<&str>, _region: &str) -> Arc<dyn gitmoxi::credentials::SecretStore> {

@@ -26,6 +26,7 @@ mod packaging;
 mod repos;
 mod router;
 mod sim;
+mod sim_accounts;
 mod sim_blue_green;
 mod sim_lambda;
 mod sim_many;

@@ -11,7 +11,7 @@ use gitmoxi::metrics::Metrics;
 use gitmoxi_deploy::record::{AppKey, Outcome};
 use gitmoxi_deploy::spec::{load_snapshot, MemTree, RenderContext};
 use gitmoxi_state::Store;
-use gitmoxi_testing::fake::{FakeWorld, Knobs};
+use gitmoxi_testing::fake::{FakeAccount, FakeWorld, Knobs};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -34,6 +34,8 @@ pub(crate) struct Sim {
     pub(crate) seed: u64,
     pub(crate) policy: RepoPolicy,
     pub(crate) clock: Clock,
+    /// Other AWS accounts (each its own world) and the roles the controller has for them.
+    pub(crate) accounts: Vec<FakeAccount>,
 }
 
 /// Copies a directory tree file by file (the store's files as they are on disk now).
@@ -74,15 +76,22 @@ impl Sim {
             seed,
             policy: RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default() },
             clock,
+            accounts: Vec::new(),
         };
         sim.start();
         sim
     }
 
     pub(crate) fn build(world: &FakeWorld, store: &Store, clock: &Clock, seed: u64) -> Arc<Controller> {
+        Self::build_with(world, &[], store, clock, seed)
+    }
+
+    /// The controller with a role in each of `accounts` (whether or not the account trusts it).
+    pub(crate) fn build_with(world: &FakeWorld, accounts: &[FakeAccount], store: &Store, clock: &Clock, seed: u64) -> Arc<Controller> {
+        let roles = accounts.iter().map(|a| (a.id.clone(), gitmoxi_deploy::accounts::AllowedRegions::Any));
         Controller::new(
             store.clone(),
-            world.provider(),
+            world.provider_with_accounts(accounts),
             clock.clone(),
             Metrics::new(),
             ControllerSettings {
@@ -91,7 +100,7 @@ impl Sim {
                 seed,
                 drift_interval: Duration::from_secs(300),
                 own_account: Some("123456789012".into()),
-                account_roles: Default::default(),
+                account_roles: gitmoxi_deploy::accounts::AccountRoles::new(roles),
                 render_limits: Default::default(),
                 render_worker: None,
             },
@@ -118,7 +127,7 @@ impl Sim {
         self.store = Store::open_for_simulation(&to).expect("the crash image of the store opens");
         let _ = std::fs::remove_dir_all(&from);
         self.seed += 1;
-        self.controller = Self::build(&self.world, &self.store, &self.clock, self.seed);
+        self.controller = Self::build_with(&self.world, &self.accounts, &self.store, &self.clock, self.seed);
         self.controller.enqueue_stored().expect("enqueue");
         self.apply();
         self.start();
@@ -138,6 +147,12 @@ impl Sim {
         self.controller = Self::build(&self.world, &self.store, &self.clock, self.seed);
         self.apply();
         self.start();
+    }
+
+    /// Gives the controller roles in `accounts` (a restart with the new configuration).
+    pub(crate) async fn with_accounts(&mut self, accounts: Vec<FakeAccount>) {
+        self.accounts = accounts;
+        self.restart().await;
     }
 
     pub(crate) fn key(prefix: &str) -> AppKey {
