@@ -56,6 +56,9 @@ pub fn next_step(record: &DeploymentRecord) -> String {
         FailureCause::ApprovalRejected { by } => format!(
             "{by} rejected the deployment at its approval gate and ECS rolled it back; push a fix, or run `gitmoxi sync --force {app}` to try the same commit again"
         ),
+        FailureCause::ApprovalTimedOut { .. } => format!(
+            "the gate's timeout ran out and its onTimeout rolled the deployment back; run `gitmoxi sync --force {app}` and answer it with `gitmoxi approve {app}` in time, or raise trafficShiftingConfig.approval.timeout"
+        ),
         FailureCause::AssumeRoleFailed { account, .. } => format!(
             "nothing was touched in account {account}: check that the role exists, that its trust policy allows this controller's role and the external_id, if set (packaging/account-trust-policy.json), and that the controller's policy lets it call sts:AssumeRole on the role (roles named gitmoxi-… in packaging/iam-policy.json); then run `gitmoxi sync --force {app}`"
         ),

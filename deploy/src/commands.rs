@@ -58,6 +58,16 @@ impl std::fmt::Display for Approval {
     }
 }
 
+/// An answer as the record keeps it: which gate it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateAnswer {
+    /// The gate (an ECS hook id, or `before 50 %`).
+    pub gate: String,
+    /// The answer.
+    #[serde(flatten)]
+    pub answer: Approval,
+}
+
 /// Where an approval answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,6 +80,8 @@ pub enum AnswerChannel {
     Page,
     /// A Slack button.
     Slack,
+    /// Nobody answered in time: the gate's `onTimeout` decided.
+    Timeout,
 }
 
 impl AnswerChannel {
@@ -80,6 +92,7 @@ impl AnswerChannel {
             AnswerChannel::Api => "api",
             AnswerChannel::Page => "page",
             AnswerChannel::Slack => "slack",
+            AnswerChannel::Timeout => "timeout",
         }
     }
 }

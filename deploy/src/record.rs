@@ -149,6 +149,13 @@ pub enum FailureCause {
         /// Who rejected it.
         by: String,
     },
+    /// Nobody answered an approval gate in time and its `onTimeout` is rollback.
+    ApprovalTimedOut {
+        /// The gate.
+        gate: String,
+        /// How long it waited.
+        waited_secs: u64,
+    },
     /// STS refused the account's role (AssumeRole): nothing was touched in that account.
     AssumeRoleFailed {
         /// The account the app names.
@@ -183,6 +190,7 @@ impl FailureCause {
             FailureCause::AssumeRoleFailed { .. } => "assume_role_failed",
             FailureCause::EcsRolledBack { .. } => "ecs_rolled_back",
             FailureCause::ApprovalRejected { .. } => "approval_rejected",
+            FailureCause::ApprovalTimedOut { .. } => "approval_timed_out",
         }
     }
 }
@@ -216,6 +224,9 @@ impl fmt::Display for FailureCause {
             }
             FailureCause::EcsRolledBack { status, reason } => write!(f, "ECS rolled its deployment back ({status}): {reason}"),
             FailureCause::ApprovalRejected { by } => write!(f, "rejected at an approval gate by {by}"),
+            FailureCause::ApprovalTimedOut { gate, waited_secs } => {
+                write!(f, "nobody answered the approval gate {gate} within {waited_secs} s")
+            }
             FailureCause::AssumeRoleFailed { account, code, message } => {
                 write!(f, "could not assume the role of account {account}: {code}: {message}")
             }
@@ -811,7 +822,7 @@ pub struct DeploymentRecord {
     pub awaiting_approval: Option<AwaitingApproval>,
     /// Every answer given to its gates: who, how, when.
     #[serde(default)]
-    pub approvals: Vec<crate::commands::Approval>,
+    pub approvals: Vec<crate::commands::GateAnswer>,
     /// When it started.
     pub started_at_ms: u64,
     /// When it last changed.

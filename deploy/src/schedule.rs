@@ -46,11 +46,61 @@ pub struct TrafficShifting {
     pub wait_interval_secs: u64,
     /// CANARY, LINEAR or ALL_AT_ONCE.
     pub kind: ShiftType,
+    /// Approval gates before chosen steps (`trafficShiftingConfig.approval`).
+    #[serde(default)]
+    pub approval: Option<ApprovalGates>,
 }
 
 impl Default for TrafficShifting {
     fn default() -> Self {
-        TrafficShifting { percent: 20, wait_interval_secs: 60, kind: ShiftType::Canary }
+        TrafficShifting { percent: 20, wait_interval_secs: 60, kind: ShiftType::Canary, approval: None }
+    }
+}
+
+/// What a gate nobody answered in time does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Roll the deployment back (the default: nobody said yes).
+    #[default]
+    Rollback,
+    /// Go on as if approved.
+    Continue,
+}
+
+/// `trafficShiftingConfig.approval`: traffic holds before each chosen step until a person
+/// approves (or rejects) it; alarms are watched meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalGates {
+    /// The green weights a gate stands before, one bit per weight 0..=127.
+    before: [u64; 2],
+    /// How long a gate waits for an answer.
+    pub timeout_secs: u64,
+    /// What happens when nobody answers in time.
+    pub on_timeout: OnTimeout,
+}
+
+/// A gate's default wait for an answer: a working day.
+pub const DEFAULT_GATE_TIMEOUT_SECS: u64 = 8 * 3600;
+
+impl ApprovalGates {
+    /// Gates before each of `weights` (1..=100).
+    pub fn new(weights: &[u32], timeout_secs: u64, on_timeout: OnTimeout) -> ApprovalGates {
+        let mut before = [0u64; 2];
+        for w in weights.iter().filter(|w| (1..=100).contains(*w)) {
+            before[(*w / 64) as usize] |= 1 << (w % 64);
+        }
+        ApprovalGates { before, timeout_secs, on_timeout }
+    }
+
+    /// Whether a gate stands before the step that brings green to `weight`.
+    pub fn before(&self, weight: u32) -> bool {
+        weight <= 100 && self.before[(weight / 64) as usize] & (1 << (weight % 64)) != 0
+    }
+
+    /// The weights with a gate, ascending.
+    pub fn weights(&self) -> Vec<u32> {
+        (1..=100).filter(|w| self.before(*w)).collect()
     }
 }
 
@@ -93,7 +143,16 @@ mod tests {
     use super::*;
 
     fn steps(kind: ShiftType, percent: u32) -> Vec<u32> {
-        TrafficShifting { percent, wait_interval_secs: 1, kind }.steps()
+        TrafficShifting { percent, wait_interval_secs: 1, kind, approval: None }.steps()
+    }
+
+    #[test]
+    fn gates_stand_before_the_chosen_weights_only() {
+        let gates = ApprovalGates::new(&[20, 64, 100], 60, OnTimeout::Continue);
+        assert_eq!(gates.weights(), vec![20, 64, 100]);
+        assert!(gates.before(100) && gates.before(64) && !gates.before(40) && !gates.before(0));
+        let json = serde_json::to_string(&gates).unwrap();
+        assert_eq!(serde_json::from_str::<ApprovalGates>(&json).unwrap(), gates);
     }
 
     #[test]

@@ -248,12 +248,10 @@ impl Controller {
                 self.notify(crate::notify::Event::of_record(next, "waiting_for_approval", message));
             }
             Some(b) if b.approvals.len() < next.approvals.len() => {
-                if let Some(answer) = next.approvals.last() {
-                    self.notify(crate::notify::Event::of_record(
-                        next,
-                        if answer.approve { "approved" } else { "rejected" },
-                        answer.to_string(),
-                    ));
+                if let Some(given) = next.approvals.last() {
+                    let answer = &given.answer;
+                    let stage = if answer.approve { "approved" } else { "rejected" };
+                    self.notify(crate::notify::Event::of_record(next, stage, format!("{answer} at {}", given.gate)));
                 }
             }
             Some(b) if b.traffic != next.traffic => {

@@ -512,3 +512,105 @@ async fn serve_api(sim: &Sim) -> (String, tokio_util::sync::CancellationToken) {
     });
     (url, stop)
 }
+
+// --- approval gates (trafficShiftingConfig.approval) ---------------------------------------------
+
+const GATED: &str = r#", "trafficShiftingConfig": {"type": "LINEAR", "percent": 50, "waitInterval": 30,
+  "approval": {"before": [50, 100], "timeout": "1h"}}"#;
+
+fn answer(sim: &Sim, approve: bool, by: &str) {
+    let key = Sim::key(PREFIX);
+    let mut commands = sim.store.commands(&key).unwrap();
+    let via = gitmoxi_deploy::commands::AnswerChannel::Cli;
+    commands.approval = Some(gitmoxi_deploy::commands::Approval { approve, by: by.into(), via, at_ms: 0 });
+    sim.store.put_commands(&key, &commands).unwrap();
+}
+
+fn gate(sim: &Sim) -> Option<String> {
+    sim.store.record(&Sim::key(PREFIX)).unwrap().and_then(|r| r.awaiting_approval).map(|a| a.gate)
+}
+
+fn last_record(sim: &Sim) -> gitmoxi_deploy::record::DeploymentRecord {
+    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
+    sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap()
+}
+
+/// nginx:1 deployed, nginx:2 pushed and held at its first gate.
+async fn at_first_gate(extra: &str) -> Sim {
+    let mut sim = Sim::new();
+    first_deployment(&mut sim, extra).await;
+    sim.set_image(PREFIX, "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| gate(s).as_deref() == Some("before 50 %")).await, "{}", sim.seed_note());
+    sim
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gate_holds_traffic_until_approved_at_each_step() {
+    let sim = at_first_gate(GATED).await;
+    sim.run_until(30 * MINUTES, |_| false).await;
+    assert_eq!(gate(&sim).as_deref(), Some("before 50 %"), "still waiting after half an hour");
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100)], "no traffic moved");
+    answer(&sim, true, "alice");
+    assert!(sim.run_until(10 * MINUTES, |s| gate(s).as_deref() == Some("before 100 %")).await, "{}", sim.seed_note());
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 50), (TG_B.to_string(), 50)], "held at 50/50");
+    answer(&sim, true, "bob");
+    assert!(sim.run_until(10 * MINUTES, |s| settled_on(s, "web:2")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    let record = last_record(&sim);
+    let answers: Vec<(String, String)> = record.approvals.iter().map(|a| (a.gate.clone(), a.answer.by.clone())).collect();
+    assert_eq!(answers, vec![("before 50 %".to_string(), "alice".to_string()), ("before 100 %".to_string(), "bob".to_string())]);
+    assert!(record.timeline.iter().any(|e| e.message.starts_with("approved by alice via cli before 50 %")), "{:?}", record.timeline);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_gate_rolls_traffic_back() {
+    let sim = at_first_gate(GATED).await;
+    answer(&sim, true, "alice");
+    assert!(sim.run_until(10 * MINUTES, |s| gate(s).as_deref() == Some("before 100 %")).await);
+    answer(&sim, false, "bob");
+    assert!(sim.run_until(10 * MINUTES, |s| settled_on(s, "web:1")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
+    assert_eq!(last_record(&sim).cause, Some(FailureCause::ApprovalRejected { by: "bob".into() }));
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_gate_rolls_back_or_goes_on_as_its_on_timeout_says() {
+    let sim = at_first_gate(GATED).await;
+    assert!(sim.run_until(70 * MINUTES, |s| settled_on(s, "web:1")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
+    assert!(matches!(last_record(&sim).cause, Some(FailureCause::ApprovalTimedOut { ref gate, waited_secs }) if gate == "before 50 %" && waited_secs >= 3600));
+
+    let going_on = r#", "trafficShiftingConfig": {"type": "LINEAR", "percent": 50, "waitInterval": 30,
+      "approval": {"before": [50], "timeout": 600, "onTimeout": "continue"}}"#;
+    let sim = at_first_gate(going_on).await;
+    assert!(sim.run_until(30 * MINUTES, |s| settled_on(s, "web:2")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    let record = last_record(&sim);
+    assert_eq!(record.approvals.len(), 1);
+    assert_eq!(record.approvals[0].answer.via, gitmoxi_deploy::commands::AnswerChannel::Timeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_while_waiting_at_a_gate_still_rolls_back() {
+    let sim = at_first_gate(GATED).await;
+    answer(&sim, true, "alice");
+    assert!(sim.run_until(10 * MINUTES, |s| gate(s).as_deref() == Some("before 100 %")).await);
+    sim.world.set_alarm("web-5xx", "ALARM");
+    assert!(sim.run_until(5 * MINUTES, |s| s.idle(PREFIX)).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
+    assert_eq!(last_record(&sim).cause, Some(FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] }));
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_at_a_gate_keeps_waiting() {
+    let mut sim = at_first_gate(GATED).await;
+    sim.restart().await;
+    sim.run_until(5 * MINUTES, |_| false).await;
+    assert_eq!(gate(&sim).as_deref(), Some("before 50 %"), "the restarted controller waits at the same gate");
+    assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100)]);
+    answer(&sim, true, "carol");
+    assert!(sim.run_until(10 * MINUTES, |s| gate(s).as_deref() == Some("before 100 %")).await, "{}", sim.seed_note());
+}

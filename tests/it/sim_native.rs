@@ -176,7 +176,7 @@ async fn a_pause_hook_waits_for_approval_past_the_budget_and_goes_on_when_approv
     assert!(sim.stable_on("web", "web:2"));
     let record = record_of(&sim, "prod/web/web");
     assert_eq!(record.approvals.len(), 1);
-    assert_eq!((record.approvals[0].approve, record.approvals[0].by.as_str()), (true, "alice"));
+    assert_eq!((record.approvals[0].answer.approve, record.approvals[0].answer.by.as_str()), (true, "alice"));
     let continued = sim.world.mutations("ContinueServiceDeployment");
     assert!(continued.len() == 2 && continued.iter().all(|c| c.ends_with("CONTINUE")), "the create's gate, then this one: {continued:?}");
     assert!(record.timeline.iter().any(|e| e.message.starts_with("approved by alice via cli at POST_TEST_TRAFFIC_SHIFT")));

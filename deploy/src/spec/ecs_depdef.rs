@@ -169,7 +169,7 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
     if config.is_some() || enabled == Some(true) {
         let mut ts = TrafficShifting::default();
         if let Some(c) = config {
-            r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type"]);
+            r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type", "approval"]);
             if let Some(p) = r.int(c.get("percent"), "trafficShiftingConfig.percent", 1, 100) {
                 ts.percent = p as u32;
             }
@@ -182,6 +182,7 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
                     None => r.error("trafficShiftingConfig.type", format!("is \"{t}\"; use CANARY, LINEAR or ALL_AT_ONCE")),
                 }
             }
+            ts.approval = super::approval::gates(&mut r, c, &ts);
         }
         if enabled != Some(false) {
             d.traffic_shifting = Some(ts);
@@ -356,13 +357,13 @@ mod tests {
     #[test]
     fn traffic_shifting_defaults_and_legacy_flag() {
         let (d, _) = parse(json!({"trafficShiftingConfig": {}})).unwrap();
-        assert_eq!(d.traffic_shifting, Some(TrafficShifting { percent: 20, wait_interval_secs: 60, kind: ShiftType::Canary }));
+        assert_eq!(d.traffic_shifting, Some(TrafficShifting { percent: 20, wait_interval_secs: 60, kind: ShiftType::Canary, approval: None }));
         let (d, _) = parse(json!({"trafficShiftingEnabled": true})).unwrap();
         assert!(d.traffic_shifting.is_some());
         let (d, _) = parse(json!({"trafficShiftingEnabled": false, "trafficShiftingConfig": {"percent": 10}})).unwrap();
         assert!(d.traffic_shifting.is_none());
         let (d, _) = parse(json!({"trafficShiftingConfig": {"percent": "30", "waitInterval": 5, "type": "linear"}})).unwrap();
-        assert_eq!(d.traffic_shifting, Some(TrafficShifting { percent: 30, wait_interval_secs: 5, kind: ShiftType::Linear }));
+        assert_eq!(d.traffic_shifting, Some(TrafficShifting { percent: 30, wait_interval_secs: 5, kind: ShiftType::Linear, approval: None }));
     }
 
     #[test]

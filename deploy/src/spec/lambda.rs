@@ -367,7 +367,7 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
     }
     let mut shifting = TrafficShifting::default();
     if let Some(c) = r.object(root.get("trafficShiftingConfig"), "trafficShiftingConfig") {
-        r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type"]);
+        r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type", "approval"]);
         if let Some(p) = r.int(c.get("percent"), "trafficShiftingConfig.percent", 1, 100) {
             shifting.percent = p as u32;
         }
@@ -380,6 +380,7 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
                 None => r.error("trafficShiftingConfig.type", format!("is \"{t}\"; use CANARY, LINEAR or ALL_AT_ONCE")),
             }
         }
+        shifting.approval = super::approval::gates(&mut r, c, &shifting);
     } else if r.bool(root.get("trafficShiftingEnabled"), "trafficShiftingEnabled") != Some(true) {
         // Without a config (or with the legacy flag off) a new version takes all traffic at once.
         shifting.kind = ShiftType::AllAtOnce;

@@ -4,6 +4,7 @@
 //! Jinja2) → parse and validate → fingerprint. An invalid app carries its diagnostics and is never
 //! deployed; it never affects other apps.
 
+pub mod approval;
 pub mod diag;
 pub mod ecs;
 pub mod ecs_depdef;

@@ -554,6 +554,14 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
     let elb = observed.elb.clone().unwrap_or_default();
     let actions = weight_actions(&elb, &mapping, green);
     if !actions.is_empty() {
+        let poll = if app.depdef.alarm_names.is_empty() { Duration::from_secs(30) } else { Duration::from_millis(ALARM_POLL_MS) };
+        match super::gates::before_step(cx.input, record, ts.approval, green, poll) {
+            super::gates::Gate::Open => {}
+            super::gates::Gate::Hold(plan) => return plan,
+            super::gates::Gate::Closed(cause, evidence) => {
+                return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
+            }
+        }
         let w = Weights::green(green);
         if next.traffic != Some(w) {
             next.traffic = Some(w);

@@ -371,6 +371,12 @@ fn shift(cx: &Step<'_>, version: &str, step: u32, weight: u32, since_ms: u64) ->
     }
     let (target, additional) = alias_target(record, version, weight);
     if !alias_is(observed, &target, &additional) {
+        let poll = if app.depdef.alarm_names.is_empty() { Duration::from_secs(30) } else { Duration::from_millis(ALARM_POLL_MS) };
+        match super::gates::before_step(input, record, app.depdef.traffic_shifting.approval, weight, poll) {
+            super::gates::Gate::Open => {}
+            super::gates::Gate::Hold(plan) => return plan,
+            super::gates::Gate::Closed(cause, evidence) => return rollback(record, now, cause, evidence),
+        }
         let w = crate::schedule::Weights::green(weight);
         if next.traffic != Some(w) {
             next.traffic = Some(w);

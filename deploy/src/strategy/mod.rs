@@ -14,6 +14,7 @@
 pub mod adopt;
 pub mod ecs_blue_green;
 pub mod ecs_rolling;
+pub mod gates;
 pub mod lambda_shift;
 
 #[cfg(test)]

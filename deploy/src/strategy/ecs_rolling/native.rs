@@ -280,7 +280,7 @@ fn at_gate(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, stage: &str,
     let mut next = record.clone();
     let waiting_since = record.awaiting_approval.as_ref().filter(|a| a.gate == hook).map_or(now, |a| a.since_ms);
     if let Some(answer) = &cx.input.commands.approval {
-        next.approvals.push(answer.clone());
+        next.approvals.push(crate::commands::GateAnswer { gate: hook.to_string(), answer: answer.clone() });
         next.awaiting_approval = None;
         let then = if answer.approve { "ECS goes on" } else { "ECS rolls back" };
         next.log(now, if answer.approve { Level::Info } else { Level::Warn }, format!("{answer} at {stage}: {then}"));
