@@ -101,6 +101,7 @@ pub async fn run_with(
         statuses: config.repos.iter().filter_map(|r| Some((r.name.clone(), r.forge.clone()?))).collect(),
         credentials: Some(controller.credentials.clone()),
         public_url: config.public_url.clone(),
+        slack_buttons: config.slack.is_some(),
     };
     let (notifier, worker) = crate::notify::channel(sinks, &controller.metrics);
     controller.set_notifier(notifier);
@@ -113,8 +114,11 @@ pub async fn run_with(
         config.api_repos.clone(),
     );
     repos.start(&config.repos).map_err(|e| anyhow::anyhow!("cannot start the repositories: {e}"))?;
-    let webhooks =
-        Arc::new(Webhooks { github_secret: config.github_webhook_secret.clone(), gitlab_token: config.gitlab_webhook_token.clone() });
+    let webhooks = Arc::new(Webhooks {
+        github_secret: config.github_webhook_secret.clone(),
+        gitlab_token: config.gitlab_webhook_token.clone(),
+        slack: config.slack.clone(),
+    });
     tasks.spawn(controller.clone().run(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

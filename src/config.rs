@@ -81,6 +81,8 @@ pub struct Config {
     /// `[gmctl] tokenless_networks`: source networks whose `/api/v1` calls need no token
     /// (gmctl sends none). Empty (the default): every API call needs the token.
     pub gmctl_tokenless_networks: Vec<ipnet::IpNet>,
+    /// Slack's interactive callback: answers to approval gates.
+    pub slack: Option<crate::http::slack::SlackInteractive>,
     /// `[accounts]`: the role of each workload account, by account id (SPEC §7.4).
     pub accounts: BTreeMap<String, crate::aws::accounts::AccountRole>,
 }
@@ -99,6 +101,14 @@ struct FileConfig {
     gitlab_webhook_token: Option<String>,
     slack_webhook_url: Option<String>,
     notify_webhook_url: Option<String>,
+    /// The Slack app's signing secret (buttons on gate messages, the interactive callback).
+    slack_signing_secret: Option<String>,
+    /// Slack user ids who may answer gates (empty: anyone who sees the message).
+    #[serde(default)]
+    slack_approvers: Vec<String>,
+    /// Hosts Slack's `response_url` may point to (default hooks.slack.com).
+    #[serde(default)]
+    slack_response_hosts: Vec<String>,
     drift_policy: Option<String>,
     drift_interval: Option<String>,
     #[serde(default)]
@@ -208,6 +218,7 @@ pub struct Overrides {
     pub github_webhook_secret_file: Option<PathBuf>,
     pub gitlab_webhook_token_file: Option<PathBuf>,
     pub slack_webhook_url_file: Option<PathBuf>,
+    pub slack_signing_secret_file: Option<PathBuf>,
     pub concurrency: Option<usize>,
     pub max_prune: Option<usize>,
     pub max_prune_percent: Option<u32>,
@@ -527,6 +538,18 @@ impl Config {
             allowed_hosts: file.allowed_hosts,
             public_url: file.public_url.filter(|u| !u.trim().is_empty()),
             gmctl_tokenless_networks: tokenless_networks(file.gmctl.map(|g| g.tokenless_networks).unwrap_or_default())?,
+            slack: read_secret_file("--slack-signing-secret-file", o.slack_signing_secret_file.as_deref())?
+                .or(file.slack_signing_secret)
+                .filter(|s| !s.trim().is_empty())
+                .map(|signing_secret| crate::http::slack::SlackInteractive {
+                    signing_secret,
+                    approvers: file.slack_approvers,
+                    response_hosts: if file.slack_response_hosts.is_empty() {
+                        vec!["hooks.slack.com".to_string()]
+                    } else {
+                        file.slack_response_hosts
+                    },
+                }),
             accounts: file
                 .accounts
                 .into_iter()
@@ -762,5 +785,25 @@ max_prune = 5
             let err = load(text).unwrap_err().to_string();
             assert!(err.contains(says), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn slack_interactivity_needs_its_signing_secret_and_defaults_to_slacks_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitmoxi.toml");
+        std::fs::write(&path, "slack_approvers = [\"U1\"]\n").unwrap();
+        assert!(
+            Config::load(&Overrides { config: Some(path.clone()), ..Default::default() }).unwrap().slack.is_none(),
+            "no secret, no buttons"
+        );
+        let secret = dir.path().join("slack-secret");
+        std::fs::write(&secret, "abc123\n").unwrap();
+        let c = Config::load(&Overrides { config: Some(path), slack_signing_secret_file: Some(secret), ..Default::default() }).unwrap();
+        let slack = c.slack.expect("configured");
+        assert_eq!(
+            (slack.signing_secret.as_str(), slack.approvers.clone(), slack.response_hosts.clone()),
+            ("abc123", vec!["U1".to_string()], vec!["hooks.slack.com".to_string()])
+        );
+        assert!(!format!("{slack:?}").contains("abc123"), "the secret stays out of logs");
     }
 }

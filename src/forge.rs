@@ -278,6 +278,7 @@ mod tests {
             cause: Some("stability timeout after 300 s".into()),
             message: "m".into(),
             app_webhooks: Vec::new(),
+            gate: None,
         }
     }
 

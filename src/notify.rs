@@ -40,6 +40,9 @@ pub struct Event {
     /// The depdef's webhooks of the app: (urls, payload template).
     #[serde(skip)]
     pub app_webhooks: Vec<(Vec<String>, Value)>,
+    /// The gate the deployment waits at (its Slack message gets Approve / Reject buttons).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::http::slack::GateRef>,
 }
 
 impl Event {
@@ -65,6 +68,13 @@ impl Event {
             cause: record.cause.as_ref().map(ToString::to_string),
             message,
             app_webhooks,
+            gate: record.awaiting_approval.as_ref().map(|a| crate::http::slack::GateRef {
+                repo: record.app.repo.clone(),
+                branch: record.app.branch.clone(),
+                app: record.app.prefix.clone(),
+                deployment: record.id.clone(),
+                gate: a.gate.clone(),
+            }),
         }
     }
 }
@@ -79,6 +89,8 @@ pub struct Sinks {
     pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
     /// Where statuses link to.
     pub public_url: Option<String>,
+    /// Slack's interactive callback is configured: gate messages get Approve / Reject buttons.
+    pub slack_buttons: bool,
 }
 
 /// The sending side; cheap to clone. A disabled notifier drops everything silently.
@@ -121,8 +133,8 @@ pub fn channel(sinks: Sinks, metrics: &crate::metrics::Metrics) -> (Notifier, Wo
     (Notifier { tx: Some(tx), dropped: Some(dropped) }, Worker { rx, sinks, client, results: metrics.notifications_total.clone() })
 }
 
-/// The Slack Block Kit message of an event.
-pub fn slack_message(e: &Event) -> Value {
+/// The Slack Block Kit message of an event (`buttons`: a gate's message can be answered).
+pub fn slack_message(e: &Event, buttons: bool) -> Value {
     let emoji = match e.stage.as_str() {
         "succeeded" => ":white_check_mark:",
         "rolled_back" | "failed" => ":rotating_light:",
@@ -146,14 +158,15 @@ pub fn slack_message(e: &Event) -> Value {
     if let Some(c) = &e.cause {
         fields.push(json!({"type": "mrkdwn", "text": format!("*Cause*\n{c}")}));
     }
-    json!({
-        "text": format!("{}: {}", e.app, e.message),
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": title}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": e.message}},
-            {"type": "section", "fields": fields},
-        ]
-    })
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": e.message}}),
+        json!({"type": "section", "fields": fields}),
+    ];
+    if let (true, Some(gate), "waiting_for_approval") = (buttons, &e.gate, e.stage.as_str()) {
+        blocks.push(crate::http::slack::buttons(gate));
+    }
+    json!({"text": format!("{}: {}", e.app, e.message), "blocks": blocks})
 }
 
 /// The depdef template with `{message}` and `{stage}` replaced in every string.
@@ -176,7 +189,7 @@ impl Worker {
             };
             let mut deliveries: Vec<(&'static str, String, Value)> = Vec::new();
             if let Some(url) = &self.sinks.slack_webhook_url {
-                deliveries.push(("slack", url.clone(), slack_message(&event)));
+                deliveries.push(("slack", url.clone(), slack_message(&event, self.sinks.slack_buttons)));
             }
             if let Some(url) = &self.sinks.webhook_url {
                 deliveries.push(("webhook", url.clone(), serde_json::to_value(&event).unwrap_or(Value::Null)));
@@ -249,6 +262,7 @@ mod tests {
             cause: None,
             message: "shifting 40 % to green".into(),
             app_webhooks: vec![],
+            gate: None,
         }
     }
 
@@ -298,7 +312,7 @@ mod tests {
 
     #[test]
     fn slack_messages_are_block_kit_with_the_facts() {
-        let m = slack_message(&event("traffic"));
+        let m = slack_message(&event("traffic"), true);
         assert_eq!(m["blocks"][0]["type"], "header");
         let text = m.to_string();
         for needle in ["prod/web/web@main", "0123456789", "blue_green", "60 % old / 40 % new", "shifting 40 % to green"] {

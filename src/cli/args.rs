@@ -230,6 +230,10 @@ pub struct ServeArgs {
     /// A file holding the Slack webhook URL.
     #[arg(long, env = "GITMOXI_SLACK_WEBHOOK_URL_FILE", conflicts_with = "slack_webhook_url")]
     pub slack_webhook_url_file: Option<PathBuf>,
+    /// A file holding the Slack app's signing secret: gate messages get Approve / Reject buttons
+    /// and `POST /webhooks/slack/interactive` checks Slack's signature with it.
+    #[arg(long, env = "GITMOXI_SLACK_SIGNING_SECRET_FILE")]
+    pub slack_signing_secret_file: Option<PathBuf>,
     /// HTTP endpoint that receives every deployment event as JSON.
     #[arg(long, env = "GITMOXI_NOTIFY_WEBHOOK_URL", hide_env_values = true)]
     pub notify_webhook_url: Option<String>,
@@ -256,6 +260,7 @@ impl ServeArgs {
             github_webhook_secret_file: self.github_webhook_secret_file.clone(),
             gitlab_webhook_token_file: self.gitlab_webhook_token_file.clone(),
             slack_webhook_url_file: self.slack_webhook_url_file.clone(),
+            slack_signing_secret_file: self.slack_signing_secret_file.clone(),
             concurrency: self.concurrency,
             max_prune: self.max_prune,
             max_prune_percent: self.max_prune_percent,

@@ -285,6 +285,7 @@ impl Controller {
                     cause: None,
                     message: format!("delete held: {}", entry.reason),
                     app_webhooks: Vec::new(),
+                    gate: None,
                 });
             }
             if changed && matches!(entry.intent, Intent::Error | Intent::Conflict | Intent::Held) {

@@ -9,6 +9,7 @@ pub mod previews;
 pub mod repos;
 pub mod riskiq;
 pub mod serve;
+pub mod slack;
 pub mod v1;
 pub mod views;
 pub mod webhooks;
@@ -72,6 +73,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/webhooks/github", post(webhooks::github))
         .route("/webhooks/gitlab", post(webhooks::gitlab))
+        .route("/webhooks/slack/interactive", post(slack::interactive))
         .merge(api)
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.allowed_hosts.clone(), hosts::check_host))

@@ -27,6 +27,8 @@ use sha2::Sha256;
 pub struct Webhooks {
     pub github_secret: Option<String>,
     pub gitlab_token: Option<String>,
+    /// Slack's interactive callback (gate buttons).
+    pub slack: Option<super::slack::SlackInteractive>,
 }
 
 /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`.

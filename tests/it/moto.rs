@@ -89,6 +89,8 @@ struct Settings<'a> {
     ssh: Option<gitmoxi::config::SshConfig>,
     /// `[accounts]`: the workload accounts' roles.
     accounts: std::collections::BTreeMap<String, gitmoxi::aws::accounts::AccountRole>,
+    /// Slack's interactive callback.
+    slack: Option<gitmoxi::http::slack::SlackInteractive>,
 }
 
 impl Settings<'_> {
@@ -108,6 +110,7 @@ impl Settings<'_> {
             repo_url: None,
             ssh: None,
             accounts: Default::default(),
+            slack: None,
         }
     }
 }
@@ -224,6 +227,7 @@ impl Server {
             repo_url,
             ssh,
             accounts,
+            slack,
         } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
@@ -261,6 +265,7 @@ impl Server {
             public_url,
             render_worker: Some(env!("CARGO_BIN_EXE_gitmoxi").into()),
             accounts,
+            slack,
         };
         let metrics = Metrics::new();
         let provider = Arc::new(

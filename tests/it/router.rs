@@ -38,7 +38,7 @@ async fn serve_with(tokenless: Vec<ipnet::IpNet>) -> (String, CancellationToken,
     let dir = tempfile::tempdir().unwrap().keep();
     let repos = Repos::new(controller.clone(), dir.clone(), Duration::from_secs(3600), shutdown.clone(), Default::default());
     repos.start(&[]).unwrap();
-    let webhooks = Arc::new(Webhooks { github_secret: Some("s".into()), gitlab_token: Some("t".into()) });
+    let webhooks = Arc::new(Webhooks { github_secret: Some("s".into()), gitlab_token: Some("t".into()), slack: None });
     let app = router(HttpState {
         controller,
         api_token: Some(TOKEN.into()),

@@ -488,12 +488,20 @@ async fn pause_holds_the_traffic_split_resume_goes_on_and_an_operator_rollback_p
 
 /// The HTTP API over the simulation's controller (no repositories).
 async fn serve_api(sim: &Sim) -> (String, tokio_util::sync::CancellationToken) {
+    serve_api_with_slack(sim, None).await
+}
+
+/// The HTTP API with Slack's interactive callback configured.
+async fn serve_api_with_slack(
+    sim: &Sim,
+    slack: Option<gitmoxi::http::slack::SlackInteractive>,
+) -> (String, tokio_util::sync::CancellationToken) {
     use gitmoxi::http::{router, webhooks::Webhooks, HttpState};
     let stop = tokio_util::sync::CancellationToken::new();
     let dir = tempfile::tempdir().unwrap().keep();
     let repos =
         gitmoxi::repos::Repos::new(sim.controller.clone(), dir.clone(), Duration::from_secs(3600), stop.clone(), Default::default());
-    let webhooks = std::sync::Arc::new(Webhooks { github_secret: None, gitlab_token: None });
+    let webhooks = std::sync::Arc::new(Webhooks { github_secret: None, gitlab_token: None, slack });
     let app = router(HttpState {
         controller: sim.controller.clone(),
         api_token: None,
@@ -580,7 +588,9 @@ async fn an_unanswered_gate_rolls_back_or_goes_on_as_its_on_timeout_says() {
     let sim = at_first_gate(GATED).await;
     assert!(sim.run_until(70 * MINUTES, |s| settled_on(s, "web:1")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
-    assert!(matches!(last_record(&sim).cause, Some(FailureCause::ApprovalTimedOut { ref gate, waited_secs }) if gate == "before 50 %" && waited_secs >= 3600));
+    assert!(
+        matches!(last_record(&sim).cause, Some(FailureCause::ApprovalTimedOut { ref gate, waited_secs }) if gate == "before 50 %" && waited_secs >= 3600)
+    );
 
     let going_on = r#", "trafficShiftingConfig": {"type": "LINEAR", "percent": 50, "waitInterval": 30,
       "approval": {"before": [50], "timeout": 600, "onTimeout": "continue"}}"#;
@@ -613,4 +623,115 @@ async fn a_restart_at_a_gate_keeps_waiting() {
     assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100)]);
     answer(&sim, true, "carol");
     assert!(sim.run_until(10 * MINUTES, |s| gate(s).as_deref() == Some("before 100 %")).await, "{}", sim.seed_note());
+}
+
+// --- Slack's buttons ---------------------------------------------------------------------------
+
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// A local stand-in for Slack's response_url: what was posted to it.
+async fn response_url_stub() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    let app = axum::Router::new().route(
+        "/actions/{*rest}",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/actions/T1/1/abc", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen)
+}
+
+/// Slack's request for a click on `action` by `user`, signed at `ts` with `secret`.
+fn slack_click(action: &str, user: &str, gate: &serde_json::Value, response_url: &str, ts: u64, secret: &str) -> (String, String, String) {
+    use hmac::Mac;
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": format!("user-{user}")},
+        "response_url": response_url,
+        "actions": [{"action_id": action, "value": gate.to_string()}],
+    });
+    let encoded: String = payload
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let body = format!("payload={encoded}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    (body, ts.to_string(), format!("v0={}", hex::encode(mac.finalize().into_bytes())))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gate_is_answered_from_slack_only_by_a_signed_fresh_request_of_an_allowed_user() {
+    let sim = at_first_gate(GATED).await;
+    let (response_url, seen) = response_url_stub().await;
+    let slack = gitmoxi::http::slack::SlackInteractive {
+        signing_secret: SLACK_SECRET.into(),
+        approvers: vec!["U-ALLOWED".into()],
+        response_hosts: vec!["127.0.0.1".into()],
+    };
+    let (api, stop) = serve_api_with_slack(&sim, Some(slack)).await;
+    let record = sim.store.record(&Sim::key(PREFIX)).unwrap().unwrap();
+    let button = serde_json::json!({"repo": "deploys", "branch": "main", "app": PREFIX, "deployment": record.id, "gate": "before 50 %"});
+    // the gate's Slack message carries the buttons, with this gate in their value
+    let event = gitmoxi::notify::Event::of_record(&record, "waiting_for_approval", "waiting".into());
+    let message = gitmoxi::notify::slack_message(&event, true).to_string();
+    assert!(message.contains("gitmoxi_approve") && message.contains("gitmoxi_reject") && message.contains("before 50 %"), "{message}");
+    let now = sim.clock.now_ms() / 1000;
+    let client = reqwest::Client::new();
+    let post = |(body, ts, sig): (String, String, String)| {
+        client
+            .post(format!("{api}/webhooks/slack/interactive"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", sig)
+            .body(body)
+            .send()
+    };
+    // refused: another secret, an old timestamp
+    let forged = post(slack_click("gitmoxi_approve", "U-ALLOWED", &button, &response_url, now, "not-the-secret")).await.unwrap();
+    assert_eq!(forged.status(), 401);
+    let replayed = post(slack_click("gitmoxi_approve", "U-ALLOWED", &button, &response_url, now - 600, SLACK_SECRET)).await.unwrap();
+    assert_eq!(replayed.status(), 401);
+    // a user not among the approvers is told so, and nothing changes
+    let stranger = post(slack_click("gitmoxi_approve", "U-STRANGER", &button, &response_url, now, SLACK_SECRET)).await.unwrap();
+    assert_eq!(stranger.status(), 200);
+    assert!(sim.store.commands(&Sim::key(PREFIX)).unwrap().approval.is_none(), "a stranger answers nothing");
+    // the approver's click is the answer
+    let ok = post(slack_click("gitmoxi_approve", "U-ALLOWED", &button, &response_url, now, SLACK_SECRET)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(sim.run_until(10 * MINUTES, |s| gate(s).as_deref() == Some("before 100 %")).await, "{}", sim.seed_note());
+    let record = sim.store.record(&Sim::key(PREFIX)).unwrap().unwrap();
+    let given = &record.approvals[0];
+    assert_eq!((given.gate.as_str(), given.answer.via), ("before 50 %", gitmoxi_deploy::commands::AnswerChannel::Slack));
+    assert_eq!(given.answer.by, "user-U-ALLOWED (U-ALLOWED)");
+    // a second click on the old message finds the gate gone
+    let late = post(slack_click("gitmoxi_reject", "U-ALLOWED", &button, &response_url, now, SLACK_SECRET)).await.unwrap();
+    assert_eq!(late.status(), 200);
+    assert!(sim.store.commands(&Sim::key(PREFIX)).unwrap().approval.is_none(), "a stale click answers nothing");
+    // Slack's message was updated through its response_url
+    for _ in 0..50 {
+        if seen.lock().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let texts: Vec<String> = seen.lock().unwrap().iter().map(|b| b["text"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(texts.iter().any(|t| t.contains("may not answer")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("approved by user-U-ALLOWED (U-ALLOWED) via slack")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("no longer waits")), "{texts:?}");
+    stop.cancel();
 }

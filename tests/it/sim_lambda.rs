@@ -258,3 +258,29 @@ async fn a_network_and_tracing_change_is_published_as_a_new_version_that_holds_t
     assert!(!old.contains_key("VpcConfig"), "version 1 keeps what it was published with: {old:?}");
     assert_eq!(old["TracingConfig"], serde_json::json!({"Mode": "PassThrough"}), "Lambda's default");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_gate_before_the_canary_holds_the_alias_until_approved() {
+    let gated = r#"{"alias": "live", "trafficShiftingConfig": {"type": "CANARY", "percent": 20, "waitInterval": 30,
+      "approval": {"before": [20], "timeout": "1h"}},
+      "alarms": {"alarmNames": ["hello-errors"]}, "readinessCheck": {"waitInterval": 2, "maxRetries": 10}}"#;
+    let mut sim = Sim::new();
+    sim.world.set_alarm("hello-errors", "OK");
+    add_function(&mut sim, "djE=", "ok", gated);
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| on_version(s, "1")).await, "{:?}", sim.history(PREFIX));
+    add_function(&mut sim, "djI=", "ok", gated);
+    sim.commit();
+    let waiting = |s: &Sim| s.store.record(&Sim::key(PREFIX)).unwrap().is_some_and(|r| r.awaiting_approval.is_some());
+    assert!(sim.run_until(10 * MINUTES, waiting).await, "{:?}", sim.history(PREFIX));
+    sim.run_until(20 * MINUTES, |_| false).await;
+    assert_eq!(alias(&sim), Some(("1".to_string(), BTreeMap::new())), "no traffic on version 2 while waiting");
+    let key = Sim::key(PREFIX);
+    let mut commands = sim.store.commands(&key).unwrap();
+    let via = gitmoxi_deploy::commands::AnswerChannel::Api;
+    commands.approval = Some(gitmoxi_deploy::commands::Approval { approve: true, by: "dana".into(), via, at_ms: 0 });
+    sim.store.put_commands(&key, &commands).unwrap();
+    assert!(sim.run_until(10 * MINUTES, |s| on_version(s, "2")).await, "{:?}", sim.history(PREFIX));
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    assert!(sim.history(PREFIX).iter().any(|h| h.starts_with("approved by dana via api before 20 %")), "{:?}", sim.history(PREFIX));
+}

@@ -25,7 +25,10 @@ pub(crate) fn gates(r: &mut FieldReader<'_>, config: &Map<String, Value>, shifti
                     before.push(w);
                 } else {
                     let list: Vec<String> = steps.iter().map(u32::to_string).collect();
-                    r.error(&format!("{PATH}.before[{i}]"), format!("{w} % is not a step of this schedule (its steps: {})", list.join(", ")));
+                    r.error(
+                        &format!("{PATH}.before[{i}]"),
+                        format!("{w} % is not a step of this schedule (its steps: {})", list.join(", ")),
+                    );
                 }
             }
         }
@@ -39,11 +42,16 @@ pub(crate) fn gates(r: &mut FieldReader<'_>, config: &Map<String, Value>, shifti
         Some(Value::String(text)) => match duration_secs(text) {
             Some(secs) if (1..=MAX_TIMEOUT_SECS).contains(&secs) => secs,
             _ => {
-                r.error(&format!("{PATH}.timeout"), format!("\"{text}\" is not a duration of 1 s to 7 days; write e.g. 900, \"30m\" or \"2h\""));
+                r.error(
+                    &format!("{PATH}.timeout"),
+                    format!("\"{text}\" is not a duration of 1 s to 7 days; write e.g. 900, \"30m\" or \"2h\""),
+                );
                 DEFAULT_GATE_TIMEOUT_SECS
             }
         },
-        Some(other) => r.int(Some(other), &format!("{PATH}.timeout"), 1, MAX_TIMEOUT_SECS as i64).map_or(DEFAULT_GATE_TIMEOUT_SECS, |s| s as u64),
+        Some(other) => {
+            r.int(Some(other), &format!("{PATH}.timeout"), 1, MAX_TIMEOUT_SECS as i64).map_or(DEFAULT_GATE_TIMEOUT_SECS, |s| s as u64)
+        }
     };
     let on_timeout = match r.string(approval.get("onTimeout"), &format!("{PATH}.onTimeout")) {
         None => OnTimeout::Rollback,

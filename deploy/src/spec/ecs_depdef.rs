@@ -357,13 +357,19 @@ mod tests {
     #[test]
     fn traffic_shifting_defaults_and_legacy_flag() {
         let (d, _) = parse(json!({"trafficShiftingConfig": {}})).unwrap();
-        assert_eq!(d.traffic_shifting, Some(TrafficShifting { percent: 20, wait_interval_secs: 60, kind: ShiftType::Canary, approval: None }));
+        assert_eq!(
+            d.traffic_shifting,
+            Some(TrafficShifting { percent: 20, wait_interval_secs: 60, kind: ShiftType::Canary, approval: None })
+        );
         let (d, _) = parse(json!({"trafficShiftingEnabled": true})).unwrap();
         assert!(d.traffic_shifting.is_some());
         let (d, _) = parse(json!({"trafficShiftingEnabled": false, "trafficShiftingConfig": {"percent": 10}})).unwrap();
         assert!(d.traffic_shifting.is_none());
         let (d, _) = parse(json!({"trafficShiftingConfig": {"percent": "30", "waitInterval": 5, "type": "linear"}})).unwrap();
-        assert_eq!(d.traffic_shifting, Some(TrafficShifting { percent: 30, wait_interval_secs: 5, kind: ShiftType::Linear, approval: None }));
+        assert_eq!(
+            d.traffic_shifting,
+            Some(TrafficShifting { percent: 30, wait_interval_secs: 5, kind: ShiftType::Linear, approval: None })
+        );
     }
 
     #[test]

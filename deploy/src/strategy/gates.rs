@@ -12,6 +12,8 @@ use std::time::Duration;
 
 /// What a gate lets the step do.
 #[derive(Debug)]
+// one value per step, returned once: its size does not matter
+#[allow(clippy::large_enum_variant)]
 pub enum Gate {
     /// No gate here, or it was approved: move the traffic.
     Open,
@@ -47,7 +49,8 @@ pub fn before_step(input: &StepInput<'_>, record: &DeploymentRecord, gates: Opti
         return Gate::Hold(plan);
     }
     let Some(since) = waiting.map(|a| a.since_ms) else {
-        next.awaiting_approval = Some(AwaitingApproval { gate: gate.clone(), service_deployment: record.id.clone(), stage: gate.clone(), since_ms: now });
+        next.awaiting_approval =
+            Some(AwaitingApproval { gate: gate.clone(), service_deployment: record.id.clone(), stage: gate.clone(), since_ms: now });
         next.log(
             now,
             Level::Warn,
