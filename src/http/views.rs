@@ -165,6 +165,10 @@ pub fn deployment_view(r: &DeploymentRecord) -> Value {
         "cause_type": r.cause.as_ref().map(|c| c.label()),
         "evidence": r.evidence,
         "traffic": r.traffic,
+        "awaiting_approval": r.awaiting_approval.as_ref().map(|a| json!({"gate": a.gate, "stage": a.stage, "since": format_ms(a.since_ms)})),
+        "approvals": r.approvals.iter().map(|a| json!({
+            "gate": a.gate, "approve": a.answer.approve, "by": a.answer.by, "via": a.answer.via.as_str(), "at": format_ms(a.answer.at_ms),
+        })).collect::<Vec<_>>(),
         "started_at": format_ms(r.started_at_ms),
         "updated_at": format_ms(r.updated_at_ms),
         "finished_at": r.finished_at_ms.map(format_ms),

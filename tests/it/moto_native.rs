@@ -144,7 +144,8 @@ async fn moto_a_pause_hook_is_approved_then_rejected_through_the_cli() {
     repo.commit("web behind a gate");
     let server = Server::start(&moto, &repo, 25).await;
     let waiting = |a: &Value| a["status"] == "WaitingForApproval";
-    server.wait_app(PREFIX, Duration::from_secs(60), waiting).await;
+    let app = server.wait_app(PREFIX, Duration::from_secs(60), waiting).await;
+    assert_eq!(app["deployment"]["awaiting_approval"]["stage"], "POST_SCALE_UP", "the API says where it waits: {app:#}");
     let status = cli(&server, &["status"]);
     assert!(status.lines().any(|l| l.starts_with(PREFIX) && l.contains("WaitingForApproval")), "{status}");
     let said = cli(&server, &["approve", PREFIX]);
@@ -162,6 +163,10 @@ async fn moto_a_pause_hook_is_approved_then_rejected_through_the_cli() {
     assert!(said.contains("rejected by") && said.contains("rolls back"), "{said}");
     let app = server.wait_app(PREFIX, Duration::from_secs(60), |a| a["last_outcome"] == "rolled_back").await;
     assert!(app["last_cause"].as_str().unwrap().contains("rejected at an approval gate by"), "{app:#}");
+    let id = app["last_deployment"].as_str().unwrap();
+    let record: Value = reqwest::get(format!("{}/api/v2/deployments/{id}", server.api)).await.unwrap().json().await.unwrap();
+    let answers = record["approvals"].as_array().unwrap();
+    assert!(answers.len() == 1 && answers[0]["approve"] == false && answers[0]["via"] == "cli", "{record:#}");
     assert_eq!(running(&moto).await, "web:1", "ECS put blue back");
     assert_ne!(app["last_deployment"], first["last_deployment"]);
     // answering when nothing waits is refused with the reason
