@@ -86,9 +86,9 @@ pub trait Ecs: Send + Sync {
 /// The Elastic Load Balancing v2 operations gitmoxi uses.
 #[async_trait]
 pub trait Elb: Send + Sync {
-    /// Which of `target_groups` exist, every listener default action and rule that forwards to
-    /// them, and the healthy targets of each.
-    async fn observe(&self, target_groups: &[String]) -> Result<ObservedElb, AwsError>;
+    /// Which of `target_groups` exist and, as `reads` asks, every listener default action and
+    /// rule that forwards to them and the healthy targets of each.
+    async fn observe(&self, target_groups: &[String], reads: gitmoxi_deploy::strategy::ElbReads) -> Result<ObservedElb, AwsError>;
     /// ModifyListener (default action) or ModifyRule: forward to `targets` with these weights,
     /// keeping the rest of the action (stickiness, other actions) as it is.
     async fn set_forward_weights(&self, kind: ForwardKind, arn: &str, targets: &[(String, u32)]) -> Result<(), AwsError>;

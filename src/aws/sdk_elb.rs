@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple, TargetHealthStateEnum};
 use aws_sdk_elasticloadbalancingv2::Client;
 use gitmoxi_deploy::observed::{ForwardKind, ObservedElb, ObservedForward};
+use gitmoxi_deploy::strategy::ElbReads;
 use std::collections::BTreeSet;
 
 const SERVICE: &str = "elasticloadbalancing";
@@ -30,27 +31,40 @@ impl SdkElb {
 
     /// Load balancers of the target groups that exist, and the groups that do not.
     async fn target_groups(&self, arns: &[String]) -> Result<(BTreeSet<String>, Vec<String>), AwsError> {
+        // One call for up to 20 groups (ELB's limit); a missing group fails the whole call, and
+        // only then is each group asked for alone, to name the missing ones.
         let mut load_balancers = BTreeSet::new();
         let mut missing = Vec::new();
-        for arn in arns {
-            let out = self
-                .client
-                .describe_target_groups()
-                .target_group_arns(arn)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTargetGroups", e));
-            match self.track("DescribeTargetGroups", out) {
-                Ok(out) => {
-                    for tg in out.target_groups() {
-                        load_balancers.extend(tg.load_balancer_arns().iter().cloned());
+        for chunk in arns.chunks(20) {
+            match self.describe_target_groups(chunk).await {
+                Ok(found) => load_balancers.extend(found),
+                Err(e) if is_not_found(&e) && chunk.len() > 1 => {
+                    for arn in chunk {
+                        match self.describe_target_groups(std::slice::from_ref(arn)).await {
+                            Ok(found) => load_balancers.extend(found),
+                            Err(e) if is_not_found(&e) => missing.push(arn.clone()),
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
-                Err(e) if e.code == "TargetGroupNotFound" || e.code == "TargetGroupNotFoundException" => missing.push(arn.clone()),
+                Err(e) if is_not_found(&e) => missing.extend(chunk.iter().cloned()),
                 Err(e) => return Err(e),
             }
         }
         Ok((load_balancers, missing))
+    }
+
+    /// The load balancers of `arns` (DescribeTargetGroups).
+    async fn describe_target_groups(&self, arns: &[String]) -> Result<Vec<String>, AwsError> {
+        let out = self
+            .client
+            .describe_target_groups()
+            .set_target_group_arns(Some(arns.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTargetGroups", e));
+        let out = self.track("DescribeTargetGroups", out)?;
+        Ok(out.target_groups().iter().flat_map(|tg| tg.load_balancer_arns().iter().cloned()).collect())
     }
 
     async fn healthy(&self, arn: &str) -> Result<u32, AwsError> {
@@ -68,6 +82,10 @@ impl SdkElb {
             .filter(|d| d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy))
             .count() as u32)
     }
+}
+
+fn is_not_found(e: &AwsError) -> bool {
+    e.code == "TargetGroupNotFound" || e.code == "TargetGroupNotFoundException"
 }
 
 /// The (target group, weight %) of a forward action; None when the action does not forward.
@@ -122,10 +140,10 @@ fn touches(targets: &[(String, u32)], wanted: &[String]) -> bool {
 
 #[async_trait]
 impl Elb for SdkElb {
-    async fn observe(&self, target_groups: &[String]) -> Result<ObservedElb, AwsError> {
+    async fn observe(&self, target_groups: &[String], reads: ElbReads) -> Result<ObservedElb, AwsError> {
         let (load_balancers, missing) = self.target_groups(target_groups).await?;
         let mut forwards = Vec::new();
-        for lb in &load_balancers {
+        for lb in load_balancers.iter().filter(|_| reads.forwards) {
             let out = self
                 .client
                 .describe_listeners()
@@ -160,7 +178,7 @@ impl Elb for SdkElb {
             }
         }
         let mut healthy_targets = std::collections::BTreeMap::new();
-        for tg in target_groups.iter().filter(|tg| !missing.contains(tg)) {
+        for tg in target_groups.iter().filter(|tg| reads.health && !missing.contains(tg)) {
             healthy_targets.insert(tg.clone(), self.healthy(tg).await?);
         }
         Ok(ObservedElb { missing_target_groups: missing, forwards, healthy_targets })

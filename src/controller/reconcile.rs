@@ -321,7 +321,7 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
             tasks.extend(ecs.tasks_started_by(cluster, &set.id).await?);
         }
     }
-    let elb = if needs.target_groups.is_empty() { None } else { Some(clients.elb.observe(&needs.target_groups).await?) };
+    let elb = if needs.target_groups.is_empty() { None } else { Some(clients.elb.observe(&needs.target_groups, needs.elb_reads).await?) };
     let alarms = if needs.alarms.is_empty() { Vec::new() } else { clients.alarms.describe(&needs.alarms).await? };
     let resolved = match &needs.resolve_task_definition {
         Some(name) => ecs.resolve_task_definition(name).await?,

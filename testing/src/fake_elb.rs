@@ -23,7 +23,7 @@ pub struct FakeAlarms {
 
 #[async_trait]
 impl Elb for FakeElb {
-    async fn observe(&self, target_groups: &[String]) -> Result<ObservedElb, AwsError> {
+    async fn observe(&self, target_groups: &[String], reads: gitmoxi_deploy::strategy::ElbReads) -> Result<ObservedElb, AwsError> {
         self.world.begin("DescribeTargetGroups")?;
         let now = Instant::now();
         let result = {
@@ -36,6 +36,7 @@ impl Elb for FakeElb {
             let forwards = w
                 .forwards
                 .iter()
+                .filter(|_| reads.forwards)
                 .filter(|f| load_balancers.contains(&&f.load_balancer) && f.targets.iter().any(|(tg, _)| target_groups.contains(tg)))
                 .map(|f| ObservedForward {
                     kind: if f.is_rule { ForwardKind::Rule } else { ForwardKind::ListenerDefault },
@@ -43,8 +44,11 @@ impl Elb for FakeElb {
                     targets: f.targets.clone(),
                 })
                 .collect();
-            let healthy_targets: BTreeMap<String, u32> =
-                target_groups.iter().filter(|tg| !missing.contains(tg)).map(|tg| (tg.clone(), w.healthy_in(tg, now))).collect();
+            let healthy_targets: BTreeMap<String, u32> = target_groups
+                .iter()
+                .filter(|tg| reads.health && !missing.contains(tg))
+                .map(|tg| (tg.clone(), w.healthy_in(tg, now)))
+                .collect();
             Ok(ObservedElb { missing_target_groups: missing, forwards, healthy_targets })
         };
         self.world.end("DescribeTargetGroups", result)

@@ -140,6 +140,12 @@ async fn moto_blue_green_shifts_linear_20_on_two_listeners_then_promotes_and_rol
     server.wait_app(PREFIX, Duration::from_secs(90), |a| synced(a) && a["applied_commit"] == second.as_str()).await;
     poller.abort();
     eprintln!("calls of one blue/green deployment (2 tasks, LINEAR 20, 2 listeners + 1 rule):\n{}", server.proxy.table());
+    // reads: each pass asks for its four target groups in one call, and only the phase that
+    // waits for green's health reads target health (347 calls in all before, 202 after)
+    let calls = |name: &str| -> u64 { server.proxy.counts().iter().filter(|(op, _)| op.name == name).map(|(_, c)| c.total()).sum() };
+    let passes = calls("DescribeServices");
+    assert!(calls("DescribeTargetGroups") <= passes, "one DescribeTargetGroups per pass: {}", server.proxy.table());
+    assert!(calls("DescribeTargetHealth") * 2 < calls("DescribeTargetGroups"), "health only while stabilizing: {}", server.proxy.table());
     let expected: BTreeMap<String, u64> = [
         ("ecs:RegisterTaskDefinition", 1),
         ("ecs:CreateTaskSet", 1),
@@ -228,5 +234,29 @@ async fn moto_blue_green_shifts_linear_20_on_two_listeners_then_promotes_and_rol
     let sets = task_sets(&ecs).await;
     assert_eq!(sets.len(), 1, "green deleted: {sets:?}");
     assert!(sets[0].task_definition().unwrap().ends_with("web:3"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_a_missing_target_group_among_the_pairs_is_named_and_nothing_is_created() {
+    let moto = Moto::start().await;
+    let infra = moto.infra_with_alb("prod");
+    let (tgs, _, _) = outputs(&infra);
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &infra);
+    write_app(&repo, "nginx:1");
+    // the four groups are asked for in one call; a deleted one fails that call, then the groups
+    // are asked for one by one to name it
+    let gone = tgs["admin-d"].replace("admin-d", "admin-gone");
+    let depdef = std::fs::read_to_string(repo.path().join(format!("{PREFIX}_depdef.json"))).unwrap();
+    repo.write(&format!("{PREFIX}_depdef.json"), &depdef.replace("{{ target_group_arns['admin-d'] }}", &gone));
+    repo.commit("web: blue/green with a group that does not exist");
+    let server = Server::start(&moto, &repo, 25).await;
+    let app = server.wait_app(PREFIX, Duration::from_secs(60), |a| a["last_outcome"] == "failed").await;
+    let text = app.to_string();
+    assert!(text.contains(&format!("target group {gone} of the depdef does not exist")), "{app:#}");
+    let ecs = moto.ecs().await;
+    let sets = ecs.describe_task_sets().cluster("prod").service("web").send().await;
+    assert!(sets.map(|s| s.task_sets().is_empty()).unwrap_or(true), "no task set was created");
     server.stop().await;
 }

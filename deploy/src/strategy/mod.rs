@@ -128,8 +128,10 @@ pub struct ObserveNeeds {
     pub task_sets: bool,
     /// List the tasks of the task sets whose externalId starts with this prefix.
     pub side_tasks: Option<String>,
-    /// Describe these target groups, the forwards to them and their healthy targets.
+    /// Describe these target groups, and what `elb_reads` asks of them.
     pub target_groups: Vec<String>,
+    /// What of the target groups the phase reads: the forwards (weights) and the target health.
+    pub elb_reads: ElbReads,
     /// Describe these alarms.
     pub alarms: Vec<String>,
     /// A fresh store: read the tags of the task definition the service runs (adoption).
@@ -139,6 +141,15 @@ pub struct ObserveNeeds {
     /// The newest ECS service deployment of the service created since this time (ms since the
     /// epoch): an ECS-native strategy being followed.
     pub native_deployment_since_ms: Option<u64>,
+}
+
+/// What of its target groups a blue/green phase reads: only what can change or matter in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ElbReads {
+    /// The listener default actions and rules forwarding to them (their weights).
+    pub forwards: bool,
+    /// The healthy targets of each group.
+    pub health: bool,
 }
 
 /// The identity an app's step concerns: the in-flight record's, else the head's, else the store's.
@@ -181,21 +192,26 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
             Phase::BlueGreen(BlueGreenPhase::CreateGreen { .. }) => {
                 needs.task_sets = true;
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
+                needs.elb_reads = ElbReads { forwards: true, health: false };
                 needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
             }
             Phase::BlueGreen(BlueGreenPhase::Stabilize { .. }) => {
                 needs.task_sets = true;
                 needs.side_tasks = Some(ecs_blue_green::side_prefix(&r.id));
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
+                // green's health; nothing forwards to it yet
+                needs.elb_reads = ElbReads { forwards: false, health: true };
             }
             Phase::BlueGreen(BlueGreenPhase::Shift { .. }) | Phase::BlueGreen(BlueGreenPhase::Bake { .. }) => {
                 needs.task_sets = true;
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
+                needs.elb_reads = ElbReads { forwards: true, health: false };
                 needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
             }
             Phase::BlueGreen(BlueGreenPhase::Rollback { .. }) => {
                 needs.task_sets = true;
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
+                needs.elb_reads = ElbReads { forwards: true, health: false };
             }
             Phase::BlueGreen(BlueGreenPhase::Promote) | Phase::BlueGreen(BlueGreenPhase::CleanUp) => needs.task_sets = true,
             Phase::Lambda(LambdaPhase::Shift { .. }) | Phase::Lambda(LambdaPhase::Bake { .. }) => {
