@@ -66,15 +66,32 @@ impl SdkProvider {
 
     /// The configuration calls into `account` use (see the module header).
     fn config_of(&self, account: Option<&str>) -> SdkConfig {
-        match account {
-            None => self.base.clone(),
-            Some(id) => match self.roles.get(id) {
-                Some(role) => role.config(&self.base),
-                None if self.own.get().is_some_and(|own| own == id) => self.base.clone(),
-                None => super::accounts::refusing_config(&self.base, id),
-            },
+        match self.route(account) {
+            Route::Own => self.base.clone(),
+            Route::Role(role) => role.config(&self.base),
+            Route::NoRole(id) => super::accounts::refusing_config(&self.base, id),
         }
     }
+
+    /// How calls into `account` (none: the controller's own) are made.
+    fn route<'a>(&'a self, account: Option<&'a str>) -> Route<'a> {
+        let Some(id) = account else { return Route::Own };
+        match self.roles.get(id) {
+            Some(role) => Route::Role(role),
+            None if self.own.get().is_some_and(|own| own == id) => Route::Own,
+            None => Route::NoRole(id),
+        }
+    }
+}
+
+/// How calls reach an account.
+enum Route<'a> {
+    /// With the controller's own credentials.
+    Own,
+    /// Through the account's role.
+    Role(&'a Arc<AssumedRole>),
+    /// Not at all: no role for this account, which is not the controller's own.
+    NoRole(&'a str),
 }
 
 /// The client of (account, region) from `cache`, built by `make` the first time.
@@ -93,11 +110,10 @@ impl AwsProvider for SdkProvider {
     }
 
     async fn reach(&self, account: Option<&str>, _region: &str) -> Result<(), AwsError> {
-        let Some(id) = account else { return Ok(()) };
-        match self.roles.get(id) {
-            Some(role) => role.credentials().await.map(|_| ()),
-            None if self.own.get().is_some_and(|own| own == id) => Ok(()),
-            None => Err(super::accounts::not_configured(id)),
+        match self.route(account) {
+            Route::Own => Ok(()),
+            Route::Role(role) => role.credentials().await.map(|_| ()),
+            Route::NoRole(id) => Err(super::accounts::not_configured(id)),
         }
     }
 

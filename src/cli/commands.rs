@@ -14,13 +14,20 @@ pub const PLAN_BLOCKED: i32 = 1;
 use gitmoxi_deploy::spec::RenderContext;
 use std::path::PathBuf;
 
+/// `gitmoxi approve` / `gitmoxi reject`: answers the gate the app's deployment waits at, as the
+/// local user.
+async fn answer_gate(app: &str, remote: &Remote, approve: bool) -> anyhow::Result<i32> {
+    let (command, done, then) = if approve { ("approve", "approved", "it goes on") } else { ("reject", "rejected", "it rolls back") };
+    let by = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "cli".into());
+    let request = serde_json::json!({"command": command, "app": app, "by": by, "via": "cli"});
+    let answer = ApiClient::new(remote).command(request).await?;
+    let stage = answer.get("stage").and_then(serde_json::Value::as_str).unwrap_or("its gate");
+    print(remote, &answer, &format!("{app}: {done} by {by} at {stage}; {then} (follow it with `gitmoxi status`)"))?;
+    Ok(0)
+}
+
 /// Runs a parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let command_word = match &cli.command {
-        Command::Approve { .. } => "approve",
-        Command::Reject { .. } => "reject",
-        _ => "",
-    };
     match cli.command {
         Command::Serve(args) => {
             let config = Config::load(&args.overrides())?;
@@ -287,17 +294,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             print(&remote, &answer, &format!("{app}: resumed"))?;
             Ok(0)
         }
-        Command::Approve { app, remote } | Command::Reject { app, remote } => {
-            let approve = matches!(command_word, "approve");
-            let by = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "cli".into());
-            let request = serde_json::json!({"command": command_word, "app": app, "by": by, "via": "cli"});
-            let answer = ApiClient::new(&remote).command(request).await?;
-            let stage = answer.get("stage").and_then(serde_json::Value::as_str).unwrap_or("its gate");
-            let then = if approve { "it goes on" } else { "it rolls back" };
-            let done = if approve { "approved" } else { "rejected" };
-            print(&remote, &answer, &format!("{app}: {done} by {by} at {stage}; {then} (follow it with `gitmoxi status`)"))?;
-            Ok(0)
-        }
+        Command::Approve { app, remote } => answer_gate(&app, &remote, true).await,
+        Command::Reject { app, remote } => answer_gate(&app, &remote, false).await,
         Command::Status { remote } => {
             let apps = ApiClient::new(&remote).apps().await?;
             if remote.json {

@@ -12,10 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gitmoxi_deploy::commands::{AnswerChannel, Approval};
 use gitmoxi_deploy::record::{AppKey, Level};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 /// How old a signed request may be (Slack's advice: reject older ones, they may be replays).
 const MAX_AGE_SECS: i64 = 300;
@@ -67,10 +65,12 @@ pub fn signature_ok(
     }
     let given = signature.and_then(|s| s.strip_prefix("v0=")).ok_or("X-Slack-Signature is missing or not v0=")?;
     let given = hex::decode(given.trim()).map_err(|_| "X-Slack-Signature is not hex")?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| "the signing secret is unusable")?;
-    mac.update(format!("v0:{timestamp}:").as_bytes());
-    mac.update(body);
-    mac.verify_slice(&given).map_err(|_| "X-Slack-Signature does not match the signing secret")
+    let prefix = format!("v0:{timestamp}:");
+    if super::webhooks::hmac_sha256_matches(secret, &[prefix.as_bytes(), body], &given) {
+        Ok(())
+    } else {
+        Err("X-Slack-Signature does not match the signing secret")
+    }
 }
 
 /// The value of `key` in a form-urlencoded body.
@@ -223,6 +223,8 @@ pub fn buttons(gate: &GateRef) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
 
     fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();

@@ -35,10 +35,17 @@ pub struct Webhooks {
 pub fn github_signature_ok(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
     let Some(hex_sig) = signature.and_then(|s| s.strip_prefix("sha256=")) else { return false };
     let Ok(given) = hex::decode(hex_sig.trim()) else { return false };
+    hmac_sha256_matches(secret, &[body], &given)
+}
+
+/// Whether `given` is the HMAC-SHA256 of `parts` (concatenated) under `secret`, compared in
+/// constant time (GitHub's and Slack's signatures).
+pub fn hmac_sha256_matches(secret: &str, parts: &[&[u8]], given: &[u8]) -> bool {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else { return false };
-    mac.update(body);
-    // verify_slice compares in constant time
-    mac.verify_slice(&given).is_ok()
+    for part in parts {
+        mac.update(part);
+    }
+    mac.verify_slice(given).is_ok()
 }
 
 /// The targets a push wakes.

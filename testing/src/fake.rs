@@ -391,12 +391,16 @@ impl FakeProvider {
     fn world_of(&self, account: Option<&str>) -> FakeWorld {
         match account {
             None => self.world.clone(),
-            Some(id) if id == ACCOUNT => self.world.clone(),
-            Some(id) => match self.accounts.get(id) {
-                Some(a) if a.trusts => a.world.clone(),
-                Some(_) | None => FakeWorld::refusing(id),
-            },
+            Some(id) => self.reachable(id).unwrap_or_else(|| FakeWorld::refusing(id)),
         }
+    }
+
+    /// The world of account `id` when the controller reaches it: its own, or a trusting role's.
+    fn reachable(&self, id: &str) -> Option<FakeWorld> {
+        if id == ACCOUNT {
+            return Some(self.world.clone());
+        }
+        self.accounts.get(id).filter(|a| a.trusts).map(|a| a.world.clone())
     }
 }
 
@@ -411,8 +415,7 @@ impl AwsProvider for FakeProvider {
     async fn reach(&self, account: Option<&str>, _region: &str) -> Result<(), AwsError> {
         match account {
             None => Ok(()),
-            Some(id) if id == ACCOUNT => Ok(()),
-            Some(id) if self.accounts.get(id).is_some_and(|a| a.trusts) => Ok(()),
+            Some(id) if self.reachable(id).is_some() => Ok(()),
             Some(id) => Err(AwsError::new(
                 "sts",
                 "AssumeRole",

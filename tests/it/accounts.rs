@@ -3,7 +3,7 @@
 //! and one into a workload account through its role; each lands only in its account, drift and
 //! deletes work per account, and an app whose role is denied (or missing) fails alone.
 
-use crate::moto::{synced, write_terraform_app, Moto, Server};
+use crate::moto::{healed_by_gitmoxi, put_hotfix_behind_gitmoxis_back, synced, write_terraform_app, Moto, Server};
 use crate::support::TestRepo;
 use gitmoxi::aws::accounts::AccountRole;
 use gitmoxi_deploy::accounts::AllowedRegions;
@@ -106,25 +106,8 @@ async fn moto_one_repository_deploys_into_two_accounts_and_a_denied_role_fails_o
     );
 
     // drift in the workload account is seen and healed there
-    let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("web").image("nginx:hotfix").memory(512).build();
-    let hotfix = workload
-        .register_task_definition()
-        .family("web")
-        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
-        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-        .cpu("256")
-        .memory("512")
-        .container_definitions(container)
-        .send()
-        .await
-        .unwrap();
-    let hotfix_arn = hotfix.task_definition().unwrap().task_definition_arn().unwrap().to_string();
-    workload.update_service().cluster("workload").service("web").task_definition(&hotfix_arn).send().await.unwrap();
-    let healed = server
-        .wait_app("workload/web/web", Duration::from_secs(60), |a| {
-            a["history"].to_string().contains("redeploying the applied state") && synced(a) && a["phase"].is_null()
-        })
-        .await;
+    put_hotfix_behind_gitmoxis_back(&workload, "workload").await;
+    let healed = server.wait_app("workload/web/web", Duration::from_secs(60), healed_by_gitmoxi).await;
     assert!(healed["history"].to_string().contains("drift: service web runs web:2 instead of web:1"), "{healed:#}");
     let td = running(&workload, "workload").await.unwrap();
     assert_ne!(td, "web:2", "healed in the workload account");

@@ -343,6 +343,31 @@ pub fn write_terraform_app(repo: &TestRepo, prefix: &str, service: &str, image: 
     repo.write(&format!("{prefix}_svcdef.json"), &svc);
 }
 
+/// Registers a hand-made revision of `web` with another image and puts it on the service `web`
+/// of `cluster` behind gitmoxi's back (drift); its ARN.
+pub async fn put_hotfix_behind_gitmoxis_back(ecs: &aws_sdk_ecs::Client, cluster: &str) -> String {
+    let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("web").image("nginx:hotfix").memory(512).build();
+    let hotfix = ecs
+        .register_task_definition()
+        .family("web")
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(container)
+        .send()
+        .await
+        .unwrap();
+    let hotfix_arn = hotfix.task_definition().unwrap().task_definition_arn().unwrap().to_string();
+    ecs.update_service().cluster(cluster).service("web").task_definition(&hotfix_arn).send().await.unwrap();
+    hotfix_arn
+}
+
+/// The app redeployed its applied state after drift and is steady again.
+pub fn healed_by_gitmoxi(app: &Value) -> bool {
+    app["history"].to_string().contains("redeploying the applied state") && synced(app) && app["phase"].is_null()
+}
+
 pub fn synced(app: &Value) -> bool {
     app["status"] == "Synced"
 }
@@ -579,26 +604,8 @@ async fn moto_drift_behind_gitmoxis_back_is_healed() {
     let server = Server::start_full(&moto, &repo, 25, Duration::from_millis(500), None, (None, None), Duration::from_secs(1)).await;
     server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
     let ecs = moto.ecs().await;
-    // a hand-made revision with another image, put on the service behind gitmoxi's back
-    let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("web").image("nginx:hotfix").memory(512).build();
-    let hotfix = ecs
-        .register_task_definition()
-        .family("web")
-        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
-        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-        .cpu("256")
-        .memory("512")
-        .container_definitions(container)
-        .send()
-        .await
-        .unwrap();
-    let hotfix_arn = hotfix.task_definition().unwrap().task_definition_arn().unwrap().to_string();
-    ecs.update_service().cluster("prod").service("web").task_definition(&hotfix_arn).send().await.unwrap();
-    let app = server
-        .wait_app("prod/web/web", Duration::from_secs(60), |a| {
-            a["history"].to_string().contains("redeploying the applied state") && synced(a) && a["phase"].is_null()
-        })
-        .await;
+    let hotfix_arn = put_hotfix_behind_gitmoxis_back(&ecs, "prod").await;
+    let app = server.wait_app("prod/web/web", Duration::from_secs(60), healed_by_gitmoxi).await;
     assert!(app["history"].to_string().contains("drift: service web runs web:2 instead of web:1"), "{app:#}");
     let svc = ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
     let td = svc.services()[0].task_definition().unwrap().to_string();

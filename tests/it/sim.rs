@@ -255,6 +255,21 @@ impl Sim {
         self.store.history(&Self::key(prefix)).expect("store").into_iter().map(|h| h.message).collect()
     }
 
+    /// Stores an operator's answer to the gate the app's deployment waits at, as `gitmoxi approve`
+    /// / `gitmoxi reject` do (via `via`).
+    pub(crate) fn answer_gate(&self, prefix: &str, approve: bool, by: &str, via: gitmoxi_deploy::commands::AnswerChannel) {
+        let key = Self::key(prefix);
+        let mut commands = self.store.commands(&key).expect("store");
+        commands.approval = Some(gitmoxi_deploy::commands::Approval { approve, by: by.into(), via, at_ms: 0 });
+        self.store.put_commands(&key, &commands).expect("store");
+    }
+
+    /// The app's last ended deployment.
+    pub(crate) fn last_deployment(&self, prefix: &str) -> gitmoxi_deploy::record::DeploymentRecord {
+        let app = self.store.app(&Self::key(prefix)).expect("store").expect("the app");
+        self.store.deployment(app.last_deployment.as_deref().expect("a deployment")).expect("store").expect("its record")
+    }
+
     /// The commit id the controller got last.
     pub(crate) fn head(&self) -> String {
         format!("c{:04}", self.commits)

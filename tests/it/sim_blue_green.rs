@@ -527,20 +527,11 @@ const GATED: &str = r#", "trafficShiftingConfig": {"type": "LINEAR", "percent": 
   "approval": {"before": [50, 100], "timeout": "1h"}}"#;
 
 fn answer(sim: &Sim, approve: bool, by: &str) {
-    let key = Sim::key(PREFIX);
-    let mut commands = sim.store.commands(&key).unwrap();
-    let via = gitmoxi_deploy::commands::AnswerChannel::Cli;
-    commands.approval = Some(gitmoxi_deploy::commands::Approval { approve, by: by.into(), via, at_ms: 0 });
-    sim.store.put_commands(&key, &commands).unwrap();
+    sim.answer_gate(PREFIX, approve, by, gitmoxi_deploy::commands::AnswerChannel::Cli);
 }
 
 fn gate(sim: &Sim) -> Option<String> {
     sim.store.record(&Sim::key(PREFIX)).unwrap().and_then(|r| r.awaiting_approval).map(|a| a.gate)
-}
-
-fn last_record(sim: &Sim) -> gitmoxi_deploy::record::DeploymentRecord {
-    let app = sim.store.app(&Sim::key(PREFIX)).unwrap().unwrap();
-    sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap()
 }
 
 /// nginx:1 deployed, nginx:2 pushed and held at its first gate.
@@ -565,7 +556,7 @@ async fn a_gate_holds_traffic_until_approved_at_each_step() {
     answer(&sim, true, "bob");
     assert!(sim.run_until(10 * MINUTES, |s| settled_on(s, "web:2")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
-    let record = last_record(&sim);
+    let record = sim.last_deployment(PREFIX);
     let answers: Vec<(String, String)> = record.approvals.iter().map(|a| (a.gate.clone(), a.answer.by.clone())).collect();
     assert_eq!(answers, vec![("before 50 %".to_string(), "alice".to_string()), ("before 100 %".to_string(), "bob".to_string())]);
     assert!(record.timeline.iter().any(|e| e.message.starts_with("approved by alice via cli before 50 %")), "{:?}", record.timeline);
@@ -579,7 +570,7 @@ async fn a_rejected_gate_rolls_traffic_back() {
     answer(&sim, false, "bob");
     assert!(sim.run_until(10 * MINUTES, |s| settled_on(s, "web:1")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
-    assert_eq!(last_record(&sim).cause, Some(FailureCause::ApprovalRejected { by: "bob".into() }));
+    assert_eq!(sim.last_deployment(PREFIX).cause, Some(FailureCause::ApprovalRejected { by: "bob".into() }));
     assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
 }
 
@@ -589,7 +580,7 @@ async fn an_unanswered_gate_rolls_back_or_goes_on_as_its_on_timeout_says() {
     assert!(sim.run_until(70 * MINUTES, |s| settled_on(s, "web:1")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
     assert!(
-        matches!(last_record(&sim).cause, Some(FailureCause::ApprovalTimedOut { ref gate, waited_secs }) if gate == "before 50 %" && waited_secs >= 3600)
+        matches!(sim.last_deployment(PREFIX).cause, Some(FailureCause::ApprovalTimedOut { ref gate, waited_secs }) if gate == "before 50 %" && waited_secs >= 3600)
     );
 
     let going_on = r#", "trafficShiftingConfig": {"type": "LINEAR", "percent": 50, "waitInterval": 30,
@@ -597,7 +588,7 @@ async fn an_unanswered_gate_rolls_back_or_goes_on_as_its_on_timeout_says() {
     let sim = at_first_gate(going_on).await;
     assert!(sim.run_until(30 * MINUTES, |s| settled_on(s, "web:2")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
-    let record = last_record(&sim);
+    let record = sim.last_deployment(PREFIX);
     assert_eq!(record.approvals.len(), 1);
     assert_eq!(record.approvals[0].answer.via, gitmoxi_deploy::commands::AnswerChannel::Timeout);
 }
@@ -610,7 +601,7 @@ async fn an_alarm_while_waiting_at_a_gate_still_rolls_back() {
     sim.world.set_alarm("web-5xx", "ALARM");
     assert!(sim.run_until(5 * MINUTES, |s| s.idle(PREFIX)).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
-    assert_eq!(last_record(&sim).cause, Some(FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] }));
+    assert_eq!(sim.last_deployment(PREFIX).cause, Some(FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] }));
     assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
 }
 

@@ -275,11 +275,7 @@ async fn a_gate_before_the_canary_holds_the_alias_until_approved() {
     assert!(sim.run_until(10 * MINUTES, waiting).await, "{:?}", sim.history(PREFIX));
     sim.run_until(20 * MINUTES, |_| false).await;
     assert_eq!(alias(&sim), Some(("1".to_string(), BTreeMap::new())), "no traffic on version 2 while waiting");
-    let key = Sim::key(PREFIX);
-    let mut commands = sim.store.commands(&key).unwrap();
-    let via = gitmoxi_deploy::commands::AnswerChannel::Api;
-    commands.approval = Some(gitmoxi_deploy::commands::Approval { approve: true, by: "dana".into(), via, at_ms: 0 });
-    sim.store.put_commands(&key, &commands).unwrap();
+    sim.answer_gate(PREFIX, true, "dana", gitmoxi_deploy::commands::AnswerChannel::Api);
     assert!(sim.run_until(10 * MINUTES, |s| on_version(s, "2")).await, "{:?}", sim.history(PREFIX));
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
     assert!(sim.history(PREFIX).iter().any(|h| h.starts_with("approved by dana via api before 20 %")), "{:?}", sim.history(PREFIX));

@@ -5,7 +5,7 @@
 
 use crate::sim::{Sim, MINUTES, REGION};
 use crate::support::ecs_app;
-use gitmoxi_deploy::commands::{AnswerChannel, Approval};
+use gitmoxi_deploy::commands::AnswerChannel;
 use gitmoxi_deploy::record::{FailureCause, Outcome};
 
 /// A short stability budget: the bake and the traffic steps are longer than it.
@@ -31,12 +31,7 @@ fn add_native_app_with(sim: &mut Sim, prefix: &str, deployment_configuration: &s
 fn newest_done(sim: &Sim, prefix: &str) -> bool {
     sim.idle(prefix)
         && sim.store.app(&Sim::key(prefix)).unwrap().is_some_and(|a| a.last_deployment.is_some())
-        && record_of(sim, prefix).commit == sim.head()
-}
-
-fn record_of(sim: &Sim, prefix: &str) -> gitmoxi_deploy::record::DeploymentRecord {
-    let app = sim.store.app(&Sim::key(prefix)).unwrap().unwrap();
-    sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap()
+        && sim.last_deployment(prefix).commit == sim.head()
 }
 
 #[tokio::test(start_paused = true)]
@@ -58,7 +53,7 @@ async fn native_blue_green_bakes_two_minutes_and_succeeds_without_a_gitmoxi_roll
     let updates = sim.world.mutations("UpdateService");
     assert_eq!(updates.len(), 1, "one update; ECS did the rest: {updates:?}");
     assert!(sim.world.mutations("StopServiceDeployment").is_empty());
-    let timeline: Vec<String> = record_of(&sim, "prod/web/web").timeline.into_iter().map(|e| e.message).collect();
+    let timeline: Vec<String> = sim.last_deployment("prod/web/web").timeline.into_iter().map(|e| e.message).collect();
     assert!(timeline.iter().any(|m| m.starts_with("bake: both revisions run")), "{timeline:?}");
     assert!(timeline.iter().any(|m| m.starts_with("ECS deployment succeeded: web:2")), "{timeline:?}");
 }
@@ -75,7 +70,7 @@ async fn native_linear_25_shows_each_step_in_the_timeline() {
     sim.commit();
     assert!(sim.run_until(15 * MINUTES, |s| newest_done(s, "prod/web/web")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::Succeeded));
-    let timeline: Vec<String> = record_of(&sim, "prod/web/web").timeline.into_iter().map(|e| e.message).collect();
+    let timeline: Vec<String> = sim.last_deployment("prod/web/web").timeline.into_iter().map(|e| e.message).collect();
     for weight in [25, 50, 75, 100] {
         let line = format!("ECS shifted production traffic: {weight} % to the new revision");
         assert!(timeline.contains(&line), "{line} missing from {timeline:?}");
@@ -95,7 +90,7 @@ async fn ecs_rolling_back_its_own_deployment_is_reported_with_ecs_reason() {
     sim.commit();
     assert!(sim.run_until(20 * MINUTES, |s| newest_done(s, "prod/web/web")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::RolledBack));
-    let record = record_of(&sim, "prod/web/web");
+    let record = sim.last_deployment("prod/web/web");
     match &record.cause {
         Some(FailureCause::EcsRolledBack { status, reason }) => {
             assert_eq!(status, "ROLLBACK_SUCCESSFUL");
@@ -118,7 +113,7 @@ async fn when_gitmoxis_budget_runs_out_ecs_is_asked_to_roll_back() {
     sim.commit();
     assert!(sim.run_until(20 * MINUTES, |s| newest_done(s, "prod/web/web")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::RolledBack));
-    let record = record_of(&sim, "prod/web/web");
+    let record = sim.last_deployment("prod/web/web");
     assert!(matches!(record.cause, Some(FailureCause::StabilityTimeout { .. })), "{:?}", record.cause);
     assert_eq!(sim.world.mutations("StopServiceDeployment").len(), 1, "ECS's rollback, asked once");
     assert_eq!(sim.world.mutations("UpdateService").len(), 1, "no second update on top of ECS's deployment");
@@ -149,10 +144,7 @@ async fn second_deployment(config: &str, depdef: &str, until: impl FnMut(&Sim) -
 }
 
 fn answer(sim: &Sim, approve: bool, by: &str) {
-    let key = Sim::key("prod/web/web");
-    let mut commands = sim.store.commands(&key).unwrap();
-    commands.approval = Some(Approval { approve, by: by.into(), via: AnswerChannel::Cli, at_ms: 0 });
-    sim.store.put_commands(&key, &commands).unwrap();
+    sim.answer_gate("prod/web/web", approve, by, AnswerChannel::Cli);
 }
 
 fn waiting(sim: &Sim) -> bool {
@@ -174,7 +166,7 @@ async fn a_pause_hook_waits_for_approval_past_the_budget_and_goes_on_when_approv
     assert!(sim.run_until(10 * MINUTES, |s| newest_done(s, "prod/web/web")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::Succeeded), "{:?}", sim.history("prod/web/web"));
     assert!(sim.stable_on("web", "web:2"));
-    let record = record_of(&sim, "prod/web/web");
+    let record = sim.last_deployment("prod/web/web");
     assert_eq!(record.approvals.len(), 1);
     assert_eq!((record.approvals[0].answer.approve, record.approvals[0].answer.by.as_str()), (true, "alice"));
     let continued = sim.world.mutations("ContinueServiceDeployment");
@@ -190,7 +182,7 @@ async fn a_rejected_gate_rolls_back_through_ecs() {
     answer(&sim, false, "bob");
     assert!(sim.run_until(10 * MINUTES, |s| newest_done(s, "prod/web/web")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::RolledBack));
-    let record = record_of(&sim, "prod/web/web");
+    let record = sim.last_deployment("prod/web/web");
     assert_eq!(record.cause, Some(FailureCause::ApprovalRejected { by: "bob".into() }));
     assert!(sim.world.mutations("ContinueServiceDeployment").last().unwrap().ends_with("ROLLBACK"));
     assert!(sim.stable_on("web", "web:1"), "ECS put blue back");
@@ -219,7 +211,7 @@ async fn a_failing_lambda_hook_ends_rolled_back_with_the_hooks_reason() {
     sim.commit();
     assert!(sim.run_until(10 * MINUTES, |s| newest_done(s, "prod/web/web")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::RolledBack));
-    let record = record_of(&sim, "prod/web/web");
+    let record = sim.last_deployment("prod/web/web");
     match &record.cause {
         Some(FailureCause::EcsRolledBack { reason, .. }) => {
             assert!(reason.contains("validate-green-fail returned FAILED at POST_SCALE_UP"), "{reason}")
@@ -250,7 +242,7 @@ async fn a_gitmoxi_alarm_during_a_native_canary_stops_it_with_ecs_rollback() {
     sim.world.set_alarm("web-5xx", "ALARM");
     assert!(sim.run_until(5 * MINUTES, |s| newest_done(s, "prod/web/web")).await, "{}", sim.seed_note());
     assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::RolledBack));
-    let record = record_of(&sim, "prod/web/web");
+    let record = sim.last_deployment("prod/web/web");
     assert_eq!(record.cause, Some(FailureCause::AlarmFired { alarms: vec!["web-5xx".into()] }));
     assert_eq!(sim.world.mutations("StopServiceDeployment").len(), 1, "ECS's rollback");
     assert_eq!(sim.world.mutations("UpdateService").len(), 1, "no update on top of ECS's deployment");

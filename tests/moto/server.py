@@ -85,8 +85,6 @@ _orig_describe_task_sets = EC2ContainerServiceBackend.describe_task_sets
 _orig_update_task_set = EC2ContainerServiceBackend.update_task_set
 _orig_delete_task_set = EC2ContainerServiceBackend.delete_task_set
 _orig_assume_role = STSBackend.assume_role
-_orig_resp_create_service = EC2ContainerServiceResponse.create_service
-_orig_resp_update_service = EC2ContainerServiceResponse.update_service
 _REQUEST = threading.local()
 _IP_COUNTER = [0]
 UNTRUSTED_ROLE_PREFIX = "untrusted-"
@@ -790,20 +788,18 @@ def resp_continue_service_deployment(self):
         return ActionResult({"serviceDeploymentArn": arn})
 
 
-def resp_create_service(self):
-    _REQUEST.config = self._get_param("deploymentConfiguration")
-    try:
-        return _orig_resp_create_service(self)
-    finally:
-        _REQUEST.config = None
+def _keeping_deployment_configuration(handler):
+    """The response handler `handler`, with the request's deploymentConfiguration (which moto drops)
+    kept for the backend's create_service / update_service of this request."""
 
+    def wrapped(self):
+        _REQUEST.config = self._get_param("deploymentConfiguration")
+        try:
+            return handler(self)
+        finally:
+            _REQUEST.config = None
 
-def resp_update_service(self):
-    _REQUEST.config = self._get_param("deploymentConfiguration")
-    try:
-        return _orig_resp_update_service(self)
-    finally:
-        _REQUEST.config = None
+    return wrapped
 
 
 def install():
@@ -820,8 +816,8 @@ def install():
     EC2ContainerServiceBackend.update_task_set = update_task_set
     EC2ContainerServiceBackend.delete_task_set = delete_task_set
     STSBackend.assume_role = assume_role
-    EC2ContainerServiceResponse.create_service = resp_create_service
-    EC2ContainerServiceResponse.update_service = resp_update_service
+    EC2ContainerServiceResponse.create_service = _keeping_deployment_configuration(EC2ContainerServiceResponse.create_service)
+    EC2ContainerServiceResponse.update_service = _keeping_deployment_configuration(EC2ContainerServiceResponse.update_service)
     EC2ContainerServiceResponse.list_service_deployments = resp_list_service_deployments
     EC2ContainerServiceResponse.describe_service_deployments = resp_describe_service_deployments
     EC2ContainerServiceResponse.stop_service_deployment = resp_stop_service_deployment

@@ -18,10 +18,6 @@ use std::time::Duration;
 
 pub mod native;
 
-/// How far the clocks of gitmoxi and ECS may disagree when a service deployment is matched to
-/// the gitmoxi deployment that caused it (its creation is after the record's start, give or take).
-pub const STEADY_REQUEST_MARGIN_MS: u64 = 60_000;
-
 /// Tag keys gitmoxi puts on what it creates.
 pub const TAG_APP: &str = "gitmoxi:app";
 /// The tag key naming the app's repository.

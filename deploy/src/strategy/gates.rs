@@ -23,6 +23,22 @@ pub enum Gate {
     Closed(FailureCause, Vec<String>),
 }
 
+/// Keeps `answer` with its gate in `next` and ends the wait (ECS hooks and gitmoxi's gates alike).
+pub fn record_answer(next: &mut DeploymentRecord, gate: &str, answer: &Approval) {
+    next.approvals.push(GateAnswer { gate: gate.to_string(), answer: answer.clone() });
+    next.awaiting_approval = None;
+}
+
+/// `next` waits at `gate` from `now` on.
+pub fn start_waiting(next: &mut DeploymentRecord, gate: &str, service_deployment: &str, stage: &str, now: u64) {
+    next.awaiting_approval = Some(AwaitingApproval {
+        gate: gate.to_string(),
+        service_deployment: service_deployment.to_string(),
+        stage: stage.to_string(),
+        since_ms: now,
+    });
+}
+
 /// The gate's name in the record, the timeline and the answers.
 pub fn name(green: u32) -> String {
     format!("before {green} %")
@@ -42,8 +58,7 @@ pub fn before_step(input: &StepInput<'_>, record: &DeploymentRecord, gates: Opti
     if let (Some(answer), Some(_)) = (&input.commands.approval, waiting) {
         let verb = if answer.approve { "traffic moves on" } else { "rolling back" };
         next.log(now, if answer.approve { Level::Info } else { Level::Warn }, format!("{answer} {gate}: {verb}"));
-        next.approvals.push(GateAnswer { gate, answer: answer.clone() });
-        next.awaiting_approval = None;
+        record_answer(&mut next, &gate, answer);
         let mut plan = Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
         plan.consumed.approval = true;
         return Gate::Hold(plan);
@@ -71,8 +86,7 @@ pub fn before_step(input: &StepInput<'_>, record: &DeploymentRecord, gates: Opti
         OnTimeout::Continue => {
             let answer = Approval { approve: true, by: "nobody".into(), via: AnswerChannel::Timeout, at_ms: now };
             next.log(now, Level::Warn, format!("nobody answered {gate} within {waited_secs} s: going on (onTimeout continue)"));
-            next.approvals.push(GateAnswer { gate, answer });
-            next.awaiting_approval = None;
+            record_answer(&mut next, &gate, &answer);
             Gate::Hold(Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() })
         }
         OnTimeout::Rollback => {

@@ -175,14 +175,14 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
             Phase::Rolling(RollingPhase::Stabilize { .. }) => {
                 if r.desired.as_ref().and_then(|d| ecs_rolling::native::strategy_of(&d.svcdef)).is_some() {
                     // ECS's service deployment says how its tasks are doing: no task reads
-                    needs.native_deployment_since_ms = Some(r.started_at_ms.saturating_sub(ecs_rolling::STEADY_REQUEST_MARGIN_MS));
+                    needs.native_deployment_since_ms = Some(ecs_rolling::native::listed_since_ms(r));
                     needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
                 } else {
                     needs.tasks = true;
                 }
             }
             Phase::Rolling(RollingPhase::NativeStop { .. }) => {
-                needs.native_deployment_since_ms = Some(r.started_at_ms.saturating_sub(ecs_rolling::STEADY_REQUEST_MARGIN_MS));
+                needs.native_deployment_since_ms = Some(ecs_rolling::native::listed_since_ms(r))
             }
             Phase::Rolling(RollingPhase::RollbackStabilize { .. }) => needs.tasks = true,
             Phase::Rolling(RollingPhase::DeleteService) => needs.task_sets = true,

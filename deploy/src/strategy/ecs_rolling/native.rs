@@ -5,10 +5,10 @@
 //! to roll back; gitmoxi's stability budget covers bake time, traffic steps and hook timeouts, so
 //! a healthy deployment that is only waiting is never rolled back by gitmoxi.
 
-use super::{short_td, Step, STEADY_REQUEST_MARGIN_MS};
+use super::{short_td, Step};
 use crate::observed::{NativeDeploymentStatus, NativeHookStatus, NativeLifecycleStage, ObservedNativeDeployment};
 use crate::plan::{Action, Completion, Plan};
-use crate::record::{AwaitingApproval, FailureCause, Level, Outcome, Phase, RollingPhase};
+use crate::record::{FailureCause, Level, Outcome, Phase, RollingPhase};
 use crate::strategy::STEADY_REQUEUE;
 use serde_json::Value;
 use std::time::Duration;
@@ -59,6 +59,9 @@ pub fn strategy_of(svcdef: &Value) -> Option<NativeStrategy> {
 /// A lifecycle hook's time when its configuration names none: a Lambda hook answering
 /// IN_PROGRESS keeps being called; 15 minutes is the longest one invocation may run.
 const HOOK_MINUTES: u64 = 15;
+/// How far the clocks of gitmoxi and ECS may disagree when a service deployment is matched to
+/// the gitmoxi deployment that caused it (its creation is after the record's start, give or take).
+const CLOCK_MARGIN_MS: u64 = 60_000;
 /// How long after its first stop request gitmoxi asks again (the answer to the first may be lost).
 const STOP_RETRY_MS: u64 = 300_000;
 /// ECS's default bake time of its blue/green strategies.
@@ -150,7 +153,7 @@ pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> 
                 return Plan::wait(poll);
             }
             next.awaiting_approval = None;
-            next.traffic = Some(crate::schedule::Weights { blue: 0, green: 100 });
+            next.traffic = Some(crate::schedule::Weights::green(100));
             next.log(now, Level::Info, format!("ECS deployment succeeded: {} serves all traffic", short_td(task_definition)));
             next.finish(Outcome::Succeeded, now);
             let completion = Plan::completion_of(&next, Some(task_definition.to_string()));
@@ -169,7 +172,8 @@ pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> 
             if rolling_back {
                 return progress(cx, next, format!("ECS is rolling back: {}", ecs_reason(d)), Level::Error, poll);
             }
-            if let Some(alarms) = firing(cx) {
+            let alarms = cx.observed.firing_alarms();
+            if !alarms.is_empty() {
                 return stop(
                     cx,
                     d,
@@ -187,8 +191,7 @@ pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> 
             }
             next.awaiting_approval = None;
             if let Some(w) = d.production_weight {
-                let green = w.round().clamp(0.0, 100.0) as u32;
-                next.traffic = Some(crate::schedule::Weights { blue: 100 - green, green });
+                next.traffic = Some(crate::schedule::Weights::green(w.round().clamp(0.0, 100.0) as u32));
             }
             progress(cx, next, describe(d), Level::Info, poll)
         }
@@ -220,16 +223,7 @@ pub(super) fn stopping(cx: &Step<'_>, service_deployment: &str, superseded: bool
                 // the first request's answer may have been lost: ask again
                 let mut next = record.clone();
                 next.log(now, Level::Warn, format!("ECS has not started rolling {} back; asking again", d.arn));
-                next.enter(
-                    Phase::Rolling(RollingPhase::NativeStop { service_deployment: d.arn.clone(), superseded, asked_at_ms: now }),
-                    now,
-                );
-                return Plan {
-                    next_record: Some(next),
-                    actions: vec![Action::EcsStopServiceDeployment { arn: d.arn.clone() }],
-                    requeue_after: poll,
-                    ..Plan::default()
-                };
+                return ask_to_stop(next, &d.arn, superseded, now, poll);
             }
             let text = format!("ECS is rolling back: {}", ecs_reason(d));
             progress(cx, record.clone(), text, Level::Warn, poll)
@@ -239,18 +233,22 @@ pub(super) fn stopping(cx: &Step<'_>, service_deployment: &str, superseded: bool
 
 /// The service deployment this record caused: the newest one created since it started.
 fn ours<'a>(cx: &Step<'a>) -> Option<&'a ObservedNativeDeployment> {
-    cx.observed.native_deployment.as_ref().filter(|d| d.created_at_ms + STEADY_REQUEST_MARGIN_MS >= cx.record.started_at_ms)
+    caused(cx.observed, cx.record)
+}
+
+/// The newest service deployment observed, when `record` caused it (created after the record
+/// started, give or take the clocks' disagreement).
+fn caused<'a>(observed: &'a crate::observed::Observed, record: &crate::record::DeploymentRecord) -> Option<&'a ObservedNativeDeployment> {
+    observed.native_deployment.as_ref().filter(|d| d.created_at_ms + CLOCK_MARGIN_MS >= record.started_at_ms)
+}
+
+/// Since when a record's service deployments are listed (the observer's bound).
+pub fn listed_since_ms(record: &crate::record::DeploymentRecord) -> u64 {
+    record.started_at_ms.saturating_sub(CLOCK_MARGIN_MS)
 }
 
 fn ecs_reason(d: &ObservedNativeDeployment) -> &str {
     d.rollback_reason.as_deref().or(d.status_reason.as_deref()).unwrap_or("no reason given")
-}
-
-/// The depdef's alarms found in ALARM.
-fn firing(cx: &Step<'_>) -> Option<Vec<String>> {
-    let alarms: Vec<String> =
-        cx.observed.alarms.iter().filter(|a| a.state == Some(crate::observed::AlarmState::Alarm)).map(|a| a.name.clone()).collect();
-    (!alarms.is_empty()).then_some(alarms)
 }
 
 /// A PAUSE hook waiting for an answer, and the stage it waits at.
@@ -280,8 +278,7 @@ fn at_gate(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, stage: &str,
     let mut next = record.clone();
     let waiting_since = record.awaiting_approval.as_ref().filter(|a| a.gate == hook).map_or(now, |a| a.since_ms);
     if let Some(answer) = &cx.input.commands.approval {
-        next.approvals.push(crate::commands::GateAnswer { gate: hook.to_string(), answer: answer.clone() });
-        next.awaiting_approval = None;
+        crate::strategy::gates::record_answer(&mut next, hook, answer);
         let then = if answer.approve { "ECS goes on" } else { "ECS rolls back" };
         next.log(now, if answer.approve { Level::Info } else { Level::Warn }, format!("{answer} at {stage}: {then}"));
         // the time spent waiting for a human is not the deployment's
@@ -308,8 +305,7 @@ fn at_gate(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, stage: &str,
     if record.awaiting_approval.as_ref().is_some_and(|a| a.gate == hook) {
         return Plan::wait(poll);
     }
-    next.awaiting_approval =
-        Some(AwaitingApproval { gate: hook.to_string(), service_deployment: d.arn.clone(), stage: stage.to_string(), since_ms: now });
+    crate::strategy::gates::start_waiting(&mut next, hook, &d.arn, stage, now);
     let app = &record.app.prefix;
     next.log(
         now,
@@ -325,13 +321,18 @@ fn stop(cx: &Step<'_>, d: &ObservedNativeDeployment, cause: FailureCause, eviden
     let mut next = cx.record.clone();
     next.cause = Some(cause.clone());
     next.evidence = evidence;
-    next.awaiting_approval = None;
     next.log(now, Level::Error, format!("{cause}: asking ECS to stop its deployment and roll back"));
-    next.enter(Phase::Rolling(RollingPhase::NativeStop { service_deployment: d.arn.clone(), superseded: false, asked_at_ms: now }), now);
+    ask_to_stop(next, &d.arn, false, now, Duration::ZERO)
+}
+
+/// `next` enters NativeStop (persisted first) and ECS is asked to roll `arn` back.
+fn ask_to_stop(mut next: crate::record::DeploymentRecord, arn: &str, superseded: bool, now: u64, requeue_after: Duration) -> Plan {
+    next.awaiting_approval = None;
+    next.enter(Phase::Rolling(RollingPhase::NativeStop { service_deployment: arn.to_string(), superseded, asked_at_ms: now }), now);
     Plan {
         next_record: Some(next),
-        actions: vec![Action::EcsStopServiceDeployment { arn: d.arn.clone() }],
-        requeue_after: Duration::ZERO,
+        actions: vec![Action::EcsStopServiceDeployment { arn: arn.to_string() }],
+        requeue_after,
         ..Plan::default()
     }
 }
@@ -353,15 +354,10 @@ pub enum StopFor<'a> {
 pub fn stop_in_flight(input: &crate::strategy::StepInput<'_>, record: &crate::record::DeploymentRecord, why: StopFor<'_>) -> Option<Plan> {
     let Phase::Rolling(RollingPhase::Stabilize { .. }) = &record.phase else { return None };
     strategy_of(&record.desired.as_ref()?.svcdef)?;
-    let d = input
-        .observed
-        .native_deployment
-        .as_ref()
-        .filter(|d| d.created_at_ms + STEADY_REQUEST_MARGIN_MS >= record.started_at_ms)
+    let d = caused(input.observed, record)
         .filter(|d| matches!(d.status, NativeDeploymentStatus::Pending | NativeDeploymentStatus::InProgress))?;
     let now = input.now_ms;
     let mut next = record.clone();
-    next.awaiting_approval = None;
     let superseded = match why {
         StopFor::Superseded { commit } => {
             let commit = crate::strategy::short_commit(commit);
@@ -375,13 +371,7 @@ pub fn stop_in_flight(input: &crate::strategy::StepInput<'_>, record: &crate::re
             false
         }
     };
-    next.enter(Phase::Rolling(RollingPhase::NativeStop { service_deployment: d.arn.clone(), superseded, asked_at_ms: now }), now);
-    Some(Plan {
-        next_record: Some(next),
-        actions: vec![Action::EcsStopServiceDeployment { arn: d.arn.clone() }],
-        requeue_after: Duration::ZERO,
-        ..Plan::default()
-    })
+    Some(ask_to_stop(next, &d.arn, superseded, now, Duration::ZERO))
 }
 
 /// The record ends once ECS has ended its deployment: Superseded (the newer one starts next),
