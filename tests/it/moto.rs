@@ -346,10 +346,18 @@ pub fn write_terraform_app(repo: &TestRepo, prefix: &str, service: &str, image: 
 /// Registers a hand-made revision of `web` with another image and puts it on the service `web`
 /// of `cluster` behind gitmoxi's back (drift); its ARN.
 pub async fn put_hotfix_behind_gitmoxis_back(ecs: &aws_sdk_ecs::Client, cluster: &str) -> String {
-    let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("web").image("nginx:hotfix").memory(512).build();
-    let hotfix = ecs
+    let hotfix_arn = register_by_hand(ecs, "web", "nginx:hotfix", 512).await;
+    ecs.update_service().cluster(cluster).service("web").task_definition(&hotfix_arn).send().await.unwrap();
+    hotfix_arn
+}
+
+/// Registers a Fargate revision of `family` whose one container runs `image`, as a person would
+/// (not gitmoxi); its ARN.
+pub async fn register_by_hand(ecs: &aws_sdk_ecs::Client, family: &str, image: &str, memory_mib: i32) -> String {
+    let container = aws_sdk_ecs::types::ContainerDefinition::builder().name(family).image(image).memory(memory_mib).build();
+    let registered = ecs
         .register_task_definition()
-        .family("web")
+        .family(family)
         .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
         .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
         .cpu("256")
@@ -358,9 +366,7 @@ pub async fn put_hotfix_behind_gitmoxis_back(ecs: &aws_sdk_ecs::Client, cluster:
         .send()
         .await
         .unwrap();
-    let hotfix_arn = hotfix.task_definition().unwrap().task_definition_arn().unwrap().to_string();
-    ecs.update_service().cluster(cluster).service("web").task_definition(&hotfix_arn).send().await.unwrap();
-    hotfix_arn
+    registered.task_definition().unwrap().task_definition_arn().unwrap().to_string()
 }
 
 /// The app redeployed its applied state after drift and is steady again.
@@ -690,17 +696,7 @@ async fn moto_a_task_definition_named_by_family_or_revision_converges() {
     let moto = Moto::start().await;
     let ecs = moto.ecs().await;
     for image in ["nginx:1", "nginx:2"] {
-        let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("api").image(image).memory(128).build();
-        ecs.register_task_definition()
-            .family("api")
-            .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
-            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-            .cpu("256")
-            .memory("512")
-            .container_definitions(container)
-            .send()
-            .await
-            .unwrap();
+        register_by_hand(&ecs, "api", image, 128).await;
     }
     let repo = TestRepo::new();
     repo.write("infra/terraform_output.json", &moto.infra("prod"));

@@ -268,3 +268,26 @@ aws_status! {
         TimedOut => "TIMED_OUT",
     }
 }
+
+impl NativeDeploymentStatus {
+    /// ECS has ended the deployment (it will not change any more).
+    pub fn has_ended(&self) -> bool {
+        match self {
+            NativeDeploymentStatus::Successful
+            | NativeDeploymentStatus::Stopped
+            | NativeDeploymentStatus::RollbackSuccessful
+            | NativeDeploymentStatus::RollbackFailed => true,
+            NativeDeploymentStatus::Pending
+            | NativeDeploymentStatus::InProgress
+            | NativeDeploymentStatus::StopRequested
+            | NativeDeploymentStatus::RollbackRequested
+            | NativeDeploymentStatus::RollbackInProgress
+            | NativeDeploymentStatus::Other(_) => false,
+        }
+    }
+
+    /// The deployment moves forward: nobody asked ECS to stop or roll it back.
+    pub fn is_going_forward(&self) -> bool {
+        matches!(self, NativeDeploymentStatus::Pending | NativeDeploymentStatus::InProgress)
+    }
+}

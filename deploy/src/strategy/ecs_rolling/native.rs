@@ -145,57 +145,44 @@ pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> 
         }
         return Plan::wait(poll);
     };
-    match &d.status {
-        NativeDeploymentStatus::Successful => {
-            let serves = cx.service.and_then(|s| s.task_definition.as_deref()) == Some(task_definition);
-            if !serves {
-                // ECS says done, the service says otherwise: believe neither until they agree
-                return Plan::wait(poll);
-            }
-            next.awaiting_approval = None;
-            next.traffic = Some(crate::schedule::Weights::green(100));
-            next.log(now, Level::Info, format!("ECS deployment succeeded: {} serves all traffic", short_td(task_definition)));
-            next.finish(Outcome::Succeeded, now);
-            let completion = Plan::completion_of(&next, Some(task_definition.to_string()));
-            Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
+    if d.status == NativeDeploymentStatus::Successful {
+        let serves = cx.service.and_then(|s| s.task_definition.as_deref()) == Some(task_definition);
+        if !serves {
+            // ECS says done, the service says otherwise: believe neither until they agree
+            return Plan::wait(poll);
         }
-        NativeDeploymentStatus::RollbackSuccessful | NativeDeploymentStatus::RollbackFailed | NativeDeploymentStatus::Stopped => {
-            ended(cx, Some(d), false)
-        }
-        NativeDeploymentStatus::Pending
-        | NativeDeploymentStatus::InProgress
-        | NativeDeploymentStatus::StopRequested
-        | NativeDeploymentStatus::RollbackRequested
-        | NativeDeploymentStatus::RollbackInProgress
-        | NativeDeploymentStatus::Other(_) => {
-            let rolling_back = matches!(d.status, NativeDeploymentStatus::RollbackRequested | NativeDeploymentStatus::RollbackInProgress);
-            if rolling_back {
-                return progress(cx, next, format!("ECS is rolling back: {}", ecs_reason(d)), Level::Error, poll);
-            }
-            let alarms = cx.observed.firing_alarms();
-            if !alarms.is_empty() {
-                return stop(
-                    cx,
-                    d,
-                    FailureCause::AlarmFired { alarms: alarms.clone() },
-                    vec![format!("alarm {} in ALARM", alarms.join(", "))],
-                );
-            }
-            if let Some((hook, stage)) = paused(d) {
-                return at_gate(cx, d, &hook, &stage, poll);
-            }
-            if now >= deadline_ms {
-                let waited = now.saturating_sub(record.started_at_ms) / 1000;
-                let evidence = vec![format!("ECS service deployment {} still {} ({})", d.arn, d.status, describe(d))];
-                return stop(cx, d, FailureCause::StabilityTimeout { waited_secs: waited }, evidence);
-            }
-            next.awaiting_approval = None;
-            if let Some(w) = d.production_weight {
-                next.traffic = Some(crate::schedule::Weights::green(w.round().clamp(0.0, 100.0) as u32));
-            }
-            progress(cx, next, describe(d), Level::Info, poll)
-        }
+        next.awaiting_approval = None;
+        next.traffic = Some(crate::schedule::Weights::green(100));
+        next.log(now, Level::Info, format!("ECS deployment succeeded: {} serves all traffic", short_td(task_definition)));
+        next.finish(Outcome::Succeeded, now);
+        let completion = Plan::completion_of(&next, Some(task_definition.to_string()));
+        return Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() };
     }
+    if d.status.has_ended() {
+        return ended(cx, Some(d), false);
+    }
+    let rolling_back = matches!(d.status, NativeDeploymentStatus::RollbackRequested | NativeDeploymentStatus::RollbackInProgress);
+    if rolling_back {
+        return progress(cx, next, format!("ECS is rolling back: {}", ecs_reason(d)), Level::Error, poll);
+    }
+    let alarms = cx.observed.firing_alarms();
+    if !alarms.is_empty() {
+        let evidence = vec![format!("alarm {} in ALARM", alarms.join(", "))];
+        return stop(cx, d, FailureCause::AlarmFired { alarms }, evidence);
+    }
+    if let Some((hook, stage)) = paused(d) {
+        return at_gate(cx, d, &hook, &stage, poll);
+    }
+    if now >= deadline_ms {
+        let waited = now.saturating_sub(record.started_at_ms) / 1000;
+        let evidence = vec![format!("ECS service deployment {} still {} ({})", d.arn, d.status, describe(d))];
+        return stop(cx, d, FailureCause::StabilityTimeout { waited_secs: waited }, evidence);
+    }
+    next.awaiting_approval = None;
+    if let Some(w) = d.production_weight {
+        next.traffic = Some(crate::schedule::Weights::green(w.round().clamp(0.0, 100.0) as u32));
+    }
+    progress(cx, next, describe(d), Level::Info, poll)
 }
 
 /// After gitmoxi asked ECS to stop: wait until ECS ends its deployment.
@@ -207,28 +194,17 @@ pub(super) fn stopping(cx: &Step<'_>, service_deployment: &str, superseded: bool
         // ECS no longer lists it as the newest: a newer one replaced it, it has ended
         return ended(cx, None, superseded);
     };
-    match &d.status {
-        NativeDeploymentStatus::Successful
-        | NativeDeploymentStatus::RollbackSuccessful
-        | NativeDeploymentStatus::RollbackFailed
-        | NativeDeploymentStatus::Stopped => ended(cx, Some(d), superseded),
-        NativeDeploymentStatus::Pending
-        | NativeDeploymentStatus::InProgress
-        | NativeDeploymentStatus::StopRequested
-        | NativeDeploymentStatus::RollbackRequested
-        | NativeDeploymentStatus::RollbackInProgress
-        | NativeDeploymentStatus::Other(_) => {
-            let moving = !matches!(d.status, NativeDeploymentStatus::Pending | NativeDeploymentStatus::InProgress);
-            if !moving && now >= asked_at_ms + STOP_RETRY_MS {
-                // the first request's answer may have been lost: ask again
-                let mut next = record.clone();
-                next.log(now, Level::Warn, format!("ECS has not started rolling {} back; asking again", d.arn));
-                return ask_to_stop(next, &d.arn, superseded, now, poll);
-            }
-            let text = format!("ECS is rolling back: {}", ecs_reason(d));
-            progress(cx, record.clone(), text, Level::Warn, poll)
-        }
+    if d.status.has_ended() {
+        return ended(cx, Some(d), superseded);
     }
+    if d.status.is_going_forward() && now >= asked_at_ms + STOP_RETRY_MS {
+        // the first request's answer may have been lost: ask again
+        let mut next = record.clone();
+        next.log(now, Level::Warn, format!("ECS has not started rolling {} back; asking again", d.arn));
+        return ask_to_stop(next, &d.arn, superseded, now, poll);
+    }
+    let text = format!("ECS is rolling back: {}", ecs_reason(d));
+    progress(cx, record.clone(), text, Level::Warn, poll)
 }
 
 /// The service deployment this record caused: the newest one created since it started.
@@ -354,8 +330,7 @@ pub enum StopFor<'a> {
 pub fn stop_in_flight(input: &crate::strategy::StepInput<'_>, record: &crate::record::DeploymentRecord, why: StopFor<'_>) -> Option<Plan> {
     let Phase::Rolling(RollingPhase::Stabilize { .. }) = &record.phase else { return None };
     strategy_of(&record.desired.as_ref()?.svcdef)?;
-    let d = caused(input.observed, record)
-        .filter(|d| matches!(d.status, NativeDeploymentStatus::Pending | NativeDeploymentStatus::InProgress))?;
+    let d = caused(input.observed, record).filter(|d| d.status.is_going_forward())?;
     let now = input.now_ms;
     let mut next = record.clone();
     let superseded = match why {
