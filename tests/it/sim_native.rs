@@ -268,3 +268,19 @@ async fn a_newer_commit_during_a_native_deployment_stops_it_then_deploys_the_new
     let history = sim.history("prod/web/web");
     assert!(history.iter().any(|h| h.contains("asking ECS to roll its deployment back first")), "{history:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_whose_call_failed_is_sent_again_not_lost() {
+    let sim = second_deployment(PAUSED_BLUE_GREEN, DEPDEF, waiting).await;
+    // the answer is recorded, then ContinueServiceDeployment is throttled: ECS still waits
+    sim.world.throttle("ContinueServiceDeployment", 1);
+    answer(&sim, true, "erin");
+    assert!(sim.run_until(10 * MINUTES, |s| newest_done(s, "prod/web/web")).await, "{}", sim.seed_note());
+    assert_eq!(sim.outcome("prod/web/web"), Some(Outcome::Succeeded), "{:?}", sim.history("prod/web/web"));
+    assert!(sim.stable_on("web", "web:2"), "the answer reached ECS");
+    let record = sim.last_deployment("prod/web/web");
+    assert_eq!(record.approvals.len(), 1, "one answer, sent twice: {:?}", record.approvals);
+    let waits = record.timeline.iter().filter(|e| e.message.starts_with("waiting for approval")).count();
+    assert_eq!(waits, 1, "the gate was not asked again: {:?}", record.timeline);
+    assert!(sim.world.calls("ContinueServiceDeployment") >= 3, "the create's answer, the throttled one, the one sent again");
+}

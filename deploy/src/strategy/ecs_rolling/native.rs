@@ -253,6 +253,13 @@ fn at_gate(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, stage: &str,
     let now = cx.now;
     let mut next = record.clone();
     let waiting_since = record.awaiting_approval.as_ref().filter(|a| a.gate == hook).map_or(now, |a| a.since_ms);
+    if let Some(given) = record.approvals.iter().rev().find(|a| a.gate == hook) {
+        // answered and recorded, yet ECS still waits: the answer never reached it (the call
+        // failed after the record was stored); send the same answer again
+        let action =
+            Action::EcsContinueServiceDeployment { arn: d.arn.clone(), hook_id: hook.to_string(), rollback: !given.answer.approve };
+        return Plan { actions: vec![action], requeue_after: poll, ..Plan::default() };
+    }
     if let Some(answer) = &cx.input.commands.approval {
         crate::strategy::gates::record_answer(&mut next, hook, answer);
         let then = if answer.approve { "ECS goes on" } else { "ECS rolls back" };
