@@ -151,6 +151,8 @@ pub async fn run_with(
             }
             Arc::new(nets.clone())
         },
+        public_url: config.public_url.clone(),
+        ui: crate::http::ui::shared(),
     });
     let stop = shutdown.clone();
     tasks.spawn(crate::http::serve::serve(listener, router, stop));

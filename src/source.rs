@@ -178,18 +178,24 @@ pub async fn run(
                 };
                 match controller.load_head(head).await {
                     Ok(()) => {
+                        controller.record_fetch(&repo.name, &branch, None);
                         let _ = controller.store.put_meta(&meta_key, &commit);
                         remember_commit(&controller.store, &repo.name, &branch, &commit, controller.clock.now_ms());
                         last = Some(commit);
                     }
-                    Err(e) => tracing::error!(repo = %repo.name, error = %e, "could not record the new head; will retry"),
+                    Err(e) => {
+                        controller.record_fetch(&repo.name, &branch, Some(format!("the new head could not be recorded: {e}")));
+                        tracing::error!(repo = %repo.name, error = %e, "could not record the new head; will retry")
+                    }
                 }
             }
             Ok((_, None)) => {
                 controller.metrics.git_fetch_total.with_label_values(&["unchanged"]).inc();
+                controller.record_fetch(&repo.name, &branch, None);
             }
             Err(e) => {
                 controller.metrics.git_fetch_total.with_label_values(&["error"]).inc();
+                controller.record_fetch(&repo.name, &branch, Some(crate::git::source::redact_in_text(&e.to_string())));
                 tracing::error!(repo = %repo.name, branch = %branch, error = %e, "git fetch failed; the previous head stays in force");
             }
         }

@@ -20,6 +20,7 @@ pub mod drift;
 pub mod intent;
 pub mod observed;
 pub mod plan;
+pub mod progress;
 pub mod record;
 pub mod risk;
 pub mod schedule;

@@ -84,6 +84,19 @@ pub struct Controller {
     pub credentials: Arc<crate::credentials::Credentials>,
     /// Messages for the one owner of the heads ([`heads`]).
     head_inbox: heads::HeadInbox,
+    /// How each tracked branch's last fetches went (the web page's Repositories).
+    fetches: Mutex<BTreeMap<(String, String), FetchStatus>>,
+}
+
+/// How the fetches of one branch went (in memory: a restart starts over).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchStatus {
+    /// When the last fetch ended.
+    pub last_attempt_ms: u64,
+    /// When a fetch last succeeded.
+    pub last_success_ms: Option<u64>,
+    /// Why the last fetch failed (`None` when it succeeded).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +139,7 @@ impl Controller {
             drift_seen: Mutex::new(HashMap::new()),
             credentials,
             head_inbox: heads::HeadInbox::new(),
+            fetches: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -178,6 +192,23 @@ impl Controller {
     /// The drift the last comparison with AWS found for an app, if any.
     pub fn drift_found(&self, key: &AppKey) -> Option<String> {
         crate::sync::lock(&self.drift_seen).get(key).and_then(|s| s.found.clone())
+    }
+
+    /// Records how a fetch of `repo`/`branch` ended (`error`: why it failed).
+    pub fn record_fetch(&self, repo: &str, branch: &str, error: Option<String>) {
+        let now = self.clock.now_ms();
+        let mut fetches = crate::sync::lock(&self.fetches);
+        let status = fetches.entry((repo.to_string(), branch.to_string())).or_default();
+        status.last_attempt_ms = now;
+        if error.is_none() {
+            status.last_success_ms = Some(now);
+        }
+        status.error = error;
+    }
+
+    /// How the fetches of every branch went.
+    pub fn fetch_statuses(&self) -> Vec<((String, String), FetchStatus)> {
+        crate::sync::lock(&self.fetches).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn heads(&self) -> Vec<Arc<HeadState>> {

@@ -221,6 +221,12 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// `text` (an error message) with the user-info of every URL in it replaced, so a message
+/// shown on the page or in an answer never carries a password or token.
+pub fn redact_in_text(text: &str) -> String {
+    text.split(' ').map(|word| if word.contains("://") { redact(word) } else { word.to_string() }).collect::<Vec<_>>().join(" ")
+}
+
 /// A commit's tree, read without a work tree.
 pub struct GitTree {
     repo: Repository,

@@ -96,7 +96,7 @@ pub async fn command(State(state): State<HttpState>, body: Result<Json<CommandRe
     run(&state, &req).await.unwrap_or_else(|refusal| *refusal)
 }
 
-async fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response>> {
+pub(crate) async fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response>> {
     let store = &state.controller.store;
     let internal = |e: gitmoxi_state::StoreError| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     match req.command.as_str() {

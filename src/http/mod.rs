@@ -1,4 +1,5 @@
-//! The HTTP surface: health, readiness, metrics and the v2 JSON API (SPEC §6.2).
+//! The HTTP surface: health, readiness, metrics, the v2 JSON API (SPEC §6.2) and the web page
+//! (`/ui`, [`ui`]).
 //!
 //! Handlers only read state or enqueue work (rule 9). Every `/api` call needs the bearer token
 //! when one is configured; webhooks need their own secret; bodies are limited to 1 MiB.
@@ -10,6 +11,7 @@ pub mod repos;
 pub mod riskiq;
 pub mod serve;
 pub mod slack;
+pub mod ui;
 pub mod v1;
 pub mod views;
 pub mod webhooks;
@@ -40,6 +42,10 @@ pub struct HttpState {
     pub allowed_hosts: hosts::AllowedHosts,
     /// Source networks whose `/api/v1` calls (gmctl's, which carry no token) need no token.
     pub gmctl_tokenless_networks: Arc<Vec<ipnet::IpNet>>,
+    /// The URL users reach gitmoxi at (the page accepts state changes from this origin too).
+    pub public_url: Option<String>,
+    /// The web page's templates and live feed.
+    pub ui: Arc<ui::Ui>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -75,6 +81,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/webhooks/gitlab", post(webhooks::gitlab))
         .route("/webhooks/slack/interactive", post(slack::interactive))
         .merge(api)
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.allowed_hosts.clone(), hosts::check_host))
         .with_state(state)

@@ -33,4 +33,5 @@ mod sim_many;
 mod sim_native;
 mod ssh;
 mod support;
+mod web_page;
 mod webhooks;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "router-test-token";
 
-async fn serve() -> (String, CancellationToken, Arc<Repos>) {
+pub async fn serve() -> (String, CancellationToken, Arc<Repos>) {
     serve_with(Vec::new()).await
 }
 
@@ -48,6 +48,8 @@ async fn serve_with(tokenless: Vec<ipnet::IpNet>) -> (String, CancellationToken,
         llm: None,
         allowed_hosts: Default::default(),
         gmctl_tokenless_networks: Arc::new(tokenless),
+        public_url: None,
+        ui: gitmoxi::http::ui::shared(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

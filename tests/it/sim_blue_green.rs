@@ -511,6 +511,8 @@ async fn serve_api_with_slack(
         llm: None,
         allowed_hosts: Default::default(),
         gmctl_tokenless_networks: Default::default(),
+        public_url: None,
+        ui: gitmoxi::http::ui::shared(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
