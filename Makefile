@@ -26,6 +26,7 @@ test: venv
 	bash scripts/check-deploy-deps.sh
 	$(PY) tests/moto/test_server.py
 	bash scripts/ensure-sshd.sh
+	bash scripts/ensure-chromium.sh
 	cargo test --workspace
 	bash scripts/fuzz.sh 20
 

@@ -124,6 +124,15 @@ pub async fn run_with(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; choose another --listen address", config.listen))?;
     tracing::info!(listen = %config.listen, repos = repos.list().len(), "gitmoxi serving");
+    let ui = crate::http::ui::shared();
+    {
+        // open pages see the server go: their event streams end with it
+        let (ui, stopping) = (ui.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            stopping.cancelled().await;
+            ui.live.close();
+        });
+    }
     let router = crate::http::router(crate::http::HttpState {
         controller: controller.clone(),
         api_token: config.api_token.clone(),
@@ -152,7 +161,7 @@ pub async fn run_with(
             Arc::new(nets.clone())
         },
         public_url: config.public_url.clone(),
-        ui: crate::http::ui::shared(),
+        ui,
     });
     let stop = shutdown.clone();
     tasks.spawn(crate::http::serve::serve(listener, router, stop));

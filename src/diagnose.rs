@@ -35,7 +35,7 @@ pub fn app_diff(mirror: &Path, from: Option<&str>, to: &str, prefix: &str) -> Re
             truncated = true;
             return false;
         }
-        let text = String::from_utf8_lossy(line.content()).trim_end_matches('\n').to_string();
+        let text = String::from_utf8_lossy(line.content()).trim_matches('\n').to_string();
         let mark = match line.origin() {
             '+' | '-' | ' ' => line.origin().to_string(),
             _ => String::new(),

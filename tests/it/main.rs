@@ -33,5 +33,7 @@ mod sim_many;
 mod sim_native;
 mod ssh;
 mod support;
+mod web_browser;
 mod web_page;
+mod webdriver;
 mod webhooks;

@@ -44,7 +44,7 @@ pub fn write_app(repo: &TestRepo, image: &str) {
     );
 }
 
-fn outputs(json: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>, String) {
+pub fn outputs(json: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>, String) {
     let v: Value = serde_json::from_str(json).expect("outputs");
     let map = |name: &str| -> BTreeMap<String, String> {
         v[name]["value"].as_object().expect("map").iter().map(|(k, v)| (k.clone(), v.as_str().expect("arn").to_string())).collect()

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// How often the watcher looks.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -27,15 +28,22 @@ const IDLE_STOP: Duration = Duration::from_secs(30);
 pub struct LiveFeed {
     generation: watch::Sender<u64>,
     watching: Arc<AtomicBool>,
+    /// Cancelled when the server stops: every stream ends, so open pages see the server go.
+    closed: CancellationToken,
 }
 
 impl Default for LiveFeed {
     fn default() -> Self {
-        LiveFeed { generation: watch::Sender::new(0), watching: Arc::new(AtomicBool::new(false)) }
+        LiveFeed { generation: watch::Sender::new(0), watching: Arc::new(AtomicBool::new(false)), closed: CancellationToken::new() }
     }
 }
 
 impl LiveFeed {
+    /// Ends every event stream (the server stops).
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
     /// Open pages look again now (after a button of the page was pressed).
     pub fn nudge(&self) {
         self.generation.send_modify(|g| *g += 1);
@@ -102,17 +110,25 @@ pub async fn events(State(state): State<HttpState>, headers: HeaderMap) -> Respo
     let receiver = state.ui.live.subscribe(&state);
     let deadline = tokio::time::Instant::now() + STREAM_FOR;
     let first = Event::default().event("hello").retry(Duration::from_millis(1000)).data("connected");
-    let stream = futures_util::stream::unfold((Some(first), receiver), move |(first, mut receiver)| async move {
-        if let Some(hello) = first {
-            return Some((Ok::<Event, std::convert::Infallible>(hello), (None, receiver)));
-        }
-        match tokio::time::timeout_at(deadline, receiver.changed()).await {
-            Ok(Ok(())) => {
-                let generation = *receiver.borrow_and_update();
-                Some((Ok(Event::default().event("change").data(generation.to_string())), (None, receiver)))
+    let closed = state.ui.live.closed.clone();
+    let stream = futures_util::stream::unfold((Some(first), receiver), move |(first, mut receiver)| {
+        let closed = closed.clone();
+        async move {
+            if let Some(hello) = first {
+                return Some((Ok::<Event, std::convert::Infallible>(hello), (None, receiver)));
             }
-            // the stream's time is up, or the server stops
-            Ok(Err(_)) | Err(_) => None,
+            let changed = tokio::select! {
+                _ = closed.cancelled() => return None,
+                changed = tokio::time::timeout_at(deadline, receiver.changed()) => changed,
+            };
+            match changed {
+                Ok(Ok(())) => {
+                    let generation = *receiver.borrow_and_update();
+                    Some((Ok(Event::default().event("change").data(generation.to_string())), (None, receiver)))
+                }
+                // the stream's time is up, or the feed is gone
+                Ok(Err(_)) | Err(_) => None,
+            }
         }
     });
     let mut response = Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response();

@@ -37,7 +37,14 @@
         const html = await response.text();
         // keep open <details> open across the swap
         const open = Array.from(live.querySelectorAll("details[open] summary")).map((s) => s.textContent);
+        // and keep the keyboard focus on the same button
+        const focused = document.activeElement && live.contains(document.activeElement) && document.activeElement.dataset
+          ? document.activeElement.dataset.command : null;
         live.innerHTML = html;
+        if (focused) {
+          const again = live.querySelector('button[data-command="' + focused + '"]');
+          if (again) again.focus();
+        }
         live.querySelectorAll("details summary").forEach((s) => {
           if (open.includes(s.textContent)) s.parentElement.open = true;
         });
