@@ -135,7 +135,7 @@ pub async fn run_with(
     }
     let router = crate::http::router(crate::http::HttpState {
         controller: controller.clone(),
-        api_token: config.api_token.clone(),
+        access: Arc::new(crate::http::access::Access::new(config.api_token.clone(), config.api_tokens.clone(), config.approvers.clone())),
         webhooks,
         repos: repos.clone(),
         state_dir: config.state_dir.clone(),

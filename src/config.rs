@@ -85,6 +85,10 @@ pub struct Config {
     pub slack: Option<crate::http::slack::SlackInteractive>,
     /// `[accounts]`: the role of each workload account, by account id (SPEC §7.4).
     pub accounts: BTreeMap<String, crate::aws::accounts::AccountRole>,
+    /// `[api_tokens]`: more tokens, each with a name (who answered a gate), by name.
+    pub api_tokens: BTreeMap<String, String>,
+    /// Token names that may answer approval gates (empty: every token may).
+    pub approvers: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,8 +127,56 @@ struct FileConfig {
     public_url: Option<String>,
     #[serde(default)]
     accounts: BTreeMap<String, FileAccount>,
+    /// `[api_tokens.NAME]`: a token per person or system.
+    #[serde(default)]
+    api_tokens: BTreeMap<String, FileApiToken>,
+    /// Token names that may answer approval gates.
+    #[serde(default)]
+    approvers: Vec<String>,
     #[serde(default)]
     repos: Vec<FileRepo>,
+}
+
+/// `[api_tokens.NAME]`: where the token of NAME is read (never written in this file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApiToken {
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+/// The named tokens of `[api_tokens]`, read and checked: a name of letters, digits, `-` and `_`
+/// (it is shown and kept in records), one source each, no token twice.
+fn api_tokens(
+    given: BTreeMap<String, FileApiToken>,
+    main: Option<&str>,
+    read_env: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut tokens = BTreeMap::new();
+    for (name, source) in given {
+        let what = format!("[api_tokens.{name}]");
+        let name_ok = !name.is_empty() && name.len() <= 40 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok || name == crate::http::access::MAIN_TOKEN {
+            return Err(ConfigError::Invalid(format!(
+                "{what}: a token's name is 1 to 40 letters, digits, '-' or '_' (and not '{}', the name of api_token)",
+                crate::http::access::MAIN_TOKEN
+            )));
+        }
+        let token = match (&source.token_env, &source.token_file) {
+            (Some(var), None) => read_env(var).ok_or_else(|| ConfigError::Invalid(format!("{what}: the variable {var} is not set")))?,
+            (None, Some(path)) => read_secret_file(&what, Some(path))?.unwrap_or_default(),
+            _ => return Err(ConfigError::Invalid(format!("{what}: set exactly one of token_env or token_file"))),
+        };
+        let token = token.trim().to_string();
+        if token.len() < 16 {
+            return Err(ConfigError::Invalid(format!("{what}: the token is shorter than 16 characters; use e.g. openssl rand -hex 32")));
+        }
+        if main == Some(token.as_str()) || tokens.values().any(|t: &String| t == &token) {
+            return Err(ConfigError::Invalid(format!("{what}: this token is already another token's; give each its own")));
+        }
+        tokens.insert(name, token);
+    }
+    Ok(tokens)
 }
 
 /// `[accounts."123456789012"]`: the role gitmoxi assumes to deploy into that account.
@@ -488,7 +540,17 @@ impl Config {
             return Err(ConfigError::Invalid("the API token is only whitespace; give a real token (e.g. openssl rand -hex 32)".into()));
         }
         let api_token = api_token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
-        if !listen.ip().is_loopback() && api_token.is_none() {
+        let named_tokens = api_tokens(file.api_tokens, api_token.as_deref(), |var| std::env::var(var).ok())?;
+        for approver in &file.approvers {
+            let known = named_tokens.contains_key(approver) || (approver == crate::http::access::MAIN_TOKEN && api_token.is_some());
+            if !known {
+                return Err(ConfigError::Invalid(format!(
+                    "approvers names '{approver}', which is not a token: name a token of [api_tokens] (or '{}')",
+                    crate::http::access::MAIN_TOKEN
+                )));
+            }
+        }
+        if !listen.ip().is_loopback() && api_token.is_none() && named_tokens.is_empty() {
             return Err(ConfigError::Invalid(format!(
                 "listening on {listen} (not loopback) needs an API token: set --api-token or GITMOXI_API_TOKEN"
             )));
@@ -555,6 +617,8 @@ impl Config {
                 .into_iter()
                 .map(|(id, a)| Ok((id.clone(), account_role(&id, a)?)))
                 .collect::<Result<_, ConfigError>>()?,
+            api_tokens: named_tokens,
+            approvers: file.approvers,
             render_worker: None,
             limits: {
                 let given = file.limits.unwrap_or_default();
@@ -611,6 +675,33 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_tokens_are_read_from_their_source_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let bob = dir.path().join("bob");
+        std::fs::write(&bob, "bob-0123456789abcdef\n").unwrap();
+        let file = |toml_text: &str| -> BTreeMap<String, FileApiToken> {
+            let parsed: FileConfig = toml::from_str(toml_text).unwrap();
+            parsed.api_tokens
+        };
+        let env = |var: &str| (var == "ANA").then(|| "ana-0123456789abcdef".to_string());
+        let text = format!("[api_tokens.ana]\ntoken_env = \"ANA\"\n[api_tokens.bob]\ntoken_file = \"{}\"\n", bob.display());
+        let tokens = api_tokens(file(&text), Some("main-0123456789abcdef"), env).unwrap();
+        assert_eq!(tokens["ana"], "ana-0123456789abcdef");
+        assert_eq!(tokens["bob"], "bob-0123456789abcdef", "the file's newline is not part of the token");
+        for (bad, why) in [
+            ("[api_tokens.\"a.b\"]\ntoken_env = \"ANA\"\n", "name"),
+            ("[api_tokens.api_token]\ntoken_env = \"ANA\"\n", "name"),
+            ("[api_tokens.ana]\ntoken_env = \"MISSING\"\n", "MISSING is not set"),
+            ("[api_tokens.ana]\n", "exactly one"),
+        ] {
+            let e = api_tokens(file(bad), None, env).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let e = api_tokens(file("[api_tokens.ana]\ntoken_env = \"ANA\"\n"), Some("ana-0123456789abcdef"), env).unwrap_err();
+        assert!(e.to_string().contains("already another token's"), "{e}");
+    }
 
     #[test]
     fn secrets_come_from_files_and_a_blank_token_is_refused() {

@@ -31,8 +31,9 @@ pub struct CommandRequest {
 /// The longest `by` kept (a name, not a document).
 const MAX_BY: usize = 100;
 
-/// The answer an approve / reject request gives, checked.
-fn approval(state: &HttpState, req: &CommandRequest) -> Result<gitmoxi_deploy::commands::Approval, Box<Response>> {
+/// The answer an approve / reject request gives, checked: a named token (`[api_tokens]`) answers
+/// as its name; the main token as the `by` the client sends (the CLI sends the local user).
+fn approval(state: &HttpState, req: &CommandRequest, caller: Option<&str>) -> Result<gitmoxi_deploy::commands::Approval, Box<Response>> {
     use gitmoxi_deploy::commands::AnswerChannel;
     let via = match req.via.as_deref().unwrap_or("api") {
         "api" => AnswerChannel::Api,
@@ -40,7 +41,8 @@ fn approval(state: &HttpState, req: &CommandRequest) -> Result<gitmoxi_deploy::c
         "page" => AnswerChannel::Page,
         other => return Err(refuse(StatusCode::BAD_REQUEST, format!("\"via\" is \"{other}\"; use cli, api or page"))),
     };
-    let by: String = req.by.as_deref().unwrap_or("an API client").chars().filter(|c| !c.is_control()).take(MAX_BY).collect();
+    let named = caller.filter(|c| *c != super::access::MAIN_TOKEN);
+    let by: String = named.or(req.by.as_deref()).unwrap_or("an API client").chars().filter(|c| !c.is_control()).take(MAX_BY).collect();
     let by = if by.trim().is_empty() { "an API client".to_string() } else { by.trim().to_string() };
     Ok(gitmoxi_deploy::commands::Approval { approve: req.command == "approve", by, via, at_ms: state.controller.clock.now_ms() })
 }
@@ -86,17 +88,23 @@ fn note(state: &HttpState, key: &AppKey, message: String) -> Result<(), Box<Resp
     state.controller.store.append_history(key, &event).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-pub async fn command(State(state): State<HttpState>, body: Result<Json<CommandRequest>, JsonRejection>) -> Response {
+pub async fn command(
+    State(state): State<HttpState>,
+    caller: Option<axum::Extension<super::access::Caller>>,
+    body: Result<Json<CommandRequest>, JsonRejection>,
+) -> Response {
     let req = match body {
         Ok(Json(req)) => req,
         Err(rejection) => {
             return error(super::rejection_status(&rejection), format!("the command is not valid JSON: {}", rejection.body_text()))
         }
     };
-    run(&state, &req).await.unwrap_or_else(|refusal| *refusal)
+    let caller = caller.and_then(|axum::Extension(c)| c.0);
+    run(&state, &req, caller.as_deref()).await.unwrap_or_else(|refusal| *refusal)
 }
 
-pub(crate) async fn run(state: &HttpState, req: &CommandRequest) -> Result<Response, Box<Response>> {
+/// Runs a command for `caller` (the name of the token it came with).
+pub(crate) async fn run(state: &HttpState, req: &CommandRequest, caller: Option<&str>) -> Result<Response, Box<Response>> {
     let store = &state.controller.store;
     let internal = |e: gitmoxi_state::StoreError| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     match req.command.as_str() {
@@ -165,8 +173,18 @@ pub(crate) async fn run(state: &HttpState, req: &CommandRequest) -> Result<Respo
             Ok(Json(json!({"status": "accepted", "command": req.command, "app": view})).into_response())
         }
         "approve" | "reject" => {
+            if !state.access.may_answer_gates(caller) {
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "only the tokens named in approvers ({}) may answer approval gates; this request came with {}",
+                        state.access.approvers().join(", "),
+                        caller.map_or("no token".to_string(), |c| format!("the token '{c}'")),
+                    ),
+                ));
+            }
             let key = resolve(state, req)?;
-            let answer = approval(state, req)?;
+            let answer = approval(state, req, caller)?;
             let waiting = store.record(&key).map_err(internal)?.filter(|r| r.in_flight()).and_then(|r| r.awaiting_approval);
             let Some(gate) = waiting else {
                 return Err(refuse(

@@ -4,6 +4,7 @@
 //! Handlers only read state or enqueue work (rule 9). Every `/api` call needs the bearer token
 //! when one is configured; webhooks need their own secret; bodies are limited to 1 MiB.
 
+pub mod access;
 pub mod commands;
 pub mod hosts;
 pub mod previews;
@@ -30,7 +31,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct HttpState {
     pub controller: Arc<Controller>,
-    pub api_token: Option<String>,
+    /// The API token, the named tokens and who may answer gates.
+    pub access: Arc<access::Access>,
     /// Webhook secrets and the branches a push can wake.
     pub webhooks: Arc<webhooks::Webhooks>,
     /// The tracked repositories (sources, wake-ups, mirrors for the diagnosis).
@@ -102,17 +104,21 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(json!({"error": message, "message_list": [message]}))).into_response()
 }
 
-async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+async fn require_token(State(state): State<HttpState>, mut request: Request, next: Next) -> Response {
     if gmctl_without_token(&state, &request) {
+        request.extensions_mut().insert(access::Caller(None));
         return next.run(request).await;
     }
-    if let Some(expected) = &state.api_token {
+    let caller = if state.access.required() {
         let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
-        if !ok {
-            return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token: send 'Authorization: Bearer <api token>'");
+        match given.and_then(|g| state.access.who(g)) {
+            Some(name) => Some(name.to_string()),
+            None => return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token: send 'Authorization: Bearer <api token>'"),
         }
-    }
+    } else {
+        None
+    };
+    request.extensions_mut().insert(access::Caller(caller));
     next.run(request).await
 }
 

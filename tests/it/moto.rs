@@ -266,6 +266,8 @@ impl Server {
             render_worker: Some(env!("CARGO_BIN_EXE_gitmoxi").into()),
             accounts,
             slack,
+            api_tokens: Default::default(),
+            approvers: Vec::new(),
         };
         let metrics = Metrics::new();
         let provider = Arc::new(

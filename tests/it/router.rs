@@ -22,6 +22,14 @@ pub async fn serve() -> (String, CancellationToken, Arc<Repos>) {
 
 /// A server whose `/api/v1` needs no token from `tokenless` networks.
 async fn serve_with(tokenless: Vec<ipnet::IpNet>) -> (String, CancellationToken, Arc<Repos>) {
+    serve_with_access(tokenless, gitmoxi::http::access::Access::single(Some(TOKEN.into()))).await
+}
+
+/// A server with these tokens and approvers.
+pub async fn serve_with_access(
+    tokenless: Vec<ipnet::IpNet>,
+    access: gitmoxi::http::access::Access,
+) -> (String, CancellationToken, Arc<Repos>) {
     let world = FakeWorld::new();
     let settings = ControllerSettings {
         default_region: "us-east-1".into(),
@@ -41,7 +49,7 @@ async fn serve_with(tokenless: Vec<ipnet::IpNet>) -> (String, CancellationToken,
     let webhooks = Arc::new(Webhooks { github_secret: Some("s".into()), gitlab_token: Some("t".into()), slack: None });
     let app = router(HttpState {
         controller,
-        api_token: Some(TOKEN.into()),
+        access: Arc::new(access),
         webhooks,
         repos: repos.clone(),
         state_dir: dir,

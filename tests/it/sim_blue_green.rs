@@ -504,7 +504,7 @@ async fn serve_api_with_slack(
     let webhooks = std::sync::Arc::new(Webhooks { github_secret: None, gitlab_token: None, slack });
     let app = router(HttpState {
         controller: sim.controller.clone(),
-        api_token: None,
+        access: Default::default(),
         webhooks,
         repos,
         state_dir: dir,

@@ -123,3 +123,49 @@ async fn a_button_of_the_page_is_obeyed_only_from_the_pages_own_origin() {
     assert_eq!(unknown.status().as_u16(), 400, "the page records its signed-in name; a body cannot choose another");
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn named_tokens_say_who_answers_and_only_approvers_may() {
+    use gitmoxi::http::access::Access;
+    let (ana, bob) = ("ana-token-0123456789", "bob-token-0123456789");
+    let access =
+        Access::new(Some(TOKEN.into()), [("ana".to_string(), ana.to_string()), ("bob".to_string(), bob.to_string())], vec!["ana".into()]);
+    let (url, shutdown, _repos) = crate::router::serve_with_access(Vec::new(), access).await;
+    let c = client();
+    for token in [TOKEN, ana, bob] {
+        assert_eq!(
+            c.get(format!("{url}/api/v2/apps")).bearer_auth(token).send().await.unwrap().status().as_u16(),
+            200,
+            "every token opens the API"
+        );
+    }
+    let approve = serde_json::json!({"command": "approve", "app": "prod/web", "by": "someone"});
+    let by_main = c.post(format!("{url}/api/v2/commands")).bearer_auth(TOKEN).json(&approve).send().await.unwrap();
+    assert_eq!(by_main.status().as_u16(), 403);
+    let why: serde_json::Value = by_main.json().await.unwrap();
+    assert!(why["error"].as_str().unwrap().contains("approvers (ana)"), "{why}");
+    let by_ana = c.post(format!("{url}/api/v2/commands")).bearer_auth(ana).json(&approve).send().await.unwrap();
+    assert_eq!(by_ana.status().as_u16(), 404, "ana passes the approvers check (there is no such app here)");
+
+    // the page: bob signs in as bob, whatever he types, and may not answer gates
+    let r = c
+        .post(format!("{url}/ui/login"))
+        .header("origin", &url)
+        .form(&[("token", bob), ("name", "Ana"), ("next", "/ui/apps")])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = c.get(format!("{url}/ui/apps")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("bob (web page)") && !page.contains("Ana (web page)"), "{page}");
+    let refused = c
+        .post(format!("{url}/ui/command"))
+        .header("origin", &url)
+        .header("cookie", &cookie)
+        .json(&serde_json::json!({"command": "reject", "app": "prod/web"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    shutdown.cancel();
+}

@@ -114,10 +114,10 @@ pub(crate) fn render(state: &HttpState, headers: &HeaderMap, template: &str, con
 /// The signed-in session of a request; `None` when the server wants a token and the request
 /// has no valid session cookie.
 pub(crate) fn session_of(state: &HttpState, headers: &HeaderMap) -> Option<Session> {
-    match &state.api_token {
-        None => Some(Session::open_server()),
-        Some(token) => session::from_cookie(headers, token, state.controller.clock.now_ms()),
+    if !state.access.required() {
+        return Some(Session::open_server());
     }
+    session::from_cookie(headers, &state.access, state.controller.clock.now_ms())
 }
 
 /// The answer to a page request without a session: to the sign-in form, back here afterwards.
@@ -171,8 +171,8 @@ async fn login_page(State(state): State<HttpState>, headers: HeaderMap, Query(q)
         "title": "Sign in",
         "next": safe_next(q.next.as_deref()),
         "error": q.error,
-        "token_required": state.api_token.is_some(),
-        "signed_in": session_of(&state, &headers).is_some() && state.api_token.is_some(),
+        "token_required": state.access.required(),
+        "signed_in": session_of(&state, &headers).is_some() && state.access.required(),
     });
     render(&state, &headers, "login.html", context)
 }
@@ -191,17 +191,17 @@ async fn login(State(state): State<HttpState>, headers: HeaderMap, Form(form): F
         return refused;
     }
     let next = safe_next(Some(&form.next));
-    let Some(token) = &state.api_token else {
+    if !state.access.required() {
         return Redirect::to(&next).into_response();
-    };
-    if !super::constant_time_eq(form.token.trim().as_bytes(), token.as_bytes()) {
-        tracing::warn!("a sign-in to the web page with a wrong token");
-        let error = url_encode("That is not the API token of this server.");
-        return Redirect::to(&format!("/ui/login?next={}&error={error}", url_encode(&next))).into_response();
     }
-    let session = Session::new(&form.name, state.controller.clock.now_ms());
+    let Some((token_name, token)) = state.access.who(form.token.trim()).map(|n| (n.to_string(), form.token.trim().to_string())) else {
+        tracing::warn!("a sign-in to the web page with a wrong token");
+        let error = url_encode("That is not a token of this server.");
+        return Redirect::to(&format!("/ui/login?next={}&error={error}", url_encode(&next))).into_response();
+    };
+    let session = Session::new(&token_name, &form.name, state.controller.clock.now_ms());
     let mut response = Redirect::to(&next).into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&session.cookie(token)) {
+    if let Ok(cookie) = HeaderValue::from_str(&session.cookie(&token)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     secure(response)
@@ -250,7 +250,7 @@ async fn command(State(state): State<HttpState>, headers: HeaderMap, request: Re
         by: Some(session.name().to_string()),
         via: Some("page".into()),
     };
-    let response = super::commands::run(&state, &req).await.unwrap_or_else(|refusal| *refusal);
+    let response = super::commands::run(&state, &req, session.token_name()).await.unwrap_or_else(|refusal| *refusal);
     state.ui.live.nudge();
     response
 }

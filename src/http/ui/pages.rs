@@ -107,7 +107,7 @@ fn base(state: &HttpState, headers: &HeaderMap, title: &str, nav: &str) -> serde
     m.insert("title".into(), json!(title));
     m.insert("nav".into(), json!(nav));
     m.insert("user".into(), json!(session.as_ref().map(|s| s.name().to_string())));
-    m.insert("token_required".into(), json!(state.api_token.is_some()));
+    m.insert("token_required".into(), json!(state.access.required()));
     m
 }
 
