@@ -15,8 +15,12 @@ use tokio_util::sync::CancellationToken;
 /// Runs until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let aws: Arc<dyn AwsProvider> =
-        Arc::new(SdkProvider::load(config.aws_max_attempts, metrics.aws.clone()).await.with_roles(&config.accounts));
+    let aws: Arc<dyn AwsProvider> = Arc::new(
+        SdkProvider::load(config.aws_max_attempts, metrics.aws.clone())
+            .await
+            .with_roles(&config.accounts)
+            .with_limits(Arc::new(crate::aws::limits::Limiter::new(config.aws_limits.clone(), metrics.aws_rate_limited.clone()))),
+    );
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

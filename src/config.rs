@@ -89,6 +89,8 @@ pub struct Config {
     pub api_tokens: BTreeMap<String, String>,
     /// Token names that may answer approval gates (empty: every token may).
     pub approvers: Vec<String>,
+    /// `[aws_limits]`: client-side rate limits per account, region and API family.
+    pub aws_limits: crate::aws::limits::Limits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +135,9 @@ struct FileConfig {
     /// Token names that may answer approval gates.
     #[serde(default)]
     approvers: Vec<String>,
+    /// `[aws_limits.FAMILY] per_second, burst`: overrides of the client-side rate limits.
+    #[serde(default)]
+    aws_limits: std::collections::HashMap<String, crate::aws::limits::Rate>,
     #[serde(default)]
     repos: Vec<FileRepo>,
 }
@@ -619,6 +624,7 @@ impl Config {
                 .collect::<Result<_, ConfigError>>()?,
             api_tokens: named_tokens,
             approvers: file.approvers,
+            aws_limits: crate::aws::limits::Limits::with_overrides(&file.aws_limits).map_err(ConfigError::Invalid)?,
             render_worker: None,
             limits: {
                 let given = file.limits.unwrap_or_default();

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub notifications_total: IntCounterVec,
     /// 1 while an app's last drift check found drift.
     pub drift_detected: IntGaugeVec,
+    /// AWS calls that waited for the client-side rate limit, by API family and priority.
+    pub aws_rate_limited: IntCounterVec,
     /// The names of every registered family (dashboards are checked against them).
     pub names: Vec<String>,
 }
@@ -103,6 +105,14 @@ impl Metrics {
             &["app"],
         )
         .expect("static metric definition");
+        let aws_rate_limited = IntCounterVec::new(
+            Opts::new(
+                "gitmoxi_aws_rate_limited_total",
+                "AWS calls that waited for gitmoxi's client-side rate limit, by API family and priority (deployment, steady)",
+            ),
+            &["family", "priority"],
+        )
+        .expect("static metric definition");
         let queue_depth = IntGauge::new("gitmoxi_queue_depth", "Apps waiting in the work queue").expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -118,6 +128,7 @@ impl Metrics {
             Box::new(traffic_weight.clone()),
             Box::new(notifications_total.clone()),
             Box::new(drift_detected.clone()),
+            Box::new(aws_rate_limited.clone()),
         ] {
             names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(c).expect("metric names are unique");
@@ -137,6 +148,7 @@ impl Metrics {
             traffic_weight,
             notifications_total,
             drift_detected,
+            aws_rate_limited,
             names,
         }
     }

@@ -119,6 +119,24 @@ pub struct StatusFacts<'a> {
     pub unsupported: bool,
 }
 
+impl AppStatus {
+    /// Whether the app is in motion — a deployment or delete in flight, held at a step or a gate,
+    /// or a change about to start — so its AWS calls go before steady-state checks when the
+    /// client-side rate limits are tight.
+    pub fn is_in_motion(self) -> bool {
+        match self {
+            AppStatus::Deploying | AppStatus::Deleting | AppStatus::Paused | AppStatus::WaitingForApproval | AppStatus::Pending => true,
+            AppStatus::Synced
+            | AppStatus::Invalid
+            | AppStatus::Conflict
+            | AppStatus::DeleteHeld
+            | AppStatus::Unsupported
+            | AppStatus::RolledBack
+            | AppStatus::Failed => false,
+        }
+    }
+}
+
 /// The app's status.
 pub fn app_status(facts: &StatusFacts<'_>) -> AppStatus {
     if facts.paused {

@@ -34,9 +34,38 @@ impl Operation {
     }
 }
 
+/// The credential scope of a SigV4 `Authorization` header
+/// (`AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/ecs/aws4_request, …`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialScope {
+    pub access_key: String,
+    pub region: String,
+    /// The signing name (`ecs`, `elasticloadbalancing`, `monitoring`, `lambda`, …).
+    pub service: String,
+}
+
+/// The credential scope of an `Authorization` header, when it is a SigV4 one.
+pub fn credential_scope(authorization: &str) -> Option<CredentialScope> {
+    let credential = authorization.split("Credential=").nth(1)?.split(',').next()?;
+    match credential.split('/').collect::<Vec<_>>().as_slice() {
+        [access_key, _date, region, service, ..] => {
+            Some(CredentialScope { access_key: access_key.to_string(), region: region.to_string(), service: service.to_string() })
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sigv4_header_names_its_key_region_and_service() {
+        let scope =
+            credential_scope("AWS4-HMAC-SHA256 Credential=AKID/20261130/eu-west-1/ecs/aws4_request, SignedHeaders=host, Signature=x");
+        assert_eq!(scope, Some(CredentialScope { access_key: "AKID".into(), region: "eu-west-1".into(), service: "ecs".into() }));
+        assert_eq!(credential_scope("Bearer x"), None);
+    }
 
     fn op(service: &str, name: &str) -> Operation {
         Operation { service: service.into(), name: name.into() }

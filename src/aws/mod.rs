@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod error;
 pub mod iam;
+pub mod limits;
 pub mod pool;
 pub mod sdk_alarms;
 pub mod sdk_apigw;

@@ -30,6 +30,9 @@ pub struct SdkProvider {
     roles: BTreeMap<String, Arc<AssumedRole>>,
     /// The controller's own account, once STS told it.
     own: OnceLock<String>,
+    /// Client-side rate limits, and the HTTP client they wrap (`None`: no limits, as the
+    /// simulations' providers have none either).
+    limits: Option<(Arc<super::limits::Limiter>, aws_smithy_runtime_api::client::http::SharedHttpClient)>,
 }
 
 impl SdkProvider {
@@ -55,7 +58,15 @@ impl SdkProvider {
             metrics,
             roles: BTreeMap::new(),
             own: OnceLock::new(),
+            limits: None,
         }
+    }
+
+    /// Sends every request through `limiter` (per account, region and API family).
+    pub fn with_limits(mut self, limiter: Arc<super::limits::Limiter>) -> SdkProvider {
+        let inner = self.base.http_client().unwrap_or_else(default_https_client);
+        self.limits = Some((limiter, inner));
+        self
     }
 
     /// Reaches the accounts of `[accounts]` through their roles.
@@ -66,10 +77,17 @@ impl SdkProvider {
 
     /// The configuration calls into `account` use (see the module header).
     fn config_of(&self, account: Option<&str>) -> SdkConfig {
-        match self.route(account) {
+        let config = match self.route(account) {
             Route::Own => self.base.clone(),
             Route::Role(role) => role.config(&self.base),
             Route::NoRole(id) => super::accounts::refusing_config(&self.base, id),
+        };
+        match &self.limits {
+            Some((limiter, inner)) => {
+                let limited = super::limits::LimitedHttpClient::new(inner.clone(), limiter.clone(), account.unwrap_or("own"));
+                config.into_builder().http_client(limited).build()
+            }
+            None => config,
         }
     }
 
@@ -82,6 +100,21 @@ impl SdkProvider {
             None => Route::NoRole(id),
         }
     }
+}
+
+/// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxies from the environment),
+/// built here so the rate limiter can wrap it.
+fn default_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// How calls reach an account.

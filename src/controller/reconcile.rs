@@ -45,7 +45,26 @@ impl Controller {
     pub async fn reconcile(self: &Arc<Self>, key: &AppKey) -> Result<Duration, ControllerError> {
         let Some(head) = self.head(&key.repo, &key.branch) else { return Ok(STEADY_REQUEUE) };
         let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit, phase = tracing::field::Empty);
-        self.reconcile_once(key, &head).instrument(span).await
+        let priority = self.call_priority(key, &head)?;
+        crate::aws::limits::PRIORITY.scope(priority, self.reconcile_once(key, &head).instrument(span)).await
+    }
+
+    /// The priority of an app's AWS calls under the rate limits: an app in motion (as its
+    /// status says) before a steady-state check.
+    fn call_priority(&self, key: &AppKey, head: &super::HeadState) -> Result<crate::aws::limits::Priority, ControllerError> {
+        let Some(entry) = self.store.app(key)? else { return Ok(crate::aws::limits::Priority::Deployment) };
+        let record = self.store.record(key)?;
+        let head_fingerprint = head.snapshot.apps.get(&key.prefix).and_then(|a| a.as_ref().ok()).map(|a| a.fingerprint.as_str());
+        let status = gitmoxi_deploy::status::app_status(&gitmoxi_deploy::status::StatusFacts {
+            intent: entry.intent,
+            head_fingerprint,
+            in_flight: record.as_ref().filter(|r| r.in_flight()),
+            paused: self.store.commands(key)?.paused,
+            applied: &entry.applied,
+            last_outcome: entry.last_outcome,
+            unsupported: entry.unsupported.is_some(),
+        });
+        Ok(if status.is_in_motion() { crate::aws::limits::Priority::Deployment } else { crate::aws::limits::Priority::Steady })
     }
 
     async fn reconcile_once(self: &Arc<Self>, key: &AppKey, head: &super::HeadState) -> Result<Duration, ControllerError> {

@@ -82,8 +82,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/webhooks/github", post(webhooks::github))
         .route("/webhooks/gitlab", post(webhooks::gitlab))
         .route("/webhooks/slack/interactive", post(slack::interactive))
-        .merge(api)
+        // the page first: the API's layered fallback (unknown /api paths still want the token)
+        // must be the one the merged router keeps
         .merge(ui::routes())
+        .merge(api)
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.allowed_hosts.clone(), hosts::check_host))
         .with_state(state)

@@ -4,7 +4,8 @@
 //! `X-Amz-Target`, query `Action=`, REST method + path for Lambda and API Gateway), counts it, and
 //! answers a seeded share of requests with a throttling error in the protocol's own format or a
 //! 500/503 — half of those after moto applied the request, so the answer of a mutation that took
-//! effect is lost. The counts give the calls per deployment and the IAM actions the suite sent.
+//! effect is lost; with `aws_quotas` it also throttles, as AWS does, every request beyond AWS's
+//! token buckets. The counts give the calls per deployment and the IAM actions the suite sent.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -33,6 +34,47 @@ pub struct Faults {
     pub latency: Duration,
     /// Seed of the choice of requests.
     pub seed: u64,
+    /// Throttle, as AWS does, every request beyond AWS's quota buckets ([`aws_quota`]) of its
+    /// credential and region.
+    pub aws_quotas: bool,
+}
+
+/// AWS's request quotas as the proxy models them, per credential and region: the bucket a
+/// request draws from, its refill per second and its size (ECS: reads 20/s with a burst of 50,
+/// RegisterTaskDefinition 1/s; ELBv2 describes 10/s; Lambda's control plane 15/s; CloudWatch
+/// DescribeAlarms 9/s).
+pub fn aws_quota(op: &Operation) -> (&'static str, f64, f64) {
+    let task_definition = op.name == "RegisterTaskDefinition" || op.name == "DeregisterTaskDefinition";
+    match (op.service.as_str(), op.is_read()) {
+        ("ecs", _) if task_definition => ("ecs:task-definitions", 1.0, 1.0),
+        ("ecs", true) => ("ecs:read", 20.0, 50.0),
+        ("ecs", false) => ("ecs:write", 10.0, 20.0),
+        ("elasticloadbalancing", true) => ("elb:describe", 10.0, 20.0),
+        ("elasticloadbalancing", false) => ("elb:write", 5.0, 10.0),
+        ("lambda", _) => ("lambda", 15.0, 15.0),
+        ("monitoring", _) => ("cloudwatch", 9.0, 9.0),
+        _ => ("other", 10.0, 20.0),
+    }
+}
+
+/// AWS's buckets: tokens and when they were last refilled, by (access key, region, bucket).
+type QuotaBuckets = BTreeMap<(String, String, &'static str), (f64, Instant)>;
+
+/// Takes a token from the request's AWS bucket; `false` when it is empty (AWS throttles).
+fn within_quota(buckets: &Mutex<QuotaBuckets>, headers: &HeaderMap, op: &Operation) -> bool {
+    let (access_key, region) = scope_of(headers).map_or_else(Default::default, |s| (s.access_key, s.region));
+    let (bucket, refill, size) = aws_quota(op);
+    let now = Instant::now();
+    let mut buckets = lock(buckets);
+    let (tokens, at) = buckets.entry((access_key, region, bucket)).or_insert((size, now));
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * refill).min(size);
+    *at = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        true
+    } else {
+        false
+    }
 }
 
 /// How the proxy answered the requests of one operation.
@@ -62,6 +104,7 @@ struct ProxyState {
     rng: Mutex<rand::rngs::StdRng>,
     counts: Mutex<BTreeMap<Operation, OperationCount>>,
     log: Mutex<Vec<(Instant, Operation)>>,
+    quotas: Mutex<QuotaBuckets>,
 }
 
 /// A running proxy; it stops when dropped.
@@ -90,6 +133,7 @@ impl FaultProxy {
             rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(faults.seed)),
             counts: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
+            quotas: Mutex::new(BTreeMap::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -184,7 +228,8 @@ async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Respo
         let roll = rng.random_range(0..100u32);
         let code = if rng.random_bool(0.5) { 500 } else { 503 };
         let after = rng.random_bool(0.5);
-        if roll < faults.throttle_percent {
+        let over_quota = faults.aws_quotas && !within_quota(&state.quotas, &parts.headers, &operation);
+        if over_quota || roll < faults.throttle_percent {
             Fate::Throttle
         } else if roll < faults.throttle_percent + faults.server_error_percent {
             if after {
@@ -349,16 +394,14 @@ fn form_value(body: &[u8], key: &str) -> Option<String> {
     text.split('&').find_map(|pair| pair.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')).map(str::to_string))
 }
 
-/// The SigV4 signing name from `Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/region/SERVICE/aws4_request, …`.
-fn signing_service(headers: &HeaderMap) -> Option<String> {
-    let auth = headers.get("authorization")?.to_str().ok()?;
-    let credential = auth.split("Credential=").nth(1)?.split(',').next()?;
-    credential.split('/').nth(3).map(str::to_string)
+/// The SigV4 credential scope of a request (access key, region, signing name).
+fn scope_of(headers: &HeaderMap) -> Option<gitmoxi::aws::iam::CredentialScope> {
+    gitmoxi::aws::iam::credential_scope(headers.get("authorization")?.to_str().ok()?)
 }
 
 /// Names the operation of a request.
 pub fn operation_of(headers: &HeaderMap, method: &str, path: &str, query: Option<&str>, body: &[u8]) -> Operation {
-    let service = signing_service(headers).unwrap_or_else(|| "unsigned".to_string());
+    let service = scope_of(headers).map_or_else(|| "unsigned".to_string(), |s| s.service);
     if let Some(target) = headers.get("x-amz-target").and_then(|t| t.to_str().ok()) {
         let name = target.rsplit('.').next().unwrap_or(target).to_string();
         return Operation { service, name };

@@ -61,7 +61,7 @@ async fn twenty_apps_converge_through_throttling_and_server_errors_with_nothing_
     eprintln!("fault seed {seed} (replay with FAULT_SEED={seed})");
     // 10 % 5xx, half of them after moto applied the call: about 5 of the ~100 mutations lose
     // their answer (at 5 %, a run with none happened 1 time in 15; the interleaving is not seeded)
-    let faults = Faults { throttle_percent: 20, server_error_percent: 10, latency: Duration::ZERO, seed };
+    let faults = Faults { throttle_percent: 20, server_error_percent: 10, latency: Duration::ZERO, seed, aws_quotas: false };
     let server = Server::start_faulty(&moto, &repo, faults, 3).await;
     wait_all(&server, &first, Duration::from_secs(240)).await;
 
@@ -115,7 +115,7 @@ async fn blue_green_and_lambda_converge_through_faults_with_one_task_set_and_one
     eprintln!("fault seed {seed} (replay with FAULT_SEED={seed})");
     // 10 % 5xx, half of them after moto applied the call: about 5 of the ~100 mutations lose
     // their answer (at 5 %, a run with none happened 1 time in 15; the interleaving is not seeded)
-    let faults = Faults { throttle_percent: 20, server_error_percent: 10, latency: Duration::ZERO, seed };
+    let faults = Faults { throttle_percent: 20, server_error_percent: 10, latency: Duration::ZERO, seed, aws_quotas: false };
     let server = Server::start_faulty(&moto, &repo, faults, 3).await;
     for prefix in [moto_blue_green::PREFIX, moto_lambda::PREFIX] {
         server.wait_app(prefix, Duration::from_secs(180), |a| synced(a) && a["last_outcome"] == "succeeded").await;
@@ -153,4 +153,45 @@ async fn blue_green_and_lambda_converge_through_faults_with_one_task_set_and_one
     let to_alias = integrations.items().iter().filter(|i| i.integration_uri() == Some(alias_arn)).count();
     assert_eq!(to_alias, 1, "one integration to the alias: {:?}", integrations.items());
     server.stop().await;
+}
+
+/// Creates `apps` ECS apps in one commit through a proxy that throttles as AWS's quota buckets
+/// do; returns (throttled, all calls, the proxy's table).
+async fn fan_out_under_aws_quotas(apps: usize, limits: gitmoxi::aws::limits::Limits) -> (u64, u64, String) {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    for i in 0..apps {
+        write_terraform_app(&repo, &prefix(i), &format!("svc{i:02}"), "{{ image }}", 1, DEPDEF, r#", "image": "nginx:1""#);
+    }
+    repo.commit("a fan-out");
+    let faults = Faults { aws_quotas: true, ..Faults::default() };
+    let server = Server::start_limited(&moto, &repo, faults, limits).await;
+    for i in 0..apps {
+        server.wait_app(&prefix(i), Duration::from_secs(180), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    }
+    let throttled: u64 = server.proxy.counts().values().map(|c| c.throttled).sum();
+    let result = (throttled, server.proxy.total(), server.proxy.table());
+    server.stop().await;
+    result
+}
+
+/// Issue 15: gitmoxi's client-side rate limits keep a fan-out inside AWS's quotas. With the
+/// default limits, twelve new services after one commit are never throttled (RegisterTaskDefinition
+/// paced below AWS's 1/s); with the limits lifted, the same proxy throttles the burst — so the
+/// zero is the limiter's doing, not a lenient model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_stays_inside_aws_quotas_only_with_the_client_side_limits() {
+    let (throttled, total, table) = fan_out_under_aws_quotas(12, Default::default()).await;
+    eprintln!("with the default limits:\n{table}");
+    assert_eq!(throttled, 0, "{throttled} of {total} calls throttled:\n{table}");
+
+    let lifted: std::collections::HashMap<String, gitmoxi::aws::limits::Rate> = gitmoxi::aws::limits::ApiFamily::ALL
+        .iter()
+        .map(|f| (f.as_str().to_string(), gitmoxi::aws::limits::Rate { per_second: 10_000.0, burst: 10_000.0 }))
+        .collect();
+    let lifted = gitmoxi::aws::limits::Limits::with_overrides(&lifted).expect("limits");
+    let (throttled, total, table) = fan_out_under_aws_quotas(8, lifted).await;
+    eprintln!("with the limits lifted:\n{table}");
+    assert!(throttled > 0, "AWS's buckets throttle an unpaced burst ({total} calls):\n{table}");
 }

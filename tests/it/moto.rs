@@ -91,6 +91,8 @@ struct Settings<'a> {
     accounts: std::collections::BTreeMap<String, gitmoxi::aws::accounts::AccountRole>,
     /// Slack's interactive callback.
     slack: Option<gitmoxi::http::slack::SlackInteractive>,
+    /// The client-side rate limits.
+    aws_limits: gitmoxi::aws::limits::Limits,
 }
 
 impl Settings<'_> {
@@ -111,6 +113,7 @@ impl Settings<'_> {
             ssh: None,
             accounts: Default::default(),
             slack: None,
+            aws_limits: Default::default(),
         }
     }
 }
@@ -207,6 +210,11 @@ impl Server {
         Self::start_through(moto, repo, Settings { accounts, drift_interval, ..Settings::plain(50) }, Faults::default(), 1).await
     }
 
+    /// A server with the rate limits `aws_limits` whose calls go through a proxy with `faults`.
+    pub async fn start_limited(moto: &Moto, repo: &TestRepo, faults: Faults, aws_limits: gitmoxi::aws::limits::Limits) -> Server {
+        Self::start_through(moto, repo, Settings { aws_limits, ..Settings::plain(25) }, faults, 3).await
+    }
+
     /// A server whose AWS calls go through a proxy with `faults`, with `max_attempts` SDK attempts.
     pub async fn start_faulty(moto: &Moto, repo: &TestRepo, faults: Faults, max_attempts: u32) -> Server {
         Self::start_through(moto, repo, Settings::plain(25), faults, max_attempts).await
@@ -228,6 +236,7 @@ impl Server {
             ssh,
             accounts,
             slack,
+            aws_limits,
         } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
@@ -268,10 +277,13 @@ impl Server {
             slack,
             api_tokens: Default::default(),
             approvers: Vec::new(),
+            aws_limits,
         };
         let metrics = Metrics::new();
         let provider = Arc::new(
-            SdkProvider::from_config(sdk_config_at(&proxy.url, max_attempts).await, metrics.aws.clone()).with_roles(&config.accounts),
+            SdkProvider::from_config(sdk_config_at(&proxy.url, max_attempts).await, metrics.aws.clone())
+                .with_roles(&config.accounts)
+                .with_limits(Arc::new(gitmoxi::aws::limits::Limiter::new(config.aws_limits.clone(), metrics.aws_rate_limited.clone()))),
         );
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();

@@ -111,6 +111,12 @@ async fn a_person_watches_a_blue_green_shift_approves_a_gate_and_rolls_back_from
     let held = browser.js(TRAFFIC_GREEN, json!([])).await;
     assert_eq!(held, 40, "the gate before 60 % holds at 40 %");
     assert_eq!(green_on_listener(&elb, &listener, &tgs["web-b"]).await, 40, "AWS holds 40 % on green too");
+    let changes =
+        browser.js("const c = document.getElementById('changes-title'); return c ? c.parentElement.innerText : '';", json!([])).await;
+    assert!(
+        changes.as_str().unwrap().contains("+") && changes.as_str().unwrap().contains("nginx:2"),
+        "the diff since the last good commit: {changes}"
+    );
     browser.screenshot("3-app-mid-shift-waiting-for-approval").await;
 
     // approve from the page: traffic goes on to 100 % and the deployment promotes

@@ -206,6 +206,23 @@ fn deployment_context(record: &DeploymentRecord, kind: &str) -> Value {
     v
 }
 
+/// The diff of the app's files from the last good commit (what AWS runs) to the head, when they
+/// differ (git reads: on a blocking thread).
+async fn changes_since_last_good(state: &HttpState, key: &AppKey, view: &AppView) -> Value {
+    let (Some(head), Some(good)) = (view.commit.clone(), view.applied_commit.clone()) else { return Value::Null };
+    if head == good {
+        return Value::Null;
+    }
+    let Some(repo) = state.repos.configs().into_iter().find(|r| r.name == key.repo) else { return Value::Null };
+    let mirror = crate::source::mirror_dir(&state.state_dir, &repo);
+    let prefix = key.prefix.clone();
+    let (from, to) = (good.clone(), head.clone());
+    let diff = tokio::task::spawn_blocking(move || crate::diagnose::app_diff(&mirror, Some(&from), &to, &prefix))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    json!({"from": short(Some(&good)), "to": short(Some(&head)), "diff": diff.as_ref().ok(), "error": diff.as_ref().err()})
+}
+
 /// The longest rendered document shown (the rest is cut, with a note).
 const MAX_DOCUMENT_CHARS: usize = 64 * 1024;
 
@@ -281,6 +298,7 @@ pub async fn app(State(state): State<HttpState>, headers: HeaderMap, uri: Uri, Q
             json!({"file": format!("{}{}", key.prefix, kind.suffix()), "text": text})
         })
         .collect();
+    let changes = if diagnosis.is_null() { changes_since_last_good(&state, &key, &view).await } else { Value::Null };
     let paused = store.commands(&key).is_ok_and(|c| c.paused);
     let waiting = record.as_ref().filter(|r| r.in_flight()).and_then(|r| r.awaiting_approval.clone());
     let mut ctx = base(&state, &headers, &key.prefix, "apps");
@@ -289,6 +307,7 @@ pub async fn app(State(state): State<HttpState>, headers: HeaderMap, uri: Uri, Q
     ctx.insert("deployment".into(), json!(in_flight));
     ctx.insert("last".into(), json!(last));
     ctx.insert("diagnosis".into(), diagnosis);
+    ctx.insert("changes".into(), changes);
     ctx.insert("deployments".into(), json!(deployments));
     ctx.insert("history".into(), json!(history));
     ctx.insert("documents".into(), json!(documents));
