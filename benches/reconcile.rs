@@ -3,6 +3,11 @@
 //! time of that pass and the number of AWS calls it made (the goal: none).
 //!
 //! Run: `cargo bench --bench reconcile -- 200 2000 20000` (the `make bench` table uses it).
+//!
+//! `steady N` (e.g. `cargo bench --bench reconcile -- steady 2000`): N ECS apps deployed through
+//! the controller into the fake world, then one virtual hour of steady state (drift checks every
+//! 5 minutes, the default): AWS calls per app per hour, by operation, and the share of AWS's ECS
+//! read quota (20/s) the busiest second-averaged family uses.
 
 use gitmoxi::clock::Clock;
 use gitmoxi::controller::{Controller, ControllerSettings, RepoPolicy};
@@ -78,8 +83,68 @@ async fn bench(n: usize) -> (Duration, Duration, u32) {
     (loaded, total, after - before)
 }
 
+/// N apps deployed, then one virtual hour of steady state: calls by operation in that hour.
+async fn steady(n: usize) -> std::collections::BTreeMap<String, u32> {
+    let world = FakeWorld::new();
+    world.create_cluster("us-east-1", "prod");
+    let store = Store::temporary().expect("store");
+    let settings = ControllerSettings {
+        default_region: "us-east-1".into(),
+        concurrency: 16,
+        seed: 1,
+        drift_interval: Duration::from_secs(300),
+        own_account: Some("123456789012".into()),
+        account_roles: Default::default(),
+        render_limits: Default::default(),
+        render_worker: None,
+    };
+    let controller = Controller::new(store.clone(), world.provider(), Clock::starting_at(1_795_000_000_000), Metrics::new(), settings);
+    let policy = RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default() };
+    let ctx = RenderContext::new("us-east-1".into());
+    controller.apply_head("bench", "main", "c1", load_snapshot(&tree(n, "nginx:1"), &ctx), policy).expect("head");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(controller.clone().run(shutdown.clone()));
+    // virtual time: wait until every app runs what the head says
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let apps = store.apps().expect("store");
+        let deployed = apps.iter().filter(|a| a.applied.commit.as_deref() == Some("c1") && a.last_outcome.is_some()).count();
+        if deployed == n && store.records().expect("store").iter().all(|r| !r.in_flight()) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(24 * 3600), "{deployed} of {n} deployed after a virtual day");
+    }
+    // let the first drift checks after the deployments pass, then count one hour
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let before = world.all_calls();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let after = world.all_calls();
+    shutdown.cancel();
+    let _ = task.await;
+    after.into_iter().map(|(op, c)| (op.clone(), c - before.get(&op).copied().unwrap_or(0))).filter(|(_, c)| *c > 0).collect()
+}
+
 fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("steady") {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime");
+        for n in args[1..].iter().filter_map(|a| a.parse::<usize>().ok()) {
+            let wall = std::time::Instant::now();
+            let calls = runtime.block_on(steady(n));
+            let total: u32 = calls.values().sum();
+            let ecs_reads: u32 = calls.iter().filter(|(op, _)| op.starts_with("Describe") || op.starts_with("List")).map(|(_, c)| c).sum();
+            println!(
+                "steady state, {n} apps, one virtual hour (drift every 5 min): {total} calls = {:.2} per app per hour; reads {:.2}/s = {:.1} % of ECS's 20/s read quota; by operation: {calls:?} (simulated in {:.1} s)",
+                f64::from(total) / n as f64,
+                f64::from(ecs_reads) / 3600.0,
+                f64::from(ecs_reads) / 3600.0 / 20.0 * 100.0,
+                wall.elapsed().as_secs_f64()
+            );
+        }
+        return;
+    }
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![200, 2000] } else { sizes };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime");
     println!("| apps | render + plan | no-change pass (render, plan, reconcile every app) | AWS calls |");

@@ -6,6 +6,7 @@
 //! shipped binary.
 
 pub mod accounts;
+pub mod batch;
 pub mod error;
 pub mod iam;
 pub mod limits;
@@ -37,8 +38,13 @@ use std::sync::Arc;
 /// The ECS operations gitmoxi uses.
 #[async_trait]
 pub trait Ecs: Send + Sync {
-    /// DescribeServices (with tags); `None` when ECS does not know the service.
-    async fn describe_service(&self, cluster: &str, service: &str) -> Result<Option<ObservedService>, AwsError>;
+    /// DescribeServices of up to 10 services of one cluster (with tags) in one call: each name
+    /// with what ECS holds (`None` when ECS does not know it), in the order asked.
+    async fn describe_services(&self, cluster: &str, services: &[String]) -> Result<Vec<(String, Option<ObservedService>)>, AwsError>;
+    /// DescribeServices of one service; `None` when ECS does not know it.
+    async fn describe_service(&self, cluster: &str, service: &str) -> Result<Option<ObservedService>, AwsError> {
+        Ok(self.describe_services(cluster, &[service.to_string()]).await?.into_iter().next().and_then(|(_, s)| s))
+    }
     /// The ARN of the newest task definition of `family` tagged `gitmoxi:deployment = deployment_id`.
     async fn find_task_definition(&self, family: &str, deployment_id: &str) -> Result<Option<String>, AwsError>;
     /// The tags of a task definition (by ARN).

@@ -56,6 +56,37 @@ enum TaskFilter<'a> {
     StartedBy(&'a str),
 }
 
+/// What DescribeServices says of one service.
+fn observed_service(s: &aws_sdk_ecs::types::Service) -> ObservedService {
+    ObservedService {
+        arn: s.service_arn().unwrap_or_default().to_string(),
+        status: s.status().unwrap_or_default().into(),
+        task_definition: s.task_definition().map(str::to_string),
+        desired_count: i32_to_u32(s.desired_count()),
+        running_count: i32_to_u32(s.running_count()),
+        pending_count: i32_to_u32(s.pending_count()),
+        deployments: s
+            .deployments()
+            .iter()
+            .map(|d| ObservedDeployment {
+                id: d.id().unwrap_or_default().to_string(),
+                status: d.status().unwrap_or_default().into(),
+                task_definition: d.task_definition().unwrap_or_default().to_string(),
+                desired_count: i32_to_u32(d.desired_count()),
+                running_count: i32_to_u32(d.running_count()),
+                pending_count: i32_to_u32(d.pending_count()),
+                failed_tasks: i32_to_u32(d.failed_tasks()),
+                rollout_state: d.rollout_state().map(|r| r.as_str().to_string()),
+                rollout_state_reason: d.rollout_state_reason().map(str::to_string),
+            })
+            .collect(),
+        has_load_balancers: !s.load_balancers().is_empty(),
+        deployment_controller: s.deployment_controller().map(|d| d.r#type().as_str().into()),
+        tags: s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
+        events: s.events().iter().take(10).filter_map(|e| e.message().map(str::to_string)).collect(),
+    }
+}
+
 fn observed_task(t: &aws_sdk_ecs::types::Task) -> ObservedTask {
     ObservedTask {
         arn: t.task_arn().unwrap_or_default().to_string(),
@@ -139,45 +170,25 @@ impl SdkEcs {
 
 #[async_trait]
 impl Ecs for SdkEcs {
-    async fn describe_service(&self, cluster: &str, service: &str) -> Result<Option<ObservedService>, AwsError> {
+    async fn describe_services(&self, cluster: &str, services: &[String]) -> Result<Vec<(String, Option<ObservedService>)>, AwsError> {
         let out = self
             .client
             .describe_services()
             .cluster(cluster)
-            .services(service)
+            .set_services(Some(services.to_vec()))
             .include(ServiceField::Tags)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeServices", e));
         let out = self.track("DescribeServices", out)?;
-        let Some(s) = out.services().first() else { return Ok(None) };
-        Ok(Some(ObservedService {
-            arn: s.service_arn().unwrap_or_default().to_string(),
-            status: s.status().unwrap_or_default().into(),
-            task_definition: s.task_definition().map(str::to_string),
-            desired_count: i32_to_u32(s.desired_count()),
-            running_count: i32_to_u32(s.running_count()),
-            pending_count: i32_to_u32(s.pending_count()),
-            deployments: s
-                .deployments()
-                .iter()
-                .map(|d| ObservedDeployment {
-                    id: d.id().unwrap_or_default().to_string(),
-                    status: d.status().unwrap_or_default().into(),
-                    task_definition: d.task_definition().unwrap_or_default().to_string(),
-                    desired_count: i32_to_u32(d.desired_count()),
-                    running_count: i32_to_u32(d.running_count()),
-                    pending_count: i32_to_u32(d.pending_count()),
-                    failed_tasks: i32_to_u32(d.failed_tasks()),
-                    rollout_state: d.rollout_state().map(|r| r.as_str().to_string()),
-                    rollout_state_reason: d.rollout_state_reason().map(str::to_string),
-                })
-                .collect(),
-            has_load_balancers: !s.load_balancers().is_empty(),
-            deployment_controller: s.deployment_controller().map(|d| d.r#type().as_str().into()),
-            tags: s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
-            events: s.events().iter().take(10).filter_map(|e| e.message().map(str::to_string)).collect(),
-        }))
+        // ECS answers the services it knows (in any order) and a failure for each it does not
+        let named = |s: &aws_sdk_ecs::types::Service, name: &str| {
+            s.service_name() == Some(name) || s.service_arn().is_some_and(|arn| arn == name || arn.ends_with(&format!("/{name}")))
+        };
+        Ok(services
+            .iter()
+            .map(|name| (name.clone(), out.services().iter().find(|s| named(s, name)).map(observed_service)))
+            .collect())
     }
 
     async fn resolve_task_definition(&self, name: &str) -> Result<Option<String>, AwsError> {

@@ -86,6 +86,8 @@ pub struct Controller {
     head_inbox: heads::HeadInbox,
     /// How each tracked branch's last fetches went (the web page's Repositories).
     fetches: Mutex<BTreeMap<(String, String), FetchStatus>>,
+    /// Steady-state DescribeServices batched across apps.
+    pub(crate) service_reads: Arc<crate::aws::batch::ServiceReads>,
 }
 
 /// How the fetches of one branch went (in memory: a restart starts over).
@@ -140,6 +142,7 @@ impl Controller {
             credentials,
             head_inbox: heads::HeadInbox::new(),
             fetches: Mutex::new(BTreeMap::new()),
+            service_reads: Arc::new(crate::aws::batch::ServiceReads::default()),
         })
     }
 

@@ -154,6 +154,8 @@ impl Controller {
             Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.as_deref(), region.as_str()),
         };
         Clients {
+            service_reads: self.service_reads.clone(),
+            scope: format!("{}/{region}", account.unwrap_or("own")),
             ecs: self.aws.ecs(account, region),
             elb: self.aws.elb(account, region),
             alarms: self.aws.alarms(account, region),
@@ -311,6 +313,10 @@ impl Controller {
 
 /// The clients of one (account, region).
 pub struct Clients {
+    /// Steady-state DescribeServices batched across apps of the same (account, region).
+    pub service_reads: Arc<crate::aws::batch::ServiceReads>,
+    /// "account/region" of these clients (the batches' key).
+    pub scope: String,
     pub ecs: Arc<dyn Ecs>,
     pub elb: Arc<dyn Elb>,
     pub alarms: Arc<dyn Alarms>,
@@ -324,8 +330,8 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
         Identity::Ecs { cluster, service, .. } => (cluster, service),
         Identity::Lambda { function, .. } => return observe_lambda(clients, function, needs).await,
     };
+    let described = clients.service_reads.describe(&clients.ecs, &clients.scope, cluster, service).await?;
     let ecs = clients.ecs.as_ref();
-    let described = ecs.describe_service(cluster, service).await?;
     let registered = match &needs.registered_for {
         Some((family, id)) => ecs.find_task_definition(family, id).await?,
         None => None,

@@ -224,6 +224,11 @@ impl FakeWorld {
         *self.world().lose.entry(operation.to_string()).or_default() += n;
     }
 
+    /// How many calls of each operation were made.
+    pub fn all_calls(&self) -> BTreeMap<String, u32> {
+        self.world().calls.clone()
+    }
+
     /// How many calls of `operation` were made.
     pub fn calls(&self, operation: &str) -> u32 {
         self.world().calls.get(operation).copied().unwrap_or(0)
@@ -793,14 +798,20 @@ impl FakeEcs {
 
 #[async_trait]
 impl Ecs for FakeEcs {
-    async fn describe_service(&self, cluster: &str, service: &str) -> Result<Option<ObservedService>, AwsError> {
+    async fn describe_services(&self, cluster: &str, services: &[String]) -> Result<Vec<(String, Option<ObservedService>)>, AwsError> {
         self.world.begin("DescribeServices")?;
         let now = Instant::now();
         let result = {
             let mut w = self.world.world();
             w.advance(now);
-            self.check_cluster(&w, "DescribeServices", cluster)
-                .map(|_| w.services.get(&self.key(cluster, service)).map(|s| w.describe(s, now)))
+            if services.len() > 10 {
+                // ECS: "services" holds at most 10 names
+                Err(AwsError::new("ecs", "DescribeServices", AwsErrorKind::Rejected, "InvalidParameterException", "at most 10 services"))
+            } else {
+                self.check_cluster(&w, "DescribeServices", cluster).map(|_| {
+                    services.iter().map(|name| (name.clone(), w.services.get(&self.key(cluster, name)).map(|s| w.describe(s, now)))).collect()
+                })
+            }
         };
         self.world.end("DescribeServices", result)
     }
