@@ -6,6 +6,12 @@
 //!   baseline script (`scripts/baseline-deploy.sh`: `aws ecs register-task-definition` +
 //!   `aws ecs update-service` per service with the AWS CLI), in the same run; calls per deployment.
 //! - `rss N`: peak RSS of `gitmoxi serve` managing N apps (after they deployed and one more pass).
+//! - `quota N`: N new ECS services in one commit through a proxy that throttles as AWS's quota
+//!   buckets do, with gitmoxi's default client-side rate limits: how long, how many calls, how
+//!   many throttled.
+//!
+//! moto has no quotas: every benchmark but `quota` lifts gitmoxi's rate limits (`[aws_limits]`
+//! in a generated configuration) so it measures gitmoxi, not the limits.
 //!
 //! Run: `cargo bench --bench moto -- webhook 100 fanout 200 rss 2000` (needs `.venv` from
 //! `make test`; the fan-out needs `.venv-awscli` from `make bench`).
@@ -73,10 +79,26 @@ struct Serve {
     api: String,
     repo: String,
     _state: tempfile::TempDir,
+    _config: tempfile::TempDir,
 }
 
+/// A configuration that lifts every client-side rate limit (moto has no quotas).
+fn unlimited_config(dir: &Path) -> PathBuf {
+    let families = ["ecs_read", "ecs_task_definition", "ecs_write", "elb_read", "elb_write", "lambda", "cloudwatch", "other"];
+    let text: String = families.iter().map(|f| format!("[aws_limits.{f}]\nper_second = 100000.0\nburst = 100000.0\n")).collect();
+    let path = dir.join("gitmoxi.toml");
+    std::fs::write(&path, text).expect("write the configuration");
+    path
+}
+
+/// `gitmoxi serve` on `repo` with AWS at `aws`; `limited`: with the default rate limits.
 async fn serve(repo: &Path, aws: &str) -> Serve {
+    serve_with(repo, aws, false).await
+}
+
+async fn serve_with(repo: &Path, aws: &str, limited: bool) -> Serve {
     let state = tempfile::tempdir().expect("state");
+    let config = tempfile::tempdir().expect("config dir");
     let port = free_port();
     // BENCH_SERVE_WRAPPER="heaptrack -o /tmp/ht" profiles the server (its figures are then the wrapper's)
     let wrapper = std::env::var("BENCH_SERVE_WRAPPER").unwrap_or_default();
@@ -95,6 +117,7 @@ async fn serve(repo: &Path, aws: &str) -> Serve {
         .arg(repo)
         .arg("--state-dir")
         .arg(state.path())
+        .args(if limited { Vec::new() } else { vec!["--config".into(), unlimited_config(config.path()).display().to_string()] })
         .args(["--listen", &format!("127.0.0.1:{port}"), "--github-webhook-secret", SECRET])
         .env("AWS_ENDPOINT_URL", aws)
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -104,7 +127,13 @@ async fn serve(repo: &Path, aws: &str) -> Serve {
         .stdout(Stdio::null())
         .spawn()
         .expect("gitmoxi serve starts");
-    let serve = Serve { process: Process(child), api: format!("http://127.0.0.1:{port}"), repo: repo.display().to_string(), _state: state };
+    let serve = Serve {
+        process: Process(child),
+        api: format!("http://127.0.0.1:{port}"),
+        repo: repo.display().to_string(),
+        _state: state,
+        _config: config,
+    };
     for _ in 0..400 {
         if reqwest::get(format!("{}/api/v2/apps", serve.api)).await.is_ok() {
             return serve;
@@ -312,6 +341,27 @@ async fn fanout(n: usize) {
     );
 }
 
+/// N new services in one commit under AWS's quota buckets, with the default rate limits.
+async fn quota(n: usize) {
+    let moto = start_moto("0.3");
+    let proxy = FaultProxy::start(&moto.1, Faults { aws_quotas: true, ..Faults::default() }).await.expect("proxy");
+    let repo = repository(&infra(&moto, "prod", &[]), n, 1);
+    let start = Instant::now();
+    let server = serve_with(repo.path(), &proxy.url, true).await;
+    let first = git(repo.path(), &["rev-parse", "HEAD"]);
+    server.wait_synced(&first, n, Duration::from_secs(7200)).await;
+    let took = start.elapsed();
+    let throttled: u64 = proxy.counts().values().map(|c| c.throttled).sum();
+    let total = proxy.total();
+    println!(
+        "| fan-out under AWS's quotas, {n} new services in one commit, default rate limits | all stable in {:.0} s | {total} calls, {throttled} throttled ({:.2} %) |",
+        took.as_secs_f64(),
+        throttled as f64 * 100.0 / total.max(1) as f64
+    );
+    drop(server);
+    drop(moto);
+}
+
 async fn rss(n: usize) {
     let Stage { _moto, repo, proxy: _proxy, server, deployed } = stage(n, 0, Duration::from_secs(3000)).await;
     let client = reqwest::Client::new();
@@ -344,8 +394,9 @@ fn main() {
         match what.as_str() {
             "webhook" => runtime.block_on(webhook(n)),
             "fanout" => runtime.block_on(fanout(n)),
+            "quota" => runtime.block_on(quota(n)),
             "rss" => runtime.block_on(rss(n)),
-            other => panic!("unknown benchmark `{other}`: webhook, fanout or rss"),
+            other => panic!("unknown benchmark `{other}`: webhook, fanout, quota or rss"),
         }
     }
 }

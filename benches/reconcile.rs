@@ -35,20 +35,25 @@ fn tree(n: usize, image: &str) -> MemTree {
     tree
 }
 
-async fn bench(n: usize) -> (Duration, Duration, u32) {
-    let world = FakeWorld::new();
-    world.create_cluster("us-east-1", "prod");
-    let store = Store::temporary().expect("store");
-    let settings = ControllerSettings {
+/// The controller's settings with drift checks every `drift_interval`.
+fn settings(drift_interval: Duration) -> ControllerSettings {
+    ControllerSettings {
         default_region: "us-east-1".into(),
         concurrency: 16,
         seed: 1,
-        drift_interval: Duration::from_secs(3600),
+        drift_interval,
         own_account: Some("123456789012".into()),
         account_roles: Default::default(),
         render_limits: Default::default(),
         render_worker: None,
-    };
+    }
+}
+
+async fn bench(n: usize) -> (Duration, Duration, u32) {
+    let world = FakeWorld::new();
+    world.create_cluster("us-east-1", "prod");
+    let store = Store::temporary().expect("store");
+    let settings = settings(Duration::from_secs(3600));
     let controller = Controller::new(store.clone(), world.provider(), Clock::system(), Metrics::new(), settings);
     // drift checks off: this measures the pass a new, unchanged head causes
     let drift = gitmoxi_deploy::drift::DriftPolicy { mode: gitmoxi_deploy::drift::DriftMode::Ignore, ..Default::default() };
@@ -88,16 +93,7 @@ async fn steady(n: usize) -> std::collections::BTreeMap<String, u32> {
     let world = FakeWorld::new();
     world.create_cluster("us-east-1", "prod");
     let store = Store::temporary().expect("store");
-    let settings = ControllerSettings {
-        default_region: "us-east-1".into(),
-        concurrency: 16,
-        seed: 1,
-        drift_interval: Duration::from_secs(300),
-        own_account: Some("123456789012".into()),
-        account_roles: Default::default(),
-        render_limits: Default::default(),
-        render_worker: None,
-    };
+    let settings = settings(Duration::from_secs(300));
     let controller = Controller::new(store.clone(), world.provider(), Clock::starting_at(1_795_000_000_000), Metrics::new(), settings);
     let policy = RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default() };
     let ctx = RenderContext::new("us-east-1".into());

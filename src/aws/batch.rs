@@ -183,9 +183,9 @@ mod tests {
         for i in 0..25 {
             let (ecs, reads) = (ecs.clone(), reads.clone());
             let name = if i == 7 { "gone".to_string() } else { format!("svc{i}") };
-            checks.push(tokio::spawn(PRIORITY.scope(Priority::Steady, async move {
-                (name.clone(), reads.describe(&ecs, "own/us-east-1", "prod", &name).await)
-            })));
+            checks.push(tokio::spawn(
+                PRIORITY.scope(Priority::Steady, async move { (name.clone(), reads.describe(&ecs, "own/us-east-1", "prod", &name).await) }),
+            ));
         }
         for check in checks {
             let (name, answer) = check.await.expect("task");

@@ -185,10 +185,7 @@ impl Ecs for SdkEcs {
         let named = |s: &aws_sdk_ecs::types::Service, name: &str| {
             s.service_name() == Some(name) || s.service_arn().is_some_and(|arn| arn == name || arn.ends_with(&format!("/{name}")))
         };
-        Ok(services
-            .iter()
-            .map(|name| (name.clone(), out.services().iter().find(|s| named(s, name)).map(observed_service)))
-            .collect())
+        Ok(services.iter().map(|name| (name.clone(), out.services().iter().find(|s| named(s, name)).map(observed_service))).collect())
     }
 
     async fn resolve_task_definition(&self, name: &str) -> Result<Option<String>, AwsError> {

@@ -809,7 +809,10 @@ impl Ecs for FakeEcs {
                 Err(AwsError::new("ecs", "DescribeServices", AwsErrorKind::Rejected, "InvalidParameterException", "at most 10 services"))
             } else {
                 self.check_cluster(&w, "DescribeServices", cluster).map(|_| {
-                    services.iter().map(|name| (name.clone(), w.services.get(&self.key(cluster, name)).map(|s| w.describe(s, now)))).collect()
+                    services
+                        .iter()
+                        .map(|name| (name.clone(), w.services.get(&self.key(cluster, name)).map(|s| w.describe(s, now))))
+                        .collect()
                 })
             }
         };
