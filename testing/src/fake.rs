@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use gitmoxi::aws::{Alarms, ApiGateway, AwsError, AwsErrorKind, AwsProvider, Ecs, Elb, Lambda};
 use gitmoxi_deploy::observed::{ObservedContainer, ObservedDeployment, ObservedService, ObservedTask, ObservedTaskSet};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -511,30 +511,35 @@ impl World {
     pub(super) fn advance(&mut self, now: Instant) {
         self.advance_task_sets(now);
         self.advance_native(now);
+        // each service's tasks by index, found in one pass (a scan per service made every call
+        // cost services × tasks, and simulations of thousands of apps cubic)
+        let mut by_service: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
+        for (i, t) in self.tasks.iter().enumerate() {
+            by_service.entry(t.service_key.clone()).or_default().push(i);
+        }
         let keys: Vec<_> = self.services.keys().cloned().collect();
         for key in keys {
             let Some(service) = self.services.get(&key).cloned() else { continue };
+            let mut mine = by_service.remove(&key).unwrap_or_default();
             if service.status != "ACTIVE" {
-                for t in self.tasks.iter_mut().filter(|t| t.service_key == key && t.stopped_at.is_none()) {
-                    t.stopped_at = Some((now, "ServiceSchedulerInitiated".into(), "Service deleted".into()));
+                for &i in &mine {
+                    if self.tasks[i].stopped_at.is_none() {
+                        self.tasks[i].stopped_at = Some((now, "ServiceSchedulerInitiated".into(), "Service deleted".into()));
+                    }
                 }
                 continue;
             }
             let Some(primary) = service.deployments.first().cloned() else { continue };
             let live =
-                self.tasks.iter().filter(|t| t.service_key == key && t.deployment == primary.id && t.status(now) != "STOPPED").count()
-                    as u32;
+                mine.iter().filter(|&&i| self.tasks[i].deployment == primary.id && self.tasks[i].status(now) != "STOPPED").count() as u32;
+            let before = self.tasks.len();
             for _ in live..service.desired {
                 self.launch(&key, &primary.id, &primary.task_definition, now);
             }
+            mine.extend(before..self.tasks.len());
             // scale in the primary when desired dropped
-            let mut live_primary: Vec<usize> = self
-                .tasks
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.service_key == key && t.deployment == primary.id && t.stopped_at.is_none())
-                .map(|(i, _)| i)
-                .collect();
+            let mut live_primary: Vec<usize> =
+                mine.iter().copied().filter(|&i| self.tasks[i].deployment == primary.id && self.tasks[i].stopped_at.is_none()).collect();
             while live_primary.len() as u32 > service.desired {
                 if let Some(i) = live_primary.pop() {
                     self.tasks[i].stopped_at = Some((
@@ -545,15 +550,16 @@ impl World {
                 }
             }
             let running_primary =
-                self.tasks.iter().filter(|t| t.service_key == key && t.deployment == primary.id && t.status(now) == "RUNNING").count()
-                    as u32;
+                mine.iter().filter(|&&i| self.tasks[i].deployment == primary.id && self.tasks[i].status(now) == "RUNNING").count() as u32;
             if running_primary >= service.desired && !self.native_in_progress(&key) {
-                for t in self.tasks.iter_mut().filter(|t| t.service_key == key && t.deployment != primary.id && t.stopped_at.is_none()) {
-                    t.stopped_at = Some((
-                        now,
-                        "ServiceSchedulerInitiated".into(),
-                        format!("Scaling activity initiated by (deployment {})", primary.id),
-                    ));
+                for &i in &mine {
+                    if self.tasks[i].deployment != primary.id && self.tasks[i].stopped_at.is_none() {
+                        self.tasks[i].stopped_at = Some((
+                            now,
+                            "ServiceSchedulerInitiated".into(),
+                            format!("Scaling activity initiated by (deployment {})", primary.id),
+                        ));
+                    }
                 }
                 if let Some(s) = self.services.get_mut(&key) {
                     s.deployments.truncate(1);
