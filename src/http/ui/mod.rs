@@ -196,12 +196,17 @@ async fn login(State(state): State<HttpState>, headers: HeaderMap, Form(form): F
     }
     let Some((token_name, token)) = state.access.who(form.token.trim()).map(|n| (n.to_string(), form.token.trim().to_string())) else {
         tracing::warn!("a sign-in to the web page with a wrong token");
+        // a guesser waits: at most a few guesses a second per connection
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let error = url_encode("That is not a token of this server.");
         return Redirect::to(&format!("/ui/login?next={}&error={error}", url_encode(&next))).into_response();
     };
     let session = Session::new(&token_name, &form.name, state.controller.clock.now_ms());
     let mut response = Redirect::to(&next).into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&session.cookie(&token)) {
+    // behind https (public_url), the browser sends the cookie over https only
+    let https = state.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let cookie = if https { format!("{}; Secure", session.cookie(&token)) } else { session.cookie(&token) };
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     secure(response)
