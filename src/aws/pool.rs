@@ -85,7 +85,14 @@ impl SdkProvider {
         match &self.limits {
             Some((limiter, inner)) => {
                 let limited = super::limits::LimitedHttpClient::new(inner.clone(), limiter.clone(), account.unwrap_or("own"));
-                config.into_builder().http_client(limited).build()
+                // A request waits for its token inside the HTTP client, where the SDK's upload
+                // stall protection would count the wait as a stalled upload and fail the call
+                // after its 5 s grace. gitmoxi's request bodies are small documents: only the
+                // download side stays protected.
+                let stalls = aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig::enabled()
+                    .upload_enabled(false)
+                    .build();
+                config.into_builder().http_client(limited).stalled_stream_protection(stalls).build()
             }
             None => config,
         }

@@ -195,3 +195,34 @@ async fn a_fan_out_stays_inside_aws_quotas_only_with_the_client_side_limits() {
     eprintln!("with the limits lifted:\n{table}");
     assert!(throttled > 0, "AWS's buckets throttle an unpaced burst ({total} calls):\n{table}");
 }
+
+/// A request that waits for its token longer than the SDK's stall grace (20 s) still goes out:
+/// the wait is not a stalled upload. Two new services with RegisterTaskDefinition limited to one
+/// per 25 s: the second registration waits ~25 s, and no AWS call fails (the 500-service quota
+/// benchmark found registrations failing as "ThroughputBelowMinimum" after 20 s of waiting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_long_for_its_token_is_not_a_stalled_upload() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &moto.infra("prod"));
+    for i in 0..2 {
+        write_terraform_app(&repo, &prefix(i), &format!("svc{i:02}"), "{{ image }}", 1, DEPDEF, r#", "image": "nginx:1""#);
+    }
+    repo.commit("two services");
+    let slow =
+        std::collections::HashMap::from([("ecs_task_definition".to_string(), gitmoxi::aws::limits::Rate { per_second: 0.04, burst: 1.0 })]);
+    let limits = gitmoxi::aws::limits::Limits::with_overrides(&slow).expect("limits");
+    let server = Server::start_limited(&moto, &repo, Faults::default(), limits).await;
+    let started = std::time::Instant::now();
+    for i in 0..2 {
+        server.wait_app(&prefix(i), Duration::from_secs(90), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(22), "the second registration waited for its token: {:?}", started.elapsed());
+    let metrics = reqwest::get(format!("{}/metrics", server.api)).await.expect("metrics").text().await.expect("text");
+    let failed: Vec<&str> =
+        metrics.lines().filter(|l| l.starts_with("gitmoxi_aws_requests_total") && !l.contains("result=\"ok\"")).collect();
+    assert!(failed.is_empty(), "AWS calls failed while waiting for a token: {failed:?}");
+    let waited = metrics.lines().any(|l| l.starts_with("gitmoxi_aws_rate_limited_total") && l.contains("ecs_task_definition"));
+    assert!(waited, "the limiter made the registration wait:\n{metrics}");
+    server.stop().await;
+}
