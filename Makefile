@@ -50,7 +50,8 @@ bench: venv .venv-awscli/.installed-1.46.3
 	bash scripts/bench-plan.sh 2000 | tail -1
 	bash scripts/bench-plan.sh 20000 | tail -1
 	cargo bench --bench reconcile -- 200 2000 20000
-	cargo bench --bench moto -- webhook 100 fanout 200 rss 2000
+	cargo bench --bench moto -- webhook 100 fanout 200 rss 2000 quota 500
+	cargo bench --bench reconcile -- steady 2000
 
 # `gitmoxi plan` over a generated repository of 2,000 ECS apps (figure in the README).
 bench-plan:
