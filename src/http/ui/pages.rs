@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// The templates, by name.
-pub const TEMPLATES: [(&str, &str); 11] = [
+pub const TEMPLATES: [(&str, &str); 12] = [
     ("base.html", include_str!("templates/base.html")),
+    ("diff.html", include_str!("templates/diff.html")),
     ("traffic.html", include_str!("templates/traffic.html")),
     ("timeline.html", include_str!("templates/timeline.html")),
     ("diagnosis.html", include_str!("templates/diagnosis.html")),
