@@ -34,6 +34,12 @@ impl Operation {
     }
 }
 
+/// The value of `key` in a form-encoded body or query string (the query protocols' `Action=`).
+pub fn form_value(form: &[u8], key: &str) -> Option<String> {
+    let text = std::str::from_utf8(form).ok()?;
+    text.split('&').find_map(|pair| pair.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')).map(str::to_string))
+}
+
 /// The credential scope of a SigV4 `Authorization` header
 /// (`AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/ecs/aws4_request, …`).
 #[derive(Clone, Debug, PartialEq, Eq)]

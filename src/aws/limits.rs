@@ -232,13 +232,8 @@ pub fn describe_request(request: &HttpRequest) -> (String, String, String) {
     let target = header("x-amz-target");
     let operation = if let Some((_, op)) = target.rsplit_once('.') {
         op.to_string()
-    } else if let Some(action) = request
-        .body()
-        .bytes()
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|body| body.split('&').find_map(|pair| pair.strip_prefix("Action=")))
-    {
-        action.to_string()
+    } else if let Some(action) = request.body().bytes().and_then(|body| super::iam::form_value(body, "Action")) {
+        action
     } else {
         // REST protocols: a read is a GET
         match request.method() {

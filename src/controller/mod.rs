@@ -36,6 +36,13 @@ pub struct HeadState {
     pub policy: RepoPolicy,
 }
 
+impl HeadState {
+    /// The fingerprint of the app at `prefix` in this head, when it renders and validates.
+    pub fn fingerprint_of(&self, prefix: &str) -> Option<&str> {
+        self.snapshot.apps.get(prefix).and_then(|a| a.as_ref().ok()).map(|a| a.fingerprint.as_str())
+    }
+}
+
 /// Settings of the controller.
 #[derive(Debug, Clone)]
 pub struct ControllerSettings {
@@ -195,6 +202,26 @@ impl Controller {
     /// The drift the last comparison with AWS found for an app, if any.
     pub fn drift_found(&self, key: &AppKey) -> Option<String> {
         crate::sync::lock(&self.drift_seen).get(key).and_then(|s| s.found.clone())
+    }
+
+    /// The app's status (the API, the page, the metrics, and the priority of its AWS calls),
+    /// from what the store holds of it, the head it is planned from and the operator's pause.
+    pub fn status_of(
+        &self,
+        entry: &AppEntry,
+        head: Option<&HeadState>,
+        record: Option<&gitmoxi_deploy::record::DeploymentRecord>,
+        paused: bool,
+    ) -> gitmoxi_deploy::status::AppStatus {
+        gitmoxi_deploy::status::app_status(&gitmoxi_deploy::status::StatusFacts {
+            intent: entry.intent,
+            head_fingerprint: head.and_then(|h| h.fingerprint_of(&entry.key.prefix)),
+            in_flight: record.filter(|r| r.in_flight()),
+            paused,
+            applied: &entry.applied,
+            last_outcome: entry.last_outcome,
+            unsupported: entry.unsupported.is_some(),
+        })
     }
 
     /// Records how a fetch of `repo`/`branch` ended (`error`: why it failed).

@@ -45,26 +45,7 @@ impl Controller {
     pub async fn reconcile(self: &Arc<Self>, key: &AppKey) -> Result<Duration, ControllerError> {
         let Some(head) = self.head(&key.repo, &key.branch) else { return Ok(STEADY_REQUEUE) };
         let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit, phase = tracing::field::Empty);
-        let priority = self.call_priority(key, &head)?;
-        crate::aws::limits::PRIORITY.scope(priority, self.reconcile_once(key, &head).instrument(span)).await
-    }
-
-    /// The priority of an app's AWS calls under the rate limits: an app in motion (as its
-    /// status says) before a steady-state check.
-    fn call_priority(&self, key: &AppKey, head: &super::HeadState) -> Result<crate::aws::limits::Priority, ControllerError> {
-        let Some(entry) = self.store.app(key)? else { return Ok(crate::aws::limits::Priority::Deployment) };
-        let record = self.store.record(key)?;
-        let head_fingerprint = head.snapshot.apps.get(&key.prefix).and_then(|a| a.as_ref().ok()).map(|a| a.fingerprint.as_str());
-        let status = gitmoxi_deploy::status::app_status(&gitmoxi_deploy::status::StatusFacts {
-            intent: entry.intent,
-            head_fingerprint,
-            in_flight: record.as_ref().filter(|r| r.in_flight()),
-            paused: self.store.commands(key)?.paused,
-            applied: &entry.applied,
-            last_outcome: entry.last_outcome,
-            unsupported: entry.unsupported.is_some(),
-        });
-        Ok(if status.is_in_motion() { crate::aws::limits::Priority::Deployment } else { crate::aws::limits::Priority::Steady })
+        self.reconcile_once(key, &head).instrument(span).await
     }
 
     async fn reconcile_once(self: &Arc<Self>, key: &AppKey, head: &super::HeadState) -> Result<Duration, ControllerError> {
@@ -75,6 +56,12 @@ impl Controller {
         let record = self.store.record(key)?;
         tracing::Span::current().record("phase", record.as_ref().map_or("steady", |r| r.phase.name()));
         let commands = self.store.commands(key)?;
+        // under the rate limits, an app in motion (as its status says) goes before a steady check
+        let priority = if self.status_of(&app_entry, Some(head), record.as_ref(), commands.paused).is_in_motion() {
+            crate::aws::limits::Priority::Deployment
+        } else {
+            crate::aws::limits::Priority::Steady
+        };
         let drift_seen = crate::sync::lock(&self.drift_seen).get(key).cloned();
         let new_id = self.new_id();
         let unobserved = Observed::default();
@@ -94,58 +81,67 @@ impl Controller {
             own_account: self.settings.own_account.as_deref(),
             account_roles: &self.settings.account_roles,
         };
-        let needs = match strategy::look(&input) {
-            Look::Skip(plan) => {
-                return match self.execute(key, &plan, record.as_ref(), None).await? {
-                    Executed::Done => Ok(plan.requeue_after),
-                    Executed::Refused(e) => Err(ControllerError::Aws(e)),
-                }
-            }
-            Look::Observe(needs) => needs,
-        };
-        let Some(identity) = needs.identity.clone() else { return Ok(STEADY_REQUEUE) };
-        let clients = self.clients(&identity);
-        let (account, region) = match &identity {
-            Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.as_deref(), region.as_str()),
-        };
-        let observed = match self.aws.reach(account, region).await {
-            Ok(()) => observe(&clients, &identity, &needs).await,
-            Err(e) => Err(e),
-        };
-        let observed = match observed {
-            Ok(observed) => observed,
-            Err(e) if e.is_transient() => return Err(ControllerError::Aws(e)),
-            Err(e) => {
-                tracing::error!(app = %key, error = %e, "AWS refused an observation");
-                let cause = match (e.operation, account) {
-                    ("AssumeRole", Some(account)) => {
-                        FailureCause::AssumeRoleFailed { account: account.to_string(), code: e.code.clone(), message: e.message.clone() }
+        crate::aws::limits::PRIORITY
+            .scope(priority, async {
+                let needs = match strategy::look(&input) {
+                    Look::Skip(plan) => {
+                        return match self.execute(key, &plan, record.as_ref(), None).await? {
+                            Executed::Done => Ok(plan.requeue_after),
+                            Executed::Refused(e) => Err(ControllerError::Aws(e)),
+                        }
                     }
-                    _ => cause_of(&e),
+                    Look::Observe(needs) => needs,
                 };
-                let plan = strategy::step(&StepInput { refusal: Some(&cause), ..input });
-                return match self.execute(key, &plan, record.as_ref(), Some(&clients)).await? {
+                let Some(identity) = needs.identity.clone() else { return Ok(STEADY_REQUEUE) };
+                let clients = self.clients(&identity);
+                let (account, region) = match &identity {
+                    Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => {
+                        (account.as_deref(), region.as_str())
+                    }
+                };
+                let observed = match self.aws.reach(account, region).await {
+                    Ok(()) => observe(&clients, &identity, &needs).await,
+                    Err(e) => Err(e),
+                };
+                let observed = match observed {
+                    Ok(observed) => observed,
+                    Err(e) if e.is_transient() => return Err(ControllerError::Aws(e)),
+                    Err(e) => {
+                        tracing::error!(app = %key, error = %e, "AWS refused an observation");
+                        let cause = match (e.operation, account) {
+                            ("AssumeRole", Some(account)) => FailureCause::AssumeRoleFailed {
+                                account: account.to_string(),
+                                code: e.code.clone(),
+                                message: e.message.clone(),
+                            },
+                            _ => cause_of(&e),
+                        };
+                        let plan = strategy::step(&StepInput { refusal: Some(&cause), ..input });
+                        return match self.execute(key, &plan, record.as_ref(), Some(&clients)).await? {
+                            Executed::Done => Ok(plan.requeue_after),
+                            Executed::Refused(e) => Err(ControllerError::Aws(e)),
+                        };
+                    }
+                };
+                let input = StepInput { observed: &observed, ..input };
+                let plan = strategy::step(&input);
+                match self.execute(key, &plan, record.as_ref(), Some(&clients)).await? {
                     Executed::Done => Ok(plan.requeue_after),
-                    Executed::Refused(e) => Err(ControllerError::Aws(e)),
-                };
-            }
-        };
-        let input = StepInput { observed: &observed, ..input };
-        let plan = strategy::step(&input);
-        match self.execute(key, &plan, record.as_ref(), Some(&clients)).await? {
-            Executed::Done => Ok(plan.requeue_after),
-            Executed::Refused(e) => {
-                // the refusal is a fact of the next step, from the record this plan left
-                let cause = cause_of(&e);
-                let after = plan.in_flight_after(record.as_ref()).cloned();
-                let commands = self.store.commands(key)?;
-                let refused = strategy::step(&StepInput { record: after.as_ref(), commands: &commands, refusal: Some(&cause), ..input });
-                match self.execute(key, &refused, after.as_ref(), Some(&clients)).await? {
-                    Executed::Done => Ok(refused.requeue_after),
-                    Executed::Refused(again) => Err(ControllerError::Aws(again)),
+                    Executed::Refused(e) => {
+                        // the refusal is a fact of the next step, from the record this plan left
+                        let cause = cause_of(&e);
+                        let after = plan.in_flight_after(record.as_ref()).cloned();
+                        let commands = self.store.commands(key)?;
+                        let refused =
+                            strategy::step(&StepInput { record: after.as_ref(), commands: &commands, refusal: Some(&cause), ..input });
+                        match self.execute(key, &refused, after.as_ref(), Some(&clients)).await? {
+                            Executed::Done => Ok(refused.requeue_after),
+                            Executed::Refused(again) => Err(ControllerError::Aws(again)),
+                        }
+                    }
                 }
-            }
-        }
+            })
+            .await
     }
 
     /// The clients of the identity's account and region.

@@ -222,16 +222,7 @@ async fn list_deployments(State(state): State<HttpState>, Query(q): Query<Deploy
             })
     });
     let (page, next) = views::page_of(matching, q.after.as_deref(), limit);
-    let items: Vec<serde_json::Value> = page
-        .iter()
-        .map(|d| {
-            let mut v = views::deployment_view(d);
-            if let Some(o) = v.as_object_mut() {
-                o.remove("timeline");
-            }
-            v
-        })
-        .collect();
+    let items: Vec<serde_json::Value> = page.iter().map(views::deployment_summary).collect();
     Json(json!({"deployments": items, "next": next})).into_response()
 }
 

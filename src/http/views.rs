@@ -6,7 +6,7 @@
 use crate::clock::format_ms;
 use crate::controller::Controller;
 use gitmoxi_deploy::record::DeploymentRecord;
-use gitmoxi_deploy::status::{app_status, AppStatus, StatusFacts};
+use gitmoxi_deploy::status::AppStatus;
 use gitmoxi_state::{AppEntry, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -37,19 +37,9 @@ pub struct AppView {
 
 pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&DeploymentRecord>) -> AppView {
     let head = controller.head(&entry.key.repo, &entry.key.branch);
-    let head_fp =
-        head.as_ref().and_then(|h| h.snapshot.apps.get(&entry.key.prefix)).and_then(|a| a.as_ref().ok()).map(|a| a.fingerprint.clone());
     let in_flight = record.filter(|r| r.in_flight());
     let paused = controller.store.commands(&entry.key).is_ok_and(|c| c.paused);
-    let status = app_status(&StatusFacts {
-        intent: entry.intent,
-        head_fingerprint: head_fp.as_deref(),
-        in_flight,
-        paused,
-        applied: &entry.applied,
-        last_outcome: entry.last_outcome,
-        unsupported: entry.unsupported.is_some(),
-    });
+    let status = controller.status_of(entry, head.as_deref(), record, paused);
     AppView {
         app: entry.key.prefix.clone(),
         repo: entry.key.repo.clone(),
@@ -147,7 +137,20 @@ pub fn page_of(
     (page, next)
 }
 
+/// A deployment with its timeline (one deployment's page and answer).
 pub fn deployment_view(r: &DeploymentRecord) -> Value {
+    let mut view = deployment_summary(r);
+    if let Some(o) = view.as_object_mut() {
+        o.insert(
+            "timeline".into(),
+            r.timeline.iter().map(|e| json!({"at": format_ms(e.at_ms), "level": e.level.as_str(), "message": e.message})).collect(),
+        );
+    }
+    view
+}
+
+/// A deployment without its timeline (lists).
+pub fn deployment_summary(r: &DeploymentRecord) -> Value {
     json!({
         "id": r.id,
         "app": r.app.prefix,
@@ -172,6 +175,5 @@ pub fn deployment_view(r: &DeploymentRecord) -> Value {
         "started_at": format_ms(r.started_at_ms),
         "updated_at": format_ms(r.updated_at_ms),
         "finished_at": r.finished_at_ms.map(format_ms),
-        "timeline": r.timeline.iter().map(|e| json!({"at": format_ms(e.at_ms), "level": e.level.as_str(), "message": e.message})).collect::<Vec<_>>(),
     })
 }

@@ -442,6 +442,21 @@ impl Store {
         }
     }
 
+    /// The newest `limit` deployments of one app, newest first (through the by-app index: the
+    /// other apps' deployments are not read).
+    pub fn deployments_of(&self, key: &AppKey, limit: usize) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let mut prefix = app_key_bytes(key);
+        prefix.push(0xff);
+        let mut found = Vec::new();
+        for id in self.deployments_by_app.scan_prefix(&prefix).values().rev().take(limit) {
+            let id = id?;
+            if let Some(v) = self.deployments.get(&id)? {
+                found.push(self.freshest(self.load_record(&id, &v)?)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Every deployment kept, newest first.
     pub fn deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
         let mut all: Vec<DeploymentRecord> = self

@@ -161,6 +161,13 @@ fn each_app_keeps_its_newest_deployments_and_an_in_flight_one_reads_fresh() {
     store.put_record(&live).unwrap();
     assert_eq!(store.deployment("c-1").unwrap().unwrap().phase, live.phase);
     assert_eq!(store.deployments().unwrap().into_iter().find(|r| r.id == "c-1").unwrap().phase, live.phase);
+    // one app's deployments through the index: the same as the full list filtered, newest first
+    let of_b: Vec<String> = store.deployments_of(&key("b"), 2).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(of_b, vec!["b-002".to_string(), "b-001".to_string()]);
+    let of_a: Vec<String> = store.deployments_of(&key("a"), 100).unwrap().into_iter().map(|r| r.id).collect();
+    let filtered: Vec<String> = kept.iter().filter(|id| id.starts_with("a-")).cloned().collect();
+    assert_eq!(of_a, filtered);
+    assert_eq!(store.deployments_of(&key("c"), 5).unwrap()[0].phase, live.phase, "an in-flight one reads fresh");
 }
 
 #[test]

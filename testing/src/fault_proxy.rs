@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use gitmoxi::aws::iam::Operation;
+use gitmoxi::aws::iam::{form_value, Operation};
 use gitmoxi::sync::lock;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -386,12 +386,6 @@ fn xml_error(status: StatusCode, code: &str, message: &str) -> Response {
     *response.status_mut() = status;
     response.headers_mut().insert("content-type", HeaderValue::from_static("text/xml"));
     response
-}
-
-/// The value of `key` in a form-encoded body, when the body is one.
-fn form_value(body: &[u8], key: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.split('&').find_map(|pair| pair.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')).map(str::to_string))
 }
 
 /// The SigV4 credential scope of a request (access key, region, signing name).

@@ -61,10 +61,11 @@ fn weights(actions: &[Action]) -> Split {
     }
 }
 
-struct Watch {
-    elb: aws_sdk_elasticloadbalancingv2::Client,
-    listener: String,
-    rule: String,
+/// What AWS's load balancer forwards: one listener's default action and one rule.
+pub struct Watch {
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub listener: String,
+    pub rule: String,
 }
 
 impl Watch {
@@ -76,7 +77,7 @@ impl Watch {
     }
 
     /// The weight of `green` on the listener, 0 when absent.
-    async fn green(&self, green: &str) -> i32 {
+    pub async fn green(&self, green: &str) -> i32 {
         self.now().await.0.iter().find(|(tg, _)| tg == green).map_or(0, |(_, w)| *w)
     }
 }
@@ -100,7 +101,8 @@ fn record_splits(watch: Arc<Watch>, seen: Arc<Mutex<Vec<(Split, Split)>>>) -> to
     })
 }
 
-async fn task_sets(ecs: &aws_sdk_ecs::Client) -> Vec<aws_sdk_ecs::types::TaskSet> {
+/// The task sets of service `web` in cluster `prod`, as ECS holds them.
+pub async fn task_sets(ecs: &aws_sdk_ecs::Client) -> Vec<aws_sdk_ecs::types::TaskSet> {
     ecs.describe_task_sets().cluster("prod").service("web").send().await.expect("task sets").task_sets().to_vec()
 }
 

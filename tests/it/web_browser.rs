@@ -6,7 +6,7 @@
 //! What AWS holds is checked after each button. Screenshots: `target/web-screenshots/`.
 
 use crate::moto::{synced, Moto, Server};
-use crate::moto_blue_green::{outputs, write_app, PREFIX};
+use crate::moto_blue_green::{outputs, task_sets, write_app, Watch, PREFIX};
 use crate::support::TestRepo;
 use crate::webdriver::Browser;
 use serde_json::json;
@@ -27,17 +27,6 @@ fn write_gated_app(repo: &TestRepo, image: &str) {
     );
 }
 
-/// The weight green has on the port-80 listener, as AWS (moto) holds it.
-async fn green_on_listener(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, green: &str) -> i32 {
-    let l = elb.describe_listeners().listener_arns(listener).send().await.expect("describe listeners");
-    let actions = l.listeners()[0].default_actions();
-    let forward = actions.iter().find_map(|a| a.forward_config.as_ref());
-    match forward {
-        Some(f) => f.target_groups().iter().find(|t| t.target_group_arn() == Some(green)).and_then(|t| t.weight()).unwrap_or(0),
-        None => i32::from(actions.iter().any(|a| a.target_group_arn() == Some(green))) * 100,
-    }
-}
-
 const TRAFFIC_GREEN: &str = "const t = document.querySelector('.deployment .traffic'); return t ? Number(t.dataset.green) : null;";
 
 /// A script true once the page's traffic bar shows green `condition` (on `g`); it returns `g`.
@@ -55,7 +44,7 @@ const TIMELINE_LEN: &str = "return document.querySelectorAll('.deployment .timel
 async fn a_person_watches_a_blue_green_shift_approves_a_gate_and_rolls_back_from_the_page() {
     let moto = Moto::start().await;
     let infra = moto.infra_with_alb("prod");
-    let (tgs, listeners, _rule) = outputs(&infra);
+    let (tgs, listeners, rule) = outputs(&infra);
     let repo = TestRepo::new();
     repo.write("infra/terraform_output.json", &infra);
     write_gated_app(&repo, "nginx:1");
@@ -65,7 +54,7 @@ async fn a_person_watches_a_blue_green_shift_approves_a_gate_and_rolls_back_from
     let config = moto.sdk_config().await;
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
     let ecs = aws_sdk_ecs::Client::new(&config);
-    let listener = listeners["80"].clone();
+    let watch = Watch { elb, listener: listeners["80"].clone(), rule };
 
     // sign in: the page sends a stranger to the form first
     let browser = Browser::start(1280, 900).await;
@@ -110,7 +99,7 @@ async fn a_person_watches_a_blue_green_shift_approves_a_gate_and_rolls_back_from
     assert_eq!(browser.js("return window.sameLoad", json!([])).await, "still the first load", "the page never reloaded");
     let held = browser.js(TRAFFIC_GREEN, json!([])).await;
     assert_eq!(held, 40, "the gate before 60 % holds at 40 %");
-    assert_eq!(green_on_listener(&elb, &listener, &tgs["web-b"]).await, 40, "AWS holds 40 % on green too");
+    assert_eq!(watch.green(&tgs["web-b"]).await, 40, "AWS holds 40 % on green too");
     let changes =
         browser.js("const c = document.getElementById('changes-title'); return c ? c.parentElement.innerText : '';", json!([])).await;
     assert!(
@@ -126,8 +115,8 @@ async fn a_person_watches_a_blue_green_shift_approves_a_gate_and_rolls_back_from
     browser.wait_for("Synced", Duration::from_secs(60), &status_is("Synced")).await;
     let app = server.wait_app(PREFIX, Duration::from_secs(10), |a| a["applied_commit"] == second.as_str()).await;
     assert_eq!(app["last_outcome"], "succeeded");
-    assert_eq!(green_on_listener(&elb, &listener, &tgs["web-b"]).await, 100, "AWS sends everything to green");
-    let sets = ecs.describe_task_sets().cluster("prod").service("web").send().await.unwrap().task_sets().to_vec();
+    assert_eq!(watch.green(&tgs["web-b"]).await, 100, "AWS sends everything to green");
+    let sets = task_sets(&ecs).await;
     assert_eq!(sets.len(), 1, "blue deleted: {sets:?}");
     assert!(sets[0].task_definition().unwrap().ends_with("web:2"), "{sets:?}");
     let id = app["last_deployment"].as_str().unwrap().to_string();
@@ -142,7 +131,7 @@ async fn a_person_watches_a_blue_green_shift_approves_a_gate_and_rolls_back_from
     repo.commit("web: nginx 3");
     browser.press_and_confirm("button[data-command=sync]").await;
     browser.wait_for("the gate", Duration::from_secs(60), &status_is("WaitingForApproval")).await;
-    assert_eq!(green_on_listener(&elb, &listener, &tgs["web-a"]).await, 40, "this time green is the other target group");
+    assert_eq!(watch.green(&tgs["web-a"]).await, 40, "this time green is the other target group");
     // the apps list shows the split and the gate too
     browser.goto(&format!("{url}/ui/apps")).await;
     let listed = browser.js(&format!("return document.querySelector('tr[data-app=\"{PREFIX}\"] .traffic').dataset.green"), json!([])).await;
@@ -151,8 +140,8 @@ async fn a_person_watches_a_blue_green_shift_approves_a_gate_and_rolls_back_from
     browser.goto(&app_page).await;
     browser.press_and_confirm("button[data-command=rollback]").await;
     browser.wait_for("Rolled back", Duration::from_secs(60), &status_is("RolledBack")).await;
-    assert_eq!(green_on_listener(&elb, &listener, &tgs["web-b"]).await, 100, "AWS sends everything back to the version that ran");
-    let sets = ecs.describe_task_sets().cluster("prod").service("web").send().await.unwrap().task_sets().to_vec();
+    assert_eq!(watch.green(&tgs["web-b"]).await, 100, "AWS sends everything back to the version that ran");
+    let sets = task_sets(&ecs).await;
     assert_eq!(sets.len(), 1, "the rolled-back green is gone: {sets:?}");
     assert!(sets[0].task_definition().unwrap().ends_with("web:2"), "{sets:?}");
 

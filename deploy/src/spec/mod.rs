@@ -103,6 +103,14 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// Whether this is a service or a function.
+    pub fn kind(&self) -> AppKind {
+        match self {
+            Identity::Ecs { .. } => AppKind::Ecs,
+            Identity::Lambda { .. } => AppKind::Lambda,
+        }
+    }
+
     /// The same identity with a missing account taken as `own` (the controller's own account):
     /// what AWS would be touched.
     pub fn in_account(&self, own: Option<&str>) -> Identity {

@@ -194,7 +194,8 @@ async fn login(State(state): State<HttpState>, headers: HeaderMap, Form(form): F
     if !state.access.required() {
         return Redirect::to(&next).into_response();
     }
-    let Some((token_name, token)) = state.access.who(form.token.trim()).map(|n| (n.to_string(), form.token.trim().to_string())) else {
+    let token = form.token.trim();
+    let Some(token_name) = state.access.who(token).map(str::to_string) else {
         tracing::warn!("a sign-in to the web page with a wrong token");
         // a guesser waits: at most a few guesses a second per connection
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -205,7 +206,7 @@ async fn login(State(state): State<HttpState>, headers: HeaderMap, Form(form): F
     let mut response = Redirect::to(&next).into_response();
     // behind https (public_url), the browser sends the cookie over https only
     let https = state.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
-    let cookie = if https { format!("{}; Secure", session.cookie(&token)) } else { session.cookie(&token) };
+    let cookie = if https { format!("{}; Secure", session.cookie(token)) } else { session.cookie(token) };
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }

@@ -192,14 +192,22 @@ async fn diagnosis_of(state: &HttpState, record: &DeploymentRecord) -> Value {
     tokio::task::spawn_blocking(move || crate::diagnose::diagnose(&controller, &record, &repos, &dir)).await.unwrap_or(Value::Null)
 }
 
-/// A deployment for the pages: the API's view plus its line of phases and link.
-fn deployment_context(record: &DeploymentRecord, kind: &str) -> Value {
-    let mut v = views::deployment_view(record);
+/// A deployment for the pages (with its timeline): the API's view plus its line of phases and link.
+fn deployment_context(record: &DeploymentRecord) -> Value {
+    with_page_fields(views::deployment_view(record), record)
+}
+
+/// A deployment in a list (without its timeline).
+fn deployment_row(record: &DeploymentRecord) -> Value {
+    with_page_fields(views::deployment_summary(record), record)
+}
+
+fn with_page_fields(mut v: Value, record: &DeploymentRecord) -> Value {
     let line = phase_line(&record.phase);
     if let Some(o) = v.as_object_mut() {
         o.insert("line".into(), json!(line));
         o.insert("short_commit".into(), json!(short(Some(&record.commit))));
-        o.insert("traffic".into(), traffic(kind, record.traffic));
+        o.insert("traffic".into(), traffic(record.identity.kind().as_str(), record.traffic));
         o.insert("outcome_class".into(), json!(outcome_class(record.outcome.map(|o| o.as_str()))));
         o.insert("link".into(), json!(format!("/ui/deployments/{}", super::url_encode(&record.id))));
         o.insert("in_flight".into(), json!(record.in_flight()));
@@ -252,7 +260,7 @@ pub async fn app(State(state): State<HttpState>, headers: HeaderMap, uri: Uri, Q
     let key: AppKey = entry.key.clone();
     let record = store.record(&key).ok().flatten();
     let view = views::app_view(&state.controller, &entry, record.as_ref());
-    let in_flight = record.as_ref().filter(|r| r.in_flight()).map(|r| deployment_context(r, &view.kind));
+    let in_flight = record.as_ref().filter(|r| r.in_flight()).map(deployment_context);
     let last = match entry.last_deployment.as_deref().map(|id| store.deployment(id)) {
         Some(Ok(Some(r))) if !r.in_flight() => Some(r),
         _ => None,
@@ -261,20 +269,8 @@ pub async fn app(State(state): State<HttpState>, headers: HeaderMap, uri: Uri, Q
         Some(r) => diagnosis_of(&state, r).await,
         None => Value::Null,
     };
-    let last = last.as_ref().map(|r| deployment_context(r, &view.kind));
-    let mut deployments: Vec<Value> = store
-        .deployments()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|d| d.app == key)
-        .take(20)
-        .map(|d| deployment_context(&d, &view.kind))
-        .collect();
-    for d in &mut deployments {
-        if let Some(o) = d.as_object_mut() {
-            o.remove("timeline");
-        }
-    }
+    let last = last.as_ref().map(deployment_context);
+    let deployments: Vec<Value> = store.deployments_of(&key, 20).unwrap_or_default().iter().map(deployment_row).collect();
     let history: Vec<Value> = store
         .history(&key)
         .unwrap_or_default()
@@ -345,16 +341,7 @@ pub async fn deployments(State(state): State<HttpState>, headers: HeaderMap, uri
             })
     });
     let (page, next) = views::page_of(matching, q.after.as_deref(), 50);
-    let rows: Vec<Value> = page
-        .iter()
-        .map(|d| {
-            let mut v = deployment_context(d, if d.strategy == gitmoxi_deploy::record::Strategy::Lambda { "lambda" } else { "ecs" });
-            if let Some(o) = v.as_object_mut() {
-                o.remove("timeline");
-            }
-            v
-        })
-        .collect();
+    let rows: Vec<Value> = page.iter().map(deployment_row).collect();
     let next_link = next.map(|n| {
         let mut link = format!("/ui/deployments?after={}", super::url_encode(&n));
         for (name, value) in [("app", &app), ("commit", &commit), ("status", &status)] {
@@ -381,10 +368,9 @@ pub async fn deployment(State(state): State<HttpState>, headers: HeaderMap, uri:
         Ok(None) => return failed(StatusCode::NOT_FOUND, format!("no deployment '{id}': see /ui/deployments")),
         Err(e) => return failed(StatusCode::INTERNAL_SERVER_ERROR, format!("the store did not answer: {e}")),
     };
-    let kind = if record.strategy == gitmoxi_deploy::record::Strategy::Lambda { "lambda" } else { "ecs" };
     let diagnosis = diagnosis_of(&state, &record).await;
     let mut ctx = base(&state, &headers, &format!("Deployment {id}"), "deployments");
-    ctx.insert("d".into(), deployment_context(&record, kind));
+    ctx.insert("d".into(), deployment_context(&record));
     ctx.insert("diagnosis".into(), diagnosis);
     ctx.insert("app_link".into(), json!(app_link(&record.app.repo, &record.app.branch, &record.app.prefix)));
     render(&state, &headers, "deployment.html", Value::Object(ctx))
