@@ -24,6 +24,7 @@ pub mod progress;
 pub mod record;
 pub mod risk;
 pub mod schedule;
+pub mod shards;
 pub mod spec;
 pub mod status;
 pub mod strategy;

@@ -17,6 +17,9 @@ use sled::Transactional;
 use std::path::Path;
 
 mod documents;
+mod mirror;
+
+pub use mirror::{AppState, Changes, ImportedApp};
 
 /// The on-disk format version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -149,6 +152,8 @@ pub struct Store {
     /// Apps whose record, entry or commands were written since the last flush (rule 2: the
     /// executor acts for an app only once this says its writes are durable).
     unflushed: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<Vec<u8>>>>,
+    /// What changed since high availability's mirror last copied it (`None`: no HA, nothing kept).
+    journal: std::sync::Arc<std::sync::Mutex<Option<Changes>>>,
 }
 
 fn app_key_bytes(key: &AppKey) -> Vec<u8> {
@@ -282,6 +287,7 @@ impl Store {
             meta,
             temporary,
             unflushed: Default::default(),
+            journal: Default::default(),
             db,
         };
         store.index_deployments_once()?;
@@ -329,6 +335,7 @@ impl Store {
     }
 
     pub fn put_app(&self, entry: &AppEntry) -> Result<(), StoreError> {
+        self.journal_app(&entry.key);
         self.mark_unflushed(&app_key_bytes(&entry.key));
         self.apps.insert(app_key_bytes(&entry.key), encode(entry))?;
         Ok(())
@@ -336,6 +343,7 @@ impl Store {
 
     /// Forgets an app that never owned anything (e.g. an invalid app whose files are gone).
     pub fn remove_app(&self, key: &AppKey) -> Result<(), StoreError> {
+        self.journal_app(key);
         self.mark_unflushed(&app_key_bytes(key));
         self.apps.remove(app_key_bytes(key))?;
         Ok(())
@@ -417,6 +425,7 @@ impl Store {
     /// step writes — and [`Store::deployment`] reads the in-flight version through it.
     pub fn put_record(&self, record: &DeploymentRecord) -> Result<(), StoreError> {
         let split = self.store_documents(record)?;
+        self.journal_app(&record.app);
         self.mark_unflushed(&app_key_bytes(&record.app));
         self.records.insert(app_key_bytes(&record.app), split.bytes.as_slice())?;
         if !self.deployments.contains_key(record.id.as_bytes())? {
@@ -472,6 +481,7 @@ impl Store {
     /// learns the outcome (applied fingerprint, failed fingerprint or removal).
     pub fn finish(&self, record: &DeploymentRecord, completion: &Completion) -> Result<(), StoreError> {
         let key = app_key_bytes(&record.app);
+        self.journal_finished(&record.app, &record.id);
         self.mark_unflushed(&key);
         let split = self.store_documents(record)?;
         let applied_document = split.documents.first().map(|(id, _)| id.clone());
@@ -584,6 +594,8 @@ impl Store {
     pub fn move_app(&self, from: &AppKey, to: &AppKey) -> Result<(), StoreError> {
         let from_k = app_key_bytes(from);
         let to_k = app_key_bytes(to);
+        self.journal_app(from);
+        self.journal_app(to);
         let result = self.apps.transaction(|apps| {
             if let Some(v) = apps.get(&from_k)? {
                 let mut entry: AppEntry = serde_json::from_slice(&v).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
@@ -603,8 +615,10 @@ impl Store {
     /// Appends to an app's history (bounded).
     pub fn append_history(&self, key: &AppKey, event: &HistoryEvent) -> Result<(), StoreError> {
         let mut k = history_prefix(key);
-        k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        let seq = self.db.generate_id()?;
+        k.extend_from_slice(&seq.to_be_bytes());
         self.history.insert(k, encode(event))?;
+        self.journal_history(key, seq, event);
         let prefix = history_prefix(key);
         let count = self.history.scan_prefix(&prefix).count();
         if count > MAX_HISTORY_PER_APP {
@@ -632,6 +646,7 @@ impl Store {
 
     pub fn put_commands(&self, key: &AppKey, commands: &Commands) -> Result<(), StoreError> {
         let k = app_key_bytes(key);
+        self.journal_app(key);
         self.mark_unflushed(&k);
         if commands == &Commands::default() {
             self.commands.remove(k)?;

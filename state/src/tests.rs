@@ -347,3 +347,57 @@ fn a_store_held_by_another_handle_is_refused_with_the_reason_after_a_short_wait(
     assert!(e.to_string().contains("in use by another process"), "{e}");
     assert!(started.elapsed() >= std::time::Duration::from_secs(2), "it waited for the lock first");
 }
+
+#[test]
+fn the_journal_names_what_changed_and_an_import_elsewhere_reproduces_the_app() {
+    let a = Store::temporary().unwrap();
+    // no journal without HA: nothing is kept
+    a.put_record(&with_desired("d0", "x", "nginx:0")).unwrap();
+    assert!(a.take_changes().is_empty());
+    a.enable_journal();
+    let mut first = with_desired("d1", "web", "nginx:1");
+    a.put_record(&first).unwrap();
+    first.finish(Outcome::Succeeded, 5);
+    a.finish(&first, &Completion::Applied { fingerprint: "fp1".into(), commit: "c1".into(), task_definition: Some("td:1".into()) })
+        .unwrap();
+    let second = with_desired("d2", "web", "nginx:2");
+    a.put_record(&second).unwrap();
+    a.put_commands(&key("web"), &Commands { paused: true, ..Commands::default() }).unwrap();
+    let event = HistoryEvent { at_ms: 7, level: Level::Info, deployment: Some("d2".into()), commit: None, message: "started".into() };
+    a.append_history(&key("web"), &event).unwrap();
+    let changes = a.take_changes();
+    assert_eq!(changes.apps.iter().cloned().collect::<Vec<_>>(), vec![key("web")]);
+    assert_eq!(changes.finished, vec![(key("web"), "d1".to_string())]);
+    assert_eq!(changes.history.len(), 1);
+    assert!(!a.has_pending_change(&key("web")));
+    a.restore_changes(changes.clone());
+    assert!(a.has_pending_change(&key("web")));
+
+    // what the mirror copies, imported into another store, reads as the first one did
+    let state = a.export_app(&key("web")).unwrap();
+    assert_eq!(state.documents.len(), 2, "the in-flight record's and the applied one's");
+    let b = Store::temporary().unwrap();
+    let stale = record("old", "gone");
+    b.put_record(&stale).unwrap();
+    b.enable_journal();
+    let imported = ImportedApp {
+        key: key("web"),
+        state: state.clone(),
+        history: a.history(&key("web")).unwrap(),
+        deployments: vec![a.deployment_stored("d1").unwrap().unwrap()],
+    };
+    // a record whose documents are missing is refused before anything is replaced
+    assert!(matches!(b.import(std::slice::from_ref(&imported), &[]), Err(StoreError::MissingDocument { .. })));
+    for id in &state.documents {
+        b.put_document(id, &a.document(id).unwrap().unwrap()).unwrap();
+    }
+    b.import(&[imported], &[key("gone")]).unwrap();
+    assert_eq!(b.record(&key("web")).unwrap(), a.record(&key("web")).unwrap());
+    assert_eq!(b.app(&key("web")).unwrap(), a.app(&key("web")).unwrap());
+    assert_eq!(b.commands(&key("web")).unwrap(), a.commands(&key("web")).unwrap());
+    assert_eq!(b.history(&key("web")).unwrap(), a.history(&key("web")).unwrap());
+    assert_eq!(b.deployment("d1").unwrap(), a.deployment("d1").unwrap());
+    assert_eq!(b.applied_document(&key("web")).unwrap(), a.applied_document(&key("web")).unwrap());
+    assert!(b.record(&key("gone")).unwrap().is_none(), "an app the table does not hold is forgotten");
+    assert!(b.take_changes().is_empty(), "an import is not copied back");
+}
