@@ -97,8 +97,20 @@ pub async fn run_with(
             }),
         },
     );
+    let ha = match &config.ha {
+        Some(settings) => {
+            let ha = Arc::new(crate::ha::Ha::connect(settings.clone(), &config.default_region).await);
+            tracing::info!(table = %settings.table, replica = %settings.replica, shards = settings.shards, "high availability: apps are shared with the other replicas through shard leases");
+            controller.set_ha(ha.clone());
+            Some(ha)
+        }
+        None => None,
+    };
     controller.enqueue_stored()?;
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(ha) = &ha {
+        tasks.spawn(ha.clone().run(controller.clone(), shutdown.clone()));
+    }
     let sinks = crate::notify::Sinks {
         slack_webhook_url: config.slack_webhook_url.clone(),
         webhook_url: config.notify_webhook_url.clone(),
@@ -137,7 +149,7 @@ pub async fn run_with(
             ui.live.close();
         });
     }
-    let router = crate::http::router(crate::http::HttpState {
+    let http_state = crate::http::HttpState {
         controller: controller.clone(),
         access: Arc::new(crate::http::access::Access::new(config.api_token.clone(), config.api_tokens.clone(), config.approvers.clone())),
         webhooks,
@@ -166,12 +178,19 @@ pub async fn run_with(
         },
         public_url: config.public_url.clone(),
         ui,
-    });
+    };
+    if let Some(inbox) = ha.as_ref().and_then(|ha| ha.take_commands()) {
+        tasks.spawn(crate::http::commands::apply_forwarded(http_state.clone(), inbox, shutdown.clone()));
+    }
+    let router = crate::http::router(http_state);
     let stop = shutdown.clone();
     tasks.spawn(crate::http::serve::serve(listener, router, stop));
     while tasks.join_next().await.is_some() {}
     repos.join().await;
     controller.flush_store().await?;
+    if let Some(ha) = &ha {
+        ha.leave(&controller).await;
+    }
     Ok(())
 }
 

@@ -91,6 +91,8 @@ pub struct Config {
     pub approvers: Vec<String>,
     /// `[aws_limits]`: client-side rate limits per account, region and API family.
     pub aws_limits: crate::aws::limits::Limits,
+    /// `[ha]`: high availability on a DynamoDB table (absent: one process, sled only).
+    pub ha: Option<crate::ha::HaConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,8 +140,66 @@ struct FileConfig {
     /// `[aws_limits.FAMILY] per_second, burst`: overrides of the client-side rate limits.
     #[serde(default)]
     aws_limits: std::collections::HashMap<String, crate::aws::limits::Rate>,
+    /// `[ha]`: replicas sharing the apps through leases in a DynamoDB table.
+    ha: Option<FileHa>,
     #[serde(default)]
     repos: Vec<FileRepo>,
+}
+
+/// `[ha]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHa {
+    table: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    shards: Option<u32>,
+    lease: Option<String>,
+    renew: Option<String>,
+    replica: Option<String>,
+    history_ttl: Option<String>,
+    url: Option<String>,
+}
+
+/// `[ha]` read and checked: the renewal comes well within the lease, a shard count every
+/// replica can agree on, a replica name that is unique by default (host and process).
+fn ha_config(given: FileHa, host: impl Fn() -> Option<String>) -> Result<crate::ha::HaConfig, ConfigError> {
+    let table = given.table.trim().to_string();
+    let table_ok = (3..=255).contains(&table.len()) && table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if !table_ok {
+        return Err(ConfigError::Invalid(format!("[ha] table '{table}' is not a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, _ - .)")));
+    }
+    let shards = given.shards.unwrap_or(16);
+    if !(1..=1024).contains(&shards) {
+        return Err(ConfigError::Invalid(format!("[ha] shards {shards} is out of range; use 1..=1024 (the same on every replica)")));
+    }
+    let lease = parse_duration("[ha] lease", given.lease.as_deref().unwrap_or("15s"))?;
+    let renew = parse_duration("[ha] renew", given.renew.as_deref().unwrap_or("5s"))?;
+    if lease < Duration::from_secs(2) || renew.is_zero() || renew * 2 > lease {
+        return Err(ConfigError::Invalid(format!(
+            "[ha] renew ({}) must be at most half the lease ({}), and the lease at least 2s: a replica renews twice before its lease runs out",
+            humantime::format_duration(renew),
+            humantime::format_duration(lease)
+        )));
+    }
+    let replica = match given.replica {
+        Some(name) => name,
+        None => format!("{}-{}", host().unwrap_or_else(|| "gitmoxi".into()), std::process::id()),
+    };
+    if replica.is_empty() || replica.len() > 200 || replica.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid("[ha] replica must be 1 to 200 printable characters".into()));
+    }
+    Ok(crate::ha::HaConfig {
+        table,
+        region: given.region.filter(|r| !r.trim().is_empty()),
+        endpoint: given.endpoint.filter(|e| !e.trim().is_empty()),
+        shards,
+        lease,
+        renew,
+        replica,
+        history_ttl: parse_duration("[ha] history_ttl", given.history_ttl.as_deref().unwrap_or("30d"))?,
+        url: given.url.filter(|u| !u.trim().is_empty()),
+    })
 }
 
 /// `[api_tokens.NAME]`: where the token of NAME is read (never written in this file).
@@ -625,6 +685,10 @@ impl Config {
             api_tokens: named_tokens,
             approvers: file.approvers,
             aws_limits: crate::aws::limits::Limits::with_overrides(&file.aws_limits).map_err(ConfigError::Invalid)?,
+            ha: file
+                .ha
+                .map(|h| ha_config(h, || std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string())))
+                .transpose()?,
             render_worker: None,
             limits: {
                 let given = file.limits.unwrap_or_default();

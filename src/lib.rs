@@ -41,6 +41,7 @@ pub mod credentials;
 pub mod diagnose;
 pub mod forge;
 pub mod git;
+pub mod ha;
 pub mod http;
 pub mod llm;
 pub mod memory;

@@ -3,7 +3,9 @@
 //! Invariant: label values are fixed vocabularies (operations, outcomes, error labels) or app
 //! prefixes from the repository, never ARNs or secrets.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Counts AWS calls by service, operation and result.
 #[derive(Clone)]
@@ -41,6 +43,14 @@ pub struct Metrics {
     pub drift_detected: IntGaugeVec,
     /// AWS calls that waited for the client-side rate limit, by API family and priority.
     pub aws_rate_limited: IntCounterVec,
+    /// High availability: shard leases this replica holds.
+    pub shards_owned: IntGauge,
+    /// High availability: lease renewals that failed (the table refused or did not answer).
+    pub lease_renew_failures: IntCounter,
+    /// High availability: shards this replica took from another replica whose lease ran out.
+    pub lease_takeovers: IntCounter,
+    /// High availability: state writes the table refused because the lease had moved on.
+    pub fenced_writes: IntCounter,
     /// The names of every registered family (dashboards are checked against them).
     pub names: Vec<String>,
 }
@@ -114,6 +124,19 @@ impl Metrics {
         )
         .expect("static metric definition");
         let queue_depth = IntGauge::new("gitmoxi_queue_depth", "Apps waiting in the work queue").expect("static metric definition");
+        let shards_owned =
+            IntGauge::new("gitmoxi_shards_owned", "High availability: shard leases this replica holds").expect("static metric definition");
+        let lease_renew_failures =
+            IntCounter::new("gitmoxi_lease_renew_failures_total", "High availability: lease renewals the table refused or did not answer")
+                .expect("static metric definition");
+        let lease_takeovers =
+            IntCounter::new("gitmoxi_lease_takeovers_total", "High availability: shards taken over from a replica whose lease ran out")
+                .expect("static metric definition");
+        let fenced_writes = IntCounter::new(
+            "gitmoxi_fenced_writes_total",
+            "High availability: state writes refused because another replica holds the shard's lease now",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(deployments_total.clone()),
@@ -129,6 +152,10 @@ impl Metrics {
             Box::new(notifications_total.clone()),
             Box::new(drift_detected.clone()),
             Box::new(aws_rate_limited.clone()),
+            Box::new(shards_owned.clone()),
+            Box::new(lease_renew_failures.clone()),
+            Box::new(lease_takeovers.clone()),
+            Box::new(fenced_writes.clone()),
         ] {
             names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(c).expect("metric names are unique");
@@ -149,6 +176,10 @@ impl Metrics {
             notifications_total,
             drift_detected,
             aws_rate_limited,
+            shards_owned,
+            lease_renew_failures,
+            lease_takeovers,
+            fenced_writes,
             names,
         }
     }

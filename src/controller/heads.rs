@@ -30,9 +30,26 @@ pub struct LoadedHead {
 
 /// What the owner is asked to do.
 enum HeadMessage {
-    Loaded { head: Box<LoadedHead>, done: oneshot::Sender<Result<(), StoreError>> },
-    Replan { repo: String, branch: String, done: Option<oneshot::Sender<()>> },
-    Forget { repo: String, branch: String },
+    Loaded {
+        head: Box<LoadedHead>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Replan {
+        repo: String,
+        branch: String,
+        done: Option<oneshot::Sender<()>>,
+    },
+    Forget {
+        repo: String,
+        branch: String,
+    },
+    /// High availability: a shard's state read from the table replaces the local one, then
+    /// every head is planned again against it.
+    Import {
+        apps: Vec<gitmoxi_state::ImportedApp>,
+        dropped: Vec<gitmoxi_deploy::record::AppKey>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// Why a head could not be handed over.
@@ -81,6 +98,18 @@ impl Controller {
         replanned.await.map_err(|_| HeadError::Stopped)
     }
 
+    /// Replaces the state of a shard's apps with the table's and plans every head again (the
+    /// heads owner does it, so no head is planned against half-replaced state).
+    pub async fn import_state(
+        &self,
+        apps: Vec<gitmoxi_state::ImportedApp>,
+        dropped: Vec<gitmoxi_deploy::record::AppKey>,
+    ) -> Result<(), HeadError> {
+        let (done, imported) = oneshot::channel();
+        self.head_inbox.tx.send(HeadMessage::Import { apps, dropped, done }).await.map_err(|_| HeadError::Stopped)?;
+        imported.await.map_err(|_| HeadError::Stopped)?.map_err(HeadError::from)
+    }
+
     /// Asks the owner to forget the head of a branch that is no longer tracked.
     pub async fn request_forget(&self, repo: &str, branch: &str) -> Result<(), HeadError> {
         let message = HeadMessage::Forget { repo: repo.to_string(), branch: branch.to_string() };
@@ -121,6 +150,19 @@ impl Controller {
                     }
                 }
                 HeadMessage::Forget { repo, branch } => self.forget_head(&repo, &branch),
+                HeadMessage::Import { apps, dropped, done } => {
+                    let mut result = self.store.import(&apps, &dropped);
+                    if result.is_ok() {
+                        let heads: Vec<(String, String)> = self.heads().into_iter().map(|h| (h.repo.clone(), h.branch.clone())).collect();
+                        for (repo, branch) in heads {
+                            if let Err(e) = self.replan(&repo, &branch) {
+                                result = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    let _ = done.send(result);
+                }
             }
         }
     }

@@ -95,6 +95,8 @@ pub struct Controller {
     fetches: Mutex<BTreeMap<(String, String), FetchStatus>>,
     /// Steady-state DescribeServices batched across apps.
     pub(crate) service_reads: Arc<crate::aws::batch::ServiceReads>,
+    /// High availability (`[ha]`): shard leases and the table the state is copied to.
+    ha: std::sync::OnceLock<Arc<crate::ha::Ha>>,
 }
 
 /// How the fetches of one branch went (in memory: a restart starts over).
@@ -118,6 +120,10 @@ pub enum ControllerError {
     /// durable. Nothing was sent; the next pass replans from what is stored.
     #[error("refusing to act for {0}: its record is not flushed yet (persist before you act); nothing was sent")]
     NotDurable(AppKey),
+    /// High availability: this replica may not act for the app now (another holds its shard,
+    /// the lease lapsed, or its state is not in the table yet). Nothing was sent.
+    #[error("refusing to act: {0}")]
+    NotActing(#[from] crate::ha::Refusal),
 }
 
 impl ControllerError {
@@ -125,6 +131,7 @@ impl ControllerError {
         match self {
             ControllerError::Store(_) => "store",
             ControllerError::NotDurable(_) => "not_durable",
+            ControllerError::NotActing(_) => "ha_not_acting",
             ControllerError::Aws(e) => e.metric_label(),
         }
     }
@@ -150,12 +157,44 @@ impl Controller {
             head_inbox: heads::HeadInbox::new(),
             fetches: Mutex::new(BTreeMap::new()),
             service_reads: Arc::new(crate::aws::batch::ServiceReads::default()),
+            ha: std::sync::OnceLock::new(),
         })
     }
 
     /// Sets where deployment events go (once; `app.rs` does it at start-up).
     pub fn set_notifier(&self, notifier: crate::notify::Notifier) {
         let _ = self.notifier.set(notifier);
+    }
+
+    /// Turns high availability on (once, before `run`; `app.rs` does it when `[ha]` is set).
+    pub fn set_ha(&self, ha: Arc<crate::ha::Ha>) {
+        self.store.enable_journal();
+        let _ = self.ha.set(ha);
+    }
+
+    /// High availability, when `[ha]` turned it on.
+    pub fn ha(&self) -> Option<&Arc<crate::ha::Ha>> {
+        self.ha.get()
+    }
+
+    /// Whether this process acts for `key`: always without HA; with it, when it holds the
+    /// app's shard.
+    pub fn acts_for(&self, key: &AppKey) -> bool {
+        self.ha().is_none_or(|ha| ha.owns(key))
+    }
+
+    /// Queues every app (stored or in a loaded head) that `pick` selects (a shard just taken).
+    pub fn enqueue_shard(&self, pick: impl Fn(&AppKey) -> bool) {
+        let mut keys: BTreeSet<AppKey> = self.store.app_keys().unwrap_or_default();
+        for head in crate::sync::read(&self.heads).values() {
+            for prefix in head.intents.keys() {
+                keys.insert(AppKey { repo: head.repo.clone(), branch: head.branch.clone(), prefix: prefix.clone() });
+            }
+        }
+        for key in keys.into_iter().filter(|k| pick(k)) {
+            self.queue.add(key);
+        }
+        self.metrics.queue_depth.set(self.queue.len() as i64);
     }
 
     /// Queues a notification (never blocks; nothing happens without a notifier).
@@ -167,15 +206,24 @@ impl Controller {
 
     /// Makes the store durable without holding an async worker: the flush runs on a blocking
     /// thread (a throw-away test store flushes in place; see `Store::is_temporary`).
+    /// With high availability, what changed is then copied to the table (fenced by the shards'
+    /// leases); an app whose copy did not land is not acted for (`Ha::may_act`).
     pub async fn flush_store(&self) -> Result<(), StoreError> {
         if self.store.is_temporary() {
-            return self.store.flush();
+            self.store.flush()?;
+        } else {
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.flush()).await {
+                Ok(result) => result?,
+                Err(e) => return Err(StoreError::Flush(format!("the flush task ended abnormally: {e}"))),
+            }
         }
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.flush()).await {
-            Ok(result) => result,
-            Err(e) => Err(StoreError::Flush(format!("the flush task ended abnormally: {e}"))),
+        if let Some(ha) = self.ha() {
+            if let Err(e) = ha.mirror(&self.store, &self.metrics, self.clock.now_ms()).await {
+                tracing::warn!(error = %e, "could not copy the state to the HA table; the apps it concerns wait");
+            }
         }
+        Ok(())
     }
 
     /// A jitter of up to `max_ms` from the seeded source (rule 7).

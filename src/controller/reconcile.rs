@@ -44,6 +44,10 @@ impl Controller {
     /// One pass; `Ok(d)` = look again in `d`.
     pub async fn reconcile(self: &Arc<Self>, key: &AppKey) -> Result<Duration, ControllerError> {
         let Some(head) = self.head(&key.repo, &key.branch) else { return Ok(STEADY_REQUEUE) };
+        if !self.acts_for(key) {
+            // another replica holds the app's shard (HA); taking the shard queues it again
+            return Ok(STEADY_REQUEUE);
+        }
         let span = tracing::info_span!("reconcile", app = %key, commit = %head.commit, phase = tracing::field::Empty);
         self.reconcile_once(key, &head).instrument(span).await
     }
@@ -217,6 +221,9 @@ impl Controller {
         let Some(clients) = clients.filter(|_| !plan.actions.is_empty()) else { return Ok(Executed::Done) };
         if !self.store.is_durable(key) {
             return Err(ControllerError::NotDurable(key.clone()));
+        }
+        if let Some(ha) = self.ha() {
+            ha.may_act(&self.store, key)?;
         }
         for action in &plan.actions {
             if let Err(e) = perform(clients, action).await {

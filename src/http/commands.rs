@@ -15,7 +15,7 @@ use gitmoxi_state::HistoryEvent;
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
     pub command: String,
@@ -136,6 +136,9 @@ pub(crate) async fn run(state: &HttpState, req: &CommandRequest, caller: Option<
         }
         "force" | "rollback" | "pause" | "resume" => {
             let key = resolve(state, req)?;
+            if let Some(forwarded) = forward_to_owner(state, &key, req, caller).await? {
+                return Ok(forwarded);
+            }
             let mut commands = store.commands(&key).map_err(internal)?;
             let message = match req.command.as_str() {
                 "force" => {
@@ -185,6 +188,9 @@ pub(crate) async fn run(state: &HttpState, req: &CommandRequest, caller: Option<
             }
             let key = resolve(state, req)?;
             let answer = approval(state, req, caller)?;
+            if let Some(forwarded) = forward_to_owner(state, &key, req, caller).await? {
+                return Ok(forwarded);
+            }
             let waiting = store.record(&key).map_err(internal)?.filter(|r| r.in_flight()).and_then(|r| r.awaiting_approval);
             let Some(gate) = waiting else {
                 return Err(refuse(
@@ -205,5 +211,83 @@ pub(crate) async fn run(state: &HttpState, req: &CommandRequest, caller: Option<
             StatusCode::BAD_REQUEST,
             format!("unknown command \"{other}\"; use sync, force, allow_prune, rollback, pause, resume, approve or reject"),
         )),
+    }
+}
+
+/// With high availability, a command for an app another replica owns goes to its shard's inbox
+/// in the table (the owner applies it within a renew interval); `None`: this replica owns it.
+async fn forward_to_owner(
+    state: &HttpState,
+    key: &AppKey,
+    req: &CommandRequest,
+    caller: Option<&str>,
+) -> Result<Option<Response>, Box<Response>> {
+    let Some(ha) = state.controller.ha() else { return Ok(None) };
+    if ha.owns(key) {
+        return Ok(None);
+    }
+    let request = serde_json::to_value(req).unwrap_or_default();
+    let n = state.controller.jitter_ms(u64::MAX / 2);
+    let owner = ha.owner_of(key).map(|(name, _)| name);
+    match ha.forward(key, request, caller, state.controller.clock.now_ms(), n).await {
+        Ok(shard) => Ok(Some(
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "status": "forwarded",
+                    "command": req.command,
+                    "app": key.prefix,
+                    "shard": shard,
+                    "owner": owner,
+                    "message": format!(
+                        "{} belongs to shard {shard}, held by {}; the command waits in the HA table and its owner applies it within {}",
+                        key.prefix,
+                        owner.as_deref().unwrap_or("no replica right now"),
+                        humantime::format_duration(ha.config.renew),
+                    ),
+                })),
+            )
+                .into_response(),
+        )),
+        Err(e) => {
+            Err(refuse(StatusCode::SERVICE_UNAVAILABLE, format!("could not hand the command to the replica that owns {}: {e}", key.prefix)))
+        }
+    }
+}
+
+/// Applies the commands other replicas left for this one's shards, as if given here by the same
+/// caller, until `shutdown`.
+pub async fn apply_forwarded(
+    state: HttpState,
+    mut inbox: tokio::sync::mpsc::Receiver<crate::ha::Forwarded>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let forwarded = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = inbox.recv() => match next {
+                Some(f) => f,
+                None => break,
+            },
+        };
+        let req: CommandRequest = match serde_json::from_value(forwarded.request) {
+            Ok(req) => req,
+            Err(e) => {
+                tracing::error!(from = %forwarded.from, error = %e, "a forwarded command is not a command; dropped");
+                continue;
+            }
+        };
+        match run(&state, &req, forwarded.caller.as_deref()).await {
+            Ok(_) => {
+                tracing::info!(command = %req.command, app = ?req.app, from = %forwarded.from, "applied a command given on another replica")
+            }
+            Err(refusal) => tracing::warn!(
+                command = %req.command,
+                app = ?req.app,
+                from = %forwarded.from,
+                status = %refusal.status(),
+                "a command given on another replica was refused here"
+            ),
+        }
     }
 }

@@ -58,6 +58,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v2/deployments/{id}", get(get_deployment))
         .route("/api/v2/deployments/{id}/diagnosis", get(get_diagnosis))
         .route("/api/v2/commands", post(commands::command))
+        .route("/api/v2/ha", get(ha_status))
         .route("/api/v2/commits", get(v1::commits))
         .route("/api/v2/preview", get(previews::preview))
         .route("/api/v2/repos", get(repos::list_v2).post(repos::add_v2))
@@ -145,11 +146,34 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn readyz(State(state): State<HttpState>) -> Response {
     let loaded = state.controller.heads().len();
     let tracked = state.repos.tracked();
+    if let Some(ha) = state.controller.ha() {
+        let status = ha.status(state.controller.clock.now_ms());
+        let body = json!({
+            "status": if status.ready && loaded >= tracked { "ready" } else { "joining" },
+            "heads_loaded": loaded,
+            "heads_tracked": tracked,
+            "replica": status.replica,
+            "shards_owned": status.owned,
+            "shards": status.shards,
+            "last_error": status.last_error,
+        });
+        let code = if status.ready && loaded >= tracked { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        return (code, Json(body)).into_response();
+    }
     if loaded >= tracked {
         Json(json!({"status": "ready", "heads_loaded": loaded})).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "heads_loaded": loaded, "heads_tracked": tracked})))
             .into_response()
+    }
+}
+
+/// High availability: this replica, the leases and the replicas as last read from the table.
+async fn ha_status(State(state): State<HttpState>) -> Response {
+    match state.controller.ha() {
+        Some(ha) => Json(ha.status(state.controller.clock.now_ms())).into_response(),
+        None => Json(json!({"enabled": false, "message": "high availability is off: this gitmoxi acts alone ([ha] in the configuration turns it on)"}))
+            .into_response(),
     }
 }
 

@@ -33,6 +33,22 @@ pub struct AppView {
     pub last_cause: Option<String>,
     pub reason: Option<String>,
     pub problems: Vec<String>,
+    /// High availability: the app's shard and the replica holding its lease (absent without HA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerView>,
+}
+
+/// Who acts for an app under high availability.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OwnerView {
+    pub shard: u32,
+    /// The replica holding the shard's lease (`None`: nobody right now; a replica takes it
+    /// within a lease).
+    pub replica: Option<String>,
+    /// The lease's fencing token.
+    pub token: Option<u64>,
+    /// Whether the replica answering is the owner.
+    pub here: bool,
 }
 
 pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&DeploymentRecord>) -> AppView {
@@ -58,6 +74,15 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
         last_cause: entry.last_cause.as_ref().map(ToString::to_string),
         reason: entry.unsupported.clone().or_else(|| entry.intent_reason.clone()),
         problems: entry.problems.iter().map(ToString::to_string).collect(),
+        owner: controller.ha().map(|ha| {
+            let held = ha.owner_of(&entry.key);
+            OwnerView {
+                shard: ha.shard_of(&entry.key),
+                replica: held.as_ref().map(|(r, _)| r.clone()),
+                token: held.map(|(_, t)| t),
+                here: ha.owns(&entry.key),
+            }
+        }),
     }
 }
 

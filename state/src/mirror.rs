@@ -91,6 +91,30 @@ impl Store {
         }
     }
 
+    /// Journals everything the store holds of `key` (the first owner of a shard copies what it
+    /// had before HA was turned on): its state, history and kept deployments.
+    pub fn journal_all_of(&self, key: &AppKey) -> Result<(), StoreError> {
+        let prefix = history_prefix(key);
+        let mut history = Vec::new();
+        for kv in self.history.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let seq = k.get(prefix.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+            history.push((key.clone(), seq, decode::<HistoryEvent>(&k, &v)?));
+        }
+        let finished: Vec<(AppKey, String)> = self
+            .deployments_of(key, super::MAX_DEPLOYMENTS_PER_APP)?
+            .into_iter()
+            .filter(|d| !d.in_flight())
+            .map(|d| (key.clone(), d.id))
+            .collect();
+        if let Some(j) = self.journal_lock().as_mut() {
+            j.apps.insert(key.clone());
+            j.history.extend(history);
+            j.finished.extend(finished);
+        }
+        Ok(())
+    }
+
     /// Takes what changed since the last call (empty when the journal is off).
     pub fn take_changes(&self) -> Changes {
         self.journal_lock().as_mut().map(std::mem::take).unwrap_or_default()
@@ -105,9 +129,9 @@ impl Store {
 
     /// Whether the journal holds a change of `key` not yet taken.
     pub fn has_pending_change(&self, key: &AppKey) -> bool {
-        self.journal_lock().as_ref().is_some_and(|j| {
-            j.apps.contains(key) || j.history.iter().any(|(k, ..)| k == key) || j.finished.iter().any(|(k, _)| k == key)
-        })
+        self.journal_lock()
+            .as_ref()
+            .is_some_and(|j| j.apps.contains(key) || j.history.iter().any(|(k, ..)| k == key) || j.finished.iter().any(|(k, _)| k == key))
     }
 
     /// Every app key the store holds anything of (entry, record or commands).
@@ -179,7 +203,9 @@ impl Store {
             let k = app_key_bytes(&app.key);
             for (field, value) in [("entry", &app.state.entry), ("record", &app.state.record)] {
                 if let Some(v) = value {
-                    for id in documents::references(v).into_iter().chain(v.get("applied_document").and_then(Value::as_str).map(String::from)) {
+                    for id in
+                        documents::references(v).into_iter().chain(v.get("applied_document").and_then(Value::as_str).map(String::from))
+                    {
                         if !self.documents.contains_key(id.as_bytes())? {
                             return Err(StoreError::MissingDocument { key: format!("{} ({field})", app.key), document: id });
                         }

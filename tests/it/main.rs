@@ -16,6 +16,7 @@ mod differential;
 mod fault_proxy;
 mod forge;
 mod gmctl;
+mod ha_table;
 mod heads;
 mod moto;
 mod moto_blue_green;

@@ -278,6 +278,7 @@ impl Server {
             api_tokens: Default::default(),
             approvers: Vec::new(),
             aws_limits,
+            ha: None,
         };
         let metrics = Metrics::new();
         let provider = Arc::new(

@@ -29,6 +29,12 @@ fn actions_called() -> BTreeSet<String> {
             actions.insert(action);
         }
     }
+    // high availability's table: every `self.aws("Operation", …)` of its one DynamoDB module
+    let table = std::fs::read_to_string(root().join("src/ha/table.rs")).unwrap();
+    for call in table.split("self.aws(\"").skip(1) {
+        let op = call.split('"').next().unwrap().to_string();
+        actions.insert(Operation { service: "dynamodb".into(), name: op }.iam_action());
+    }
     actions
 }
 
@@ -66,8 +72,9 @@ fn the_iam_policy_allows_exactly_what_gitmoxi_calls() {
     let missing: Vec<&String> = called.difference(&allowed).collect();
     assert!(missing.is_empty(), "the policy lacks {missing:?}");
     // implied by calls gitmoxi makes: passing task/function roles, tagging at CreateFunction,
-    // decrypting SecureString parameters
-    let implied: BTreeSet<String> = ["iam:PassRole", "lambda:TagResource", "kms:Decrypt"].iter().map(|s| s.to_string()).collect();
+    // decrypting SecureString parameters, the lease check inside the HA table's transactions
+    let implied: BTreeSet<String> =
+        ["iam:PassRole", "lambda:TagResource", "kms:Decrypt", "dynamodb:ConditionCheckItem"].iter().map(|s| s.to_string()).collect();
     let extra: Vec<&String> = allowed.difference(&called).filter(|a| !implied.contains(*a)).collect();
     assert!(extra.is_empty(), "the policy allows actions gitmoxi never calls: {extra:?}");
 }
@@ -76,8 +83,8 @@ fn the_iam_policy_allows_exactly_what_gitmoxi_calls() {
 fn a_workload_account_role_allows_what_gitmoxi_calls_there_and_trusts_the_controller() {
     let controller = actions_allowed();
     let workload = actions_of("packaging/account-deploy-policy.json");
-    let expected: BTreeSet<String> = controller.iter().filter(|a| !a.starts_with("sts:")).cloned().collect();
-    assert_eq!(workload, expected, "the workload role's policy is the controller's without STS");
+    let expected: BTreeSet<String> = controller.iter().filter(|a| !a.starts_with("sts:") && !a.starts_with("dynamodb:")).cloned().collect();
+    assert_eq!(workload, expected, "the workload role's policy is the controller's without STS and the HA table");
     let assume = policy("packaging/iam-policy.json")["Statement"]
         .as_array()
         .unwrap()
@@ -100,6 +107,21 @@ fn the_packaging_files_are_well_formed() {
     assert_eq!(taskdef["containerDefinitions"][0]["command"][0], "serve");
     let dockerfile = std::fs::read_to_string(root().join("packaging/Dockerfile")).unwrap();
     assert!(dockerfile.matches("FROM ").count() >= 2, "multi-stage");
+    // the HA table: the key gitmoxi writes, on demand, and the name the policy allows
+    let table: serde_json::Value = policy("packaging/dynamodb-table.json");
+    assert_eq!(
+        table["KeySchema"],
+        serde_json::json!([{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    );
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+    let ha = policy("packaging/iam-policy.json")["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "HighAvailabilityTable")
+        .cloned()
+        .expect("the HA statement");
+    assert_eq!(ha["Resource"], format!("arn:aws:dynamodb:*:*:table/{}", table["TableName"].as_str().unwrap()));
     let unit = std::fs::read_to_string(root().join("packaging/gitmoxi.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/gitmoxi serve"));
 }
