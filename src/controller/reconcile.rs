@@ -219,6 +219,12 @@ impl Controller {
             self.flush_store().await?;
         }
         let Some(clients) = clients.filter(|_| !plan.actions.is_empty()) else { return Ok(Executed::Done) };
+        let unsaved = |c: &Self| !c.store.is_durable(key) || (c.ha().is_some() && c.store.has_pending_change(key));
+        if unsaved(self) {
+            // written again while the flush ran (e.g. the head's intent by the heads owner):
+            // one more flush, then act only if that one covered it
+            self.flush_store().await?;
+        }
         if !self.store.is_durable(key) {
             return Err(ControllerError::NotDurable(key.clone()));
         }

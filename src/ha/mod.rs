@@ -508,12 +508,36 @@ impl Ha {
                 self.ready.store(true, Ordering::SeqCst);
             }
             let jitter = Duration::from_millis(controller.jitter_ms(self.config.renew.as_millis() as u64 / 10));
-            let next = started + self.config.renew.saturating_sub(jitter);
+            let mut next = started + self.config.renew.saturating_sub(jitter);
+            // a lease whose owner stopped announcing itself is taken the moment it runs out
+            if let Some(expires_ms) = self.next_orphan_expiry(controller.clock.now_ms()) {
+                let wait = Duration::from_millis(expires_ms.saturating_sub(controller.clock.now_ms()) + 50);
+                next = next.min(Instant::now() + wait);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(next) => {}
             }
         }
+    }
+
+    /// When the first lease held by a replica that missed its last announcements runs out.
+    fn next_orphan_expiry(&self, now_ms: u64) -> Option<u64> {
+        let state = lock(&self.state);
+        let lease_ms = self.config.lease.as_millis() as u64;
+        let late = |owner: &str| {
+            state
+                .replicas
+                .iter()
+                .find(|r| r.name == owner)
+                .is_none_or(|r| r.expires_ms + self.config.renew.as_millis() as u64 * 3 / 2 < now_ms + lease_ms)
+        };
+        state
+            .leases
+            .iter()
+            .filter(|l| l.lease.owner != self.config.replica && l.lease.is_held(now_ms) && late(&l.lease.owner))
+            .map(|l| l.lease.expires_ms)
+            .min()
     }
 
     /// After the controller stopped: copies the last changes and gives the leases back, so
@@ -550,9 +574,11 @@ impl Ha {
         let now = controller.clock.now_ms();
         let live: BTreeSet<String> = replicas.iter().filter(|r| r.expires_ms > now).map(|r| r.name.clone()).collect();
         // a shard the table says is another's (or has another token) is not ours any more
-        for (shard, owned) in lock(&self.state).owned.clone() {
+        let held: Vec<(u32, Owned)> = lock(&self.state).owned.clone().into_iter().collect();
+        for (shard, owned) in held {
             let current = leases.iter().find(|l| l.lease.shard == shard);
             if current.is_none_or(|l| l.lease.owner != me || l.lease.token != owned.token) {
+                metrics.lease_renew_failures.inc();
                 tracing::error!(shard, "the HA table shows another owner for a shard this replica held; acting for its apps stops");
                 self.drop_shard(shard, metrics);
             }
@@ -599,7 +625,12 @@ impl Ha {
             self.table.release(shard, &me, owned.token).await.map_err(|e| e.to_string())?;
         }
         for shard in plan.take {
-            let previous = leases.iter().find(|l| l.lease.shard == shard).map(|l| l.lease.owner.clone()).filter(|o| !o.is_empty());
+            // a lease given back (expired at 0) is handed over, not taken over
+            let previous = leases
+                .iter()
+                .find(|l| l.lease.shard == shard && l.lease.expires_ms > 0)
+                .map(|l| l.lease.owner.clone())
+                .filter(|o| !o.is_empty());
             let sent = Instant::now();
             let now = controller.clock.now_ms();
             let Some(token) = self.table.take(shard, &me, now, now + lease_ms).await.map_err(|e| e.to_string())? else { continue };
