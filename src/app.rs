@@ -99,7 +99,7 @@ pub async fn run_with(
     );
     let ha = match &config.ha {
         Some(settings) => {
-            let ha = Arc::new(crate::ha::Ha::connect(settings.clone(), &config.default_region).await);
+            let ha = Arc::new(crate::ha::Ha::connect(settings.clone(), &config.default_region, &controller.metrics).await);
             tracing::info!(table = %settings.table, replica = %settings.replica, shards = settings.shards, "high availability: apps are shared with the other replicas through shard leases");
             controller.set_ha(ha.clone());
             Some(ha)

@@ -51,6 +51,10 @@ pub struct Metrics {
     pub lease_takeovers: IntCounter,
     /// High availability: state writes the table refused because the lease had moved on.
     pub fenced_writes: IntCounter,
+    /// High availability: requests to the DynamoDB table by operation.
+    pub ha_table_requests: IntCounterVec,
+    /// High availability: items written to the DynamoDB table.
+    pub ha_table_items_written: IntCounter,
     /// The names of every registered family (dashboards are checked against them).
     pub names: Vec<String>,
 }
@@ -132,6 +136,16 @@ impl Metrics {
         let lease_takeovers =
             IntCounter::new("gitmoxi_lease_takeovers_total", "High availability: shards taken over from a replica whose lease ran out")
                 .expect("static metric definition");
+        let ha_table_requests = IntCounterVec::new(
+            Opts::new("gitmoxi_ha_table_requests_total", "High availability: requests to the DynamoDB table by operation"),
+            &["operation"],
+        )
+        .expect("static metric definition");
+        let ha_table_items_written = IntCounter::new(
+            "gitmoxi_ha_table_items_written_total",
+            "High availability: items written to the DynamoDB table (each at least one write unit)",
+        )
+        .expect("static metric definition");
         let fenced_writes = IntCounter::new(
             "gitmoxi_fenced_writes_total",
             "High availability: state writes refused because another replica holds the shard's lease now",
@@ -156,6 +170,8 @@ impl Metrics {
             Box::new(lease_renew_failures.clone()),
             Box::new(lease_takeovers.clone()),
             Box::new(fenced_writes.clone()),
+            Box::new(ha_table_requests.clone()),
+            Box::new(ha_table_items_written.clone()),
         ] {
             names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(c).expect("metric names are unique");
@@ -180,6 +196,8 @@ impl Metrics {
             lease_renew_failures,
             lease_takeovers,
             fenced_writes,
+            ha_table_requests,
+            ha_table_items_written,
             names,
         }
     }

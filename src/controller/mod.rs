@@ -372,7 +372,8 @@ impl Controller {
                     self.store.append_history(&key, &event)?;
                 }
             }
-            let mut app = self.store.app(&key)?.unwrap_or_else(|| AppEntry::new(key.clone(), entry.kind));
+            let stored = self.store.app(&key)?;
+            let mut app = stored.clone().unwrap_or_else(|| AppEntry::new(key.clone(), entry.kind));
             let problems: Vec<Diagnostic> = match snapshot.apps.get(&entry.app) {
                 Some(Err(invalid)) => invalid.errors.clone(),
                 Some(Ok(valid)) => valid.warnings.clone(),
@@ -413,8 +414,13 @@ impl Controller {
             app.intent_reason = Some(entry.reason.clone());
             app.problems = problems;
             app.head_commit = Some(commit.to_string());
-            app.updated_at_ms = now;
-            self.store.put_app(&app)?;
+            // the same plan again (a replan, a poll of an unchanged head) writes nothing: at
+            // thousands of apps, and with HA every write is copied to the table
+            let unchanged = stored.as_ref() == Some(&app);
+            if !unchanged {
+                app.updated_at_ms = now;
+                self.store.put_app(&app)?;
+            }
         }
         let planned: BTreeSet<&str> = plan.iter().map(|e| e.app.as_str()).collect();
         for e in &mine {

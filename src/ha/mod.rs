@@ -28,7 +28,7 @@ use gitmoxi_deploy::shards::{plan_leases, shard_of, Lease};
 use gitmoxi_state::{Changes, ImportedApp, Store};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -147,6 +147,9 @@ pub struct Ha {
     ready: AtomicBool,
     /// Documents already in the table (content-addressed: written once).
     documents_sent: Mutex<HashSet<String>>,
+    /// What the table holds of each app item as far as this replica knows (by shard and sort
+    /// key: the body's hash, or `None` when absent): an unchanged item is not written again.
+    known: Mutex<HashMap<(u32, String), Option<u64>>>,
     /// Commands from the inbox of owned shards, for the API to apply.
     commands: tokio::sync::mpsc::Sender<Forwarded>,
     command_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Forwarded>>>,
@@ -156,6 +159,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn hash_of(body: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
+}
+
 /// The sort key part of an app (hex of its key: any repository, branch or folder name).
 fn app_sk(key: &AppKey) -> String {
     hex::encode(format!("{}\0{}\0{}", key.repo, key.branch, key.prefix))
@@ -163,14 +173,15 @@ fn app_sk(key: &AppKey) -> String {
 
 impl Ha {
     /// Connects to the table through the standard AWS chain (region and endpoint from `[ha]`).
-    pub async fn connect(config: HaConfig, default_region: &str) -> Ha {
+    pub async fn connect(config: HaConfig, default_region: &str, metrics: &crate::metrics::Metrics) -> Ha {
         let region = config.region.clone().unwrap_or_else(|| default_region.to_string());
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(region));
         if let Some(endpoint) = &config.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
         let sdk = loader.load().await;
-        let table = Table::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
+        let table = Table::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone())
+            .with_metrics(metrics.ha_table_requests.clone(), metrics.ha_table_items_written.clone());
         Self::with_table(config, table)
     }
 
@@ -183,6 +194,7 @@ impl Ha {
             mirror_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
             documents_sent: Mutex::new(HashSet::new()),
+            known: Mutex::new(HashMap::new()),
             commands: tx,
             command_rx: Mutex::new(Some(rx)),
         }
@@ -296,14 +308,29 @@ impl Ha {
         for (shard, part) in by_shard {
             let token = match lock(&self.state).owned.get(&shard) {
                 Some(o) if Instant::now() < o.valid_until => o.token,
-                _ => continue,
+                Some(_) => {
+                    // held, but the lease is not trusted until a renewal lands: keep the changes
+                    // (nothing is acted on meanwhile) and copy them once it is
+                    store.restore_changes(part);
+                    continue;
+                }
+                // another replica's shard: its owner writes its state
+                None => continue,
             };
             let result = match self.writes_of(store, &part, now_ms).await {
-                Ok(writes) => self.table.write_shard(shard, &self.config.replica, token, &writes).await,
+                Ok(writes) => {
+                    let writes = self.unknown(shard, writes);
+                    match writes.is_empty() {
+                        true => Ok(writes),
+                        false => self.table.write_shard(shard, &self.config.replica, token, &writes).await.map(|()| writes),
+                    }
+                }
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => {
+                Ok(writes) if writes.is_empty() => {}
+                Ok(writes) => {
+                    self.remember(shard, &writes);
                     if let Some(o) = lock(&self.state).owned.get_mut(&shard) {
                         o.writes += 1;
                     }
@@ -325,6 +352,35 @@ impl Ha {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The writes that change what the table holds (as far as this replica knows).
+    fn unknown(&self, shard: u32, writes: Vec<Write>) -> Vec<Write> {
+        let known = lock(&self.known);
+        writes
+            .into_iter()
+            .filter(|w| match w {
+                Write::Put { sk, body, .. } => known.get(&(shard, sk.clone())) != Some(&Some(hash_of(body))),
+                Write::Delete { sk } => known.get(&(shard, sk.clone())) != Some(&None),
+            })
+            .collect()
+    }
+
+    /// Remembers what the table holds after `writes` landed (app items only: history and
+    /// deployments are written once).
+    fn remember(&self, shard: u32, writes: &[Write]) {
+        let mut known = lock(&self.known);
+        for w in writes {
+            match w {
+                Write::Put { sk, body, .. } if sk.starts_with("app#") => {
+                    known.insert((shard, sk.clone()), Some(hash_of(body)));
+                }
+                Write::Delete { sk } => {
+                    known.insert((shard, sk.clone()), None);
+                }
+                Write::Put { .. } => {}
+            }
+        }
     }
 
     fn drop_shard(&self, shard: u32, metrics: &crate::metrics::Metrics) {
@@ -410,6 +466,19 @@ impl Ha {
     /// A shard's state as the table holds it, with every document it refers to stored locally.
     async fn read_shard(&self, store: &Store, shard: u32) -> Result<Vec<ImportedApp>, TableError> {
         let items = self.table.shard_items(shard).await?;
+        {
+            let mut known = lock(&self.known);
+            known.retain(|(s, _), _| *s != shard);
+            let apps: BTreeSet<&str> = items.iter().filter_map(|i| i.sk.strip_prefix("app#")?.split('#').next()).collect();
+            for app in apps {
+                for part in ["entry", "record", "commands"] {
+                    known.insert((shard, format!("app#{app}#{part}")), None);
+                }
+            }
+            for item in items.iter().filter(|i| i.sk.starts_with("app#")) {
+                known.insert((shard, item.sk.clone()), Some(hash_of(&item.body)));
+            }
+        }
         let mut apps: BTreeMap<AppKey, ImportedApp> = BTreeMap::new();
         let mut history: BTreeMap<AppKey, Vec<(String, gitmoxi_state::HistoryEvent)>> = BTreeMap::new();
         for item in items {

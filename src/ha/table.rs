@@ -103,6 +103,8 @@ pub struct InboxItem {
 pub struct Table {
     client: Client,
     name: String,
+    /// Requests by operation and items written (what the table costs; see the README).
+    requests: Option<(prometheus::IntCounterVec, prometheus::IntCounter)>,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -139,7 +141,20 @@ fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
 
 impl Table {
     pub fn new(client: Client, name: String) -> Table {
-        Table { client, name }
+        Table { client, name, requests: None }
+    }
+
+    /// Counts requests into `requests{operation}` and written items into `items`.
+    pub fn with_metrics(mut self, requests: prometheus::IntCounterVec, items: prometheus::IntCounter) -> Table {
+        self.requests = Some((requests, items));
+        self
+    }
+
+    fn count(&self, operation: &str, items: u64) {
+        if let Some((requests, written)) = &self.requests {
+            requests.with_label_values(&[operation]).inc();
+            written.inc_by(items);
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -163,6 +178,7 @@ impl Table {
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         // bounded: a partition of 10,000 pages is not something gitmoxi wrote
         for _ in 0..10_000 {
+            self.count("Query", 0);
             let out = self
                 .client
                 .query()
@@ -192,12 +208,14 @@ impl Table {
         }
         // DynamoDB removes replicas gone for a day
         put = put.item("ttl", n(expires_ms / 1000 + 86_400));
+        self.count("PutItem", 1);
         put.send().await.map_err(|e| self.aws("PutItem", e))?;
         Ok(())
     }
 
     /// Says `me` is gone (a clean stop).
     pub async fn leave(&self, me: &str) -> Result<(), TableError> {
+        self.count("DeleteItem", 1);
         self.client
             .delete_item()
             .table_name(&self.name)
@@ -244,6 +262,7 @@ impl Table {
     /// Takes a free or expired lease (or `me`'s own from before a restart): the token grows by
     /// one. `Ok(None)`: another replica holds it.
     pub async fn take(&self, shard: u32, me: &str, now_ms: u64, expires_ms: u64) -> Result<Option<u64>, TableError> {
+        self.count("UpdateItem", 1);
         let result = self
             .client
             .update_item()
@@ -271,6 +290,7 @@ impl Table {
 
     /// Extends `me`'s lease and publishes how far its writes went.
     pub async fn renew(&self, shard: u32, me: &str, token: u64, expires_ms: u64, seq: u64) -> Result<(), TableError> {
+        self.count("UpdateItem", 1);
         let result = self
             .client
             .update_item()
@@ -298,6 +318,7 @@ impl Table {
 
     /// Gives a lease back (it expires now); a lease that moved on already is left alone.
     pub async fn release(&self, shard: u32, me: &str, token: u64) -> Result<(), TableError> {
+        self.count("UpdateItem", 1);
         let result = self
             .client
             .update_item()
@@ -369,6 +390,7 @@ impl Table {
                 };
                 items.push(item);
             }
+            self.count("TransactWriteItems", chunk.len() as u64);
             let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
             if let Err(e) = result {
                 let lease_refused = e.as_service_error().and_then(|se| match se {
@@ -430,6 +452,7 @@ impl Table {
             if i == 0 {
                 put = put.item("parts", n(parts.len() as u64));
             }
+            self.count("PutItem", 1);
             put.send().await.map_err(|e| self.aws("PutItem", e))?;
         }
         Ok(())
@@ -456,6 +479,8 @@ impl Table {
 
     /// Leaves a command for the owner of `shard` and tells it (the lease's inbox counter).
     pub async fn post_command(&self, shard: u32, sk: &str, body: &str, ttl: u64) -> Result<(), TableError> {
+        self.count("PutItem", 1);
+        self.count("UpdateItem", 1);
         self.client
             .put_item()
             .table_name(&self.name)
@@ -489,6 +514,7 @@ impl Table {
     }
 
     pub async fn remove_command(&self, shard: u32, sk: &str) -> Result<(), TableError> {
+        self.count("DeleteItem", 1);
         self.client
             .delete_item()
             .table_name(&self.name)
