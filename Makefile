@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MOTO_PIN := moto[server]==5.2.5
 
-.PHONY: test demo venv bench bench-plan soak fuzz
+.PHONY: test demo venv bench bench-plan soak soak-ha fuzz
 
 $(VENV)/.installed-5.2.5:
 	python3 -m venv $(VENV)
@@ -69,6 +69,15 @@ soak:
 	  SIM_SEED=$$seed cargo test -q --test it sim_many_apps_with_restarts_and_faults_converge_seed_1 >/tmp/gitmoxi-soak.log 2>&1 \
 	    || { echo "seed $$seed failed (log: /tmp/gitmoxi-soak.log)"; exit 1; }; \
 	done; echo "$$runs seeds passed"
+	$(MAKE) soak-ha
+
+# High availability, long: three replicas on moto's DynamoDB, HA_ROUNDS (default 10) rounds of
+# kill -9 of an owner mid-shift and SIGSTOP past a lease, each with a new random seed per run.
+HA_ROUNDS ?= 10
+soak-ha: venv
+	seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); \
+	HA_SEED=$$seed HA_ROUNDS=$(HA_ROUNDS) cargo test --test ha \
+	  || { echo "HA soak failed with HA_SEED=$$seed (replica logs: target/ha-logs/)"; exit 1; }
 
 # Every cargo fuzz target for FUZZ_SECONDS (default 300) each; new inputs grow fuzz/corpus/.
 # `make test` runs the same targets for 20 s each.

@@ -774,6 +774,35 @@ mod tests {
     }
 
     #[test]
+    fn ha_is_read_with_defaults_and_refuses_what_would_not_work() {
+        let ha = |text: &str| -> Result<crate::ha::HaConfig, ConfigError> {
+            let parsed: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            ha_config(parsed.ha.expect("[ha]"), || Some("host-a".into()))
+        };
+        let c = ha("[ha]\ntable = \"gitmoxi-ha\"\n").unwrap();
+        assert_eq!((c.shards, c.lease, c.renew), (16, Duration::from_secs(15), Duration::from_secs(5)));
+        assert_eq!(c.replica, format!("host-a-{}", std::process::id()), "unique per host and process by default");
+        assert_eq!(c.history_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.margin(), Duration::from_secs(3));
+        let c = ha(
+            "[ha]\ntable = \"t-1\"\nshards = 4\nlease = \"6s\"\nrenew = \"2s\"\nreplica = \"r1\"\nendpoint = \"http://localhost:8000\"\n",
+        )
+        .unwrap();
+        assert_eq!((c.shards, c.replica.as_str(), c.endpoint.as_deref()), (4, "r1", Some("http://localhost:8000")));
+        for (bad, why) in [
+            ("[ha]\ntable = \"a b\"\n", "not a DynamoDB table name"),
+            ("[ha]\ntable = \"t-1\"\nshards = 0\n", "shards 0"),
+            ("[ha]\ntable = \"t-1\"\nlease = \"10s\"\nrenew = \"6s\"\n", "at most half the lease"),
+            ("[ha]\ntable = \"t-1\"\nlease = \"1s\"\nrenew = \"100ms\"\n", "at least 2s"),
+            ("[ha]\ntable = \"t-1\"\nlease = \"soon\"\n", "not a duration"),
+            ("[ha]\ntable = \"t-1\"\nleases = \"6s\"\n", "unknown field"),
+        ] {
+            let e = ha(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn secrets_come_from_files_and_a_blank_token_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");

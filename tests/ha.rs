@@ -236,6 +236,20 @@ fn get(url: &str) -> Option<Value> {
     out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
 }
 
+fn post(url: &str, body: &Value) -> Value {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-H", "content-type: application/json", "-d", &body.to_string(), url])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("POST {url}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn text(url: &str) -> String {
+    let out = Command::new("curl").args(["-fs", "--max-time", "5", url]).output().unwrap();
+    assert!(out.status.success(), "GET {url} failed");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 fn aws(moto: &Moto, script: &str) -> Value {
     let out = Command::new(python()).arg("-c").arg(script).env("MOTO", &moto.1).output().expect("python runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -398,6 +412,28 @@ fn main() {
     assert_eq!(owned.iter().sum::<usize>(), SHARDS as usize, "every shard has one owner: {owned:?}");
     assert!(owned.iter().all(|n| *n >= 2), "the shards are spread: {owned:?}");
     println!("ha: 30 apps deployed by 3 replicas (shards {owned:?}) in {:.0?}", started.elapsed());
+    // a command given to a replica that does not own the app reaches its owner through the table
+    let target = format!("apps/{}/{}", rolling_name(0), rolling_name(0));
+    let holder = apps(&replicas[0]).unwrap()[&target]["owner"]["replica"].as_str().unwrap().to_string();
+    let elsewhere = replicas.iter().find(|r| r.name != holder).unwrap();
+    let answer = post(&elsewhere.url("/api/v2/commands"), &serde_json::json!({"command": "pause", "app": target}));
+    assert_eq!(answer["status"], "forwarded", "{answer}");
+    assert_eq!(answer["owner"], holder.as_str(), "{answer}");
+    let owner_replica = replicas.iter().find(|r| r.name == holder).unwrap();
+    wait_apps(&[owner_replica], Duration::from_secs(20), "the owner applied the forwarded pause", |apps| {
+        apps[&target]["status"] == "Paused"
+    });
+    let answer = post(&elsewhere.url("/api/v2/commands"), &serde_json::json!({"command": "resume", "app": target}));
+    assert_eq!(answer["status"], "forwarded", "{answer}");
+    wait_apps(&[owner_replica], Duration::from_secs(20), "the owner applied the forwarded resume", |apps| settled(&apps[&target]));
+    // the page says who holds what
+    let repos_page = text(&replicas[0].url("/ui/repos"));
+    assert!(repos_page.contains("High availability") && repos_page.contains("This page comes from <strong>r1</strong>"), "{repos_page}");
+    for r in &replicas {
+        assert!(repos_page.contains(&format!("<td>{}</td>", r.name)), "{} holds shards on the page: {repos_page}", r.name);
+    }
+    let app_page = text(&replicas[1].url(&format!("/ui/app?app={}", bg_prefix("web"))));
+    assert!(app_page.contains("id=\"owner\"") && app_page.contains("run by <strong>r"), "{app_page}");
     let (requests, items) = table_use(&replicas);
     println!(
         "ha: the first deployment of 30 apps cost {requests} table requests and {items} written items in all (with the leases' rounds)"

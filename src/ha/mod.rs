@@ -231,9 +231,8 @@ impl Ha {
     }
 
     /// The owner of an app's shard as last read (`None`: nobody holds it).
-    pub fn owner_of(&self, key: &AppKey) -> Option<(String, u64)> {
+    pub fn owner_of(&self, key: &AppKey, now: u64) -> Option<(String, u64)> {
         let shard = self.shard_of(key);
-        let now = crate::clock::Clock::system().now_ms();
         lock(&self.state)
             .leases
             .iter()

@@ -228,7 +228,7 @@ async fn forward_to_owner(
     }
     let request = serde_json::to_value(req).unwrap_or_default();
     let n = state.controller.jitter_ms(u64::MAX / 2);
-    let owner = ha.owner_of(key).map(|(name, _)| name);
+    let owner = ha.owner_of(key, state.controller.clock.now_ms()).map(|(name, _)| name);
     match ha.forward(key, request, caller, state.controller.clock.now_ms(), n).await {
         Ok(shard) => Ok(Some(
             (

@@ -75,7 +75,7 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
         reason: entry.unsupported.clone().or_else(|| entry.intent_reason.clone()),
         problems: entry.problems.iter().map(ToString::to_string).collect(),
         owner: controller.ha().map(|ha| {
-            let held = ha.owner_of(&entry.key);
+            let held = ha.owner_of(&entry.key, controller.clock.now_ms());
             OwnerView {
                 shard: ha.shard_of(&entry.key),
                 replica: held.as_ref().map(|(r, _)| r.clone()),
