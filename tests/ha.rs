@@ -434,6 +434,10 @@ fn main() {
     }
     let app_page = text(&replicas[1].url(&format!("/ui/app?app={}", bg_prefix("web"))));
     assert!(app_page.contains("id=\"owner\"") && app_page.contains("run by <strong>r"), "{app_page}");
+    // and so does the CLI
+    let status = Command::new(env!("CARGO_BIN_EXE_gitmoxi")).args(["status", "--server", &replicas[2].url("")]).output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(status.contains("OWNER") && status.contains("(shard ") && status.lines().count() > total, "{status}");
     let (requests, items) = table_use(&replicas);
     println!(
         "ha: the first deployment of 30 apps cost {requests} table requests and {items} written items in all (with the leases' rounds)"

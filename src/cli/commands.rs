@@ -319,7 +319,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         ]
                     })
                     .collect();
-                out!("{}", table::render(&["APP", "KIND", "STATUS", "PHASE", "COMMIT", "LAST OUTCOME", "DETAIL"], &rows));
+                if apps.iter().any(|a| a.owner.is_some()) {
+                    // high availability: who acts for each app
+                    let rows: Vec<Vec<String>> = rows
+                        .into_iter()
+                        .zip(&apps)
+                        .map(|(mut row, a)| {
+                            let owner = a.owner.as_ref().map_or("-".to_string(), |o| {
+                                format!("{} (shard {})", o.replica.as_deref().unwrap_or("nobody yet"), o.shard)
+                            });
+                            row.insert(3, owner);
+                            row
+                        })
+                        .collect();
+                    out!("{}", table::render(&["APP", "KIND", "STATUS", "OWNER", "PHASE", "COMMIT", "LAST OUTCOME", "DETAIL"], &rows));
+                } else {
+                    out!("{}", table::render(&["APP", "KIND", "STATUS", "PHASE", "COMMIT", "LAST OUTCOME", "DETAIL"], &rows));
+                }
             }
             Ok(0)
         }
