@@ -492,6 +492,22 @@ fn main() {
         let detail = at_owner.get(&format!("/api/v2/apps/{}", bg_prefix(killed_app))).unwrap();
         let history: Vec<&Value> = detail["history"].as_array().unwrap().iter().filter(|h| h["deployment"] == id.as_str()).collect();
         assert!(history.len() >= lines, "the app's history tells the whole deployment ({} of {lines} lines):\n{detail:#}", history.len());
+        // a replica that does not own it tells the same story (read from the table)
+        let bystander = replicas.iter().find(|r| r.child.is_some() && r.name != new_owner).unwrap();
+        let start = Instant::now();
+        loop {
+            let seen = bystander.get(&format!("/api/v2/apps/{}", bg_prefix(killed_app))).unwrap_or_default();
+            let told = seen["history"].as_array().map_or(0, |h| h.iter().filter(|e| e["deployment"] == id.as_str()).count());
+            if seen["last_deployment"] == id.as_str() && told == history.len() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{} does not tell the deployment as its owner does:\n{seen:#}",
+                bystander.name
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
         let f = facts(&moto);
         let image = format!("nginx:{}", bg[killed_app]);
         assert_eq!(f["sets"][killed_app], serde_json::json!([["PRIMARY", image]]), "one task set on the new image: {f}");

@@ -462,20 +462,45 @@ impl Ha {
         }
     }
 
-    /// A shard's state as the table holds it, with every document it refers to stored locally.
-    async fn read_shard(&self, store: &Store, shard: u32) -> Result<Vec<ImportedApp>, TableError> {
-        let items = self.table.shard_items(shard).await?;
-        {
+    /// A shard's state as the table holds it, with every document it refers to stored locally,
+    /// and every app the table holds in it. `full` (a take-over) reads everything; otherwise
+    /// (following another owner's shard) the apps' items are read, and history and deployments
+    /// only of the apps whose items changed since this replica last read them.
+    async fn read_shard(&self, store: &Store, shard: u32, full: bool) -> Result<(Vec<ImportedApp>, BTreeSet<AppKey>), TableError> {
+        let mut items = if full {
+            self.table.shard_items(shard).await?
+        } else {
+            self.table.state_items(shard, &table::Range::Prefix("app#".into()), None).await?
+        };
+        let app_of = |sk: &str| sk.split('#').nth(1).map(str::to_string);
+        let mut present = BTreeSet::new();
+        for item in items.iter().filter(|i| i.sk.starts_with("app#")) {
+            if let Ok(key) = serde_json::from_str::<AppKey>(&item.app) {
+                present.insert(key);
+            }
+        }
+        let changed: BTreeSet<String> = {
             let mut known = lock(&self.known);
-            known.retain(|(s, _), _| *s != shard);
-            let apps: BTreeSet<&str> = items.iter().filter_map(|i| i.sk.strip_prefix("app#")?.split('#').next()).collect();
-            for app in apps {
+            let mut now: HashMap<(u32, String), Option<u64>> = HashMap::new();
+            for app in items.iter().filter(|i| i.sk.starts_with("app#")).filter_map(|i| app_of(&i.sk)) {
                 for part in ["entry", "record", "commands"] {
-                    known.insert((shard, format!("app#{app}#{part}")), None);
+                    now.insert((shard, format!("app#{app}#{part}")), None);
                 }
             }
             for item in items.iter().filter(|i| i.sk.starts_with("app#")) {
-                known.insert((shard, item.sk.clone()), Some(hash_of(&item.body)));
+                now.insert((shard, item.sk.clone()), Some(hash_of(&item.body)));
+            }
+            let changed = now.iter().filter(|(k, v)| known.get(*k) != Some(*v)).filter_map(|((_, sk), _)| app_of(sk)).collect();
+            known.retain(|(s, _), _| *s != shard);
+            known.extend(now);
+            changed
+        };
+        if !full {
+            items.retain(|i| app_of(&i.sk).is_some_and(|a| changed.contains(&a)));
+            for app in &changed {
+                let history = table::Range::Between(format!("hist#{app}#"), format!("hist#{app}#~"));
+                items.extend(self.table.state_items(shard, &history, Some(gitmoxi_state::MAX_HISTORY_PER_APP)).await?);
+                items.extend(self.table.state_items(shard, &table::Range::Prefix(format!("dep#{app}#")), None).await?);
             }
         }
         let mut apps: BTreeMap<AppKey, ImportedApp> = BTreeMap::new();
@@ -548,14 +573,13 @@ impl Ha {
             }
             lock(&self.documents_sent).insert(id);
         }
-        Ok(apps.into_values().collect())
+        Ok((apps.into_values().collect(), present))
     }
 
     /// Reads a shard into the local store (through the heads owner: no head is planned while
     /// it replaces state); apps the store holds in the shard that the table does not are dropped.
-    async fn load_shard(&self, controller: &Controller, shard: u32) -> Result<usize, String> {
-        let apps = self.read_shard(&controller.store, shard).await.map_err(|e| e.to_string())?;
-        let present: BTreeSet<&AppKey> = apps.iter().map(|a| &a.key).collect();
+    async fn load_shard(&self, controller: &Controller, shard: u32, full: bool) -> Result<usize, String> {
+        let (apps, present) = self.read_shard(&controller.store, shard, full).await.map_err(|e| e.to_string())?;
         let local = controller.store.app_keys().map_err(|e| e.to_string())?;
         let dropped: Vec<AppKey> = local.into_iter().filter(|k| self.shard_of(k) == shard && !present.contains(k)).collect();
         let count = apps.len();
@@ -713,7 +737,7 @@ impl Ha {
                     }
                 }
             } else {
-                let count = self.load_shard(controller, shard).await?;
+                let count = self.load_shard(controller, shard, true).await?;
                 tracing::info!(shard, token, apps = count, "loaded the shard's state from the HA table");
             }
             {
@@ -746,7 +770,7 @@ impl Ha {
             if lock(&self.state).read.get(&shard) == Some(&mark) {
                 continue;
             }
-            self.load_shard(controller, shard).await?;
+            self.load_shard(controller, shard, false).await?;
             lock(&self.state).read.insert(shard, mark);
         }
         let mut state = lock(&self.state);

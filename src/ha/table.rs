@@ -50,6 +50,16 @@ impl TableError {
     }
 }
 
+/// Which sort keys of a partition a query reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Range {
+    All,
+    /// Sort keys that begin with this.
+    Prefix(String),
+    /// Sort keys between the two, both included.
+    Between(String, String),
+}
+
 /// One write of a shard's state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
@@ -174,27 +184,50 @@ impl Table {
 
     /// Every item of a partition (consistent reads, all pages).
     async fn query_all(&self, pk: &str) -> Result<Vec<HashMap<String, AttributeValue>>, TableError> {
+        self.query(pk, &Range::All, None).await
+    }
+
+    /// The items of a partition in a sort-key range (consistent reads), oldest first; with
+    /// `newest`, only the newest that many.
+    async fn query(&self, pk: &str, range: &Range, newest: Option<usize>) -> Result<Vec<HashMap<String, AttributeValue>>, TableError> {
         let mut items = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         // bounded: a partition of 10,000 pages is not something gitmoxi wrote
         for _ in 0..10_000 {
             self.count("Query", 0);
-            let out = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.name)
-                .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(pk))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.aws("Query", e))?;
+                .scan_index_forward(newest.is_none())
+                .set_exclusive_start_key(start.take());
+            query = match range {
+                Range::All => query.key_condition_expression("pk = :pk"),
+                Range::Prefix(p) => {
+                    query.key_condition_expression("pk = :pk AND begins_with(sk, :p)").expression_attribute_values(":p", s(p))
+                }
+                Range::Between(a, b) => query
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+                    .expression_attribute_values(":a", s(a))
+                    .expression_attribute_values(":b", s(b)),
+            };
+            if let Some(n) = newest {
+                query = query.limit(n.saturating_sub(items.len()).clamp(1, 1000) as i32);
+            }
+            let out = query.send().await.map_err(|e| self.aws("Query", e))?;
             items.extend(out.items.unwrap_or_default());
+            if newest.is_some_and(|n| items.len() >= n) {
+                break;
+            }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => break,
             }
+        }
+        if newest.is_some() {
+            items.reverse();
         }
         Ok(items)
     }
@@ -423,8 +456,13 @@ impl Table {
 
     /// Every state item of a shard.
     pub async fn shard_items(&self, shard: u32) -> Result<Vec<StateItem>, TableError> {
+        self.state_items(shard, &Range::All, None).await
+    }
+
+    /// The state items of a shard in `range` (the newest `newest` of them, when given).
+    pub async fn state_items(&self, shard: u32, range: &Range, newest: Option<usize>) -> Result<Vec<StateItem>, TableError> {
         let pk = shard_pk(shard);
-        self.query_all(&pk)
+        self.query(&pk, range, newest)
             .await?
             .into_iter()
             .map(|item| {
