@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/binary_harness.rs"]
 mod binary_harness;
-use binary_harness::{free_port, git, infra, python, start_moto, write, Moto};
+use binary_harness::{free_port, git, infra, python, start_moto, write, write_rolling_app, Moto, FARGATE_NETWORK, TERRAFORM_INPUT};
 
 const ROLLING: [&str; 3] = ["alpha", "beta", "gamma"];
 const ZIPS: [&str; 3] = [
@@ -29,25 +29,9 @@ const ZIPS: [&str; 3] = [
 
 /// Every app's files at `version` (1-based).
 fn write_apps(repo: &Path, version: usize) {
-    let input = r#"{"ref": {"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}"#;
-    let net = r#""networkConfiguration": {"awsvpcConfiguration": {"subnets": {{ private_subnets | tojson }}, "securityGroups": ["{{ security_group_id }}"]}}"#;
+    let (input, net) = (TERRAFORM_INPUT, FARGATE_NETWORK);
     for name in ROLLING {
-        let p = format!("apps/{name}/{name}");
-        write(
-            repo,
-            &format!("{p}_svcdef.json"),
-            &format!(r#"{{"serviceName": "{name}", "cluster": "prod", "desiredCount": 1, "launchType": "FARGATE", {net}}}"#),
-        );
-        write(
-            repo,
-            &format!("{p}_taskdef.json"),
-            &format!(
-                r#"{{"family": "{name}", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
-                    "containerDefinitions": [{{"name": "{name}", "image": "nginx:{version}", "memory": 512}}]}}"#
-            ),
-        );
-        write(repo, &format!("{p}_depdef.json"), r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#);
-        write(repo, &format!("{p}_input.json"), input);
+        write_rolling_app(repo, name, &format!("nginx:{version}"));
     }
     let p = "apps/web/web";
     write(

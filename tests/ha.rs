@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/binary_harness.rs"]
 mod binary_harness;
-use binary_harness::{free_port, git, infra, python, root, start_moto, write, Moto};
+use binary_harness::{free_port, git, infra, python, root, start_moto, write, write_rolling_app, Moto, FARGATE_NETWORK, TERRAFORM_INPUT};
 
 const LEASE_SECS: u64 = 6;
 const RENEW: &str = "2s";
@@ -43,26 +43,9 @@ fn rolling_name(i: usize) -> String {
 
 /// Every app's files; the blue/green services run `nginx:{bg[name]}`.
 fn write_apps(repo: &Path, bg: &BTreeMap<&str, u32>) {
-    let input = r#"{"ref": {"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}"#;
-    let net = r#""networkConfiguration": {"awsvpcConfiguration": {"subnets": {{ private_subnets | tojson }}, "securityGroups": ["{{ security_group_id }}"]}}"#;
+    let (input, net) = (TERRAFORM_INPUT, FARGATE_NETWORK);
     for i in 0..ROLLING {
-        let name = rolling_name(i);
-        let p = format!("apps/{name}/{name}");
-        write(
-            repo,
-            &format!("{p}_svcdef.json"),
-            &format!(r#"{{"serviceName": "{name}", "cluster": "prod", "desiredCount": 1, "launchType": "FARGATE", {net}}}"#),
-        );
-        write(
-            repo,
-            &format!("{p}_taskdef.json"),
-            &format!(
-                r#"{{"family": "{name}", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
-                    "containerDefinitions": [{{"name": "{name}", "image": "nginx:1", "memory": 512}}]}}"#
-            ),
-        );
-        write(repo, &format!("{p}_depdef.json"), r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#);
-        write(repo, &format!("{p}_input.json"), input);
+        write_rolling_app(repo, &rolling_name(i), "nginx:1");
     }
     for (name, blue, green) in BLUE_GREEN {
         let p = format!("bg/{name}/{name}");

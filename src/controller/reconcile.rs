@@ -179,9 +179,11 @@ impl Controller {
             self.finish(ended, &completion)?;
         }
         if let Some(next) = plan.next_record.as_ref().filter(|r| r.in_flight()) {
+            // the record first: a reader that sees its new history lines (the API, the page)
+            // also sees the deployment in flight, never a "redeploying…" line beside a steady app
+            self.store.put_record(next)?;
             self.record_history(before, next)?;
             self.notify_progress(before, next);
-            self.store.put_record(next)?;
         }
         if plan.take_ownership {
             let mut entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));

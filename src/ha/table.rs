@@ -24,6 +24,8 @@ use std::collections::HashMap;
 pub const DOCUMENT_PART_BYTES: usize = 300 * 1024;
 /// Bodies above this go to a document (an app's item stays small).
 pub const INLINE_BODY_BYTES: usize = 64 * 1024;
+/// The condition of every write of a lease's holder: it still holds it, with its token.
+const HELD: &str = "#owner = :me AND #token = :token";
 /// Writes per transaction besides the lease check (DynamoDB allows 100 actions).
 const WRITES_PER_TRANSACTION: usize = 99;
 
@@ -292,20 +294,33 @@ impl Table {
             .collect())
     }
 
-    /// Takes a free or expired lease (or `me`'s own from before a restart): the token grows by
-    /// one. `Ok(None)`: another replica holds it.
-    pub async fn take(&self, shard: u32, me: &str, now_ms: u64, expires_ms: u64) -> Result<Option<u64>, TableError> {
+    /// An UpdateItem of a shard's lease, with the names its expressions use.
+    fn lease_update(&self, shard: u32) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         self.count("UpdateItem", 1);
-        let result = self
-            .client
+        self.client
             .update_item()
             .table_name(&self.name)
             .key("pk", s("lease"))
             .key("sk", s(lease_sk(shard)))
-            .update_expression("SET #owner = :me, expires_ms = :expires, #token = if_not_exists(#token, :zero) + :one, seq = :zero")
-            .condition_expression("attribute_not_exists(pk) OR expires_ms < :now OR #owner = :me")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#token", "token")
+    }
+
+    /// The same, on condition that `me` still holds the lease with `token`.
+    fn lease_held(&self, shard: u32, me: &str, token: u64) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.lease_update(shard)
+            .condition_expression(HELD)
+            .expression_attribute_values(":me", s(me))
+            .expression_attribute_values(":token", n(token))
+    }
+
+    /// Takes a free or expired lease (or `me`'s own from before a restart): the token grows by
+    /// one. `Ok(None)`: another replica holds it.
+    pub async fn take(&self, shard: u32, me: &str, now_ms: u64, expires_ms: u64) -> Result<Option<u64>, TableError> {
+        let result = self
+            .lease_update(shard)
+            .update_expression("SET #owner = :me, expires_ms = :expires, #token = if_not_exists(#token, :zero) + :one, seq = :zero")
+            .condition_expression("attribute_not_exists(pk) OR expires_ms < :now OR #owner = :me")
             .expression_attribute_values(":me", s(me))
             .expression_attribute_values(":expires", n(expires_ms))
             .expression_attribute_values(":now", n(now_ms))
@@ -323,19 +338,9 @@ impl Table {
 
     /// Extends `me`'s lease and publishes how far its writes went.
     pub async fn renew(&self, shard: u32, me: &str, token: u64, expires_ms: u64, seq: u64) -> Result<(), TableError> {
-        self.count("UpdateItem", 1);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key("pk", s("lease"))
-            .key("sk", s(lease_sk(shard)))
+            .lease_held(shard, me, token)
             .update_expression("SET expires_ms = :expires, seq = :seq")
-            .condition_expression("#owner = :me AND #token = :token")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":me", s(me))
-            .expression_attribute_values(":token", n(token))
             .expression_attribute_values(":expires", n(expires_ms))
             .expression_attribute_values(":seq", n(seq))
             .send()
@@ -351,19 +356,9 @@ impl Table {
 
     /// Gives a lease back (it expires now); a lease that moved on already is left alone.
     pub async fn release(&self, shard: u32, me: &str, token: u64) -> Result<(), TableError> {
-        self.count("UpdateItem", 1);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key("pk", s("lease"))
-            .key("sk", s(lease_sk(shard)))
+            .lease_held(shard, me, token)
             .update_expression("SET expires_ms = :zero")
-            .condition_expression("#owner = :me AND #token = :token")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":me", s(me))
-            .expression_attribute_values(":token", n(token))
             .expression_attribute_values(":zero", n(0))
             .send()
             .await;
@@ -381,7 +376,7 @@ impl Table {
             .table_name(&self.name)
             .key("pk", s("lease"))
             .key("sk", s(lease_sk(shard)))
-            .condition_expression("#owner = :me AND #token = :token")
+            .condition_expression(HELD)
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#token", "token")
             .expression_attribute_values(":me", s(me))

@@ -88,3 +88,29 @@ pub fn infra(moto: &Moto, cluster: &str, extra: &[&str]) -> String {
     assert!(status.success(), "infra.py failed");
     std::fs::read_to_string(out.path()).expect("outputs")
 }
+
+/// The network block of a Fargate svcdef, from the Terraform outputs of `infra`.
+pub const FARGATE_NETWORK: &str = r#""networkConfiguration": {"awsvpcConfiguration": {"subnets": {{ private_subnets | tojson }}, "securityGroups": ["{{ security_group_id }}"]}}"#;
+
+/// The input of an app whose templates read `infra/terraform_output.json`.
+pub const TERRAFORM_INPUT: &str = r#"{"ref": {"file": ["infra/terraform_output.json"], "type": "TERRAFORM"}}"#;
+
+/// An ECS rolling app `apps/NAME/NAME` on Fargate in cluster `prod` with one task of `image`.
+pub fn write_rolling_app(repo: &Path, name: &str, image: &str) {
+    let p = format!("apps/{name}/{name}");
+    write(
+        repo,
+        &format!("{p}_svcdef.json"),
+        &format!(r#"{{"serviceName": "{name}", "cluster": "prod", "desiredCount": 1, "launchType": "FARGATE", {FARGATE_NETWORK}}}"#),
+    );
+    write(
+        repo,
+        &format!("{p}_taskdef.json"),
+        &format!(
+            r#"{{"family": "{name}", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+                "containerDefinitions": [{{"name": "{name}", "image": "{image}", "memory": 512}}]}}"#
+        ),
+    );
+    write(repo, &format!("{p}_depdef.json"), r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#);
+    write(repo, &format!("{p}_input.json"), TERRAFORM_INPUT);
+}
