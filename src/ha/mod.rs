@@ -414,7 +414,8 @@ impl Ha {
         }
         for (key, seq, event) in &changes.history {
             let sk = format!("hist#{}#{:013}#{seq:016x}", app_sk(key), event.at_ms);
-            let body = serde_json::to_string(event).unwrap_or_default();
+            // a long message (a diagnosis) goes to a document like any large body
+            let body = self.body_of(&serde_json::to_value(event).unwrap_or_default()).await?;
             writes.push(Write::Put { sk, body, app: serde_json::to_string(key).unwrap_or_default(), ttl });
         }
         for (key, id) in &changes.finished {

@@ -28,6 +28,9 @@ pub const INLINE_BODY_BYTES: usize = 64 * 1024;
 const HELD: &str = "#owner = :me AND #token = :token";
 /// Writes per transaction besides the lease check (DynamoDB allows 100 actions).
 const WRITES_PER_TRANSACTION: usize = 99;
+/// Bytes of items per transaction (DynamoDB allows 4 MB; every body is at most
+/// `INLINE_BODY_BYTES`, so one write always fits).
+const TRANSACTION_BYTES: usize = 3 * 1024 * 1024;
 
 /// Why a table operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -389,7 +392,7 @@ impl Table {
             last.retain(|x| x.sk() != w.sk());
             last.push(w);
         }
-        for chunk in last.chunks(WRITES_PER_TRANSACTION) {
+        for chunk in transactions(&last) {
             let mut items = vec![TransactWriteItem::builder().condition_check(check.clone()).build()];
             for w in chunk {
                 let item = match w {
@@ -560,6 +563,29 @@ impl Table {
     }
 }
 
+/// The writes in transactions DynamoDB takes: at most 99 besides the lease check, and at most
+/// `TRANSACTION_BYTES` of bodies (a transaction carries at most 4 MB).
+fn transactions<'a>(writes: &'a [&'a Write]) -> Vec<&'a [&'a Write]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, w) in writes.iter().enumerate() {
+        let size = match w {
+            Write::Put { sk, body, app, .. } => sk.len() + body.len() + app.len() + 64,
+            Write::Delete { sk } => sk.len() + 64,
+        };
+        if i > start && (i - start == WRITES_PER_TRANSACTION || bytes + size > TRANSACTION_BYTES) {
+            out.push(&writes[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < writes.len() {
+        out.push(&writes[start..]);
+    }
+    out
+}
+
 /// Splits text into parts of at most `max` bytes, on character boundaries.
 fn split_utf8(text: &str, max: usize) -> Vec<&str> {
     let mut parts = Vec::new();
@@ -580,6 +606,25 @@ fn split_utf8(text: &str, max: usize) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactions_stay_under_dynamodbs_action_and_size_limits() {
+        let put = |n: usize| Write::Put { sk: format!("hist#{n}"), body: "x".repeat(INLINE_BODY_BYTES), app: "{}".into(), ttl: None };
+        let large: Vec<Write> = (0..120).map(put).collect();
+        let refs: Vec<&Write> = large.iter().collect();
+        let chunks = transactions(&refs);
+        assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= WRITES_PER_TRANSACTION));
+        assert!(
+            chunks.iter().all(|c| c.len() * INLINE_BODY_BYTES <= TRANSACTION_BYTES),
+            "{:?}",
+            chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 120, "every write once, in order");
+        let small: Vec<Write> = (0..250).map(|n| Write::Delete { sk: format!("app#{n}#record") }).collect();
+        let refs: Vec<&Write> = small.iter().collect();
+        assert_eq!(transactions(&refs).iter().map(|c| c.len()).collect::<Vec<_>>(), vec![99, 99, 52]);
+        assert!(transactions(&[]).is_empty());
+    }
 
     #[test]
     fn documents_split_on_character_boundaries_under_the_item_limit() {
