@@ -26,6 +26,10 @@
 //! so a crash at any point resumes where it stopped (the executor refuses to act for an app
 //! whose writes are not durable yet).
 //!
+//! With `[ha]`, `ha` shares the apps among replicas by shard leases in DynamoDB: the flush also
+//! copies what changed to the table in transactions fenced by the shard's lease token, a replica
+//! acts only for the shards it holds, and one that takes a shard reads its state first.
+//!
 //! At the edges: `http/` serves the API through its own loop (header timeout, connection cap,
 //! Host and Origin checks, bearer token); `repo_policy` decides where repository credentials may
 //! go; `state_dir` keeps the state directory private and single-owner; rendering is bounded in
