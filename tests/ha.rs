@@ -503,10 +503,19 @@ fn main() {
         let all: Vec<&Replica> = replicas.iter().collect();
         let before = wait_apps(&all, Duration::from_secs(90), &format!("{stopped_app} shifting"), |apps| {
             let a = &apps[&bg_prefix(stopped_app)];
-            (20..100).contains(&green_of(a)) && a["owner"]["replica"].is_string()
+            (10..90).contains(&green_of(a)) && a["owner"]["replica"].is_string()
         });
         let owner = before[&bg_prefix(stopped_app)]["owner"]["replica"].as_str().unwrap().to_string();
         let paused = replicas.iter().position(|r| r.name == owner).unwrap();
+        // stop it between two steps: right after a shift (the owner's own view moved, its calls
+        // answered a moment later), it waits the step's 2 s before its next call
+        let seen = green_of(&before[&bg_prefix(stopped_app)]);
+        let start = Instant::now();
+        while replicas[paused].get(&format!("/api/v2/apps/{}", bg_prefix(stopped_app))).is_some_and(|a| green_of(&a) == seen) {
+            assert!(start.elapsed() < Duration::from_secs(20), "{stopped_app} stopped shifting");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
         let id = replicas[paused].get(&format!("/api/v2/apps/{}", bg_prefix(stopped_app))).unwrap()["deployment"]["id"]
             .as_str()
             .expect("the deployment in flight")
@@ -514,7 +523,7 @@ fn main() {
         let calls_before = mutating_calls(&replicas[paused].metrics());
         let lost_before = counter(&replicas[paused].metrics(), "gitmoxi_lease_renew_failures_total");
         replicas[paused].signal("-STOP");
-        println!("ha round {round}: SIGSTOP {owner} (owner of {stopped_app}) at {} % green", green_of(&before[&bg_prefix(stopped_app)]));
+        println!("ha round {round}: SIGSTOP {owner} (owner of {stopped_app}) just after its shift past {seen} % green");
         std::thread::sleep(Duration::from_secs(LEASE_SECS + 3));
         let others: Vec<&Replica> = replicas.iter().filter(|r| r.name != owner).collect();
         let status = others[0].get("/api/v2/ha").unwrap();

@@ -234,6 +234,11 @@ impl Controller {
             ha.may_act(&self.store, key)?;
         }
         for action in &plan.actions {
+            if let Some(ha) = self.ha() {
+                // again before each call: a replica paused between two calls (GC, SIGSTOP, a
+                // starved host) must not send the second after its lease ran out
+                ha.may_act(&self.store, key)?;
+            }
             if let Err(e) = perform(clients, action).await {
                 if e.is_transient() {
                     return Err(ControllerError::Aws(e));
