@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/binary_harness.rs"]
 mod binary_harness;
-use binary_harness::{free_port, git, infra, python, start_moto, write, write_rolling_app, Moto, FARGATE_NETWORK, TERRAFORM_INPUT};
+use binary_harness::{aws, free_port, get, git, infra, start_moto, write, write_rolling_app, Moto, FARGATE_NETWORK, TERRAFORM_INPUT};
 
 const ROLLING: [&str; 3] = ["alpha", "beta", "gamma"];
 const ZIPS: [&str; 3] = [
@@ -89,17 +89,6 @@ fn serve(moto: &Moto, repo: &Path, state: &Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("gitmoxi serve starts")
-}
-
-fn get(url: &str) -> Option<Value> {
-    let out = Command::new("curl").args(["-fs", "--max-time", "5", url]).output().ok()?;
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
-}
-
-fn aws(moto: &Moto, script: &str) -> Value {
-    let out = Command::new(python()).arg("-c").arg(script).env("MOTO", &moto.1).output().expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 const FACTS: &str = r#"

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/binary_harness.rs"]
 mod binary_harness;
-use binary_harness::{free_port, git, infra, python, root, start_moto, write, write_rolling_app, Moto, FARGATE_NETWORK, TERRAFORM_INPUT};
+use binary_harness::{aws, free_port, get, git, infra, root, start_moto, write, write_rolling_app, Moto, FARGATE_NETWORK, TERRAFORM_INPUT};
 
 const LEASE_SECS: u64 = 6;
 const RENEW: &str = "2s";
@@ -214,11 +214,6 @@ impl Drop for Replica {
     }
 }
 
-fn get(url: &str) -> Option<Value> {
-    let out = Command::new("curl").args(["-fs", "--max-time", "5", url]).output().ok()?;
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
-}
-
 fn post(url: &str, body: &Value) -> Value {
     let out = Command::new("curl")
         .args(["-s", "--max-time", "10", "-H", "content-type: application/json", "-d", &body.to_string(), url])
@@ -231,12 +226,6 @@ fn text(url: &str) -> String {
     let out = Command::new("curl").args(["-fs", "--max-time", "5", url]).output().unwrap();
     assert!(out.status.success(), "GET {url} failed");
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn aws(moto: &Moto, script: &str) -> Value {
-    let out = Command::new(python()).arg("-c").arg(script).env("MOTO", &moto.1).output().expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 const PRELUDE: &str = r#"

@@ -391,17 +391,11 @@ impl Ha {
 
     /// The table writes of one shard's changes (documents are written first, outside it).
     async fn writes_of(&self, store: &Store, changes: &Changes, now_ms: u64) -> Result<Vec<Write>, TableError> {
-        let store_error = |e: gitmoxi_state::StoreError| TableError::Corrupt {
-            table: self.config.table.clone(),
-            pk: "(local store)".into(),
-            sk: String::new(),
-            why: e.to_string(),
-        };
         let ttl = Some(now_ms / 1000 + self.config.history_ttl.as_secs());
         let mut writes = Vec::new();
         let mut documents: BTreeSet<String> = BTreeSet::new();
         for key in &changes.apps {
-            let state = store.export_app(key).map_err(store_error)?;
+            let state = store.export_app(key)?;
             documents.extend(state.documents.iter().cloned());
             let app = serde_json::to_string(key).unwrap_or_default();
             for (part, value) in [("entry", &state.entry), ("record", &state.record), ("commands", &state.commands)] {
@@ -419,7 +413,7 @@ impl Ha {
             writes.push(Write::Put { sk, body, app: serde_json::to_string(key).unwrap_or_default(), ttl });
         }
         for (key, id) in &changes.finished {
-            let Some(stored) = store.deployment_stored(id).map_err(store_error)? else { continue };
+            let Some(stored) = store.deployment_stored(id)? else { continue };
             documents.extend(Store::references_of(&stored));
             let sk = format!("dep#{}#{id}", app_sk(key));
             writes.push(Write::Put { sk, body: self.body_of(&stored).await?, app: serde_json::to_string(key).unwrap_or_default(), ttl });
@@ -428,7 +422,7 @@ impl Ha {
             if lock(&self.documents_sent).contains(&id) {
                 continue;
             }
-            if let Some(bytes) = store.document(&id).map_err(store_error)? {
+            if let Some(bytes) = store.document(&id)? {
                 self.table.put_document(&id, &bytes).await?;
                 lock(&self.documents_sent).insert(id);
             }
@@ -551,18 +545,12 @@ impl Ha {
                 wanted.insert(id.to_string());
             }
         }
-        let store_error = |e: gitmoxi_state::StoreError| TableError::Corrupt {
-            table: self.config.table.clone(),
-            pk: "(local store)".into(),
-            sk: String::new(),
-            why: e.to_string(),
-        };
         for id in wanted {
-            if store.has_document(&id).map_err(store_error)? {
+            if store.has_document(&id)? {
                 continue;
             }
             match self.table.document(&id).await? {
-                Some(bytes) => store.put_document(&id, &bytes).map_err(store_error)?,
+                Some(bytes) => store.put_document(&id, &bytes)?,
                 None => {
                     return Err(TableError::Corrupt {
                         table: self.config.table.clone(),

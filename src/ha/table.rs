@@ -42,6 +42,9 @@ pub enum TableError {
     Fenced { shard: u32, token: u64 },
     #[error("DynamoDB table {table}: {error}")]
     Aws { table: String, error: crate::aws::AwsError },
+    /// The local store failed while the state was copied to or from the table.
+    #[error(transparent)]
+    Store(#[from] gitmoxi_state::StoreError),
     #[error("DynamoDB table {table}: item {pk}/{sk} is unreadable: {why}")]
     Corrupt { table: String, pk: String, sk: String, why: String },
 }
@@ -50,7 +53,7 @@ impl TableError {
     pub fn is_transient(&self) -> bool {
         match self {
             TableError::Aws { error, .. } => error.is_transient() || error.code == "TransactionConflictException",
-            TableError::Fenced { .. } | TableError::Corrupt { .. } => false,
+            TableError::Fenced { .. } | TableError::Corrupt { .. } | TableError::Store(_) => false,
         }
     }
 }

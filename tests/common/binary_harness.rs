@@ -114,3 +114,16 @@ pub fn write_rolling_app(repo: &Path, name: &str, image: &str) {
     write(repo, &format!("{p}_depdef.json"), r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#);
     write(repo, &format!("{p}_input.json"), TERRAFORM_INPUT);
 }
+
+/// A JSON answer of `url` (curl, 5 s), `None` when it fails.
+pub fn get(url: &str) -> Option<serde_json::Value> {
+    let out = Command::new("curl").args(["-fs", "--max-time", "5", url]).output().ok()?;
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
+/// Runs a Python script against moto (its URL in `MOTO`) and reads the JSON it prints.
+pub fn aws(moto: &Moto, script: &str) -> serde_json::Value {
+    let out = Command::new(python()).arg("-c").arg(script).env("MOTO", &moto.1).output().expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
