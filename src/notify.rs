@@ -291,6 +291,8 @@ mod tests {
             desired_lambda: Some(lambda),
             previous_version: None,
             previous_task_definition: None,
+            previous_service: None,
+            forced: false,
             phase: gitmoxi_deploy::record::Phase::Done,
             status: gitmoxi_deploy::record::DeploymentStatus::Processing,
             outcome: None,

@@ -53,6 +53,9 @@ pub fn next_step(record: &DeploymentRecord) -> String {
         FailureCause::EcsRolledBack { .. } => format!(
             "ECS rolled its own deployment back (the reason and any failed lifecycle hook are in the evidence): look at the new revision's tasks, the hook's logs or the alarm that fired, fix, then push or run `gitmoxi sync --force {app}`"
         ),
+        FailureCause::AwsDiffers { .. } => format!(
+            "ECS accepted the update but DescribeServices reports other values for the fields in the evidence: a field UpdateService cannot change (launchType, schedulingStrategy) needs a new service (change serviceName); otherwise look for whoever else changes the service (another tool, a hand edit, an autoscaler), then run `gitmoxi sync --force {app}`"
+        ),
         FailureCause::ApprovalRejected { by } => format!(
             "{by} rejected the deployment at its approval gate and ECS rolled it back; push a fix, or run `gitmoxi sync --force {app}` to try the same commit again"
         ),
@@ -86,6 +89,8 @@ mod tests {
             desired_lambda: None,
             previous_version: None,
             previous_task_definition: None,
+            previous_service: None,
+            forced: false,
             phase: Phase::Done,
             status: DeploymentStatus::ProcessedError,
             outcome: Some(Outcome::RolledBack),

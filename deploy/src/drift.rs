@@ -1,7 +1,8 @@
 //! Drift (SPEC §1.6): what AWS runs compared with what gitmoxi applied, and what to do about it.
 //!
 //! Compared: that the service / function still exists, the task definition a service runs (the
-//! primary task set's for blue/green) and the version a Lambda alias points at. `desiredCount`
+//! primary task set's for blue/green), every svcdef field of [`crate::compare::COMPARED`] the
+//! file sets (the one comparison of issue 23) and the version a Lambda alias points at. `desiredCount`
 //! is never drift (autoscaling owns it). `ignoreFields` (JSON pointers) switch comparisons off.
 
 use crate::observed::Observed;
@@ -119,10 +120,14 @@ pub fn detect(app: &DesiredApp, applied: &AppliedState, observed: &Observed, pol
             let Some(service) = service else {
                 return (!policy.ignore_existence).then(|| format!("service {} is gone (or not ACTIVE)", ecs.service_name));
             };
-            let want = applied.task_definition.as_deref()?;
             let runs = service.task_definition.as_deref().unwrap_or("nothing");
-            (!policy.ignore_task_definition && runs != want)
-                .then(|| format!("service {} runs {} instead of {}", ecs.service_name, short(runs), short(want)))
+            if let Some(want) = applied.task_definition.as_deref().filter(|want| !policy.ignore_task_definition && runs != *want) {
+                return Some(format!("service {} runs {} instead of {}", ecs.service_name, short(runs), short(want)));
+            }
+            let differences = crate::strategy::ecs_rolling::service_differences(&ecs.svcdef, ecs.strategy, service);
+            (!differences.is_empty()).then(|| {
+                format!("service {} differs from the file: {}", ecs.service_name, crate::compare::describe(&differences).join("; "))
+            })
         }
         AppSpec::Lambda(l) => {
             if observed.lambda.function.is_none() {

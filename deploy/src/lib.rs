@@ -16,6 +16,7 @@ pub mod advice;
 pub mod breaker;
 pub mod checks;
 pub mod commands;
+pub mod compare;
 pub mod drift;
 pub mod intent;
 pub mod observed;

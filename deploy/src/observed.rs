@@ -101,6 +101,11 @@ pub struct ObservedService {
     pub tags: BTreeMap<String, String>,
     /// The most recent service event messages, newest first.
     pub events: Vec<String>,
+    /// The service's settings as DescribeServices reports them, in the API's JSON shape
+    /// (camelCase members; the fields of [`crate::compare::COMPARED`]). `None`: the observer did
+    /// not read them, and nothing is compared.
+    #[serde(default)]
+    pub settings: Option<serde_json::Value>,
 }
 
 impl ObservedService {

@@ -156,6 +156,12 @@ pub enum FailureCause {
         /// How long it waited.
         waited_secs: u64,
     },
+    /// After the deployment, AWS does not hold what the files say (issue 23): the fields that
+    /// differ, each as "AWS holds … for /pointer; the file says …".
+    AwsDiffers {
+        /// One line per differing field.
+        fields: Vec<String>,
+    },
     /// STS refused the account's role (AssumeRole): nothing was touched in that account.
     AssumeRoleFailed {
         /// The account the app names.
@@ -191,6 +197,7 @@ impl FailureCause {
             FailureCause::EcsRolledBack { .. } => "ecs_rolled_back",
             FailureCause::ApprovalRejected { .. } => "approval_rejected",
             FailureCause::ApprovalTimedOut { .. } => "approval_timed_out",
+            FailureCause::AwsDiffers { .. } => "aws_differs",
         }
     }
 }
@@ -229,6 +236,9 @@ impl fmt::Display for FailureCause {
             }
             FailureCause::AssumeRoleFailed { account, code, message } => {
                 write!(f, "could not assume the role of account {account}: {code}: {message}")
+            }
+            FailureCause::AwsDiffers { fields } => {
+                write!(f, "AWS does not hold what the files say: {}", fields.join("; "))
             }
         }
     }
@@ -798,6 +808,14 @@ pub struct DeploymentRecord {
     pub previous_version: Option<String>,
     /// The task definition to roll back to, captured when the deployment started.
     pub previous_task_definition: Option<String>,
+    /// The svcdef of the last successfully applied deployment (a rolling rollback restores
+    /// its fields, not only its task definition).
+    #[serde(default)]
+    pub previous_service: Option<serde_json::Value>,
+    /// An operator forced this deployment (`gitmoxi sync --force`): a rolling update forces a
+    /// new ECS deployment even when no field changed.
+    #[serde(default)]
+    pub forced: bool,
     /// Where the deployment is.
     pub phase: Phase,
     /// The Gitmoxi status.
@@ -912,6 +930,9 @@ pub struct AppliedState {
     /// value only when it differs (Application Auto Scaling owns the count otherwise).
     #[serde(default)]
     pub desired_count: Option<u32>,
+    /// The svcdef of the last applied deployment (the rollback target's service fields).
+    #[serde(default)]
+    pub service: Option<serde_json::Value>,
 }
 
 impl AppliedState {

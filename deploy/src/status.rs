@@ -192,6 +192,8 @@ mod tests {
             desired_lambda: None,
             previous_version: None,
             previous_task_definition: None,
+            previous_service: None,
+            forced: false,
             phase: Phase::Rolling(RollingPhase::Register),
             status: DeploymentStatus::Processing,
             outcome: None,

@@ -42,6 +42,50 @@ pub(super) fn raw_body(body: &Value) -> impl Fn(&mut aws_smithy_runtime_api::cli
     }
 }
 
+/// Keeps the raw JSON of a response (read after the SDK parsed it), so the services' settings
+/// reach the comparison in the API's own shape, every field ECS reports, none converted by hand.
+#[derive(Debug, Clone, Default)]
+struct KeepResponse(std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for KeepResponse {
+    fn name(&self) -> &'static str {
+        "KeepResponse"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let (Some(bytes), Ok(mut kept)) = (context.response().body().bytes(), self.0.lock()) {
+            *kept = Some(bytes.to_vec());
+        }
+        Ok(())
+    }
+}
+
+impl KeepResponse {
+    /// The settings of each service DescribeServices answered, by ARN: the members of
+    /// [`gitmoxi_deploy::compare::COMPARED`] as ECS sent them.
+    fn service_settings(&self) -> std::collections::HashMap<String, Value> {
+        let kept = self.0.lock().ok().and_then(|mut k| k.take()).unwrap_or_default();
+        let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(&kept) else { return Default::default() };
+        let Some(Value::Array(services)) = answer.get("services") else { return Default::default() };
+        services
+            .iter()
+            .filter_map(|svc| {
+                let arn = svc.get("serviceArn")?.as_str()?.to_string();
+                let settings: serde_json::Map<String, Value> = gitmoxi_deploy::compare::COMPARED
+                    .iter()
+                    .filter_map(|field| svc.get(*field).map(|v| ((*field).to_string(), v.clone())))
+                    .collect();
+                Some((arn, Value::Object(settings)))
+            })
+            .collect()
+    }
+}
+
 fn i32_to_u32(v: i32) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
@@ -84,6 +128,7 @@ fn observed_service(s: &aws_sdk_ecs::types::Service) -> ObservedService {
         deployment_controller: s.deployment_controller().map(|d| d.r#type().as_str().into()),
         tags: s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
         events: s.events().iter().take(10).filter_map(|e| e.message().map(str::to_string)).collect(),
+        settings: None,
     }
 }
 
@@ -171,21 +216,34 @@ impl SdkEcs {
 #[async_trait]
 impl Ecs for SdkEcs {
     async fn describe_services(&self, cluster: &str, services: &[String]) -> Result<Vec<(String, Option<ObservedService>)>, AwsError> {
+        let kept = KeepResponse::default();
         let out = self
             .client
             .describe_services()
             .cluster(cluster)
             .set_services(Some(services.to_vec()))
             .include(ServiceField::Tags)
+            .customize()
+            .interceptor(kept.clone())
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeServices", e));
         let out = self.track("DescribeServices", out)?;
+        let mut settings = kept.service_settings();
         // ECS answers the services it knows (in any order) and a failure for each it does not
         let named = |s: &aws_sdk_ecs::types::Service, name: &str| {
             s.service_name() == Some(name) || s.service_arn().is_some_and(|arn| arn == name || arn.ends_with(&format!("/{name}")))
         };
-        Ok(services.iter().map(|name| (name.clone(), out.services().iter().find(|s| named(s, name)).map(observed_service))).collect())
+        let mut observe = |s: &aws_sdk_ecs::types::Service| {
+            let mut observed = observed_service(s);
+            observed.settings = settings.remove(&observed.arn);
+            observed
+        };
+        let mut found: Vec<(String, Option<ObservedService>)> = Vec::with_capacity(services.len());
+        for name in services {
+            found.push((name.clone(), out.services().iter().find(|s| named(s, name)).map(&mut observe)));
+        }
+        Ok(found)
     }
 
     async fn resolve_task_definition(&self, name: &str) -> Result<Option<String>, AwsError> {

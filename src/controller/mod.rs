@@ -12,7 +12,7 @@ use crate::aws::AwsProvider;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use gitmoxi_deploy::intent::{intents_of_head, AppIntent, AppliedApp, Intent, PrunePolicy};
-use gitmoxi_deploy::record::{AppKey, Level};
+use gitmoxi_deploy::record::{AppKey, Level, Operation};
 use gitmoxi_deploy::spec::{Diagnostic, Snapshot};
 use gitmoxi_state::{AppEntry, HistoryEvent, Store, StoreError};
 use queue::WorkQueue;
@@ -325,13 +325,19 @@ impl Controller {
         let mut applied = BTreeMap::new();
         let mut force = BTreeSet::new();
         for e in &mine {
-            if let Some(identity) = &e.applied.identity {
+            // an app whose first deployment is in flight owns nothing yet, but its record names
+            // what it is creating: a head without its files deletes that too (issue 23, item 1)
+            let identity = match &e.applied.identity {
+                Some(identity) => Some(identity.clone()),
+                None => self.store.record(&e.key)?.filter(|r| r.in_flight() && r.operation == Operation::Deploy).map(|r| r.identity),
+            };
+            if let Some(identity) = identity {
                 applied.insert(
                     e.key.prefix.clone(),
                     AppliedApp {
                         prefix: e.key.prefix.clone(),
                         kind: e.kind,
-                        identity: identity.clone(),
+                        identity,
                         fingerprint: e.applied.fingerprint.clone(),
                         failed: e.applied.failed.clone(),
                     },

@@ -515,6 +515,7 @@ impl Store {
                         entry.applied.lambda = Some(lambda.clone());
                     }
                     entry.applied.desired_count = record.desired.as_ref().and_then(|d| d.desired_count());
+                    entry.applied.service = record.desired.as_ref().map(|d| d.svcdef.clone());
                     entry.applied_document = applied_document.clone();
                 }
                 Completion::Failed { fingerprint } => {

@@ -20,6 +20,8 @@ fn record(id: &str, prefix: &str) -> DeploymentRecord {
         strategy: gitmoxi_deploy::record::Strategy::Rolling,
         desired: None,
         previous_task_definition: None,
+        previous_service: None,
+        forced: false,
         phase: Phase::Rolling(RollingPhase::Register),
         status: DeploymentStatus::Processing,
         outcome: None,

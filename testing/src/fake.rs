@@ -23,6 +23,7 @@ use tokio::time::Instant;
 const ACCOUNT: &str = "123456789012";
 
 mod native;
+mod settings;
 pub use native::WALL_ORIGIN_MS;
 
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ struct FakeService {
     controller: String,
     /// `deploymentConfiguration`, as last sent.
     deployment_configuration: Option<Value>,
+    /// What DescribeServices reports of the service's settings ([`settings`]).
+    settings: serde_json::Map<String, Value>,
 }
 
 /// A task set of an EXTERNAL service.
@@ -615,6 +618,7 @@ impl World {
             deployment_controller: Some(s.controller.as_str().into()),
             tags: s.tags.clone(),
             events: s.events.iter().rev().take(10).cloned().collect(),
+            settings: Some(Value::Object(s.settings.clone())),
         }
     }
 
@@ -938,6 +942,7 @@ impl Ecs for FakeEcs {
                             events: vec![format!("(service {name}) has started.")],
                             controller: body.pointer("/deploymentController/type").and_then(Value::as_str).unwrap_or("ECS").to_string(),
                             deployment_configuration: body.get("deploymentConfiguration").cloned(),
+                            settings: settings::created(body),
                         };
                         w.services.insert(key.clone(), service);
                         if !external && native::is_native(body.get("deploymentConfiguration")) {
@@ -968,7 +973,12 @@ impl Ecs for FakeEcs {
                 Ok(()) => match w.services.get_mut(&key) {
                     // ECS checks the task definition before it changes anything
                     Some(s) if s.status == "ACTIVE" && resolved == Some(None) => Err(unknown_task_definition("UpdateService")),
+                    Some(s) if s.status == "ACTIVE" && settings::updated(&mut s.settings.clone(), body).is_err() => {
+                        Err(invalid("UpdateService", settings::FORCE_NEEDED))
+                    }
                     Some(s) if s.status == "ACTIVE" => {
+                        let _ = settings::updated(&mut s.settings, body);
+                        let forced = body.get("forceNewDeployment").and_then(Value::as_bool) == Some(true);
                         let sent_count = body.get("desiredCount").and_then(Value::as_u64);
                         if let Some(n) = sent_count {
                             s.desired = n as u32;
@@ -983,6 +993,12 @@ impl Ecs for FakeEcs {
                                 s.deployments.insert(0, FakeDeployment { id: format!("ecs-svc/{id}"), task_definition: td.to_string() });
                                 opened = true;
                             }
+                        }
+                        if forced && !opened && s.controller == "ECS" {
+                            // a forced deployment replaces every task with the same revision
+                            let td = s.task_definition.clone();
+                            s.deployments.insert(0, FakeDeployment { id: format!("ecs-svc/{id}"), task_definition: td });
+                            opened = true;
                         }
                         let sent = sent_count.map_or(String::new(), |n| format!(" desiredCount={n}"));
                         let detail = format!("{name} td={} desired={}{sent}", s.task_definition, s.desired);

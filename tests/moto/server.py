@@ -62,6 +62,7 @@ import time
 
 import moto
 from moto.core.utils import utcnow
+from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api._internal import mock_random
@@ -313,10 +314,49 @@ def _tick(backend, service):
     service.pending_count = sum(d["pendingCount"] for d in service.deployments)
 
 
+# CreateService fields moto 5.2.5 drops; ECS stores them and DescribeServices reports them back
+# (moto's serializer reads them from the snake_case attributes set here).
+_DROPPED_ON_CREATE = [
+    ("capacityProviderStrategy", "capacity_provider_strategy"),
+    ("placementConstraints", "placement_constraints"),
+    ("placementStrategy", "placement_strategy"),
+    ("healthCheckGracePeriodSeconds", "health_check_grace_period_seconds"),
+    ("enableExecuteCommand", "enable_execute_command"),
+    ("enableECSManagedTags", "enable_ecs_managed_tags"),
+    ("availabilityZoneRebalancing", "availability_zone_rebalancing"),
+]
+FORCE_NEEDED = (
+    "When switching from launch type to capacity provider strategy on an existing service, or making a change to a "
+    "capacity provider strategy on a service that is already using one, you must force a new deployment."
+)
+
+
+def _deployment_configuration(sent):
+    """deploymentConfiguration as ECS reports it: what was sent over ECS's defaults."""
+    config = {"maximumPercent": 200, "minimumHealthyPercent": 100, "deploymentCircuitBreaker": {"enable": False, "rollback": False}}
+    config.update(sent or {})
+    return config
+
+
+def _keep_settings(service, params):
+    for member, attribute in _DROPPED_ON_CREATE:
+        if params.get(member) is not None:
+            setattr(service, attribute, params[member])
+    for attribute, default in (("enable_execute_command", False), ("enable_ecs_managed_tags", False)):
+        if getattr(service, attribute, None) is None:
+            setattr(service, attribute, default)
+    if service.launch_type == "FARGATE" and not service.platform_version:
+        service.platform_version = "LATEST"
+    if params.get("capacityProviderStrategy"):
+        service.launch_type = None
+    service.deployment_configuration = _deployment_configuration(params.get("deploymentConfiguration"))
+
+
 def create_service(self, *args, **kwargs):
     with LOCK:
         service = _orig_create_service(self, *args, **kwargs)
         service._gm_config = getattr(_REQUEST, "config", None) or {}
+        _keep_settings(service, getattr(_REQUEST, "params", None) or {})
         if _scheduled(service) and service.task_definition:
             service.deployments = []
             service.running_count = 0
@@ -335,10 +375,16 @@ def update_service(self, service_properties):
         force = bool(props.get("force_new_deployment", False))
         before = self._get_service(cluster_str, name)
         old_task_definition = before.task_definition
+        strategy = props.get("capacity_provider_strategy")
+        if strategy is not None and strategy != getattr(before, "capacity_provider_strategy", None) and not force:
+            raise InvalidParameterException(FORCE_NEEDED)
         service = _orig_update_service(self, service_properties)
         config = getattr(_REQUEST, "config", None)
         if config is not None:
             service._gm_config = config
+            service.deployment_configuration = _deployment_configuration(config)
+        if strategy:
+            service.launch_type = None
         if _scheduled(service):
             if service.task_definition and not service.task_definition.startswith("arn:"):
                 service.task_definition = self.describe_task_definition(service.task_definition).arn
@@ -794,10 +840,12 @@ def _keeping_deployment_configuration(handler):
 
     def wrapped(self):
         _REQUEST.config = self._get_param("deploymentConfiguration")
+        _REQUEST.params = self._get_params()
         try:
             return handler(self)
         finally:
             _REQUEST.config = None
+            _REQUEST.params = None
 
     return wrapped
 

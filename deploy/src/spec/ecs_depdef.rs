@@ -126,6 +126,15 @@ impl EcsDepdef {
     pub fn rollback_enabled(&self) -> bool {
         self.delete_new_upon_failure
     }
+
+    /// The traffic schedule a blue/green deployment follows: the depdef's, or, with target group
+    /// pairs and no `trafficShiftingConfig`, one ALL_AT_ONCE shift (SPEC §3.5: production never
+    /// stays on an emptied blue group, so green is never promoted without moving traffic).
+    pub fn shifting(&self) -> Option<TrafficShifting> {
+        self.traffic_shifting.or_else(|| {
+            (!self.target_group_pairs.is_empty()).then(|| TrafficShifting { kind: ShiftType::AllAtOnce, ..TrafficShifting::default() })
+        })
+    }
 }
 
 const KNOWN: &[&str] = &[

@@ -209,7 +209,7 @@ fn preflight(app: &EcsApp, observed: &Observed, service: &ObservedService, blue:
     if let Some(missing) = elb.missing_target_groups.first() {
         return Err(format!("target group {missing} of the depdef does not exist: create it or fix targetGroupArnPairs"));
     }
-    if app.depdef.traffic_shifting.is_some() && blue.is_some() {
+    if app.depdef.shifting().is_some() && blue.is_some() {
         for (b, _) in traffic_mapping(app, blue) {
             if !elb.forwards.iter().any(|f| f.weight_of(&b).is_some()) {
                 return Err(format!(
@@ -488,7 +488,7 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
     let st = side_stability(s.desired_count, &sides.green_all, Some(&green.id), &observed.tasks, &green_tgs, &elb.healthy_targets);
     if st.stable {
         let mapping = traffic_mapping(app, sides.blue_primary);
-        let shifting = app.depdef.traffic_shifting.filter(|_| !mapping.is_empty());
+        let shifting = app.depdef.shifting().filter(|_| !mapping.is_empty());
         next.log(now, Level::Info, format!("green is stable: {} tasks running{}", st.running, healthy_note(&st)));
         match shifting {
             Some(ts) => {
@@ -546,7 +546,7 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
         let cause = FailureCause::AlarmFired { alarms };
         return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
     }
-    let Some(ts) = app.depdef.traffic_shifting else {
+    let Some(ts) = app.depdef.shifting() else {
         next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
         return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
     };

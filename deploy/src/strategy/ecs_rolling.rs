@@ -7,6 +7,7 @@
 
 use super::{StepInput, STEADY_REQUEUE};
 use crate::checks::rolling_stability;
+use crate::compare::{self, Difference, ServiceKind};
 use crate::observed::{Observed, ObservedService, ServiceStatus};
 use crate::plan::{Action, Completion, Plan};
 use crate::record::RollingPhase;
@@ -29,7 +30,7 @@ pub const TAG_DEPLOYMENT: &str = "gitmoxi:deployment";
 pub const TAG_FINGERPRINT: &str = "gitmoxi:fingerprint";
 
 /// Fields of a CreateService body that UpdateService accepts too.
-const UPDATABLE: &[&str] = &[
+pub const UPDATABLE: &[&str] = &[
     "capacityProviderStrategy",
     "deploymentConfiguration",
     "networkConfiguration",
@@ -56,9 +57,23 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp, ecs: &EcsApp) -> Deploymen
         None => RollingPhase::Apply { task_definition: super::resolved_task_definition(input, named_task_definition(ecs)) },
     };
     let mut record = super::started_record(input, app, Strategy::Rolling, Phase::Rolling(phase));
-    let current = input.observed.service.as_ref().filter(|s| s.is_active()).and_then(|s| s.task_definition.clone());
-    record.previous_task_definition = input.applied.task_definition.clone().or(current);
+    // the rollback target is the last successfully applied state, never whatever the service
+    // runs (a revision that never worked is no target: issue 23, item 13)
+    record.previous_task_definition = input.applied.task_definition.clone();
+    record.previous_service = input.applied.service.clone();
+    record.forced = input.commands.force;
     record
+}
+
+/// The svcdef fields AWS does not hold as the file says (issue 23); empty when the observer did
+/// not read the service's settings.
+pub fn service_differences(svcdef: &Value, strategy: crate::spec::ecs::EcsStrategy, service: &ObservedService) -> Vec<Difference> {
+    let Some(settings) = &service.settings else { return Vec::new() };
+    let kind = match strategy {
+        crate::spec::ecs::EcsStrategy::Rolling => ServiceKind::Ecs,
+        crate::spec::ecs::EcsStrategy::BlueGreen => ServiceKind::External,
+    };
+    compare::ecs_service(svcdef, settings, kind)
 }
 
 /// The task definition a svcdef without a taskdef file names.
@@ -154,6 +169,26 @@ fn apply(cx: &Step<'_>, task_definition: &str) -> Plan {
     match service {
         Some(s) if s.is_active() && s.task_definition.as_deref() == Some(task_definition) => {
             let budget = stabilize_budget_secs(app, s.desired_count);
+            let differences = service_differences(&app.svcdef, app.strategy, s);
+            let fields: Vec<&Difference> = compare::updatable(&differences).collect();
+            // the service runs the task definition: its other fields, or a forced redeploy, still
+            // need an UpdateService (sent once, with the record in Stabilize first, so a field AWS
+            // will not take fails the deployment instead of looping)
+            let force = record.forced;
+            let mut actions = Vec::new();
+            if !fields.is_empty() || force {
+                let mut body = update_body(app, task_definition, input.applied);
+                if force || compare::needs_new_deployment(&differences) {
+                    body["forceNewDeployment"] = Value::Bool(true);
+                }
+                let why = if fields.is_empty() {
+                    "forced by an operator".to_string()
+                } else {
+                    fields.iter().map(|d| d.pointer.as_str()).collect::<Vec<_>>().join(", ")
+                };
+                next.log(now, Level::Info, format!("updating service {}: {why}", app.service_name));
+                actions.push(Action::EcsUpdateService { body });
+            }
             next.log(
                 now,
                 Level::Info,
@@ -163,14 +198,20 @@ fn apply(cx: &Step<'_>, task_definition: &str) -> Plan {
                 Phase::Rolling(RollingPhase::Stabilize { task_definition: task_definition.to_string(), deadline_ms: now + budget * 1000 }),
                 now,
             );
-            Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+            Plan { next_record: Some(next), take_ownership: !actions.is_empty(), actions, requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Some(s) if s.is_active() => Plan {
-            take_ownership: true,
-            actions: vec![Action::EcsUpdateService { body: update_body(app, task_definition, input.applied) }],
-            requeue_after: Duration::ZERO,
-            ..Plan::default()
-        },
+        Some(s) if s.is_active() => {
+            let mut body = update_body(app, task_definition, input.applied);
+            if compare::needs_new_deployment(&service_differences(&app.svcdef, app.strategy, s)) {
+                body["forceNewDeployment"] = Value::Bool(true);
+            }
+            Plan {
+                take_ownership: true,
+                actions: vec![Action::EcsUpdateService { body }],
+                requeue_after: Duration::ZERO,
+                ..Plan::default()
+            }
+        }
         Some(_) => Plan::wait(Duration::from_secs(app.depdef.stability.poll_interval_secs)),
         None => Plan {
             take_ownership: true,
@@ -208,6 +249,11 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
     };
     let st = rolling_stability(s, &observed.tasks, task_definition);
     if st.stable {
+        let differences = service_differences(&app.svcdef, app.strategy, s);
+        if !differences.is_empty() {
+            let fields = compare::describe(&differences);
+            return rollback_or_fail(input, record, FailureCause::AwsDiffers { fields: fields.clone() }, fields);
+        }
         next.log(now, Level::Info, format!("stable: {}/{} tasks of {} running", st.running, st.desired, short_td(task_definition)));
         next.finish(Outcome::Succeeded, now);
         let completion = Plan::completion_of(&next, Some(task_definition.to_string()));
@@ -266,13 +312,17 @@ fn rollback(cx: &Step<'_>, to_task_definition: &str) -> Plan {
             );
             Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
         }
-        Some(_) => Plan {
-            actions: vec![Action::EcsUpdateService {
-                body: json!({"cluster": app.cluster, "service": app.service_name, "taskDefinition": to_task_definition}),
-            }],
-            requeue_after: Duration::ZERO,
-            ..Plan::default()
-        },
+        Some(_) => {
+            let mut body = json!({"cluster": app.cluster, "service": app.service_name, "taskDefinition": to_task_definition});
+            if let (Some(previous), Value::Object(fields)) = (&record.previous_service, &mut body) {
+                let restore = compare::restoring_fields(previous, Some(&app.svcdef));
+                if restore.contains_key("capacityProviderStrategy") {
+                    fields.insert("forceNewDeployment".into(), Value::Bool(true));
+                }
+                fields.extend(restore);
+            }
+            Plan { actions: vec![Action::EcsUpdateService { body }], requeue_after: Duration::ZERO, ..Plan::default() }
+        }
         None => finish_failed(input, record, "the service is gone; nothing to roll back"),
     }
 }
@@ -289,6 +339,18 @@ fn rollback_stabilize(cx: &Step<'_>, to_task_definition: &str, deadline_ms: u64)
     let Some(s) = service else { return finish_failed(input, record, "the service is gone during rollback") };
     let st = rolling_stability(s, &observed.tasks, to_task_definition);
     if st.stable {
+        let differences = match &record.previous_service {
+            Some(previous) => service_differences(previous, app.strategy, s),
+            None => Vec::new(),
+        };
+        if !differences.is_empty() {
+            let why = format!(
+                "the rollback to {} left fields of the failed commit: {}",
+                short_td(to_task_definition),
+                compare::describe(&differences).join("; ")
+            );
+            return finish_failed(input, record, &why);
+        }
         next.log(now, Level::Warn, format!("rolled back to {}: {}/{} tasks running", short_td(to_task_definition), st.running, st.desired));
         next.finish(Outcome::RolledBack, now);
         let completion = Plan::completion_of(&next, None);
@@ -407,7 +469,11 @@ fn rollback_or_fail(input: &StepInput<'_>, record: &DeploymentRecord, cause: Fai
             Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
         }
         None => {
-            next.log(now, Level::Error, format!("{cause}: no earlier good task definition to roll back to (first deployment)"));
+            next.log(
+                now,
+                Level::Error,
+                format!("{cause}: no successfully applied task definition to roll back to; the service is left as it is"),
+            );
             next.finish(Outcome::Failed, now);
             let completion = Plan::completion_of(&next, None);
             Plan { finished: Some((next, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }

@@ -456,8 +456,28 @@ fn finalize(input: &StepInput<'_>, mut plan: Plan) -> Plan {
             plan.notes.push(Note { level: Level::Warn, message: format!("drift: {why}"), commit: Some(input.commit.to_string()) });
         }
     }
+    if head_wants_more(input, &plan) {
+        // level-triggered (SPEC §1.5): the pass that ends a deployment compares the app with the
+        // head's current intent at once, whatever phase the newer intent arrived in
+        plan.requeue_after = Duration::ZERO;
+    }
     plan.requeue_after = plan.requeue_after.min(input.drift.interval.max(MIN_DRIFT_REQUEUE));
     plan
+}
+
+/// Whether a plan that ends a deployment and starts none leaves the app short of the head's
+/// intent: a delete, another fingerprint, a move, or a deploy after a delete.
+pub fn head_wants_more(input: &StepInput<'_>, plan: &Plan) -> bool {
+    if plan.in_flight_after(input.record).is_some() {
+        return false;
+    }
+    let endings = plan.endings();
+    let Some((ended, _)) = endings.last() else { return false };
+    match input.desired {
+        Desired::Deleted => ended.operation != Operation::Delete,
+        Desired::Present(app) => ended.operation == Operation::Delete || ended.fingerprint != app.fingerprint || input.moved,
+        Desired::DeleteHeld | Desired::Blocked => false,
+    }
 }
 
 /// The drift policy when a steady, applied app is due for a comparison with AWS.
@@ -639,6 +659,8 @@ pub fn new_record(
         }),
         previous_version: None,
         previous_task_definition: None,
+        previous_service: None,
+        forced: false,
         phase,
         status: DeploymentStatus::Processing,
         outcome: None,

@@ -446,7 +446,23 @@ fn spot_shortage_creates_a_fallback_task_set_for_the_shortfall() {
     obs.task_sets.push(task_set("333", "gitmoxi:dep-2:fallback", "ACTIVE", TD2, TG_B));
     obs.tasks.extend(tasks_of("333", "RUNNING", 3, None));
     advance(&desired, &mut record, &obs, 10_000);
-    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Promote), "the pair is one side, stable together (no shifting configured)");
+    assert_eq!(
+        record.phase,
+        Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: 100, since_ms: 10_000 }),
+        "the pair is one side, stable together; pairs without a schedule shift all at once (SPEC §3.5)"
+    );
+}
+
+/// Issue 23, item 2: target group pairs and no trafficShiftingConfig never promote green with
+/// production still on blue's group: one ALL_AT_ONCE shift moves every weight first.
+#[test]
+fn pairs_without_a_schedule_shift_all_at_once_before_promoting() {
+    let desired = app_with("nginx:2", &depdef(""));
+    let crate::spec::AppSpec::Ecs(ecs) = &desired.spec else { panic!("an ECS app") };
+    assert!(ecs.depdef.traffic_shifting.is_none() && !ecs.depdef.target_group_pairs.is_empty(), "pairs and no schedule");
+    assert_eq!(ecs.depdef.shifting().expect("pairs shift").steps(), vec![100]);
+    let without_pairs = crate::spec::ecs_depdef::EcsDepdef::default();
+    assert_eq!(without_pairs.shifting(), None, "no pairs, no schedule: nothing to shift");
 }
 
 #[test]

@@ -330,3 +330,5 @@ fn an_update_leaves_an_autoscaled_count_alone_unless_the_file_changed_it() {
     let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("{p:?}") };
     assert_eq!(body["desiredCount"], 2, "the file changed the count (3 → 2): it is sent");
 }
+
+mod level_triggered;

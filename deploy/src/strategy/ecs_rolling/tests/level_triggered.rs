@@ -1,0 +1,175 @@
+//! Issue 23: the rolling strategy decides from the one comparison (`crate::compare`): svcdef
+//! edits reach ECS without a task definition change, success needs AWS to hold the files'
+//! fields, a rollback restores every field of the last good service and only ever goes back to
+//! what was successfully applied.
+
+use super::*;
+use serde_json::json;
+
+/// A svcdef-only app: no taskdef file, `taskDefinition` names a family:revision.
+fn svcdef_only(svcdef_extra: &str) -> DesiredApp {
+    let svcdef = format!(r#"{{"serviceName": "web", "cluster": "prod", "desiredCount": 2, "taskDefinition": "web:1"{svcdef_extra}}}"#);
+    let tree = MemTree::new().with("svc/web_svcdef.json", &svcdef).with("svc/web_depdef.json", "{}");
+    load_snapshot(&tree, &RenderContext::new("us-east-1".into())).apps["svc/web"].clone().expect("valid")
+}
+
+fn with_settings(mut s: ObservedService, settings: serde_json::Value) -> ObservedService {
+    s.settings = Some(settings);
+    s
+}
+
+fn ecs_of(a: &DesiredApp) -> &EcsApp {
+    match &a.spec {
+        crate::spec::AppSpec::Ecs(e) => e,
+        crate::spec::AppSpec::Lambda(_) => panic!("an ECS app"),
+    }
+}
+
+#[test]
+fn a_svcdef_edit_without_a_new_task_definition_sends_update_service() {
+    let a = svcdef_only(
+        r#", "enableExecuteCommand": true, "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-2"]}}"#,
+    );
+    let applied = applied_v1(&a);
+    let runs = with_settings(
+        service(TD1, 2, vec![(TD1, 2)]),
+        json!({"enableExecuteCommand": false, "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"]}}}),
+    );
+    let obs = Observed { service: Some(runs.clone()), resolved_task_definition: Some(TD1.into()), ..Default::default() };
+    let started = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&started), observed: &obs, now: 1 });
+    let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("an UpdateService: {p:?}") };
+    assert_eq!(body["enableExecuteCommand"], true);
+    assert_eq!(body["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"], json!(["sg-2"]));
+    let next = p.next_record.expect("the record moves to Stabilize before the update is sent");
+    assert!(matches!(next.phase, Phase::Rolling(RollingPhase::Stabilize { .. })));
+    assert!(next.timeline.iter().any(|e| e.message.contains("/enableExecuteCommand")), "the timeline names the fields");
+
+    // the service is stable but AWS still holds the old security group: no success
+    let stuck = Observed { service: Some(runs), tasks: tasks(TD1, "RUNNING", 2, None), ..Default::default() };
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&next), observed: &stuck, now: 2 });
+    let failed = p.next_record.or(p.finished.map(|(r, _)| r)).expect("the deployment fails");
+    let Some(FailureCause::AwsDiffers { fields }) = &failed.cause else { panic!("cause {:?}", failed.cause) };
+    assert!(fields.iter().any(|f| f.contains("/networkConfiguration/awsvpcConfiguration/securityGroups")), "{fields:?}");
+    assert!(fields.iter().any(|f| f.contains("[\"sg-1\"]") && f.contains("[\"sg-2\"]")), "both values named: {fields:?}");
+
+    // once AWS holds the file's fields the same step succeeds
+    let right = with_settings(
+        service(TD1, 2, vec![(TD1, 2)]),
+        json!({"enableExecuteCommand": true, "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-2"]}}}),
+    );
+    let ok = Observed { service: Some(right), tasks: tasks(TD1, "RUNNING", 2, None), ..Default::default() };
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&next), observed: &ok, now: 3 });
+    assert_eq!(p.finished.expect("finished").0.outcome, Some(Outcome::Succeeded));
+}
+
+#[test]
+fn a_forced_redeploy_of_a_svcdef_only_app_forces_a_new_ecs_deployment() {
+    let a = svcdef_only("");
+    let applied = applied_v1(&a);
+    let obs = Observed {
+        service: Some(with_settings(service(TD1, 2, vec![(TD1, 2)]), json!({}))),
+        resolved_task_definition: Some(TD1.into()),
+        ..Default::default()
+    };
+    let mut started =
+        run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    started.forced = true;
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&started), observed: &obs, now: 1 });
+    let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("an UpdateService: {p:?}") };
+    assert_eq!(body["forceNewDeployment"], true);
+}
+
+#[test]
+fn a_capacity_provider_change_is_sent_with_force_new_deployment() {
+    let a = svcdef_only(r#", "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]"#);
+    let applied = applied_v1(&a);
+    let obs = Observed {
+        service: Some(with_settings(service(TD1, 2, vec![(TD1, 2)]), json!({"launchType": "FARGATE"}))),
+        resolved_task_definition: Some(TD1.into()),
+        ..Default::default()
+    };
+    let started = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&started), observed: &obs, now: 1 });
+    let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("an UpdateService: {p:?}") };
+    assert_eq!(body["forceNewDeployment"], true, "ECS refuses a strategy change without it");
+    assert_eq!(body["capacityProviderStrategy"][0]["capacityProvider"], "FARGATE_SPOT");
+}
+
+#[test]
+fn a_rollback_restores_every_field_of_the_last_good_service() {
+    let good = app("nginx:1", "{}");
+    let bad_tree = MemTree::new()
+        .with("svc/web_svcdef.json", r#"{"serviceName": "web", "cluster": "prod", "desiredCount": 2, "enableExecuteCommand": true, "healthCheckGracePeriodSeconds": 99}"#)
+        .with("svc/web_taskdef.json", r#"{"family": "web", "containerDefinitions": [{"name": "web", "image": "nginx:fail", "memory": 128}]}"#)
+        .with("svc/web_depdef.json", r#"{"gmDeploymentCircuitBreaker": {"failureThreshold": 1}}"#);
+    let bad = load_snapshot(&bad_tree, &RenderContext::new("us-east-1".into())).apps["svc/web"].clone().expect("valid");
+    let applied = AppliedState { service: Some(ecs_of(&good).svcdef.clone()), ..applied_v1(&good) };
+    let obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
+    let mut rec =
+        run(Step { desired: Desired::Present(&bad), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    assert_eq!(rec.previous_service.as_ref(), Some(&ecs_of(&good).svcdef));
+    rec.enter(Phase::Rolling(RollingPhase::Rollback { to_task_definition: TD1.into() }), 0);
+    let on_bad = Observed { service: Some(service(TD2, 2, vec![(TD2, 0)])), ..Default::default() };
+    let p = run(Step { desired: Desired::Present(&bad), applied: &applied, record: Some(&rec), observed: &on_bad, now: 1 });
+    let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("an UpdateService: {p:?}") };
+    assert_eq!(body["taskDefinition"], TD1);
+    assert_eq!(body["enableExecuteCommand"], false, "the failed commit's field is cleared");
+    assert_eq!(body["healthCheckGracePeriodSeconds"], 0);
+
+    // back on TD1 but AWS still holds the failed commit's field: not "rolled back"
+    rec.enter(Phase::Rolling(RollingPhase::RollbackStabilize { to_task_definition: TD1.into(), deadline_ms: 100_000 }), 2);
+    let left = Observed {
+        service: Some(with_settings(service(TD1, 2, vec![(TD1, 2)]), json!({"enableExecuteCommand": true}))),
+        tasks: tasks(TD1, "RUNNING", 2, None),
+        ..Default::default()
+    };
+    let good_again = AppliedState { service: Some(json!({"enableExecuteCommand": false})), ..applied.clone() };
+    rec.previous_service = good_again.service.clone();
+    let p = run(Step { desired: Desired::Present(&bad), applied: &good_again, record: Some(&rec), observed: &left, now: 3 });
+    let (done, _) = p.finished.expect("finished");
+    assert_eq!(done.outcome, Some(Outcome::Failed), "{:?}", done.timeline);
+}
+
+#[test]
+fn a_rollback_goes_only_to_a_successfully_applied_revision() {
+    // the first deployment failed: nothing was ever applied; the service runs that failed revision
+    let a = app("nginx:fail", r#"{"gmDeploymentCircuitBreaker": {"failureThreshold": 1}}"#);
+    let never_applied =
+        AppliedState { failed: ["first".to_string()].into(), owned: true, identity: Some(a.identity.clone()), ..Default::default() };
+    let obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 0)])), ..Default::default() };
+    let rec =
+        run(Step { desired: Desired::Present(&a), applied: &never_applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    assert_eq!(rec.previous_task_definition, None, "what the service runs is no rollback target");
+    let mut rec = rec;
+    rec.enter(Phase::Rolling(RollingPhase::Stabilize { task_definition: TD2.into(), deadline_ms: 300_000 }), 0);
+    let failing = Observed {
+        service: Some(service(TD2, 2, vec![(TD2, 0), (TD1, 0)])),
+        tasks: tasks(TD2, "STOPPED", 1, Some("Essential container in task exited")),
+        ..Default::default()
+    };
+    let p = run(Step { desired: Desired::Present(&a), applied: &never_applied, record: Some(&rec), observed: &failing, now: 1 });
+    assert!(p.actions.is_empty(), "nothing is touched");
+    let (done, _) = p.finished.expect("finished");
+    assert_eq!(done.outcome, Some(Outcome::Failed));
+    assert!(done.timeline.iter().any(|e| e.message.contains("no successfully applied task definition")), "{:?}", done.timeline);
+}
+
+#[test]
+fn a_delete_that_arrived_mid_update_is_acted_on_as_soon_as_the_update_ends() {
+    let a = app("nginx:2", "{}");
+    let applied = applied_v1(&a);
+    let rec = stabilizing(&a);
+    let stable = Observed { service: Some(service(TD2, 2, vec![(TD2, 2)])), tasks: tasks(TD2, "RUNNING", 2, None), ..Default::default() };
+    // the head deleted the app while the update stabilized: the update ends, the next pass is now
+    let p = run(Step { desired: Desired::Deleted, applied: &applied, record: Some(&rec), observed: &stable, now: 1 });
+    assert_eq!(p.finished.as_ref().expect("the update ends").0.outcome, Some(Outcome::Succeeded));
+    assert_eq!(p.requeue_after, Duration::ZERO, "the delete is looked at at once, not at the steady cadence");
+    // the same ending with the head still wanting it: the steady cadence
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &stable, now: 1 });
+    assert!(p.requeue_after > Duration::ZERO);
+    // a newer fingerprint in the head when the deployment ends (it was failed before): at once
+    let newer = app("nginx:3", "{}");
+    let p = run(Step { desired: Desired::Present(&newer), applied: &applied, record: Some(&rec), observed: &stable, now: 1 });
+    assert!(p.finished.is_some() || p.next_record.is_some());
+}
