@@ -265,6 +265,14 @@ impl FakeWorld {
         w.services.get(&(region.to_string(), cluster.to_string(), name.to_string())).map(|s| w.describe(s, now))
     }
 
+    /// Changes one of a service's settings behind gitmoxi's back (drift of a svcdef field).
+    pub fn set_service_setting(&self, region: &str, cluster: &str, name: &str, field: &str, value: Value) {
+        let mut w = self.world();
+        if let Some(s) = w.services.get_mut(&(region.to_string(), cluster.to_string(), name.to_string())) {
+            s.settings.insert(field.to_string(), value);
+        }
+    }
+
     /// Changes a service's task definition behind gitmoxi's back (drift, tests).
     pub fn set_service_task_definition(&self, region: &str, cluster: &str, name: &str, task_definition: &str) {
         let mut w = self.world();

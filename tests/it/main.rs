@@ -30,6 +30,7 @@ mod sim;
 mod sim_accounts;
 mod sim_blue_green;
 mod sim_lambda;
+mod sim_level;
 mod sim_many;
 mod sim_native;
 mod ssh;

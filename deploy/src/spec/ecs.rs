@@ -118,6 +118,16 @@ pub fn build_ecs_app(
             EcsStrategy::Rolling
         }
     };
+    let has = |field: &str| svc.get(field).is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
+    if has("launchType") && has("capacityProviderStrategy") {
+        r.error("capacityProviderStrategy", "ECS takes a launchType or a capacityProviderStrategy, not both: remove launchType");
+    }
+    if svc.get("resourceManagementType").and_then(Value::as_str) == Some("ECS") {
+        r.error(
+            "resourceManagementType",
+            "is ECS (an ECS Express Mode service, whose resources ECS manages): gitmoxi deploys services it manages itself; remove the field",
+        );
+    }
     let task_definition_ref = r.string(svc.get("taskDefinition"), "taskDefinition");
     errors.append(&mut r.errors);
 
