@@ -22,8 +22,12 @@ pub struct AppliedApp {
     pub identity: Identity,
     /// The last successfully applied fingerprint.
     pub fingerprint: Option<String>,
-    /// Fingerprints that failed and rolled back.
+    /// Fingerprints that failed (rolled back or not).
     pub failed: BTreeSet<String>,
+    /// The app's last deployment ended rolled back (else a failed fingerprint failed in place,
+    /// e.g. a check refused it before anything changed).
+    #[serde(default)]
+    pub rolled_back: bool,
 }
 
 /// The applied state as if every valid app of `snapshot` had been deployed (`gitmoxi plan
@@ -38,6 +42,7 @@ pub fn applied_as_of(snapshot: &Snapshot) -> BTreeMap<String, AppliedApp> {
                 identity: a.identity.clone(),
                 fingerprint: Some(a.fingerprint.clone()),
                 failed: BTreeSet::new(),
+                rolled_back: false,
             };
             (a.prefix.clone(), applied)
         })
@@ -195,7 +200,8 @@ pub fn intents_of_head(
             Some(prev) if prev.failed.contains(&app.fingerprint) && !forced => entries.push(entry(
                 Intent::Held,
                 format!(
-                    "fingerprint {short} failed and was rolled back; it is not retried — push a fix, or run `gitmoxi sync --force {prefix}`"
+                    "fingerprint {short} failed{}; it is not retried — push a fix, or run `gitmoxi sync --force {prefix}`",
+                    if prev.rolled_back { " and was rolled back" } else { " (nothing was rolled back)" }
                 ),
                 None,
             )),
@@ -423,6 +429,11 @@ mod tests {
         applied.get_mut("a0/s").unwrap().failed.insert(fp);
         let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
         assert!(intents(&plan).contains(&("a0/s".into(), Intent::Held)));
+        let held = plan.iter().find(|e| e.app == "a0/s").unwrap();
+        assert!(held.reason.contains("failed (nothing was rolled back)"), "a failure in place is no rollback: {}", held.reason);
+        applied.get_mut("a0/s").unwrap().rolled_back = true;
+        let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &BTreeSet::new(), None);
+        assert!(plan.iter().find(|e| e.app == "a0/s").unwrap().reason.contains("failed and was rolled back"));
         let force = BTreeSet::from(["a0/s".to_string()]);
         let plan = intents_of_head(&snap(&t), &applied, PrunePolicy::default(), &force, None);
         assert!(intents(&plan).contains(&("a0/s".into(), Intent::Deploy)));

@@ -953,6 +953,15 @@ impl AppliedState {
     pub fn should_deploy(&self, fingerprint: &str, force: bool) -> bool {
         force || (!self.is_applied(fingerprint) && !self.failed.contains(fingerprint))
     }
+
+    /// [`Self::should_deploy`], or the applied fingerprint now lives somewhere else: a depdef-only
+    /// change of `environment.region` / `account` (the fingerprint leaves the depdef out) moves
+    /// the app, and it deploys there (issue 23, item 6). `own` is the controller's account (a
+    /// missing account is that one).
+    pub fn should_deploy_to(&self, fingerprint: &str, identity: &Identity, own: Option<&str>, force: bool) -> bool {
+        let elsewhere = self.identity.as_ref().is_some_and(|applied| applied.in_account(own) != identity.in_account(own));
+        self.should_deploy(fingerprint, force) || (elsewhere && self.fingerprint.is_some() && !self.failed.contains(fingerprint))
+    }
 }
 
 #[cfg(test)]

@@ -340,6 +340,7 @@ impl Controller {
                         identity,
                         fingerprint: e.applied.fingerprint.clone(),
                         failed: e.applied.failed.clone(),
+                        rolled_back: e.last_outcome == Some(gitmoxi_deploy::record::Outcome::RolledBack),
                     },
                 );
             }

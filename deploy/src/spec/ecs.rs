@@ -128,6 +128,28 @@ pub fn build_ecs_app(
             "is ECS (an ECS Express Mode service, whose resources ECS manages): gitmoxi deploys services it manages itself; remove the field",
         );
     }
+    if strategy == EcsStrategy::BlueGreen && !depdef.target_group_pairs.is_empty() {
+        // the blue/green checks the files alone can make, so `validate` and `plan` make them too
+        let pairs = &depdef.target_group_pairs;
+        match svc.get("loadBalancers").and_then(Value::as_array).filter(|l| !l.is_empty()) {
+            None => r.error(
+                "loadBalancers",
+                "the depdef sets targetGroupArnPairs but the svcdef has no loadBalancers: add loadBalancers with targetGroupArn, containerName and containerPort",
+            ),
+            Some(entries) => {
+                for (i, entry) in entries.iter().enumerate() {
+                    match entry.get("targetGroupArn").and_then(Value::as_str) {
+                        None => r.error(&format!("loadBalancers[{i}].targetGroupArn"), "is required: blue/green task sets need target groups"),
+                        Some(tg) if !pairs.iter().any(|(a, b)| a == tg || b == tg) => r.error(
+                            &format!("loadBalancers[{i}].targetGroupArn"),
+                            format!("{tg} is in no pair of the depdef's targetGroupArnPairs: add its pair"),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
     let task_definition_ref = r.string(svc.get("taskDefinition"), "taskDefinition");
     errors.append(&mut r.errors);
 

@@ -86,6 +86,14 @@ pub struct EcsDepdef {
     pub target_group_pairs: Vec<(String, String)>,
     /// CloudWatch alarms watched while traffic shifts.
     pub alarm_names: Vec<String>,
+    /// `alarms.enable` (default true): false = the alarms are not watched.
+    pub alarms_enabled: bool,
+    /// `alarms.rollback` (default true): false = a firing alarm is recorded and notified but does
+    /// not roll the deployment back.
+    pub alarms_rollback: bool,
+    /// `trafficShiftingConfig.preShiftStabilityCheck`: green's stability check before the first
+    /// shift, when it differs from `stabilityCheck`.
+    pub pre_shift_stability: Option<StabilityCheck>,
     /// How long to wait for stability, and how often to look.
     pub stability: StabilityCheck,
     /// gitmoxi's own circuit breaker, when the depdef turns it on.
@@ -110,6 +118,9 @@ impl Default for EcsDepdef {
             traffic_shifting: None,
             target_group_pairs: Vec::new(),
             alarm_names: Vec::new(),
+            alarms_enabled: true,
+            alarms_rollback: true,
+            pre_shift_stability: None,
             stability: StabilityCheck::default(),
             circuit_breaker: None,
             delete_new_upon_failure: true,
@@ -125,6 +136,12 @@ impl EcsDepdef {
     /// Whether a failed rolling deployment goes back to the last good task definition.
     pub fn rollback_enabled(&self) -> bool {
         self.delete_new_upon_failure
+    }
+
+    /// Green's stability check before the first shift (`preShiftStabilityCheck`, else
+    /// `stabilityCheck`).
+    pub fn green_stability(&self) -> &StabilityCheck {
+        self.pre_shift_stability.as_ref().unwrap_or(&self.stability)
     }
 
     /// The traffic schedule a blue/green deployment follows: the depdef's, or, with target group
@@ -150,6 +167,7 @@ const KNOWN: &[&str] = &[
     "deleteNewUponTrafficShiftFailure",
     "deleteOldUponSuccess",
     "fallbackCapacityProviderStrategy",
+    "fallbackCapacityProvider",
     "webhooks",
 ];
 
@@ -173,12 +191,26 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
         }
     }
 
+    let mut pre_shift: Option<StabilityCheck> = None;
     let enabled = r.bool(root.get("trafficShiftingEnabled"), "trafficShiftingEnabled");
     let config = r.object(root.get("trafficShiftingConfig"), "trafficShiftingConfig");
     if config.is_some() || enabled == Some(true) {
         let mut ts = TrafficShifting::default();
         if let Some(c) = config {
-            r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type", "approval"]);
+            r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type", "approval", "preShiftStabilityCheck"]);
+            if let Some(pre) = r.object(c.get("preShiftStabilityCheck"), "trafficShiftingConfig.preShiftStabilityCheck") {
+                r.warn_unknown(pre, "trafficShiftingConfig.preShiftStabilityCheck", &["pollInterval", "timeout", "timeoutPerTask"]);
+                let mut check = StabilityCheck::default();
+                let field = |f: &str| format!("trafficShiftingConfig.preShiftStabilityCheck.{f}");
+                if let Some(p) = r.int(pre.get("pollInterval"), &field("pollInterval"), 1, i64::MAX) {
+                    check.poll_interval_secs = p as u64;
+                }
+                if let Some(t) = r.int(pre.get("timeout"), &field("timeout"), 1, i64::MAX) {
+                    check.timeout_secs = t as u64;
+                }
+                check.timeout_per_task_secs = r.int(pre.get("timeoutPerTask"), &field("timeoutPerTask"), 1, i64::MAX).map(|t| t as u64);
+                pre_shift = Some(check);
+            }
             if let Some(p) = r.int(c.get("percent"), "trafficShiftingConfig.percent", 1, 100) {
                 ts.percent = p as u32;
             }
@@ -205,9 +237,16 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
     }
 
     if let Some(alarms) = r.object(root.get("alarms"), "alarms") {
-        r.warn_unknown(alarms, "alarms", &["alarmNames"]);
+        r.warn_unknown(alarms, "alarms", &["alarmNames", "enable", "rollback"]);
         d.alarm_names = r.strings(alarms.get("alarmNames"), "alarms.alarmNames");
+        if let Some(enable) = r.bool(alarms.get("enable"), "alarms.enable") {
+            d.alarms_enabled = enable;
+        }
+        if let Some(rollback) = r.bool(alarms.get("rollback"), "alarms.rollback") {
+            d.alarms_rollback = rollback;
+        }
     }
+    d.pre_shift_stability = pre_shift;
 
     let breaker = r.object(root.get("gmDeploymentCircuitBreaker"), "gmDeploymentCircuitBreaker");
     let stability = r.object(root.get("stabilityCheck"), "stabilityCheck");
@@ -265,6 +304,17 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
             }
         }
         Some(other) => r.error("fallbackCapacityProviderStrategy", format!("must be a list, got {}", show(other))),
+    }
+
+    match root.get("fallbackCapacityProvider") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) if !name.is_empty() => {
+            if d.fallback_capacity_provider_strategy.is_empty() {
+                // legacy: one provider of weight 1
+                d.fallback_capacity_provider_strategy.push(serde_json::json!({"capacityProvider": name, "weight": 1}));
+            }
+        }
+        Some(other) => r.error("fallbackCapacityProvider", format!("must be a capacity provider name, got {}", show(other))),
     }
 
     d.webhooks = parse_webhooks(&mut r, root.get("webhooks"));
@@ -352,6 +402,27 @@ mod tests {
 
     const TG_A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/1";
     const TG_B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/b/2";
+
+    /// Issue 23, item 8: Gitmoxi's own fields are honoured, not parsed away with a warning.
+    #[test]
+    fn gitmoxi_fields_are_read_not_warned_about() {
+        let (d, warnings) = parse(json!({
+            "alarms": {"alarmNames": ["a"], "enable": true, "rollback": false},
+            "trafficShiftingConfig": {"type": "LINEAR", "percent": 50, "preShiftStabilityCheck": {"pollInterval": 2, "timeout": 40}},
+            "fallbackCapacityProvider": "FARGATE"
+        }))
+        .expect("valid");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(d.alarms_enabled && !d.alarms_rollback);
+        let pre = d.pre_shift_stability.as_ref().expect("pre-shift check");
+        assert_eq!((pre.poll_interval_secs, pre.timeout_secs), (2, 40));
+        assert_eq!(d.green_stability(), pre);
+        assert_eq!(d.fallback_capacity_provider_strategy, vec![json!({"capacityProvider": "FARGATE", "weight": 1})]);
+        let (off, _) = parse(json!({"alarms": {"alarmNames": ["a"], "enable": false}})).expect("valid");
+        assert!(!off.alarms_enabled && off.alarms_rollback);
+        assert!(parse(json!({"alarms": {"rollback": "no"}})).is_err(), "a non-boolean is an error naming the field");
+        assert!(parse(json!({"fallbackCapacityProvider": 3})).is_err());
+    }
 
     #[test]
     fn empty_depdef_gives_the_documented_defaults() {

@@ -135,3 +135,30 @@ fn unknown_fields_of_a_lambda_depdef_and_its_event_sources_are_warnings() {
     assert!(said.iter().any(|w| w.contains("trafficShiftingConfg") && w.contains("unknown field")), "{said:?}");
     assert!(said.iter().any(|w| w.contains("PullEventSource")), "{said:?}");
 }
+
+/// Issue 23, item 14: what the files alone can refuse is refused by `validate` / `plan` too,
+/// never after a service was created.
+#[test]
+fn blue_green_files_that_cannot_work_are_invalid_before_anything_deploys() {
+    const TG_A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/1";
+    const TG_B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/b/2";
+    const TG_C: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/c/3";
+    let depdef = format!(r#"{{"targetGroupArnPairs": [["{TG_A}", "{TG_B}"]]}}"#);
+    let svcdef = |lbs: &str| format!(r#"{{"serviceName": "web", "cluster": "prod", "deploymentController": {{"type": "EXTERNAL"}}{lbs}}}"#);
+    let message = |svc: &str| {
+        let tree = base().with("apps/web/web_svcdef.json", svc).with("apps/web/web_depdef.json", &depdef);
+        match &load_snapshot(&tree, &ctx()).apps["apps/web/web"] {
+            Ok(_) => String::new(),
+            Err(invalid) => format!("{invalid:?}"),
+        }
+    };
+    assert!(message(&svcdef("")).contains("has no loadBalancers"), "{}", message(&svcdef("")));
+    let other = format!(r#", "loadBalancers": [{{"targetGroupArn": "{TG_C}", "containerName": "web", "containerPort": 80}}]"#);
+    assert!(message(&svcdef(&other)).contains("in no pair"), "{}", message(&svcdef(&other)));
+    let good = format!(r#", "loadBalancers": [{{"targetGroupArn": "{TG_A}", "containerName": "web", "containerPort": 80}}]"#);
+    assert_eq!(message(&svcdef(&good)), "");
+    let both = r#"{"serviceName": "web", "cluster": "prod", "launchType": "FARGATE", "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]}"#;
+    assert!(message(both).contains("not both"), "{}", message(both));
+    let express = r#"{"serviceName": "web", "cluster": "prod", "resourceManagementType": "ECS"}"#;
+    assert!(message(express).contains("Express Mode"), "{}", message(express));
+}

@@ -441,7 +441,7 @@ fn create_green(cx: &Step<'_>, task_definition: &str) -> Plan {
         );
     };
     if let Some(green) = sides.green {
-        let budget = app.depdef.stability.budget_secs(s.desired_count);
+        let budget = app.depdef.green_stability().budget_secs(s.desired_count);
         next.log(
             now,
             Level::Info,
@@ -477,7 +477,7 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
     let service = cx.service;
     let sides = &cx.sides;
     let mut next = cx.record.clone();
-    let poll = Duration::from_secs(app.depdef.stability.poll_interval_secs);
+    let poll = Duration::from_secs(app.depdef.green_stability().poll_interval_secs);
     let (Some(s), Some(green)) = (service, sides.green) else {
         next.log(now, Level::Warn, "the green task set is gone; creating it again");
         next.enter(Phase::BlueGreen(BlueGreenPhase::CreateGreen { task_definition: task_definition.to_string() }), now);
@@ -516,7 +516,7 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
         let mut evidence = vec![format!("{}/{} green tasks running{} when the budget ran out", st.running, st.desired, healthy_note(&st))];
         evidence.extend(st.failures.clone());
         evidence.extend(s.events.iter().take(3).map(|e| format!("service event: {e}")));
-        let waited = app.depdef.stability.budget_secs(s.desired_count);
+        let waited = app.depdef.green_stability().budget_secs(s.desired_count);
         let cause = if st.capacity_failures > 0 && st.running < st.desired {
             FailureCause::CapacityUnavailable
         } else {
@@ -540,7 +540,7 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
     let app = cx.app;
     let sides = &cx.sides;
     let mut next = cx.record.clone();
-    let alarms = observed.firing_alarms();
+    let alarms = super::alarms_that_roll_back(record, observed, &mut next, now);
     if !alarms.is_empty() {
         let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {green} % on green")).collect();
         let cause = FailureCause::AlarmFired { alarms };
@@ -602,7 +602,7 @@ fn bake(cx: &Step<'_>, until_ms: u64) -> Plan {
     let observed = cx.observed;
     let app = cx.app;
     let mut next = cx.record.clone();
-    let alarms = observed.firing_alarms();
+    let alarms = super::alarms_that_roll_back(record, observed, &mut next, now);
     if !alarms.is_empty() {
         let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake")).collect();
         let cause = FailureCause::AlarmFired { alarms };

@@ -59,8 +59,11 @@ pub fn start(input: &StepInput<'_>, app: &DesiredApp, ecs: &EcsApp) -> Deploymen
     let mut record = super::started_record(input, app, Strategy::Rolling, Phase::Rolling(phase));
     // the rollback target is the last successfully applied state, never whatever the service
     // runs (a revision that never worked is no target: issue 23, item 13)
-    record.previous_task_definition = input.applied.task_definition.clone();
-    record.previous_service = input.applied.service.clone();
+    // …of this very service: an app moved to another service, region or account starts anew
+    let own = input.own_account;
+    let same_service = input.applied.identity.as_ref().is_none_or(|i| i.in_account(own) == app.identity.in_account(own));
+    record.previous_task_definition = input.applied.task_definition.clone().filter(|_| same_service);
+    record.previous_service = input.applied.service.clone().filter(|_| same_service);
     record.forced = input.commands.force;
     record
 }
@@ -247,6 +250,11 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
             vec![],
         );
     };
+    let alarms = super::alarms_that_roll_back(record, observed, &mut next, now);
+    if !alarms.is_empty() {
+        let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM while {} stabilized", short_td(task_definition))).collect();
+        return rollback_or_fail(input, record, FailureCause::AlarmFired { alarms }, evidence);
+    }
     let st = rolling_stability(s, &observed.tasks, task_definition);
     if st.stable {
         let differences = service_differences(&app.svcdef, app.strategy, s);

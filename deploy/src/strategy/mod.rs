@@ -176,9 +176,11 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
                 if r.desired.as_ref().and_then(|d| ecs_rolling::native::strategy_of(&d.svcdef)).is_some() {
                     // ECS's service deployment says how its tasks are doing: no task reads
                     needs.native_deployment_since_ms = Some(ecs_rolling::native::listed_since_ms(r));
-                    needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
+                    needs.alarms = watched_alarms(r);
                 } else {
                     needs.tasks = true;
+                    // gitmoxi's rolling update watches the depdef's alarms too (issue 23, item 9)
+                    needs.alarms = watched_alarms(r);
                 }
             }
             Phase::Rolling(RollingPhase::NativeStop { .. }) => {
@@ -195,7 +197,7 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
                 needs.task_sets = true;
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
                 needs.elb_reads = ElbReads { forwards: true, health: false };
-                needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
+                needs.alarms = watched_alarms(r);
             }
             Phase::BlueGreen(BlueGreenPhase::Stabilize { .. }) => {
                 needs.task_sets = true;
@@ -208,7 +210,7 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
                 needs.task_sets = true;
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
                 needs.elb_reads = ElbReads { forwards: true, health: false };
-                needs.alarms = r.desired.as_ref().map(|d| d.depdef.alarm_names.clone()).unwrap_or_default();
+                needs.alarms = watched_alarms(r);
             }
             Phase::BlueGreen(BlueGreenPhase::Rollback { .. }) => {
                 needs.task_sets = true;
@@ -230,6 +232,13 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
             | Phase::Lambda(LambdaPhase::DeleteFunction) => {}
         }
     }
+    if let Some(r) = record.filter(|r| r.in_flight() && r.operation == Operation::Deploy && before_first_mutation(&r.phase)) {
+        for name in watched_alarms(r) {
+            if !needs.alarms.contains(&name) {
+                needs.alarms.push(name);
+            }
+        }
+    }
     if matches!(needs.identity, Some(Identity::Lambda { .. })) {
         needs.lambda = lambda_shift::lambda_needs(desired, applied, record);
     }
@@ -248,9 +257,7 @@ fn named_task_definition_to_resolve(input: &StepInput<'_>) -> Option<String> {
         }
         Some(_) => return None,
         None => match input.desired {
-            Desired::Present(app @ DesiredApp { spec: AppSpec::Ecs(ecs), .. })
-                if ecs.taskdef.is_none() && input.applied.should_deploy(&app.fingerprint, input.commands.force) =>
-            {
+            Desired::Present(app @ DesiredApp { spec: AppSpec::Ecs(ecs), .. }) if ecs.taskdef.is_none() && deploy_due(input, app) => {
                 ecs_rolling::named_task_definition(ecs)
             }
             Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => return None,
@@ -315,12 +322,104 @@ pub fn operator_rollback(input: &StepInput<'_>, record: &DeploymentRecord) -> Op
 
 /// Continues an in-flight record with the strategy its phase belongs to.
 pub fn continue_record(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
+    if let Some(plan) = refuse_before_first_mutation(input, record) {
+        return plan;
+    }
     match &record.phase {
         Phase::Rolling(phase) => ecs_rolling::step(input, record, phase),
         Phase::BlueGreen(phase) => ecs_blue_green::step(input, record, phase),
         Phase::Lambda(phase) => lambda_shift::step(input, record, phase),
         Phase::Done => Plan::wait(STEADY_REQUEUE),
     }
+}
+
+/// A phase in which the deployment has changed nothing in AWS yet: its first mutation is next
+/// (issue 23, item 14: every check that can refuse a deployment runs here, before it).
+pub fn before_first_mutation(phase: &Phase) -> bool {
+    match phase {
+        Phase::Rolling(RollingPhase::Register | RollingPhase::Apply { .. })
+        | Phase::BlueGreen(BlueGreenPhase::Register | BlueGreenPhase::CreateService { .. })
+        | Phase::Lambda(LambdaPhase::Create) => true,
+        Phase::Lambda(LambdaPhase::UpdateCode { sent, .. }) => !sent,
+        Phase::Rolling(
+            RollingPhase::Stabilize { .. }
+            | RollingPhase::Rollback { .. }
+            | RollingPhase::RollbackStabilize { .. }
+            | RollingPhase::DeleteService
+            | RollingPhase::NativeStop { .. },
+        )
+        | Phase::BlueGreen(
+            BlueGreenPhase::CreateGreen { .. }
+            | BlueGreenPhase::Stabilize { .. }
+            | BlueGreenPhase::Shift { .. }
+            | BlueGreenPhase::Bake { .. }
+            | BlueGreenPhase::Promote
+            | BlueGreenPhase::CleanUp
+            | BlueGreenPhase::Rollback { .. },
+        )
+        | Phase::Lambda(
+            LambdaPhase::UpdateConfig { .. }
+            | LambdaPhase::Publish
+            | LambdaPhase::Ready { .. }
+            | LambdaPhase::Shift { .. }
+            | LambdaPhase::Bake { .. }
+            | LambdaPhase::Wire { .. }
+            | LambdaPhase::CleanUp { .. }
+            | LambdaPhase::Rollback { .. }
+            | LambdaPhase::DeleteFunction,
+        )
+        | Phase::Done => false,
+    }
+}
+
+/// The CloudWatch alarms a deployment watches (its depdef's `alarms.alarmNames`, unless
+/// `alarms.enable` is false).
+pub fn watched_alarms(record: &DeploymentRecord) -> Vec<String> {
+    match (&record.desired, &record.desired_lambda) {
+        (Some(ecs), _) if ecs.depdef.alarms_enabled => ecs.depdef.alarm_names.clone(),
+        (_, Some(lambda)) => lambda.depdef.alarm_names.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// The watched alarms in ALARM that roll the deployment back now. With `alarms.rollback: false`
+/// none does: each firing alarm is written to the timeline (once while it fires) and the
+/// deployment goes on.
+pub fn alarms_that_roll_back(record: &DeploymentRecord, observed: &Observed, next: &mut DeploymentRecord, now_ms: u64) -> Vec<String> {
+    let watched = watched_alarms(record);
+    let firing: Vec<String> = observed.firing_alarms().into_iter().filter(|a| watched.contains(a)).collect();
+    let rollback = record.desired.as_ref().is_none_or(|d| d.depdef.alarms_rollback);
+    if rollback || firing.is_empty() {
+        return firing;
+    }
+    let line = format!("alarm {} in ALARM: recorded, not rolled back (alarms.rollback is false)", firing.join(", "));
+    if next.timeline.last().map(|e| e.message.as_str()) != Some(line.as_str()) {
+        next.log(now_ms, Level::Warn, line);
+    }
+    Vec::new()
+}
+
+/// A deployment whose watched alarm does not exist fails before it changes anything (a
+/// misspelled alarm would otherwise be "never firing"), in every strategy.
+fn refuse_before_first_mutation(input: &StepInput<'_>, record: &DeploymentRecord) -> Option<Plan> {
+    if record.operation != Operation::Deploy || !before_first_mutation(&record.phase) {
+        return None;
+    }
+    let watched = watched_alarms(record);
+    let missing: Vec<&str> =
+        input.observed.alarms.iter().filter(|a| a.state.is_none() && watched.contains(&a.name)).map(|a| a.name.as_str()).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let why = format!(
+        "alarm {} of alarms.alarmNames does not exist in CloudWatch: create it or remove it from the depdef (nothing was changed)",
+        missing.join(", ")
+    );
+    let mut failed = record.clone();
+    failed.evidence.push(why.clone());
+    failed.log(input.now_ms, Level::Error, why);
+    let (failed, completion) = fail_record(&failed, FailureCause::ValidationError, input.now_ms);
+    Some(Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() })
 }
 
 /// Before observing AWS: decides from the commands, the drift cadence, the record and the head
@@ -351,7 +450,7 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
     let rebalance = commands.rebalance.filter(|_| in_flight.is_none());
     if drift_due(input).is_none()
         && rebalance.is_none()
-        && !must_observe(&input.desired, input.applied, input.record, commands.force, input.moved)
+        && !must_observe(&input.desired, input.applied, input.record, commands.force, input.moved, input.own_account)
     {
         return Look::Skip(Plan::wait(STEADY_REQUEUE));
     }
@@ -359,7 +458,7 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
     needs.resolve_task_definition = named_task_definition_to_resolve(input);
     needs.task_sets |= rebalance.is_some();
     if let Desired::Present(app @ DesiredApp { spec: AppSpec::Ecs(ecs), .. }) = &input.desired {
-        if adopt::wanted(input) && input.applied.should_deploy(&app.fingerprint, input.commands.force) {
+        if adopt::wanted(input) && deploy_due(input, app) {
             needs.adoption = true;
             needs.task_sets |= ecs.strategy == crate::spec::ecs::EcsStrategy::BlueGreen;
         }
@@ -390,7 +489,7 @@ fn foreign_account(input: &StepInput<'_>) -> Option<Plan> {
     let (account, region) = match &app.identity {
         Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.as_deref(), region.as_str()),
     };
-    if !input.applied.should_deploy(&app.fingerprint, input.commands.force) {
+    if !deploy_due(input, app) {
         return None;
     }
     let cause = input.account_roles.access(input.own_account, account, region).err()?;
@@ -519,7 +618,7 @@ fn on_refusal(input: &StepInput<'_>, cause: FailureCause) -> Plan {
     let record = match in_flight {
         Some(r) => r.clone(),
         None => match input.desired {
-            Desired::Present(app) if input.applied.should_deploy(&app.fingerprint, input.commands.force) => start(input, app),
+            Desired::Present(app) if deploy_due(input, app) => start(input, app),
             Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => return Plan::wait(STEADY_REQUEUE),
         },
     };
@@ -566,7 +665,7 @@ fn advance(input: &StepInput<'_>) -> Plan {
     }
     match input.desired {
         Desired::Present(app) => {
-            if input.applied.should_deploy(&app.fingerprint, input.commands.force) {
+            if deploy_due(input, app) {
                 if let Some(plan) = adopt::adopt(input, app) {
                     return plan;
                 }
@@ -678,6 +777,12 @@ pub fn new_record(
     }
 }
 
+/// Whether the head's app is due for a deployment: a new fingerprint, a forced one, or the
+/// applied one in another place (region, account).
+fn deploy_due(input: &StepInput<'_>, app: &DesiredApp) -> bool {
+    input.applied.should_deploy_to(&app.fingerprint, &app.identity, input.own_account, input.commands.force)
+}
+
 /// The first 10 characters of a commit id, for messages.
 pub fn short_commit(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
@@ -685,12 +790,19 @@ pub fn short_commit(commit: &str) -> &str {
 
 /// Whether this step must look at AWS at all. A steady app whose fingerprint is applied is left
 /// alone (no AWS call when nothing changed) unless it was just moved (its tags change) or forced.
-pub fn must_observe(desired: &Desired<'_>, applied: &AppliedState, record: Option<&DeploymentRecord>, force: bool, moved: bool) -> bool {
+pub fn must_observe(
+    desired: &Desired<'_>,
+    applied: &AppliedState,
+    record: Option<&DeploymentRecord>,
+    force: bool,
+    moved: bool,
+    own: Option<&str>,
+) -> bool {
     if record.is_some_and(|r| r.in_flight()) {
         return true;
     }
     match desired {
-        Desired::Present(app) => moved || applied.should_deploy(&app.fingerprint, force),
+        Desired::Present(app) => moved || applied.should_deploy_to(&app.fingerprint, &app.identity, own, force),
         Desired::Deleted => applied.fingerprint.is_some() || applied.owned,
         Desired::DeleteHeld | Desired::Blocked => false,
     }

@@ -532,3 +532,25 @@ fn an_app_in_another_account_fails_before_anything_is_observed_or_changed() {
         })
     );
 }
+
+/// Issue 23, item 6: a depdef-only change of region (or account) leaves the fingerprint as it
+/// was; the app still deploys, to the new place, and the old service is no rollback target.
+#[test]
+fn a_region_change_in_the_depdef_alone_deploys_the_app_there() {
+    let (key, a, obs) = (key(), app("nginx:1"), Observed::default());
+    let mut applied = applied(&a);
+    let Identity::Ecs { account, cluster, service, .. } = a.identity.clone() else { panic!("ECS") };
+    applied.identity = Some(Identity::Ecs { account, region: "eu-west-1".into(), cluster, service });
+    let i = input(&key, Desired::Present(&a), &applied, None, &obs);
+    assert!(matches!(look(&i), Look::Observe(_)), "the move is looked at");
+    let plan = step(&i);
+    let record = plan.next_record.expect("a deployment starts in the new region");
+    assert_eq!(record.identity, a.identity);
+    assert_eq!(record.previous_task_definition, None, "the other region's revision is no rollback target");
+    // the same region, the same fingerprint: nothing to do
+    let steady = super::tests::applied(&a);
+    assert!(matches!(look(&input(&key, Desired::Present(&a), &steady, None, &obs)), Look::Skip(_)));
+    // a failed move is not retried unless forced
+    let failed = AppliedState { failed: [a.fingerprint.clone()].into(), ..applied.clone() };
+    assert!(matches!(look(&input(&key, Desired::Present(&a), &failed, None, &obs)), Look::Skip(_)));
+}

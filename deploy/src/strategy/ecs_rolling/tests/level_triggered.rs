@@ -173,3 +173,52 @@ fn a_delete_that_arrived_mid_update_is_acted_on_as_soon_as_the_update_ends() {
     let p = run(Step { desired: Desired::Present(&newer), applied: &applied, record: Some(&rec), observed: &stable, now: 1 });
     assert!(p.finished.is_some() || p.next_record.is_some());
 }
+
+fn alarm(name: &str, state: Option<&str>) -> crate::observed::ObservedAlarm {
+    crate::observed::ObservedAlarm { name: name.into(), state: state.map(Into::into) }
+}
+
+#[test]
+fn a_missing_alarm_fails_the_deployment_before_anything_changes() {
+    let a = app("nginx:2", r#"{"alarms": {"alarmNames": ["web-5xx", "web-p99"]}}"#);
+    let applied = applied_v1(&a);
+    let obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
+    let started = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    let needs = strategy::observe_needs(&Desired::Present(&a), &applied, Some(&started));
+    assert_eq!(needs.alarms, vec!["web-5xx".to_string(), "web-p99".to_string()], "the alarms are looked up before the first mutation");
+    let looked = Observed { alarms: vec![alarm("web-5xx", Some("OK")), alarm("web-p99", None)], ..obs.clone() };
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&started), observed: &looked, now: 1 });
+    assert!(p.actions.is_empty(), "no RegisterTaskDefinition: {p:?}");
+    let (done, _) = p.finished.expect("failed");
+    assert_eq!(done.cause, Some(FailureCause::ValidationError));
+    assert!(done.evidence.iter().any(|e| e.contains("web-p99") && e.contains("does not exist")), "{:?}", done.evidence);
+}
+
+#[test]
+fn a_rolling_update_watches_its_alarms_and_alarms_rollback_false_only_records_them() {
+    let a = app("nginx:2", r#"{"alarms": {"alarmNames": ["web-5xx"]}}"#);
+    let applied = applied_v1(&a);
+    let rec = stabilizing(&a);
+    assert_eq!(strategy::observe_needs(&Desired::Present(&a), &applied, Some(&rec)).alarms, vec!["web-5xx".to_string()]);
+    let firing = Observed {
+        service: Some(service(TD2, 2, vec![(TD2, 1), (TD1, 1)])),
+        tasks: tasks(TD2, "RUNNING", 1, None),
+        alarms: vec![alarm("web-5xx", Some("ALARM"))],
+        ..Default::default()
+    };
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &firing, now: 1 });
+    let next = p.next_record.expect("rolling back");
+    assert!(matches!(next.cause, Some(FailureCause::AlarmFired { .. })), "{:?}", next.cause);
+    assert_eq!(next.phase, Phase::Rolling(RollingPhase::Rollback { to_task_definition: TD1.into() }));
+
+    let b = app("nginx:2", r#"{"alarms": {"alarmNames": ["web-5xx"], "rollback": false}}"#);
+    let rec = stabilizing(&b);
+    let p = run(Step { desired: Desired::Present(&b), applied: &applied, record: Some(&rec), observed: &firing, now: 1 });
+    let next = p.next_record.expect("recorded");
+    assert_eq!(next.cause, None, "no rollback");
+    assert!(next.timeline.iter().any(|e| e.message.contains("not rolled back")), "{:?}", next.timeline);
+
+    let c = app("nginx:2", r#"{"alarms": {"alarmNames": ["web-5xx"], "enable": false}}"#);
+    let rec = stabilizing(&c);
+    assert!(strategy::observe_needs(&Desired::Present(&c), &applied, Some(&rec)).alarms.is_empty(), "enable false: not watched");
+}
