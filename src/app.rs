@@ -118,6 +118,7 @@ pub async fn run_with(
         credentials: Some(controller.credentials.clone()),
         public_url: config.public_url.clone(),
         slack_buttons: config.slack.is_some(),
+        outbound: crate::outbound::OutboundPolicy { allowed_hosts: config.webhook_hosts.clone(), own_listener: Some(config.listen) },
     };
     let (notifier, worker) = crate::notify::channel(sinks, &controller.metrics);
     controller.set_notifier(notifier);

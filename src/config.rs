@@ -93,6 +93,9 @@ pub struct Config {
     pub aws_limits: crate::aws::limits::Limits,
     /// `[ha]`: high availability on a DynamoDB table (absent: one process, sled only).
     pub ha: Option<crate::ha::HaConfig>,
+    /// `[notifications] webhook_hosts`: hosts (`host` or `host:port`) a depdef's webhooks may
+    /// reach besides public https ones ([`crate::outbound`]).
+    pub webhook_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +145,7 @@ struct FileConfig {
     aws_limits: std::collections::HashMap<String, crate::aws::limits::Rate>,
     /// `[ha]`: replicas sharing the apps through leases in a DynamoDB table.
     ha: Option<FileHa>,
+    notifications: Option<FileNotifications>,
     #[serde(default)]
     repos: Vec<FileRepo>,
 }
@@ -277,6 +281,16 @@ struct FileGmctl {
     /// CIDRs (e.g. `10.0.0.0/8`) whose `/api/v1` calls need no token.
     #[serde(default)]
     tokenless_networks: Vec<String>,
+}
+
+/// `[notifications]`: what a depdef's `webhooks` (URLs committers write) may reach.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNotifications {
+    /// Hosts (`host` or `host:port`) allowed besides public https ones: plain http and
+    /// internal addresses are refused for every other host.
+    #[serde(default)]
+    webhook_hosts: Vec<String>,
 }
 
 /// `[limits]`: sizes in bytes (defaults: 1 MiB per deployment file and rendered document,
@@ -690,6 +704,7 @@ impl Config {
                 .map(|h| ha_config(h, || std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string())))
                 .transpose()?,
             render_worker: None,
+            webhook_hosts: file.notifications.map(|n| n.webhook_hosts).unwrap_or_default(),
             limits: {
                 let given = file.limits.unwrap_or_default();
                 let defaults = gitmoxi_deploy::spec::Limits::default();

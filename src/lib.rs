@@ -52,6 +52,7 @@ pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod offline;
+pub mod outbound;
 pub mod preview;
 pub mod render_worker;
 pub mod repo_policy;

@@ -91,6 +91,8 @@ pub struct Sinks {
     pub public_url: Option<String>,
     /// Slack's interactive callback is configured: gate messages get Approve / Reject buttons.
     pub slack_buttons: bool,
+    /// What a depdef's `webhooks` (a committer's URLs) may reach ([`crate::outbound`]).
+    pub outbound: crate::outbound::OutboundPolicy,
 }
 
 /// The sending side; cheap to clone. A disabled notifier drops everything silently.
@@ -201,7 +203,18 @@ impl Worker {
             }
             self.post_status(&event).await;
             for (sink, url, body) in deliveries {
-                let result = self.post(&url, &body).await;
+                let result = match sink {
+                    // a committer's URL: checked, pinned, no redirect (issue 27); a refusal is final
+                    "app_webhook" => match self.sinks.outbound.check(&url).await {
+                        Ok(_) => self.post_committer(&url, &body).await,
+                        Err(why) => {
+                            self.results.with_label_values(&[sink, "refused"]).inc();
+                            tracing::warn!(sink, app = %event.app, reason = %why, "depdef webhook refused");
+                            continue;
+                        }
+                    },
+                    _ => self.post(&url, &body).await,
+                };
                 let label = if result.is_ok() { "delivered" } else { "failed" };
                 self.results.with_label_values(&[sink, label]).inc();
                 if let Err(e) = result {
@@ -228,6 +241,13 @@ impl Worker {
         if let Err(e) = result {
             tracing::warn!(app = %event.app, stage = %event.stage, error = %e, "commit status not posted");
         }
+    }
+
+    /// A committer's webhook, through [`crate::outbound::OutboundPolicy::post_json`], retried a
+    /// bounded number of times.
+    async fn post_committer(&self, url: &str, body: &Value) -> Result<(), String> {
+        let attempt = || self.sinks.outbound.post_json(url, body);
+        attempt.retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(ATTEMPTS - 1)).await
     }
 
     async fn post(&self, url: &str, body: &Value) -> Result<(), String> {

@@ -28,7 +28,9 @@
 //! - `tags`: gitmoxi's ownership tags are merged into them; compared by ownership instead.
 //! - `role`, `deploymentController`, `clientToken`, `cluster`, `serviceName`: identity or
 //!   create-only fields (a different value is another service, or a replacement).
-//! - `loadBalancers` of a blue/green (EXTERNAL) service: they belong to its task sets.
+//! - the task-set fields of a blue/green (EXTERNAL) service (`loadBalancers`,
+//!   `networkConfiguration`, `launchType`, `capacityProviderStrategy`, `platformVersion`,
+//!   `serviceRegistries`): ECS keeps them on its task sets, not on the service.
 //! - `taskDefinition`: compared as the resolved ARN by the strategies (a name in the file).
 
 #![allow(
@@ -165,7 +167,8 @@ pub fn ecs_service(svcdef: &Value, described: &Value, kind: ServiceKind) -> Vec<
     let mut out = Vec::new();
     let Value::Object(file) = svcdef else { return out };
     for field in COMPARED {
-        if *field == "loadBalancers" && kind == ServiceKind::External {
+        if kind == ServiceKind::External && crate::strategy::ecs_blue_green::TASK_SET_FIELDS.contains(field) {
+            // set on the service's task sets, never on the service itself
             continue;
         }
         let Some(want) = file.get(*field).filter(|v| !v.is_null()) else { continue };
@@ -322,7 +325,7 @@ pub fn restoring_fields(previous: &Value, current: Option<&Value>) -> serde_json
     }
     if let Some(Value::Object(cur)) = current {
         for field in crate::strategy::ecs_rolling::UPDATABLE {
-            if body.contains_key(*field) || !cur.get(*field).is_some_and(|v| !v.is_null()) {
+            if body.contains_key(*field) || cur.get(*field).is_none_or(Value::is_null) {
                 continue;
             }
             if let Some(clear) = cleared(field) {

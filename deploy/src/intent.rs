@@ -124,6 +124,36 @@ pub struct AppIntent {
     pub warnings: Vec<String>,
 }
 
+/// Ownership across the whole controller (issue 27): a head's app whose service or function
+/// another repository or branch already owns (`claims`: identity, in the controller's account
+/// when it names none → the owner, e.g. `team-a/main:web/api`) is a `Conflict`, both sides
+/// named; nothing is deployed for the newcomer and the owner is untouched. Apps going away
+/// (deletes, held deletes) and errors keep their intent.
+pub fn claimed_elsewhere(
+    plan: Vec<AppIntent>,
+    snapshot: &Snapshot,
+    claims: &BTreeMap<Identity, String>,
+    own_account: Option<&str>,
+) -> Vec<AppIntent> {
+    plan.into_iter()
+        .map(|mut entry| {
+            let wants = matches!(entry.intent, Intent::Deploy | Intent::Keep | Intent::Move | Intent::Held);
+            let app = snapshot.apps.get(&entry.app).and_then(|a| a.as_ref().ok());
+            if let (true, Some(app)) = (wants, app) {
+                if let Some(owner) = claims.get(&app.identity.in_account(own_account)) {
+                    entry.intent = Intent::Conflict;
+                    entry.reason = format!(
+                        "{} is owned by {owner}; nothing is deployed for this app and the owner's resource is untouched —                          name another service or function, or remove the app from {owner} first",
+                        app.identity
+                    );
+                    entry.moved_from = None;
+                }
+            }
+            entry
+        })
+        .collect()
+}
+
 /// Plans one head against what was applied. `force` names prefixes to redeploy regardless.
 pub fn intents_of_head(
     snapshot: &Snapshot,
@@ -418,6 +448,20 @@ mod tests {
         assert!(!a.iter().any(|(_, x)| *x == Intent::Delete));
         let c = plan.iter().find(|e| e.app == "dup/s").unwrap();
         assert!(c.reason.contains("'a1/s'"), "{}", c.reason);
+    }
+
+    #[test]
+    fn an_identity_another_repository_owns_is_a_conflict_for_the_newcomer() {
+        let t = six_apps();
+        let snapshot = snap(&t);
+        let plan = intents_of_head(&snapshot, &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new(), None);
+        let taken = snapshot.apps["a1/s"].as_ref().unwrap().identity.clone();
+        let claims = BTreeMap::from([(taken, "team-a/main:svc/s1".to_string())]);
+        let plan = claimed_elsewhere(plan, &snapshot, &claims, None);
+        let a1 = plan.iter().find(|e| e.app == "a1/s").unwrap();
+        assert_eq!(a1.intent, Intent::Conflict);
+        assert!(a1.reason.contains("owned by team-a/main:svc/s1"), "{}", a1.reason);
+        assert!(plan.iter().filter(|e| e.app != "a1/s").all(|e| e.intent == Intent::Deploy), "{plan:?}");
     }
 
     #[test]

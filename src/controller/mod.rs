@@ -321,6 +321,15 @@ impl Controller {
         with_commands: bool,
     ) -> Result<(Vec<AppEntry>, Vec<gitmoxi_deploy::intent::AppIntent>), StoreError> {
         let entries = self.store.apps()?;
+        let own = self.settings.own_account.as_deref();
+        // what other repositories and branches own: this head may not take it (issue 27)
+        let claims: BTreeMap<gitmoxi_deploy::spec::Identity, String> = entries
+            .iter()
+            .filter(|e| !(e.key.repo == repo && e.key.branch == branch))
+            .filter_map(|e| {
+                Some((e.applied.identity.as_ref()?.in_account(own), format!("{}/{}:{}", e.key.repo, e.key.branch, e.key.prefix)))
+            })
+            .collect();
         let mine: Vec<AppEntry> = entries.into_iter().filter(|e| e.key.repo == repo && e.key.branch == branch).collect();
         let mut applied = BTreeMap::new();
         let mut force = BTreeSet::new();
@@ -351,7 +360,8 @@ impl Controller {
         let allow_key = format!("allow_prune/{repo}/{branch}");
         let allow_prune = with_commands && self.store.meta(&allow_key)?.as_deref() == Some("1");
         let prune = PrunePolicy { max_prune: policy.max_prune, max_prune_percent: policy.max_prune_percent, allow_prune };
-        let plan = intents_of_head(snapshot, &applied, prune, &force, self.settings.own_account.as_deref());
+        let plan = intents_of_head(snapshot, &applied, prune, &force, own);
+        let plan = gitmoxi_deploy::intent::claimed_elsewhere(plan, snapshot, &claims, own);
         Ok((mine, plan))
     }
 

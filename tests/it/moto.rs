@@ -93,6 +93,8 @@ struct Settings<'a> {
     slack: Option<gitmoxi::http::slack::SlackInteractive>,
     /// The client-side rate limits.
     aws_limits: gitmoxi::aws::limits::Limits,
+    /// `[notifications] webhook_hosts`.
+    webhook_hosts: Vec<String>,
 }
 
 impl Settings<'_> {
@@ -114,6 +116,7 @@ impl Settings<'_> {
             accounts: Default::default(),
             slack: None,
             aws_limits: Default::default(),
+            webhook_hosts: Vec::new(),
         }
     }
 }
@@ -166,6 +169,14 @@ impl Server {
         llm: Option<gitmoxi::llm::LlmConfig>,
     ) -> Server {
         let settings = Settings { llm, notify, github_secret, ..Settings { poll, drift_interval, ..Settings::plain(max_prune_percent) } };
+        Self::start_through(moto, repo, settings, Faults::default(), 1).await
+    }
+
+    /// A server that notifies `notify` = (Slack, generic webhook) and lets depdef webhooks reach
+    /// `webhook_hosts` besides public https hosts.
+    pub async fn start_notifying(moto: &Moto, repo: &TestRepo, notify: (Option<String>, Option<String>), webhook_hosts: &[&str]) -> Server {
+        let webhook_hosts = webhook_hosts.iter().map(|h| h.to_string()).collect();
+        let settings = Settings { notify, webhook_hosts, ..Settings::plain(25) };
         Self::start_through(moto, repo, settings, Faults::default(), 1).await
     }
 
@@ -237,6 +248,7 @@ impl Server {
             accounts,
             slack,
             aws_limits,
+            webhook_hosts,
         } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
@@ -279,6 +291,7 @@ impl Server {
             approvers: Vec::new(),
             aws_limits,
             ha: None,
+            webhook_hosts,
         };
         let metrics = Metrics::new();
         let provider = Arc::new(
@@ -338,7 +351,7 @@ impl Server {
 
 const DEPDEF: &str = r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}, "gmDeploymentCircuitBreaker": {"failureThreshold": 2}}"#;
 
-fn write_app(repo: &TestRepo, prefix: &str, service: &str, image: &str) {
+pub fn write_app(repo: &TestRepo, prefix: &str, service: &str, image: &str) {
     write_terraform_app(repo, prefix, service, "{{ image }}", 2, DEPDEF, &format!(r#", "image": "{image}""#));
 }
 
@@ -406,6 +419,8 @@ async fn moto_service_is_created_updated_and_deleted_from_git() {
 
     let app = server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
     assert_eq!(app["last_outcome"], "succeeded");
+    let api = server.wait_app("prod/api/api", Duration::from_secs(60), synced).await;
+    assert_eq!(api["last_outcome"], "succeeded", "{api:#}");
     let status = Command::new(env!("CARGO_BIN_EXE_gitmoxi")).args(["status", "--server", &server.api]).output().expect("status runs");
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(table.starts_with("APP"), "{table}");

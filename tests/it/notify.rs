@@ -46,16 +46,9 @@ async fn events_reach_slack_the_webhook_and_the_app_template_and_a_dead_receiver
     write_terraform_app(&repo, "prod/web/web", "web", "nginx:1", 1, &depdef, "");
     repo.commit("web");
     let started = std::time::Instant::now();
-    let server = Server::start_full(
-        &moto,
-        &repo,
-        25,
-        Duration::from_millis(500),
-        None,
-        (Some(format!("{url}/slack")), Some(format!("{url}/events"))),
-        Duration::from_secs(300),
-    )
-    .await;
+    // the receivers are local: the operator allows the host (issue 27: a committer's URL
+    // reaches no internal address otherwise)
+    let server = Server::start_notifying(&moto, &repo, (Some(format!("{url}/slack")), Some(format!("{url}/events"))), &["127.0.0.1"]).await;
     server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
     assert!(started.elapsed() < Duration::from_secs(30), "a dead receiver must not slow the deployment: {:?}", started.elapsed());
 
@@ -99,4 +92,106 @@ async fn events_reach_slack_the_webhook_and_the_app_template_and_a_dead_receiver
     }
     server.stop().await;
     receiver_task.abort();
+}
+
+/// Issue 27, items 2 and 3: a committer's depdef webhooks reach no internal host (other 127.x
+/// addresses, hex and decimal IP forms, the metadata address), carry no credentials, and never
+/// the controller's own API, even with the operator's allowlist naming its host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depdef_webhooks_reach_no_internal_host_and_never_the_controller() {
+    // listeners on other loopback addresses, as an internal service would be
+    let mut internal = Vec::new();
+    let received: Received = Arc::new(Mutex::new(Vec::new()));
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        let app = Router::new()
+            .route(
+                "/{sink}",
+                post(|State(r): State<Received>, Path(sink): Path<String>, Json(body): Json<Value>| async move {
+                    r.lock().unwrap().push((sink, body));
+                    "ok"
+                }),
+            )
+            .with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.expect("another loopback address");
+        internal.push(listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+    let (a, b) = (internal[0], internal[1]);
+    let decimal = u32::from(match b.ip() {
+        std::net::IpAddr::V4(v4) => v4,
+        std::net::IpAddr::V6(_) => unreachable!("an IPv4 listener"),
+    });
+    let moto = Moto::start().await;
+    let infra = moto.infra("prod");
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &infra);
+    let urls = [
+        format!("http://{a}/plain"),
+        format!("https://{a}/tls"),
+        format!("http://{decimal}:{}/decimal", b.port()),
+        format!("http://0x7f000003:{}/hex", b.port()),
+        format!("http://user:secret@{b}/userinfo"),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+    ];
+    let list: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+    let depdef = format!(
+        r#"{{"stabilityCheck": {{"pollInterval": 1, "timeout": 60}},
+  "webhooks": [{{"name": "team", "urls": [{}], "payload_template": {{"command": "allow_prune", "text": "{{message}}"}}}}]}}"#,
+        list.join(", ")
+    );
+    write_terraform_app(&repo, "prod/web/web", "web", "nginx:1", 1, &depdef, "");
+    repo.commit("web, with webhooks to internal hosts");
+    let server = Server::start_notifying(&moto, &repo, (None, None), &[]).await;
+    server.wait_app("prod/web/web", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    // started and succeeded: every URL of both events refused
+    let metrics = refused_at_least_on(&server.api, 2 * urls.len() as u64).await;
+    assert!(!metrics.contains(r#"result="delivered",sink="app_webhook""#), "{metrics}");
+    assert!(received.lock().unwrap().is_empty(), "an internal listener was reached: {:?}", received.lock().unwrap());
+    assert!(!metrics.contains("secret"), "no credential in the metrics");
+    server.stop().await;
+
+    // the operator allows the loopback host: the controller's own listener is still never called
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &infra);
+    write_terraform_app(&repo, "prod/api/api", "api", "nginx:1", 1, r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#, "");
+    repo.commit("api");
+    let server = Server::start_notifying(&moto, &repo, (None, None), &["127.0.0.1", &a.ip().to_string()]).await;
+    server.wait_app("prod/api/api", Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    let own = format!("{}/api/v2/commands", server.api);
+    let depdef = format!(
+        r#"{{"stabilityCheck": {{"pollInterval": 1, "timeout": 60}},
+  "webhooks": [{{"name": "team", "urls": ["{own}", "http://{a}/allowed"], "payload_template": {{"command": "pause", "app": "prod/api/api"}}}}]}}"#
+    );
+    write_terraform_app(&repo, "prod/api/api", "api", "nginx:2", 1, &depdef, "");
+    repo.commit("api: nginx 2, with a webhook to the controller");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // the deployment's start and end both reach the allowed host
+    while received.lock().unwrap().iter().filter(|(sink, _)| sink == "allowed").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the allowed host is reached");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = refused_at_least_on(&server.api, 2).await;
+    assert!(metrics.contains(r#"gitmoxi_notifications_total{result="delivered",sink="app_webhook"}"#), "{metrics}");
+    let app = server.app("prod/api/api").await.unwrap();
+    assert_ne!(app["status"], "Paused", "the controller's own API was reached from a file: {app:#}");
+    server.stop().await;
+}
+
+async fn refused_at_least_on(api: &str, n: u64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = reqwest::get(format!("{api}/metrics")).await.unwrap().text().await.unwrap();
+        let refused = metrics
+            .lines()
+            .find(|l| l.starts_with(r#"gitmoxi_notifications_total{result="refused",sink="app_webhook"}"#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if refused >= n {
+            return metrics;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} refusals expected: {metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -31,7 +31,7 @@ pub const ALARM_POLL_MS: u64 = 5_000;
 const DELETE_POLL: Duration = Duration::from_secs(2);
 
 /// Fields of a CreateService body that belong to task sets under the EXTERNAL controller.
-const TASK_SET_FIELDS: &[&str] = &[
+pub const TASK_SET_FIELDS: &[&str] = &[
     "taskDefinition",
     "loadBalancers",
     "networkConfiguration",

@@ -388,7 +388,8 @@ fn delete_service(cx: &Step<'_>) -> Plan {
         return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
     };
     let owned_by_tag = identity_service.tags.get(TAG_APP) == Some(&input.key.tag_value());
-    if !(input.applied.owned || owned_by_tag) {
+    let foreign = super::foreign_owner(input, &identity_service.tags);
+    if foreign.is_some() || !(input.applied.owned || owned_by_tag) {
         next.cause = Some(FailureCause::NotOwned);
         next.log(
             now,

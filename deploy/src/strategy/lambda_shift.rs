@@ -660,7 +660,8 @@ fn delete(input: &StepInput<'_>, record: &DeploymentRecord) -> Plan {
         next.finish(Outcome::Deleted, now);
         return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
     };
-    let owned = input.applied.owned || function.tags.get(super::ecs_rolling::TAG_APP) == Some(&input.key.tag_value());
+    let owned = super::foreign_owner(input, &function.tags).is_none()
+        && (input.applied.owned || function.tags.get(super::ecs_rolling::TAG_APP) == Some(&input.key.tag_value()));
     if !owned {
         next.cause = Some(FailureCause::NotOwned);
         next.log(now, Level::Error, format!("refusing to delete {}: it was not created or adopted by this app", record.identity));

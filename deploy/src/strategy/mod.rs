@@ -238,6 +238,14 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
                 needs.alarms.push(name);
             }
         }
+        if let Some(ecs) = r.desired.as_ref().filter(|d| d.strategy == EcsStrategy::BlueGreen) {
+            // the depdef's target groups must exist before the service or its task set is made
+            for tg in ecs_blue_green::target_groups(ecs) {
+                if !needs.target_groups.contains(&tg) {
+                    needs.target_groups.push(tg);
+                }
+            }
+        }
     }
     if matches!(needs.identity, Some(Identity::Lambda { .. })) {
         needs.lambda = lambda_shift::lambda_needs(desired, applied, record);
@@ -399,22 +407,55 @@ pub fn alarms_that_roll_back(record: &DeploymentRecord, observed: &Observed, nex
     Vec::new()
 }
 
-/// A deployment whose watched alarm does not exist fails before it changes anything (a
-/// misspelled alarm would otherwise be "never firing"), in every strategy.
+/// Who else owns a resource by its tags (issue 27): another repository, or another app of this
+/// repository (another branch or folder) that this app neither owns nor took over by a move.
+/// `None`: untagged, or this app's.
+pub fn foreign_owner(input: &StepInput<'_>, tags: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    let app = tags.get(ecs_rolling::TAG_APP);
+    if let Some(repo) = tags.get(ecs_rolling::TAG_REPO).filter(|r| **r != crate::record::sanitize_tag(&input.key.repo)) {
+        return Some(format!("repository {repo} (app {})", app.map_or("?", String::as_str)));
+    }
+    let mine = input.key.tag_value();
+    app.filter(|a| **a != mine && !(input.applied.owned || input.moved)).map(|a| format!("app {a} of this repository"))
+}
+
+/// The tags of the service or function the step observed.
+fn observed_tags<'a>(input: &'a StepInput<'_>) -> Option<&'a std::collections::BTreeMap<String, String>> {
+    match input.observed.service.as_ref().filter(|s| s.status != ServiceStatus::Inactive) {
+        Some(service) => Some(&service.tags),
+        None => input.observed.lambda.function.as_ref().map(|f| &f.tags),
+    }
+}
+
+/// A deployment fails before it changes anything (every strategy) when the resource it would
+/// change belongs to another app, or a watched alarm does not exist (a misspelled alarm would
+/// otherwise be "never firing").
 fn refuse_before_first_mutation(input: &StepInput<'_>, record: &DeploymentRecord) -> Option<Plan> {
     if record.operation != Operation::Deploy || !before_first_mutation(&record.phase) {
         return None;
     }
+    if let Some(owner) = observed_tags(input).and_then(|tags| foreign_owner(input, tags)) {
+        let why = format!("{} belongs to {owner} (its gitmoxi tags say so): nothing was changed", record.identity);
+        let mut failed = record.clone();
+        failed.evidence.push(why.clone());
+        failed.log(input.now_ms, Level::Error, why);
+        let (failed, completion) = fail_record(&failed, FailureCause::NotOwned, input.now_ms);
+        return Some(Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() });
+    }
     let watched = watched_alarms(record);
     let missing: Vec<&str> =
         input.observed.alarms.iter().filter(|a| a.state.is_none() && watched.contains(&a.name)).map(|a| a.name.as_str()).collect();
-    if missing.is_empty() {
-        return None;
-    }
-    let why = format!(
-        "alarm {} of alarms.alarmNames does not exist in CloudWatch: create it or remove it from the depdef (nothing was changed)",
-        missing.join(", ")
-    );
+    let missing_groups = input.observed.elb.as_ref().map(|e| e.missing_target_groups.clone()).unwrap_or_default();
+    let why = match (missing.is_empty(), missing_groups.first()) {
+        (true, None) => return None,
+        (false, _) => format!(
+            "alarm {} of alarms.alarmNames does not exist in CloudWatch: create it or remove it from the depdef (nothing was changed)",
+            missing.join(", ")
+        ),
+        (true, Some(group)) => {
+            format!("target group {group} of the depdef does not exist: create it or fix targetGroupArnPairs (nothing was changed)")
+        }
+    };
     let mut failed = record.clone();
     failed.evidence.push(why.clone());
     failed.log(input.now_ms, Level::Error, why);

@@ -222,3 +222,30 @@ fn a_rolling_update_watches_its_alarms_and_alarms_rollback_false_only_records_th
     let rec = stabilizing(&c);
     assert!(strategy::observe_needs(&Desired::Present(&c), &applied, Some(&rec)).alarms.is_empty(), "enable false: not watched");
 }
+
+/// Issue 27, item 1: a service another repository's app owns (its gitmoxi tags say so) is never
+/// updated or deleted by this app, whatever this app's store says.
+#[test]
+fn a_service_owned_by_another_repository_is_neither_updated_nor_deleted() {
+    let a = app("nginx:2", "{}");
+    let mut theirs = service(TD1, 2, vec![(TD1, 2)]);
+    theirs.tags = [(TAG_APP.to_string(), "main:team-a/web".to_string()), (TAG_REPO.to_string(), "team-a".to_string())].into();
+    let obs = Observed { service: Some(theirs), registered_task_definition: Some(TD2.into()), ..Default::default() };
+    let newcomer = AppliedState::default();
+    let started =
+        run(Step { desired: Desired::Present(&a), applied: &newcomer, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    let p = run(Step { desired: Desired::Present(&a), applied: &newcomer, record: Some(&started), observed: &obs, now: 1 });
+    assert!(p.actions.is_empty(), "nothing registered or updated: {p:?}");
+    let (done, _) = p.finished.expect("refused");
+    assert_eq!(done.cause, Some(FailureCause::NotOwned));
+    assert!(done.evidence.iter().any(|e| e.contains("repository team-a")), "{:?}", done.evidence);
+
+    // even a store that claims ownership does not delete what the tags give to another repository
+    let claims_it = AppliedState { owned: true, ..applied_v1(&a) };
+    let mut delete = started.clone();
+    delete.operation = crate::record::Operation::Delete;
+    delete.enter(Phase::Rolling(RollingPhase::DeleteService), 2);
+    let p = run(Step { desired: Desired::Deleted, applied: &claims_it, record: Some(&delete), observed: &obs, now: 3 });
+    assert!(p.actions.is_empty(), "no delete: {p:?}");
+    assert_eq!(p.finished.expect("refused").0.cause, Some(FailureCause::NotOwned));
+}
