@@ -116,7 +116,10 @@ pub fn load_sandboxed(
                         WORKER_TIMEOUT.as_secs()
                     ),
                 );
-                snapshot.apps.insert(prefix.clone(), Err(InvalidApp { prefix, kind, files, errors: vec![error] }));
+                snapshot.apps.insert(
+                    prefix.clone(),
+                    Err(InvalidApp { prefix, kind, files, errors: vec![error], stage: gitmoxi_deploy::spec::InvalidStage::Render }),
+                );
             }
             Err(WorkerFailure::Died(_)) => {
                 let (left, right) = share.split_at(share.len() / 2);

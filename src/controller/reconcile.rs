@@ -54,8 +54,12 @@ impl Controller {
 
     async fn reconcile_once(self: &Arc<Self>, key: &AppKey, head: &super::HeadState) -> Result<Duration, ControllerError> {
         let intent = head.intents.get(&key.prefix);
-        let app = head.snapshot.apps.get(&key.prefix).and_then(|r| r.as_ref().ok());
-        let desired = Desired::from_intent(intent.map(|e| e.intent), app);
+        let loaded = head.snapshot.apps.get(&key.prefix);
+        let app = loaded.and_then(|r| r.as_ref().ok());
+        let desired = match (intent.map(|e| e.intent), loaded) {
+            (Some(gitmoxi_deploy::intent::Intent::Error), Some(Err(invalid))) => Desired::Invalid(invalid),
+            (intent, _) => Desired::from_intent(intent, app),
+        };
         let app_entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
         let record = self.store.record(key)?;
         tracing::Span::current().record("phase", record.as_ref().map_or("steady", |r| r.phase.name()));

@@ -99,3 +99,32 @@ async fn svcdef_edits_of_an_app_without_a_taskdef_reach_ecs_and_drift_of_a_field
     );
     assert_eq!(sim.outcome("prod/api/api"), Some(Outcome::Succeeded), "{:?}", sim.history("prod/api/api"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_whose_template_does_not_render_is_a_failed_deployment_once_and_touches_nothing() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await, "{}", sim.seed_note());
+    let mutations = sim.world.mutations("UpdateService").len();
+    sim.tree.insert(
+        "prod/web/web_taskdef.json",
+        r#"{"family": "web", "containerDefinitions": [{"name": "web", "image": "{{ no_such_input }}"}]}"#,
+    );
+    sim.commit();
+    let key = Sim::key("prod/web/web");
+    let failed = |s: &Sim| {
+        s.store.deployments().unwrap().into_iter().filter(|d| d.cause == Some(gitmoxi_deploy::record::FailureCause::TemplateError)).count()
+    };
+    assert!(sim.run_until(MINUTES, |s| failed(s) == 1).await, "{:?}", sim.history("prod/web/web"));
+    let entry = sim.store.app(&key).unwrap().unwrap();
+    assert_eq!(entry.last_outcome, Some(Outcome::Failed));
+    // the same commit, polled again: no second record; AWS untouched; the service runs web:1
+    sim.apply();
+    sim.run_until(2 * MINUTES, |_| false).await;
+    assert_eq!(failed(&sim), 1);
+    assert_eq!(sim.world.mutations("UpdateService").len(), mutations);
+    assert!(sim.stable_on("web", "web:1"));
+    let record = sim.store.deployments().unwrap().into_iter().find(|d| d.cause.is_some()).unwrap();
+    assert!(record.evidence.iter().any(|e| e.contains("prod/web/web_taskdef.json")), "{:?}", record.evidence);
+}

@@ -178,6 +178,20 @@ pub struct InvalidApp {
     pub files: AppFiles,
     /// Every error found, each naming the file and the place.
     pub errors: Vec<Diagnostic>,
+    /// Where it failed: its templates did not render, or what they rendered is not a valid app.
+    #[serde(default)]
+    pub stage: InvalidStage,
+}
+
+/// Where an app's files failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidStage {
+    /// An input or a template did not render (or its render worker died).
+    Render,
+    /// The files rendered, but they are not a valid app.
+    #[default]
+    Validate,
 }
 
 /// Every app of one commit.
@@ -217,8 +231,13 @@ pub fn load_apps(tree: &dyn FileTree, ctx: &RenderContext, only: Option<&BTreeSe
 
 /// Loads one app from its files.
 pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &RenderContext) -> Result<DesiredApp, InvalidApp> {
-    let invalid =
-        |files: &AppFiles, errors: Vec<Diagnostic>| InvalidApp { prefix: files.prefix.clone(), kind, files: files.clone(), errors };
+    let invalid = |files: &AppFiles, errors: Vec<Diagnostic>| InvalidApp {
+        prefix: files.prefix.clone(),
+        kind,
+        files: files.clone(),
+        errors,
+        stage: InvalidStage::Render,
+    };
     let (input_kind, fingerprinted, others): (FileKind, &[(FileKind, &str)], &[FileKind]) = match kind {
         AppKind::Ecs => (
             FileKind::Input,
@@ -341,7 +360,7 @@ pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &Rende
             warnings,
             files,
         }),
-        Err(errors) => Err(invalid(&files, errors)),
+        Err(errors) => Err(InvalidApp { stage: InvalidStage::Validate, ..invalid(&files, errors) }),
     }
 }
 

@@ -767,9 +767,11 @@ pub fn lambda_needs(
 ) -> Option<(String, Option<EventSources>)> {
     let app = record.filter(|r| r.in_flight()).and_then(|r| r.desired_lambda.clone()).or_else(|| match desired {
         Desired::Present(DesiredApp { spec: AppSpec::Lambda(l), .. }) => Some(l.clone()),
-        Desired::Present(DesiredApp { spec: AppSpec::Ecs(_), .. }) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => {
-            applied.lambda.clone()
-        }
+        Desired::Present(DesiredApp { spec: AppSpec::Ecs(_), .. })
+        | Desired::Blocked
+        | Desired::Deleted
+        | Desired::DeleteHeld
+        | Desired::Invalid(_) => applied.lambda.clone(),
     })?;
     let wiring = match record.filter(|r| r.in_flight()).map(|r| &r.phase) {
         Some(Phase::Lambda(LambdaPhase::Wire { .. }) | Phase::Lambda(LambdaPhase::DeleteFunction)) => {

@@ -54,6 +54,9 @@ pub enum Desired<'a> {
     Deleted,
     /// The app is gone but its delete is held (prune protection).
     DeleteHeld,
+    /// The app's files do not render or validate: keep what runs, and record the failure once
+    /// per commit (a failed deployment with its cause, notified, a failing commit status).
+    Invalid(&'a crate::spec::InvalidApp),
 }
 
 impl<'a> Desired<'a> {
@@ -159,7 +162,7 @@ pub fn identity_of<'a>(desired: &Desired<'a>, applied: &'a AppliedState, record:
     }
     match desired {
         Desired::Present(app) => Some(&app.identity),
-        Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => applied.identity.as_ref(),
+        Desired::Blocked | Desired::Deleted | Desired::DeleteHeld | Desired::Invalid(_) => applied.identity.as_ref(),
     }
 }
 
@@ -268,7 +271,7 @@ fn named_task_definition_to_resolve(input: &StepInput<'_>) -> Option<String> {
             Desired::Present(app @ DesiredApp { spec: AppSpec::Ecs(ecs), .. }) if ecs.taskdef.is_none() && deploy_due(input, app) => {
                 ecs_rolling::named_task_definition(ecs)
             }
-            Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => return None,
+            Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld | Desired::Invalid(_) => return None,
         },
     };
     (!name.is_empty() && !is_task_definition_arn(&name)).then_some(name)
@@ -482,6 +485,10 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
     if let Some(plan) = foreign_account(input) {
         return Look::Skip(plan);
     }
+    if let (Desired::Invalid(invalid), None) = (input.desired, in_flight) {
+        // nothing in AWS to look at: the failure is the files'
+        return Look::Skip(record_invalid(input, invalid));
+    }
     if commands.rollback && in_flight.is_none() {
         let mut plan = Plan::wait(Duration::ZERO);
         plan.consumed.rollback = true;
@@ -616,6 +623,7 @@ pub fn head_wants_more(input: &StepInput<'_>, plan: &Plan) -> bool {
     match input.desired {
         Desired::Deleted => ended.operation != Operation::Delete,
         Desired::Present(app) => ended.operation == Operation::Delete || ended.fingerprint != app.fingerprint || input.moved,
+        Desired::Invalid(_) => ended.fingerprint != invalid_marker(input.commit),
         Desired::DeleteHeld | Desired::Blocked => false,
     }
 }
@@ -660,7 +668,9 @@ fn on_refusal(input: &StepInput<'_>, cause: FailureCause) -> Plan {
         Some(r) => r.clone(),
         None => match input.desired {
             Desired::Present(app) if deploy_due(input, app) => start(input, app),
-            Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld => return Plan::wait(STEADY_REQUEUE),
+            Desired::Present(_) | Desired::Blocked | Desired::Deleted | Desired::DeleteHeld | Desired::Invalid(_) => {
+                return Plan::wait(STEADY_REQUEUE)
+            }
         },
     };
     let (record, completion) = fail_record(&record, cause, input.now_ms);
@@ -745,6 +755,7 @@ fn advance(input: &StepInput<'_>) -> Plan {
             }
             Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() }
         }
+        Desired::Invalid(invalid) => record_invalid(input, invalid),
         Desired::Deleted | Desired::DeleteHeld | Desired::Blocked => Plan::wait(STEADY_REQUEUE),
     }
 }
@@ -818,6 +829,41 @@ pub fn new_record(
     }
 }
 
+/// The fingerprint a failure of invalid files is recorded under: one per commit, so each bad
+/// commit is recorded (and notified) once.
+fn invalid_marker(commit: &str) -> String {
+    format!("invalid:{commit}")
+}
+
+/// The head's files of the app do not render or validate (issue 23, item 11): once per commit,
+/// a deployment record that failed with `TemplateError` or `ValidationError`, every diagnostic
+/// as evidence — the executor stores it, notifies it and posts a failing commit status. AWS is
+/// not touched; what runs keeps running.
+fn record_invalid(input: &StepInput<'_>, invalid: &crate::spec::InvalidApp) -> Plan {
+    let marker = invalid_marker(input.commit);
+    if input.applied.failed.contains(&marker) {
+        return Plan::wait(STEADY_REQUEUE);
+    }
+    let strategy = match invalid.kind {
+        crate::spec::AppKind::Ecs => Strategy::Rolling,
+        crate::spec::AppKind::Lambda => Strategy::Lambda,
+    };
+    let mut record = new_record(input, Operation::Deploy, strategy, marker, None, Phase::Done);
+    record.kind = invalid.kind;
+    let cause = match invalid.stage {
+        crate::spec::InvalidStage::Render => FailureCause::TemplateError,
+        crate::spec::InvalidStage::Validate => FailureCause::ValidationError,
+    };
+    record.evidence = invalid.errors.iter().take(20).map(ToString::to_string).collect();
+    record.log(
+        input.now_ms,
+        Level::Error,
+        format!("commit {} is not deployable: {}; nothing in AWS was changed", short_commit(input.commit), record.evidence.join("; ")),
+    );
+    let (failed, completion) = fail_record(&record, cause, input.now_ms);
+    Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
+}
+
 /// Whether the head's app is due for a deployment: a new fingerprint, a forced one, or the
 /// applied one in another place (region, account).
 fn deploy_due(input: &StepInput<'_>, app: &DesiredApp) -> bool {
@@ -845,7 +891,7 @@ pub fn must_observe(
     match desired {
         Desired::Present(app) => moved || applied.should_deploy_to(&app.fingerprint, &app.identity, own, force),
         Desired::Deleted => applied.fingerprint.is_some() || applied.owned,
-        Desired::DeleteHeld | Desired::Blocked => false,
+        Desired::DeleteHeld | Desired::Blocked | Desired::Invalid(_) => false,
     }
 }
 

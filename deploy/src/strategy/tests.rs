@@ -112,6 +112,7 @@ fn the_heads_intent_maps_to_what_the_step_may_do() {
             Desired::Blocked => "blocked",
             Desired::Deleted => "deleted",
             Desired::DeleteHeld => "delete held",
+            Desired::Invalid(_) => "invalid",
         };
         assert_eq!(got, want, "{intent:?} valid={valid}");
     }
@@ -553,4 +554,33 @@ fn a_region_change_in_the_depdef_alone_deploys_the_app_there() {
     // a failed move is not retried unless forced
     let failed = AppliedState { failed: [a.fingerprint.clone()].into(), ..applied.clone() };
     assert!(matches!(look(&input(&key, Desired::Present(&a), &failed, None, &obs)), Look::Skip(_)));
+}
+
+/// Issue 23, item 11: files that do not render leave a failed deployment record (once per
+/// commit) with the cause and every diagnostic; AWS is not looked at or touched.
+#[test]
+fn an_app_whose_files_do_not_render_gets_a_failed_record_once_per_commit() {
+    let tree = MemTree::new().with("svc/web_svcdef.json", r#"{"serviceName": "{{ missing }}", "cluster": "prod"}"#);
+    let snap = load_snapshot(&tree, &RenderContext::new("us-east-1".into()));
+    let Err(invalid) = &snap.apps["svc/web"] else { panic!("invalid") };
+    assert_eq!(invalid.stage, crate::spec::InvalidStage::Render);
+    let (key, obs) = (key(), Observed::default());
+    let nothing = AppliedState::default();
+    let plan = skipped(look(&input(&key, Desired::Invalid(invalid), &nothing, None, &obs)));
+    let (record, completion) = plan.finished.expect("a failed record");
+    assert_eq!(record.cause, Some(FailureCause::TemplateError));
+    assert_eq!(record.outcome, Some(Outcome::Failed));
+    assert!(record.evidence.iter().any(|e| e.contains("svc/web_svcdef.json")), "{:?}", record.evidence);
+    assert!(plan.actions.is_empty());
+    let Completion::Failed { fingerprint } = completion else { panic!("{completion:?}") };
+    // the same commit again: recorded already
+    let recorded = AppliedState { failed: [fingerprint].into(), ..AppliedState::default() };
+    let again = skipped(look(&input(&key, Desired::Invalid(invalid), &recorded, None, &obs)));
+    assert!(again.finished.is_none() && again.next_record.is_none());
+    // files that render but are not a valid app: a validation error
+    let tree = MemTree::new().with("svc/web_svcdef.json", r#"{"cluster": "prod"}"#);
+    let snap = load_snapshot(&tree, &RenderContext::new("us-east-1".into()));
+    let Err(invalid) = &snap.apps["svc/web"] else { panic!("invalid") };
+    let plan = skipped(look(&input(&key, Desired::Invalid(invalid), &nothing, None, &obs)));
+    assert_eq!(plan.finished.expect("failed").0.cause, Some(FailureCause::ValidationError));
 }
