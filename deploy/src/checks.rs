@@ -195,3 +195,34 @@ mod tests {
         assert!(!s.stable);
     }
 }
+
+/// How many of the service's recent events say ECS could not place a task of `task_set` for
+/// want of capacity (ECS starts no task then: "(service web, taskSet ecs-svc/1) was unable to
+/// place a task. Reason: Capacity is unavailable at this time…"). Issue 23, item 12.
+pub fn capacity_events(events: &[String], task_set: &str) -> u32 {
+    events
+        .iter()
+        .filter(|e| {
+            let lower = e.to_ascii_lowercase();
+            lower.contains("unable to place a task")
+                && lower.contains("capacity is unavailable")
+                && e.contains(&format!("taskSet {task_set})"))
+        })
+        .count() as u32
+}
+
+#[cfg(test)]
+mod capacity_tests {
+    use super::capacity_events;
+
+    #[test]
+    fn capacity_shortage_is_read_from_service_events_of_the_task_set() {
+        let events = vec![
+            "(service web, taskSet ecs-svc/2) was unable to place a task. Reason: Capacity is unavailable at this time. Please try again later or in a different availability zone.".to_string(),
+            "(service web, taskSet ecs-svc/1) was unable to place a task. Reason: Capacity is unavailable at this time.".to_string(),
+            "(service web) has reached a steady state.".to_string(),
+        ];
+        assert_eq!(capacity_events(&events, "ecs-svc/2"), 1);
+        assert_eq!(capacity_events(&events, "ecs-svc/3"), 0);
+    }
+}

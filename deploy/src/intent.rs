@@ -219,7 +219,7 @@ pub fn intents_of_head(
             Some(prev) if target(&prev.identity) != target(&app.identity) && prev.fingerprint.is_some() => entries.push(entry(
                 Intent::Deploy,
                 format!(
-                    "identity changed from {} to {}; the old one is left in place, delete it by hand if it is no longer needed",
+                    "identity changed from {} to {}; the old service is deleted once the new one is deployed (a function is left in place)",
                     prev.identity, app.identity
                 ),
                 None,

@@ -7,6 +7,7 @@
 use crate::commands::Consumed;
 use crate::observed::ForwardKind;
 use crate::record::{DeploymentRecord, Level, Outcome};
+use crate::spec::Identity;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -300,6 +301,13 @@ pub enum Completion {
     },
     /// The app's resource is gone: forget the app.
     Removed,
+    /// A resource the app owned before it moved to another identity (a `serviceName` /
+    /// `FunctionName`, region or account change) is deleted, or was refused: forget that
+    /// resource, keep the app.
+    Retired {
+        /// The former identity.
+        identity: Identity,
+    },
     /// Nothing to remember (superseded).
     Nothing,
 }

@@ -933,6 +933,10 @@ pub struct AppliedState {
     /// The svcdef of the last applied deployment (the rollback target's service fields).
     #[serde(default)]
     pub service: Option<serde_json::Value>,
+    /// Resources the app owned under a former identity (renamed service, moved region or
+    /// account): deleted once the new one is deployed (issue 23, item 16).
+    #[serde(default)]
+    pub retired: Vec<Identity>,
 }
 
 impl AppliedState {

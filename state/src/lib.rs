@@ -504,6 +504,13 @@ impl Store {
             entry.updated_at_ms = record.updated_at_ms;
             match completion {
                 Completion::Applied { fingerprint, commit, task_definition } => {
+                    // a resource owned under a former identity is deleted once this one runs
+                    if let Some(former) = entry.applied.identity.clone().filter(|i| *i != record.identity) {
+                        if entry.applied.owned && !entry.applied.retired.contains(&former) {
+                            entry.applied.retired.push(former);
+                        }
+                    }
+                    entry.applied.retired.retain(|i| *i != record.identity);
                     entry.applied.fingerprint = Some(fingerprint.clone());
                     entry.applied.commit = Some(commit.clone());
                     entry.applied.identity = Some(record.identity.clone());
@@ -524,6 +531,9 @@ impl Store {
                 Completion::Removed => {
                     apps.remove(key.clone())?;
                     return Ok(());
+                }
+                Completion::Retired { identity } => {
+                    entry.applied.retired.retain(|i| i != identity);
                 }
                 Completion::Nothing => {}
             }

@@ -720,16 +720,14 @@ impl World {
                         if on_spot >= capacity {
                             let recent = set.last_capacity_failure.is_some_and(|at| now.duration_since(at) < Duration::from_secs(60));
                             if !recent {
-                                let id = self.next_id();
-                                self.tasks.push(FakeTask {
-                                    arn: format!("arn:aws:ecs:{}:{ACCOUNT}:task/{}/{id:032x}", set.service_key.0, set.service_key.1),
-                                    service_key: set.service_key.clone(),
-                                    deployment: set.id.clone(),
-                                    task_definition: set.task_definition.clone(),
-                                    created: now,
-                                    running_at: None,
-                                    stopped_at: Some((now, "TaskFailedToStart".into(), CAPACITY_REASON.into())),
-                                });
+                                // ECS starts no task: it reports a service event (at most once a minute)
+                                if let Some(service) = self.services.get_mut(&set.service_key) {
+                                    let message = format!(
+                                        "(service {}, taskSet {}) was unable to place a task. Reason: {CAPACITY_REASON}.",
+                                        service.name, set.id
+                                    );
+                                    service.events.push(message);
+                                }
                                 if let Some(t) = self.task_sets.iter_mut().find(|t| t.id == set.id) {
                                     t.last_capacity_failure = Some(now);
                                 }

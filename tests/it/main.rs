@@ -12,6 +12,7 @@ mod accounts;
 mod binary_harness;
 mod cli;
 mod commands;
+mod convergence;
 mod differential;
 mod fault_proxy;
 mod forge;

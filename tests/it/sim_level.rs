@@ -128,3 +128,25 @@ async fn a_commit_whose_template_does_not_render_is_a_failed_deployment_once_and
     let record = sim.store.deployments().unwrap().into_iter().find(|d| d.cause.is_some()).unwrap();
     assert!(record.evidence.iter().any(|e| e.contains("prod/web/web_taskdef.json")), "{:?}", record.evidence);
 }
+
+/// Issue 23, item 16: a `serviceName` change creates the new service and, once it runs, deletes
+/// the one the app owned under the old name.
+#[tokio::test(start_paused = true)]
+async fn a_renamed_service_replaces_the_old_one_which_is_deleted_once_the_new_one_runs() {
+    let mut sim = Sim::new();
+    sim.add_app("prod/web/web", "web", "nginx:1");
+    sim.add_app("prod/other/other", "other", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await, "{}", sim.seed_note());
+    sim.add_app("prod/web/web", "web2", "nginx:1");
+    sim.commit();
+    let renamed = |s: &Sim| {
+        s.stable_on("web2", "web2:1")
+            && s.world.service(REGION, "prod", "web").is_none_or(|svc| !svc.is_active())
+            && s.store.app(&Sim::key("prod/web/web")).unwrap().is_some_and(|e| e.applied.retired.is_empty())
+    };
+    assert!(sim.run_until(10 * MINUTES, renamed).await, "{:?} {}", sim.history("prod/web/web"), sim.seed_note());
+    let entry = sim.store.app(&Sim::key("prod/web/web")).unwrap().expect("the app is kept");
+    assert!(entry.applied.identity.as_ref().is_some_and(|i| i.to_string().ends_with("/web2")), "{:?}", entry.applied.identity);
+    assert_eq!(sim.world.mutations("DeleteService").len(), 1, "only the former service is deleted");
+}

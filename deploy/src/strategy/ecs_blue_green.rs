@@ -23,6 +23,7 @@ use crate::schedule::Weights;
 use crate::spec::{DesiredApp, EcsApp, Identity};
 use crate::token::client_token;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How often alarms are looked at while a traffic step or the bake waits.
@@ -101,6 +102,38 @@ fn sides<'a>(observed: &'a Observed, deployment_id: &str) -> Sides<'a> {
         green_all,
         others,
     }
+}
+
+/// The circuit breaker after green was stable (issue 23, item 10): green's tasks that stop
+/// while traffic shifts, bakes or waits at a gate count as they did while it stabilized; the
+/// breaker rolls back in every phase that has tasks.
+fn breaker_after_stability(cx: &Step<'_>) -> Option<Plan> {
+    let app = cx.app;
+    let breaker = app.depdef.circuit_breaker.as_ref()?;
+    let service = cx.service?;
+    let green = cx.sides.green?;
+    let healthy = BTreeMap::new();
+    let st = side_stability(service.desired_count, &cx.sides.green_all, Some(&green.id), &cx.observed.tasks, &[], &healthy);
+    let failed = st.failures.len() as u32;
+    let threshold = tripped(Some(breaker), service.desired_count, failed)?;
+    let cause = FailureCause::CircuitBreakerTripped { failed_tasks: failed, threshold };
+    let mut evidence = vec![format!("{failed} green tasks stopped after green was stable ({})", cx.record.phase.name())];
+    evidence.extend(st.failures);
+    Some(rollback(cx.record, cx.now, cause, evidence, app.depdef.delete_new_upon_failure))
+}
+
+/// Green's healthy targets per target group: a group green shares with blue (blue/green without
+/// pairs) also holds blue's targets, so blue's running tasks there are not counted as green's
+/// (issue 23, item 7). This errs on the safe side: an unhealthy blue task makes green look less
+/// healthy, never more.
+fn green_healthy_targets(healthy: &BTreeMap<String, u32>, green_groups: &[String], others: &[&ObservedTaskSet]) -> BTreeMap<String, u32> {
+    green_groups
+        .iter()
+        .map(|tg| {
+            let blue: u32 = others.iter().filter(|t| t.target_groups.contains(tg)).map(|t| t.running_count).sum();
+            (tg.clone(), healthy.get(tg).copied().unwrap_or(0).saturating_sub(blue))
+        })
+        .collect()
 }
 
 fn cluster_service(record: &DeploymentRecord) -> (String, String) {
@@ -485,7 +518,10 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
     };
     let green_tgs: Vec<String> = green.target_groups.clone();
     let elb = observed.elb.clone().unwrap_or_default();
-    let st = side_stability(s.desired_count, &sides.green_all, Some(&green.id), &observed.tasks, &green_tgs, &elb.healthy_targets);
+    let healthy = green_healthy_targets(&elb.healthy_targets, &green_tgs, &sides.others);
+    let mut st = side_stability(s.desired_count, &sides.green_all, Some(&green.id), &observed.tasks, &green_tgs, &healthy);
+    // ECS reports a shortage of (Spot) capacity as a service event and starts no task
+    st.capacity_failures += crate::checks::capacity_events(&s.events, &green.id);
     if st.stable {
         let mapping = traffic_mapping(app, sides.blue_primary);
         let shifting = app.depdef.shifting().filter(|_| !mapping.is_empty());
@@ -545,6 +581,9 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
         let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM at {green} % on green")).collect();
         let cause = FailureCause::AlarmFired { alarms };
         return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
+    }
+    if let Some(plan) = breaker_after_stability(cx) {
+        return plan;
     }
     let Some(ts) = app.depdef.shifting() else {
         next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
@@ -607,6 +646,9 @@ fn bake(cx: &Step<'_>, until_ms: u64) -> Plan {
         let evidence = alarms.iter().map(|a| format!("alarm {a} in ALARM during the bake")).collect();
         let cause = FailureCause::AlarmFired { alarms };
         return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure);
+    }
+    if let Some(plan) = breaker_after_stability(cx) {
+        return plan;
     }
     if now < until_ms {
         let remaining = until_ms - now;

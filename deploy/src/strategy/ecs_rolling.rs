@@ -382,10 +382,13 @@ fn delete_service(cx: &Step<'_>) -> Plan {
     let observed = cx.observed;
     let service = cx.service;
     let mut next = cx.record.clone();
+    // the app's former service (renamed, moved): forget that service, keep the app
+    let retiring = input.applied.retired.contains(&record.identity);
+    let gone = if retiring { Completion::Retired { identity: record.identity.clone() } } else { Completion::Removed };
     let Some(identity_service) = service else {
         next.log(now, Level::Info, "service deleted");
         next.finish(Outcome::Deleted, now);
-        return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
+        return Plan { finished: Some((next, gone)), requeue_after: Duration::ZERO, ..Plan::default() };
     };
     let owned_by_tag = identity_service.tags.get(TAG_APP) == Some(&input.key.tag_value());
     let foreign = super::foreign_owner(input, &identity_service.tags);
@@ -401,7 +404,7 @@ fn delete_service(cx: &Step<'_>) -> Plan {
             ),
         );
         next.finish(Outcome::Failed, now);
-        return Plan { finished: Some((next, Completion::Removed)), requeue_after: Duration::ZERO, ..Plan::default() };
+        return Plan { finished: Some((next, gone)), requeue_after: Duration::ZERO, ..Plan::default() };
     }
     if identity_service.status == ServiceStatus::Draining {
         return Plan::wait(Duration::from_secs(10));

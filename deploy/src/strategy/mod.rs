@@ -211,6 +211,10 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
             }
             Phase::BlueGreen(BlueGreenPhase::Shift { .. }) | Phase::BlueGreen(BlueGreenPhase::Bake { .. }) => {
                 needs.task_sets = true;
+                // the circuit breaker is watched in every phase with tasks (issue 23, item 10)
+                if r.desired.as_ref().is_some_and(|d| d.depdef.circuit_breaker.is_some()) {
+                    needs.side_tasks = Some(ecs_blue_green::side_prefix(&r.id));
+                }
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
                 needs.elb_reads = ElbReads { forwards: true, health: false };
                 needs.alarms = watched_alarms(r);
@@ -723,6 +727,9 @@ fn advance(input: &StepInput<'_>) -> Plan {
                 let record = start(input, app);
                 return Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() };
             }
+            if let Some(plan) = retire(input, app) {
+                return plan;
+            }
             if let Some(policy) = drift_due(input) {
                 let found = crate::drift::detect(app, input.applied, input.observed, &policy);
                 if let (Some(why), crate::drift::DriftMode::Heal) = (&found, policy.mode) {
@@ -829,6 +836,39 @@ pub fn new_record(
     }
 }
 
+/// Once the app runs under its new identity, the service it owned under a former one (a
+/// `serviceName` change, a region or account move) is deleted like a removed app's — its tags
+/// checked, never another app's (issue 23, item 16). Lambda functions are left in place (the
+/// history says so).
+fn retire(input: &StepInput<'_>, app: &DesiredApp) -> Option<Plan> {
+    let former = input.applied.retired.first()?;
+    if !input.applied.is_applied(&app.fingerprint) {
+        return None;
+    }
+    let mut record = new_record(input, Operation::Delete, Strategy::Delete, String::new(), None, Phase::Done);
+    record.identity = former.clone();
+    match former {
+        Identity::Ecs { .. } => {
+            record.log(
+                input.now_ms,
+                Level::Info,
+                format!("{} now runs as {}: deleting the former service {former}", app.prefix, app.identity),
+            );
+            record.enter(Phase::Rolling(RollingPhase::DeleteService), input.now_ms);
+            Some(Plan { next_record: Some(record), requeue_after: Duration::ZERO, ..Plan::default() })
+        }
+        Identity::Lambda { .. } => {
+            record.log(
+                input.now_ms,
+                Level::Warn,
+                format!("the former function {former} is left in place: delete it by hand if it is no longer needed"),
+            );
+            record.finish(Outcome::Deleted, input.now_ms);
+            Some(Plan { finished: Some((record, Completion::Retired { identity: former.clone() })), ..Plan::wait(Duration::ZERO) })
+        }
+    }
+}
+
 /// The fingerprint a failure of invalid files is recorded under: one per commit, so each bad
 /// commit is recorded (and notified) once.
 fn invalid_marker(commit: &str) -> String {
@@ -889,7 +929,9 @@ pub fn must_observe(
         return true;
     }
     match desired {
-        Desired::Present(app) => moved || applied.should_deploy_to(&app.fingerprint, &app.identity, own, force),
+        Desired::Present(app) => {
+            moved || !applied.retired.is_empty() || applied.should_deploy_to(&app.fingerprint, &app.identity, own, force)
+        }
         Desired::Deleted => applied.fingerprint.is_some() || applied.owned,
         Desired::DeleteHeld | Desired::Blocked | Desired::Invalid(_) => false,
     }

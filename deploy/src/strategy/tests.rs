@@ -584,3 +584,44 @@ fn an_app_whose_files_do_not_render_gets_a_failed_record_once_per_commit() {
     let plan = skipped(look(&input(&key, Desired::Invalid(invalid), &nothing, None, &obs)));
     assert_eq!(plan.finished.expect("failed").0.cause, Some(FailureCause::ValidationError));
 }
+
+/// Issue 23, item 16: after a `serviceName` change the app runs under its new identity; the
+/// service it owned under the old one is deleted (and forgotten), the app kept.
+#[test]
+fn a_renamed_service_deletes_the_former_one_once_the_new_one_is_deployed() {
+    let (key, a, _) = (key(), app("nginx:1"), Observed::default());
+    let Identity::Ecs { account, region, cluster, .. } = a.identity.clone() else { panic!("ECS") };
+    let former = Identity::Ecs { account, region, cluster, service: "web-old".into() };
+    let applied = AppliedState { retired: vec![former.clone()], ..applied(&a) };
+    let old_service = ObservedService {
+        status: "ACTIVE".into(),
+        arn: "arn:svc-old".into(),
+        tags: [(ecs_rolling::TAG_APP.to_string(), key.tag_value()), (ecs_rolling::TAG_REPO.to_string(), "repo".to_string())].into(),
+        ..Default::default()
+    };
+    let obs = Observed {
+        service: Some(ObservedService { status: "ACTIVE".into(), arn: "arn:svc".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let i = input(&key, Desired::Present(&a), &applied, None, &obs);
+    assert!(matches!(look(&i), Look::Observe(_)));
+    let record = step(&i).next_record.expect("a delete of the former service");
+    assert_eq!(record.operation, Operation::Delete);
+    assert_eq!(record.identity, former);
+    assert_eq!(
+        observe_needs(&Desired::Present(&a), &applied, Some(&record)).identity,
+        Some(former.clone()),
+        "the former service is looked at"
+    );
+    let at_old = Observed { service: Some(old_service), ..Default::default() };
+    let plan = step(&StepInput { record: Some(&record), observed: &at_old, ..input(&key, Desired::Present(&a), &applied, None, &at_old) });
+    assert!(
+        plan.actions.iter().any(|a| matches!(a, crate::plan::Action::EcsDeleteService { service, .. } if service == "web-old")),
+        "{plan:?}"
+    );
+    let gone = Observed::default();
+    let plan = step(&StepInput { record: Some(&record), observed: &gone, ..input(&key, Desired::Present(&a), &applied, None, &gone) });
+    let (done, completion) = plan.finished.expect("deleted");
+    assert_eq!(done.outcome, Some(Outcome::Deleted));
+    assert_eq!(completion, Completion::Retired { identity: former }, "the app is kept, the former service forgotten");
+}

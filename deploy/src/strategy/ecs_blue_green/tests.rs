@@ -517,3 +517,44 @@ fn weight_actions_only_touch_forwards_that_serve_blue_and_keep_other_target_grou
     );
     assert!(weight_actions(&elb, &[(TG_A.into(), TG_B.into())], 0).is_empty(), "100 % blue already: nothing to change");
 }
+
+/// Issue 23, item 7: without pairs green registers in blue's own target group; blue's healthy
+/// targets there are not green's.
+#[test]
+fn without_pairs_blues_healthy_targets_do_not_count_for_green() {
+    let desired = app_with("nginx:2", r#"{"stabilityCheck": {"pollInterval": 5, "timeout": 100}}"#);
+    let mut blue = blue();
+    blue.running_count = 4;
+    let green = task_set("222", "gitmoxi:dep-2:green", "ACTIVE", TD2, TG_A);
+    let mut obs = Observed { service: Some(service(4)), task_sets: vec![blue], ..Default::default() };
+    let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
+    record.enter(Phase::BlueGreen(BlueGreenPhase::Stabilize { task_definition: TD2.into(), deadline_ms: 100_000 }), 0);
+    obs.task_sets.push(green);
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    // only blue's four targets are healthy in the shared group
+    obs.elb = Some(ObservedElb { healthy_targets: [(TG_A.to_string(), 4)].into_iter().collect(), ..ObservedElb::default() });
+    advance(&desired, &mut record, &obs, 5_000);
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Stabilize { .. })), "green is not healthy yet: {:?}", record.phase);
+    // blue's four and green's four
+    obs.elb = Some(ObservedElb { healthy_targets: [(TG_A.to_string(), 8)].into_iter().collect(), ..ObservedElb::default() });
+    advance(&desired, &mut record, &obs, 10_000);
+    assert!(!matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Stabilize { .. })), "green is healthy: {:?}", record.phase);
+}
+
+/// Issue 23, item 10: green's tasks that stop while traffic shifts trip the breaker there too.
+#[test]
+fn the_breaker_is_watched_while_traffic_shifts() {
+    let desired = app("nginx:2");
+    let (mut record, mut obs) = shifting_at(&desired, 30);
+    assert_eq!(
+        strategy::observe_needs(&Desired::Present(&desired), &applied(), Some(&record)).side_tasks.as_deref(),
+        Some("gitmoxi:dep-2:"),
+        "green's tasks are read while shifting"
+    );
+    obs.alarms = alarm("OK");
+    obs.tasks = tasks_of("222", "RUNNING", 2, None);
+    obs.tasks.extend(tasks_of("222", "STOPPED", 2, Some("Essential container in task exited")));
+    advance(&desired, &mut record, &obs, 2_000);
+    assert!(matches!(record.cause, Some(FailureCause::CircuitBreakerTripped { failed_tasks: 2, threshold: 2 })), "{:?}", record.cause);
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { .. })));
+}
