@@ -69,6 +69,7 @@ soak:
 	  SIM_SEED=$$seed cargo test -q --test it sim_many_apps_with_restarts_and_faults_converge_seed_1 >/tmp/gitmoxi-soak.log 2>&1 \
 	    || { echo "seed $$seed failed (log: /tmp/gitmoxi-soak.log)"; exit 1; }; \
 	done; echo "$$runs seeds passed"
+	GITMOXI_CONVERGENCE_CASES=20 cargo test -q --test it moto_random_pushes_in_every_phase_converge_on_what_the_files_say
 	$(MAKE) soak-ha
 
 # High availability, long: three replicas on moto's DynamoDB, HA_ROUNDS (default 10) rounds of
