@@ -272,6 +272,50 @@ impl Controller {
         })
     }
 
+    /// The level-triggered invariant (issue 23): an app that is not at rest (Synced, Failed,
+    /// RolledBack, DeleteHeld, Invalid, Conflict, Unsupported, Paused, WaitingForApproval) has
+    /// a pass scheduled soon — within `pending` while its head's intent waits to be acted on,
+    /// within `moving` while a deployment or delete is in flight. Apps backing off after errors
+    /// are left out. The simulations check it after every step; the answer names the apps
+    /// that break it.
+    pub fn unscheduled_apps(&self, pending: std::time::Duration, moving: std::time::Duration) -> Result<Vec<String>, StoreError> {
+        use gitmoxi_deploy::status::AppStatus;
+        let now = tokio::time::Instant::now();
+        let backing_off: BTreeSet<AppKey> = crate::sync::lock(&self.failures).keys().cloned().collect();
+        let mut broken = Vec::new();
+        for entry in self.store.apps()? {
+            if backing_off.contains(&entry.key) {
+                continue;
+            }
+            let head = self.head(&entry.key.repo, &entry.key.branch);
+            let record = self.store.record(&entry.key)?;
+            let paused = self.store.commands(&entry.key)?.paused;
+            let status = self.status_of(&entry, head.as_deref(), record.as_ref(), paused);
+            let within = match status {
+                AppStatus::Pending => pending,
+                AppStatus::Deploying | AppStatus::Deleting => moving,
+                AppStatus::Synced
+                | AppStatus::Failed
+                | AppStatus::RolledBack
+                | AppStatus::DeleteHeld
+                | AppStatus::Invalid
+                | AppStatus::Conflict
+                | AppStatus::Unsupported
+                | AppStatus::Paused
+                | AppStatus::WaitingForApproval => continue,
+            };
+            let due = self.queue.due_at(&entry.key);
+            if due.is_none_or(|at| at > now + within) {
+                broken.push(format!(
+                    "{} is {status} but its next pass is {:?} away",
+                    entry.key,
+                    due.map(|at| at.saturating_duration_since(now))
+                ));
+            }
+        }
+        Ok(broken)
+    }
+
     /// Records how a fetch of `repo`/`branch` ended (`error`: why it failed).
     pub fn record_fetch(&self, repo: &str, branch: &str, error: Option<String>) {
         let now = self.clock.now_ms();

@@ -119,6 +119,16 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         }
     }
 
+    /// When `key` runs next: now when it is in flight, else its deadline (`None`: nothing is
+    /// scheduled for it).
+    pub fn due_at(&self, key: &K) -> Option<Instant> {
+        let q = self.lock();
+        if q.in_flight.contains(key) {
+            return Some(Instant::now());
+        }
+        q.due.get(key).map(|(at, _)| *at)
+    }
+
     /// Keys waiting (not in flight).
     pub fn len(&self) -> usize {
         self.lock().due.len()

@@ -206,10 +206,13 @@ impl Sim {
         done(self)
     }
 
-    /// Panics when the executor was about to act on a record it had not flushed.
+    /// Panics when the executor was about to act on a record it had not flushed, or when an app
+    /// that is not at rest has no pass scheduled soon (level-triggered, issue 23).
     pub(crate) fn assert_persisted_before_acting(&self) {
         let refused = self.controller.metrics.reconcile_errors_total.with_label_values(&["not_durable"]).get();
         assert_eq!(refused, 0, "an AWS mutation was planned before the record leading to it was flushed");
+        let unscheduled = self.controller.unscheduled_apps(Duration::from_secs(5), Duration::from_secs(120)).expect("store");
+        assert!(unscheduled.is_empty(), "apps left without a pass ({}): {unscheduled:?}", self.seed_note());
     }
 
     /// Restarts the controller at every phase boundary of `prefix` and right after every AWS
