@@ -158,6 +158,13 @@ pub async fn run_with(
         state_dir: config.state_dir.clone(),
         llm: config.llm.clone(),
         allowed_hosts: {
+            let open: Vec<&str> = config.repos.iter().filter(|r| r.scope.is_open()).map(|r| r.name.as_str()).collect();
+            if config.repos.len() > 1 && !open.is_empty() {
+                tracing::warn!(
+                    repositories = %open.join(", "),
+                    "more than one repository and these have no [repos.scope]: each may deploy into every configured account, region and cluster"
+                );
+            }
             let any = !config.listen.ip().is_loopback() && config.allowed_hosts.is_empty();
             if any {
                 tracing::warn!(

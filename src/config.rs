@@ -35,6 +35,8 @@ pub struct RepoConfig {
     pub forge: Option<crate::forge::ForgeTarget>,
     /// For an SSH URL: the deploy key and the known_hosts its server must be in.
     pub ssh: Option<SshConfig>,
+    /// `[repos.scope]`: what this repository's apps may deploy (issue 27); open by default.
+    pub scope: gitmoxi_deploy::scope::RepoScope,
 }
 
 /// An SSH repository's deploy key (read on use: a file, Secrets Manager or SSM; none: the
@@ -44,6 +46,9 @@ pub struct SshConfig {
     pub key: Option<crate::credentials::TokenSource>,
     pub known_hosts: PathBuf,
 }
+
+/// The fewest characters an API token may have (issue 27).
+pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// The controller's configuration.
 #[derive(Debug, Clone)]
@@ -331,6 +336,8 @@ struct FileRepo {
     ssh_key: Option<String>,
     /// The known_hosts file the SSH server's host key must be in.
     known_hosts: Option<PathBuf>,
+    /// What the repository's apps may deploy.
+    scope: Option<gitmoxi_deploy::scope::RepoScope>,
 }
 
 /// Values given on the command line or in `GITMOXI_*` variables (they win over the file).
@@ -341,6 +348,8 @@ pub struct Overrides {
     pub branch: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    /// `--allowed-hosts`: replaces the file's `allowed_hosts` when given.
+    pub allowed_hosts: Vec<String>,
     pub poll_interval: Option<String>,
     pub region: Option<String>,
     pub api_token: Option<String>,
@@ -556,6 +565,7 @@ impl Config {
                 )?,
                 forge: r.forge.as_ref().map(|c| forge_target(i, &r.url, c, r)).transpose()?,
                 ssh: ssh_config(i, r)?,
+                scope: r.scope.clone().unwrap_or_default(),
             });
         }
         if let Some(url) = &o.repo {
@@ -580,6 +590,7 @@ impl Config {
                     drift: drift_of("--repo", global_drift.as_deref(), &file.ignore_fields)?,
                     forge: None,
                     ssh: None,
+                    scope: Default::default(),
                 }),
             }
         }
@@ -634,6 +645,30 @@ impl Config {
                 "listening on {listen} (not loopback) needs an API token: set --api-token or GITMOXI_API_TOKEN"
             )));
         }
+        if let Some(short) = api_token.as_deref().filter(|t| t.chars().count() < MIN_TOKEN_CHARS) {
+            return Err(ConfigError::Invalid(format!(
+                "the API token has {} characters; use at least {MIN_TOKEN_CHARS} (e.g. openssl rand -hex 32)",
+                short.chars().count()
+            )));
+        }
+        let allowed_hosts: Vec<String> = if o.allowed_hosts.is_empty() {
+            file.allowed_hosts.clone()
+        } else {
+            o.allowed_hosts.iter().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect()
+        };
+        if !listen.ip().is_loopback() && allowed_hosts.is_empty() {
+            // without it the Host and Origin checks (DNS rebinding, cross-site requests) are off
+            return Err(ConfigError::Invalid(format!(
+                "listening on {listen} (not loopback) needs allowed_hosts: list the host names people reach gitmoxi at, e.g. allowed_hosts = [\"gitmoxi.example.com\"]"
+            )));
+        }
+        let slack_on = o.slack_signing_secret_file.is_some() || file.slack_signing_secret.as_deref().is_some_and(|s| !s.trim().is_empty());
+        if slack_on && !file.approvers.is_empty() && file.slack_approvers.is_empty() {
+            // approvers limit who answers gates from the page, the CLI and the API; Slack would let anyone
+            return Err(ConfigError::Invalid(
+                "approvers is set but slack_approvers is empty: any Slack user who sees a gate's message could answer it; list the Slack user ids who may (slack_approvers = [\"U0123ABCD\"]) or remove slack_signing_secret".into(),
+            ));
+        }
         let concurrency = o.concurrency.or(file.concurrency).unwrap_or(16);
         if concurrency == 0 || concurrency > 1024 {
             return Err(ConfigError::Invalid(format!("concurrency {concurrency} is out of range; use 1..=1024")));
@@ -676,7 +711,7 @@ impl Config {
                 o.drift_interval.as_deref().or(file.drift_interval.as_deref()).unwrap_or("5m"),
             )?,
             api_repos: file.api_repos,
-            allowed_hosts: file.allowed_hosts,
+            allowed_hosts,
             public_url: file.public_url.filter(|u| !u.trim().is_empty()),
             gmctl_tokenless_networks: tokenless_networks(file.gmctl.map(|g| g.tokenless_networks).unwrap_or_default())?,
             slack: read_secret_file("--slack-signing-secret-file", o.slack_signing_secret_file.as_deref())?
@@ -821,9 +856,9 @@ mod tests {
     fn secrets_come_from_files_and_a_blank_token_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
-        std::fs::write(&token, "  s3cret-token\n").unwrap();
+        std::fs::write(&token, "  s3cret-token-0123456\n").unwrap();
         let c = Config::load(&Overrides { api_token_file: Some(token.clone()), ..Default::default() }).unwrap();
-        assert_eq!(c.api_token.as_deref(), Some("s3cret-token"), "the file's newline is not part of the token");
+        assert_eq!(c.api_token.as_deref(), Some("s3cret-token-0123456"), "the file's newline is not part of the token");
         let err = Config::load(&Overrides { api_token: Some("   ".into()), ..Default::default() }).unwrap_err().to_string();
         assert!(err.contains("only whitespace"), "{err}");
         std::fs::write(&token, "\n").unwrap();
@@ -1010,5 +1045,43 @@ max_prune = 5
             ("abc123", vec!["U1".to_string()], vec!["hooks.slack.com".to_string()])
         );
         assert!(!format!("{slack:?}").contains("abc123"), "the secret stays out of logs");
+    }
+}
+
+#[cfg(test)]
+mod secure_defaults {
+    use super::*;
+
+    fn load(text: &str, o: Overrides) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitmoxi.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&Overrides { config: Some(path), ..o })
+    }
+
+    /// Issue 27, items 6 and 10 and the token's length: what would open the controller is refused,
+    /// naming the fix.
+    #[test]
+    fn what_would_open_the_controller_is_refused_naming_the_fix() {
+        let beyond =
+            || Overrides { listen: Some("0.0.0.0:8080".into()), api_token: Some("0123456789abcdef0123".into()), ..Default::default() };
+        let err = load("", beyond()).unwrap_err().to_string();
+        assert!(err.contains("needs allowed_hosts"), "{err}");
+        let ok = load("allowed_hosts = [\"gitmoxi.example.com\"]\n", beyond()).expect("allowed hosts given");
+        assert_eq!(ok.allowed_hosts, vec!["gitmoxi.example.com".to_string()]);
+        let flag = Overrides { allowed_hosts: vec!["a.example.com".into(), " b.example.com".into()], ..beyond() };
+        assert_eq!(load("", flag).expect("the flag").allowed_hosts, vec!["a.example.com".to_string(), "b.example.com".to_string()]);
+        let short = load("", Overrides { api_token: Some("s3cret".into()), ..Default::default() }).unwrap_err().to_string();
+        assert!(short.contains("at least 16"), "{short}");
+        let slack = "approvers = [\"api_token\"]\nslack_signing_secret = \"x\"\n";
+        let err = load(slack, Overrides { api_token: Some("0123456789abcdef0123".into()), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("slack_approvers is empty"), "{err}");
+        let named = format!("{slack}slack_approvers = [\"U1\"]\n");
+        assert!(load(&named, Overrides { api_token: Some("0123456789abcdef0123".into()), ..Default::default() }).is_ok());
+        let scoped =
+            "[[repos]]\nurl = \"https://example.com/a.git\"\n[repos.scope]\naccounts = [\"111111111111\"]\nname_prefixes = [\"team-a-\"]\n";
+        let c = load(scoped, Overrides::default()).expect("a scope");
+        assert_eq!(c.repos[0].scope.name_prefixes, vec!["team-a-".to_string()]);
+        assert!(load("[[repos]]\nurl = \"https://example.com/a.git\"\n[repos.scope]\nteams = []\n", Overrides::default()).is_err());
     }
 }

@@ -158,6 +158,8 @@ pub fn plan_preview(
     to: &str,
 ) -> Result<PlanPreview, String> {
     let policy = crate::controller::RepoPolicy { max_prune: repo.max_prune, max_prune_percent: repo.max_prune_percent, drift: repo.drift };
+    let scoped = gitmoxi_deploy::scope::restrict(snapshot.clone(), &repo.scope, controller.settings.own_account.as_deref());
+    let snapshot = &scoped;
     let (_, intents) = controller.intents_of(&repo.name, branch, snapshot, policy, false).map_err(|e| e.to_string())?;
     let mut risks: std::collections::BTreeMap<String, AppRisk> =
         assess(controller, &repo.name, branch, snapshot)?.into_iter().map(|a| (a.prefix, a.risk)).collect();

@@ -27,6 +27,9 @@ pub struct ApiRepoPolicy {
     /// Secrets Manager / SSM ARN prefixes an API caller may name as `access_token_arn`.
     #[serde(default)]
     pub token_arn_prefixes: Vec<String>,
+    /// `[api_repos.scope]`: what every repository added through the API may deploy.
+    #[serde(default)]
+    pub scope: gitmoxi_deploy::scope::RepoScope,
 }
 
 /// How a repository URL reaches its host.

@@ -102,6 +102,7 @@ impl Repos {
             drift: Default::default(),
             forge: None,
             ssh: None,
+            scope: api_policy.scope.clone(),
         };
         Arc::new(Repos {
             controller,

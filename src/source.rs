@@ -163,6 +163,8 @@ pub async fn run(
         }
         match fetch_and_load(source.clone(), last.clone(), ctx.clone(), controller.settings.render_worker.clone()).await {
             Ok((commit, Some(snapshot))) => {
+                // apps outside the repository's scope are invalid, naming the rule (issue 27)
+                let snapshot = gitmoxi_deploy::scope::restrict(snapshot, &repo.scope, controller.settings.own_account.as_deref());
                 controller.metrics.git_fetch_total.with_label_values(&["changed"]).inc();
                 tracing::info!(repo = %repo.name, branch = %branch, commit = %commit, apps = snapshot.apps.len(), "loaded head");
                 for w in &snapshot.warnings {

@@ -25,6 +25,7 @@ pub mod progress;
 pub mod record;
 pub mod risk;
 pub mod schedule;
+pub mod scope;
 pub mod shards;
 pub mod spec;
 pub mod status;

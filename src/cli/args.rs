@@ -188,6 +188,10 @@ pub struct ServeArgs {
     pub state_dir: Option<PathBuf>,
     #[arg(long, env = "GITMOXI_LISTEN")]
     pub listen: Option<String>,
+    /// Host names answered besides loopback ones, comma-separated (needed to listen beyond
+    /// loopback; the file's `allowed_hosts` otherwise).
+    #[arg(long, env = "GITMOXI_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// e.g. 30s, 5m.
     #[arg(long, env = "GITMOXI_POLL_INTERVAL")]
     pub poll_interval: Option<String>,
@@ -253,6 +257,7 @@ impl ServeArgs {
             branch: self.branch.clone(),
             state_dir: self.state_dir.clone(),
             listen: self.listen.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
             poll_interval: self.poll_interval.clone(),
             region: self.region.clone(),
             api_token: self.api_token.clone(),

@@ -265,6 +265,7 @@ impl Server {
                 drift: Default::default(),
                 forge,
                 ssh,
+                scope: Default::default(),
             }],
             default_region: "us-east-1".into(),
             listen: format!("127.0.0.1:{port}").parse().expect("addr"),

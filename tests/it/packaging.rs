@@ -93,6 +93,12 @@ fn a_workload_account_role_allows_what_gitmoxi_calls_there_and_trusts_the_contro
         .cloned()
         .expect("the controller may assume workload roles");
     assert_eq!(assume["Resource"], "arn:aws:iam::*:role/gitmoxi-*", "only roles named gitmoxi-… (as the README's set-up)");
+    // issue 27: roles are passed only from the workloads' path, and only to ECS tasks and Lambda
+    for file in ["packaging/iam-policy.json", "packaging/account-deploy-policy.json"] {
+        let pass = policy(file)["Statement"].as_array().unwrap().iter().find(|s| s["Action"] == "iam:PassRole").cloned().expect("PassRole");
+        assert_eq!(pass["Resource"], "arn:aws:iam::*:role/gitmoxi-workloads/*", "{file}: not every role");
+        assert!(pass["Condition"]["StringLike"]["iam:PassedToService"].is_array(), "{file}");
+    }
     let trust = &policy("packaging/account-trust-policy.json")["Statement"][0];
     assert_eq!(trust["Action"], "sts:AssumeRole");
     assert!(trust["Principal"]["AWS"].as_str().unwrap().ends_with(":role/gitmoxi"), "{trust}");
