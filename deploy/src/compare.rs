@@ -1,5 +1,6 @@
 //! "AWS holds what the files say": one comparison of an ECS service's svcdef with what
-//! DescribeServices reports, used by every decision that needs it (issue 23): a rolling
+//! DescribeServices reports (and, through [`lambda_function`], of a Lambda function's
+//! configuration with its lambdadef), used by every decision that needs it (issue 23): a rolling
 //! deployment sends UpdateService when it finds differences and ends `Succeeded` only when it
 //! finds none; drift compares with it; a rollback checks the restored fields with it.
 //!
@@ -176,6 +177,14 @@ pub fn ecs_service(svcdef: &Value, described: &Value, kind: ServiceKind) -> Vec<
         compare(&pointer, &pointer, want, described.get(*field), &mut out);
     }
     out
+}
+
+/// A Lambda function's configuration against its lambdadef: the same rule (only what the file
+/// sets, Lambda's defaults aside), with Lambda's own normalization table in
+/// [`crate::spec::lambda::config_view`] (numbers from strings, id lists sorted, layers as ARNs,
+/// read-only parts dropped). One line per field that differs.
+pub fn lambda_function(lambdadef: &Value, aws: &std::collections::BTreeMap<String, Value>) -> Vec<String> {
+    crate::spec::lambda::config_differences(&crate::spec::lambda::config_view(lambdadef), aws)
 }
 
 /// The differences in fields UpdateService can change (the rest need a replacement).

@@ -130,8 +130,12 @@ pub fn detect(app: &DesiredApp, applied: &AppliedState, observed: &Observed, pol
             })
         }
         AppSpec::Lambda(l) => {
-            if observed.lambda.function.is_none() {
+            let Some(function) = &observed.lambda.function else {
                 return (!policy.ignore_existence).then(|| format!("function {} is gone", l.function_name));
+            };
+            let gaps = crate::compare::lambda_function(&l.lambdadef, &function.config);
+            if !gaps.is_empty() && !function.config.is_empty() {
+                return Some(format!("function {} differs from the file: {}", l.function_name, gaps.join("; ")));
             }
             if let Some(gaps) = wiring_drift(l, applied, &observed.lambda) {
                 return Some(gaps);
@@ -265,5 +269,29 @@ mod tests {
         assert_eq!(detect(&app, &applied("3"), &observed("2", false), &p).as_deref(), Some("alias live points at 2 instead of version 3"));
         assert!(detect(&app, &applied("3"), &observed("3", true), &p).unwrap().contains("with routing"));
         assert!(detect(&app, &applied("3"), &Observed::default(), &p).unwrap().contains("function fn is gone"));
+    }
+
+    /// Issue 23: a function's configuration changed by hand is drift, naming the field.
+    #[test]
+    fn lambda_drift_includes_the_functions_configuration() {
+        let tree = MemTree::new()
+            .with("f/fn_lambdadef.json", r#"{"FunctionName": "fn", "MemorySize": 256, "Code": {"S3Bucket": "b", "S3Key": "k"}}"#)
+            .with("f/fn_lambdadepdef.json", r#"{"alias": "live"}"#);
+        let app = load_snapshot(&tree, &RenderContext::new("us-east-1".into())).apps["f/fn"].clone().expect("valid");
+        let with_memory = |mb: u64| Observed {
+            lambda: ObservedLambda {
+                function: Some(ObservedFunction {
+                    config: [("MemorySize".to_string(), serde_json::json!(mb))].into(),
+                    ..Default::default()
+                }),
+                alias: Some(ObservedAlias { function_version: "3".into(), ..Default::default() }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = DriftPolicy::default();
+        assert_eq!(detect(&app, &applied("3"), &with_memory(256), &p), None);
+        let found = detect(&app, &applied("3"), &with_memory(128), &p).expect("drift");
+        assert!(found.contains("MemorySize") && found.contains("128"), "{found}");
     }
 }
