@@ -25,6 +25,9 @@ struct View {
     /// The rolling service: desired count, `family:revision`, images; revisions registered.
     rolling: Option<(i64, String, Vec<String>)>,
     rolling_revisions: usize,
+    /// The rolling service's settings the files set (issue 23): enableExecuteCommand,
+    /// healthCheckGracePeriodSeconds, assignPublicIp, propagateTags.
+    rolling_settings: Option<(bool, i64, String, String)>,
     /// The blue/green service: live task sets (status, `family:revision`, images).
     task_sets: Vec<(String, String, Vec<String>)>,
     /// (listener or rule, [(target group, weight)]) for both listeners and the rule.
@@ -67,6 +70,17 @@ fn write_step(repo: &TestRepo, step: Step) {
                 r#"{"stabilityCheck": {"pollInterval": 1, "timeout": 60}}"#,
                 "",
             );
+            if step == Step::Update {
+                // svcdef fields change with the image: both worlds must hold them
+                let path = format!("{ROLLING}_svcdef.json");
+                let svcdef = std::fs::read_to_string(repo.path().join(&path)).expect("svcdef");
+                let edited = svcdef.replacen(
+                    '{',
+                    r#"{"enableExecuteCommand": true, "healthCheckGracePeriodSeconds": 30, "propagateTags": "SERVICE","#,
+                    1,
+                );
+                repo.write(&path, &edited);
+            }
             crate::moto_blue_green::write_app(repo, image);
             crate::moto_lambda::write_function(repo, crate::moto_lambda::ZIPS[zip], 5);
         }
@@ -137,6 +151,14 @@ fn fake_view(sim: &Sim, infra: &str) -> View {
         let td = s.task_definition.clone().unwrap_or_default();
         (i64::from(s.desired_count), revision_of(&td), w.task_definition_images(REGION, &td))
     });
+    let rolling_settings = w.service(REGION, "prod", "api").filter(|s| s.is_active()).and_then(|s| s.settings).map(|v| {
+        (
+            v["enableExecuteCommand"].as_bool().unwrap_or(false),
+            v["healthCheckGracePeriodSeconds"].as_i64().unwrap_or(0),
+            v.pointer("/networkConfiguration/awsvpcConfiguration/assignPublicIp").and_then(Value::as_str).unwrap_or("DISABLED").to_string(),
+            v["propagateTags"].as_str().unwrap_or("NONE").to_string(),
+        )
+    });
     let task_sets = sorted(
         w.task_sets(REGION, "prod", "web")
             .into_iter()
@@ -158,6 +180,7 @@ fn fake_view(sim: &Sim, infra: &str) -> View {
     View {
         rolling,
         rolling_revisions: w.revisions(REGION, "api"),
+        rolling_settings,
         task_sets,
         weights,
         alias,
@@ -195,7 +218,15 @@ async fn moto_view(moto: &Moto, infra: &str) -> View {
     };
     let services = ecs.describe_services().cluster("prod").services("api").send().await.expect("services");
     let mut rolling = None;
+    let mut rolling_settings = None;
     if let Some(s) = services.services().iter().find(|s| s.status() == Some("ACTIVE")) {
+        let ip = s.network_configuration().and_then(|n| n.awsvpc_configuration()).and_then(|a| a.assign_public_ip());
+        rolling_settings = Some((
+            s.enable_execute_command(),
+            i64::from(s.health_check_grace_period_seconds().unwrap_or(0)),
+            ip.map_or("DISABLED".to_string(), |i| i.as_str().to_string()),
+            s.propagate_tags().map_or("NONE".to_string(), |p| p.as_str().to_string()),
+        ));
         let td = s.task_definition().unwrap_or_default().to_string();
         rolling = Some((i64::from(s.desired_count()), revision_of(&td), images(td).await));
     }
@@ -281,7 +312,18 @@ async fn moto_view(moto: &Moto, infra: &str) -> View {
         .expect("health");
     let lambda_targets =
         health.target_health_descriptions().iter().filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string)).collect();
-    View { rolling, rolling_revisions, task_sets: sorted(task_sets), weights, alias, versions, live_code, mappings, lambda_targets }
+    View {
+        rolling,
+        rolling_revisions,
+        rolling_settings,
+        task_sets: sorted(task_sets),
+        weights,
+        alias,
+        versions,
+        live_code,
+        mappings,
+        lambda_targets,
+    }
 }
 
 /// The scenario in the fake world (its own runtime on a paused clock): the view after each step.
