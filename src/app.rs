@@ -131,6 +131,11 @@ pub async fn run_with(
         config.api_repos.clone(),
     );
     repos.start(&config.repos).map_err(|e| anyhow::anyhow!("cannot start the repositories: {e}"))?;
+    {
+        // previews a crash left behind (scratch repositories, old preview refs)
+        let (dir, tracked) = (config.state_dir.clone(), config.repos.clone());
+        tokio::task::spawn_blocking(move || crate::preview::sweep_previews(&dir, &tracked));
+    }
     let webhooks = Arc::new(Webhooks {
         github_secret: config.github_webhook_secret.clone(),
         gitlab_token: config.gitlab_webhook_token.clone(),

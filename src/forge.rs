@@ -3,8 +3,9 @@
 //! failure with the cause — with a link when a public URL is configured; a pull request's plan
 //! preview is one comment, updated in place.
 //!
-//! Delivered by the notification worker ([`crate::notify`]): bounded retries, never blocking a
-//! deployment. The token is read on use, sent only to the configured API host (https, or http on
+//! Delivered by the notification worker ([`crate::notify`]) in a queue of each repository's own
+//! (a slow forge delays no other destination; a commit's statuses keep their order): bounded
+//! retries, never blocking a deployment. The token is read on use, sent only to the configured API host (https, or http on
 //! loopback for tests), and never logged.
 
 use crate::credentials::TokenSource;

@@ -55,6 +55,7 @@ pub mod offline;
 pub mod outbound;
 pub mod preview;
 pub mod render_worker;
+pub mod renders;
 pub mod repo_policy;
 pub mod repos;
 pub mod source;

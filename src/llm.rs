@@ -1,6 +1,9 @@
 //! An optional model-written summary of a diagnosis (SPEC §6.5) from any OpenAI-compatible
 //! endpoint (`llm.base_url` + `/chat/completions`; OpenAI, Groq and local servers speak it).
 //! The diagnosis never depends on it: a failure is reported beside the facts, not instead of them.
+//!
+//! The endpoint and the model come from the configuration only: the operator pays for what is
+//! asked, so a model named in a request (gmctl's `llm_model`) is never used (issue 27).
 
 use crate::credentials::{Credentials, TokenSource};
 use serde_json::{json, Value};
@@ -10,9 +13,22 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlmConfig {
     pub base_url: String,
+    /// The only model asked, whatever a request names.
     pub model: String,
     /// Where the API key comes from (none for local servers).
     pub api_key: Option<TokenSource>,
+}
+
+impl LlmConfig {
+    /// What to tell a caller that named a model of its own (`requested`): it is not used.
+    pub fn unused_model(&self, requested: Option<&str>) -> Option<String> {
+        let requested = requested.map(str::trim).filter(|m| !m.is_empty() && *m != self.model)?;
+        let shown: String = requested.chars().take(80).collect();
+        Some(format!(
+            "llm_model '{shown}' is not used: gitmoxi asks the model of its [llm] configuration ({}); the operator sets it",
+            self.model
+        ))
+    }
 }
 
 const SYSTEM: &str = "You are an SRE assistant for gitmoxi, a GitOps deployment controller for Amazon ECS and AWS Lambda. \
@@ -62,4 +78,20 @@ pub async fn complete(config: &LlmConfig, credentials: &Credentials, system: &st
         .and_then(Value::as_str)
         .map(|s| s.trim().to_string())
         .ok_or_else(|| "the model's answer has no choices[0].message.content".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_named_in_a_request_is_never_asked() {
+        let config = LlmConfig { base_url: "http://127.0.0.1:1/v1".into(), model: "local-model".into(), api_key: None };
+        let said = config.unused_model(Some("gpt-expensive")).expect("the caller is told");
+        assert!(said.contains("'gpt-expensive' is not used") && said.contains("(local-model)"), "{said}");
+        assert_eq!(config.unused_model(Some("local-model")), None, "the configured one: nothing to say");
+        assert_eq!(config.unused_model(Some("  ")), None);
+        assert_eq!(config.unused_model(None), None);
+        assert!(config.unused_model(Some("m".repeat(10_000).as_str())).is_some_and(|s| s.len() < 300), "a long name is not echoed whole");
+    }
 }

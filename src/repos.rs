@@ -2,8 +2,12 @@
 //! same kind of object (SPEC §5). API-added ones are persisted in the store and come back after a
 //! restart; each (repository, branch) runs one source loop, owned and joined here.
 //!
-//! Removing a repository stops its sources and forgets its heads; nothing in AWS is touched (its
-//! apps keep running as they are).
+//! Removing a repository stops its sources, forgets its heads and, once its sources ended,
+//! deletes its mirror under the state directory; nothing in AWS is touched (its apps keep
+//! running as they are).
+//!
+//! The API may add at most [`MAX_API_REPOS`] repositories of at most [`MAX_BRANCHES`] branches,
+//! each a valid git branch name ([`check_branch`]).
 
 use crate::config::{repo_name, RepoConfig};
 use crate::controller::Controller;
@@ -18,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const STORE_KEY: &str = "repos/api";
+/// How many repositories the API may add.
+pub const MAX_API_REPOS: usize = 100;
+/// How many branches one repository added through the API may track.
+pub const MAX_BRANCHES: usize = 20;
 /// Where a repository's URL is remembered by name (`repo_url/NAME`), also after it is deleted.
 const URL_KEY: &str = "repo_url/";
 
@@ -45,6 +53,8 @@ struct Running {
     record: RepoRecord,
     signals: Vec<(String, Arc<SourceSignal>)>,
     cancel: CancellationToken,
+    /// Its source loops (its mirror is deleted only once they ended).
+    sources: TaskTracker,
 }
 
 /// One branch a webhook or a sync can wake.
@@ -130,10 +140,11 @@ impl Repos {
                 provider: github(),
                 origin: "config".into(),
             };
-            self.spawn(repo.clone(), record);
+            let running = self.spawn(repo.clone(), record);
+            self.running().insert(repo.name.clone(), running);
         }
         for record in self.stored()? {
-            if let Err(e) = self.add_running(record.clone()) {
+            if let Err(e) = self.add_running(record.clone(), false) {
                 tracing::error!(repo = %record.repo_url, error = %e, "an API-added repository could not be started");
             }
         }
@@ -155,30 +166,35 @@ impl Repos {
         Ok(())
     }
 
-    fn spawn(&self, config: RepoConfig, record: RepoRecord) {
+    /// Starts the source loops of a repository; the caller keeps the answer in `running`.
+    fn spawn(&self, config: RepoConfig, record: RepoRecord) -> Running {
         let cancel = self.shutdown.child_token();
+        let sources = TaskTracker::new();
         let mut signals = Vec::new();
         for branch in &config.branches {
             let signal = SourceSignal::new();
             signals.push((branch.clone(), signal.clone()));
-            self.tracker.spawn(crate::source::run(
+            self.tracker.spawn(sources.track_future(crate::source::run(
                 self.controller.clone(),
                 config.clone(),
                 branch.clone(),
                 self.state_dir.clone(),
                 signal,
                 cancel.clone(),
-            ));
+            )));
         }
+        sources.close();
         tracing::info!(repo = %config.name, branches = ?config.branches, origin = %record.origin, "tracking repository");
         // kept after the repository is deleted: its deployment records still name their URL
         if let Err(e) = self.controller.store.put_meta(&format!("{URL_KEY}{}", config.name), &crate::git::source::redact(&config.url)) {
             tracing::warn!(repo = %config.name, error = %e, "the repository's URL was not remembered for its records");
         }
-        self.running().insert(config.name.clone(), Running { config, record, signals, cancel });
+        Running { config, record, signals, cancel, sources }
     }
 
-    fn add_running(&self, mut record: RepoRecord) -> Result<String, RepoError> {
+    /// Starts an API repository (`limited`: a new one, held to [`MAX_API_REPOS`]; those stored
+    /// before come back whatever their number).
+    fn add_running(&self, mut record: RepoRecord, limited: bool) -> Result<String, RepoError> {
         let url = record.repo_url.trim().to_string();
         if url.is_empty() {
             return Err(RepoError::Invalid("repo_url is required".into()));
@@ -186,43 +202,54 @@ impl Repos {
         if record.branches.is_empty() {
             record.branches = vec!["main".into()];
         }
+        record.branches = check_branches(&record.branches).map_err(RepoError::Invalid)?;
         let token = match record.access_token_arn.trim() {
             "" => None,
             arn => Some(TokenSource::parse(arn).map_err(RepoError::Invalid)?),
         };
         crate::repo_policy::check_api_repo(&url, token.as_ref(), &self.api_policy).map_err(RepoError::Invalid)?;
         let name = repo_name(&url);
-        if self.running().values().any(|r| r.config.url == url) {
-            return Err(RepoError::Exists(url));
-        }
-        if self.running().contains_key(&name) {
-            return Err(RepoError::Invalid(format!(
-                "another repository is already named '{name}'; repository names come from the URL's last part"
-            )));
-        }
         record.repo_url = url.clone();
         record.origin = "api".into();
         let config = RepoConfig {
             name: name.clone(),
-            url,
+            url: url.clone(),
             branches: record.branches.clone(),
             token,
             poll_interval: self.poll_interval,
             ..self.template.clone()
         };
-        self.spawn(config, record);
+        // checked and inserted under one lock: two calls at once cannot both pass
+        let mut running = self.running();
+        if running.values().any(|r| r.config.url == url) {
+            return Err(RepoError::Exists(url));
+        }
+        if running.contains_key(&name) {
+            return Err(RepoError::Invalid(format!(
+                "another repository is already named '{name}'; repository names come from the URL's last part"
+            )));
+        }
+        let api = running.values().filter(|r| r.record.origin == "api").count();
+        if limited && api >= MAX_API_REPOS {
+            return Err(RepoError::Invalid(format!(
+                "{api} repositories were added through the API already, the most there may be ({MAX_API_REPOS}); delete one first"
+            )));
+        }
+        let started = self.spawn(config, record);
+        running.insert(name.clone(), started);
         Ok(name)
     }
 
     /// Adds a repository through the API (persisted; its sources start now).
     pub fn add(&self, record: RepoRecord) -> Result<String, RepoError> {
-        let name = self.add_running(record)?;
+        let name = self.add_running(record, true)?;
         self.persist()?;
         Ok(name)
     }
 
-    /// Stops tracking an API-added repository (by URL or name).
-    pub async fn remove(&self, url_or_name: &str) -> Result<RepoRecord, RepoError> {
+    /// Stops tracking an API-added repository (by URL or name); its mirror is deleted once its
+    /// sources stopped.
+    pub async fn remove(self: &Arc<Self>, url_or_name: &str) -> Result<RepoRecord, RepoError> {
         let key = {
             let running = self.running();
             running
@@ -243,7 +270,46 @@ impl Repos {
         }
         self.persist()?;
         tracing::info!(repo = %name, "stopped tracking repository");
+        self.delete_mirror_when_stopped(&removed);
         Ok(removed.record)
+    }
+
+    /// Deletes a removed repository's mirror once its source loops ended (in the background:
+    /// a fetch under way finishes first). Kept when the same repository was added again
+    /// meanwhile; otherwise renamed away under the lock repositories are started under (a
+    /// repository added right after gets a fresh mirror), then deleted.
+    fn delete_mirror_when_stopped(self: &Arc<Self>, removed: &Running) {
+        let mirror = crate::source::mirror_dir(&self.state_dir, &removed.config);
+        let sources = removed.sources.clone();
+        // no source of it starts again: `wait` ends once the running ones have
+        sources.close();
+        let name = removed.config.name.clone();
+        let repos = self.clone();
+        self.tracker.spawn(async move {
+            sources.wait().await;
+            let trash = {
+                let running = repos.running();
+                if running.values().any(|r| crate::source::mirror_dir(&repos.state_dir, &r.config) == mirror) {
+                    tracing::info!(repo = %name, "the mirror of the removed repository is kept: the repository was added again");
+                    return;
+                }
+                let Some(file_name) = mirror.file_name().map(|f| f.to_string_lossy().into_owned()) else { return };
+                let trash = mirror.with_file_name(format!(".deleted-{file_name}-{}", repos.controller.clock.now_ms()));
+                match std::fs::rename(&mirror, &trash) {
+                    Ok(()) => trash,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                    Err(e) => {
+                        tracing::warn!(repo = %name, error = %e, "the mirror of the removed repository was not deleted");
+                        return;
+                    }
+                }
+            };
+            match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&trash)).await {
+                Ok(Ok(())) => tracing::info!(repo = %name, "deleted the mirror of the removed repository"),
+                Ok(Err(e)) => tracing::warn!(repo = %name, error = %e, "the mirror of the removed repository was not deleted completely"),
+                Err(e) => tracing::warn!(repo = %name, error = %e, "deleting the mirror of the removed repository failed"),
+            }
+        });
     }
 
     /// The URL of a repository by name, tracked or once tracked (the name when never seen).
@@ -291,5 +357,113 @@ impl Repos {
     pub async fn join(&self) {
         self.tracker.close();
         self.tracker.wait().await;
+    }
+}
+
+/// Checks the branches an API caller asks for: each a valid branch name ([`check_branch`]),
+/// duplicates dropped, at most [`MAX_BRANCHES`].
+pub fn check_branches(branches: &[String]) -> Result<Vec<String>, String> {
+    let mut kept: Vec<String> = Vec::new();
+    for branch in branches {
+        check_branch(branch)?;
+        if !kept.contains(branch) {
+            kept.push(branch.clone());
+        }
+    }
+    if kept.len() > MAX_BRANCHES {
+        return Err(format!("{} branches asked for; a repository tracks at most {MAX_BRANCHES}", kept.len()));
+    }
+    Ok(kept)
+}
+
+/// Whether `name` is a branch name git accepts (the rules of `git check-ref-format --branch`)
+/// that nothing can take for a command-line option: not empty, at most 255 bytes; no control
+/// character, white space or any of `~ ^ : ? * [ \`; no `..`, `@{` or `//`; not `@` or `HEAD`;
+/// not starting with `-` or `/`, not ending with `/` or `.`; no part (between `/`) starting
+/// with `.` or ending with `.lock`.
+pub fn check_branch(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a branch name is empty".into());
+    }
+    if name.len() > 255 {
+        return Err(format!("a branch name is {} bytes long; git branch names here are at most 255", name.len()));
+    }
+    let refuse = |why: String| Err(format!("branch '{}' is not a valid branch name: {why}", name.escape_debug()));
+    if let Some(c) = name.chars().find(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(*c)) {
+        return refuse(format!("it contains {c:?}"));
+    }
+    if name.starts_with('-') {
+        return refuse("it starts with '-'".into());
+    }
+    for bad in ["..", "@{", "//"] {
+        if name.contains(bad) {
+            return refuse(format!("it contains '{bad}'"));
+        }
+    }
+    if name == "@" || name == "HEAD" {
+        return refuse("git keeps that name for itself".into());
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.ends_with('.') {
+        return refuse("it starts or ends with '/', or ends with '.'".into());
+    }
+    if name.split('/').any(|part| part.starts_with('.') || part.ends_with(".lock")) {
+        return refuse("a part of it starts with '.' or ends with '.lock'".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_follow_gits_rules() {
+        let longest = "x".repeat(255);
+        for good in ["main", "release/2024.05", "feature/x-y_z", "v1.2.3", "a@b", "ünïcode", longest.as_str()] {
+            assert_eq!(check_branch(good), Ok(()), "{good}");
+        }
+        let long = "x".repeat(256);
+        for bad in [
+            "",
+            "-f",
+            "--upload-pack=evil",
+            "a..b",
+            "a b",
+            "a\tb",
+            "a\nb",
+            "a\u{7f}",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[b",
+            "a\\b",
+            "a@{1}",
+            "@",
+            "HEAD",
+            "/a",
+            "a/",
+            "a//b",
+            "a.",
+            ".hidden",
+            "a/.b",
+            "a.lock",
+            "a.lock/b",
+            "\u{a0}nbsp",
+            long.as_str(),
+        ] {
+            assert!(check_branch(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_branch("a\nb").unwrap_err().contains("a\\nb"), "control characters are shown escaped");
+    }
+
+    #[test]
+    fn branches_are_deduplicated_and_bounded() {
+        let asked = vec!["main".to_string(), "prod".to_string(), "main".to_string()];
+        assert_eq!(check_branches(&asked), Ok(vec!["main".to_string(), "prod".to_string()]));
+        let many: Vec<String> = (0..=MAX_BRANCHES).map(|i| format!("b{i}")).collect();
+        assert!(check_branches(&many).unwrap_err().contains("at most"));
+        assert!(check_branches(&["ok".to_string(), "not ok".to_string()]).is_err());
     }
 }

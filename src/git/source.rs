@@ -53,6 +53,8 @@ pub struct GitSource {
     /// Where fetched heads go in the mirror: the source loop's refs, or a preview's (a dry run
     /// that must not move what the source loop compares against).
     refs: &'static str,
+    /// A fetch receiving more than this many bytes is aborted (a pull request's preview).
+    max_fetch_bytes: Option<u64>,
 }
 
 impl GitSource {
@@ -65,7 +67,14 @@ impl GitSource {
             token: std::sync::Mutex::new(token),
             ssh: std::sync::Mutex::new(None),
             refs: "refs/gitmoxi",
+            max_fetch_bytes: None,
         }
+    }
+
+    /// Aborts a fetch that receives more than `bytes` (a pull request's preview: issue 27).
+    pub fn with_fetch_limit(mut self, bytes: u64) -> GitSource {
+        self.max_fetch_bytes = Some(bytes);
+        self
     }
 
     /// A source that fetches into the same mirror under its own refs: a dry run or a preview
@@ -178,6 +187,19 @@ impl GitSource {
                 .map(|()| git2::CertificateCheckStatus::CertificateOk)
                 .map_err(&refuse)
         });
+        if let Some(limit) = self.max_fetch_bytes {
+            let over = refusal.clone();
+            callbacks.transfer_progress(move |p| {
+                if p.received_bytes() as u64 <= limit {
+                    return true;
+                }
+                *crate::sync::lock(&over) = Some(format!(
+                    "the fetch passed {} MiB, more than a preview may fetch; preview it on a checkout with `gitmoxi plan`",
+                    limit >> 20
+                ));
+                false
+            });
+        }
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks);
         let refspec = format!("+{remote_ref}:{local_ref}");

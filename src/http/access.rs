@@ -5,6 +5,10 @@
 /// The name the main `api_token` goes by.
 pub const MAIN_TOKEN: &str = "api_token";
 
+/// How long the answer to a wrong token waits (issue 27): a guesser gets about two tries a
+/// second per connection. Nothing is locked while it waits.
+pub const WRONG_TOKEN_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The tokens the server accepts, by name, and who may answer gates.
 #[derive(Default)]
 pub struct Access {
@@ -48,6 +52,16 @@ impl Access {
         found
     }
 
+    /// [`Access::who`], answering a wrong token only after [`WRONG_TOKEN_DELAY`] (the API's bearer
+    /// header and the page's sign-in both use it).
+    pub async fn who_or_wait(&self, given: &str) -> Option<&str> {
+        let found = self.who(given);
+        if found.is_none() {
+            tokio::time::sleep(WRONG_TOKEN_DELAY).await;
+        }
+        found
+    }
+
     /// The token of `name` (a session is signed with it).
     pub fn token_of(&self, name: &str) -> Option<&str> {
         self.tokens.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str())
@@ -87,5 +101,20 @@ mod tests {
         assert!(!format!("{access:?}").contains("secret"), "no token in logs");
         let open = Access::single(None);
         assert!(!open.required() && open.may_answer_gates(None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wrong_token_waits_and_a_right_one_does_not() {
+        let access = Access::single(Some("main-secret".into()));
+        let start = tokio::time::Instant::now();
+        assert_eq!(access.who_or_wait("main-secret").await, Some(MAIN_TOKEN));
+        assert_eq!(start.elapsed(), std::time::Duration::ZERO);
+        assert_eq!(access.who_or_wait("guess").await, None);
+        assert!(start.elapsed() >= WRONG_TOKEN_DELAY);
+        // waits overlap: nothing is held while one waits
+        let started = tokio::time::Instant::now();
+        let (a, b) = tokio::join!(access.who_or_wait("one"), access.who_or_wait("two"));
+        assert_eq!((a, b), (None, None));
+        assert!(started.elapsed() < WRONG_TOKEN_DELAY * 2);
     }
 }

@@ -100,6 +100,10 @@ pub async fn command(
         }
     };
     let caller = caller.and_then(|axum::Extension(c)| c.0);
+    // "page" is set by gitmoxi's own page only (it calls `run` directly); API clients say cli or api
+    if req.via.as_deref() == Some("page") {
+        return error(StatusCode::BAD_REQUEST, "\"via\": \"page\" is set by gitmoxi's web page only; send cli or api");
+    }
     run(&state, &req, caller.as_deref()).await.unwrap_or_else(|refusal| *refusal)
 }
 

@@ -2,7 +2,9 @@
 //! (`/ui`, [`ui`]).
 //!
 //! Handlers only read state or enqueue work (rule 9). Every `/api` call needs the bearer token
-//! when one is configured; webhooks need their own secret; bodies are limited to 1 MiB.
+//! when one is configured; webhooks need their own secret; bodies are limited to 1 MiB
+//! ([`BODY_LIMIT`]) and must arrive within 10 s of their headers ([`serve`]); the page's event
+//! streams are capped per client address and in all ([`slots`]).
 
 pub mod access;
 pub mod commands;
@@ -12,6 +14,7 @@ pub mod repos;
 pub mod riskiq;
 pub mod serve;
 pub mod slack;
+pub mod slots;
 pub mod ui;
 pub mod v1;
 pub mod views;
@@ -27,6 +30,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+
+/// The largest request body any route accepts (413 beyond).
+pub const BODY_LIMIT: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -87,7 +93,7 @@ pub fn router(state: HttpState) -> Router {
         // must be the one the merged router keeps
         .merge(ui::routes())
         .merge(api)
-        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.allowed_hosts.clone(), hosts::check_host))
         .with_state(state)
 }
@@ -113,9 +119,19 @@ async fn require_token(State(state): State<HttpState>, mut request: Request, nex
         return next.run(request).await;
     }
     let caller = if state.access.required() {
-        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        match given.and_then(|g| state.access.who(g)) {
-            Some(name) => Some(name.to_string()),
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let who = match given.as_deref() {
+            // a wrong token waits (access::WRONG_TOKEN_DELAY): guessing is slow; a missing one is no guess
+            Some(g) => state.access.who_or_wait(g).await.map(str::to_string),
+            None => None,
+        };
+        match who {
+            Some(name) => Some(name),
             None => return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token: send 'Authorization: Bearer <api token>'"),
         }
     } else {

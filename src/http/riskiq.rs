@@ -2,6 +2,10 @@
 //! against what gitmoxi applied (computed without any AI service, [`gitmoxi_deploy::risk`]; with
 //! `[llm]` configured, a model-written summary on top) and keeps it; `GET /api/v1/riskiq` reads
 //! the kept assessments of a commit, optionally of one file.
+//!
+//! The render takes one of the render slots previews and dryrun share ([`crate::renders`]); the
+//! model is the one of gitmoxi's `[llm]` configuration, whatever the request names (the operator
+//! pays for it).
 
 use super::v1::{changed_files, fetch_tracked, CommitRequest};
 use super::{error, HttpState};
@@ -51,7 +55,7 @@ pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequ
     };
     let snapshot = match crate::preview::render(&state.controller, fetched.mirror.clone(), fetched.latest.clone()).await {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("commit {} does not render: {e}", fetched.latest)),
+        Err(e) => return not_rendered(&fetched.latest, e),
     };
     let assessed = match crate::preview::assess(&state.controller, &repo.name, &req.branch, &snapshot) {
         Ok(a) => a,
@@ -79,11 +83,8 @@ pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequ
             if let Some(p) = provider {
                 messages.push(format!("llm_provider '{p}' is not used: gitmoxi asks the endpoint of its [llm] configuration"));
             }
-            let mut config = llm.clone();
-            if let Some(model) = req.llm_model.as_deref().filter(|m| !m.is_empty()) {
-                config.model = model.to_string();
-            }
-            match crate::llm::complete(&config, &state.controller.credentials, crate::llm::RISK_SYSTEM, &facts).await {
+            messages.extend(llm.unused_model(req.llm_model.as_deref()));
+            match crate::llm::complete(llm, &state.controller.credentials, crate::llm::RISK_SYSTEM, &facts).await {
                 Ok(text) => Some(text),
                 Err(e) => {
                     messages.push(format!("no model summary: {e}"));
@@ -127,6 +128,17 @@ pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequ
         "message_list": messages,
     }))
     .into_response()
+}
+
+/// The answer for a commit that gave no snapshot: 422 when it does not render, 503 when the
+/// render slots stayed busy or the render was stopped (the caller may try again).
+pub(crate) fn not_rendered(commit: &str, e: crate::renders::RenderError) -> Response {
+    match e {
+        crate::renders::RenderError::Failed(why) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, format!("commit {commit} does not render: {why}"))
+        }
+        other => error(StatusCode::SERVICE_UNAVAILABLE, format!("commit {commit} was not rendered: {other}")),
+    }
 }
 
 /// Stores a commit's assessments and drops the oldest beyond [`KEPT`].

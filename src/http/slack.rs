@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// How old a signed request may be (Slack's advice: reject older ones, they may be replays).
-const MAX_AGE_SECS: i64 = 300;
+const MAX_AGE_SECS: u64 = 300;
 /// The action ids of the buttons.
 pub const APPROVE_ACTION: &str = "gitmoxi_approve";
 /// The reject button's action id.
@@ -60,7 +60,8 @@ pub fn signature_ok(
 ) -> Result<(), &'static str> {
     let timestamp = timestamp.ok_or("X-Slack-Request-Timestamp is missing")?;
     let at: i64 = timestamp.trim().parse().map_err(|_| "X-Slack-Request-Timestamp is not a number")?;
-    if (now_secs - at).abs() > MAX_AGE_SECS {
+    // any i64 the header says (i64::MIN too): the distance is computed without overflow
+    if now_secs.abs_diff(at) > MAX_AGE_SECS {
         return Err("X-Slack-Request-Timestamp is more than 5 minutes away from now (a replay, or a wrong clock)");
     }
     let given = signature.and_then(|s| s.strip_prefix("v0=")).ok_or("X-Slack-Signature is missing or not v0=")?;
@@ -153,7 +154,14 @@ pub async fn interactive(State(state): State<HttpState>, headers: HeaderMap, bod
     };
     if !slack.approvers.is_empty() && !slack.approvers.contains(&user_id) {
         outcome(&state, "not_allowed");
-        reply(format!("{user_name}, you may not answer gates of {}: ask one of the configured approvers", gate.app), false);
+        reply(
+            format!(
+                "{}, you may not answer gates of {}: ask one of the configured approvers",
+                escape_mrkdwn(&user_name),
+                escape_mrkdwn(&gate.app)
+            ),
+            false,
+        );
         return StatusCode::OK.into_response();
     }
     let key = AppKey { repo: gate.repo.clone(), branch: gate.branch.clone(), prefix: gate.app.clone() };
@@ -166,7 +174,14 @@ pub async fn interactive(State(state): State<HttpState>, headers: HeaderMap, bod
     };
     if waiting.is_none() {
         outcome(&state, "stale");
-        reply(format!("{} no longer waits at {} (answered already, or the deployment ended)", gate.app, gate.gate), false);
+        reply(
+            format!(
+                "{} no longer waits at {} (answered already, or the deployment ended)",
+                escape_mrkdwn(&gate.app),
+                escape_mrkdwn(&gate.gate)
+            ),
+            false,
+        );
         return StatusCode::OK.into_response();
     }
     let by = if user_id.is_empty() { user_name.clone() } else { format!("{user_name} ({user_id})") };
@@ -192,7 +207,10 @@ pub async fn interactive(State(state): State<HttpState>, headers: HeaderMap, bod
     outcome(&state, "accepted");
     let then = if approve { "traffic moves on" } else { "it rolls back" };
     let mark = if approve { ":white_check_mark:" } else { ":x:" };
-    reply(format!("{mark} {} {answer} at {}: {then}", gate.app, gate.gate), true);
+    reply(
+        format!("{mark} {} {} at {}: {then}", escape_mrkdwn(&gate.app), escape_mrkdwn(&answer.to_string()), escape_mrkdwn(&gate.gate)),
+        true,
+    );
     StatusCode::OK.into_response()
 }
 
@@ -204,6 +222,41 @@ fn allowed_response_url(url: &str, hosts: &[String]) -> bool {
     let listed = hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
     let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1");
     listed && (parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback))
+}
+
+/// Text for a Slack `mrkdwn` object (a message, the `text` of a reply) from names a committer or
+/// a Slack user chose: `&`, `<` and `>` escaped as Slack documents, so no `<!channel>`, `<@U…>`,
+/// `<#C…>` or `<https://…|label>` can be formed, and the words Slack turns into mentions on
+/// their own broken ([`neutralize_mentions`]). (Slack has no escape for `*`, `_`, `~` and
+/// `` ` ``: a name can still make itself bold, never a link or a mention.)
+pub fn escape_mrkdwn(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    neutralize_mentions(&out)
+}
+
+/// `@channel`, `@here` and `@everyone` (in any case) with a zero-width space after the `@`: they
+/// read the same and notify nobody.
+pub fn neutralize_mentions(text: &str) -> String {
+    const WORDS: [&str; 3] = ["channel", "here", "everyone"];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        if WORDS.iter().any(|w| rest.get(..w.len()).is_some_and(|head| head.eq_ignore_ascii_case(w))) {
+            out.push('\u{200B}');
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The Approve / Reject buttons of a gate's message.
@@ -244,6 +297,28 @@ mod tests {
         assert!(signature_ok("s3cret", None, Some(&good), body, 1000).unwrap_err().contains("Timestamp is missing"));
         assert!(signature_ok("s3cret", Some("1000"), None, body, 1000).unwrap_err().contains("missing"));
         assert!(signature_ok("s3cret", Some("1000"), Some("v0=zz"), body, 1000).unwrap_err().contains("not hex"));
+    }
+
+    #[test]
+    fn a_timestamp_at_the_ends_of_i64_is_refused_not_a_panic() {
+        let body = b"payload=%7B%7D";
+        for (ts, now) in [(i64::MIN, 1_000), (i64::MAX, 1_000), (i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (0, i64::MIN)] {
+            let text = ts.to_string();
+            let signed = sign("s3cret", &text, body);
+            let refused = signature_ok("s3cret", Some(&text), Some(&signed), body, now).unwrap_err();
+            assert!(refused.contains("5 minutes"), "{ts} at {now}: {refused}");
+        }
+        let ts = (i64::MIN + 100).to_string();
+        assert_eq!(signature_ok("s3cret", Some(&ts), Some(&sign("s3cret", &ts, body)), body, i64::MIN), Ok(()), "near, even at the end");
+    }
+
+    #[test]
+    fn names_form_no_mention_link_or_entity_in_slack_text() {
+        assert_eq!(escape_mrkdwn("a & b <!channel> <@U1> <https://x|y>"), "a &amp; b &lt;!channel&gt; &lt;@U1&gt; &lt;https://x|y&gt;");
+        assert_eq!(escape_mrkdwn("&lt;"), "&amp;lt;", "an entity is shown, not decoded");
+        let broken = escape_mrkdwn("hi @channel @Here @everyone @chan @ana web@main @");
+        assert_eq!(broken, "hi @\u{200B}channel @\u{200B}Here @\u{200B}everyone @chan @ana web@main @");
+        assert_eq!(neutralize_mentions("@é@here"), "@é@\u{200B}here", "multi-byte text right after @");
     }
 
     #[test]

@@ -184,8 +184,10 @@ pub async fn commits(State(state): State<HttpState>, Query(q): Query<CommitQuery
 
 #[derive(Debug, Deserialize)]
 pub struct CommitRequest {
+    /// gmctl sends one; never used: the model billed is `[llm] model` (issue 27).
     #[serde(default)]
     pub llm_model: Option<String>,
+    /// gmctl sends one; never used: the endpoint is `[llm] base_url`.
     #[serde(default)]
     pub llm_provider: Option<String>,
     pub repo_url: String,
@@ -300,7 +302,8 @@ fn short(commit: &str) -> &str {
 
 /// `gmctl commit dryrun`: fetches the branch's newest commit (without loading it) and answers
 /// the files it changed since the last known commit, with the rendered documents of each changed
-/// app when `process_template` is set. Deploys nothing.
+/// app when `process_template` is set (in one of the render slots previews and riskiq share:
+/// busy, a 503 says to try again). Deploys nothing.
 pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequest>, JsonRejection>) -> Response {
     let (req, _, fetched) = match fetch_tracked(&state, body, "the dry run").await {
         Ok(found) => found,
@@ -322,7 +325,7 @@ pub async fn dryrun(State(state): State<HttpState>, body: Result<Json<CommitRequ
     if req.process_template {
         let snapshot = match crate::preview::render(&state.controller, fetched.mirror.clone(), fetched.latest.clone()).await {
             Ok(s) => s,
-            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("commit {} does not render: {e}", short(&fetched.latest))),
+            Err(e) => return super::riskiq::not_rendered(short(&fetched.latest), e),
         };
         let changed = changed_prefixes(&artifacts);
         let mut rendered = serde_json::Map::new();

@@ -108,7 +108,9 @@ pub async fn github(State(state): State<HttpState>, headers: HeaderMap, body: By
         },
         Some("pull_request") => match parse_github_pull_request(&body) {
             Ok(Some(pr)) => super::previews::on_pull_request(&state, "github", pr),
-            Ok(None) => ignored(&state, "github", "this pull request action needs no preview"),
+            // a closed or merged pull request cancels its running preview
+            Ok(None) => super::previews::on_pull_request_closed(&state, "github", &body)
+                .unwrap_or_else(|| ignored(&state, "github", "this pull request action needs no preview")),
             Err(why) => bad_request(&state, "github", why),
         },
         other => ignored(&state, "github", format!("event {:?} is not handled", other.unwrap_or("none"))),
@@ -133,7 +135,8 @@ pub async fn gitlab(State(state): State<HttpState>, headers: HeaderMap, body: By
         },
         Some("Merge Request Hook") => match parse_gitlab_merge_request(&body) {
             Ok(Some(pr)) => super::previews::on_pull_request(&state, "gitlab", pr),
-            Ok(None) => ignored(&state, "gitlab", "this merge request action needs no preview"),
+            Ok(None) => super::previews::on_pull_request_closed(&state, "gitlab", &body)
+                .unwrap_or_else(|| ignored(&state, "gitlab", "this merge request action needs no preview")),
             Err(why) => bad_request(&state, "gitlab", why),
         },
         other => ignored(&state, "gitlab", format!("event {:?} is not handled", other.unwrap_or("none"))),

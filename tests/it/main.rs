@@ -15,6 +15,7 @@ mod commands;
 mod convergence;
 mod differential;
 mod fault_proxy;
+mod floods;
 mod forge;
 mod gmctl;
 mod ha_table;

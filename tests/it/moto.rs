@@ -598,7 +598,9 @@ async fn moto_riskiq_puts_a_model_summary_on_top_of_the_assessment() {
     assert_eq!(answer["riskiq"]["ai_summary"], "The image tag nginx:fail does not exist.", "{answer}");
     assert!(answer["message_list"].to_string().contains("llm_provider 'groq' is not used"), "{answer}");
     let request = asked.lock().unwrap().clone().expect("the model was asked");
-    assert_eq!(request["model"], "risk-model", "the model gmctl named");
+    // issue 27: the model is the operator's ([llm]), never the one the caller names
+    assert_eq!(request["model"], "local-model", "the model of [llm], never the one gmctl named");
+    assert!(answer["message_list"].to_string().contains("llm_model 'risk-model' is not used"), "{answer}");
     assert!(request["messages"][0]["content"].as_str().unwrap().contains("risk assessment"), "{request}");
     assert!(request["messages"][1]["content"].as_str().unwrap().contains("image of container web: nginx:1 → nginx:2"), "{request}");
     let kept: Value = reqwest::get(format!("{}/api/v1/riskiq?commit_hash={commit}", server.api)).await.unwrap().json().await.unwrap();

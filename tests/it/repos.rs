@@ -227,3 +227,58 @@ async fn api_added_repositories_come_back_after_a_restart() {
     shutdown.cancel();
     again.join().await;
 }
+
+/// Issue 27 (low): API repositories are capped, their branch names checked, and a deleted one
+/// leaves no mirror behind.
+#[tokio::test]
+async fn api_repositories_are_capped_their_branches_checked_and_a_deleted_one_leaves_no_mirror() {
+    let world = FakeWorld::new();
+    let settings = ControllerSettings {
+        default_region: "us-east-1".into(),
+        concurrency: 2,
+        seed: 1,
+        drift_interval: Duration::from_secs(300),
+        own_account: Some("123456789012".into()),
+        account_roles: Default::default(),
+        render_limits: Default::default(),
+        render_worker: None,
+    };
+    let controller = Controller::new(Store::temporary().unwrap(), world.provider(), Clock::system(), Metrics::new(), settings);
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let policy = gitmoxi::repo_policy::ApiRepoPolicy { allow_local: true, ..Default::default() };
+    let repos = Repos::new(controller, dir.path().to_path_buf(), Duration::from_secs(3600), shutdown.clone(), policy);
+    repos.start(&[]).unwrap();
+    let record = |url: String, branches: &[&str]| RepoRecord {
+        repo_url: url,
+        branches: branches.iter().map(|b| b.to_string()).collect(),
+        access_token_arn: String::new(),
+        provider: "github".into(),
+        origin: String::new(),
+    };
+    for bad in ["-upload", "a..b", "a b", "x\ny"] {
+        assert!(repos.add(record("/nowhere/bad".into(), &[bad])).is_err(), "{bad:?} is no branch name");
+    }
+    // a repository whose fetch fails: its source loop waits for its next poll, where removing
+    // it stops it (this test runs no heads owner, so a loaded head would wait for one)
+    let name = repos.add(record("/nowhere/gone".into(), &["main"])).unwrap();
+    let mirrors = dir.path().join("repos");
+    let count = || std::fs::read_dir(&mirrors).map(|d| d.count()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the mirror is made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    repos.remove(&name).await.unwrap();
+    while count() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the mirror is deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..gitmoxi::repos::MAX_API_REPOS {
+        repos.add(record(format!("/nowhere/r{i}"), &["main"])).unwrap();
+    }
+    let refused = repos.add(record("/nowhere/one-more".into(), &["main"])).unwrap_err();
+    assert!(refused.to_string().contains("delete one first"), "{refused}");
+    shutdown.cancel();
+    repos.join().await;
+}

@@ -2,14 +2,21 @@
 //! open, a digest of what the pages show (apps, in-flight deployments, heads, fetches); when it
 //! moves, every open page's event stream (`GET /ui/events`, server-sent events) says `change`
 //! and the page fetches its live part again. With no page open, nothing is computed.
+//!
+//! Each stream holds a connection for up to [`STREAM_FOR`], so their number is capped (issue 27,
+//! item 5): [`STREAMS_PER_PEER`] per client address and [`STREAMS_IN_ALL`] in all (a quarter of
+//! the server's connections when that is less); beyond, 429 with the reason (the page's script
+//! tries again after 2 s). Streams alone can then never fill the server.
 
+use super::super::slots::{Refused, Slots};
 use super::super::HttpState;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +30,15 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 const STREAM_FOR: Duration = Duration::from_secs(90);
 /// The watcher stops after this long with no page open.
 const IDLE_STOP: Duration = Duration::from_secs(30);
+/// Open event streams one client address may hold (one per open page).
+pub const STREAMS_PER_PEER: usize = 8;
+/// Open event streams all clients together may hold (at most a quarter of the connections).
+pub const STREAMS_IN_ALL: usize = 256;
+
+/// The streams all clients together may hold on this server.
+fn streams_in_all() -> usize {
+    STREAMS_IN_ALL.min(super::super::serve::connection_cap() / 4).max(STREAMS_PER_PEER)
+}
 
 /// The change counter the event streams follow.
 pub struct LiveFeed {
@@ -30,11 +46,18 @@ pub struct LiveFeed {
     watching: Arc<AtomicBool>,
     /// Cancelled when the server stops: every stream ends, so open pages see the server go.
     closed: CancellationToken,
+    /// The open streams, per client address and in all.
+    streams: Slots,
 }
 
 impl Default for LiveFeed {
     fn default() -> Self {
-        LiveFeed { generation: watch::Sender::new(0), watching: Arc::new(AtomicBool::new(false)), closed: CancellationToken::new() }
+        LiveFeed {
+            generation: watch::Sender::new(0),
+            watching: Arc::new(AtomicBool::new(false)),
+            closed: CancellationToken::new(),
+            streams: Slots::new(STREAMS_PER_PEER, streams_in_all()),
+        }
     }
 }
 
@@ -103,19 +126,30 @@ async fn watch_for_changes(state: HttpState, generation: watch::Sender<u64>, wat
 }
 
 /// `GET /ui/events`: `change` whenever what the pages show changed.
-pub async fn events(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+pub async fn events(
+    State(state): State<HttpState>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
     if super::session_of(&state, &headers).is_none() {
         return super::super::error(StatusCode::UNAUTHORIZED, "signed out: sign in again at /ui/login");
     }
+    // requests that did not come through the server loop (tests of the router alone) share one address
+    let address = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0 .0.ip());
+    // held by the stream: given back when the stream ends or the client goes
+    let slot = match state.ui.live.streams.take(address) {
+        Ok(slot) => slot,
+        Err(refused) => return too_many_streams(refused),
+    };
     let receiver = state.ui.live.subscribe(&state);
     let deadline = tokio::time::Instant::now() + STREAM_FOR;
     let first = Event::default().event("hello").retry(Duration::from_millis(1000)).data("connected");
     let closed = state.ui.live.closed.clone();
-    let stream = futures_util::stream::unfold((Some(first), receiver), move |(first, mut receiver)| {
+    let stream = futures_util::stream::unfold((Some(first), receiver, slot), move |(first, mut receiver, slot)| {
         let closed = closed.clone();
         async move {
             if let Some(hello) = first {
-                return Some((Ok::<Event, std::convert::Infallible>(hello), (None, receiver)));
+                return Some((Ok::<Event, std::convert::Infallible>(hello), (None, receiver, slot)));
             }
             let changed = tokio::select! {
                 _ = closed.cancelled() => return None,
@@ -124,7 +158,7 @@ pub async fn events(State(state): State<HttpState>, headers: HeaderMap) -> Respo
             match changed {
                 Ok(Ok(())) => {
                     let generation = *receiver.borrow_and_update();
-                    Some((Ok(Event::default().event("change").data(generation.to_string())), (None, receiver)))
+                    Some((Ok(Event::default().event("change").data(generation.to_string())), (None, receiver, slot)))
                 }
                 // the stream's time is up, or the feed is gone
                 Ok(Err(_)) | Err(_) => None,
@@ -132,6 +166,67 @@ pub async fn events(State(state): State<HttpState>, headers: HeaderMap) -> Respo
         }
     });
     let mut response = Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response();
-    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// 429: the client's address, or the server, holds all the event streams it may.
+fn too_many_streams(refused: Refused) -> Response {
+    let message = match refused {
+        Refused::Peer { limit } => format!(
+            "too many live event streams from your address: at most {limit} at once (one per open gitmoxi page); close some pages and this one connects again"
+        ),
+        Refused::Total { limit } => {
+            format!("the server has its maximum of {limit} live event streams open: this page connects again when one closes")
+        }
+    };
+    let mut response = super::super::error(StatusCode::TOO_MANY_REQUESTS, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_capped_per_address_and_in_all() {
+        let feed = LiveFeed { streams: Slots::new(STREAMS_PER_PEER, STREAMS_IN_ALL), ..LiveFeed::default() };
+        let mut held = Vec::new();
+        for i in 0..STREAMS_IN_ALL {
+            let address = IpAddr::V4(Ipv4Addr::new(10, 0, (i / STREAMS_PER_PEER) as u8, 1));
+            match feed.streams.take(address) {
+                Ok(slot) => held.push(slot),
+                Err(refused) => panic!("stream {i} from {address} refused: {refused:?}"),
+            }
+        }
+        let one = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(feed.streams.held_by(one), STREAMS_PER_PEER);
+        assert_eq!(feed.streams.take(IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9))).err(), Some(Refused::Total { limit: STREAMS_IN_ALL }));
+        // one stream ends: there is room for one more, once
+        held.swap_remove(0);
+        assert_eq!(feed.streams.held(), STREAMS_IN_ALL - 1);
+        let again = feed.streams.take(one);
+        assert!(again.is_ok());
+        assert_eq!(feed.streams.take(IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9))).err(), Some(Refused::Total { limit: STREAMS_IN_ALL }));
+        drop((held, again));
+        assert_eq!((feed.streams.held(), feed.streams.peers()), (0, 0));
+    }
+
+    #[test]
+    fn streams_never_take_more_than_a_quarter_of_the_connections() {
+        let all = streams_in_all();
+        assert!((STREAMS_PER_PEER..=STREAMS_IN_ALL).contains(&all), "{all}");
+        assert!(all <= (crate::http::serve::connection_cap() / 4).max(STREAMS_PER_PEER), "{all}");
+    }
+
+    #[test]
+    fn a_refused_stream_says_why_with_429() {
+        for refused in [Refused::Peer { limit: STREAMS_PER_PEER }, Refused::Total { limit: STREAMS_IN_ALL }] {
+            let response = too_many_streams(refused);
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert!(response.headers().contains_key(header::RETRY_AFTER));
+        }
+    }
 }

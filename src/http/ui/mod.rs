@@ -3,7 +3,12 @@
 //!
 //! - Sign-in: the page wants the API token once (`/ui/login`); the answer is a session cookie
 //!   (HttpOnly, SameSite=Strict) signed with the token, so rotating the token signs everyone out.
-//!   The API keeps wanting the bearer header; the cookie opens only `/ui/…`.
+//!   The API keeps wanting the bearer header; the cookie opens only `/ui/…`. A wrong token
+//!   waits half a second ([`crate::http::access::WRONG_TOKEN_DELAY`]). Signing out revokes the
+//!   session: its signature is kept (in the store, until it would have expired), so a copy of the
+//!   cookie no longer opens anything either.
+//! - The sign-in page shows only its own messages (`error=` is a code, never text to echo) and
+//!   goes back only to a page of this server (`next=`).
 //! - Every state-changing request (`POST /ui/…`) must come from the page's own origin.
 //! - Live: `/ui/events` (server-sent events) says "changed" when what the pages show changed; the
 //!   page then fetches its own live part again (`X-Gitmoxi-Fragment`), without reloading.
@@ -21,16 +26,25 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 pub use live::LiveFeed;
 pub use session::{Session, SESSION_COOKIE};
 
-/// The page's shared parts: its templates and the change feed.
+/// The page's shared parts: its templates, the change feed and the signed-out sessions.
 pub struct Ui {
     templates: minijinja::Environment<'static>,
     pub live: LiveFeed,
+    /// Sessions signed out before they expire: their cookie's signature → its expiry (ms). Read
+    /// from the store on first use, written back at every sign-out, pruned as they expire.
+    revoked: Mutex<Option<HashMap<String, u64>>>,
 }
+
+/// Where the signed-out sessions are kept (a store meta key).
+const REVOKED_KEY: &str = "ui/revoked_sessions";
+/// At most this many signed-out sessions are remembered (the soonest to expire go first).
+const MAX_REVOKED: usize = 10_000;
 
 impl Default for Ui {
     fn default() -> Self {
@@ -47,8 +61,69 @@ impl Ui {
                 tracing::error!(template = name, error = %e, "a page template does not parse");
             }
         }
-        Ui { templates, live: LiveFeed::default() }
+        Ui { templates, live: LiveFeed::default(), revoked: Mutex::new(None) }
     }
+
+    /// The signed-out sessions, read from the store the first time.
+    fn revoked_in<'a>(slot: &'a mut Option<HashMap<String, u64>>, store: &gitmoxi_state::Store) -> &'a mut HashMap<String, u64> {
+        slot.get_or_insert_with(|| match store.meta(REVOKED_KEY) {
+            Ok(Some(json)) => serde_json::from_str(&json).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the signed-out sessions are unreadable; starting with none");
+                HashMap::new()
+            }),
+            Ok(None) => HashMap::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the signed-out sessions could not be read; starting with none");
+                HashMap::new()
+            }
+        })
+    }
+
+    /// Whether the session whose cookie ends with `signature` was signed out.
+    fn is_revoked(&self, store: &gitmoxi_state::Store, signature: &str) -> bool {
+        let mut slot = crate::sync::lock(&self.revoked);
+        Self::revoked_in(&mut slot, store).contains_key(signature)
+    }
+
+    /// Signs a session out for good: its signature is remembered until `expires_ms`.
+    fn revoke(&self, store: &gitmoxi_state::Store, signature: &str, expires_ms: u64, now_ms: u64) {
+        let mut slot = crate::sync::lock(&self.revoked);
+        let revoked = Self::revoked_in(&mut slot, store);
+        remember_revoked(revoked, signature, expires_ms, now_ms);
+        let json = serde_json::to_string(&*revoked).unwrap_or_default();
+        if let Err(e) = store.put_meta(REVOKED_KEY, &json) {
+            tracing::warn!(error = %e, "the sign-out was not stored: it lasts until this server restarts");
+        }
+    }
+}
+
+/// Adds a signed-out session, forgets those that expired and keeps at most [`MAX_REVOKED`].
+fn remember_revoked(revoked: &mut HashMap<String, u64>, signature: &str, expires_ms: u64, now_ms: u64) {
+    revoked.retain(|_, expires| *expires > now_ms);
+    revoked.insert(signature.to_string(), expires_ms);
+    while revoked.len() > MAX_REVOKED {
+        let Some(first) = revoked.iter().min_by_key(|(_, e)| **e).map(|(s, _)| s.clone()) else { break };
+        revoked.remove(&first);
+    }
+}
+
+/// The value of a request's session cookie (the first one, as [`session::from_cookie`] reads it).
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|c| c.trim().strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')))
+        .next()
+}
+
+/// The signature a session cookie ends with and the expiry it names
+/// (`v1.<expires ms>.<token name>.<name>.<signature>`).
+fn signature_of(cookie: &str) -> Option<(&str, u64)> {
+    let expires = cookie.split('.').nth(1)?.parse().ok()?;
+    let signature = cookie.rsplit('.').next().filter(|s| !s.is_empty())?;
+    Some((signature, expires))
 }
 
 /// The header the page's script sends to get only the part of a page that changes.
@@ -112,12 +187,14 @@ pub(crate) fn render(state: &HttpState, headers: &HeaderMap, template: &str, con
 }
 
 /// The signed-in session of a request; `None` when the server wants a token and the request
-/// has no valid session cookie.
+/// has no valid session cookie, or its session was signed out.
 pub(crate) fn session_of(state: &HttpState, headers: &HeaderMap) -> Option<Session> {
     if !state.access.required() {
         return Some(Session::open_server());
     }
-    session::from_cookie(headers, &state.access, state.controller.clock.now_ms())
+    let session = session::from_cookie(headers, &state.access, state.controller.clock.now_ms())?;
+    let (signature, _) = session_cookie(headers).and_then(signature_of)?;
+    (!state.ui.is_revoked(&state.controller.store, signature)).then_some(session)
 }
 
 /// The answer to a page request without a session: to the sign-in form, back here afterwards.
@@ -135,11 +212,33 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// Where to go after signing in: a page of this server, never another site.
+/// Where to go after signing in: a page of this server (`/ui` or under it), never another site,
+/// and only visible ASCII (it becomes a `Location` header: CR, LF or another control character
+/// would make the answer fail). Anything else goes to the apps page.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/ui/") && !n.starts_with("//") && !n.contains("\\") && !n.contains("://") => n.to_string(),
+        Some(n)
+            if (n == "/ui" || n.starts_with("/ui/") || n.starts_with("/ui?"))
+                && n.len() <= 2048
+                && n.bytes().all(|b| b.is_ascii_graphic())
+                && !n.contains('\\')
+                && !n.contains("://") =>
+        {
+            n.to_string()
+        }
         _ => "/ui/apps".to_string(),
+    }
+}
+
+/// The code of a wrong token in the sign-in page's `error=`.
+const WRONG_TOKEN: &str = "wrong_token";
+
+/// The message the sign-in page shows for the code of its `error=`; an unknown code shows
+/// nothing (the page never repeats text from a link).
+fn login_error(code: Option<&str>) -> Option<&'static str> {
+    match code? {
+        WRONG_TOKEN => Some("That is not a token of this server."),
+        _ => None,
     }
 }
 
@@ -170,7 +269,7 @@ async fn login_page(State(state): State<HttpState>, headers: HeaderMap, Query(q)
     let context = json!({
         "title": "Sign in",
         "next": safe_next(q.next.as_deref()),
-        "error": q.error,
+        "error": login_error(q.error.as_deref()),
         "token_required": state.access.required(),
         "signed_in": session_of(&state, &headers).is_some() && state.access.required(),
     });
@@ -195,12 +294,10 @@ async fn login(State(state): State<HttpState>, headers: HeaderMap, Form(form): F
         return Redirect::to(&next).into_response();
     }
     let token = form.token.trim();
-    let Some(token_name) = state.access.who(token).map(str::to_string) else {
+    // a guesser waits: at most a few guesses a second per connection
+    let Some(token_name) = state.access.who_or_wait(token).await.map(str::to_string) else {
         tracing::warn!("a sign-in to the web page with a wrong token");
-        // a guesser waits: at most a few guesses a second per connection
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let error = url_encode("That is not a token of this server.");
-        return Redirect::to(&format!("/ui/login?next={}&error={error}", url_encode(&next))).into_response();
+        return Redirect::to(&format!("/ui/login?next={}&error={WRONG_TOKEN}", url_encode(&next))).into_response();
     };
     let session = Session::new(&token_name, &form.name, state.controller.clock.now_ms());
     let mut response = Redirect::to(&next).into_response();
@@ -216,6 +313,12 @@ async fn login(State(state): State<HttpState>, headers: HeaderMap, Form(form): F
 async fn logout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     if let Some(refused) = foreign_origin(&state, &headers) {
         return refused;
+    }
+    // the session ends here and everywhere its cookie was copied to
+    if state.access.required() && session_of(&state, &headers).is_some() {
+        if let Some((signature, expires_ms)) = session_cookie(&headers).and_then(signature_of) {
+            state.ui.revoke(&state.controller.store, signature, expires_ms, state.controller.clock.now_ms());
+        }
     }
     let mut response = Redirect::to("/ui/login").into_response();
     response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(session::CLEAR_COOKIE));
@@ -273,10 +376,62 @@ mod tests {
     #[test]
     fn sign_in_goes_back_only_to_pages_of_this_server() {
         assert_eq!(safe_next(Some("/ui/app?app=prod/web")), "/ui/app?app=prod/web");
-        for bad in ["https://evil.example/ui/", "//evil.example/ui/", "/api/v2/apps", "/ui/\\evil", "javascript:alert(1)"] {
-            assert_eq!(safe_next(Some(bad)), "/ui/apps", "{bad}");
+        assert_eq!(safe_next(Some("/ui")), "/ui");
+        assert_eq!(safe_next(Some("/ui/apps%3Fq%3D%0D%0A")), "/ui/apps%3Fq%3D%0D%0A", "encoded, it is only text");
+        let long = format!("/ui/{}", "a".repeat(3000));
+        for bad in [
+            "https://evil.example/ui/",
+            "//evil.example/ui/",
+            "/api/v2/apps",
+            "/ui/\\evil",
+            "javascript:alert(1)",
+            "/ui/apps\r\nSet-Cookie: x=1",
+            "/ui/apps\n",
+            "/ui/\0",
+            "/ui/a b",
+            "/ui/\u{7f}",
+            "/ui/é",
+            "/uix",
+            "/ui/x?u=https://evil.example",
+            "",
+            long.as_str(),
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/ui/apps", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/ui/apps");
+        // every answer is a valid Location header: no 500 from Redirect::to
+        for next in ["/ui/apps\r\n", "/ui/ok"] {
+            assert!(HeaderValue::from_str(&safe_next(Some(next))).is_ok(), "{next:?}");
+        }
+    }
+
+    #[test]
+    fn the_sign_in_page_shows_only_its_own_messages() {
+        assert_eq!(login_error(Some(WRONG_TOKEN)), Some("That is not a token of this server."));
+        for other in ["<b>Your token expired: call +1 555 0100</b>", "That is not a token of this server.", ""] {
+            assert_eq!(login_error(Some(other)), None, "{other}");
+        }
+        assert_eq!(login_error(None), None);
+    }
+
+    #[test]
+    fn a_signed_out_session_is_remembered_until_it_would_have_expired() {
+        let cookie = Session::new(crate::http::access::MAIN_TOKEN, "Ana", 1_000).cookie("t");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(cookie.split(';').next().unwrap()).unwrap());
+        let (signature, expires) = session_cookie(&headers).and_then(signature_of).expect("a session cookie");
+        assert_eq!(expires, 1_000 + session::SESSION_MS);
+        assert_eq!(signature.len(), 64, "the HMAC-SHA256 in hex");
+        let mut revoked = HashMap::from([("old".to_string(), 500), ("later".to_string(), 9_000)]);
+        remember_revoked(&mut revoked, signature, expires, 2_000);
+        assert!(revoked.contains_key(signature) && revoked.contains_key("later"));
+        assert!(!revoked.contains_key("old"), "expired sessions are forgotten");
+        let mut full: HashMap<String, u64> = (0..MAX_REVOKED as u64).map(|i| (format!("s{i}"), 10_000 + i)).collect();
+        remember_revoked(&mut full, "new", 50_000, 2_000);
+        assert_eq!(full.len(), MAX_REVOKED);
+        assert!(full.contains_key("new") && !full.contains_key("s0"), "the soonest to expire goes first");
+        assert_eq!(signature_of("v1.x.a.b.sig"), None);
+        assert_eq!(signature_of("v1.5.a.b."), None);
     }
 
     #[test]
