@@ -28,22 +28,8 @@ const STORED: &[&str] = &[
     "availabilityZoneRebalancing",
 ];
 
-/// The fields UpdateService changes (not `launchType` nor `schedulingStrategy`).
-const UPDATED: &[&str] = &[
-    "capacityProviderStrategy",
-    "deploymentConfiguration",
-    "networkConfiguration",
-    "placementConstraints",
-    "placementStrategy",
-    "platformVersion",
-    "healthCheckGracePeriodSeconds",
-    "enableExecuteCommand",
-    "enableECSManagedTags",
-    "loadBalancers",
-    "propagateTags",
-    "serviceRegistries",
-    "availabilityZoneRebalancing",
-];
+/// Fields CreateService takes and UpdateService does not: a new service is needed to change them.
+const CREATE_ONLY: &[&str] = &["launchType", "schedulingStrategy"];
 
 /// ECS's answer to a strategy change without a new deployment.
 pub(super) const FORCE_NEEDED: &str = "When switching from launch type to capacity provider strategy on an existing service, or making a change to a capacity provider strategy on a service that is already using one, you must force a new deployment.";
@@ -86,7 +72,7 @@ pub(super) fn updated(settings: &mut Map<String, Value>, body: &Value) -> Result
             return Err(invalid("UpdateService", FORCE_NEEDED));
         }
     }
-    for field in UPDATED {
+    for field in STORED.iter().filter(|f| !CREATE_ONLY.contains(f)) {
         let Some(v) = body.get(*field).filter(|v| !v.is_null()) else { continue };
         match *field {
             "deploymentConfiguration" => {
