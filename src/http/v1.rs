@@ -253,9 +253,18 @@ pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequ
         if let Some(head) = state.controller.head(&repo.name, &req.branch) {
             for prefix in head.intents.keys() {
                 let key = gitmoxi_deploy::record::AppKey { repo: repo.name.clone(), branch: req.branch.clone(), prefix: prefix.clone() };
-                if let Ok(mut c) = state.controller.store.commands(&key) {
+                let written = state.controller.store.commands(&key).and_then(|mut c| {
                     c.force = true;
-                    let _ = state.controller.store.put_commands(&key, &c);
+                    state.controller.store.put_commands(&key, &c)
+                });
+                if let Err(e) = written {
+                    // never "accepted" for a force that was not written (issue 24)
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "the forced redeploy of {prefix} was not recorded ({e}); the apps before it are forced, run the command again"
+                        ),
+                    );
                 }
             }
             if let Err(e) = state.controller.request_replan(&repo.name, &req.branch).await {
