@@ -57,7 +57,7 @@ async fn bench(n: usize) -> (Duration, Duration, u32) {
     let controller = Controller::new(store.clone(), world.provider(), Clock::system(), Metrics::new(), settings);
     // drift checks off: this measures the pass a new, unchanged head causes
     let drift = gitmoxi_deploy::drift::DriftPolicy { mode: gitmoxi_deploy::drift::DriftMode::Ignore, ..Default::default() };
-    let policy = RepoPolicy { max_prune: 3, max_prune_percent: 25, drift };
+    let policy = RepoPolicy { max_prune: 3, max_prune_percent: 25, drift, adopt_untagged: false };
     let ctx = RenderContext::new("us-east-1".into());
     let snapshot = load_snapshot(&tree(n, "nginx:1"), &ctx);
     let fingerprints: Vec<(String, String, gitmoxi_deploy::spec::Identity)> =
@@ -100,7 +100,7 @@ async fn steady(n: usize) -> std::collections::BTreeMap<String, u32> {
     // the same apps again with drift checks on, as every gitmoxi runs
     let quiet = gitmoxi_deploy::drift::DriftPolicy { mode: gitmoxi_deploy::drift::DriftMode::Ignore, ..Default::default() };
     let ctx = RenderContext::new("us-east-1".into());
-    let deploying = RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: quiet };
+    let deploying = RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: quiet, adopt_untagged: false };
     controller.apply_head("bench", "main", "c1", load_snapshot(&tree(n, "nginx:1"), &ctx), deploying).expect("head");
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(controller.clone().run(shutdown.clone()));
@@ -116,7 +116,7 @@ async fn steady(n: usize) -> std::collections::BTreeMap<String, u32> {
         assert!(started.elapsed() < Duration::from_secs(24 * 3600), "{deployed} of {n} deployed after a virtual day");
     }
     eprintln!("{n} apps deployed in {:?} virtual", started.elapsed());
-    let steady = RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default() };
+    let steady = RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default(), adopt_untagged: false };
     controller.apply_head("bench", "main", "c2", load_snapshot(&tree(n, "nginx:1"), &ctx), steady).expect("head");
     // let the first drift checks pass, then count one hour
     tokio::time::sleep(Duration::from_secs(600)).await;

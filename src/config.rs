@@ -37,6 +37,9 @@ pub struct RepoConfig {
     pub ssh: Option<SshConfig>,
     /// `[repos.scope]`: what this repository's apps may deploy (issue 27); open by default.
     pub scope: gitmoxi_deploy::scope::RepoScope,
+    /// `adopt_untagged`: its apps may take over services and functions gitmoxi did not create
+    /// (no gitmoxi tags); off by default.
+    pub adopt_untagged: bool,
 }
 
 /// An SSH repository's deploy key (read on use: a file, Secrets Manager or SSM; none: the
@@ -338,6 +341,9 @@ struct FileRepo {
     known_hosts: Option<PathBuf>,
     /// What the repository's apps may deploy.
     scope: Option<gitmoxi_deploy::scope::RepoScope>,
+    /// Take over services and functions gitmoxi did not create.
+    #[serde(default)]
+    adopt_untagged: bool,
 }
 
 /// Values given on the command line or in `GITMOXI_*` variables (they win over the file).
@@ -566,6 +572,7 @@ impl Config {
                 forge: r.forge.as_ref().map(|c| forge_target(i, &r.url, c, r)).transpose()?,
                 ssh: ssh_config(i, r)?,
                 scope: r.scope.clone().unwrap_or_default(),
+                adopt_untagged: r.adopt_untagged,
             });
         }
         if let Some(url) = &o.repo {
@@ -591,6 +598,7 @@ impl Config {
                     forge: None,
                     ssh: None,
                     scope: Default::default(),
+                    adopt_untagged: false,
                 }),
             }
         }

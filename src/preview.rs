@@ -212,7 +212,12 @@ pub fn plan_preview(
     snapshot: &Snapshot,
     to: &str,
 ) -> Result<PlanPreview, String> {
-    let policy = crate::controller::RepoPolicy { max_prune: repo.max_prune, max_prune_percent: repo.max_prune_percent, drift: repo.drift };
+    let policy = crate::controller::RepoPolicy {
+        max_prune: repo.max_prune,
+        max_prune_percent: repo.max_prune_percent,
+        drift: repo.drift,
+        adopt_untagged: repo.adopt_untagged,
+    };
     let scoped = gitmoxi_deploy::scope::restrict(snapshot.clone(), &repo.scope, controller.settings.own_account.as_deref());
     let snapshot = &scoped;
     let (_, intents) = controller.intents_of(&repo.name, branch, snapshot, policy, false).map_err(|e| e.to_string())?;

@@ -113,6 +113,7 @@ impl Repos {
             forge: None,
             ssh: None,
             scope: api_policy.scope.clone(),
+            adopt_untagged: false,
         };
         Arc::new(Repos {
             controller,

@@ -152,7 +152,12 @@ pub async fn run(
 ) {
     let source = Arc::new(GitSource::new(&repo.url, &branch, mirror_dir(&state_dir, &repo), None));
     let ctx = RenderContext { default_region: controller.settings.default_region.clone(), limits: controller.settings.render_limits };
-    let policy = RepoPolicy { max_prune: repo.max_prune, max_prune_percent: repo.max_prune_percent, drift: repo.drift };
+    let policy = RepoPolicy {
+        max_prune: repo.max_prune,
+        max_prune_percent: repo.max_prune_percent,
+        drift: repo.drift,
+        adopt_untagged: repo.adopt_untagged,
+    };
     let meta_key = format!("head/{}/{branch}", repo.name);
     let mut last: Option<String> = None;
     loop {

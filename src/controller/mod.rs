@@ -71,6 +71,8 @@ pub struct RepoPolicy {
     pub max_prune: usize,
     pub max_prune_percent: u32,
     pub drift: gitmoxi_deploy::drift::DriftPolicy,
+    /// `adopt_untagged`: the repository may take over resources gitmoxi did not create.
+    pub adopt_untagged: bool,
 }
 
 pub struct Controller {

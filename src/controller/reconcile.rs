@@ -88,6 +88,7 @@ impl Controller {
             refusal: None,
             own_account: self.settings.own_account.as_deref(),
             account_roles: &self.settings.account_roles,
+            adopt_untagged: head.policy.adopt_untagged,
         };
         crate::aws::limits::PRIORITY
             .scope(priority, async {

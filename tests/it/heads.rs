@@ -23,7 +23,7 @@ fn snapshot(image: &str) -> Snapshot {
 }
 
 fn policy() -> RepoPolicy {
-    RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default() }
+    RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default(), adopt_untagged: false }
 }
 
 fn loaded(commit: &str, source: &CancellationToken) -> LoadedHead {

@@ -266,6 +266,7 @@ impl Server {
                 forge,
                 ssh,
                 scope: Default::default(),
+                adopt_untagged: false,
             }],
             default_region: "us-east-1".into(),
             listen: format!("127.0.0.1:{port}").parse().expect("addr"),

@@ -74,7 +74,7 @@ impl Sim {
             tree: MemTree::new(),
             commits: 0,
             seed,
-            policy: RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default() },
+            policy: RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default(), adopt_untagged: false },
             clock,
             accounts: Vec::new(),
         };

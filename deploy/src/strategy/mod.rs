@@ -103,6 +103,9 @@ pub struct StepInput<'a> {
     pub own_account: Option<&'a str>,
     /// The other accounts the controller has a role in, and their regions (`[accounts]`).
     pub account_roles: &'a crate::accounts::AccountRoles,
+    /// The repository takes over an existing service or function that carries no gitmoxi tags
+    /// (`adopt_untagged = true` in its `[[repos]]`; issue 27). Off: such a resource is refused.
+    pub adopt_untagged: bool,
 }
 
 /// Before observing: a plan made without looking at AWS, or what to look at.
@@ -440,6 +443,19 @@ fn observed_tags<'a>(input: &'a StepInput<'_>) -> Option<&'a std::collections::B
 fn refuse_before_first_mutation(input: &StepInput<'_>, record: &DeploymentRecord) -> Option<Plan> {
     if record.operation != Operation::Deploy || !before_first_mutation(&record.phase) {
         return None;
+    }
+    let untagged =
+        observed_tags(input).is_some_and(|tags| !tags.contains_key(ecs_rolling::TAG_APP) && !tags.contains_key(ecs_rolling::TAG_REPO));
+    if untagged && !input.applied.owned && !input.adopt_untagged {
+        let why = format!(
+            "{} exists and gitmoxi did not create it (it has no gitmoxi tags): nothing was changed; set adopt_untagged = true in the repository's [[repos]] to let this app take it over, or name another service or function",
+            record.identity
+        );
+        let mut failed = record.clone();
+        failed.evidence.push(why.clone());
+        failed.log(input.now_ms, Level::Error, why);
+        let (failed, completion) = fail_record(&failed, FailureCause::NotOwned, input.now_ms);
+        return Some(Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() });
     }
     if let Some(owner) = observed_tags(input).and_then(|tags| foreign_owner(input, tags)) {
         let why = format!("{} belongs to {owner} (its gitmoxi tags say so): nothing was changed", record.identity);

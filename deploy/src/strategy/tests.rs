@@ -61,6 +61,7 @@ fn input<'a>(
         refusal: None,
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
+        adopt_untagged: false,
     }
 }
 

@@ -78,6 +78,7 @@ fn run_with(
         refusal: None,
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
+        adopt_untagged: false,
     })
 }
 
@@ -259,7 +260,12 @@ fn a_first_deployment_creates_the_service_and_the_first_task_set_without_shiftin
     assert_eq!(body["deploymentController"]["type"], "EXTERNAL");
     assert!(body.get("taskDefinition").is_none() && body.get("loadBalancers").is_none() && body.get("launchType").is_none());
     assert_eq!(body["clientToken"], client_token("dep-2", "create-service"));
-    obs.service = Some(service(4));
+    // the service as CreateService made it: with this app's gitmoxi tags
+    let tags = [
+        (crate::strategy::ecs_rolling::TAG_APP.to_string(), key().tag_value()),
+        (crate::strategy::ecs_rolling::TAG_REPO.to_string(), "repo".to_string()),
+    ];
+    obs.service = Some(ObservedService { tags: tags.into_iter().collect(), ..service(4) });
     record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
     let plan = run(&desired, &fresh, Some(&record), &obs, 0);
     let Action::EcsCreateTaskSet { body } = &plan.actions[0] else { panic!("{:?}", plan.actions) };

@@ -48,6 +48,7 @@ fn run(s: Step<'_>) -> Plan {
         refusal: None,
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
+        adopt_untagged: false,
     })
 }
 

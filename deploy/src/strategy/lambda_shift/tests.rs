@@ -65,6 +65,7 @@ fn run_commit(
         refusal: None,
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
+        adopt_untagged: false,
     })
 }
 
@@ -295,7 +296,9 @@ fn a_first_deployment_creates_the_function_then_the_alias_without_shifting() {
     assert_eq!(body["Publish"], true);
     assert_eq!(body["Tags"]["gitmoxi:app"], "main:fn/hello");
     let sha = crate::spec::fingerprint::lambda_code_sha256("bmV3").expect("sha");
-    obs.lambda.function = Some(function("$LATEST", &sha, "r1"));
+    // the function as CreateFunction made it: with this app's gitmoxi tags
+    let tags = [("gitmoxi:app".to_string(), "main:fn/hello".to_string()), ("gitmoxi:repo".to_string(), "repo".to_string())];
+    obs.lambda.function = Some(ObservedFunction { tags: tags.into_iter().collect(), ..function("$LATEST", &sha, "r1") });
     obs.lambda.versions = vec![function("1", &sha, "r1")];
     let record = run(&desired, &fresh, Some(&record), &obs, 0).next_record.expect("next");
     assert_eq!(record.phase, Phase::Lambda(LambdaPhase::Publish));
@@ -537,6 +540,7 @@ fn a_delete_takes_the_alias_out_of_every_push_source_once() {
             refusal: None,
             own_account: Some("123456789012"),
             account_roles: &crate::accounts::NO_ROLES,
+            adopt_untagged: false,
         })
     };
     let record = input(None, &obs).next_record.expect("a delete starts");

@@ -249,3 +249,40 @@ fn a_service_owned_by_another_repository_is_neither_updated_nor_deleted() {
     assert!(p.actions.is_empty(), "no delete: {p:?}");
     assert_eq!(p.finished.expect("refused").0.cause, Some(FailureCause::NotOwned));
 }
+
+/// Issue 27: a service gitmoxi did not create (no gitmoxi tags) is taken over only when the
+/// repository opts in (`adopt_untagged`).
+#[test]
+fn an_untagged_service_is_adopted_only_by_a_repository_that_opts_in() {
+    let a = app("nginx:2", "{}");
+    let obs =
+        Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), registered_task_definition: Some(TD2.into()), ..Default::default() };
+    let never_owned = AppliedState::default();
+    let started =
+        run(Step { desired: Desired::Present(&a), applied: &never_owned, record: None, observed: &obs, now: 0 }).next_record.unwrap();
+    let p = run(Step { desired: Desired::Present(&a), applied: &never_owned, record: Some(&started), observed: &obs, now: 1 });
+    assert!(p.actions.is_empty(), "{p:?}");
+    let (done, _) = p.finished.expect("refused");
+    assert_eq!(done.cause, Some(FailureCause::NotOwned));
+    assert!(done.evidence.iter().any(|e| e.contains("adopt_untagged")), "the fix is named: {:?}", done.evidence);
+    // the repository opts in: the deployment goes on
+    let key = key();
+    let opted = strategy::step(&StepInput {
+        key: &key,
+        commit: "c0ffee",
+        desired: Desired::Present(&a),
+        applied: &never_owned,
+        record: Some(&started),
+        observed: &obs,
+        now_ms: 1,
+        new_deployment_id: "dep-1",
+        commands: &crate::commands::NO_COMMANDS,
+        drift: crate::drift::DriftClock::off(),
+        moved: false,
+        refusal: None,
+        own_account: Some("123456789012"),
+        account_roles: &crate::accounts::NO_ROLES,
+        adopt_untagged: true,
+    });
+    assert!(opted.finished.is_none(), "{opted:?}");
+}
