@@ -201,6 +201,9 @@ pub struct PreviewApp {
     pub risk: Option<AppRisk>,
     /// Drift gitmoxi found at its last comparison with AWS.
     pub drift: Option<String>,
+    /// What the planner warns of (e.g. a target group another app shares).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The preview of `snapshot` (the commit `to`) merged into `branch` of `repo`: the planner's
@@ -233,7 +236,15 @@ pub fn plan_preview(
             let drift = drift_of(&i.app);
             let risk = risks.remove(&i.app);
             let keep = i.intent != gitmoxi_deploy::intent::Intent::Keep || drift.is_some();
-            keep.then(|| PreviewApp { action: i.intent.as_str(), identity: i.identity, reason: i.reason, risk, drift, prefix: i.app })
+            keep.then(|| PreviewApp {
+                action: i.intent.as_str(),
+                identity: i.identity,
+                reason: i.reason,
+                risk,
+                drift,
+                warnings: i.warnings,
+                prefix: i.app,
+            })
         })
         .collect();
     apps.sort_by(|a, b| {
@@ -284,6 +295,9 @@ pub fn markdown(p: &PlanPreview) -> String {
                 out.push_str(&format!("\n- {} (+{}: {})", md_text(&reason.change), reason.weight, md_text(&reason.why)));
             }
             out.push('\n');
+        }
+        for warning in &a.warnings {
+            out.push_str(&format!("\n⚠️ {}\n", md_text(warning)));
         }
         if a.drift.is_some() {
             // what differs stays in gitmoxi (the API and the page, behind the token), not in a PR comment

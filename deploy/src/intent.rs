@@ -305,7 +305,32 @@ pub fn intents_of_head(
         });
     }
     entries.sort_by(|a, b| a.app.cmp(&b.app));
+    warn_shared_target_groups(snapshot, &mut entries);
     entries
+}
+
+/// Two blue/green apps that share a target group (issue 27): each one's traffic shift moves the
+/// other's traffic too. Both are warned, each naming the other; nothing is refused.
+fn warn_shared_target_groups(snapshot: &Snapshot, entries: &mut [AppIntent]) {
+    let mut users: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for app in snapshot.valid() {
+        let crate::spec::AppSpec::Ecs(ecs) = &app.spec else { continue };
+        if ecs.strategy != crate::spec::ecs::EcsStrategy::BlueGreen {
+            continue;
+        }
+        for tg in crate::strategy::ecs_blue_green::target_groups(ecs) {
+            users.entry(tg).or_default().push(&app.prefix);
+        }
+    }
+    for (tg, apps) in users.iter().filter(|(_, apps)| apps.len() > 1) {
+        for entry in entries.iter_mut().filter(|e| apps.contains(&e.app.as_str())) {
+            let others: Vec<&str> = apps.iter().copied().filter(|a| *a != entry.app).collect();
+            entry.warnings.push(format!(
+                "target group {tg} is also used by {}: each app's blue/green deployment would move the other's traffic",
+                others.join(", ")
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -462,6 +487,28 @@ mod tests {
         assert_eq!(a1.intent, Intent::Conflict);
         assert!(a1.reason.contains("owned by team-a/main:svc/s1"), "{}", a1.reason);
         assert!(plan.iter().filter(|e| e.app != "a1/s").all(|e| e.intent == Intent::Deploy), "{plan:?}");
+    }
+
+    #[test]
+    fn blue_green_apps_sharing_a_target_group_are_both_warned() {
+        const TG_A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/1";
+        const TG_B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/b/2";
+        let mut t = MemTree::new();
+        for (prefix, service) in [("one/s", "one"), ("two/s", "two")] {
+            t.insert(
+                &format!("{prefix}_svcdef.json"),
+                &format!(
+                    r#"{{"serviceName": "{service}", "cluster": "prod", "deploymentController": {{"type": "EXTERNAL"}}, "taskDefinition": "x:1",
+                        "loadBalancers": [{{"targetGroupArn": "{TG_A}", "containerName": "c", "containerPort": 80}}]}}"#
+                ),
+            );
+            t.insert(&format!("{prefix}_depdef.json"), &format!(r#"{{"targetGroupArnPairs": [["{TG_A}", "{TG_B}"]]}}"#));
+        }
+        let plan = intents_of_head(&snap(&t), &BTreeMap::new(), PrunePolicy::default(), &BTreeSet::new(), None);
+        for (app, other) in [("one/s", "two/s"), ("two/s", "one/s")] {
+            let entry = plan.iter().find(|e| e.app == app).unwrap();
+            assert!(entry.warnings.iter().any(|w| w.contains(other) && w.contains("move the other's traffic")), "{:?}", entry.warnings);
+        }
     }
 
     #[test]

@@ -439,7 +439,13 @@ impl Controller {
             let mut app = stored.clone().unwrap_or_else(|| AppEntry::new(key.clone(), entry.kind));
             let problems: Vec<Diagnostic> = match snapshot.apps.get(&entry.app) {
                 Some(Err(invalid)) => invalid.errors.clone(),
-                Some(Ok(valid)) => valid.warnings.clone(),
+                Some(Ok(valid)) => {
+                    // the plan's own warnings (e.g. a target group two apps share) show beside the files'
+                    let mut problems = valid.warnings.clone();
+                    let own: BTreeSet<String> = problems.iter().map(ToString::to_string).collect();
+                    problems.extend(entry.warnings.iter().filter(|w| !own.contains(*w)).map(|w| Diagnostic::new(&entry.app, w.clone())));
+                    problems
+                }
                 None => Vec::new(),
             };
             let changed = app.intent != Some(entry.intent) || app.head_commit.as_deref() != Some(commit);
