@@ -189,13 +189,18 @@ pub fn lambda_function(lambdadef: &Value, aws: &std::collections::BTreeMap<Strin
 
 /// The differences in fields UpdateService can change (the rest need a replacement).
 pub fn updatable(differences: &[Difference]) -> impl Iterator<Item = &Difference> {
-    differences.iter().filter(|d| !CREATE_ONLY.iter().any(|f| d.pointer == format!("/{f}") || d.pointer.starts_with(&format!("/{f}/"))))
+    differences.iter().filter(|d| !CREATE_ONLY.contains(&top_field(&d.pointer)))
+}
+
+/// The svcdef field a pointer starts in (`/a/b/0` → `a`).
+fn top_field(pointer: &str) -> &str {
+    pointer.trim_start_matches('/').split('/').next().unwrap_or_default()
 }
 
 /// Whether an UpdateService with these differences must force a new deployment (ECS refuses
 /// a capacity provider strategy change without one).
 pub fn needs_new_deployment(differences: &[Difference]) -> bool {
-    differences.iter().any(|d| d.pointer.starts_with("/capacityProviderStrategy"))
+    differences.iter().any(|d| top_field(&d.pointer) == "capacityProviderStrategy")
 }
 
 /// `pointer` is the concrete one; `pattern` has `*` for list indexes (the tables' keys).
@@ -219,7 +224,7 @@ fn compare(pointer: &str, pattern: &str, want: &Value, have: Option<&Value>, out
                     compare(&format!("{pointer}/{k}"), &format!("{pattern}/{k}"), v, theirs.get(k), out);
                 }
             }
-            _ if fields.values().all(|v| is_emptyish(v, pattern)) => {}
+            _ if fields.values().all(is_emptyish) => {}
             other => out.push(Difference { pointer: pointer.to_string(), file: want.clone(), aws: other.cloned() }),
         },
         Value::Array(items) => {
@@ -249,12 +254,12 @@ fn compare(pointer: &str, pattern: &str, want: &Value, have: Option<&Value>, out
     }
 }
 
-/// An object of the file whose every value is empty or a default matches an absent one.
-fn is_emptyish(v: &Value, _pattern: &str) -> bool {
+/// An object of the file whose every value is empty matches an absent one.
+fn is_emptyish(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.values().all(|v| is_emptyish(v, _pattern)),
+        Value::Object(o) => o.values().all(is_emptyish),
         _ => false,
     }
 }

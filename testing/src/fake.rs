@@ -979,11 +979,11 @@ impl Ecs for FakeEcs {
                 Ok(()) => match w.services.get_mut(&key) {
                     // ECS checks the task definition before it changes anything
                     Some(s) if s.status == "ACTIVE" && resolved == Some(None) => Err(unknown_task_definition("UpdateService")),
-                    Some(s) if s.status == "ACTIVE" && settings::updated(&mut s.settings.clone(), body).is_err() => {
+                    Some(s) if s.status == "ACTIVE" && settings::refuses(&s.settings, body) => {
                         Err(invalid("UpdateService", settings::FORCE_NEEDED))
                     }
                     Some(s) if s.status == "ACTIVE" => {
-                        let _ = settings::updated(&mut s.settings, body);
+                        settings::apply(&mut s.settings, body);
                         let forced = body.get("forceNewDeployment").and_then(Value::as_bool) == Some(true);
                         let sent_count = body.get("desiredCount").and_then(Value::as_u64);
                         if let Some(n) = sent_count {

@@ -9,7 +9,7 @@
 //! the checks alike.
 
 use gitmoxi::clock::Clock;
-use gitmoxi::controller::{Controller, ControllerSettings};
+use gitmoxi::controller::Controller;
 use gitmoxi::http::serve::Limits;
 use gitmoxi::http::webhooks::Webhooks;
 use gitmoxi::http::{router, HttpState};
@@ -45,16 +45,7 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 /// An open server (no token: the event streams need no session) with small limits.
 async fn start(shutdown: &CancellationToken) -> SocketAddr {
     let world = FakeWorld::new();
-    let settings = ControllerSettings {
-        default_region: "us-east-1".into(),
-        concurrency: 2,
-        seed: 5,
-        drift_interval: Duration::from_secs(300),
-        own_account: Some("123456789012".into()),
-        account_roles: Default::default(),
-        render_limits: Default::default(),
-        render_worker: None,
-    };
+    let settings = crate::support::controller_settings(2, 5);
     let controller = Controller::new(Store::temporary().unwrap(), world.provider(), Clock::system(), Metrics::new(), settings);
     let dir = tempfile::tempdir().unwrap().keep();
     let repos = Repos::new(controller.clone(), dir.clone(), Duration::from_secs(3600), shutdown.clone(), Default::default());

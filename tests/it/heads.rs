@@ -3,7 +3,7 @@
 
 use gitmoxi::clock::Clock;
 use gitmoxi::controller::heads::LoadedHead;
-use gitmoxi::controller::{Controller, ControllerSettings, RepoPolicy};
+use gitmoxi::controller::{Controller, RepoPolicy};
 use gitmoxi::metrics::Metrics;
 use gitmoxi_deploy::record::AppKey;
 use gitmoxi_deploy::spec::Snapshot;
@@ -11,7 +11,6 @@ use gitmoxi_deploy::spec::{load_snapshot, MemTree, RenderContext};
 use gitmoxi_state::Store;
 use gitmoxi_testing::fake::FakeWorld;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn snapshot(image: &str) -> Snapshot {
@@ -38,16 +37,7 @@ fn loaded(commit: &str, source: &CancellationToken) -> LoadedHead {
 }
 
 fn controller() -> Arc<Controller> {
-    let settings = ControllerSettings {
-        default_region: "us-east-1".into(),
-        concurrency: 1,
-        seed: 7,
-        drift_interval: Duration::from_secs(300),
-        own_account: Some("123456789012".into()),
-        account_roles: Default::default(),
-        render_limits: Default::default(),
-        render_worker: None,
-    };
+    let settings = crate::support::controller_settings(1, 7);
     Controller::new(Store::temporary().expect("store"), FakeWorld::new().provider(), Clock::starting_at(0), Metrics::new(), settings)
 }
 

@@ -15,6 +15,12 @@ type Received = Arc<Mutex<Vec<(String, Value)>>>;
 
 async fn receiver() -> (String, Received, tokio::task::JoinHandle<()>) {
     let received: Received = Arc::new(Mutex::new(Vec::new()));
+    let (addr, task) = listen("127.0.0.1", received.clone()).await;
+    (format!("http://{addr}"), received, task)
+}
+
+/// A receiver on `ip` that keeps every JSON body POSTed to `/{sink}` in `received`.
+async fn listen(ip: &str, received: Received) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let app = Router::new()
         .route(
             "/{sink}",
@@ -23,13 +29,13 @@ async fn receiver() -> (String, Received, tokio::task::JoinHandle<()>) {
                 "ok"
             }),
         )
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+        .with_state(received);
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.expect("a loopback address");
+    let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (url, received, task)
+    (addr, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,20 +109,7 @@ async fn depdef_webhooks_reach_no_internal_host_and_never_the_controller() {
     let mut internal = Vec::new();
     let received: Received = Arc::new(Mutex::new(Vec::new()));
     for ip in ["127.0.0.2", "127.0.0.3"] {
-        let app = Router::new()
-            .route(
-                "/{sink}",
-                post(|State(r): State<Received>, Path(sink): Path<String>, Json(body): Json<Value>| async move {
-                    r.lock().unwrap().push((sink, body));
-                    "ok"
-                }),
-            )
-            .with_state(received.clone());
-        let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.expect("another loopback address");
-        internal.push(listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        internal.push(listen(ip, received.clone()).await.0);
     }
     let (a, b) = (internal[0], internal[1]);
     let decimal = u32::from(match b.ip() {

@@ -6,7 +6,7 @@
 use crate::moto::{synced, write_terraform_app, Moto, Server};
 use crate::support::TestRepo;
 use gitmoxi::clock::Clock;
-use gitmoxi::controller::{Controller, ControllerSettings};
+use gitmoxi::controller::Controller;
 use gitmoxi::metrics::Metrics;
 use gitmoxi::repos::{RepoRecord, Repos};
 use gitmoxi_state::Store;
@@ -184,7 +184,7 @@ async fn a_repository_added_with_gmctls_call_deploys_and_can_be_deleted() {
 async fn api_added_repositories_come_back_after_a_restart() {
     let world = FakeWorld::new();
     let store = Store::temporary().unwrap();
-    let settings = controller_settings;
+    let settings = || crate::support::controller_settings(2, 1);
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let controller = Controller::new(store.clone(), world.provider(), Clock::system(), Metrics::new(), settings());
@@ -224,7 +224,13 @@ async fn api_added_repositories_come_back_after_a_restart() {
 #[tokio::test]
 async fn api_repositories_are_capped_their_branches_checked_and_a_deleted_one_leaves_no_mirror() {
     let world = FakeWorld::new();
-    let controller = Controller::new(Store::temporary().unwrap(), world.provider(), Clock::system(), Metrics::new(), controller_settings());
+    let controller = Controller::new(
+        Store::temporary().unwrap(),
+        world.provider(),
+        Clock::system(),
+        Metrics::new(),
+        crate::support::controller_settings(2, 1),
+    );
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let policy = gitmoxi::repo_policy::ApiRepoPolicy { allow_local: true, ..Default::default() };
@@ -262,18 +268,4 @@ async fn api_repositories_are_capped_their_branches_checked_and_a_deleted_one_le
     assert!(refused.to_string().contains("delete one first"), "{refused}");
     shutdown.cancel();
     repos.join().await;
-}
-
-/// A controller of the repository tests (no heads owner runs: what is tested is `Repos`).
-fn controller_settings() -> ControllerSettings {
-    ControllerSettings {
-        default_region: "us-east-1".into(),
-        concurrency: 2,
-        seed: 1,
-        drift_interval: Duration::from_secs(300),
-        own_account: Some("123456789012".into()),
-        account_roles: Default::default(),
-        render_limits: Default::default(),
-        render_worker: None,
-    }
 }

@@ -2,7 +2,7 @@
 //! with it; bad JSON is a 400 that says what is wrong; a body over 1 MiB is a 413.
 
 use gitmoxi::clock::Clock;
-use gitmoxi::controller::{Controller, ControllerSettings};
+use gitmoxi::controller::Controller;
 use gitmoxi::http::webhooks::Webhooks;
 use gitmoxi::http::{router, HttpState};
 use gitmoxi::metrics::Metrics;
@@ -31,16 +31,7 @@ pub async fn serve_with_access(
     access: gitmoxi::http::access::Access,
 ) -> (String, CancellationToken, Arc<Repos>) {
     let world = FakeWorld::new();
-    let settings = ControllerSettings {
-        default_region: "us-east-1".into(),
-        concurrency: 2,
-        seed: 3,
-        drift_interval: Duration::from_secs(300),
-        own_account: Some("123456789012".into()),
-        account_roles: Default::default(),
-        render_limits: Default::default(),
-        render_worker: None,
-    };
+    let settings = crate::support::controller_settings(2, 3);
     let controller = Controller::new(Store::temporary().unwrap(), world.provider(), Clock::system(), Metrics::new(), settings);
     let shutdown = CancellationToken::new();
     let dir = tempfile::tempdir().unwrap().keep();

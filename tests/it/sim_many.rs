@@ -317,16 +317,7 @@ async fn many_workers_flushing_an_on_disk_store_at_once_never_deadlock() {
     let dir = tempfile::tempdir().unwrap();
     let store = gitmoxi_state::Store::open(dir.path()).unwrap();
     let world = gitmoxi_testing::fake::FakeWorld::new();
-    let settings = ControllerSettings {
-        default_region: REGION.into(),
-        concurrency: 64,
-        seed: 1,
-        drift_interval: Duration::from_secs(3600),
-        own_account: Some("123456789012".into()),
-        account_roles: Default::default(),
-        render_limits: Default::default(),
-        render_worker: None,
-    };
+    let settings = ControllerSettings { drift_interval: Duration::from_secs(3600), ..crate::support::controller_settings(64, 1) };
     let controller = std::sync::Arc::new(Controller::new(
         store,
         world.provider(),

@@ -89,3 +89,18 @@ pub fn ecs_app(prefix: &str, service: &str, cluster: &str, image_expr: &str, des
     files.insert(format!("{prefix}_depdef.json"), depdef.to_string());
     files
 }
+
+/// The settings of a controller in a test: region us-east-1, the controller's account
+/// 123456789012, no roles, drift every 5 minutes, renders in this process.
+pub fn controller_settings(concurrency: usize, seed: u64) -> gitmoxi::controller::ControllerSettings {
+    gitmoxi::controller::ControllerSettings {
+        default_region: "us-east-1".into(),
+        concurrency,
+        seed,
+        drift_interval: std::time::Duration::from_secs(300),
+        own_account: Some("123456789012".into()),
+        account_roles: Default::default(),
+        render_limits: Default::default(),
+        render_worker: None,
+    }
+}

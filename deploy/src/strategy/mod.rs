@@ -444,46 +444,50 @@ fn refuse_before_first_mutation(input: &StepInput<'_>, record: &DeploymentRecord
     if record.operation != Operation::Deploy || !before_first_mutation(&record.phase) {
         return None;
     }
-    let untagged =
-        observed_tags(input).is_some_and(|tags| !tags.contains_key(ecs_rolling::TAG_APP) && !tags.contains_key(ecs_rolling::TAG_REPO));
+    let (cause, why) = pre_mutation_refusal(input, record)?;
+    Some(refused(record, cause, why, input.now_ms))
+}
+
+/// Why the deployment may not make its first change, if it may not.
+fn pre_mutation_refusal(input: &StepInput<'_>, record: &DeploymentRecord) -> Option<(FailureCause, String)> {
+    let tags = observed_tags(input);
+    let untagged = tags.is_some_and(|tags| !tags.contains_key(ecs_rolling::TAG_APP) && !tags.contains_key(ecs_rolling::TAG_REPO));
     if untagged && !input.applied.owned && !input.adopt_untagged {
         let why = format!(
             "{} exists and gitmoxi did not create it (it has no gitmoxi tags): nothing was changed; set adopt_untagged = true in the repository's [[repos]] to let this app take it over, or name another service or function",
             record.identity
         );
-        let mut failed = record.clone();
-        failed.evidence.push(why.clone());
-        failed.log(input.now_ms, Level::Error, why);
-        let (failed, completion) = fail_record(&failed, FailureCause::NotOwned, input.now_ms);
-        return Some(Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() });
+        return Some((FailureCause::NotOwned, why));
     }
-    if let Some(owner) = observed_tags(input).and_then(|tags| foreign_owner(input, tags)) {
-        let why = format!("{} belongs to {owner} (its gitmoxi tags say so): nothing was changed", record.identity);
-        let mut failed = record.clone();
-        failed.evidence.push(why.clone());
-        failed.log(input.now_ms, Level::Error, why);
-        let (failed, completion) = fail_record(&failed, FailureCause::NotOwned, input.now_ms);
-        return Some(Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() });
+    if let Some(owner) = tags.and_then(|tags| foreign_owner(input, tags)) {
+        return Some((
+            FailureCause::NotOwned,
+            format!("{} belongs to {owner} (its gitmoxi tags say so): nothing was changed", record.identity),
+        ));
     }
     let watched = watched_alarms(record);
     let missing: Vec<&str> =
         input.observed.alarms.iter().filter(|a| a.state.is_none() && watched.contains(&a.name)).map(|a| a.name.as_str()).collect();
-    let missing_groups = input.observed.elb.as_ref().map(|e| e.missing_target_groups.clone()).unwrap_or_default();
-    let why = match (missing.is_empty(), missing_groups.first()) {
-        (true, None) => return None,
-        (false, _) => format!(
+    if !missing.is_empty() {
+        let why = format!(
             "alarm {} of alarms.alarmNames does not exist in CloudWatch: create it or remove it from the depdef (nothing was changed)",
             missing.join(", ")
-        ),
-        (true, Some(group)) => {
-            format!("target group {group} of the depdef does not exist: create it or fix targetGroupArnPairs (nothing was changed)")
-        }
-    };
+        );
+        return Some((FailureCause::ValidationError, why));
+    }
+    let group = input.observed.elb.as_ref().and_then(|e| e.missing_target_groups.first())?;
+    let why = format!("target group {group} of the depdef does not exist: create it or fix targetGroupArnPairs (nothing was changed)");
+    Some((FailureCause::ValidationError, why))
+}
+
+/// Ends `record` as failed with `cause`, before any AWS change: `why` goes to its evidence and
+/// timeline.
+fn refused(record: &DeploymentRecord, cause: FailureCause, why: String, now_ms: u64) -> Plan {
     let mut failed = record.clone();
     failed.evidence.push(why.clone());
-    failed.log(input.now_ms, Level::Error, why);
-    let (failed, completion) = fail_record(&failed, FailureCause::ValidationError, input.now_ms);
-    Some(Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() })
+    failed.log(now_ms, Level::Error, why);
+    let (failed, completion) = fail_record(&failed, cause, now_ms);
+    Plan { finished: Some((failed, completion)), requeue_after: STEADY_REQUEUE, ..Plan::default() }
 }
 
 /// Before observing AWS: decides from the commands, the drift cadence, the record and the head

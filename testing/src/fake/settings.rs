@@ -5,8 +5,6 @@
 //! `platformVersion` LATEST on Fargate), changed by each UpdateService field. A capacity
 //! provider strategy change without `forceNewDeployment` is refused with ECS's own message.
 
-use super::invalid;
-use gitmoxi::aws::AwsError;
 use serde_json::{json, Map, Value};
 
 /// The fields CreateService stores and DescribeServices reports back.
@@ -63,15 +61,17 @@ pub(super) fn created(body: &Value) -> Map<String, Value> {
     settings
 }
 
-/// Applies an UpdateService `body` to `settings`; refuses, changing nothing, what ECS refuses.
-pub(super) fn updated(settings: &mut Map<String, Value>, body: &Value) -> Result<(), AwsError> {
-    if let Some(strategy) = body.get("capacityProviderStrategy").filter(|v| !v.is_null()) {
-        let changes = settings.get("capacityProviderStrategy") != Some(strategy);
-        let forced = body.get("forceNewDeployment").and_then(Value::as_bool) == Some(true);
-        if changes && !forced {
-            return Err(invalid("UpdateService", FORCE_NEEDED));
-        }
-    }
+/// Whether ECS refuses this UpdateService before changing anything: a capacity provider
+/// strategy change without `forceNewDeployment` ([`FORCE_NEEDED`]).
+pub(super) fn refuses(settings: &Map<String, Value>, body: &Value) -> bool {
+    let Some(strategy) = body.get("capacityProviderStrategy").filter(|v| !v.is_null()) else { return false };
+    let changes = settings.get("capacityProviderStrategy") != Some(strategy);
+    let forced = body.get("forceNewDeployment").and_then(Value::as_bool) == Some(true);
+    changes && !forced
+}
+
+/// Applies an UpdateService `body` ECS accepted ([`refuses`] said no) to `settings`.
+pub(super) fn apply(settings: &mut Map<String, Value>, body: &Value) {
     for field in STORED.iter().filter(|f| !CREATE_ONLY.contains(f)) {
         let Some(v) = body.get(*field).filter(|v| !v.is_null()) else { continue };
         match *field {
@@ -87,5 +87,4 @@ pub(super) fn updated(settings: &mut Map<String, Value>, body: &Value) -> Result
             }
         }
     }
-    Ok(())
 }

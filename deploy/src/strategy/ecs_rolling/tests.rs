@@ -33,8 +33,13 @@ struct Step<'a> {
 
 fn run(s: Step<'_>) -> Plan {
     let key = key();
-    strategy::step(&StepInput {
-        key: &key,
+    strategy::step(&input_of(&key, s))
+}
+
+/// The step's input: no command, drift off, the controller's own account, no roles.
+fn input_of<'a>(key: &'a AppKey, s: Step<'a>) -> StepInput<'a> {
+    StepInput {
+        key,
         commit: "c0ffee",
         desired: s.desired,
         applied: s.applied,
@@ -49,7 +54,7 @@ fn run(s: Step<'_>) -> Plan {
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
         adopt_untagged: false,
-    })
+    }
 }
 
 fn service(td: &str, desired: u32, deployments: Vec<(&str, u32)>) -> ObservedService {

@@ -267,22 +267,7 @@ fn an_untagged_service_is_adopted_only_by_a_repository_that_opts_in() {
     assert!(done.evidence.iter().any(|e| e.contains("adopt_untagged")), "the fix is named: {:?}", done.evidence);
     // the repository opts in: the deployment goes on
     let key = key();
-    let opted = strategy::step(&StepInput {
-        key: &key,
-        commit: "c0ffee",
-        desired: Desired::Present(&a),
-        applied: &never_owned,
-        record: Some(&started),
-        observed: &obs,
-        now_ms: 1,
-        new_deployment_id: "dep-1",
-        commands: &crate::commands::NO_COMMANDS,
-        drift: crate::drift::DriftClock::off(),
-        moved: false,
-        refusal: None,
-        own_account: Some("123456789012"),
-        account_roles: &crate::accounts::NO_ROLES,
-        adopt_untagged: true,
-    });
+    let opting = Step { desired: Desired::Present(&a), applied: &never_owned, record: Some(&started), observed: &obs, now: 1 };
+    let opted = strategy::step(&StepInput { adopt_untagged: true, ..input_of(&key, opting) });
     assert!(opted.finished.is_none(), "{opted:?}");
 }
