@@ -108,6 +108,10 @@ pub struct EcsDepdef {
     pub fallback_capacity_provider_strategy: Vec<Value>,
     /// Per-app notifications.
     pub webhooks: Vec<AppWebhook>,
+    /// `initialScale` (legacy, percent): green's task set starts at this scale and is scaled to
+    /// 100 % (and waited stable) before its traffic weight passes it. `None` = 100 %.
+    #[serde(default)]
+    pub initial_scale: Option<u32>,
 }
 
 impl Default for EcsDepdef {
@@ -128,6 +132,7 @@ impl Default for EcsDepdef {
             delete_old_upon_success: true,
             fallback_capacity_provider_strategy: Vec::new(),
             webhooks: Vec::new(),
+            initial_scale: None,
         }
     }
 }
@@ -169,7 +174,42 @@ const KNOWN: &[&str] = &[
     "fallbackCapacityProviderStrategy",
     "fallbackCapacityProvider",
     "webhooks",
+    "initialScale",
+    "deploymentConfiguration",
 ];
+
+/// Fields the July 2024 depdef nested under `deploymentConfiguration`; they are read as if they
+/// stood at the top (a top-level field wins). `trafficRoutingConfig` is that format's name for
+/// `trafficShiftingConfig`.
+const NESTED_2024: &[&str] =
+    &["trafficShiftingEnabled", "trafficShiftingConfig", "trafficRoutingConfig", "targetGroupArns", "targetGroupArnPairs", "alarms"];
+
+/// The depdef with the July 2024 shapes lifted to today's names: `deploymentConfiguration.*`
+/// to the top, `trafficRoutingConfig` to `trafficShiftingConfig`, and the breaker's
+/// `numberOfTaskFailures` / `overallTimeout` to `failureThreshold` / `timeout`.
+fn lift_2024(r: &mut FieldReader<'_>, root: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    let mut out = root.clone();
+    if let Some(nested) = r.object(root.get("deploymentConfiguration"), "deploymentConfiguration") {
+        r.warn_unknown(nested, "deploymentConfiguration", NESTED_2024);
+        for (key, value) in nested {
+            if NESTED_2024.contains(&key.as_str()) {
+                out.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+    out.remove("deploymentConfiguration");
+    if let Some(routing) = out.remove("trafficRoutingConfig") {
+        out.entry("trafficShiftingConfig".to_string()).or_insert(routing);
+    }
+    if let Some(Value::Object(breaker)) = out.get_mut("gmDeploymentCircuitBreaker") {
+        for (old, new) in [("numberOfTaskFailures", "failureThreshold"), ("overallTimeout", "timeout")] {
+            if let Some(v) = breaker.remove(old) {
+                breaker.entry(new.to_string()).or_insert(v);
+            }
+        }
+    }
+    out
+}
 
 /// Parses a rendered depdef; `Err` holds every error, `Ok` carries the warnings.
 pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepdef, Vec<Diagnostic>), Vec<Diagnostic>> {
@@ -179,6 +219,8 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
         return Err(vec![Diagnostic::new(file, "the depdef must be a JSON object").at(Some(1), Some(1))]);
     };
     r.warn_unknown(root, "", KNOWN);
+    let lifted = lift_2024(&mut r, root);
+    let root = &lifted;
 
     if let Some(env) = r.object(root.get("environment"), "environment") {
         r.warn_unknown(env, "environment", &["region", "account"]);
@@ -268,8 +310,14 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
         r.warn_unknown(
             b,
             "gmDeploymentCircuitBreaker",
-            &["failureThreshold", "failureThresholdPercent", "rollback", "pollInterval", "timeout"],
+            &["failureThreshold", "failureThresholdPercent", "rollback", "pollInterval", "timeout", "timeoutUponTaskFailures"],
         );
+        if b.contains_key("timeoutUponTaskFailures") {
+            r.warn(
+                "gmDeploymentCircuitBreaker.timeoutUponTaskFailures",
+                "is a 2024 setting with no effect: the breaker trips on the count of failed tasks, and stabilityCheck.timeout bounds the wait",
+            );
+        }
         let failure_threshold =
             r.int(b.get("failureThreshold"), "gmDeploymentCircuitBreaker.failureThreshold", 1, i64::MAX).map(|v| v as u32);
         let failure_threshold_percent =
@@ -318,6 +366,7 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
     }
 
     d.webhooks = parse_webhooks(&mut r, root.get("webhooks"));
+    d.initial_scale = r.int(root.get("initialScale"), "initialScale", 1, 100).map(|v| v as u32).filter(|v| *v < 100);
 
     if r.errors.is_empty() {
         Ok((d, r.warnings))
@@ -485,6 +534,38 @@ mod tests {
         assert_eq!(d.stability.timeout_secs, 70);
         let (d, _) = parse(json!({"gmDeploymentCircuitBreaker": {"timeout": 70}, "stabilityCheck": {"timeout": 90}})).unwrap();
         assert_eq!(d.stability.timeout_secs, 90, "stabilityCheck wins over the legacy breaker field");
+    }
+
+    /// Issue 23, item 8: the July 2024 depdef of Gitmoxi's own test repository (fields nested
+    /// under `deploymentConfiguration`, `trafficRoutingConfig`, the breaker's first names) and
+    /// `initialScale` are honoured, not warned away.
+    #[test]
+    fn the_2024_shapes_and_initial_scale_are_honoured() {
+        let (d, warnings) = parse(json!({
+            "deploymentConfiguration": {
+                "trafficShiftingEnabled": true,
+                "trafficRoutingConfig": {"percent": 50, "waitInterval": 60, "type": "CANARY"},
+                "targetGroupArns": [TG_A, TG_B],
+                "alarms": {"alarmNames": ["web-5xx"], "enable": true, "rollback": false}
+            },
+            "gmDeploymentCircuitBreaker": {"numberOfTaskFailures": 3, "overallTimeout": 240},
+            "initialScale": 45
+        }))
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(d.traffic_shifting.map(|t| (t.percent, t.kind)), Some((50, ShiftType::Canary)));
+        assert_eq!(d.target_group_pairs, vec![(TG_A.to_string(), TG_B.to_string())]);
+        assert_eq!(d.alarm_names, vec!["web-5xx".to_string()]);
+        assert!(!d.alarms_rollback);
+        assert_eq!(d.circuit_breaker.and_then(|b| b.failure_threshold), Some(3));
+        assert_eq!(d.stability.timeout_secs, 240);
+        assert_eq!(d.initial_scale, Some(45));
+        let (_, warnings) = parse(json!({"gmDeploymentCircuitBreaker": {"timeoutUponTaskFailures": 60}})).unwrap();
+        assert!(warnings.iter().any(|w| w.message.contains("no effect")), "{warnings:?}");
+        let errors = parse(json!({"initialScale": 0})).unwrap_err();
+        assert!(errors.iter().any(|e| e.message.starts_with("initialScale")), "{errors:?}");
+        let (d, _) = parse(json!({"initialScale": 100})).unwrap();
+        assert_eq!(d.initial_scale, None, "100 % is the default");
     }
 
     #[test]

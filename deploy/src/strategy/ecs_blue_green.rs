@@ -280,7 +280,8 @@ fn task_set_body(app: &EcsApp, record: &DeploymentRecord, task_definition: &str,
                     body.insert(field.into(), v.clone());
                 }
             }
-            (green_external_id(&record.id), client_token(&record.id, "create-green"), 100.0)
+            let percent = app.depdef.initial_scale.map_or(100.0, f64::from);
+            (green_external_id(&record.id), client_token(&record.id, "create-green"), percent)
         }
         Some(percent) => {
             body.insert("capacityProviderStrategy".into(), Value::Array(app.depdef.fallback_capacity_provider_strategy.clone()));
@@ -519,7 +520,10 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
     let green_tgs: Vec<String> = green.target_groups.clone();
     let elb = observed.elb.clone().unwrap_or_default();
     let healthy = green_healthy_targets(&elb.healthy_targets, &green_tgs, &sides.others);
-    let mut st = side_stability(s.desired_count, &sides.green_all, Some(&green.id), &observed.tasks, &green_tgs, &healthy);
+    // with initialScale, green starts with that share of the desired count (a fallback task set
+    // takes its own share of the full count)
+    let want = if sides.green_fallback.is_some() { s.desired_count } else { tasks_at_scale(s.desired_count, green.scale_percent) };
+    let mut st = side_stability(want, &sides.green_all, Some(&green.id), &observed.tasks, &green_tgs, &healthy);
     // ECS reports a shortage of (Spot) capacity as a service event and starts no task
     st.capacity_failures += crate::checks::capacity_events(&s.events, &green.id);
     if st.stable {
@@ -530,6 +534,20 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
             Some(ts) => {
                 let first = ts.steps()[0];
                 next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: first, since_ms: now }), now);
+            }
+            None if app.depdef.initial_scale.is_some() && sides.green_fallback.is_none() && green.scale_percent < 100.0 - 1e-6 => {
+                // no traffic step comes before promotion: green takes its full size first
+                let budget = app.depdef.green_stability().budget_secs(s.desired_count);
+                next.log(now, Level::Info, format!("scaling green from {} % to 100 % before it is promoted", green.scale_percent));
+                let deadline_ms = now + budget * 1000;
+                next.enter(Phase::BlueGreen(BlueGreenPhase::Stabilize { task_definition: task_definition.to_string(), deadline_ms }), now);
+                let action = Action::EcsUpdateTaskSetScale {
+                    cluster: cx.cluster.clone(),
+                    service: cx.service_name.clone(),
+                    task_set: green.arn.clone(),
+                    percent: 100.0,
+                };
+                return Plan { next_record: Some(next), actions: vec![action], requeue_after: poll, ..Plan::default() };
             }
             None => {
                 if sides.blue_primary.is_some() {
@@ -601,6 +619,9 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
                 return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
             }
         }
+        if let Some(plan) = full_capacity_before(cx, green, since_ms) {
+            return plan;
+        }
         let w = Weights::green(green);
         if next.traffic != Some(w) {
             next.traffic = Some(w);
@@ -632,6 +653,62 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
         }
     }
     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// The number of tasks a task set at `scale_percent` of `desired` runs (ECS rounds up).
+fn tasks_at_scale(desired: u32, scale_percent: f64) -> u32 {
+    if scale_percent >= 100.0 - 1e-6 {
+        return desired;
+    }
+    ((f64::from(desired) * scale_percent / 100.0).ceil() as u32).min(desired)
+}
+
+/// `initialScale` (SPEC §3.5): before green's weight passes the scale it started at, its task set
+/// is scaled to 100 % and waited stable (within the green stability budget, counted from the
+/// step's start); `None` when green may take `weight` % now.
+fn full_capacity_before(cx: &Step<'_>, weight: u32, since_ms: u64) -> Option<Plan> {
+    let initial = cx.app.depdef.initial_scale?;
+    if weight <= initial || cx.sides.green_fallback.is_some() {
+        return None;
+    }
+    let (service, green) = (cx.service?, cx.sides.green?);
+    let check = cx.app.depdef.green_stability();
+    let poll = Duration::from_secs(check.poll_interval_secs);
+    let mut next = cx.record.clone();
+    if green.scale_percent < 100.0 - 1e-6 {
+        next.log(
+            cx.now,
+            Level::Info,
+            format!("scaling green from {} % to 100 % before its weight passes initialScale {initial} %", green.scale_percent),
+        );
+        let action = Action::EcsUpdateTaskSetScale {
+            cluster: cx.cluster.clone(),
+            service: cx.service_name.clone(),
+            task_set: green.arn.clone(),
+            percent: 100.0,
+        };
+        return Some(Plan { next_record: Some(next), actions: vec![action], requeue_after: poll, ..Plan::default() });
+    }
+    let elb = cx.observed.elb.clone().unwrap_or_default();
+    let healthy = green_healthy_targets(&elb.healthy_targets, &green.target_groups, &cx.sides.others);
+    let st =
+        side_stability(service.desired_count, &cx.sides.green_all, Some(&green.id), &cx.observed.tasks, &green.target_groups, &healthy);
+    if st.stable {
+        return None;
+    }
+    let budget = check.budget_secs(service.desired_count);
+    if cx.now >= since_ms + budget * 1000 {
+        let mut evidence = vec![format!("{}/{} green tasks running{} after scaling to 100 %", st.running, st.desired, healthy_note(&st))];
+        evidence.extend(st.failures);
+        let cause = FailureCause::StabilityTimeout { waited_secs: budget };
+        return Some(rollback(cx.record, cx.now, cause, evidence, cx.app.depdef.delete_new_upon_failure));
+    }
+    let progress = format!("green at 100 %: {}/{} tasks running{}; {weight} % waits for them", st.running, st.desired, healthy_note(&st));
+    if next.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
+        next.log(cx.now, Level::Info, progress);
+        return Some(Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() });
+    }
+    Some(Plan::wait(poll))
 }
 
 /// 100 % on green: one more wait watching alarms.

@@ -185,7 +185,8 @@ fn in_stabilize(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     assert_eq!(body["externalId"], "gitmoxi:dep-2:green");
     assert_eq!(body["clientToken"], client_token("dep-2", "create-green"));
     assert_eq!(body["loadBalancers"][0]["targetGroupArn"], TG_B, "green is the partner of the blue target group");
-    assert_eq!(body["scale"]["value"], 100.0);
+    let crate::spec::AppSpec::Ecs(ecs) = &desired.spec else { panic!("an ECS app") };
+    assert_eq!(body["scale"]["value"], ecs.depdef.initial_scale.map_or(100.0, f64::from));
     assert_eq!(body["launchType"], "FARGATE");
     obs.task_sets.push(green());
     advance(desired, &mut record, &obs, 0);
@@ -563,4 +564,98 @@ fn the_breaker_is_watched_while_traffic_shifts() {
     advance(&desired, &mut record, &obs, 2_000);
     assert!(matches!(record.cause, Some(FailureCause::CircuitBreakerTripped { failed_tasks: 2, threshold: 2 })), "{:?}", record.cause);
     assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { .. })));
+}
+
+/// Issue 23, item 8 (`initialScale`, SPEC §3.5): green's task set starts at that scale, is
+/// stable with that share of the desired count, and is scaled to 100 % and waited stable before
+/// its weight passes the scale.
+#[test]
+fn initial_scale_starts_green_small_and_scales_it_up_before_its_weight_passes_it() {
+    let desired = app_with(
+        "nginx:2",
+        &depdef(r#", "initialScale": 45, "trafficShiftingConfig": {"type": "CANARY", "percent": 30, "waitInterval": 10}"#),
+    );
+    let mut obs = Observed { service: Some(service(4)), task_sets: vec![blue()], elb: Some(forwards(100, 0)), ..Default::default() };
+    obs.alarms = alarm("OK");
+    let mut record = run(&desired, &applied(), None, &obs, 0).next_record.expect("started");
+    obs.registered_task_definition = Some(TD2.into());
+    advance(&desired, &mut record, &obs, 0);
+    let plan = advance(&desired, &mut record, &obs, 0);
+    let body = plan.actions.iter().find_map(|a| if let Action::EcsCreateTaskSet { body } = a { Some(body.clone()) } else { None });
+    assert_eq!(body.expect("creates green")["scale"]["value"], 45.0, "green starts at initialScale");
+    let mut small = green();
+    small.scale_percent = 45.0;
+    obs.task_sets.push(small);
+    advance(&desired, &mut record, &obs, 0);
+    // ceil(4 × 45 %) = 2 tasks make green stable at its initial scale
+    obs.tasks = tasks_of("222", "RUNNING", 2, None);
+    let mut elb = forwards(100, 0);
+    elb.healthy_targets.insert(TG_B.into(), 2);
+    obs.elb = Some(elb);
+    advance(&desired, &mut record, &obs, 1_000);
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: 30, since_ms: 1_000 }), "2 of 4 is stable at 45 %");
+    let plan = advance(&desired, &mut record, &obs, 1_000);
+    apply_weights(obs.elb.as_mut().expect("elb"), &plan.actions);
+    assert_eq!(plan.actions.len(), 2, "30 % fits in 45 %: weights move without scaling");
+    // the canary's second step is 100 %: first scale green to 100 % ...
+    let plan = advance(&desired, &mut record, &obs, 12_000);
+    assert!(plan.actions.is_empty(), "the step's wait ended: {:?}", plan.actions);
+    let plan = advance(&desired, &mut record, &obs, 12_000);
+    assert_eq!(
+        plan.actions,
+        vec![Action::EcsUpdateTaskSetScale { cluster: "prod".into(), service: "web".into(), task_set: green().arn, percent: 100.0 }],
+        "green is scaled before its weight passes 45 %"
+    );
+    obs.task_sets[1].scale_percent = 100.0;
+    // ... and no weight moves while only 2 of 4 tasks run
+    let plan = advance(&desired, &mut record, &obs, 13_000);
+    assert!(plan.actions.is_empty(), "weights wait for full capacity: {:?}", plan.actions);
+    assert_eq!(obs.elb.as_ref().expect("elb").forwards[0].targets[1].1, 30);
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    obs.elb.as_mut().expect("elb").healthy_targets.insert(TG_B.into(), 4);
+    let plan = advance(&desired, &mut record, &obs, 14_000);
+    apply_weights(obs.elb.as_mut().expect("elb"), &plan.actions);
+    assert_eq!(obs.elb.as_ref().expect("elb").forwards[0].targets[1].1, 100, "full capacity: 100 % on green");
+}
+
+/// Scaling up that never becomes stable rolls back within the green stability budget.
+#[test]
+fn initial_scale_that_cannot_scale_up_rolls_back() {
+    let desired =
+        app_with("nginx:2", &depdef(r#", "initialScale": 50, "trafficShiftingConfig": {"type": "ALL_AT_ONCE", "waitInterval": 10}"#));
+    let (mut record, mut obs) = shifting_at(&desired, 0);
+    record.phase = Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: 100, since_ms: 1_000 });
+    obs.tasks = tasks_of("222", "RUNNING", 2, None);
+    obs.task_sets[1].scale_percent = 100.0;
+    let plan = advance(&desired, &mut record, &obs, 50_000);
+    assert!(plan.actions.is_empty() && matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Shift { .. })), "waits within budget");
+    advance(&desired, &mut record, &obs, 1_000 + 100_000);
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { .. })), "{:?}", record.phase);
+    assert!(matches!(record.cause, Some(FailureCause::StabilityTimeout { .. })), "{:?}", record.cause);
+}
+
+/// A first deployment (nothing to shift from) with `initialScale` takes green to 100 % before it
+/// is promoted: a service never ends on a partial task set.
+#[test]
+fn initial_scale_on_a_first_deployment_scales_green_up_before_promoting() {
+    let desired = app_with("nginx:1", &depdef(r#", "initialScale": 50"#));
+    let mut obs = Observed { service: Some(service(4)), elb: Some(forwards(100, 0)), alarms: alarm("OK"), ..Default::default() };
+    let mut first = task_set("222", "gitmoxi:dep-2:green", "ACTIVE", TD2, TG_A);
+    first.scale_percent = 50.0;
+    obs.task_sets = vec![first];
+    obs.tasks = tasks_of("222", "RUNNING", 2, None);
+    let mut record = run(&desired, &AppliedState::default(), None, &obs, 0).next_record.expect("started");
+    record.phase = Phase::BlueGreen(BlueGreenPhase::Stabilize { task_definition: TD2.into(), deadline_ms: 100_000 });
+    let plan = advance(&desired, &mut record, &obs, 1_000);
+    assert_eq!(
+        plan.actions,
+        vec![Action::EcsUpdateTaskSetScale { cluster: "prod".into(), service: "web".into(), task_set: green().arn, percent: 100.0 }]
+    );
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Stabilize { .. })), "{:?}", record.phase);
+    obs.task_sets[0].scale_percent = 100.0;
+    advance(&desired, &mut record, &obs, 2_000);
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Stabilize { .. })), "2 of 4 is not stable at 100 %");
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    advance(&desired, &mut record, &obs, 3_000);
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Promote));
 }
