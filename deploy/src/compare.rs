@@ -193,7 +193,7 @@ pub fn updatable(differences: &[Difference]) -> impl Iterator<Item = &Difference
 }
 
 /// The svcdef field a pointer starts in (`/a/b/0` → `a`).
-fn top_field(pointer: &str) -> &str {
+pub fn top_field(pointer: &str) -> &str {
     pointer.trim_start_matches('/').split('/').next().unwrap_or_default()
 }
 

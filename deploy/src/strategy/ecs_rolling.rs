@@ -180,7 +180,7 @@ fn apply(cx: &Step<'_>, task_definition: &str) -> Plan {
             let force = record.forced;
             let mut actions = Vec::new();
             if !fields.is_empty() || force {
-                let mut body = update_body(app, task_definition, input.applied);
+                let mut body = differences_body(app, &fields, input.applied, s.desired_count);
                 if force || compare::needs_new_deployment(&differences) {
                     body["forceNewDeployment"] = Value::Bool(true);
                 }
@@ -550,6 +550,26 @@ fn update_body(app: &EcsApp, task_definition: &str, applied: &crate::record::App
         for field in UPDATABLE {
             if let Some(v) = svc.get(*field) {
                 body.insert((*field).to_string(), v.clone());
+            }
+        }
+    }
+    Value::Object(body)
+}
+
+/// The UpdateService body for a service that already runs its task definition: exactly the
+/// top-level svcdef fields that differ from AWS (issue 23: heal and in-place edits send what
+/// differs, so ECS is not asked to change — or redeploy for — what it already holds).
+fn differences_body(app: &EcsApp, fields: &[&Difference], applied: &crate::record::AppliedState, service_desired_count: u32) -> Value {
+    let mut body = Map::new();
+    if let Some(count) = applied.desired_count_change(app.desired_count()).filter(|c| *c != service_desired_count) {
+        body.insert("desiredCount".into(), Value::from(count));
+    }
+    body.insert("cluster".into(), Value::String(app.cluster.clone()));
+    body.insert("service".into(), Value::String(app.service_name.clone()));
+    if let Value::Object(svc) = &app.svcdef {
+        for field in fields.iter().map(|d| compare::top_field(&d.pointer)) {
+            if let (Some(v), true) = (svc.get(field), UPDATABLE.contains(&field)) {
+                body.insert(field.to_string(), v.clone());
             }
         }
     }

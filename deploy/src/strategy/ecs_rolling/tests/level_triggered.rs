@@ -41,6 +41,9 @@ fn a_svcdef_edit_without_a_new_task_definition_sends_update_service() {
     let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("an UpdateService: {p:?}") };
     assert_eq!(body["enableExecuteCommand"], true);
     assert_eq!(body["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"], json!(["sg-2"]));
+    let mut sent: Vec<&str> = body.as_object().expect("an object").keys().map(String::as_str).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, ["cluster", "enableExecuteCommand", "networkConfiguration", "service"], "exactly the fields that differ");
     let next = p.next_record.expect("the record moves to Stabilize before the update is sent");
     assert!(matches!(next.phase, Phase::Rolling(RollingPhase::Stabilize { .. })));
     assert!(next.timeline.iter().any(|e| e.message.contains("/enableExecuteCommand")), "the timeline names the fields");
@@ -78,6 +81,7 @@ fn a_forced_redeploy_of_a_svcdef_only_app_forces_a_new_ecs_deployment() {
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&started), observed: &obs, now: 1 });
     let Action::EcsUpdateService { body } = &p.actions[0] else { panic!("an UpdateService: {p:?}") };
     assert_eq!(body["forceNewDeployment"], true);
+    assert!(body.get("taskDefinition").is_none() && body.get("desiredCount").is_none(), "nothing that does not differ: {body}");
 }
 
 #[test]
