@@ -4,7 +4,8 @@
 //!
 //! - ECS: the service carries this app's `gitmoxi:app` tag, is steady on one revision (one
 //!   deployment, or one PRIMARY task set for blue/green), and that task definition carries the
-//!   head's fingerprint in its `gitmoxi:fingerprint` tag (set when gitmoxi registered it);
+//!   head's fingerprint in its `gitmoxi:fingerprint` tag (set when gitmoxi registered it), and
+//!   the service holds every svcdef field (`compare::ecs_service` finds no difference);
 //! - Lambda: the function carries this app's tag, the alias points at one version without
 //!   routing, and that version holds the lambdadef's zip (by SHA-256) and every configuration
 //!   field it sets.
@@ -49,6 +50,12 @@ pub fn adopt(input: &StepInput<'_>, app: &DesiredApp) -> Option<Plan> {
             };
             let tags = input.observed.running_definition_tags.as_ref()?;
             if tags.get(TAG_FINGERPRINT) != Some(&app.fingerprint) {
+                return None;
+            }
+            // the task definition is the head's, but the service must also hold every svcdef
+            // field (issue 23: adoption decides from the one comparison); otherwise it deploys
+            // and the update names what differs
+            if service.settings.is_none() || !super::ecs_rolling::service_differences(&ecs.svcdef, ecs.strategy, service).is_empty() {
                 return None;
             }
             let what = format!(

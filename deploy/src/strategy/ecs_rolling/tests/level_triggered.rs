@@ -275,3 +275,32 @@ fn an_untagged_service_is_adopted_only_by_a_repository_that_opts_in() {
     let opted = strategy::step(&StepInput { adopt_untagged: true, ..input_of(&key, opting) });
     assert!(opted.finished.is_none(), "{opted:?}");
 }
+
+/// Issue 23: adoption decides from the one comparison. A fresh store finds this app's service
+/// running the head's task definition; it is adopted only when the service also holds every
+/// svcdef field, otherwise it deploys (and the update names what differs).
+#[test]
+fn adoption_needs_the_service_to_hold_every_svcdef_field() {
+    let a = svcdef_only(r#", "enableExecuteCommand": true"#);
+    let fresh = AppliedState::default();
+    let key = key();
+    let observe = |settings: serde_json::Value| {
+        let mut s = with_settings(service(TD1, 2, vec![(TD1, 2)]), settings);
+        s.running_count = 2;
+        s.tags.insert(TAG_APP.into(), key.tag_value());
+        Observed {
+            service: Some(s),
+            resolved_task_definition: Some(TD1.into()),
+            running_definition_tags: Some([(TAG_FINGERPRINT.to_string(), a.fingerprint.clone())].into_iter().collect()),
+            ..Default::default()
+        }
+    };
+    let holds = observe(json!({"enableExecuteCommand": true}));
+    let p = run(Step { desired: Desired::Present(&a), applied: &fresh, record: None, observed: &holds, now: 0 });
+    let (done, _) = p.finished.expect("adopted");
+    assert!(done.timeline.iter().any(|e| e.message.starts_with("adopted")), "{:?}", done.timeline);
+    let differs = observe(json!({"enableExecuteCommand": false}));
+    let p = run(Step { desired: Desired::Present(&a), applied: &fresh, record: None, observed: &differs, now: 0 });
+    assert!(p.finished.is_none(), "a service whose fields differ is not adopted: {p:?}");
+    assert!(p.next_record.is_some_and(|r| r.in_flight()), "it deploys instead");
+}
