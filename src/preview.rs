@@ -201,6 +201,11 @@ pub struct PreviewApp {
     pub risk: Option<AppRisk>,
     /// Drift gitmoxi found at its last comparison with AWS.
     pub drift: Option<String>,
+    /// What AWS holds now that the files change (issue 23: the one comparison against live
+    /// state): each differing field with both values; `None` when it could not be looked at
+    /// (no deploy, AWS did not answer in time, too many apps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveChange>,
     /// What the planner warns of (e.g. a target group another app shares).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -242,6 +247,7 @@ pub fn plan_preview(
                 reason: i.reason,
                 risk,
                 drift,
+                live: None,
                 warnings: i.warnings,
                 prefix: i.app,
             })
@@ -295,6 +301,17 @@ pub fn markdown(p: &PlanPreview) -> String {
                 out.push_str(&format!("\n- {} (+{}: {})", md_text(&reason.change), reason.weight, md_text(&reason.why)));
             }
             out.push('\n');
+        }
+        match &a.live {
+            Some(live) if live.creates => out.push_str("\nNot in AWS yet: it is created.\n"),
+            Some(live) if live.fields.is_empty() => {
+                out.push_str("\nAWS already holds every field the files set; the task definition or code decides the rest.\n");
+            }
+            Some(live) => {
+                let fields: Vec<String> = live.fields.iter().map(|f| md_code(f)).collect();
+                out.push_str(&format!("\nFields AWS holds otherwise today: {}\n", fields.join(", ")));
+            }
+            None => {}
         }
         for warning in &a.warnings {
             out.push_str(&format!("\n⚠️ {}\n", md_text(warning)));
@@ -464,7 +481,70 @@ pub async fn preview_with(
         fetched = fetch_rev(controller, state_dir, repo, branch, rev) => fetched?,
     };
     let snapshot = render_in(controller, fetched.place, fetched.commit.clone(), permit, cancel).await?;
-    plan_preview(controller, repo, branch, &snapshot, &fetched.commit).map_err(RenderError::Failed)
+    let mut preview = plan_preview(controller, repo, branch, &snapshot, &fetched.commit).map_err(RenderError::Failed)?;
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Err(RenderError::Cancelled),
+        () = add_live_changes(controller, &mut preview, &snapshot) => {}
+    }
+    Ok(preview)
+}
+
+/// What a deploy changes in AWS, field by field, from a look at what AWS holds now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LiveChange {
+    /// The service or function does not exist yet: everything is created.
+    pub creates: bool,
+    /// Each field the files set that AWS holds otherwise, with both values (API, CLI, page).
+    pub differences: Vec<String>,
+    /// The same fields, by name only (what a pull-request comment shows: no live value leaves
+    /// gitmoxi through a forge).
+    pub fields: Vec<String>,
+}
+
+/// How many apps of one preview are looked up in AWS, and how long each look may take: a
+/// preview is bounded work whatever the commit holds.
+const LIVE_APPS: usize = 50;
+const LIVE_LOOK: Duration = Duration::from_secs(5);
+
+/// Fills `live` of each deploy of `preview` from a look at AWS (bounded by [`LIVE_APPS`] and
+/// [`LIVE_LOOK`]; a look that fails leaves `None`, never an error: the preview still answers).
+async fn add_live_changes(controller: &Controller, preview: &mut PlanPreview, snapshot: &Snapshot) {
+    for app in preview.apps.iter_mut().filter(|a| a.action == gitmoxi_deploy::intent::Intent::Deploy.as_str()).take(LIVE_APPS) {
+        let Some(Ok(desired)) = snapshot.apps.get(&app.prefix) else { continue };
+        match tokio::time::timeout(LIVE_LOOK, live_change(controller, desired)).await {
+            Ok(Ok(live)) => app.live = Some(live),
+            Ok(Err(e)) => tracing::info!(app = %app.prefix, error = %e, "preview: AWS could not be looked at"),
+            Err(_) => tracing::info!(app = %app.prefix, "preview: AWS did not answer within 5 s"),
+        }
+    }
+}
+
+/// The comparison of `app`'s files with what AWS holds (`compare::ecs_service` for a service,
+/// `compare::lambda_function` for a function).
+async fn live_change(controller: &Controller, app: &DesiredApp) -> Result<LiveChange, crate::aws::AwsError> {
+    let clients = controller.clients(&app.identity);
+    let differences = match (&app.spec, &app.identity) {
+        (AppSpec::Ecs(ecs), Identity::Ecs { cluster, service, .. }) => {
+            match clients.ecs.describe_service(cluster, service).await?.filter(|s| s.is_active()) {
+                None => return Ok(LiveChange { creates: true, differences: Vec::new(), fields: Vec::new() }),
+                Some(observed) => gitmoxi_deploy::strategy::ecs_rolling::service_differences(&ecs.svcdef, ecs.strategy, &observed)
+                    .into_iter()
+                    .map(|d| (d.pointer.clone(), d.to_string()))
+                    .collect::<Vec<_>>(),
+            }
+        }
+        (AppSpec::Lambda(lambda), Identity::Lambda { function, .. }) => match clients.lambda.function(function).await? {
+            None => return Ok(LiveChange { creates: true, differences: Vec::new(), fields: Vec::new() }),
+            Some(observed) => gitmoxi_deploy::compare::lambda_function(&lambda.lambdadef, &observed.config)
+                .into_iter()
+                .map(|d| (d.split(':').next().unwrap_or_default().to_string(), d))
+                .collect(),
+        },
+        _ => Vec::new(),
+    };
+    let (fields, differences) = differences.into_iter().unzip();
+    Ok(LiveChange { creates: false, differences, fields })
 }
 
 /// Where scratch repositories live.

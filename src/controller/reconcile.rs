@@ -154,7 +154,7 @@ impl Controller {
     }
 
     /// The clients of the identity's account and region.
-    fn clients(&self, identity: &Identity) -> Clients {
+    pub(crate) fn clients(&self, identity: &Identity) -> Clients {
         let (account, region) = match identity {
             Identity::Ecs { account, region, .. } | Identity::Lambda { account, region, .. } => (account.as_deref(), region.as_str()),
         };

@@ -251,6 +251,11 @@ async fn a_pull_request_gets_one_plan_comment_against_the_live_state_updated_on_
     // pull request 7: web gets nginx:2; main does not move
     repo.git(&["checkout", "-q", "-b", "feature"]);
     write_terraform_app(&repo, "apps/web/web", "web", "nginx:2", 2, DEPDEF, "");
+    // and one svcdef field: the preview names it from a look at what ECS holds (issue 23)
+    let svcdef = std::fs::read_to_string(repo.path().join("apps/web/web_svcdef.json")).unwrap();
+    let edited = svcdef.replacen('{', "{\n  \"enableExecuteCommand\": true,", 1);
+    assert_ne!(svcdef, edited);
+    repo.write("apps/web/web_svcdef.json", &edited);
     let head = repo.commit("web: nginx 2");
     repo.git(&["update-ref", "refs/pull/7/head", &head]);
     let url = format!("file://{}", repo.path().display());
@@ -298,6 +303,8 @@ async fn a_pull_request_gets_one_plan_comment_against_the_live_state_updated_on_
     assert!(first.contains(&format!("merging `{}` into `main`", &head[..10])), "{first}");
     assert!(first.contains("| `apps/web/web` | deploy | service web in cluster prod (us-east-1) |"), "only web deploys: {first}");
     assert!(!first.contains("`apps/api/api`"), "api is unchanged: {first}");
+    assert!(first.contains("Fields AWS holds otherwise today: `/enableExecuteCommand`"), "the live comparison: {first}");
+    assert!(!first.contains("AWS holds false"), "no live value in a pull-request comment: {first}");
     let svc = moto.ecs().await.describe_services().cluster("prod").services("web").send().await.unwrap();
     assert!(svc.services()[0].task_definition().unwrap().ends_with("web:1"), "a preview deploys nothing");
 
