@@ -510,14 +510,33 @@ const LIVE_LOOK: Duration = Duration::from_secs(5);
 /// Fills `live` of each deploy of `preview` from a look at AWS (bounded by [`LIVE_APPS`] and
 /// [`LIVE_LOOK`]; a look that fails leaves `None`, never an error: the preview still answers).
 async fn add_live_changes(controller: &Controller, preview: &mut PlanPreview, snapshot: &Snapshot) {
-    for app in preview.apps.iter_mut().filter(|a| a.action == gitmoxi_deploy::intent::Intent::Deploy.as_str()).take(LIVE_APPS) {
-        let Some(Ok(desired)) = snapshot.apps.get(&app.prefix) else { continue };
+    let deploys: Vec<String> =
+        preview.apps.iter().filter(|a| a.action == gitmoxi_deploy::intent::Intent::Deploy.as_str()).map(|a| a.prefix.clone()).collect();
+    let mut found = live_changes(controller, snapshot, &deploys).await;
+    for app in &mut preview.apps {
+        app.live = found.remove(&app.prefix);
+    }
+}
+
+/// The live comparison of each of `prefixes` (at most [`LIVE_APPS`], each look within
+/// [`LIVE_LOOK`]); an app AWS could not be asked about is left out.
+pub(crate) async fn live_changes(
+    controller: &Controller,
+    snapshot: &Snapshot,
+    prefixes: &[String],
+) -> std::collections::BTreeMap<String, LiveChange> {
+    let mut out = std::collections::BTreeMap::new();
+    for prefix in prefixes.iter().take(LIVE_APPS) {
+        let Some(Ok(desired)) = snapshot.apps.get(prefix) else { continue };
         match tokio::time::timeout(LIVE_LOOK, live_change(controller, desired)).await {
-            Ok(Ok(live)) => app.live = Some(live),
-            Ok(Err(e)) => tracing::info!(app = %app.prefix, error = %e, "preview: AWS could not be looked at"),
-            Err(_) => tracing::info!(app = %app.prefix, "preview: AWS did not answer within 5 s"),
+            Ok(Ok(live)) => {
+                out.insert(prefix.clone(), live);
+            }
+            Ok(Err(e)) => tracing::info!(app = %prefix, error = %e, "AWS could not be looked at for a preview"),
+            Err(_) => tracing::info!(app = %prefix, "AWS did not answer a preview's look within 5 s"),
         }
     }
+    out
 }
 
 /// The comparison of `app`'s files with what AWS holds (`compare::ecs_service` for a service,

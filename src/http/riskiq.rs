@@ -62,6 +62,23 @@ pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequ
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let risks: Vec<AppRisk> = assessed.into_iter().map(|a| a.risk).collect();
+    // each change described as the one comparison against what AWS holds now (issue 23)
+    let changing: Vec<String> = risks
+        .iter()
+        .filter(|r| matches!(r.kind, risk::RiskChangeKind::Create | risk::RiskChangeKind::Update))
+        .map(|r| r.prefix.clone())
+        .collect();
+    let live = crate::preview::live_changes(&state.controller, &snapshot, &changing).await;
+    let live_text = |prefix: &str| -> Option<String> {
+        let l = live.get(prefix)?;
+        Some(if l.creates {
+            "in AWS: not there yet; it is created".to_string()
+        } else if l.differences.is_empty() {
+            "in AWS: every field the files set is already held".to_string()
+        } else {
+            format!("in AWS today: {}", l.differences.join("; "))
+        })
+    };
     let score = risk::commit_score(&risks);
     let facts = json!({
         "commit": fetched.latest,
@@ -69,7 +86,10 @@ pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequ
         "branch": req.branch,
         "score": score,
         "level": risk::RiskLevel::of(score).as_str(),
-        "apps": risks.iter().map(risk::render_text).collect::<Vec<_>>(),
+        "apps": risks.iter().map(|r| match live_text(&r.prefix) {
+            Some(l) => format!("{}\n{l}", risk::render_text(r)),
+            None => risk::render_text(r),
+        }).collect::<Vec<_>>(),
     });
     let prompt = format!("{}\n\n{}", crate::llm::RISK_SYSTEM, serde_json::to_string_pretty(&facts).unwrap_or_default());
     let mut messages = vec![format!(
@@ -101,6 +121,9 @@ pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequ
         .iter()
         .map(|r| {
             let mut assessment = risk::render_text(r);
+            if let Some(l) = live_text(&r.prefix) {
+                assessment.push_str(&format!("\n{l}"));
+            }
             if let Some(summary) = &ai_summary {
                 assessment.push_str(&format!("\n\nmodel summary of the commit: {summary}"));
             }

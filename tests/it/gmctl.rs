@@ -126,6 +126,7 @@ async fn every_gmctl_command_works_against_gitmoxi_serve() {
     let out = gmctl(&api, &["riskiq", "get", "-c", &second[..10], "-v", "-p", &prompt_path]);
     assert!(out.contains("RISK IQ") && out.contains("image of container api: nginx:1 → nginx:2"), "{out}");
     assert!(out.contains("apps/api/api — risk low"), "{out}");
+    assert!(out.contains("in AWS: every field the files set is already held"), "the live comparison (issue 23): {out}");
     assert!(std::fs::read_to_string(prompt_file.path()).unwrap().contains("risk assessment"), "the prompt is written");
     let out = gmctl(&api, &["riskiq", "get", "-c", &second, "-f", "apps/api/api_taskdef.json"]);
     assert!(out.contains("file_path: apps/api/api"), "{out}");
