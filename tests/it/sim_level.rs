@@ -150,3 +150,46 @@ async fn a_renamed_service_replaces_the_old_one_which_is_deleted_once_the_new_on
     assert!(entry.applied.identity.as_ref().is_some_and(|i| i.to_string().ends_with("/web2")), "{:?}", entry.applied.identity);
     assert_eq!(sim.world.mutations("DeleteService").len(), 1, "only the former service is deleted");
 }
+
+/// Issue 23, item 1 for Lambda: a function's files removed while its canary holds 20 % are
+/// acted on once that deployment ends: the function is deleted, not left running.
+#[tokio::test(start_paused = true)]
+async fn a_lambda_delete_pushed_while_the_canary_holds_deletes_the_function() {
+    const PREFIX: &str = "fn/hello";
+    let depdef = r#"{"alias": "live", "trafficShiftingConfig": {"type": "CANARY", "percent": 20, "waitInterval": 30},
+      "readinessCheck": {"waitInterval": 2, "maxRetries": 10}}"#;
+    let function = |sim: &mut Sim, code: &str| {
+        sim.tree.insert(
+            &format!("{PREFIX}_lambdadef.json"),
+            &format!(
+                r#"{{"FunctionName": "hello", "Runtime": "python3.12", "Handler": "app.handler",
+  "Role": "arn:aws:iam::123456789012:role/hello", "Code": {{"ZipFile": "{code}"}}}}"#
+            ),
+        );
+        sim.tree.insert(&format!("{PREFIX}_lambdadepdef.json"), depdef);
+    };
+    let mut sim = Sim::new();
+    // a bystander: a head with no apps at all is held by prune protection
+    sim.add_app("prod/other/other", "other", "nginx:1");
+    function(&mut sim, "djE=");
+    sim.commit();
+    let live = |s: &Sim| s.world.lambda_alias(REGION, "hello", "live");
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle(PREFIX) && live(s).is_some_and(|(v, _)| v == "1")).await, "{:?}", sim.history(PREFIX));
+    function(&mut sim, "djI=");
+    sim.commit();
+    assert!(
+        sim.run_until(10 * MINUTES, |s| live(s).is_some_and(|(_, extra)| extra.get("2") == Some(&0.2))).await,
+        "the canary holds 20 %: {:?}",
+        sim.history(PREFIX)
+    );
+    sim.tree.remove(&format!("{PREFIX}_lambdadef.json"));
+    sim.tree.remove(&format!("{PREFIX}_lambdadepdef.json"));
+    sim.commit();
+    assert!(
+        sim.run_until(5 * MINUTES, |s| !s.world.lambda_exists(REGION, "hello")).await,
+        "the delete was lost: {:?} {}",
+        sim.history(PREFIX),
+        sim.seed_note()
+    );
+    assert!(sim.run_until(MINUTES, |s| s.store.app(&Sim::key(PREFIX)).unwrap().is_none()).await, "the app is forgotten");
+}
