@@ -262,3 +262,47 @@ async fn moto_a_missing_target_group_among_the_pairs_is_named_and_nothing_is_cre
     assert!(sets.map(|s| s.task_sets().is_empty()).unwrap_or(true), "no task set was created");
     server.stop().await;
 }
+
+/// Issue 23, item 12 against moto: ECS reports a Spot shortage as a service event ("… was unable
+/// to place a task. Reason: Capacity is unavailable …") and starts no task (tests/moto/server.py
+/// models it with the cluster tag `gitmoxi-test:spot-capacity`); gitmoxi reads the event and a
+/// fallback task set on FARGATE takes the shortfall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_a_spot_shortage_reported_as_a_service_event_is_covered_by_the_fallback_task_set() {
+    let moto = Moto::start().await;
+    let infra = moto.infra_with_alb("prod");
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &infra);
+    write_app(&repo, "nginx:1");
+    let svcdef = std::fs::read_to_string(repo.path().join(format!("{PREFIX}_svcdef.json"))).unwrap();
+    let spot = svcdef
+        .replace(r#""launchType": "FARGATE","#, r#""capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],"#);
+    assert_ne!(svcdef, spot);
+    repo.write(&format!("{PREFIX}_svcdef.json"), &spot);
+    let depdef = std::fs::read_to_string(repo.path().join(format!("{PREFIX}_depdef.json"))).unwrap();
+    let with_fallback = depdef.replacen('{', r#"{"fallbackCapacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}], "#, 1);
+    repo.write(&format!("{PREFIX}_depdef.json"), &with_fallback);
+    repo.commit("web: blue/green on Spot with a fallback");
+    let ecs = moto.ecs().await;
+    let cluster = ecs.describe_clusters().clusters("prod").send().await.unwrap().clusters()[0].cluster_arn().unwrap().to_string();
+    let knob = aws_sdk_ecs::types::Tag::builder().key("gitmoxi-test:spot-capacity").value("1").build();
+    ecs.tag_resource().resource_arn(&cluster).tags(knob).send().await.unwrap();
+
+    let server = Server::start(&moto, &repo, 25).await;
+    let app = server.wait_app(PREFIX, Duration::from_secs(90), |a| a["last_outcome"].is_string() && !a["last_outcome"].is_null()).await;
+    assert_eq!(app["last_outcome"], "succeeded", "{app:#}");
+    let sets = task_sets(&ecs).await;
+    assert_eq!(sets.len(), 2, "green and its fallback: {sets:?}");
+    let providers = |ts: &aws_sdk_ecs::types::TaskSet| -> Vec<String> {
+        ts.capacity_provider_strategy().iter().map(|p| p.capacity_provider().to_string()).collect()
+    };
+    let spot_set = sets.iter().find(|s| providers(s) == ["FARGATE_SPOT"]).expect("the Spot task set");
+    let fallback_set = sets.iter().find(|s| providers(s) == ["FARGATE"]).expect("the fallback task set");
+    assert_eq!((spot_set.running_count(), fallback_set.running_count()), (1, 1), "{sets:?}");
+    let events = ecs.describe_services().cluster("prod").services("web").send().await.unwrap().services()[0].events().to_vec();
+    assert!(
+        events.iter().any(|e| e.message().unwrap_or_default().contains("Capacity is unavailable")),
+        "ECS said so as a service event: {events:?}"
+    );
+    server.stop().await;
+}

@@ -236,8 +236,18 @@ def _tick_task_sets(backend, service):
         want = int(-(-service.desired_count * float(scale.get("value", 100.0)) // 100))
         live = [t for t in mine if t.desired_status == "RUNNING"]
         for _ in range(max(want - len(live), 0)):
+            if _spot_short(backend, service, task_set):
+                # as ECS does it: a service event, and no task started
+                _event(
+                    service,
+                    f"(service {service.name}, taskSet {task_set.id}) was unable to place a task. Reason: Capacity is "
+                    "unavailable at this time. Please try again later or in a different availability zone.",
+                )
+                break
             deployment = {"id": task_set.id, "taskDefinition": task_set.task_definition}
-            live.append(_launch(backend, service, deployment, task_set.launch_type, task_set.network_configuration))
+            task = _launch(backend, service, deployment, task_set.launch_type, task_set.network_configuration)
+            task._gm_spot = _on_spot(task_set)
+            live.append(task)
         for t in live[want:]:
             _stop(t, f"Scaling activity initiated by (deployment {task_set.id})", "ServiceSchedulerInitiated")
             _deregister(backend, task_set, t)
@@ -249,6 +259,29 @@ def _tick_task_sets(backend, service):
     if service.status == "ACTIVE":
         service.running_count = sum(getattr(ts, "running_count", 0) for ts in service.task_sets)
         service.pending_count = sum(getattr(ts, "pending_count", 0) for ts in service.task_sets)
+
+
+SPOT_CAPACITY_TAG = "gitmoxi-test:spot-capacity"
+
+
+def _on_spot(task_set):
+    providers = [p.get("capacityProvider") for p in (task_set.capacity_provider_strategy or [])]
+    return bool(providers) and all(p == "FARGATE_SPOT" for p in providers)
+
+
+def _spot_short(backend, service, task_set):
+    """Whether a FARGATE_SPOT task of `task_set` finds no capacity: the cluster's tag
+    `gitmoxi-test:spot-capacity` (a test's knob) caps the Spot tasks running in it."""
+    if not _on_spot(task_set):
+        return False
+    cluster = backend._get_cluster(service.cluster_name)
+    tags = {t.get("key"): t.get("value") for t in (cluster.tags or [])}
+    cap = tags.get(SPOT_CAPACITY_TAG)
+    if cap is None:
+        return False
+    tasks = backend.tasks.get(cluster.name, {}).values()
+    running = sum(1 for t in tasks if getattr(t, "_gm_spot", False) and t.desired_status != "STOPPED")
+    return running >= int(cap)
 
 
 def _tick(backend, service):
