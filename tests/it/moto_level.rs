@@ -34,6 +34,19 @@ async fn moto_svcdef_edits_reach_ecs_and_a_delete_pushed_mid_update_deletes_the_
     assert!(api.enable_execute_command(), "ECS holds the file's enableExecuteCommand: {api:?}");
     assert_eq!(api.health_check_grace_period_seconds(), Some(30), "{api:?}");
 
+    // issue 23, item 4: a commit that changes service fields and names a revision whose tasks
+    // fail is rolled back to every field of the last good service, not only its task definition
+    register_by_hand(&ecs, "api", "fail:2", 128).await;
+    let failing = named(r#" "enableExecuteCommand": false, "healthCheckGracePeriodSeconds": 90,"#).replace("api:1", "api:2");
+    repo.write("prod/api/api_svcdef.json", &failing);
+    repo.commit("api: a revision that fails, and other service fields");
+    let third = server.wait_app("prod/api/api", Duration::from_secs(90), |a| a["last_outcome"] == "rolled_back").await;
+    let described = ecs.describe_services().cluster("prod").services("api").send().await.unwrap();
+    let api = &described.services()[0];
+    assert!(api.task_definition().unwrap_or_default().ends_with("api:1"), "{api:?} {third:#}");
+    assert!(api.enable_execute_command(), "the last good enableExecuteCommand is back: {api:?}");
+    assert_eq!(api.health_check_grace_period_seconds(), Some(30), "the last good grace period is back: {api:?}");
+
     // an image change, then the svcdef removed while it stabilizes: the service is deleted
     write_app(&repo, "prod/web/web", "web", "nginx:2");
     repo.commit("web: nginx 2");
