@@ -200,6 +200,16 @@ impl GitSource {
                 false
             });
         }
+        if let Some(path) = local_path(&self.url) {
+            // libgit2's local transport copies each object through memory whole, before any
+            // progress callback could stop it: sizes are checked from object headers first
+            let limit = self.max_fetch_bytes.map_or(MAX_LOCAL_OBJECT_BYTES, |l| l.min(MAX_LOCAL_OBJECT_BYTES));
+            check_local_objects(&path, remote_ref, &repo, limit).map_err(|message| GitError::Fetch {
+                url: redact(&self.url),
+                branch: self.branch.clone(),
+                message,
+            })?;
+        }
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks);
         let refspec = format!("+{remote_ref}:{local_ref}");
@@ -225,6 +235,69 @@ impl GitSource {
     pub fn tree(&self, commit: &str) -> Result<GitTree, GitError> {
         GitTree::open(&self.mirror, commit)
     }
+}
+
+/// The largest object a fetch from a path on this machine copies (issue 27: libgit2's local
+/// transport reads each object whole into memory).
+pub const MAX_LOCAL_OBJECT_BYTES: u64 = 64 << 20;
+
+/// The directory of a `file://` URL or a plain path; `None` for network transports.
+fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
+    }
+    (!url.contains("://") && !(url.contains('@') && url.contains(':'))).then(|| PathBuf::from(url))
+}
+
+/// Refuses a local fetch of `remote_ref` that would copy an object larger than `limit`: walks the
+/// commits the mirror does not have yet (each tree once) and reads every blob's size from its
+/// header, never its content. The message names the file, its commit and its size.
+fn check_local_objects(source: &Path, remote_ref: &str, mirror: &Repository, limit: u64) -> Result<(), String> {
+    let Ok(repo) = Repository::open(source) else { return Ok(()) }; // libgit2's fetch names what is wrong
+    let Ok(head) = repo.refname_to_id(remote_ref) else { return Ok(()) };
+    let odb = repo.odb().map_err(|e| e.message().to_string())?;
+    let mut walk = repo.revwalk().map_err(|e| e.message().to_string())?;
+    walk.push(head).map_err(|e| e.message().to_string())?;
+    // what the mirror already holds is not fetched again
+    if let Ok(refs) = mirror.references() {
+        for target in refs.flatten().filter_map(|r| r.target()) {
+            if repo.find_commit(target).is_ok() {
+                let _ = walk.hide(target);
+            }
+        }
+    }
+    let mut seen_trees = std::collections::HashSet::new();
+    for oid in walk {
+        let oid = oid.map_err(|e| e.message().to_string())?;
+        let Ok(commit) = repo.find_commit(oid) else { continue };
+        let Ok(tree) = commit.tree() else { continue };
+        if !seen_trees.insert(tree.id()) {
+            continue;
+        }
+        let mut too_big: Option<String> = None;
+        let _ = tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| match entry.kind() {
+            Some(git2::ObjectType::Tree) if !seen_trees.insert(entry.id()) => git2::TreeWalkResult::Skip,
+            Some(git2::ObjectType::Blob) => match odb.read_header(entry.id()) {
+                Ok((size, _)) if size as u64 > limit => {
+                    too_big = Some(format!(
+                        "{root}{} in commit {} is {} MiB, more than the {} MiB gitmoxi fetches from a path on this machine; \
+                         remove it from the repository's history or serve the repository over https or ssh",
+                        entry.name().unwrap_or("?"),
+                        &oid.to_string()[..10],
+                        size >> 20,
+                        limit >> 20
+                    ));
+                    git2::TreeWalkResult::Abort
+                }
+                _ => git2::TreeWalkResult::Ok,
+            },
+            _ => git2::TreeWalkResult::Ok,
+        });
+        if let Some(why) = too_big {
+            return Err(why);
+        }
+    }
+    Ok(())
 }
 
 /// Turns a plain path into an absolute path git2 can fetch from.
@@ -319,6 +392,44 @@ impl FileTree for GitTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 27 (Low): a fetch from a path on this machine never copies an object over the
+    /// bound (libgit2's local transport would read it whole into memory); the error names the
+    /// file, and the mirror gets nothing.
+    #[test]
+    fn a_local_fetch_refuses_an_object_over_the_bound_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        let repo = Repository::init(&source).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let commit_with = |files: &[(&str, &[u8])], parent: Option<&git2::Commit<'_>>| {
+            let mut builder = repo.treebuilder(None).unwrap();
+            for (name, content) in files {
+                builder.insert(name, repo.blob(content).unwrap(), 0o100644).unwrap();
+            }
+            let tree = repo.find_tree(builder.write().unwrap()).unwrap();
+            let parents: Vec<&git2::Commit<'_>> = parent.into_iter().collect();
+            let id = repo.commit(Some("refs/heads/main"), &sig, &sig, "c", &tree, &parents).unwrap();
+            repo.find_commit(id).unwrap()
+        };
+        let first = commit_with(&[("app_svcdef.json", b"{}")], None);
+        let mirror = dir.path().join("mirror");
+        let src = GitSource::new(&source.display().to_string(), "main", mirror.clone(), None);
+        let fetched = src.fetch().expect("a small repository fetches");
+        assert_eq!(fetched, first.id().to_string());
+        // 2 MiB over a 1 MiB preview bound (the same check as the 64 MiB default)
+        let big = vec![b'x'; 2 << 20];
+        commit_with(&[("app_svcdef.json", b"{}"), ("blob.bin", &big)], Some(&first));
+        let limited = GitSource::new(&source.display().to_string(), "main", mirror.clone(), None).with_fetch_limit(1 << 20);
+        let err = limited.fetch().expect_err("refused").to_string();
+        assert!(err.contains("blob.bin") && err.contains("2 MiB") && err.contains("more than the 1 MiB"), "{err}");
+        let kept = Repository::open_bare(&mirror).unwrap();
+        assert_eq!(kept.refname_to_id("refs/gitmoxi/main").unwrap(), first.id(), "the mirror did not move");
+        assert!(kept.odb().unwrap().read_header(repo.blob(&big).unwrap()).is_err(), "the big blob was not copied");
+        assert_eq!(local_path("file:///srv/git/a"), Some(PathBuf::from("/srv/git/a")));
+        assert_eq!(local_path("https://github.com/a/b"), None);
+        assert_eq!(local_path("git@github.com:a/b.git"), None);
+    }
 
     #[test]
     fn redacts_tokens_in_urls() {
