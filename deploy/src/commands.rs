@@ -1,9 +1,13 @@
-//! Operator commands waiting for an app (pause, resume, rollback, force, rebalance), as the
-//! planner reads them, and what a step consumed of them.
+//! Operator commands waiting for an app (pause, resume, rollback, force, rebalance, a gate's
+//! answer), as the planner reads them, and what a step consumed of them.
 //!
-//! The store keeps `OperatorCommands` per app; the HTTP handlers only write them. Whether a
-//! command applies, and when it is used up, is the planner's decision ([`crate::strategy`]):
-//! the executor clears exactly what [`Consumed`] names, after persisting the step's record.
+//! Every producer (the API, the page, gmctl's v1 calls, Slack, the CLI) appends a [`Command`]
+//! to the app's log with a sequence number; nothing but the app's worker removes from it. The
+//! planner reads the log folded into [`OperatorCommands`] ([`fold`]) together with the highest
+//! sequence it saw; once the step's record is stored, the executor removes exactly what
+//! [`Consumed`] names up to that sequence ([`Consumed::removes`]), so a command given after the
+//! read is never wiped with the one that was used. Whether a command applies, and when it is
+//! used up, is the planner's decision ([`crate::strategy`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -158,5 +162,144 @@ impl Consumed {
             commands.rebalance = None;
         }
         commands
+    }
+}
+
+/// One operator command, as appended to an app's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Redeploy even when applied or failed.
+    Force,
+    /// Hold the app at its current step.
+    Pause,
+    /// Go on after a pause.
+    Resume,
+    /// Roll the in-flight deployment back (and end a pause).
+    Rollback,
+    /// Move a steady blue/green service's scale between its task sets.
+    Rebalance {
+        /// What was asked.
+        rebalance: Rebalance,
+    },
+    /// An answer to the approval gate the deployment waits at.
+    Answer {
+        /// Approve or reject, by whom, how, when.
+        approval: Approval,
+    },
+}
+
+impl Command {
+    /// What the timeline and the answers call it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Force => "force",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Rollback => "rollback",
+            Command::Rebalance { .. } => "rebalance",
+            Command::Answer { approval } if approval.approve => "approve",
+            Command::Answer { .. } => "reject",
+        }
+    }
+
+    /// Whether it sets the pause state (pause, resume, and rollback, which ends a pause).
+    fn sets_pause(&self) -> bool {
+        matches!(self, Command::Pause | Command::Resume | Command::Rollback)
+    }
+}
+
+/// The commands of a log (sequence, command; oldest first) as the planner reads them: force and
+/// rollback once given, the newest rebalance and answer, paused per the newest pause, resume or
+/// rollback.
+pub fn fold<'a>(log: impl IntoIterator<Item = (u64, &'a Command)>) -> OperatorCommands {
+    let mut out = OperatorCommands::none();
+    for (_, command) in log {
+        match command {
+            Command::Force => out.force = true,
+            Command::Pause => out.paused = true,
+            Command::Resume => out.paused = false,
+            Command::Rollback => {
+                out.rollback = true;
+                out.paused = false;
+            }
+            Command::Rebalance { rebalance } => out.rebalance = Some(*rebalance),
+            Command::Answer { approval } => out.approval = Some(approval.clone()),
+        }
+    }
+    out
+}
+
+impl Consumed {
+    /// Which entries of `log` (oldest first) the executor removes after a step that read the log
+    /// up to `through` and consumed `self`: the consumed kinds given at or before `through`, and
+    /// pause / resume entries that a newer pause, resume or rollback (at or before `through`)
+    /// has replaced. Nothing given after `through` is ever removed.
+    pub fn removes(&self, log: &[(u64, Command)], through: u64) -> Vec<u64> {
+        let seen = |seq: u64| seq <= through;
+        let last_pause_setter = log.iter().filter(|(seq, c)| seen(*seq) && c.sets_pause()).map(|(seq, _)| *seq).max();
+        log.iter()
+            .filter(|(seq, _)| seen(*seq))
+            .filter(|(seq, command)| match command {
+                Command::Force => self.force,
+                Command::Rollback => self.rollback,
+                Command::Rebalance { .. } => self.rebalance,
+                Command::Answer { .. } => self.approval,
+                Command::Pause | Command::Resume => last_pause_setter.is_some_and(|last| *seq < last),
+            })
+            .map(|(seq, _)| *seq)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(approve: bool, at_ms: u64) -> Command {
+        Command::Answer { approval: Approval { approve, by: "sre".into(), via: AnswerChannel::Api, at_ms } }
+    }
+
+    #[test]
+    fn the_fold_takes_the_newest_pause_state_and_answer() {
+        let log = [(1, Command::Pause), (2, Command::Force), (3, answer(true, 3)), (4, Command::Resume), (5, answer(false, 5))];
+        let c = fold(log.iter().map(|(s, c)| (*s, c)));
+        assert!(c.force && !c.paused && !c.rollback);
+        assert_eq!(c.approval.map(|a| a.approve), Some(false), "the newest answer");
+        let c = fold([(1, &Command::Pause), (2, &Command::Rollback)]);
+        assert!(c.rollback && !c.paused, "a rollback ends a pause");
+    }
+
+    /// Issue 24: an answer given after the step read the log is never wiped with the one it used.
+    #[test]
+    fn only_what_was_read_is_removed() {
+        let log = vec![(1, answer(true, 1)), (2, Command::Force), (7, answer(false, 7)), (8, Command::Force)];
+        let consumed = Consumed { approval: true, force: true, ..Consumed::default() };
+        assert_eq!(consumed.removes(&log, 2), vec![1, 2], "7 and 8 came after the read");
+        assert_eq!(Consumed::default().removes(&log, 8), Vec::<u64>::new(), "nothing consumed, nothing removed");
+    }
+
+    #[test]
+    fn replaced_pause_states_are_compacted_and_the_state_survives() {
+        let log = vec![(1, Command::Pause), (2, Command::Resume), (3, Command::Pause), (4, Command::Rollback), (9, Command::Pause)];
+        let consumed = Consumed { rollback: true, ..Consumed::default() };
+        let removed = consumed.removes(&log, 4);
+        assert_eq!(removed, vec![1, 2, 3, 4]);
+        let left: Vec<(u64, Command)> = log.iter().filter(|(s, _)| !removed.contains(s)).cloned().collect();
+        assert!(fold(left.iter().map(|(s, c)| (*s, c))).paused, "the pause given after the read holds");
+        let log = vec![(1, Command::Pause), (4, Command::Rollback)];
+        let left: Vec<(u64, Command)> = log.iter().filter(|(s, _)| !consumed.removes(&log, 4).contains(s)).cloned().collect();
+        assert!(!fold(left.iter().map(|(s, c)| (*s, c))).paused, "the consumed rollback's end of the pause is kept");
+    }
+
+    #[test]
+    fn commands_serialize_with_their_name() {
+        let text = serde_json::to_string(&Command::Rebalance {
+            rebalance: Rebalance::Move { direction: RebalanceDirection::ToFallback, all: true },
+        })
+        .unwrap();
+        assert!(text.contains("\"command\":\"rebalance\""), "{text}");
+        let back: Command = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.name(), "rebalance");
     }
 }

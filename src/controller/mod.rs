@@ -4,6 +4,7 @@
 //! Level-triggered (rule 1): a reconcile never learns why it runs. Must never block the runtime:
 //! rendering and git run on `spawn_blocking`.
 
+pub mod commands;
 pub mod heads;
 pub mod queue;
 pub mod reconcile;
@@ -403,8 +404,7 @@ impl Controller {
                 force.insert(e.key.prefix.clone());
             }
         }
-        let allow_key = format!("allow_prune/{repo}/{branch}");
-        let allow_prune = with_commands && self.store.meta(&allow_key)?.as_deref() == Some("1");
+        let allow_prune = with_commands && self.store.allowed_prune(repo, branch)?.is_some();
         let prune = PrunePolicy { max_prune: policy.max_prune, max_prune_percent: policy.max_prune_percent, allow_prune };
         let plan = intents_of_head(snapshot, &applied, prune, &force, own);
         let plan = gitmoxi_deploy::intent::claimed_elsewhere(plan, snapshot, &claims, own);
@@ -417,6 +417,7 @@ impl Controller {
     /// one task.
     pub fn apply_head(&self, repo: &str, branch: &str, commit: &str, snapshot: Snapshot, policy: RepoPolicy) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
+        let allowed = self.store.allowed_prune(repo, branch)?;
         let (mine, plan) = self.intents_of(repo, branch, &snapshot, policy, true)?;
         let key_of = |prefix: &str| AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: prefix.to_string() };
 
@@ -498,10 +499,10 @@ impl Controller {
                 self.store.remove_app(&e.key)?;
             }
         }
-        // an allowed prune is used up by the head that deletes
-        let allow_key = format!("allow_prune/{repo}/{branch}");
-        if plan.iter().any(|e| e.intent == Intent::Delete) && self.store.meta(&allow_key)?.as_deref() == Some("1") {
-            self.store.put_meta(&allow_key, "0")?;
+        // an allowed prune is used up by the head that deletes (the permissions it read; one given
+        // since stays for the next head)
+        if let Some(through) = allowed.filter(|_| plan.iter().any(|e| e.intent == Intent::Delete)) {
+            self.store.consume_allowed_prune(repo, branch, through)?;
         }
         let state = HeadState {
             repo: repo.to_string(),

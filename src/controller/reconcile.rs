@@ -5,7 +5,8 @@
 //! and what to observe; [`strategy::step`] turns the observation into a plan; execute persists
 //! it, flushes, then acts. The executor decides nothing about deployments: a permanent refusal
 //! of AWS (of the observation or of an action) goes back to the planner as a fact of the next
-//! `step`, and the commands it clears are the ones the plan says it consumed.
+//! `step`, and the commands it removes from the app's log are the ones the plan says it
+//! consumed, up to the last one the pass read.
 
 use super::{Controller, ControllerError};
 use crate::aws::{Alarms, ApiGateway, AwsError, AwsErrorKind, Ecs, Elb, Lambda};
@@ -63,7 +64,10 @@ impl Controller {
         let app_entry = self.store.app(key)?.unwrap_or_else(|| AppEntry::new(key.clone(), AppKind::Ecs));
         let record = self.store.record(key)?;
         tracing::Span::current().record("phase", record.as_ref().map_or("steady", |r| r.phase.name()));
-        let commands = self.store.commands(key)?;
+        // the log as read now: a step consumes from what it read, never from what came after
+        let pending = self.store.pending_commands(key)?;
+        let through = pending.through();
+        let commands = pending.view();
         // under the rate limits, an app in motion (as its status says) goes before a steady check
         let priority = if self.status_of(&app_entry, Some(head), record.as_ref(), commands.paused).is_in_motion() {
             crate::aws::limits::Priority::Deployment
@@ -94,7 +98,7 @@ impl Controller {
             .scope(priority, async {
                 let needs = match strategy::look(&input) {
                     Look::Skip(plan) => {
-                        return match self.execute(key, &plan, record.as_ref(), None).await? {
+                        return match self.execute(key, &plan, record.as_ref(), None, through).await? {
                             Executed::Done => Ok(plan.requeue_after),
                             Executed::Refused(e) => Err(ControllerError::Aws(e)),
                         }
@@ -126,7 +130,7 @@ impl Controller {
                             _ => cause_of(&e),
                         };
                         let plan = strategy::step(&StepInput { refusal: Some(&cause), ..input });
-                        return match self.execute(key, &plan, record.as_ref(), Some(&clients)).await? {
+                        return match self.execute(key, &plan, record.as_ref(), Some(&clients), through).await? {
                             Executed::Done => Ok(plan.requeue_after),
                             Executed::Refused(e) => Err(ControllerError::Aws(e)),
                         };
@@ -134,16 +138,17 @@ impl Controller {
                 };
                 let input = StepInput { observed: &observed, ..input };
                 let plan = strategy::step(&input);
-                match self.execute(key, &plan, record.as_ref(), Some(&clients)).await? {
+                match self.execute(key, &plan, record.as_ref(), Some(&clients), through).await? {
                     Executed::Done => Ok(plan.requeue_after),
                     Executed::Refused(e) => {
                         // the refusal is a fact of the next step, from the record this plan left
                         let cause = cause_of(&e);
                         let after = plan.in_flight_after(record.as_ref()).cloned();
-                        let commands = self.store.commands(key)?;
+                        let pending = self.store.pending_commands(key)?;
+                        let commands = pending.view();
                         let refused =
                             strategy::step(&StepInput { record: after.as_ref(), commands: &commands, refusal: Some(&cause), ..input });
-                        match self.execute(key, &refused, after.as_ref(), Some(&clients)).await? {
+                        match self.execute(key, &refused, after.as_ref(), Some(&clients), pending.through()).await? {
                             Executed::Done => Ok(refused.requeue_after),
                             Executed::Refused(again) => Err(ControllerError::Aws(again)),
                         }
@@ -178,6 +183,7 @@ impl Controller {
         plan: &Plan,
         before: Option<&DeploymentRecord>,
         clients: Option<&Clients>,
+        commands_read_through: u64,
     ) -> Result<Executed, ControllerError> {
         for (ended, completion) in plan.endings() {
             self.record_history(before, ended)?;
@@ -198,10 +204,8 @@ impl Controller {
                 self.store.put_app(&entry)?;
             }
         }
-        if !plan.consumed.is_empty() {
-            let commands = self.store.commands(key)?;
-            self.store.put_commands(key, &plan.consumed.clear_from(commands))?;
-        }
+        // what the step used, up to what it read (compacts replaced pause states too)
+        self.store.consume_commands(key, &plan.consumed, commands_read_through)?;
         for note in &plan.notes {
             match note.level {
                 Level::Error => tracing::error!(app = %key, "{}", note.message),

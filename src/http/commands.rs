@@ -5,13 +5,14 @@
 
 use super::views::{self, Found};
 use super::{error, HttpState};
+use crate::controller::commands::Submitted;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gitmoxi_deploy::record::{AppKey, Level};
-use gitmoxi_state::HistoryEvent;
+use gitmoxi_deploy::commands::Command;
+use gitmoxi_deploy::record::AppKey;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -83,11 +84,6 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Box<Response> {
     Box::new(error(status, message))
 }
 
-fn note(state: &HttpState, key: &AppKey, message: String) -> Result<(), Box<Response>> {
-    let event = HistoryEvent { at_ms: state.controller.clock.now_ms(), level: Level::Info, deployment: None, commit: None, message };
-    state.controller.store.append_history(key, &event).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-}
-
 pub async fn command(
     State(state): State<HttpState>,
     caller: Option<axum::Extension<super::access::Caller>>,
@@ -132,47 +128,23 @@ pub(crate) async fn run(state: &HttpState, req: &CommandRequest, caller: Option<
             let (Some(repo), Some(branch)) = (req.repo.as_deref(), req.branch.as_deref()) else {
                 return Err(refuse(StatusCode::BAD_REQUEST, "\"allow_prune\" needs \"repo\" and \"branch\""));
             };
-            store.put_meta(&format!("allow_prune/{repo}/{branch}"), "1").map_err(internal)?;
             let replanned = state.controller.head(repo, branch).is_some();
-            state.controller.request_replan(repo, branch).await.map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            state.controller.allow_prune(repo, branch).await.map_err(submit_refused)?;
             Ok(Json(json!({"status": "accepted", "replanned": replanned, "message": "held deletes of this branch may go ahead once"}))
                 .into_response())
         }
         "force" | "rollback" | "pause" | "resume" => {
             let key = resolve(state, req)?;
-            if let Some(forwarded) = forward_to_owner(state, &key, req, caller).await? {
+            let (command, message) = match req.command.as_str() {
+                "force" => (Command::Force, "redeploy forced by an operator"),
+                "rollback" => (Command::Rollback, "rollback requested by an operator"),
+                "pause" => (Command::Pause, "paused by an operator: held at its current step"),
+                _ => (Command::Resume, "resumed by an operator"),
+            };
+            let submitted = state.controller.submit(&key, command, message.to_string()).await.map_err(submit_refused)?;
+            if let Some(forwarded) = forwarded_answer(state, &key, &req.command, &submitted) {
                 return Ok(forwarded);
             }
-            let mut commands = store.commands(&key).map_err(internal)?;
-            let message = match req.command.as_str() {
-                "force" => {
-                    commands.force = true;
-                    "redeploy forced by an operator"
-                }
-                "rollback" => {
-                    commands.rollback = true;
-                    commands.paused = false;
-                    "rollback requested by an operator"
-                }
-                "pause" => {
-                    commands.paused = true;
-                    "paused by an operator: held at its current step"
-                }
-                _ => {
-                    commands.paused = false;
-                    "resumed by an operator"
-                }
-            };
-            store.put_commands(&key, &commands).map_err(internal)?;
-            note(state, &key, message.to_string())?;
-            if req.command == "force" {
-                state
-                    .controller
-                    .request_replan(&key.repo, &key.branch)
-                    .await
-                    .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-            }
-            state.controller.queue.add(key.clone());
             let view = match views::app_detail(&state.controller, &key.prefix, Some(&key.repo), Some(&key.branch)) {
                 Ok(Found::One(v)) => v,
                 _ => json!(null),
@@ -192,22 +164,28 @@ pub(crate) async fn run(state: &HttpState, req: &CommandRequest, caller: Option<
             }
             let key = resolve(state, req)?;
             let answer = approval(state, req, caller)?;
-            if let Some(forwarded) = forward_to_owner(state, &key, req, caller).await? {
+            // the replica that acts for the app knows which gate waits; another one hands it over
+            let gate = if state.controller.acts_for(&key) {
+                let waiting = store.record(&key).map_err(internal)?.filter(|r| r.in_flight()).and_then(|r| r.awaiting_approval);
+                let Some(gate) = waiting else {
+                    return Err(refuse(
+                        StatusCode::CONFLICT,
+                        format!("{} waits at no approval gate; `gitmoxi status {}` shows where its deployment is", key.prefix, key.prefix),
+                    ));
+                };
+                Some(gate)
+            } else {
+                None
+            };
+            let message = match &gate {
+                Some(g) => format!("{answer} at {}", g.stage),
+                None => answer.to_string(),
+            };
+            let submitted = state.controller.submit(&key, Command::Answer { approval: answer }, message).await.map_err(submit_refused)?;
+            if let Some(forwarded) = forwarded_answer(state, &key, &req.command, &submitted) {
                 return Ok(forwarded);
             }
-            let waiting = store.record(&key).map_err(internal)?.filter(|r| r.in_flight()).and_then(|r| r.awaiting_approval);
-            let Some(gate) = waiting else {
-                return Err(refuse(
-                    StatusCode::CONFLICT,
-                    format!("{} waits at no approval gate; `gitmoxi status {}` shows where its deployment is", key.prefix, key.prefix),
-                ));
-            };
-            let mut commands = store.commands(&key).map_err(internal)?;
-            let message = format!("{answer} at {}", gate.stage);
-            commands.approval = Some(answer);
-            store.put_commands(&key, &commands).map_err(internal)?;
-            note(state, &key, message)?;
-            state.controller.queue.add(key.clone());
+            let gate = gate.expect("the owner checked the gate");
             Ok(Json(json!({"status": "accepted", "command": req.command, "app": key.prefix, "gate": gate.gate, "stage": gate.stage}))
                 .into_response())
         }
@@ -218,45 +196,40 @@ pub(crate) async fn run(state: &HttpState, req: &CommandRequest, caller: Option<
     }
 }
 
-/// With high availability, a command for an app another replica owns goes to its shard's inbox
-/// in the table (the owner applies it within a renew interval); `None`: this replica owns it.
-async fn forward_to_owner(
-    state: &HttpState,
-    key: &AppKey,
-    req: &CommandRequest,
-    caller: Option<&str>,
-) -> Result<Option<Response>, Box<Response>> {
-    let Some(ha) = state.controller.ha() else { return Ok(None) };
-    if ha.owns(key) {
-        return Ok(None);
-    }
-    let request = serde_json::to_value(req).unwrap_or_default();
-    let n = state.controller.jitter_ms(u64::MAX / 2);
-    let owner = ha.owner_of(key, state.controller.clock.now_ms()).map(|(name, _)| name);
-    match ha.forward(key, request, caller, state.controller.clock.now_ms(), n).await {
-        Ok(shard) => Ok(Some(
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({
-                    "status": "forwarded",
-                    "command": req.command,
-                    "app": key.prefix,
-                    "shard": shard,
-                    "owner": owner,
-                    "message": format!(
-                        "{} belongs to shard {shard}, held by {}; the command waits in the HA table and its owner applies it within {}",
-                        key.prefix,
-                        owner.as_deref().unwrap_or("no replica right now"),
-                        humantime::format_duration(ha.config.renew),
-                    ),
-                })),
-            )
-                .into_response(),
-        )),
-        Err(e) => {
-            Err(refuse(StatusCode::SERVICE_UNAVAILABLE, format!("could not hand the command to the replica that owns {}: {e}", key.prefix)))
-        }
-    }
+/// A command that could not be taken, as an answer.
+fn submit_refused(e: crate::controller::commands::SubmitError) -> Box<Response> {
+    use crate::controller::commands::SubmitError;
+    let status = match &e {
+        SubmitError::Store(gitmoxi_state::StoreError::TooManyCommands { .. }) => StatusCode::TOO_MANY_REQUESTS,
+        SubmitError::Store(_) | SubmitError::Forward { .. } | SubmitError::Replan(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    refuse(status, e.to_string())
+}
+
+/// With high availability, the answer for a command handed to the replica that owns the app
+/// (202, naming the shard and its holder); `None` when it was logged here.
+fn forwarded_answer(state: &HttpState, key: &AppKey, command: &str, submitted: &Submitted) -> Option<Response> {
+    let Submitted::Forwarded { shard, owner } = submitted else { return None };
+    let renew = state.controller.ha().map_or(std::time::Duration::ZERO, |ha| ha.config.renew);
+    Some(
+        (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "status": "forwarded",
+                "command": command,
+                "app": key.prefix,
+                "shard": shard,
+                "owner": owner,
+                "message": format!(
+                    "{} belongs to shard {shard}, held by {}; the command waits in the HA table and its owner applies it within {}",
+                    key.prefix,
+                    owner.as_deref().unwrap_or("no replica right now"),
+                    humantime::format_duration(renew),
+                ),
+            })),
+        )
+            .into_response(),
+    )
 }
 
 /// Applies the commands other replicas left for this one's shards, as if given here by the same
@@ -274,6 +247,31 @@ pub async fn apply_forwarded(
                 None => break,
             },
         };
+        if let Some(allow) = forwarded.request.get("allow_prune") {
+            let (repo, branch) = (allow["repo"].as_str().unwrap_or_default(), allow["branch"].as_str().unwrap_or_default());
+            if let Err(e) = state.controller.allow_prune_here(repo, branch).await {
+                tracing::warn!(repo, branch, from = %forwarded.from, error = %e, "an allow_prune given on another replica was not recorded here");
+            }
+            continue;
+        }
+        if let Some(submit) = forwarded.request.get("submit") {
+            // a command of any producer, typed (issue 24)
+            match serde_json::from_value::<crate::controller::commands::ForwardedCommand>(submit.clone()) {
+                Ok(command) => {
+                    let (app, name) = (command.app.clone(), command.command.name());
+                    match state.controller.submit_forwarded(command).await {
+                        Ok(_) => {
+                            tracing::info!(command = name, app = %app, from = %forwarded.from, "applied a command given on another replica")
+                        }
+                        Err(e) => {
+                            tracing::warn!(command = name, app = %app, from = %forwarded.from, error = %e, "a command given on another replica was not recorded here")
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(from = %forwarded.from, error = %e, "a forwarded command is not a command; dropped"),
+            }
+            continue;
+        }
         let req: CommandRequest = match serde_json::from_value(forwarded.request) {
             Ok(req) => req,
             Err(e) => {

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gitmoxi_deploy::commands::{AnswerChannel, Approval};
-use gitmoxi_deploy::record::{AppKey, Level};
+use gitmoxi_deploy::record::AppKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -166,10 +166,15 @@ pub async fn interactive(State(state): State<HttpState>, headers: HeaderMap, bod
     }
     let key = AppKey { repo: gate.repo.clone(), branch: gate.branch.clone(), prefix: gate.app.clone() };
     let store = &state.controller.store;
+    // the replica that acts for the app knows whether the gate still waits; another one hands
+    // the answer to it (issue 24), and its planner notes an answer that finds no gate
     let waiting = match store.record(&key) {
-        Ok(record) => {
-            record.filter(|r| r.in_flight() && r.id == gate.deployment).and_then(|r| r.awaiting_approval).filter(|a| a.gate == gate.gate)
-        }
+        Ok(_) if !state.controller.acts_for(&key) => Some(()),
+        Ok(record) => record
+            .filter(|r| r.in_flight() && r.id == gate.deployment)
+            .and_then(|r| r.awaiting_approval)
+            .filter(|a| a.gate == gate.gate)
+            .map(|_| ()),
         Err(e) => return refuse(&state, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     if waiting.is_none() {
@@ -186,24 +191,11 @@ pub async fn interactive(State(state): State<HttpState>, headers: HeaderMap, bod
     }
     let by = if user_id.is_empty() { user_name.clone() } else { format!("{user_name} ({user_id})") };
     let answer = Approval { approve, by, via: AnswerChannel::Slack, at_ms: state.controller.clock.now_ms() };
-    let saved = store.commands(&key).and_then(|mut commands| {
-        commands.approval = Some(answer.clone());
-        store.put_commands(&key, &commands)
-    });
-    if let Err(e) = saved {
-        return refuse(&state, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    let note = format!("{answer} {}", gate.gate);
+    let command = gitmoxi_deploy::commands::Command::Answer { approval: answer.clone() };
+    if let Err(e) = state.controller.submit(&key, command, note).await {
+        return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
     }
-    let note = gitmoxi_state::HistoryEvent {
-        at_ms: answer.at_ms,
-        level: Level::Info,
-        deployment: Some(gate.deployment.clone()),
-        commit: None,
-        message: format!("{answer} {}", gate.gate),
-    };
-    if let Err(e) = store.append_history(&key, &note) {
-        tracing::warn!(error = %e, "could not note the Slack answer in the history");
-    }
-    state.controller.queue.add(key);
     outcome(&state, "accepted");
     let then = if approve { "traffic moves on" } else { "it rolls back" };
     let mark = if approve { ":white_check_mark:" } else { ":x:" };

@@ -251,24 +251,19 @@ pub async fn deploy(State(state): State<HttpState>, body: Result<Json<CommitRequ
     let latest = state.controller.head(&repo.name, &req.branch).map(|h| h.commit.clone());
     if req.force {
         if let Some(head) = state.controller.head(&repo.name, &req.branch) {
-            for prefix in head.intents.keys() {
-                let key = gitmoxi_deploy::record::AppKey { repo: repo.name.clone(), branch: req.branch.clone(), prefix: prefix.clone() };
-                let written = state.controller.store.commands(&key).and_then(|mut c| {
-                    c.force = true;
-                    state.controller.store.put_commands(&key, &c)
-                });
-                if let Err(e) = written {
-                    // never "accepted" for a force that was not written (issue 24)
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "the forced redeploy of {prefix} was not recorded ({e}); the apps before it are forced, run the command again"
-                        ),
-                    );
-                }
-            }
-            if let Err(e) = state.controller.request_replan(&repo.name, &req.branch).await {
-                return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            let keys: Vec<gitmoxi_deploy::record::AppKey> = head
+                .intents
+                .keys()
+                .map(|prefix| gitmoxi_deploy::record::AppKey {
+                    repo: repo.name.clone(),
+                    branch: req.branch.clone(),
+                    prefix: prefix.clone(),
+                })
+                .collect();
+            let note = "redeploy forced by gmctl commit deploy -f".to_string();
+            if let Err(e) = state.controller.submit_all(&keys, &gitmoxi_deploy::commands::Command::Force, &note).await {
+                // never "accepted" for a force that was not written (issue 24)
+                return error(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; the apps before it are forced, run the command again"));
             }
         }
     }
@@ -614,21 +609,27 @@ pub async fn taskset_rebalance(State(state): State<HttpState>, body: Result<Json
             ),
         );
     };
-    let mut commands = match state.controller.store.commands(&app.key) {
-        Ok(c) => c,
+    let waiting = match state.controller.store.commands(&app.key) {
+        Ok(c) => c.rebalance,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    if let (Some(waiting), false) = (commands.rebalance, replace) {
+    if let (Some(waiting), false) = (waiting, replace) {
         return error(
             StatusCode::CONFLICT,
             format!("a rebalance of {service} is still waiting ({waiting:?}); pass --override (-o) to replace it"),
         );
     }
-    commands.rebalance = Some(asked);
-    if let Err(e) = state.controller.store.put_commands(&app.key, &commands) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    }
-    state.controller.queue.add(app.key.clone());
+    let note = format!("rebalance asked with gmctl taskset rebalance: {asked:?}");
+    let submitted = state.controller.submit(&app.key, gitmoxi_deploy::commands::Command::Rebalance { rebalance: asked }, note).await;
+    let forwarded = match submitted {
+        Ok(crate::controller::commands::Submitted::Logged { .. }) => None,
+        Ok(crate::controller::commands::Submitted::Forwarded { shard, owner }) => Some(format!(
+            "; {} belongs to shard {shard} held by {}, which applies it",
+            app.key.prefix,
+            owner.as_deref().unwrap_or("no replica right now")
+        )),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
     let (direction, amount) = match asked {
         Rebalance::Move { direction, all } => (
             match direction {
@@ -647,7 +648,10 @@ pub async fn taskset_rebalance(State(state): State<HttpState>, body: Result<Json
     Json(json!({
         "status": "accepted",
         "app": app.key.prefix,
-        "message_list": [format!("rebalance of {service} accepted ({direction}, {amount}); its timeline shows the scales once ECS does")],
+        "message_list": [format!(
+            "rebalance of {service} accepted ({direction}, {amount}){}; its timeline shows the scales once ECS does",
+            forwarded.unwrap_or_default()
+        )],
         "tasksets": [taskset],
     }))
     .into_response()

@@ -16,13 +16,15 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::Path;
 
+mod commands;
 mod documents;
 mod mirror;
 
+pub use commands::{LoggedCommand, PendingCommands, MAX_PENDING_COMMANDS};
 pub use mirror::{AppState, Changes, ImportedApp};
 
-/// The on-disk format version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+/// The on-disk format version this build reads and writes (3: operator commands are a log).
+pub const SCHEMA_VERSION: u32 = 3;
 /// History events kept per app (oldest pruned).
 pub const MAX_HISTORY_PER_APP: usize = 500;
 /// Finished deployments kept per app (oldest pruned).
@@ -42,6 +44,8 @@ pub enum StoreError {
     Transaction(String),
     #[error("state store flush did not finish: {0}; check the state directory's disk")]
     Flush(String),
+    #[error("{waiting} commands already wait for {app}; wait until gitmoxi has acted on them (`gitmoxi status`) before giving more")]
+    TooManyCommands { app: String, waiting: usize },
 }
 
 /// sled reports a held directory lock as an `Other` error wrapping the OS's `WouldBlock`.
@@ -127,7 +131,7 @@ pub struct HistoryEvent {
     pub message: String,
 }
 
-/// Operator commands waiting for an app (the planner decides what they do; see
+/// Operator commands waiting for an app, folded (the planner decides what they do; see
 /// [`gitmoxi_deploy::commands`]).
 pub use gitmoxi_deploy::commands::OperatorCommands as Commands;
 
@@ -142,7 +146,10 @@ pub struct Store {
     /// reads one app's entries instead of decoding every record kept (quadratic at 2,000 apps).
     deployments_by_app: sled::Tree,
     history: sled::Tree,
-    commands: sled::Tree,
+    /// Operator commands, a log per app (see [`commands`]).
+    command_log: sled::Tree,
+    /// `allow_prune` permissions per branch, consumed by the heads owner.
+    allowed_prunes: sled::Tree,
     /// Content-addressed documents that records refer to (see [`documents`]).
     documents: sled::Tree,
     meta: sled::Tree,
@@ -260,21 +267,12 @@ impl Store {
 
     fn from_db(db: sled::Db, temporary: bool) -> Result<Store, StoreError> {
         let meta = db.open_tree("meta")?;
-        match meta.get("schema_version")? {
-            Some(v) => {
-                let found: u32 = decode(b"schema_version", &v)?;
-                match found {
-                    1 => {
-                        migrate_v1(&db)?;
-                        meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
-                    }
-                    SCHEMA_VERSION => {}
-                    _ => return Err(StoreError::Schema { found }),
-                }
-            }
-            None => {
-                meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
-            }
+        let found: Option<u32> = meta.get("schema_version")?.map(|v| decode(b"schema_version", &v)).transpose()?;
+        if let Some(found) = found.filter(|f| *f > SCHEMA_VERSION || *f == 0) {
+            return Err(StoreError::Schema { found });
+        }
+        if found == Some(1) {
+            migrate_v1(&db)?;
         }
         let store = Store {
             apps: db.open_tree("apps")?,
@@ -282,7 +280,8 @@ impl Store {
             deployments: db.open_tree("deployments")?,
             deployments_by_app: db.open_tree("deployments_by_app")?,
             history: db.open_tree("history")?,
-            commands: db.open_tree("commands")?,
+            command_log: db.open_tree("command_log")?,
+            allowed_prunes: db.open_tree("allowed_prunes")?,
             documents: db.open_tree("documents")?,
             meta,
             temporary,
@@ -290,6 +289,13 @@ impl Store {
             journal: Default::default(),
             db,
         };
+        if found.is_some_and(|f| f < 3) {
+            store.migrate_folded_commands()?;
+            store.migrate_allow_prune_meta()?;
+        }
+        if found != Some(SCHEMA_VERSION) {
+            store.meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
+        }
         store.index_deployments_once()?;
         Ok(store)
     }
@@ -648,23 +654,6 @@ impl Store {
             .values()
             .map(|v| v.map_err(StoreError::from).and_then(|v| decode(b"history", &v)))
             .collect()
-    }
-
-    pub fn commands(&self, key: &AppKey) -> Result<Commands, StoreError> {
-        let k = app_key_bytes(key);
-        Ok(self.commands.get(&k)?.map(|v| decode(&k, &v)).transpose()?.unwrap_or_default())
-    }
-
-    pub fn put_commands(&self, key: &AppKey, commands: &Commands) -> Result<(), StoreError> {
-        let k = app_key_bytes(key);
-        self.journal_app(key);
-        self.mark_unflushed(&k);
-        if commands == &Commands::default() {
-            self.commands.remove(k)?;
-        } else {
-            self.commands.insert(k, encode(commands))?;
-        }
-        Ok(())
     }
 
     /// A small named value (e.g. the last head seen per repo/branch).

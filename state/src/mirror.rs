@@ -156,7 +156,7 @@ impl Store {
         let k = app_key_bytes(key);
         let entry: Option<Value> = self.apps.get(&k)?.map(|v| decode(&k, &v)).transpose()?;
         let record: Option<Value> = self.records.get(&k)?.map(|v| decode(&k, &v)).transpose()?;
-        let commands: Option<Value> = self.commands.get(&k)?.map(|v| decode(&k, &v)).transpose()?;
+        let commands: Option<Value> = self.export_commands(key)?;
         let mut refs: Vec<String> = record.as_ref().map(documents::references).unwrap_or_default();
         if let Some(id) = entry.as_ref().and_then(|e| e.get("applied_document")).and_then(Value::as_str) {
             refs.push(id.to_string());
@@ -232,7 +232,7 @@ impl Store {
             }
             replace(&self.apps, &k, app.state.entry.as_ref())?;
             replace(&self.records, &k, app.state.record.as_ref())?;
-            replace(&self.commands, &k, app.state.commands.as_ref())?;
+            self.import_commands(&app.key, app.state.commands.as_ref())?;
             let prefix = history_prefix(&app.key);
             for old in self.history.scan_prefix(&prefix).keys() {
                 self.history.remove(old?)?;
@@ -248,7 +248,7 @@ impl Store {
             let k = app_key_bytes(key);
             self.apps.remove(&k)?;
             self.records.remove(&k)?;
-            self.commands.remove(&k)?;
+            self.drop_commands(key)?;
             self.mark_unflushed(&k);
         }
         Ok(())

@@ -132,12 +132,73 @@ fn a_newer_schema_is_refused_with_a_clear_message() {
 
 #[test]
 fn commands_round_trip() {
+    use gitmoxi_deploy::commands::{Command, Consumed};
     let store = Store::temporary().unwrap();
     assert_eq!(store.commands(&key("a")).unwrap(), Commands::default());
-    store.put_commands(&key("a"), &Commands { force: true, ..Commands::default() }).unwrap();
+    store.submit_command(&key("a"), &Command::Force).unwrap();
     assert!(store.commands(&key("a")).unwrap().force);
-    store.put_commands(&key("a"), &Commands::default()).unwrap();
+    assert!(!store.commands(&key("b")).unwrap().force, "another app's log");
+    let read = store.pending_commands(&key("a")).unwrap();
+    store.consume_commands(&key("a"), &Consumed { force: true, ..Consumed::default() }, read.through()).unwrap();
     assert!(!store.commands(&key("a")).unwrap().force);
+}
+
+/// Issue 24: producers only append, the worker removes only what it read. An answer given
+/// between a step's read and its consumption survives; sequence numbers grow past an imported
+/// log (an HA hand-off); the log is bounded.
+#[test]
+fn an_answer_given_after_the_read_is_not_wiped_with_the_one_consumed() {
+    use gitmoxi_deploy::commands::{AnswerChannel, Approval, Command, Consumed};
+    let store = Store::temporary().unwrap();
+    let answer = |approve| Command::Answer { approval: Approval { approve, by: "sre".into(), via: AnswerChannel::Api, at_ms: 1 } };
+    store.submit_command(&key("a"), &answer(true)).unwrap();
+    let read = store.pending_commands(&key("a")).unwrap();
+    assert_eq!(read.view().approval.map(|a| a.approve), Some(true));
+    // between the step's read and its clear: a second answer
+    store.submit_command(&key("a"), &answer(false)).unwrap();
+    store.consume_commands(&key("a"), &Consumed { approval: true, ..Consumed::default() }, read.through()).unwrap();
+    let left = store.commands(&key("a")).unwrap();
+    assert_eq!(left.approval.map(|a| a.approve), Some(false), "the later answer is kept");
+
+    // an imported log (another replica wrote it with higher numbers): new entries go after it
+    let imported = serde_json::json!([{"seq": 9_000_000_000u64, "command": "pause"}]);
+    store.import_commands(&key("b"), Some(&imported)).unwrap();
+    let seq = store.submit_command(&key("b"), &Command::Resume).unwrap();
+    assert!(seq > 9_000_000_000, "{seq}");
+    assert!(!store.commands(&key("b")).unwrap().paused, "the resume is newer than the imported pause");
+    // what an older build put in the table: the folded commands
+    store.import_commands(&key("c"), Some(&serde_json::json!({"force": true, "paused": true}))).unwrap();
+    let c = store.commands(&key("c")).unwrap();
+    assert!(c.force && c.paused);
+
+    for _ in store.pending_commands(&key("d")).unwrap().log.len()..crate::MAX_PENDING_COMMANDS {
+        store.submit_command(&key("d"), &Command::Pause).unwrap();
+    }
+    let err = store.submit_command(&key("d"), &Command::Pause).unwrap_err();
+    assert!(err.to_string().contains("commands already wait"), "{err}");
+}
+
+/// Schema 2 → 3: the folded commands become log entries; `allow_prune` meta rows become
+/// permissions.
+#[test]
+fn schema_2_commands_and_allowed_prunes_are_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta").unwrap().insert("schema_version", b"2".to_vec()).unwrap();
+        db.open_tree("meta").unwrap().insert("allow_prune/repo/main", serde_json::to_vec("1").unwrap()).unwrap();
+        db.open_tree("meta").unwrap().insert("allow_prune/repo/old", serde_json::to_vec("0").unwrap()).unwrap();
+        let k = super::app_key_bytes(&key("web"));
+        let folded = Commands { paused: true, force: true, ..Commands::default() };
+        db.open_tree("commands").unwrap().insert(k, serde_json::to_vec(&folded).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let c = store.commands(&key("web")).unwrap();
+    assert!(c.paused && c.force, "{c:?}");
+    assert!(store.allowed_prune("repo", "main").unwrap().is_some());
+    assert!(store.allowed_prune("repo", "old").unwrap().is_none());
+    assert_eq!(store.meta.get("schema_version").unwrap().as_deref(), Some(&b"3"[..]));
 }
 
 #[test]
@@ -218,7 +279,7 @@ fn a_version_1_store_opens_and_its_causes_become_typed() {
     assert_eq!(app.intent, Some(gitmoxi_deploy::intent::Intent::Keep));
     assert_eq!(app.applied.desired_count, Some(4), "the applied count comes from the svcdef schema 1 kept");
     assert_eq!(store.app(&key("b")).unwrap().unwrap().last_cause, None, "no record: the cause is unknown");
-    assert_eq!(store.meta.get("schema_version").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(store.meta.get("schema_version").unwrap().as_deref(), Some(&b"3"[..]));
     drop(store);
     let again = Store::open(dir.path()).unwrap();
     assert_eq!(again.app(&key("a")).unwrap().unwrap().last_cause, Some(FailureCause::StabilityTimeout { waited_secs: 300 }));
@@ -302,7 +363,7 @@ fn an_app_is_durable_only_once_its_writes_are_flushed() {
     store.flush().unwrap();
     assert!(store.is_durable(&web));
     // every per-app write counts: commands, the entry, a finish
-    store.put_commands(&web, &Commands { force: true, ..Commands::default() }).unwrap();
+    store.submit_command(&web, &gitmoxi_deploy::commands::Command::Force).unwrap();
     assert!(!store.is_durable(&web));
     store.flush().unwrap();
     store.put_app(&AppEntry::new(api.clone(), gitmoxi_deploy::AppKind::Ecs)).unwrap();
@@ -364,7 +425,7 @@ fn the_journal_names_what_changed_and_an_import_elsewhere_reproduces_the_app() {
         .unwrap();
     let second = with_desired("d2", "web", "nginx:2");
     a.put_record(&second).unwrap();
-    a.put_commands(&key("web"), &Commands { paused: true, ..Commands::default() }).unwrap();
+    a.submit_command(&key("web"), &gitmoxi_deploy::commands::Command::Pause).unwrap();
     let event = HistoryEvent { at_ms: 7, level: Level::Info, deployment: Some("d2".into()), commit: None, message: "started".into() };
     a.append_history(&key("web"), &event).unwrap();
     let changes = a.take_changes();

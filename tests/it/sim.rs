@@ -262,9 +262,8 @@ impl Sim {
     /// / `gitmoxi reject` do (via `via`).
     pub(crate) fn answer_gate(&self, prefix: &str, approve: bool, by: &str, via: gitmoxi_deploy::commands::AnswerChannel) {
         let key = Self::key(prefix);
-        let mut commands = self.store.commands(&key).expect("store");
-        commands.approval = Some(gitmoxi_deploy::commands::Approval { approve, by: by.into(), via, at_ms: 0 });
-        self.store.put_commands(&key, &commands).expect("store");
+        let approval = gitmoxi_deploy::commands::Approval { approve, by: by.into(), via, at_ms: 0 };
+        self.store.submit_command(&key, &gitmoxi_deploy::commands::Command::Answer { approval }).expect("store");
     }
 
     /// The app's last ended deployment.
@@ -679,10 +678,10 @@ fn the_grafana_dashboard_queries_only_exported_metrics() {
 async fn a_restart_keeps_what_was_flushed_and_loses_what_was_not() {
     let mut sim = Sim::new();
     let (kept, lost) = (Sim::key("prod/kept/kept"), Sim::key("prod/lost/lost"));
-    let force = gitmoxi_state::Commands { force: true, ..Default::default() };
-    sim.store.put_commands(&kept, &force).unwrap();
+    let force = gitmoxi_deploy::commands::Command::Force;
+    sim.store.submit_command(&kept, &force).unwrap();
     sim.store.flush().unwrap();
-    sim.store.put_commands(&lost, &force).unwrap();
+    sim.store.submit_command(&lost, &force).unwrap();
     assert!(sim.store.commands(&lost).unwrap().force, "written, not flushed");
     sim.restart().await;
     assert!(sim.store.commands(&kept).unwrap().force, "flushed: it survives the crash");

@@ -133,9 +133,7 @@ async fn a_paused_split_holds_its_traffic_and_still_rolls_back_on_an_alarm() {
     sim.commit();
     assert!(sim.run_until(20 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 20))).await);
     let key = Sim::key(PREFIX);
-    let mut commands = sim.store.commands(&key).unwrap();
-    commands.paused = true;
-    sim.store.put_commands(&key, &commands).unwrap();
+    sim.store.submit_command(&key, &gitmoxi_deploy::commands::Command::Pause).unwrap();
     sim.run_until(10 * MINUTES, |_| false).await;
     assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 80), (TG_B.to_string(), 20)], "held at 80/20 while paused");
     assert!(sim.outcome(PREFIX) == Some(Outcome::Succeeded), "the first deployment's outcome; the second is still in flight");
@@ -452,11 +450,9 @@ async fn a_controller_rebuilt_before_every_pass_with_every_answer_lost_once_conv
     assert!(history.iter().filter(|h| h.starts_with("deployment started")).count() == 2, "{history:?}");
 }
 
-fn command(sim: &Sim, change: impl FnOnce(&mut gitmoxi_state::Commands)) {
+fn command(sim: &Sim, command: gitmoxi_deploy::commands::Command) {
     let key = Sim::key(PREFIX);
-    let mut commands = sim.store.commands(&key).unwrap();
-    change(&mut commands);
-    sim.store.put_commands(&key, &commands).unwrap();
+    sim.store.submit_command(&key, &command).unwrap();
     sim.controller.queue.add(key);
 }
 
@@ -467,12 +463,12 @@ async fn pause_holds_the_traffic_split_resume_goes_on_and_an_operator_rollback_p
     sim.set_image(PREFIX, "nginx:2");
     sim.commit();
     assert!(sim.run_until(20 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 20))).await);
-    command(&sim, |c| c.paused = true);
+    command(&sim, gitmoxi_deploy::commands::Command::Pause);
     sim.run_until(10 * MINUTES, |_| false).await;
     assert!(sim.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 20)), "paused: no further shift in 10 minutes");
-    command(&sim, |c| c.paused = false);
+    command(&sim, gitmoxi_deploy::commands::Command::Resume);
     assert!(sim.run_until(5 * MINUTES, |s| s.world.forward_weights(LISTENER1).contains(&(TG_B.to_string(), 60))).await, "resumed");
-    command(&sim, |c| c.rollback = true);
+    command(&sim, gitmoxi_deploy::commands::Command::Rollback);
     assert!(sim.run_until(5 * MINUTES, |s| s.idle(PREFIX)).await);
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::RolledBack));
     assert_eq!(sim.world.forward_weights(LISTENER1), vec![(TG_A.to_string(), 100), (TG_B.to_string(), 0)]);
@@ -481,7 +477,7 @@ async fn pause_holds_the_traffic_split_resume_goes_on_and_an_operator_rollback_p
     assert!(app.last_cause.as_ref().unwrap().to_string().contains("rollback requested by an operator"), "{:?}", app.last_cause);
     assert!(!sim.store.commands(&Sim::key(PREFIX)).unwrap().rollback, "the command is consumed");
     // a rollback with nothing in flight says so instead of doing anything
-    command(&sim, |c| c.rollback = true);
+    command(&sim, gitmoxi_deploy::commands::Command::Rollback);
     sim.run_until(MINUTES, |_| false).await;
     assert!(sim.history(PREFIX).iter().any(|h| h.contains("no deployment is in flight")), "{:?}", sim.history(PREFIX));
 }
