@@ -70,6 +70,7 @@ soak:
 	    || { echo "seed $$seed failed (log: /tmp/gitmoxi-soak.log)"; exit 1; }; \
 	done; echo "$$runs seeds passed"
 	GITMOXI_CONVERGENCE_CASES=20 cargo test -q --test it moto_random_pushes_in_every_phase_converge_on_what_the_files_say
+	GITMOXI_INTERLEAVING_CASES=1000 cargo test -q -p gitmoxi-state seeded_interleavings
 	$(MAKE) soak-ha
 
 # High availability, long: three replicas on moto's DynamoDB, HA_ROUNDS (default 10) rounds of

@@ -436,8 +436,9 @@ impl Controller {
                     self.store.append_history(&key, &event)?;
                 }
             }
-            let stored = self.store.app(&key)?;
-            let mut app = stored.clone().unwrap_or_else(|| AppEntry::new(key.clone(), entry.kind));
+            // the heads owner writes only its own row (issue 24): what the head wants; the
+            // worker's entry (applied state, outcome, ownership) is never read back and rewritten
+            let stored = self.store.intent(&key)?;
             let problems: Vec<Diagnostic> = match snapshot.apps.get(&entry.app) {
                 Some(Err(invalid)) => invalid.errors.clone(),
                 Some(Ok(valid)) => {
@@ -449,7 +450,7 @@ impl Controller {
                 }
                 None => Vec::new(),
             };
-            let changed = app.intent != Some(entry.intent) || app.head_commit.as_deref() != Some(commit);
+            let changed = stored.as_ref().is_none_or(|i| i.intent != Some(entry.intent) || i.head_commit.as_deref() != Some(commit));
             if changed && entry.intent == Intent::Held {
                 self.notify(crate::notify::Event {
                     stage: "held".into(),
@@ -478,27 +479,31 @@ impl Controller {
                 };
                 self.store.append_history(&key, &event)?;
             }
-            // every kind is deployed now: clear what older versions marked as unsupported
-            app.unsupported = None;
-            app.intent = Some(entry.intent);
-            app.intent_reason = Some(entry.reason.clone());
-            app.problems = problems;
-            app.head_commit = Some(commit.to_string());
+            let mut wanted = gitmoxi_state::HeadIntent {
+                kind: entry.kind,
+                problems,
+                intent: Some(entry.intent),
+                intent_reason: Some(entry.reason.clone()),
+                head_commit: Some(commit.to_string()),
+                updated_at_ms: stored.as_ref().map_or(now, |i| i.updated_at_ms),
+            };
             // the same plan again (a replan, a poll of an unchanged head) writes nothing: at
             // thousands of apps, and with HA every write is copied to the table
-            let unchanged = stored.as_ref() == Some(&app);
-            if !unchanged {
-                app.updated_at_ms = now;
-                self.store.put_app(&app)?;
+            if stored.as_ref() != Some(&wanted) {
+                wanted.updated_at_ms = now;
+                self.store.put_intent(&key, &wanted)?;
             }
         }
         let planned: BTreeSet<&str> = plan.iter().map(|e| e.app.as_str()).collect();
         for e in &mine {
             let gone = !planned.contains(e.key.prefix.as_str()) && e.applied.identity.is_none() && !e.applied.owned;
             if gone && self.store.record(&e.key)?.is_none() {
+                // the head's row, and the entry only while it still owns nothing (one transaction)
                 self.store.remove_app(&e.key)?;
             }
         }
+        let keep: BTreeSet<String> = planned.iter().map(|p| p.to_string()).collect();
+        self.store.forget_intents_without_entry(repo, branch, &keep)?;
         // an allowed prune is used up by the head that deletes (the permissions it read; one given
         // since stays for the next head)
         if let Some(through) = allowed.filter(|_| plan.iter().any(|e| e.intent == Intent::Delete)) {

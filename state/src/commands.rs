@@ -7,8 +7,9 @@
 //! appended by a producer, consumed up to what the heads owner read.
 //!
 //! Invariants: sequence numbers grow per app across restarts and HA hand-offs (a new entry takes
-//! a number above the app's last one, whatever replica appended it); an append never replaces
-//! an entry (insert-if-absent); a log is bounded ([`MAX_PENDING_COMMANDS`]).
+//! a number above the highest the app's log ever gave — a high-water mark kept beside the log and
+//! copied with it —, whatever replica appended it and whatever was consumed); an append never
+//! replaces an entry; a log is bounded ([`MAX_PENDING_COMMANDS`]).
 
 use super::{app_key_bytes, decode, encode, Store, StoreError};
 use gitmoxi_deploy::commands::{fold, Command, Consumed, OperatorCommands};
@@ -53,6 +54,14 @@ fn log_prefix(key: &AppKey) -> Vec<u8> {
     k
 }
 
+/// The row that keeps the highest sequence an app's log ever gave (`app key, 0xfe`): a new
+/// entry goes above it even once every entry was consumed, on this replica or after a hand-off.
+fn mark_key(key: &AppKey) -> Vec<u8> {
+    let mut k = app_key_bytes(key);
+    k.push(0xfe);
+    k
+}
+
 fn entry_key(prefix: &[u8], seq: u64) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(&seq.to_be_bytes());
@@ -73,16 +82,24 @@ impl Store {
             return Err(StoreError::TooManyCommands { app: key.to_string(), waiting });
         }
         let bytes = encode(command);
-        loop {
-            let last = self.command_log.scan_prefix(&prefix).keys().next_back().transpose()?.map_or(0, |k| seq_of(&prefix, &k));
-            let seq = self.db.generate_id()?.max(last + 1);
-            let inserted = self.command_log.compare_and_swap(entry_key(&prefix, seq), None as Option<&[u8]>, Some(bytes.clone()))?;
-            if inserted.is_ok() {
-                self.journal_app(key);
-                self.mark_unflushed(&app_key_bytes(key));
-                return Ok(seq);
-            }
-        }
+        let id = self.db.generate_id()?;
+        // the app's high-water mark moves first (atomically): no two appends get one number, and
+        // no number is given twice, whatever was consumed or imported
+        let mut seq = 0;
+        self.command_log.fetch_and_update(mark_key(key), |old| {
+            let last = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+            seq = id.max(last + 1);
+            Some(seq.to_be_bytes().to_vec())
+        })?;
+        self.command_log.insert(entry_key(&prefix, seq), bytes)?;
+        self.journal_app(key);
+        self.mark_unflushed(&app_key_bytes(key));
+        Ok(seq)
+    }
+
+    /// The highest sequence the app's log gave.
+    fn high_water_mark(&self, key: &AppKey) -> Result<u64, StoreError> {
+        Ok(self.command_log.get(mark_key(key))?.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok()).map_or(0, u64::from_be_bytes))
     }
 
     /// The app's log, oldest first.
@@ -117,14 +134,16 @@ impl Store {
         Ok(())
     }
 
-    /// The log as stored entries (HA copies it; `None` when empty).
+    /// The log as stored entries and its high-water mark (HA copies it; `None` when nothing was
+    /// ever given).
     pub(crate) fn export_commands(&self, key: &AppKey) -> Result<Option<serde_json::Value>, StoreError> {
         let log = self.pending_commands(key)?.log;
-        if log.is_empty() {
+        let mark = self.high_water_mark(key)?;
+        if log.is_empty() && mark == 0 {
             return Ok(None);
         }
         let entries: Vec<LoggedCommand> = log.into_iter().map(|(seq, command)| LoggedCommand { seq, command }).collect();
-        Ok(Some(serde_json::to_value(entries).unwrap_or_default()))
+        Ok(Some(serde_json::json!({"given_through": mark, "log": entries})))
     }
 
     /// Replaces the app's log with `value` from the HA table: a list of entries, or (written by
@@ -134,21 +153,28 @@ impl Store {
         for old in self.command_log.scan_prefix(&prefix).keys() {
             self.command_log.remove(old?)?;
         }
-        let entries: Vec<(u64, Command)> = match value {
-            None => Vec::new(),
-            Some(v) if v.is_array() => serde_json::from_value::<Vec<LoggedCommand>>(v.clone())
+        self.command_log.remove(mark_key(key))?;
+        let mark = value.and_then(|v| v.get("given_through")).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let listed = value.and_then(|v| if v.is_array() { Some(v) } else { v.get("log") });
+        let entries: Vec<(u64, Command)> = match (value, listed) {
+            (None, _) => Vec::new(),
+            (Some(_), Some(v)) => serde_json::from_value::<Vec<LoggedCommand>>(v.clone())
                 .map_err(|source| StoreError::Corrupt { key: format!("{key} (commands from the table)"), source })?
                 .into_iter()
                 .map(|e| (e.seq, e.command))
                 .collect(),
-            Some(v) => {
+            (Some(v), None) => {
                 let folded: OperatorCommands = serde_json::from_value(v.clone())
                     .map_err(|source| StoreError::Corrupt { key: format!("{key} (commands from the table)"), source })?;
                 (1..).zip(unfold(&folded)).collect()
             }
         };
+        let highest = entries.iter().map(|(seq, _)| *seq).max().unwrap_or(0).max(mark);
         for (seq, command) in entries {
             self.command_log.insert(entry_key(&prefix, seq), encode(&command))?;
+        }
+        if highest > 0 {
+            self.command_log.insert(mark_key(key), highest.to_be_bytes().to_vec())?;
         }
         Ok(())
     }
@@ -166,9 +192,14 @@ impl Store {
             let folded: OperatorCommands = decode(&k, &v)?;
             let mut prefix = k.to_vec();
             prefix.push(0xff);
+            let mut highest = 0u64;
             for (seq, command) in (1..).zip(unfold(&folded)) {
                 self.command_log.insert(entry_key(&prefix, seq), encode(&command))?;
+                highest = seq;
             }
+            let mut mark = k.to_vec();
+            mark.push(0xfe);
+            self.command_log.insert(mark, highest.to_be_bytes().to_vec())?;
         }
         self.db.drop_tree("commands")?;
         Ok(())

@@ -121,6 +121,57 @@ impl AppEntry {
     }
 }
 
+/// What the heads owner keeps of an app (issue 24: its own table, so the heads owner and the
+/// app's worker never write the same row): what the newest head wants of it and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadIntent {
+    pub kind: AppKind,
+    /// The head's problems with this app (render/validation errors, conflicts, held deletes).
+    pub problems: Vec<Diagnostic>,
+    pub intent: Option<Intent>,
+    pub intent_reason: Option<String>,
+    pub head_commit: Option<String>,
+    pub updated_at_ms: u64,
+}
+
+impl HeadIntent {
+    /// The head's part of a (joined) entry.
+    pub fn of(entry: &AppEntry) -> HeadIntent {
+        HeadIntent {
+            kind: entry.kind,
+            problems: entry.problems.clone(),
+            intent: entry.intent,
+            intent_reason: entry.intent_reason.clone(),
+            head_commit: entry.head_commit.clone(),
+            updated_at_ms: entry.updated_at_ms,
+        }
+    }
+}
+
+/// The app as readers see it: the worker's entry and the head's intent joined. An intent
+/// without an entry is an app the head wants (new, invalid); a delete intent without an entry
+/// is an app that is gone.
+fn joined(key: &AppKey, entry: Option<AppEntry>, intent: Option<HeadIntent>) -> Option<AppEntry> {
+    let mut out = match (entry, &intent) {
+        (Some(e), _) => e,
+        (None, Some(i)) if i.intent != Some(Intent::Delete) => AppEntry::new(key.clone(), i.kind),
+        (None, _) => return None,
+    };
+    if let Some(i) = intent {
+        out.problems = i.problems;
+        out.intent = i.intent;
+        out.intent_reason = i.intent_reason;
+        out.head_commit = i.head_commit;
+        out.updated_at_ms = out.updated_at_ms.max(i.updated_at_ms);
+    }
+    Some(out)
+}
+
+/// The worker's part of an entry: the head's fields are not kept in its row.
+fn worker_part(entry: &AppEntry) -> AppEntry {
+    AppEntry { problems: Vec::new(), intent: None, intent_reason: None, head_commit: None, unsupported: None, ..entry.clone() }
+}
+
 /// One line of an app's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEvent {
@@ -146,6 +197,8 @@ pub struct Store {
     /// reads one app's entries instead of decoding every record kept (quadratic at 2,000 apps).
     deployments_by_app: sled::Tree,
     history: sled::Tree,
+    /// What the newest head wants of each app: the heads owner's rows (see [`HeadIntent`]).
+    intents: sled::Tree,
     /// Operator commands, a log per app (see [`commands`]).
     command_log: sled::Tree,
     /// `allow_prune` permissions per branch, consumed by the heads owner.
@@ -171,6 +224,16 @@ fn app_key_bytes(key: &AppKey) -> Vec<u8> {
     out.push(0);
     out.extend_from_slice(key.prefix.as_bytes());
     out
+}
+
+/// The key [`app_key_bytes`] made.
+fn key_of_bytes(bytes: &[u8]) -> AppKey {
+    let text = String::from_utf8_lossy(bytes);
+    let mut parts = text.splitn(3, '\0');
+    let repo = parts.next().unwrap_or_default().to_string();
+    let branch = parts.next().unwrap_or_default().to_string();
+    let prefix = parts.next().unwrap_or_default().to_string();
+    AppKey { repo, branch, prefix }
 }
 
 fn history_prefix(key: &AppKey) -> Vec<u8> {
@@ -280,6 +343,7 @@ impl Store {
             deployments: db.open_tree("deployments")?,
             deployments_by_app: db.open_tree("deployments_by_app")?,
             history: db.open_tree("history")?,
+            intents: db.open_tree("intents")?,
             command_log: db.open_tree("command_log")?,
             allowed_prunes: db.open_tree("allowed_prunes")?,
             documents: db.open_tree("documents")?,
@@ -290,6 +354,7 @@ impl Store {
             db,
         };
         if found.is_some_and(|f| f < 3) {
+            store.migrate_head_fields()?;
             store.migrate_folded_commands()?;
             store.migrate_allow_prune_meta()?;
         }
@@ -335,28 +400,128 @@ impl Store {
         self.temporary
     }
 
+    /// The app as readers see it (the worker's entry joined with the head's intent).
     pub fn app(&self, key: &AppKey) -> Result<Option<AppEntry>, StoreError> {
         let k = app_key_bytes(key);
-        self.apps.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        let entry: Option<AppEntry> = self.apps.get(&k)?.map(|v| decode(&k, &v)).transpose()?;
+        let intent: Option<HeadIntent> = self.intents.get(&k)?.map(|v| decode(&k, &v)).transpose()?;
+        Ok(joined(key, entry, intent))
     }
 
+    /// Writes the worker's part of an app's entry (the app's worker only; the head's fields are
+    /// [`Store::put_intent`]'s).
     pub fn put_app(&self, entry: &AppEntry) -> Result<(), StoreError> {
         self.journal_app(&entry.key);
         self.mark_unflushed(&app_key_bytes(&entry.key));
-        self.apps.insert(app_key_bytes(&entry.key), encode(entry))?;
+        self.apps.insert(app_key_bytes(&entry.key), encode(&worker_part(entry)))?;
         Ok(())
     }
 
-    /// Forgets an app that never owned anything (e.g. an invalid app whose files are gone).
-    pub fn remove_app(&self, key: &AppKey) -> Result<(), StoreError> {
+    /// What the newest head wants of an app (the heads owner's row).
+    pub fn intent(&self, key: &AppKey) -> Result<Option<HeadIntent>, StoreError> {
+        let k = app_key_bytes(key);
+        self.intents.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// Writes what the newest head wants of an app (the heads owner only).
+    pub fn put_intent(&self, key: &AppKey, intent: &HeadIntent) -> Result<(), StoreError> {
         self.journal_app(key);
         self.mark_unflushed(&app_key_bytes(key));
-        self.apps.remove(app_key_bytes(key))?;
+        self.intents.insert(app_key_bytes(key), encode(intent))?;
         Ok(())
     }
 
+    /// Schema 2 → 3: the head's fields of each entry move to the heads owner's table.
+    fn migrate_head_fields(&self) -> Result<(), StoreError> {
+        for kv in self.apps.iter() {
+            let (k, v) = kv?;
+            let entry: AppEntry = decode(&k, &v)?;
+            self.intents.insert(&k, encode(&HeadIntent::of(&entry)))?;
+            self.apps.insert(&k, encode(&worker_part(&entry)))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets an app that never owned anything (e.g. an invalid app whose files are gone): the
+    /// head's row, and the entry in the same transaction only while it still owns nothing and no
+    /// deployment is in flight (the heads owner calls it; a worker that started meanwhile wins).
+    pub fn remove_app(&self, key: &AppKey) -> Result<(), StoreError> {
+        let k = app_key_bytes(key);
+        self.journal_app(key);
+        self.mark_unflushed(&k);
+        let result = (&self.apps, &self.records, &self.intents).transaction(|(apps, records, intents)| {
+            intents.remove(k.clone())?;
+            if records.get(&k)?.is_some() {
+                return Ok(());
+            }
+            if let Some(v) = apps.get(&k)? {
+                let entry: AppEntry = serde_json::from_slice(&v).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                if entry.applied.identity.is_some() || entry.applied.owned {
+                    return Ok(());
+                }
+                apps.remove(k.clone())?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(msg)) => Err(StoreError::Transaction(msg)),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Io(e)),
+        }
+    }
+
+    /// The head's rows of `repo`/`branch` whose app is gone (no entry; the heads owner cleans
+    /// them up).
+    pub fn forget_intents_without_entry(
+        &self,
+        repo: &str,
+        branch: &str,
+        keep: &std::collections::BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        let mut prefix = Vec::new();
+        prefix.extend_from_slice(repo.as_bytes());
+        prefix.push(0);
+        prefix.extend_from_slice(branch.as_bytes());
+        prefix.push(0);
+        for kv in self.intents.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            let app = String::from_utf8_lossy(&k[prefix.len()..]).to_string();
+            if !keep.contains(&app) && !self.apps.contains_key(&k)? {
+                self.intents.remove(&k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every app as readers see it, by key.
     pub fn apps(&self) -> Result<Vec<AppEntry>, StoreError> {
-        self.apps.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        let mut entries = self.apps.iter().peekable();
+        let mut intents = self.intents.iter().peekable();
+        let mut out = Vec::new();
+        loop {
+            let next_entry = entries.peek().map(|kv| kv.as_ref().map(|(k, _)| k.clone()).map_err(Clone::clone)).transpose()?;
+            let next_intent = intents.peek().map(|kv| kv.as_ref().map(|(k, _)| k.clone()).map_err(Clone::clone)).transpose()?;
+            let (entry, intent) = match (&next_entry, &next_intent) {
+                (None, None) => break,
+                (Some(a), Some(b)) if a == b => (entries.next(), intents.next()),
+                (Some(a), Some(b)) if a < b => (entries.next(), None),
+                (Some(_), None) => (entries.next(), None),
+                _ => (None, intents.next()),
+            };
+            let entry: Option<(sled::IVec, AppEntry)> =
+                entry.transpose()?.map(|(k, v)| decode::<AppEntry>(&k, &v).map(|e| (k, e))).transpose()?;
+            let intent: Option<(sled::IVec, HeadIntent)> =
+                intent.transpose()?.map(|(k, v)| decode::<HeadIntent>(&k, &v).map(|i| (k, i))).transpose()?;
+            let key = match (&entry, &intent) {
+                (Some((_, e)), _) => e.key.clone(),
+                (None, Some((k, _))) => key_of_bytes(k),
+                (None, None) => continue,
+            };
+            if let Some(app) = joined(&key, entry.map(|(_, e)| e), intent.map(|(_, i)| i)) {
+                out.push(app);
+            }
+        }
+        Ok(out)
     }
 
     /// The in-flight (or last unfinished) record of an app.
@@ -673,5 +838,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod interleaving_tests;
 #[cfg(test)]
 mod tests;

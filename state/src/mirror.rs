@@ -154,7 +154,9 @@ impl Store {
     /// An app's stored state.
     pub fn export_app(&self, key: &AppKey) -> Result<AppState, StoreError> {
         let k = app_key_bytes(key);
-        let entry: Option<Value> = self.apps.get(&k)?.map(|v| decode(&k, &v)).transpose()?;
+        // the entry as readers see it (the worker's row and the head's, joined): the table keeps
+        // the shape older builds wrote
+        let entry: Option<Value> = self.app(key)?.map(|e| serde_json::to_value(e).unwrap_or_default());
         let record: Option<Value> = self.records.get(&k)?.map(|v| decode(&k, &v)).transpose()?;
         let commands: Option<Value> = self.export_commands(key)?;
         let mut refs: Vec<String> = record.as_ref().map(documents::references).unwrap_or_default();
@@ -230,7 +232,18 @@ impl Store {
                     self.deployments_by_app.insert(Self::index_key(&loaded), loaded.id.as_bytes())?;
                 }
             }
-            replace(&self.apps, &k, app.state.entry.as_ref())?;
+            match &app.state.entry {
+                Some(v) => {
+                    let entry: AppEntry = serde_json::from_value(v.clone())
+                        .map_err(|source| StoreError::Corrupt { key: format!("{} (entry from the table)", app.key), source })?;
+                    self.apps.insert(&k, encode(&super::worker_part(&entry)))?;
+                    self.intents.insert(&k, encode(&super::HeadIntent::of(&entry)))?;
+                }
+                None => {
+                    self.apps.remove(&k)?;
+                    self.intents.remove(&k)?;
+                }
+            }
             replace(&self.records, &k, app.state.record.as_ref())?;
             self.import_commands(&app.key, app.state.commands.as_ref())?;
             let prefix = history_prefix(&app.key);
@@ -247,6 +260,7 @@ impl Store {
         for key in dropped {
             let k = app_key_bytes(key);
             self.apps.remove(&k)?;
+            self.intents.remove(&k)?;
             self.records.remove(&k)?;
             self.drop_commands(key)?;
             self.mark_unflushed(&k);
