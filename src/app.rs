@@ -131,6 +131,9 @@ pub async fn run_with(
         config.api_repos.clone(),
     );
     repos.start(&config.repos).map_err(|e| anyhow::anyhow!("cannot start the repositories: {e}"))?;
+    if let Some(ha) = controller.ha() {
+        tasks.spawn(repos.clone().follow_shared(ha.config.renew));
+    }
     {
         // previews a crash left behind (scratch repositories, old preview refs)
         let (dir, tracked) = (config.state_dir.clone(), config.repos.clone());
@@ -202,7 +205,7 @@ pub async fn run_with(
     repos.join().await;
     controller.flush_store().await?;
     if let Some(ha) = &ha {
-        ha.leave(&controller).await;
+        ha.leave(controller.as_ref()).await;
     }
     Ok(())
 }

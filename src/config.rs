@@ -53,6 +53,9 @@ pub struct SshConfig {
 /// The fewest characters an API token may have (issue 27).
 pub const MIN_TOKEN_CHARS: usize = 16;
 
+/// The name the main `api_token` goes by (answers to gates given with it, the page's sessions).
+pub const MAIN_TOKEN: &str = "api_token";
+
 /// The controller's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -90,7 +93,7 @@ pub struct Config {
     /// (gmctl sends none). Empty (the default): every API call needs the token.
     pub gmctl_tokenless_networks: Vec<ipnet::IpNet>,
     /// Slack's interactive callback: answers to approval gates.
-    pub slack: Option<crate::http::slack::SlackInteractive>,
+    pub slack: Option<crate::slack::SlackInteractive>,
     /// `[accounts]`: the role of each workload account, by account id (SPEC §7.4).
     pub accounts: BTreeMap<String, crate::aws::accounts::AccountRole>,
     /// `[api_tokens]`: more tokens, each with a name (who answered a gate), by name.
@@ -233,10 +236,10 @@ fn api_tokens(
     for (name, source) in given {
         let what = format!("[api_tokens.{name}]");
         let name_ok = !name.is_empty() && name.len() <= 40 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !name_ok || name == crate::http::access::MAIN_TOKEN {
+        if !name_ok || name == MAIN_TOKEN {
             return Err(ConfigError::Invalid(format!(
                 "{what}: a token's name is 1 to 40 letters, digits, '-' or '_' (and not '{}', the name of api_token)",
-                crate::http::access::MAIN_TOKEN
+                MAIN_TOKEN
             )));
         }
         let token = match (&source.token_env, &source.token_file) {
@@ -640,11 +643,11 @@ impl Config {
         let api_token = api_token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
         let named_tokens = api_tokens(file.api_tokens, api_token.as_deref(), |var| std::env::var(var).ok())?;
         for approver in &file.approvers {
-            let known = named_tokens.contains_key(approver) || (approver == crate::http::access::MAIN_TOKEN && api_token.is_some());
+            let known = named_tokens.contains_key(approver) || (approver == MAIN_TOKEN && api_token.is_some());
             if !known {
                 return Err(ConfigError::Invalid(format!(
                     "approvers names '{approver}', which is not a token: name a token of [api_tokens] (or '{}')",
-                    crate::http::access::MAIN_TOKEN
+                    MAIN_TOKEN
                 )));
             }
         }
@@ -725,7 +728,7 @@ impl Config {
             slack: read_secret_file("--slack-signing-secret-file", o.slack_signing_secret_file.as_deref())?
                 .or(file.slack_signing_secret)
                 .filter(|s| !s.trim().is_empty())
-                .map(|signing_secret| crate::http::slack::SlackInteractive {
+                .map(|signing_secret| crate::slack::SlackInteractive {
                     signing_secret,
                     approvers: file.slack_approvers,
                     response_hosts: if file.slack_response_hosts.is_empty() {

@@ -58,6 +58,7 @@ pub mod render_worker;
 pub mod renders;
 pub mod repo_policy;
 pub mod repos;
+pub mod slack;
 pub mod source;
 pub mod state_dir;
 pub mod sync;

@@ -71,7 +71,7 @@ pub struct Event {
     pub app_webhooks: Vec<(Vec<String>, Value)>,
     /// The gate the deployment waits at (its Slack message gets Approve / Reject buttons).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub gate: Option<crate::http::slack::GateRef>,
+    pub gate: Option<crate::slack::GateRef>,
 }
 
 impl Event {
@@ -97,7 +97,7 @@ impl Event {
             cause: record.cause.as_ref().map(ToString::to_string),
             message,
             app_webhooks,
-            gate: record.awaiting_approval.as_ref().map(|a| crate::http::slack::GateRef {
+            gate: record.awaiting_approval.as_ref().map(|a| crate::slack::GateRef {
                 repo: record.app.repo.clone(),
                 branch: record.app.branch.clone(),
                 app: record.app.prefix.clone(),
@@ -273,11 +273,11 @@ pub(crate) fn channel_with(sinks: Sinks, results: prometheus::IntCounterVec, del
 }
 
 /// Text for a Slack `mrkdwn` object from names a committer chose (app, folder, branch) or from
-/// AWS: no link, mention or HTML entity can be formed ([`crate::http::slack::escape_mrkdwn`]),
+/// AWS: no link, mention or HTML entity can be formed ([`crate::slack::escape_mrkdwn`]),
 /// at most `max` characters once escaped (Slack refuses the whole message beyond its limits),
 /// never cut inside an entity.
 fn mrkdwn(text: &str, max: usize) -> String {
-    let escaped = crate::http::slack::escape_mrkdwn(text);
+    let escaped = crate::slack::escape_mrkdwn(text);
     if escaped.chars().count() <= max {
         return escaped;
     }
@@ -316,7 +316,7 @@ pub fn slack_message(e: &Event, buttons: bool) -> Value {
         _ => ":arrows_counterclockwise:",
     };
     // plain text: nothing in it is parsed; Slack's limit for a header is 150 characters
-    let title = clip(&format!("{emoji} {} — {}", crate::http::slack::neutralize_mentions(&e.app), e.stage.replace('_', " ")), 150);
+    let title = clip(&format!("{emoji} {} — {}", crate::slack::neutralize_mentions(&e.app), e.stage.replace('_', " ")), 150);
     let field = |label: &str, value: &str| text_object(format!("*{label}*\n{}", mrkdwn(value, 1900)));
     let mut fields =
         vec![field("App", &format!("{}@{}", e.app, e.branch)), field("Commit", &e.commit.chars().take(10).collect::<String>())];
@@ -338,7 +338,7 @@ pub fn slack_message(e: &Event, buttons: bool) -> Value {
         json!({"type": "section", "fields": fields}),
     ];
     if let (true, Some(gate), "waiting_for_approval") = (buttons, &e.gate, e.stage.as_str()) {
-        blocks.push(crate::http::slack::buttons(gate));
+        blocks.push(crate::slack::buttons(gate));
     }
     json!({"text": format!("{}: {}", mrkdwn(&e.app, 200), mrkdwn(&e.message, 2000)), "blocks": blocks})
 }

@@ -21,13 +21,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-const STORE_KEY: &str = "repos/api";
+/// The kind of shared HA item a repository added through the API is.
+const SHARED_REPOS: &str = "repos";
 /// How many repositories the API may add.
 pub const MAX_API_REPOS: usize = 100;
 /// How many branches one repository added through the API may track.
 pub const MAX_BRANCHES: usize = 20;
-/// Where a repository's URL is remembered by name (`repo_url/NAME`), also after it is deleted.
-const URL_KEY: &str = "repo_url/";
 
 /// A repository as the API describes it (Gitmoxi's shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,17 +152,21 @@ impl Repos {
     }
 
     fn stored(&self) -> Result<Vec<RepoRecord>, RepoError> {
-        Ok(match self.controller.store.meta(STORE_KEY)? {
-            Some(json) => {
-                serde_json::from_str(&json).map_err(|e| RepoError::Invalid(format!("the stored repositories are unreadable: {e}")))?
-            }
-            None => Vec::new(),
-        })
+        let table = self.controller.store.table::<RepoRecord>(gitmoxi_state::TableName::ApiRepos)?;
+        Ok(table.entries()?.into_iter().map(|(_, record)| record).collect())
     }
 
     fn persist(&self) -> Result<(), RepoError> {
         let api: Vec<RepoRecord> = self.running().values().filter(|r| r.record.origin == "api").map(|r| r.record.clone()).collect();
-        self.controller.store.put_meta(STORE_KEY, &serde_json::to_string(&api).unwrap_or_default())?;
+        let table = self.controller.store.table::<RepoRecord>(gitmoxi_state::TableName::ApiRepos)?;
+        for (url, _) in table.entries()? {
+            if !api.iter().any(|r| r.repo_url == url) {
+                table.remove(&url)?;
+            }
+        }
+        for record in &api {
+            table.put(&record.repo_url, record)?;
+        }
         Ok(())
     }
 
@@ -187,7 +190,8 @@ impl Repos {
         sources.close();
         tracing::info!(repo = %config.name, branches = ?config.branches, origin = %record.origin, "tracking repository");
         // kept after the repository is deleted: its deployment records still name their URL
-        if let Err(e) = self.controller.store.put_meta(&format!("{URL_KEY}{}", config.name), &crate::git::source::redact(&config.url)) {
+        let url = crate::git::source::redact(&config.url);
+        if let Err(e) = self.controller.store.table(gitmoxi_state::TableName::RepoUrls).and_then(|t| t.put(&config.name, &url)) {
             tracing::warn!(repo = %config.name, error = %e, "the repository's URL was not remembered for its records");
         }
         Running { config, record, signals, cancel, sources }
@@ -241,16 +245,91 @@ impl Repos {
         Ok(name)
     }
 
-    /// Adds a repository through the API (persisted; its sources start now).
-    pub fn add(&self, record: RepoRecord) -> Result<String, RepoError> {
-        let name = self.add_running(record, true)?;
+    /// Adds a repository through the API (persisted; its sources start now). With high
+    /// availability it is shared through the table, and every replica tracks it
+    /// ([`Repos::follow_shared`]); a share that fails undoes the add.
+    pub async fn add(self: &Arc<Self>, record: RepoRecord) -> Result<String, RepoError> {
+        let name = self.add_running(record.clone(), true)?;
         self.persist()?;
+        if let Some(ha) = self.controller.ha() {
+            let body = serde_json::to_string(&record).unwrap_or_default();
+            if let Err(e) = ha.share(SHARED_REPOS, &record.repo_url, &body).await {
+                let _ = self.remove_here(&name).await;
+                return Err(RepoError::Invalid(format!(
+                    "the repository was not added: the other replicas could not be told ({e}); try again"
+                )));
+            }
+        }
         Ok(name)
     }
 
-    /// Stops tracking an API-added repository (by URL or name); its mirror is deleted once its
-    /// sources stopped.
+    /// With high availability: tracks the repositories other replicas added through the API,
+    /// and stops those they deleted, every `every`, until shutdown.
+    pub async fn follow_shared(self: Arc<Self>, every: Duration) {
+        let Some(ha) = self.controller.ha().cloned() else { return };
+        // what the table showed before: a repository gone from it was deleted elsewhere (one
+        // this replica just added and is still sharing was never seen, so it stays)
+        let mut seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let shared = match ha.shared(SHARED_REPOS).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the repositories shared through the HA table");
+                    continue;
+                }
+            };
+            let now: std::collections::BTreeSet<String> = shared.iter().map(|(url, _)| url.clone()).collect();
+            let tracked: Vec<(String, String)> = self
+                .running()
+                .iter()
+                .filter(|(_, r)| r.record.origin == "api")
+                .map(|(name, r)| (name.clone(), r.record.repo_url.clone()))
+                .collect();
+            for (url, body) in &shared {
+                if tracked.iter().any(|(_, u)| u == url) {
+                    continue;
+                }
+                match serde_json::from_str::<RepoRecord>(body) {
+                    Ok(record) => match self.add_running(record, false).and_then(|_| self.persist()) {
+                        Ok(()) => tracing::info!(repo = %url, "tracking a repository another replica added"),
+                        Err(e) => tracing::warn!(repo = %url, error = %e, "a repository another replica added could not be started"),
+                    },
+                    Err(e) => tracing::warn!(repo = %url, error = %e, "a shared repository is unreadable"),
+                }
+            }
+            for (name, url) in tracked {
+                if seen.contains(&url) && !now.contains(&url) {
+                    match self.remove_here(&name).await {
+                        Ok(_) => tracing::info!(repo = %url, "stopped tracking a repository another replica deleted"),
+                        Err(e) => tracing::warn!(repo = %url, error = %e, "a repository another replica deleted is still tracked"),
+                    }
+                }
+            }
+            seen = now;
+        }
+    }
+
+    /// Stops tracking an API-added repository (by URL or name), on every replica with high
+    /// availability; its mirror is deleted once its sources stopped.
     pub async fn remove(self: &Arc<Self>, url_or_name: &str) -> Result<RepoRecord, RepoError> {
+        let removed = self.remove_here(url_or_name).await?;
+        if let Some(ha) = self.controller.ha() {
+            if let Err(e) = ha.unshare(SHARED_REPOS, &removed.repo_url).await {
+                tracing::warn!(repo = %removed.repo_url, error = %e, "the other replicas were not told of the delete; they keep tracking it");
+                return Err(RepoError::Invalid(format!(
+                    "the repository is no longer tracked here, but the other replicas could not be told ({e}); delete it again"
+                )));
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Stops tracking an API-added repository on this replica.
+    async fn remove_here(self: &Arc<Self>, url_or_name: &str) -> Result<RepoRecord, RepoError> {
         let key = {
             let running = self.running();
             running
@@ -318,7 +397,7 @@ impl Repos {
         if let Some(r) = self.running().get(name) {
             return r.record.repo_url.clone();
         }
-        match self.controller.store.meta(&format!("{URL_KEY}{name}")) {
+        match self.controller.store.table::<String>(gitmoxi_state::TableName::RepoUrls).and_then(|t| t.get(name)) {
             Ok(Some(url)) => url,
             Ok(None) | Err(_) => name.to_string(),
         }

@@ -63,7 +63,14 @@ const COMMITS_KEPT: usize = 100;
 
 /// The commits loaded for a branch, newest first, with when they were received (epoch ms).
 pub fn commits_seen(store: &gitmoxi_state::Store, repo: &str, branch: &str) -> Vec<(String, u64)> {
-    store.meta(&format!("commits/{repo}/{branch}")).ok().flatten().and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default()
+    let row = gitmoxi_state::branch_row(repo, branch);
+    match store.table::<Vec<(String, u64)>>(gitmoxi_state::TableName::SeenCommits).and_then(|t| t.get(&row)) {
+        Ok(seen) => seen.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(repo, branch, error = %e, "the loaded commits could not be read");
+            Vec::new()
+        }
+    }
 }
 
 fn remember_commit(store: &gitmoxi_state::Store, repo: &str, branch: &str, commit: &str, at_ms: u64) {
@@ -73,7 +80,8 @@ fn remember_commit(store: &gitmoxi_state::Store, repo: &str, branch: &str, commi
     }
     seen.insert(0, (commit.to_string(), at_ms));
     seen.truncate(COMMITS_KEPT);
-    if let Err(e) = store.put_meta(&format!("commits/{repo}/{branch}"), &serde_json::to_string(&seen).unwrap_or_default()) {
+    let row = gitmoxi_state::branch_row(repo, branch);
+    if let Err(e) = store.table(gitmoxi_state::TableName::SeenCommits).and_then(|t| t.put(&row, &seen)) {
         tracing::warn!(repo, branch, error = %e, "could not remember the loaded commit");
     }
 }
@@ -158,7 +166,7 @@ pub async fn run(
         drift: repo.drift,
         adopt_untagged: repo.adopt_untagged,
     };
-    let meta_key = format!("head/{}/{branch}", repo.name);
+    let head_row = gitmoxi_state::branch_row(&repo.name, &branch);
     let mut last: Option<String> = None;
     loop {
         signal.begin();
@@ -186,7 +194,11 @@ pub async fn run(
                 match controller.load_head(head).await {
                     Ok(()) => {
                         controller.record_fetch(&repo.name, &branch, None);
-                        let _ = controller.store.put_meta(&meta_key, &commit);
+                        if let Err(e) =
+                            controller.store.table(gitmoxi_state::TableName::LoadedHeads).and_then(|t| t.put(&head_row, &commit))
+                        {
+                            tracing::warn!(repo = %repo.name, branch = %branch, error = %e, "the loaded head was not remembered");
+                        }
                         remember_commit(&controller.store, &repo.name, &branch, &commit, controller.clock.now_ms());
                         last = Some(commit);
                     }

@@ -12,6 +12,11 @@
 //! 4. Stop all three and start them on empty state directories: the state comes from the table,
 //!    nothing is redeployed (same deployments, task definition revisions, Lambda versions).
 //!
+//! Between 1 and 2 (issue 24: every producer reaches the owner), each on a replica that does
+//! not own the app: a gate answered through Slack's interactive callback, a repository added
+//! through gmctl's API (every replica tracks it, and drops it when another deletes it), and
+//! gmctl's `commit deploy -f` of that repository's app.
+//!
 //! `harness = false`: a plain program (run by `cargo test`). `HA_SEED=n` replays a run;
 //! `HA_ROUNDS=n` repeats steps 2 and 3 with new versions (`make soak`).
 
@@ -29,6 +34,7 @@ use std::time::{Duration, Instant};
 mod binary_harness;
 use binary_harness::{aws, free_port, get, git, infra, root, start_moto, write, write_rolling_app, Moto, FARGATE_NETWORK, TERRAFORM_INPUT};
 
+const SLACK_SECRET: &str = "ha-test-slack-signing-secret";
 const LEASE_SECS: u64 = 6;
 const RENEW: &str = "2s";
 const SHARDS: u32 = 8;
@@ -110,6 +116,9 @@ impl Replica {
                 r#"listen = "127.0.0.1:{port}"
 region = "us-east-1"
 aws_max_attempts = 1
+slack_signing_secret = "{SLACK_SECRET}"
+slack_approvers = ["U-SRE"]
+slack_response_hosts = ["127.0.0.1"]
 
 [ha]
 table = "gitmoxi-ha"
@@ -119,6 +128,9 @@ lease = "{LEASE_SECS}s"
 renew = "{RENEW}"
 replica = "{name}"
 url = "http://127.0.0.1:{port}"
+
+[api_repos]
+allow_local = true
 
 [[repos]]
 url = "{repo}"
@@ -220,6 +232,125 @@ fn post(url: &str, body: &Value) -> Value {
         .output()
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("POST {url}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Slack's signed interactive request for a click on `action` by `user` on `gate`'s buttons,
+/// posted to `url`; the HTTP status.
+fn slack_click(url: &str, action: &str, user: &str, gate: &Value) -> u16 {
+    use hmac::Mac;
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": "sre"},
+        "response_url": "http://127.0.0.1:9/slack-response",
+        "actions": [{"action_id": action, "value": gate.to_string()}],
+    });
+    let encoded: String = payload
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let body = format!("payload={encoded}");
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SLACK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .args(["-H", "content-type: application/x-www-form-urlencoded"])
+        .args(["-H", &format!("x-slack-request-timestamp: {ts}"), "-H", &format!("x-slack-signature: {signature}")])
+        .args(["--data-binary", &body, url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+/// Issue 24: each producer, used on a replica that does not own the app, reaches the owner.
+fn producers_reach_the_owner(replicas: &[Replica], repo: &Path, dir: &Path, moto: &Moto) {
+    let all: Vec<&Replica> = replicas.iter().collect();
+    // Slack: a gate before 100 % of the function `hello`, answered on another replica
+    let prefix = "fn/hello";
+    write(
+        repo,
+        "fn/hello_lambdadepdef.json",
+        r#"{"alias": "live", "trafficShiftingConfig": {"type": "CANARY", "percent": 50, "waitInterval": 1, "approval": {"before": [100]}}}"#,
+    );
+    let def = std::fs::read_to_string(repo.join("fn/hello_lambdadef.json")).unwrap();
+    write(repo, "fn/hello_lambdadef.json", &def.replacen('{', r#"{"Timeout": 7, "#, 1));
+    git(repo, &["commit", "-qam", "hello: a gate before 100 %"]);
+    let waiting =
+        wait_apps(&all, Duration::from_secs(90), "hello waits at its gate", |apps| apps[prefix]["status"] == "WaitingForApproval");
+    let owner = waiting[prefix]["owner"]["replica"].as_str().unwrap().to_string();
+    let at_owner = replicas.iter().find(|r| r.name == owner).unwrap();
+    let detail = at_owner.get(&format!("/api/v2/apps/{prefix}")).unwrap();
+    let deployment = detail["deployment"]["id"].as_str().expect("in flight").to_string();
+    let gate = serde_json::json!({"repo": "repo", "branch": "main", "app": prefix, "deployment": deployment, "gate": "before 100 %"});
+    let elsewhere = replicas.iter().find(|r| r.name != owner).unwrap();
+    assert_eq!(slack_click(&elsewhere.url("/webhooks/slack/interactive"), "gitmoxi_approve", "U-SRE", &gate), 200);
+    wait_apps(&[at_owner], Duration::from_secs(60), "the Slack answer given elsewhere reached the owner", |apps| {
+        settled(&apps[prefix]) && apps[prefix]["last_deployment"] == deployment.as_str()
+    });
+    let record = at_owner.get(&format!("/api/v2/deployments/{deployment}")).unwrap();
+    assert_eq!(record["outcome"], "succeeded", "{record:#}");
+    let given = record["approvals"].as_array().expect("approvals");
+    assert_eq!(given.len(), 1, "answered exactly once: {record:#}");
+    assert_eq!((given[0]["via"].as_str(), given[0]["approve"].as_bool()), (Some("slack"), Some(true)), "{record:#}");
+    println!("ha: a Slack answer given on {} reached {owner}, which let {prefix} go on", elsewhere.name);
+
+    // gmctl repo add on one replica: every replica tracks the repository
+    let extra = dir.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    write(&extra, "infra/terraform_output.json", &std::fs::read_to_string(repo.join("infra/terraform_output.json")).unwrap());
+    write_rolling_app(&extra, "extra", "nginx:1");
+    git(&extra, &["init", "-q", "-b", "main"]);
+    git(&extra, &["config", "user.email", "ha@gitmoxi.dev"]);
+    git(&extra, &["config", "user.name", "ha"]);
+    git(&extra, &["add", "-A"]);
+    git(&extra, &["commit", "-qm", "extra"]);
+    let url = extra.display().to_string();
+    let added = post(&replicas[1].url("/api/v1/repositories/add"), &serde_json::json!({"repo_url": url, "branches": ["main"]}));
+    assert!(added.to_string().contains("extra"), "{added}");
+    let start = Instant::now();
+    for r in replicas {
+        while !r.get("/api/v2/repos").is_some_and(|list| list.to_string().contains(url.as_str())) {
+            assert!(start.elapsed() < Duration::from_secs(20), "{} never tracked the repository added on r2", r.name);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let xp = "apps/extra/extra";
+    let first = wait_apps(&all, Duration::from_secs(90), "the added repository's app deployed", |apps| {
+        apps.get(xp).is_some_and(|a| settled(a) && a["owner"]["replica"].is_string())
+    });
+    let owner = first[xp]["owner"]["replica"].as_str().unwrap().to_string();
+    let before = first[xp]["last_deployment"].as_str().unwrap().to_string();
+    // gmctl commit deploy -f on a replica that does not own the app: it redeploys
+    let elsewhere = replicas.iter().find(|r| r.name != owner).unwrap();
+    let forced = post(&elsewhere.url("/api/v1/commits/deploy"), &serde_json::json!({"repo_url": url, "branch": "main", "force": true}));
+    assert!(forced.to_string().contains("redeploys"), "{forced}");
+    let at_owner = replicas.iter().find(|r| r.name == owner).unwrap();
+    wait_apps(&[at_owner], Duration::from_secs(90), "the forced redeploy given elsewhere ran on the owner", |apps| {
+        settled(&apps[xp]) && apps[xp]["last_deployment"] != before.as_str()
+    });
+    println!("ha: gmctl commit deploy -f on {} redeployed {xp} on {owner}", elsewhere.name);
+    // gmctl repo delete on a third replica: every replica stops tracking it
+    let deleter = replicas.iter().find(|r| r.name != "r2").unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-X", "DELETE", "-H", "content-type: application/json"])
+        .args(["-d", &serde_json::json!({"repo_url": url}).to_string(), &deleter.url("/api/v1/repositories/delete")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let start = Instant::now();
+    for r in replicas {
+        while r.get("/api/v2/repos").is_some_and(|list| list.to_string().contains(url.as_str())) {
+            assert!(start.elapsed() < Duration::from_secs(20), "{} still tracks the repository deleted on {}", r.name, deleter.name);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let _ = moto;
+    println!("ha: a repository added on r2 was tracked by all three and dropped by all three when {} deleted it", deleter.name);
 }
 
 fn text(url: &str) -> String {
@@ -410,6 +541,7 @@ fn main() {
     let status = Command::new(env!("CARGO_BIN_EXE_gitmoxi")).args(["status", "--server", &replicas[2].url("")]).output().unwrap();
     let status = String::from_utf8_lossy(&status.stdout).to_string();
     assert!(status.contains("OWNER") && status.contains("(shard ") && status.lines().count() > total, "{status}");
+    producers_reach_the_owner(&replicas, &repo, dir.path(), &moto);
     let (requests, items) = table_use(&replicas);
     println!(
         "ha: the first deployment of 30 apps cost {requests} table requests and {items} written items in all (with the leases' rounds)"

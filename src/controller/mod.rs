@@ -572,3 +572,31 @@ impl Controller {
         }
     }
 }
+
+/// The controller as high availability sees it ([`crate::ha::ShardHost`]): HA asks it for the
+/// store, the clock and the jitter, and hands it imported shards and taken shards' apps.
+impl crate::ha::ShardHost for Controller {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn jitter_ms(&self, max_ms: u64) -> u64 {
+        Controller::jitter_ms(self, max_ms)
+    }
+
+    async fn import_state(&self, apps: Vec<gitmoxi_state::ImportedApp>, dropped: Vec<AppKey>) -> Result<(), String> {
+        Controller::import_state(self, apps, dropped).await.map_err(|e| e.to_string())
+    }
+
+    fn enqueue_shard(&self, pick: &dyn Fn(&AppKey) -> bool) {
+        Controller::enqueue_shard(self, pick)
+    }
+}

@@ -246,7 +246,8 @@ fn local_path(url: &str) -> Option<PathBuf> {
     if let Some(rest) = url.strip_prefix("file://") {
         return Some(PathBuf::from(rest));
     }
-    (!url.contains("://") && !(url.contains('@') && url.contains(':'))).then(|| PathBuf::from(url))
+    let network = url.contains("://") || (url.contains('@') && url.contains(':'));
+    (!network).then(|| PathBuf::from(url))
 }
 
 /// Refuses a local fetch of `remote_ref` that would copy an object larger than `limit`: walks the

@@ -22,7 +22,6 @@
 
 pub mod table;
 
-use crate::controller::Controller;
 use gitmoxi_deploy::record::AppKey;
 use gitmoxi_deploy::shards::{plan_leases, shard_of, Lease};
 use gitmoxi_state::{Changes, ImportedApp, Store};
@@ -130,6 +129,25 @@ pub struct ReplicaView {
     pub alive: bool,
 }
 
+/// What the HA loop needs of the controller it runs beside (issue 24: HA is a gate the executor
+/// asks and a sender of messages; it does not know the controller, which implements this).
+pub trait ShardHost: Send + Sync + 'static {
+    /// The store the journal is kept in and shards are imported into.
+    fn store(&self) -> &gitmoxi_state::Store;
+    fn metrics(&self) -> &crate::metrics::Metrics;
+    fn now_ms(&self) -> u64;
+    /// A jitter of up to `max_ms` from the seeded source.
+    fn jitter_ms(&self, max_ms: u64) -> u64;
+    /// Replaces the state of a shard's apps with the table's (through the heads owner).
+    fn import_state(
+        &self,
+        apps: Vec<gitmoxi_state::ImportedApp>,
+        dropped: Vec<AppKey>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    /// Queues every app `pick` selects (a shard just taken).
+    fn enqueue_shard(&self, pick: &dyn Fn(&AppKey) -> bool);
+}
+
 /// A command left for another replica.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Forwarded {
@@ -183,6 +201,22 @@ impl Ha {
         let table = Table::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone())
             .with_metrics(metrics.ha_table_requests.clone(), metrics.ha_table_items_written.clone());
         Self::with_table(config, table)
+    }
+
+    /// Shares a value with every replica (issue 24: what one replica is told — a repository added
+    /// through the API — every replica acts on).
+    pub async fn share(&self, kind: &str, key: &str, body: &str) -> Result<(), TableError> {
+        self.table.put_shared(kind, key, body, None).await
+    }
+
+    /// Stops sharing a value.
+    pub async fn unshare(&self, kind: &str, key: &str) -> Result<(), TableError> {
+        self.table.delete_shared(kind, key).await
+    }
+
+    /// Every shared value of `kind`: (key, body).
+    pub async fn shared(&self, kind: &str) -> Result<Vec<(String, String)>, TableError> {
+        self.table.shared(kind).await
     }
 
     fn with_table(config: HaConfig, table: Table) -> Ha {
@@ -567,9 +601,9 @@ impl Ha {
 
     /// Reads a shard into the local store (through the heads owner: no head is planned while
     /// it replaces state); apps the store holds in the shard that the table does not are dropped.
-    async fn load_shard(&self, controller: &Controller, shard: u32, full: bool) -> Result<usize, String> {
-        let (apps, present) = self.read_shard(&controller.store, shard, full).await.map_err(|e| e.to_string())?;
-        let local = controller.store.app_keys().map_err(|e| e.to_string())?;
+    async fn load_shard(&self, controller: &impl ShardHost, shard: u32, full: bool) -> Result<usize, String> {
+        let (apps, present) = self.read_shard(controller.store(), shard, full).await.map_err(|e| e.to_string())?;
+        let local = controller.store().app_keys().map_err(|e| e.to_string())?;
         let dropped: Vec<AppKey> = local.into_iter().filter(|k| self.shard_of(k) == shard && !present.contains(k)).collect();
         let count = apps.len();
         controller.import_state(apps, dropped).await.map_err(|e| e.to_string())?;
@@ -577,8 +611,8 @@ impl Ha {
     }
 
     /// Runs the lease rounds until `shutdown`, then gives every lease back.
-    pub async fn run(self: Arc<Self>, controller: Arc<Controller>, shutdown: CancellationToken) {
-        controller.store.enable_journal();
+    pub async fn run(self: Arc<Self>, controller: Arc<impl ShardHost>, shutdown: CancellationToken) {
+        controller.store().enable_journal();
         loop {
             let started = Instant::now();
             if let Err(e) = self.round(&controller).await {
@@ -591,8 +625,8 @@ impl Ha {
             let jitter = Duration::from_millis(controller.jitter_ms(self.config.renew.as_millis() as u64 / 10));
             let mut next = started + self.config.renew.saturating_sub(jitter);
             // a lease whose owner stopped announcing itself is taken the moment it runs out
-            if let Some(expires_ms) = self.next_orphan_expiry(controller.clock.now_ms()) {
-                let wait = Duration::from_millis(expires_ms.saturating_sub(controller.clock.now_ms()) + 50);
+            if let Some(expires_ms) = self.next_orphan_expiry(controller.now_ms()) {
+                let wait = Duration::from_millis(expires_ms.saturating_sub(controller.now_ms()) + 50);
                 next = next.min(Instant::now() + wait);
             }
             tokio::select! {
@@ -623,9 +657,9 @@ impl Ha {
 
     /// After the controller stopped: copies the last changes and gives the leases back, so
     /// another replica takes over at once instead of after the lease.
-    pub async fn leave(&self, controller: &Controller) {
-        let now = controller.clock.now_ms();
-        if let Err(e) = self.mirror(&controller.store, &controller.metrics, now).await {
+    pub async fn leave(&self, controller: &impl ShardHost) {
+        let now = controller.now_ms();
+        if let Err(e) = self.mirror(controller.store(), controller.metrics(), now).await {
             tracing::warn!(error = %e, "could not copy the last changes to the HA table before leaving");
         }
         let owned: Vec<(u32, u64)> = lock(&self.state).owned.iter().map(|(s, o)| (*s, o.token)).collect();
@@ -635,24 +669,24 @@ impl Ha {
             }
         }
         lock(&self.state).owned.clear();
-        controller.metrics.shards_owned.set(0);
+        controller.metrics().shards_owned.set(0);
         let _ = self.table.leave(&self.config.replica).await;
     }
 
     /// One round: announce, read, renew, give back, take, follow the others' shards, inbox.
-    async fn round(&self, controller: &Arc<Controller>) -> Result<(), String> {
-        let metrics = &controller.metrics;
+    async fn round(&self, controller: &Arc<impl ShardHost>) -> Result<(), String> {
+        let metrics = controller.metrics();
         let lease_ms = self.config.lease.as_millis() as u64;
         let me = self.config.replica.clone();
-        let now = controller.clock.now_ms();
+        let now = controller.now_ms();
         self.table.heartbeat(&me, now + lease_ms, self.config.url.as_deref()).await.map_err(|e| e.to_string())?;
         // what changed since the last round goes first: the lease publishes how far it went
-        if let Err(e) = self.mirror(&controller.store, metrics, now).await {
+        if let Err(e) = self.mirror(controller.store(), metrics, now).await {
             tracing::warn!(error = %e, "could not copy state to the HA table this round");
         }
         let leases = self.table.leases().await.map_err(|e| e.to_string())?;
         let replicas = self.table.replicas().await.map_err(|e| e.to_string())?;
-        let now = controller.clock.now_ms();
+        let now = controller.now_ms();
         let live: BTreeSet<String> = replicas.iter().filter(|r| r.expires_ms > now).map(|r| r.name.clone()).collect();
         // a shard the table says is another's (or has another token) is not ours any more
         let held: Vec<(u32, Owned)> = lock(&self.state).owned.clone().into_iter().collect();
@@ -681,7 +715,7 @@ impl Ha {
         for shard in plan.renew {
             let Some(owned) = owned_now.get(&shard) else { continue };
             let sent = Instant::now();
-            match self.table.renew(shard, &me, owned.token, controller.clock.now_ms() + lease_ms, owned.writes).await {
+            match self.table.renew(shard, &me, owned.token, controller.now_ms() + lease_ms, owned.writes).await {
                 Ok(()) => {
                     if let Some(o) = lock(&self.state).owned.get_mut(&shard) {
                         o.valid_until = sent + self.config.lease.saturating_sub(self.config.margin());
@@ -701,7 +735,7 @@ impl Ha {
         for shard in plan.release {
             let Some(owned) = lock(&self.state).owned.remove(&shard) else { continue };
             metrics.shards_owned.set(lock(&self.state).owned.len() as i64);
-            let _ = self.mirror(&controller.store, metrics, now).await;
+            let _ = self.mirror(controller.store(), metrics, now).await;
             tracing::info!(shard, "giving a shard back: a replica with fewer shards takes it");
             self.table.release(shard, &me, owned.token).await.map_err(|e| e.to_string())?;
         }
@@ -713,20 +747,20 @@ impl Ha {
                 .map(|l| l.lease.owner.clone())
                 .filter(|o| !o.is_empty());
             let sent = Instant::now();
-            let now = controller.clock.now_ms();
+            let now = controller.now_ms();
             let Some(token) = self.table.take(shard, &me, now, now + lease_ms).await.map_err(|e| e.to_string())? else { continue };
             let valid_until = sent + self.config.lease.saturating_sub(self.config.margin());
             let bootstrap = token == 1;
             let items = if bootstrap { Vec::new() } else { self.table.shard_items(shard).await.map_err(|e| e.to_string())? };
             if bootstrap && items.is_empty() {
                 // the first owner ever: what this replica's store holds of the shard is the truth
-                for key in controller.store.app_keys().map_err(|e| e.to_string())? {
+                for key in controller.store().app_keys().map_err(|e| e.to_string())? {
                     if self.shard_of(&key) == shard {
-                        controller.store.journal_all_of(&key).map_err(|e| e.to_string())?;
+                        controller.store().journal_all_of(&key).map_err(|e| e.to_string())?;
                     }
                 }
             } else {
-                let count = self.load_shard(controller, shard, true).await?;
+                let count = self.load_shard(controller.as_ref(), shard, true).await?;
                 tracing::info!(shard, token, apps = count, "loaded the shard's state from the HA table");
             }
             {
@@ -741,7 +775,7 @@ impl Ha {
             } else {
                 tracing::info!(shard, token, "holding a shard");
             }
-            controller.enqueue_shard(|key| self.shard_of(key) == shard);
+            controller.enqueue_shard(&|key| self.shard_of(key) == shard);
         }
         // the shards others own: read again when their owner wrote
         let owned: BTreeSet<u32> = lock(&self.state).owned.keys().copied().collect();
@@ -759,13 +793,13 @@ impl Ha {
             if lock(&self.state).read.get(&shard) == Some(&mark) {
                 continue;
             }
-            self.load_shard(controller, shard, false).await?;
+            self.load_shard(controller.as_ref(), shard, false).await?;
             lock(&self.state).read.insert(shard, mark);
         }
         let mut state = lock(&self.state);
         state.leases = leases;
         state.replicas = replicas;
-        state.last_round_ms = controller.clock.now_ms();
+        state.last_round_ms = controller.now_ms();
         Ok(())
     }
 

@@ -145,6 +145,10 @@ fn inbox_pk(shard: u32) -> String {
     format!("inbox#{shard:04}")
 }
 
+fn shared_pk(kind: &str) -> String {
+    format!("shared#{kind}")
+}
+
 fn doc_pk(id: &str) -> String {
     format!("doc#{id}")
 }
@@ -549,6 +553,42 @@ impl Table {
             .await?
             .into_iter()
             .filter_map(|item| Some(InboxItem { sk: get_s(&item, "sk")?, body: get_s(&item, "body")? }))
+            .collect())
+    }
+
+    /// A value every replica reads (`kind`: e.g. `repos`, a repository added through the API;
+    /// `ttl`: when DynamoDB may forget it, epoch seconds).
+    pub async fn put_shared(&self, kind: &str, key: &str, body: &str, ttl: Option<u64>) -> Result<(), TableError> {
+        self.count("PutItem", 1);
+        let mut put = self.client.put_item().table_name(&self.name).item("pk", s(shared_pk(kind))).item("sk", s(key)).item("body", s(body));
+        if let Some(ttl) = ttl {
+            put = put.item("ttl", n(ttl));
+        }
+        put.send().await.map_err(|e| self.aws("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Forgets a shared value.
+    pub async fn delete_shared(&self, kind: &str, key: &str) -> Result<(), TableError> {
+        self.count("DeleteItem", 1);
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .key("pk", s(shared_pk(kind)))
+            .key("sk", s(key))
+            .send()
+            .await
+            .map_err(|e| self.aws("DeleteItem", e))?;
+        Ok(())
+    }
+
+    /// Every shared value of `kind`: (key, body).
+    pub async fn shared(&self, kind: &str) -> Result<Vec<(String, String)>, TableError> {
+        Ok(self
+            .query_all(&shared_pk(kind))
+            .await?
+            .into_iter()
+            .filter_map(|item| Some((get_s(&item, "sk")?, get_s(&item, "body")?)))
             .collect())
     }
 

@@ -3,7 +3,7 @@
 //! `approvers`, the token names that may answer approval gates (empty: every token may).
 
 /// The name the main `api_token` goes by.
-pub const MAIN_TOKEN: &str = "api_token";
+pub use crate::config::MAIN_TOKEN;
 
 /// How long the answer to a wrong token waits (issue 27): a guesser gets about two tries a
 /// second per connection. Nothing is locked while it waits.

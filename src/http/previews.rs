@@ -204,11 +204,12 @@ async fn write_comment(state: &HttpState, repo: &RepoConfig, number: u64, body: 
     if cancel.is_cancelled() {
         return Ok(false);
     }
-    let key = format!("pr-comment/{}/{number}", repo.name);
-    let existing = state.controller.store.meta(&key).ok().flatten().and_then(|id| id.parse().ok());
+    let row = gitmoxi_state::branch_row(&repo.name, &number.to_string());
+    let comments = state.controller.store.table::<u64>(gitmoxi_state::TableName::PreviewComments).map_err(|e| e.to_string())?;
+    let existing = comments.get(&row).map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
     let id = crate::forge::upsert_comment(&client, target, &token, number, body, existing).await?;
-    state.controller.store.put_meta(&key, &id.to_string()).map_err(|e| e.to_string())?;
+    comments.put(&row, &id).map_err(|e| e.to_string())?;
     Ok(true)
 }
 

@@ -43,7 +43,7 @@ pub async fn add_v2(State(state): State<HttpState>, b: Result<Json<RepoRecord>, 
         Ok(r) => r,
         Err(resp) => return *resp,
     };
-    match state.repos.add(record) {
+    match state.repos.add(record).await {
         Ok(name) => (StatusCode::CREATED, Json(json!({"name": name, "status": "tracking"}))).into_response(),
         Err(e) => refused(e),
     }
@@ -80,7 +80,7 @@ pub async fn add_v1(State(state): State<HttpState>, b: Result<Json<RepoRecord>, 
         Err(resp) => return *resp,
     };
     let url = redact(&record.repo_url);
-    match state.repos.add(record) {
+    match state.repos.add(record).await {
         Ok(name) => {
             Json(json!({"message_list": [format!("Repository {url} added as '{name}'; its branches are fetched now")]})).into_response()
         }

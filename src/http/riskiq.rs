@@ -15,12 +15,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gitmoxi_deploy::risk::{self, AppRisk};
+use gitmoxi_state::TableName;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Where a commit's assessments are kept (`riskiq/COMMIT`), and the commits assessed, oldest first.
-const KEY: &str = "riskiq/";
-const INDEX: &str = "riskiq-index";
 /// The assessments kept; older ones are removed.
 const KEPT: usize = 200;
 
@@ -167,19 +165,27 @@ pub(crate) fn not_rendered(commit: &str, e: crate::renders::RenderError) -> Resp
 /// Stores a commit's assessments and drops the oldest beyond [`KEPT`].
 fn keep(state: &HttpState, commit: &str, kept: &[Kept]) -> Result<(), gitmoxi_state::StoreError> {
     let store = &state.controller.store;
-    store.put_meta(&format!("{KEY}{commit}"), &serde_json::to_string(kept).unwrap_or_default())?;
+    let assessments = store.table::<Vec<Kept>>(TableName::RiskAssessments)?;
+    assessments.put(commit, &kept.to_vec())?;
     let mut index = assessed_commits(state);
     index.retain(|c| c != commit);
     index.push(commit.to_string());
     while index.len() > KEPT {
         let old = index.remove(0);
-        store.remove_meta(&format!("{KEY}{old}"))?;
+        assessments.remove(&old)?;
     }
-    store.put_meta(INDEX, &serde_json::to_string(&index).unwrap_or_default())
+    store.table::<Vec<String>>(TableName::RiskAssessmentOrder)?.put("", &index)
 }
 
 fn assessed_commits(state: &HttpState) -> Vec<String> {
-    state.controller.store.meta(INDEX).ok().flatten().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
+    let order = state.controller.store.table::<Vec<String>>(TableName::RiskAssessmentOrder).and_then(|t| t.get(""));
+    match order {
+        Ok(index) => index.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the kept assessments' order could not be read");
+            Vec::new()
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,14 +203,11 @@ pub async fn get(State(state): State<HttpState>, Query(q): Query<RiskQuery>) -> 
     let wanted = q.commit_hash.to_ascii_lowercase();
     let mut out: Vec<Kept> = Vec::new();
     for commit in assessed_commits(&state).iter().filter(|c| c.starts_with(&wanted)) {
-        let kept: Vec<Kept> = state
-            .controller
-            .store
-            .meta(&format!("{KEY}{commit}"))
-            .ok()
-            .flatten()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
+        let kept = state.controller.store.table::<Vec<Kept>>(TableName::RiskAssessments).and_then(|t| t.get(commit));
+        let kept = match kept {
+            Ok(kept) => kept.unwrap_or_default(),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
         out.extend(kept);
     }
     if let Some(file) = q.file_path.as_deref().map(|f| f.trim_start_matches("./")) {

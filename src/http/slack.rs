@@ -6,49 +6,17 @@
 //! `response_url`, which must point to an allowed host (hooks.slack.com by default).
 
 use super::HttpState;
+pub use crate::slack::{buttons, escape_mrkdwn, neutralize_mentions, GateRef, SlackInteractive, APPROVE_ACTION, REJECT_ACTION};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gitmoxi_deploy::commands::{AnswerChannel, Approval};
 use gitmoxi_deploy::record::AppKey;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// How old a signed request may be (Slack's advice: reject older ones, they may be replays).
 const MAX_AGE_SECS: u64 = 300;
-/// The action ids of the buttons.
-pub const APPROVE_ACTION: &str = "gitmoxi_approve";
-/// The reject button's action id.
-pub const REJECT_ACTION: &str = "gitmoxi_reject";
-
-/// The Slack app's settings.
-#[derive(Clone)]
-pub struct SlackInteractive {
-    /// The Slack app's signing secret.
-    pub signing_secret: String,
-    /// Slack user ids who may answer (empty: anyone who sees the message).
-    pub approvers: Vec<String>,
-    /// Hosts `response_url` may point to.
-    pub response_hosts: Vec<String>,
-}
-
-impl std::fmt::Debug for SlackInteractive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlackInteractive").field("approvers", &self.approvers).field("response_hosts", &self.response_hosts).finish()
-    }
-}
-
-/// What a button carries: the gate it answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GateRef {
-    pub repo: String,
-    pub branch: String,
-    pub app: String,
-    pub deployment: String,
-    pub gate: String,
-}
-
 /// Whether `signature` (`v0=<hex>`) signs `v0:{timestamp}:{body}` under `secret`, and the
 /// timestamp is within 5 minutes of `now_secs`.
 pub fn signature_ok(
@@ -216,55 +184,6 @@ fn allowed_response_url(url: &str, hosts: &[String]) -> bool {
     listed && (parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback))
 }
 
-/// Text for a Slack `mrkdwn` object (a message, the `text` of a reply) from names a committer or
-/// a Slack user chose: `&`, `<` and `>` escaped as Slack documents, so no `<!channel>`, `<@U…>`,
-/// `<#C…>` or `<https://…|label>` can be formed, and the words Slack turns into mentions on
-/// their own broken ([`neutralize_mentions`]). (Slack has no escape for `*`, `_`, `~` and
-/// `` ` ``: a name can still make itself bold, never a link or a mention.)
-pub fn escape_mrkdwn(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    neutralize_mentions(&out)
-}
-
-/// `@channel`, `@here` and `@everyone` (in any case) with a zero-width space after the `@`: they
-/// read the same and notify nobody.
-pub fn neutralize_mentions(text: &str) -> String {
-    const WORDS: [&str; 3] = ["channel", "here", "everyone"];
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('@') {
-        out.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        if WORDS.iter().any(|w| rest.get(..w.len()).is_some_and(|head| head.eq_ignore_ascii_case(w))) {
-            out.push('\u{200B}');
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The Approve / Reject buttons of a gate's message.
-pub fn buttons(gate: &GateRef) -> Value {
-    let value = serde_json::to_string(gate).unwrap_or_default();
-    json!({
-        "type": "actions",
-        "elements": [
-            {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "text": {"type": "plain_text", "text": "Approve"}, "value": value},
-            {"type": "button", "action_id": REJECT_ACTION, "style": "danger", "text": {"type": "plain_text", "text": "Reject"}, "value": value,
-             "confirm": {"title": {"type": "plain_text", "text": "Roll back?"}, "text": {"type": "plain_text", "text": "The deployment rolls back."},
-                         "confirm": {"type": "plain_text", "text": "Reject"}, "deny": {"type": "plain_text", "text": "Cancel"}}}
-        ]
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,15 +221,6 @@ mod tests {
         }
         let ts = (i64::MIN + 100).to_string();
         assert_eq!(signature_ok("s3cret", Some(&ts), Some(&sign("s3cret", &ts, body)), body, i64::MIN), Ok(()), "near, even at the end");
-    }
-
-    #[test]
-    fn names_form_no_mention_link_or_entity_in_slack_text() {
-        assert_eq!(escape_mrkdwn("a & b <!channel> <@U1> <https://x|y>"), "a &amp; b &lt;!channel&gt; &lt;@U1&gt; &lt;https://x|y&gt;");
-        assert_eq!(escape_mrkdwn("&lt;"), "&amp;lt;", "an entity is shown, not decoded");
-        let broken = escape_mrkdwn("hi @channel @Here @everyone @chan @ana web@main @");
-        assert_eq!(broken, "hi @\u{200B}channel @\u{200B}Here @\u{200B}everyone @chan @ana web@main @");
-        assert_eq!(neutralize_mentions("@é@here"), "@é@\u{200B}here", "multi-byte text right after @");
     }
 
     #[test]

@@ -79,10 +79,12 @@ fn command(rng: &mut Rng, n: u64) -> Command {
         4 => Command::Rebalance {
             rebalance: gitmoxi_deploy::commands::Rebalance::Move {
                 direction: gitmoxi_deploy::commands::RebalanceDirection::ToFallback,
-                all: n % 2 == 0,
+                all: n.is_multiple_of(2),
             },
         },
-        _ => Command::Answer { approval: Approval { approve: n % 2 == 0, by: format!("sre-{n}"), via: AnswerChannel::Slack, at_ms: n } },
+        _ => Command::Answer {
+            approval: Approval { approve: n.is_multiple_of(2), by: format!("sre-{n}"), via: AnswerChannel::Slack, at_ms: n },
+        },
     }
 }
 
@@ -110,7 +112,7 @@ fn run(seed: u64, steps: usize) {
     for step in 0..steps {
         match rng.below(9) {
             // a producer appends (any of them: they all call the same append)
-            0 | 1 | 2 => {
+            0..=2 => {
                 let c = command(&mut rng, step as u64);
                 match store.submit_command(&key, &c) {
                     Ok(seq) => {

@@ -19,9 +19,11 @@ use std::path::Path;
 mod commands;
 mod documents;
 mod mirror;
+mod tables;
 
 pub use commands::{LoggedCommand, PendingCommands, MAX_PENDING_COMMANDS};
 pub use mirror::{AppState, Changes, ImportedApp};
+pub use tables::{branch_row, Table, TableName};
 
 /// The on-disk format version this build reads and writes (3: operator commands are a log).
 pub const SCHEMA_VERSION: u32 = 3;
@@ -357,6 +359,7 @@ impl Store {
             store.migrate_head_fields()?;
             store.migrate_folded_commands()?;
             store.migrate_allow_prune_meta()?;
+            store.migrate_meta_rows()?;
         }
         if found != Some(SCHEMA_VERSION) {
             store.meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
@@ -819,22 +822,6 @@ impl Store {
             .values()
             .map(|v| v.map_err(StoreError::from).and_then(|v| decode(b"history", &v)))
             .collect()
-    }
-
-    /// A small named value (e.g. the last head seen per repo/branch).
-    pub fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.meta.get(name)?.map(|v| decode(name.as_bytes(), &v)).transpose()
-    }
-
-    pub fn put_meta(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.meta.insert(name, encode(&value))?;
-        Ok(())
-    }
-
-    /// Removes a named value (no error when it is absent).
-    pub fn remove_meta(&self, name: &str) -> Result<(), StoreError> {
-        self.meta.remove(name)?;
-        Ok(())
     }
 }
 

@@ -201,7 +201,7 @@ async fn api_added_repositories_come_back_after_a_restart() {
         provider: "github".into(),
         origin: String::new(),
     };
-    assert_eq!(repos.add(record).unwrap(), "deploys");
+    assert_eq!(repos.add(record).await.unwrap(), "deploys");
     assert_eq!(repos.tracked(), 2);
     shutdown.cancel();
     repos.join().await;
@@ -244,11 +244,11 @@ async fn api_repositories_are_capped_their_branches_checked_and_a_deleted_one_le
         origin: String::new(),
     };
     for bad in ["-upload", "a..b", "a b", "x\ny"] {
-        assert!(repos.add(record("/nowhere/bad".into(), &[bad])).is_err(), "{bad:?} is no branch name");
+        assert!(repos.add(record("/nowhere/bad".into(), &[bad])).await.is_err(), "{bad:?} is no branch name");
     }
     // a repository whose fetch fails: its source loop waits for its next poll, where removing
     // it stops it (this test runs no heads owner, so a loaded head would wait for one)
-    let name = repos.add(record("/nowhere/gone".into(), &["main"])).unwrap();
+    let name = repos.add(record("/nowhere/gone".into(), &["main"])).await.unwrap();
     let mirrors = dir.path().join("repos");
     let count = || std::fs::read_dir(&mirrors).map(|d| d.count()).unwrap_or(0);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -262,9 +262,9 @@ async fn api_repositories_are_capped_their_branches_checked_and_a_deleted_one_le
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for i in 0..gitmoxi::repos::MAX_API_REPOS {
-        repos.add(record(format!("/nowhere/r{i}"), &["main"])).unwrap();
+        repos.add(record(format!("/nowhere/r{i}"), &["main"])).await.unwrap();
     }
-    let refused = repos.add(record("/nowhere/one-more".into(), &["main"])).unwrap_err();
+    let refused = repos.add(record("/nowhere/one-more".into(), &["main"])).await.unwrap_err();
     assert!(refused.to_string().contains("delete one first"), "{refused}");
     shutdown.cancel();
     repos.join().await;

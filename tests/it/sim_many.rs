@@ -330,7 +330,8 @@ async fn many_workers_flushing_an_on_disk_store_at_once_never_deadlock() {
         let controller = controller.clone();
         workers.spawn(async move {
             for i in 0..20 {
-                controller.store.put_meta(&format!("bench/{w}"), &i.to_string()).unwrap();
+                let table = controller.store.table::<u32>(gitmoxi_state::TableName::LoadedHeads).unwrap();
+                table.put(&format!("bench/{w}"), &i).unwrap();
                 controller.flush_store().await.unwrap();
             }
         });

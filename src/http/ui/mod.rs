@@ -41,8 +41,6 @@ pub struct Ui {
     revoked: Mutex<Option<HashMap<String, u64>>>,
 }
 
-/// Where the signed-out sessions are kept (a store meta key).
-const REVOKED_KEY: &str = "ui/revoked_sessions";
 /// At most this many signed-out sessions are remembered (the soonest to expire go first).
 const MAX_REVOKED: usize = 10_000;
 
@@ -66,12 +64,8 @@ impl Ui {
 
     /// The signed-out sessions, read from the store the first time.
     fn revoked_in<'a>(slot: &'a mut Option<HashMap<String, u64>>, store: &gitmoxi_state::Store) -> &'a mut HashMap<String, u64> {
-        slot.get_or_insert_with(|| match store.meta(REVOKED_KEY) {
-            Ok(Some(json)) => serde_json::from_str(&json).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "the signed-out sessions are unreadable; starting with none");
-                HashMap::new()
-            }),
-            Ok(None) => HashMap::new(),
+        slot.get_or_insert_with(|| match store.table::<u64>(gitmoxi_state::TableName::RevokedSessions).and_then(|t| t.entries()) {
+            Ok(rows) => rows.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "the signed-out sessions could not be read; starting with none");
                 HashMap::new()
@@ -90,8 +84,16 @@ impl Ui {
         let mut slot = crate::sync::lock(&self.revoked);
         let revoked = Self::revoked_in(&mut slot, store);
         remember_revoked(revoked, signature, expires_ms, now_ms);
-        let json = serde_json::to_string(&*revoked).unwrap_or_default();
-        if let Err(e) = store.put_meta(REVOKED_KEY, &json) {
+        // the table holds what the map holds: this signature, less those that expired or fell out
+        let stored = store.table::<u64>(gitmoxi_state::TableName::RevokedSessions).and_then(|table| {
+            for (old, _) in table.entries()? {
+                if !revoked.contains_key(&old) {
+                    table.remove(&old)?;
+                }
+            }
+            table.put(signature, &expires_ms)
+        });
+        if let Err(e) = stored {
             tracing::warn!(error = %e, "the sign-out was not stored: it lasts until this server restarts");
         }
     }
