@@ -45,7 +45,7 @@ impl Access {
     pub fn who(&self, given: &str) -> Option<&str> {
         let mut found = None;
         for (name, token) in &self.tokens {
-            if super::constant_time_eq(given.as_bytes(), token.as_bytes()) && found.is_none() {
+            if super::reply::constant_time_eq(given.as_bytes(), token.as_bytes()) && found.is_none() {
                 found = Some(name.as_str());
             }
         }

@@ -4,7 +4,8 @@
 //! woken (rule 9): the reconcile loop does the rest.
 
 use super::views::{self, Found};
-use super::{error, HttpState};
+use super::reply::{error, rejection_status};
+use super::state::HttpState;
 use crate::controller::commands::Submitted;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -92,7 +93,7 @@ pub async fn command(
     let req = match body {
         Ok(Json(req)) => req,
         Err(rejection) => {
-            return error(super::rejection_status(&rejection), format!("the command is not valid JSON: {}", rejection.body_text()))
+            return error(rejection_status(&rejection), format!("the command is not valid JSON: {}", rejection.body_text()))
         }
     };
     let caller = caller.and_then(|axum::Extension(c)| c.0);

@@ -50,7 +50,7 @@ fn host_name(host: &str) -> String {
 pub async fn check_host(State(allowed): State<AllowedHosts>, request: Request, next: Next) -> Response {
     let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     if !allowed.allows(&host) {
-        return super::error(
+        return super::reply::error(
             StatusCode::MISDIRECTED_REQUEST,
             "this gitmoxi does not answer to that host name; add it to allowed_hosts in the configuration if it is yours",
         );
@@ -60,7 +60,7 @@ pub async fn check_host(State(allowed): State<AllowedHosts>, request: Request, n
         if let Some(origin) = request.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
             if origin == "null" || !allowed.allows(origin_host) {
-                return super::error(StatusCode::FORBIDDEN, "requests from another site's page are refused (Origin)");
+                return super::reply::error(StatusCode::FORBIDDEN, "requests from another site's page are refused (Origin)");
             }
         }
     }

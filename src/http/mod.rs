@@ -10,17 +10,20 @@ pub mod access;
 pub mod commands;
 pub mod hosts;
 pub mod previews;
+pub mod reply;
 pub mod repos;
 pub mod riskiq;
 pub mod serve;
 pub mod slack;
 pub mod slots;
+pub mod state;
 pub mod ui;
 pub mod v1;
 pub mod views;
 pub mod webhooks;
 
-use crate::controller::Controller;
+pub use reply::{constant_time_eq, error, rejection_status, BODY_LIMIT};
+pub use state::HttpState;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -29,32 +32,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
-
-/// The largest request body any route accepts (413 beyond).
-pub const BODY_LIMIT: usize = 1024 * 1024;
-
-#[derive(Clone)]
-pub struct HttpState {
-    pub controller: Arc<Controller>,
-    /// The API token, the named tokens and who may answer gates.
-    pub access: Arc<access::Access>,
-    /// Webhook secrets and the branches a push can wake.
-    pub webhooks: Arc<webhooks::Webhooks>,
-    /// The tracked repositories (sources, wake-ups, mirrors for the diagnosis).
-    pub repos: Arc<crate::repos::Repos>,
-    pub state_dir: std::path::PathBuf,
-    /// Optional model summaries for diagnoses.
-    pub llm: Option<crate::llm::LlmConfig>,
-    /// The `Host` names answered (DNS rebinding defense).
-    pub allowed_hosts: hosts::AllowedHosts,
-    /// Source networks whose `/api/v1` calls (gmctl's, which carry no token) need no token.
-    pub gmctl_tokenless_networks: Arc<Vec<ipnet::IpNet>>,
-    /// The URL users reach gitmoxi at (the page accepts state changes from this origin too).
-    pub public_url: Option<String>,
-    /// The web page's templates and live feed.
-    pub ui: Arc<ui::Ui>,
-}
 
 pub fn router(state: HttpState) -> Router {
     let api = Router::new()
@@ -91,26 +68,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/webhooks/slack/interactive", post(slack::interactive))
         // the page first: the API's layered fallback (unknown /api paths still want the token)
         // must be the one the merged router keeps
-        .merge(ui::routes())
+        .merge(ui::routes::routes())
         .merge(api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.allowed_hosts.clone(), hosts::check_host))
         .with_state(state)
-}
-
-/// The status of a refused body: 413 when it is too large, else 400 (the message says what is wrong).
-pub(crate) fn rejection_status(rejection: &axum::extract::rejection::JsonRejection) -> StatusCode {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        StatusCode::PAYLOAD_TOO_LARGE
-    } else {
-        StatusCode::BAD_REQUEST
-    }
-}
-
-/// An error answer: `error` for our clients, `message_list` for gmctl (which prints only that).
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let message = message.into();
-    (status, Json(json!({"error": message, "message_list": [message]}))).into_response()
 }
 
 async fn require_token(State(state): State<HttpState>, mut request: Request, next: Next) -> Response {
@@ -149,14 +111,6 @@ fn gmctl_without_token(state: &HttpState, request: &Request) -> bool {
     }
     let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     peer.is_some_and(|ip| state.gmctl_tokenless_networks.iter().any(|net| net.contains(&ip)))
-}
-
-/// Compares without an early exit, so timing does not reveal the token.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {

@@ -14,7 +14,8 @@
 //! one at most [`PREVIEW_QUEUE_WAIT`], then have [`PREVIEW_TIMEOUT`] to fetch and render.
 
 use super::webhooks::ignored;
-use super::{error, HttpState};
+use super::reply::error;
+use super::state::HttpState;
 use crate::config::RepoConfig;
 use crate::renders::{Newest, RenderError};
 use axum::extract::{Query, State};

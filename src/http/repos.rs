@@ -1,7 +1,8 @@
 //! Repositories through the API: ours (`/api/v2/repos`) and the Gitmoxi CLI's
 //! (`/api/v1/repositories…`, SPEC §6.4). Tokens are referenced by source, never returned.
 
-use super::{error, HttpState};
+use super::reply::{error, rejection_status};
+use super::state::HttpState;
 use crate::git::source::redact;
 use crate::repos::{RepoError, RepoRecord};
 use axum::extract::rejection::JsonRejection;
@@ -24,7 +25,7 @@ fn refused(e: RepoError) -> Response {
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Box<Response>> {
     b.map(|Json(v)| v)
-        .map_err(|r| Box::new(error(super::rejection_status(&r), format!("the body is not a valid repository: {}", r.body_text()))))
+        .map_err(|r| Box::new(error(rejection_status(&r), format!("the body is not a valid repository: {}", r.body_text()))))
 }
 
 /// A repository as answered: user-info in its URL (from a store written before such URLs were

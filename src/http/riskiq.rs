@@ -8,7 +8,8 @@
 //! pays for it).
 
 use super::v1::{changed_files, fetch_tracked, CommitRequest};
-use super::{error, HttpState};
+use super::reply::error;
+use super::state::HttpState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

@@ -8,7 +8,7 @@
 //! - The whole body must arrive within [`BODY_READ_TIMEOUT`] of the headers, else 408; within
 //!   [`CROWDED_BODY_READ_TIMEOUT`] when fewer than an eighth of the connections are free, so a
 //!   flood of slow bodies past the cap turns over fast and `/healthz` waits little in the backlog.
-//!   The body is read here, before any route sees the request; past [`super::BODY_LIMIT`] reading
+//!   The body is read here, before any route sees the request; past [`super::reply::BODY_LIMIT`] reading
 //!   stops and the route refuses the body with 413 as it always did.
 //! - Event streams hold their connection long; they are capped apart ([`super::slots`]).
 
@@ -161,13 +161,13 @@ async fn answer(router: Router, request: Request<Incoming>, peer: SocketAddr, bo
     parts.extensions.insert(ConnectInfo(peer));
     let body = match tokio::time::timeout(body_read, receive(body)).await {
         Ok(Ok(body)) => body,
-        Ok(Err(e)) => return super::error(StatusCode::BAD_REQUEST, format!("the request body broke off: {e}")),
+        Ok(Err(e)) => return super::reply::error(StatusCode::BAD_REQUEST, format!("the request body broke off: {e}")),
         Err(_) => return body_too_slow(body_read),
     };
     router.oneshot(Request::from_parts(parts, body)).await.unwrap_or_else(|never| match never {})
 }
 
-/// The whole body in memory; when it is over [`super::BODY_LIMIT`], only its first bytes past the
+/// The whole body in memory; when it is over [`super::reply::BODY_LIMIT`], only its first bytes past the
 /// limit (the route's extractor refuses those with 413; the rest is never read).
 async fn receive(body: Incoming) -> Result<Body, axum::Error> {
     if body.is_end_stream() {
@@ -178,7 +178,7 @@ async fn receive(body: Incoming) -> Result<Body, axum::Error> {
     let mut chunks = Body::new(body).into_data_stream();
     while let Some(chunk) = chunks.next().await {
         received.extend_from_slice(&chunk?);
-        if received.len() > super::BODY_LIMIT {
+        if received.len() > super::reply::BODY_LIMIT {
             break;
         }
     }
@@ -187,7 +187,7 @@ async fn receive(body: Incoming) -> Result<Body, axum::Error> {
 
 /// 408: the body did not arrive in time.
 fn body_too_slow(body_read: Duration) -> Response {
-    super::error(
+    super::reply::error(
         StatusCode::REQUEST_TIMEOUT,
         format!("the request body did not arrive within {} s of its headers: send the whole body at once", body_read.as_secs_f32()),
     )

@@ -5,7 +5,7 @@
 //! restricts who may answer. The message is then replaced with the answer through Slack's
 //! `response_url`, which must point to an allowed host (hooks.slack.com by default).
 
-use super::HttpState;
+use super::state::HttpState;
 pub use crate::slack::{buttons, escape_mrkdwn, neutralize_mentions, GateRef, SlackInteractive, APPROVE_ACTION, REJECT_ACTION};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -78,7 +78,7 @@ fn outcome(state: &HttpState, result: &str) {
 fn refuse(state: &HttpState, status: StatusCode, why: &str) -> Response {
     outcome(state, "rejected");
     tracing::warn!(reason = why, "Slack interactive request refused");
-    super::error(status, why.to_string())
+    super::reply::error(status, why.to_string())
 }
 
 pub async fn interactive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {

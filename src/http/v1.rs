@@ -1,7 +1,8 @@
 //! The Gitmoxi CLI's deployment and commit paths (SPEC §6.4): `POST /api/v1/deployments/{ecs,
 //! lambda}/query` and `GET /api/v1/commits`. Answers keep Gitmoxi's field names.
 
-use super::{error, HttpState};
+use super::reply::{error, rejection_status};
+use super::state::HttpState;
 use crate::clock::format_ms;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -127,7 +128,7 @@ pub async fn query(
     };
     let filter = match body {
         Ok(Json(f)) => f,
-        Err(r) => return error(super::rejection_status(&r), format!("the filter is not valid JSON: {}", r.body_text())),
+        Err(r) => return error(rejection_status(&r), format!("the filter is not valid JSON: {}", r.body_text())),
     };
     // gitmoxi deploys no Kubernetes apps: gmctl's `deployment k8s get` finds none
     let Some(kind) = kind else { return Json(json!({"deployments": [], "last_evaluated_key": null})).into_response() };
@@ -229,7 +230,7 @@ fn tracked_request(
 ) -> Result<(CommitRequest, crate::config::RepoConfig), Box<Response>> {
     let req = body
         .map(|Json(r)| r)
-        .map_err(|r| Box::new(error(super::rejection_status(&r), format!("the request is not valid: {}", r.body_text()))))?;
+        .map_err(|r| Box::new(error(rejection_status(&r), format!("the request is not valid: {}", r.body_text()))))?;
     let repo = tracked(state, &req.repo_url, &req.branch)?;
     Ok((req, repo))
 }
@@ -534,7 +535,7 @@ pub struct RebalanceRequest {
 pub async fn taskset_rebalance(State(state): State<HttpState>, body: Result<Json<RebalanceRequest>, JsonRejection>) -> Response {
     let req = match body {
         Ok(Json(r)) => r,
-        Err(r) => return error(super::rejection_status(&r), format!("the request is not valid: {}", r.body_text())),
+        Err(r) => return error(rejection_status(&r), format!("the request is not valid: {}", r.body_text())),
     };
     let replace = match &req.r#override {
         Value::Null => false,

@@ -7,7 +7,9 @@
 //!
 //! Must never: act on an unsigned or mis-signed request, echo a secret, or block on the fetch.
 
-use super::{constant_time_eq, error, HttpState};
+use super::reply::{constant_time_eq, error};
+use super::state::HttpState;
+pub use super::state::Webhooks;
 use crate::repos::{Repos, WakeTarget};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,15 +23,6 @@ pub use gitmoxi_deploy::webhook::{
     normalize_url, parse_github_pull_request, parse_github_push, parse_gitlab_merge_request, parse_gitlab_push, Push,
 };
 use sha2::Sha256;
-
-/// Webhook secrets (what a push can wake comes from the server's repositories).
-#[derive(Clone, Default)]
-pub struct Webhooks {
-    pub github_secret: Option<String>,
-    pub gitlab_token: Option<String>,
-    /// Slack's interactive callback (gate buttons).
-    pub slack: Option<super::slack::SlackInteractive>,
-}
 
 /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`.
 pub fn github_signature_ok(secret: &str, body: &[u8], signature: Option<&str>) -> bool {

@@ -8,8 +8,9 @@
 //! the server's connections when that is less); beyond, 429 with the reason (the page's script
 //! tries again after 2 s). Streams alone can then never fill the server.
 
-use super::super::slots::{Refused, Slots};
-use super::super::HttpState;
+use super::super::slots::Refused;
+use super::super::state::HttpState;
+use super::LiveFeed;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -21,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// How often the watcher looks.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -30,56 +30,6 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 const STREAM_FOR: Duration = Duration::from_secs(90);
 /// The watcher stops after this long with no page open.
 const IDLE_STOP: Duration = Duration::from_secs(30);
-/// Open event streams one client address may hold (one per open page).
-pub const STREAMS_PER_PEER: usize = 8;
-/// Open event streams all clients together may hold (at most a quarter of the connections).
-pub const STREAMS_IN_ALL: usize = 256;
-
-/// The streams all clients together may hold on this server.
-fn streams_in_all() -> usize {
-    STREAMS_IN_ALL.min(super::super::serve::connection_cap() / 4).max(STREAMS_PER_PEER)
-}
-
-/// The change counter the event streams follow.
-pub struct LiveFeed {
-    generation: watch::Sender<u64>,
-    watching: Arc<AtomicBool>,
-    /// Cancelled when the server stops: every stream ends, so open pages see the server go.
-    closed: CancellationToken,
-    /// The open streams, per client address and in all.
-    streams: Slots,
-}
-
-impl Default for LiveFeed {
-    fn default() -> Self {
-        LiveFeed {
-            generation: watch::Sender::new(0),
-            watching: Arc::new(AtomicBool::new(false)),
-            closed: CancellationToken::new(),
-            streams: Slots::new(STREAMS_PER_PEER, streams_in_all()),
-        }
-    }
-}
-
-impl LiveFeed {
-    /// Ends every event stream (the server stops).
-    pub fn close(&self) {
-        self.closed.cancel();
-    }
-
-    /// Open pages look again now (after a button of the page was pressed).
-    pub fn nudge(&self) {
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    fn subscribe(&self, state: &HttpState) -> watch::Receiver<u64> {
-        let receiver = self.generation.subscribe();
-        if !self.watching.swap(true, Ordering::SeqCst) {
-            tokio::spawn(watch_for_changes(state.clone(), self.generation.clone(), self.watching.clone()));
-        }
-        receiver
-    }
-}
 
 /// The digest of everything the pages show.
 fn digest(state: &HttpState) -> u64 {
@@ -132,7 +82,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Response {
     if super::session_of(&state, &headers).is_none() {
-        return super::super::error(StatusCode::UNAUTHORIZED, "signed out: sign in again at /ui/login");
+        return super::super::reply::error(StatusCode::UNAUTHORIZED, "signed out: sign in again at /ui/login");
     }
     // requests that did not come through the server loop (tests of the router alone) share one address
     let address = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0 .0.ip());
@@ -141,7 +91,7 @@ pub async fn events(
         Ok(slot) => slot,
         Err(refused) => return too_many_streams(refused),
     };
-    let receiver = state.ui.live.subscribe(&state);
+    let receiver = subscribe(&state.ui.live, &state);
     let deadline = tokio::time::Instant::now() + STREAM_FOR;
     let first = Event::default().event("hello").retry(Duration::from_millis(1000)).data("connected");
     let closed = state.ui.live.closed.clone();
@@ -180,14 +130,25 @@ fn too_many_streams(refused: Refused) -> Response {
             format!("the server has its maximum of {limit} live event streams open: this page connects again when one closes")
         }
     };
-    let mut response = super::super::error(StatusCode::TOO_MANY_REQUESTS, message);
+    let mut response = super::super::reply::error(StatusCode::TOO_MANY_REQUESTS, message);
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
+/// A receiver of the feed's changes; the first one starts the watcher.
+fn subscribe(feed: &LiveFeed, state: &HttpState) -> watch::Receiver<u64> {
+    let receiver = feed.generation.subscribe();
+    if !feed.watching.swap(true, Ordering::SeqCst) {
+        tokio::spawn(watch_for_changes(state.clone(), feed.generation.clone(), feed.watching.clone()));
+    }
+    receiver
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::super::slots::Slots;
+    use super::super::{streams_in_all, STREAMS_IN_ALL, STREAMS_PER_PEER};
     use super::*;
 
     #[test]

@@ -3,7 +3,7 @@
 //! templates escape every value (minijinja's HTML auto-escaping).
 
 use super::super::views::{self, AppView};
-use super::super::HttpState;
+use super::super::state::HttpState;
 use super::{render, session_of, to_login};
 use crate::clock::format_ms;
 use crate::git::source::redact;
@@ -15,22 +15,6 @@ use gitmoxi_deploy::record::{AppKey, DeploymentRecord, Outcome};
 use gitmoxi_deploy::status::AppStatus;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-/// The templates, by name.
-pub const TEMPLATES: [(&str, &str); 12] = [
-    ("base.html", include_str!("templates/base.html")),
-    ("diff.html", include_str!("templates/diff.html")),
-    ("traffic.html", include_str!("templates/traffic.html")),
-    ("timeline.html", include_str!("templates/timeline.html")),
-    ("diagnosis.html", include_str!("templates/diagnosis.html")),
-    ("phases.html", include_str!("templates/phases.html")),
-    ("login.html", include_str!("templates/login.html")),
-    ("apps.html", include_str!("templates/apps.html")),
-    ("app.html", include_str!("templates/app.html")),
-    ("deployments.html", include_str!("templates/deployments.html")),
-    ("deployment.html", include_str!("templates/deployment.html")),
-    ("repos.html", include_str!("templates/repos.html")),
-];
 
 /// Every status, in the order the counts show them.
 const STATUSES: [AppStatus; 12] = [
