@@ -24,6 +24,7 @@ test: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/check-deploy-deps.sh
+	python3 scripts/check_floors.py
 	$(PY) tests/moto/test_server.py
 	bash scripts/ensure-sshd.sh
 	bash scripts/ensure-chromium.sh

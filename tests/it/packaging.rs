@@ -13,7 +13,7 @@ fn root() -> &'static Path {
 /// IAM actions of every `AwsError::from_sdk(service, "Operation", …)` in the adapters.
 fn actions_called() -> BTreeSet<String> {
     let mut actions = BTreeSet::new();
-    for entry in std::fs::read_dir(root().join("src/aws")).unwrap() {
+    for entry in std::fs::read_dir(root().join("src/io/aws")).unwrap() {
         let path = entry.unwrap().path();
         if !path.file_name().unwrap().to_str().unwrap().starts_with("sdk_") {
             continue;
@@ -30,7 +30,7 @@ fn actions_called() -> BTreeSet<String> {
         }
     }
     // high availability's table: every `self.aws("Operation", …)` of its one DynamoDB module
-    let table = std::fs::read_to_string(root().join("src/ha/table.rs")).unwrap();
+    let table = std::fs::read_to_string(root().join("src/io/ha/table.rs")).unwrap();
     for call in table.split("self.aws(\"").skip(1) {
         let op = call.split('"').next().unwrap().to_string();
         actions.insert(Operation { service: "dynamodb".into(), name: op }.iam_action());
