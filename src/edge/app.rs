@@ -150,6 +150,9 @@ pub async fn run_with(
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; choose another --listen address", config.listen))?;
     tracing::info!(listen = %config.listen, repos = repos.list().len(), "gitmoxi serving");
     let ui = crate::edge::http::ui::shared();
+    if let Some(ha) = controller.ha() {
+        tasks.spawn(crate::edge::http::ui::follow_signouts(ui.clone(), controller.clone(), ha.config.renew, shutdown.clone()));
+    }
     {
         // open pages see the server go: their event streams end with it
         let (ui, stopping) = (ui.clone(), shutdown.clone());

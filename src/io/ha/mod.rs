@@ -209,6 +209,11 @@ impl Ha {
         self.table.put_shared(kind, key, body, None).await
     }
 
+    /// Shares a value with every replica until `ttl` (epoch seconds; DynamoDB forgets it later).
+    pub async fn share_until(&self, kind: &str, key: &str, body: &str, ttl: u64) -> Result<(), TableError> {
+        self.table.put_shared(kind, key, body, Some(ttl)).await
+    }
+
     /// Stops sharing a value.
     pub async fn unshare(&self, kind: &str, key: &str) -> Result<(), TableError> {
         self.table.delete_shared(kind, key).await

@@ -251,6 +251,41 @@ impl LiveFeed {
     }
 }
 
+/// The kind of shared HA item a signed-out session is.
+pub const SHARED_SESSIONS: &str = "sessions";
+
+/// With high availability: signs out here the sessions signed out on other replicas (a copied
+/// cookie opens no replica's page), every `every`, until `shutdown` (issue 27, with issue 24's
+/// shared items).
+pub async fn follow_signouts(
+    ui: Arc<Ui>,
+    controller: Arc<crate::runtime::controller::Controller>,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let Some(ha) = controller.ha().cloned() else { return };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let shared = match ha.shared(SHARED_SESSIONS).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the sessions signed out on other replicas");
+                continue;
+            }
+        };
+        let now = controller.clock.now_ms();
+        for (signature, expires) in shared {
+            let Ok(expires_ms) = expires.parse::<u64>() else { continue };
+            if expires_ms > now && !ui.is_revoked(&controller.store, &signature) {
+                ui.revoke(&controller.store, &signature, expires_ms, now);
+            }
+        }
+    }
+}
+
 /// The page state shared by the router and the tests.
 pub fn shared() -> Arc<Ui> {
     Arc::new(Ui::new())

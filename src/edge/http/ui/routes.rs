@@ -139,6 +139,12 @@ async fn logout(State(state): State<HttpState>, headers: HeaderMap) -> Response 
     if state.access.required() && session_of(&state, &headers).is_some() {
         if let Some((signature, expires_ms)) = session_cookie(&headers).and_then(signature_of) {
             state.ui.revoke(&state.controller.store, signature, expires_ms, state.controller.clock.now_ms());
+            // and on every other replica (high availability): the table forgets it once it expired
+            if let Some(ha) = state.controller.ha() {
+                if let Err(e) = ha.share_until(super::SHARED_SESSIONS, signature, &expires_ms.to_string(), expires_ms / 1000 + 60).await {
+                    tracing::warn!(error = %e, "the sign-out was not shared with the other replicas: it holds on this one");
+                }
+            }
         }
     }
     let mut response = Redirect::to("/ui/login").into_response();
