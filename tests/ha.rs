@@ -315,7 +315,7 @@ fn producers_reach_the_owner(replicas: &[Replica], repo: &Path, dir: &Path, moto
     let start = Instant::now();
     for r in replicas {
         while !r.get("/api/v2/repos").is_some_and(|list| list.to_string().contains(url.as_str())) {
-            assert!(start.elapsed() < Duration::from_secs(20), "{} never tracked the repository added on r2", r.name);
+            assert!(start.elapsed() < Duration::from_secs(40), "{} never tracked the repository added on r2", r.name);
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -347,7 +347,7 @@ fn producers_reach_the_owner(replicas: &[Replica], repo: &Path, dir: &Path, moto
     let start = Instant::now();
     for r in replicas {
         while r.get("/api/v2/repos").is_some_and(|list| list.to_string().contains(url.as_str())) {
-            assert!(start.elapsed() < Duration::from_secs(20), "{} still tracks the repository deleted on {}", r.name, deleter.name);
+            assert!(start.elapsed() < Duration::from_secs(40), "{} still tracks the repository deleted on {}", r.name, deleter.name);
             std::thread::sleep(Duration::from_millis(200));
         }
     }

@@ -132,7 +132,7 @@ pub async fn run_with(
     );
     repos.start(&config.repos).map_err(|e| anyhow::anyhow!("cannot start the repositories: {e}"))?;
     if let Some(ha) = controller.ha() {
-        tasks.spawn(repos.clone().follow_shared(ha.config.renew));
+        tasks.spawn(repos.clone().follow_shared(follow_shared_every(ha)));
     }
     {
         // previews a crash left behind (scratch repositories, old preview refs)
@@ -151,7 +151,7 @@ pub async fn run_with(
     tracing::info!(listen = %config.listen, repos = repos.list().len(), "gitmoxi serving");
     let ui = crate::edge::http::ui::shared();
     if let Some(ha) = controller.ha() {
-        tasks.spawn(crate::edge::http::ui::follow_signouts(ui.clone(), controller.clone(), ha.config.renew, shutdown.clone()));
+        tasks.spawn(crate::edge::http::ui::follow_signouts(ui.clone(), controller.clone(), follow_shared_every(ha), shutdown.clone()));
     }
     {
         // open pages see the server go: their event streams end with it
@@ -220,4 +220,11 @@ pub async fn run_with(
 /// The poll interval of repositories added through the API (the first configured one's, or 60 s).
 fn default_poll(config: &Config) -> std::time::Duration {
     config.repos.first().map_or(std::time::Duration::from_secs(60), |r| r.poll_interval)
+}
+
+/// How often a replica reads what the others shared through the HA table (repositories added
+/// through the API, signed-out sessions): five lease renewals, so following costs a fifth of a
+/// query per renewal and kind, and a change reaches every replica within seconds.
+fn follow_shared_every(ha: &crate::io::ha::Ha) -> std::time::Duration {
+    ha.config.renew * 5
 }

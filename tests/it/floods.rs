@@ -44,12 +44,35 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 
 /// An open server (no token: the event streams need no session) with small limits.
 async fn start(shutdown: &CancellationToken) -> SocketAddr {
+    start_tracking(shutdown, None).await
+}
+
+/// [`start`], tracking `repo` (its `main` branch, as `deploys`) when given.
+async fn start_tracking(shutdown: &CancellationToken, repo: Option<&crate::support::TestRepo>) -> SocketAddr {
     let world = FakeWorld::new();
     let settings = crate::support::controller_settings(2, 5);
     let controller = Controller::new(Store::temporary().unwrap(), world.provider(), Clock::system(), Metrics::new(), settings);
     let dir = tempfile::tempdir().unwrap().keep();
     let repos = Repos::new(controller.clone(), dir.clone(), Duration::from_secs(3600), shutdown.clone(), Default::default());
-    repos.start(&[]).unwrap();
+    let tracked: Vec<gitmoxi::config::RepoConfig> = repo
+        .map(|r| gitmoxi::config::RepoConfig {
+            name: "deploys".into(),
+            url: r.path().display().to_string(),
+            branches: vec!["main".into()],
+            poll_interval: Duration::from_secs(3600),
+            max_prune: 3,
+            max_prune_percent: 25,
+            token: None,
+            drift: Default::default(),
+            forge: None,
+            ssh: None,
+            scope: Default::default(),
+            adopt_untagged: false,
+        })
+        .into_iter()
+        .collect();
+    repos.start(&tracked).unwrap();
+    tokio::spawn(controller.clone().run(shutdown.clone()));
     let app = router(HttpState {
         controller,
         access: Arc::new(gitmoxi::http::access::Access::single(None)),
@@ -290,4 +313,56 @@ async fn healthz_and_signed_webhooks_stay_answered_under_slow_bodies_and_event_s
     assert!(timed_out > CONNECTIONS, "slow bodies answered 408: {timed_out}");
     assert!(refused >= FLOOD - STREAMS_PER_ADDRESS, "event streams refused: {refused}");
     assert!((1..=STREAMS_PER_ADDRESS).contains(&most), "event streams open at once: {most}");
+}
+
+/// Issue 27 (tests of items 4, 5 and 7): under the same floods, a legitimate preview of a
+/// tracked branch (`gitmoxi plan --server`'s call) still answers in time, with the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legitimate_preview_still_answers_under_slow_bodies_and_event_streams() {
+    let repo = crate::support::TestRepo::new();
+    repo.write_all(&crate::support::ecs_app("prod/web/web", "web", "prod", "nginx:1", 1, "{}"));
+    repo.commit("web");
+    let shutdown = CancellationToken::new();
+    let server = start_tracking(&shutdown, Some(&repo)).await;
+    let url = format!("http://{server}");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let preview = || async {
+        let started = Instant::now();
+        let answer = client.get(format!("{url}/api/v2/preview?to=main")).send().await;
+        let took = started.elapsed();
+        let answer = answer.unwrap_or_else(|e| panic!("the preview was not answered after {took:?}: {e}"));
+        let status = answer.status().as_u16();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        (status, body, took)
+    };
+    // the branch is loaded: the preview of its head answers (nothing changes, or the first deploy)
+    let loaded = Instant::now();
+    loop {
+        let (status, body, _) = preview().await;
+        if status == 200 {
+            assert!(body["markdown"].as_str().is_some_and(|m| m.contains("gitmoxi plan")), "{body}");
+            break;
+        }
+        assert!(loaded.elapsed() < Duration::from_secs(60), "no preview before the flood: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let seen = Arc::new(Seen::default());
+    let stop = CancellationToken::new();
+    let mut flood = JoinSet::new();
+    for _ in 0..FLOOD {
+        flood.spawn(slow_body(server, seen.clone(), stop.clone()));
+        flood.spawn(event_stream(server, seen.clone(), stop.clone()));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for round in 0..3 {
+        let (status, body, took) = preview().await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        assert!(body["preview"]["apps"].is_array(), "round {round}: {body}");
+        assert!(took < ANSWER_WITHIN * 2, "round {round}: the preview took {took:?} under the floods");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.cancel();
+    while flood.join_next().await.is_some() {}
+    shutdown.cancel();
+    assert!(seen.timed_out.load(Ordering::SeqCst) > 0, "the slow bodies did flood the server");
 }
