@@ -104,6 +104,11 @@ impl Store {
 
     /// The app's log, oldest first.
     pub fn pending_commands(&self, key: &AppKey) -> Result<PendingCommands, StoreError> {
+        // an app that was never given a command has no high-water mark: one point read, no scan
+        // (every pass of every app reads its log)
+        if !self.command_log.contains_key(mark_key(key))? {
+            return Ok(PendingCommands::default());
+        }
         let prefix = log_prefix(key);
         let mut log = Vec::new();
         for kv in self.command_log.scan_prefix(&prefix) {
@@ -118,11 +123,14 @@ impl Store {
         Ok(self.pending_commands(key)?.view())
     }
 
-    /// Removes what a step consumed of the log it read up to `through` (the app's worker only).
-    pub fn consume_commands(&self, key: &AppKey, consumed: &Consumed, through: u64) -> Result<(), StoreError> {
+    /// Removes what a step consumed of the log it read (`read`; the app's worker only): only
+    /// entries that read saw, so nothing given since is touched.
+    pub fn consume_commands(&self, key: &AppKey, consumed: &Consumed, read: &PendingCommands) -> Result<(), StoreError> {
+        if read.log.is_empty() {
+            return Ok(());
+        }
         let prefix = log_prefix(key);
-        let log = self.pending_commands(key)?.log;
-        let removed = consumed.removes(&log, through);
+        let removed = consumed.removes(&read.log, read.through());
         if removed.is_empty() {
             return Ok(());
         }

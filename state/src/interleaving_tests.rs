@@ -90,7 +90,7 @@ fn command(rng: &mut Rng, n: u64) -> Command {
 
 /// What the worker read and has not acted on yet.
 struct Read {
-    through: u64,
+    log: PendingCommands,
     seen: BTreeSet<u64>,
     consumed: Consumed,
 }
@@ -133,13 +133,14 @@ fn run(seed: u64, steps: usize) {
                     rebalance: view.rebalance.is_some() && rng.below(2) == 0,
                     approval: view.approval.is_some() && rng.below(2) == 0,
                 };
-                pending_read = Some(Read { through: read.through(), seen: read.log.iter().map(|(s, _)| *s).collect(), consumed });
+                let seen = read.log.iter().map(|(s, _)| *s).collect();
+                pending_read = Some(Read { log: read, seen, consumed });
             }
             // ... and later consumes what that step used, up to what it read
             4 => {
                 if let Some(read) = pending_read.take() {
                     let before: BTreeSet<u64> = store.pending_commands(&key).unwrap().log.iter().map(|(s, _)| *s).collect();
-                    store.consume_commands(&key, &read.consumed, read.through).unwrap();
+                    store.consume_commands(&key, &read.consumed, &read.log).unwrap();
                     let after: BTreeSet<u64> = store.pending_commands(&key).unwrap().log.iter().map(|(s, _)| *s).collect();
                     for removed in before.difference(&after) {
                         assert!(read.seen.contains(removed), "{note}: step {step} removed {removed}, which its read never saw");

@@ -139,7 +139,7 @@ fn commands_round_trip() {
     assert!(store.commands(&key("a")).unwrap().force);
     assert!(!store.commands(&key("b")).unwrap().force, "another app's log");
     let read = store.pending_commands(&key("a")).unwrap();
-    store.consume_commands(&key("a"), &Consumed { force: true, ..Consumed::default() }, read.through()).unwrap();
+    store.consume_commands(&key("a"), &Consumed { force: true, ..Consumed::default() }, &read).unwrap();
     assert!(!store.commands(&key("a")).unwrap().force);
 }
 
@@ -156,7 +156,7 @@ fn an_answer_given_after_the_read_is_not_wiped_with_the_one_consumed() {
     assert_eq!(read.view().approval.map(|a| a.approve), Some(true));
     // between the step's read and its clear: a second answer
     store.submit_command(&key("a"), &answer(false)).unwrap();
-    store.consume_commands(&key("a"), &Consumed { approval: true, ..Consumed::default() }, read.through()).unwrap();
+    store.consume_commands(&key("a"), &Consumed { approval: true, ..Consumed::default() }, &read).unwrap();
     let left = store.commands(&key("a")).unwrap();
     assert_eq!(left.approval.map(|a| a.approve), Some(false), "the later answer is kept");
 

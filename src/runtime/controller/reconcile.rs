@@ -66,7 +66,6 @@ impl Controller {
         tracing::Span::current().record("phase", record.as_ref().map_or("steady", |r| r.phase.name()));
         // the log as read now: a step consumes from what it read, never from what came after
         let pending = self.store.pending_commands(key)?;
-        let through = pending.through();
         let commands = pending.view();
         // under the rate limits, an app in motion (as its status says) goes before a steady check
         let priority = if self.status_of(&app_entry, Some(head), record.as_ref(), commands.paused).is_in_motion() {
@@ -98,7 +97,7 @@ impl Controller {
             .scope(priority, async {
                 let needs = match strategy::look(&input) {
                     Look::Skip(plan) => {
-                        return match self.execute(key, &plan, record.as_ref(), None, through).await? {
+                        return match self.execute(key, &plan, record.as_ref(), None, &pending).await? {
                             Executed::Done => Ok(plan.requeue_after),
                             Executed::Refused(e) => Err(ControllerError::Aws(e)),
                         }
@@ -130,7 +129,7 @@ impl Controller {
                             _ => cause_of(&e),
                         };
                         let plan = strategy::step(&StepInput { refusal: Some(&cause), ..input });
-                        return match self.execute(key, &plan, record.as_ref(), Some(&clients), through).await? {
+                        return match self.execute(key, &plan, record.as_ref(), Some(&clients), &pending).await? {
                             Executed::Done => Ok(plan.requeue_after),
                             Executed::Refused(e) => Err(ControllerError::Aws(e)),
                         };
@@ -138,7 +137,7 @@ impl Controller {
                 };
                 let input = StepInput { observed: &observed, ..input };
                 let plan = strategy::step(&input);
-                match self.execute(key, &plan, record.as_ref(), Some(&clients), through).await? {
+                match self.execute(key, &plan, record.as_ref(), Some(&clients), &pending).await? {
                     Executed::Done => Ok(plan.requeue_after),
                     Executed::Refused(e) => {
                         // the refusal is a fact of the next step, from the record this plan left
@@ -148,7 +147,7 @@ impl Controller {
                         let commands = pending.view();
                         let refused =
                             strategy::step(&StepInput { record: after.as_ref(), commands: &commands, refusal: Some(&cause), ..input });
-                        match self.execute(key, &refused, after.as_ref(), Some(&clients), pending.through()).await? {
+                        match self.execute(key, &refused, after.as_ref(), Some(&clients), &pending).await? {
                             Executed::Done => Ok(refused.requeue_after),
                             Executed::Refused(again) => Err(ControllerError::Aws(again)),
                         }
@@ -183,7 +182,7 @@ impl Controller {
         plan: &Plan,
         before: Option<&DeploymentRecord>,
         clients: Option<&Clients>,
-        commands_read_through: u64,
+        commands_read: &gitmoxi_state::PendingCommands,
     ) -> Result<Executed, ControllerError> {
         for (ended, completion) in plan.endings() {
             self.record_history(before, ended)?;
@@ -205,7 +204,7 @@ impl Controller {
             }
         }
         // what the step used, up to what it read (compacts replaced pause states too)
-        self.store.consume_commands(key, &plan.consumed, commands_read_through)?;
+        self.store.consume_commands(key, &plan.consumed, commands_read)?;
         for note in &plan.notes {
             match note.level {
                 Level::Error => tracing::error!(app = %key, "{}", note.message),
