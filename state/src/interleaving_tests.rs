@@ -13,8 +13,6 @@
 use super::*;
 use gitmoxi_deploy::commands::{AnswerChannel, Approval, Command, Consumed};
 use gitmoxi_deploy::plan::Completion;
-use gitmoxi_deploy::record::{DeploymentStatus, Operation, Phase, RollingPhase};
-use gitmoxi_deploy::spec::Identity;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A small deterministic generator (xorshift64*): the test needs no crate for randomness.
@@ -33,41 +31,11 @@ impl Rng {
 }
 
 fn app() -> AppKey {
-    AppKey { repo: "r".into(), branch: "main".into(), prefix: "svc/web".into() }
+    super::tests::key("svc/web")
 }
 
 fn record(id: &str, fingerprint: &str) -> DeploymentRecord {
-    DeploymentRecord {
-        id: id.into(),
-        app: app(),
-        kind: AppKind::Ecs,
-        commit: "c".into(),
-        fingerprint: fingerprint.into(),
-        identity: Identity::Ecs { account: None, region: "us-east-1".into(), cluster: "c".into(), service: "web".into() },
-        account_id: None,
-        operation: Operation::Deploy,
-        strategy: gitmoxi_deploy::record::Strategy::Rolling,
-        desired: None,
-        previous_task_definition: None,
-        previous_service: None,
-        forced: false,
-        phase: Phase::Rolling(RollingPhase::Register),
-        status: DeploymentStatus::Processing,
-        outcome: None,
-        cause: None,
-        evidence: vec![],
-        traffic: None,
-        task_set_scales: None,
-        task_set_arns: None,
-        awaiting_approval: None,
-        approvals: Vec::new(),
-        desired_lambda: None,
-        previous_version: None,
-        started_at_ms: 1,
-        updated_at_ms: 1,
-        finished_at_ms: None,
-        timeline: vec![],
-    }
+    DeploymentRecord { fingerprint: fingerprint.into(), ..super::tests::record(id, "svc/web") }
 }
 
 fn command(rng: &mut Rng, n: u64) -> Command {

@@ -3,11 +3,11 @@ use gitmoxi_deploy::record::RollingPhase;
 use gitmoxi_deploy::record::{DeploymentStatus, Operation, Phase};
 use gitmoxi_deploy::spec::Identity;
 
-fn key(prefix: &str) -> AppKey {
+pub(crate) fn key(prefix: &str) -> AppKey {
     AppKey { repo: "r".into(), branch: "main".into(), prefix: prefix.into() }
 }
 
-fn record(id: &str, prefix: &str) -> DeploymentRecord {
+pub(crate) fn record(id: &str, prefix: &str) -> DeploymentRecord {
     DeploymentRecord {
         id: id.into(),
         app: key(prefix),
