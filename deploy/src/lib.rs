@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod advice;
+pub mod analysis;
 pub mod breaker;
 pub mod checks;
 pub mod commands;

@@ -104,6 +104,27 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// A finite number in `min..=max` (a numeric string accepted).
+    pub fn number(&mut self, value: Option<&Value>, path: &str, min: f64, max: f64) -> Option<f64> {
+        let n = match value {
+            None | Some(Value::Null) => return None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            Some(_) => None,
+        };
+        match n.filter(|n| n.is_finite()) {
+            Some(n) if n >= min && n <= max => Some(n),
+            Some(n) => {
+                self.error(path, format!("must be between {min} and {max}, got {n}"));
+                None
+            }
+            None => {
+                self.error(path, format!("must be a number, got {}", value.map_or_else(String::new, show)));
+                None
+            }
+        }
+    }
+
     /// The field as a string; absent or null is `None`, anything else an error.
     pub fn string(&mut self, value: Option<&Value>, path: &str) -> Option<String> {
         match value {
