@@ -53,6 +53,12 @@ pub fn next_step(record: &DeploymentRecord) -> String {
         FailureCause::EcsRolledBack { .. } => format!(
             "ECS rolled its own deployment back (the reason and any failed lifecycle hook are in the evidence): look at the new revision's tasks, the hook's logs or the alarm that fired, fix, then push or run `gitmoxi sync --force {app}`"
         ),
+        FailureCause::AnalysisFailed { check, .. } => format!(
+            "the metric check \"{check}\" found the new version worse than the old one (the numbers are in the evidence and on the app page's chart): look at the new version's logs and traces for what changed; if the difference is expected, raise the check's tolerance or max in the depdef's analysis; then push"
+        ),
+        FailureCause::AnalysisInconclusive { .. } => format!(
+            "the metric analysis had too few samples to judge: check that the metrics exist for the new version (the query's dimensions, {{{{ green }}}} / {{{{ blue }}}}), that traffic reaches it, and that the analysis window is longer than a few periods; or lower minSamples; then run `gitmoxi sync --force {app}`"
+        ),
         FailureCause::AwsDiffers { .. } => format!(
             "ECS accepted the update but DescribeServices reports other values for the fields in the evidence: a field UpdateService cannot change (launchType, schedulingStrategy) needs a new service (change serviceName); otherwise look for whoever else changes the service (another tool, a hand edit, an autoscaler), then run `gitmoxi sync --force {app}`"
         ),
@@ -101,6 +107,7 @@ mod tests {
             task_set_arns: None,
             awaiting_approval: None,
             approvals: Vec::new(),
+            analysis: None,
             started_at_ms: 0,
             updated_at_ms: 0,
             finished_at_ms: Some(0),

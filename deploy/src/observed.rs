@@ -40,6 +40,9 @@ pub struct Observed {
     /// BLUE_GREEN / LINEAR / CANARY strategies are followed through it).
     #[serde(default)]
     pub native_deployment: Option<ObservedNativeDeployment>,
+    /// GetMetricData's values per query id, oldest first, when the step asked (issue 25).
+    #[serde(default)]
+    pub metrics: Option<BTreeMap<String, Vec<f64>>>,
 }
 
 /// An ECS service deployment (DescribeServiceDeployments), as gitmoxi follows it.

@@ -156,6 +156,21 @@ pub enum FailureCause {
         /// How long it waited.
         waited_secs: u64,
     },
+    /// A metric analysis check failed (issue 25): its name and numbers.
+    AnalysisFailed {
+        /// The check that failed first.
+        check: String,
+        /// Its numbers ("green 412 ms vs blue 180 ms (+129 %, tolerance 25 %, p = 0.003)").
+        detail: String,
+    },
+    /// The metric analysis stayed inconclusive (too few samples) and `onInconclusive` is
+    /// rollback, or a hold was not answered in time.
+    AnalysisInconclusive {
+        /// Inconclusive runs in a row.
+        runs: u32,
+        /// Why the last one was.
+        detail: String,
+    },
     /// After the deployment, AWS does not hold what the files say (issue 23): the fields that
     /// differ, each as "AWS holds … for /pointer; the file says …".
     AwsDiffers {
@@ -198,6 +213,8 @@ impl FailureCause {
             FailureCause::ApprovalRejected { .. } => "approval_rejected",
             FailureCause::ApprovalTimedOut { .. } => "approval_timed_out",
             FailureCause::AwsDiffers { .. } => "aws_differs",
+            FailureCause::AnalysisFailed { .. } => "analysis_failed",
+            FailureCause::AnalysisInconclusive { .. } => "analysis_inconclusive",
         }
     }
 }
@@ -236,6 +253,10 @@ impl fmt::Display for FailureCause {
             }
             FailureCause::AssumeRoleFailed { account, code, message } => {
                 write!(f, "could not assume the role of account {account}: {code}: {message}")
+            }
+            FailureCause::AnalysisFailed { check, detail } => write!(f, "metric analysis failed: {check}: {detail}"),
+            FailureCause::AnalysisInconclusive { runs, detail } => {
+                write!(f, "metric analysis inconclusive after {runs} runs: {detail}")
             }
             FailureCause::AwsDiffers { fields } => {
                 write!(f, "AWS does not hold what the files say: {}", fields.join("; "))
@@ -841,6 +862,9 @@ pub struct DeploymentRecord {
     /// Every answer given to its gates: who, how, when.
     #[serde(default)]
     pub approvals: Vec<crate::commands::GateAnswer>,
+    /// Metric analysis (issue 25): the deployment's sides and every run, newest last.
+    #[serde(default)]
+    pub analysis: Option<AnalysisState>,
     /// When it started.
     pub started_at_ms: u64,
     /// When it last changed.
@@ -849,6 +873,45 @@ pub struct DeploymentRecord {
     pub finished_at_ms: Option<u64>,
     /// What happened, oldest first (bounded by [`MAX_TIMELINE`]).
     pub timeline: Vec<TimelineEvent>,
+}
+
+/// What a deployment's metric analysis knows: the names of its sides and its runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisState {
+    /// The names `{{ green }}`, `{{ blue }}`… stand for (task-set blue/green; set when traffic
+    /// starts to shift).
+    #[serde(default)]
+    pub sides: Option<crate::analysis::queries::SideNames>,
+    /// The runs, oldest first (at most [`MAX_ANALYSIS_RUNS`]; only the newest
+    /// [`ANALYSIS_RUNS_WITH_VALUES`] keep their values).
+    #[serde(default)]
+    pub runs: Vec<crate::analysis::verdict::AnalysisRun>,
+}
+
+/// The most analysis runs a record keeps.
+pub const MAX_ANALYSIS_RUNS: usize = 30;
+
+/// The newest runs that keep their values (for the chart); older runs keep their numbers.
+pub const ANALYSIS_RUNS_WITH_VALUES: usize = 10;
+
+impl AnalysisState {
+    /// Keeps `run`, dropping the oldest beyond the bounds.
+    pub fn push(&mut self, run: crate::analysis::verdict::AnalysisRun) {
+        self.runs.push(run);
+        if self.runs.len() > MAX_ANALYSIS_RUNS {
+            let extra = self.runs.len() - MAX_ANALYSIS_RUNS;
+            self.runs.drain(..extra);
+        }
+        let keep_from = self.runs.len().saturating_sub(ANALYSIS_RUNS_WITH_VALUES);
+        for run in &mut self.runs[..keep_from] {
+            for check in &mut run.checks {
+                check.green.values.clear();
+                if let Some(blue) = check.blue.as_mut() {
+                    blue.values.clear();
+                }
+            }
+        }
+    }
 }
 
 /// An approval gate a deployment waits at.

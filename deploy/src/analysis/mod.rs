@@ -339,7 +339,7 @@ fn parse_metric(r: &mut FieldReader<'_>, value: &Value, at: &str) -> Option<Metr
         r.error(&field("stat"), format!("is \"{stat}\"; use Average, Sum, Minimum, Maximum, SampleCount or a percentile such as p99"));
     }
     let period = r.int(obj.get("period"), &field("period"), 1, 86_400).map_or(60, |p| p as u64);
-    if ![1, 5, 10, 30].contains(&period) && period % 60 != 0 {
+    if ![1, 5, 10, 30].contains(&period) && !period.is_multiple_of(60) {
         r.error(&field("period"), format!("is {period}; CloudWatch periods are 1, 5, 10, 30 or a multiple of 60 seconds"));
     }
     let mut dimensions = Vec::new();

@@ -256,7 +256,8 @@ mod tests {
     /// (method "auto": exact for the first two, asymptotic with tie correction for the rest).
     #[test]
     fn mann_whitney_matches_scipy() {
-        let cases: Vec<(Vec<f64>, Vec<f64>, f64, f64, bool)> = vec![
+        type Case = (Vec<f64>, Vec<f64>, f64, f64, bool);
+        let cases: Vec<Case> = vec![
             (vec![19.0, 22.0, 16.0, 29.0, 24.0], vec![20.0, 11.0, 17.0, 12.0], 17.0, 0.111_111_111_111_111_1, true),
             (
                 vec![1.2, 3.4, 2.2, 5.1, 4.4, 6.0, 7.7, 8.1],

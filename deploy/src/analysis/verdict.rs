@@ -236,7 +236,7 @@ pub fn judge(i: usize, check: &Check, values: &BTreeMap<String, Vec<f64>>) -> Ch
         result.green.median = mg;
         let change = match (mg, mb) {
             (Some(g), Some(b)) if b != 0.0 => Some((g - b) / b.abs() * 100.0),
-            (Some(g), Some(_)) if g == 0.0 => Some(0.0),
+            (Some(0.0), Some(_)) => Some(0.0),
             (Some(g), Some(_)) => Some(if g > 0.0 { f64::INFINITY } else { f64::NEG_INFINITY }),
             _ => None,
         };

@@ -112,6 +112,9 @@ pub struct EcsDepdef {
     /// 100 % (and waited stable) before its traffic weight passes it. `None` = 100 %.
     #[serde(default)]
     pub initial_scale: Option<u32>,
+    /// Metric analysis at each traffic step and the bake (issue 25), when configured.
+    #[serde(default)]
+    pub analysis: Option<crate::analysis::AnalysisSpec>,
 }
 
 impl Default for EcsDepdef {
@@ -133,6 +136,7 @@ impl Default for EcsDepdef {
             fallback_capacity_provider_strategy: Vec::new(),
             webhooks: Vec::new(),
             initial_scale: None,
+            analysis: None,
         }
     }
 }
@@ -160,6 +164,7 @@ impl EcsDepdef {
 }
 
 const KNOWN: &[&str] = &[
+    "analysis",
     "environment",
     "trafficShiftingConfig",
     "trafficShiftingEnabled",
@@ -289,6 +294,7 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
         }
     }
     d.pre_shift_stability = pre_shift;
+    d.analysis = crate::analysis::parse(&mut r, root.get("analysis"), "analysis", crate::analysis::PresetTarget::Ecs);
 
     let breaker = r.object(root.get("gmDeploymentCircuitBreaker"), "gmDeploymentCircuitBreaker");
     let stability = r.object(root.get("stabilityCheck"), "stabilityCheck");

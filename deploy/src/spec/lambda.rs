@@ -52,6 +52,9 @@ pub struct LambdaDepdef {
     /// Per-app notifications (SPEC §6.3), as in an ECS depdef.
     #[serde(default)]
     pub webhooks: Vec<super::ecs_depdef::AppWebhook>,
+    /// Metric analysis at each traffic step and the bake (issue 25), when configured.
+    #[serde(default)]
+    pub analysis: Option<crate::analysis::AnalysisSpec>,
 }
 
 /// A push event source (SPEC §4.3), wired to the alias.
@@ -325,6 +328,7 @@ pub fn mapping_changes(body: &Value, held: &std::collections::BTreeMap<String, V
 
 const DEPDEF_FIELDS: &[&str] = &[
     "alias",
+    "analysis",
     "environment",
     "environmentVariables",
     "trafficShiftingConfig",
@@ -404,6 +408,7 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
         }
     }
     let delete_old_version = r.bool(root.get("deleteOldVersion"), "deleteOldVersion").unwrap_or(false);
+    let analysis = crate::analysis::parse(&mut r, root.get("analysis"), "analysis", crate::analysis::PresetTarget::Lambda);
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -411,7 +416,8 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
-    let depdef = LambdaDepdef { alias, region, account, traffic_shifting: shifting, alarm_names, readiness, delete_old_version, webhooks };
+    let depdef =
+        LambdaDepdef { alias, region, account, traffic_shifting: shifting, alarm_names, readiness, delete_old_version, webhooks, analysis };
     Ok((depdef, r.warnings))
 }
 

@@ -66,6 +66,19 @@ impl std::io::Write for BoundedText {
 /// [`render_file`] whose output may not exceed `max_rendered` bytes.
 pub fn render_file_limited(path: &str, source: &[u8], context: &Map<String, Value>, max_rendered: u64) -> Result<Rendered, Diagnostic> {
     let text = std::str::from_utf8(source).map_err(|e| Diagnostic::new(path, format!("file is not UTF-8 text ({e}); save it as UTF-8")))?;
+    // a depdef's analysis names each side with {{ green }}, {{ blue }}…: kept verbatim for the
+    // analysis to fill (an input variable of the same name wins)
+    let with_placeholders;
+    let context = if path.ends_with("depdef.json") && crate::analysis::queries::PLACEHOLDERS.iter().any(|p| !context.contains_key(*p)) {
+        let mut c = context.clone();
+        for name in crate::analysis::queries::PLACEHOLDERS {
+            c.entry(name.to_string()).or_insert_with(|| Value::String(format!("{{{{ {name} }}}}")));
+        }
+        with_placeholders = c;
+        &with_placeholders
+    } else {
+        context
+    };
     let env = environment();
     let template = env.template_from_named_str(path, text).map_err(|e| template_error(path, text, &e, &[]))?;
     let variables: BTreeSet<String> = template.undeclared_variables(true).into_iter().collect();

@@ -12,6 +12,7 @@
 
 use super::ecs_rolling::{ownership_tags, short_td, TAG_DEPLOYMENT};
 use super::{StepInput, STEADY_REQUEUE};
+use crate::analysis::queries::SideNames;
 use crate::breaker::tripped;
 use crate::checks::{side_stability, SideStability};
 use crate::commands::{Rebalance, RebalanceDirection};
@@ -102,6 +103,65 @@ fn sides<'a>(observed: &'a Observed, deployment_id: &str) -> Sides<'a> {
         green_all,
         others,
     }
+}
+
+/// The names the analysis fills in for each side (issue 25): the first pair's target groups as
+/// ALB dimensions, the task set ids, and the load balancer in front of the green group.
+fn side_names(
+    mapping: &[(String, String)],
+    green: &ObservedTaskSet,
+    blue: Option<&ObservedTaskSet>,
+    elb: Option<&ObservedElb>,
+) -> SideNames {
+    use crate::analysis::queries::{load_balancer_dimension, target_group_dimension};
+    let (blue_tg, green_tg) = mapping.first().cloned().unwrap_or_default();
+    let load_balancer = elb.and_then(|e| {
+        e.forwards
+            .iter()
+            .filter(|f| f.weight_of(&blue_tg).is_some() || f.weight_of(&green_tg).is_some())
+            .find_map(|f| load_balancer_dimension(&f.arn))
+    });
+    SideNames {
+        green: target_group_dimension(&green_tg),
+        blue: target_group_dimension(&blue_tg),
+        green_task_set: Some(green.id.clone()),
+        blue_task_set: blue.map(|b| b.id.clone()),
+        load_balancer,
+        function: None,
+        alias: None,
+    }
+}
+
+/// The sides a record's analysis fills in, once traffic started to shift.
+fn analysis_sides(record: &DeploymentRecord) -> Option<SideNames> {
+    record.analysis.as_ref().and_then(|a| a.sides.clone())
+}
+
+/// The GetMetricData request of a Shift or Bake phase whose wait is over and whose analysis is
+/// due at `now` (`None` otherwise).
+pub fn analysis_request(record: &DeploymentRecord, phase: &BlueGreenPhase, now: u64) -> Option<crate::analysis::queries::MetricRequest> {
+    let app = record.desired.as_ref()?;
+    let spec = app.depdef.analysis.as_ref()?;
+    let sides = analysis_sides(record)?;
+    let wait = app.depdef.shifting().map_or(0, |ts| ts.wait_interval_secs * 1000);
+    let (label, since) = match phase {
+        BlueGreenPhase::Shift { green, since_ms, .. } if now >= since_ms + wait => {
+            (super::analysis_gate::step_label(Some(*green)), *since_ms)
+        }
+        BlueGreenPhase::Bake { until_ms } if now >= *until_ms && spec.during_bake => {
+            (super::analysis_gate::step_label(None), until_ms.saturating_sub(wait))
+        }
+        BlueGreenPhase::Register
+        | BlueGreenPhase::CreateService { .. }
+        | BlueGreenPhase::CreateGreen { .. }
+        | BlueGreenPhase::Stabilize { .. }
+        | BlueGreenPhase::Shift { .. }
+        | BlueGreenPhase::Bake { .. }
+        | BlueGreenPhase::Promote
+        | BlueGreenPhase::CleanUp
+        | BlueGreenPhase::Rollback { .. } => return None,
+    };
+    super::analysis_gate::request(record, spec, &sides, &label, since, now)
 }
 
 /// The circuit breaker after green was stable (issue 23, item 10): green's tasks that stop
@@ -533,6 +593,10 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
         match shifting {
             Some(ts) => {
                 let first = ts.steps()[0];
+                if app.depdef.analysis.is_some() {
+                    let names = side_names(&mapping, green, sides.blue_primary, observed.elb.as_ref());
+                    next.analysis.get_or_insert_with(Default::default).sides = Some(names);
+                }
                 next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: first, since_ms: now }), now);
             }
             None if app.depdef.initial_scale.is_some() && sides.green_fallback.is_none() && green.scale_percent < 100.0 - 1e-6 => {
@@ -644,6 +708,17 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
         }
         return Plan::wait(requeue_after);
     }
+    if let (Some(spec), Some(names)) = (&app.depdef.analysis, analysis_sides(&next)) {
+        let poll = Duration::from_millis(ALARM_POLL_MS);
+        let label = super::analysis_gate::step_label(Some(green));
+        match super::analysis_gate::at_step_end(cx.input, &next, spec, &names, &label, since_ms, poll) {
+            super::analysis_gate::AnalysisGate::Open => {}
+            super::analysis_gate::AnalysisGate::Hold(plan) => return plan,
+            super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => {
+                return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
+            }
+        }
+    }
     let steps = ts.steps();
     match steps.get(step as usize + 1) {
         Some(following) => next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: step + 1, green: *following, since_ms: now }), now),
@@ -731,6 +806,18 @@ fn bake(cx: &Step<'_>, until_ms: u64) -> Plan {
         let remaining = until_ms - now;
         let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
         return Plan::wait(Duration::from_millis(again.max(1)));
+    }
+    if let (Some(spec), Some(names)) = (app.depdef.analysis.as_ref().filter(|a| a.during_bake), analysis_sides(&next)) {
+        let poll = Duration::from_millis(ALARM_POLL_MS);
+        let label = super::analysis_gate::step_label(None);
+        let bake_start = until_ms.saturating_sub(app.depdef.shifting().map_or(0, |ts| ts.wait_interval_secs * 1000));
+        match super::analysis_gate::at_step_end(cx.input, &next, spec, &names, &label, bake_start, poll) {
+            super::analysis_gate::AnalysisGate::Open => {}
+            super::analysis_gate::AnalysisGate::Hold(plan) => return plan,
+            super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => {
+                return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
+            }
+        }
     }
     next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }

@@ -393,6 +393,16 @@ fn shift(cx: &Step<'_>, version: &str, step: u32, weight: u32, since_ms: u64) ->
         let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
         return Plan::wait(Duration::from_millis(again.max(1)));
     }
+    if let Some(spec) = &app.depdef.analysis {
+        let sides = super::analysis_gate::lambda_sides(record, name, alias, version);
+        let poll = Duration::from_millis(ALARM_POLL_MS);
+        let label = super::analysis_gate::step_label(Some(weight));
+        match super::analysis_gate::at_step_end(input, &next, spec, &sides, &label, since_ms, poll) {
+            super::analysis_gate::AnalysisGate::Open => {}
+            super::analysis_gate::AnalysisGate::Hold(plan) => return plan,
+            super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
+        }
+    }
     match ts.steps().get(step as usize + 1) {
         Some(following) => next.enter(
             Phase::Lambda(LambdaPhase::Shift { version: version.to_string(), step: step + 1, weight: *following, since_ms: now }),
@@ -421,8 +431,48 @@ fn bake(cx: &Step<'_>, version: &str, until_ms: u64) -> Plan {
             if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) }.max(1),
         ));
     }
+    if let Some(spec) = app.depdef.analysis.as_ref().filter(|a| a.during_bake) {
+        let sides = super::analysis_gate::lambda_sides(record, &cx.name, &cx.alias, version);
+        let poll = Duration::from_millis(ALARM_POLL_MS);
+        let label = super::analysis_gate::step_label(None);
+        let bake_start = until_ms.saturating_sub(app.depdef.traffic_shifting.wait_interval_secs * 1000);
+        match super::analysis_gate::at_step_end(input, &next, spec, &sides, &label, bake_start, poll) {
+            super::analysis_gate::AnalysisGate::Open => {}
+            super::analysis_gate::AnalysisGate::Hold(plan) => return plan,
+            super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
+        }
+    }
     next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.to_string() }), now);
     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
+}
+
+/// The GetMetricData request of a Shift or Bake phase whose wait is over and whose analysis is
+/// due at `now` (`None` otherwise).
+pub fn analysis_request(record: &DeploymentRecord, phase: &LambdaPhase, now: u64) -> Option<crate::analysis::queries::MetricRequest> {
+    let app = record.desired_lambda.as_ref()?;
+    let spec = app.depdef.analysis.as_ref()?;
+    let wait = app.depdef.traffic_shifting.wait_interval_secs * 1000;
+    let (label, since, version) = match phase {
+        LambdaPhase::Shift { version, weight, since_ms, .. } if now >= since_ms + wait => {
+            (super::analysis_gate::step_label(Some(*weight)), *since_ms, version)
+        }
+        LambdaPhase::Bake { version, until_ms } if now >= *until_ms && spec.during_bake => {
+            (super::analysis_gate::step_label(None), until_ms.saturating_sub(wait), version)
+        }
+        LambdaPhase::Shift { .. }
+        | LambdaPhase::Bake { .. }
+        | LambdaPhase::Ready { .. }
+        | LambdaPhase::Create
+        | LambdaPhase::UpdateCode { .. }
+        | LambdaPhase::UpdateConfig { .. }
+        | LambdaPhase::Publish
+        | LambdaPhase::Wire { .. }
+        | LambdaPhase::CleanUp { .. }
+        | LambdaPhase::Rollback { .. }
+        | LambdaPhase::DeleteFunction => return None,
+    };
+    let sides = super::analysis_gate::lambda_sides(record, &function_name(record), &app.depdef.alias, version);
+    super::analysis_gate::request(record, spec, &sides, &label, since, now)
 }
 
 /// Event sources on the alias (mappings, permissions, ELB target, API integration).

@@ -12,6 +12,7 @@
 //! deployment; nothing is deleted unless the app is gone, its delete allowed and it is owned.
 
 pub mod adopt;
+pub mod analysis_gate;
 pub mod ecs_blue_green;
 pub mod ecs_rolling;
 pub mod gates;
@@ -147,6 +148,8 @@ pub struct ObserveNeeds {
     /// The newest ECS service deployment of the service created since this time (ms since the
     /// epoch): an ECS-native strategy being followed.
     pub native_deployment_since_ms: Option<u64>,
+    /// The metric analysis of the step is due: fetch this GetMetricData request (issue 25).
+    pub metrics: Option<crate::analysis::queries::MetricRequest>,
 }
 
 /// What of its target groups a blue/green phase reads: only what can change or matter in it.
@@ -546,7 +549,22 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
     if needs.identity.is_none() {
         return Look::Skip(Plan::wait(STEADY_REQUEUE));
     }
+    needs.metrics = analysis_due(input);
     Look::Observe(needs)
+}
+
+/// The GetMetricData request of the in-flight deployment's analysis, when a run is due now: the
+/// wait of a traffic step (or the bake) is over and the step has no deciding run yet.
+fn analysis_due(input: &StepInput<'_>) -> Option<crate::analysis::queries::MetricRequest> {
+    let record = input.record.filter(|r| r.in_flight())?;
+    let now = input.now_ms;
+    match &record.phase {
+        Phase::BlueGreen(phase @ (BlueGreenPhase::Shift { .. } | BlueGreenPhase::Bake { .. })) => {
+            ecs_blue_green::analysis_request(record, phase, now)
+        }
+        Phase::Lambda(phase @ (LambdaPhase::Shift { .. } | LambdaPhase::Bake { .. })) => lambda_shift::analysis_request(record, phase, now),
+        Phase::BlueGreen(_) | Phase::Lambda(_) | Phase::Rolling(_) | Phase::Done => None,
+    }
 }
 
 /// An app in an account (or region) this controller may not act in fails before anything is
@@ -849,6 +867,7 @@ pub fn new_record(
         task_set_arns: None,
         awaiting_approval: None,
         approvals: Vec::new(),
+        analysis: None,
         started_at_ms: input.now_ms,
         updated_at_ms: input.now_ms,
         finished_at_ms: None,

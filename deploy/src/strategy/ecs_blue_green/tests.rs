@@ -659,3 +659,181 @@ fn initial_scale_on_a_first_deployment_scales_green_up_before_promoting() {
     advance(&desired, &mut record, &obs, 3_000);
     assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Promote));
 }
+
+const ANALYSIS: &str = r#", "trafficShiftingConfig": {"type": "LINEAR", "percent": 30, "waitInterval": 10},
+    "analysis": {"window": 300, "interval": 20, "consecutiveInconclusive": 2, "checks": [
+        {"name": "latency", "metric": {"namespace": "Web", "metricName": "Latency",
+            "dimensions": {"TargetGroup": "{{ green }}", "LoadBalancer": "{{ load_balancer }}"}, "stat": "Average", "period": 10},
+         "compare": {"tolerance": 25}, "unit": "ms"}]}"#;
+
+/// What GetMetricData answers: `green(weight)` values for green queries, 180 ms for blue.
+fn metric_values(req: &crate::analysis::queries::MetricRequest, green: &[f64]) -> BTreeMap<String, Vec<f64>> {
+    let blue: Vec<f64> = (0..30).map(|i| 180.0 + f64::from(i % 7)).collect();
+    req.queries
+        .iter()
+        .filter(|q| q.return_data)
+        .map(|q| (q.id.clone(), if q.id.ends_with('g') { green.to_vec() } else { blue.clone() }))
+        .collect()
+}
+
+/// Runs the deployment from green stable on, answering GetMetricData with `green_at(weight)`
+/// (None: no data); returns the record once it leaves Shift/Bake and the weights seen.
+fn shift_with_analysis(
+    desired: &DesiredApp,
+    green_at: impl Fn(u32) -> Option<Vec<f64>>,
+    commands: &crate::commands::OperatorCommands,
+) -> (DeploymentRecord, Observed, Vec<u32>, u64) {
+    let (mut record, mut obs) = in_stabilize(desired);
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    advance(desired, &mut record, &obs, 5_000);
+    let mut now = 5_000;
+    let mut greens = Vec::new();
+    for _ in 0..200 {
+        if !matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Shift { .. } | BlueGreenPhase::Bake { .. }))
+            || record.awaiting_approval.is_some()
+        {
+            break;
+        }
+        let key = key();
+        let applied = applied();
+        let input = StepInput {
+            key: &key,
+            commit: "c0ffee",
+            desired: Desired::Present(desired),
+            applied: &applied,
+            record: Some(&record),
+            observed: &obs,
+            now_ms: now,
+            new_deployment_id: "dep-2",
+            commands,
+            drift: crate::drift::DriftClock::off(),
+            moved: false,
+            refusal: None,
+            own_account: Some("123456789012"),
+            account_roles: &crate::accounts::NO_ROLES,
+            adopt_untagged: false,
+        };
+        let weight = record.traffic.map_or(0, |w| w.green);
+        obs.metrics = match strategy::look(&input) {
+            strategy::Look::Observe(needs) => needs.metrics.map(|req| match green_at(weight) {
+                Some(g) => metric_values(&req, &g),
+                None => BTreeMap::new(),
+            }),
+            strategy::Look::Skip(_) => None,
+        };
+        let plan = advance(desired, &mut record, &obs, now);
+        if !plan.actions.is_empty() {
+            apply_weights(obs.elb.as_mut().expect("elb"), &plan.actions);
+            greens.push(obs.elb.as_ref().expect("elb").forwards[0].targets[1].1);
+            continue;
+        }
+        now += (plan.requeue_after.as_millis() as u64).max(1);
+    }
+    (record, obs, greens, now)
+}
+
+fn healthy() -> Vec<f64> {
+    (0..30).map(|i| 181.0 + f64::from(i % 5)).collect()
+}
+
+#[test]
+fn analysis_runs_at_the_end_of_every_step_and_the_bake_and_a_healthy_green_is_promoted() {
+    let desired = app_with("nginx:2", &depdef(ANALYSIS));
+    let (record, _, greens, _) = shift_with_analysis(&desired, |_| Some(healthy()), &crate::commands::NO_COMMANDS);
+    assert_eq!(greens, vec![30, 60, 90, 100]);
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Promote));
+    let analysis = record.analysis.expect("analysis kept");
+    let sides = analysis.sides.expect("sides");
+    assert_eq!((sides.green.as_str(), sides.blue.as_str()), ("targetgroup/web-b/2", "targetgroup/web-a/1"));
+    assert_eq!(sides.load_balancer.as_deref(), Some("app/lb/1"));
+    let steps: Vec<&str> = analysis.runs.iter().map(|r| r.step.as_str()).collect();
+    assert_eq!(steps, vec!["30 %", "60 %", "90 %", "100 %", "bake"]);
+    assert!(analysis.runs.iter().all(|r| r.verdict == crate::analysis::verdict::Verdict::Pass));
+    assert!(record.timeline.iter().any(|e| e.message.starts_with("analysis at 30 %: pass — latency green 18")), "{:?}", record.timeline);
+}
+
+#[test]
+fn a_slow_green_rolls_back_at_its_step_naming_the_check_and_its_numbers() {
+    let desired = app_with("nginx:2", &depdef(ANALYSIS));
+    let slow: Vec<f64> = (0..30).map(|i| 412.0 + f64::from(i % 5)).collect();
+    let (record, obs, greens, _) =
+        shift_with_analysis(&desired, |w| Some(if w >= 60 { slow.clone() } else { healthy() }), &crate::commands::NO_COMMANDS);
+    assert_eq!(greens, vec![30, 60]);
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { superseded: false, delete_green: true }));
+    match &record.cause {
+        Some(FailureCause::AnalysisFailed { check, detail }) => {
+            assert_eq!(check, "latency");
+            assert!(detail.starts_with("latency green 414 ms vs blue 183 ms (+126 %, tolerance 25 %, p < 0.001)"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(obs.elb.expect("elb").forwards[0].targets[1].1, 60, "the rollback moves traffic next");
+}
+
+#[test]
+fn inconclusive_runs_retry_then_hold_for_a_person_who_can_let_traffic_go_on() {
+    let desired = app_with("nginx:2", &depdef(ANALYSIS));
+    let (record, _, greens, _) = shift_with_analysis(&desired, |_| Some(vec![181.0, 182.0]), &crate::commands::NO_COMMANDS);
+    assert_eq!(greens, vec![30]);
+    let waiting = record.awaiting_approval.as_ref().expect("holds for a person");
+    assert_eq!(waiting.gate, "analysis at 30 %");
+    let verdicts: Vec<_> = record.analysis.as_ref().expect("runs").runs.iter().map(|r| (r.verdict, r.decision)).collect();
+    use crate::analysis::verdict::{Decision, Verdict};
+    assert_eq!(verdicts, vec![(Verdict::Inconclusive, Decision::Retry), (Verdict::Inconclusive, Decision::Hold)]);
+    assert!(record.timeline.iter().any(|e| e.message.contains("too few samples (green 2, blue 30; minSamples 5)")));
+    // an approval lets traffic go on
+    let approve = crate::commands::OperatorCommands {
+        approval: Some(crate::commands::Approval {
+            approve: true,
+            by: "sre".into(),
+            via: crate::commands::AnswerChannel::Cli,
+            at_ms: 999_999,
+        }),
+        ..crate::commands::OperatorCommands::none()
+    };
+    let mut record = record;
+    let obs = Observed {
+        service: Some(service(4)),
+        task_sets: vec![blue(), green()],
+        elb: Some(forwards(70, 30)),
+        tasks: tasks_of("222", "RUNNING", 4, None),
+        ..Default::default()
+    };
+    let key = key();
+    let applied = applied();
+    let now = record.updated_at_ms + 1_000;
+    let input = StepInput {
+        key: &key,
+        commit: "c0ffee",
+        desired: Desired::Present(&desired),
+        applied: &applied,
+        record: Some(&record),
+        observed: &obs,
+        now_ms: now,
+        new_deployment_id: "dep-2",
+        commands: &approve,
+        drift: crate::drift::DriftClock::off(),
+        moved: false,
+        refusal: None,
+        own_account: Some("123456789012"),
+        account_roles: &crate::accounts::NO_ROLES,
+        adopt_untagged: false,
+    };
+    let plan = strategy::step(&input);
+    assert!(plan.consumed.approval);
+    record = plan.next_record.expect("answer kept");
+    let plan = run(&desired, &applied, Some(&record), &obs, now);
+    let next = plan.next_record.expect("moves on");
+    assert_eq!(next.phase, Phase::BlueGreen(BlueGreenPhase::Shift { step: 1, green: 60, since_ms: now }));
+}
+
+#[test]
+fn inconclusive_with_on_inconclusive_rollback_rolls_back_with_its_own_cause() {
+    let desired = app_with(
+        "nginx:2",
+        &depdef(&ANALYSIS.replace(r#""consecutiveInconclusive": 2"#, r#""consecutiveInconclusive": 2, "onInconclusive": "rollback""#)),
+    );
+    let (record, _, _, _) = shift_with_analysis(&desired, |_| None, &crate::commands::NO_COMMANDS);
+    assert!(matches!(record.cause, Some(FailureCause::AnalysisInconclusive { runs: 2, .. })), "{:?}", record.cause);
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { .. })));
+}
