@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 const ACCOUNT: &str = "123456789012";
 
+mod metrics;
 mod native;
 mod settings;
 pub use native::WALL_ORIGIN_MS;
@@ -179,6 +180,8 @@ pub(super) struct World {
     origin: Option<Instant>,
     /// Every call is refused: the world of an account no credentials reach.
     refuse: Option<String>,
+    /// CloudWatch metric datapoints (`fake/metrics.rs`).
+    pub(super) metrics: metrics::Metrics,
 }
 
 /// Another AWS account of a simulation: its own world, and whether its role trusts the controller.
@@ -318,6 +321,24 @@ impl FakeWorld {
     /// The weights a listener default action or rule forwards with now.
     pub fn forward_weights(&self, arn: &str) -> Vec<(String, u32)> {
         self.world().forwards.iter().find(|f| f.arn == arn).map(|f| f.targets.clone()).unwrap_or_default()
+    }
+
+    /// PutMetricData: one datapoint `ago` before now (virtual time) on the world's wall clock.
+    pub fn put_metric(&self, namespace: &str, name: &str, dimensions: &[(&str, &str)], ago: Duration, value: f64) {
+        let mut w = self.world();
+        let now = Instant::now();
+        let at_ms = w.wall_ms(now).saturating_sub(ago.as_millis() as u64);
+        let mut dimensions: Vec<(String, String)> = dimensions.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        dimensions.sort();
+        w.metrics.points.push(metrics::Datapoint { namespace: namespace.into(), name: name.into(), dimensions, at_ms, value });
+    }
+
+    /// GetMetricData as CloudWatch answers it (the fake's own calls, for the Alarms client).
+    pub(crate) fn metric_data(
+        &self,
+        request: &gitmoxi_deploy::analysis::queries::MetricRequest,
+    ) -> Result<BTreeMap<String, Vec<f64>>, String> {
+        self.world().metrics.get(request)
     }
 
     /// Creates (or sets) an alarm's state from now on.

@@ -157,4 +157,16 @@ impl Alarms for FakeAlarms {
         };
         self.world.end("DescribeAlarms", result)
     }
+
+    async fn metric_data(
+        &self,
+        request: &gitmoxi_deploy::analysis::queries::MetricRequest,
+    ) -> Result<BTreeMap<String, Vec<f64>>, AwsError> {
+        self.world.begin("GetMetricData")?;
+        let result = self
+            .world
+            .metric_data(request)
+            .map_err(|message| AwsError::new("monitoring", "GetMetricData", AwsErrorKind::Rejected, "ValidationError", message));
+        self.world.end("GetMetricData", result)
+    }
 }

@@ -32,7 +32,9 @@ use gitmoxi_deploy::observed::{
     ForwardKind, ObservedAlarm, ObservedAlias, ObservedElb, ObservedFunction, ObservedMapping, ObservedService, ObservedTask,
     ObservedTaskSet,
 };
+use gitmoxi_deploy::analysis::queries::MetricRequest;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The ECS operations gitmoxi uses.
@@ -162,6 +164,9 @@ pub trait ApiGateway: Send + Sync {
 pub trait Alarms: Send + Sync {
     /// DescribeAlarms by name; an alarm CloudWatch does not know has `state: None`.
     async fn describe(&self, names: &[String]) -> Result<Vec<ObservedAlarm>, AwsError>;
+    /// GetMetricData for the queries of `request` over its window: the values of each returned
+    /// query id, oldest first (an id with no data maps to an empty list).
+    async fn metric_data(&self, request: &MetricRequest) -> Result<BTreeMap<String, Vec<f64>>, AwsError>;
 }
 
 /// Hands out clients per (account, region).

@@ -396,6 +396,10 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
             running_definition_tags = Some(ecs.task_definition_tags(&arn).await?);
         }
     }
+    let metrics = match &needs.metrics {
+        Some(request) => Some(clients.alarms.metric_data(request).await?),
+        None => None,
+    };
     Ok(Observed {
         service: described,
         registered_task_definition: registered,
@@ -406,6 +410,7 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
         elb,
         alarms,
         native_deployment,
+        metrics,
         ..Observed::default()
     })
 }
@@ -445,7 +450,11 @@ async fn observe_lambda(clients: &Clients, function: &str, needs: &strategy::Obs
         }
     }
     let alarms = if needs.alarms.is_empty() { Vec::new() } else { clients.alarms.describe(&needs.alarms).await? };
-    Ok(Observed { lambda: observed, alarms, ..Observed::default() })
+    let metrics = match &needs.metrics {
+        Some(request) => Some(clients.alarms.metric_data(request).await?),
+        None => None,
+    };
+    Ok(Observed { lambda: observed, alarms, metrics, ..Observed::default() })
 }
 
 /// Performs one action.
