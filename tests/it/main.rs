@@ -21,6 +21,7 @@ mod gmctl;
 mod ha_table;
 mod heads;
 mod moto;
+mod moto_analysis;
 mod moto_blue_green;
 mod moto_lambda;
 mod moto_level;

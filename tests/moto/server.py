@@ -49,18 +49,26 @@ STS: moto lets any AssumeRole switch accounts (the role need not exist), which i
 reach a second account. AWS refuses an AssumeRole whose role does not trust the caller; here a role
 whose name starts with `untrusted-` stands for one (AccessDenied, AWS's message).
 
+CloudWatch GetMetricData (moto computes Sum, Average, Minimum, Maximum and SampleCount, and an
+expression only when it is another query's id): percentile statistics (`p99`: nearest rank over
+the period's datapoints) and metric math over query ids (`+ - * /`, parentheses, numbers,
+`FILL(id, value)`; an operation applies to the timestamps both sides have, a division by zero
+drops the point), as the CloudWatch user guide describes them.
+
 The scheduler advances lazily on DescribeServices, ListTasks and DescribeTasks. Pinned to moto
 5.2.5: the patched methods are checked at start-up and the server refuses to start on another
 version. Run: python tests/moto/server.py --host 127.0.0.1 --port N
 """
 
 import datetime
+import math
 import os
 import sys
 import threading
 import time
 
 import moto
+import moto.cloudwatch.models as cloudwatch_models
 from moto.core.utils import utcnow
 from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
@@ -883,6 +891,132 @@ def _keeping_deployment_configuration(handler):
     return wrapped
 
 
+# --- CloudWatch: percentiles and metric math ---------------------------------------------------
+
+
+def _percentile_or(original):
+    def get_statistics_for_type(self, stat):
+        if isinstance(stat, str) and stat.startswith("p"):
+            try:
+                q = float(stat[1:])
+            except ValueError:
+                return None
+            values = sorted(self.metric_single_values_list)
+            if not values:
+                return None
+            rank = max(1, math.ceil(q / 100.0 * len(values)))
+            return values[min(rank, len(values)) - 1]
+        return original(self, stat)
+
+    return get_statistics_for_type
+
+
+def _tokens(expression):
+    out, i = [], 0
+    while i < len(expression):
+        c = expression[i]
+        if c.isspace():
+            i += 1
+        elif c.isdigit() or c == ".":
+            j = i
+            while j < len(expression) and (expression[j].isdigit() or expression[j] == "."):
+                j += 1
+            out.append(("num", float(expression[i:j])))
+            i = j
+        elif c.isalpha() or c == "_":
+            j = i
+            while j < len(expression) and (expression[j].isalnum() or expression[j] == "_"):
+                j += 1
+            out.append(("id", expression[i:j]))
+            i = j
+        elif c in "+-*/(),":
+            out.append(("op", c))
+            i += 1
+        else:
+            raise ValueError(f"Unsupported character {c!r} in the expression")
+    return out
+
+
+def _combine(a, b, op):
+    def apply(x, y):
+        if op == "+":
+            return x + y
+        if op == "-":
+            return x - y
+        if op == "*":
+            return x * y
+        return None if y == 0 else x / y
+
+    if not isinstance(a, dict) and not isinstance(b, dict):
+        r = apply(a, b)
+        return {} if r is None else r
+    if not isinstance(a, dict):
+        return {t: v for t, v in ((t, apply(a, y)) for t, y in b.items()) if v is not None}
+    if not isinstance(b, dict):
+        return {t: v for t, v in ((t, apply(x, b)) for t, x in a.items()) if v is not None}
+    return {t: v for t, v in ((t, apply(x, b[t])) for t, x in a.items() if t in b) if v is not None}
+
+
+def parse_expression(expression, results):
+    series = {r["id"]: dict(zip(r["timestamps"], r["values"])) for r in results}
+    toks = _tokens(expression)
+    pos = [0]
+
+    def peek():
+        return toks[pos[0]] if pos[0] < len(toks) else (None, None)
+
+    def take(kind=None, value=None):
+        t = peek()
+        if t[0] is None or (kind and t[0] != kind) or (value is not None and t[1] != value):
+            raise ValueError(f"unexpected {t[1]!r} in {expression!r}")
+        pos[0] += 1
+        return t
+
+    def factor():
+        kind, value = take()
+        if kind == "num":
+            return value
+        if kind == "op" and value == "(":
+            v = expr()
+            take("op", ")")
+            return v
+        if kind == "op" and value == "-":
+            return _combine(0.0, factor(), "-")
+        if kind == "id" and value == "FILL":
+            take("op", "(")
+            _, ident = take("id")
+            take("op", ",")
+            _, fill = take("num")
+            take("op", ")")
+            every = {t for s in series.values() for t in s}
+            filled = {t: fill for t in every}
+            filled.update(series.get(ident, {}))
+            return filled
+        if kind == "id" and value in series:
+            return dict(series[value])
+        raise ValueError(f"Unknown metric id {value!r} in {expression!r}")
+
+    def term():
+        v = factor()
+        while peek() in (("op", "*"), ("op", "/")):
+            op = take()[1]
+            v = _combine(v, factor(), op)
+        return v
+
+    def expr():
+        v = term()
+        while peek() in (("op", "+"), ("op", "-")):
+            op = take()[1]
+            v = _combine(v, term(), op)
+        return v
+
+    value = expr()
+    if not isinstance(value, dict):
+        return [], []
+    stamps = sorted(value)
+    return [value[t] for t in stamps], stamps
+
+
 def install():
     if moto.__version__ != PINNED_MOTO:
         sys.exit(f"tests/moto/server.py is written for moto {PINNED_MOTO}, found {moto.__version__}; run `make test` to install the pinned version")
@@ -897,6 +1031,8 @@ def install():
     EC2ContainerServiceBackend.update_task_set = update_task_set
     EC2ContainerServiceBackend.delete_task_set = delete_task_set
     STSBackend.assume_role = assume_role
+    cloudwatch_models.Statistics.get_statistics_for_type = _percentile_or(cloudwatch_models.Statistics.get_statistics_for_type)
+    cloudwatch_models.parse_expression = parse_expression
     EC2ContainerServiceResponse.create_service = _keeping_deployment_configuration(EC2ContainerServiceResponse.create_service)
     EC2ContainerServiceResponse.update_service = _keeping_deployment_configuration(EC2ContainerServiceResponse.update_service)
     EC2ContainerServiceResponse.list_service_deployments = resp_list_service_deployments

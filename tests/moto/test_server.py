@@ -259,6 +259,40 @@ class SchedulerTest(unittest.TestCase):
             self.ecs.stop_service_deployment(serviceDeploymentArn=d["serviceDeploymentArn"], stopType="ROLLBACK")
         self.assertEqual(again.exception.response["Error"]["Code"], "ConflictException")
 
+    def test_get_metric_data_computes_percentiles_and_metric_math(self):
+        cw = boto3.client("cloudwatch", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        start = now - datetime.timedelta(seconds=60)
+        dims = [{"Name": "TargetGroup", "Value": "targetgroup/g/1"}]
+        data = []
+        for i in range(6):
+            at = start + datetime.timedelta(seconds=10 * i + 1)
+            data.append({"MetricName": "RequestCount", "Dimensions": dims, "Timestamp": at, "Value": 100.0})
+            for v in range(1, 101):
+                data.append({"MetricName": "Latency", "Dimensions": dims, "Timestamp": at, "Value": float(v + i)})
+            if i % 2 == 0:
+                data.append({"MetricName": "Errors", "Dimensions": dims, "Timestamp": at, "Value": 5.0})
+        for chunk in range(0, len(data), 500):
+            cw.put_metric_data(Namespace="T", MetricData=data[chunk:chunk + 500])
+
+        def stat(ident, name, s):
+            return {"Id": ident, "MetricStat": {"Metric": {"Namespace": "T", "MetricName": name, "Dimensions": dims}, "Period": 10, "Stat": s}, "ReturnData": False}
+
+        out = cw.get_metric_data(
+            MetricDataQueries=[
+                dict(stat("p", "Latency", "p99"), ReturnData=True),
+                stat("errors", "Errors", "Sum"),
+                stat("requests", "RequestCount", "Sum"),
+                {"Id": "rate", "Expression": "100 * FILL(errors, 0) / requests", "Period": 10},
+            ],
+            StartTime=start,
+            EndTime=now,
+            ScanBy="TimestampAscending",
+        )
+        results = {r["Id"]: r["Values"] for r in out["MetricDataResults"]}
+        self.assertEqual(results["p"], [99.0 + i for i in range(6)], "nearest-rank p99 of 1..100 (+i)")
+        self.assertEqual(results["rate"], [5.0, 0.0, 5.0, 0.0, 5.0, 0.0], "FILL gives 0 where no error was put")
+
     def test_delete_stops_tasks(self):
         td = self.register("nginx:1")
         self.ecs.create_service(cluster="c", serviceName="s3", taskDefinition=td, desiredCount=1, launchType="FARGATE", networkConfiguration=self.net())

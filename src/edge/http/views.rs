@@ -170,8 +170,30 @@ pub fn deployment_view(r: &DeploymentRecord) -> Value {
             "timeline".into(),
             r.timeline.iter().map(|e| json!({"at": format_ms(e.at_ms), "level": e.level.as_str(), "message": e.message})).collect(),
         );
+        o.insert("analysis".into(), analysis_view(r));
     }
     view
+}
+
+/// A deployment's metric analysis (issue 25): its sides and every run with each check's values,
+/// statistic and verdict (`null` without analysis).
+pub fn analysis_view(r: &DeploymentRecord) -> Value {
+    let Some(a) = &r.analysis else { return Value::Null };
+    let runs: Vec<Value> = a
+        .runs
+        .iter()
+        .map(|run| {
+            json!({
+                "at": format_ms(run.at_ms),
+                "step": run.step,
+                "window": [format_ms(run.window_ms.0), format_ms(run.window_ms.1)],
+                "verdict": run.verdict,
+                "decision": run.decision,
+                "checks": run.checks,
+            })
+        })
+        .collect();
+    json!({"sides": a.sides, "runs": runs})
 }
 
 /// A deployment without its timeline (lists).

@@ -28,11 +28,11 @@ pub(crate) fn no_retry() -> aws_config::retry::RetryConfig {
 }
 
 use async_trait::async_trait;
+use gitmoxi_deploy::analysis::queries::MetricRequest;
 use gitmoxi_deploy::observed::{
     ForwardKind, ObservedAlarm, ObservedAlias, ObservedElb, ObservedFunction, ObservedMapping, ObservedService, ObservedTask,
     ObservedTaskSet,
 };
-use gitmoxi_deploy::analysis::queries::MetricRequest;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -71,11 +71,18 @@ impl Metrics {
         for q in stats.chain(expressions) {
             let s = match &q.kind {
                 QueryKind::Stat(m) => self.stat_series(m, request.start_ms, request.end_ms),
-                QueryKind::Expression { expression, .. } => Parser { tokens: tokenize(expression)?, at: 0, series: &series }.expression()?.into_series(),
+                QueryKind::Expression { expression, .. } => {
+                    Parser { tokens: tokenize(expression)?, at: 0, series: &series }.expression()?.into_series()
+                }
             };
             series.insert(q.id.clone(), s);
         }
-        Ok(request.queries.iter().filter(|q: &&MetricQuery| q.return_data).map(|q| (q.id.clone(), series[&q.id].values().copied().collect())).collect())
+        Ok(request
+            .queries
+            .iter()
+            .filter(|q: &&MetricQuery| q.return_data)
+            .map(|q| (q.id.clone(), series[&q.id].values().copied().collect()))
+            .collect())
     }
 }
 
