@@ -567,3 +567,64 @@ fn a_code_update_marked_sent_but_never_sent_is_sent_again_on_an_endpoint_without
     let plan = advance(&desired, &mut record, &obs, 1_000);
     assert!(matches!(plan.actions.as_slice(), [Action::LambdaUpdateCode { .. }]), "sent again: {:?} / {:?}", plan.actions, record.phase);
 }
+
+#[test]
+fn the_lambda_analysis_reads_each_version_through_the_alias_and_rolls_back_a_worse_error_rate() {
+    let depdef = r#"{"alias": "live", "trafficShiftingConfig": {"type": "CANARY", "percent": 20, "waitInterval": 10},
+        "analysis": {"checks": [{"preset": "LAMBDA_ERROR_RATE", "compare": {"tolerance": 50}, "minSamples": 5}]}}"#;
+    let desired = app("bmV3", depdef, None);
+    let (mut record, mut obs) = to_ready(&desired);
+    obs.lambda.versions[1].state = "Active".into();
+    advance(&desired, &mut record, &obs, 5_000);
+    advance(&desired, &mut record, &obs, 5_000);
+    obs.lambda.alias.as_mut().expect("alias").additional = BTreeMap::from([("2".to_string(), 0.2)]);
+    // the wait is not over: nothing to fetch
+    let key = AppKey { repo: "repo".into(), branch: "main".into(), prefix: "fn/hello".into() };
+    let look = |record: &DeploymentRecord, obs: &Observed, now: u64| {
+        let applied = applied();
+        let input = StepInput {
+            key: &key,
+            commit: "c0ffee",
+            desired: Desired::Present(&desired),
+            applied: &applied,
+            record: Some(record),
+            observed: obs,
+            now_ms: now,
+            new_deployment_id: "dep-9",
+            commands: &crate::commands::NO_COMMANDS,
+            drift: crate::drift::DriftClock::off(),
+            moved: false,
+            refusal: None,
+            own_account: Some("123456789012"),
+            account_roles: &crate::accounts::NO_ROLES,
+            adopt_untagged: false,
+        };
+        match strategy::look(&input) {
+            strategy::Look::Observe(needs) => needs.metrics,
+            strategy::Look::Skip(_) => None,
+        }
+    };
+    assert_eq!(look(&record, &obs, 6_000), None);
+    let req = look(&record, &obs, 15_001).expect("due at the end of the step");
+    let dims = |id: &str| match &req.queries.iter().find(|q| q.id == id).expect("query").kind {
+        crate::analysis::queries::QueryKind::Stat(m) => m.dimensions.clone(),
+        other @ crate::analysis::queries::QueryKind::Expression { .. } => panic!("{other:?}"),
+    };
+    let d = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    assert_eq!(dims("c0g_errors"), d(&[("FunctionName", "hello"), ("Resource", "hello:live"), ("ExecutedVersion", "2")]));
+    assert_eq!(dims("c0b_invocations"), d(&[("FunctionName", "hello"), ("Resource", "hello:live"), ("ExecutedVersion", "1")]));
+    // version 2 errs 8 % of the time, version 1 1 %
+    obs.metrics = Some(BTreeMap::from([
+        ("c0g".to_string(), vec![8.0, 7.5, 8.5, 8.0, 9.0, 7.0]),
+        ("c0b".to_string(), vec![1.0, 1.2, 0.8, 1.1, 0.9, 1.0]),
+    ]));
+    advance(&desired, &mut record, &obs, 15_001);
+    assert_eq!(record.phase, Phase::Lambda(LambdaPhase::Rollback { version: "2".into(), superseded: false }));
+    match &record.cause {
+        Some(FailureCause::AnalysisFailed { check, detail }) => {
+            assert_eq!(check, "LAMBDA_ERROR_RATE");
+            assert!(detail.contains("green 8 % vs blue 1 % (+700 %, tolerance 50 %, p = 0.00"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
