@@ -175,6 +175,17 @@ pub fn deployment_view(r: &DeploymentRecord) -> Value {
     view
 }
 
+/// The last analysis run in a few words ("bake: pass", "50 %: fail (p99 latency)"); `null`
+/// without analysis.
+pub fn analysis_summary(r: &DeploymentRecord) -> Value {
+    let Some(run) = r.analysis.as_ref().and_then(|a| a.runs.last()) else { return Value::Null };
+    let failing: Vec<&str> =
+        run.checks.iter().filter(|c| c.verdict != gitmoxi_deploy::analysis::verdict::Verdict::Pass).map(|c| c.name.as_str()).collect();
+    let runs = r.analysis.as_ref().map_or(0, |a| a.runs.len());
+    let which = if failing.is_empty() { String::new() } else { format!(" ({})", failing.join(", ")) };
+    json!(format!("{}: {}{which}, {runs} runs", run.step, run.verdict))
+}
+
 /// A deployment's metric analysis (issue 25): its sides and every run with each check's values,
 /// statistic and verdict (`null` without analysis).
 pub fn analysis_view(r: &DeploymentRecord) -> Value {
@@ -214,6 +225,7 @@ pub fn deployment_summary(r: &DeploymentRecord) -> Value {
         "cause": r.cause.as_ref().map(ToString::to_string),
         "cause_type": r.cause.as_ref().map(|c| c.label()),
         "evidence": r.evidence,
+        "analysis_summary": analysis_summary(r),
         "traffic": r.traffic,
         "awaiting_approval": r.awaiting_approval.as_ref().map(|a| json!({"gate": a.gate, "stage": a.stage, "since": format_ms(a.since_ms)})),
         "approvals": r.approvals.iter().map(|a| json!({

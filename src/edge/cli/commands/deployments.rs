@@ -33,13 +33,14 @@ pub(super) async fn run(command: Command) -> anyhow::Result<i32> {
                                     s("status"),
                                     s("outcome"),
                                     s("started_at"),
+                                    s("analysis_summary"),
                                     s("cause"),
                                 ]
                             })
                             .collect()
                     })
                     .unwrap_or_default();
-                out!("{}", table::render(&["ID", "APP", "COMMIT", "STRATEGY", "STATUS", "OUTCOME", "STARTED", "CAUSE"], &rows));
+                out!("{}", table::render(&["ID", "APP", "COMMIT", "STRATEGY", "STATUS", "OUTCOME", "STARTED", "ANALYSIS", "CAUSE"], &rows));
             }
             Ok(0)
         }

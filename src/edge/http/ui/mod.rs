@@ -14,6 +14,7 @@
 //!   page then fetches its own live part again (`X-Gitmoxi-Fragment`), without reloading.
 //! - Nothing secret reaches the page: views carry no tokens, repository URLs are redacted.
 
+mod chart;
 mod live;
 mod pages;
 pub mod routes;
@@ -193,13 +194,14 @@ pub(super) fn url_encode(s: &str) -> String {
 }
 
 /// The templates, by name.
-pub const TEMPLATES: [(&str, &str); 12] = [
+pub const TEMPLATES: [(&str, &str); 13] = [
     ("base.html", include_str!("templates/base.html")),
     ("diff.html", include_str!("templates/diff.html")),
     ("traffic.html", include_str!("templates/traffic.html")),
     ("timeline.html", include_str!("templates/timeline.html")),
     ("diagnosis.html", include_str!("templates/diagnosis.html")),
     ("phases.html", include_str!("templates/phases.html")),
+    ("analysis.html", include_str!("templates/analysis.html")),
     ("login.html", include_str!("templates/login.html")),
     ("apps.html", include_str!("templates/apps.html")),
     ("app.html", include_str!("templates/app.html")),

@@ -178,7 +178,11 @@ async fn diagnosis_of(state: &HttpState, record: &DeploymentRecord) -> Value {
 
 /// A deployment for the pages (with its timeline): the API's view plus its line of phases and link.
 fn deployment_context(record: &DeploymentRecord) -> Value {
-    with_page_fields(views::deployment_view(record), record)
+    let mut v = with_page_fields(views::deployment_view(record), record);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("charts".into(), json!(super::chart::charts(record)));
+    }
+    v
 }
 
 /// A deployment in a list (without its timeline).
