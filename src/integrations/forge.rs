@@ -277,6 +277,7 @@ mod tests {
             traffic: None,
             outcome: None,
             cause: Some("stability timeout after 300 s".into()),
+            analysis: None,
             message: "m".into(),
             app_webhooks: Vec::new(),
             gate: None,

@@ -65,6 +65,9 @@ pub struct Event {
     pub traffic: Option<Weights>,
     pub outcome: Option<String>,
     pub cause: Option<String>,
+    /// The metric analysis's last run in a few words (issue 25), when the deployment has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<String>,
     pub message: String,
     /// The depdef's webhooks of the app: (urls, payload template).
     #[serde(skip)]
@@ -95,6 +98,11 @@ impl Event {
             traffic: record.traffic,
             outcome: record.outcome.map(|o| o.as_str().to_string()),
             cause: record.cause.as_ref().map(ToString::to_string),
+            analysis: record.analysis.as_ref().and_then(|a| a.runs.last()).map(|run| {
+                let worst =
+                    run.checks.iter().find(|c| c.verdict != gitmoxi_deploy::analysis::verdict::Verdict::Pass).or(run.checks.first());
+                format!("{}: {}{}", run.step, run.verdict, worst.map(|c| format!(" — {}", c.message)).unwrap_or_default())
+            }),
             message,
             app_webhooks,
             gate: record.awaiting_approval.as_ref().map(|a| crate::integrations::slack::GateRef {
@@ -331,6 +339,9 @@ pub fn slack_message(e: &Event, buttons: bool) -> Value {
     }
     if let Some(c) = &e.cause {
         fields.push(field("Cause", c));
+    }
+    if let Some(a) = &e.analysis {
+        fields.push(field("Analysis", a));
     }
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
@@ -587,6 +598,7 @@ mod tests {
             traffic: Some(Weights { blue: 60, green: 40 }),
             outcome: None,
             cause: None,
+            analysis: None,
             message: "shifting 40 % to green".into(),
             app_webhooks: vec![],
             gate: None,

@@ -464,6 +464,7 @@ impl Controller {
                     traffic: None,
                     outcome: None,
                     cause: None,
+                    analysis: None,
                     message: format!("delete held: {}", entry.reason),
                     app_webhooks: Vec::new(),
                     gate: None,
