@@ -121,6 +121,49 @@ impl TrafficShifting {
     }
 }
 
+/// One step of a schedule (`trafficShiftingConfig.steps`, or a shorthand expanded): green's
+/// weight, how long it holds, the task-set scale green needs first, a gate before it, and
+/// whether the metric analysis judges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShiftStep {
+    /// The percentage of traffic on green at this step.
+    pub weight: u32,
+    /// Seconds the step holds (alarms and the breaker watched) before the next.
+    pub wait_secs: u64,
+    /// ECS task sets: green's scale (percent of the desired count) before its weight is set;
+    /// `None`: full capacity.
+    pub scale: Option<u32>,
+    /// A person approves before traffic reaches this step.
+    pub approval: bool,
+    /// The metric analysis runs at the end of this step (when the depdef has `analysis`).
+    pub analysis: bool,
+}
+
+impl ShiftStep {
+    /// The scale green needs before this step: its own, else all of it.
+    pub fn required_scale(&self) -> u32 {
+        self.scale.unwrap_or(100)
+    }
+}
+
+impl TrafficShifting {
+    /// The shorthand as steps: each weight holds `waitInterval`, is judged by the analysis, and
+    /// has a gate where `approval.before` names it; `initial_scale` is green's scale up to the
+    /// steps that weight no more than it.
+    pub fn expand(&self, initial_scale: Option<u32>) -> Vec<ShiftStep> {
+        self.steps()
+            .into_iter()
+            .map(|weight| ShiftStep {
+                weight,
+                wait_secs: self.wait_interval_secs,
+                scale: initial_scale.filter(|s| weight <= *s),
+                approval: self.approval.is_some_and(|g| g.before(weight)),
+                analysis: true,
+            })
+            .collect()
+    }
+}
+
 /// Absolute weights of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Weights {

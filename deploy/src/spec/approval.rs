@@ -9,33 +9,52 @@ use serde_json::{Map, Value};
 /// The longest a gate may wait: a week.
 const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
-/// Reads the gates of `config` (the `trafficShiftingConfig` object) for the schedule `shifting`.
-pub(crate) fn gates(r: &mut FieldReader<'_>, config: &Map<String, Value>, shifting: &TrafficShifting) -> Option<ApprovalGates> {
+/// Reads the gates of `config` (the `trafficShiftingConfig` object) for the schedule `shifting`,
+/// or, with explicit `steps`, before the steps that ask for one (`approval` then only gives the
+/// gates' `timeout` and `onTimeout`).
+pub(crate) fn gates(
+    r: &mut FieldReader<'_>,
+    config: &Map<String, Value>,
+    shifting: &TrafficShifting,
+    explicit: Option<&[crate::schedule::ShiftStep]>,
+) -> Option<ApprovalGates> {
     const PATH: &str = "trafficShiftingConfig.approval";
-    let approval = r.object(config.get("approval"), PATH)?;
+    let empty = Map::new();
+    let approval = match (r.object(config.get("approval"), PATH), explicit) {
+        (Some(a), _) => a,
+        (None, Some(_)) => &empty,
+        (None, None) => return None,
+    };
     r.warn_unknown(approval, PATH, &["before", "timeout", "onTimeout"]);
     let steps = shifting.steps();
     let mut before = Vec::new();
-    match approval.get("before") {
-        Some(Value::Array(items)) if !items.is_empty() => {
-            for (i, item) in items.iter().enumerate() {
-                let Some(w) = r.int(Some(item), &format!("{PATH}.before[{i}]"), 1, 100) else { continue };
-                let w = w as u32;
-                if steps.contains(&w) {
-                    before.push(w);
-                } else {
-                    let list: Vec<String> = steps.iter().map(u32::to_string).collect();
-                    r.error(
-                        &format!("{PATH}.before[{i}]"),
-                        format!("{w} % is not a step of this schedule (its steps: {})", list.join(", ")),
-                    );
-                }
-            }
-        }
-        _ => {
-            r.error(&format!("{PATH}.before"), "list the green weights a person must approve, e.g. [50, 100]");
+    match (approval.get("before"), explicit) {
+        (Some(_), Some(_)) => {
+            r.error(&format!("{PATH}.before"), "with steps, put {\"approval\": true} before the step a person approves");
             return None;
         }
+        (None, Some(explicit)) => before.extend(explicit.iter().filter(|s| s.approval).map(|s| s.weight)),
+        (before_value, None) => match before_value {
+            Some(Value::Array(items)) if !items.is_empty() => {
+                for (i, item) in items.iter().enumerate() {
+                    let Some(w) = r.int(Some(item), &format!("{PATH}.before[{i}]"), 1, 100) else { continue };
+                    let w = w as u32;
+                    if steps.contains(&w) {
+                        before.push(w);
+                    } else {
+                        let list: Vec<String> = steps.iter().map(u32::to_string).collect();
+                        r.error(
+                            &format!("{PATH}.before[{i}]"),
+                            format!("{w} % is not a step of this schedule (its steps: {})", list.join(", ")),
+                        );
+                    }
+                }
+            }
+            _ => {
+                r.error(&format!("{PATH}.before"), "list the green weights a person must approve, e.g. [50, 100]");
+                return None;
+            }
+        },
     }
     let timeout_secs = match approval.get("timeout") {
         None | Some(Value::Null) => DEFAULT_GATE_TIMEOUT_SECS,
@@ -93,7 +112,7 @@ mod tests {
         let text = config.to_string();
         let mut r = FieldReader::new("web_depdef.json", &text);
         let shifting = TrafficShifting { percent: 25, wait_interval_secs: 60, kind: ShiftType::Linear, approval: None };
-        let gates = gates(&mut r, config.as_object().unwrap(), &shifting);
+        let gates = gates(&mut r, config.as_object().unwrap(), &shifting, None);
         (gates, r.errors.iter().map(|d| d.to_string()).collect())
     }
 

@@ -115,6 +115,9 @@ pub struct EcsDepdef {
     /// Metric analysis at each traffic step and the bake (issue 25), when configured.
     #[serde(default)]
     pub analysis: Option<crate::analysis::AnalysisSpec>,
+    /// `trafficShiftingConfig.steps`: an explicit schedule (issue 25), instead of type + percent.
+    #[serde(default)]
+    pub shift_steps: Option<Vec<crate::schedule::ShiftStep>>,
 }
 
 impl Default for EcsDepdef {
@@ -137,6 +140,7 @@ impl Default for EcsDepdef {
             webhooks: Vec::new(),
             initial_scale: None,
             analysis: None,
+            shift_steps: None,
         }
     }
 }
@@ -151,6 +155,25 @@ impl EcsDepdef {
     /// `stabilityCheck`).
     pub fn green_stability(&self) -> &StabilityCheck {
         self.pre_shift_stability.as_ref().unwrap_or(&self.stability)
+    }
+
+    /// The traffic steps green goes through (none: no shifting): the explicit `steps`, else the
+    /// shorthand expanded (with `initialScale`).
+    pub fn schedule(&self) -> Vec<crate::schedule::ShiftStep> {
+        match (&self.shift_steps, self.shifting()) {
+            (Some(steps), Some(_)) => steps.clone(),
+            (None, Some(ts)) => ts.expand(self.initial_scale),
+            (Some(_) | None, None) => Vec::new(),
+        }
+    }
+
+    /// The scale green's task set starts at: the first explicit step's, else `initialScale`;
+    /// `None`: 100 %.
+    pub fn first_scale(&self) -> Option<u32> {
+        match (&self.shift_steps, self.shifting()) {
+            (Some(steps), Some(_)) => steps.first().and_then(|s| s.scale),
+            (Some(_) | None, None) | (None, Some(_)) => self.initial_scale,
+        }
     }
 
     /// The traffic schedule a blue/green deployment follows: the depdef's, or, with target group
@@ -244,7 +267,7 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
     if config.is_some() || enabled == Some(true) {
         let mut ts = TrafficShifting::default();
         if let Some(c) = config {
-            r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type", "approval", "preShiftStabilityCheck"]);
+            r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type", "approval", "preShiftStabilityCheck", "steps"]);
             if let Some(pre) = r.object(c.get("preShiftStabilityCheck"), "trafficShiftingConfig.preShiftStabilityCheck") {
                 r.warn_unknown(pre, "trafficShiftingConfig.preShiftStabilityCheck", &["pollInterval", "timeout", "timeoutPerTask"]);
                 let mut check = StabilityCheck::default();
@@ -270,7 +293,8 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
                     None => r.error("trafficShiftingConfig.type", format!("is \"{t}\"; use CANARY, LINEAR or ALL_AT_ONCE")),
                 }
             }
-            ts.approval = super::approval::gates(&mut r, c, &ts);
+            d.shift_steps = super::steps::parse(&mut r, c, ts.wait_interval_secs, true);
+            ts.approval = super::approval::gates(&mut r, c, &ts, d.shift_steps.as_deref());
         }
         if enabled != Some(false) {
             d.traffic_shifting = Some(ts);

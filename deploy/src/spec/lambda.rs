@@ -55,6 +55,16 @@ pub struct LambdaDepdef {
     /// Metric analysis at each traffic step and the bake (issue 25), when configured.
     #[serde(default)]
     pub analysis: Option<crate::analysis::AnalysisSpec>,
+    /// `trafficShiftingConfig.steps`: an explicit schedule (issue 25), instead of type + percent.
+    #[serde(default)]
+    pub shift_steps: Option<Vec<crate::schedule::ShiftStep>>,
+}
+
+impl LambdaDepdef {
+    /// The traffic steps the new version goes through: the explicit `steps`, else the shorthand.
+    pub fn schedule(&self) -> Vec<crate::schedule::ShiftStep> {
+        self.shift_steps.clone().unwrap_or_else(|| self.traffic_shifting.expand(None))
+    }
 }
 
 /// A push event source (SPEC §4.3), wired to the alias.
@@ -370,8 +380,9 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
         }
     }
     let mut shifting = TrafficShifting::default();
+    let mut shift_steps = None;
     if let Some(c) = r.object(root.get("trafficShiftingConfig"), "trafficShiftingConfig") {
-        r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type", "approval"]);
+        r.warn_unknown(c, "trafficShiftingConfig", &["percent", "waitInterval", "type", "approval", "steps"]);
         if let Some(p) = r.int(c.get("percent"), "trafficShiftingConfig.percent", 1, 100) {
             shifting.percent = p as u32;
         }
@@ -384,7 +395,8 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
                 None => r.error("trafficShiftingConfig.type", format!("is \"{t}\"; use CANARY, LINEAR or ALL_AT_ONCE")),
             }
         }
-        shifting.approval = super::approval::gates(&mut r, c, &shifting);
+        shift_steps = super::steps::parse(&mut r, c, shifting.wait_interval_secs, false);
+        shifting.approval = super::approval::gates(&mut r, c, &shifting, shift_steps.as_deref());
     } else if r.bool(root.get("trafficShiftingEnabled"), "trafficShiftingEnabled") != Some(true) {
         // Without a config (or with the legacy flag off) a new version takes all traffic at once.
         shifting.kind = ShiftType::AllAtOnce;
@@ -416,8 +428,18 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
-    let depdef =
-        LambdaDepdef { alias, region, account, traffic_shifting: shifting, alarm_names, readiness, delete_old_version, webhooks, analysis };
+    let depdef = LambdaDepdef {
+        alias,
+        region,
+        account,
+        traffic_shifting: shifting,
+        alarm_names,
+        readiness,
+        delete_old_version,
+        webhooks,
+        analysis,
+        shift_steps,
+    };
     Ok((depdef, r.warnings))
 }
 

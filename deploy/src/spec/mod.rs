@@ -14,6 +14,7 @@ pub mod group;
 pub mod input;
 pub mod lambda;
 pub mod render;
+pub mod steps;
 pub mod tree;
 
 pub use diag::Diagnostic;

@@ -20,7 +20,7 @@ use crate::observed::{DeploymentControllerType, Observed, ObservedElb, ObservedS
 use crate::plan::{Action, Plan};
 use crate::record::BlueGreenPhase;
 use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, Strategy, TaskSetScales};
-use crate::schedule::Weights;
+use crate::schedule::{ShiftStep, Weights};
 use crate::spec::{DesiredApp, EcsApp, Identity};
 use crate::token::client_token;
 use serde_json::{json, Map, Value};
@@ -143,13 +143,16 @@ pub fn analysis_request(record: &DeploymentRecord, phase: &BlueGreenPhase, now: 
     let app = record.desired.as_ref()?;
     let spec = app.depdef.analysis.as_ref()?;
     let sides = analysis_sides(record)?;
-    let wait = app.depdef.shifting().map_or(0, |ts| ts.wait_interval_secs * 1000);
+    let schedule = app.depdef.schedule();
+    let wait_of = |step: usize| schedule.get(step).map_or(0, |s| s.wait_secs * 1000);
     let (label, since) = match phase {
-        BlueGreenPhase::Shift { green, since_ms, .. } if now >= since_ms + wait => {
+        BlueGreenPhase::Shift { step, green, since_ms }
+            if now >= since_ms + wait_of(*step as usize) && schedule.get(*step as usize).is_some_and(|s| s.analysis) =>
+        {
             (super::analysis_gate::step_label(Some(*green)), *since_ms)
         }
         BlueGreenPhase::Bake { until_ms } if now >= *until_ms && spec.during_bake => {
-            (super::analysis_gate::step_label(None), until_ms.saturating_sub(wait))
+            (super::analysis_gate::step_label(None), until_ms.saturating_sub(wait_of(schedule.len().saturating_sub(1))))
         }
         BlueGreenPhase::Register
         | BlueGreenPhase::CreateService { .. }
@@ -340,7 +343,7 @@ fn task_set_body(app: &EcsApp, record: &DeploymentRecord, task_definition: &str,
                     body.insert(field.into(), v.clone());
                 }
             }
-            let percent = app.depdef.initial_scale.map_or(100.0, f64::from);
+            let percent = app.depdef.first_scale().map_or(100.0, f64::from);
             (green_external_id(&record.id), client_token(&record.id, "create-green"), percent)
         }
         Some(percent) => {
@@ -592,14 +595,14 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
         next.log(now, Level::Info, format!("green is stable: {} tasks running{}", st.running, healthy_note(&st)));
         match shifting {
             Some(ts) => {
-                let first = ts.steps()[0];
+                let first = app.depdef.schedule().first().map_or(ts.steps()[0], |s| s.weight);
                 if app.depdef.analysis.is_some() {
                     let names = side_names(&mapping, green, sides.blue_primary, observed.elb.as_ref());
                     next.analysis.get_or_insert_with(Default::default).sides = Some(names);
                 }
                 next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: first, since_ms: now }), now);
             }
-            None if app.depdef.initial_scale.is_some() && sides.green_fallback.is_none() && green.scale_percent < 100.0 - 1e-6 => {
+            None if app.depdef.first_scale().is_some() && sides.green_fallback.is_none() && green.scale_percent < 100.0 - 1e-6 => {
                 // no traffic step comes before promotion: green takes its full size first
                 let budget = app.depdef.green_stability().budget_secs(s.desired_count);
                 next.log(now, Level::Info, format!("scaling green from {} % to 100 % before it is promoted", green.scale_percent));
@@ -671,6 +674,8 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
         next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
         return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
     };
+    let schedule = app.depdef.schedule();
+    let this_step = schedule.get(step as usize).cloned();
     let mapping = traffic_mapping(app, sides.blue_primary);
     let elb = observed.elb.clone().unwrap_or_default();
     let actions = weight_actions(&elb, &mapping, green);
@@ -683,7 +688,7 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
                 return rollback(record, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
             }
         }
-        if let Some(plan) = full_capacity_before(cx, green, since_ms) {
+        if let Some(plan) = capacity_before(cx, this_step.as_ref(), green, since_ms) {
             return plan;
         }
         let w = Weights::green(green);
@@ -697,7 +702,7 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
         next.traffic = Some(Weights::green(green));
         next.log(now, Level::Info, format!("{green} % on green"));
     }
-    let wait = ts.wait_interval_secs * 1000;
+    let wait = this_step.as_ref().map_or(ts.wait_interval_secs, |s| s.wait_secs) * 1000;
     let elapsed = now.saturating_sub(since_ms);
     if elapsed < wait {
         let remaining = wait - elapsed;
@@ -708,7 +713,8 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
         }
         return Plan::wait(requeue_after);
     }
-    if let (Some(spec), Some(names)) = (&app.depdef.analysis, analysis_sides(&next)) {
+    let judged = this_step.as_ref().is_none_or(|s| s.analysis);
+    if let (Some(spec), Some(names), true) = (&app.depdef.analysis, analysis_sides(&next), judged) {
         let poll = Duration::from_millis(ALARM_POLL_MS);
         let label = super::analysis_gate::step_label(Some(green));
         match super::analysis_gate::at_step_end(cx.input, &next, spec, &names, &label, since_ms, poll) {
@@ -719,11 +725,12 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
             }
         }
     }
-    let steps = ts.steps();
-    match steps.get(step as usize + 1) {
-        Some(following) => next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: step + 1, green: *following, since_ms: now }), now),
+    match schedule.get(step as usize + 1) {
+        Some(following) => {
+            next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: step + 1, green: following.weight, since_ms: now }), now)
+        }
         None => {
-            next.log(now, Level::Info, format!("100 % on green; baking for {} s while watching alarms", ts.wait_interval_secs));
+            next.log(now, Level::Info, format!("100 % on green; baking for {} s while watching alarms", wait / 1000));
             next.enter(Phase::BlueGreen(BlueGreenPhase::Bake { until_ms: now + wait }), now);
         }
     }
@@ -738,47 +745,64 @@ fn tasks_at_scale(desired: u32, scale_percent: f64) -> u32 {
     ((f64::from(desired) * scale_percent / 100.0).ceil() as u32).min(desired)
 }
 
-/// `initialScale` (SPEC §3.5): before green's weight passes the scale it started at, its task set
-/// is scaled to 100 % and waited stable (within the green stability budget, counted from the
-/// step's start); `None` when green may take `weight` % now.
-fn full_capacity_before(cx: &Step<'_>, weight: u32, since_ms: u64) -> Option<Plan> {
-    let initial = cx.app.depdef.initial_scale?;
-    if weight <= initial || cx.sides.green_fallback.is_some() {
+/// Partial capacity (`initialScale`, a step's `scale`; SPEC §3.5, issue 25): before green's
+/// weight reaches `step`, its task set is scaled to the scale the step needs and waited stable
+/// (within the green stability budget, counted from the step's start); `None` when green may
+/// take `weight` % now.
+fn capacity_before(cx: &Step<'_>, step: Option<&ShiftStep>, weight: u32, since_ms: u64) -> Option<Plan> {
+    let required = step.map_or(100, ShiftStep::required_scale);
+    // green started at its first step's scale: a step that needs no more is served already
+    if required <= cx.app.depdef.first_scale().unwrap_or(100) || cx.sides.green_fallback.is_some() {
         return None;
     }
     let (service, green) = (cx.service?, cx.sides.green?);
     let check = cx.app.depdef.green_stability();
     let poll = Duration::from_secs(check.poll_interval_secs);
     let mut next = cx.record.clone();
-    if green.scale_percent < 100.0 - 1e-6 {
+    if green.scale_percent < f64::from(required) - 1e-6 {
         next.log(
             cx.now,
             Level::Info,
-            format!("scaling green from {} % to 100 % before its weight passes initialScale {initial} %", green.scale_percent),
+            format!(
+                "scaling green from {} % to {required} % of the desired count before it takes {weight} % of the traffic",
+                green.scale_percent
+            ),
         );
         let action = Action::EcsUpdateTaskSetScale {
             cluster: cx.cluster.clone(),
             service: cx.service_name.clone(),
             task_set: green.arn.clone(),
-            percent: 100.0,
+            percent: f64::from(required),
         };
         return Some(Plan { next_record: Some(next), actions: vec![action], requeue_after: poll, ..Plan::default() });
     }
     let elb = cx.observed.elb.clone().unwrap_or_default();
     let healthy = green_healthy_targets(&elb.healthy_targets, &green.target_groups, &cx.sides.others);
-    let st =
-        side_stability(service.desired_count, &cx.sides.green_all, Some(&green.id), &cx.observed.tasks, &green.target_groups, &healthy);
+    let want = tasks_at_scale(service.desired_count, green.scale_percent);
+    let st = side_stability(want, &cx.sides.green_all, Some(&green.id), &cx.observed.tasks, &green.target_groups, &healthy);
     if st.stable {
         return None;
     }
     let budget = check.budget_secs(service.desired_count);
     if cx.now >= since_ms + budget * 1000 {
-        let mut evidence = vec![format!("{}/{} green tasks running{} after scaling to 100 %", st.running, st.desired, healthy_note(&st))];
+        let mut evidence = vec![format!(
+            "{}/{} green tasks running{} after scaling to {} %",
+            st.running,
+            st.desired,
+            healthy_note(&st),
+            green.scale_percent
+        )];
         evidence.extend(st.failures);
         let cause = FailureCause::StabilityTimeout { waited_secs: budget };
         return Some(rollback(cx.record, cx.now, cause, evidence, cx.app.depdef.delete_new_upon_failure));
     }
-    let progress = format!("green at 100 %: {}/{} tasks running{}; {weight} % waits for them", st.running, st.desired, healthy_note(&st));
+    let progress = format!(
+        "green at {} %: {}/{} tasks running{}; {weight} % waits for them",
+        green.scale_percent,
+        st.running,
+        st.desired,
+        healthy_note(&st)
+    );
     if next.timeline.last().map(|e| e.message.as_str()) != Some(progress.as_str()) {
         next.log(cx.now, Level::Info, progress);
         return Some(Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() });
@@ -810,7 +834,7 @@ fn bake(cx: &Step<'_>, until_ms: u64) -> Plan {
     if let (Some(spec), Some(names)) = (app.depdef.analysis.as_ref().filter(|a| a.during_bake), analysis_sides(&next)) {
         let poll = Duration::from_millis(ALARM_POLL_MS);
         let label = super::analysis_gate::step_label(None);
-        let bake_start = until_ms.saturating_sub(app.depdef.shifting().map_or(0, |ts| ts.wait_interval_secs * 1000));
+        let bake_start = until_ms.saturating_sub(app.depdef.schedule().last().map_or(0, |s| s.wait_secs * 1000));
         match super::analysis_gate::at_step_end(cx.input, &next, spec, &names, &label, bake_start, poll) {
             super::analysis_gate::AnalysisGate::Open => {}
             super::analysis_gate::AnalysisGate::Hold(plan) => return plan,

@@ -347,7 +347,7 @@ fn ready(cx: &Step<'_>, version: &str, deadline_ms: u64) -> Plan {
     match previous {
         None => next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.to_string() }), now),
         Some(_) => {
-            let first = app.depdef.traffic_shifting.steps()[0];
+            let first = app.depdef.schedule().first().map_or(100, |s| s.weight);
             next.enter(Phase::Lambda(LambdaPhase::Shift { version: version.to_string(), step: 0, weight: first, since_ms: now }), now);
         }
     }
@@ -385,15 +385,16 @@ fn shift(cx: &Step<'_>, version: &str, step: u32, weight: u32, since_ms: u64) ->
         let action = Action::LambdaSetAlias { function: name.clone(), alias: alias.clone(), version: target, additional };
         return Plan { next_record: Some(next), actions: vec![action], requeue_after: Duration::ZERO, ..Plan::default() };
     }
-    let ts = app.depdef.traffic_shifting;
-    let wait = ts.wait_interval_secs * 1000;
+    let schedule = app.depdef.schedule();
+    let this_step = schedule.get(step as usize).cloned();
+    let wait = this_step.as_ref().map_or(app.depdef.traffic_shifting.wait_interval_secs, |s| s.wait_secs) * 1000;
     let elapsed = now.saturating_sub(since_ms);
     if elapsed < wait {
         let remaining = wait - elapsed;
         let again = if app.depdef.alarm_names.is_empty() { remaining } else { remaining.min(ALARM_POLL_MS) };
         return Plan::wait(Duration::from_millis(again.max(1)));
     }
-    if let Some(spec) = &app.depdef.analysis {
+    if let (Some(spec), true) = (&app.depdef.analysis, this_step.as_ref().is_none_or(|s| s.analysis)) {
         let sides = super::analysis_gate::lambda_sides(record, name, alias, version);
         let poll = Duration::from_millis(ALARM_POLL_MS);
         let label = super::analysis_gate::step_label(Some(weight));
@@ -403,9 +404,9 @@ fn shift(cx: &Step<'_>, version: &str, step: u32, weight: u32, since_ms: u64) ->
             super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
         }
     }
-    match ts.steps().get(step as usize + 1) {
+    match schedule.get(step as usize + 1) {
         Some(following) => next.enter(
-            Phase::Lambda(LambdaPhase::Shift { version: version.to_string(), step: step + 1, weight: *following, since_ms: now }),
+            Phase::Lambda(LambdaPhase::Shift { version: version.to_string(), step: step + 1, weight: following.weight, since_ms: now }),
             now,
         ),
         None => next.enter(Phase::Lambda(LambdaPhase::Bake { version: version.to_string(), until_ms: now + wait }), now),
@@ -435,7 +436,7 @@ fn bake(cx: &Step<'_>, version: &str, until_ms: u64) -> Plan {
         let sides = super::analysis_gate::lambda_sides(record, &cx.name, &cx.alias, version);
         let poll = Duration::from_millis(ALARM_POLL_MS);
         let label = super::analysis_gate::step_label(None);
-        let bake_start = until_ms.saturating_sub(app.depdef.traffic_shifting.wait_interval_secs * 1000);
+        let bake_start = until_ms.saturating_sub(app.depdef.schedule().last().map_or(0, |s| s.wait_secs * 1000));
         match super::analysis_gate::at_step_end(input, &next, spec, &sides, &label, bake_start, poll) {
             super::analysis_gate::AnalysisGate::Open => {}
             super::analysis_gate::AnalysisGate::Hold(plan) => return plan,
@@ -451,13 +452,16 @@ fn bake(cx: &Step<'_>, version: &str, until_ms: u64) -> Plan {
 pub fn analysis_request(record: &DeploymentRecord, phase: &LambdaPhase, now: u64) -> Option<crate::analysis::queries::MetricRequest> {
     let app = record.desired_lambda.as_ref()?;
     let spec = app.depdef.analysis.as_ref()?;
-    let wait = app.depdef.traffic_shifting.wait_interval_secs * 1000;
+    let schedule = app.depdef.schedule();
+    let wait_of = |step: usize| schedule.get(step).map_or(0, |s| s.wait_secs * 1000);
     let (label, since, version) = match phase {
-        LambdaPhase::Shift { version, weight, since_ms, .. } if now >= since_ms + wait => {
+        LambdaPhase::Shift { version, step, weight, since_ms }
+            if now >= since_ms + wait_of(*step as usize) && schedule.get(*step as usize).is_some_and(|s| s.analysis) =>
+        {
             (super::analysis_gate::step_label(Some(*weight)), *since_ms, version)
         }
         LambdaPhase::Bake { version, until_ms } if now >= *until_ms && spec.during_bake => {
-            (super::analysis_gate::step_label(None), until_ms.saturating_sub(wait), version)
+            (super::analysis_gate::step_label(None), until_ms.saturating_sub(wait_of(schedule.len().saturating_sub(1))), version)
         }
         LambdaPhase::Shift { .. }
         | LambdaPhase::Bake { .. }

@@ -186,7 +186,7 @@ fn in_stabilize(desired: &DesiredApp) -> (DeploymentRecord, Observed) {
     assert_eq!(body["clientToken"], client_token("dep-2", "create-green"));
     assert_eq!(body["loadBalancers"][0]["targetGroupArn"], TG_B, "green is the partner of the blue target group");
     let crate::spec::AppSpec::Ecs(ecs) = &desired.spec else { panic!("an ECS app") };
-    assert_eq!(body["scale"]["value"], ecs.depdef.initial_scale.map_or(100.0, f64::from));
+    assert_eq!(body["scale"]["value"], ecs.depdef.first_scale().map_or(100.0, f64::from));
     assert_eq!(body["launchType"], "FARGATE");
     obs.task_sets.push(green());
     advance(desired, &mut record, &obs, 0);
@@ -686,9 +686,24 @@ fn shift_with_analysis(
     let (mut record, mut obs) = in_stabilize(desired);
     obs.tasks = tasks_of("222", "RUNNING", 4, None);
     advance(desired, &mut record, &obs, 5_000);
-    let mut now = 5_000;
     let mut greens = Vec::new();
-    for _ in 0..200 {
+    let now = drive(desired, &mut record, &mut obs, 5_000, commands, &green_at, &mut greens);
+    (record, obs, greens, now)
+}
+
+/// Steps `record` on like ELB, ECS and CloudWatch would answer (weights applied, a rescaled
+/// green's tasks running, GetMetricData from `green_at`), until it leaves Shift/Bake or waits
+/// for a person; the weights set are pushed to `greens`; returns the time it stopped at.
+fn drive(
+    desired: &DesiredApp,
+    record: &mut DeploymentRecord,
+    obs: &mut Observed,
+    mut now: u64,
+    commands: &crate::commands::OperatorCommands,
+    green_at: &dyn Fn(u32) -> Option<Vec<f64>>,
+    greens: &mut Vec<u32>,
+) -> u64 {
+    for _ in 0..400 {
         if !matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Shift { .. } | BlueGreenPhase::Bake { .. }))
             || record.awaiting_approval.is_some()
         {
@@ -696,40 +711,61 @@ fn shift_with_analysis(
         }
         let key = key();
         let applied = applied();
-        let input = StepInput {
-            key: &key,
-            commit: "c0ffee",
-            desired: Desired::Present(desired),
-            applied: &applied,
-            record: Some(&record),
-            observed: &obs,
-            now_ms: now,
-            new_deployment_id: "dep-2",
-            commands,
-            drift: crate::drift::DriftClock::off(),
-            moved: false,
-            refusal: None,
-            own_account: Some("123456789012"),
-            account_roles: &crate::accounts::NO_ROLES,
-            adopt_untagged: false,
-        };
         let weight = record.traffic.map_or(0, |w| w.green);
-        obs.metrics = match strategy::look(&input) {
-            strategy::Look::Observe(needs) => needs.metrics.map(|req| match green_at(weight) {
-                Some(g) => metric_values(&req, &g),
-                None => BTreeMap::new(),
-            }),
-            strategy::Look::Skip(_) => None,
+        let input = |record: &DeploymentRecord, obs: &Observed| -> Plan {
+            let input = StepInput {
+                key: &key,
+                commit: "c0ffee",
+                desired: Desired::Present(desired),
+                applied: &applied,
+                record: Some(record),
+                observed: obs,
+                now_ms: now,
+                new_deployment_id: "dep-2",
+                commands,
+                drift: crate::drift::DriftClock::off(),
+                moved: false,
+                refusal: None,
+                own_account: Some("123456789012"),
+                account_roles: &crate::accounts::NO_ROLES,
+                adopt_untagged: false,
+            };
+            match strategy::look(&input) {
+                strategy::Look::Observe(needs) if needs.metrics.is_some() => {
+                    let mut with = obs.clone();
+                    with.metrics = needs.metrics.map(|req| match green_at(weight) {
+                        Some(g) => metric_values(&req, &g),
+                        None => BTreeMap::new(),
+                    });
+                    strategy::step(&StepInput { observed: &with, ..input })
+                }
+                strategy::Look::Observe(_) | strategy::Look::Skip(_) => strategy::step(&input),
+            }
         };
-        let plan = advance(desired, &mut record, &obs, now);
+        let plan = input(record, obs);
+        if let Some(next) = &plan.next_record {
+            *record = next.clone();
+        }
+        if let Some((done, _)) = &plan.finished {
+            *record = done.clone();
+        }
         if !plan.actions.is_empty() {
-            apply_weights(obs.elb.as_mut().expect("elb"), &plan.actions);
-            greens.push(obs.elb.as_ref().expect("elb").forwards[0].targets[1].1);
+            for a in &plan.actions {
+                if let Action::EcsUpdateTaskSetScale { percent, .. } = a {
+                    let set = obs.task_sets.iter_mut().find(|t| t.id == "ecs-svc/222").expect("green");
+                    set.scale_percent = *percent;
+                    obs.tasks = tasks_of("222", "RUNNING", tasks_at_scale(4, *percent) as usize, None);
+                }
+            }
+            if plan.actions.iter().any(|a| matches!(a, Action::ElbSetForwardWeights { .. })) {
+                apply_weights(obs.elb.as_mut().expect("elb"), &plan.actions);
+                greens.push(obs.elb.as_ref().expect("elb").forwards[0].targets[1].1);
+            }
             continue;
         }
         now += (plan.requeue_after.as_millis() as u64).max(1);
     }
-    (record, obs, greens, now)
+    now
 }
 
 fn healthy() -> Vec<f64> {
@@ -836,4 +872,65 @@ fn inconclusive_with_on_inconclusive_rollback_rolls_back_with_its_own_cause() {
     let (record, _, _, _) = shift_with_analysis(&desired, |_| None, &crate::commands::NO_COMMANDS);
     assert!(matches!(record.cause, Some(FailureCause::AnalysisInconclusive { runs: 2, .. })), "{:?}", record.cause);
     assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { .. })));
+}
+
+#[test]
+fn steps_start_green_small_gate_a_step_scale_it_up_before_more_traffic_and_judge_only_the_chosen_steps() {
+    let steps = r#", "trafficShiftingConfig": {"waitInterval": 10, "steps": [
+            {"weight": 5, "wait": 30, "scale": 10}, {"approval": true}, {"weight": 25, "analysis": true}, {"weight": 100}]},
+        "analysis": {"checks": [{"name": "latency", "metric": {"namespace": "Web", "metricName": "Latency",
+            "dimensions": {"TargetGroup": "{{ green }}"}, "period": 10}, "compare": {"tolerance": 25}}]}"#;
+    let desired = app_with("nginx:2", &depdef(steps));
+    let (mut record, mut obs) = in_stabilize(&desired);
+    // green starts at 10 % of 4 tasks: one task, stable at that scale
+    obs.task_sets[1].scale_percent = 10.0;
+    obs.tasks = tasks_of("222", "RUNNING", 1, None);
+    advance(&desired, &mut record, &obs, 5_000);
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: 5, since_ms: 5_000 }));
+    let mut greens = Vec::new();
+    let now = drive(&desired, &mut record, &mut obs, 5_000, &crate::commands::NO_COMMANDS, &|_| Some(healthy()), &mut greens);
+    assert_eq!(greens, vec![5], "5 % only, on one task");
+    assert!(now >= 35_000, "the first step holds its own 30 s: {now}");
+    assert_eq!(record.awaiting_approval.as_ref().map(|a| a.gate.as_str()), Some("before 25 %"));
+    assert!(record.analysis.as_ref().is_none_or(|a| a.runs.is_empty()), "5 % is not judged");
+    let approve = crate::commands::OperatorCommands {
+        approval: Some(crate::commands::Approval { approve: true, by: "sre".into(), via: crate::commands::AnswerChannel::Cli, at_ms: now }),
+        ..crate::commands::OperatorCommands::none()
+    };
+    let input_record = record.clone();
+    let key = key();
+    let applied = applied();
+    let plan = strategy::step(&StepInput {
+        key: &key,
+        commit: "c0ffee",
+        desired: Desired::Present(&desired),
+        applied: &applied,
+        record: Some(&input_record),
+        observed: &obs,
+        now_ms: now,
+        new_deployment_id: "dep-2",
+        commands: &approve,
+        drift: crate::drift::DriftClock::off(),
+        moved: false,
+        refusal: None,
+        own_account: Some("123456789012"),
+        account_roles: &crate::accounts::NO_ROLES,
+        adopt_untagged: false,
+    });
+    record = plan.next_record.expect("the answer is kept");
+    // before 25 %: green is scaled to all 4 tasks and waited stable
+    let plan = advance(&desired, &mut record, &obs, now);
+    assert_eq!(
+        plan.actions,
+        vec![Action::EcsUpdateTaskSetScale { cluster: "prod".into(), service: "web".into(), task_set: green().arn, percent: 100.0 }]
+    );
+    obs.task_sets[1].scale_percent = 100.0;
+    let plan = advance(&desired, &mut record, &obs, now + 1_000);
+    assert!(plan.actions.is_empty(), "1 of 4 tasks: 25 % waits for the rest");
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    drive(&desired, &mut record, &mut obs, now + 2_000, &crate::commands::NO_COMMANDS, &|_| Some(healthy()), &mut greens);
+    assert_eq!(greens, vec![5, 25, 100]);
+    assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Promote));
+    let judged: Vec<String> = record.analysis.expect("runs").runs.iter().map(|r| r.step.clone()).collect();
+    assert_eq!(judged, vec!["25 %".to_string(), "bake".to_string()], "only the step that asks, and the bake");
 }
