@@ -23,6 +23,8 @@ pub fn next_step(record: &DeploymentRecord) -> String {
             format!("grant gitmoxi's IAM role the permission {operation} (see the shipped IAM policy), then run `gitmoxi sync --force {app}`")
         }
         FailureCause::ImagePullFailure => "check that the image and tag in the taskdef exist and that the task execution role can pull them (ECR permissions, registry credentials, network route to the registry); push a fixed image reference".to_string(),
+        FailureCause::OutOfMemory => "a container was killed for using more memory than its limit: raise memory (or memoryReservation) of that container or the task in the taskdef, or find the leak in its logs; then push".to_string(),
+        FailureCause::TaskSetupDenied => "the tasks never started: the task execution role (executionRoleArn) may not read a secret, pull from the registry or write the log group named in the evidence; grant it (secretsmanager:GetSecretValue, ssm:GetParameters, ecr:GetAuthorizationToken, logs:CreateLogStream…), then run `gitmoxi sync --force`".to_string(),
         FailureCause::ContainerExited { code } => format!(
             "the container exits with code {code}: read its logs (CloudWatch log group of the task definition) for the crash; test the image locally, then push a fix"
         ),

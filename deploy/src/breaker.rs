@@ -14,8 +14,16 @@ pub fn tripped(breaker: Option<&CircuitBreaker>, desired_count: u32, failures: u
 /// The most specific cause a stopped task's reason and exit codes show.
 pub fn classify_stop(reason: &str, stop_code: Option<&str>, exit_codes: &[i32]) -> Option<FailureCause> {
     let lower = reason.to_ascii_lowercase();
-    if lower.contains("cannotpullcontainer") || lower.contains("pull image") || lower.contains("image manifest") {
+    if lower.contains("resourceinitializationerror")
+        && (lower.contains("secret") || lower.contains("accessdenied") || lower.contains("not authorized"))
+        || lower.contains("accessdenied")
+        || lower.contains("is not authorized to perform")
+    {
+        Some(FailureCause::TaskSetupDenied)
+    } else if lower.contains("cannotpullcontainer") || lower.contains("pull image") || lower.contains("image manifest") {
         Some(FailureCause::ImagePullFailure)
+    } else if lower.contains("outofmemory") || lower.contains("out of memory") || lower.contains("oomkilled") {
+        Some(FailureCause::OutOfMemory)
     } else if lower.contains("health check") {
         Some(FailureCause::HealthCheckFailed)
     } else if lower.contains("capacity") || lower.contains("resource:") || lower.contains("no container instances") {

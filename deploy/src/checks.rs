@@ -29,6 +29,31 @@ fn short_id(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
+/// The evidence line of a stopped task — `task <id>: <stop reason> (<container>: exit <code>,
+/// <reason>; …)` — and the cause its stop shows (issue 25: the exit code is part of the line, so
+/// the grouped evidence and the cause classes can read it).
+pub fn stop_line(t: &ObservedTask, reason: &str) -> (String, Option<FailureCause>) {
+    let exit_codes: Vec<i32> = t.containers.iter().filter_map(|c| c.exit_code).collect();
+    let containers: Vec<String> = t
+        .containers
+        .iter()
+        .filter(|c| c.reason.is_some() || c.exit_code.is_some_and(|e| e != 0))
+        .map(|c| {
+            let mut parts = Vec::new();
+            if let Some(code) = c.exit_code {
+                parts.push(format!("exit {code}"));
+            }
+            if let Some(r) = &c.reason {
+                parts.push(r.clone());
+            }
+            format!("{}: {}", c.name, parts.join(", "))
+        })
+        .collect();
+    let detail = if containers.is_empty() { String::new() } else { format!(" ({})", containers.join("; ")) };
+    let cause = classify_stop(&format!("{reason}{detail}"), t.stop_code.as_deref(), &exit_codes);
+    (format!("task {}: {}{detail}", short_id(&t.arn), if reason.is_empty() { "stopped" } else { reason }), cause)
+}
+
 /// Stability of `task_definition` on a rolling service: its tasks RUNNING (not UNHEALTHY) reach
 /// the desired count, and every other deployment has drained.
 pub fn rolling_stability(service: &ObservedService, tasks: &[ObservedTask], task_definition: &str) -> Stability {
@@ -49,13 +74,10 @@ pub fn rolling_stability(service: &ObservedService, tasks: &[ObservedTask], task
         if reason.starts_with("Scaling activity initiated") {
             continue;
         }
-        let exit_codes: Vec<i32> = t.containers.iter().filter_map(|c| c.exit_code).collect();
-        let container_reasons: Vec<String> =
-            t.containers.iter().filter_map(|c| c.reason.as_ref().map(|r| format!("{}: {r}", c.name))).collect();
-        let detail = if container_reasons.is_empty() { String::new() } else { format!(" ({})", container_reasons.join("; ")) };
-        failures.push(format!("task {}: {}{detail}", short_id(&t.arn), if reason.is_empty() { "stopped" } else { &reason }));
+        let (line, cause) = stop_line(t, &reason);
+        failures.push(line);
         if failure_cause.is_none() {
-            failure_cause = classify_stop(&reason, t.stop_code.as_deref(), &exit_codes);
+            failure_cause = cause;
         }
     }
     let others_drained =
@@ -116,13 +138,12 @@ pub fn side_stability(
         if reason.starts_with("Scaling activity initiated") {
             continue;
         }
-        let exit_codes: Vec<i32> = t.containers.iter().filter_map(|c| c.exit_code).collect();
-        let cause = classify_stop(&reason, t.stop_code.as_deref(), &exit_codes);
+        let (line, cause) = stop_line(t, &reason);
         if cause == Some(FailureCause::CapacityUnavailable) {
             capacity_failures += 1;
             continue;
         }
-        failures.push(format!("task {}: {}", short_id(&t.arn), if reason.is_empty() { "stopped" } else { &reason }));
+        failures.push(line);
         if failure_cause.is_none() {
             failure_cause = cause;
         }

@@ -19,6 +19,7 @@ pub mod checks;
 pub mod commands;
 pub mod compare;
 pub mod drift;
+pub mod explain;
 pub mod intent;
 pub mod observed;
 pub mod plan;

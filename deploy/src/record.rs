@@ -76,6 +76,11 @@ pub enum FailureCause {
     },
     /// A task could not pull its container image.
     ImagePullFailure,
+    /// A container was killed for using more memory than its limit (issue 25).
+    OutOfMemory,
+    /// A task could not start because its execution role may not read what it needs (secrets,
+    /// registry credentials, log group) (issue 25).
+    TaskSetupDenied,
     /// The task's essential container exited.
     ContainerExited {
         /// The exit code of the essential container.
@@ -196,6 +201,8 @@ impl FailureCause {
             FailureCause::ValidationError => "validation_error",
             FailureCause::PermissionDenied { .. } => "permission_denied",
             FailureCause::ImagePullFailure => "image_pull_failure",
+            FailureCause::OutOfMemory => "out_of_memory",
+            FailureCause::TaskSetupDenied => "task_setup_denied",
             FailureCause::ContainerExited { .. } => "container_exited",
             FailureCause::HealthCheckFailed => "health_check_failed",
             FailureCause::CapacityUnavailable => "capacity_unavailable",
@@ -226,6 +233,8 @@ impl fmt::Display for FailureCause {
             FailureCause::ValidationError => write!(f, "validation error"),
             FailureCause::PermissionDenied { operation } => write!(f, "AWS permission denied for {operation}"),
             FailureCause::ImagePullFailure => write!(f, "image pull failure"),
+            FailureCause::OutOfMemory => write!(f, "a container ran out of memory"),
+            FailureCause::TaskSetupDenied => write!(f, "the task's execution role was denied what the task needs to start"),
             FailureCause::ContainerExited { code } => write!(f, "container exited with code {code}"),
             FailureCause::HealthCheckFailed => write!(f, "health check failed"),
             FailureCause::CapacityUnavailable => write!(f, "capacity unavailable"),
@@ -952,13 +961,20 @@ impl DeploymentRecord {
     /// Enters a rollback `phase` for `cause`: the cause and its first pieces of evidence go to the
     /// timeline (`headline` says what happens first), the record keeps all of it.
     pub fn roll_back(&mut self, now_ms: u64, cause: FailureCause, evidence: Vec<String>, headline: &str, phase: Phase) {
+        self.set_failure(cause, evidence);
+        let cause = self.cause.clone().map(|c| c.to_string()).unwrap_or_default();
         self.log(now_ms, Level::Error, format!("{cause}: {headline}"));
-        for e in evidence.iter().take(5) {
+        for e in self.evidence.clone().iter().take(5) {
             self.log(now_ms, Level::Error, e.clone());
         }
-        self.cause = Some(cause);
-        self.evidence = evidence;
         self.enter(phase, now_ms);
+    }
+
+    /// Keeps `cause`, refined by what `evidence` shows, and the evidence grouped (issue 25: one
+    /// line per distinct stop reason, with a count).
+    pub fn set_failure(&mut self, cause: FailureCause, evidence: Vec<String>) {
+        self.cause = Some(crate::explain::refine(cause, &evidence));
+        self.evidence = crate::explain::group(&evidence);
     }
 
     /// Ends the deployment.

@@ -319,6 +319,35 @@ async fn breaker_trips_and_rolls_back_to_the_previous_task_definition() {
     let record = sim.store.deployment(app.last_deployment.as_deref().unwrap()).unwrap().unwrap();
     assert!(record.evidence.iter().any(|e| e.contains("CannotPullContainerError")), "{:?}", record.evidence);
     assert!(record.evidence.iter().any(|e| e.contains("image pull failure")), "{:?}", record.evidence);
+    // issue 25: the tasks' identical stops are one line with a count
+    let pulls: Vec<&String> = record.evidence.iter().filter(|e| e.contains("CannotPullContainerError")).collect();
+    assert_eq!(pulls.len(), 1, "{:?}", record.evidence);
+    assert!(pulls[0].starts_with("2 tasks stopped: CannotPullContainerError"), "{:?}", record.evidence);
+}
+
+/// Issue 25: without a breaker, an image that cannot be pulled ends in the stability timeout; the
+/// cause is what every stopped task says — an image pull failure, with its own next step — not
+/// "raise the timeout", and the evidence is one line per distinct stop.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_whose_tasks_all_failed_to_pull_is_an_image_problem_with_grouped_evidence() {
+    let mut sim = Sim::new();
+    let no_breaker = r#"{"stabilityCheck": {"pollInterval": 5, "timeout": 120}}"#;
+    for (path, content) in crate::support::ecs_app("prod/web/web", "web", "prod", "{{ image }}", 2, no_breaker) {
+        sim.tree.insert(&path, &content);
+    }
+    sim.set_image("prod/web/web", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle("prod/web/web") && s.stable_on("web", "web:1")).await);
+    sim.set_image("prod/web/web", "nginx:fail");
+    sim.commit();
+    assert!(sim.run_until(20 * MINUTES, |s| s.idle("prod/web/web") && s.outcome("prod/web/web") == Some(Outcome::RolledBack)).await);
+    let record = sim.last_deployment("prod/web/web");
+    assert_eq!(record.cause, Some(gitmoxi_deploy::record::FailureCause::ImagePullFailure), "{:?}", record.evidence);
+    let pulls: Vec<&String> = record.evidence.iter().filter(|e| e.contains("CannotPullContainerError")).collect();
+    assert_eq!(pulls.len(), 1, "one line for every task that failed the same way: {:?}", record.evidence);
+    let stopped: u32 = pulls[0].split(' ').next().and_then(|n| n.parse().ok()).expect("a count");
+    assert!(stopped > 2, "the tasks ECS kept replacing for 120 s are counted: {:?}", record.evidence);
+    assert!(gitmoxi_deploy::advice::next_step(&record).contains("image and tag"), "{}", gitmoxi_deploy::advice::next_step(&record));
 }
 
 #[tokio::test(start_paused = true)]

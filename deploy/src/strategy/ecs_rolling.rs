@@ -446,8 +446,8 @@ pub fn operator_rollback(input: &StepInput<'_>, record: &DeploymentRecord, evide
 fn rollback_or_fail(input: &StepInput<'_>, record: &DeploymentRecord, cause: FailureCause, evidence: Vec<String>) -> Plan {
     let now = input.now_ms;
     let mut next = record.clone();
-    next.cause = Some(cause.clone());
-    next.evidence = evidence;
+    next.set_failure(cause, evidence);
+    let cause = next.cause.clone().unwrap_or(FailureCause::OperatorRollback);
     let enabled = record.desired.as_ref().is_some_and(|d| d.depdef.rollback_enabled());
     // the revision being stabilized is no rollback target
     let current = match &record.phase {

@@ -302,8 +302,8 @@ fn at_gate(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, stage: &str,
 fn stop(cx: &Step<'_>, d: &ObservedNativeDeployment, cause: FailureCause, evidence: Vec<String>) -> Plan {
     let now = cx.now;
     let mut next = cx.record.clone();
-    next.cause = Some(cause.clone());
-    next.evidence = evidence;
+    next.set_failure(cause, evidence);
+    let cause = next.cause.clone().map(|c| c.to_string()).unwrap_or_default();
     next.log(now, Level::Error, format!("{cause}: asking ECS to stop its deployment and roll back"));
     ask_to_stop(next, &d.arn, false, now, Duration::ZERO)
 }
