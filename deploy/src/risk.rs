@@ -5,7 +5,7 @@
 //!
 //! Environment and secret *values* never appear: a change names the variable, not its content.
 
-use crate::spec::{ecs, AppSpec, Identity};
+use crate::spec::{ecs, AppSpec, DesiredApp, Identity, Snapshot};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -121,6 +121,37 @@ pub enum AppChange<'a> {
         /// What is wrong.
         errors: Vec<String>,
     },
+}
+
+/// The changes of commit `after` against the commit processed before it, `before` (issue 25:
+/// every processed commit is assessed against its predecessor as applied): only the apps whose
+/// files rendered differently, and those gone (a move when another folder now holds the same
+/// identity); an app invalid in `after` and not in `before` is listed as invalid.
+pub fn changes_between<'a>(before: &'a Snapshot, after: &'a Snapshot, own_account: Option<&str>) -> Vec<AppChange<'a>> {
+    let mut changes = Vec::new();
+    for (prefix, app) in &after.apps {
+        let previous = before.apps.get(prefix);
+        match (app, previous) {
+            (Ok(now), Some(Ok(was))) if now.fingerprint == was.fingerprint => {}
+            (Ok(now), Some(Ok(was))) => {
+                changes.push(AppChange::Present { prefix, before: Some(&was.spec), after: &now.spec, identity: &now.identity })
+            }
+            (Ok(now), Some(Err(_)) | None) => {
+                changes.push(AppChange::Present { prefix, before: None, after: &now.spec, identity: &now.identity })
+            }
+            (Err(invalid), Some(Err(was))) if was.errors == invalid.errors => {}
+            (Err(invalid), Some(_) | None) => {
+                changes.push(AppChange::Invalid { prefix, errors: invalid.errors.iter().map(ToString::to_string).collect() })
+            }
+        }
+    }
+    for (prefix, was) in &before.apps {
+        let (false, Ok(was)) = (after.apps.contains_key(prefix), was) else { continue };
+        let same = |a: &DesiredApp| a.identity.in_account(own_account) == was.identity.in_account(own_account);
+        let moved_to = after.apps.iter().find(|(_, a)| a.as_ref().is_ok_and(same)).map(|(p, _)| p.as_str());
+        changes.push(AppChange::Deleted { prefix, before: &was.spec, identity: &was.identity, moved_to });
+    }
+    changes
 }
 
 /// The assessment of every app a commit touches, riskiest first.

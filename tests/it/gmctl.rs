@@ -145,6 +145,29 @@ async fn every_gmctl_command_works_against_gitmoxi_serve() {
     let out = gmctl(&api, &["commit", "deploy", "-r", &added_url, "-b", "main", "-f"]);
     assert!(out.contains("apps/api/api_svcdef.json"), "forced: every file of the apps that redeploy: {out}");
 
+    // issue 25: a commit gitmoxi already deployed keeps its assessment against the commit
+    // processed before it; `commit riskiq` and `riskiq get` answer with it
+    let taskdef = std::fs::read_to_string(added.path().join("apps/api/api_taskdef.json")).unwrap().replace("nginx:2", "nginx:3");
+    added.write("apps/api/api_taskdef.json", &taskdef);
+    let third = added.commit("api: nginx 3");
+    gmctl(&api, &["commit", "deploy", "-r", &added_url, "-b", "main"]);
+    server.wait_app("apps/api/api", Duration::from_secs(60), |a| synced(a) && a["applied_commit"] == third.as_str()).await;
+    let out = gmctl(&api, &["commit", "riskiq", "-r", &added_url, "-b", "main", "-v"]);
+    assert!(out.contains("apps/api/api_taskdef.json"), "the files the deployed commit changed: {out}");
+    let answer: Value = plain
+        .post(format!("{api}/api/v1/commits/riskiq"))
+        .json(&serde_json::json!({"repo_url": added_url, "branch": "main"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["riskiq"]["apps"][0]["file_path"], "apps/api/api", "{answer}");
+    assert!(answer["message_list"][0].as_str().unwrap().contains("already deployed"), "{answer}");
+    let out = gmctl(&api, &["riskiq", "get", "-c", &third[..10], "-v"]);
+    assert!(out.contains("image of container api: nginx:2 → nginx:3"), "{out}");
+
     // commit files
     let out = gmctl(&api, &["commit", "files", "-c", &second]);
     let row = out.lines().find(|l| l.contains("apps/api/api_taskdef.json")).unwrap_or_else(|| panic!("{out}"));

@@ -10,37 +10,15 @@
 use super::reply::error;
 use super::state::HttpState;
 use super::v1::{changed_files, fetch_tracked, CommitRequest};
+use crate::runtime::assessments::{self, Kept};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gitmoxi_deploy::risk::{self, AppRisk};
-use gitmoxi_state::TableName;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
-
-/// The assessments kept; older ones are removed.
-const KEPT: usize = 200;
-
-/// One app's kept assessment, as gmctl `riskiq get` reads it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Kept {
-    commit_hash: String,
-    /// The app's folder (its files start with it).
-    file_path: String,
-    /// The assessment as text: score, level, every reason; the model's summary when asked.
-    assessment: String,
-    /// What a model is (or would be) asked.
-    prompt: String,
-    score: u32,
-    level: String,
-    kind: String,
-    target: String,
-    reasons: Value,
-    #[serde(default)]
-    ai_summary: Option<String>,
-}
 
 /// `gmctl commit riskiq -r URL -b BRANCH`: fetch the newest commit, render it, assess it.
 pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequest>, JsonRejection>) -> Response {
@@ -128,21 +106,45 @@ pub async fn assess(State(state): State<HttpState>, body: Result<Json<CommitRequ
             if let Some(summary) = &ai_summary {
                 assessment.push_str(&format!("\n\nmodel summary of the commit: {summary}"));
             }
-            Kept {
-                commit_hash: fetched.latest.clone(),
-                file_path: r.prefix.clone(),
-                assessment,
-                prompt: prompt.clone(),
-                score: r.score,
-                level: r.level.as_str().to_string(),
-                kind: serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-                target: r.target.clone(),
-                reasons: serde_json::to_value(&r.reasons).unwrap_or(Value::Null),
-                ai_summary: ai_summary.clone(),
-            }
+            Kept::of(&fetched.latest, r, assessment, &prompt, ai_summary.clone(), "applied")
         })
         .collect();
-    if let Err(e) = keep(&state, &fetched.latest, &kept) {
+    // a commit gitmoxi already deployed changes nothing against what it applied: its
+    // assessment is the one kept when it was processed, against its predecessor (issue 25)
+    if kept.is_empty() {
+        match assessments::of_commit(&state.controller.store, &fetched.latest) {
+            Ok(Some(processed)) => {
+                let score = processed.iter().map(|k| k.score).max().unwrap_or(0);
+                // the files it changed, against its parent (not against itself, the last known)
+                let (mirror, commit) = (fetched.mirror.clone(), fetched.latest.clone());
+                let own_changes = tokio::task::spawn_blocking(move || {
+                    let (full, parent) = crate::io::git::changes::parent_of(&mirror, &commit)?;
+                    crate::io::git::changes::relevant_files(&mirror, parent.as_deref(), &full)
+                })
+                .await;
+                let mut artifacts = artifacts;
+                if let (Ok(Ok(Value::Object(files))), Some(o)) = (own_changes, artifacts.as_object_mut()) {
+                    o.extend(files);
+                }
+                messages[0] = format!(
+                    "commit {} is already deployed: its assessment against the commit processed before it, {} app(s), risk {} ({score}/100)",
+                    gitmoxi_deploy::strategy::short_commit(&fetched.latest),
+                    processed.len(),
+                    risk::RiskLevel::of(score).as_str()
+                );
+                return Json(json!({
+                    "latest_commit_hash": fetched.latest,
+                    "deployment_artifacts_from_changed_files": artifacts,
+                    "riskiq": {"commit_hash": fetched.latest, "score": score, "level": risk::RiskLevel::of(score).as_str(), "apps": processed, "ai_summary": Value::Null},
+                    "message_list": messages,
+                }))
+                .into_response();
+            }
+            Ok(None) => {}
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    if let Err(e) = assessments::keep(&state.controller.store, &fetched.latest, &kept, false) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, format!("the assessment was not kept: {e}"));
     }
     Json(json!({
@@ -165,32 +167,6 @@ pub(crate) fn not_rendered(commit: &str, e: crate::io::renders::RenderError) -> 
     }
 }
 
-/// Stores a commit's assessments and drops the oldest beyond [`KEPT`].
-fn keep(state: &HttpState, commit: &str, kept: &[Kept]) -> Result<(), gitmoxi_state::StoreError> {
-    let store = &state.controller.store;
-    let assessments = store.table::<Vec<Kept>>(TableName::RiskAssessments)?;
-    assessments.put(commit, &kept.to_vec())?;
-    let mut index = assessed_commits(state);
-    index.retain(|c| c != commit);
-    index.push(commit.to_string());
-    while index.len() > KEPT {
-        let old = index.remove(0);
-        assessments.remove(&old)?;
-    }
-    store.table::<Vec<String>>(TableName::RiskAssessmentOrder)?.put("", &index)
-}
-
-fn assessed_commits(state: &HttpState) -> Vec<String> {
-    let order = state.controller.store.table::<Vec<String>>(TableName::RiskAssessmentOrder).and_then(|t| t.get(""));
-    match order {
-        Ok(index) => index.unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!(error = %e, "the kept assessments' order could not be read");
-            Vec::new()
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 pub struct RiskQuery {
     commit_hash: String,
@@ -205,8 +181,8 @@ pub async fn get(State(state): State<HttpState>, Query(q): Query<RiskQuery>) -> 
     }
     let wanted = q.commit_hash.to_ascii_lowercase();
     let mut out: Vec<Kept> = Vec::new();
-    for commit in assessed_commits(&state).iter().filter(|c| c.starts_with(&wanted)) {
-        let kept = state.controller.store.table::<Vec<Kept>>(TableName::RiskAssessments).and_then(|t| t.get(commit));
+    for commit in assessments::commits(&state.controller.store).iter().filter(|c| c.starts_with(&wanted)) {
+        let kept = assessments::of_commit(&state.controller.store, commit);
         let kept = match kept {
             Ok(kept) => kept.unwrap_or_default(),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -510,6 +510,13 @@ impl Controller {
         if let Some(through) = allowed.filter(|_| plan.iter().any(|e| e.intent == Intent::Delete)) {
             self.store.consume_allowed_prune(repo, branch, through)?;
         }
+        // every processed commit is assessed against the one processed before it (issue 25);
+        // the first head after a start has none in memory (gmctl's `commit riskiq` assesses it
+        // against what was applied)
+        if let Some(previous) = self.head(repo, branch).filter(|h| h.commit != commit) {
+            let own = self.settings.own_account.as_deref();
+            crate::runtime::assessments::assess_processed(&self.store, own, repo, branch, commit, &previous.snapshot, &snapshot);
+        }
         let state = HeadState {
             repo: repo.to_string(),
             branch: branch.to_string(),
