@@ -267,7 +267,18 @@ fn the_strategy_examples_validate_without_a_warning() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     let results: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let apps: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["app"].as_str().unwrap()).collect();
-    assert_eq!(apps, ["gitmoxi-blue-green/web", "native-blue-green/web", "native-canary/web", "native-linear/web", "other-account/web"]);
+    assert_eq!(
+        apps,
+        [
+            "gitmoxi-blue-green/web",
+            "gitmoxi-canary-analysis/web",
+            "lambda-canary-analysis/checkout",
+            "native-blue-green/web",
+            "native-canary/web",
+            "native-linear/web",
+            "other-account/web"
+        ]
+    );
     for r in results.as_array().unwrap() {
         assert_eq!(r["ok"], true, "{r}");
         assert_eq!(r["warnings"], serde_json::json!([]), "{r}");

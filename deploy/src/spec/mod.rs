@@ -321,6 +321,13 @@ pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &Rende
             match (depdef, svcdef) {
                 (Ok(depdef), Some(svc)) => {
                     ecs::build_ecs_app(svc, rendered.get(&FileKind::TaskDef), depdef, &ctx.default_region).map(|app| {
+                        if app.strategy == ecs::EcsStrategy::Rolling && (app.depdef.analysis.is_some() || app.depdef.shift_steps.is_some()) {
+                            let file = rendered.get(&FileKind::DepDef).map_or(files.prefix.as_str(), |d| d.path.as_str());
+                            warnings.push(Diagnostic::new(
+                                file,
+                                "analysis and trafficShiftingConfig.steps are run by gitmoxi's task-set blue/green only (the svcdef's deploymentController EXTERNAL); this service deploys with ECS, so they are ignored",
+                            ));
+                        }
                         let identity = Identity::Ecs {
                             account: app.account.clone(),
                             region: app.region.clone(),

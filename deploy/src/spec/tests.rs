@@ -162,3 +162,21 @@ fn blue_green_files_that_cannot_work_are_invalid_before_anything_deploys() {
     let express = r#"{"serviceName": "web", "cluster": "prod", "resourceManagementType": "ECS"}"#;
     assert!(message(express).contains("Express Mode"), "{}", message(express));
 }
+
+#[test]
+fn analysis_on_a_rolling_service_is_a_warning_naming_the_depdef_and_placeholders_survive_rendering() {
+    let depdef = r#"{"analysis": {"checks": [{"metric": {"namespace": "W", "metricName": "L", "dimensions": {"TargetGroup": "{{ green }}"}}, "max": 1}]}}"#;
+    let snap = load_snapshot(&base().with("apps/web/web_depdef.json", depdef), &ctx());
+    let app = snap.apps["apps/web/web"].as_ref().expect("valid");
+    assert!(
+        app.warnings.iter().any(|w| w.file == "apps/web/web_depdef.json" && w.message.contains("task-set blue/green only")),
+        "{:?}",
+        app.warnings
+    );
+    let AppSpec::Ecs(ecs) = &app.spec else { panic!("ecs app expected") };
+    let check = &ecs.depdef.analysis.as_ref().expect("analysis").checks[0];
+    match &check.source {
+        crate::analysis::MetricSource::Metric(m) => assert_eq!(m.dimensions, vec![("TargetGroup".to_string(), "{{ green }}".to_string())]),
+        other @ crate::analysis::MetricSource::Expression { .. } => panic!("{other:?}"),
+    }
+}
