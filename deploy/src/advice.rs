@@ -58,6 +58,9 @@ pub fn next_step(record: &DeploymentRecord) -> String {
         FailureCause::AnalysisFailed { check, .. } => format!(
             "the metric check \"{check}\" found the new version worse than the old one (the numbers are in the evidence and on the app page's chart): look at the new version's logs and traces for what changed; if the difference is expected, raise the check's tolerance or max in the depdef's analysis; then push"
         ),
+        FailureCause::HookFailed { hook, .. } => format!(
+            "the {hook} hook failed (its task's stop reason and exit codes, or the function's error, are in the evidence; the task's logs are in its log group): fix what it checks, or the hook itself, then push or run `gitmoxi sync --force {app}`"
+        ),
         FailureCause::AnalysisInconclusive { .. } => format!(
             "the metric analysis had too few samples to judge: check that the metrics exist for the new version (the query's dimensions, {{{{ green }}}} / {{{{ blue }}}}), that traffic reaches it, and that the analysis window is longer than a few periods; or lower minSamples; then run `gitmoxi sync --force {app}`"
         ),
@@ -109,6 +112,7 @@ mod tests {
             task_set_arns: None,
             awaiting_approval: None,
             approvals: Vec::new(),
+            hooks: Vec::new(),
             analysis: None,
             started_at_ms: 0,
             updated_at_ms: 0,

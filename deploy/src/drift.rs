@@ -182,6 +182,7 @@ fn wiring_drift(app: &crate::spec::LambdaApp, applied: &AppliedState, observed: 
             format!("integration {integration_id} of API {api_id} is not in the file")
         }
         Action::EcsRegisterTaskDefinition { .. }
+        | Action::EcsRunTask { .. }
         | Action::EcsCreateService { .. }
         | Action::EcsUpdateService { .. }
         | Action::EcsDeleteService { .. }

@@ -43,6 +43,25 @@ pub struct Observed {
     /// GetMetricData's values per query id, oldest first, when the step asked (issue 25).
     #[serde(default)]
     pub metrics: Option<BTreeMap<String, Vec<f64>>>,
+    /// The tasks of the running task hook (issue 25).
+    #[serde(default)]
+    pub hook_tasks: Vec<ObservedTask>,
+    /// The answer of the running Lambda hook's invocation (issue 25).
+    #[serde(default)]
+    pub invocation: Option<ObservedInvocation>,
+}
+
+/// What a synchronous Lambda invocation answered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedInvocation {
+    /// The HTTP status of the invocation (200 when the function ran).
+    pub status_code: i32,
+    /// `Handled` / `Unhandled` (or the error's type), when the function failed.
+    pub function_error: Option<String>,
+    /// The last 4 KB of the function's log.
+    pub log_tail: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
 }
 
 /// An ECS service deployment (DescribeServiceDeployments), as gitmoxi follows it.

@@ -21,6 +21,11 @@ pub enum Action {
         /// The request body, as the AWS API's JSON names its fields.
         body: Value,
     },
+    /// RunTask with this body (a hook's one-off task: startedBy and clientToken included).
+    EcsRunTask {
+        /// The request body, as the AWS API's JSON names its fields.
+        body: Value,
+    },
     /// CreateService with this body (taskDefinition, tags and clientToken included).
     EcsCreateService {
         /// The request body, as the AWS API's JSON names its fields.
@@ -249,6 +254,7 @@ impl Action {
     pub fn operation(&self) -> &'static str {
         match self {
             Action::EcsRegisterTaskDefinition { .. } => "RegisterTaskDefinition",
+            Action::EcsRunTask { .. } => "RunTask",
             Action::EcsCreateService { .. } => "CreateService",
             Action::EcsUpdateService { .. } => "UpdateService",
             Action::EcsDeleteService { .. } => "DeleteService",

@@ -161,6 +161,13 @@ pub enum FailureCause {
         /// How long it waited.
         waited_secs: u64,
     },
+    /// A hook failed or outlived its timeout (issue 25).
+    HookFailed {
+        /// The hook (`beforeShift`, `afterShift`, `beforePromote`).
+        hook: String,
+        /// How it ended: the task's stop reason and exit codes, or the function's error.
+        detail: String,
+    },
     /// A metric analysis check failed (issue 25): its name and numbers.
     AnalysisFailed {
         /// The check that failed first.
@@ -221,6 +228,7 @@ impl FailureCause {
             FailureCause::ApprovalTimedOut { .. } => "approval_timed_out",
             FailureCause::AwsDiffers { .. } => "aws_differs",
             FailureCause::AnalysisFailed { .. } => "analysis_failed",
+            FailureCause::HookFailed { .. } => "hook_failed",
             FailureCause::AnalysisInconclusive { .. } => "analysis_inconclusive",
         }
     }
@@ -264,6 +272,7 @@ impl fmt::Display for FailureCause {
                 write!(f, "could not assume the role of account {account}: {code}: {message}")
             }
             FailureCause::AnalysisFailed { check, detail } => write!(f, "metric analysis failed: {check}: {detail}"),
+            FailureCause::HookFailed { hook, detail } => write!(f, "hook {hook} failed: {detail}"),
             FailureCause::AnalysisInconclusive { runs, detail } => {
                 write!(f, "metric analysis inconclusive after {runs} runs: {detail}")
             }
@@ -874,6 +883,9 @@ pub struct DeploymentRecord {
     /// Metric analysis (issue 25): the deployment's sides and every run, newest last.
     #[serde(default)]
     pub analysis: Option<AnalysisState>,
+    /// The hooks run so far (issue 25), in the order they started.
+    #[serde(default)]
+    pub hooks: Vec<HookRun>,
     /// When it started.
     pub started_at_ms: u64,
     /// When it last changed.
@@ -882,6 +894,37 @@ pub struct DeploymentRecord {
     pub finished_at_ms: Option<u64>,
     /// What happened, oldest first (bounded by [`MAX_TIMELINE`]).
     pub timeline: Vec<TimelineEvent>,
+}
+
+/// One run of a hook (issue 25).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookRun {
+    /// Where it ran.
+    pub point: crate::spec::hooks::HookPoint,
+    /// When it started.
+    pub started_ms: u64,
+    /// Where it is.
+    pub status: HookStatus,
+    /// How it ended: the task's stop line, the function's answer or error.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// The task ARN, or the invocation's request id.
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// Where a hook is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookStatus {
+    /// Started, not ended.
+    Running,
+    /// Ended well: the deployment goes on.
+    Succeeded,
+    /// Ended badly: the deployment rolls back.
+    Failed,
+    /// Outlived its timeout: the deployment rolls back.
+    TimedOut,
 }
 
 /// What a deployment's metric analysis knows: the names of its sides and its runs.

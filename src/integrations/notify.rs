@@ -642,6 +642,7 @@ mod tests {
             task_set_arns: None,
             awaiting_approval: None,
             approvals: Vec::new(),
+            hooks: Vec::new(),
             analysis: None,
             started_at_ms: 0,
             updated_at_ms: 0,

@@ -32,6 +32,7 @@ pub(crate) fn record(id: &str, prefix: &str) -> DeploymentRecord {
         task_set_arns: None,
         awaiting_approval: None,
         approvals: Vec::new(),
+        hooks: Vec::new(),
         analysis: None,
         desired_lambda: None,
         previous_version: None,

@@ -98,6 +98,8 @@ struct FakeTask {
     running_at: Option<Instant>,
     /// When it stops, and why.
     stopped_at: Option<(Instant, String, String)>,
+    /// The exit code of its container once it stopped (one-off tasks: RunTask).
+    exit_code: Option<i32>,
 }
 
 impl FakeTask {
@@ -182,6 +184,8 @@ pub(super) struct World {
     refuse: Option<String>,
     /// CloudWatch metric datapoints (`fake/metrics.rs`).
     pub(super) metrics: metrics::Metrics,
+    /// The client tokens of RunTask calls (a replay starts nothing).
+    run_tokens: Vec<String>,
 }
 
 /// Another AWS account of a simulation: its own world, and whether its role trusts the controller.
@@ -321,6 +325,11 @@ impl FakeWorld {
     /// The weights a listener default action or rule forwards with now.
     pub fn forward_weights(&self, arn: &str) -> Vec<(String, u32)> {
         self.world().forwards.iter().find(|f| f.arn == arn).map(|f| f.targets.clone()).unwrap_or_default()
+    }
+
+    /// Every Lambda invocation made (function, payload), oldest first.
+    pub fn lambda_invocations(&self) -> Vec<(String, Value)> {
+        self.world().lambda.invocations.clone()
     }
 
     /// PutMetricData: one datapoint `ago` before now (virtual time) on the world's wall clock.
@@ -666,7 +675,11 @@ impl World {
             stopped_reason: reason,
             stop_code,
             health_status: Some("UNKNOWN".into()),
-            containers: vec![ObservedContainer { name: "main".into(), exit_code: None, reason: None }],
+            containers: vec![ObservedContainer {
+                name: "main".into(),
+                exit_code: if status == "STOPPED" { t.exit_code } else { None },
+                reason: None,
+            }],
         }
     }
 }
@@ -698,6 +711,7 @@ impl World {
             created: now,
             running_at,
             stopped_at,
+            exit_code: None,
         });
     }
 
@@ -1264,6 +1278,58 @@ impl Ecs for FakeEcs {
             }
         };
         self.world.end("UpdateServicePrimaryTaskSet", result)
+    }
+
+    /// RunTask of a hook's one-off task (issue 25): it runs for `start_delay`, then its container
+    /// exits with the code its image names (`exit-3` → 3; otherwise 0), or fails to start like a
+    /// service's task when its image fails; a client token seen before starts nothing.
+    async fn run_task(&self, body: &Value) -> Result<(), AwsError> {
+        self.world.begin("RunTask")?;
+        let now = Instant::now();
+        let result = {
+            let mut w = self.world.world();
+            let cluster = body["cluster"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+            let started_by = body["startedBy"].as_str().unwrap_or_default().to_string();
+            let token = body["clientToken"].as_str().unwrap_or_default().to_string();
+            let named = body["taskDefinition"].as_str().unwrap_or_default();
+            let family = named.rsplit('/').next().and_then(|f| f.split(':').next()).unwrap_or_default().to_string();
+            let revision = named.rsplit('/').next().and_then(|f| f.split(':').nth(1)).map(str::to_string);
+            let arn = w.task_defs.get(&(self.region.clone(), family.clone())).and_then(|revs| match &revision {
+                Some(r) => revs.iter().find(|t| t.arn.ends_with(&format!(":{r}"))).map(|t| t.arn.clone()),
+                None => revs.last().map(|t| t.arn.clone()),
+            });
+            match self.check_cluster(&w, "RunTask", &cluster) {
+                Err(e) => Err(e),
+                Ok(_) => match arn {
+                    None => Err(AwsError::new(
+                        "ecs",
+                        "RunTask",
+                        AwsErrorKind::Rejected,
+                        "ClientException",
+                        format!("TaskDefinition not found: {named}"),
+                    )),
+                    Some(_) if w.run_tokens.contains(&token) => Ok(()),
+                    Some(arn) => {
+                        w.run_tokens.push(token);
+                        let key = (self.region.clone(), cluster.clone(), String::new());
+                        w.launch(&key, &started_by, &arn, now);
+                        let images = w.images_of(&self.region, &arn);
+                        let code = images.iter().find_map(|i| {
+                            i.split("exit-").nth(1).and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+                        });
+                        let delay = w.knobs.start_delay * 2;
+                        if let Some(t) = w.tasks.last_mut().filter(|t| t.stopped_at.is_none() && t.running_at.is_some()) {
+                            t.stopped_at =
+                                Some((now + delay, "EssentialContainerExited".into(), "Essential container in task exited".into()));
+                            t.exit_code = Some(code.unwrap_or(0));
+                        }
+                        w.mutations.push(("RunTask".into(), format!("{arn} {started_by}")));
+                        Ok(())
+                    }
+                },
+            }
+        };
+        self.world.end("RunTask", result)
     }
 
     async fn delete_task_set(&self, _cluster: &str, _service: &str, task_set: &str) -> Result<(), AwsError> {

@@ -12,7 +12,7 @@
 use crate::fake::FakeWorld;
 use async_trait::async_trait;
 use gitmoxi::aws::{ApiGateway, AwsError, AwsErrorKind, Lambda};
-use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedMapping};
+use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedInvocation, ObservedMapping};
 use gitmoxi_deploy::spec::lambda::{compared_fields, config_view, mapping_view};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -94,6 +94,8 @@ pub struct LambdaWorld {
     pub(super) lambda_targets: BTreeMap<String, Vec<String>>,
     knobs: LambdaKnobs,
     seq: u64,
+    /// Every invocation made (function, payload), oldest first (issue 25's Lambda hooks).
+    pub(super) invocations: Vec<(String, Value)>,
 }
 
 /// The `CodeSha256` Lambda reports for a function created or updated with this `Code` (a zip's
@@ -580,6 +582,37 @@ impl Lambda for FakeLambda {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// A hook's invocation (issue 25): Lambda runs no code here, so the function's name says
+    /// how it ends, as the fake's images do for tasks — `fail` in it: a FunctionError (Unhandled)
+    /// with its log's last line; a function that does not exist: ResourceNotFoundException.
+    async fn invoke(&self, function: &str, payload: &Value, _timeout: Duration) -> Result<ObservedInvocation, AwsError> {
+        let name = function.split(':').next().unwrap_or(function).to_string();
+        let key = self.key(&name);
+        let payload = payload.clone();
+        self.call("Invoke", |w, _| {
+            if !w.functions.contains_key(&key) {
+                return Err(AwsError::new(
+                    "lambda",
+                    "Invoke",
+                    AwsErrorKind::NotFound,
+                    "ResourceNotFoundException",
+                    format!("Function not found: {function}"),
+                ));
+            }
+            w.invocations.push((function.to_string(), payload));
+            Ok(if name.contains("fail") {
+                ObservedInvocation {
+                    status_code: 200,
+                    function_error: Some("Unhandled".into()),
+                    log_tail: Some(format!("START\n[ERROR] AssertionError: {name}: green answered 503 on /health\nEND\n")),
+                    request_id: None,
+                }
+            } else {
+                ObservedInvocation { status_code: 200, function_error: None, log_tail: Some("START\nEND\n".into()), request_id: None }
+            })
         })
     }
 }

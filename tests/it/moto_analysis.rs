@@ -147,3 +147,69 @@ async fn moto_analysis_promotes_a_healthy_green_rolls_back_a_slow_one_naming_the
     assert_eq!(watch.green(&tgs["web-b"]).await, 100);
     server.stop().await;
 }
+
+/// Hooks against moto (issue 25): a `beforeShift` task hook runs in the service's network
+/// (RunTask, the moto scheduler ends it with the exit code its image names); one that exits 1
+/// rolls the deployment back before any traffic moves, naming the exit code; one that exits 0
+/// lets the deployment through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_a_before_shift_hook_task_that_exits_1_rolls_back_and_one_that_exits_0_lets_traffic_move() {
+    let moto = Moto::start().await;
+    let infra = moto.infra_with_alb("prod");
+    let (tgs, listeners, rule) = outputs(&infra);
+    let repo = TestRepo::new();
+    repo.write("infra/terraform_output.json", &infra);
+    write_app(&repo, "nginx:1");
+    repo.commit("web: blue/green");
+    let server = Server::start(&moto, &repo, 25).await;
+    let config = moto.sdk_config().await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let watch = Watch { elb: aws_sdk_elasticloadbalancingv2::Client::new(&config), listener: listeners["80"].clone(), rule };
+    server.wait_app(PREFIX, Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    // the checks: smoke:1 exits 1, smoke:2 exits 0
+    for image in ["smoke:exit-1", "smoke:exit-0"] {
+        let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("smoke").image(image).memory(128).essential(true).build();
+        ecs.register_task_definition()
+            .family("smoke")
+            .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(container)
+            .send()
+            .await
+            .expect("register the smoke check");
+    }
+    let depdef = std::fs::read_to_string(repo.path().join(format!("{PREFIX}_depdef.json"))).unwrap();
+    let with_hook = |td: &str| {
+        depdef.replacen('{', &format!(r#"{{"hooks": {{"beforeShift": {{"task": {{"taskDefinition": "{td}"}}, "timeout": 60}}}}, "#), 1)
+    };
+
+    write_app(&repo, "nginx:2");
+    repo.write(&format!("{PREFIX}_depdef.json"), &with_hook("smoke:1"));
+    repo.commit("web: nginx 2, smoke check that fails");
+    let app = server.wait_app(PREFIX, Duration::from_secs(90), |a| a["last_outcome"] == "rolled_back").await;
+    let cause = app["last_cause"].as_str().expect("a cause");
+    assert!(cause.starts_with("hook beforeShift failed: task ") && cause.contains("(smoke: exit 1)"), "{cause}");
+    assert_eq!(watch.green(&tgs["web-b"]).await, 0, "no traffic moved");
+    let hooks = ecs
+        .list_tasks()
+        .cluster("prod")
+        .started_by(format!("gitmoxi-hook/{}/beforeShift", app["last_deployment"].as_str().unwrap()))
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hooks.task_arns().len(), 1, "one task ran the check");
+
+    write_app(&repo, "nginx:3");
+    repo.write(&format!("{PREFIX}_depdef.json"), &with_hook("smoke:2"));
+    let third = repo.commit("web: nginx 3, smoke check that passes");
+    let app = server.wait_app(PREFIX, Duration::from_secs(90), |a| synced(a) && a["applied_commit"] == third.as_str()).await;
+    assert_eq!(app["last_outcome"], "succeeded", "{app:#}");
+    assert_eq!(watch.green(&tgs["web-b"]).await, 100);
+    let d = newest_deployment(&server).await;
+    let timeline = d["timeline"].to_string();
+    assert!(timeline.contains("hook beforeShift succeeded: task "), "{timeline}");
+    server.stop().await;
+}

@@ -280,3 +280,62 @@ async fn a_gate_before_the_canary_holds_the_alias_until_approved() {
     assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
     assert!(sim.history(PREFIX).iter().any(|h| h.starts_with("approved by dana via api before 20 %")), "{:?}", sim.history(PREFIX));
 }
+
+/// Issue 25: an `afterShift` Lambda hook runs once the new version has all the traffic; one that
+/// raises rolls the alias back, naming the error its log shows; one that returns lets the
+/// deployment through. The event carries the deployment's facts.
+#[tokio::test(start_paused = true)]
+async fn a_lambda_hook_that_raises_rolls_the_alias_back_naming_the_error_and_one_that_returns_lets_it_through() {
+    let mut sim = Sim::new();
+    for name in ["verify-ok", "verify-fail"] {
+        sim.tree.insert(
+            &format!("fn/{name}_lambdadef.json"),
+            &format!(
+                r#"{{"FunctionName": "{name}", "Runtime": "python3.12", "Handler": "app.handler",
+  "Role": "arn:aws:iam::123456789012:role/hello", "Code": {{"ZipFile": "djE="}}}}"#
+            ),
+        );
+        sim.tree.insert(&format!("fn/{name}_lambdadepdef.json"), r#"{"alias": "live"}"#);
+    }
+    first_deployment(&mut sim).await;
+    let hooked = |function: &str| {
+        format!(
+            r#"{{"alias": "live", "trafficShiftingConfig": {{"type": "CANARY", "percent": 20, "waitInterval": 30}},
+  "readinessCheck": {{"waitInterval": 2, "maxRetries": 10}},
+  "hooks": {{"afterShift": {{"lambda": {{"functionName": "{function}", "payload": {{"path": "/health"}}}}, "timeout": 30}}}}}}"#
+        )
+    };
+    add_function(&mut sim, "djI=", "ok", &hooked("verify-fail"));
+    sim.commit();
+    assert!(
+        sim.run_until(10 * MINUTES, |s| s.idle(PREFIX) && s.outcome(PREFIX) == Some(Outcome::RolledBack)).await,
+        "{:?}",
+        sim.history(PREFIX)
+    );
+    let record = sim.last_deployment(PREFIX);
+    assert_eq!(
+        record.cause,
+        Some(FailureCause::HookFailed {
+            hook: "afterShift".into(),
+            detail: "FunctionError Unhandled — [ERROR] AssertionError: verify-fail: green answered 503 on /health".into()
+        })
+    );
+    assert!(on_version(&sim, "1"), "the alias is back on the old version: {:?}", alias(&sim));
+    let invocations = sim.world.lambda_invocations();
+    assert_eq!(invocations.len(), 1, "one invocation: {invocations:?}");
+    let (function, event) = &invocations[0];
+    assert_eq!(function, "verify-fail");
+    assert_eq!((event["path"].as_str(), event["gitmoxi"]["hook"].as_str()), (Some("/health"), Some("afterShift")));
+    assert_eq!((event["gitmoxi"]["newVersion"].as_str(), event["gitmoxi"]["previousVersion"].as_str()), (Some("2"), Some("1")));
+
+    add_function(&mut sim, "djM=", "ok", &hooked("verify-ok"));
+    sim.commit();
+    assert!(
+        sim.run_until(10 * MINUTES, |s| s.idle(PREFIX) && s.outcome(PREFIX) == Some(Outcome::Succeeded)).await,
+        "{:?}",
+        sim.history(PREFIX)
+    );
+    assert!(alias(&sim).is_some_and(|(v, extra)| v != "1" && extra.is_empty()), "{:?}", alias(&sim));
+    let history = sim.history(PREFIX).join("\n");
+    assert!(history.contains("hook afterShift succeeded"), "{history}");
+}

@@ -49,6 +49,12 @@ STS: moto lets any AssumeRole switch accounts (the role need not exist), which i
 reach a second account. AWS refuses an AssumeRole whose role does not trust the caller; here a role
 whose name starts with `untrusted-` stands for one (AccessDenied, AWS's message).
 
+One-off tasks of gitmoxi's hooks (RunTask with `startedBy` `gitmoxi-hook/…`): RUNNING for twice
+the task start time, then STOPPED ("Essential container in task exited") with the exit code the
+image names (`exit-3` → 3, otherwise 0). Lambda Invoke (moto runs no function code here): a
+function whose name contains `fail` answers a FunctionError (Unhandled) with an error line in the
+log's tail, any other function answers 200.
+
 CloudWatch GetMetricData (moto computes Sum, Average, Minimum, Maximum and SampleCount, and an
 expression only when it is another query's id): percentile statistics (`p99`: nearest rank over
 the period's datapoints) and metric math over query ids (`+ - * /`, parentheses, numbers,
@@ -60,8 +66,11 @@ The scheduler advances lazily on DescribeServices, ListTasks and DescribeTasks. 
 version. Run: python tests/moto/server.py --host 127.0.0.1 --port N
 """
 
+import base64
 import datetime
+import json
 import math
+import re
 import os
 import sys
 import threading
@@ -69,6 +78,7 @@ import time
 
 import moto
 import moto.cloudwatch.models as cloudwatch_models
+from moto.awslambda.models import LambdaFunction
 from moto.core.utils import utcnow
 from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
@@ -452,6 +462,7 @@ def list_tasks(self, cluster_str=None, container_instance=None, family=None, sta
         for service in list(self.services.values()):
             if name is None or service.name == name:
                 _tick(self, service)
+        _tick_one_off(self)
         tasks = _orig_list_tasks(self, cluster_str, container_instance, family, started_by, None, desiredStatus)
         if name:
             arns = {s.arn for s in self.services.values() if s.name == name}
@@ -461,6 +472,7 @@ def list_tasks(self, cluster_str=None, container_instance=None, family=None, sta
 
 def describe_tasks(self, cluster_str, tasks):
     with LOCK:
+        _tick_one_off(self)
         described = _orig_describe_tasks(self, cluster_str, tasks)
         owners = {getattr(t, "_gm_service", None) for t in described}
         if None in owners:
@@ -1017,6 +1029,45 @@ def parse_expression(expression, results):
     return [value[t] for t in stamps], stamps
 
 
+# --- hooks: one-off tasks and Lambda invocations -----------------------------------------------
+
+HOOK_PREFIX = "gitmoxi-hook/"
+
+
+def _tick_one_off(backend):
+    now = time.monotonic()
+    for cluster_tasks in backend.tasks.values():
+        for t in cluster_tasks.values():
+            if not (t.started_by or "").startswith(HOOK_PREFIX) or t.last_status == "STOPPED":
+                continue
+            born = getattr(t, "_gm_born", None)
+            if born is None:
+                t._gm_born = now
+                continue
+            if now - born >= 2 * START_SECONDS:
+                image = (t.containers[0].image if t.containers else "") or ""
+                m = re.search(r"exit-(\d+)", image)
+                code = int(m.group(1)) if m else 0
+                for c in t.containers:
+                    c.exitCode = code
+                    c.last_status = "STOPPED"
+                _stop(t, "Essential container in task exited", "EssentialContainerExited")
+
+
+def _invoke_without_code(self, body, request_headers, response_headers):
+    name = self.function_name
+    if "fail" in name:
+        response_headers["x-amz-function-error"] = "Unhandled"
+        logs = f"START\n[ERROR] AssertionError: {name}: green answered 503 on /health\nEND\n"
+        result = json.dumps({"errorType": "AssertionError", "errorMessage": "green answered 503 on /health"})
+    else:
+        logs = "START\nEND\n"
+        result = json.dumps({"ok": True})
+    if request_headers.get("x-amz-invocation-type", "RequestResponse") == "RequestResponse":
+        response_headers["x-amz-log-result"] = base64.b64encode(logs.encode("utf-8")).decode("utf-8")
+    return result.encode("utf-8")
+
+
 def install():
     if moto.__version__ != PINNED_MOTO:
         sys.exit(f"tests/moto/server.py is written for moto {PINNED_MOTO}, found {moto.__version__}; run `make test` to install the pinned version")
@@ -1033,6 +1084,7 @@ def install():
     STSBackend.assume_role = assume_role
     cloudwatch_models.Statistics.get_statistics_for_type = _percentile_or(cloudwatch_models.Statistics.get_statistics_for_type)
     cloudwatch_models.parse_expression = parse_expression
+    LambdaFunction.invoke = _invoke_without_code
     EC2ContainerServiceResponse.create_service = _keeping_deployment_configuration(EC2ContainerServiceResponse.create_service)
     EC2ContainerServiceResponse.update_service = _keeping_deployment_configuration(EC2ContainerServiceResponse.update_service)
     EC2ContainerServiceResponse.list_service_deployments = resp_list_service_deployments

@@ -118,6 +118,9 @@ pub struct EcsDepdef {
     /// `trafficShiftingConfig.steps`: an explicit schedule (issue 25), instead of type + percent.
     #[serde(default)]
     pub shift_steps: Option<Vec<crate::schedule::ShiftStep>>,
+    /// `hooks` (issue 25): checks before the first shift, at 100 % and before promotion.
+    #[serde(default)]
+    pub hooks: Option<super::hooks::Hooks>,
 }
 
 impl Default for EcsDepdef {
@@ -141,6 +144,7 @@ impl Default for EcsDepdef {
             initial_scale: None,
             analysis: None,
             shift_steps: None,
+            hooks: None,
         }
     }
 }
@@ -188,6 +192,7 @@ impl EcsDepdef {
 
 const KNOWN: &[&str] = &[
     "analysis",
+    "hooks",
     "environment",
     "trafficShiftingConfig",
     "trafficShiftingEnabled",
@@ -319,6 +324,7 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
     }
     d.pre_shift_stability = pre_shift;
     d.analysis = crate::analysis::parse(&mut r, root.get("analysis"), "analysis", crate::analysis::PresetTarget::Ecs);
+    d.hooks = super::hooks::parse(&mut r, root.get("hooks"), true);
 
     let breaker = r.object(root.get("gmDeploymentCircuitBreaker"), "gmDeploymentCircuitBreaker");
     let stability = r.object(root.get("stabilityCheck"), "stabilityCheck");

@@ -58,6 +58,10 @@ pub struct LambdaDepdef {
     /// `trafficShiftingConfig.steps`: an explicit schedule (issue 25), instead of type + percent.
     #[serde(default)]
     pub shift_steps: Option<Vec<crate::schedule::ShiftStep>>,
+    /// `hooks` (issue 25): Lambda invocations before the first shift, at 100 % and before the
+    /// alias moves for good.
+    #[serde(default)]
+    pub hooks: Option<super::hooks::Hooks>,
 }
 
 impl LambdaDepdef {
@@ -339,6 +343,7 @@ pub fn mapping_changes(body: &Value, held: &std::collections::BTreeMap<String, V
 const DEPDEF_FIELDS: &[&str] = &[
     "alias",
     "analysis",
+    "hooks",
     "environment",
     "environmentVariables",
     "trafficShiftingConfig",
@@ -421,6 +426,7 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
     }
     let delete_old_version = r.bool(root.get("deleteOldVersion"), "deleteOldVersion").unwrap_or(false);
     let analysis = crate::analysis::parse(&mut r, root.get("analysis"), "analysis", crate::analysis::PresetTarget::Lambda);
+    let hooks = super::hooks::parse(&mut r, root.get("hooks"), false);
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -439,6 +445,7 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
         webhooks,
         analysis,
         shift_steps,
+        hooks,
     };
     Ok((depdef, r.warnings))
 }

@@ -11,6 +11,7 @@ pub mod ecs_depdef;
 pub mod fields;
 pub mod fingerprint;
 pub mod group;
+pub mod hooks;
 pub mod input;
 pub mod lambda;
 pub mod render;

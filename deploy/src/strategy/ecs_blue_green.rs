@@ -21,6 +21,7 @@ use crate::plan::{Action, Plan};
 use crate::record::BlueGreenPhase;
 use crate::record::{DeploymentRecord, FailureCause, Level, Outcome, Phase, Strategy, TaskSetScales};
 use crate::schedule::{ShiftStep, Weights};
+use crate::spec::hooks::HookPoint;
 use crate::spec::{DesiredApp, EcsApp, Identity};
 use crate::token::client_token;
 use serde_json::{json, Map, Value};
@@ -691,6 +692,15 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
         if let Some(plan) = capacity_before(cx, this_step.as_ref(), green, since_ms) {
             return plan;
         }
+        if step == 0 {
+            match super::hook_gate::at(cx.input, &next, HookPoint::BeforeShift, poll) {
+                super::hook_gate::HookGate::Open => {}
+                super::hook_gate::HookGate::Hold(plan) => return plan,
+                super::hook_gate::HookGate::Closed(with_run, cause, evidence) => {
+                    return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
+                }
+            }
+        }
         let w = Weights::green(green);
         if next.traffic != Some(w) {
             next.traffic = Some(w);
@@ -721,6 +731,15 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
             super::analysis_gate::AnalysisGate::Open => {}
             super::analysis_gate::AnalysisGate::Hold(plan) => return plan,
             super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => {
+                return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
+            }
+        }
+    }
+    if schedule.get(step as usize + 1).is_none() {
+        match super::hook_gate::at(cx.input, &next, HookPoint::AfterShift, Duration::from_millis(ALARM_POLL_MS)) {
+            super::hook_gate::HookGate::Open => {}
+            super::hook_gate::HookGate::Hold(plan) => return plan,
+            super::hook_gate::HookGate::Closed(with_run, cause, evidence) => {
                 return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
             }
         }
@@ -841,6 +860,13 @@ fn bake(cx: &Step<'_>, until_ms: u64) -> Plan {
             super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => {
                 return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
             }
+        }
+    }
+    match super::hook_gate::at(cx.input, &next, HookPoint::BeforePromote, Duration::from_millis(ALARM_POLL_MS)) {
+        super::hook_gate::HookGate::Open => {}
+        super::hook_gate::HookGate::Hold(plan) => return plan,
+        super::hook_gate::HookGate::Closed(with_run, cause, evidence) => {
+            return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
         }
     }
     next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);

@@ -12,6 +12,7 @@ use super::{new_record, short_commit, Desired, StepInput, STEADY_REQUEUE};
 use crate::observed::{FunctionState, LastUpdateStatus, ObservedFunction, ObservedLambda};
 use crate::plan::{Action, Completion, Plan};
 use crate::record::{DeploymentRecord, FailureCause, LambdaPhase, Level, Operation, Outcome, Phase, Strategy};
+use crate::spec::hooks::HookPoint;
 use crate::spec::lambda::{config_differences, config_view, EventSources, PushSource};
 use crate::spec::{AppSpec, DesiredApp, Identity, LambdaApp};
 use serde_json::{json, Value};
@@ -377,6 +378,13 @@ fn shift(cx: &Step<'_>, version: &str, step: u32, weight: u32, since_ms: u64) ->
             super::gates::Gate::Hold(plan) => return plan,
             super::gates::Gate::Closed(cause, evidence) => return rollback(record, now, cause, evidence),
         }
+        if step == 0 {
+            match super::hook_gate::at(input, &next, HookPoint::BeforeShift, poll) {
+                super::hook_gate::HookGate::Open => {}
+                super::hook_gate::HookGate::Hold(plan) => return plan,
+                super::hook_gate::HookGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
+            }
+        }
         let w = crate::schedule::Weights::green(weight);
         if next.traffic != Some(w) {
             next.traffic = Some(w);
@@ -402,6 +410,13 @@ fn shift(cx: &Step<'_>, version: &str, step: u32, weight: u32, since_ms: u64) ->
             super::analysis_gate::AnalysisGate::Open => {}
             super::analysis_gate::AnalysisGate::Hold(plan) => return plan,
             super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
+        }
+    }
+    if schedule.get(step as usize + 1).is_none() {
+        match super::hook_gate::at(input, &next, HookPoint::AfterShift, Duration::from_millis(ALARM_POLL_MS)) {
+            super::hook_gate::HookGate::Open => {}
+            super::hook_gate::HookGate::Hold(plan) => return plan,
+            super::hook_gate::HookGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
         }
     }
     match schedule.get(step as usize + 1) {
@@ -442,6 +457,11 @@ fn bake(cx: &Step<'_>, version: &str, until_ms: u64) -> Plan {
             super::analysis_gate::AnalysisGate::Hold(plan) => return plan,
             super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
         }
+    }
+    match super::hook_gate::at(input, &next, HookPoint::BeforePromote, Duration::from_millis(ALARM_POLL_MS)) {
+        super::hook_gate::HookGate::Open => {}
+        super::hook_gate::HookGate::Hold(plan) => return plan,
+        super::hook_gate::HookGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
     }
     next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.to_string() }), now);
     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
@@ -776,6 +796,11 @@ pub fn operator_rollback(record: &DeploymentRecord, phase: &LambdaPhase, now: u6
 
 /// The new version while it may take traffic (Ready, Shift, Bake): the phases a rollback or a
 /// newer commit undoes.
+/// The version a Lambda phase moves traffic to, if it has one.
+pub fn version_of(phase: &LambdaPhase) -> Option<&str> {
+    shifting_version(phase)
+}
+
 fn shifting_version(phase: &LambdaPhase) -> Option<&str> {
     match phase {
         LambdaPhase::Ready { version, .. } | LambdaPhase::Shift { version, .. } | LambdaPhase::Bake { version, .. } => Some(version),

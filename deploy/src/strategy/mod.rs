@@ -16,6 +16,7 @@ pub mod analysis_gate;
 pub mod ecs_blue_green;
 pub mod ecs_rolling;
 pub mod gates;
+pub mod hook_gate;
 pub mod lambda_shift;
 
 #[cfg(test)]
@@ -150,6 +151,10 @@ pub struct ObserveNeeds {
     pub native_deployment_since_ms: Option<u64>,
     /// The metric analysis of the step is due: fetch this GetMetricData request (issue 25).
     pub metrics: Option<crate::analysis::queries::MetricRequest>,
+    /// A task hook runs: list the tasks of (cluster, startedBy).
+    pub hook_tasks: Option<(String, String)>,
+    /// A Lambda hook runs: invoke it.
+    pub invoke: Option<hook_gate::HookInvocation>,
 }
 
 /// What of its target groups a blue/green phase reads: only what can change or matter in it.
@@ -550,6 +555,9 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
         return Look::Skip(Plan::wait(STEADY_REQUEUE));
     }
     needs.metrics = analysis_due(input);
+    if let Some(record) = input.record.filter(|r| r.in_flight()) {
+        (needs.hook_tasks, needs.invoke) = hook_gate::needs(record);
+    }
     Look::Observe(needs)
 }
 
@@ -867,6 +875,7 @@ pub fn new_record(
         task_set_arns: None,
         awaiting_approval: None,
         approvals: Vec::new(),
+        hooks: Vec::new(),
         analysis: None,
         started_at_ms: input.now_ms,
         updated_at_ms: input.now_ms,

@@ -171,6 +171,15 @@ pub fn deployment_view(r: &DeploymentRecord) -> Value {
             r.timeline.iter().map(|e| json!({"at": format_ms(e.at_ms), "level": e.level.as_str(), "message": e.message})).collect(),
         );
         o.insert("analysis".into(), analysis_view(r));
+        o.insert(
+            "hooks".into(),
+            r.hooks
+                .iter()
+                .map(|h| {
+                    json!({"hook": h.point.as_str(), "status": h.status, "started_at": format_ms(h.started_ms), "detail": h.detail, "reference": h.reference})
+                })
+                .collect(),
+        );
     }
     view
 }

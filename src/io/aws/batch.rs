@@ -172,6 +172,9 @@ mod tests {
         async fn delete_task_set(&self, _: &str, _: &str, _: &str) -> Result<(), AwsError> {
             unreachable!()
         }
+        async fn run_task(&self, _: &Value) -> Result<(), AwsError> {
+            unreachable!()
+        }
     }
 
     #[tokio::test(start_paused = true)]

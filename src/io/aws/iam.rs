@@ -21,6 +21,8 @@ impl Operation {
     pub fn iam_action(&self) -> String {
         match self.service.as_str() {
             "monitoring" => format!("cloudwatch:{}", self.name),
+            // the one operation whose IAM action has another name
+            "lambda" if self.name == "Invoke" => "lambda:InvokeFunction".to_string(),
             "apigateway" => {
                 let verb = ["Get", "Create", "Update", "Delete"]
                     .iter()
@@ -81,6 +83,7 @@ mod tests {
     fn each_protocol_maps_to_its_iam_action() {
         assert_eq!(op("ecs", "UpdateService").iam_action(), "ecs:UpdateService");
         assert_eq!(op("monitoring", "DescribeAlarms").iam_action(), "cloudwatch:DescribeAlarms");
+        assert_eq!(op("lambda", "Invoke").iam_action(), "lambda:InvokeFunction");
         assert_eq!(op("apigateway", "UpdateRoute").iam_action(), "apigateway:PATCH");
         assert_eq!(op("apigateway", "CreateIntegration").iam_action(), "apigateway:POST");
         assert!(op("elasticloadbalancing", "DescribeTargetHealth").is_read());

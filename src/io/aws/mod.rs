@@ -90,6 +90,8 @@ pub trait Ecs: Send + Sync {
     async fn update_primary_task_set(&self, cluster: &str, service: &str, task_set: &str) -> Result<(), AwsError>;
     /// DeleteTaskSet with force; a task set that is already gone is success.
     async fn delete_task_set(&self, cluster: &str, service: &str, task_set: &str) -> Result<(), AwsError>;
+    /// RunTask with this body (a hook's one-off task; startedBy and clientToken included).
+    async fn run_task(&self, body: &Value) -> Result<(), AwsError>;
 }
 
 /// The Elastic Load Balancing v2 operations gitmoxi uses.
@@ -142,6 +144,13 @@ pub trait Lambda: Send + Sync {
     async fn add_permission(&self, name: &str, qualifier: &str, sid: &str, principal: &str, source_arn: &str) -> Result<(), AwsError>;
     /// RemovePermission; already gone is success.
     async fn remove_permission(&self, name: &str, qualifier: &str, sid: &str) -> Result<(), AwsError>;
+    /// Invoke (RequestResponse, the log's tail) with `payload`, waiting at most `timeout`.
+    async fn invoke(
+        &self,
+        function: &str,
+        payload: &Value,
+        timeout: std::time::Duration,
+    ) -> Result<gitmoxi_deploy::observed::ObservedInvocation, AwsError>;
 }
 
 /// The API Gateway v2 operations gitmoxi uses.

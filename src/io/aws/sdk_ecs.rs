@@ -539,6 +539,30 @@ impl Ecs for SdkEcs {
             Err(e) => Err(e),
         }
     }
+    async fn run_task(&self, body: &Value) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .run_task()
+            .cluster(str_field(body, "cluster"))
+            .task_definition(str_field(body, "taskDefinition"))
+            .customize()
+            .mutate_request(raw_body(body))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "RunTask", e));
+        let out = self.track("RunTask", out)?;
+        match out.failures().first() {
+            // RunTask answers 200 with failures when it could not place the task
+            Some(f) if out.tasks().is_empty() => Err(AwsError::new(
+                SERVICE,
+                "RunTask",
+                AwsErrorKind::Rejected,
+                f.reason().unwrap_or("RunTaskFailure"),
+                format!("RunTask placed no task: {} {}", f.reason().unwrap_or_default(), f.detail().unwrap_or_default()),
+            )),
+            Some(_) | None => Ok(()),
+        }
+    }
 }
 
 /// Our view of an ECS service deployment.

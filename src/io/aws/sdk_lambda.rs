@@ -11,7 +11,7 @@ use super::{no_retry, AwsError, AwsErrorKind, Lambda};
 use async_trait::async_trait;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, FunctionConfiguration};
 use aws_sdk_lambda::Client;
-use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedMapping};
+use gitmoxi_deploy::observed::{ObservedAlias, ObservedFunction, ObservedInvocation, ObservedMapping};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -492,5 +492,38 @@ impl Lambda for SdkLambda {
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    async fn invoke(&self, function: &str, payload: &Value, timeout: std::time::Duration) -> Result<ObservedInvocation, AwsError> {
+        let body = serde_json::to_vec(payload).unwrap_or_default();
+        let call = self
+            .client
+            .invoke()
+            .function_name(function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::RequestResponse)
+            .log_type(aws_sdk_lambda::types::LogType::Tail)
+            .payload(aws_smithy_types::Blob::new(body))
+            .send();
+        let out = match tokio::time::timeout(timeout, call).await {
+            Ok(out) => out.map_err(|e| AwsError::from_sdk(SERVICE, "Invoke", e)),
+            Err(_) => Err(AwsError::new(
+                SERVICE,
+                "Invoke",
+                AwsErrorKind::Unavailable,
+                "Timeout",
+                format!("{function} did not answer within {} s", timeout.as_secs()),
+            )),
+        };
+        let out = self.track("Invoke", out)?;
+        let log_tail = out.log_result().and_then(|b64| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(b64).ok().map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        });
+        Ok(ObservedInvocation {
+            status_code: out.status_code(),
+            function_error: out.function_error().map(str::to_string),
+            log_tail,
+            request_id: None,
+        })
     }
 }

@@ -400,7 +400,10 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
         Some(request) => Some(clients.alarms.metric_data(request).await?),
         None => None,
     };
+    let (hook_tasks, invocation) = observe_hook(clients, needs).await?;
     Ok(Observed {
+        hook_tasks,
+        invocation,
         service: described,
         registered_task_definition: registered,
         resolved_task_definition: resolved,
@@ -454,7 +457,25 @@ async fn observe_lambda(clients: &Clients, function: &str, needs: &strategy::Obs
         Some(request) => Some(clients.alarms.metric_data(request).await?),
         None => None,
     };
-    Ok(Observed { lambda: observed, alarms, metrics, ..Observed::default() })
+    let (hook_tasks, invocation) = observe_hook(clients, needs).await?;
+    Ok(Observed { lambda: observed, alarms, metrics, hook_tasks, invocation, ..Observed::default() })
+}
+
+/// A running hook (issue 25): its task's state, or the Lambda hook's invocation (made here: the
+/// record says the hook runs and holds no answer yet).
+async fn observe_hook(
+    clients: &Clients,
+    needs: &strategy::ObserveNeeds,
+) -> Result<(Vec<gitmoxi_deploy::observed::ObservedTask>, Option<gitmoxi_deploy::observed::ObservedInvocation>), AwsError> {
+    let tasks = match &needs.hook_tasks {
+        Some((cluster, started_by)) => clients.ecs.tasks_started_by(cluster, started_by).await?,
+        None => Vec::new(),
+    };
+    let invocation = match &needs.invoke {
+        Some(i) => Some(clients.lambda.invoke(&i.function, &i.payload, std::time::Duration::from_secs(i.timeout_secs)).await?),
+        None => None,
+    };
+    Ok((tasks, invocation))
 }
 
 /// Performs one action.
@@ -464,6 +485,7 @@ async fn perform(clients: &Clients, action: &Action) -> Result<(), AwsError> {
         Action::EcsRegisterTaskDefinition { body } => ecs.register_task_definition(body).await.map(|arn| {
             tracing::info!(task_definition = %arn, "registered task definition");
         }),
+        Action::EcsRunTask { body } => ecs.run_task(body).await,
         Action::EcsCreateService { body } => ecs.create_service(body).await.map(|arn| {
             tracing::info!(service = %arn, "created service");
         }),

@@ -934,3 +934,123 @@ fn steps_start_green_small_gate_a_step_scale_it_up_before_more_traffic_and_judge
     let judged: Vec<String> = record.analysis.expect("runs").runs.iter().map(|r| r.step.clone()).collect();
     assert_eq!(judged, vec!["25 %".to_string(), "bake".to_string()], "only the step that asks, and the bake");
 }
+
+fn hooked_app() -> DesiredApp {
+    app_with(
+        "nginx:2",
+        &depdef(
+            r#", "trafficShiftingConfig": {"type": "CANARY", "percent": 50, "waitInterval": 10},
+            "hooks": {"beforeShift": {"task": {"taskDefinition": "smoke:3", "overrides": {"containerOverrides": [{"name": "smoke", "command": ["check", "green"]}]}}, "timeout": 120},
+                      "afterShift": {"lambda": {"functionName": "verify-fail", "payload": {"path": "/health"}}, "timeout": 30}}"#,
+        ),
+    )
+}
+
+fn input_with<'a>(
+    desired: &'a DesiredApp,
+    record: &'a DeploymentRecord,
+    obs: &'a Observed,
+    applied: &'a AppliedState,
+    key: &'a AppKey,
+    now: u64,
+) -> StepInput<'a> {
+    StepInput {
+        key,
+        commit: "c0ffee",
+        desired: Desired::Present(desired),
+        applied,
+        record: Some(record),
+        observed: obs,
+        now_ms: now,
+        new_deployment_id: "dep-2",
+        commands: &crate::commands::NO_COMMANDS,
+        drift: crate::drift::DriftClock::off(),
+        moved: false,
+        refusal: None,
+        own_account: Some("123456789012"),
+        account_roles: &crate::accounts::NO_ROLES,
+        adopt_untagged: false,
+    }
+}
+
+#[test]
+fn a_before_shift_task_hook_runs_once_in_the_services_network_and_traffic_waits_for_its_exit_code() {
+    let desired = hooked_app();
+    let (mut record, mut obs) = in_stabilize(&desired);
+    obs.tasks = tasks_of("222", "RUNNING", 4, None);
+    advance(&desired, &mut record, &obs, 5_000);
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, .. })));
+    // the hook starts: RunTask with the service's cluster, network and launch type, once
+    let plan = advance(&desired, &mut record, &obs, 5_000);
+    let Some(Action::EcsRunTask { body }) = plan.actions.first() else { panic!("{:?}", plan.actions) };
+    assert_eq!(body["startedBy"], "gitmoxi-hook/dep-2/beforeShift");
+    assert_eq!(body["taskDefinition"], "smoke:3");
+    assert_eq!(body["launchType"], "FARGATE");
+    assert_eq!(body["networkConfiguration"]["awsvpcConfiguration"]["subnets"][0], "subnet-1");
+    assert_eq!(body["overrides"]["containerOverrides"][0]["command"][1], "green");
+    assert_eq!(body["clientToken"], client_token("dep-2", "hook-beforeShift"));
+    let (key, applied) = (key(), applied());
+    let look = strategy::look(&input_with(&desired, &record, &obs, &applied, &key, 6_000));
+    let strategy::Look::Observe(needs) = look else { panic!("observes") };
+    assert_eq!(needs.hook_tasks, Some(("prod".to_string(), "gitmoxi-hook/dep-2/beforeShift".to_string())));
+    // running: no weight moves, no second RunTask
+    let mut hook_task = tasks_of("hook", "RUNNING", 1, None).remove(0);
+    hook_task.started_by = Some("gitmoxi-hook/dep-2/beforeShift".into());
+    obs.hook_tasks = vec![hook_task.clone()];
+    let plan = advance(&desired, &mut record, &obs, 8_000);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(obs.elb.as_ref().expect("elb").forwards[0].targets[1].1, 0);
+    // it exits 0: the weights move
+    hook_task.last_status = "STOPPED".into();
+    hook_task.stopped_reason = Some("Essential container in task exited".into());
+    hook_task.containers = vec![crate::observed::ObservedContainer { name: "smoke".into(), exit_code: Some(0), reason: None }];
+    obs.hook_tasks = vec![hook_task];
+    advance(&desired, &mut record, &obs, 9_000);
+    assert_eq!(record.hooks[0].status, crate::record::HookStatus::Succeeded);
+    let plan = advance(&desired, &mut record, &obs, 9_000);
+    assert!(
+        plan.actions.iter().all(|a| matches!(a, Action::ElbSetForwardWeights { .. })) && !plan.actions.is_empty(),
+        "{:?}",
+        plan.actions
+    );
+}
+
+#[test]
+fn a_failing_after_shift_lambda_hook_rolls_back_naming_the_function_error_and_its_log() {
+    let desired = hooked_app();
+    let (mut record, mut obs) = shifting_at(&desired, 100);
+    record.phase = Phase::BlueGreen(BlueGreenPhase::Shift { step: 1, green: 100, since_ms: 1_000 });
+    record.hooks.push(crate::record::HookRun {
+        point: crate::spec::hooks::HookPoint::BeforeShift,
+        started_ms: 0,
+        status: crate::record::HookStatus::Succeeded,
+        detail: None,
+        reference: None,
+    });
+    advance(&desired, &mut record, &obs, 20_000);
+    assert_eq!(record.hooks.last().map(|h| h.status), Some(crate::record::HookStatus::Running));
+    let (key, applied) = (key(), applied());
+    let strategy::Look::Observe(needs) = strategy::look(&input_with(&desired, &record, &obs, &applied, &key, 20_001)) else {
+        panic!("observes")
+    };
+    let invoke = needs.invoke.expect("the invocation to make");
+    assert_eq!(invoke.function, "verify-fail");
+    assert_eq!(invoke.payload["path"], "/health");
+    assert_eq!(invoke.payload["gitmoxi"]["hook"], "afterShift");
+    assert_eq!(invoke.payload["gitmoxi"]["deployment"], "dep-2");
+    obs.invocation = Some(crate::observed::ObservedInvocation {
+        status_code: 200,
+        function_error: Some("Unhandled".into()),
+        log_tail: Some("START\n[ERROR] AssertionError: green answered 503\nEND\n".into()),
+        request_id: None,
+    });
+    advance(&desired, &mut record, &obs, 20_001);
+    assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { .. })), "{:?}", record.phase);
+    assert_eq!(
+        record.cause,
+        Some(FailureCause::HookFailed {
+            hook: "afterShift".into(),
+            detail: "FunctionError Unhandled — [ERROR] AssertionError: green answered 503".into()
+        })
+    );
+}
