@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 const WIDTH: f64 = 360.0;
 const HEIGHT: f64 = 120.0;
-const PAD_X: f64 = 36.0;
+const PAD_X: f64 = 64.0;
 const PAD_Y: f64 = 14.0;
 
 /// The value a run's check shows for a side: its median (a comparison), else its mean.
@@ -164,13 +164,53 @@ mod tests {
         let c = &charts[0];
         assert_eq!(c["top"], "414 ms");
         assert_eq!(c["bottom"], "180 ms");
-        assert_eq!(c["green"], "36.0,105.6 324.0,14.0", "green climbs from near the bottom to the top");
+        assert_eq!(c["green"], "64.0,105.6 296.0,14.0", "green climbs from near the bottom to the top");
         assert_eq!(c["points"][1]["verdict"], "fail");
         let ui = crate::edge::http::ui::Ui::new();
         let html = ui.templates.get_template("analysis.html").and_then(|t| t.render(json!({"d": {"charts": charts}}))).expect("renders");
-        assert!(html.contains(r#"<polyline class="green" points="36.0,105.6 324.0,14.0"/>"#), "{html}");
+        assert!(html.contains(r#"<polyline class="green" points="64.0,105.6 296.0,14.0"/>"#), "{html}");
         assert!(html.contains(r#"<circle class="green fail""#), "{html}");
         assert!(html.contains("50 %: green 414 ms, blue 182 ms — fail (rolled back)"), "{html}");
         assert!(!html.contains("<script>") && !html.contains("<latency>"), "{html}");
+    }
+
+    /// The README's screenshot: with `GITMOXI_CHART_PAGE=path`, the chart of a canary whose p99
+    /// latency got worse at 25 % is written as a page (the web page's own CSS and template), for
+    /// `chromium --headless --screenshot`.
+    #[test]
+    fn the_chart_of_a_canary_that_went_bad_renders_as_a_page() {
+        let mut runs =
+            vec![run("5 %", 181.0, 180.0, Verdict::Pass, "p99 latency green 181 ms vs blue 180 ms (+0.6 %, tolerance 25 %, p = 0.41)")];
+        runs.push(run("25 %", 414.0, 182.0, Verdict::Fail, "p99 latency green 414 ms vs blue 182 ms (+127 %, tolerance 25 %, p < 0.001)"));
+        for r in &mut runs {
+            r.checks[0].name = "p99 latency".into();
+        }
+        let mut rate = runs.clone();
+        for (r, (g, verdict)) in rate.iter_mut().zip([(0.2, Verdict::Pass), (0.4, Verdict::Pass)]) {
+            r.checks[0] = CheckResult {
+                name: "5xx rate".into(),
+                verdict,
+                green: SideValues { samples: 10, mean: Some(g), median: None, values: vec![] },
+                blue: None,
+                p_value: None,
+                change_pct: None,
+                rule: "max 1 %".into(),
+                message: format!("5xx rate green {g} % within max 1 %"),
+            };
+        }
+        for (r, extra) in runs.iter_mut().zip(rate) {
+            r.checks.extend(extra.checks);
+        }
+        let analysis = AnalysisState { sides: None, runs };
+        let charts = charts_of(&analysis, &|name| if name == "5xx rate" { "%".into() } else { "ms".into() });
+        assert_eq!(charts.len(), 2);
+        let ui = crate::edge::http::ui::Ui::new();
+        let html = ui.templates.get_template("analysis.html").and_then(|t| t.render(json!({"d": {"charts": charts}}))).expect("renders");
+        assert!(html.contains("<svg"));
+        if let Ok(path) = std::env::var("GITMOXI_CHART_PAGE") {
+            let css = include_str!("static/app.css");
+            let page = format!("<!doctype html><html><head><meta charset=utf-8><style>{css}</style></head><body><main style=\"padding:12px\">{html}</main></body></html>");
+            std::fs::write(path, page).expect("write the page");
+        }
     }
 }
