@@ -339,3 +339,41 @@ async fn a_lambda_hook_that_raises_rolls_the_alias_back_naming_the_error_and_one
     let history = sim.history(PREFIX).join("\n");
     assert!(history.contains("hook afterShift succeeded"), "{history}");
 }
+
+/// Issue 25: `steps` on a Lambda alias — 10 % judged by the analysis (CloudWatch in the fake
+/// world: the new version's error rate), a person's approval, then 50 % and 100 %; the alias never
+/// passes a step before its gate is answered, and the run is kept with its step.
+#[tokio::test(start_paused = true)]
+async fn steps_on_an_alias_are_judged_gated_and_shifted_in_order() {
+    let stepped = r#"{"alias": "live", "readinessCheck": {"waitInterval": 2, "maxRetries": 10},
+      "trafficShiftingConfig": {"waitInterval": 30, "steps": [{"weight": 10, "analysis": true}, {"approval": true}, {"weight": 50}, {"weight": 100}]},
+      "analysis": {"window": 120, "duringBake": false, "checks": [{"name": "error rate", "unit": "%", "max": 5, "minSamples": 3,
+        "metric": {"namespace": "Hello", "metricName": "ErrorRate", "dimensions": {"Version": "{{ green }}"}, "stat": "Average", "period": 10}}]}}"#;
+    let mut sim = Sim::new();
+    add_function(&mut sim, "djE=", "ok", stepped);
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| on_version(s, "1")).await, "{:?}", sim.history(PREFIX));
+    // version 2 errs 1 % of the time: data for the minutes the analysis reads
+    for i in 0..60u64 {
+        sim.world.put_metric("Hello", "ErrorRate", &[("Version", "2")], std::time::Duration::from_secs(i * 10), 1.0);
+    }
+    add_function(&mut sim, "djI=", "ok", stepped);
+    sim.commit();
+    let waiting = |s: &Sim| s.store.record(&Sim::key(PREFIX)).unwrap().is_some_and(|r| r.awaiting_approval.is_some());
+    assert!(sim.run_until(10 * MINUTES, waiting).await, "{:?}", sim.history(PREFIX));
+    assert_eq!(alias(&sim), Some(("1".to_string(), BTreeMap::from([("2".to_string(), 0.1)]))), "10 % while the gate waits");
+    let record = sim.store.record(&Sim::key(PREFIX)).unwrap().expect("in flight");
+    let runs = &record.analysis.as_ref().expect("analysis").runs;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!((runs[0].step.as_str(), runs[0].checks[0].message.as_str()), ("10 %", "error rate green 1 % within max 5 %"));
+    assert_eq!(record.awaiting_approval.as_ref().map(|a| a.gate.as_str()), Some("before 50 %"));
+    sim.answer_gate(PREFIX, true, "dana", gitmoxi_deploy::commands::AnswerChannel::Api);
+    assert!(sim.run_until(10 * MINUTES, |s| on_version(s, "2")).await, "{:?}", sim.history(PREFIX));
+    assert_eq!(sim.outcome(PREFIX), Some(Outcome::Succeeded));
+    let history = sim.history(PREFIX).join("\n");
+    for line in
+        ["alias live: 10 % on version 2", "analysis at 10 %: pass", "approved by dana via api before 50 %", "alias live: 50 % on version 2"]
+    {
+        assert!(history.contains(line), "{line}: {history}");
+    }
+}
