@@ -106,6 +106,18 @@ fn sides<'a>(observed: &'a Observed, deployment_id: &str) -> Sides<'a> {
     }
 }
 
+/// The hook at `point` (issue 25): `None` when the step may go on, else the plan that starts or
+/// follows it, or rolls back for it (traffic back to blue first).
+fn through_hook(cx: &Step<'_>, next: &DeploymentRecord, point: HookPoint, poll: Duration) -> Option<Plan> {
+    match super::hook_gate::at(cx.input, next, point, poll) {
+        super::hook_gate::HookGate::Open => None,
+        super::hook_gate::HookGate::Hold(plan) => Some(plan),
+        super::hook_gate::HookGate::Closed(with_run, cause, evidence) => {
+            Some(rollback(&with_run, cx.now, cause, evidence, cx.app.depdef.delete_new_upon_traffic_shift_failure))
+        }
+    }
+}
+
 /// The names the analysis fills in for each side (issue 25): the first pair's target groups as
 /// ALB dimensions, the task set ids, and the load balancer in front of the green group.
 fn side_names(
@@ -693,12 +705,8 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
             return plan;
         }
         if step == 0 {
-            match super::hook_gate::at(cx.input, &next, HookPoint::BeforeShift, poll) {
-                super::hook_gate::HookGate::Open => {}
-                super::hook_gate::HookGate::Hold(plan) => return plan,
-                super::hook_gate::HookGate::Closed(with_run, cause, evidence) => {
-                    return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
-                }
+            if let Some(plan) = through_hook(cx, &next, HookPoint::BeforeShift, poll) {
+                return plan;
             }
         }
         let w = Weights::green(green);
@@ -736,12 +744,8 @@ fn shift(cx: &Step<'_>, step: u32, green: u32, since_ms: u64) -> Plan {
         }
     }
     if schedule.get(step as usize + 1).is_none() {
-        match super::hook_gate::at(cx.input, &next, HookPoint::AfterShift, Duration::from_millis(ALARM_POLL_MS)) {
-            super::hook_gate::HookGate::Open => {}
-            super::hook_gate::HookGate::Hold(plan) => return plan,
-            super::hook_gate::HookGate::Closed(with_run, cause, evidence) => {
-                return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
-            }
+        if let Some(plan) = through_hook(cx, &next, HookPoint::AfterShift, Duration::from_millis(ALARM_POLL_MS)) {
+            return plan;
         }
     }
     match schedule.get(step as usize + 1) {
@@ -862,12 +866,8 @@ fn bake(cx: &Step<'_>, until_ms: u64) -> Plan {
             }
         }
     }
-    match super::hook_gate::at(cx.input, &next, HookPoint::BeforePromote, Duration::from_millis(ALARM_POLL_MS)) {
-        super::hook_gate::HookGate::Open => {}
-        super::hook_gate::HookGate::Hold(plan) => return plan,
-        super::hook_gate::HookGate::Closed(with_run, cause, evidence) => {
-            return rollback(&with_run, now, cause, evidence, app.depdef.delete_new_upon_traffic_shift_failure)
-        }
+    if let Some(plan) = through_hook(cx, &next, HookPoint::BeforePromote, Duration::from_millis(ALARM_POLL_MS)) {
+        return plan;
     }
     next.enter(Phase::BlueGreen(BlueGreenPhase::Promote), now);
     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }

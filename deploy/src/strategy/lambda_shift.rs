@@ -379,10 +379,8 @@ fn shift(cx: &Step<'_>, version: &str, step: u32, weight: u32, since_ms: u64) ->
             super::gates::Gate::Closed(cause, evidence) => return rollback(record, now, cause, evidence),
         }
         if step == 0 {
-            match super::hook_gate::at(input, &next, HookPoint::BeforeShift, poll) {
-                super::hook_gate::HookGate::Open => {}
-                super::hook_gate::HookGate::Hold(plan) => return plan,
-                super::hook_gate::HookGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
+            if let Some(plan) = through_hook(input, &next, HookPoint::BeforeShift, poll) {
+                return plan;
             }
         }
         let w = crate::schedule::Weights::green(weight);
@@ -413,10 +411,8 @@ fn shift(cx: &Step<'_>, version: &str, step: u32, weight: u32, since_ms: u64) ->
         }
     }
     if schedule.get(step as usize + 1).is_none() {
-        match super::hook_gate::at(input, &next, HookPoint::AfterShift, Duration::from_millis(ALARM_POLL_MS)) {
-            super::hook_gate::HookGate::Open => {}
-            super::hook_gate::HookGate::Hold(plan) => return plan,
-            super::hook_gate::HookGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
+        if let Some(plan) = through_hook(input, &next, HookPoint::AfterShift, Duration::from_millis(ALARM_POLL_MS)) {
+            return plan;
         }
     }
     match schedule.get(step as usize + 1) {
@@ -458,10 +454,8 @@ fn bake(cx: &Step<'_>, version: &str, until_ms: u64) -> Plan {
             super::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
         }
     }
-    match super::hook_gate::at(input, &next, HookPoint::BeforePromote, Duration::from_millis(ALARM_POLL_MS)) {
-        super::hook_gate::HookGate::Open => {}
-        super::hook_gate::HookGate::Hold(plan) => return plan,
-        super::hook_gate::HookGate::Closed(with_run, cause, evidence) => return rollback(&with_run, now, cause, evidence),
+    if let Some(plan) = through_hook(input, &next, HookPoint::BeforePromote, Duration::from_millis(ALARM_POLL_MS)) {
+        return plan;
     }
     next.enter(Phase::Lambda(LambdaPhase::Wire { version: version.to_string() }), now);
     Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() }
@@ -796,6 +790,16 @@ pub fn operator_rollback(record: &DeploymentRecord, phase: &LambdaPhase, now: u6
 
 /// The new version while it may take traffic (Ready, Shift, Bake): the phases a rollback or a
 /// newer commit undoes.
+/// The hook at `point` (issue 25): `None` when the step may go on, else the plan that starts or
+/// follows it, or rolls back for it.
+fn through_hook(input: &StepInput<'_>, next: &DeploymentRecord, point: HookPoint, poll: Duration) -> Option<Plan> {
+    match super::hook_gate::at(input, next, point, poll) {
+        super::hook_gate::HookGate::Open => None,
+        super::hook_gate::HookGate::Hold(plan) => Some(plan),
+        super::hook_gate::HookGate::Closed(with_run, cause, evidence) => Some(rollback(&with_run, input.now_ms, cause, evidence)),
+    }
+}
+
 /// The version a Lambda phase moves traffic to, if it has one.
 pub fn version_of(phase: &LambdaPhase) -> Option<&str> {
     shifting_version(phase)

@@ -63,23 +63,7 @@ fn run_with(
     commit: &str,
 ) -> Plan {
     let key = key();
-    strategy::step(&StepInput {
-        key: &key,
-        commit,
-        desired,
-        applied,
-        record,
-        observed,
-        now_ms: now,
-        new_deployment_id: "dep-2",
-        commands: &crate::commands::NO_COMMANDS,
-        drift: crate::drift::DriftClock::off(),
-        moved: false,
-        refusal: None,
-        own_account: Some("123456789012"),
-        account_roles: &crate::accounts::NO_ROLES,
-        adopt_untagged: false,
-    })
+    strategy::step(&StepInput { commit, ..input_with(desired, record, observed, applied, &key, now) })
 }
 
 fn service(desired: u32) -> ObservedService {
@@ -713,23 +697,7 @@ fn drive(
         let applied = applied();
         let weight = record.traffic.map_or(0, |w| w.green);
         let input = |record: &DeploymentRecord, obs: &Observed| -> Plan {
-            let input = StepInput {
-                key: &key,
-                commit: "c0ffee",
-                desired: Desired::Present(desired),
-                applied: &applied,
-                record: Some(record),
-                observed: obs,
-                now_ms: now,
-                new_deployment_id: "dep-2",
-                commands,
-                drift: crate::drift::DriftClock::off(),
-                moved: false,
-                refusal: None,
-                own_account: Some("123456789012"),
-                account_roles: &crate::accounts::NO_ROLES,
-                adopt_untagged: false,
-            };
+            let input = StepInput { commands, ..input_with(Desired::Present(desired), Some(record), obs, &applied, &key, now) };
             match strategy::look(&input) {
                 strategy::Look::Observe(needs) if needs.metrics.is_some() => {
                     let mut with = obs.clone();
@@ -838,23 +806,7 @@ fn inconclusive_runs_retry_then_hold_for_a_person_who_can_let_traffic_go_on() {
     let key = key();
     let applied = applied();
     let now = record.updated_at_ms + 1_000;
-    let input = StepInput {
-        key: &key,
-        commit: "c0ffee",
-        desired: Desired::Present(&desired),
-        applied: &applied,
-        record: Some(&record),
-        observed: &obs,
-        now_ms: now,
-        new_deployment_id: "dep-2",
-        commands: &approve,
-        drift: crate::drift::DriftClock::off(),
-        moved: false,
-        refusal: None,
-        own_account: Some("123456789012"),
-        account_roles: &crate::accounts::NO_ROLES,
-        adopt_untagged: false,
-    };
+    let input = StepInput { commands: &approve, ..input_with(Desired::Present(&desired), Some(&record), &obs, &applied, &key, now) };
     let plan = strategy::step(&input);
     assert!(plan.consumed.approval);
     record = plan.next_record.expect("answer kept");
@@ -901,21 +853,8 @@ fn steps_start_green_small_gate_a_step_scale_it_up_before_more_traffic_and_judge
     let key = key();
     let applied = applied();
     let plan = strategy::step(&StepInput {
-        key: &key,
-        commit: "c0ffee",
-        desired: Desired::Present(&desired),
-        applied: &applied,
-        record: Some(&input_record),
-        observed: &obs,
-        now_ms: now,
-        new_deployment_id: "dep-2",
         commands: &approve,
-        drift: crate::drift::DriftClock::off(),
-        moved: false,
-        refusal: None,
-        own_account: Some("123456789012"),
-        account_roles: &crate::accounts::NO_ROLES,
-        adopt_untagged: false,
+        ..input_with(Desired::Present(&desired), Some(&input_record), &obs, &applied, &key, now)
     });
     record = plan.next_record.expect("the answer is kept");
     // before 25 %: green is scaled to all 4 tasks and waited stable
@@ -947,8 +886,8 @@ fn hooked_app() -> DesiredApp {
 }
 
 fn input_with<'a>(
-    desired: &'a DesiredApp,
-    record: &'a DeploymentRecord,
+    desired: Desired<'a>,
+    record: Option<&'a DeploymentRecord>,
     obs: &'a Observed,
     applied: &'a AppliedState,
     key: &'a AppKey,
@@ -957,9 +896,9 @@ fn input_with<'a>(
     StepInput {
         key,
         commit: "c0ffee",
-        desired: Desired::Present(desired),
+        desired,
         applied,
-        record: Some(record),
+        record,
         observed: obs,
         now_ms: now,
         new_deployment_id: "dep-2",
@@ -990,7 +929,7 @@ fn a_before_shift_task_hook_runs_once_in_the_services_network_and_traffic_waits_
     assert_eq!(body["overrides"]["containerOverrides"][0]["command"][1], "green");
     assert_eq!(body["clientToken"], client_token("dep-2", "hook-beforeShift"));
     let (key, applied) = (key(), applied());
-    let look = strategy::look(&input_with(&desired, &record, &obs, &applied, &key, 6_000));
+    let look = strategy::look(&input_with(Desired::Present(&desired), Some(&record), &obs, &applied, &key, 6_000));
     let strategy::Look::Observe(needs) = look else { panic!("observes") };
     assert_eq!(needs.hook_tasks, Some(("prod".to_string(), "gitmoxi-hook/dep-2/beforeShift".to_string())));
     // running: no weight moves, no second RunTask
@@ -1030,7 +969,9 @@ fn a_failing_after_shift_lambda_hook_rolls_back_naming_the_function_error_and_it
     advance(&desired, &mut record, &obs, 20_000);
     assert_eq!(record.hooks.last().map(|h| h.status), Some(crate::record::HookStatus::Running));
     let (key, applied) = (key(), applied());
-    let strategy::Look::Observe(needs) = strategy::look(&input_with(&desired, &record, &obs, &applied, &key, 20_001)) else {
+    let strategy::Look::Observe(needs) =
+        strategy::look(&input_with(Desired::Present(&desired), Some(&record), &obs, &applied, &key, 20_001))
+    else {
         panic!("observes")
     };
     let invoke = needs.invoke.expect("the invocation to make");

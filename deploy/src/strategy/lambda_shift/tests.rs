@@ -49,9 +49,26 @@ fn run_commit(
     now: u64,
     commit: &str,
 ) -> Plan {
-    let key = AppKey { repo: "repo".into(), branch: "main".into(), prefix: "fn/hello".into() };
-    strategy::step(&StepInput {
-        key: &key,
+    let key = key();
+    strategy::step(&input(desired, applied, record, observed, now, commit, &key))
+}
+
+fn key() -> AppKey {
+    AppKey { repo: "repo".into(), branch: "main".into(), prefix: "fn/hello".into() }
+}
+
+/// The step input of the test app at `now`.
+fn input<'a>(
+    desired: &'a DesiredApp,
+    applied: &'a AppliedState,
+    record: Option<&'a DeploymentRecord>,
+    observed: &'a Observed,
+    now: u64,
+    commit: &'a str,
+    key: &'a AppKey,
+) -> StepInput<'a> {
+    StepInput {
+        key,
         commit,
         desired: Desired::Present(desired),
         applied,
@@ -66,7 +83,7 @@ fn run_commit(
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
         adopt_untagged: false,
-    })
+    }
 }
 
 /// What Lambda holds once the test lambdadef's configuration is applied.
@@ -579,26 +596,10 @@ fn the_lambda_analysis_reads_each_version_through_the_alias_and_rolls_back_a_wor
     advance(&desired, &mut record, &obs, 5_000);
     obs.lambda.alias.as_mut().expect("alias").additional = BTreeMap::from([("2".to_string(), 0.2)]);
     // the wait is not over: nothing to fetch
-    let key = AppKey { repo: "repo".into(), branch: "main".into(), prefix: "fn/hello".into() };
+    let key = key();
     let look = |record: &DeploymentRecord, obs: &Observed, now: u64| {
         let applied = applied();
-        let input = StepInput {
-            key: &key,
-            commit: "c0ffee",
-            desired: Desired::Present(&desired),
-            applied: &applied,
-            record: Some(record),
-            observed: obs,
-            now_ms: now,
-            new_deployment_id: "dep-9",
-            commands: &crate::commands::NO_COMMANDS,
-            drift: crate::drift::DriftClock::off(),
-            moved: false,
-            refusal: None,
-            own_account: Some("123456789012"),
-            account_roles: &crate::accounts::NO_ROLES,
-            adopt_untagged: false,
-        };
+        let input = input(&desired, &applied, Some(record), obs, now, "c0ffee", &key);
         match strategy::look(&input) {
             strategy::Look::Observe(needs) => needs.metrics,
             strategy::Look::Skip(_) => None,
