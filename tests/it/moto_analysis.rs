@@ -74,22 +74,40 @@ fn steps(deployment: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn moto_analysis_promotes_a_healthy_green_rolls_back_a_slow_one_naming_the_numbers_and_an_inconclusive_one() {
+/// Moto with an ALB, a repository holding the blue/green app on nginx:1 (with `depdef` when
+/// given), and gitmoxi serving it once its first deployment succeeded.
+struct Deployed {
+    _moto: Moto,
+    repo: TestRepo,
+    server: Server,
+    tgs: std::collections::BTreeMap<String, String>,
+    watch: Watch,
+    config: aws_config::SdkConfig,
+}
+
+async fn deployed(depdef: Option<String>) -> Deployed {
     let moto = Moto::start().await;
     let infra = moto.infra_with_alb("prod");
     let (tgs, listeners, rule) = outputs(&infra);
     let repo = TestRepo::new();
     repo.write("infra/terraform_output.json", &infra);
     write_app(&repo, "nginx:1");
-    repo.write(&format!("{PREFIX}_depdef.json"), &depdef("Web0", ""));
-    repo.commit("web: blue/green with analysis");
+    if let Some(d) = depdef {
+        repo.write(&format!("{PREFIX}_depdef.json"), &d);
+    }
+    repo.commit("web: blue/green");
     let server = Server::start(&moto, &repo, 25).await;
     let config = moto.sdk_config().await;
-    let cw = aws_sdk_cloudwatch::Client::new(&config);
-    let ecs = aws_sdk_ecs::Client::new(&config);
     let watch = Watch { elb: aws_sdk_elasticloadbalancingv2::Client::new(&config), listener: listeners["80"].clone(), rule };
     server.wait_app(PREFIX, Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    Deployed { _moto: moto, repo, server, tgs, watch, config }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_analysis_promotes_a_healthy_green_rolls_back_a_slow_one_naming_the_numbers_and_an_inconclusive_one() {
+    let Deployed { _moto, repo, server, tgs, watch, config } = deployed(Some(depdef("Web0", ""))).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    let ecs = aws_sdk_ecs::Client::new(&config);
 
     // a healthy green (web-b): both sides near 180 ms, 1 % errors → every step passes, promoted
     put_series(&cw, "Web1", &tgs["web-a"], 24, |i| 180.0 + f64::from(i % 5)).await;
@@ -154,18 +172,8 @@ async fn moto_analysis_promotes_a_healthy_green_rolls_back_a_slow_one_naming_the
 /// lets the deployment through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_a_before_shift_hook_task_that_exits_1_rolls_back_and_one_that_exits_0_lets_traffic_move() {
-    let moto = Moto::start().await;
-    let infra = moto.infra_with_alb("prod");
-    let (tgs, listeners, rule) = outputs(&infra);
-    let repo = TestRepo::new();
-    repo.write("infra/terraform_output.json", &infra);
-    write_app(&repo, "nginx:1");
-    repo.commit("web: blue/green");
-    let server = Server::start(&moto, &repo, 25).await;
-    let config = moto.sdk_config().await;
+    let Deployed { _moto, repo, server, tgs, watch, config } = deployed(None).await;
     let ecs = aws_sdk_ecs::Client::new(&config);
-    let watch = Watch { elb: aws_sdk_elasticloadbalancingv2::Client::new(&config), listener: listeners["80"].clone(), rule };
-    server.wait_app(PREFIX, Duration::from_secs(60), |a| synced(a) && a["last_outcome"] == "succeeded").await;
     // the checks: smoke:1 exits 1, smoke:2 exits 0
     for image in ["smoke:exit-1", "smoke:exit-0"] {
         let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("smoke").image(image).memory(128).essential(true).build();
