@@ -21,8 +21,15 @@ use crate::spec::fields::FieldReader;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The most checks one app may have (each costs up to six metric queries per side).
+/// The most checks one app may have.
 pub const MAX_CHECKS: usize = 20;
+
+/// The most metrics one expression may read (20 checks × 2 sides × 11 queries stay within one
+/// GetMetricData call of 500 queries).
+pub const MAX_EXPRESSION_METRICS: usize = 10;
+
+/// The most samples (window ÷ period) one query may return: a day of minutes.
+pub const MAX_SAMPLES: u64 = 1440;
 
 /// What to do when the analysis stays inconclusive `consecutiveInconclusive` runs in a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +275,9 @@ fn parse_check(r: &mut FieldReader<'_>, item: &Value, at: &str, target: PresetTa
         if metrics.is_empty() {
             return None;
         }
+        if metrics.len() > MAX_EXPRESSION_METRICS {
+            r.error(&field("metrics"), format!("has {} metrics; an expression may read at most {MAX_EXPRESSION_METRICS}", metrics.len()));
+        }
         for word in queries::identifiers(&expression) {
             let known = metrics.iter().any(|(id, _)| *id == word) || queries::is_function(&word);
             if !known {
@@ -278,6 +288,19 @@ fn parse_check(r: &mut FieldReader<'_>, item: &Value, at: &str, target: PresetTa
     };
     if source.period_secs() > window_secs {
         r.error(&field("metric"), format!("its period ({} s) is longer than the analysis window ({window_secs} s)", source.period_secs()));
+    }
+    let smallest = match &source {
+        MetricSource::Metric(m) => m.period_secs,
+        MetricSource::Expression { metrics, .. } => metrics.iter().map(|(_, m)| m.period_secs).min().unwrap_or(60),
+    };
+    if window_secs / smallest.max(1) > MAX_SAMPLES {
+        r.error(
+            &field("metric"),
+            format!(
+                "a period of {smallest} s over the {window_secs} s window is {} samples; at most {MAX_SAMPLES}: use a longer period",
+                window_secs / smallest.max(1)
+            ),
+        );
     }
     let name = r.string(obj.get("name"), &field("name")).unwrap_or(default_name);
     let min = r.number(obj.get("min"), &field("min"), f64::MIN, f64::MAX);

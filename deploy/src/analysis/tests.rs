@@ -65,6 +65,10 @@ fn bad_checks_are_errors_that_name_the_field() {
         (json!({"onInconclusive": "pray", "checks": [{"preset": "ALB_5XX_RATE", "max": 1}]}), "use hold, rollback or continue"),
         (json!({"checks": [{"preset": "ALB_5XX_RATE", "max": 1}, {"preset": "ALB_5XX_RATE", "max": 2}]}), "name of another check"),
         (json!({"checks": [{"preset": "ALB_5XX_RATE", "compare": {"confidence": 120}}]}), "compare.confidence"),
+        (
+            json!({"window": 3600, "checks": [{"metric": {"namespace": "X", "metricName": "Y", "period": 1}, "max": 1}]}),
+            "3600 samples; at most 1440",
+        ),
     ];
     for (value, want) in cases {
         let errors = parse_value("web_depdef.json", &value, PresetTarget::Ecs).expect_err("invalid");

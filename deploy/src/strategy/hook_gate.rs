@@ -67,7 +67,14 @@ fn running(record: &DeploymentRecord) -> Option<(&HookRun, &Hook)> {
 /// What the observer must fetch for a running hook: its tasks (cluster, startedBy), or the
 /// invocation to make.
 pub fn needs(record: &DeploymentRecord) -> (Option<(String, String)>, Option<HookInvocation>) {
-    let Some((run, hook)) = running(record) else { return (None, None) };
+    // hooks run only while traffic shifts or bakes: a deployment rolling back for another cause
+    // never invokes a hook again
+    let shifting = matches!(
+        record.phase,
+        crate::record::Phase::BlueGreen(crate::record::BlueGreenPhase::Shift { .. } | crate::record::BlueGreenPhase::Bake { .. })
+            | crate::record::Phase::Lambda(crate::record::LambdaPhase::Shift { .. } | crate::record::LambdaPhase::Bake { .. })
+    );
+    let Some((run, hook)) = running(record).filter(|_| shifting) else { return (None, None) };
     match &hook.target {
         HookTarget::Task { .. } => {
             let cluster = record.desired.as_ref().map(|a| a.cluster.clone()).unwrap_or_default();

@@ -987,6 +987,13 @@ fn a_failing_after_shift_lambda_hook_rolls_back_naming_the_function_error_and_it
     });
     advance(&desired, &mut record, &obs, 20_001);
     assert!(matches!(record.phase, Phase::BlueGreen(BlueGreenPhase::Rollback { .. })), "{:?}", record.phase);
+    // a hook still marked running when the deployment rolls back for another cause (an alarm)
+    // is never invoked again
+    let mut rolling_back = record.clone();
+    if let Some(h) = rolling_back.hooks.last_mut() {
+        h.status = crate::record::HookStatus::Running;
+    }
+    assert_eq!(strategy::hook_gate::needs(&rolling_back), (None, None), "a rolling-back deployment invokes no hook");
     assert_eq!(
         record.cause,
         Some(FailureCause::HookFailed {
