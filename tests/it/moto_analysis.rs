@@ -143,6 +143,19 @@ async fn moto_analysis_promotes_a_healthy_green_rolls_back_a_slow_one_naming_the
     );
     let d = newest_deployment(&server).await;
     assert_eq!(steps(&d), vec![("50 %".to_string(), "fail".to_string())]);
+    // `gitmoxi deployments` says it in a column
+    let api = server.api.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gitmoxi"))
+            .args(["deployments", "--app", PREFIX, "--server", &api])
+            .output()
+            .expect("gitmoxi runs")
+    })
+    .await
+    .expect("joined");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().next().is_some_and(|h| h.contains("ANALYSIS")), "{table}");
+    assert!(table.contains("50 %: fail (p99 latency), 1 run"), "{table}");
     assert_eq!(watch.green(&tgs["web-b"]).await, 100, "traffic back on blue");
     let sets = task_sets(&ecs).await;
     assert_eq!(sets.len(), 1, "green deleted: {sets:?}");

@@ -192,7 +192,8 @@ pub fn analysis_summary(r: &DeploymentRecord) -> Value {
         run.checks.iter().filter(|c| c.verdict != gitmoxi_deploy::analysis::verdict::Verdict::Pass).map(|c| c.name.as_str()).collect();
     let runs = r.analysis.as_ref().map_or(0, |a| a.runs.len());
     let which = if failing.is_empty() { String::new() } else { format!(" ({})", failing.join(", ")) };
-    json!(format!("{}: {}{which}, {runs} runs", run.step, run.verdict))
+    let runs = if runs == 1 { "1 run".to_string() } else { format!("{runs} runs") };
+    json!(format!("{}: {}{which}, {runs}", run.step, run.verdict))
 }
 
 /// A deployment's metric analysis (issue 25): its sides and every run with each check's values,
