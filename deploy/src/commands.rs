@@ -86,6 +86,8 @@ pub enum AnswerChannel {
     Slack,
     /// Nobody answered in time: the gate's `onTimeout` decided.
     Timeout,
+    /// gitmoxi's metric analysis answered (an ECS PAUSE hook before a production step).
+    Analysis,
 }
 
 impl AnswerChannel {
@@ -97,6 +99,7 @@ impl AnswerChannel {
             AnswerChannel::Page => "page",
             AnswerChannel::Slack => "slack",
             AnswerChannel::Timeout => "timeout",
+            AnswerChannel::Analysis => "analysis",
         }
     }
 }

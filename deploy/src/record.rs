@@ -938,6 +938,20 @@ pub struct AnalysisState {
     /// [`ANALYSIS_RUNS_WITH_VALUES`] keep their values).
     #[serde(default)]
     pub runs: Vec<crate::analysis::verdict::AnalysisRun>,
+    /// ECS's own strategies: the PAUSE hook the analysis is answering now.
+    #[serde(default)]
+    pub pending: Option<PendingPause>,
+}
+
+/// An ECS PAUSE hook before a production step that the analysis answers (issue 25).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPause {
+    /// The hook's id.
+    pub hook: String,
+    /// The step judged ("25 %": green's production weight while ECS waits).
+    pub label: String,
+    /// When gitmoxi saw ECS wait.
+    pub since_ms: u64,
 }
 
 /// The most analysis runs a record keeps.

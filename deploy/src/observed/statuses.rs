@@ -241,6 +241,9 @@ aws_status! {
         TestTrafficShift => "TEST_TRAFFIC_SHIFT",
         /// Green serves all test traffic.
         PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
+        /// Before each production traffic step (LINEAR, CANARY; ECS May 2026): its hooks run
+        /// before more production traffic moves to green.
+        PreProductionTrafficShift => "PRE_PRODUCTION_TRAFFIC_SHIFT",
         /// Production traffic moves to green.
         ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
         /// Green serves all production traffic.

@@ -220,6 +220,28 @@ fn region_from_arn(arn: &str) -> Option<&str> {
     arn.strip_prefix("arn:").and_then(|rest| rest.split(':').nth(2)).filter(|r| !r.is_empty())
 }
 
+/// ECS's own strategies with `analysis` (issue 25): a PAUSE lifecycle hook before every
+/// production step (`PRE_PRODUCTION_TRAFFIC_SHIFT`), unless the svcdef has one, so gitmoxi's
+/// analysis answers CONTINUE or ROLLBACK; when nobody answers (gitmoxi down), ECS rolls back
+/// after the hook's timeout.
+pub fn pause_for_analysis(svcdef: &mut Value, hold_timeout_secs: u64) {
+    let Some(config) = svcdef.get_mut("deploymentConfiguration").and_then(Value::as_object_mut) else { return };
+    let hooks = config.entry("lifecycleHooks").or_insert_with(|| Value::Array(Vec::new()));
+    let Some(list) = hooks.as_array_mut() else { return };
+    let present = list.iter().any(|h| {
+        h.get("targetType").and_then(Value::as_str) == Some("PAUSE")
+            && h.get("lifecycleStages").and_then(Value::as_array).is_some_and(|s| s.iter().any(|x| x.as_str() == Some("PRE_PRODUCTION_TRAFFIC_SHIFT")))
+    });
+    if !present {
+        let minutes = hold_timeout_secs.div_ceil(60) + 60;
+        list.push(serde_json::json!({
+            "targetType": "PAUSE",
+            "lifecycleStages": ["PRE_PRODUCTION_TRAFFIC_SHIFT"],
+            "timeoutConfiguration": {"timeoutInMinutes": minutes, "action": "ROLLBACK"}
+        }));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -321,13 +321,20 @@ pub fn load_app(tree: &dyn FileTree, kind: AppKind, files: AppFiles, ctx: &Rende
             let svcdef = rendered.get(&FileKind::SvcDef);
             match (depdef, svcdef) {
                 (Ok(depdef), Some(svc)) => {
-                    ecs::build_ecs_app(svc, rendered.get(&FileKind::TaskDef), depdef, &ctx.default_region).map(|app| {
-                        if app.strategy == ecs::EcsStrategy::Rolling && (app.depdef.analysis.is_some() || app.depdef.shift_steps.is_some()) {
-                            let file = rendered.get(&FileKind::DepDef).map_or(files.prefix.as_str(), |d| d.path.as_str());
+                    ecs::build_ecs_app(svc, rendered.get(&FileKind::TaskDef), depdef, &ctx.default_region).map(|mut app| {
+                        let file = rendered.get(&FileKind::DepDef).map_or(files.prefix.as_str(), |d| d.path.as_str());
+                        let native = crate::strategy::ecs_rolling::native::strategy_of(&app.svcdef).is_some();
+                        if app.strategy == ecs::EcsStrategy::Rolling && !native && (app.depdef.analysis.is_some() || app.depdef.shift_steps.is_some()) {
                             warnings.push(Diagnostic::new(
                                 file,
-                                "analysis and trafficShiftingConfig.steps are run by gitmoxi's task-set blue/green only (the svcdef's deploymentController EXTERNAL); this service deploys with ECS, so they are ignored",
+                                "analysis and trafficShiftingConfig.steps are run by gitmoxi's task-set blue/green (the svcdef's deploymentController EXTERNAL) and, for analysis, by ECS's BLUE_GREEN / LINEAR / CANARY; this rolling update ignores them",
                             ));
+                        }
+                        if native && app.depdef.shift_steps.is_some() {
+                            warnings.push(Diagnostic::new(file, "trafficShiftingConfig.steps is ignored: ECS's own strategy moves the traffic (linearConfiguration / canaryConfiguration)"));
+                        }
+                        if let (true, Some(analysis)) = (native, app.depdef.analysis.as_ref()) {
+                            ecs::pause_for_analysis(&mut app.svcdef, analysis.hold_timeout_secs);
                         }
                         let identity = Identity::Ecs {
                             account: app.account.clone(),

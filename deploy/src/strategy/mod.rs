@@ -191,6 +191,9 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
                     // ECS's service deployment says how its tasks are doing: no task reads
                     needs.native_deployment_since_ms = Some(ecs_rolling::native::listed_since_ms(r));
                     needs.alarms = watched_alarms(r);
+                    // with analysis, the production rule's weights tell green's target group
+                    needs.target_groups = ecs_rolling::native::analysis_target_groups(r);
+                    needs.elb_reads.forwards = !needs.target_groups.is_empty();
                 } else {
                     needs.tasks = true;
                     // gitmoxi's rolling update watches the depdef's alarms too (issue 23, item 9)
@@ -571,6 +574,8 @@ fn analysis_due(input: &StepInput<'_>) -> Option<crate::analysis::queries::Metri
             ecs_blue_green::analysis_request(record, phase, now)
         }
         Phase::Lambda(phase @ (LambdaPhase::Shift { .. } | LambdaPhase::Bake { .. })) => lambda_shift::analysis_request(record, phase, now),
+        // ECS's own strategies: a PAUSE hook before a production step the analysis answers
+        Phase::Rolling(RollingPhase::Stabilize { .. }) => ecs_rolling::native::analysis_request(record, now),
         Phase::BlueGreen(_) | Phase::Lambda(_) | Phase::Rolling(_) | Phase::Done => None,
     }
 }

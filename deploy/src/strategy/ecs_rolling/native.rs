@@ -88,7 +88,15 @@ pub fn extra_budget_secs(svcdef: &Value) -> u64 {
             hooks
                 .iter()
                 .map(|h| {
-                    let stages = h.get("lifecycleStages").and_then(Value::as_array).map_or(1, Vec::len) as u64;
+                    let stage_list = h.get("lifecycleStages").and_then(Value::as_array);
+                    // a hook before production steps runs once before each of them
+                    let before_steps = stage_list.is_some_and(|s| s.iter().any(|x| x.as_str() == Some("PRE_PRODUCTION_TRAFFIC_SHIFT")));
+                    let steps_count = match strategy {
+                        NativeStrategy::BlueGreen => 1,
+                        NativeStrategy::Linear { step_percent, .. } => (100.0 / step_percent.clamp(1.0, 100.0)).ceil() as u64,
+                        NativeStrategy::Canary { .. } => 2,
+                    };
+                    let stages = stage_list.map_or(1, Vec::len) as u64 + if before_steps { steps_count - 1 } else { 0 };
                     let minutes = h.pointer("/timeoutConfiguration/timeoutInMinutes").and_then(Value::as_u64).unwrap_or(HOOK_MINUTES);
                     stages * minutes
                 })
@@ -109,6 +117,10 @@ pub fn describe(d: &ObservedNativeDeployment) -> String {
         Some(NativeLifecycleStage::PostScaleUp) => "the new revision's tasks run; no traffic yet".to_string(),
         Some(NativeLifecycleStage::TestTrafficShift) => "ECS is moving test traffic to the new revision".to_string(),
         Some(NativeLifecycleStage::PostTestTrafficShift) => "the new revision serves all test traffic".to_string(),
+        Some(NativeLifecycleStage::PreProductionTrafficShift) => match &weight {
+            Some(w) => format!("ECS waits before moving more production traffic ({w} % on the new revision)"),
+            None => "ECS waits before moving production traffic".to_string(),
+        },
         Some(NativeLifecycleStage::ProductionTrafficShift) => match &weight {
             Some(w) => format!("ECS shifted production traffic: {w} % to the new revision"),
             None => "ECS is shifting production traffic to the new revision".to_string(),
@@ -171,6 +183,10 @@ pub(super) fn follow(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> 
         return stop(cx, d, FailureCause::AlarmFired { alarms }, evidence);
     }
     if let Some((hook, stage)) = paused(d) {
+        let before_step = d.lifecycle_stage == Some(NativeLifecycleStage::PreProductionTrafficShift);
+        if let (true, Some(spec)) = (before_step, app.depdef.analysis.as_ref()) {
+            return analysis_at_pause(cx, d, &hook, spec, poll);
+        }
         return at_gate(cx, d, &hook, &stage, poll);
     }
     if now >= deadline_ms {
@@ -244,6 +260,114 @@ fn progress(cx: &Step<'_>, mut next: crate::record::DeploymentRecord, text: Stri
         return Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() };
     }
     Plan::wait(poll)
+}
+
+/// ECS waits at a PAUSE hook before a production step and the depdef has `analysis` (issue 25):
+/// the analysis answers it — CONTINUE when green's metrics pass, ROLLBACK (with the check and its
+/// numbers as the cause) when they fail; a hold is the operator's gate. Before the first step
+/// green has no production traffic to judge, and ECS goes on at once.
+fn analysis_at_pause(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, spec: &crate::analysis::AnalysisSpec, poll: Duration) -> Plan {
+    let record = cx.record;
+    let now = cx.now;
+    let weight = d.production_weight.unwrap_or(0.0).round().clamp(0.0, 100.0) as u32;
+    let answer = |next: &mut crate::record::DeploymentRecord, approve: bool, by: &str| {
+        let approval = crate::commands::Approval { approve, by: by.to_string(), via: crate::commands::AnswerChannel::Analysis, at_ms: now };
+        crate::strategy::gates::record_answer(next, hook, &approval);
+        if let Some(a) = next.analysis.as_mut() {
+            a.pending = None;
+        }
+        Action::EcsContinueServiceDeployment { arn: d.arn.clone(), hook_id: hook.to_string(), rollback: !approve }
+    };
+    if let Some(given) = record.approvals.iter().rev().find(|a| a.gate == hook) {
+        // answered, yet ECS still waits: the answer never reached it; the same again
+        let action = Action::EcsContinueServiceDeployment { arn: d.arn.clone(), hook_id: hook.to_string(), rollback: !given.answer.approve };
+        return Plan { actions: vec![action], requeue_after: poll, ..Plan::default() };
+    }
+    let mut next = record.clone();
+    if weight == 0 {
+        let action = answer(&mut next, true, "metric analysis");
+        next.log(now, Level::Info, "analysis: the new revision has no production traffic yet; ECS goes on to its first step".to_string());
+        return Plan { next_record: Some(next), actions: vec![action], requeue_after: poll, ..Plan::default() };
+    }
+    let label = crate::strategy::analysis_gate::step_label(Some(weight));
+    let pending = record.analysis.as_ref().and_then(|a| a.pending.clone()).filter(|p| p.hook == hook);
+    let state = next.analysis.get_or_insert_with(Default::default);
+    if state.sides.is_none() {
+        state.sides = native_sides(record, cx.observed, weight);
+    }
+    let Some(sides) = state.sides.clone() else {
+        // the production rule does not tell the revisions' target groups apart: a person decides
+        return at_gate(cx, d, hook, &format!("{label} (the analysis could not tell the target groups apart)"), poll);
+    };
+    let Some(pending) = pending else {
+        // the next look fetches the metrics
+        state.pending = Some(crate::record::PendingPause { hook: hook.to_string(), label: label.clone(), since_ms: now });
+        next.log(now, Level::Info, format!("ECS waits before its next production step with {label} on the new revision: the analysis answers"));
+        return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
+    };
+    match crate::strategy::analysis_gate::at_step_end(cx.input, record, spec, &sides, &pending.label, pending.since_ms, poll) {
+        crate::strategy::analysis_gate::AnalysisGate::Open => {
+            let action = answer(&mut next, true, "metric analysis");
+            next.log(now, Level::Info, format!("analysis at {}: ECS goes on (CONTINUE)", pending.label));
+            Plan { next_record: Some(next), actions: vec![action], requeue_after: poll, ..Plan::default() }
+        }
+        crate::strategy::analysis_gate::AnalysisGate::Hold(plan) => plan,
+        crate::strategy::analysis_gate::AnalysisGate::Closed(with_run, cause, evidence) => {
+            let mut next = *with_run;
+            next.set_failure(cause, evidence);
+            let action = answer(&mut next, false, "metric analysis");
+            let cause = next.cause.clone().map(|c| c.to_string()).unwrap_or_default();
+            next.log(now, Level::Error, format!("{cause}: ECS rolls back (ROLLBACK)"));
+            Plan { next_record: Some(next), actions: vec![action], requeue_after: poll, ..Plan::default() }
+        }
+    }
+}
+
+/// The names of a native deployment's two sides: of the service's target group and its
+/// alternate, green is the one the production listener rule weights as ECS says it weights the
+/// new revision (`weight`), blue the other.
+fn native_sides(record: &crate::record::DeploymentRecord, observed: &crate::observed::Observed, weight: u32) -> Option<crate::analysis::queries::SideNames> {
+    use crate::analysis::queries::{load_balancer_dimension, target_group_dimension, SideNames};
+    let svcdef = &record.desired.as_ref()?.svcdef;
+    let lb = svcdef.get("loadBalancers")?.as_array()?.iter().find(|lb| lb.pointer("/advancedConfiguration/alternateTargetGroupArn").is_some())?;
+    let primary = lb.get("targetGroupArn")?.as_str()?;
+    let alternate = lb.pointer("/advancedConfiguration/alternateTargetGroupArn")?.as_str()?;
+    let elb = observed.elb.as_ref()?;
+    let forward = elb.forwards.iter().find(|f| f.weight_of(primary).is_some() && f.weight_of(alternate).is_some())?;
+    let (green, blue) = match (forward.weight_of(primary), forward.weight_of(alternate)) {
+        (Some(p), Some(a)) if p == weight && a != weight => (primary, alternate),
+        (Some(p), Some(a)) if a == weight && p != weight => (alternate, primary),
+        _ => return None,
+    };
+    Some(SideNames {
+        green: target_group_dimension(green),
+        blue: target_group_dimension(blue),
+        green_task_set: None,
+        blue_task_set: None,
+        load_balancer: load_balancer_dimension(&forward.arn),
+        function: None,
+        alias: None,
+    })
+}
+
+/// The GetMetricData request of a native deployment whose PAUSE hook the analysis is answering
+/// (`None` when no run is due).
+pub fn analysis_request(record: &crate::record::DeploymentRecord, now: u64) -> Option<crate::analysis::queries::MetricRequest> {
+    let spec = record.desired.as_ref()?.depdef.analysis.as_ref()?;
+    let state = record.analysis.as_ref()?;
+    let (pending, sides) = (state.pending.as_ref()?, state.sides.as_ref()?);
+    crate::strategy::analysis_gate::request(record, spec, sides, &pending.label, pending.since_ms, now)
+}
+
+/// The target groups a native deployment with `analysis` reads (its production rule's weights
+/// tell green from blue): the service's and their alternates.
+pub fn analysis_target_groups(record: &crate::record::DeploymentRecord) -> Vec<String> {
+    let Some(app) = record.desired.as_ref().filter(|a| a.depdef.analysis.is_some()) else { return Vec::new() };
+    let lbs = app.svcdef.get("loadBalancers").and_then(Value::as_array).cloned().unwrap_or_default();
+    lbs.iter()
+        .flat_map(|lb| [lb.get("targetGroupArn"), lb.pointer("/advancedConfiguration/alternateTargetGroupArn")])
+        .filter_map(|v| v.and_then(Value::as_str).map(str::to_string))
+        .collect()
 }
 
 /// ECS waits at a PAUSE hook: send the operator's answer, or wait for one (gitmoxi's budget

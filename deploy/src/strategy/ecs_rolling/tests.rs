@@ -338,3 +338,105 @@ fn an_update_leaves_an_autoscaled_count_alone_unless_the_file_changed_it() {
 }
 
 mod level_triggered;
+
+const PRIMARY_TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-a/1";
+const ALTERNATE_TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-b/2";
+const PROD_RULE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/lb/9/80/1";
+
+/// A native LINEAR app with `analysis` on its target groups.
+fn native_app_with_analysis() -> DesiredApp {
+    let svc = format!(
+        r#"{{"serviceName": "web", "cluster": "prod", "desiredCount": 2,
+            "deploymentConfiguration": {{"strategy": "LINEAR", "bakeTimeInMinutes": 1, "linearConfiguration": {{"stepPercent": 25, "stepBakeTimeInMinutes": 1}}}},
+            "loadBalancers": [{{"targetGroupArn": "{PRIMARY_TG}", "containerName": "web", "containerPort": 80,
+              "advancedConfiguration": {{"alternateTargetGroupArn": "{ALTERNATE_TG}", "productionListenerRule": "{PROD_RULE}", "roleArn": "arn:aws:iam::123456789012:role/ecs-lb"}}}}]}}"#
+    );
+    let depdef = r#"{"analysis": {"interval": 10, "checks": [{"name": "latency", "unit": "ms", "compare": {"tolerance": 25},
+        "metric": {"namespace": "Web", "metricName": "Latency", "dimensions": {"TargetGroup": "{{ green }}"}, "period": 10}}]}}"#;
+    let tree = MemTree::new()
+        .with("svc/web_svcdef.json", &svc)
+        .with("svc/web_taskdef.json", r#"{"family": "web", "containerDefinitions": [{"name": "web", "image": "nginx:2", "memory": 128}]}"#)
+        .with("svc/web_depdef.json", depdef);
+    let snap = load_snapshot(&tree, &RenderContext::new("us-east-1".into()));
+    let app = snap.apps["svc/web"].clone().expect("valid");
+    assert!(app.warnings.is_empty(), "{:?}", app.warnings);
+    app
+}
+
+fn paused_at(hook: &str, weight: f64) -> crate::observed::ObservedNativeDeployment {
+    crate::observed::ObservedNativeDeployment {
+        arn: "arn:aws:ecs:us-east-1:123456789012:service-deployment/prod/web/1".into(),
+        created_at_ms: 1,
+        status: "IN_PROGRESS".into(),
+        lifecycle_stage: Some(crate::observed::NativeLifecycleStage::PreProductionTrafficShift),
+        production_weight: Some(weight),
+        hooks: vec![crate::observed::ObservedNativeHook {
+            id: hook.into(),
+            target_type: "PAUSE".into(),
+            target_arn: None,
+            status: crate::observed::NativeHookStatus::AwaitingAction,
+        }],
+        ..Default::default()
+    }
+}
+
+fn rule_at(green_weight: u32) -> crate::observed::ObservedElb {
+    crate::observed::ObservedElb {
+        missing_target_groups: vec![],
+        forwards: vec![crate::observed::ObservedForward {
+            kind: crate::observed::ForwardKind::Rule,
+            arn: PROD_RULE.into(),
+            targets: vec![(PRIMARY_TG.into(), 100 - green_weight), (ALTERNATE_TG.into(), green_weight)],
+        }],
+        healthy_targets: Default::default(),
+    }
+}
+
+#[test]
+fn ecs_linear_with_analysis_pauses_before_each_production_step_and_the_analysis_answers_it() {
+    let a = native_app_with_analysis();
+    let crate::spec::AppSpec::Ecs(ecs) = &a.spec else { panic!("ecs") };
+    let hooks = &ecs.svcdef["deploymentConfiguration"]["lifecycleHooks"];
+    assert_eq!(hooks[0]["targetType"], "PAUSE");
+    assert_eq!(hooks[0]["lifecycleStages"][0], "PRE_PRODUCTION_TRAFFIC_SHIFT", "gitmoxi adds the pause: {hooks}");
+    assert_eq!(hooks[0]["timeoutConfiguration"]["action"], "ROLLBACK", "gitmoxi gone: ECS rolls back");
+    let applied = applied_v1(&a);
+    let mut obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
+    let mut rec = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.expect("record");
+    rec.phase = Phase::Rolling(RollingPhase::Stabilize { task_definition: TD2.into(), deadline_ms: 10_000_000 });
+    obs.service = Some(service(TD2, 2, vec![(TD2, 0), (TD1, 2)]));
+    // before the first step green has no production traffic: ECS goes on at once
+    obs.native_deployment = Some(paused_at("h1", 0.0));
+    obs.elb = Some(rule_at(0));
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 1_000 });
+    assert_eq!(p.actions, vec![Action::EcsContinueServiceDeployment { arn: paused_at("h1", 0.0).arn, hook_id: "h1".into(), rollback: false }]);
+    rec = p.next_record.expect("the answer is kept");
+    assert_eq!(rec.approvals[0].answer.via, crate::commands::AnswerChannel::Analysis);
+    // before the second step, 25 % on green: the analysis takes the pause
+    obs.native_deployment = Some(paused_at("h2", 25.0));
+    obs.elb = Some(rule_at(25));
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 70_000 });
+    assert!(p.actions.is_empty());
+    rec = p.next_record.expect("pending");
+    let sides = rec.analysis.as_ref().and_then(|x| x.sides.clone()).expect("sides from the rule's weights");
+    assert_eq!((sides.green.as_str(), sides.blue.as_str()), ("targetgroup/web-b/2", "targetgroup/web-a/1"));
+    let key = key();
+    let needs = match strategy::look(&input_of(&key, Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 70_001 })) {
+        strategy::Look::Observe(needs) => needs,
+        strategy::Look::Skip(_) => panic!("observes"),
+    };
+    assert_eq!(needs.target_groups, vec![PRIMARY_TG.to_string(), ALTERNATE_TG.to_string()]);
+    let req = needs.metrics.expect("the analysis's request");
+    assert_eq!(req.queries.len(), 2);
+    // green is slow: ROLLBACK, with the check's numbers as the cause
+    obs.metrics = Some(
+        [("c0g".to_string(), (0..10).map(|i| 400.0 + f64::from(i)).collect()), ("c0b".to_string(), (0..10).map(|i| 180.0 + f64::from(i)).collect())]
+            .into_iter()
+            .collect(),
+    );
+    let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 70_001 });
+    assert_eq!(p.actions, vec![Action::EcsContinueServiceDeployment { arn: paused_at("h2", 25.0).arn, hook_id: "h2".into(), rollback: true }]);
+    let rec = p.next_record.expect("the verdict is kept");
+    assert!(matches!(&rec.cause, Some(FailureCause::AnalysisFailed { check, .. }) if check == "latency"), "{:?}", rec.cause);
+    assert_eq!(rec.analysis.as_ref().map(|x| x.runs.len()), Some(1));
+}
