@@ -154,6 +154,7 @@ mod tests {
     fn the_chart_draws_green_and_blue_per_step_marks_the_failure_and_escapes_every_word() {
         let analysis = AnalysisState {
             sides: None,
+            pending: None,
             runs: vec![
                 run("20 %", 181.0, 180.0, Verdict::Pass, "fine"),
                 run("50 %", 414.0, 182.0, Verdict::Fail, "p99 green 414 ms vs blue 182 ms <script>"),
@@ -201,7 +202,7 @@ mod tests {
         for (r, extra) in runs.iter_mut().zip(rate) {
             r.checks.extend(extra.checks);
         }
-        let analysis = AnalysisState { sides: None, runs };
+        let analysis = AnalysisState { sides: None, runs, pending: None };
         let charts = charts_of(&analysis, &|name| if name == "5xx rate" { "%".into() } else { "ms".into() });
         assert_eq!(charts.len(), 2);
         let ui = crate::edge::http::ui::Ui::new();
