@@ -33,13 +33,13 @@ fn depdef(namespace: &str, extra: &str) -> String {
 }
 
 /// `targetgroup/name/id`: the ALB dimension of a target group ARN.
-fn dimension(arn: &str) -> String {
+pub(crate) fn dimension(arn: &str) -> String {
     format!("targetgroup/{}", arn.split(":targetgroup/").nth(1).expect("a target group ARN"))
 }
 
 /// Puts `samples` periods of 10 s (ending 10 s ago; 24 fit a 300 s window for 50 s after) of latency `latency(i)` ms, 100 requests
 /// and an error every fourth period, for the target group `arn`.
-async fn put_series(cw: &aws_sdk_cloudwatch::Client, namespace: &str, arn: &str, samples: u32, latency: impl Fn(u32) -> f64) {
+pub(crate) async fn put_series(cw: &aws_sdk_cloudwatch::Client, namespace: &str, arn: &str, samples: u32, latency: impl Fn(u32) -> f64) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64;
     let dims = Dimension::builder().name("TargetGroup").value(dimension(arn)).build();
     let mut data = Vec::new();

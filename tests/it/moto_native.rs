@@ -256,3 +256,67 @@ async fn moto_a_newer_commit_stops_the_native_deployment_then_deploys_the_newest
     assert_eq!(server.proxy.mutations().get("ecs:StopServiceDeployment"), Some(&1));
     server.stop().await;
 }
+
+/// Issue 25: ECS's LINEAR with `analysis` — gitmoxi adds a PAUSE hook before every production
+/// step and answers it from CloudWatch: a slow green is rolled back by ECS at 50 % (the check and
+/// its numbers are the cause), a healthy one goes on to 100 % — no human needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_native_linear_with_analysis_is_answered_continue_or_rollback_by_the_analysis() {
+    let moto = Moto::start().await;
+    let repo = TestRepo::new();
+    let infra = moto.infra_with_alb("prod");
+    let (web_a, web_b, rule) = outputs(&infra);
+    repo.write("infra/terraform_output.json", &infra);
+    let linear =
+        r#"{"strategy": "LINEAR", "bakeTimeInMinutes": 1, "linearConfiguration": {"stepPercent": 50, "stepBakeTimeInMinutes": 1}}"#;
+    let with_analysis = |namespace: &str| {
+        format!(
+            r#"{{"stabilityCheck": {{"pollInterval": 1, "timeout": 60}},
+  "analysis": {{"window": 300, "interval": 1, "checks": [{{"name": "p99 latency", "unit": "ms", "minSamples": 10, "compare": {{"tolerance": 25}},
+    "metric": {{"namespace": "{namespace}", "metricName": "Latency{namespace}", "dimensions": {{"TargetGroup": "{{{{ green }}}}"}}, "stat": "p99", "period": 10}}}}]}}}}"#
+        )
+    };
+    write_app(&repo, "nginx:1", linear, DEPDEF);
+    repo.commit("web, ECS linear");
+    let server = Server::start(&moto, &repo, 25).await;
+    let first = server.wait_app(PREFIX, Duration::from_secs(90), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    let config = moto.sdk_config().await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    let weights = rule_weights(&elb, &rule).await;
+    let blue = weights.iter().find(|(_, w)| *w == 100).map(|(tg, _)| tg.clone()).expect("one group serves production");
+    let green = if blue == web_a { web_b.clone() } else { web_a.clone() };
+
+    // a slow green: ECS is told ROLLBACK at the pause before its second step
+    crate::moto_analysis::put_series(&cw, "Nat1", &blue, 24, |i| 180.0 + f64::from(i % 5)).await;
+    crate::moto_analysis::put_series(&cw, "Nat1", &green, 24, |i| 412.0 + f64::from(i % 5)).await;
+    write_app(&repo, "nginx:2", linear, &with_analysis("Nat1"));
+    repo.commit("web v2, slow");
+    let app = server
+        .wait_app(PREFIX, Duration::from_secs(90), |a| synced_after(a, &first["last_deployment"]) || a["last_outcome"] == "rolled_back")
+        .await;
+    let app = if app["last_outcome"] == "rolled_back" {
+        app
+    } else {
+        server.wait_app(PREFIX, Duration::from_secs(60), |a| a["last_outcome"] == "rolled_back").await
+    };
+    let cause = app["last_cause"].as_str().expect("a cause");
+    assert!(cause.starts_with("metric analysis failed: p99 latency: p99 latency green 414 ms vs blue 182 ms"), "{cause}");
+    assert_eq!(running(&moto).await, "web:1", "ECS put blue back");
+    let lines = timeline(&app);
+    assert!(lines.iter().any(|l| l.contains("the analysis answers")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.ends_with("ECS rolls back (ROLLBACK)")), "{lines:?}");
+    let second = app["last_deployment"].clone();
+
+    // a healthy green: every pause is answered CONTINUE, ECS finishes
+    crate::moto_analysis::put_series(&cw, "Nat2", &blue, 24, |i| 180.0 + f64::from(i % 5)).await;
+    crate::moto_analysis::put_series(&cw, "Nat2", &green, 24, |i| 181.0 + f64::from(i % 6)).await;
+    write_app(&repo, "nginx:3", linear, &with_analysis("Nat2"));
+    repo.commit("web v3, healthy");
+    let app = server.wait_app(PREFIX, Duration::from_secs(90), |a| synced_after(a, &second) && a["last_outcome"] == "succeeded").await;
+    assert_eq!(running(&moto).await, "web:3");
+    let lines = timeline(&app);
+    assert!(lines.iter().any(|l| l.contains("analysis at 50 %: pass")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("ECS goes on (CONTINUE)")), "{lines:?}");
+    server.stop().await;
+}

@@ -32,7 +32,8 @@ ContinueServiceDeployment answer for it, as the ECS developer guide describes:
 
 - stages in order: PRE_SCALE_UP, SCALE_UP (green tasks start; blue keeps serving), POST_SCALE_UP,
   TEST_TRAFFIC_SHIFT, POST_TEST_TRAFFIC_SHIFT, PRODUCTION_TRAFFIC_SHIFT (all at once; stepPercent
-  every stepBakeTimeInMinutes; or canaryPercent for canaryBakeTimeInMinutes, then the rest),
+  every stepBakeTimeInMinutes; or canaryPercent for canaryBakeTimeInMinutes, then the rest; each
+  production step preceded by PRE_PRODUCTION_TRAFFIC_SHIFT, whose hooks run before it),
   POST_PRODUCTION_TRAFFIC_SHIFT, BAKE_TIME (bakeTimeInMinutes, both revisions run), CLEAN_UP (blue
   stops) → SUCCESSFUL; with loadBalancers[].advancedConfiguration the production (and test)
   listener rule's forward weights move between the service's target group and the alternate one,
@@ -557,6 +558,7 @@ STAGES = [
     "POST_SCALE_UP",
     "TEST_TRAFFIC_SHIFT",
     "POST_TEST_TRAFFIC_SHIFT",
+    "PRE_PRODUCTION_TRAFFIC_SHIFT",
     "PRODUCTION_TRAFFIC_SHIFT",
     "POST_PRODUCTION_TRAFFIC_SHIFT",
     "BAKE_TIME",
@@ -592,8 +594,8 @@ def _shift_steps(config):
         return [(min(100.0, k * step), hold) for k in range(1, count + 1)]
     if strategy == "CANARY":
         canary = config.get("canaryConfiguration") or {}
-        return [(float(canary.get("canaryPercent", 5.0)), _minutes(canary.get("canaryBakeTimeInMinutes"), 10))]
-    return []
+        return [(float(canary.get("canaryPercent", 5.0)), _minutes(canary.get("canaryBakeTimeInMinutes"), 10)), (100.0, 0)]
+    return [(100.0, 0)]
 
 
 def _open_native(backend, service, source):
@@ -621,6 +623,7 @@ def _open_native(backend, service, source):
             "config": config,
             "stage": 0,
             "stage_since": now,
+            "prod_step": 0,
             "hooks": None,
             "stop": False,
             "end": None,
@@ -743,7 +746,7 @@ def _advance_native(backend, service, mine):
         elif stage == "PRODUCTION_TRAFFIC_SHIFT":
             steps = _shift_steps(d["config"])
             _set_weights(backend, service, d, _weight_now(d), None)
-            work_done = elapsed >= sum(hold for _, hold in steps)
+            work_done = elapsed >= steps[min(d["prod_step"], len(steps) - 1)][1]
         elif stage == "BAKE_TIME":
             _set_weights(backend, service, d, 100, None)
             work_done = elapsed >= _minutes(d["config"].get("bakeTimeInMinutes"), 15)
@@ -764,7 +767,12 @@ def _advance_native(backend, service, mine):
             d["end"] = ("SUCCESSFUL", "Service deployment completed successfully.")
             d["finished"] = utcnow()
             return False
-        d["stage"] += 1
+        if stage == "PRODUCTION_TRAFFIC_SHIFT" and d["prod_step"] + 1 < len(_shift_steps(d["config"])):
+            # the next production step, its PRE_PRODUCTION_TRAFFIC_SHIFT hooks first
+            d["prod_step"] += 1
+            d["stage"] -= 1
+        else:
+            d["stage"] += 1
         d["stage_since"] = now
         d["hooks"] = None
     return True
@@ -772,15 +780,13 @@ def _advance_native(backend, service, mine):
 
 def _weight_now(d):
     stage = STAGES[d["stage"]]
-    if STAGES.index(stage) < STAGES.index("PRODUCTION_TRAFFIC_SHIFT"):
+    steps = _shift_steps(d["config"])
+    if stage == "PRE_PRODUCTION_TRAFFIC_SHIFT":
+        return steps[d["prod_step"] - 1][0] if d["prod_step"] > 0 else 0.0
+    if stage == "PRODUCTION_TRAFFIC_SHIFT":
+        return steps[min(d["prod_step"], len(steps) - 1)][0]
+    if STAGES.index(stage) < STAGES.index("PRE_PRODUCTION_TRAFFIC_SHIFT"):
         return 0.0
-    if STAGES.index(stage) > STAGES.index("PRODUCTION_TRAFFIC_SHIFT"):
-        return 100.0
-    elapsed = time.monotonic() - d["stage_since"]
-    for weight, hold in _shift_steps(d["config"]):
-        if elapsed < hold:
-            return weight
-        elapsed -= hold
     return 100.0
 
 

@@ -230,7 +230,9 @@ pub fn pause_for_analysis(svcdef: &mut Value, hold_timeout_secs: u64) {
     let Some(list) = hooks.as_array_mut() else { return };
     let present = list.iter().any(|h| {
         h.get("targetType").and_then(Value::as_str) == Some("PAUSE")
-            && h.get("lifecycleStages").and_then(Value::as_array).is_some_and(|s| s.iter().any(|x| x.as_str() == Some("PRE_PRODUCTION_TRAFFIC_SHIFT")))
+            && h.get("lifecycleStages")
+                .and_then(Value::as_array)
+                .is_some_and(|s| s.iter().any(|x| x.as_str() == Some("PRE_PRODUCTION_TRAFFIC_SHIFT")))
     });
     if !present {
         let minutes = hold_timeout_secs.div_ceil(60) + 60;

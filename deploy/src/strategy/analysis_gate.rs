@@ -150,7 +150,11 @@ pub fn at_step_end(
     let first_failing = run.checks.iter().find(|c| c.verdict == Verdict::Fail).map(|c| (c.name.clone(), c.message.clone()));
     state.push(run);
     let mut next = record.clone();
-    next.analysis = Some(AnalysisState { sides: state.sides.clone().or_else(|| Some(sides.clone())), runs: state.runs, pending: state.pending.clone() });
+    next.analysis = Some(AnalysisState {
+        sides: state.sides.clone().or_else(|| Some(sides.clone())),
+        runs: state.runs,
+        pending: state.pending.clone(),
+    });
     let app = &record.app.prefix;
     match decision {
         Decision::Proceed => {

@@ -1,8 +1,9 @@
 //! ECS's own deployment strategies in the fake world, as the ECS developer guide describes them:
 //! an update of a service whose `deploymentConfiguration.strategy` is BLUE_GREEN, LINEAR or
 //! CANARY opens a service deployment that goes SCALE_UP (green tasks start while blue serves) →
-//! PRODUCTION_TRAFFIC_SHIFT (all at once; `stepPercent` every `stepBakeTimeInMinutes`; or
-//! `canaryPercent` for `canaryBakeTimeInMinutes`, then the rest) → BAKE_TIME
+//! PRE_PRODUCTION_TRAFFIC_SHIFT → PRODUCTION_TRAFFIC_SHIFT (all at once; `stepPercent` every
+//! `stepBakeTimeInMinutes`; or `canaryPercent` for `canaryBakeTimeInMinutes`, then the rest — each
+//! step preceded by PRE_PRODUCTION_TRAFFIC_SHIFT, whose hooks run before it) → BAKE_TIME
 //! (`bakeTimeInMinutes`, both revisions running) → CLEAN_UP (blue stops) → SUCCESSFUL. The
 //! circuit breaker (when enabled) or StopServiceDeployment(ROLLBACK) puts blue back:
 //! ROLLBACK_SUCCESSFUL with ECS's reason.
@@ -38,6 +39,8 @@ pub(super) struct FakeNativeDeployment {
     stage_since: Instant,
     /// The hooks of the current stage, once started.
     hooks: Vec<HookRun>,
+    /// The production traffic step being held (an index into [`shift_steps`]).
+    prod_step: usize,
     stop_requested: bool,
     /// How it ended: (status, reason).
     end: Option<(&'static str, String)>,
@@ -63,6 +66,7 @@ const STAGES: &[&str] = &[
     "POST_SCALE_UP",
     "TEST_TRAFFIC_SHIFT",
     "POST_TEST_TRAFFIC_SHIFT",
+    "PRE_PRODUCTION_TRAFFIC_SHIFT",
     "PRODUCTION_TRAFFIC_SHIFT",
     "POST_PRODUCTION_TRAFFIC_SHIFT",
     "BAKE_TIME",
@@ -86,7 +90,8 @@ fn minutes(config: &Value, path: &str, default: f64) -> Duration {
     Duration::from_secs_f64(config.pointer(path).and_then(Value::as_f64).unwrap_or(default) * 60.0)
 }
 
-/// The production traffic schedule after green is ready: (weight, how long it holds) per step.
+/// The production traffic schedule after green is ready: (weight, how long it holds) per step,
+/// the last one bringing green to 100 %.
 fn shift_steps(config: &Value) -> Vec<(f64, Duration)> {
     match config.get("strategy").and_then(Value::as_str) {
         Some("LINEAR") => {
@@ -97,9 +102,9 @@ fn shift_steps(config: &Value) -> Vec<(f64, Duration)> {
         }
         Some("CANARY") => {
             let canary = config.pointer("/canaryConfiguration/canaryPercent").and_then(Value::as_f64).unwrap_or(5.0);
-            vec![(canary, minutes(config, "/canaryConfiguration/canaryBakeTimeInMinutes", 10.0))]
+            vec![(canary, minutes(config, "/canaryConfiguration/canaryBakeTimeInMinutes", 10.0)), (100.0, Duration::ZERO)]
         }
-        _ => Vec::new(),
+        _ => vec![(100.0, Duration::ZERO)],
     }
 }
 
@@ -130,6 +135,7 @@ impl World {
             stage: 0,
             stage_since: now,
             hooks: Vec::new(),
+            prod_step: 0,
             stop_requested: false,
             end: None,
         });
@@ -211,7 +217,7 @@ impl World {
         let elapsed = now.saturating_duration_since(d.stage_since);
         let work_done = match stage {
             "SCALE_UP" => running >= service.desired,
-            "PRODUCTION_TRAFFIC_SHIFT" => elapsed >= shift_steps(&d.config).iter().map(|(_, hold)| *hold).sum::<Duration>(),
+            "PRODUCTION_TRAFFIC_SHIFT" => elapsed >= shift_steps(&d.config).get(d.prod_step).map_or(Duration::ZERO, |(_, hold)| *hold),
             "BAKE_TIME" => elapsed >= minutes(&d.config, "/bakeTimeInMinutes", 15.0),
             _ => true,
         };
@@ -232,7 +238,13 @@ impl World {
             return false;
         }
         let n = &mut self.native[i];
-        n.stage += 1;
+        if stage == "PRODUCTION_TRAFFIC_SHIFT" && n.prod_step + 1 < shift_steps(&n.config).len() {
+            // the next production step, its PRE_PRODUCTION_TRAFFIC_SHIFT hooks first
+            n.prod_step += 1;
+            n.stage -= 1;
+        } else {
+            n.stage += 1;
+        }
         n.stage_since = now;
         n.hooks.clear();
         true
@@ -293,7 +305,7 @@ impl World {
     }
 
     /// The newest service deployment of the service at `key` created after `since_ms`.
-    pub(super) fn newest_native(&self, key: &(String, String, String), since_ms: u64, now: Instant) -> Option<ObservedNativeDeployment> {
+    pub(super) fn newest_native(&self, key: &(String, String, String), since_ms: u64, _now: Instant) -> Option<ObservedNativeDeployment> {
         let d = self.native.iter().filter(|d| &d.service_key == key && self.wall_ms(d.created) > since_ms).max_by_key(|d| d.created)?;
         let (status, reason) = match &d.end {
             Some((status, reason)) => (*status, Some(reason.clone())),
@@ -301,21 +313,12 @@ impl World {
             None => ("IN_PROGRESS", None),
         };
         let stage = STAGES[d.stage];
-        let weight = match stage_index(stage) {
-            i if i < stage_index("PRODUCTION_TRAFFIC_SHIFT") => 0.0,
-            i if i > stage_index("PRODUCTION_TRAFFIC_SHIFT") => 100.0,
-            _ => {
-                let mut elapsed = now.saturating_duration_since(d.stage_since);
-                let mut at = 100.0;
-                for (weight, hold) in shift_steps(&d.config) {
-                    if elapsed < hold {
-                        at = weight;
-                        break;
-                    }
-                    elapsed -= hold;
-                }
-                at
-            }
+        let steps = shift_steps(&d.config);
+        let weight = match stage {
+            "PRE_PRODUCTION_TRAFFIC_SHIFT" => d.prod_step.checked_sub(1).and_then(|k| steps.get(k)).map_or(0.0, |(w, _)| *w),
+            "PRODUCTION_TRAFFIC_SHIFT" => steps.get(d.prod_step).map_or(100.0, |(w, _)| *w),
+            _ if stage_index(stage) < stage_index("PRE_PRODUCTION_TRAFFIC_SHIFT") => 0.0,
+            _ => 100.0,
         };
         let (stage, weight) = if d.end.is_some() { (None, None) } else { (Some(stage), Some(weight)) };
         let rolled_back = status.starts_with("ROLLBACK_SUCCESSFUL");

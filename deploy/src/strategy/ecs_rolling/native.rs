@@ -266,7 +266,13 @@ fn progress(cx: &Step<'_>, mut next: crate::record::DeploymentRecord, text: Stri
 /// the analysis answers it — CONTINUE when green's metrics pass, ROLLBACK (with the check and its
 /// numbers as the cause) when they fail; a hold is the operator's gate. Before the first step
 /// green has no production traffic to judge, and ECS goes on at once.
-fn analysis_at_pause(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, spec: &crate::analysis::AnalysisSpec, poll: Duration) -> Plan {
+fn analysis_at_pause(
+    cx: &Step<'_>,
+    d: &ObservedNativeDeployment,
+    hook: &str,
+    spec: &crate::analysis::AnalysisSpec,
+    poll: Duration,
+) -> Plan {
     let record = cx.record;
     let now = cx.now;
     let weight = d.production_weight.unwrap_or(0.0).round().clamp(0.0, 100.0) as u32;
@@ -280,10 +286,17 @@ fn analysis_at_pause(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, sp
     };
     if let Some(given) = record.approvals.iter().rev().find(|a| a.gate == hook) {
         // answered, yet ECS still waits: the answer never reached it; the same again
-        let action = Action::EcsContinueServiceDeployment { arn: d.arn.clone(), hook_id: hook.to_string(), rollback: !given.answer.approve };
+        let action =
+            Action::EcsContinueServiceDeployment { arn: d.arn.clone(), hook_id: hook.to_string(), rollback: !given.answer.approve };
         return Plan { actions: vec![action], requeue_after: poll, ..Plan::default() };
     }
     let mut next = record.clone();
+    if next.analysis.as_ref().is_none_or(|a| a.sides.is_none()) {
+        // told apart while their weights differ (before the first step: all on blue)
+        if let Some(sides) = native_sides(record, cx.observed, weight) {
+            next.analysis.get_or_insert_with(Default::default).sides = Some(sides);
+        }
+    }
     if weight == 0 {
         let action = answer(&mut next, true, "metric analysis");
         next.log(now, Level::Info, "analysis: the new revision has no production traffic yet; ECS goes on to its first step".to_string());
@@ -292,9 +305,6 @@ fn analysis_at_pause(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, sp
     let label = crate::strategy::analysis_gate::step_label(Some(weight));
     let pending = record.analysis.as_ref().and_then(|a| a.pending.clone()).filter(|p| p.hook == hook);
     let state = next.analysis.get_or_insert_with(Default::default);
-    if state.sides.is_none() {
-        state.sides = native_sides(record, cx.observed, weight);
-    }
     let Some(sides) = state.sides.clone() else {
         // the production rule does not tell the revisions' target groups apart: a person decides
         return at_gate(cx, d, hook, &format!("{label} (the analysis could not tell the target groups apart)"), poll);
@@ -302,7 +312,11 @@ fn analysis_at_pause(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, sp
     let Some(pending) = pending else {
         // the next look fetches the metrics
         state.pending = Some(crate::record::PendingPause { hook: hook.to_string(), label: label.clone(), since_ms: now });
-        next.log(now, Level::Info, format!("ECS waits before its next production step with {label} on the new revision: the analysis answers"));
+        next.log(
+            now,
+            Level::Info,
+            format!("ECS waits before its next production step with {label} on the new revision: the analysis answers"),
+        );
         return Plan { next_record: Some(next), requeue_after: Duration::ZERO, ..Plan::default() };
     };
     match crate::strategy::analysis_gate::at_step_end(cx.input, record, spec, &sides, &pending.label, pending.since_ms, poll) {
@@ -326,10 +340,18 @@ fn analysis_at_pause(cx: &Step<'_>, d: &ObservedNativeDeployment, hook: &str, sp
 /// The names of a native deployment's two sides: of the service's target group and its
 /// alternate, green is the one the production listener rule weights as ECS says it weights the
 /// new revision (`weight`), blue the other.
-fn native_sides(record: &crate::record::DeploymentRecord, observed: &crate::observed::Observed, weight: u32) -> Option<crate::analysis::queries::SideNames> {
+fn native_sides(
+    record: &crate::record::DeploymentRecord,
+    observed: &crate::observed::Observed,
+    weight: u32,
+) -> Option<crate::analysis::queries::SideNames> {
     use crate::analysis::queries::{load_balancer_dimension, target_group_dimension, SideNames};
     let svcdef = &record.desired.as_ref()?.svcdef;
-    let lb = svcdef.get("loadBalancers")?.as_array()?.iter().find(|lb| lb.pointer("/advancedConfiguration/alternateTargetGroupArn").is_some())?;
+    let lb = svcdef
+        .get("loadBalancers")?
+        .as_array()?
+        .iter()
+        .find(|lb| lb.pointer("/advancedConfiguration/alternateTargetGroupArn").is_some())?;
     let primary = lb.get("targetGroupArn")?.as_str()?;
     let alternate = lb.pointer("/advancedConfiguration/alternateTargetGroupArn")?.as_str()?;
     let elb = observed.elb.as_ref()?;

@@ -402,14 +402,18 @@ fn ecs_linear_with_analysis_pauses_before_each_production_step_and_the_analysis_
     assert_eq!(hooks[0]["timeoutConfiguration"]["action"], "ROLLBACK", "gitmoxi gone: ECS rolls back");
     let applied = applied_v1(&a);
     let mut obs = Observed { service: Some(service(TD1, 2, vec![(TD1, 2)])), ..Default::default() };
-    let mut rec = run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.expect("record");
+    let mut rec =
+        run(Step { desired: Desired::Present(&a), applied: &applied, record: None, observed: &obs, now: 0 }).next_record.expect("record");
     rec.phase = Phase::Rolling(RollingPhase::Stabilize { task_definition: TD2.into(), deadline_ms: 10_000_000 });
     obs.service = Some(service(TD2, 2, vec![(TD2, 0), (TD1, 2)]));
     // before the first step green has no production traffic: ECS goes on at once
     obs.native_deployment = Some(paused_at("h1", 0.0));
     obs.elb = Some(rule_at(0));
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 1_000 });
-    assert_eq!(p.actions, vec![Action::EcsContinueServiceDeployment { arn: paused_at("h1", 0.0).arn, hook_id: "h1".into(), rollback: false }]);
+    assert_eq!(
+        p.actions,
+        vec![Action::EcsContinueServiceDeployment { arn: paused_at("h1", 0.0).arn, hook_id: "h1".into(), rollback: false }]
+    );
     rec = p.next_record.expect("the answer is kept");
     assert_eq!(rec.approvals[0].answer.via, crate::commands::AnswerChannel::Analysis);
     // before the second step, 25 % on green: the analysis takes the pause
@@ -421,7 +425,10 @@ fn ecs_linear_with_analysis_pauses_before_each_production_step_and_the_analysis_
     let sides = rec.analysis.as_ref().and_then(|x| x.sides.clone()).expect("sides from the rule's weights");
     assert_eq!((sides.green.as_str(), sides.blue.as_str()), ("targetgroup/web-b/2", "targetgroup/web-a/1"));
     let key = key();
-    let needs = match strategy::look(&input_of(&key, Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 70_001 })) {
+    let needs = match strategy::look(&input_of(
+        &key,
+        Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 70_001 },
+    )) {
         strategy::Look::Observe(needs) => needs,
         strategy::Look::Skip(_) => panic!("observes"),
     };
@@ -430,12 +437,18 @@ fn ecs_linear_with_analysis_pauses_before_each_production_step_and_the_analysis_
     assert_eq!(req.queries.len(), 2);
     // green is slow: ROLLBACK, with the check's numbers as the cause
     obs.metrics = Some(
-        [("c0g".to_string(), (0..10).map(|i| 400.0 + f64::from(i)).collect()), ("c0b".to_string(), (0..10).map(|i| 180.0 + f64::from(i)).collect())]
-            .into_iter()
-            .collect(),
+        [
+            ("c0g".to_string(), (0..10).map(|i| 400.0 + f64::from(i)).collect()),
+            ("c0b".to_string(), (0..10).map(|i| 180.0 + f64::from(i)).collect()),
+        ]
+        .into_iter()
+        .collect(),
     );
     let p = run(Step { desired: Desired::Present(&a), applied: &applied, record: Some(&rec), observed: &obs, now: 70_001 });
-    assert_eq!(p.actions, vec![Action::EcsContinueServiceDeployment { arn: paused_at("h2", 25.0).arn, hook_id: "h2".into(), rollback: true }]);
+    assert_eq!(
+        p.actions,
+        vec![Action::EcsContinueServiceDeployment { arn: paused_at("h2", 25.0).arn, hook_id: "h2".into(), rollback: true }]
+    );
     let rec = p.next_record.expect("the verdict is kept");
     assert!(matches!(&rec.cause, Some(FailureCause::AnalysisFailed { check, .. }) if check == "latency"), "{:?}", rec.cause);
     assert_eq!(rec.analysis.as_ref().map(|x| x.runs.len()), Some(1));
