@@ -49,6 +49,20 @@ pub struct Observed {
     /// The answer of the running Lambda hook's invocation (issue 25).
     #[serde(default)]
     pub invocation: Option<ObservedInvocation>,
+    /// Where the running task hook's containers log (its task definition's `awslogs` options).
+    #[serde(default)]
+    pub hook_logs: Vec<ObservedTaskLogs>,
+}
+
+/// Where one container of a task definition logs (the `awslogs` driver's options).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedTaskLogs {
+    /// The container's name.
+    pub container: String,
+    /// `awslogs-group`.
+    pub group: Option<String>,
+    /// `awslogs-stream-prefix` (the stream is `prefix/container/task-id`).
+    pub stream_prefix: Option<String>,
 }
 
 /// What a synchronous Lambda invocation answered.

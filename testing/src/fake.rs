@@ -32,6 +32,8 @@ struct FakeTaskDef {
     arn: String,
     images: Vec<String>,
     tags: BTreeMap<String, String>,
+    /// Each container's `awslogs` group and stream prefix, as registered.
+    logs: Vec<gitmoxi_deploy::observed::ObservedTaskLogs>,
 }
 
 #[derive(Debug, Clone)]
@@ -885,6 +887,21 @@ impl Ecs for FakeEcs {
         self.world.end("DescribeTaskDefinition", result)
     }
 
+    async fn task_logs(&self, task_definition: &str) -> Result<Vec<gitmoxi_deploy::observed::ObservedTaskLogs>, AwsError> {
+        self.world.begin("DescribeTaskDefinition")?;
+        let result = {
+            let w = self.world.world();
+            let family = task_definition.rsplit('/').next().and_then(|f| f.split(':').next()).unwrap_or_default().to_string();
+            let revision = task_definition.rsplit('/').next().and_then(|f| f.split(':').nth(1)).map(str::to_string);
+            let found = w.task_defs.get(&(self.region.clone(), family)).and_then(|revs| match &revision {
+                Some(r) => revs.iter().find(|t| t.arn.ends_with(&format!(":{r}"))),
+                None => revs.last(),
+            });
+            Ok(found.map(|t| t.logs.clone()).unwrap_or_default())
+        };
+        self.world.end("DescribeTaskDefinition", result)
+    }
+
     async fn find_task_definition(&self, family: &str, deployment_id: &str) -> Result<Option<String>, AwsError> {
         self.world.begin("ListTaskDefinitions")?;
         let result = {
@@ -932,6 +949,18 @@ impl Ecs for FakeEcs {
                     arn: arn.clone(),
                     images: containers.iter().filter_map(|c| c.get("image").and_then(Value::as_str).map(str::to_string)).collect(),
                     tags: tags_of(body),
+                    logs: containers
+                        .iter()
+                        .filter(|c| c.pointer("/logConfiguration/logDriver").and_then(Value::as_str) == Some("awslogs"))
+                        .map(|c| gitmoxi_deploy::observed::ObservedTaskLogs {
+                            container: c.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                            group: c.pointer("/logConfiguration/options/awslogs-group").and_then(Value::as_str).map(str::to_string),
+                            stream_prefix: c
+                                .pointer("/logConfiguration/options/awslogs-stream-prefix")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                        })
+                        .collect(),
                 });
                 w.mutations.push(("RegisterTaskDefinition".into(), arn.clone()));
                 Ok(arn)

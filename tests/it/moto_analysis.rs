@@ -189,7 +189,19 @@ async fn moto_a_before_shift_hook_task_that_exits_1_rolls_back_and_one_that_exit
     let ecs = aws_sdk_ecs::Client::new(&config);
     // the checks: smoke:1 exits 1, smoke:2 exits 0
     for image in ["smoke:exit-1", "smoke:exit-0"] {
-        let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("smoke").image(image).memory(128).essential(true).build();
+        let logs = aws_sdk_ecs::types::LogConfiguration::builder()
+            .log_driver(aws_sdk_ecs::types::LogDriver::Awslogs)
+            .options("awslogs-group", "/ecs/smoke")
+            .options("awslogs-stream-prefix", "hooks")
+            .build()
+            .expect("log configuration");
+        let container = aws_sdk_ecs::types::ContainerDefinition::builder()
+            .name("smoke")
+            .image(image)
+            .memory(128)
+            .essential(true)
+            .log_configuration(logs)
+            .build();
         ecs.register_task_definition()
             .family("smoke")
             .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
@@ -212,6 +224,7 @@ async fn moto_a_before_shift_hook_task_that_exits_1_rolls_back_and_one_that_exit
     let app = server.wait_app(PREFIX, Duration::from_secs(90), |a| a["last_outcome"] == "rolled_back").await;
     let cause = app["last_cause"].as_str().expect("a cause");
     assert!(cause.starts_with("hook beforeShift failed: task ") && cause.contains("(smoke: exit 1)"), "{cause}");
+    assert!(cause.contains("— logs: /ecs/smoke hooks/smoke/"), "where the check's logs are: {cause}");
     assert_eq!(watch.green(&tgs["web-b"]).await, 0, "no traffic moved");
     let hooks = ecs
         .list_tasks()

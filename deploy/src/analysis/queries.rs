@@ -31,10 +31,40 @@ pub struct SideNames {
     /// `{{ alias }}`: the Lambda alias.
     #[serde(default)]
     pub alias: Option<String>,
+    /// `{{ cluster }}`: the ECS cluster's name.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// `{{ family }}`: the task definition family.
+    #[serde(default)]
+    pub family: Option<String>,
+    /// `{{ green_revision }}`: the revision green runs (Container Insights' `TaskDefinitionRevision`).
+    #[serde(default)]
+    pub green_revision: Option<String>,
+    /// `{{ blue_revision }}`: the revision blue runs.
+    #[serde(default)]
+    pub blue_revision: Option<String>,
+}
+
+impl SideNames {
+    /// The ECS names of both sides' task definitions: `cluster`, `family`, and each revision
+    /// (from task definition ARNs `…:task-definition/family:revision`).
+    pub fn with_revisions(mut self, cluster: &str, green_td: Option<&str>, blue_td: Option<&str>) -> SideNames {
+        let split = |arn: &str| -> Option<(String, String)> {
+            let (family, revision) = arn.rsplit('/').next()?.split_once(':')?;
+            Some((family.to_string(), revision.to_string()))
+        };
+        self.cluster = Some(cluster.rsplit('/').next().unwrap_or(cluster).to_string());
+        if let Some((family, revision)) = green_td.and_then(split) {
+            self.family = Some(family);
+            self.green_revision = Some(revision);
+        }
+        self.blue_revision = blue_td.and_then(split).map(|(_, r)| r);
+        self
+    }
 }
 
 /// The placeholders a depdef may hold in its `analysis` (kept verbatim by template rendering).
-pub const PLACEHOLDERS: &[&str] = &["green", "blue", "green_task_set", "blue_task_set", "load_balancer"];
+pub const PLACEHOLDERS: &[&str] = &["green", "blue", "green_task_set", "blue_task_set", "load_balancer", "green_revision", "blue_revision"];
 
 /// Which side a query reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +196,10 @@ pub fn fill(text: &str, sides: &SideNames, side: Side) -> String {
             ("green", Side::Blue) | ("blue", Side::Green | Side::Blue) => Some(sides.blue.clone()),
             ("green_task_set", Side::Green) => sides.green_task_set.clone(),
             ("green_task_set", Side::Blue) | ("blue_task_set", Side::Green | Side::Blue) => sides.blue_task_set.clone(),
+            ("green_revision", Side::Green) => sides.green_revision.clone(),
+            ("green_revision", Side::Blue) | ("blue_revision", Side::Green | Side::Blue) => sides.blue_revision.clone(),
+            ("cluster", _) => sides.cluster.clone(),
+            ("family", _) => sides.family.clone(),
             ("load_balancer", _) => sides.load_balancer.clone(),
             ("function", _) => sides.function.clone(),
             ("alias", _) => sides.alias.clone(),
@@ -242,10 +276,24 @@ fn lambda(name: &str, stat: &str) -> MetricSpec {
     }
 }
 
+fn insights(name: &str) -> MetricSpec {
+    MetricSpec {
+        namespace: "ECS/ContainerInsights".into(),
+        metric_name: name.into(),
+        dimensions: vec![
+            ("ClusterName".into(), "{{ cluster }}".into()),
+            ("TaskDefinitionFamily".into(), "{{ family }}".into()),
+            ("TaskDefinitionRevision".into(), "{{ green_revision }}".into()),
+        ],
+        stat: "Average".into(),
+        period_secs: 60,
+    }
+}
+
 /// The presets for `target`, by name.
 pub fn preset_names(target: PresetTarget) -> Vec<&'static str> {
     match target {
-        PresetTarget::Ecs => vec!["ALB_5XX_RATE", "ALB_P99_LATENCY"],
+        PresetTarget::Ecs => vec!["ALB_5XX_RATE", "ALB_P99_LATENCY", "ECS_CPU_UTILIZED", "ECS_MEMORY_UTILIZED"],
         PresetTarget::Lambda => vec!["LAMBDA_ERROR_RATE", "LAMBDA_P99_DURATION"],
     }
 }
@@ -262,6 +310,10 @@ pub fn preset(name: &str, target: PresetTarget) -> Option<(MetricSource, Option<
             Some("%"),
         )),
         ("ALB_P99_LATENCY", PresetTarget::Ecs) => Some((MetricSource::Metric(alb("TargetResponseTime", "p99")), Some("s"))),
+        // Container Insights with enhanced observability: per task definition revision, and
+        // green and blue run different revisions
+        ("ECS_CPU_UTILIZED", PresetTarget::Ecs) => Some((MetricSource::Metric(insights("CpuUtilized")), Some("CPU units"))),
+        ("ECS_MEMORY_UTILIZED", PresetTarget::Ecs) => Some((MetricSource::Metric(insights("MemoryUtilized")), Some("MiB"))),
         ("LAMBDA_ERROR_RATE", PresetTarget::Lambda) => Some((
             MetricSource::Expression {
                 expression: "100 * FILL(errors, 0) / invocations".into(),

@@ -13,8 +13,7 @@ fn sides() -> SideNames {
         green_task_set: Some("ecs-svc/g".into()),
         blue_task_set: Some("ecs-svc/b".into()),
         load_balancer: Some("app/lb/9".into()),
-        function: None,
-        alias: None,
+        ..SideNames::default()
     }
 }
 
@@ -161,4 +160,34 @@ fn too_few_samples_are_inconclusive_never_a_pass() {
     assert_eq!(checks[0].message, "latency: too few samples (green 3, blue 30; minSamples 5)");
     let (verdict, _) = judge_all(&spec, &BTreeMap::new());
     assert_eq!(verdict, Verdict::Inconclusive, "no data at all");
+}
+
+#[test]
+fn container_insights_presets_read_each_sides_task_definition_revision() {
+    let spec = parse_value(
+        "web_depdef.json",
+        &json!({"checks": [{"preset": "ECS_MEMORY_UTILIZED", "compare": {"tolerance": 30}}]}),
+        PresetTarget::Ecs,
+    )
+    .expect("valid");
+    let sides = sides().with_revisions(
+        "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+        Some("arn:aws:ecs:us-east-1:123456789012:task-definition/web:7"),
+        Some("arn:aws:ecs:us-east-1:123456789012:task-definition/web:6"),
+    );
+    let req = request(&spec, &sides, 1_000_000_000);
+    let dims = |i: usize| match &req.queries[i].kind {
+        QueryKind::Stat(m) => (m.namespace.clone(), m.metric_name.clone(), m.dimensions.clone()),
+        other @ QueryKind::Expression { .. } => panic!("{other:?}"),
+    };
+    let d = |rev: &str| {
+        vec![
+            ("ClusterName".to_string(), "prod".to_string()),
+            ("TaskDefinitionFamily".into(), "web".into()),
+            ("TaskDefinitionRevision".into(), rev.into()),
+        ]
+    };
+    assert_eq!(dims(0), ("ECS/ContainerInsights".to_string(), "MemoryUtilized".to_string(), d("7")));
+    assert_eq!(dims(1).2, d("6"), "blue's revision");
+    assert!(parse_value("f", &json!({"checks": [{"preset": "ECS_CPU_UTILIZED", "max": 200}]}), PresetTarget::Lambda).is_err(), "ECS only");
 }

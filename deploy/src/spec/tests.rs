@@ -169,7 +169,7 @@ fn analysis_on_a_rolling_service_is_a_warning_naming_the_depdef_and_placeholders
     let snap = load_snapshot(&base().with("apps/web/web_depdef.json", depdef), &ctx());
     let app = snap.apps["apps/web/web"].as_ref().expect("valid");
     assert!(
-        app.warnings.iter().any(|w| w.file == "apps/web/web_depdef.json" && w.message.contains("task-set blue/green only")),
+        app.warnings.iter().any(|w| w.file == "apps/web/web_depdef.json" && w.message.contains("this rolling update ignores them")),
         "{:?}",
         app.warnings
     );

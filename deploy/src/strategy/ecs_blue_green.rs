@@ -121,6 +121,7 @@ fn through_hook(cx: &Step<'_>, next: &DeploymentRecord, point: HookPoint, poll: 
 /// The names the analysis fills in for each side (issue 25): the first pair's target groups as
 /// ALB dimensions, the task set ids, and the load balancer in front of the green group.
 fn side_names(
+    cluster: &str,
     mapping: &[(String, String)],
     green: &ObservedTaskSet,
     blue: Option<&ObservedTaskSet>,
@@ -140,9 +141,9 @@ fn side_names(
         green_task_set: Some(green.id.clone()),
         blue_task_set: blue.map(|b| b.id.clone()),
         load_balancer,
-        function: None,
-        alias: None,
+        ..SideNames::default()
     }
+    .with_revisions(cluster, Some(&green.task_definition), blue.map(|b| b.task_definition.as_str()))
 }
 
 /// The sides a record's analysis fills in, once traffic started to shift.
@@ -610,7 +611,7 @@ fn stabilize(cx: &Step<'_>, task_definition: &str, deadline_ms: u64) -> Plan {
             Some(ts) => {
                 let first = app.depdef.schedule().first().map_or(ts.steps()[0], |s| s.weight);
                 if app.depdef.analysis.is_some() {
-                    let names = side_names(&mapping, green, sides.blue_primary, observed.elb.as_ref());
+                    let names = side_names(&cx.cluster, &mapping, green, sides.blue_primary, observed.elb.as_ref());
                     next.analysis.get_or_insert_with(Default::default).sides = Some(names);
                 }
                 next.enter(Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: first, since_ms: now }), now);

@@ -64,9 +64,20 @@ fn running(record: &DeploymentRecord) -> Option<(&HookRun, &Hook)> {
     Some((run, hooks_of(record)?.at(run.point)?))
 }
 
-/// What the observer must fetch for a running hook: its tasks (cluster, startedBy), or the
+/// What the observer fetches for a running hook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookNeeds {
+    /// A task hook: its tasks (cluster, startedBy).
+    pub tasks: Option<(String, String)>,
+    /// A task hook: its task definition (where its containers log).
+    pub task_definition: Option<String>,
+    /// A Lambda hook: the invocation to make.
+    pub invoke: Option<HookInvocation>,
+}
+
+/// What the observer must fetch for a running hook: its tasks and where they log, or the
 /// invocation to make.
-pub fn needs(record: &DeploymentRecord) -> (Option<(String, String)>, Option<HookInvocation>) {
+pub fn needs(record: &DeploymentRecord) -> HookNeeds {
     // hooks run only while traffic shifts or bakes: a deployment rolling back for another cause
     // never invokes a hook again
     let shifting = matches!(
@@ -74,11 +85,15 @@ pub fn needs(record: &DeploymentRecord) -> (Option<(String, String)>, Option<Hoo
         crate::record::Phase::BlueGreen(crate::record::BlueGreenPhase::Shift { .. } | crate::record::BlueGreenPhase::Bake { .. })
             | crate::record::Phase::Lambda(crate::record::LambdaPhase::Shift { .. } | crate::record::LambdaPhase::Bake { .. })
     );
-    let Some((run, hook)) = running(record).filter(|_| shifting) else { return (None, None) };
+    let Some((run, hook)) = running(record).filter(|_| shifting) else { return HookNeeds::default() };
     match &hook.target {
-        HookTarget::Task { .. } => {
+        HookTarget::Task { task_definition, .. } => {
             let cluster = record.desired.as_ref().map(|a| a.cluster.clone()).unwrap_or_default();
-            (Some((cluster, started_by(&record.id, run.point))), None)
+            HookNeeds {
+                tasks: Some((cluster, started_by(&record.id, run.point))),
+                task_definition: Some(task_definition.clone()),
+                invoke: None,
+            }
         }
         HookTarget::Lambda { function, payload } => {
             let invocation = HookInvocation {
@@ -86,7 +101,7 @@ pub fn needs(record: &DeploymentRecord) -> (Option<(String, String)>, Option<Hoo
                 payload: event(record, run.point, payload.as_ref()),
                 timeout_secs: hook.timeout_secs,
             };
-            (None, Some(invocation))
+            HookNeeds { invoke: Some(invocation), ..HookNeeds::default() }
         }
     }
 }
@@ -157,6 +172,16 @@ fn error_line(tail: &str) -> String {
     line.chars().take(300).collect()
 }
 
+/// The log streams of a hook's task: `group prefix/container/task-id` for each container that
+/// logs with `awslogs` and a stream prefix (what CloudWatch Logs names them).
+fn log_streams(logs: &[crate::observed::ObservedTaskLogs], task_arn: &str) -> String {
+    let task_id = task_arn.rsplit('/').next().unwrap_or(task_arn);
+    logs.iter()
+        .filter_map(|l| Some(format!("{} {}/{}/{task_id}", l.group.as_deref()?, l.stream_prefix.as_deref()?, l.container)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The verdict of a task hook's task, once it stopped: success, or why not.
 fn task_verdict(task: &ObservedTask) -> Option<Result<String, String>> {
     if task.last_status != TaskStatus::Stopped {
@@ -217,7 +242,11 @@ pub fn at(input: &StepInput<'_>, record: &DeploymentRecord, point: HookPoint, po
         HookTarget::Task { .. } => {
             let newest = input.observed.hook_tasks.iter().max_by_key(|t| t.arn.clone());
             match newest {
-                Some(task) => task_verdict(task).map(|v| (v, Some(task.arn.clone()))),
+                Some(task) => task_verdict(task).map(|v| {
+                    let logs = log_streams(&input.observed.hook_logs, &task.arn);
+                    let with_logs = |line: String| if logs.is_empty() { line } else { format!("{line} — logs: {logs}") };
+                    (v.map(with_logs).map_err(with_logs), Some(task.arn.clone()))
+                }),
                 None if now >= run.started_ms + RESEND_AFTER_MS && now < run.started_ms + hook.timeout_secs * 1000 => {
                     // the RunTask may not have reached ECS: the same client token again
                     let HookTarget::Task { task_definition, overrides } = &hook.target else { return HookGate::Open };

@@ -153,6 +153,8 @@ pub struct ObserveNeeds {
     pub metrics: Option<crate::analysis::queries::MetricRequest>,
     /// A task hook runs: list the tasks of (cluster, startedBy).
     pub hook_tasks: Option<(String, String)>,
+    /// A task hook runs: where its task definition's containers log.
+    pub hook_task_definition: Option<String>,
     /// A Lambda hook runs: invoke it.
     pub invoke: Option<hook_gate::HookInvocation>,
 }
@@ -559,7 +561,8 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
     }
     needs.metrics = analysis_due(input);
     if let Some(record) = input.record.filter(|r| r.in_flight()) {
-        (needs.hook_tasks, needs.invoke) = hook_gate::needs(record);
+        let hook = hook_gate::needs(record);
+        (needs.hook_tasks, needs.hook_task_definition, needs.invoke) = (hook.tasks, hook.task_definition, hook.invoke);
     }
     Look::Observe(needs)
 }

@@ -175,6 +175,9 @@ mod tests {
         async fn run_task(&self, _: &Value) -> Result<(), AwsError> {
             unreachable!()
         }
+        async fn task_logs(&self, _: &str) -> Result<Vec<gitmoxi_deploy::observed::ObservedTaskLogs>, AwsError> {
+            unreachable!()
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -92,6 +92,8 @@ pub trait Ecs: Send + Sync {
     async fn delete_task_set(&self, cluster: &str, service: &str, task_set: &str) -> Result<(), AwsError>;
     /// RunTask with this body (a hook's one-off task; startedBy and clientToken included).
     async fn run_task(&self, body: &Value) -> Result<(), AwsError>;
+    /// Where a task definition's containers log (DescribeTaskDefinition, the `awslogs` options).
+    async fn task_logs(&self, task_definition: &str) -> Result<Vec<gitmoxi_deploy::observed::ObservedTaskLogs>, AwsError>;
 }
 
 /// The Elastic Load Balancing v2 operations gitmoxi uses.

@@ -275,6 +275,30 @@ impl Ecs for SdkEcs {
         Ok(described.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect())
     }
 
+    async fn task_logs(&self, task_definition: &str) -> Result<Vec<gitmoxi_deploy::observed::ObservedTaskLogs>, AwsError> {
+        let described = self
+            .client
+            .describe_task_definition()
+            .task_definition(task_definition)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "DescribeTaskDefinition", e));
+        let described = self.track("DescribeTaskDefinition", described)?;
+        let containers = described.task_definition().map(|t| t.container_definitions()).unwrap_or_default();
+        Ok(containers
+            .iter()
+            .filter_map(|c| {
+                let config = c.log_configuration().filter(|l| l.log_driver().as_str() == "awslogs")?;
+                let option = |k: &str| config.options().and_then(|o| o.get(k)).cloned();
+                Some(gitmoxi_deploy::observed::ObservedTaskLogs {
+                    container: c.name().unwrap_or_default().to_string(),
+                    group: option("awslogs-group"),
+                    stream_prefix: option("awslogs-stream-prefix"),
+                })
+            })
+            .collect())
+    }
+
     async fn find_task_definition(&self, family: &str, deployment_id: &str) -> Result<Option<String>, AwsError> {
         let list = self
             .client

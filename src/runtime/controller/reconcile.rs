@@ -400,10 +400,11 @@ async fn observe(clients: &Clients, identity: &Identity, needs: &strategy::Obser
         Some(request) => Some(clients.alarms.metric_data(request).await?),
         None => None,
     };
-    let (hook_tasks, invocation) = observe_hook(clients, needs).await?;
+    let (hook_tasks, invocation, hook_logs) = observe_hook(clients, needs).await?;
     Ok(Observed {
         hook_tasks,
         invocation,
+        hook_logs,
         service: described,
         registered_task_definition: registered,
         resolved_task_definition: resolved,
@@ -457,25 +458,35 @@ async fn observe_lambda(clients: &Clients, function: &str, needs: &strategy::Obs
         Some(request) => Some(clients.alarms.metric_data(request).await?),
         None => None,
     };
-    let (hook_tasks, invocation) = observe_hook(clients, needs).await?;
-    Ok(Observed { lambda: observed, alarms, metrics, hook_tasks, invocation, ..Observed::default() })
+    let (hook_tasks, invocation, hook_logs) = observe_hook(clients, needs).await?;
+    Ok(Observed { lambda: observed, alarms, metrics, hook_tasks, invocation, hook_logs, ..Observed::default() })
 }
+
+/// What the observer saw of a running hook: its tasks, its invocation's answer, where it logs.
+type ObservedHook = (
+    Vec<gitmoxi_deploy::observed::ObservedTask>,
+    Option<gitmoxi_deploy::observed::ObservedInvocation>,
+    Vec<gitmoxi_deploy::observed::ObservedTaskLogs>,
+);
 
 /// A running hook (issue 25): its task's state, or the Lambda hook's invocation (made here: the
 /// record says the hook runs and holds no answer yet).
-async fn observe_hook(
-    clients: &Clients,
-    needs: &strategy::ObserveNeeds,
-) -> Result<(Vec<gitmoxi_deploy::observed::ObservedTask>, Option<gitmoxi_deploy::observed::ObservedInvocation>), AwsError> {
+async fn observe_hook(clients: &Clients, needs: &strategy::ObserveNeeds) -> Result<ObservedHook, AwsError> {
     let tasks = match &needs.hook_tasks {
         Some((cluster, started_by)) => clients.ecs.tasks_started_by(cluster, started_by).await?,
         None => Vec::new(),
+    };
+    // where its containers log, once it stopped (the line of its verdict names the streams)
+    let stopped = tasks.iter().any(|t| t.last_status == gitmoxi_deploy::observed::TaskStatus::Stopped);
+    let logs = match &needs.hook_task_definition {
+        Some(td) if stopped => clients.ecs.task_logs(td).await?,
+        Some(_) | None => Vec::new(),
     };
     let invocation = match &needs.invoke {
         Some(i) => Some(clients.lambda.invoke(&i.function, &i.payload, std::time::Duration::from_secs(i.timeout_secs)).await?),
         None => None,
     };
-    Ok((tasks, invocation))
+    Ok((tasks, invocation, logs))
 }
 
 /// Performs one action.

@@ -932,6 +932,12 @@ fn a_before_shift_task_hook_runs_once_in_the_services_network_and_traffic_waits_
     let look = strategy::look(&input_with(Desired::Present(&desired), Some(&record), &obs, &applied, &key, 6_000));
     let strategy::Look::Observe(needs) = look else { panic!("observes") };
     assert_eq!(needs.hook_tasks, Some(("prod".to_string(), "gitmoxi-hook/dep-2/beforeShift".to_string())));
+    assert_eq!(needs.hook_task_definition.as_deref(), Some("smoke:3"));
+    obs.hook_logs = vec![crate::observed::ObservedTaskLogs {
+        container: "smoke".into(),
+        group: Some("/ecs/smoke".into()),
+        stream_prefix: Some("hooks".into()),
+    }];
     // running: no weight moves, no second RunTask
     let mut hook_task = tasks_of("hook", "RUNNING", 1, None).remove(0);
     hook_task.started_by = Some("gitmoxi-hook/dep-2/beforeShift".into());
@@ -946,6 +952,8 @@ fn a_before_shift_task_hook_runs_once_in_the_services_network_and_traffic_waits_
     obs.hook_tasks = vec![hook_task];
     advance(&desired, &mut record, &obs, 9_000);
     assert_eq!(record.hooks[0].status, crate::record::HookStatus::Succeeded);
+    let detail = record.hooks[0].detail.clone().unwrap_or_default();
+    assert!(detail.ends_with("— logs: /ecs/smoke hooks/smoke/hook-RUNNING-0"), "where its logs are: {detail}");
     let plan = advance(&desired, &mut record, &obs, 9_000);
     assert!(
         plan.actions.iter().all(|a| matches!(a, Action::ElbSetForwardWeights { .. })) && !plan.actions.is_empty(),
@@ -993,7 +1001,11 @@ fn a_failing_after_shift_lambda_hook_rolls_back_naming_the_function_error_and_it
     if let Some(h) = rolling_back.hooks.last_mut() {
         h.status = crate::record::HookStatus::Running;
     }
-    assert_eq!(strategy::hook_gate::needs(&rolling_back), (None, None), "a rolling-back deployment invokes no hook");
+    assert_eq!(
+        strategy::hook_gate::needs(&rolling_back),
+        strategy::hook_gate::HookNeeds::default(),
+        "a rolling-back deployment invokes no hook"
+    );
     assert_eq!(
         record.cause,
         Some(FailureCause::HookFailed {

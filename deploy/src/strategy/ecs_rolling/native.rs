@@ -361,15 +361,23 @@ fn native_sides(
         (Some(p), Some(a)) if a == weight && p != weight => (alternate, primary),
         _ => return None,
     };
-    Some(SideNames {
-        green: target_group_dimension(green),
-        blue: target_group_dimension(blue),
-        green_task_set: None,
-        blue_task_set: None,
-        load_balancer: load_balancer_dimension(&forward.arn),
-        function: None,
-        alias: None,
-    })
+    let green_td = match &record.phase {
+        crate::record::Phase::Rolling(crate::record::RollingPhase::Stabilize { task_definition, .. }) => Some(task_definition.as_str()),
+        crate::record::Phase::Rolling(_)
+        | crate::record::Phase::BlueGreen(_)
+        | crate::record::Phase::Lambda(_)
+        | crate::record::Phase::Done => None,
+    };
+    let cluster = record.desired.as_ref().map_or("", |a| a.cluster.as_str());
+    Some(
+        SideNames {
+            green: target_group_dimension(green),
+            blue: target_group_dimension(blue),
+            load_balancer: load_balancer_dimension(&forward.arn),
+            ..SideNames::default()
+        }
+        .with_revisions(cluster, green_td, record.previous_task_definition.as_deref()),
+    )
 }
 
 /// The GetMetricData request of a native deployment whose PAUSE hook the analysis is answering
