@@ -247,3 +247,47 @@ async fn moto_a_before_shift_hook_task_that_exits_1_rolls_back_and_one_that_exit
     assert!(timeline.contains("hook beforeShift succeeded: task "), "{timeline}");
     server.stop().await;
 }
+
+/// Issue 25: `steps` on a task set against moto — green starts at half the desired count and takes
+/// 25 % (judged by the analysis), a person approves, green is scaled to all of it before 100 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_steps_start_green_at_half_its_count_judge_25_percent_wait_for_a_person_then_scale_up_before_100() {
+    let Deployed { _moto, repo, server, tgs, watch, config } = deployed(None).await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    put_series(&cw, "Steps", &tgs["web-a"], 24, |i| 180.0 + f64::from(i % 5)).await;
+    put_series(&cw, "Steps", &tgs["web-b"], 24, |i| 181.0 + f64::from(i % 6)).await;
+    let stepped = depdef("Steps", "").replace(
+        r#""trafficShiftingConfig": {"type": "CANARY", "percent": 50, "waitInterval": 1}"#,
+        r#""trafficShiftingConfig": {"waitInterval": 1, "approval": {"timeout": 600}, "steps": [
+            {"weight": 25, "scale": 50, "analysis": true}, {"approval": true}, {"weight": 100}]}"#,
+    );
+    assert_ne!(stepped, depdef("Steps", ""));
+    write_app(&repo, "nginx:2");
+    repo.write(&format!("{PREFIX}_depdef.json"), &stepped);
+    repo.commit("web: nginx 2 in steps");
+    let app = server.wait_app(PREFIX, Duration::from_secs(90), |a| a["status"] == "WaitingForApproval").await;
+    assert_eq!(watch.green(&tgs["web-b"]).await, 25, "25 % while the gate waits: {app:#}");
+    let sets = task_sets(&ecs).await;
+    let green = sets.iter().find(|s| s.status() == Some("ACTIVE")).expect("green");
+    assert_eq!(green.scale().map(|s| s.value()), Some(50.0), "green runs half the desired count: {sets:?}");
+    let d = newest_deployment(&server).await;
+    assert_eq!(steps(&d), vec![("25 %".to_string(), "pass".to_string())]);
+    assert_eq!(d["awaiting_approval"]["gate"], "before 100 %", "{d:#}");
+    let answered = reqwest::Client::new()
+        .post(format!("{}/api/v2/commands", server.api))
+        .json(&serde_json::json!({"command": "approve", "app": PREFIX, "by": "dana"}))
+        .send()
+        .await
+        .expect("approve");
+    assert_eq!(answered.status().as_u16(), 200);
+    let app = server.wait_app(PREFIX, Duration::from_secs(90), |a| synced(a) && a["last_outcome"] == "succeeded").await;
+    assert_eq!(watch.green(&tgs["web-b"]).await, 100, "{app:#}");
+    let sets = task_sets(&ecs).await;
+    assert_eq!(sets.len(), 1, "blue deleted: {sets:?}");
+    assert_eq!(sets[0].scale().map(|s| s.value()), Some(100.0), "scaled to all of it before 100 %");
+    let d = newest_deployment(&server).await;
+    let timeline = d["timeline"].to_string();
+    assert!(timeline.contains("scaling green from 50 % to 100 % of the desired count before it takes 100 % of the traffic"), "{timeline}");
+    assert!(d["approvals"][0]["by"] == "dana" && d["approvals"][0]["gate"] == "before 100 %", "{d:#}");
+}

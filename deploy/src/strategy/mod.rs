@@ -228,11 +228,14 @@ pub fn observe_needs(desired: &Desired<'_>, applied: &AppliedState, record: Opti
             Phase::BlueGreen(BlueGreenPhase::Shift { .. }) | Phase::BlueGreen(BlueGreenPhase::Bake { .. }) => {
                 needs.task_sets = true;
                 // the circuit breaker is watched in every phase with tasks (issue 23, item 10)
-                if r.desired.as_ref().is_some_and(|d| d.depdef.circuit_breaker.is_some()) {
+                // a partial-capacity green is scaled up and waited stable before more traffic:
+                // its tasks and its targets' health are read then (issue 25)
+                let partial = r.desired.as_ref().is_some_and(|d| d.depdef.first_scale().is_some());
+                if partial || r.desired.as_ref().is_some_and(|d| d.depdef.circuit_breaker.is_some()) {
                     needs.side_tasks = Some(ecs_blue_green::side_prefix(&r.id));
                 }
                 needs.target_groups = r.desired.as_ref().map(ecs_blue_green::target_groups).unwrap_or_default();
-                needs.elb_reads = ElbReads { forwards: true, health: false };
+                needs.elb_reads = ElbReads { forwards: true, health: partial };
                 needs.alarms = watched_alarms(r);
             }
             Phase::BlueGreen(BlueGreenPhase::Rollback { .. }) => {

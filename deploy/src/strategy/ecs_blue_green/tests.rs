@@ -839,6 +839,14 @@ fn steps_start_green_small_gate_a_step_scale_it_up_before_more_traffic_and_judge
     obs.tasks = tasks_of("222", "RUNNING", 1, None);
     advance(&desired, &mut record, &obs, 5_000);
     assert_eq!(record.phase, Phase::BlueGreen(BlueGreenPhase::Shift { step: 0, green: 5, since_ms: 5_000 }));
+    // while traffic shifts, a partial green's tasks and targets are read (to scale it up in time)
+    let (app_key, applied_state) = (key(), applied());
+    let strategy::Look::Observe(needs) =
+        strategy::look(&input_with(Desired::Present(&desired), Some(&record), &obs, &applied_state, &app_key, 5_000))
+    else {
+        panic!("observes")
+    };
+    assert!(needs.side_tasks.is_some() && needs.elb_reads.health, "{needs:?}");
     let mut greens = Vec::new();
     let now = drive(&desired, &mut record, &mut obs, 5_000, &crate::commands::NO_COMMANDS, &|_| Some(healthy()), &mut greens);
     assert_eq!(greens, vec![5], "5 % only, on one task");
