@@ -23,26 +23,19 @@ fn task_reason(line: &str) -> Option<&str> {
 /// `evidence` with repeated lines counted: the stop reasons of many tasks become one line each
 /// ("38 tasks stopped: …"), other repeated lines get "(×N)".
 pub fn group(evidence: &[String]) -> Vec<String> {
-    let mut keys: Vec<(String, bool)> = Vec::new();
-    let mut counts: Vec<(usize, Option<String>)> = Vec::new();
+    // (what repeats, a task's stop, how often, the first line as written), in order of appearance
+    let mut groups: Vec<(&str, bool, usize, &str)> = Vec::new();
     for line in evidence {
-        let (key, is_task) = match task_reason(line) {
-            Some(reason) => (reason.to_string(), true),
-            None => (line.clone(), false),
-        };
-        match keys.iter().position(|k| k.0 == key && k.1 == is_task) {
-            Some(i) => counts[i].0 += 1,
-            None => {
-                keys.push((key, is_task));
-                counts.push((1, Some(line.clone())));
-            }
+        let (key, is_task) = task_reason(line).map_or((line.as_str(), false), |reason| (reason, true));
+        match groups.iter_mut().find(|g| g.0 == key && g.1 == is_task) {
+            Some(g) => g.2 += 1,
+            None => groups.push((key, is_task, 1, line)),
         }
     }
-    let mut out: Vec<String> = keys
+    let mut out: Vec<String> = groups
         .iter()
-        .zip(counts.iter())
-        .map(|((key, is_task), (n, first))| match (is_task, n) {
-            (true, 1) | (false, 1) => first.clone().unwrap_or_else(|| key.clone()),
+        .map(|(key, is_task, n, first)| match (is_task, n) {
+            (_, 1) => first.to_string(),
             (true, n) => format!("{n} tasks stopped: {key}"),
             (false, n) => format!("{key} (×{n})"),
         })

@@ -10,10 +10,10 @@
 
 use super::StepInput;
 use crate::analysis::queries::{request as metric_request, MetricRequest, SideNames};
-use crate::analysis::verdict::{judge_all, show, AnalysisRun, Decision, Verdict};
+use crate::analysis::verdict::{judge_all, AnalysisRun, Decision, Verdict};
 use crate::analysis::{AnalysisSpec, OnInconclusive};
 use crate::plan::Plan;
-use crate::record::{AnalysisState, DeploymentRecord, FailureCause, Level};
+use crate::record::{DeploymentRecord, FailureCause, Level};
 use std::time::Duration;
 
 /// What the analysis lets the step do.
@@ -89,6 +89,22 @@ fn summary(run: &AnalysisRun) -> String {
     text
 }
 
+/// Why a run that decided to roll back did: its first failing check with its numbers (every
+/// failing check's as the evidence), else the inconclusive streak.
+fn rollback_cause(run: &AnalysisRun, streak: u32) -> (FailureCause, Vec<String>) {
+    let failing: Vec<&crate::analysis::verdict::CheckResult> = run.checks.iter().filter(|c| c.verdict == Verdict::Fail).collect();
+    match failing.first() {
+        Some(first) => (
+            FailureCause::AnalysisFailed { check: first.name.clone(), detail: first.message.clone() },
+            failing.iter().map(|c| c.message.clone()).collect(),
+        ),
+        None => {
+            let text = summary(run);
+            (FailureCause::AnalysisInconclusive { runs: streak, detail: text.clone() }, vec![text])
+        }
+    }
+}
+
 /// The analysis at the end of step `label` (started at `since_ms`) of `record`; `poll` is how
 /// often the step looks again while it waits.
 pub fn at_step_end(
@@ -106,8 +122,9 @@ pub fn at_step_end(
             Decision::Proceed => return AnalysisGate::Open,
             Decision::Hold => return held(input, record, spec, label, last.at_ms, poll),
             Decision::Rollback => {
-                let cause = FailureCause::AnalysisFailed { check: label.to_string(), detail: summary(last) };
-                return AnalysisGate::Closed(Box::new(record.clone()), cause, vec![summary(last)]);
+                let streak = record.analysis.as_ref().map_or(0, |a| inconclusive_streak(&a.runs));
+                let (cause, evidence) = rollback_cause(last, streak);
+                return AnalysisGate::Closed(Box::new(record.clone()), cause, evidence);
             }
             Decision::Retry if now < last.at_ms + spec.interval_secs * 1000 => {
                 let left = last.at_ms + spec.interval_secs * 1000 - now;
@@ -146,15 +163,11 @@ pub fn at_step_end(
     };
     let text = summary(&run);
     let decision = run.decision;
-    let failing: Vec<String> = run.checks.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.message.clone()).collect();
-    let first_failing = run.checks.iter().find(|c| c.verdict == Verdict::Fail).map(|c| (c.name.clone(), c.message.clone()));
+    let on_rollback = rollback_cause(&run, streak);
     state.push(run);
+    state.sides.get_or_insert_with(|| sides.clone());
     let mut next = record.clone();
-    next.analysis = Some(AnalysisState {
-        sides: state.sides.clone().or_else(|| Some(sides.clone())),
-        runs: state.runs,
-        pending: state.pending.clone(),
-    });
+    next.analysis = Some(state);
     let app = &record.app.prefix;
     match decision {
         Decision::Proceed => {
@@ -190,10 +203,7 @@ pub fn at_step_end(
             AnalysisGate::Hold(Plan { next_record: Some(next), requeue_after: poll, ..Plan::default() })
         }
         Decision::Rollback => {
-            let (cause, evidence) = match (verdict, first_failing) {
-                (Verdict::Fail, Some((check, detail))) => (FailureCause::AnalysisFailed { check, detail }, failing),
-                _ => (FailureCause::AnalysisInconclusive { runs: streak, detail: text.clone() }, vec![text.clone()]),
-            };
+            let (cause, evidence) = on_rollback;
             next.log(now, Level::Error, format!("analysis at {label}: {cause}; rolling back"));
             AnalysisGate::Closed(Box::new(next), cause, evidence)
         }
@@ -237,12 +247,4 @@ fn held(input: &StepInput<'_>, record: &DeploymentRecord, spec: &AnalysisSpec, l
     }
     let left = Duration::from_millis(spec.hold_timeout_secs * 1000 - waited);
     AnalysisGate::Hold(Plan::wait(poll.min(left).max(Duration::from_millis(1))))
-}
-
-/// "412 ms" style: a value with the check's unit (for the page and messages).
-pub fn value_text(v: f64, unit: Option<&str>) -> String {
-    match unit {
-        Some(u) => format!("{} {u}", show(v)),
-        None => show(v),
-    }
 }
