@@ -30,6 +30,10 @@ pub struct OperatorCommands {
     /// answer reaches AWS, or with a note when nothing waits).
     #[serde(default)]
     pub approval: Option<Approval>,
+    /// Who let the app's next change through a freeze (`gitmoxi sync --override-freeze`),
+    /// consumed when that deployment starts.
+    #[serde(default)]
+    pub override_freeze: Option<String>,
 }
 
 /// No command waiting.
@@ -38,7 +42,7 @@ pub static NO_COMMANDS: OperatorCommands = OperatorCommands::none();
 impl OperatorCommands {
     /// No command at all.
     pub const fn none() -> OperatorCommands {
-        OperatorCommands { force: false, paused: false, rollback: false, rebalance: None, approval: None }
+        OperatorCommands { force: false, paused: false, rollback: false, rebalance: None, approval: None, override_freeze: None }
     }
 }
 
@@ -142,12 +146,14 @@ pub struct Consumed {
     pub rebalance: bool,
     /// The approval answer the step used (sent to AWS, or noted as answering nothing).
     pub approval: bool,
+    /// The freeze override the step used (a deployment or delete started under a freeze).
+    pub override_freeze: bool,
 }
 
 impl Consumed {
     /// Whether nothing was consumed.
     pub fn is_empty(&self) -> bool {
-        !(self.force || self.rollback || self.rebalance || self.approval)
+        !(self.force || self.rollback || self.rebalance || self.approval || self.override_freeze)
     }
 
     /// The commands left once these are cleared.
@@ -163,6 +169,9 @@ impl Consumed {
         }
         if self.rebalance {
             commands.rebalance = None;
+        }
+        if self.override_freeze {
+            commands.override_freeze = None;
         }
         commands
     }
@@ -190,6 +199,11 @@ pub enum Command {
         /// Approve or reject, by whom, how, when.
         approval: Approval,
     },
+    /// Let the app's next change through a freeze.
+    OverrideFreeze {
+        /// Who asked (the API token's name, `cli`).
+        by: String,
+    },
 }
 
 impl Command {
@@ -203,6 +217,7 @@ impl Command {
             Command::Rebalance { .. } => "rebalance",
             Command::Answer { approval } if approval.approve => "approve",
             Command::Answer { .. } => "reject",
+            Command::OverrideFreeze { .. } => "override-freeze",
         }
     }
 
@@ -228,6 +243,7 @@ pub fn fold<'a>(log: impl IntoIterator<Item = (u64, &'a Command)>) -> OperatorCo
             }
             Command::Rebalance { rebalance } => out.rebalance = Some(*rebalance),
             Command::Answer { approval } => out.approval = Some(approval.clone()),
+            Command::OverrideFreeze { by } => out.override_freeze = Some(by.clone()),
         }
     }
     out
@@ -248,6 +264,7 @@ impl Consumed {
                 Command::Rollback => self.rollback,
                 Command::Rebalance { .. } => self.rebalance,
                 Command::Answer { .. } => self.approval,
+                Command::OverrideFreeze { .. } => self.override_freeze,
                 Command::Pause | Command::Resume => last_pause_setter.is_some_and(|last| *seq < last),
             })
             .map(|(seq, _)| *seq)

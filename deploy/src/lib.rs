@@ -25,6 +25,7 @@ pub mod observed;
 pub mod plan;
 pub mod progress;
 pub mod record;
+pub mod release;
 pub mod risk;
 pub mod schedule;
 pub mod scope;

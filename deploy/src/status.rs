@@ -34,6 +34,16 @@ pub enum AppStatus {
     Failed,
     /// Waiting for its first look (or a change not yet picked up).
     Pending,
+    /// Its change waits for other apps of the commit (`dependsOn`), or its delete for the apps
+    /// that depend on it.
+    Waiting,
+    /// A dependency failed or rolled back: its change waits for a commit that fixes it.
+    Blocked,
+    /// A freeze holds its change.
+    Frozen,
+    /// AWS runs the files an operator rolled it back to (`gitmoxi rollback --to`), not the
+    /// branch head's, until `gitmoxi unpin` or a commit that changes its files.
+    Pinned,
 }
 
 impl AppStatus {
@@ -52,6 +62,10 @@ impl AppStatus {
             AppStatus::RolledBack => "RolledBack",
             AppStatus::Failed => "Failed",
             AppStatus::Pending => "Pending",
+            AppStatus::Waiting => "Waiting",
+            AppStatus::Blocked => "Blocked",
+            AppStatus::Frozen => "Frozen",
+            AppStatus::Pinned => "Pinned",
         }
     }
 }
@@ -117,6 +131,10 @@ pub struct StatusFacts<'a> {
     pub last_outcome: Option<Outcome>,
     /// This version of gitmoxi leaves the app untouched.
     pub unsupported: bool,
+    /// Why its change has not started (dependencies, a freeze), as its worker last found.
+    pub hold: Option<&'a crate::release::Hold>,
+    /// An operator pinned it (`gitmoxi rollback --to`).
+    pub pinned: bool,
 }
 
 impl AppStatus {
@@ -126,7 +144,11 @@ impl AppStatus {
     pub fn is_in_motion(self) -> bool {
         match self {
             AppStatus::Deploying | AppStatus::Deleting | AppStatus::Paused | AppStatus::WaitingForApproval | AppStatus::Pending => true,
-            AppStatus::Synced
+            AppStatus::Waiting
+            | AppStatus::Blocked
+            | AppStatus::Frozen
+            | AppStatus::Pinned
+            | AppStatus::Synced
             | AppStatus::Invalid
             | AppStatus::Conflict
             | AppStatus::DeleteHeld
@@ -165,8 +187,9 @@ pub fn app_status(facts: &StatusFacts<'_>) -> AppStatus {
             Some(Outcome::RolledBack) => AppStatus::RolledBack,
             Some(Outcome::Failed | Outcome::Succeeded | Outcome::Superseded | Outcome::Deleted) | None => AppStatus::Failed,
         },
+        Some(fp) if facts.applied.is_applied(fp) && facts.pinned => AppStatus::Pinned,
         Some(fp) if facts.applied.is_applied(fp) => AppStatus::Synced,
-        Some(_) | None => AppStatus::Pending,
+        Some(_) | None => facts.hold.map_or(AppStatus::Pending, crate::release::Hold::status),
     }
 }
 
@@ -243,8 +266,12 @@ mod tests {
             applied: &applied,
             last_outcome: Some(Outcome::Succeeded),
             unsupported: false,
+            hold: None,
+            pinned: false,
         };
-        let cases: [(&str, StatusFacts, AppStatus); 13] = [
+        let waiting = crate::release::Hold::Waiting { on: vec!["db/migrate".into()] };
+        let frozen = crate::release::Hold::Frozen { freeze: "year end".into(), reason: "holidays".into(), until_ms: 1 };
+        let cases: [(&str, StatusFacts, AppStatus); 17] = [
             ("applied", base, AppStatus::Synced),
             ("paused wins", StatusFacts { paused: true, in_flight: Some(&deploying), ..base }, AppStatus::Paused),
             ("deploying", StatusFacts { in_flight: Some(&deploying), ..base }, AppStatus::Deploying),
@@ -262,6 +289,18 @@ mod tests {
             ("failed", StatusFacts { head_fingerprint: Some("fp3"), last_outcome: Some(Outcome::Failed), ..base }, AppStatus::Failed),
             ("a new fingerprint", StatusFacts { intent: Some(Intent::Deploy), head_fingerprint: Some("fp2"), ..base }, AppStatus::Pending),
             ("not in a head", StatusFacts { intent: None, head_fingerprint: None, ..base }, AppStatus::Pending),
+            ("pinned", StatusFacts { pinned: true, ..base }, AppStatus::Pinned),
+            (
+                "waits for a dependency",
+                StatusFacts { intent: Some(Intent::Deploy), head_fingerprint: Some("fp2"), hold: Some(&waiting), ..base },
+                AppStatus::Waiting,
+            ),
+            (
+                "a delete under a freeze",
+                StatusFacts { intent: Some(Intent::Delete), head_fingerprint: None, hold: Some(&frozen), ..base },
+                AppStatus::Frozen,
+            ),
+            ("a stale hold of an applied app", StatusFacts { hold: Some(&frozen), ..base }, AppStatus::Synced),
         ];
         for (name, facts, want) in cases {
             assert_eq!(app_status(&facts), want, "{name}");

@@ -173,6 +173,8 @@ pub fn load_sandboxed_until(
             }
         }
     }
+    // the order of apps (`dependsOn`) is checked over the whole head, once its shares are joined
+    gitmoxi_deploy::release::order::check(&mut snapshot);
     Ok(snapshot)
 }
 

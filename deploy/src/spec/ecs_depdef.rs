@@ -76,6 +76,10 @@ pub struct AppWebhook {
 /// Parsed ECS depdef with defaults applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EcsDepdef {
+    /// Apps of the same branch that must run the head's files before this one starts
+    /// (`dependsOn`, issue 26).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
     /// The region, when the depdef names one.
     pub region: Option<String>,
     /// The account, when the depdef names one.
@@ -126,6 +130,7 @@ pub struct EcsDepdef {
 impl Default for EcsDepdef {
     fn default() -> Self {
         EcsDepdef {
+            depends_on: Vec::new(),
             region: None,
             account: None,
             traffic_shifting: None,
@@ -192,6 +197,7 @@ impl EcsDepdef {
 
 const KNOWN: &[&str] = &[
     "analysis",
+    "dependsOn",
     "hooks",
     "environment",
     "trafficShiftingConfig",
@@ -325,6 +331,7 @@ pub fn parse_ecs_depdef(file: &str, text: &str, json: &Value) -> Result<(EcsDepd
     d.pre_shift_stability = pre_shift;
     d.analysis = crate::analysis::parse(&mut r, root.get("analysis"), "analysis", crate::analysis::PresetTarget::Ecs);
     d.hooks = super::hooks::parse(&mut r, root.get("hooks"), true);
+    d.depends_on = crate::release::order::parse(&mut r, root.get("dependsOn"));
 
     let breaker = r.object(root.get("gmDeploymentCircuitBreaker"), "gmDeploymentCircuitBreaker");
     let stability = r.object(root.get("stabilityCheck"), "stabilityCheck");

@@ -35,6 +35,10 @@ impl Default for ReadinessCheck {
 /// Parsed `_lambdadepdef.json` with defaults applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaDepdef {
+    /// Apps of the same branch that must run the head's files before this one starts
+    /// (`dependsOn`, issue 26).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
     /// The alias traffic shifts on.
     pub alias: String,
     /// The region, when the depdef names one.
@@ -342,6 +346,7 @@ pub fn mapping_changes(body: &Value, held: &std::collections::BTreeMap<String, V
 
 const DEPDEF_FIELDS: &[&str] = &[
     "alias",
+    "dependsOn",
     "analysis",
     "hooks",
     "environment",
@@ -431,10 +436,12 @@ pub fn parse_lambda_depdef(file: &str, text: &str, json: &Value) -> Result<(Lamb
         return Err(r.errors);
     }
     let webhooks = super::ecs_depdef::parse_webhooks(&mut r, root.get("webhooks"));
+    let depends_on = crate::release::order::parse(&mut r, root.get("dependsOn"));
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
     let depdef = LambdaDepdef {
+        depends_on,
         alias,
         region,
         account,

@@ -169,6 +169,17 @@ pub struct DesiredApp {
     pub warnings: Vec<Diagnostic>,
 }
 
+impl DesiredApp {
+    /// The apps of the same branch that must run the head's files before this one starts
+    /// (`dependsOn` in its depdef or lambdadepdef).
+    pub fn depends_on(&self) -> &[String] {
+        match &self.spec {
+            AppSpec::Ecs(ecs) => &ecs.depdef.depends_on,
+            AppSpec::Lambda(lambda) => &lambda.depdef.depends_on,
+        }
+    }
+}
+
 /// An app whose files do not render or validate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvalidApp {
@@ -227,6 +238,10 @@ pub fn load_apps(tree: &dyn FileTree, ctx: &RenderContext, only: Option<&BTreeSe
             let app = load_app(tree, kind, files, ctx);
             snapshot.apps.insert(prefix, app);
         }
+    }
+    if only.is_none() {
+        // a share (a render worker's) is checked once the shares are joined
+        crate::release::order::check(&mut snapshot);
     }
     snapshot
 }

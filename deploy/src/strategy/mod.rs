@@ -108,6 +108,9 @@ pub struct StepInput<'a> {
     /// The repository takes over an existing service or function that carries no gitmoxi tags
     /// (`adopt_untagged = true` in its `[[repos]]`; issue 27). Off: such a resource is refused.
     pub adopt_untagged: bool,
+    /// What would hold a change of the app back if one started now (dependencies, a freeze;
+    /// [`crate::release::hold_of`]); it applies only when nothing is in flight ([`held`]).
+    pub hold: Option<&'a crate::release::Hold>,
 }
 
 /// Before observing: a plan made without looking at AWS, or what to look at.
@@ -522,6 +525,10 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
         // no new deployment until resumed (an in-flight one is observed: its guards stay on)
         return Look::Skip(Plan::wait(PAUSED_REQUEUE));
     }
+    if let Some(hold) = held(input) {
+        // nothing starts; what runs keeps running (issue 26)
+        return Look::Skip(Plan::wait(hold.recheck_after(input.now_ms)));
+    }
     if let Some(plan) = foreign_account(input) {
         return Look::Skip(plan);
     }
@@ -658,6 +665,14 @@ fn hold_paused(record: &DeploymentRecord, plan: Plan) -> Plan {
 fn finalize(input: &StepInput<'_>, mut plan: Plan) -> Plan {
     if input.commands.force && plan.starts_deployment(input.record) {
         plan.consumed.force = true;
+    }
+    if let Some(by) = input.commands.override_freeze.as_ref().filter(|_| plan.starts_deployment(input.record)) {
+        plan.consumed.override_freeze = true;
+        plan.notes.push(Note {
+            level: Level::Warn,
+            message: format!("freeze overridden by {by}: this change started during a freeze"),
+            commit: Some(input.commit.to_string()),
+        });
     }
     if let Some(Some(why)) = &plan.drift {
         if input.drift.is_new(Some(why)) {
@@ -965,6 +980,21 @@ fn record_invalid(input: &StepInput<'_>, invalid: &crate::spec::InvalidApp) -> P
 
 /// Whether the head's app is due for a deployment: a new fingerprint, a forced one, or the
 /// applied one in another place (region, account).
+/// The hold that keeps the app's change from starting this pass: the input's hold, when nothing
+/// is in flight and a deployment or delete would start (a steady app is never held).
+pub fn held<'a>(input: &StepInput<'a>) -> Option<&'a crate::release::Hold> {
+    let hold = input.hold?;
+    if input.record.is_some_and(|r| r.in_flight()) {
+        return None;
+    }
+    let starts = match &input.desired {
+        Desired::Present(app) => deploy_due(input, app) || input.moved,
+        Desired::Deleted => input.applied.fingerprint.is_some() || input.applied.owned,
+        Desired::DeleteHeld | Desired::Blocked | Desired::Invalid(_) => false,
+    };
+    starts.then_some(hold)
+}
+
 fn deploy_due(input: &StepInput<'_>, app: &DesiredApp) -> bool {
     input.applied.should_deploy_to(&app.fingerprint, &app.identity, input.own_account, input.commands.force)
 }

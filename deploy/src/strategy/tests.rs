@@ -62,6 +62,7 @@ fn input<'a>(
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
         adopt_untagged: false,
+        hold: None,
     }
 }
 

@@ -917,6 +917,7 @@ fn input_with<'a>(
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
         adopt_untagged: false,
+        hold: None,
     }
 }
 

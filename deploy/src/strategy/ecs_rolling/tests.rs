@@ -54,6 +54,7 @@ fn input_of<'a>(key: &'a AppKey, s: Step<'a>) -> StepInput<'a> {
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
         adopt_untagged: false,
+        hold: None,
     }
 }
 

@@ -83,6 +83,7 @@ fn input<'a>(
         own_account: Some("123456789012"),
         account_roles: &crate::accounts::NO_ROLES,
         adopt_untagged: false,
+        hold: None,
     }
 }
 
@@ -558,6 +559,7 @@ fn a_delete_takes_the_alias_out_of_every_push_source_once() {
             own_account: Some("123456789012"),
             account_roles: &crate::accounts::NO_ROLES,
             adopt_untagged: false,
+            hold: None,
         })
     };
     let record = input(None, &obs).next_record.expect("a delete starts");
