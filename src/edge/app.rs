@@ -95,6 +95,7 @@ pub async fn run_with(
                     std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find the gitmoxi binary for the render workers: {e}"))?
                 }
             }),
+            freezes: config.freezes.clone(),
         },
     );
     let ha = match &config.ha {

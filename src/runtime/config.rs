@@ -107,6 +107,8 @@ pub struct Config {
     /// `[notifications] webhook_hosts`: hosts (`host` or `host:port`) a depdef's webhooks may
     /// reach besides public https ones ([`crate::io::outbound`]).
     pub webhook_hosts: Vec<String>,
+    /// `[[freezes]]`: when changes of matching apps wait (issue 26).
+    pub freezes: Vec<gitmoxi_deploy::release::freeze::Freeze>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +161,9 @@ struct FileConfig {
     notifications: Option<FileNotifications>,
     #[serde(default)]
     repos: Vec<FileRepo>,
+    /// `[[freezes]]`.
+    #[serde(default)]
+    freezes: Vec<gitmoxi_deploy::release::freeze::FreezeConfig>,
 }
 
 /// `[ha]`.
@@ -751,6 +756,12 @@ impl Config {
                 .transpose()?,
             render_worker: None,
             webhook_hosts: file.notifications.map(|n| n.webhook_hosts).unwrap_or_default(),
+            freezes: file
+                .freezes
+                .iter()
+                .enumerate()
+                .map(|(i, f)| f.check(i + 1).map_err(ConfigError::Invalid))
+                .collect::<Result<_, _>>()?,
             limits: {
                 let given = file.limits.unwrap_or_default();
                 let defaults = gitmoxi_deploy::spec::Limits::default();

@@ -39,8 +39,9 @@ fn record(id: &str, fingerprint: &str) -> DeploymentRecord {
 }
 
 fn command(rng: &mut Rng, n: u64) -> Command {
-    match rng.below(6) {
+    match rng.below(7) {
         0 => Command::Force,
+        6 => Command::OverrideFreeze { by: format!("sre-{n}") },
         1 => Command::Pause,
         2 => Command::Resume,
         3 => Command::Rollback,
@@ -100,6 +101,7 @@ fn run(seed: u64, steps: usize) {
                     rollback: view.rollback && rng.below(2) == 0,
                     rebalance: view.rebalance.is_some() && rng.below(2) == 0,
                     approval: view.approval.is_some() && rng.below(2) == 0,
+                    override_freeze: view.override_freeze.is_some() && rng.below(2) == 0,
                 };
                 let seen = read.log.iter().map(|(s, _)| *s).collect();
                 pending_read = Some(Read { log: read, seen, consumed });
@@ -128,6 +130,7 @@ fn run(seed: u64, steps: usize) {
                         intent_reason: Some(format!("head of step {step}")),
                         head_commit: Some(format!("c{step}")),
                         updated_at_ms: stored.map_or(0, |s| s.updated_at_ms) + 1,
+                        depends_on: Vec::new(),
                     };
                     store.put_intent(&key, &wish).unwrap();
                 }

@@ -101,6 +101,10 @@ pub struct AppEntry {
     #[serde(default)]
     pub unsupported: Option<String>,
     pub updated_at_ms: u64,
+    /// Why the head's change has not started (dependencies, a freeze), as the worker last found
+    /// (issue 26). The worker's.
+    #[serde(default)]
+    pub hold: Option<gitmoxi_deploy::release::Hold>,
 }
 
 impl AppEntry {
@@ -119,6 +123,7 @@ impl AppEntry {
             head_commit: None,
             unsupported: None,
             updated_at_ms: 0,
+            hold: None,
         }
     }
 }
@@ -134,6 +139,10 @@ pub struct HeadIntent {
     pub intent_reason: Option<String>,
     pub head_commit: Option<String>,
     pub updated_at_ms: u64,
+    /// The app's `dependsOn` in the last head that had it (kept once its files are gone: deletes
+    /// run dependents first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 impl HeadIntent {
@@ -146,6 +155,7 @@ impl HeadIntent {
             intent_reason: entry.intent_reason.clone(),
             head_commit: entry.head_commit.clone(),
             updated_at_ms: entry.updated_at_ms,
+            depends_on: Vec::new(),
         }
     }
 }

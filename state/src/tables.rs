@@ -32,6 +32,9 @@ pub enum TableName {
     /// Each repository's URL, kept after it is deleted (name → URL). Writer: the repositories
     /// manager.
     RepoUrls,
+    /// Apps an operator pinned with `rollback --to` (`repo\0branch\0prefix` → the pin). Writer:
+    /// the heads owner (it also releases a pin when a commit changes the app's files).
+    Pins,
 }
 
 impl TableName {
@@ -46,6 +49,7 @@ impl TableName {
             TableName::RevokedSessions => "revoked_sessions",
             TableName::ApiRepos => "api_repos",
             TableName::RepoUrls => "repo_urls",
+            TableName::Pins => "pins",
         }
     }
 }

@@ -103,6 +103,7 @@ impl Sim {
                 account_roles: gitmoxi_deploy::accounts::AccountRoles::new(roles),
                 render_limits: Default::default(),
                 render_worker: None,
+                freezes: Vec::new(),
             },
         )
     }

@@ -102,5 +102,6 @@ pub fn controller_settings(concurrency: usize, seed: u64) -> gitmoxi::controller
         account_roles: Default::default(),
         render_limits: Default::default(),
         render_worker: None,
+        freezes: Vec::new(),
     }
 }

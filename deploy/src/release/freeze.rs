@@ -3,9 +3,9 @@
 //! (`from` / `until`, RFC 3339 in UTC) or a weekly one (`weekly = "Fri 16:00 - Mon 09:00"`, UTC),
 //! for the apps whose repository, branch and prefix match its globs (`*` matches anything).
 //!
-//! Invariants: a freeze never stops what is in flight, an operator's rollback, or a delete
-//! let through with `--allow-prune`; `gitmoxi sync --override-freeze APP` lets one change
-//! through, recorded with who asked.
+//! Invariants: a freeze never stops what is in flight or an operator's rollback, and leaves a
+//! delete held by prune protection as it is (DeleteHeld); `gitmoxi sync --override-freeze APP`
+//! lets one change through, recorded with who asked.
 
 use crate::record::AppKey;
 use serde::{Deserialize, Serialize};

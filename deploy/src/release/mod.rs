@@ -163,15 +163,14 @@ pub struct HoldFacts {
     pub freeze: Option<freeze::ActiveFreeze>,
     /// An operator overrode the freeze (`gitmoxi sync --override-freeze`).
     pub override_freeze: bool,
-    /// The delete was let through by `--allow-prune` (prune protection held it): not frozen.
-    pub prune_allowed: bool,
 }
 
 /// Whether a change that would start now is held, and why: a freeze first (nothing starts under
 /// it unless overridden), then a broken dependency, then the ones still on their way; a delete
-/// waits for its dependents.
+/// waits for its dependents. (A delete held by prune protection is not a change that starts: it
+/// stays DeleteHeld, freeze or not.)
 pub fn hold_of(facts: &HoldFacts) -> Option<Hold> {
-    if let Some(active) = facts.freeze.as_ref().filter(|_| !facts.override_freeze && !(facts.delete && facts.prune_allowed)) {
+    if let Some(active) = facts.freeze.as_ref().filter(|_| !facts.override_freeze) {
         return Some(Hold::Frozen { freeze: active.name.clone(), reason: active.reason.clone(), until_ms: active.until_ms });
     }
     if facts.delete {

@@ -146,8 +146,8 @@ fn a_freeze_wins_then_a_broken_dependency_then_the_pending_ones() {
     assert_eq!(hold_of(&HoldFacts::default()), None);
     let delete = HoldFacts { delete: true, dependents_still_there: vec!["web/worker".into()], ..HoldFacts::default() };
     assert_eq!(hold_of(&delete), Some(Hold::WaitingForDependents { dependents: vec!["web/worker".into()] }));
-    let allowed_delete = HoldFacts { delete: true, prune_allowed: true, freeze: Some(frozen), ..HoldFacts::default() };
-    assert_eq!(hold_of(&allowed_delete), None, "a delete let through with --allow-prune is not frozen");
+    let frozen_delete = HoldFacts { delete: true, freeze: Some(frozen), ..HoldFacts::default() };
+    assert!(matches!(hold_of(&frozen_delete), Some(Hold::Frozen { .. })), "a delete is a change too");
     let text = Hold::Frozen { freeze: "year end".into(), reason: "holidays".into(), until_ms: 1_798_761_600_000 }.describe("web/api");
     assert!(text.contains("until 2027-01-01 00:00 UTC (holidays)") && text.contains("--override-freeze web/api"), "{text}");
 }

@@ -92,6 +92,9 @@ pub enum Command {
         /// With --force: wait until the deployment ends; non-zero exit when it did not succeed.
         #[arg(long)]
         wait: bool,
+        /// Let this app's next change start during a freeze (`[[freezes]]`); who asked is recorded.
+        #[arg(long, value_name = "APP")]
+        override_freeze: Option<String>,
     },
     /// Every app the server knows: identity, status, applied commit and fingerprint.
     Apps {
@@ -126,8 +129,19 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Roll the app's in-flight deployment back.
+    /// Roll the app's in-flight deployment back; with --to, roll a steady app back to an earlier
+    /// release and pin it there.
     Rollback {
+        app: String,
+        /// `previous` (the last successful deployment with other files) or a commit: redeploy
+        /// the app as that deployment did, pinned until `gitmoxi unpin` or a commit that changes it.
+        #[arg(long, value_name = "COMMIT|previous")]
+        to: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Release a pin (`rollback --to`): the app follows the branch head again.
+    Unpin {
         app: String,
         #[command(flatten)]
         remote: Remote,

@@ -33,9 +33,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         c @ Command::History { .. } => history::run(c).await,
         c @ Command::Deployments { .. } => deployments::run(c).await,
         c @ Command::Diagnose { .. } => diagnose::run(c).await,
-        Command::Rollback { app, remote } => {
+        Command::Rollback { app, to: None, remote } => {
             let answer = ApiClient::new(&remote).command(serde_json::json!({"command": "rollback", "app": app})).await?;
             print(&remote, &answer, &format!("{app}: rollback requested; follow it with `gitmoxi status`"))?;
+            Ok(0)
+        }
+        Command::Rollback { app, to: Some(to), remote } => {
+            let by = remote::local_user();
+            let request = serde_json::json!({"command": "rollback", "app": app, "to": to, "by": by, "via": "cli"});
+            let answer = ApiClient::new(&remote).command(request).await?;
+            let message = answer["message"].as_str().unwrap_or("rollback requested").to_string();
+            print(&remote, &answer, &format!("{message}; follow it with `gitmoxi status {app}`"))?;
+            Ok(0)
+        }
+        Command::Unpin { app, remote } => {
+            let answer = ApiClient::new(&remote).command(serde_json::json!({"command": "unpin", "app": app})).await?;
+            print(&remote, &answer, &format!("{app}: unpinned; it follows the branch head again"))?;
             Ok(0)
         }
         Command::Pause { app, remote } => {

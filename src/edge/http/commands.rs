@@ -1,7 +1,9 @@
 //! Operator commands (SPEC §5, §6.2): `POST /api/v2/commands` with
 //! `{"command": "sync" | "force" | "allow_prune" | "rollback" | "pause" | "resume" | "approve" |
-//! "reject", "app"?, "repo"?, "branch"?, "by"?, "via"?}`. A command is written to the store, then the app (or the branch) is enqueued or
-//! woken (rule 9): the reconcile loop does the rest.
+//! "reject" | "override_freeze" | "unpin", "app"?, "repo"?, "branch"?, "by"?, "via"?, "to"?}`. A
+//! command is written to the store, then the app (or the branch) is enqueued or woken (rule 9):
+//! the reconcile loop does the rest. `rollback` with `"to": "previous" | COMMIT` on a steady app
+//! pins it there (issue 26).
 
 use super::reply::{error, rejection_status};
 use super::state::HttpState;
@@ -28,6 +30,9 @@ pub struct CommandRequest {
     pub by: Option<String>,
     /// How: cli, api or page (default api).
     pub via: Option<String>,
+    /// `rollback` only: `previous` or a commit to roll a steady app back to (and pin it).
+    #[serde(default)]
+    pub to: Option<String>,
 }
 
 /// The longest `by` kept (a name, not a document).
@@ -43,10 +48,25 @@ fn approval(state: &HttpState, req: &CommandRequest, caller: Option<&str>) -> Re
         "page" => AnswerChannel::Page,
         other => return Err(refuse(StatusCode::BAD_REQUEST, format!("\"via\" is \"{other}\"; use cli, api or page"))),
     };
+    Ok(gitmoxi_deploy::commands::Approval { approve: req.command == "approve", by: who(req, caller), via, at_ms: state.controller.clock.now_ms() })
+}
+
+/// Who asked: a named token's name (`[api_tokens]`), else the `by` the client sends (the CLI
+/// sends the local user), cleaned and bounded.
+fn who(req: &CommandRequest, caller: Option<&str>) -> String {
     let named = caller.filter(|c| *c != super::access::MAIN_TOKEN);
     let by: String = named.or(req.by.as_deref()).unwrap_or("an API client").chars().filter(|c| !c.is_control()).take(MAX_BY).collect();
-    let by = if by.trim().is_empty() { "an API client".to_string() } else { by.trim().to_string() };
-    Ok(gitmoxi_deploy::commands::Approval { approve: req.command == "approve", by, via, at_ms: state.controller.clock.now_ms() })
+    if by.trim().is_empty() {
+        "an API client".to_string()
+    } else {
+        by.trim().to_string()
+    }
+}
+
+/// Who asked, as the history records it: a named token's name, else what the client says (the
+/// CLI sends the local user), with how it came.
+fn caller_name(req: &CommandRequest, caller: Option<&str>) -> String {
+    format!("{} via {}", who(req, caller), req.via.as_deref().unwrap_or("api"))
 }
 
 fn resolve(state: &HttpState, req: &CommandRequest) -> Result<AppKey, Box<Response>> {
@@ -132,6 +152,44 @@ pub(crate) async fn run(state: &HttpState, req: &CommandRequest, caller: Option<
             Ok(Json(json!({"status": "accepted", "replanned": replanned, "message": "held deletes of this branch may go ahead once"}))
                 .into_response())
         }
+        "rollback" if req.to.is_some() => {
+            let key = resolve(state, req)?;
+            let to = gitmoxi_deploy::release::pin::RollbackTo::parse(req.to.as_deref().unwrap_or_default())
+                .map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?;
+            let by = caller_name(req, caller);
+            let pin = state.controller.pin_to(&key, &to, &by).await.map_err(pin_refused)?;
+            Ok(Json(json!({
+                "status": "accepted",
+                "command": "rollback",
+                "app": key.prefix,
+                "pinned": {"commit": pin.commit, "fingerprint": pin.fingerprint, "deployment": pin.from_deployment, "by": pin.by},
+                "message": format!("{} rolls back to commit {} and stays pinned there until `gitmoxi unpin {}` or a commit that changes its files", key.prefix, gitmoxi_deploy::strategy::short_commit(&pin.commit), key.prefix),
+            }))
+            .into_response())
+        }
+        "unpin" => {
+            let key = resolve(state, req)?;
+            let pin = state.controller.unpin(&key).await.map_err(pin_refused)?;
+            Ok(Json(json!({
+                "status": "accepted",
+                "command": "unpin",
+                "app": key.prefix,
+                "was_pinned_at": pin.commit,
+                "message": format!("{} follows the branch head again", key.prefix),
+            }))
+            .into_response())
+        }
+        "override_freeze" => {
+            let key = resolve(state, req)?;
+            let by = caller_name(req, caller);
+            let message = format!("freeze override given by {by}: the app's next change may start during a freeze");
+            let submitted =
+                state.controller.submit(&key, Command::OverrideFreeze { by: by.clone() }, message).await.map_err(submit_refused)?;
+            if let Some(forwarded) = forwarded_answer(state, &key, &req.command, &submitted) {
+                return Ok(forwarded);
+            }
+            Ok(Json(json!({"status": "accepted", "command": "override_freeze", "app": key.prefix, "by": by})).into_response())
+        }
         "force" | "rollback" | "pause" | "resume" => {
             let key = resolve(state, req)?;
             let (command, message) = match req.command.as_str() {
@@ -191,9 +249,21 @@ pub(crate) async fn run(state: &HttpState, req: &CommandRequest, caller: Option<
         }
         other => Err(refuse(
             StatusCode::BAD_REQUEST,
-            format!("unknown command \"{other}\"; use sync, force, allow_prune, rollback, pause, resume, approve or reject"),
+            format!("unknown command \"{other}\"; use sync, force, allow_prune, rollback, pause, resume, approve, reject, override_freeze or unpin"),
         )),
     }
+}
+
+/// A pin or unpin that could not be done, as an answer.
+fn pin_refused(e: crate::runtime::controller::pins::PinError) -> Box<Response> {
+    use crate::runtime::controller::pins::PinError;
+    let status = match &e {
+        PinError::InFlight { .. } | PinError::NotOwner { .. } => StatusCode::CONFLICT,
+        PinError::NoTarget(_) | PinError::NotPinned { .. } | PinError::NoHead { .. } => StatusCode::NOT_FOUND,
+        PinError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        PinError::Store(_) | PinError::Submit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    refuse(status, e.to_string())
 }
 
 /// A command that could not be taken, as an answer.

@@ -36,6 +36,21 @@ pub struct AppView {
     /// High availability: the app's shard and the replica holding its lease (absent without HA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<OwnerView>,
+    /// Why its change has not started (Waiting, Blocked, Frozen): what it waits for and what
+    /// releases it (issue 26).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    /// The commit an operator pinned it at (`gitmoxi rollback --to`), by whom and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<PinView>,
+}
+
+/// A pin, as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PinView {
+    pub commit: String,
+    pub by: String,
+    pub at: String,
 }
 
 /// Who acts for an app under high availability.
@@ -82,6 +97,16 @@ pub fn app_view(controller: &Controller, entry: &AppEntry, record: Option<&Deplo
                 token: held.map(|(_, t)| t),
                 here: ha.owns(&entry.key),
             }
+        }),
+        held: entry
+            .hold
+            .as_ref()
+            .filter(|_| matches!(status, AppStatus::Waiting | AppStatus::Blocked | AppStatus::Frozen))
+            .map(|h| h.describe(&entry.key.prefix)),
+        pinned: head.as_ref().and_then(|h| h.pins.get(&entry.key.prefix)).map(|p| PinView {
+            commit: p.commit.clone(),
+            by: p.by.clone(),
+            at: format_ms(p.at_ms),
         }),
     }
 }

@@ -43,6 +43,12 @@ enum HeadMessage {
         repo: String,
         branch: String,
     },
+    /// An operator pinned an app (`rollback --to`) or unpinned it (`None`).
+    Pin {
+        key: gitmoxi_deploy::record::AppKey,
+        pin: Option<Box<gitmoxi_deploy::release::pin::Pin>>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// High availability: a shard's state read from the table replaces the local one, then
     /// every head is planned again against it.
     Import {
@@ -110,6 +116,17 @@ impl Controller {
         imported.await.map_err(|_| HeadError::Stopped)?.map_err(HeadError::from)
     }
 
+    /// Asks the owner to write (or remove) an app's pin and plan its branch again; waits for it.
+    pub(super) async fn pin_in_heads(
+        &self,
+        key: gitmoxi_deploy::record::AppKey,
+        pin: Option<gitmoxi_deploy::release::pin::Pin>,
+    ) -> Result<(), HeadError> {
+        let (done, installed) = oneshot::channel();
+        self.head_inbox.tx.send(HeadMessage::Pin { key, pin: pin.map(Box::new), done }).await.map_err(|_| HeadError::Stopped)?;
+        installed.await.map_err(|_| HeadError::Stopped)?.map_err(HeadError::from)
+    }
+
     /// Asks the owner to forget the head of a branch that is no longer tracked.
     pub async fn request_forget(&self, repo: &str, branch: &str) -> Result<(), HeadError> {
         let message = HeadMessage::Forget { repo: repo.to_string(), branch: branch.to_string() };
@@ -150,6 +167,9 @@ impl Controller {
                     }
                 }
                 HeadMessage::Forget { repo, branch } => self.forget_head(&repo, &branch),
+                HeadMessage::Pin { key, pin, done } => {
+                    let _ = done.send(self.install_pin(&key, pin.as_deref()));
+                }
                 HeadMessage::Import { apps, dropped, done } => {
                     let mut result = self.store.import(&apps, &dropped);
                     if result.is_ok() {

@@ -6,6 +6,8 @@
 
 pub mod commands;
 pub mod heads;
+mod holds;
+pub mod pins;
 pub mod queue;
 pub mod reconcile;
 
@@ -35,6 +37,22 @@ pub struct HeadState {
     pub loaded_at_ms: u64,
     /// The prune settings it was planned with (a re-plan after a command uses them again).
     pub policy: RepoPolicy,
+    /// The apps an operator pinned (`gitmoxi rollback --to`): their files in `snapshot` are the
+    /// pinned ones, not the branch's (issue 26).
+    pub pins: BTreeMap<String, PinSummary>,
+    /// The branch's own snapshot of each pinned app (what a release of the pin goes back to).
+    pub unpinned: BTreeMap<String, Result<gitmoxi_deploy::spec::DesiredApp, gitmoxi_deploy::spec::InvalidApp>>,
+}
+
+/// What the heads keep of a pin (the API and the page show it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinSummary {
+    /// The commit the app is pinned at.
+    pub commit: String,
+    /// Who pinned it.
+    pub by: String,
+    /// When (ms since the epoch).
+    pub at_ms: u64,
 }
 
 impl HeadState {
@@ -64,6 +82,8 @@ pub struct ControllerSettings {
     /// The gitmoxi binary that renders heads in memory-capped children (`None`: render in
     /// this process, as simulations do).
     pub render_worker: Option<std::path::PathBuf>,
+    /// `[[freezes]]`: when changes of matching apps wait (issue 26).
+    pub freezes: Vec<gitmoxi_deploy::release::freeze::Freeze>,
 }
 
 /// Per-repo prune settings.
@@ -272,6 +292,8 @@ impl Controller {
             applied: &entry.applied,
             last_outcome: entry.last_outcome,
             unsupported: entry.unsupported.is_some(),
+            hold: entry.hold.as_ref(),
+            pinned: head.is_some_and(|h| h.pins.contains_key(&entry.key.prefix)),
         })
     }
 
@@ -305,7 +327,12 @@ impl Controller {
                 | AppStatus::Conflict
                 | AppStatus::Unsupported
                 | AppStatus::Paused
-                | AppStatus::WaitingForApproval => continue,
+                | AppStatus::WaitingForApproval
+                | AppStatus::Pinned
+                // held on purpose; each looks again on its own clock and is woken by what it waits on
+                | AppStatus::Waiting
+                | AppStatus::Blocked
+                | AppStatus::Frozen => continue,
             };
             let due = self.queue.due_at(&entry.key);
             if due.is_none_or(|at| at > now + within) {
@@ -352,7 +379,12 @@ impl Controller {
     /// The heads owner's (see [`heads`]).
     fn replan(&self, repo: &str, branch: &str) -> Result<bool, StoreError> {
         let Some(head) = self.head(repo, branch) else { return Ok(false) };
-        self.apply_head(repo, branch, &head.commit, head.snapshot.clone(), head.policy)?;
+        // the branch's own files: pins are applied again from the table
+        let mut snapshot = head.snapshot.clone();
+        for (prefix, own) in &head.unpinned {
+            snapshot.apps.insert(prefix.clone(), own.clone());
+        }
+        self.apply_head(repo, branch, &head.commit, snapshot, head.policy)?;
         Ok(true)
     }
 
@@ -415,8 +447,9 @@ impl Controller {
     /// each app's plan, and enqueues every app that has something to do. Only the heads owner
     /// calls it in a running controller ([`heads`]); tests that drive heads by hand call it from
     /// one task.
-    pub fn apply_head(&self, repo: &str, branch: &str, commit: &str, snapshot: Snapshot, policy: RepoPolicy) -> Result<(), StoreError> {
+    pub fn apply_head(&self, repo: &str, branch: &str, commit: &str, mut snapshot: Snapshot, policy: RepoPolicy) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
+        let (pins, unpinned) = self.apply_pins(repo, branch, commit, &mut snapshot)?;
         let allowed = self.store.allowed_prune(repo, branch)?;
         let (mine, plan) = self.intents_of(repo, branch, &snapshot, policy, true)?;
         let key_of = |prefix: &str| AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: prefix.to_string() };
@@ -487,6 +520,11 @@ impl Controller {
                 intent_reason: Some(entry.reason.clone()),
                 head_commit: Some(commit.to_string()),
                 updated_at_ms: stored.as_ref().map_or(now, |i| i.updated_at_ms),
+                // kept once the app's files are gone: its delete goes before its dependencies'
+                depends_on: match snapshot.apps.get(&entry.app) {
+                    Some(Ok(app)) => app.depends_on().to_vec(),
+                    Some(Err(_)) | None => stored.as_ref().map(|i| i.depends_on.clone()).unwrap_or_default(),
+                },
             };
             // the same plan again (a replan, a poll of an unchanged head) writes nothing: at
             // thousands of apps, and with HA every write is copied to the table
@@ -525,6 +563,8 @@ impl Controller {
             intents: plan.iter().map(|e| (e.app.clone(), e.clone())).collect(),
             loaded_at_ms: now,
             policy,
+            pins,
+            unpinned,
         };
         crate::base::sync::write(&self.heads).insert((repo.to_string(), branch.to_string()), Arc::new(state));
         for entry in plan {
@@ -532,6 +572,57 @@ impl Controller {
         }
         self.metrics.queue_depth.set(self.queue.len() as i64);
         Ok(())
+    }
+
+    /// Replaces each pinned app of the loaded head by its pin, or releases the pin (row removed,
+    /// noted) when the head changed the app's files. Answers the pins kept and the branch's own
+    /// files of those apps. The heads owner's.
+    #[allow(clippy::type_complexity)]
+    fn apply_pins(
+        &self,
+        repo: &str,
+        branch: &str,
+        commit: &str,
+        snapshot: &mut Snapshot,
+    ) -> Result<
+        (
+            BTreeMap<String, PinSummary>,
+            BTreeMap<String, Result<gitmoxi_deploy::spec::DesiredApp, gitmoxi_deploy::spec::InvalidApp>>,
+        ),
+        StoreError,
+    > {
+        let stored = self.pins_of(repo, branch)?;
+        let (mut kept, mut own) = (BTreeMap::new(), BTreeMap::new());
+        if stored.is_empty() {
+            return Ok((kept, own));
+        }
+        for (prefix, _) in &stored {
+            if let Some(app) = snapshot.apps.get(prefix) {
+                own.insert(prefix.clone(), app.clone());
+            }
+        }
+        let table = self.store.table::<gitmoxi_deploy::release::pin::Pin>(gitmoxi_state::TableName::Pins)?;
+        for ((prefix, effect), (_, pin)) in gitmoxi_deploy::release::pin::apply(snapshot, &stored).into_iter().zip(&stored) {
+            let key = AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: prefix.clone() };
+            match effect {
+                gitmoxi_deploy::release::pin::PinEffect::Kept => {
+                    kept.insert(prefix, PinSummary { commit: pin.commit.clone(), by: pin.by.clone(), at_ms: pin.at_ms });
+                }
+                gitmoxi_deploy::release::pin::PinEffect::Released(why) => {
+                    table.remove(&pins::pin_row(&key))?;
+                    own.remove(&prefix);
+                    let message = format!(
+                        "pin at commit {} released: {why}; the branch head's files are deployed",
+                        gitmoxi_deploy::strategy::short_commit(&pin.commit)
+                    );
+                    tracing::info!(app = %key, "{message}");
+                    let event =
+                        HistoryEvent { at_ms: self.clock.now_ms(), level: Level::Info, deployment: None, commit: Some(commit.to_string()), message };
+                    self.store.append_history(&key, &event)?;
+                }
+            }
+        }
+        Ok((kept, own))
     }
 
     /// Runs the heads owner and `concurrency` workers until `shutdown`; each in-flight reconcile

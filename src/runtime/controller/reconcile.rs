@@ -74,6 +74,11 @@ impl Controller {
             crate::io::aws::limits::Priority::Steady
         };
         let drift_seen = crate::base::sync::lock(&self.drift_seen).get(key).cloned();
+        // what would hold a change back (issue 26): read only when nothing is in flight
+        let hold = match record.as_ref().filter(|r| r.in_flight()) {
+            Some(_) => None,
+            None => self.hold_for(key, head, &desired, &commands)?,
+        };
         let new_id = self.new_id();
         let unobserved = Observed::default();
         let input = StepInput {
@@ -92,7 +97,12 @@ impl Controller {
             own_account: self.settings.own_account.as_deref(),
             account_roles: &self.settings.account_roles,
             adopt_untagged: head.policy.adopt_untagged,
+            hold: hold.as_ref(),
         };
+        let held = strategy::held(&input);
+        if held != app_entry.hold.as_ref() {
+            self.record_hold(&app_entry, held, &head.commit)?;
+        }
         crate::io::aws::limits::PRIORITY
             .scope(priority, async {
                 let needs = match strategy::look(&input) {
@@ -258,8 +268,29 @@ impl Controller {
         Ok(Executed::Done)
     }
 
+    /// Keeps why the app's change waits (its entry, the worker's) and notes a new hold once.
+    fn record_hold(&self, entry: &AppEntry, held: Option<&gitmoxi_deploy::release::Hold>, commit: &str) -> Result<(), ControllerError> {
+        let mut next = entry.clone();
+        next.hold = held.cloned();
+        next.updated_at_ms = self.clock.now_ms();
+        self.store.put_app(&next)?;
+        if let Some(hold) = held {
+            let message = hold.describe(&entry.key.prefix);
+            let level = match hold {
+                gitmoxi_deploy::release::Hold::Waiting { .. } | gitmoxi_deploy::release::Hold::WaitingForDependents { .. } => Level::Info,
+                gitmoxi_deploy::release::Hold::Blocked { .. } | gitmoxi_deploy::release::Hold::Frozen { .. } => Level::Warn,
+            };
+            tracing::info!(app = %entry.key, "{message}");
+            let event = HistoryEvent { at_ms: self.clock.now_ms(), level, deployment: None, commit: Some(commit.to_string()), message };
+            self.store.append_history(&entry.key, &event)?;
+        }
+        Ok(())
+    }
+
     fn finish(&self, record: &DeploymentRecord, completion: &Completion) -> Result<(), ControllerError> {
         self.store.finish(record, completion)?;
+        // the apps that waited on this one look again now (issue 26)
+        self.wake_waiting_on(&record.app);
         // compare with AWS again right after every deployment
         crate::base::sync::lock(&self.drift_seen).remove(&record.app);
         if let Some(outcome) = record.outcome {

@@ -9,12 +9,17 @@ use anyhow::bail;
 /// local user.
 pub(super) async fn answer_gate(app: &str, remote: &Remote, approve: bool) -> anyhow::Result<i32> {
     let (command, done, then) = if approve { ("approve", "approved", "it goes on") } else { ("reject", "rejected", "it rolls back") };
-    let by = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "cli".into());
+    let by = local_user();
     let request = serde_json::json!({"command": command, "app": app, "by": by, "via": "cli"});
     let answer = ApiClient::new(remote).command(request).await?;
     let stage = answer.get("stage").and_then(serde_json::Value::as_str).unwrap_or("its gate");
     print(remote, &answer, &format!("{app}: {done} by {by} at {stage}; {then} (follow it with `gitmoxi status`)"))?;
     Ok(0)
+}
+
+/// The local user, as the history records who asked.
+pub(super) fn local_user() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "cli".into())
 }
 
 /// Prints the server's answer with `--json`, else the sentence.

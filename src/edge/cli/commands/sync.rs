@@ -8,7 +8,7 @@ use anyhow::bail;
 /// Runs `sync` (the dispatcher in [`super::run`] hands over only this command).
 pub(super) async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Sync { remote, repo, branch, force, allow_prune, wait } => {
+        Command::Sync { remote, repo, branch, force, allow_prune, wait, override_freeze } => {
             if wait && force.is_none() {
                 bail!("--wait follows one app: give it with --force APP");
             }
@@ -22,6 +22,12 @@ pub(super) async fn run(command: Command) -> anyhow::Result<i32> {
             if allow_prune {
                 let answer = client.command(serde_json::json!({"command": "allow_prune", "repo": repo, "branch": branch})).await?;
                 print(&remote, &answer, "held deletes may go ahead once")?;
+            }
+            if let Some(app) = &override_freeze {
+                let by = super::remote::local_user();
+                let request = serde_json::json!({"command": "override_freeze", "app": app, "repo": repo, "branch": branch, "by": by, "via": "cli"});
+                let answer = client.command(request).await?;
+                print(&remote, &answer, &format!("{app}: its next change may start during the freeze (recorded as {})", answer["by"]))?;
             }
             if let Some(app) = &force {
                 let answer = client.command(serde_json::json!({"command": "force", "app": app, "repo": repo, "branch": branch})).await?;

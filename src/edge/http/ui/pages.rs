@@ -17,10 +17,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Every status, in the order the counts show them.
-const STATUSES: [AppStatus; 12] = [
+const STATUSES: [AppStatus; 16] = [
     AppStatus::Deploying,
     AppStatus::WaitingForApproval,
     AppStatus::Paused,
+    AppStatus::Blocked,
+    AppStatus::Frozen,
+    AppStatus::Waiting,
+    AppStatus::Pinned,
     AppStatus::Deleting,
     AppStatus::Failed,
     AppStatus::RolledBack,
@@ -47,6 +51,10 @@ fn status_words(status: AppStatus) -> (&'static str, &'static str) {
         AppStatus::RolledBack => ("Rolled back", "bad"),
         AppStatus::Failed => ("Failed", "bad"),
         AppStatus::Pending => ("Pending", "quiet"),
+        AppStatus::Waiting => ("Waiting for dependencies", "held"),
+        AppStatus::Blocked => ("Blocked by a dependency", "bad"),
+        AppStatus::Frozen => ("Frozen", "held"),
+        AppStatus::Pinned => ("Pinned", "held"),
     }
 }
 
@@ -422,6 +430,10 @@ mod tests {
             AppStatus::RolledBack,
             AppStatus::Failed,
             AppStatus::Pending,
+            AppStatus::Waiting,
+            AppStatus::Blocked,
+            AppStatus::Frozen,
+            AppStatus::Pinned,
         ] {
             // status_words is exhaustive; this keeps the list of counts complete too
             assert!(listed.contains(&s.as_str()), "{s:?} is missing from the counts");

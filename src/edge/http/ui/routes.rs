@@ -185,6 +185,7 @@ async fn command(State(state): State<HttpState>, headers: HeaderMap, request: Re
         branch: cmd.branch,
         by: Some(session.name().to_string()),
         via: Some("page".into()),
+        to: None,
     };
     let response = super::super::commands::run(&state, &req, session.token_name()).await.unwrap_or_else(|refusal| *refusal);
     state.ui.live.nudge();
