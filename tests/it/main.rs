@@ -37,6 +37,7 @@ mod sim_lambda;
 mod sim_level;
 mod sim_many;
 mod sim_native;
+mod sim_release;
 mod ssh;
 mod support;
 mod tenancy;

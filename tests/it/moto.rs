@@ -95,6 +95,8 @@ struct Settings<'a> {
     aws_limits: gitmoxi::aws::limits::Limits,
     /// `[notifications] webhook_hosts`.
     webhook_hosts: Vec<String>,
+    /// `[[freezes]]`.
+    freezes: Vec<gitmoxi_deploy::release::freeze::Freeze>,
 }
 
 impl Settings<'_> {
@@ -117,6 +119,7 @@ impl Settings<'_> {
             slack: None,
             aws_limits: Default::default(),
             webhook_hosts: Vec::new(),
+            freezes: Vec::new(),
         }
     }
 }
@@ -249,6 +252,7 @@ impl Server {
             slack,
             aws_limits,
             webhook_hosts,
+            freezes,
         } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
@@ -294,6 +298,7 @@ impl Server {
             aws_limits,
             ha: None,
             webhook_hosts,
+            freezes,
         };
         let metrics = Metrics::new();
         let provider = Arc::new(

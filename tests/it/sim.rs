@@ -36,6 +36,8 @@ pub(crate) struct Sim {
     pub(crate) clock: Clock,
     /// Other AWS accounts (each its own world) and the roles the controller has for them.
     pub(crate) accounts: Vec<FakeAccount>,
+    /// `[[freezes]]` of the controller's configuration.
+    pub(crate) freezes: Vec<gitmoxi_deploy::release::freeze::Freeze>,
 }
 
 /// Copies a directory tree file by file (the store's files as they are on disk now).
@@ -77,17 +79,26 @@ impl Sim {
             policy: RepoPolicy { max_prune: 3, max_prune_percent: 25, drift: Default::default(), adopt_untagged: false },
             clock,
             accounts: Vec::new(),
+            freezes: Vec::new(),
         };
         sim.start();
         sim
     }
 
     pub(crate) fn build(world: &FakeWorld, store: &Store, clock: &Clock, seed: u64) -> Arc<Controller> {
-        Self::build_with(world, &[], store, clock, seed)
+        Self::build_with(world, &[], &[], store, clock, seed)
     }
 
-    /// The controller with a role in each of `accounts` (whether or not the account trusts it).
-    pub(crate) fn build_with(world: &FakeWorld, accounts: &[FakeAccount], store: &Store, clock: &Clock, seed: u64) -> Arc<Controller> {
+    /// The controller with a role in each of `accounts` (whether or not the account trusts it)
+    /// and `freezes` (`[[freezes]]`).
+    pub(crate) fn build_with(
+        world: &FakeWorld,
+        accounts: &[FakeAccount],
+        freezes: &[gitmoxi_deploy::release::freeze::Freeze],
+        store: &Store,
+        clock: &Clock,
+        seed: u64,
+    ) -> Arc<Controller> {
         let roles = accounts.iter().map(|a| (a.id.clone(), gitmoxi_deploy::accounts::AllowedRegions::Any));
         Controller::new(
             store.clone(),
@@ -103,7 +114,7 @@ impl Sim {
                 account_roles: gitmoxi_deploy::accounts::AccountRoles::new(roles),
                 render_limits: Default::default(),
                 render_worker: None,
-                freezes: Vec::new(),
+                freezes: freezes.to_vec(),
             },
         )
     }
@@ -128,7 +139,7 @@ impl Sim {
         self.store = Store::open_for_simulation(&to).expect("the crash image of the store opens");
         let _ = std::fs::remove_dir_all(&from);
         self.seed += 1;
-        self.controller = Self::build_with(&self.world, &self.accounts, &self.store, &self.clock, self.seed);
+        self.controller = Self::build_with(&self.world, &self.accounts, &self.freezes, &self.store, &self.clock, self.seed);
         self.controller.enqueue_stored().expect("enqueue");
         self.apply();
         self.start();
@@ -148,6 +159,12 @@ impl Sim {
         self.controller = Self::build(&self.world, &self.store, &self.clock, self.seed);
         self.apply();
         self.start();
+    }
+
+    /// Gives the controller `freezes` (a restart with the new configuration).
+    pub(crate) async fn with_freezes(&mut self, freezes: Vec<gitmoxi_deploy::release::freeze::Freeze>) {
+        self.freezes = freezes;
+        self.restart().await;
     }
 
     /// Gives the controller roles in `accounts` (a restart with the new configuration).

@@ -48,7 +48,12 @@ fn approval(state: &HttpState, req: &CommandRequest, caller: Option<&str>) -> Re
         "page" => AnswerChannel::Page,
         other => return Err(refuse(StatusCode::BAD_REQUEST, format!("\"via\" is \"{other}\"; use cli, api or page"))),
     };
-    Ok(gitmoxi_deploy::commands::Approval { approve: req.command == "approve", by: who(req, caller), via, at_ms: state.controller.clock.now_ms() })
+    Ok(gitmoxi_deploy::commands::Approval {
+        approve: req.command == "approve",
+        by: who(req, caller),
+        via,
+        at_ms: state.controller.clock.now_ms(),
+    })
 }
 
 /// Who asked: a named token's name (`[api_tokens]`), else the `by` the client sends (the CLI

@@ -585,10 +585,7 @@ impl Controller {
         commit: &str,
         snapshot: &mut Snapshot,
     ) -> Result<
-        (
-            BTreeMap<String, PinSummary>,
-            BTreeMap<String, Result<gitmoxi_deploy::spec::DesiredApp, gitmoxi_deploy::spec::InvalidApp>>,
-        ),
+        (BTreeMap<String, PinSummary>, BTreeMap<String, Result<gitmoxi_deploy::spec::DesiredApp, gitmoxi_deploy::spec::InvalidApp>>),
         StoreError,
     > {
         let stored = self.pins_of(repo, branch)?;
@@ -616,8 +613,13 @@ impl Controller {
                         gitmoxi_deploy::strategy::short_commit(&pin.commit)
                     );
                     tracing::info!(app = %key, "{message}");
-                    let event =
-                        HistoryEvent { at_ms: self.clock.now_ms(), level: Level::Info, deployment: None, commit: Some(commit.to_string()), message };
+                    let event = HistoryEvent {
+                        at_ms: self.clock.now_ms(),
+                        level: Level::Info,
+                        deployment: None,
+                        commit: Some(commit.to_string()),
+                        message,
+                    };
                     self.store.append_history(&key, &event)?;
                 }
             }

@@ -25,7 +25,8 @@ pub(super) async fn run(command: Command) -> anyhow::Result<i32> {
             }
             if let Some(app) = &override_freeze {
                 let by = super::remote::local_user();
-                let request = serde_json::json!({"command": "override_freeze", "app": app, "repo": repo, "branch": branch, "by": by, "via": "cli"});
+                let request =
+                    serde_json::json!({"command": "override_freeze", "app": app, "repo": repo, "branch": branch, "by": by, "via": "cli"});
                 let answer = client.command(request).await?;
                 print(&remote, &answer, &format!("{app}: its next change may start during the freeze (recorded as {})", answer["by"]))?;
             }
