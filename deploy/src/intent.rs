@@ -122,6 +122,11 @@ pub struct AppIntent {
     /// What is suspicious but not wrong in the app's files (unknown fields, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The wave it goes in (from 1): a wave starts once every `dependsOn` of the waves before it
+    /// succeeded; deletes come last, dependents first ([`crate::release::order::assign_waves`]).
+    /// `None` for an app with nothing to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<usize>,
 }
 
 /// Ownership across the whole controller (issue 27): a head's app whose service or function
@@ -185,6 +190,7 @@ pub fn intents_of_head(
                     reason: format!("{reason} (nothing is deployed or deleted for this app until it is fixed)"),
                     moved_from: None,
                     warnings: Vec::new(),
+                    wave: None,
                 });
                 continue;
             }
@@ -198,6 +204,7 @@ pub fn intents_of_head(
             reason,
             moved_from,
             warnings: app.warnings.iter().map(ToString::to_string).collect(),
+            wave: None,
         };
         let claimants = by_identity.get(&target(&app.identity)).map_or(&[][..], Vec::as_slice);
         if claimants.len() > 1 {
@@ -302,6 +309,7 @@ pub fn intents_of_head(
             reason,
             moved_from: None,
             warnings: Vec::new(),
+            wave: None,
         });
     }
     entries.sort_by(|a, b| a.app.cmp(&b.app));

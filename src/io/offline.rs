@@ -113,9 +113,12 @@ pub fn render(
 /// What a reconcile at `to` would do if everything at `from` had been applied.
 pub fn plan(path: &Path, from: Option<&str>, to: &str, ctx: &RenderContext, policy: PrunePolicy) -> Result<Vec<AppIntent>, OfflineError> {
     let to_snapshot = load(path, Some(to), ctx, false)?;
-    let applied = match from {
-        Some(rev) => applied_as_of(&load(path, Some(rev), ctx, false)?),
-        None => BTreeMap::new(),
-    };
-    Ok(intents_of_head(&to_snapshot, &applied, policy, &BTreeSet::new(), None))
+    let from_snapshot = from.map(|rev| load(path, Some(rev), ctx, false)).transpose()?;
+    let applied = from_snapshot.as_ref().map(applied_as_of).unwrap_or_default();
+    let mut entries = intents_of_head(&to_snapshot, &applied, policy, &BTreeSet::new(), None);
+    // the order of the changes (issue 26): a delete's `dependsOn` is the one it had in `from`
+    let deleted_depends_on: BTreeMap<String, Vec<String>> =
+        from_snapshot.iter().flat_map(|s| s.valid()).map(|a| (a.prefix.clone(), a.depends_on().to_vec())).collect();
+    gitmoxi_deploy::release::order::assign_waves(&to_snapshot, &mut entries, &deleted_depends_on);
+    Ok(entries)
 }

@@ -209,6 +209,9 @@ pub struct PreviewApp {
     /// What the planner warns of (e.g. a target group another app shares).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The wave it goes in (`dependsOn`, issue 26), from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<usize>,
 }
 
 /// The preview of `snapshot` (the commit `to`) merged into `branch` of `repo`: the planner's
@@ -249,6 +252,7 @@ pub fn plan_preview(
                 drift,
                 live: None,
                 warnings: i.warnings,
+                wave: i.wave,
                 prefix: i.app,
             })
         })
@@ -292,6 +296,16 @@ pub fn markdown(p: &PlanPreview) -> String {
         let risk = a.risk.as_ref().map_or_else(|| "—".to_string(), |r| format!("{} ({})", r.level.as_str(), r.score));
         let place = a.risk.as_ref().map(|r| r.target.clone()).filter(|t| !t.is_empty()).or_else(|| a.identity.clone());
         out.push_str(&format!("| {} | {} | {} | {risk} |\n", md_code(&a.prefix), a.action, md_text(place.as_deref().unwrap_or("—"))));
+    }
+    let last_wave = p.apps.iter().filter_map(|a| a.wave).max().unwrap_or(0);
+    if last_wave > 1 {
+        // the order dependsOn sets: each wave starts once the one before it succeeded
+        out.push_str("\n**Order** (`dependsOn`):");
+        for wave in 1..=last_wave {
+            let apps: Vec<String> = p.apps.iter().filter(|a| a.wave == Some(wave)).map(|a| md_code(&a.prefix)).collect();
+            out.push_str(&format!(" {wave}. {}{}", apps.join(", "), if wave < last_wave { " →" } else { "" }));
+        }
+        out.push('\n');
     }
     for a in &p.apps {
         out.push_str(&format!("\n<details><summary><code>{}</code> — {}</summary>\n\n", html_text(&a.prefix), a.action));

@@ -284,3 +284,28 @@ fn the_strategy_examples_validate_without_a_warning() {
         assert_eq!(r["warnings"], serde_json::json!([]), "{r}");
     }
 }
+
+/// Issue 26: `plan` shows the waves `dependsOn` sets, and refuses a cycle naming the depdefs.
+#[test]
+fn plan_shows_the_waves_of_depends_on_and_refuses_a_cycle() {
+    let repo = repo_with_two_apps();
+    repo.write_all(&ecs_app("prod/db/migrate", "migrate", "prod", "{{ image }}", 1, "{}"));
+    repo.write("prod/db/migrate_input.json", INPUT);
+    repo.write("prod/api/api_depdef.json", r#"{"dependsOn": ["prod/db/migrate"]}"#);
+    repo.write("prod/web/web_depdef.json", r#"{"dependsOn": ["prod/api/api"]}"#);
+    repo.commit("a chain");
+    let path = repo.path().to_str().unwrap().to_string();
+    let (code, stdout, stderr) = gitmoxi(&["plan", "--repo", &path, "--json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let plan: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let wave = |app: &str| plan.iter().find(|e| e["app"] == app).and_then(|e| e["wave"].as_u64());
+    assert_eq!((wave("prod/db/migrate"), wave("prod/api/api"), wave("prod/web/web")), (Some(1), Some(2), Some(3)));
+    let (_, human, _) = gitmoxi(&["plan", "--repo", &path]);
+    assert!(human.lines().next().unwrap_or_default().contains("WAVE"), "{human}");
+
+    repo.write("prod/db/migrate_depdef.json", r#"{"dependsOn": ["prod/web/web"]}"#);
+    repo.commit("a cycle");
+    let (code, stdout, _) = gitmoxi(&["plan", "--repo", &path, "--json"]);
+    assert_eq!(code, 1, "a cycle cannot deploy: {stdout}");
+    assert!(stdout.contains("prod/db/migrate_depdef.json") && stdout.contains("dependsOn forms a cycle"), "{stdout}");
+}

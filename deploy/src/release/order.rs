@@ -178,3 +178,16 @@ fn layers<'a>(nodes: &BTreeSet<&'a str>, before: impl Fn(&str) -> Vec<&'a str>) 
     out.retain(|w| !w.is_empty());
     out
 }
+
+/// Numbers the waves of `entries` (see [`waves`]): each app with something to do gets its wave,
+/// from 1. `deleted_depends_on`: the `dependsOn` of apps gone from the head, as they last had it.
+pub fn assign_waves(snapshot: &Snapshot, entries: &mut [AppIntent], deleted_depends_on: &BTreeMap<String, Vec<String>>) {
+    let numbered: BTreeMap<String, usize> = waves(snapshot, entries, deleted_depends_on)
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, w)| w.into_iter().map(move |a| (a, i + 1)))
+        .collect();
+    for entry in entries.iter_mut() {
+        entry.wave = numbered.get(&entry.app).copied();
+    }
+}

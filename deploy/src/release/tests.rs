@@ -106,6 +106,10 @@ fn waves_order_the_changed_apps_and_deletes_go_dependents_first() {
     let plan = intents_of_head(&empty_but_one, &applied, allow, &BTreeSet::new(), None);
     let deps: BTreeMap<String, Vec<String>> = [("web/worker".to_string(), vec!["web/api".to_string()])].into();
     assert_eq!(order::waves(&empty_but_one, &plan, &deps), vec![vec!["web/worker".to_string()], vec!["web/api".into()]]);
+    let mut numbered = plan.clone();
+    order::assign_waves(&empty_but_one, &mut numbered, &deps);
+    let wave_of = |app: &str| numbered.iter().find(|e| e.app == app).and_then(|e| e.wave);
+    assert_eq!((wave_of("web/worker"), wave_of("web/api"), wave_of("other/x")), (Some(1), Some(2), None));
 }
 
 fn facts<'a>(intent: Intent, head: Option<&'a str>, applied: &'a AppliedState, outcome: Option<Outcome>) -> DependencyFacts<'a> {

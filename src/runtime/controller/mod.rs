@@ -439,7 +439,16 @@ impl Controller {
         let allow_prune = with_commands && self.store.allowed_prune(repo, branch)?.is_some();
         let prune = PrunePolicy { max_prune: policy.max_prune, max_prune_percent: policy.max_prune_percent, allow_prune };
         let plan = intents_of_head(snapshot, &applied, prune, &force, own);
-        let plan = gitmoxi_deploy::intent::claimed_elsewhere(plan, snapshot, &claims, own);
+        let mut plan = gitmoxi_deploy::intent::claimed_elsewhere(plan, snapshot, &claims, own);
+        // the order of the changes (issue 26): a delete's `dependsOn` as its last head had it
+        let mut deleted_depends_on = BTreeMap::new();
+        for entry in plan.iter().filter(|e| e.intent == Intent::Delete) {
+            let key = AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: entry.app.clone() };
+            if let Some(stored) = self.store.intent(&key)?.filter(|i| !i.depends_on.is_empty()) {
+                deleted_depends_on.insert(entry.app.clone(), stored.depends_on);
+            }
+        }
+        gitmoxi_deploy::release::order::assign_waves(snapshot, &mut plan, &deleted_depends_on);
         Ok((mine, plan))
     }
 

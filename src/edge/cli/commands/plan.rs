@@ -50,12 +50,13 @@ pub(super) async fn run(command: Command) -> anyhow::Result<i32> {
                             e.app.clone(),
                             e.kind.as_str().into(),
                             e.intent.as_str().into(),
+                            e.wave.map_or_else(String::new, |w| w.to_string()),
                             e.identity.clone().unwrap_or_default(),
                             e.reason.clone(),
                         ]
                     })
                     .collect();
-                out!("{}", table::render(&["APP", "KIND", "ACTION", "IDENTITY", "REASON"], &rows));
+                out!("{}", table::render(&["APP", "KIND", "ACTION", "WAVE", "IDENTITY", "REASON"], &rows));
             }
             // CI gates on this: an app that cannot deploy, or a held delete, is not a clean plan
             for e in &entries {
