@@ -26,6 +26,7 @@ mod moto_blue_green;
 mod moto_lambda;
 mod moto_level;
 mod moto_native;
+mod moto_release;
 mod notify;
 mod packaging;
 mod repos;

@@ -215,6 +215,11 @@ impl Server {
 
     /// A server that reaches the workload accounts of `accounts` through their roles, comparing
     /// with AWS every `drift_interval`.
+    /// A server with `[[freezes]]`.
+    pub async fn start_with_freezes(moto: &Moto, repo: &TestRepo, freezes: Vec<gitmoxi_deploy::release::freeze::Freeze>) -> Server {
+        Self::start_through(moto, repo, Settings { freezes, ..Settings::plain(50) }, Faults::default(), 1).await
+    }
+
     pub async fn start_with_accounts(
         moto: &Moto,
         repo: &TestRepo,

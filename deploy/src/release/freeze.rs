@@ -259,6 +259,18 @@ fn days_from_civil(y: i64, m: u64, d: u64) -> i64 {
 
 /// `2026-12-20 09:00 UTC` for ms since the epoch.
 pub fn format_utc(ms: u64) -> String {
+    let (date, hh, mm, _) = civil(ms);
+    format!("{date} {hh:02}:{mm:02} UTC")
+}
+
+/// `2026-12-20T09:00:00Z` for ms since the epoch (what [`parse_rfc3339`] reads).
+pub fn format_rfc3339(ms: u64) -> String {
+    let (date, hh, mm, ss) = civil(ms);
+    format!("{date}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+/// The date (`YYYY-MM-DD`), hour, minute and second of ms since the epoch.
+fn civil(ms: u64) -> (String, u64, u64, u64) {
     let secs = ms / 1000;
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // civil from days (the inverse of `days_from_civil`)
@@ -271,5 +283,5 @@ pub fn format_utc(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60)
+    (format!("{y:04}-{m:02}-{d:02}"), rem / 3600, (rem % 3600) / 60, rem % 60)
 }
