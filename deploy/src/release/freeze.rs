@@ -10,7 +10,8 @@
 use crate::record::AppKey;
 use serde::{Deserialize, Serialize};
 
-const MINUTES_PER_WEEK: u64 = 7 * 24 * 60;
+/// Minutes in a week.
+pub const MINUTES_PER_WEEK: u64 = 7 * 24 * 60;
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// A `[[freezes]]` entry as written.
@@ -178,8 +179,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// `Day HH:MM - Day HH:MM` → (start, end) minutes of the week.
-fn parse_weekly(text: &str) -> Result<(u64, u64), String> {
+/// `Day HH:MM - Day HH:MM` → (start, end) minutes of the week (UTC, from Monday 00:00).
+pub fn parse_weekly(text: &str) -> Result<(u64, u64), String> {
     let (a, b) = text.split_once('-').ok_or_else(|| format!("is \"{text}\"; write \"Fri 16:00 - Mon 09:00\" (UTC)"))?;
     let point = |s: &str| -> Result<u64, String> {
         let mut parts = s.split_whitespace();

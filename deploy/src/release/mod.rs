@@ -1,6 +1,7 @@
 //! Releases (issue 26): what holds a change back before it starts, decided here from facts the
 //! executor gathers — the order of apps inside a commit (`dependsOn`, [`order`]) and freezes
-//! ([`freeze`]) — and what an operator's `rollback --to` pins ([`pin`]).
+//! ([`freeze`]) — what an operator's `rollback --to` pins ([`pin`]), and how a release is
+//! promoted from one environment to the next ([`pipeline`]).
 //!
 //! Invariants: a hold only keeps a deployment or delete from *starting*; one in flight goes on
 //! (its guards, gates and rollbacks are untouched), an operator's rollback is never held, and a
@@ -9,6 +10,7 @@
 pub mod freeze;
 pub mod order;
 pub mod pin;
+pub mod pipeline;
 
 use crate::intent::Intent;
 use crate::record::{AppliedState, Outcome};

@@ -348,3 +348,121 @@ fn a_hold_keeps_a_change_from_starting_but_never_touches_what_is_in_flight() {
     let synced = AppliedState { fingerprint: Some(app.fingerprint.clone()), ..applied.clone() };
     assert_eq!(held(&StepInput { applied: &synced, ..base }), None, "a steady app is never held");
 }
+
+mod pipelines {
+    use crate::release::freeze;
+    use crate::release::pipeline::*;
+    use std::time::Duration;
+
+    fn stage(repo: &str, folder: &str) -> Stage {
+        Stage {
+            name: format!("{repo}@main"),
+            repo: repo.into(),
+            branch: "main".into(),
+            folder: folder.into(),
+            soak: Duration::ZERO,
+            approvers: Vec::new(),
+            required_approvals: 0,
+            window: None,
+            via: Via::Push,
+        }
+    }
+
+    fn pipeline() -> Pipeline {
+        let mut prod = stage("prod", "envs/prod");
+        prod.soak = Duration::from_secs(600);
+        prod.approvers = vec!["alice".into(), "bob".into()];
+        prod.required_approvals = 1;
+        prod.window = Some(freeze::parse_weekly("Mon 09:00 - Fri 16:00").unwrap());
+        Pipeline { name: "web".into(), stages: vec![stage("dev", "envs/dev"), prod] }
+    }
+
+    fn release() -> Release {
+        Release {
+            id: "web-0123456789".into(),
+            pipeline: "web".into(),
+            commit: "0123456789abcdef".into(),
+            title: "api: nginx 2".into(),
+            created_at_ms: 0,
+            apps: vec!["envs/dev/api/api".into()],
+            removed: vec!["envs/dev/old/old".into()],
+            stages: vec![
+                StageProgress { stage: "dev@main".into(), commit: Some("0123456789abcdef".into()), ..StageProgress::default() },
+                StageProgress { stage: "prod@main".into(), ..StageProgress::default() },
+            ],
+            outcome: None,
+        }
+    }
+
+    // Tuesday 2026-12-08 10:00 UTC: inside the window
+    fn tuesday() -> u64 {
+        freeze::parse_rfc3339("2026-12-08T10:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn a_release_waits_for_health_then_soak_approval_and_window_then_promotes() {
+        let p = pipeline();
+        let mut r = release();
+        let now = tuesday();
+        let deploying = StageHealth::Deploying("prod/api/api is Deploying".into());
+        assert!(matches!(step(&r, &p, &deploying, now), Decision::Wait(b) if matches!(&b[0], Blocker::Deploying { .. })));
+        assert_eq!(step(&r, &p, &StageHealth::Healthy, now), Decision::Healthy(0));
+        r.stages[0].healthy_at_ms = Some(now);
+        let Decision::Wait(blockers) = step(&r, &p, &StageHealth::Healthy, now + 60_000) else { panic!("waits") };
+        let words: Vec<String> = blockers.iter().map(Blocker::describe).collect();
+        assert_eq!(words, vec!["soak: 9 min left".to_string(), "approval: 1 more of alice, bob (`gitmoxi releases approve RELEASE STAGE`)".into()]);
+        r.stages[1].approvals.push(("mallory".into(), now));
+        assert!(matches!(step(&r, &p, &StageHealth::Healthy, now + 600_000), Decision::Wait(b) if b.len() == 1), "mallory is no approver");
+        r.stages[1].approvals.push(("alice".into(), now));
+        assert_eq!(step(&r, &p, &StageHealth::Healthy, now + 600_000), Decision::Promote(1));
+        // Friday evening: the window is closed until Monday 09:00
+        let friday = freeze::parse_rfc3339("2026-12-11T18:00:00Z").unwrap();
+        let Decision::Wait(blockers) = step(&r, &p, &StageHealth::Healthy, friday) else { panic!("waits") };
+        assert_eq!(blockers, vec![Blocker::Window { opens_at_ms: freeze::parse_rfc3339("2026-12-14T09:00:00Z").unwrap() }]);
+        // a promotion that began is resumed whatever the conditions say now
+        r.stages[1].promoting_since_ms = Some(friday);
+        assert_eq!(step(&r, &p, &StageHealth::Healthy, friday), Decision::Promote(1));
+    }
+
+    #[test]
+    fn a_failed_stage_ends_the_release_and_the_last_healthy_stage_completes_it() {
+        let p = pipeline();
+        let mut r = release();
+        let failed = step(&r, &p, &StageHealth::Failed("envs/dev/api/api rolled back".into()), tuesday());
+        assert_eq!(failed, Decision::End(ReleaseOutcome::Failed { stage: "dev@main".into(), why: "envs/dev/api/api rolled back".into() }));
+        r.stages[1].commit = Some("feedface".into());
+        assert_eq!(current_stage(&r), 1);
+        assert_eq!(step(&r, &p, &StageHealth::Healthy, tuesday()), Decision::Healthy(1));
+        r.stages[1].healthy_at_ms = Some(tuesday());
+        assert_eq!(step(&r, &p, &StageHealth::Healthy, tuesday()), Decision::End(ReleaseOutcome::Done));
+    }
+
+    #[test]
+    fn paths_move_between_folders_and_the_commit_names_the_release() {
+        let p = pipeline();
+        let (dev, prod) = (&p.stages[0], &p.stages[1]);
+        assert_eq!(prod.map_prefix(dev, "envs/dev/api/api").as_deref(), Some("envs/prod/api/api"));
+        assert_eq!(prod.map_path(dev, "envs/dev/api/api_svcdef.json").as_deref(), Some("envs/prod/api/api_svcdef.json"));
+        assert_eq!(prod.map_prefix(dev, "other/api"), None, "outside the stage's folder");
+        assert!(dev.contains("envs/dev/x") && !dev.contains("envs/devx/x"));
+        let message = commit_message(&release(), dev, prod);
+        assert!(message.starts_with("gitmoxi: promote web-0123456789 to prod@main\n"), "{message}");
+        assert!(message.contains("Apps: envs/prod/api/api, envs/prod/old/old (removed)"), "{message}");
+        assert!(message.trim_end().ends_with("Gitmoxi-Release: web-0123456789 -> prod@main"), "{message}");
+    }
+
+    #[test]
+    fn a_newer_release_supersedes_older_ones_waiting_in_the_first_stage_with_fewer_apps() {
+        let older = release();
+        let mut newer = release();
+        newer.id = "web-9999999999".into();
+        newer.apps.push("envs/dev/other/x".into());
+        assert_eq!(superseded_by(&newer, std::slice::from_ref(&older)), vec![older.id.clone()]);
+        let mut promoted = older.clone();
+        promoted.stages[1].commit = Some("feedface".into());
+        assert!(superseded_by(&newer, &[promoted]).is_empty(), "a release already promoted goes on");
+        let mut smaller = newer.clone();
+        smaller.apps.clear();
+        assert!(superseded_by(&smaller, &[older]).is_empty(), "it does not carry every app of the older one");
+    }
+}
