@@ -146,6 +146,17 @@ pub async fn run_with(
         slack: config.slack.clone(),
     });
     tasks.spawn(controller.clone().run(shutdown.clone()));
+    let pipelines = (!config.pipelines.is_empty()).then(|| {
+        let runner = crate::runtime::pipelines::Pipelines::new(
+            controller.clone(),
+            config.pipelines.clone(),
+            &config.repos,
+            config.state_dir.clone(),
+            repos.clone(),
+        );
+        tasks.spawn(runner.clone().run(shutdown.clone()));
+        runner
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; choose another --listen address", config.listen))?;
@@ -171,6 +182,7 @@ pub async fn run_with(
         )),
         webhooks,
         repos: repos.clone(),
+        pipelines,
         state_dir: config.state_dir.clone(),
         llm: config.llm.clone(),
         allowed_hosts: {

@@ -109,6 +109,8 @@ pub struct Config {
     pub webhook_hosts: Vec<String>,
     /// `[[freezes]]`: when changes of matching apps wait (issue 26).
     pub freezes: Vec<gitmoxi_deploy::release::freeze::Freeze>,
+    /// `[[pipelines]]`: releases promoted from one tracked branch to the next (issue 26).
+    pub pipelines: Vec<gitmoxi_deploy::release::pipeline::Pipeline>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +166,103 @@ struct FileConfig {
     /// `[[freezes]]`.
     #[serde(default)]
     freezes: Vec<gitmoxi_deploy::release::freeze::FreezeConfig>,
+    /// `[[pipelines]]`.
+    #[serde(default)]
+    pipelines: Vec<FilePipeline>,
+}
+
+/// `[[pipelines]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePipeline {
+    name: String,
+    stages: Vec<FileStage>,
+}
+
+/// `[[pipelines.stages]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStage {
+    repo: String,
+    branch: Option<String>,
+    #[serde(default)]
+    folder: String,
+    soak: Option<String>,
+    #[serde(default)]
+    approvers: Vec<String>,
+    required_approvals: Option<usize>,
+    window: Option<String>,
+    via: Option<String>,
+}
+
+/// Checks the `[[pipelines]]` against the repositories (each stage a tracked branch).
+fn pipelines_of(file: &[FilePipeline], repos: &[RepoConfig]) -> Result<Vec<gitmoxi_deploy::release::pipeline::Pipeline>, ConfigError> {
+    use gitmoxi_deploy::release::pipeline::{Pipeline, Stage, Via};
+    let mut out: Vec<Pipeline> = Vec::new();
+    for (i, p) in file.iter().enumerate() {
+        let at = |what: String| ConfigError::Invalid(format!("[[pipelines]] #{} ('{}'): {what}", i + 1, p.name));
+        if p.name.is_empty() || !p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(at("`name` must be letters, digits, - _ . (it names the releases)".into()));
+        }
+        if out.iter().any(|o| o.name == p.name) {
+            return Err(at("another pipeline has the same name".into()));
+        }
+        if p.stages.len() < 2 {
+            return Err(at(format!("has {} stage(s); a pipeline promotes from one stage to the next, so give at least two", p.stages.len())));
+        }
+        let mut stages: Vec<Stage> = Vec::new();
+        for (j, st) in p.stages.iter().enumerate() {
+            let at = |what: String| at(format!("stage {} ({}): {what}", j + 1, st.repo));
+            let Some(repo) = repos.iter().find(|r| r.name == st.repo) else {
+                let names: Vec<&str> = repos.iter().map(|r| r.name.as_str()).collect();
+                return Err(at(format!("repo '{}' is no [[repos]] name (names: {})", st.repo, names.join(", "))));
+            };
+            let branch = st.branch.clone().unwrap_or_else(|| repo.branches.first().cloned().unwrap_or_else(|| "main".into()));
+            if !repo.branches.contains(&branch) {
+                return Err(at(format!("branch '{branch}' is not tracked (branches: {})", repo.branches.join(", "))));
+            }
+            let folder = st.folder.trim_matches('/').to_string();
+            if folder.split('/').any(|part| part == "..") {
+                return Err(at("`folder` may not contain `..`".into()));
+            }
+            if j == 0 && (st.soak.is_some() || !st.approvers.is_empty() || st.window.is_some() || st.via.is_some()) {
+                return Err(at("the first stage is where releases start: soak, approvers, window and via belong to the stages after it".into()));
+            }
+            let soak = st.soak.as_deref().map(|s| parse_duration(&format!("[[pipelines]] '{}' stage {} soak", p.name, j + 1), s)).transpose()?;
+            let window = st
+                .window
+                .as_deref()
+                .map(|w| gitmoxi_deploy::release::freeze::parse_weekly(w).map_err(|e| at(format!("`window` {e}"))))
+                .transpose()?;
+            let required = st.required_approvals.unwrap_or(usize::from(!st.approvers.is_empty()));
+            if required > st.approvers.len() {
+                return Err(at(format!("required_approvals {required} is more than the {} approvers named", st.approvers.len())));
+            }
+            let via = match st.via.as_deref().unwrap_or("push") {
+                "push" => Via::Push,
+                "pull_request" if repo.forge.is_some() => Via::PullRequest,
+                "pull_request" => return Err(at("via = \"pull_request\" needs a [repos.forge] on that repository".into())),
+                other => return Err(at(format!("via is \"{other}\"; use push or pull_request"))),
+            };
+            let name = if folder.is_empty() { format!("{}@{branch}", repo.name) } else { format!("{}@{branch}:{folder}", repo.name) };
+            if stages.iter().any(|s| s.name == name) {
+                return Err(at(format!("{name} is already a stage of this pipeline")));
+            }
+            stages.push(Stage {
+                name,
+                repo: repo.name.clone(),
+                branch,
+                folder,
+                soak: soak.unwrap_or_default(),
+                approvers: st.approvers.clone(),
+                required_approvals: required,
+                window,
+                via,
+            });
+        }
+        out.push(Pipeline { name: p.name.clone(), stages });
+    }
+    Ok(out)
 }
 
 /// `[ha]`.
@@ -689,7 +788,9 @@ impl Config {
         if concurrency == 0 || concurrency > 1024 {
             return Err(ConfigError::Invalid(format!("concurrency {concurrency} is out of range; use 1..=1024")));
         }
+        let pipelines = pipelines_of(&file.pipelines, &repos)?;
         Ok(Config {
+            pipelines,
             repos,
             default_region: o
                 .region

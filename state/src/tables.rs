@@ -35,6 +35,14 @@ pub enum TableName {
     /// Apps an operator pinned with `rollback --to` (`repo\0branch\0prefix` → the pin). Writer:
     /// the heads owner (it also releases a pin when a commit changes the app's files).
     Pins,
+    /// The last head of each pipeline's first stage the pipelines runner looked at (pipeline →
+    /// commit). Writer: the pipelines runner.
+    PipelineHeads,
+    /// Releases and how far each got (release id → release). Writer: the pipelines runner.
+    Releases,
+    /// Approvals of promotions (`release\0stage\0by` → the approval). Writer: the release
+    /// approval handler (`POST /api/v2/releases/{id}/approve`).
+    ReleaseApprovals,
 }
 
 impl TableName {
@@ -50,6 +58,9 @@ impl TableName {
             TableName::ApiRepos => "api_repos",
             TableName::RepoUrls => "repo_urls",
             TableName::Pins => "pins",
+            TableName::PipelineHeads => "pipeline_heads",
+            TableName::Releases => "releases",
+            TableName::ReleaseApprovals => "release_approvals",
         }
     }
 }

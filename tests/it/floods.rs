@@ -84,6 +84,7 @@ async fn start_tracking(shutdown: &CancellationToken, repo: Option<&crate::suppo
         gmctl_tokenless_networks: Arc::new(Vec::new()),
         public_url: None,
         ui: gitmoxi::http::ui::shared(),
+        pipelines: None,
     });
     let limits = Limits { connections: CONNECTIONS, body_read: BODY_READ, body_read_crowded: BODY_READ_CROWDED, ..Limits::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

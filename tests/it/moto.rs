@@ -304,6 +304,7 @@ impl Server {
             ha: None,
             webhook_hosts,
             freezes,
+            pipelines: Vec::new(),
         };
         let metrics = Metrics::new();
         let provider = Arc::new(

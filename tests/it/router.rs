@@ -49,6 +49,7 @@ pub async fn serve_with_access(
         gmctl_tokenless_networks: Arc::new(tokenless),
         public_url: None,
         ui: gitmoxi::http::ui::shared(),
+        pipelines: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -509,6 +509,7 @@ async fn serve_api_with_slack(
         gmctl_tokenless_networks: Default::default(),
         public_url: None,
         ui: gitmoxi::http::ui::shared(),
+        pipelines: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -96,6 +96,14 @@ pub enum Command {
         #[arg(long, value_name = "APP")]
         override_freeze: Option<String>,
     },
+    /// Releases of the `[[pipelines]]`: each one's stages and what blocks it; or approve one's
+    /// promotion to a stage.
+    Releases {
+        #[command(subcommand)]
+        action: Option<ReleaseAction>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Every app the server knows: identity, status, applied commit and fingerprint.
     Apps {
         #[command(flatten)]
@@ -292,4 +300,18 @@ impl ServeArgs {
             drift_interval: self.drift_interval.clone(),
         }
     }
+}
+
+/// What `gitmoxi releases` can do besides listing.
+#[derive(Debug, clap::Subcommand)]
+pub enum ReleaseAction {
+    /// Approve a release's promotion to a stage, as the local user (one of the stage's approvers).
+    Approve {
+        /// The release (as `gitmoxi releases` lists it).
+        release: String,
+        /// The stage (`repo@branch`, or its repository's name).
+        stage: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }

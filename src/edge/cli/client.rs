@@ -58,6 +58,11 @@ impl ApiClient {
         self.call(Method::GET, path_and_query, None, "the server answered").await
     }
 
+    /// A POST of any API path (a release's approval).
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(Method::POST, path, Some(&body), "the server refused").await
+    }
+
     /// Sends one operator command.
     pub async fn command(&self, body: Value) -> anyhow::Result<Value> {
         self.call(Method::POST, "/api/v2/commands", Some(&body), "the server refused the command").await

@@ -9,6 +9,7 @@ mod diagnose;
 mod history;
 mod plan;
 mod remote;
+mod releases;
 mod render;
 mod serve;
 mod status;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         c @ Command::Plan { .. } => plan::run(c).await,
         c @ Command::Sync { .. } => sync::run(c).await,
         c @ Command::Apps { .. } => apps::run(c).await,
+        c @ Command::Releases { .. } => releases::run(c).await,
         c @ Command::History { .. } => history::run(c).await,
         c @ Command::Deployments { .. } => deployments::run(c).await,
         c @ Command::Diagnose { .. } => diagnose::run(c).await,

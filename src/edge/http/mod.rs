@@ -10,6 +10,7 @@ pub mod access;
 pub mod commands;
 pub mod hosts;
 pub mod previews;
+pub mod releases;
 pub mod reply;
 pub mod repos;
 pub mod riskiq;
@@ -42,6 +43,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v2/deployments/{id}/diagnosis", get(get_diagnosis))
         .route("/api/v2/commands", post(commands::command))
         .route("/api/v2/ha", get(ha_status))
+        .route("/api/v2/releases", get(releases::list))
+        .route("/api/v2/releases/{id}/approve", post(releases::approve))
         .route("/api/v2/commits", get(v1::commits))
         .route("/api/v2/preview", get(previews::preview))
         .route("/api/v2/repos", get(repos::list_v2).post(repos::add_v2))

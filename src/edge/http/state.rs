@@ -25,6 +25,8 @@ pub struct HttpState {
     pub public_url: Option<String>,
     /// The web page's templates and live feed.
     pub ui: Arc<ui::Ui>,
+    /// Releases and their promotions (`[[pipelines]]`; `None`: none configured).
+    pub pipelines: Option<Arc<crate::runtime::pipelines::Pipelines>>,
 }
 
 /// Webhook secrets (what a push can wake comes from the server's repositories).

@@ -70,3 +70,39 @@ fn resolve_commit(repo: &Repository, rev: &str) -> Result<Oid, String> {
     })?;
     object.peel_to_commit().map(|c| c.id()).map_err(|e| format!("'{rev}' is not a commit: {}", e.message()))
 }
+
+/// The apps a commit changed against `from` (issue 26: a release's apps), split into those whose
+/// files are still at `to` and those removed, with the commit's title. Prefixes only.
+pub fn changed_apps(mirror: &Path, from: &str, to: &str) -> Result<(Vec<String>, Vec<String>, String), String> {
+    let repo = Repository::open_bare(mirror).map_err(|e| format!("the repository mirror is not readable: {}", e.message()))?;
+    let commit_of = |rev: &str| -> Result<git2::Commit<'_>, String> {
+        let oid = resolve_commit(&repo, rev)?;
+        repo.find_commit(oid).map_err(|e| format!("commit {rev} is not in the mirror: {}", e.message()))
+    };
+    let (old, new) = (commit_of(from)?, commit_of(to)?);
+    let (old_tree, new_tree) = (old.tree().map_err(|e| e.message().to_string())?, new.tree().map_err(|e| e.message().to_string())?);
+    let diff = repo.diff_tree_to_tree(Some(&old_tree), Some(&new_tree), None).map_err(|e| e.message().to_string())?;
+    let mut touched = std::collections::BTreeSet::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some((prefix, _)) = file.path().and_then(|p| p.to_str()).and_then(FileKind::classify) {
+                touched.insert(prefix.to_string());
+            }
+        }
+    }
+    // an app is there when its main file is (svcdef or lambdadef)
+    let mut present = std::collections::BTreeSet::new();
+    new_tree
+        .walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if let Some((prefix, kind)) = entry.name().and_then(|n| FileKind::classify(&format!("{dir}{n}")).map(|(p, k)| (p.to_string(), k))) {
+                if matches!(kind, FileKind::SvcDef | FileKind::LambdaDef) {
+                    present.insert(prefix);
+                }
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .map_err(|e| e.message().to_string())?;
+    let (apps, removed): (Vec<String>, Vec<String>) = touched.into_iter().partition(|p| present.contains(p));
+    let title = new.summary().unwrap_or_default().chars().take(200).collect();
+    Ok((apps, removed, title))
+}

@@ -6,6 +6,7 @@
 pub mod changes;
 pub mod dir_tree;
 pub mod known_hosts;
+pub mod promote;
 pub mod source;
 
 pub use dir_tree::DirTree;

@@ -15,6 +15,8 @@ pub enum GitError {
     Revision { repo: String, rev: String, message: String },
     #[error("git read failed: {0}")]
     Read(String),
+    #[error("git push to {url} ({branch}) failed: {message}; check that the repository's credentials may push")]
+    Push { url: String, branch: String, message: String },
 }
 
 /// An SSH deploy key (read on use, never logged; empty: the ssh-agent's) and the known_hosts file
@@ -83,6 +85,17 @@ impl GitSource {
         GitSource { refs: "refs/gitmoxi-preview", ..GitSource::new(url, branch, mirror, token) }
     }
 
+    /// A source that fetches and writes promotions (issue 26) into the same mirror under its own
+    /// refs: the source loop's refs are left to it.
+    pub fn for_promotion(url: &str, branch: &str, mirror: PathBuf) -> GitSource {
+        GitSource { refs: "refs/gitmoxi-promotion", ..GitSource::new(url, branch, mirror, None) }
+    }
+
+    /// The branch it tracks.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
     /// Replaces the token used by the next fetch.
     pub fn set_token(&self, token: Option<String>) {
         *crate::base::sync::lock(&self.token) = token;
@@ -130,11 +143,10 @@ impl GitSource {
         self.fetch_into(remote_ref, &format!("{}/{}", self.refs, remote_ref.trim_start_matches("refs/")))
     }
 
-    fn fetch_into(&self, remote_ref: &str, local_ref: &str) -> Result<String, GitError> {
-        let repo = self.repo()?;
-        let fetch_err =
-            |e: git2::Error| GitError::Fetch { url: redact(&self.url), branch: self.branch.clone(), message: e.message().to_string() };
-        let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
+    /// The credentials (the token only to the repository's own host over https, the SSH key)
+    /// and the strict SSH host key check of every fetch and push; a refusal's own message is
+    /// kept in `refusal` (libgit2 replaces it with its own).
+    pub(crate) fn callbacks(&self, refusal: std::sync::Arc<std::sync::Mutex<Option<String>>>) -> RemoteCallbacks<'static> {
         let mut callbacks = RemoteCallbacks::new();
         let token = crate::base::sync::lock(&self.token).clone();
         let ssh = crate::base::sync::lock(&self.ssh).clone();
@@ -164,9 +176,7 @@ impl GitSource {
         });
         // SSH host keys: strictly against the configured known_hosts; TLS keeps libgit2's checks
         let port = ssh_port(&self.url);
-        // libgit2 replaces a refusal's message with its own: keep ours for the error
-        let refusal: std::sync::Arc<std::sync::Mutex<Option<String>>> = std::sync::Arc::default();
-        let refused = refusal.clone();
+        let refused = refusal;
         let refuse = move |why: String| {
             *crate::base::sync::lock(&refused) = Some(why.clone());
             git2::Error::from_str(&why)
@@ -187,6 +197,17 @@ impl GitSource {
                 .map(|()| git2::CertificateCheckStatus::CertificateOk)
                 .map_err(&refuse)
         });
+        callbacks
+    }
+
+    fn fetch_into(&self, remote_ref: &str, local_ref: &str) -> Result<String, GitError> {
+        let repo = self.repo()?;
+        let fetch_err =
+            |e: git2::Error| GitError::Fetch { url: redact(&self.url), branch: self.branch.clone(), message: e.message().to_string() };
+        let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
+        // libgit2 replaces a refusal's message with its own: keep ours for the error
+        let refusal: std::sync::Arc<std::sync::Mutex<Option<String>>> = std::sync::Arc::default();
+        let mut callbacks = self.callbacks(refusal.clone());
         if let Some(limit) = self.max_fetch_bytes {
             let over = refusal.clone();
             callbacks.transfer_progress(move |p| {
