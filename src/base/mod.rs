@@ -4,6 +4,7 @@
 //! (`scripts/check_floors.py`, in `make test`).
 
 pub mod clock;
+pub mod failpoint;
 pub mod memory;
 pub mod state_dir;
 pub mod sync;

@@ -208,7 +208,10 @@ fn pipelines_of(file: &[FilePipeline], repos: &[RepoConfig]) -> Result<Vec<gitmo
             return Err(at("another pipeline has the same name".into()));
         }
         if p.stages.len() < 2 {
-            return Err(at(format!("has {} stage(s); a pipeline promotes from one stage to the next, so give at least two", p.stages.len())));
+            return Err(at(format!(
+                "has {} stage(s); a pipeline promotes from one stage to the next, so give at least two",
+                p.stages.len()
+            )));
         }
         let mut stages: Vec<Stage> = Vec::new();
         for (j, st) in p.stages.iter().enumerate() {
@@ -226,9 +229,12 @@ fn pipelines_of(file: &[FilePipeline], repos: &[RepoConfig]) -> Result<Vec<gitmo
                 return Err(at("`folder` may not contain `..`".into()));
             }
             if j == 0 && (st.soak.is_some() || !st.approvers.is_empty() || st.window.is_some() || st.via.is_some()) {
-                return Err(at("the first stage is where releases start: soak, approvers, window and via belong to the stages after it".into()));
+                return Err(at(
+                    "the first stage is where releases start: soak, approvers, window and via belong to the stages after it".into()
+                ));
             }
-            let soak = st.soak.as_deref().map(|s| parse_duration(&format!("[[pipelines]] '{}' stage {} soak", p.name, j + 1), s)).transpose()?;
+            let soak =
+                st.soak.as_deref().map(|s| parse_duration(&format!("[[pipelines]] '{}' stage {} soak", p.name, j + 1), s)).transpose()?;
             let window = st
                 .window
                 .as_deref()

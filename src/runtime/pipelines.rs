@@ -10,7 +10,7 @@
 //! release before Git is touched; a resumed one first looks for its commit (its trailer) in the
 //! branch, so a kill at any point never leaves a second commit.
 
-use crate::io::git::promote::{PromotionPlan, Promoted};
+use crate::io::git::promote::{Promoted, PromotionPlan};
 use crate::io::git::GitSource;
 use crate::runtime::config::RepoConfig;
 use crate::runtime::controller::Controller;
@@ -100,7 +100,8 @@ impl Pipelines {
 
     /// Every release kept, newest first, with what blocks each.
     pub fn releases(&self) -> Result<Vec<ReleaseView>, StoreError> {
-        let mut all: Vec<Release> = self.controller.store.table::<Release>(TableName::Releases)?.entries()?.into_iter().map(|(_, r)| r).collect();
+        let mut all: Vec<Release> =
+            self.controller.store.table::<Release>(TableName::Releases)?.entries()?.into_iter().map(|(_, r)| r).collect();
         all.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then_with(|| b.id.cmp(&a.id)));
         let blockers = crate::base::sync::lock(&self.blockers);
         Ok(all
@@ -123,16 +124,26 @@ impl Pipelines {
         if found.outcome.is_some() {
             return Err(ApproveError::Ended(release.to_string()));
         }
-        let pipeline = self.pipelines.iter().find(|p| p.name == found.pipeline).ok_or_else(|| ApproveError::NoRelease(release.to_string()))?;
+        let pipeline =
+            self.pipelines.iter().find(|p| p.name == found.pipeline).ok_or_else(|| ApproveError::NoRelease(release.to_string()))?;
         let target = pipeline.stages.iter().skip(1).find(|s| s.name == stage || s.repo == stage).ok_or_else(|| ApproveError::NoStage {
             release: release.to_string(),
             stage: stage.to_string(),
             stages: pipeline.stages.iter().skip(1).map(|s| s.name.clone()).collect::<Vec<_>>().join(", "),
         })?;
         if !target.approvers.iter().any(|a| a == by) {
-            return Err(ApproveError::NotApprover { by: by.to_string(), stage: target.name.clone(), approvers: target.approvers.join(", ") });
+            return Err(ApproveError::NotApprover {
+                by: by.to_string(),
+                stage: target.name.clone(),
+                approvers: target.approvers.join(", "),
+            });
         }
-        let approval = ReleaseApproval { release: release.to_string(), stage: target.name.clone(), by: by.to_string(), at_ms: self.controller.clock.now_ms() };
+        let approval = ReleaseApproval {
+            release: release.to_string(),
+            stage: target.name.clone(),
+            by: by.to_string(),
+            at_ms: self.controller.clock.now_ms(),
+        };
         let key = format!("{release}\0{}\0{by}", target.name);
         self.controller.store.table::<ReleaseApproval>(TableName::ReleaseApprovals)?.put(&key, &approval)?;
         self.nudge.notify_one();
@@ -260,7 +271,11 @@ impl Pipelines {
         };
         let carried = self.mirror_of(&stage.repo).is_some_and(|m| crate::io::git::promote::carries(&m, &head.commit, commit));
         if !carried {
-            return StageHealth::Deploying(format!("waiting for {} to load {}", stage.name, gitmoxi_deploy::strategy::short_commit(commit)));
+            return StageHealth::Deploying(format!(
+                "waiting for {} to load {}",
+                stage.name,
+                gitmoxi_deploy::strategy::short_commit(commit)
+            ));
         }
         let key = |prefix: &str| AppKey { repo: stage.repo.clone(), branch: stage.branch.clone(), prefix: prefix.to_string() };
         for app in release.apps.iter().filter_map(|a| stage.map_prefix(first, a)) {
@@ -374,7 +389,15 @@ impl Pipelines {
             .map_err(|e| format!("the promotion task ended abnormally: {e}"))?
             .map_err(|e| e.to_string())?;
         match promoted {
-            Promoted::Pushed(c) | Promoted::Found(c) => Ok(c),
+            Promoted::Pushed(c) => {
+                // the kill -9 test stops here: pushed, not yet recorded
+                crate::base::failpoint::hit("promotion_pushed");
+                Ok(c)
+            }
+            Promoted::Found(c) => {
+                tracing::info!(release = %release.id, stage = %target.name, commit = %c, "pipelines: the promotion was already pushed (resumed after a stop); not written again");
+                Ok(c)
+            }
         }
     }
 }

@@ -97,6 +97,10 @@ struct Settings<'a> {
     webhook_hosts: Vec<String>,
     /// `[[freezes]]`.
     freezes: Vec<gitmoxi_deploy::release::freeze::Freeze>,
+    /// More `[[repos]]` (plain: polled every 500 ms, no token) by name and path.
+    extra_repos: Vec<(String, String)>,
+    /// `[[pipelines]]`.
+    pipelines: Vec<gitmoxi_deploy::release::pipeline::Pipeline>,
 }
 
 impl Settings<'_> {
@@ -120,6 +124,8 @@ impl Settings<'_> {
             aws_limits: Default::default(),
             webhook_hosts: Vec::new(),
             freezes: Vec::new(),
+            extra_repos: Vec::new(),
+            pipelines: Vec::new(),
         }
     }
 }
@@ -215,6 +221,16 @@ impl Server {
 
     /// A server that reaches the workload accounts of `accounts` through their roles, comparing
     /// with AWS every `drift_interval`.
+    /// A server that also tracks `extra_repos` (name, path) and runs `pipelines`.
+    pub async fn start_with_pipelines(
+        moto: &Moto,
+        repo: &TestRepo,
+        extra_repos: Vec<(String, String)>,
+        pipelines: Vec<gitmoxi_deploy::release::pipeline::Pipeline>,
+    ) -> Server {
+        Self::start_through(moto, repo, Settings { extra_repos, pipelines, ..Settings::plain(50) }, Faults::default(), 1).await
+    }
+
     /// A server with `[[freezes]]`.
     pub async fn start_with_freezes(moto: &Moto, repo: &TestRepo, freezes: Vec<gitmoxi_deploy::release::freeze::Freeze>) -> Server {
         Self::start_through(moto, repo, Settings { freezes, ..Settings::plain(50) }, Faults::default(), 1).await
@@ -258,12 +274,14 @@ impl Server {
             aws_limits,
             webhook_hosts,
             freezes,
+            extra_repos,
+            pipelines,
         } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
         let port = free_port();
         let config = Config {
-            repos: vec![RepoConfig {
+            repos: std::iter::once(RepoConfig {
                 name: "deploys".into(),
                 url: repo_url.unwrap_or_else(|| repo.path().display().to_string()),
                 branches: vec!["main".into()],
@@ -276,7 +294,22 @@ impl Server {
                 ssh,
                 scope: Default::default(),
                 adopt_untagged: false,
-            }],
+            })
+            .chain(extra_repos.iter().map(|(name, path)| RepoConfig {
+                name: name.clone(),
+                url: path.clone(),
+                branches: vec!["main".into()],
+                poll_interval: poll,
+                max_prune: 3,
+                max_prune_percent: 50,
+                token: None,
+                drift: Default::default(),
+                forge: None,
+                ssh: None,
+                scope: Default::default(),
+                adopt_untagged: false,
+            }))
+            .collect(),
             default_region: "us-east-1".into(),
             listen: format!("127.0.0.1:{port}").parse().expect("addr"),
             state_dir: state.path().to_path_buf(),
@@ -304,7 +337,7 @@ impl Server {
             ha: None,
             webhook_hosts,
             freezes,
-            pipelines: Vec::new(),
+            pipelines,
         };
         let metrics = Metrics::new();
         let provider = Arc::new(

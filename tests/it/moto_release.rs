@@ -144,3 +144,255 @@ async fn moto_a_freeze_holds_a_change_until_an_override_from_the_cli_which_is_re
     assert_eq!(image_of(&ecs, "api").await, "api:1");
     server.stop().await;
 }
+
+/// A dev → prod pipeline's stages: dev's apps under `dev/`, prod's under `prod/` of another
+/// repository; prod needs `soak` in dev and alice's approval.
+fn dev_to_prod(soak: Duration, approvers: &[&str]) -> gitmoxi_deploy::release::pipeline::Pipeline {
+    use gitmoxi_deploy::release::pipeline::{Pipeline, Stage, Via};
+    let stage = |repo: &str, folder: &str| Stage {
+        name: format!("{repo}@main:{folder}"),
+        repo: repo.into(),
+        branch: "main".into(),
+        folder: folder.into(),
+        soak: Duration::ZERO,
+        approvers: Vec::new(),
+        required_approvals: 0,
+        window: None,
+        via: Via::Push,
+    };
+    let mut prod = stage("prod", "prod");
+    prod.soak = soak;
+    prod.approvers = approvers.iter().map(|a| a.to_string()).collect();
+    prod.required_approvals = usize::from(!approvers.is_empty());
+    Pipeline { name: "web".into(), stages: vec![stage("deploys", "dev"), prod] }
+}
+
+/// The dev repository (cluster `dev`) and a bare prod repository (cluster `prod`), each with
+/// web on `web:1`; answers the dev checkout, the bare prod repository and its directory.
+fn two_environments(moto: &Moto) -> (TestRepo, std::path::PathBuf, tempfile::TempDir) {
+    let dev = TestRepo::new();
+    dev.write("infra/terraform_output.json", &moto.infra("dev"));
+    write_app(&dev, "dev/web/web", "web", "web:1");
+    dev.commit("dev: web 1");
+    let work = TestRepo::new();
+    work.write("infra/terraform_output.json", &moto.infra("prod"));
+    write_app(&work, "prod/web/web", "web", "web:1");
+    work.commit("prod: web 1");
+    let dir = tempfile::tempdir().expect("a directory");
+    let bare = dir.path().join("prod.git");
+    let out = Command::new("git").args(["clone", "-q", "--bare"]).arg(work.path()).arg(&bare).output().expect("git runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (dev, bare, dir)
+}
+
+/// `git --git-dir BARE ARGS`, trimmed.
+fn bare_git(bare: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("git").arg("--git-dir").arg(bare).args(args).output().expect("git runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The releases the API lists (none while the server is not up).
+async fn releases(api: &str) -> Vec<Value> {
+    let Ok(response) = reqwest::get(format!("{api}/api/v2/releases")).await else { return Vec::new() };
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    answer["releases"].as_array().cloned().unwrap_or_default()
+}
+
+async fn wait_release(api: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    let mut last = Vec::new();
+    while start.elapsed() < limit {
+        last = releases(api).await;
+        if let Some(r) = last.iter().find(|r| done(r)) {
+            return r.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("no release reached the expected state in {limit:?}: {last:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_a_dev_to_prod_pipeline_soaks_waits_for_an_approver_and_pushes_the_release_to_prod() {
+    let moto = Moto::start().await;
+    let ecs = moto.ecs().await;
+    let (dev, bare, _dir) = two_environments(&moto);
+    let before = bare_git(&bare, &["rev-list", "--count", "main"]);
+    let pipeline = dev_to_prod(Duration::from_secs(3), &["alice"]);
+    let server = Server::start_with_pipelines(&moto, &dev, vec![("prod".into(), bare.display().to_string())], vec![pipeline]).await;
+    server.wait_app("dev/web/web", Duration::from_secs(60), synced).await;
+    server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
+
+    write_app(&dev, "dev/web/web", "web", "web:2");
+    let commit = dev.commit("web 2");
+    let release = wait_release(&server.api, Duration::from_secs(90), |r| {
+        r["blocked_by"].as_array().is_some_and(|b| b.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("approval: 1 more of alice"))))
+    })
+    .await;
+    let id = release["id"].as_str().expect("an id").to_string();
+    assert_eq!(release["commit"], commit.as_str());
+    assert_eq!(release["apps"], serde_json::json!(["dev/web/web"]));
+    assert!(release["stages"][0]["healthy_at_ms"].is_u64(), "healthy in dev: {release:#}");
+    assert_eq!(bare_git(&bare, &["rev-list", "--count", "main"]), before, "nothing reached prod before the approval");
+    assert_eq!(image_of(&ecs, "web").await, "web:1", "prod still runs web 1");
+
+    // only a named approver counts
+    let (code, _, err) = run_cli_as(&server, "mallory", &["releases", "approve", &id, "prod"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("mallory is not an approver of prod@main:prod (approvers: alice)"), "{err}");
+    let (code, out, err) = run_cli_as(&server, "alice", &["releases", "approve", &id, "prod"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("promotion to prod@main:prod approved by alice"), "{out}");
+
+    let done = wait_release(&server.api, Duration::from_secs(90), |r| r["id"] == id.as_str() && r["outcome"]["outcome"] == "done").await;
+    let pushed = done["stages"][1]["commit"].as_str().expect("the prod commit").to_string();
+    assert_eq!(done["stages"][1]["approvals"][0][0], "alice");
+    // the push, as the prod repository holds it: dev's files under prod/, one commit, its trailer
+    assert_eq!(bare_git(&bare, &["rev-parse", "main"]), pushed);
+    let input = bare_git(&bare, &["show", "main:prod/web/web_input.json"]);
+    assert!(input.contains("web:2"), "{input}");
+    assert_eq!(
+        bare_git(&bare, &["show", "main:infra/terraform_output.json"]),
+        bare_git(&bare, &["show", "main~1:infra/terraform_output.json"]),
+        "prod's own files are untouched"
+    );
+    let message = bare_git(&bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains(&format!("Gitmoxi-Release: {id} -> prod@main:prod")), "{message}");
+    assert_eq!(image_of(&ecs, "web").await, "web:2", "prod runs the release");
+    server.stop().await;
+}
+
+/// `gitmoxi ARGS --server URL` as the local user `user`.
+async fn run_cli_as(server: &Server, user: &str, args: &[&str]) -> (i32, String, String) {
+    let api = server.api.clone();
+    let (user, args): (String, Vec<String>) = (user.to_string(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_gitmoxi"))
+            .args(&args)
+            .args(["--server", &api])
+            .env("USER", &user)
+            .output()
+            .expect("gitmoxi runs");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    })
+    .await
+    .expect("the CLI ran")
+}
+
+/// The real `gitmoxi serve` with two repositories and a dev → prod pipeline, against moto.
+fn serve_pipeline(
+    moto: &Moto,
+    dev: &std::path::Path,
+    bare: &std::path::Path,
+    state: &std::path::Path,
+    port: u16,
+    failpoint: Option<&str>,
+) -> std::process::Child {
+    let config = format!(
+        r#"state_dir = "{state}"
+listen = "127.0.0.1:{port}"
+region = "us-east-1"
+aws_max_attempts = 1
+
+[[repos]]
+name = "deploys"
+url = "{dev}"
+branches = ["main"]
+poll_interval = "300ms"
+
+[[repos]]
+name = "prod"
+url = "{bare}"
+branches = ["main"]
+poll_interval = "300ms"
+
+[[pipelines]]
+name = "web"
+[[pipelines.stages]]
+repo = "deploys"
+folder = "dev"
+[[pipelines.stages]]
+repo = "prod"
+folder = "prod"
+"#,
+        state = state.display(),
+        dev = dev.display(),
+        bare = bare.display()
+    );
+    let file = state.join("gitmoxi.toml");
+    std::fs::write(&file, config).expect("the configuration is written");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gitmoxi"));
+    command
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("GITMOXI_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(point) = failpoint {
+        command.env("GITMOXI_FAILPOINT", point);
+    }
+    command.spawn().expect("gitmoxi serve starts")
+}
+
+/// Issue 26's crash test: the process dies (abort: what kill -9 leaves) right after its promotion
+/// push landed and before it recorded it; started again, it finds its own commit by the trailer
+/// and records it — prod's branch has one promotion commit, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_a_kill_right_after_the_promotion_push_resumes_without_a_second_commit() {
+    let moto = Moto::start().await;
+    let (dev, bare, _dir) = two_environments(&moto);
+    let state = tempfile::tempdir().expect("a state directory");
+    let port = crate::moto::free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let mut first = serve_pipeline(&moto, dev.path(), &bare, state.path(), port, Some("promotion_pushed"));
+    // the pipeline starts from the heads it sees first: wait until both are deployed
+    let start = std::time::Instant::now();
+    while !releases_ready(&api).await {
+        assert!(start.elapsed() < Duration::from_secs(60), "the server did not deploy both environments");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    write_app(&dev, "dev/web/web", "web", "web:2");
+    dev.commit("web 2");
+    // it pushes, then aborts at the failpoint
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = first.try_wait().expect("wait") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = first.kill();
+                panic!("the server never reached the failpoint after the push");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .expect("waited");
+    assert!(!status.success(), "it died at the failpoint: {status:?}");
+    let trailer_commits = |bare: &std::path::Path| bare_git(bare, &["log", "--format=%H", "--grep=Gitmoxi-Release: web-", "main"]);
+    assert_eq!(trailer_commits(&bare).lines().count(), 1, "the push landed before the crash");
+
+    let mut second = serve_pipeline(&moto, dev.path(), &bare, state.path(), port, None);
+    let done = wait_release(&api, Duration::from_secs(90), |r| r["outcome"]["outcome"] == "done").await;
+    assert_eq!(done["stages"][1]["commit"].as_str(), Some(bare_git(&bare, &["rev-parse", "main"]).as_str()));
+    assert_eq!(trailer_commits(&bare).lines().count(), 1, "no second promotion commit after the restart");
+    let _ = second.kill();
+    let _ = second.wait();
+}
+
+/// Whether both environments' web apps are Synced (the API answers, by repository).
+async fn releases_ready(api: &str) -> bool {
+    let mut ready = true;
+    for (prefix, repo) in [("dev/web/web", "deploys"), ("prod/web/web", "prod")] {
+        let app: Option<Value> = match reqwest::get(format!("{api}/api/v2/apps/{prefix}?repo={repo}")).await {
+            Ok(r) if r.status().is_success() => r.json().await.ok(),
+            _ => None,
+        };
+        ready &= app.is_some_and(|a| synced(&a));
+    }
+    ready
+}

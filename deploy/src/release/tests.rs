@@ -410,7 +410,10 @@ mod pipelines {
         r.stages[0].healthy_at_ms = Some(now);
         let Decision::Wait(blockers) = step(&r, &p, &StageHealth::Healthy, now + 60_000) else { panic!("waits") };
         let words: Vec<String> = blockers.iter().map(Blocker::describe).collect();
-        assert_eq!(words, vec!["soak: 9 min left".to_string(), "approval: 1 more of alice, bob (`gitmoxi releases approve RELEASE STAGE`)".into()]);
+        assert_eq!(
+            words,
+            vec!["soak: 9 min left".to_string(), "approval: 1 more of alice, bob (`gitmoxi releases approve RELEASE STAGE`)".into()]
+        );
         r.stages[1].approvals.push(("mallory".into(), now));
         assert!(matches!(step(&r, &p, &StageHealth::Healthy, now + 600_000), Decision::Wait(b) if b.len() == 1), "mallory is no approver");
         r.stages[1].approvals.push(("alice".into(), now));

@@ -41,7 +41,9 @@ pub async fn approve(
 ) -> Response {
     let req = match body {
         Ok(Json(req)) => req,
-        Err(r) => return error(rejection_status(&r), format!("the approval is not valid: {}; send {{\"stage\": \"prod@main\"}}", r.body_text())),
+        Err(r) => {
+            return error(rejection_status(&r), format!("the approval is not valid: {}; send {{\"stage\": \"prod@main\"}}", r.body_text()))
+        }
     };
     let Some(pipelines) = &state.pipelines else {
         return error(StatusCode::NOT_FOUND, "no [[pipelines]] are configured: there are no releases to approve");

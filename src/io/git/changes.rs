@@ -94,7 +94,9 @@ pub fn changed_apps(mirror: &Path, from: &str, to: &str) -> Result<(Vec<String>,
     let mut present = std::collections::BTreeSet::new();
     new_tree
         .walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-            if let Some((prefix, kind)) = entry.name().and_then(|n| FileKind::classify(&format!("{dir}{n}")).map(|(p, k)| (p.to_string(), k))) {
+            if let Some((prefix, kind)) =
+                entry.name().and_then(|n| FileKind::classify(&format!("{dir}{n}")).map(|(p, k)| (p.to_string(), k)))
+            {
                 if matches!(kind, FileKind::SvcDef | FileKind::LambdaDef) {
                     present.insert(prefix);
                 }

@@ -84,9 +84,9 @@ impl GitSource {
         let mut opts = git2::PushOptions::new();
         opts.remote_callbacks(callbacks);
         let refspec = format!("{local}:{remote_ref}");
-        remote.push(&[refspec.as_str()], Some(&mut opts)).map_err(|e| {
-            push_err(crate::base::sync::lock(&refusal).take().unwrap_or_else(|| e.message().to_string()))
-        })?;
+        remote
+            .push(&[refspec.as_str()], Some(&mut opts))
+            .map_err(|e| push_err(crate::base::sync::lock(&refusal).take().unwrap_or_else(|| e.message().to_string())))?;
         if let Some(why) = crate::base::sync::lock(&rejected).take() {
             return Err(push_err(format!("the server refused the update ({why}); the next attempt builds on the branch's new head")));
         }
@@ -173,9 +173,14 @@ fn write_commit(repo: &Repository, base: &str, plan: &PromotionPlan) -> Result<S
         for (path, content) in wanted {
             bytes += content.len();
             if bytes > MAX_PROMOTION_BYTES {
-                return Err(GitError::Read(format!("the release's app files pass {} MiB; promote fewer apps at once", MAX_PROMOTION_BYTES >> 20)));
+                return Err(GitError::Read(format!(
+                    "the release's app files pass {} MiB; promote fewer apps at once",
+                    MAX_PROMOTION_BYTES >> 20
+                )));
             }
             let target = format!("{to}{}", &path[from.len()..]);
+            // the blob goes into the target's mirror; the index (in memory) only names it
+            let blob = repo.blob(&content).map_err(read_err)?;
             let entry = git2::IndexEntry {
                 ctime: git2::IndexTime::new(0, 0),
                 mtime: git2::IndexTime::new(0, 0),
@@ -184,13 +189,13 @@ fn write_commit(repo: &Repository, base: &str, plan: &PromotionPlan) -> Result<S
                 mode: 0o100644,
                 uid: 0,
                 gid: 0,
-                file_size: 0,
-                id: Oid::zero(),
+                file_size: u32::try_from(content.len()).unwrap_or(u32::MAX),
+                id: blob,
                 flags: 0,
                 flags_extended: 0,
                 path: target.clone().into_bytes(),
             };
-            index.add_frombuffer(&entry, &content).map_err(read_err)?;
+            index.add(&entry).map_err(read_err)?;
             keep.insert(target);
         }
         for stale in app_paths(&base_tree, to)?.into_iter().filter(|p| !keep.contains(p)) {

@@ -29,9 +29,17 @@ pub(super) async fn run(command: Command) -> anyhow::Result<i32> {
                         .map(|r| {
                             let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
                             let outcome = r["outcome"]["outcome"].as_str().map_or("in progress".to_string(), str::to_string);
-                            let blocked: Vec<&str> = r["blocked_by"].as_array().map(|b| b.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+                            let blocked: Vec<&str> =
+                                r["blocked_by"].as_array().map(|b| b.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
                             let apps = r["apps"].as_array().map_or(0, Vec::len) + r["removed"].as_array().map_or(0, Vec::len);
-                            vec![s("id"), s("stage"), outcome, apps.to_string(), if blocked.is_empty() { "-".into() } else { blocked.join("; ") }, s("title")]
+                            vec![
+                                s("id"),
+                                s("stage"),
+                                outcome,
+                                apps.to_string(),
+                                if blocked.is_empty() { "-".into() } else { blocked.join("; ") },
+                                s("title"),
+                            ]
                         })
                         .collect()
                 })
