@@ -46,6 +46,7 @@ fn settings(drift_interval: Duration) -> ControllerSettings {
         account_roles: Default::default(),
         render_limits: Default::default(),
         render_worker: None,
+        freezes: Vec::new(),
     }
 }
 

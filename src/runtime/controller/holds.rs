@@ -49,7 +49,7 @@ impl Controller {
                 facts.delete = true;
                 for other in head.intents.values().filter(|i| i.intent == Intent::Delete && i.app != key.prefix) {
                     let other_key = sibling(&other.app);
-                    let depends = self.store.intent(&other_key)?.is_some_and(|i| i.depends_on.iter().any(|d| *d == key.prefix));
+                    let depends = self.store.intent(&other_key)?.is_some_and(|i| i.depends_on.contains(&key.prefix));
                     if !depends {
                         continue;
                     }
@@ -70,7 +70,7 @@ impl Controller {
         let Some(head) = self.head(&key.repo, &key.branch) else { return };
         let mut woken = Vec::new();
         for app in head.snapshot.valid() {
-            if app.depends_on().iter().any(|d| *d == key.prefix) {
+            if app.depends_on().contains(&key.prefix) {
                 woken.push(app.prefix.clone());
             }
         }

@@ -8,11 +8,15 @@
 //! Must never: pin an app with a deployment in flight (that is `rollback` without `--to`), or
 //! pin to anything but a deployment that succeeded.
 
-use super::Controller;
+use super::{Controller, PinSummary};
 use gitmoxi_deploy::commands::Command;
 use gitmoxi_deploy::record::AppKey;
+use gitmoxi_deploy::record::Level;
 use gitmoxi_deploy::release::pin::{self, Pin, RollbackTo};
+use gitmoxi_deploy::spec::Snapshot;
+use gitmoxi_state::HistoryEvent;
 use gitmoxi_state::StoreError;
+use std::collections::BTreeMap;
 
 /// Why a pin or an unpin was refused.
 #[derive(Debug, thiserror::Error)]
@@ -135,5 +139,58 @@ impl Controller {
         self.store.append_history(key, &event)?;
         self.replan(&key.repo, &key.branch)?;
         Ok(())
+    }
+
+    /// Replaces each pinned app of the loaded head by its pin, or releases the pin (row removed,
+    /// noted) when the head changed the app's files. Answers the pins kept and the branch's own
+    /// files of those apps. The heads owner's.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn apply_pins(
+        &self,
+        repo: &str,
+        branch: &str,
+        commit: &str,
+        snapshot: &mut Snapshot,
+    ) -> Result<
+        (BTreeMap<String, PinSummary>, BTreeMap<String, Result<gitmoxi_deploy::spec::DesiredApp, gitmoxi_deploy::spec::InvalidApp>>),
+        StoreError,
+    > {
+        let stored = self.pins_of(repo, branch)?;
+        let (mut kept, mut own) = (BTreeMap::new(), BTreeMap::new());
+        if stored.is_empty() {
+            return Ok((kept, own));
+        }
+        for (prefix, _) in &stored {
+            if let Some(app) = snapshot.apps.get(prefix) {
+                own.insert(prefix.clone(), app.clone());
+            }
+        }
+        let table = self.store.table::<gitmoxi_deploy::release::pin::Pin>(gitmoxi_state::TableName::Pins)?;
+        for ((prefix, effect), (_, pin)) in gitmoxi_deploy::release::pin::apply(snapshot, &stored).into_iter().zip(&stored) {
+            let key = AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: prefix.clone() };
+            match effect {
+                gitmoxi_deploy::release::pin::PinEffect::Kept => {
+                    kept.insert(prefix, PinSummary { commit: pin.commit.clone(), by: pin.by.clone(), at_ms: pin.at_ms });
+                }
+                gitmoxi_deploy::release::pin::PinEffect::Released(why) => {
+                    table.remove(&pin_row(&key))?;
+                    own.remove(&prefix);
+                    let message = format!(
+                        "pin at commit {} released: {why}; the branch head's files are deployed",
+                        gitmoxi_deploy::strategy::short_commit(&pin.commit)
+                    );
+                    tracing::info!(app = %key, "{message}");
+                    let event = HistoryEvent {
+                        at_ms: self.clock.now_ms(),
+                        level: Level::Info,
+                        deployment: None,
+                        commit: Some(commit.to_string()),
+                        message,
+                    };
+                    self.store.append_history(&key, &event)?;
+                }
+            }
+        }
+        Ok((kept, own))
     }
 }
