@@ -47,4 +47,4 @@ pub use base::{clock, memory, state_dir, sync};
 pub use edge::{app, cli, http};
 pub use integrations::{forge, llm, notify, slack};
 pub use io::{aws, credentials, git, ha, metrics, offline, outbound, render_worker, renders, repo_policy};
-pub use runtime::{config, controller, diagnose, preview, repos, source};
+pub use runtime::{config, controller, diagnose, pipelines, preview, repos, source};

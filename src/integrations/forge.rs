@@ -259,6 +259,69 @@ pub async fn upsert_comment(
     answer.get("id").and_then(Value::as_u64).ok_or_else(|| "the forge's answer has no comment id".to_string())
 }
 
+/// Opens a pull request (GitHub) or merge request (GitLab) from `head` into `base` (issue 26: a
+/// promotion with `via = "pull_request"`); one that is already open for `head` is answered
+/// instead of a second. Returns its web URL.
+pub async fn open_pull_request(
+    client: &reqwest::Client,
+    target: &ForgeTarget,
+    token: &str,
+    head: &str,
+    base: &str,
+    title: &str,
+    body: &str,
+) -> Result<String, String> {
+    let api = target.api_url.trim_end_matches('/');
+    let authed = |request: reqwest::RequestBuilder| match target.forge {
+        Forge::GitHub => request
+            .bearer_auth(token)
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28")
+            .header("User-Agent", "gitmoxi"),
+        Forge::GitLab => request.header("PRIVATE-TOKEN", token).header("User-Agent", "gitmoxi"),
+    };
+    let unreachable = |e: reqwest::Error| format!("the forge API is unreachable: {}", e.without_url());
+    let (create, payload, list, url_field) = match target.forge {
+        Forge::GitHub => {
+            let owner = target.project.split('/').next().unwrap_or_default();
+            (
+                format!("{api}/repos/{}/pulls", target.project),
+                json!({"title": title, "head": head, "base": base, "body": body}),
+                format!("{api}/repos/{}/pulls?state=open&head={}", target.project, percent_encode(&format!("{owner}:{head}"))),
+                "html_url",
+            )
+        }
+        Forge::GitLab => {
+            let project = percent_encode(&target.project);
+            (
+                format!("{api}/projects/{project}/merge_requests"),
+                json!({"title": title, "source_branch": head, "target_branch": base, "description": body}),
+                format!("{api}/projects/{project}/merge_requests?state=opened&source_branch={}", percent_encode(head)),
+                "web_url",
+            )
+        }
+    };
+    let response = authed(client.post(create).json(&payload)).send().await.map_err(unreachable)?;
+    let code = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if code.is_success() {
+        return answer
+            .get(url_field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| "the forge's answer has no URL".to_string());
+    }
+    // already open (GitHub 422, GitLab 409): the open one is the promotion's
+    if matches!(code.as_u16(), 409 | 422) {
+        let response = authed(client.get(list)).send().await.map_err(unreachable)?;
+        let open: Value = response.json().await.unwrap_or(Value::Null);
+        if let Some(url) = open.as_array().and_then(|a| a.first()).and_then(|pr| pr.get(url_field)).and_then(Value::as_str) {
+            return Ok(url.to_string());
+        }
+    }
+    Err(format!("the forge answered {code} to the pull request: {}", clip(&answer.to_string(), 200)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

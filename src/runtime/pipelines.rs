@@ -269,13 +269,14 @@ impl Pipelines {
         let Some(head) = self.controller.head(&stage.repo, &stage.branch) else {
             return StageHealth::Deploying(format!("{} has no head loaded yet", stage.name));
         };
-        let carried = self.mirror_of(&stage.repo).is_some_and(|m| crate::io::git::promote::carries(&m, &head.commit, commit));
+        let trailer = (at > 0).then(|| pipeline::trailer(release, stage));
+        let carried =
+            self.mirror_of(&stage.repo).is_some_and(|m| crate::io::git::promote::carries(&m, &head.commit, commit, trailer.as_deref()));
         if !carried {
-            return StageHealth::Deploying(format!(
-                "waiting for {} to load {}",
-                stage.name,
-                gitmoxi_deploy::strategy::short_commit(commit)
-            ));
+            return StageHealth::Deploying(match &release.stages[at].pull_request {
+                Some(url) => format!("pull request {url} waits to be merged"),
+                None => format!("waiting for {} to load {}", stage.name, gitmoxi_deploy::strategy::short_commit(commit)),
+            });
         }
         let key = |prefix: &str| AppKey { repo: stage.repo.clone(), branch: stage.branch.clone(), prefix: prefix.to_string() };
         for app in release.apps.iter().filter_map(|a| stage.map_prefix(first, a)) {
@@ -351,8 +352,9 @@ impl Pipelines {
                     table.put(&release.id, &release).map_err(|e| e.to_string())?;
                     self.controller.store.flush().map_err(|e| e.to_string())?;
                 }
-                let commit = self.promote(pipeline, &release, i).await?;
+                let (commit, pull_request) = self.promote(pipeline, &release, i).await?;
                 release.stages[i].commit = Some(commit.clone());
+                release.stages[i].pull_request = pull_request;
                 crate::base::sync::lock(&self.blockers).remove(&release.id);
                 table.put(&release.id, &release).map_err(|e| e.to_string())?;
                 tracing::info!(release = %release.id, stage = %release.stages[i].stage, commit = %commit, "pipelines: promoted");
@@ -366,8 +368,10 @@ impl Pipelines {
         Ok(())
     }
 
-    /// Writes and pushes the promotion of `release` to stage `i`; answers the commit that carries it.
-    async fn promote(&self, pipeline: &Pipeline, release: &Release, i: usize) -> Result<String, String> {
+    /// Writes and pushes the promotion of `release` to stage `i` (with `via = "pull_request"`, to
+    /// its own branch, and opens the pull request); answers the commit that carries it and the
+    /// pull request's URL.
+    async fn promote(&self, pipeline: &Pipeline, release: &Release, i: usize) -> Result<(String, Option<String>), String> {
         let (first, target) = (&pipeline.stages[0], &pipeline.stages[i]);
         let repo = self.repos.get(&target.repo).ok_or("the stage's repository is not configured")?.clone();
         let plan = PromotionPlan {
@@ -380,23 +384,53 @@ impl Pipelines {
         };
         let source = GitSource::for_promotion(&repo.url, &target.branch, crate::runtime::source::mirror_dir(&self.state_dir, &repo));
         crate::runtime::source::authorize(&self.controller, &repo, &source).await?;
+        let head_branch = format!("gitmoxi/release/{}", release.id);
         let to_ref = match target.via {
             Via::Push => format!("refs/heads/{}", target.branch),
-            Via::PullRequest => format!("refs/heads/gitmoxi/release/{}", release.id),
+            Via::PullRequest => format!("refs/heads/{head_branch}"),
         };
+        let message = plan.message.clone();
         let promoted = tokio::task::spawn_blocking(move || source.promote(&plan, &to_ref))
             .await
             .map_err(|e| format!("the promotion task ended abnormally: {e}"))?
             .map_err(|e| e.to_string())?;
+        let commit = self.recorded(release, target, promoted);
+        let pull_request = match target.via {
+            Via::Push => None,
+            Via::PullRequest => {
+                let forge = repo.forge.as_ref().ok_or("via = \"pull_request\" needs a [repos.forge] on the stage's repository")?;
+                let token = self
+                    .controller
+                    .credentials
+                    .token(&forge.token)
+                    .await
+                    .map_err(|e| format!("no forge token for the pull request: {e}"))?;
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(20))
+                    .build()
+                    .map_err(|e| format!("no HTTP client for the forge: {e}"))?;
+                let title = message.lines().next().unwrap_or_default().to_string();
+                let url =
+                    crate::integrations::forge::open_pull_request(&client, forge, &token, &head_branch, &target.branch, &title, &message)
+                        .await?;
+                tracing::info!(release = %release.id, stage = %target.name, pull_request = %url, "pipelines: pull request opened");
+                Some(url)
+            }
+        };
+        Ok((commit, pull_request))
+    }
+
+    /// The commit a promotion left (a resumed one found its own: said once, not written again).
+    fn recorded(&self, release: &Release, target: &pipeline::Stage, promoted: Promoted) -> String {
         match promoted {
             Promoted::Pushed(c) => {
                 // the kill -9 test stops here: pushed, not yet recorded
                 crate::base::failpoint::hit("promotion_pushed");
-                Ok(c)
+                c
             }
             Promoted::Found(c) => {
                 tracing::info!(release = %release.id, stage = %target.name, commit = %c, "pipelines: the promotion was already pushed (resumed after a stop); not written again");
-                Ok(c)
+                c
             }
         }
     }

@@ -101,6 +101,8 @@ struct Settings<'a> {
     extra_repos: Vec<(String, String)>,
     /// `[[pipelines]]`.
     pipelines: Vec<gitmoxi_deploy::release::pipeline::Pipeline>,
+    /// The forge of the extra repositories.
+    extra_forge: Option<gitmoxi::forge::ForgeTarget>,
 }
 
 impl Settings<'_> {
@@ -126,6 +128,7 @@ impl Settings<'_> {
             freezes: Vec::new(),
             extra_repos: Vec::new(),
             pipelines: Vec::new(),
+            extra_forge: None,
         }
     }
 }
@@ -227,8 +230,9 @@ impl Server {
         repo: &TestRepo,
         extra_repos: Vec<(String, String)>,
         pipelines: Vec<gitmoxi_deploy::release::pipeline::Pipeline>,
+        extra_forge: Option<gitmoxi::forge::ForgeTarget>,
     ) -> Server {
-        Self::start_through(moto, repo, Settings { extra_repos, pipelines, ..Settings::plain(50) }, Faults::default(), 1).await
+        Self::start_through(moto, repo, Settings { extra_repos, pipelines, extra_forge, ..Settings::plain(50) }, Faults::default(), 1).await
     }
 
     /// A server with `[[freezes]]`.
@@ -276,6 +280,7 @@ impl Server {
             freezes,
             extra_repos,
             pipelines,
+            extra_forge,
         } = settings;
         let proxy = FaultProxy::start(&moto.url, faults).await.expect("fault proxy starts");
         let state = tempfile::tempdir().expect("state dir");
@@ -304,7 +309,7 @@ impl Server {
                 max_prune_percent: 50,
                 token: None,
                 drift: Default::default(),
-                forge: None,
+                forge: extra_forge.clone(),
                 ssh: None,
                 scope: Default::default(),
                 adopt_untagged: false,

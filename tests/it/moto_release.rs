@@ -218,7 +218,7 @@ async fn moto_a_dev_to_prod_pipeline_soaks_waits_for_an_approver_and_pushes_the_
     let (dev, bare, _dir) = two_environments(&moto);
     let before = bare_git(&bare, &["rev-list", "--count", "main"]);
     let pipeline = dev_to_prod(Duration::from_secs(3), &["alice"]);
-    let server = Server::start_with_pipelines(&moto, &dev, vec![("prod".into(), bare.display().to_string())], vec![pipeline]).await;
+    let server = Server::start_with_pipelines(&moto, &dev, vec![("prod".into(), bare.display().to_string())], vec![pipeline], None).await;
     server.wait_app("dev/web/web", Duration::from_secs(60), synced).await;
     server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
 
@@ -395,4 +395,90 @@ async fn releases_ready(api: &str) -> bool {
         ready &= app.is_some_and(|a| synced(&a));
     }
     ready
+}
+
+/// A GitHub that takes pull requests: `POST /repos/{owner}/{repo}/pulls` (201 with `html_url`, 422
+/// when one is open for the head), `GET …/pulls?head=owner:branch` (the open ones).
+async fn pull_request_stub() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::extract::{Path, State};
+    use axum::routing::post;
+    type Shared = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+    async fn create(
+        State(opened): State<Shared>,
+        Path((owner, repo)): Path<(String, String)>,
+        headers: axum::http::HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer pr-token");
+        if !authorized || (owner.as_str(), repo.as_str()) != ("acme", "prod") {
+            return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"message": "Bad credentials"})));
+        }
+        let mut opened = opened.lock().unwrap();
+        if opened.iter().any(|pr| pr["head"] == body["head"]) {
+            return (
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(serde_json::json!({"message": "A pull request already exists"})),
+            );
+        }
+        let url = format!("https://github.example/acme/prod/pull/{}", opened.len() + 1);
+        opened.push(serde_json::json!({"head": body["head"], "base": body["base"], "title": body["title"], "html_url": url}));
+        (axum::http::StatusCode::CREATED, axum::Json(serde_json::json!({"html_url": url})))
+    }
+    async fn list(State(opened): State<Shared>) -> axum::Json<Value> {
+        axum::Json(Value::Array(opened.lock().unwrap().clone()))
+    }
+    let shared: Shared = std::sync::Arc::default();
+    let app = axum::Router::new().route("/api/v3/repos/{owner}/{repo}/pulls", post(create).get(list)).with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v3", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, shared)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_a_promotion_by_pull_request_waits_for_the_merge() {
+    let moto = Moto::start().await;
+    let ecs = moto.ecs().await;
+    let (dev, bare, _dir) = two_environments(&moto);
+    let (api, opened) = pull_request_stub().await;
+    std::env::set_var("GITMOXI_TEST_PR_TOKEN", "pr-token");
+    let forge = gitmoxi::forge::ForgeTarget {
+        forge: gitmoxi::forge::Forge::GitHub,
+        api_url: api,
+        project: "acme/prod".into(),
+        token: gitmoxi::credentials::TokenSource::Env("GITMOXI_TEST_PR_TOKEN".into()),
+    };
+    let mut pipeline = dev_to_prod(Duration::ZERO, &[]);
+    pipeline.stages[1].via = gitmoxi_deploy::release::pipeline::Via::PullRequest;
+    let before = bare_git(&bare, &["rev-parse", "main"]);
+    let server =
+        Server::start_with_pipelines(&moto, &dev, vec![("prod".into(), bare.display().to_string())], vec![pipeline], Some(forge)).await;
+    server.wait_app("dev/web/web", Duration::from_secs(60), synced).await;
+    server.wait_app("prod/web/web", Duration::from_secs(60), synced).await;
+    write_app(&dev, "dev/web/web", "web", "web:2");
+    dev.commit("web 2");
+    let waiting = wait_release(&server.api, Duration::from_secs(90), |r| r["stages"][1]["pull_request"].is_string()).await;
+    let id = waiting["id"].as_str().expect("an id").to_string();
+    let branch = format!("gitmoxi/release/{id}");
+    {
+        let opened = opened.lock().unwrap();
+        assert_eq!(opened.len(), 1, "{opened:?}");
+        assert_eq!((opened[0]["head"].as_str(), opened[0]["base"].as_str()), (Some(branch.as_str()), Some("main")));
+        assert!(opened[0]["title"].as_str().unwrap_or_default().starts_with(&format!("gitmoxi: promote {id} to prod@main:prod")));
+    }
+    let blocked = wait_release(&server.api, Duration::from_secs(30), |r| {
+        r["blocked_by"].as_array().is_some_and(|b| b.iter().any(|x| x.as_str().is_some_and(|s| s.contains("waits to be merged"))))
+    })
+    .await;
+    assert_eq!(blocked["id"], id.as_str());
+    assert_eq!(bare_git(&bare, &["rev-parse", "main"]), before, "nothing is on prod's branch before the merge");
+    assert!(bare_git(&bare, &["show", &format!("{branch}:prod/web/web_input.json")]).contains("web:2"));
+    // someone merges it (a fast-forward here)
+    bare_git(&bare, &["update-ref", "refs/heads/main", &format!("refs/heads/{branch}")]);
+    wait_release(&server.api, Duration::from_secs(90), |r| r["id"] == id.as_str() && r["outcome"]["outcome"] == "done").await;
+    assert_eq!(image_of(&ecs, "web").await, "web:2");
+    assert_eq!(opened.lock().unwrap().len(), 1, "one pull request");
+    server.stop().await;
 }

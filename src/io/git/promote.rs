@@ -214,9 +214,13 @@ fn write_commit(repo: &Repository, base: &str, plan: &PromotionPlan) -> Result<S
     Ok(oid.to_string())
 }
 
-/// Whether `commit` is `head` or one of its ancestors, in `mirror` (`false` when either is unknown).
-pub fn carries(mirror: &Path, head: &str, commit: &str) -> bool {
+/// Whether `head` carries `commit` in `mirror`: it is `commit` or descends from it, or (a pull
+/// request merged by squash or rebase) its recent history has a commit with `trailer`.
+pub fn carries(mirror: &Path, head: &str, commit: &str, trailer: Option<&str>) -> bool {
     let Ok(repo) = Repository::open_bare(mirror) else { return false };
     let (Ok(h), Ok(c)) = (Oid::from_str(head), Oid::from_str(commit)) else { return false };
-    h == c || repo.graph_descendant_of(h, c).unwrap_or(false)
+    if h == c || repo.graph_descendant_of(h, c).unwrap_or(false) {
+        return true;
+    }
+    trailer.is_some_and(|t| find_trailer(&repo, head, t).ok().flatten().is_some())
 }
