@@ -1214,3 +1214,54 @@ mod secure_defaults {
         assert!(load("[[repos]]\nurl = \"https://example.com/a.git\"\n[repos.scope]\nteams = []\n", Overrides::default()).is_err());
     }
 }
+
+#[cfg(test)]
+mod releases {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitmoxi.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&Overrides { config: Some(path), ..Overrides::default() })
+    }
+
+    const REPOS: &str = "[[repos]]\nname = \"dev\"\nurl = \"https://example.com/dev.git\"\n[[repos]]\nname = \"prod\"\nurl = \"https://example.com/prod.git\"\n";
+
+    /// Issue 26: `[[pipelines]]` and `[[freezes]]` read with their defaults; each mistake names the
+    /// entry, the stage and the field.
+    #[test]
+    fn pipelines_and_freezes_are_read_and_mistakes_name_the_entry() {
+        let good = format!(
+            "{REPOS}[[pipelines]]\nname = \"web\"\n[[pipelines.stages]]\nrepo = \"dev\"\nfolder = \"apps/\"\n[[pipelines.stages]]\nrepo = \"prod\"\nsoak = \"30m\"\napprovers = [\"alice\", \"bob\"]\nwindow = \"Mon 09:00 - Fri 16:00\"\n\n[[freezes]]\nname = \"year end\"\nreason = \"holidays\"\nprefix = \"prod/*\"\nfrom = \"2026-12-20T00:00:00Z\"\nuntil = \"2027-01-04T00:00:00Z\"\n"
+        );
+        let c = load(&good).expect("valid");
+        let p = &c.pipelines[0];
+        assert_eq!(p.stages[0].name, "dev@main:apps");
+        assert_eq!(p.stages[1].soak, Duration::from_secs(1800));
+        assert_eq!(p.stages[1].required_approvals, 1, "one of the approvers by default");
+        assert!(p.stages[1].window.is_some());
+        assert_eq!(c.freezes[0].name, "year end");
+
+        let pipeline = |stages: &str| format!("{REPOS}[[pipelines]]\nname = \"web\"\n{stages}");
+        let err = |text: String| load(&text).unwrap_err().to_string();
+        let one = err(pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n"));
+        assert!(one.contains("[[pipelines]] #1 ('web'): has 1 stage(s)"), "{one}");
+        let unknown = err(pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"staging\"\n"));
+        assert!(unknown.contains("stage 2 (staging): repo 'staging' is no [[repos]] name (names: dev, prod)"), "{unknown}");
+        let branch = err(pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\nbranch = \"release\"\n"));
+        assert!(branch.contains("branch 'release' is not tracked"), "{branch}");
+        let first = err(pipeline("[[pipelines.stages]]\nrepo = \"dev\"\nsoak = \"1h\"\n[[pipelines.stages]]\nrepo = \"prod\"\n"));
+        assert!(first.contains("the first stage is where releases start"), "{first}");
+        let window = err(pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\nwindow = \"weekdays\"\n"));
+        assert!(window.contains("stage 2 (prod): `window`"), "{window}");
+        let pr = err(pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\nvia = \"pull_request\"\n"));
+        assert!(pr.contains("needs a [repos.forge]"), "{pr}");
+        let many = err(pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\napprovers = [\"a\"]\nrequired_approvals = 2\n"));
+        assert!(many.contains("required_approvals 2 is more than the 1 approvers"), "{many}");
+        let freeze = err(format!("{REPOS}[[freezes]]\nreason = \"r\"\nweekly = \"Fri 16:00\"\n"));
+        assert!(freeze.contains("[[freezes]] #1 ('freeze 1'): `weekly`"), "{freeze}");
+        let typo = err(format!("{REPOS}[[freezes]]\nreason = \"r\"\nweekley = \"Fri 16:00 - Mon 09:00\"\n"));
+        assert!(typo.contains("weekley"), "{typo}");
+    }
+}
