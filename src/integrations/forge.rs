@@ -127,6 +127,9 @@ pub fn status_of(event: &crate::integrations::notify::Event, public_url: Option<
             (StatusState::Failure, format!("{what}: {}", event.cause.as_deref().unwrap_or(&event.message)))
         }
         "superseded" => (StatusState::Canceled, "superseded by a newer commit before it finished".to_string()),
+        // issue 26: a change held before it starts says why on the commit
+        "blocked" => (StatusState::Failure, event.message.clone()),
+        "frozen" => (StatusState::Pending, event.message.clone()),
         _ => return None,
     };
     if event.commit.len() != 40 {
@@ -357,6 +360,8 @@ mod tests {
             ("failed", Some(("failure", "failed"))),
             ("rolled_back", Some(("failure", "failed"))),
             ("superseded", Some(("error", "canceled"))),
+            ("blocked", Some(("failure", "failed"))),
+            ("frozen", Some(("pending", "pending"))),
             ("held", None),
         ];
         for (stage, want) in cases {

@@ -321,6 +321,8 @@ pub fn slack_message(e: &Event, buttons: bool) -> Value {
         "succeeded" => ":white_check_mark:",
         "rolled_back" | "failed" => ":rotating_light:",
         "held" => ":warning:",
+        "blocked" => ":no_entry:",
+        "frozen" => ":snowflake:",
         _ => ":arrows_counterclockwise:",
     };
     // plain text: nothing in it is parsed; Slack's limit for a header is 150 characters

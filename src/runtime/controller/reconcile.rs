@@ -281,6 +281,31 @@ impl Controller {
                 gitmoxi_deploy::release::Hold::Blocked { .. } | gitmoxi_deploy::release::Hold::Frozen { .. } => Level::Warn,
             };
             tracing::info!(app = %entry.key, "{message}");
+            let stage = match hold {
+                gitmoxi_deploy::release::Hold::Blocked { .. } => Some("blocked"),
+                gitmoxi_deploy::release::Hold::Frozen { .. } => Some("frozen"),
+                gitmoxi_deploy::release::Hold::Waiting { .. } | gitmoxi_deploy::release::Hold::WaitingForDependents { .. } => None,
+            };
+            if let Some(stage) = stage {
+                // the people who pushed it hear why it did not start (Slack, webhooks, the commit's status)
+                self.notify(crate::integrations::notify::Event {
+                    stage: stage.into(),
+                    app: entry.key.prefix.clone(),
+                    repo: entry.key.repo.clone(),
+                    branch: entry.key.branch.clone(),
+                    commit: commit.to_string(),
+                    deployment: None,
+                    strategy: None,
+                    phase: None,
+                    traffic: None,
+                    outcome: None,
+                    cause: None,
+                    analysis: None,
+                    message: message.clone(),
+                    app_webhooks: Vec::new(),
+                    gate: None,
+                });
+            }
             let event = HistoryEvent { at_ms: self.clock.now_ms(), level, deployment: None, commit: Some(commit.to_string()), message };
             self.store.append_history(&entry.key, &event)?;
         }
