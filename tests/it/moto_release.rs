@@ -88,6 +88,8 @@ async fn moto_a_failing_middle_blocks_its_dependent_a_fix_releases_it_and_rollba
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("stays pinned there until `gitmoxi unpin prod/worker/worker`"), "{out}");
     let pinned = server.wait_app(WORKER, Duration::from_secs(60), |a| a["status"] == "Pinned").await;
+    let page = reqwest::get(format!("{}/ui/app?app={WORKER}", server.api)).await.expect("the page").text().await.expect("text");
+    assert!(page.contains("id=\"pinned\"") && page.contains("data-command=\"unpin\""), "{page}");
     assert_eq!(image_of(&ecs, "worker").await, "worker:1", "the previous release runs again");
     assert!(pinned["pinned"]["by"].as_str().unwrap_or_default().ends_with("via cli"), "{pinned:#}");
     let (code, out, _) = run_cli(&server, &["rollback", WORKER, "--to", "HEAD~1"]).await;
@@ -132,6 +134,9 @@ async fn moto_a_freeze_holds_a_change_until_an_override_from_the_cli_which_is_re
     .expect("a valid freeze");
     let server = Server::start_with_freezes(&moto, &repo, vec![freeze]).await;
     let frozen = server.wait_app(API, Duration::from_secs(30), |a| a["status"] == "Frozen").await;
+    let page = reqwest::get(format!("{}/ui/app?app={API}", server.api)).await.expect("the page").text().await.expect("text");
+    assert!(page.contains("frozen by &#x27;release weekend&#x27;") || page.contains("frozen by 'release weekend'"), "{page}");
+    assert!(page.contains("data-command=\"override_freeze\""), "{page}");
     assert!(frozen["held"].as_str().unwrap_or_default().contains("frozen by 'release weekend'"), "{frozen:#}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let listed = ecs.list_services().cluster("prod").send().await.expect("list");
@@ -233,6 +238,9 @@ async fn moto_a_dev_to_prod_pipeline_soaks_waits_for_an_approver_and_pushes_the_
     assert_eq!(release["apps"], serde_json::json!(["dev/web/web"]));
     assert!(release["stages"][0]["healthy_at_ms"].is_u64(), "healthy in dev: {release:#}");
     assert_eq!(bare_git(&bare, &["rev-list", "--count", "main"]), before, "nothing reached prod before the approval");
+    // the page's Repositories shows the release and what it waits for
+    let page = reqwest::get(format!("{}/ui/repos", server.api)).await.expect("the page").text().await.expect("text");
+    assert!(page.contains(&id) && page.contains("approval: 1 more of alice"), "{page}");
     assert_eq!(image_of(&ecs, "web").await, "web:1", "prod still runs web 1");
 
     // only a named approver counts

@@ -404,6 +404,9 @@ pub async fn repos(State(state): State<HttpState>, headers: HeaderMap, uri: Uri)
         .collect();
     let mut ctx = base(&state, &headers, "Repositories", "repos");
     ctx.insert("repos".into(), json!(rows));
+    if let Some(pipelines) = &state.pipelines {
+        ctx.insert("releases".into(), json!(pipelines.releases().unwrap_or_default()));
+    }
     if let Some(ha) = state.controller.ha() {
         ctx.insert("ha".into(), json!(ha.status(state.controller.clock.now_ms())));
     }
