@@ -1257,7 +1257,9 @@ mod releases {
         assert!(window.contains("stage 2 (prod): `window`"), "{window}");
         let pr = err(pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\nvia = \"pull_request\"\n"));
         assert!(pr.contains("needs a [repos.forge]"), "{pr}");
-        let many = err(pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\napprovers = [\"a\"]\nrequired_approvals = 2\n"));
+        let many = err(pipeline(
+            "[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\napprovers = [\"a\"]\nrequired_approvals = 2\n",
+        ));
         assert!(many.contains("required_approvals 2 is more than the 1 approvers"), "{many}");
         let freeze = err(format!("{REPOS}[[freezes]]\nreason = \"r\"\nweekly = \"Fri 16:00\"\n"));
         assert!(freeze.contains("[[freezes]] #1 ('freeze 1'): `weekly`"), "{freeze}");

@@ -131,6 +131,7 @@ fn run(seed: u64, steps: usize) {
                         head_commit: Some(format!("c{step}")),
                         updated_at_ms: stored.map_or(0, |s| s.updated_at_ms) + 1,
                         depends_on: Vec::new(),
+                        pin: None,
                     };
                     store.put_intent(&key, &wish).unwrap();
                 }

@@ -105,6 +105,12 @@ pub struct AppEntry {
     /// (issue 26). The worker's.
     #[serde(default)]
     pub hold: Option<gitmoxi_deploy::release::Hold>,
+    /// The head's: the app's `dependsOn` as its last head had it (see [`HeadIntent::depends_on`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// The head's: an operator's pin (see [`HeadIntent::pin`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<gitmoxi_deploy::release::pin::Pin>,
 }
 
 impl AppEntry {
@@ -124,6 +130,8 @@ impl AppEntry {
             unsupported: None,
             updated_at_ms: 0,
             hold: None,
+            depends_on: Vec::new(),
+            pin: None,
         }
     }
 }
@@ -143,6 +151,11 @@ pub struct HeadIntent {
     /// run dependents first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// An operator pinned the app (`gitmoxi rollback --to`, issue 26): the heads owner deploys
+    /// the pinned files instead of the branch's until `gitmoxi unpin` or a commit that changes
+    /// the app's files. In this row so that high availability copies it with the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<gitmoxi_deploy::release::pin::Pin>,
 }
 
 impl HeadIntent {
@@ -155,7 +168,8 @@ impl HeadIntent {
             intent_reason: entry.intent_reason.clone(),
             head_commit: entry.head_commit.clone(),
             updated_at_ms: entry.updated_at_ms,
-            depends_on: Vec::new(),
+            depends_on: entry.depends_on.clone(),
+            pin: entry.pin.clone(),
         }
     }
 }
@@ -175,13 +189,24 @@ fn joined(key: &AppKey, entry: Option<AppEntry>, intent: Option<HeadIntent>) -> 
         out.intent_reason = i.intent_reason;
         out.head_commit = i.head_commit;
         out.updated_at_ms = out.updated_at_ms.max(i.updated_at_ms);
+        out.depends_on = i.depends_on;
+        out.pin = i.pin;
     }
     Some(out)
 }
 
 /// The worker's part of an entry: the head's fields are not kept in its row.
 fn worker_part(entry: &AppEntry) -> AppEntry {
-    AppEntry { problems: Vec::new(), intent: None, intent_reason: None, head_commit: None, unsupported: None, ..entry.clone() }
+    AppEntry {
+        problems: Vec::new(),
+        intent: None,
+        intent_reason: None,
+        head_commit: None,
+        unsupported: None,
+        depends_on: Vec::new(),
+        pin: None,
+        ..entry.clone()
+    }
 }
 
 /// One line of an app's history.
@@ -453,6 +478,21 @@ impl Store {
             self.apps.insert(&k, encode(&worker_part(&entry)))?;
         }
         Ok(())
+    }
+
+    /// The heads owner's rows of one branch, by prefix.
+    pub fn intents_of_branch(&self, repo: &str, branch: &str) -> Result<Vec<(String, HeadIntent)>, StoreError> {
+        let mut prefix = Vec::new();
+        prefix.extend_from_slice(repo.as_bytes());
+        prefix.push(0);
+        prefix.extend_from_slice(branch.as_bytes());
+        prefix.push(0);
+        let mut out = Vec::new();
+        for kv in self.intents.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            out.push((String::from_utf8_lossy(&k[prefix.len()..]).to_string(), decode(&k, &v)?));
+        }
+        Ok(out)
     }
 
     /// Forgets an app that never owned anything (e.g. an invalid app whose files are gone): the

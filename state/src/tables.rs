@@ -32,9 +32,6 @@ pub enum TableName {
     /// Each repository's URL, kept after it is deleted (name → URL). Writer: the repositories
     /// manager.
     RepoUrls,
-    /// Apps an operator pinned with `rollback --to` (`repo\0branch\0prefix` → the pin). Writer:
-    /// the heads owner (it also releases a pin when a commit changes the app's files).
-    Pins,
     /// The last head of each pipeline's first stage the pipelines runner looked at (pipeline →
     /// commit). Writer: the pipelines runner.
     PipelineHeads,
@@ -57,7 +54,6 @@ impl TableName {
             TableName::RevokedSessions => "revoked_sessions",
             TableName::ApiRepos => "api_repos",
             TableName::RepoUrls => "repo_urls",
-            TableName::Pins => "pins",
             TableName::PipelineHeads => "pipeline_heads",
             TableName::Releases => "releases",
             TableName::ReleaseApprovals => "release_approvals",

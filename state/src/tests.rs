@@ -430,6 +430,27 @@ fn the_journal_names_what_changed_and_an_import_elsewhere_reproduces_the_app() {
     a.submit_command(&key("web"), &gitmoxi_deploy::commands::Command::Pause).unwrap();
     let event = HistoryEvent { at_ms: 7, level: Level::Info, deployment: Some("d2".into()), commit: None, message: "started".into() };
     a.append_history(&key("web"), &event).unwrap();
+    // issue 26: the head's row carries the app's dependsOn and an operator's pin; both go with it
+    let pin = gitmoxi_deploy::release::pin::Pin {
+        commit: "c1".into(),
+        fingerprint: "fp1".into(),
+        head_fingerprint: Some("fp2".into()),
+        by: "sre via cli".into(),
+        at_ms: 9,
+        from_deployment: "d1".into(),
+        app: gitmoxi_deploy::release::pin::desired_from_record(&first, None).expect("the record keeps its app"),
+    };
+    let row = HeadIntent {
+        kind: AppKind::Ecs,
+        problems: Vec::new(),
+        intent: Some(Intent::Keep),
+        intent_reason: None,
+        head_commit: Some("c2".into()),
+        updated_at_ms: 8,
+        depends_on: vec!["db/migrate".into()],
+        pin: Some(pin),
+    };
+    a.put_intent(&key("web"), &row).unwrap();
     let changes = a.take_changes();
     assert_eq!(changes.apps.iter().cloned().collect::<Vec<_>>(), vec![key("web")]);
     assert_eq!(changes.finished, vec![(key("web"), "d1".to_string())]);
@@ -459,6 +480,7 @@ fn the_journal_names_what_changed_and_an_import_elsewhere_reproduces_the_app() {
     b.import(&[imported], &[key("gone")]).unwrap();
     assert_eq!(b.record(&key("web")).unwrap(), a.record(&key("web")).unwrap());
     assert_eq!(b.app(&key("web")).unwrap(), a.app(&key("web")).unwrap());
+    assert_eq!(b.intent(&key("web")).unwrap(), Some(row), "the pin and dependsOn reach the replica that takes the app over");
     assert_eq!(b.commands(&key("web")).unwrap(), a.commands(&key("web")).unwrap());
     assert_eq!(b.history(&key("web")).unwrap(), a.history(&key("web")).unwrap());
     assert_eq!(b.deployment("d1").unwrap(), a.deployment("d1").unwrap());

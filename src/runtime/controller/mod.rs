@@ -534,6 +534,8 @@ impl Controller {
                     Some(Ok(app)) => app.depends_on().to_vec(),
                     Some(Err(_)) | None => stored.as_ref().map(|i| i.depends_on.clone()).unwrap_or_default(),
                 },
+                // an operator's pin stays until released (by `apply_pins` above, or `unpin`)
+                pin: stored.as_ref().and_then(|i| i.pin.clone()),
             };
             // the same plan again (a replan, a poll of an unchanged head) writes nothing: at
             // thousands of apps, and with HA every write is copied to the table

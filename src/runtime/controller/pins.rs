@@ -39,17 +39,21 @@ pub enum PinError {
     Submit(#[from] super::commands::SubmitError),
 }
 
-/// The key of an app's pin row.
-pub fn pin_row(key: &AppKey) -> String {
-    format!("{}\0{}\0{}", key.repo, key.branch, key.prefix)
+/// Sets (or clears) the pin in the app's head row (the heads owner's; high availability copies
+/// it with the app).
+fn store_pin(store: &gitmoxi_state::Store, key: &AppKey, pin: Option<Pin>) -> Result<(), StoreError> {
+    let Some(mut row) = store.intent(key)? else { return Ok(()) };
+    if row.pin != pin {
+        row.pin = pin;
+        store.put_intent(key, &row)?;
+    }
+    Ok(())
 }
 
 impl Controller {
     /// The pins of `repo`/`branch`, by prefix.
     pub fn pins_of(&self, repo: &str, branch: &str) -> Result<Vec<(String, Pin)>, StoreError> {
-        let row = format!("{repo}\0{branch}\0");
-        let table = self.store.table::<Pin>(gitmoxi_state::TableName::Pins)?;
-        Ok(table.entries()?.into_iter().filter_map(|(k, pin)| k.strip_prefix(&row).map(|p| (p.to_string(), pin))).collect())
+        Ok(self.store.intents_of_branch(repo, branch)?.into_iter().filter_map(|(prefix, row)| row.pin.map(|p| (prefix, p))).collect())
     }
 
     /// Rolls a steady app back to `to` and pins it there (see the module). Answers the pin.
@@ -66,6 +70,12 @@ impl Controller {
             repo: key.repo.clone(),
             branch: key.branch.clone(),
         })?;
+        if !head.intents.contains_key(&key.prefix) {
+            return Err(PinError::NoTarget(format!(
+                "{} is not in the head of {}@{}: only an app the branch has can be pinned",
+                key.prefix, key.repo, key.branch
+            )));
+        }
         let applied = self.store.app(key)?.map(|e| e.applied).unwrap_or_default();
         let deployments = self.store.deployments_of(key, gitmoxi_state::MAX_DEPLOYMENTS_PER_APP)?;
         let target = pin::rollback_target(&deployments, &applied, to).map_err(PinError::NoTarget)?;
@@ -96,8 +106,7 @@ impl Controller {
 
     /// Releases an app's pin (`gitmoxi unpin`): the branch head's files are deployed again.
     pub async fn unpin(&self, key: &AppKey) -> Result<Pin, PinError> {
-        let table = self.store.table::<Pin>(gitmoxi_state::TableName::Pins)?;
-        let pin = table.get(&pin_row(key))?.ok_or_else(|| PinError::NotPinned { app: key.prefix.clone() })?;
+        let pin = self.store.intent(key)?.and_then(|row| row.pin).ok_or_else(|| PinError::NotPinned { app: key.prefix.clone() })?;
         self.set_pin(key, None).await?;
         Ok(pin)
     }
@@ -112,10 +121,9 @@ impl Controller {
     /// The heads owner's part: writes (or removes) the pin row, notes it, and plans the branch
     /// again.
     pub(super) fn install_pin(&self, key: &AppKey, pin: Option<&Pin>) -> Result<(), StoreError> {
-        let table = self.store.table::<Pin>(gitmoxi_state::TableName::Pins)?;
+        store_pin(&self.store, key, pin.cloned())?;
         let message = match pin {
             Some(pin) => {
-                table.put(&pin_row(key), pin)?;
                 format!(
                     "pinned at commit {} by {}: AWS gets the files of deployment {}; the branch head's files of this app wait until `gitmoxi unpin {}` or a commit that changes them",
                     gitmoxi_deploy::strategy::short_commit(&pin.commit),
@@ -124,10 +132,7 @@ impl Controller {
                     key.prefix
                 )
             }
-            None => {
-                table.remove(&pin_row(key))?;
-                "unpinned by an operator: the branch head's files are deployed again".to_string()
-            }
+            None => "unpinned by an operator: the branch head's files are deployed again".to_string(),
         };
         let event = gitmoxi_state::HistoryEvent {
             at_ms: self.clock.now_ms(),
@@ -165,7 +170,6 @@ impl Controller {
                 own.insert(prefix.clone(), app.clone());
             }
         }
-        let table = self.store.table::<gitmoxi_deploy::release::pin::Pin>(gitmoxi_state::TableName::Pins)?;
         for ((prefix, effect), (_, pin)) in gitmoxi_deploy::release::pin::apply(snapshot, &stored).into_iter().zip(&stored) {
             let key = AppKey { repo: repo.to_string(), branch: branch.to_string(), prefix: prefix.clone() };
             match effect {
@@ -173,7 +177,7 @@ impl Controller {
                     kept.insert(prefix, PinSummary { commit: pin.commit.clone(), by: pin.by.clone(), at_ms: pin.at_ms });
                 }
                 gitmoxi_deploy::release::pin::PinEffect::Released(why) => {
-                    table.remove(&pin_row(&key))?;
+                    store_pin(&self.store, &key, None)?;
                     own.remove(&prefix);
                     let message = format!(
                         "pin at commit {} released: {why}; the branch head's files are deployed",
