@@ -309,3 +309,43 @@ fn plan_shows_the_waves_of_depends_on_and_refuses_a_cycle() {
     assert_eq!(code, 1, "a cycle cannot deploy: {stdout}");
     assert!(stdout.contains("prod/db/migrate_depdef.json") && stdout.contains("dependsOn forms a cycle"), "{stdout}");
 }
+
+/// Issue 26's example: the chain validates without a warning, plans in three waves, and its
+/// configuration (pipelines, freezes) loads.
+#[test]
+fn the_releases_example_validates_plans_in_waves_and_its_configuration_loads() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/releases");
+    let (code, stdout, stderr) = gitmoxi(&["validate", dir, "--json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let results: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    for r in results.as_array().unwrap() {
+        assert_eq!((r["ok"].as_bool(), &r["warnings"]), (Some(true), &serde_json::json!([])), "{r}");
+    }
+    let repo = TestRepo::new();
+    for app in ["db/migrate", "api/api", "worker/worker"] {
+        for kind in ["svcdef", "taskdef", "depdef"] {
+            let path = format!("dev/{app}_{kind}.json");
+            repo.write(&path, &std::fs::read_to_string(format!("{dir}/{path}")).unwrap());
+        }
+    }
+    repo.commit("the example");
+    let (code, stdout, stderr) = gitmoxi(&["plan", "--repo", repo.path().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let plan: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let waves: Vec<(String, u64)> = plan.iter().map(|e| (e["app"].as_str().unwrap().to_string(), e["wave"].as_u64().unwrap())).collect();
+    assert_eq!(waves, vec![("dev/api/api".to_string(), 2), ("dev/db/migrate".into(), 1), ("dev/worker/worker".into(), 3)]);
+    for (var, value) in [
+        ("GITHUB_TOKEN", "ghp_example"),
+        ("GITMOXI_TOKEN_ALICE", "alice-token-0123456789"),
+        ("GITMOXI_TOKEN_BOB", "bob-token-0123456789ab"),
+    ] {
+        std::env::set_var(var, value);
+    }
+    let config = gitmoxi::config::Config::load(&gitmoxi::config::Overrides {
+        config: Some(format!("{dir}/gitmoxi.toml").into()),
+        ..Default::default()
+    })
+    .expect("the example configuration loads");
+    assert_eq!(config.pipelines[0].stages.len(), 2);
+    assert_eq!(config.freezes.len(), 2);
+}
