@@ -795,6 +795,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!("concurrency {concurrency} is out of range; use 1..=1024")));
         }
         let pipelines = pipelines_of(&file.pipelines, &repos)?;
+        if !pipelines.is_empty() && file.ha.is_some() {
+            // releases and approvals are kept by one controller: replicas would each follow them
+            return Err(ConfigError::Invalid(
+                "[[pipelines]] and [ha] together are not supported yet: releases and their approvals are kept by one controller; run the pipelines on a controller without [ha]".into(),
+            ));
+        }
         Ok(Config {
             pipelines,
             repos,
@@ -1263,6 +1269,8 @@ mod releases {
         assert!(many.contains("required_approvals 2 is more than the 1 approvers"), "{many}");
         let freeze = err(format!("{REPOS}[[freezes]]\nreason = \"r\"\nweekly = \"Fri 16:00\"\n"));
         assert!(freeze.contains("[[freezes]] #1 ('freeze 1'): `weekly`"), "{freeze}");
+        let ha = err(format!("{}[ha]\ntable = \"gitmoxi-ha\"\n", pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\n")));
+        assert!(ha.contains("[[pipelines]] and [ha] together are not supported yet"), "{ha}");
         let typo = err(format!("{REPOS}[[freezes]]\nreason = \"r\"\nweekley = \"Fri 16:00 - Mon 09:00\"\n"));
         assert!(typo.contains("weekley"), "{typo}");
     }

@@ -16,7 +16,6 @@ use crate::runtime::config::RepoConfig;
 use crate::runtime::controller::Controller;
 use gitmoxi_deploy::record::AppKey;
 use gitmoxi_deploy::release::pipeline::{self, Blocker, Decision, Pipeline, Release, ReleaseOutcome, StageHealth, StageProgress, Via};
-use gitmoxi_deploy::status::AppStatus;
 use gitmoxi_state::{StoreError, TableName};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -279,36 +278,31 @@ impl Pipelines {
             });
         }
         let key = |prefix: &str| AppKey { repo: stage.repo.clone(), branch: stage.branch.clone(), prefix: prefix.to_string() };
-        for app in release.apps.iter().filter_map(|a| stage.map_prefix(first, a)) {
-            let k = key(&app);
-            let Ok(Some(entry)) = self.controller.store.app(&k) else { return StageHealth::Deploying(format!("{app} is not known yet")) };
-            let record = self.controller.store.record(&k).ok().flatten();
-            let paused = self.controller.store.commands(&k).is_ok_and(|c| c.paused);
-            let status = self.controller.status_of(&entry, Some(&head), record.as_ref(), paused);
-            match status {
-                AppStatus::Synced => {}
-                AppStatus::Failed | AppStatus::RolledBack | AppStatus::Invalid | AppStatus::Conflict | AppStatus::Blocked => {
-                    let cause = entry.last_cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
-                    return StageHealth::Failed(format!("{app} is {status}{cause}"));
-                }
-                AppStatus::Deploying
-                | AppStatus::Deleting
-                | AppStatus::Paused
-                | AppStatus::WaitingForApproval
-                | AppStatus::DeleteHeld
-                | AppStatus::Unsupported
-                | AppStatus::Pending
-                | AppStatus::Waiting
-                | AppStatus::Frozen
-                | AppStatus::Pinned => return StageHealth::Deploying(format!("{app} is {status}")),
-            }
-        }
-        for app in release.removed.iter().filter_map(|a| stage.map_prefix(first, a)) {
-            if self.controller.store.app(&key(&app)).ok().flatten().is_some_and(|e| e.applied.owned || e.applied.fingerprint.is_some()) {
-                return StageHealth::Deploying(format!("{app} is being deleted"));
-            }
-        }
-        StageHealth::Healthy
+        let apps: Vec<pipeline::AppInStage> = release
+            .apps
+            .iter()
+            .filter_map(|a| stage.map_prefix(first, a))
+            .map(|app| {
+                let k = key(&app);
+                let entry = self.controller.store.app(&k).ok().flatten();
+                let status = entry.as_ref().map(|entry| {
+                    let record = self.controller.store.record(&k).ok().flatten();
+                    let paused = self.controller.store.commands(&k).is_ok_and(|c| c.paused);
+                    self.controller.status_of(entry, Some(&head), record.as_ref(), paused)
+                });
+                let cause = entry.and_then(|e| e.last_cause.map(|c| c.to_string()));
+                pipeline::AppInStage { app, status, cause }
+            })
+            .collect();
+        let removed: Vec<String> = release
+            .removed
+            .iter()
+            .filter_map(|a| stage.map_prefix(first, a))
+            .filter(|app| {
+                self.controller.store.app(&key(app)).ok().flatten().is_some_and(|e| e.applied.owned || e.applied.fingerprint.is_some())
+            })
+            .collect();
+        pipeline::health_of(&apps, &removed)
     }
 
     /// One step of one release.

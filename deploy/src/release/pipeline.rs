@@ -102,6 +102,48 @@ pub enum StageHealth {
     Failed(String),
 }
 
+/// One app of a release as its stage shows it: its status there and its last cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppInStage {
+    /// The app as the stage names it.
+    pub app: String,
+    /// Its status (`None`: the stage does not know it yet).
+    pub status: Option<crate::status::AppStatus>,
+    /// Why its last deployment failed, if it did.
+    pub cause: Option<String>,
+}
+
+/// The release's health in a stage whose head carries it: every app `Synced` and every removed
+/// app gone is healthy; an app that failed, rolled back, is invalid, in conflict or blocked fails
+/// the stage; anything else is on its way.
+pub fn health_of(apps: &[AppInStage], removed_still_there: &[String]) -> StageHealth {
+    use crate::status::AppStatus;
+    for a in apps {
+        let Some(status) = a.status else { return StageHealth::Deploying(format!("{} is not known yet", a.app)) };
+        match status {
+            AppStatus::Synced => {}
+            AppStatus::Failed | AppStatus::RolledBack | AppStatus::Invalid | AppStatus::Conflict | AppStatus::Blocked => {
+                let cause = a.cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
+                return StageHealth::Failed(format!("{} is {status}{cause}", a.app));
+            }
+            AppStatus::Deploying
+            | AppStatus::Deleting
+            | AppStatus::Paused
+            | AppStatus::WaitingForApproval
+            | AppStatus::DeleteHeld
+            | AppStatus::Unsupported
+            | AppStatus::Pending
+            | AppStatus::Waiting
+            | AppStatus::Frozen
+            | AppStatus::Pinned => return StageHealth::Deploying(format!("{} is {status}", a.app)),
+        }
+    }
+    match removed_still_there.first() {
+        Some(app) => StageHealth::Deploying(format!("{app} is being deleted")),
+        None => StageHealth::Healthy,
+    }
+}
+
 /// What a release did in one stage.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageProgress {

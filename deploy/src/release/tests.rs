@@ -441,6 +441,27 @@ mod pipelines {
     }
 
     #[test]
+    fn a_stage_is_healthy_when_every_app_is_synced_and_fails_when_one_rolled_back() {
+        use crate::status::AppStatus;
+        let app = |status: Option<AppStatus>, cause: Option<&str>| AppInStage {
+            app: "prod/api/api".into(),
+            status,
+            cause: cause.map(str::to_string),
+        };
+        assert_eq!(health_of(&[app(Some(AppStatus::Synced), None)], &[]), StageHealth::Healthy);
+        assert_eq!(
+            health_of(&[app(Some(AppStatus::RolledBack), Some("circuit breaker tripped"))], &[]),
+            StageHealth::Failed("prod/api/api is RolledBack: circuit breaker tripped".into())
+        );
+        assert_eq!(health_of(&[app(Some(AppStatus::Deploying), None)], &[]), StageHealth::Deploying("prod/api/api is Deploying".into()));
+        assert_eq!(health_of(&[app(None, None)], &[]), StageHealth::Deploying("prod/api/api is not known yet".into()));
+        assert_eq!(
+            health_of(&[app(Some(AppStatus::Synced), None)], &["prod/old/old".into()]),
+            StageHealth::Deploying("prod/old/old is being deleted".into())
+        );
+    }
+
+    #[test]
     fn paths_move_between_folders_and_the_commit_names_the_release() {
         let p = pipeline();
         let (dev, prod) = (&p.stages[0], &p.stages[1]);
