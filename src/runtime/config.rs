@@ -1269,7 +1269,10 @@ mod releases {
         assert!(many.contains("required_approvals 2 is more than the 1 approvers"), "{many}");
         let freeze = err(format!("{REPOS}[[freezes]]\nreason = \"r\"\nweekly = \"Fri 16:00\"\n"));
         assert!(freeze.contains("[[freezes]] #1 ('freeze 1'): `weekly`"), "{freeze}");
-        let ha = err(format!("{}[ha]\ntable = \"gitmoxi-ha\"\n", pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\n")));
+        let ha = err(format!(
+            "{}[ha]\ntable = \"gitmoxi-ha\"\n",
+            pipeline("[[pipelines.stages]]\nrepo = \"dev\"\n[[pipelines.stages]]\nrepo = \"prod\"\n")
+        ));
         assert!(ha.contains("[[pipelines]] and [ha] together are not supported yet"), "{ha}");
         let typo = err(format!("{REPOS}[[freezes]]\nreason = \"r\"\nweekley = \"Fri 16:00 - Mon 09:00\"\n"));
         assert!(typo.contains("weekley"), "{typo}");

@@ -710,6 +710,33 @@ fn stale_preview_refs(names: &[String], branches: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// Issue 26: a preview of a commit whose apps depend on each other says in which order they go.
+    #[test]
+    fn a_preview_names_the_order_dependson_sets() {
+        let app = |prefix: &str, wave: usize| PreviewApp {
+            prefix: prefix.into(),
+            action: "deploy",
+            identity: None,
+            reason: "fingerprint changed".into(),
+            risk: None,
+            drift: None,
+            live: None,
+            warnings: Vec::new(),
+            wave: Some(wave),
+        };
+        let preview = PlanPreview {
+            repo: "deploys".into(),
+            branch: "main".into(),
+            base: None,
+            to: "a".repeat(40),
+            apps: vec![app("prod/api/api", 2), app("prod/db/migrate", 1), app("prod/worker/worker", 3)],
+        };
+        let text = markdown(&preview);
+        assert!(text.contains("**Order** (`dependsOn`): 1. `prod/db/migrate` → 2. `prod/api/api` → 3. `prod/worker/worker`"), "{text}");
+        let one_wave = PlanPreview { apps: vec![app("prod/db/migrate", 1)], ..preview };
+        assert!(!markdown(&one_wave).contains("**Order**"), "nothing to order");
+    }
+
     #[test]
     fn what_a_rev_names_on_the_remote() {
         assert_eq!(remote_ref("pull/7"), "refs/pull/7/head");

@@ -92,6 +92,8 @@ async fn moto_a_failing_middle_blocks_its_dependent_a_fix_releases_it_and_rollba
     assert!(page.contains("id=\"pinned\"") && page.contains("data-command=\"unpin\""), "{page}");
     assert_eq!(image_of(&ecs, "worker").await, "worker:1", "the previous release runs again");
     assert!(pinned["pinned"]["by"].as_str().unwrap_or_default().ends_with("via cli"), "{pinned:#}");
+    let (_, status, _) = run_cli(&server, &["status"]).await;
+    assert!(status.lines().any(|l| l.starts_with(WORKER) && l.contains("Pinned") && l.contains("pinned at")), "{status}");
     let (code, out, _) = run_cli(&server, &["rollback", WORKER, "--to", "HEAD~1"]).await;
     assert_ne!(code, 0, "a bad --to is refused: {out}");
 

@@ -539,7 +539,13 @@ fn look_without_cap(input: &StepInput<'_>) -> Look {
     if commands.rollback && in_flight.is_none() {
         let mut plan = Plan::wait(Duration::ZERO);
         plan.consumed.rollback = true;
-        plan.notes.push(Note::new(Level::Warn, "rollback requested, but no deployment is in flight; push a revert commit to go back"));
+        plan.notes.push(Note::new(
+            Level::Warn,
+            format!(
+                "rollback requested, but no deployment is in flight; `gitmoxi rollback {} --to previous` rolls a steady app back to its previous release and pins it there",
+                input.key.prefix
+            ),
+        ));
         return Look::Skip(plan);
     }
     let rebalance = commands.rebalance.filter(|_| in_flight.is_none());

@@ -26,7 +26,15 @@ pub(super) async fn run(command: Command) -> anyhow::Result<i32> {
                             },
                             a.commit.as_deref().map_or("-".into(), |c| c[..c.len().min(10)].to_string()),
                             a.last_outcome.clone().unwrap_or_else(|| "-".into()),
-                            a.last_cause.clone().or_else(|| a.problems.first().cloned()).unwrap_or_default(),
+                            // why it waits (dependencies, a freeze) or its pin first: that is what it is doing
+                            a.held
+                                .clone()
+                                .or_else(|| {
+                                    a.pinned.as_ref().map(|p| format!("pinned at {} by {}", &p.commit[..p.commit.len().min(10)], p.by))
+                                })
+                                .or_else(|| a.last_cause.clone())
+                                .or_else(|| a.problems.first().cloned())
+                                .unwrap_or_default(),
                         ]
                     })
                     .collect();
