@@ -159,3 +159,64 @@ async fn serve_deploys_from_an_ssh_repository_with_a_deploy_key_from_secrets_man
     assert!(sshd.log().contains("Accepted publickey"), "the deploy key authenticated: {}", sshd.log());
     server.stop().await;
 }
+
+/// Issue 26: a promotion is pushed over SSH with the repository's deploy key (host key checked
+/// strictly, as for fetches), and a second attempt of the same promotion finds its commit by the
+/// trailer instead of writing another.
+#[test]
+fn a_promotion_is_pushed_over_ssh_and_a_replay_finds_it_instead_of_committing_again() {
+    use gitmoxi::git::promote::{Promoted, PromotionPlan};
+    let sshd = Sshd::start();
+    // the first stage: its mirror holds the release's commit
+    let dev = TestRepo::new();
+    dev.write("dev/web/web_svcdef.json", r#"{"serviceName": "web", "cluster": "dev"}"#);
+    dev.write("dev/web/web_taskdef.json", r#"{"family": "web", "containerDefinitions": [{"name": "web", "image": "web:2"}]}"#);
+    let release = dev.commit("web 2");
+    let dev_mirror = tempfile::tempdir().unwrap();
+    let dev_source = GitSource::new(&dev.path().display().to_string(), "main", dev_mirror.path().join("m"), None);
+    assert_eq!(dev_source.fetch().unwrap(), release);
+    // prod: a bare repository behind sshd, with its own files
+    let prod = TestRepo::new();
+    prod.write("infra/terraform_output.json", "{}");
+    prod.write("prod/web/web_taskdef.json", r#"{"family": "web", "containerDefinitions": [{"name": "web", "image": "web:1"}]}"#);
+    prod.write("prod/web/web_input.json", r#"{"image": "web:1"}"#);
+    prod.commit("prod");
+    let bare = tempfile::tempdir().unwrap();
+    let bare_path = bare.path().join("prod.git");
+    assert!(Command::new("git").args(["clone", "-q", "--bare"]).arg(prod.path()).arg(&bare_path).status().unwrap().success());
+    let plan = PromotionPlan {
+        source_mirror: dev_mirror.path().join("m"),
+        source_commit: release.clone(),
+        apps: vec![("dev/web/web".into(), "prod/web/web".into())],
+        removed: Vec::new(),
+        message: "gitmoxi: promote web-1 to prod\n\nGitmoxi-Release: web-1 -> prod@main\n".into(),
+        trailer: "Gitmoxi-Release: web-1 -> prod@main".into(),
+    };
+    let key = std::fs::read_to_string(sshd.path("deploy_key")).unwrap();
+    let promote = || {
+        let mirror = tempfile::tempdir().unwrap();
+        let target = GitSource::for_promotion(&sshd.url(&bare_path), "main", mirror.path().join("m"));
+        target.set_ssh(Some(SshAuth { private_key: key.clone(), known_hosts: sshd.known_hosts("host_key") }));
+        target.promote(&plan, "refs/heads/main")
+    };
+    let pushed = match promote().unwrap_or_else(|e| panic!("{e}\nsshd: {}", sshd.log())) {
+        Promoted::Pushed(commit) => commit,
+        Promoted::Found(commit) => panic!("nothing was pushed yet, yet {commit} was found"),
+    };
+    let git = |args: &[&str]| {
+        let out = Command::new("git").arg("--git-dir").arg(&bare_path).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(git(&["rev-parse", "main"]), pushed);
+    assert!(git(&["show", "main:prod/web/web_taskdef.json"]).contains("web:2"));
+    assert!(git(&["show", "main:prod/web/web_svcdef.json"]).contains("\"cluster\": \"dev\""), "the app's files are the release's");
+    assert_eq!(git(&["show", "main:infra/terraform_output.json"]), "{}", "prod's own files are untouched");
+    assert_eq!(
+        git(&["ls-tree", "--name-only", "main", "prod/web/"]),
+        "prod/web/web_svcdef.json\nprod/web/web_taskdef.json",
+        "a file the release does not have is removed"
+    );
+    // a replay (the process died before recording the push) finds the commit: no second one
+    assert_eq!(promote().unwrap(), Promoted::Found(pushed.clone()));
+    assert_eq!(git(&["rev-list", "--count", "main"]), "2");
+}

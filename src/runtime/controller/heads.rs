@@ -172,6 +172,8 @@ impl Controller {
                 }
                 HeadMessage::Import { apps, dropped, done } => {
                     let mut result = self.store.import(&apps, &dropped);
+                    // the imported head rows may carry pins
+                    self.forget_kept_pins();
                     if result.is_ok() {
                         let heads: Vec<(String, String)> = self.heads().into_iter().map(|h| (h.repo.clone(), h.branch.clone())).collect();
                         for (repo, branch) in heads {

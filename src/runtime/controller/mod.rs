@@ -120,6 +120,9 @@ pub struct Controller {
     pub(crate) service_reads: Arc<crate::io::aws::batch::ServiceReads>,
     /// High availability (`[ha]`): shard leases and the table the state is copied to.
     ha: std::sync::OnceLock<Arc<crate::io::ha::Ha>>,
+    /// The pins of each branch as the head rows hold them (read once, then kept by the heads
+    /// owner, their one writer: a head is planned without reading every row of its branch).
+    pins: Mutex<HashMap<(String, String), Vec<(String, gitmoxi_deploy::release::pin::Pin)>>>,
 }
 
 /// How the fetches of one branch went (in memory: a restart starts over).
@@ -181,6 +184,7 @@ impl Controller {
             fetches: Mutex::new(BTreeMap::new()),
             service_reads: Arc::new(crate::io::aws::batch::ServiceReads::default()),
             ha: std::sync::OnceLock::new(),
+            pins: Mutex::new(HashMap::new()),
         })
     }
 

@@ -41,11 +41,12 @@ pub enum PinError {
 
 /// Sets (or clears) the pin in the app's head row (the heads owner's; high availability copies
 /// it with the app).
-fn store_pin(store: &gitmoxi_state::Store, key: &AppKey, pin: Option<Pin>) -> Result<(), StoreError> {
-    let Some(mut row) = store.intent(key)? else { return Ok(()) };
+fn store_pin(controller: &Controller, key: &AppKey, pin: Option<Pin>) -> Result<(), StoreError> {
+    let Some(mut row) = controller.store.intent(key)? else { return Ok(()) };
     if row.pin != pin {
         row.pin = pin;
-        store.put_intent(key, &row)?;
+        controller.store.put_intent(key, &row)?;
+        controller.forget_kept_pins();
     }
     Ok(())
 }
@@ -53,7 +54,19 @@ fn store_pin(store: &gitmoxi_state::Store, key: &AppKey, pin: Option<Pin>) -> Re
 impl Controller {
     /// The pins of `repo`/`branch`, by prefix.
     pub fn pins_of(&self, repo: &str, branch: &str) -> Result<Vec<(String, Pin)>, StoreError> {
-        Ok(self.store.intents_of_branch(repo, branch)?.into_iter().filter_map(|(prefix, row)| row.pin.map(|p| (prefix, p))).collect())
+        let branch_key = (repo.to_string(), branch.to_string());
+        if let Some(kept) = crate::base::sync::lock(&self.pins).get(&branch_key) {
+            return Ok(kept.clone());
+        }
+        let read: Vec<(String, Pin)> =
+            self.store.intents_of_branch(repo, branch)?.into_iter().filter_map(|(prefix, row)| row.pin.map(|p| (prefix, p))).collect();
+        crate::base::sync::lock(&self.pins).insert(branch_key, read.clone());
+        Ok(read)
+    }
+
+    /// Forgets what [`Controller::pins_of`] kept (a pin written or released, a shard imported).
+    pub(super) fn forget_kept_pins(&self) {
+        crate::base::sync::lock(&self.pins).clear();
     }
 
     /// Rolls a steady app back to `to` and pins it there (see the module). Answers the pin.
@@ -121,7 +134,7 @@ impl Controller {
     /// The heads owner's part: writes (or removes) the pin row, notes it, and plans the branch
     /// again.
     pub(super) fn install_pin(&self, key: &AppKey, pin: Option<&Pin>) -> Result<(), StoreError> {
-        store_pin(&self.store, key, pin.cloned())?;
+        store_pin(self, key, pin.cloned())?;
         let message = match pin {
             Some(pin) => {
                 format!(
@@ -177,7 +190,7 @@ impl Controller {
                     kept.insert(prefix, PinSummary { commit: pin.commit.clone(), by: pin.by.clone(), at_ms: pin.at_ms });
                 }
                 gitmoxi_deploy::release::pin::PinEffect::Released(why) => {
-                    store_pin(&self.store, &key, None)?;
+                    store_pin(self, &key, None)?;
                     own.remove(&prefix);
                     let message = format!(
                         "pin at commit {} released: {why}; the branch head's files are deployed",
