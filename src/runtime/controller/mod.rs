@@ -122,8 +122,11 @@ pub struct Controller {
     ha: std::sync::OnceLock<Arc<crate::io::ha::Ha>>,
     /// The pins of each branch as the head rows hold them (read once, then kept by the heads
     /// owner, their one writer: a head is planned without reading every row of its branch).
-    pins: Mutex<HashMap<(String, String), Vec<(String, gitmoxi_deploy::release::pin::Pin)>>>,
+    pins: Mutex<HashMap<(String, String), BranchPins>>,
 }
+
+/// The pins of one branch, by app prefix.
+type BranchPins = Vec<(String, gitmoxi_deploy::release::pin::Pin)>;
 
 /// How the fetches of one branch went (in memory: a restart starts over).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
