@@ -78,6 +78,28 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event about an app that belongs to no deployment (a held delete, a change blocked or
+    /// frozen before it started).
+    pub fn of_app(stage: &str, app: &gitmoxi_deploy::record::AppKey, commit: &str, message: String) -> Event {
+        Event {
+            stage: stage.to_string(),
+            app: app.prefix.clone(),
+            repo: app.repo.clone(),
+            branch: app.branch.clone(),
+            commit: commit.to_string(),
+            deployment: None,
+            strategy: None,
+            phase: None,
+            traffic: None,
+            outcome: None,
+            cause: None,
+            analysis: None,
+            message,
+            app_webhooks: Vec::new(),
+            gate: None,
+        }
+    }
+
     /// The event of a record that started, moved traffic or ended.
     pub fn of_record(record: &DeploymentRecord, stage: &str, message: String) -> Event {
         let webhooks = match (&record.desired, &record.desired_lambda) {

@@ -250,21 +250,18 @@ fn pipelines_of(file: &[FilePipeline], repos: &[RepoConfig]) -> Result<Vec<gitmo
                 "pull_request" => return Err(at("via = \"pull_request\" needs a [repos.forge] on that repository".into())),
                 other => return Err(at(format!("via is \"{other}\"; use push or pull_request"))),
             };
-            let name = if folder.is_empty() { format!("{}@{branch}", repo.name) } else { format!("{}@{branch}:{folder}", repo.name) };
-            if stages.iter().any(|s| s.name == name) {
-                return Err(at(format!("{name} is already a stage of this pipeline")));
-            }
-            stages.push(Stage {
-                name,
-                repo: repo.name.clone(),
-                branch,
-                folder,
+            let stage = Stage {
                 soak: soak.unwrap_or_default(),
                 approvers: st.approvers.clone(),
                 required_approvals: required,
                 window,
                 via,
-            });
+                ..Stage::new(&repo.name, &branch, &folder)
+            };
+            if stages.iter().any(|s| s.name == stage.name) {
+                return Err(at(format!("{} is already a stage of this pipeline", stage.name)));
+            }
+            stages.push(stage);
         }
         out.push(Pipeline { name: p.name.clone(), stages });
     }

@@ -9,16 +9,10 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
-const DB: &str = "prod/db/migrate";
-const API: &str = "prod/api/api";
-const WORKER: &str = "prod/worker/worker";
+use crate::support::{API, DB, WORKER};
 
 fn depdef(depends_on: &[&str]) -> String {
-    let list: Vec<String> = depends_on.iter().map(|d| format!("\"{d}\"")).collect();
-    format!(
-        r#"{{"dependsOn": [{}], "stabilityCheck": {{"pollInterval": 1, "timeout": 60}}, "gmDeploymentCircuitBreaker": {{"failureThreshold": 2}}}}"#,
-        list.join(", ")
-    )
+    crate::support::depdef_depending_on(depends_on, 1, 60)
 }
 
 fn chain(repo: &TestRepo, db: &str, api: &str, worker: &str) {
@@ -155,18 +149,8 @@ async fn moto_a_freeze_holds_a_change_until_an_override_from_the_cli_which_is_re
 /// A dev → prod pipeline's stages: dev's apps under `dev/`, prod's under `prod/` of another
 /// repository; prod needs `soak` in dev and alice's approval.
 fn dev_to_prod(soak: Duration, approvers: &[&str]) -> gitmoxi_deploy::release::pipeline::Pipeline {
-    use gitmoxi_deploy::release::pipeline::{Pipeline, Stage, Via};
-    let stage = |repo: &str, folder: &str| Stage {
-        name: format!("{repo}@main:{folder}"),
-        repo: repo.into(),
-        branch: "main".into(),
-        folder: folder.into(),
-        soak: Duration::ZERO,
-        approvers: Vec::new(),
-        required_approvals: 0,
-        window: None,
-        via: Via::Push,
-    };
+    use gitmoxi_deploy::release::pipeline::{Pipeline, Stage};
+    let stage = |repo: &str, folder: &str| Stage::new(repo, "main", folder);
     let mut prod = stage("prod", "prod");
     prod.soak = soak;
     prod.approvers = approvers.iter().map(|a| a.to_string()).collect();

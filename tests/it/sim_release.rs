@@ -8,17 +8,10 @@ use gitmoxi_deploy::release::freeze::{Freeze, FreezeWindow};
 use gitmoxi_deploy::release::pin::RollbackTo;
 use gitmoxi_deploy::status::AppStatus;
 
-const DB: &str = "prod/db/migrate";
-const API: &str = "prod/api/api";
-const WORKER: &str = "prod/worker/worker";
+use crate::support::{API, DB, WORKER};
 
-/// The stability settings of the sim's apps, with `dependsOn`.
 fn depdef(depends_on: &[&str]) -> String {
-    let list: Vec<String> = depends_on.iter().map(|d| format!("\"{d}\"")).collect();
-    format!(
-        r#"{{"dependsOn": [{}], "stabilityCheck": {{"pollInterval": 5, "timeout": 180}}, "gmDeploymentCircuitBreaker": {{"failureThreshold": 2}}}}"#,
-        list.join(", ")
-    )
+    crate::support::depdef_depending_on(depends_on, 5, 180)
 }
 
 /// The chain migrate ← api ← worker (each depends on the one before).

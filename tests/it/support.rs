@@ -105,3 +105,19 @@ pub fn controller_settings(concurrency: usize, seed: u64) -> gitmoxi::controller
         freezes: Vec::new(),
     }
 }
+
+/// Issue 26's chain of apps: the migration job, the API (depends on it), the worker (depends on
+/// the API).
+pub const DB: &str = "prod/db/migrate";
+pub const API: &str = "prod/api/api";
+pub const WORKER: &str = "prod/worker/worker";
+
+/// A depdef with `dependsOn`, a stability check polled every `poll` s for up to `timeout` s, and
+/// a circuit breaker at 2 failed tasks.
+pub fn depdef_depending_on(depends_on: &[&str], poll: u32, timeout: u32) -> String {
+    let list: Vec<String> = depends_on.iter().map(|d| format!("\"{d}\"")).collect();
+    format!(
+        r#"{{"dependsOn": [{}], "stabilityCheck": {{"pollInterval": {poll}, "timeout": {timeout}}}, "gmDeploymentCircuitBreaker": {{"failureThreshold": 2}}}}"#,
+        list.join(", ")
+    )
+}

@@ -59,6 +59,23 @@ pub struct Pipeline {
 }
 
 impl Stage {
+    /// A stage of `repo`'s `branch` (and `folder`), without conditions; named `repo@branch` or
+    /// `repo@branch:folder`.
+    pub fn new(repo: &str, branch: &str, folder: &str) -> Stage {
+        let name = if folder.is_empty() { format!("{repo}@{branch}") } else { format!("{repo}@{branch}:{folder}") };
+        Stage {
+            name,
+            repo: repo.to_string(),
+            branch: branch.to_string(),
+            folder: folder.to_string(),
+            soak: Duration::ZERO,
+            approvers: Vec::new(),
+            required_approvals: 0,
+            window: None,
+            via: Via::Push,
+        }
+    }
+
     /// An app prefix of the first stage as this stage names it (the folder swapped).
     pub fn map_prefix(&self, from: &Stage, prefix: &str) -> Option<String> {
         let rest = strip_folder(&from.folder, prefix)?;

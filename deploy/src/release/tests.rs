@@ -283,24 +283,7 @@ fn record_for(app: &crate::spec::DesiredApp, id: &str, commit: &str) -> crate::r
     let key = key("r", "main", &app.prefix);
     let applied = AppliedState::default();
     let observed = crate::observed::Observed::default();
-    let input = StepInput {
-        key: &key,
-        commit,
-        desired: Desired::Present(app),
-        applied: &applied,
-        record: None,
-        observed: &observed,
-        now_ms: 1,
-        new_deployment_id: id,
-        commands: &crate::commands::NO_COMMANDS,
-        drift: crate::drift::DriftClock::off(),
-        moved: false,
-        refusal: None,
-        own_account: None,
-        account_roles: &crate::accounts::NO_ROLES,
-        adopt_untagged: false,
-        hold: None,
-    };
+    let input = StepInput { commit, new_deployment_id: id, ..StepInput::for_test(&key, Desired::Present(app), &applied, &observed) };
     crate::strategy::start(&input, app)
 }
 
@@ -315,24 +298,7 @@ fn a_hold_keeps_a_change_from_starting_but_never_touches_what_is_in_flight() {
     let applied = AppliedState { fingerprint: Some("old".into()), owned: true, identity: Some(app.identity.clone()), ..Default::default() };
     let observed = crate::observed::Observed::default();
     let hold = Hold::Waiting { on: vec!["db/migrate".into()] };
-    let base = StepInput {
-        key: &k,
-        commit: "c0ffee",
-        desired: Desired::Present(&app),
-        applied: &applied,
-        record: None,
-        observed: &observed,
-        now_ms: 1,
-        new_deployment_id: "dep-1",
-        commands: &crate::commands::NO_COMMANDS,
-        drift: crate::drift::DriftClock::off(),
-        moved: false,
-        refusal: None,
-        own_account: None,
-        account_roles: &crate::accounts::NO_ROLES,
-        adopt_untagged: false,
-        hold: Some(&hold),
-    };
+    let base = StepInput { hold: Some(&hold), ..StepInput::for_test(&k, Desired::Present(&app), &applied, &observed) };
     assert_eq!(held(&base), Some(&hold));
     match look(&base) {
         Look::Skip(plan) => {
@@ -355,17 +321,7 @@ mod pipelines {
     use std::time::Duration;
 
     fn stage(repo: &str, folder: &str) -> Stage {
-        Stage {
-            name: format!("{repo}@main"),
-            repo: repo.into(),
-            branch: "main".into(),
-            folder: folder.into(),
-            soak: Duration::ZERO,
-            approvers: Vec::new(),
-            required_approvals: 0,
-            window: None,
-            via: Via::Push,
-        }
+        Stage { name: format!("{repo}@main"), ..Stage::new(repo, "main", folder) }
     }
 
     fn pipeline() -> Pipeline {

@@ -113,6 +113,32 @@ pub struct StepInput<'a> {
     pub hold: Option<&'a crate::release::Hold>,
 }
 
+#[cfg(test)]
+impl<'a> StepInput<'a> {
+    /// An input for tests: no command, drift off, no account, nothing observed, no hold; tests
+    /// change what they decide on.
+    pub(crate) fn for_test(key: &'a AppKey, desired: Desired<'a>, applied: &'a AppliedState, observed: &'a Observed) -> StepInput<'a> {
+        StepInput {
+            key,
+            commit: "c0ffee",
+            desired,
+            applied,
+            record: None,
+            observed,
+            now_ms: 1,
+            new_deployment_id: "dep-1",
+            commands: &crate::commands::NO_COMMANDS,
+            drift: DriftClock::off(),
+            moved: false,
+            refusal: None,
+            own_account: None,
+            account_roles: &crate::accounts::NO_ROLES,
+            adopt_untagged: false,
+            hold: None,
+        }
+    }
+}
+
 /// Before observing: a plan made without looking at AWS, or what to look at.
 #[derive(Debug, Clone, PartialEq)]
 // one value per reconcile pass, moved once: its size does not matter

@@ -501,23 +501,7 @@ impl Controller {
             };
             let changed = stored.as_ref().is_none_or(|i| i.intent != Some(entry.intent) || i.head_commit.as_deref() != Some(commit));
             if changed && entry.intent == Intent::Held {
-                self.notify(crate::integrations::notify::Event {
-                    stage: "held".into(),
-                    app: entry.app.clone(),
-                    repo: repo.to_string(),
-                    branch: branch.to_string(),
-                    commit: commit.to_string(),
-                    deployment: None,
-                    strategy: None,
-                    phase: None,
-                    traffic: None,
-                    outcome: None,
-                    cause: None,
-                    analysis: None,
-                    message: format!("delete held: {}", entry.reason),
-                    app_webhooks: Vec::new(),
-                    gate: None,
-                });
+                self.notify(crate::integrations::notify::Event::of_app("held", &key, commit, format!("delete held: {}", entry.reason)));
             }
             if changed && matches!(entry.intent, Intent::Error | Intent::Conflict | Intent::Held) {
                 let event = HistoryEvent {

@@ -288,23 +288,7 @@ impl Controller {
             };
             if let Some(stage) = stage {
                 // the people who pushed it hear why it did not start (Slack, webhooks, the commit's status)
-                self.notify(crate::integrations::notify::Event {
-                    stage: stage.into(),
-                    app: entry.key.prefix.clone(),
-                    repo: entry.key.repo.clone(),
-                    branch: entry.key.branch.clone(),
-                    commit: commit.to_string(),
-                    deployment: None,
-                    strategy: None,
-                    phase: None,
-                    traffic: None,
-                    outcome: None,
-                    cause: None,
-                    analysis: None,
-                    message: message.clone(),
-                    app_webhooks: Vec::new(),
-                    gate: None,
-                });
+                self.notify(crate::integrations::notify::Event::of_app(stage, &entry.key, commit, message.clone()));
             }
             let event = HistoryEvent { at_ms: self.clock.now_ms(), level, deployment: None, commit: Some(commit.to_string()), message };
             self.store.append_history(&entry.key, &event)?;
