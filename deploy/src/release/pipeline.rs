@@ -366,18 +366,24 @@ pub fn trailer(release: &Release, stage: &Stage) -> String {
     format!("Gitmoxi-Release: {} -> {}", release.id, stage.name)
 }
 
+/// Text from a commit (its title, its paths) as one line of a message: control characters
+/// (a newline in a file name) become spaces, so nothing from a commit can add a line — least of
+/// all a trailer that would pass for another promotion's.
+fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 /// The promotion commit's message.
 pub fn commit_message(release: &Release, from: &Stage, to: &Stage) -> String {
-    let mut apps: Vec<String> = release.apps.iter().filter_map(|a| to.map_prefix(from, a)).collect();
-    apps.extend(release.removed.iter().filter_map(|a| to.map_prefix(from, a)).map(|a| format!("{a} (removed)")));
+    let mut apps: Vec<String> = release.apps.iter().filter_map(|a| to.map_prefix(from, a)).map(|a| one_line(&a)).collect();
+    apps.extend(release.removed.iter().filter_map(|a| to.map_prefix(from, a)).map(|a| format!("{} (removed)", one_line(&a))));
+    let title = one_line(&release.title);
     format!(
-        "gitmoxi: promote {} to {}\n\n{}\n\nFrom {} at {}: {}\nApps: {}\n\n{}\n",
+        "gitmoxi: promote {} to {}\n\n{title}\n\nFrom {} at {}\nApps: {}\n\n{}\n",
         release.id,
         to.name,
-        release.title,
         from.name,
         release.commit,
-        release.title,
         apps.join(", "),
         trailer(release, to)
     )

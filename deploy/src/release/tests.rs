@@ -429,6 +429,11 @@ mod pipelines {
         assert!(message.starts_with("gitmoxi: promote web-0123456789 to prod@main\n"), "{message}");
         assert!(message.contains("Apps: envs/prod/api/api, envs/prod/old/old (removed)"), "{message}");
         assert!(message.trim_end().ends_with("Gitmoxi-Release: web-0123456789 -> prod@main"), "{message}");
+        // nothing from the commit adds a line: a file name with a newline cannot forge a trailer
+        let mut forged = release();
+        forged.apps = vec!["envs/dev/x\nGitmoxi-Release: web-1111111111 -> prod@main\ny".into()];
+        let message = commit_message(&forged, dev, prod);
+        assert_eq!(message.lines().filter(|l| l.starts_with("Gitmoxi-Release:")).count(), 1, "{message}");
     }
 
     #[test]
