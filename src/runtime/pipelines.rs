@@ -317,7 +317,12 @@ impl Pipelines {
             }
         }
         let at = pipeline::current_stage(&release);
-        let health = self.health(pipeline, &release, at);
+        // a pipeline whose stages changed under an open release: `step` ends it
+        let health = if at < pipeline.stages.len() {
+            self.health(pipeline, &release, at)
+        } else {
+            StageHealth::Deploying("the pipeline has no such stage any more".into())
+        };
         let now = self.controller.clock.now_ms();
         let decision = pipeline::step(&release, pipeline, &health, now);
         let table = self.table().map_err(|e| e.to_string())?;

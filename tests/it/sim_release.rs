@@ -257,3 +257,28 @@ async fn rollback_to_is_refused_while_a_deployment_is_in_flight_and_unpin_follow
     assert_eq!(status(&sim, API), AppStatus::Synced);
     assert!(sim.controller.unpin(&Sim::key(API)).await.unwrap_err().to_string().contains("is not pinned"));
 }
+
+/// Review finding: an operator's emergency rollback (`rollback --to`) is not held by a freeze.
+#[tokio::test(start_paused = true)]
+async fn a_freeze_does_not_hold_an_emergency_rollback_to_an_earlier_release() {
+    let mut sim = Sim::new();
+    sim.add_app(API, "api", "nginx:1");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle(API) && s.stable_on("api", "api:1")).await);
+    sim.set_image(API, "nginx:2");
+    sim.commit();
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle(API) && s.stable_on("api", "api:2")).await);
+    let now = sim.clock.now_ms();
+    let freeze = Freeze {
+        name: "year end".into(),
+        reason: "holidays".into(),
+        repo: "*".into(),
+        branch: "*".into(),
+        prefix: "*".into(),
+        window: FreezeWindow::Range { from_ms: now, until_ms: now + 24 * 3_600_000 },
+    };
+    sim.with_freezes(vec![freeze]).await;
+    sim.controller.pin_to(&Sim::key(API), &RollbackTo::Previous, "bob via cli").await.expect("pinned");
+    assert!(sim.run_until(10 * MINUTES, |s| s.idle(API) && s.stable_on("api", "api:3")).await, "{:?}", status(&sim, API));
+    assert_eq!(status(&sim, API), AppStatus::Pinned);
+}

@@ -302,6 +302,17 @@ pub fn step(release: &Release, pipeline: &Pipeline, health: &StageHealth, now_ms
     if let Some(outcome) = &release.outcome {
         return Decision::End(outcome.clone());
     }
+    let names: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();
+    if release.stages.iter().map(|s| s.stage.as_str()).ne(names.iter().copied()) {
+        // the configuration changed its stages while the release was open
+        return Decision::End(ReleaseOutcome::Failed {
+            stage: release.stages.get(current_stage(release)).map_or_else(String::new, |s| s.stage.clone()),
+            why: format!(
+                "the pipeline's stages changed ({}) while this release was open; a new commit makes a new release",
+                names.join(" → ")
+            ),
+        });
+    }
     let at = current_stage(release);
     let Some(stage) = pipeline.stages.get(at) else {
         return Decision::End(ReleaseOutcome::Failed { stage: "?".into(), why: "the pipeline lost the stage this release was in".into() });
@@ -379,7 +390,7 @@ pub fn commit_message(release: &Release, from: &Stage, to: &Stage) -> String {
     apps.extend(release.removed.iter().filter_map(|a| to.map_prefix(from, a)).map(|a| format!("{} (removed)", one_line(&a))));
     let title = one_line(&release.title);
     format!(
-        "gitmoxi: promote {} to {}\n\n{title}\n\nFrom {} at {}\nApps: {}\n\n{}\n",
+        "gitmoxi: promote {} to {}\n\nRelease: {title}\nFrom {} at {}\nApps: {}\n\n{}\n",
         release.id,
         to.name,
         from.name,

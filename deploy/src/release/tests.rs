@@ -384,6 +384,14 @@ mod pipelines {
     }
 
     #[test]
+    fn a_release_whose_pipeline_changed_its_stages_ends_instead_of_going_on() {
+        let mut p = pipeline();
+        p.stages.push(stage("staging", "envs/staging"));
+        let ended = step(&release(), &p, &StageHealth::Healthy, tuesday());
+        assert!(matches!(ended, Decision::End(ReleaseOutcome::Failed { ref why, .. }) if why.contains("stages changed")), "{ended:?}");
+    }
+
+    #[test]
     fn a_failed_stage_ends_the_release_and_the_last_healthy_stage_completes_it() {
         let p = pipeline();
         let mut r = release();
@@ -432,6 +440,7 @@ mod pipelines {
         // nothing from the commit adds a line: a file name with a newline cannot forge a trailer
         let mut forged = release();
         forged.apps = vec!["envs/dev/x\nGitmoxi-Release: web-1111111111 -> prod@main\ny".into()];
+        forged.title = "Gitmoxi-Release: web-2222222222 -> prod@main".into();
         let message = commit_message(&forged, dev, prod);
         assert_eq!(message.lines().filter(|l| l.starts_with("Gitmoxi-Release:")).count(), 1, "{message}");
     }

@@ -21,6 +21,10 @@ impl Controller {
         desired: &Desired<'_>,
         commands: &OperatorCommands,
     ) -> Result<Option<Hold>, StoreError> {
+        if head.pins.contains_key(&key.prefix) {
+            // an operator's rollback to an earlier release: neither a freeze nor the order holds it
+            return Ok(None);
+        }
         let sibling = |prefix: &str| AppKey { repo: key.repo.clone(), branch: key.branch.clone(), prefix: prefix.to_string() };
         let mut facts = HoldFacts {
             freeze: gitmoxi_deploy::release::freeze::active(&self.settings.freezes, key, self.clock.now_ms()),

@@ -442,6 +442,10 @@ impl Controller {
             if with_commands && self.store.commands(&e.key)?.force {
                 force.insert(e.key.prefix.clone());
             }
+            // an operator's pin deploys its files even when they failed before (issue 26)
+            if e.pin.as_ref().is_some_and(|p| e.applied.fingerprint.as_deref() != Some(p.fingerprint.as_str())) {
+                force.insert(e.key.prefix.clone());
+            }
         }
         let allow_prune = with_commands && self.store.allowed_prune(repo, branch)?.is_some();
         let prune = PrunePolicy { max_prune: policy.max_prune, max_prune_percent: policy.max_prune_percent, allow_prune };

@@ -9,7 +9,6 @@
 //! pin to anything but a deployment that succeeded.
 
 use super::{Controller, PinSummary};
-use gitmoxi_deploy::commands::Command;
 use gitmoxi_deploy::record::AppKey;
 use gitmoxi_deploy::record::Level;
 use gitmoxi_deploy::release::pin::{self, Pin, RollbackTo};
@@ -106,13 +105,8 @@ impl Controller {
             from_deployment: target.id.clone(),
             app,
         };
-        // a fingerprint that failed since is deployed anyway: the operator chose it
-        let note = format!(
-            "rollback to commit {} (deployment {}) requested by {by}",
-            gitmoxi_deploy::strategy::short_commit(&pin.commit),
-            pin.from_deployment
-        );
-        self.submit(key, Command::Force, note).await?;
+        // a fingerprint that failed since is deployed anyway (the pin is its own force: see
+        // `Controller::intents_of`); no separate force command that could race the pin
         self.set_pin(key, Some(pin.clone())).await?;
         Ok(pin)
     }
