@@ -134,7 +134,14 @@ impl Freeze {
 
     /// When the freeze ends, if it holds at `now_ms`.
     pub fn ends_at(&self, now_ms: u64) -> Option<u64> {
-        match self.window {
+        self.window.ends_at(now_ms)
+    }
+}
+
+impl FreezeWindow {
+    /// When the window ends, if `now_ms` is inside it.
+    pub fn ends_at(&self, now_ms: u64) -> Option<u64> {
+        match *self {
             FreezeWindow::Range { from_ms, until_ms } => (from_ms <= now_ms && now_ms < until_ms).then_some(until_ms),
             FreezeWindow::Weekly { start, end } => {
                 let minute = now_ms / 60_000;

@@ -344,16 +344,7 @@ pub fn step(release: &Release, pipeline: &Pipeline, health: &StageHealth, now_ms
         }
     }
     if let Some((start, end)) = next.window {
-        let window = FreezeWindow::Weekly { start, end };
-        let freeze = super::freeze::Freeze {
-            name: String::new(),
-            reason: String::new(),
-            repo: "*".into(),
-            branch: "*".into(),
-            prefix: "*".into(),
-            window,
-        };
-        if freeze.ends_at(now_ms).is_none() {
+        if (FreezeWindow::Weekly { start, end }).ends_at(now_ms).is_none() {
             blockers.push(Blocker::Window { opens_at_ms: next_weekly_start(start, now_ms) });
         }
     }

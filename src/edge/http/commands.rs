@@ -266,7 +266,7 @@ fn pin_refused(e: crate::runtime::controller::pins::PinError) -> Box<Response> {
         PinError::InFlight { .. } | PinError::NotOwner { .. } => StatusCode::CONFLICT,
         PinError::NoTarget(_) | PinError::NotPinned { .. } | PinError::NoHead { .. } => StatusCode::NOT_FOUND,
         PinError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
-        PinError::Store(_) | PinError::Submit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        PinError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     refuse(status, e.to_string())
 }

@@ -34,8 +34,6 @@ pub enum PinError {
     NotOwner { app: String, owner: String },
     #[error("the controller is shutting down")]
     Stopped,
-    #[error(transparent)]
-    Submit(#[from] super::commands::SubmitError),
 }
 
 /// Sets (or clears) the pin in the app's head row (the heads owner's; high availability copies
